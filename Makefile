@@ -1,0 +1,66 @@
+# joinedup — the menu. On a fresh machine: `make demo`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_PEOPLE ?= 300000
+DEMO_SEED ?= 42
+WAREHOUSE ?= data/joinedup.duckdb
+# Public reference data for tests and acceptance checks; the product itself takes paths as options.
+REFERENCE_DIR ?= $(abspath ../shared/data/reference)
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.PHONY: help setup java demo test check bench calibration format clean
+
+help:
+	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people) and summarise it"
+	@echo "make test         set up everything the tests need (venv, Java for Spark) and run them all"
+	@echo "make check        ruff lint + format check, mypy, import-linter contracts"
+	@echo "make bench        run benchmarks/ and write benchmarks/results.json"
+	@echo "make calibration  rebuild the calibration table in docs/synthetic-data.md"
+	@echo "make format       apply ruff formatting and safe fixes"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is needed ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[spark,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Spark needs a Java runtime (17 or 21). Install one through apt when the machine has none.
+java:
+	@if command -v java >/dev/null 2>&1; then \
+		echo "java: $$(java -version 2>&1 | head -n 1)"; \
+	else \
+		echo "java not found: installing openjdk-17-jre-headless with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE)
+
+test: $(STAMP) java
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP) java
+	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
+
+calibration: $(STAMP)
+	$(BIN)/joinedup synth calibrate --people 200000 --seed 42 --write-doc docs/synthetic-data.md
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/ benchmarks/results.json

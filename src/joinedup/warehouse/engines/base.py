@@ -1,0 +1,70 @@
+"""The one interface every analytic runs through.
+
+An analytic is written once, as a sqlglot syntax tree over the canonical tables; each engine
+renders it in its own dialect and returns an Arrow table. Engines differ only in where the
+tables live (a DuckDB file or memory; Spark views over Parquet or Arrow) and how SQL is run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import pyarrow as pa
+from sqlglot import exp
+
+from joinedup.warehouse.schema import Table
+
+
+class Engine(ABC):
+    """A place where canonical tables live and analytics execute."""
+
+    #: sqlglot dialect the engine speaks.
+    dialect: str = ""
+    #: short name shown to users and in benchmark results.
+    name: str = ""
+
+    @abstractmethod
+    def load(self, name: str, data: pa.Table) -> None:
+        """Make `data` available as table `name`, replacing any table of that name."""
+
+    @abstractmethod
+    def load_parquet(self, name: str, files: Iterable[Path]) -> None:
+        """Make the Parquet `files` available as table `name`, replacing any of that name."""
+
+    @abstractmethod
+    def execute(self, query: exp.Query) -> pa.Table:
+        """Run a query and return its result as Arrow."""
+
+    @abstractmethod
+    def table_names(self) -> list[str]:
+        """Tables (or views) the engine can see."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need not override
+        """Release connections and sessions."""
+
+    def render(self, query: exp.Query) -> str:
+        """The SQL this engine would run for `query` (for logs and debugging)."""
+        return query.sql(dialect=self.dialect)
+
+    def count(self, name: str) -> int:
+        result = self.execute(exp.select(exp.func("count", exp.Star()).as_("n")).from_(name))
+        return int(result.column("n")[0].as_py())
+
+    def missing_tables(self, tables: Iterable[Table]) -> list[str]:
+        have = set(self.table_names())
+        return [t.name for t in tables if t.name not in have]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

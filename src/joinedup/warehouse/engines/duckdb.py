@@ -1,0 +1,142 @@
+"""DuckDB: the embedded default engine, over a warehouse file or in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from joinedup.errors import JoinedupError
+from joinedup.warehouse.engines.base import Engine
+from joinedup.warehouse.schema import Table
+
+
+def _ddl(table: Table) -> str:
+    """CREATE TABLE for a canonical table, built as a syntax tree."""
+    schema = exp.Schema(
+        this=exp.to_table(table.name),
+        expressions=[
+            exp.ColumnDef(
+                this=exp.to_identifier(c.name),
+                kind=exp.DataType.build(c.type, dialect="duckdb"),
+                constraints=[]
+                if c.nullable
+                else [exp.ColumnConstraint(kind=exp.NotNullColumnConstraint())],
+            )
+            for c in table.columns
+        ],
+    )
+    return exp.Create(this=schema, kind="TABLE", replace=True).sql(dialect="duckdb")
+
+
+class DuckDBEngine(Engine):
+    """Runs analytics in DuckDB. `path=None` is an in-memory database."""
+
+    dialect = "duckdb"
+    name = "duckdb"
+
+    def __init__(
+        self, path: Path | str | None = None, *, read_only: bool = False, threads: int | None = None
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        if self.path is not None and read_only and not self.path.exists():
+            raise JoinedupError(
+                f"warehouse {self.path} does not exist: build one with `joinedup synth` "
+                "or point --warehouse (or JOINEDUP_WAREHOUSE) at an existing file"
+            )
+        # DuckDB without the ICU extension has no time zones: timestamps are UTC already.
+        config: dict[str, str | int] = {}
+        if threads is not None:
+            config["threads"] = threads
+        try:
+            self.con = duckdb.connect(
+                ":memory:" if self.path is None else str(self.path),
+                read_only=read_only,
+                config=config,
+            )
+        except duckdb.Error as err:
+            raise JoinedupError(f"cannot open warehouse {self.path}: {err}") from err
+
+    def create(self, table: Table) -> None:
+        """Create an empty canonical table with its types and NOT NULL constraints."""
+        self.con.execute(_ddl(table))
+
+    def load(self, name: str, data: pa.Table) -> None:
+        self.con.register("_joinedup_incoming", data)
+        try:
+            self.con.execute(
+                exp.Create(
+                    this=exp.to_table(name),
+                    kind="TABLE",
+                    replace=True,
+                    expression=exp.select("*").from_("_joinedup_incoming"),
+                ).sql(dialect="duckdb")
+            )
+        finally:
+            self.con.unregister("_joinedup_incoming")
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append Arrow rows to an existing table (columns by position)."""
+        self.con.register("_joinedup_incoming", data)
+        try:
+            self.con.execute(
+                exp.insert(exp.select("*").from_("_joinedup_incoming"), name).sql(dialect="duckdb")
+            )
+        finally:
+            self.con.unregister("_joinedup_incoming")
+
+    def load_parquet(self, name: str, files: Iterable[Path]) -> None:
+        self.con.execute(
+            exp.Create(
+                this=exp.to_table(name),
+                kind="TABLE",
+                replace=True,
+                expression=exp.select("*").from_(_read_parquet(files)),
+            ).sql(dialect="duckdb")
+        )
+
+    def append_parquet(self, name: str, files: Iterable[Path]) -> None:
+        """Insert Parquet rows into an existing (typed) canonical table."""
+        self.con.execute(
+            exp.insert(exp.select("*").from_(_read_parquet(files)), name).sql(dialect="duckdb")
+        )
+
+    def export_parquet(self, name: str, path: Path) -> None:
+        """Write table `name` to one Parquet file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.con.execute(
+            exp.Copy(
+                this=exp.to_table(name),
+                kind=False,
+                files=[exp.Literal.string(str(path))],
+                params=[exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("PARQUET"))],
+            ).sql(dialect="duckdb")
+        )
+
+    def execute(self, query: exp.Query) -> pa.Table:
+        try:
+            return self.con.sql(query.sql(dialect=self.dialect)).to_arrow_table()
+        except duckdb.CatalogException as err:
+            raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
+
+    def table_names(self) -> list[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    def checkpoint(self) -> None:
+        self.con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _read_parquet(files: Iterable[Path]) -> exp.Expression:
+    paths = [exp.Literal.string(str(f)) for f in files]
+    if not paths:
+        raise JoinedupError("no Parquet files to read")
+    return exp.func("read_parquet", exp.Array(expressions=paths))
