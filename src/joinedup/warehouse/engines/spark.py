@@ -1,0 +1,165 @@
+"""Apache Spark: the same analytics over Parquet on a laptop (local[N]) or a cluster.
+
+pyspark is imported only when a SparkEngine is made, so DuckDB users never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from joinedup.errors import JoinedupError
+from joinedup.warehouse.engines.base import Engine
+from joinedup.warehouse.schema import ALL_TABLES, Table
+
+_NEEDS_JAVA = "Spark needs Java 17+: install Java 17+ (`make test` installs it)"
+
+#: Settings for a small, quiet, UTC session; `config` overrides any of them.
+DEFAULT_CONFIG: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+    "spark.driver.memory": "2g",
+    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+}
+#: Extra settings for local mode, where a few partitions beat Spark's default of 200.
+LOCAL_CONFIG: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+}
+
+
+class SparkEngine(Engine):
+    """Runs analytics in Spark; `master` is passed through (local[N], spark://, yarn, k8s://)."""
+
+    dialect = "spark"
+    name = "spark"
+
+    def __init__(
+        self,
+        master: str = "local[2]",
+        app_name: str = "joinedup",
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            from pyspark.sql import SparkSession  # noqa: PLC0415 - only Spark users load it
+        except ImportError as err:
+            raise JoinedupError(
+                "the Spark engine needs pyspark: pip install 'joinedup[spark]'"
+            ) from err
+        if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+            raise JoinedupError(f"java not found. {_NEEDS_JAVA}")
+        settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
+        settings.update(config or {})
+        # A session already running (a notebook, another engine) is reused and left running.
+        self._owns_session = SparkSession.getActiveSession() is None
+        builder = SparkSession.builder.master(master).appName(app_name)
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        try:
+            self.session: Any = builder.getOrCreate()
+        except Exception as err:  # py4j and pyspark raise many kinds when the JVM will not start
+            raise JoinedupError(f"cannot start Spark at {master}: {err}. {_NEEDS_JAVA}") from err
+        self.session.sparkContext.setLogLevel("ERROR")
+        self.master = master
+
+    @classmethod
+    def from_parquet_dir(
+        cls,
+        directory: Path,
+        master: str = "local[2]",
+        app_name: str = "joinedup",
+        config: Mapping[str, str] | None = None,
+    ) -> SparkEngine:
+        """A session with every canonical table found under `directory` registered as a view."""
+        found = canonical_parquet_files(directory)
+        engine = cls(master, app_name, config)
+        for name, files in found.items():
+            engine.load_parquet(name, files)
+        return engine
+
+    def load(self, name: str, data: pa.Table) -> None:
+        self.session.createDataFrame(data).createOrReplaceTempView(name)
+
+    def load_parquet(self, name: str, files: Iterable[Path]) -> None:
+        paths = [str(f) for f in files]
+        if not paths:
+            raise JoinedupError(f"no Parquet files to read for table {name}")
+        self.session.read.parquet(*paths).createOrReplaceTempView(name)
+
+    def execute(self, query: exp.Query) -> pa.Table:
+        sql = query.sql(dialect=self.dialect)
+        try:
+            result = self.session.sql(sql).toArrow()
+        except Exception as err:
+            if "TABLE_OR_VIEW_NOT_FOUND" in str(err):
+                raise JoinedupError(f"Spark lacks a table this needs: {err}") from err
+            raise
+        return _normalise(result)
+
+    def table_names(self) -> list[str]:
+        return sorted(t.name for t in self.session.catalog.listTables())
+
+    def drop(self, name: str) -> None:
+        """Forget the view `name` (no error if there is none)."""
+        self.session.catalog.dropTempView(name)
+
+    def drop_all(self) -> None:
+        """Forget every temporary view, leaving the session running."""
+        for t in self.session.catalog.listTables():
+            if t.isTemporary:
+                self.session.catalog.dropTempView(t.name)
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.stop()
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """Arrow types as DuckDB returns them: nullable fields, date32, string, int64 counts."""
+    fields = []
+    for f in table.schema:
+        t = f.type
+        if pa.types.is_date64(t):
+            t = pa.date32()
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            t = pa.string()
+        fields.append(pa.field(f.name, t, nullable=True))
+    schema = pa.schema(fields)
+    return table if schema == table.schema else table.cast(schema)
+
+
+def canonical_parquet_files(
+    directory: Path, tables: Iterable[Table] = ALL_TABLES
+) -> dict[str, list[Path]]:
+    """Parquet files for each canonical table under `directory`.
+
+    A table is `<dir>/<table>/*.parquet` (e.g. written by Spark) or `<dir>/<table>.parquet`.
+    Tables with neither are left out; finding none at all is an error.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise JoinedupError(f"Parquet directory {directory} does not exist")
+    found: dict[str, list[Path]] = {}
+    for t in tables:
+        folder, single = directory / t.name, directory / f"{t.name}.parquet"
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if files:
+            found[t.name] = files
+        elif single.is_file():
+            found[t.name] = [single]
+    if not found:
+        raise JoinedupError(
+            f"no canonical tables in {directory}: expected <table>.parquet or <table>/*.parquet "
+            "(export a warehouse with `joinedup warehouse export`)"
+        )
+    return found
