@@ -83,8 +83,10 @@ def age_at(when: DateLike, alias: str = "p") -> exp.Expr:
 
 def born_by(when: date, alias: str = "p") -> exp.Expr:
     """Born in or before the month of `when`."""
+    # As INT: a SMALLINT year times 12 is too close to SMALLINT's limit on some engines.
+    year = exp.cast(col("birth_year", alias), exp.DataType.Type.INT)
     born = exp.Add(
-        this=exp.Mul(this=col("birth_year", alias), expression=exp.Literal.number(12)),
+        this=exp.Mul(this=year, expression=exp.Literal.number(12)),
         expression=col("birth_month", alias),
     )
     return exp.LTE(this=born, expression=exp.Literal.number(when.year * 12 + when.month))

@@ -18,7 +18,7 @@ from joinedup.errors import JoinedupError
 from joinedup.warehouse.engines.base import Engine
 from joinedup.warehouse.schema import ALL_TABLES, Table
 
-_NEEDS_JAVA = "Spark needs Java 17+: install Java 17+ (`make test` installs it)"
+_NEEDS_JAVA = "install Java 17+ (`make test` installs it)"
 
 #: Settings for a small, quiet, UTC session; `config` overrides any of them.
 DEFAULT_CONFIG: dict[str, str] = {
@@ -57,7 +57,7 @@ class SparkEngine(Engine):
                 "the Spark engine needs pyspark: pip install 'joinedup[spark]'"
             ) from err
         if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-            raise JoinedupError(f"java not found. {_NEEDS_JAVA}")
+            raise JoinedupError(f"Spark needs Java and none was found: {_NEEDS_JAVA}")
         settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
         settings.update(config or {})
         # A session already running (a notebook, another engine) is reused and left running.
@@ -68,7 +68,10 @@ class SparkEngine(Engine):
         try:
             self.session: Any = builder.getOrCreate()
         except Exception as err:  # py4j and pyspark raise many kinds when the JVM will not start
-            raise JoinedupError(f"cannot start Spark at {master}: {err}. {_NEEDS_JAVA}") from err
+            raise JoinedupError(
+                f"cannot start Spark at {master}: {err}. If Java is missing or older than 17, "
+                + _NEEDS_JAVA
+            ) from err
         self.session.sparkContext.setLogLevel("ERROR")
         self.master = master
 
