@@ -39,7 +39,13 @@ class DuckDBEngine(Engine):
     name = "duckdb"
 
     def __init__(
-        self, path: Path | str | None = None, *, read_only: bool = False, threads: int | None = None
+        self,
+        path: Path | str | None = None,
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        bulk_load: bool = False,
     ) -> None:
         self.path = None if path is None else Path(path)
         if self.path is not None and read_only and not self.path.exists():
@@ -51,6 +57,10 @@ class DuckDBEngine(Engine):
         config: dict[str, str | int] = {}
         if threads is not None:
             config["threads"] = threads
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        if bulk_load:  # loads need not keep row order, which lets DuckDB insert in parallel
+            config["preserve_insertion_order"] = "false"
         try:
             self.con = duckdb.connect(
                 ":memory:" if self.path is None else str(self.path),

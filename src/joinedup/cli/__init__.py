@@ -1,0 +1,5 @@
+"""The `joinedup` command line: the only place (with web/api) that knows about terminals."""
+
+from joinedup.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,75 @@
+"""Top-level `joinedup` command and the error handling every subcommand shares."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from joinedup import __version__
+from joinedup.errors import JoinedupError
+
+DEFAULT_WAREHOUSE = Path("data/joinedup.duckdb")
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="joinedup",
+    help="joinedup: the platform an Integrated Care System runs on.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+WarehouseOption = Annotated[
+    Path,
+    typer.Option(
+        "--warehouse",
+        "-w",
+        envvar="JOINEDUP_WAREHOUSE",
+        help="Warehouse DuckDB file (env JOINEDUP_WAREHOUSE).",
+        show_default=True,
+    ),
+]
+
+
+def warehouse_default() -> Path:
+    return Path(os.environ.get("JOINEDUP_WAREHOUSE", str(DEFAULT_WAREHOUSE)))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"joinedup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """joinedup: the platform an Integrated Care System runs on."""
+
+
+def _register() -> None:
+    # Subcommand groups register themselves on import; kept here so `main` sees them all.
+    from joinedup.cli import commands  # noqa: F401
+
+
+def main() -> None:
+    """Entry point: run the app; user errors become one red line and exit code 2."""
+    _register()
+    try:
+        app(standalone_mode=True)
+    except JoinedupError as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: nothing was half-written[/]")
+        sys.exit(130)
