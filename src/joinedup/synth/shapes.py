@@ -12,20 +12,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from joinedup.footprint import Footprint, PlaceProfile
+from joinedup.reference.areas import Area as Area  # noqa: PLC0414 (re-export)
 from joinedup.synth import params
 
 AGES = params.MAX_AGE_INDEX + 1
 ETHNIC_CODES: tuple[str, ...] = tuple(params.ETHNICITY_ENGLAND) + ("Z",)
-
-
-@dataclass(frozen=True)
-class Area:
-    """Small areas of one place: codes, IMD deciles and population by single year of age."""
-
-    lsoa_codes: NDArray[np.str_]
-    imd_deciles: NDArray[np.int16]
-    #: people by area (rows) and single year of age 0..90+ (columns).
-    age_counts: NDArray[np.float64]
 
 
 @dataclass(frozen=True)
