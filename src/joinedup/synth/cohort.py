@@ -70,7 +70,9 @@ def _sample_areas_and_ages(
     u = rng.random(n)
     local = rng.random(n) < 0.6
     centre = world.practice_position[practice]
-    u = np.where(local, np.clip(centre + (u - 0.5) * 0.35, 0.0, 1.0 - 1e-12), u)
+    v = np.abs(centre + (u - 0.5) * 0.35)  # reflect at both ends to keep the draw uniform
+    v = np.where(v >= 1.0, 2.0 - v - 1e-12, v)
+    u = np.where(local, v, u)
     for p in np.unique(place):
         sel = np.flatnonzero(place == p)
         table = world.places[p]
@@ -198,6 +200,7 @@ def assign_conditions(world: World, c: Cohort, rng: np.random.Generator) -> None
     n = len(c)
     age_end = c.age_on(world.end_day)
     prob = _condition_probability(np.maximum(age_end, 0), c.sex, c.imd, c.latent)
+    prob = np.minimum(prob * world.calibration.prevalence_adjust[None, :], 0.95)
     c.conditions = rng.random((n, K)) < prob
     durations = np.asarray([cp.mean_duration_years for cp in params.CONDITIONS]) * 365.25
     onset = world.end_day - (rng.exponential(1.0, (n, K)) * durations).astype(np.int64)
@@ -213,27 +216,33 @@ def assign_frailty(world: World, c: Cohort, rng: np.random.Generator) -> None:
     c.frailty = np.where(age >= 65, level, 0).astype(np.int8)
 
 
-def apply_deaths(world: World, c: Cohort, rng: np.random.Generator) -> None:
-    """Deaths year by year from ONS mortality rates, raised for the sick and lowered for the well
-    so that rates by age and sex still match the national table."""
+def deaths_in_year(
+    world: World, c: Cohort, rng: np.random.Generator, year: int, mult: NDArray[np.float64]
+) -> None:
+    """Deaths in one history year from ONS mortality rates, raised for the sick and lowered for
+    the well so that rates by age and sex still match the national table."""
     male = np.asarray(params.MORTALITY_MALE_PER_100K) / 1e5
     female = np.asarray(params.MORTALITY_FEMALE_PER_100K) / 1e5
+    lo, hi = world.year_bounds(year)
+    alive = (c.death_day == NO_DEATH) & (c.entry_day < hi)
+    age = np.maximum(c.age_on(lo), 0)
+    rate = np.where(c.sex == MALE, male[np.minimum(age, 90)], female[np.minimum(age, 90)])
+    norm = world.calibration.mortality_norm[year, c.sex, age_band(age)]
+    q = np.minimum(rate * mult / norm, 0.9)
+    start = np.maximum(c.entry_day, lo)
+    exposure = (hi - start) / 365.25
+    dies = alive & (rng.random(len(c)) < q * exposure)
+    day = start + (rng.random(len(c)) * (hi - start)).astype(np.int64)
+    c.death_day = np.where(dies, day, c.death_day)
+
+
+def apply_deaths(world: World, c: Cohort, rng: np.random.Generator) -> None:
+    """Deaths through the whole history; a diagnosis cannot follow death."""
     mult = mortality_multiplier(c)
     for year in range(world.years):
-        lo, hi = world.year_bounds(year)
-        alive = (c.death_day == NO_DEATH) & (c.entry_day < hi)
-        age = np.maximum(c.age_on(lo), 0)
-        rate = np.where(c.sex == MALE, male[np.minimum(age, 90)], female[np.minimum(age, 90)])
-        norm = world.calibration.mortality_norm[c.sex, age_band(age)]
-        q = np.minimum(rate * mult / norm, 0.9)
-        start = np.maximum(c.entry_day, lo)
-        exposure = (hi - start) / 365.25
-        dies = alive & (rng.random(len(c)) < q * exposure)
-        day = start + (rng.random(len(c)) * (hi - start)).astype(np.int64)
-        c.death_day = np.where(dies, day, c.death_day)
-    died = c.death_day != NO_DEATH
-    # A diagnosis cannot follow death.
-    c.onset_day = np.where(died[:, None], np.minimum(c.onset_day, c.death_day[:, None] - 1), c.onset_day)
+        deaths_in_year(world, c, rng, year, mult)
+    died = (c.death_day != NO_DEATH)[:, None]
+    c.onset_day = np.where(died, np.minimum(c.onset_day, c.death_day[:, None] - 1), c.onset_day)
 
 
 def births(world: World, mothers: Cohort, rng: np.random.Generator, index_base: int) -> Cohort:
@@ -298,6 +307,7 @@ __all__ = [
     "NO_DEATH",
     "Cohort",
     "apply_deaths",
+    "deaths_in_year",
     "base_cohort",
     "births",
     "frailty_score",

@@ -23,8 +23,10 @@ from joinedup.synth import columns as col
 from joinedup.synth import params
 from joinedup.synth.cohort import (
     NO_DEATH,
+    K,
     Cohort,
     apply_deaths,
+    deaths_in_year,
     assign_frailty,
     base_cohort,
     births,
@@ -73,38 +75,73 @@ def england_footprint(people: int = 60_000) -> Footprint:
     )
 
 
-def measure_calibration(start: dt.date, years: int) -> Calibration:
-    """Normalising constants from a fixed national sample (seed 0, independent of the run)."""
-    fp = england_footprint()
-    world = build_world(fp, shapes_for(fp, 0), people=60_000, seed=0, start=start, years=years)
-    rng = np.random.default_rng(np.random.SeedSequence([0, 999_999]))
-    c = base_cohort(world, 0, world.people, rng)
-    age = np.maximum(c.age_on(world.end_day), 0)
-    score = frailty_score(age, c.condition_count, c.latent, rng.standard_normal(len(c)))
-    older = score[age >= 65]
-    # eFI shares among 65+: mild or worse 50%, moderate or worse 15%, severe 3%.
-    thresholds = np.quantile(older, [0.50, 0.85, 0.97])
-    calib = Calibration(frailty_thresholds=thresholds)
-    world.calibration = calib
-    assign_frailty(world, c, rng)
+def measure_calibration(start: dt.date, years: int, people: int = 60_000) -> Calibration:
+    """Normalising constants from a fixed national sample (seed 0, independent of the run).
 
-    band = age_band(np.maximum(c.age_on(world.start_day), 0))
-    calib.mortality_norm = _group_mean(mortality_multiplier(c), c.sex, band)
-    calib.service_norm = np.stack(
-        [_group_mean(svc.service_multiplier(c, s), c.sex, band) for s in range(svc.S)]
-    )
+    Two passes: the first measures how much deaths during the history thin each condition's
+    prevalence, the second regenerates with that corrected and records, year by year, the mean
+    mortality and service multipliers among the living (the sick die first, so survivors get
+    healthier and the constants change from year to year)."""
+    fp = england_footprint()
+    world = build_world(fp, shapes_for(fp, 0), people=people, seed=0, start=start, years=years)
+    adjust = np.ones(K)
+    targets = np.asarray([c.target_prevalence for c in params.CONDITIONS])
+    min_age = np.asarray([c.min_age for c in params.CONDITIONS])
+    calib = Calibration()
+    for _ in range(2):
+        calib = Calibration(
+            years=years,
+            service_norm=np.ones((years, svc.S, 2, AGE_BANDS)),
+            mortality_norm=np.ones((years, 2, AGE_BANDS)),
+            prevalence_adjust=adjust,
+        )
+        world.calibration = calib
+        rng = np.random.default_rng(np.random.SeedSequence([0, 999_999]))
+        c = base_cohort(world, 0, world.people, rng)
+        age = np.maximum(c.age_on(world.end_day), 0)
+        score = frailty_score(age, c.condition_count, c.latent, rng.standard_normal(len(c)))
+        # eFI shares among 65+: mild or worse 50%, moderate or worse 15%, severe 3%.
+        calib.frailty_thresholds = np.quantile(score[age >= 65], [0.50, 0.85, 0.97])
+        assign_frailty(world, c, rng)
+        mortality = mortality_multiplier(c)
+        service = [svc.service_multiplier(c, s) for s in range(svc.S)]
+        for year in range(years):
+            lo, hi = world.year_bounds(year)
+            alive = c.death_day == NO_DEATH
+            band = age_band(np.maximum(c.age_on(lo), 0))[alive]
+            sex = c.sex[alive]
+            calib.mortality_norm[year] = _group_mean(mortality[alive], sex, band)
+            deaths_in_year(world, c, rng, year, mortality)
+            # Services are used per person-year: the sick die sooner and contribute less time.
+            last = np.minimum(c.death_day[alive], hi)
+            exposure = (last - lo) / (hi - lo)
+            mid_age = ((lo + (last - lo) // 2 - c.birth_day[alive]) // 365.25).astype(np.int64)
+            mid_band = age_band(np.maximum(mid_age, 0))
+            for s in range(svc.S):
+                calib.service_norm[year, s] = _group_mean(
+                    service[s][alive], sex, mid_band, exposure
+                )
+        alive = c.death_day == NO_DEATH
+        eligible = alive[:, None] & (age[:, None] >= min_age[None, :])
+        observed = (c.conditions & eligible).sum(axis=0) / np.maximum(eligible.sum(axis=0), 1)
+        adjust = adjust * np.clip(targets / np.maximum(observed, 1e-6), 0.8, 1.5)
     return calib
 
 
 def _group_mean(
-    values: NDArray[np.float64], sex: NDArray[np.int8], band: NDArray[np.int64]
+    values: NDArray[np.float64],
+    sex: NDArray[np.int8],
+    band: NDArray[np.int64],
+    weights: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
+    """Mean of `values` by sex and age band (1 where a group has too few people to tell)."""
+    w = np.ones(len(values)) if weights is None else weights
     out = np.ones((2, AGE_BANDS))
     for s in (0, 1):
         for b in range(AGE_BANDS):
             sel = (sex == s) & (band == b)
-            if sel.sum() >= 20:
-                out[s, b] = values[sel].mean()
+            if sel.sum() >= 20 and w[sel].sum() > 0:
+                out[s, b] = float(np.average(values[sel], weights=w[sel]))
     return out
 
 

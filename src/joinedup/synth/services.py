@@ -85,8 +85,9 @@ def generate_activity(world: World, c: Cohort, rng: np.random.Generator) -> Even
             first = np.maximum(c.entry_day, lo)
             last = np.minimum(c.death_day, hi)  # exclusive
             span = np.maximum(last - first, 0)
-            age = np.maximum(c.age_on(lo), 0)
-            rate = base_rate(s, age, c.sex) * mult / norm[s, c.sex, age_band(age)]
+            # Age in the middle of the time at risk: a baby's first year is at the infant rate.
+            age = np.maximum(c.age_on(first + span // 2), 0)
+            rate = base_rate(s, age, c.sex) * mult / norm[year, s, c.sex, age_band(age)]
             count = rng.poisson(rate * span / 365.25)
             who = np.repeat(np.arange(n, dtype=np.int64), count)
             persons.append(who)
@@ -186,7 +187,7 @@ def generate_pathways(world: World, c: Cohort, rng: np.random.Generator) -> Path
     last = np.minimum(c.death_day, world.end_day + 1)
     span = np.maximum(last - first, 0)
     age = np.maximum(c.age_on(world.start_day), 0)
-    rate = base_rate(op, age, c.sex) * mult / norm[op, c.sex, age_band(age)]
+    rate = base_rate(op, age, c.sex) * mult / norm[0, op, c.sex, age_band(age)]
     count = rng.poisson(rate * params.RTT_STARTS_PER_OUTPATIENT * span / 365.25)
     person = np.repeat(np.arange(len(c), dtype=np.int64), count)
     start = first[person] + (rng.random(len(person)) * span[person]).astype(np.int64)

@@ -79,9 +79,9 @@ def profile_shape(place_code: str, profile: PlaceProfile, population: int, seed:
     deciles.sort()
     tilt = np.interp(np.arange(AGES), _TILT_AGES, _AGE_TILT[profile])
     base = national_age_counts() * tilt
-    # More deprived areas are younger: the 65+ share falls by about a third from decile 10 to 1.
-    young = np.interp(np.arange(AGES), (0, 30, 50, 65, 90), (1.15, 1.2, 1.0, 0.8, 0.7))
-    depth = (10 - deciles) / 9.0
+    # More deprived areas are younger, less deprived older, around the place's own structure.
+    young = np.interp(np.arange(AGES), (0, 30, 50, 65, 90), (1.08, 1.1, 1.0, 0.88, 0.82))
+    depth = (5.5 - deciles) / 4.5
     age_counts = base[None, :] * (1 + depth[:, None] * (young[None, :] - 1))
     size = rng.uniform(0.7, 1.3, n_areas)
     age_counts *= (size / age_counts.sum(axis=1))[:, None]

@@ -36,15 +36,21 @@ class PlaceTables:
 @dataclass
 class Calibration:
     """Constants measured once on a national-shaped sample so that rates by age and sex match
-    England however sick or healthy a place is."""
+    England however sick or healthy a place is, in every year of the history."""
 
-    #: mean service multiplier by service, sex (0 female, 1 male) and five-year age band.
-    service_norm: NDArray[np.float64] = field(default_factory=lambda: np.ones((1, 2, 19)))
-    mortality_norm: NDArray[np.float64] = field(default_factory=lambda: np.ones((2, 19)))
+    years: int = 1
+    #: mean service multiplier among the living by year, service, sex (0 female, 1 male) and
+    #: five-year age band.
+    service_norm: NDArray[np.float64] = field(default_factory=lambda: np.ones((1, 1, 2, 19)))
+    #: mean mortality multiplier among the living by year, sex and five-year age band.
+    mortality_norm: NDArray[np.float64] = field(default_factory=lambda: np.ones((1, 2, 19)))
     #: frailty score thresholds for mild, moderate and severe among people 65+.
     frailty_thresholds: NDArray[np.float64] = field(
         default_factory=lambda: np.array([np.inf, np.inf, np.inf])
     )
+    #: factor on each condition's probability so that prevalence among survivors at the end of
+    #: the history (not among everyone at the start) meets its target.
+    prevalence_adjust: NDArray[np.float64] = field(default_factory=lambda: np.ones(1))
 
 
 @dataclass

@@ -1,0 +1,25 @@
+"""The warehouse: canonical analytic tables, the engines that hold them, and the analytics.
+
+Everything outside this package reaches engines through these names only.
+"""
+
+from joinedup.warehouse import analytics
+from joinedup.warehouse.engines import ENGINE_KINDS, Engine, open_engine
+from joinedup.warehouse.schema import ALL_TABLES, POPULATION_TABLES, TABLES, Table, render_markdown
+from joinedup.warehouse.store import BuildInfo, build_warehouse, export_parquet, footprint_tables
+
+__all__ = [
+    "ALL_TABLES",
+    "ENGINE_KINDS",
+    "POPULATION_TABLES",
+    "TABLES",
+    "BuildInfo",
+    "Engine",
+    "Table",
+    "analytics",
+    "build_warehouse",
+    "export_parquet",
+    "footprint_tables",
+    "open_engine",
+    "render_markdown",
+]
