@@ -54,7 +54,13 @@ def test_system_summary(engine: Engine) -> None:
             (6, 6, "gp_consultation", date(2023, 1, 1), Decimal("1"), None),
         ),
     )
+    # Person 2 has a national data opt-out: left out of every figure but the opt-out share.
     assert rows(run(engine, "system_summary", ref_date=REF), COLUMNS) == [
+        ("E1", "Northby", 2, 2, 1, 3, 1500.0, 0.333333),
+        ("E2", "Southby", 3, 0, 0, 1, 333.3333, 0.0),
+    ]
+    everyone = run(engine, "system_summary", ref_date=REF, exclude_opted_out=False)
+    assert rows(everyone, COLUMNS) == [
         ("E1", "Northby", 3, 2, 1, 3, 1000.0, 0.333333),
         ("E2", "Southby", 3, 0, 0, 1, 333.3333, 0.0),
     ]

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from joinedup.synth import params
+from joinedup.synth import condition_codelist, params
 from joinedup.synth.generator import england_footprint
 from joinedup.synth.run import DEFAULT_START, DEFAULT_YEARS, synthesise
 from joinedup.synth.services import base_rate
@@ -89,18 +88,9 @@ def pyramid_checks(engine: Engine, ref: dt.date) -> list[Check]:
     ]
 
 
-def _codelist() -> pa.Table:
-    rows = [
-        {"condition": c.name, "code_system": "snomed", "code": code}
-        for c in params.CONDITIONS
-        for code in c.snomed
-    ]
-    return pa.Table.from_pylist(rows)
-
-
 def prevalence_checks(engine: Engine, ref: dt.date) -> list[Check]:
     """Recorded prevalence of each long-term condition among people of the register's ages."""
-    engine.load("calibration_codelist", _codelist())
+    engine.load("calibration_codelist", condition_codelist())
     edges = sorted({0, *(c.min_age for c in params.CONDITIONS)})
     got = analytics.run(
         engine,

@@ -347,7 +347,7 @@ ACUTE_PRESCRIPTION_RATE = 0.45
 # median wait of completed pathways about 13 weeks (approximate).
 RTT_STARTS_PER_OUTPATIENT = 0.14
 RTT_MEDIAN_WAIT_WEEKS = 13.0
-RTT_WAIT_SIGMA = 0.85
+RTT_WAIT_SIGMA = 0.75
 RTT_ADMITTED_SHARE = 0.22
 
 # --- Observations ------------------------------------------------------------------------------

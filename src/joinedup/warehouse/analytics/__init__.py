@@ -26,6 +26,7 @@ from joinedup.warehouse.analytics.population import (
     population_by_place,
     system_summary,
 )
+from joinedup.warehouse.analytics.publish import COUNT_COLUMNS, RATE_SOURCES, publish
 from joinedup.warehouse.analytics.waiting import WAIT_BANDS, rtt_waiting_list
 from joinedup.warehouse.engines.base import Engine
 
@@ -82,7 +83,9 @@ def run(engine: Engine, analytic: Analytic | str, **params: Any) -> pa.Table:
 __all__ = [
     "ANALYTICS",
     "BROAD_BANDS",
+    "COUNT_COLUMNS",
     "FIVE_YEAR_BANDS",
+    "RATE_SOURCES",
     "WAIT_BANDS",
     "Analytic",
     "activity_rates",
@@ -95,6 +98,7 @@ __all__ = [
     "get",
     "mortality_rates",
     "population_by_place",
+    "publish",
     "rtt_waiting_list",
     "run",
     "system_summary",

@@ -78,12 +78,13 @@ def _year_before(ref_date: date) -> date:
         return ref_date - timedelta(days=365)
 
 
-def system_summary(ref_date: date) -> exp.Query:
-    """A board's one-page view by place, counting everyone so it can show the opt-out share.
+def system_summary(ref_date: date, exclude_opted_out: bool = True) -> exp.Query:
+    """A board's one-page view by place.
 
     place_code, place_name, people (alive), aged_65_plus, deaths_last_year (the year up to
     `ref_date`), emergency_admissions_last_year, emergency_admissions_per_1000 and
-    opted_out_share (of people alive).
+    opted_out_share (of everyone alive, opted out or not). Every figure but the opt-out share
+    leaves out people with a national data opt-out unless `exclude_opted_out` is False.
     """
     year_ago = date_literal(_year_before(ref_date))
     ref = date_literal(ref_date)
@@ -103,11 +104,14 @@ def system_summary(ref_date: date) -> exp.Query:
         .group_by(exp.column("person_id", "a"))
         .subquery("e")
     )
-    alive = alive_at(ref_date)
+    everyone_alive = alive_at(ref_date)
+    keep = opt_out_filter(exclude_opted_out)
+    alive = exp.and_(everyone_alive, keep)
+    kept_admissions = (
+        exp.Case().when(keep, exp.column("admissions", "e")).else_(exp.Literal.number(0))
+    )
     emergency = bigint(
-        exp.Coalesce(
-            this=exp.Sum(this=exp.column("admissions", "e")), expressions=[exp.Literal.number(0)]
-        )
+        exp.Coalesce(this=exp.Sum(this=kept_admissions), expressions=[exp.Literal.number(0)])
     )
     keys = [col("place_code", "pl"), col("place_name", "pl")]
     per_place = (
@@ -123,9 +127,10 @@ def system_summary(ref_date: date) -> exp.Query:
             count_if(
                 exp.and_(alive, exp.GTE(this=age_at(ref_date), expression=exp.Literal.number(65)))
             ).as_("aged_65_plus"),
-            count_if(died).as_("deaths_last_year"),
+            count_if(exp.and_(died, keep)).as_("deaths_last_year"),
             emergency.as_("emergency_admissions_last_year"),
-            count_if(exp.and_(alive, col("national_data_opt_out"))).as_("opted_out"),
+            count_if(exp.and_(everyone_alive, col("national_data_opt_out"))).as_("opted_out"),
+            count_if(everyone_alive).as_("everyone"),
         )
         .group_by(*keys)
         .subquery("s")
@@ -145,7 +150,7 @@ def system_summary(ref_date: date) -> exp.Query:
             rate(s("emergency_admissions_last_year"), s("people"), per=1000, places=4).as_(
                 "emergency_admissions_per_1000"
             ),
-            rate(s("opted_out"), s("people")).as_("opted_out_share"),
+            rate(s("opted_out"), s("everyone")).as_("opted_out_share"),
         )
         .from_(per_place)
         .order_by(s("place_code"), s("place_name"))

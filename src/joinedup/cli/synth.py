@@ -1,0 +1,180 @@
+"""`joinedup synth`: build a synthetic ICS population into the warehouse, and check calibration."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from joinedup.cli.main import WarehouseOption, console, warehouse_default
+from joinedup.errors import ConfigurationError
+from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
+from joinedup.reference import load_place_areas, load_place_ethnicity, load_practices_from_dir
+from joinedup.synth import calibration
+from joinedup.synth.run import (
+    DEFAULT_START,
+    DEFAULT_YEARS,
+    ReferenceShapes,
+    SynthResult,
+    synthesise,
+)
+
+app = typer.Typer(
+    help="Synthetic ICS populations calibrated to England, for demos and tests.",
+    invoke_without_command=True,
+)
+
+
+def _workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def resolve_footprint(
+    footprint: Path | None, reference_dir: Path | None, icb: str | None
+) -> tuple[Footprint, ReferenceShapes | None]:
+    """The footprint to generate for, and real small-area shapes when built from reference."""
+    if footprint is not None and (reference_dir is not None or icb is not None):
+        raise ConfigurationError("give either --footprint or --reference-dir with --icb, not both")
+    if footprint is not None:
+        return Footprint.load(footprint), None
+    if icb is not None and reference_dir is None:
+        raise ConfigurationError("--icb needs --reference-dir (the folder of reference files)")
+    if reference_dir is None:
+        return default_footprint(), None
+    if icb is None:
+        raise ConfigurationError("--reference-dir needs --icb CODE (see `footprint list-icbs`)")
+    fp = footprint_from_reference(load_practices_from_dir(reference_dir), icb)
+    places = {p.code: p.name for p in fp.places}
+    shapes = ReferenceShapes(
+        areas=load_place_areas(reference_dir, places),
+        ethnicity=load_place_ethnicity(reference_dir, places),
+    )
+    return fp, shapes
+
+
+def build(
+    fp: Footprint,
+    shapes: ReferenceShapes | None,
+    *,
+    people: int,
+    seed: int,
+    warehouse: Path,
+    parquet: Path | None,
+    workers: int,
+    years: int,
+) -> SynthResult:
+    """Run a synthetic build with a progress bar and print what was written."""
+    console.print(
+        f"Generating [bold]{people:,}[/] people for [bold]{escape(fp.system.name)}[/] "
+        f"({len(fp.places)} places, {len(fp.practices)} practices), seed {seed}, "
+        f"{years} years from {DEFAULT_START:%d %b %Y}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("people", total=people)
+        result = synthesise(
+            fp,
+            people=people,
+            seed=seed,
+            warehouse=warehouse,
+            parquet_dir=parquet,
+            workers=workers,
+            years=years,
+            reference=shapes,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            on_stage=lambda stage: bar.update(task, description=stage),
+        )
+    table = Table(title=f"Warehouse {escape(str(warehouse))}", show_edge=False)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in result.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    rate = people / result.seconds if result.seconds else 0.0
+    console.print(f"Built in {result.seconds:.1f} s ({rate:,.0f} people/s).")
+    for path in result.parquet:
+        console.print(f"Parquet: {escape(str(path))}")
+    return result
+
+
+@app.callback()
+def synth(
+    ctx: typer.Context,
+    people: Annotated[
+        int, typer.Option("--people", "-n", help="Registered people at the start.")
+    ] = 100_000,
+    seed: Annotated[
+        int, typer.Option("--seed", "-s", help="Random seed: same seed, same data.")
+    ] = 42,
+    footprint: Annotated[
+        Path | None,
+        typer.Option("--footprint", "-f", help="Footprint file (default: built-in ICS)."),
+    ] = None,
+    reference_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-dir", envvar="JOINEDUP_REFERENCE_DIR", help="Reference data folder."
+        ),
+    ] = None,
+    icb: Annotated[
+        str | None, typer.Option("--icb", help="Real ICB code, with --reference-dir.")
+    ] = None,
+    warehouse: WarehouseOption = warehouse_default(),
+    parquet: Annotated[
+        Path | None, typer.Option("--parquet", help="Also write every table as Parquet here.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = _workers(),
+    years: Annotated[int, typer.Option("--years", help="Years of history.")] = DEFAULT_YEARS,
+) -> None:
+    """Generate a synthetic population with its history into the warehouse.
+
+    With --reference-dir and --icb the population takes the real ICB's practices, its places'
+    small areas (LSOA ages and deprivation) and their ethnic mix from the reference files.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    fp, shapes = resolve_footprint(footprint, reference_dir, icb)
+    build(fp, shapes, people=people, seed=seed, warehouse=warehouse, parquet=parquet,
+          workers=workers, years=years)  # fmt: skip
+
+
+@app.command("calibrate")
+def calibrate(
+    people: Annotated[int, typer.Option("--people", "-n")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed", "-s")] = 42,
+    write_doc: Annotated[
+        Path | None,
+        typer.Option("--write-doc", help="Replace the calibration table in this Markdown file."),
+    ] = None,
+) -> None:
+    """Generate an England-shaped population and compare it with published targets."""
+    with console.status("Generating and measuring an England-shaped population"):
+        checks = calibration.calibrate(people, seed, Path(tempfile.gettempdir()))
+    table = Table(show_edge=False)
+    for column in ("group", "measure", "target", "synthetic", "±", "ok"):
+        table.add_column(
+            column, justify="right" if column in ("target", "synthetic", "±") else "left"
+        )
+    for c in checks:
+        table.add_row(c.group, c.measure, f"{c.target:.2f}", f"{c.observed:.2f}",
+                      f"{c.tolerance:.2f}", "[green]yes[/]" if c.ok else "[red]no[/]")  # fmt: skip
+    console.print(table)
+    passed = sum(c.ok for c in checks)
+    console.print(f"{passed} of {len(checks)} figures within tolerance.")
+    if write_doc is not None:
+        calibration.write_doc(write_doc, calibration.render_table(checks, people, seed))
+        console.print(f"Wrote the calibration table to {escape(str(write_doc))}")
+    if passed < len(checks):
+        raise typer.Exit(1)

@@ -1,0 +1,305 @@
+"""`joinedup warehouse`, `joinedup summary` and `joinedup demo`: look inside the warehouse,
+run analytics on DuckDB or Spark, and see the system at a glance."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from joinedup.cli.main import WarehouseOption, console, warehouse_default
+from joinedup.cli.synth import build
+from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
+from joinedup.errors import ConfigurationError, InputError
+from joinedup.footprint import default_footprint
+from joinedup.synth import condition_codelist
+from joinedup.warehouse import (
+    ENGINE_KINDS,
+    Engine,
+    analytics,
+    export_parquet,
+    open_engine,
+    render_markdown,
+)
+from joinedup.warehouse.report import (
+    SystemReport,
+    default_parameters,
+    period_of,
+    run_all,
+    system_report,
+)
+
+app = typer.Typer(help="The warehouse: its tables, provenance, analytics and Parquet export.",
+                  no_args_is_help=True)  # fmt: skip
+
+EngineOption = Annotated[
+    str, typer.Option("--engine", "-e", help=f"Engine: {', '.join(ENGINE_KINDS)}.")
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option("--spark-master", envvar="JOINEDUP_SPARK_MASTER",
+                 help="Spark master URL (local[2], spark://host:7077, yarn ...)."),
+]  # fmt: skip
+ParquetOption = Annotated[
+    Path | None,
+    typer.Option("--parquet", help="Folder of canonical tables as Parquet (needed by Spark)."),
+]
+
+
+def open_for(engine: str, warehouse: Path, spark_master: str, parquet: Path | None) -> Engine:
+    if engine == "spark":
+        return open_engine("spark", spark_master=spark_master, parquet_dir=parquet)
+    if parquet is not None:
+        return open_engine("duckdb", parquet_dir=parquet)
+    return open_engine("duckdb", warehouse=warehouse, read_only=False)
+
+
+@app.command()
+def info(warehouse: WarehouseOption = warehouse_default()) -> None:
+    """Tables with row counts, and how the warehouse was built."""
+    with open_engine("duckdb", warehouse=warehouse) as engine:
+        period = period_of(engine)
+        table = Table(title=f"{escape(str(warehouse))}", show_edge=False)
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name in engine.table_names():
+            table.add_row(name, f"{engine.count(name):,}")
+        console.print(table)
+    console.print(
+        f"Built {period.built_at} by joinedup {period.version} from {period.source} "
+        f"(footprint {escape(period.footprint)}, seed {period.seed}); history "
+        f"{period.start:%d %b %Y} to {period.end:%d %b %Y}."
+    )
+
+
+@app.command()
+def schema(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the reference page.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the page here.")
+    ] = None,
+) -> None:
+    """The canonical tables (the contract every module reads and writes)."""
+    page = render_markdown()
+    if output is not None:
+        output.write_text(page, encoding="utf-8")
+        console.print(f"Wrote {escape(str(output))}")
+    elif markdown:
+        console.print(page, markup=False, highlight=False)
+    else:
+        from joinedup.warehouse import ALL_TABLES
+
+        for t in ALL_TABLES:
+            console.print(f"[bold]{t.name}[/]: {', '.join(t.column_names)}")
+
+
+@app.command("export-parquet")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write <table>.parquet files to.")],
+    warehouse: WarehouseOption = warehouse_default(),
+) -> None:
+    """Write every canonical table as Parquet (what the Spark engine reads)."""
+    with console.status("Exporting"):
+        paths = export_parquet(warehouse, out)
+    console.print(f"Wrote {len(paths)} tables to {escape(str(out))}")
+
+
+def _parse_params(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError("--param", f"{item!r} is not KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
+def _coerce_dates(params: dict[str, Any]) -> dict[str, Any]:
+    import datetime as dt
+
+    fixed = {}
+    for key, value in params.items():
+        if key.endswith("date") and isinstance(value, str):
+            try:
+                fixed[key] = dt.date.fromisoformat(value)
+            except ValueError as err:
+                raise InputError(f"--param {key}", f"{value!r} is not a date (YYYY-MM-DD)") from err
+        else:
+            fixed[key] = value
+    return fixed
+
+
+def write_result(result: pa.Table, output: Path) -> None:
+    """Write a result as CSV or Parquet by the file's extension, atomically."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    if output.suffix == ".parquet":
+        pq.write_table(result, tmp)
+    elif output.suffix == ".csv":
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(result.column_names)
+            for row in result.to_pylist():
+                writer.writerow(["" if v is None else v for v in row.values()])
+    else:
+        raise InputError(str(output), "write results to a .csv or .parquet file")
+    tmp.replace(output)
+
+
+def show(result: pa.Table, title: str = "") -> None:
+    table = Table(title=title or None, show_edge=False)
+    visible = [c for c in result.column_names if not c.endswith(SUPPRESSED_SUFFIX)]
+    for name in visible:
+        table.add_column(name)
+    for row in result.slice(0, 200).to_pylist():
+        table.add_row(*("*" if v is None else str(v) for v in (row[c] for c in visible)))
+    console.print(table)
+    if result.num_rows > 200:
+        console.print(f"... {result.num_rows - 200:,} more rows (use -o to write them all)")
+
+
+@app.command("run")
+def run_analytic(
+    name: Annotated[str, typer.Argument(help="Analytic name (see `warehouse analytics`).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE (dates as YYYY-MM-DD).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=".csv or .parquet")] = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = "local[2]",
+    parquet: ParquetOption = None,
+    warehouse: WarehouseOption = warehouse_default(),
+) -> None:
+    """Run one canonical analytic on DuckDB or Spark; the result passes disclosure control.
+
+    Parameters default to the warehouse's history (its last day, its last year)."""
+    if engine not in ENGINE_KINDS:
+        raise ConfigurationError(
+            f"unknown engine {engine!r}; choose from {', '.join(ENGINE_KINDS)}"
+        )
+    began = time.perf_counter()
+    with open_for(engine, warehouse, spark_master, parquet) as eng:
+        params = default_parameters(name, period_of(eng))
+        params.update(_coerce_dates(_parse_params(param or [])))
+        if params.get("codelist") == "summary_codelist":
+            eng.load("summary_codelist", condition_codelist())
+        result = analytics.publish(analytics.run(eng, name, **params))
+    seconds = time.perf_counter() - began
+    if output is not None:
+        write_result(result, output)
+        console.print(f"Wrote {result.num_rows:,} rows to {escape(str(output))}")
+    else:
+        show(result, f"{name} on {engine}")
+    console.print(f"{describe(DisclosurePolicy())}; {seconds:.2f} s on {engine}.")
+
+
+@app.command("analytics")
+def list_analytics() -> None:
+    """The canonical analytics every engine runs."""
+    table = Table(show_edge=False)
+    table.add_column("name")
+    table.add_column("what it returns")
+    for a in analytics.ANALYTICS.values():
+        table.add_row(a.name, a.description)
+    console.print(table)
+
+
+def print_report(report: SystemReport) -> None:
+    """The system summary: people per place, conditions, activity, deaths, waiting list."""
+    policy = report.policy
+    p = report.period
+    console.rule(f"[bold]{escape(p.footprint)}[/]")
+    console.print(
+        f"History {p.start:%d %b %Y} to {p.end:%d %b %Y} ({p.source}, seed {p.seed}). "
+        f"People alive on {p.end:%d %b %Y}: {format_count(report.totals['people'], policy)}; "
+        f"deaths in the last year: {format_count(report.totals['deaths_last_year'], policy)}."
+    )
+    places = Table(title="People per place", show_edge=False)
+    for col in ("place", "people", "aged 65+", "deaths (last year)", "emergency admissions per 1,000", "opted out"):  # fmt: skip
+        places.add_column(col, justify="left" if col == "place" else "right")
+    for r in report.places.to_pylist():
+        places.add_row(
+            escape(r["place_name"]),
+            format_count(r["people"], policy),
+            format_count(r["aged_65_plus"], policy),
+            format_count(r["deaths_last_year"], policy),
+            "*" if r["emergency_admissions_per_1000"] is None else f"{r['emergency_admissions_per_1000']:.1f}",
+            "*" if r["opted_out_share"] is None else f"{100 * r['opted_out_share']:.1f}%",
+        )  # fmt: skip
+    console.print(places)
+    if report.conditions.num_rows:
+        conditions = Table(title="Recorded long-term conditions", show_edge=False)
+        for col in ("condition", "people", "prevalence"):
+            conditions.add_column(col, justify="left" if col == "condition" else "right")
+        rows = sorted(report.conditions.to_pylist(), key=lambda r: -(r["prevalence"] or 0))
+        for r in rows:
+            prevalence = "*" if r["prevalence"] is None else f"{100 * r['prevalence']:.2f}%"
+            conditions.add_row(
+                r["condition"].replace("_", " "), format_count(r["people"], policy), prevalence
+            )
+        console.print(conditions)
+    activity = Table(
+        title=f"Activity {p.last_year_start:%d %b %Y} to {p.end:%d %b %Y}", show_edge=False
+    )
+    for col in ("activity", "events", "cost (£)", "bed days"):
+        activity.add_column(col, justify="left" if col == "activity" else "right")
+    for r in report.activity.to_pylist():
+        cost = "*" if r["cost_gbp"] is None else f"{r['cost_gbp']:,.0f}"
+        activity.add_row(r["activity_type"].replace("_", " "), format_count(r["events"], policy), cost,
+                         format_count(r["bed_days"], policy))  # fmt: skip
+    console.print(activity)
+    waits = ", ".join(
+        f"{r['weeks_band']} weeks: {format_count(r['pathways'], policy)}"
+        for r in report.waiting.to_pylist()
+    )
+    console.print(f"Waiting list (open RTT pathways): {waits}.")
+    console.print(f"[dim]Disclosure control: {describe(policy)}; people with a national data "
+                  "opt-out are left out of every figure but the opt-out share.[/]")  # fmt: skip
+
+
+def summary(warehouse: WarehouseOption = warehouse_default()) -> None:
+    """A short summary of the system: people per place, conditions, activity, deaths."""
+    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+        print_report(system_report(engine, condition_codelist()))
+
+
+def demo(
+    people: Annotated[
+        int, typer.Option("--people", "-n", help="People in the demo ICS.")
+    ] = 1_200_000,
+    seed: Annotated[int, typer.Option("--seed", "-s")] = 42,
+    warehouse: WarehouseOption = warehouse_default(),
+    outputs: Annotated[Path, typer.Option("--outputs", help="Where analytic results go.")] = Path(
+        "data/outputs"
+    ),
+    workers: Annotated[int, typer.Option("--workers")] = 2,
+) -> None:
+    """Build the demo ICS, run every analytic on DuckDB and print a summary of the system."""
+    build(default_footprint(), None, people=people, seed=seed, warehouse=warehouse,
+          parquet=None, workers=workers, years=3)  # fmt: skip
+    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+        with console.status("Running every analytic"):
+            runs = run_all(engine, condition_codelist(), outputs)
+        table = Table(title="Analytics (DuckDB)", show_edge=False)
+        for col in ("analytic", "rows", "seconds", "written to"):
+            table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
+        for r in runs:
+            table.add_row(r.name, f"{r.rows:,}", f"{r.seconds:.2f}", escape(str(r.path or "")))
+        console.print(table)
+        print_report(system_report(engine, condition_codelist()))
+    console.print(
+        f"Warehouse: {escape(str(warehouse))} (query it with DuckDB, or `joinedup warehouse run`)."
+    )
