@@ -1,0 +1,162 @@
+"""`make bench`: measure joinedup against its targets and peers, write benchmarks/results.json.
+
+- synth_people_per_s: 1 million people with three years of history through the CLI, as a
+  ratio to the target of 1 million in 60 s (16,700 people/s); peak memory of the whole process
+  tree (main process and workers) sampled from /proc, against the 4 GB target.
+- synth_scaling: time(1m) / time(100k), against 10 (perfectly linear); target <= 11.
+- engine_duckdb_vs_spark: the same canonical aggregation on both engines over one export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from joinedup.warehouse import export_parquet, open_engine
+from joinedup.warehouse.report import period_of
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from engine import bench_engine_duckdb_vs_spark  # noqa: E402
+
+TARGET_PEOPLE_PER_S = 1_000_000 / 60
+TARGET_PEAK_GB = 4.0
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        pid = int(fields["Pid"].strip())
+        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def timed_synth(people: int, warehouse: Path, parquet: Path | None = None) -> tuple[float, int]:
+    """Run `joinedup synth` as a user would; return wall seconds and peak tree memory."""
+    cmd = [str(Path(sys.executable).with_name("joinedup")), "synth", "--people", str(people),
+           "--seed", "1", "--warehouse", str(warehouse), "--workers", "2"]  # fmt: skip
+    if parquet is not None:
+        cmd += ["--parquet", str(parquet)]
+    peak = 0
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_bytes(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise RuntimeError(f"joinedup synth --people {people} failed with exit code {code}")
+    return seconds, peak
+
+
+def bench_synth(workdir: Path, big: int, small: int) -> list[dict[str, Any]]:
+    t_small, _ = timed_synth(small, workdir / "small.duckdb")
+    t_big, peak = timed_synth(big, workdir / "big.duckdb")
+    rate = big / t_big
+    return [
+        {"name": "synth_seconds_1m" if big == 1_000_000 else f"synth_seconds_{big}",
+         "value": t_big, "unit": "s"},  # fmt: skip
+        {
+            "name": "synth_people_per_s",
+            "value": rate,
+            "unit": "people/s",
+            "baseline_name": "target_1m_in_60s",
+            "baseline_value": TARGET_PEOPLE_PER_S,
+            "ratio": rate / TARGET_PEOPLE_PER_S,
+        },
+        {
+            "name": "synth_peak_memory_gb",
+            "value": peak / 1e9,
+            "unit": "GB",
+            "baseline_name": "target_4gb",
+            "baseline_value": TARGET_PEAK_GB,
+            "ratio": peak / 1e9 / TARGET_PEAK_GB,
+        },
+        {
+            "name": "synth_scaling",
+            "value": t_big / t_small,
+            "unit": f"time({big:,})/time({small:,})",
+            "baseline_name": "linear",
+            "baseline_value": big / small,
+            "ratio": (t_big / t_small) / (big / small),
+        },
+    ]
+
+
+def bench_engines(workdir: Path, people: int) -> list[dict[str, Any]]:
+    warehouse = workdir / "engines.duckdb"
+    timed_synth(people, warehouse)
+    parquet = workdir / "parquet"
+    export_parquet(warehouse, parquet)
+    with open_engine("duckdb", warehouse=warehouse) as engine:
+        end = period_of(engine).end
+        rows = engine.count("activity")
+    return bench_engine_duckdb_vs_spark(parquet, end, rows)
+
+
+def show(results: list[dict[str, Any]]) -> None:
+    table = Table(title="joinedup benchmarks", show_edge=False)
+    for col in ("name", "value", "unit", "baseline", "baseline value", "ratio"):
+        table.add_column(col, justify="left" if col in ("name", "unit", "baseline") else "right")
+    for r in results:
+        table.add_row(
+            r["name"], f"{r['value']:,.3f}", r["unit"], r.get("baseline_name", ""),
+            f"{r['baseline_value']:,.3f}" if "baseline_value" in r else "",
+            f"{r['ratio']:.3f}" if "ratio" in r else "",
+        )  # fmt: skip
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--engine-people", type=int, default=200_000)
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
+        work = Path(tmp)
+        results += bench_synth(work, args.people, args.small)
+        results += bench_engines(work, args.engine_people)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    show(results)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
