@@ -57,8 +57,18 @@ def _tree_rss_bytes(root: int) -> int:
 
 def timed_synth(people: int, warehouse: Path, parquet: Path | None = None) -> tuple[float, int]:
     """Run `joinedup synth` as a user would; return wall seconds and peak tree memory."""
-    cmd = [str(Path(sys.executable).with_name("joinedup")), "synth", "--people", str(people),
-           "--seed", "1", "--warehouse", str(warehouse), "--workers", "2"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).with_name("joinedup")),
+        "synth",
+        "--people",
+        str(people),
+        "--seed",
+        "1",
+        "--warehouse",
+        str(warehouse),
+        "--workers",
+        "2",
+    ]
     if parquet is not None:
         cmd += ["--parquet", str(parquet)]
     peak = 0
@@ -88,8 +98,11 @@ def bench_synth(workdir: Path, big: int, small: int) -> list[dict[str, Any]]:
     t_big, peak = timed_synth(big, workdir / "big.duckdb")
     rate = big / t_big
     return [
-        {"name": "synth_seconds_1m" if big == 1_000_000 else f"synth_seconds_{big}",
-         "value": t_big, "unit": "s"},  # fmt: skip
+        {
+            "name": "synth_seconds_1m" if big == 1_000_000 else f"synth_seconds_{big}",
+            "value": t_big,
+            "unit": "s",
+        },
         {
             "name": "synth_people_per_s",
             "value": rate,
@@ -134,10 +147,13 @@ def show(results: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="left" if col in ("name", "unit", "baseline") else "right")
     for r in results:
         table.add_row(
-            r["name"], f"{r['value']:,.3f}", r["unit"], r.get("baseline_name", ""),
+            r["name"],
+            f"{r['value']:,.3f}",
+            r["unit"],
+            r.get("baseline_name", ""),
             f"{r['baseline_value']:,.3f}" if "baseline_value" in r else "",
             f"{r['ratio']:.3f}" if "ratio" in r else "",
-        )  # fmt: skip
+        )
     Console(width=160).print(table)
 
 

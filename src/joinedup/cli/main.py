@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -38,10 +37,6 @@ WarehouseOption = Annotated[
 ]
 
 
-def warehouse_default() -> Path:
-    return Path(os.environ.get("JOINEDUP_WAREHOUSE", str(DEFAULT_WAREHOUSE)))
-
-
 def _version(value: bool) -> None:
     if value:
         console.print(f"joinedup {__version__}")
@@ -57,14 +52,8 @@ def _root(
     """joinedup: the platform an Integrated Care System runs on."""
 
 
-def _register() -> None:
-    # Subcommand groups register themselves on import; kept here so `main` sees them all.
-    from joinedup.cli import commands  # noqa: F401
-
-
 def main() -> None:
     """Entry point: run the app; user errors become one red line and exit code 2."""
-    _register()
     try:
         app(standalone_mode=True)
     except JoinedupError as err:

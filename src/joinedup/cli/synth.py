@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from joinedup.cli.main import WarehouseOption, console, warehouse_default
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
 from joinedup.reference import load_place_areas, load_place_ethnicity, load_practices_from_dir
@@ -131,7 +131,7 @@ def synth(
     icb: Annotated[
         str | None, typer.Option("--icb", help="Real ICB code, with --reference-dir.")
     ] = None,
-    warehouse: WarehouseOption = warehouse_default(),
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     parquet: Annotated[
         Path | None, typer.Option("--parquet", help="Also write every table as Parquet here.")
     ] = None,
@@ -146,8 +146,16 @@ def synth(
     if ctx.invoked_subcommand is not None:
         return
     fp, shapes = resolve_footprint(footprint, reference_dir, icb)
-    build(fp, shapes, people=people, seed=seed, warehouse=warehouse, parquet=parquet,
-          workers=workers, years=years)  # fmt: skip
+    build(
+        fp,
+        shapes,
+        people=people,
+        seed=seed,
+        warehouse=warehouse,
+        parquet=parquet,
+        workers=workers,
+        years=years,
+    )
 
 
 @app.command("calibrate")
@@ -168,8 +176,14 @@ def calibrate(
             column, justify="right" if column in ("target", "synthetic", "±") else "left"
         )
     for c in checks:
-        table.add_row(c.group, c.measure, f"{c.target:.2f}", f"{c.observed:.2f}",
-                      f"{c.tolerance:.2f}", "[green]yes[/]" if c.ok else "[red]no[/]")  # fmt: skip
+        table.add_row(
+            c.group,
+            c.measure,
+            f"{c.target:.2f}",
+            f"{c.observed:.2f}",
+            f"{c.tolerance:.2f}",
+            "[green]yes[/]" if c.ok else "[red]no[/]",
+        )
     console.print(table)
     passed = sum(c.ok for c in checks)
     console.print(f"{passed} of {len(checks)} figures within tolerance.")

@@ -4,6 +4,7 @@ run analytics on DuckDB or Spark, and see the system at a glance."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -15,13 +16,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from joinedup.cli.main import WarehouseOption, console, warehouse_default
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.footprint import default_footprint
 from joinedup.synth import condition_codelist
 from joinedup.warehouse import (
+    ALL_TABLES,
     ENGINE_KINDS,
     Engine,
     analytics,
@@ -37,17 +39,22 @@ from joinedup.warehouse.report import (
     system_report,
 )
 
-app = typer.Typer(help="The warehouse: its tables, provenance, analytics and Parquet export.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="The warehouse: its tables, provenance, analytics and Parquet export.",
+    no_args_is_help=True,
+)
 
 EngineOption = Annotated[
     str, typer.Option("--engine", "-e", help=f"Engine: {', '.join(ENGINE_KINDS)}.")
 ]
 SparkMasterOption = Annotated[
     str,
-    typer.Option("--spark-master", envvar="JOINEDUP_SPARK_MASTER",
-                 help="Spark master URL (local[2], spark://host:7077, yarn ...)."),
-]  # fmt: skip
+    typer.Option(
+        "--spark-master",
+        envvar="JOINEDUP_SPARK_MASTER",
+        help="Spark master URL (local[2], spark://host:7077, yarn ...).",
+    ),
+]
 ParquetOption = Annotated[
     Path | None,
     typer.Option("--parquet", help="Folder of canonical tables as Parquet (needed by Spark)."),
@@ -63,7 +70,7 @@ def open_for(engine: str, warehouse: Path, spark_master: str, parquet: Path | No
 
 
 @app.command()
-def info(warehouse: WarehouseOption = warehouse_default()) -> None:
+def info(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
     """Tables with row counts, and how the warehouse was built."""
     with open_engine("duckdb", warehouse=warehouse) as engine:
         period = period_of(engine)
@@ -95,8 +102,6 @@ def schema(
     elif markdown:
         console.print(page, markup=False, highlight=False)
     else:
-        from joinedup.warehouse import ALL_TABLES
-
         for t in ALL_TABLES:
             console.print(f"[bold]{t.name}[/]: {', '.join(t.column_names)}")
 
@@ -104,7 +109,7 @@ def schema(
 @app.command("export-parquet")
 def export(
     out: Annotated[Path, typer.Option("--out", help="Folder to write <table>.parquet files to.")],
-    warehouse: WarehouseOption = warehouse_default(),
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Write every canonical table as Parquet (what the Spark engine reads)."""
     with console.status("Exporting"):
@@ -128,8 +133,6 @@ def _parse_params(values: list[str]) -> dict[str, Any]:
 
 
 def _coerce_dates(params: dict[str, Any]) -> dict[str, Any]:
-    import datetime as dt
-
     fixed = {}
     for key, value in params.items():
         if key.endswith("date") and isinstance(value, str):
@@ -181,7 +184,7 @@ def run_analytic(
     engine: EngineOption = "duckdb",
     spark_master: SparkMasterOption = "local[2]",
     parquet: ParquetOption = None,
-    warehouse: WarehouseOption = warehouse_default(),
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Run one canonical analytic on DuckDB or Spark; the result passes disclosure control.
 
@@ -228,7 +231,14 @@ def print_report(report: SystemReport) -> None:
         f"deaths in the last year: {format_count(report.totals['deaths_last_year'], policy)}."
     )
     places = Table(title="People per place", show_edge=False)
-    for col in ("place", "people", "aged 65+", "deaths (last year)", "emergency admissions per 1,000", "opted out"):  # fmt: skip
+    for col in (
+        "place",
+        "people",
+        "aged 65+",
+        "deaths (last year)",
+        "emergency admissions per 1,000",
+        "opted out",
+    ):
         places.add_column(col, justify="left" if col == "place" else "right")
     for r in report.places.to_pylist():
         places.add_row(
@@ -236,9 +246,11 @@ def print_report(report: SystemReport) -> None:
             format_count(r["people"], policy),
             format_count(r["aged_65_plus"], policy),
             format_count(r["deaths_last_year"], policy),
-            "*" if r["emergency_admissions_per_1000"] is None else f"{r['emergency_admissions_per_1000']:.1f}",
+            "*"
+            if r["emergency_admissions_per_1000"] is None
+            else f"{r['emergency_admissions_per_1000']:.1f}",
             "*" if r["opted_out_share"] is None else f"{100 * r['opted_out_share']:.1f}%",
-        )  # fmt: skip
+        )
     console.print(places)
     if report.conditions.num_rows:
         conditions = Table(title="Recorded long-term conditions", show_edge=False)
@@ -258,19 +270,25 @@ def print_report(report: SystemReport) -> None:
         activity.add_column(col, justify="left" if col == "activity" else "right")
     for r in report.activity.to_pylist():
         cost = "*" if r["cost_gbp"] is None else f"{r['cost_gbp']:,.0f}"
-        activity.add_row(r["activity_type"].replace("_", " "), format_count(r["events"], policy), cost,
-                         format_count(r["bed_days"], policy))  # fmt: skip
+        activity.add_row(
+            r["activity_type"].replace("_", " "),
+            format_count(r["events"], policy),
+            cost,
+            format_count(r["bed_days"], policy),
+        )
     console.print(activity)
     waits = ", ".join(
         f"{r['weeks_band']} weeks: {format_count(r['pathways'], policy)}"
         for r in report.waiting.to_pylist()
     )
     console.print(f"Waiting list (open RTT pathways): {waits}.")
-    console.print(f"[dim]Disclosure control: {describe(policy)}; people with a national data "
-                  "opt-out are left out of every figure but the opt-out share.[/]")  # fmt: skip
+    console.print(
+        f"[dim]Disclosure control: {describe(policy)}; people with a national data "
+        "opt-out are left out of every figure but the opt-out share.[/]"
+    )
 
 
-def summary(warehouse: WarehouseOption = warehouse_default()) -> None:
+def summary(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
     """A short summary of the system: people per place, conditions, activity, deaths."""
     with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
         print_report(system_report(engine, condition_codelist()))
@@ -281,15 +299,23 @@ def demo(
         int, typer.Option("--people", "-n", help="People in the demo ICS.")
     ] = 1_200_000,
     seed: Annotated[int, typer.Option("--seed", "-s")] = 42,
-    warehouse: WarehouseOption = warehouse_default(),
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     outputs: Annotated[Path, typer.Option("--outputs", help="Where analytic results go.")] = Path(
         "data/outputs"
     ),
     workers: Annotated[int, typer.Option("--workers")] = 2,
 ) -> None:
     """Build the demo ICS, run every analytic on DuckDB and print a summary of the system."""
-    build(default_footprint(), None, people=people, seed=seed, warehouse=warehouse,
-          parquet=None, workers=workers, years=3)  # fmt: skip
+    build(
+        default_footprint(),
+        None,
+        people=people,
+        seed=seed,
+        warehouse=warehouse,
+        parquet=None,
+        workers=workers,
+        years=3,
+    )
     with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
         with console.status("Running every analytic"):
             runs = run_all(engine, condition_codelist(), outputs)

@@ -7,7 +7,13 @@ an England-shaped build against published targets.
 import pyarrow as pa
 
 from joinedup.synth import params
-from joinedup.synth.run import DEFAULT_START, DEFAULT_YEARS, ReferenceShapes, SynthResult, synthesise
+from joinedup.synth.run import (
+    DEFAULT_START,
+    DEFAULT_YEARS,
+    ReferenceShapes,
+    SynthResult,
+    synthesise,
+)
 
 
 def condition_codelist() -> pa.Table:

@@ -82,8 +82,15 @@ def pyramid_checks(engine: Engine, ref: dt.date) -> list[Check]:
     observed = {(r["age_band"], r["sex"]): r["people"] / people for r in got}
     source = "ONS 2020-based national population projections, England 2023"
     return [
-        Check("age-sex pyramid", f"{sex} {b}", 100 * t, 100 * observed.get((b, sex), 0.0),
-              0.25, "% of people", source)  # fmt: skip
+        Check(
+            "age-sex pyramid",
+            f"{sex} {b}",
+            100 * t,
+            100 * observed.get((b, sex), 0.0),
+            0.25,
+            "% of people",
+            source,
+        )
         for (b, sex), t in target.items()
     ]
 
@@ -110,9 +117,15 @@ def prevalence_checks(engine: Engine, ref: dt.date) -> list[Check]:
         observed = people / denominator if denominator else 0.0
         ages = f"aged {c.min_age}+" if c.min_age else "all ages"
         checks.append(
-            Check("prevalence", f"{c.label} ({ages})", 100 * c.target_prevalence,
-                  100 * observed, max(0.15, 0.10 * 100 * c.target_prevalence), "%",
-                  c.source)  # fmt: skip
+            Check(
+                "prevalence",
+                f"{c.label} ({ages})",
+                100 * c.target_prevalence,
+                100 * observed,
+                max(0.15, 0.10 * 100 * c.target_prevalence),
+                "%",
+                c.source,
+            )
         )
     return checks
 
@@ -136,21 +149,39 @@ def activity_checks(engine: Engine, start: dt.date) -> list[Check]:
     end = start.replace(year=start.year + 1) - dt.timedelta(days=1)
     labels = analytics.band_labels(BROAD)
     got = analytics.run(
-        engine, "activity_rates", start_date=start, end_date=end, bands=BROAD,
+        engine,
+        "activity_rates",
+        start_date=start,
+        end_date=end,
+        bands=BROAD,
         exclude_opted_out=False,
-    ).to_pylist()  # fmt: skip
+    ).to_pylist()
     checks = []
     emergency = params.SERVICES[params.SERVICE_INDEX["emergency_admission"]]
     for i, label in enumerate(labels):
         hi = BROAD[i + 1] - 1 if i + 1 < len(BROAD) else 120
         target = 1000 * _expected_rate("emergency_admission", BROAD[i], hi)
-        row = next((r for r in got if r["activity_type"] == "emergency_admission"
-                    and r["age_band"] == label), None)  # fmt: skip
+        row = next(
+            (
+                r
+                for r in got
+                if r["activity_type"] == "emergency_admission" and r["age_band"] == label
+            ),
+            None,
+        )
         observed = float(row["rate_per_1000"]) if row else 0.0
         people = float(row["people"]) if row else 0.0
-        checks.append(Check("emergency admissions per 1,000", f"aged {label}", target, observed,
-                            tolerance(target, 1000, people, 0.08, 2.0), "per 1,000",
-                            _rate_source(emergency)))  # fmt: skip
+        checks.append(
+            Check(
+                "emergency admissions per 1,000",
+                f"aged {label}",
+                target,
+                observed,
+                tolerance(target, 1000, people, 0.08, 2.0),
+                "per 1,000",
+                _rate_source(emergency),
+            )
+        )
     totals: dict[str, tuple[int, int]] = {}
     for r in got:
         events, people = totals.get(r["activity_type"], (0, 0))
@@ -162,9 +193,17 @@ def activity_checks(engine: Engine, start: dt.date) -> list[Check]:
         target = 1000 * _expected_rate(sp.activity_type, 0, 120)
         events = totals.get(sp.activity_type, (0, 0))[0]
         observed = 1000 * events / population if population else 0.0
-        checks.append(Check("activity per 1,000 a year", sp.activity_type.replace("_", " "),
-                            target, observed, tolerance(target, 1000, population, 0.08, 1.0),
-                            "per 1,000", _rate_source(sp)))  # fmt: skip
+        checks.append(
+            Check(
+                "activity per 1,000 a year",
+                sp.activity_type.replace("_", " "),
+                target,
+                observed,
+                tolerance(target, 1000, population, 0.08, 1.0),
+                "per 1,000",
+                _rate_source(sp),
+            )
+        )
     return checks
 
 
@@ -180,15 +219,23 @@ def mortality_checks(engine: Engine, year: int) -> list[Check]:
     for i, label in enumerate(labels):
         hi = BROAD[i + 1] - 1 if i + 1 < len(BROAD) else params.MAX_AGE_INDEX
         ages = np.arange(BROAD[i], hi + 1)
-        target = float(
-            (mf[ages] * female[ages]).sum() + (mm[ages] * male[ages]).sum()
-        ) / float(female[ages].sum() + male[ages].sum())
+        target = float((mf[ages] * female[ages]).sum() + (mm[ages] * male[ages]).sum()) / float(
+            female[ages].sum() + male[ages].sum()
+        )
         deaths = sum(r["deaths"] for r in rows if r["age_band"] == label)
         people = sum(r["people"] for r in rows if r["age_band"] == label)
         observed = 1e5 * deaths / people if people else 0.0
-        checks.append(Check("deaths per 100,000 a year", f"aged {label}", target, observed,
-                            tolerance(target, 1e5, people, 0.12, 5.0), "per 100,000",
-                            "ONS 2020-based NPP mortality assumptions, 2024"))  # fmt: skip
+        checks.append(
+            Check(
+                "deaths per 100,000 a year",
+                f"aged {label}",
+                target,
+                observed,
+                tolerance(target, 1e5, people, 0.12, 5.0),
+                "per 100,000",
+                "ONS 2020-based NPP mortality assumptions, 2024",
+            )
+        )
     return checks
 
 
@@ -196,8 +243,15 @@ def opt_out_check(engine: Engine, ref: dt.date) -> Check:
     summary = analytics.run(engine, "system_summary", ref_date=ref).to_pylist()
     people = sum(r["people"] for r in summary)
     share = sum((r["opted_out_share"] or 0.0) * r["people"] for r in summary) / max(people, 1)
-    return Check("national data opt-out", "share of people", 100 * params.NATIONAL_DATA_OPT_OUT_RATE,
-                 100 * share, 0.3, "%", "NHS England National Data Opt-out statistics, 2024")  # fmt: skip
+    return Check(
+        "national data opt-out",
+        "share of people",
+        100 * params.NATIONAL_DATA_OPT_OUT_RATE,
+        100 * share,
+        0.3,
+        "%",
+        "NHS England National Data Opt-out statistics, 2024",
+    )
 
 
 def run_checks(engine: Engine, start: dt.date = DEFAULT_START) -> list[Check]:

@@ -94,7 +94,9 @@ def _condition_probability(
 ) -> NDArray[np.float64]:
     """Probability of each condition (n, K), scaled so England's age structure gives the target."""
     ages = np.arange(AGES + 20)
-    national = np.asarray(params.NATIONAL_MALE_K, float) + np.asarray(params.NATIONAL_FEMALE_K, float)
+    national = np.asarray(params.NATIONAL_MALE_K, float) + np.asarray(
+        params.NATIONAL_FEMALE_K, float
+    )
     out = np.empty((len(age), K))
     capped = np.minimum(age, AGES - 1)
     for k, c in enumerate(params.CONDITIONS):
@@ -120,7 +122,10 @@ def _condition_probability(
 
 
 def frailty_score(
-    age: NDArray[np.int64], count: NDArray[np.int64], latent: NDArray[np.float64], noise: NDArray[np.float64]
+    age: NDArray[np.int64],
+    count: NDArray[np.int64],
+    latent: NDArray[np.float64],
+    noise: NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """An electronic-frailty-index-like score: older, more conditions, worse latent health."""
     return 0.045 * (age - 65) + 0.30 * count + 0.6 * latent + 0.5 * noise
@@ -188,7 +193,9 @@ def _ethnicity(
         white_british = cdf[0]
         minority = np.clip((1 - white_british) * tilt[sel], 0.0, 0.98)
         is_minority = u[sel] < minority
-        pick = np.searchsorted(cdf[1:-1], white_british + v[sel] * (1 - white_british), side="right")
+        pick = np.searchsorted(
+            cdf[1:-1], white_british + v[sel] * (1 - white_british), side="right"
+        )
         out[sel] = np.where(is_minority, 1 + np.minimum(pick, len(cdf) - 3), 0)
     not_stated = rng.random(n) < params.NOT_STATED_ETHNICITY_RATE
     out[not_stated] = len(ETHNIC_CODES) - 1
@@ -248,8 +255,8 @@ def apply_deaths(world: World, c: Cohort, rng: np.random.Generator) -> None:
 def births(world: World, mothers: Cohort, rng: np.random.Generator, index_base: int) -> Cohort:
     """Babies born to the cohort's women during the history, registered at the mother's practice."""
     asfr = np.zeros(120)
-    for age, rate in params.FERTILITY_PER_1000.items():
-        asfr[age] = rate / 1000.0
+    for mother_age, rate in params.FERTILITY_PER_1000.items():
+        asfr[mother_age] = rate / 1000.0
     pos: list[NDArray[np.int64]] = []
     days: list[NDArray[np.int64]] = []
     for year in range(world.years):
@@ -303,13 +310,13 @@ def person_ids(index: NDArray[np.int64]) -> NDArray[np.int64]:
 
 
 __all__ = [
-    "K",
     "NO_DEATH",
     "Cohort",
+    "K",
     "apply_deaths",
-    "deaths_in_year",
     "base_cohort",
     "births",
+    "deaths_in_year",
     "frailty_score",
     "person_ids",
 ]

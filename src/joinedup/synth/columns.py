@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+
 def dates(days: NDArray[np.integer], null: NDArray[np.bool_] | None = None) -> pa.Array:
     """Whole days since 1970-01-01 as date32; `null` marks missing values."""
     return pa.array(np.asarray(days, dtype=np.int32), pa.int32(), mask=null).cast(pa.date32())
@@ -35,5 +36,7 @@ def constant(value: str, n: int) -> pa.DictionaryArray:
     return coded(np.zeros(n, np.int32), [value])
 
 
-def ints(values: NDArray[np.integer], type_: pa.DataType, null: NDArray[np.bool_] | None = None) -> pa.Array:
+def ints(
+    values: NDArray[np.integer], type_: pa.DataType, null: NDArray[np.bool_] | None = None
+) -> pa.Array:
     return pa.array(np.asarray(values), type_, mask=null)

@@ -21,15 +21,16 @@ from numpy.typing import NDArray
 from joinedup.footprint import Footprint, Pcn, Place, PlaceProfile, Practice, System
 from joinedup.synth import columns as col
 from joinedup.synth import params
+from joinedup.synth import services as svc
 from joinedup.synth.cohort import (
     NO_DEATH,
-    K,
     Cohort,
+    K,
     apply_deaths,
-    deaths_in_year,
     assign_frailty,
     base_cohort,
     births,
+    deaths_in_year,
     frailty_score,
     mortality_multiplier,
     person_ids,
@@ -46,7 +47,6 @@ from joinedup.synth.records import (
 from joinedup.synth.services import SPECIALTY_CODES, generate_activity, generate_pathways
 from joinedup.synth.shapes import ETHNIC_CODES, shapes_for
 from joinedup.synth.world import AGE_BANDS, Calibration, World, age_band, build_world
-from joinedup.synth import services as svc
 from joinedup.warehouse.schema import ACTIVITY_TYPES, OBSERVATION_TYPES, TABLES
 
 CHUNK_SIZE = 20_000
@@ -197,10 +197,12 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
     by, bm = _days_to_year_month(c.birth_day)
     org_labels = world.practice_codes + world.provider_codes
     provider_index = np.asarray(
-        [[len(world.practice_codes) + world.provider_codes.index(code) for code in row]
-         for row in world.providers],
+        [
+            [len(world.practice_codes) + world.provider_codes.index(code) for code in row]
+            for row in world.providers
+        ],
         np.int32,
-    )  # fmt: skip
+    )
 
     # Registration: a few people moved between practices of their place during the history.
     moved = (~c.is_newborn) & (rng.random(n) < params.PRACTICE_MOVE_RATE_PER_YEAR * world.years)
@@ -208,12 +210,19 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
     move_day = world.start_day + 1 + (rng.random(n) * span).astype(np.int64)
     moved &= move_day < np.minimum(c.death_day, world.end_day)
     same_place = [np.flatnonzero(world.practice_place == p) for p in range(len(world.place_codes))]
-    previous = np.asarray([same_place[p][i % len(same_place[p])] for p, i in
-                           zip(c.place, rng.integers(0, 1 << 30, n), strict=True)], np.int32)  # fmt: skip
+    previous = np.asarray(
+        [
+            same_place[p][i % len(same_place[p])]
+            for p, i in zip(c.place, rng.integers(0, 1 << 30, n), strict=True)
+        ],
+        np.int32,
+    )
     reg_start = np.where(
         c.is_newborn,
         c.birth_day + 14,
-        np.maximum(c.birth_day, world.start_day - (rng.exponential(12.0, n) * 365.25).astype(np.int64)),
+        np.maximum(
+            c.birth_day, world.start_day - (rng.exponential(12.0, n) * 365.25).astype(np.int64)
+        ),
     )
     reg_start = np.minimum(reg_start, np.maximum(c.death_day - 1, c.birth_day))
     m = np.flatnonzero(moved)
@@ -226,7 +235,9 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
     pods = [ACTIVITY_TYPES[s.activity_type] for s in params.SERVICES]
     svc_kind = np.asarray([activity_kinds.index(s.activity_type) for s in params.SERVICES])
     gp = events.service == params.SERVICE_INDEX["gp_consultation"]
-    ev_org = np.where(gp, c.practice[events.person], provider_index[c.place[events.person], events.service])
+    ev_org = np.where(
+        gp, c.practice[events.person], provider_index[c.place[events.person], events.service]
+    )
     no_end = events.end_day == NO_DEATH
     id_base = np.int64(chunk) << 34
 
@@ -244,87 +255,116 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
     rx_open = rx.end_day == NO_DEATH
 
     tables = {
-        "person": pa.table({
-            "person_id": pid,
-            "birth_year": col.ints(by, pa.int16()),
-            "birth_month": col.ints(bm, pa.int16()),
-            "sex": col.coded(c.sex, ["female", "male"]),
-            "ethnic_category": col.coded(c.ethnicity, list(ETHNIC_CODES)),
-            "lsoa_code": col.coded(c.area, world.lsoa_codes),
-            "imd_decile": col.ints(c.imd, pa.int16()),
-            "practice_code": col.coded(c.practice, world.practice_codes),
-            "death_date": col.dates(c.death_day, ~died),
-            "national_data_opt_out": pa.array(c.opt_out),
-        }),
-        "identity": pa.table({
-            "person_id": pid,
-            "nhs_number": pc.cast(pa.array(nhs_numbers(c.index)), pa.string()),
-            "source_system": col.constant("synthetic", n),
-            "source_id": pc.cast(pa.array(pid), pa.string()),
-        }),
-        "registration": pa.table({
-            "person_id": pid[reg_person],
-            "practice_code": col.coded(reg_practice, world.practice_codes),
-            "start_date": col.dates(reg_from),
-            "end_date": col.dates(reg_to, reg_to == NO_DEATH),
-        }),
-        "diagnosis": pa.table({
-            "person_id": pid[diagnoses.person],
-            "diagnosis_date": col.dates(diagnoses.day),
-            "code_system": col.coded(diag_system[diagnoses.code], ["snomed", "icd10"]),
-            "code": col.coded(diagnoses.code, [code for _, code in DIAGNOSIS_CODES]),
-            "setting": col.coded(diagnoses.setting, SETTINGS),
-            "organisation_code": col.coded(diag_org, org_labels),
-        }),
-        "activity": pa.table({
-            "activity_id": id_base + np.arange(len(events.person), dtype=np.int64),
-            "person_id": pid[events.person],
-            "activity_type": col.coded(svc_kind[events.service], activity_kinds),
-            "start_date": col.dates(events.start_day),
-            "end_date": col.dates(events.end_day, no_end),
-            "length_of_stay_days": col.ints(events.los, pa.int32(), events.los < 0),
-            "provider_code": col.coded(ev_org, org_labels),
-            "specialty_code": col.coded(np.maximum(events.specialty, 0), SPECIALTY_CODES, events.specialty < 0),
-            "point_of_delivery": col.coded(events.service, pods),
-            "cost_gbp": col.pence_to_gbp(events.cost_pence),
-        }),
-        "medication": pa.table({
-            "person_id": pid[rx.person],
-            "code_system": col.constant("bnf", len(rx.person)),
-            "code": col.coded(rx.medicine, [code for code, _ in MEDICINES]),
-            "description": col.coded(rx.medicine, [name for _, name in MEDICINES]),
-            "start_date": col.dates(rx.start_day),
-            "end_date": col.dates(rx.end_day, rx_open),
-            "issue_count": col.ints(rx.issues, pa.int32()),
-            "is_repeat": pa.array(rx.repeat),
-            "prescriber_code": col.coded(c.practice[rx.person], world.practice_codes),
-        }),
-        "observation": pa.table({
-            "person_id": pid[obs.person],
-            "observation_date": col.dates(obs.day),
-            "observation_type": col.coded(obs.kind, OBSERVATION_KINDS),
-            "code": col.coded(obs.kind, list(params.OBSERVATION_CODES.values())),
-            "value": pa.array(obs.value, pa.float64(), mask=~obs_numeric),
-            "unit": col.coded(obs.kind, units),
-            "value_code": col.coded(np.maximum(obs.smoking, 0), list(params.SMOKING_VALUE_CODES.values()), obs.smoking < 0),
-        }),
-        "rtt_pathway": pa.table({
-            "pathway_id": id_base + np.arange(len(pathways.person), dtype=np.int64),
-            "person_id": pid[pathways.person],
-            "provider_code": col.coded(provider_index[c.place[pathways.person], params.SERVICE_INDEX["elective_admission"]], org_labels),
-            "specialty_code": col.coded(pathways.specialty, SPECIALTY_CODES),
-            "clock_start_date": col.dates(pathways.start_day),
-            "clock_stop_date": col.dates(pathways.stop_day, open_rtt),
-            "stop_reason": col.coded(np.where(pathways.admitted, 0, 1), ["admitted", "non_admitted"], open_rtt),
-        }),
-    }  # fmt: skip
+        "person": pa.table(
+            {
+                "person_id": pid,
+                "birth_year": col.ints(by, pa.int16()),
+                "birth_month": col.ints(bm, pa.int16()),
+                "sex": col.coded(c.sex, ["female", "male"]),
+                "ethnic_category": col.coded(c.ethnicity, list(ETHNIC_CODES)),
+                "lsoa_code": col.coded(c.area, world.lsoa_codes),
+                "imd_decile": col.ints(c.imd, pa.int16()),
+                "practice_code": col.coded(c.practice, world.practice_codes),
+                "death_date": col.dates(c.death_day, ~died),
+                "national_data_opt_out": pa.array(c.opt_out),
+            }
+        ),
+        "identity": pa.table(
+            {
+                "person_id": pid,
+                "nhs_number": pc.cast(pa.array(nhs_numbers(c.index)), pa.string()),
+                "source_system": col.constant("synthetic", n),
+                "source_id": pc.cast(pa.array(pid), pa.string()),
+            }
+        ),
+        "registration": pa.table(
+            {
+                "person_id": pid[reg_person],
+                "practice_code": col.coded(reg_practice, world.practice_codes),
+                "start_date": col.dates(reg_from),
+                "end_date": col.dates(reg_to, reg_to == NO_DEATH),
+            }
+        ),
+        "diagnosis": pa.table(
+            {
+                "person_id": pid[diagnoses.person],
+                "diagnosis_date": col.dates(diagnoses.day),
+                "code_system": col.coded(diag_system[diagnoses.code], ["snomed", "icd10"]),
+                "code": col.coded(diagnoses.code, [code for _, code in DIAGNOSIS_CODES]),
+                "setting": col.coded(diagnoses.setting, SETTINGS),
+                "organisation_code": col.coded(diag_org, org_labels),
+            }
+        ),
+        "activity": pa.table(
+            {
+                "activity_id": id_base + np.arange(len(events.person), dtype=np.int64),
+                "person_id": pid[events.person],
+                "activity_type": col.coded(svc_kind[events.service], activity_kinds),
+                "start_date": col.dates(events.start_day),
+                "end_date": col.dates(events.end_day, no_end),
+                "length_of_stay_days": col.ints(events.los, pa.int32(), events.los < 0),
+                "provider_code": col.coded(ev_org, org_labels),
+                "specialty_code": col.coded(
+                    np.maximum(events.specialty, 0), SPECIALTY_CODES, events.specialty < 0
+                ),
+                "point_of_delivery": col.coded(events.service, pods),
+                "cost_gbp": col.pence_to_gbp(events.cost_pence),
+            }
+        ),
+        "medication": pa.table(
+            {
+                "person_id": pid[rx.person],
+                "code_system": col.constant("bnf", len(rx.person)),
+                "code": col.coded(rx.medicine, [code for code, _ in MEDICINES]),
+                "description": col.coded(rx.medicine, [name for _, name in MEDICINES]),
+                "start_date": col.dates(rx.start_day),
+                "end_date": col.dates(rx.end_day, rx_open),
+                "issue_count": col.ints(rx.issues, pa.int32()),
+                "is_repeat": pa.array(rx.repeat),
+                "prescriber_code": col.coded(c.practice[rx.person], world.practice_codes),
+            }
+        ),
+        "observation": pa.table(
+            {
+                "person_id": pid[obs.person],
+                "observation_date": col.dates(obs.day),
+                "observation_type": col.coded(obs.kind, OBSERVATION_KINDS),
+                "code": col.coded(obs.kind, list(params.OBSERVATION_CODES.values())),
+                "value": pa.array(obs.value, pa.float64(), mask=~obs_numeric),
+                "unit": col.coded(obs.kind, units),
+                "value_code": col.coded(
+                    np.maximum(obs.smoking, 0),
+                    list(params.SMOKING_VALUE_CODES.values()),
+                    obs.smoking < 0,
+                ),
+            }
+        ),
+        "rtt_pathway": pa.table(
+            {
+                "pathway_id": id_base + np.arange(len(pathways.person), dtype=np.int64),
+                "person_id": pid[pathways.person],
+                "provider_code": col.coded(
+                    provider_index[
+                        c.place[pathways.person], params.SERVICE_INDEX["elective_admission"]
+                    ],
+                    org_labels,
+                ),
+                "specialty_code": col.coded(pathways.specialty, SPECIALTY_CODES),
+                "clock_start_date": col.dates(pathways.start_day),
+                "clock_stop_date": col.dates(pathways.stop_day, open_rtt),
+                "stop_reason": col.coded(
+                    np.where(pathways.admitted, 0, 1), ["admitted", "non_admitted"], open_rtt
+                ),
+            }
+        ),
+    }
     for name, table in tables.items():
         if table.column_names != TABLES[name].column_names:
             raise RuntimeError(f"synthetic {name} columns drifted from the canonical schema")
     return tables
 
 
-# --- Parallel run -----------------------------------------------------------------------------------
+# --- Parallel run ---------------------------------------------------------------------------
 _WORLD: World | None = None
 
 
@@ -369,7 +409,9 @@ def generate_parts(
             record(*_write_chunk(chunk, str(out_dir)))
         return totals
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(world,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(world,)
+    ) as pool:
         pending: set[Future[tuple[int, dict[str, int]]]] = set()
         queue = iter(range(chunks))
         for chunk in queue:

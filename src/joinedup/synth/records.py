@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from joinedup.synth import params
-from joinedup.synth.cohort import K, NO_DEATH, Cohort
+from joinedup.synth.cohort import NO_DEATH, Cohort, K
 from joinedup.synth.services import SPECIALTY_CODES, Events
 from joinedup.synth.world import World
 
@@ -17,9 +17,15 @@ CI = params.CONDITION_INDEX
 
 # Diagnosis code vocabulary: every code the generator can write, with its system.
 _ELECTIVE_PRIMARY = {
-    "110": "M171", "130": "H259", "100": "K409", "301": "K573", "101": "N40", "120": "J350",
-    "502": "N920", "330": "L570",
-}  # fmt: skip
+    "110": "M171",
+    "130": "H259",
+    "100": "K409",
+    "301": "K573",
+    "101": "N40",
+    "120": "J350",
+    "502": "N920",
+    "330": "L570",
+}
 DIAGNOSIS_CODES: list[tuple[str, str]] = sorted(
     {("snomed", s) for c in params.CONDITIONS for s in c.snomed}
     | {("icd10", s) for c in params.CONDITIONS for s in c.icd10}
@@ -52,8 +58,13 @@ def generate_diagnoses(
 ) -> Diagnoses:
     out: list[tuple[NDArray[np.int64], ...]] = []
 
-    def add(person: NDArray[np.int64], day: NDArray[np.int64], code: NDArray[np.int32],
-            setting: int, event: NDArray[np.int64] | None = None) -> None:  # fmt: skip
+    def add(
+        person: NDArray[np.int64],
+        day: NDArray[np.int64],
+        code: NDArray[np.int32],
+        setting: int,
+        event: NDArray[np.int64] | None = None,
+    ) -> None:
         ev = np.full(len(person), -1, np.int64) if event is None else event
         out.append((person, day, code.astype(np.int64), np.full(len(person), setting), ev))
 
@@ -70,29 +81,58 @@ def generate_diagnoses(
         frail = np.flatnonzero(c.frailty == level)
         last = np.minimum(c.death_day[frail] - 1, world.end_day)
         day = last - rng.integers(0, 730, len(frail))
-        add(frail, day, np.full(len(frail), _CODE_INDEX[("snomed", params.FRAILTY_CODES[name])], np.int32), 0)
+        add(
+            frail,
+            day,
+            np.full(len(frail), _CODE_INDEX[("snomed", params.FRAILTY_CODES[name])], np.int32),
+            0,
+        )
     # Palliative care coding before a share of deaths.
     dead = np.flatnonzero((c.death_day != NO_DEATH) & ~c.is_newborn)
     pall = dead[rng.random(len(dead)) < params.PALLIATIVE_SHARE_OF_DEATHS]
     day = np.maximum(c.death_day[pall] - rng.integers(14, 200, len(pall)), c.entry_day[pall])
-    add(pall, day, np.full(len(pall), _CODE_INDEX[("snomed", params.PALLIATIVE_SNOMED)], np.int32), 0)
+    add(
+        pall,
+        day,
+        np.full(len(pall), _CODE_INDEX[("snomed", params.PALLIATIVE_SNOMED)], np.int32),
+        0,
+    )
     # Pregnancy (primary care) and delivery (hospital) for each mother.
     babies = np.flatnonzero(c.is_newborn)
     mothers = c.mother[babies]
-    preg_day = np.maximum(c.birth_day[babies] - rng.integers(200, 260, len(babies)), world.start_day - 280)
-    add(mothers, preg_day, np.full(len(mothers), _CODE_INDEX[("snomed", params.PREGNANCY_SNOMED)], np.int32), 0)
-    add(mothers, c.birth_day[babies], np.full(len(mothers), _CODE_INDEX[("icd10", params.DELIVERY_ICD10)], np.int32), 1)
+    preg_day = np.maximum(
+        c.birth_day[babies] - rng.integers(200, 260, len(babies)), world.start_day - 280
+    )
+    add(
+        mothers,
+        preg_day,
+        np.full(len(mothers), _CODE_INDEX[("snomed", params.PREGNANCY_SNOMED)], np.int32),
+        0,
+    )
+    add(
+        mothers,
+        c.birth_day[babies],
+        np.full(len(mothers), _CODE_INDEX[("icd10", params.DELIVERY_ICD10)], np.int32),
+        1,
+    )
 
     # Secondary care: each admission's primary diagnosis plus the person's known conditions.
     kinds = [s.activity_type for s in params.SERVICES]
     emergency = np.flatnonzero(events.service == kinds.index("emergency_admission"))
     planned = np.flatnonzero(
-        (events.service == kinds.index("elective_admission")) | (events.service == kinds.index("day_case"))
+        (events.service == kinds.index("elective_admission"))
+        | (events.service == kinds.index("day_case"))
     )
     prim = list(params.EMERGENCY_PRIMARY_DIAGNOSES)
     p = np.asarray(list(params.EMERGENCY_PRIMARY_DIAGNOSES.values()))
     pick = rng.choice(len(prim), size=len(emergency), p=p / p.sum())
-    add(events.person[emergency], events.start_day[emergency], _codes("icd10", tuple(prim))[pick], 1, emergency)
+    add(
+        events.person[emergency],
+        events.start_day[emergency],
+        _codes("icd10", tuple(prim))[pick],
+        1,
+        emergency,
+    )
     spec_code = np.asarray(SPECIALTY_CODES)[events.specialty[planned]]
     by_specialty = {sp: _CODE_INDEX[("icd10", icd)] for sp, icd in _ELECTIVE_PRIMARY.items()}
     fallback = _CODE_INDEX[("icd10", "K409")]
@@ -100,17 +140,25 @@ def generate_diagnoses(
     add(events.person[planned], events.start_day[planned], elective, 1, planned)
     admissions = np.concatenate([emergency, planned])
     adm_person = events.person[admissions]
-    known = c.conditions[adm_person] & (c.onset_day[adm_person] <= events.start_day[admissions, None])
+    known = c.conditions[adm_person] & (
+        c.onset_day[adm_person] <= events.start_day[admissions, None]
+    )
     row, k = np.nonzero(known)
-    first_icd = np.asarray([_CODE_INDEX[("icd10", cp.icd10[0])] for cp in params.CONDITIONS], np.int32)
+    first_icd = np.asarray(
+        [_CODE_INDEX[("icd10", cp.icd10[0])] for cp in params.CONDITIONS], np.int32
+    )
     add(adm_person[row], events.start_day[admissions[row]], first_icd[k], 1, admissions[row])
 
     person, day, code, setting, event = (np.concatenate(col) for col in zip(*out, strict=True))
     keep = (day <= world.end_day) & (day >= c.birth_day[person])
     return Diagnoses(
-        person[keep], day[keep], code[keep].astype(np.int32), setting[keep].astype(np.int8),
-        setting[keep] != 0, event[keep],
-    )  # fmt: skip
+        person[keep],
+        day[keep],
+        code[keep].astype(np.int32),
+        setting[keep].astype(np.int8),
+        setting[keep] != 0,
+        event[keep],
+    )
 
 
 @dataclass
@@ -134,14 +182,24 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
     hyp = has[:, CI["hypertension"]]
     diab = has[:, CI["diabetes"]]
     ckd = has[:, CI["chronic_kidney_disease"]]
-    cvd = has[:, CI["coronary_heart_disease"]] | has[:, CI["stroke_tia"]] | has[:, CI["heart_failure"]]
+    cvd = (
+        has[:, CI["coronary_heart_disease"]]
+        | has[:, CI["stroke_tia"]]
+        | has[:, CI["heart_failure"]]
+    )
     age0 = np.maximum(c.age_on(world.start_day), 0)
     adult = age0 >= 18
-    hidden_hyp = (~hyp) & (age0 >= 40) & (rng.random(n) < params.UNDIAGNOSED_HYPERTENSION_RATE_40_PLUS)
+    hidden_hyp = (
+        (~hyp) & (age0 >= 40) & (rng.random(n) < params.UNDIAGNOSED_HYPERTENSION_RATE_40_PLUS)
+    )
     dep = (5.5 - c.imd) / 4.5
     smoke_u = rng.random(n)
-    current_p = params.ADULT_SMOKING_RATE * np.exp(0.35 * dep) * np.where(has[:, CI["copd"]], 2.0, 1.0)
-    smoking = np.where(smoke_u < current_p, 0, np.where(smoke_u < current_p + params.ADULT_EX_SMOKING_RATE, 1, 2))
+    current_p = (
+        params.ADULT_SMOKING_RATE * np.exp(0.35 * dep) * np.where(has[:, CI["copd"]], 2.0, 1.0)
+    )
+    smoking = np.where(
+        smoke_u < current_p, 0, np.where(smoke_u < current_p + params.ADULT_EX_SMOKING_RATE, 1, 2)
+    )
     bmi_mean = 27.0 + 4.0 * diab + 1.2 * dep + np.interp(age0, (18, 50, 80), (-2.5, 0.5, -0.5))
 
     persons: list[NDArray[np.int64]] = []
@@ -150,7 +208,13 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
     values: list[NDArray[np.float64]] = []
     smk: list[NDArray[np.int8]] = []
 
-    def emit(who: NDArray[np.int64], day: NDArray[np.int64], kind: str, value: NDArray[np.float64], s: NDArray[np.int8] | None = None) -> None:  # fmt: skip
+    def emit(
+        who: NDArray[np.int64],
+        day: NDArray[np.int64],
+        kind: str,
+        value: NDArray[np.float64],
+        s: NDArray[np.int8] | None = None,
+    ) -> None:
         persons.append(who)
         days.append(day)
         kinds.append(np.full(len(who), OBSERVATION_KINDS.index(kind), np.int8))
@@ -164,13 +228,19 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
         present = last > first
         age = age0 + year
 
-        def when(who: NDArray[np.int64], first: NDArray[np.int64] = first, last: NDArray[np.int64] = last) -> NDArray[np.int64]:  # fmt: skip
+        def when(
+            who: NDArray[np.int64], first: NDArray[np.int64] = first, last: NDArray[np.int64] = last
+        ) -> NDArray[np.int64]:
             return first[who] + (rng.random(len(who)) * (last[who] - first[who])).astype(np.int64)
 
         # Blood pressure.
-        p_bp = np.where(hyp | diab | ckd | cvd, 0.85, np.where(age >= 40, 0.3, np.where(adult, 0.08, 0.0)))
+        p_bp = np.where(
+            hyp | diab | ckd | cvd, 0.85, np.where(age >= 40, 0.3, np.where(adult, 0.08, 0.0))
+        )
         who = np.flatnonzero(present & (rng.random(n) < p_bp))
-        sys_mean = 118 + 0.45 * np.maximum(age[who] - 40, -20) + 12 * hyp[who] + 24 * hidden_hyp[who]
+        sys_mean = (
+            118 + 0.45 * np.maximum(age[who] - 40, -20) + 12 * hyp[who] + 24 * hidden_hyp[who]
+        )
         sbp = np.clip(sys_mean + 12 * rng.standard_normal(len(who)), 80, 230).round()
         dbp = np.clip(0.45 * sbp + 20 + 6 * rng.standard_normal(len(who)), 40, 130).round()
         day = when(who)
@@ -179,28 +249,55 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
         # BMI.
         p_bmi = np.where(diab, 0.9, np.where(adult, 0.25, 0.02))
         who = np.flatnonzero(present & (rng.random(n) < p_bmi) & (age >= 16))
-        emit(who, when(who), "bmi", np.clip(bmi_mean[who] + 4.8 * rng.standard_normal(len(who)), 14, 70).round(1))
+        emit(
+            who,
+            when(who),
+            "bmi",
+            np.clip(bmi_mean[who] + 4.8 * rng.standard_normal(len(who)), 14, 70).round(1),
+        )
         # eGFR: people with CKD have two readings under 60 a year.
         for repeat in range(2):
-            p_egfr = np.where(ckd, 0.95, np.where(repeat == 0, np.where(diab | hyp, 0.8, np.where(age >= 50, 0.15, 0.0)), 0.0))
+            p_egfr = np.where(
+                ckd,
+                0.95,
+                np.where(
+                    repeat == 0, np.where(diab | hyp, 0.8, np.where(age >= 50, 0.15, 0.0)), 0.0
+                ),
+            )
             who = np.flatnonzero(present & (rng.random(n) < p_egfr) & adult)
-            healthy = np.clip(105 - 0.6 * np.maximum(age[who] - 30, 0) + 10 * rng.standard_normal(len(who)), 61, 140)
+            healthy = np.clip(
+                105 - 0.6 * np.maximum(age[who] - 30, 0) + 10 * rng.standard_normal(len(who)),
+                61,
+                140,
+            )
             impaired = np.clip(45 + 8 * rng.standard_normal(len(who)), 8, 59)
             emit(who, when(who), "egfr", np.where(ckd[who], impaired, healthy).round())
         # HbA1c.
         p_a1c = np.where(diab, 0.9, np.where(age >= 40, 0.1, 0.0))
         who = np.flatnonzero(present & (rng.random(n) < p_a1c))
-        a1c = np.where(diab[who], np.clip(58 + 12 * rng.standard_normal(len(who)), 48, 130),
-                       np.clip(37 + 4 * rng.standard_normal(len(who)), 20, 47))  # fmt: skip
+        a1c = np.where(
+            diab[who],
+            np.clip(58 + 12 * rng.standard_normal(len(who)), 48, 130),
+            np.clip(37 + 4 * rng.standard_normal(len(who)), 20, 47),
+        )
         emit(who, when(who), "hba1c", a1c.round())
         # Smoking status.
         who = np.flatnonzero(present & adult & (rng.random(n) < 0.35))
-        emit(who, when(who), "smoking_status", np.full(len(who), np.nan), smoking[who].astype(np.int8))
+        emit(
+            who,
+            when(who),
+            "smoking_status",
+            np.full(len(who), np.nan),
+            smoking[who].astype(np.int8),
+        )
 
     return Observations(
-        np.concatenate(persons), np.concatenate(days), np.concatenate(kinds),
-        np.concatenate(values), np.concatenate(smk),
-    )  # fmt: skip
+        np.concatenate(persons),
+        np.concatenate(days),
+        np.concatenate(kinds),
+        np.concatenate(values),
+        np.concatenate(smk),
+    )
 
 
 @dataclass
@@ -249,10 +346,14 @@ def generate_prescriptions(world: World, c: Cohort, rng: np.random.Generator) ->
     repeat = np.ones(len(person), bool)
 
     # Acute courses: one issue, seven days.
-    span = np.maximum(np.minimum(c.death_day, world.end_day + 1) - np.maximum(c.entry_day, world.start_day), 0)
+    span = np.maximum(
+        np.minimum(c.death_day, world.end_day + 1) - np.maximum(c.entry_day, world.start_day), 0
+    )
     count = rng.poisson(params.ACUTE_PRESCRIPTION_RATE * span / 365.25)
     a_person = np.repeat(np.arange(len(c), dtype=np.int64), count)
-    a_start = np.maximum(c.entry_day, world.start_day)[a_person] + (rng.random(len(a_person)) * span[a_person]).astype(np.int64)
+    a_start = np.maximum(c.entry_day, world.start_day)[a_person] + (
+        rng.random(len(a_person)) * span[a_person]
+    ).astype(np.int64)
     acute = np.asarray([_MED_INDEX[code] for code, _ in params.ACUTE_MEDICINES])
     a_med = acute[rng.integers(0, len(acute), len(a_person))]
     a_end = np.minimum(a_start + 7, world.end_day)

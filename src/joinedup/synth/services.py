@@ -42,7 +42,9 @@ def service_multiplier(c: Cohort, s: int) -> NDArray[np.float64]:
     """Person-level rate multiplier for service `s`, before the gamma heterogeneity."""
     sp = params.SERVICES[s]
     dep = np.exp(np.log(sp.deprivation_ratio) * (5.5 - c.imd) / 9.0)
-    log_m = sp.condition_effect * c.condition_count + sp.frailty_effect * np.maximum(c.frailty - 1, 0)
+    log_m = sp.condition_effect * c.condition_count + sp.frailty_effect * np.maximum(
+        c.frailty - 1, 0
+    )
     extra: dict[str, float] = {}
     if sp.activity_type == "mental_health_contact":
         extra = params.MENTAL_HEALTH_CONDITION_EFFECT
@@ -192,7 +194,8 @@ def generate_pathways(world: World, c: Cohort, rng: np.random.Generator) -> Path
     person = np.repeat(np.arange(len(c), dtype=np.int64), count)
     start = first[person] + (rng.random(len(person)) * span[person]).astype(np.int64)
     wait = np.exp(
-        np.log(params.RTT_MEDIAN_WAIT_WEEKS * 7) + params.RTT_WAIT_SIGMA * rng.standard_normal(len(person))
+        np.log(params.RTT_MEDIAN_WAIT_WEEKS * 7)
+        + params.RTT_WAIT_SIGMA * rng.standard_normal(len(person))
     ).astype(np.int64)
     stop = start + np.maximum(wait, 1)
     died = c.death_day[person]
@@ -200,7 +203,9 @@ def generate_pathways(world: World, c: Cohort, rng: np.random.Generator) -> Path
     stop = np.where(stop > world.end_day, NO_DEATH, stop)
     admitted = (rng.random(len(person)) < params.RTT_ADMITTED_SHARE) & (stop != NO_DEATH)
     admitted &= stop != died
-    return Pathways(person, _pick(params.ELECTIVE_SPECIALTIES, len(person), rng), start, stop, admitted)
+    return Pathways(
+        person, _pick(params.ELECTIVE_SPECIALTIES, len(person), rng), start, stop, admitted
+    )
 
 
 __all__ = ["SPECIALTY_CODES", "Events", "Pathways", "generate_activity", "generate_pathways"]

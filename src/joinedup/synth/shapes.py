@@ -16,7 +16,7 @@ from joinedup.reference.areas import Area as Area  # noqa: PLC0414 (re-export)
 from joinedup.synth import params
 
 AGES = params.MAX_AGE_INDEX + 1
-ETHNIC_CODES: tuple[str, ...] = tuple(params.ETHNICITY_ENGLAND) + ("Z",)
+ETHNIC_CODES: tuple[str, ...] = (*params.ETHNICITY_ENGLAND, "Z")
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,7 @@ class Period:
 
 def period_of(engine: Engine) -> Period:
     """The history of the latest build recorded in the warehouse."""
-    query = (
-        exp.select("*")
-        .from_("build")
-        .order_by(exp.column("built_at").desc())
-        .limit(1)
-    )
+    query = exp.select("*").from_("build").order_by(exp.column("built_at").desc()).limit(1)
     try:
         rows = engine.execute(query).to_pylist()
     except JoinedupError as err:

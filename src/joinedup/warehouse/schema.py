@@ -136,8 +136,17 @@ PERSON = Table(
             "Ethnic category; Z = not stated.",
             codes="NHS Data Dictionary Ethnic Category (A-Z)",
         ),
-        _c("lsoa_code", "VARCHAR", "Lower layer super output area of residence.", codes="ONS LSOA 2011"),
-        _c("imd_decile", "SMALLINT", "IMD 2019 decile of the LSOA; 1 = most deprived 10% nationally."),
+        _c(
+            "lsoa_code",
+            "VARCHAR",
+            "Lower layer super output area of residence.",
+            codes="ONS LSOA 2011",
+        ),
+        _c(
+            "imd_decile",
+            "SMALLINT",
+            "IMD 2019 decile of the LSOA; 1 = most deprived 10% nationally.",
+        ),
         _c("practice_code", "VARCHAR", "Current (or last) registered GP practice.", codes=ODS),
         _c("death_date", "DATE", "Date of death; null while alive.", null=True),
         _c(
@@ -180,9 +189,15 @@ DIAGNOSIS = Table(
     "Coded diagnoses: one row per code recorded for a person on a date in a setting.",
     (
         _c("person_id", "BIGINT", "Pseudonymous person key."),
-        _c("diagnosis_date", "DATE", "Date the code was recorded (first recorded for a chronic condition)."),
+        _c(
+            "diagnosis_date",
+            "DATE",
+            "Date the code was recorded (first recorded for a chronic condition).",
+        ),
         _c("code_system", "VARCHAR", "`snomed` or `icd10`."),
-        _c("code", "VARCHAR", "The diagnosis code (ICD-10 without the dot).", codes=SNOMED_OR_ICD10),
+        _c(
+            "code", "VARCHAR", "The diagnosis code (ICD-10 without the dot).", codes=SNOMED_OR_ICD10
+        ),
         _c(
             "setting",
             "VARCHAR",
@@ -202,8 +217,18 @@ ACTIVITY = Table(
         _c("person_id", "BIGINT", "Pseudonymous person key."),
         _c("activity_type", "VARCHAR", "One of: " + ", ".join(ACTIVITY_TYPES) + "."),
         _c("start_date", "DATE", "Date of the contact, admission or package start."),
-        _c("end_date", "DATE", "Discharge or package end date; null for same-day contacts.", null=True),
-        _c("length_of_stay_days", "INTEGER", "Bed days for admissions (0 for a day case).", null=True),
+        _c(
+            "end_date",
+            "DATE",
+            "Discharge or package end date; null for same-day contacts.",
+            null=True,
+        ),
+        _c(
+            "length_of_stay_days",
+            "INTEGER",
+            "Bed days for admissions (0 for a day case).",
+            null=True,
+        ),
         _c("provider_code", "VARCHAR", "Providing organisation.", codes=ODS),
         _c(
             "specialty_code",
@@ -228,7 +253,12 @@ MEDICATION = Table(
     (
         _c("person_id", "BIGINT", "Pseudonymous person key."),
         _c("code_system", "VARCHAR", "`dmd` or `bnf`."),
-        _c("code", "VARCHAR", "Medicine code (dm+d VTM/VMP or BNF chemical substance).", codes="dm+d or BNF"),
+        _c(
+            "code",
+            "VARCHAR",
+            "Medicine code (dm+d VTM/VMP or BNF chemical substance).",
+            codes="dm+d or BNF",
+        ),
         _c("description", "VARCHAR", "Medicine name."),
         _c("start_date", "DATE", "First issue."),
         _c("end_date", "DATE", "Last issue; null if still being issued.", null=True),
@@ -264,9 +294,19 @@ RTT_PATHWAY = Table(
         _c("pathway_id", "BIGINT", "Unique key of the pathway."),
         _c("person_id", "BIGINT", "Pseudonymous person key."),
         _c("provider_code", "VARCHAR", "Provider holding the pathway.", codes=ODS),
-        _c("specialty_code", "VARCHAR", "Treatment function.", codes="NHS Data Dictionary Treatment Function Code"),
+        _c(
+            "specialty_code",
+            "VARCHAR",
+            "Treatment function.",
+            codes="NHS Data Dictionary Treatment Function Code",
+        ),
         _c("clock_start_date", "DATE", "Referral received (clock start)."),
-        _c("clock_stop_date", "DATE", "Treatment or decision not to treat; null while waiting.", null=True),
+        _c(
+            "clock_stop_date",
+            "DATE",
+            "Treatment or decision not to treat; null while waiting.",
+            null=True,
+        ),
         _c("stop_reason", "VARCHAR", "admitted, non_admitted, or null while open.", null=True),
     ),
     primary_key=("pathway_id",),
@@ -289,7 +329,12 @@ PLACE = Table(
     "place",
     "Places: usually a local authority district.",
     (
-        _c("place_code", "VARCHAR", "Local authority district code (GSS, e.g. E08000012).", codes="ONS GSS"),
+        _c(
+            "place_code",
+            "VARCHAR",
+            "Local authority district code (GSS, e.g. E08000012).",
+            codes="ONS GSS",
+        ),
         _c("place_name", "VARCHAR", "Name of the place."),
         _c("profile", "VARCHAR", "Population profile used by the synthetic generator.", null=True),
     ),
@@ -301,7 +346,11 @@ PCN = Table(
     "pcn",
     "Neighbourhoods / Primary Care Networks (30-50k people).",
     (
-        _c("pcn_code", "VARCHAR", "PCN code (ODS U-code, or a derived code for formed neighbourhoods)."),
+        _c(
+            "pcn_code",
+            "VARCHAR",
+            "PCN code (ODS U-code, or a derived code for formed neighbourhoods).",
+        ),
         _c("pcn_name", "VARCHAR", "Name of the PCN."),
         _c("place_code", "VARCHAR", "Place the PCN sits in."),
     ),
@@ -350,7 +399,9 @@ COLLABORATIVE = Table(
     (
         _c("collaborative_code", "VARCHAR", "Local code."),
         _c("collaborative_name", "VARCHAR", "Name."),
-        _c("kind", "VARCHAR", "horizontal (similar providers across places) or vertical (a place)."),
+        _c(
+            "kind", "VARCHAR", "horizontal (similar providers across places) or vertical (a place)."
+        ),
         _c("place_code", "VARCHAR", "Place of a vertical collaborative.", null=True),
     ),
     primary_key=("collaborative_code",),
@@ -453,7 +504,13 @@ def render_markdown() -> str:
     lines += ["## Value sets", "", "### Activity types and points of delivery", ""]
     lines += ["| activity_type | point_of_delivery |", "|---|---|"]
     lines += [f"| `{k}` | `{v}` |" for k, v in ACTIVITY_TYPES.items()]
-    lines += ["", "### Ethnic category (NHS Data Dictionary)", "", "| code | meaning |", "|---|---|"]
+    lines += [
+        "",
+        "### Ethnic category (NHS Data Dictionary)",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+    ]
     lines += [f"| `{k}` | {v} |" for k, v in ETHNIC_CATEGORIES.items()]
     lines += ["", "### Observation types", "", "| observation_type | unit |", "|---|---|"]
     lines += [f"| `{k}` | {v or '(coded)'} |" for k, v in OBSERVATION_TYPES.items()]

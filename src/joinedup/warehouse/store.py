@@ -76,7 +76,13 @@ def footprint_tables(fp: Footprint) -> dict[str, pa.Table]:
     return {
         ICS.name: table(
             ICS,
-            [{"ics_code": fp.system.code, "ics_name": fp.system.name, "is_real": fp.system.is_real}],
+            [
+                {
+                    "ics_code": fp.system.code,
+                    "ics_name": fp.system.name,
+                    "is_real": fp.system.is_real,
+                }
+            ],
         ),
         PLACE.name: table(
             PLACE,
@@ -179,7 +185,7 @@ def build_warehouse(
             engine.checkpoint()
         finally:
             engine.close()
-        os.replace(tmp, path)
+        tmp.replace(path)
         _remove(path.with_name(path.name + ".wal.unused"))
     except BaseException:
         _remove(tmp)

@@ -54,7 +54,7 @@ class DuckDBEngine(Engine):
                 "or point --warehouse (or JOINEDUP_WAREHOUSE) at an existing file"
             )
         # DuckDB without the ICU extension has no time zones: timestamps are UTC already.
-        config: dict[str, str | int] = {}
+        config: dict[str, str | bool | int | float | list[str]] = {}
         if threads is not None:
             config["threads"] = threads
         if memory_limit is not None:
@@ -145,7 +145,7 @@ class DuckDBEngine(Engine):
         self.con.close()
 
 
-def _read_parquet(files: Iterable[Path]) -> exp.Expression:
+def _read_parquet(files: Iterable[Path]) -> exp.Func:
     paths = [exp.Literal.string(str(f)) for f in files]
     if not paths:
         raise JoinedupError("no Parquet files to read")
