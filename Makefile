@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_PEOPLE ?= 300000
+DEMO_PEOPLE ?= 1200000
 DEMO_SEED ?= 42
 WAREHOUSE ?= data/joinedup.duckdb
 # Public reference data for tests and acceptance checks; the product itself takes paths as options.

@@ -474,8 +474,8 @@ def render_markdown() -> str:
     lines = [
         "# Data model: the canonical analytic tables",
         "",
-        "Generated from `src/joinedup/warehouse/schema.py` by `joinedup warehouse schema "
-        "--markdown`; edit the code, not this page.",
+        "Generated from `src/joinedup/warehouse/schema.py` by `joinedup warehouse schema -o "
+        "docs/data-model.md`; edit the code, not this page. A test fails when they differ.",
         "",
         "The warehouse is a DuckDB file (default `data/joinedup.duckdb`, or `--warehouse`, or "
         "`JOINEDUP_WAREHOUSE`). Every table below can be queried directly with DuckDB. The same "
