@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from joinedup import __version__
 from joinedup.errors import JoinedupError
@@ -57,7 +58,11 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except JoinedupError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}")
+        sys.exit(2)
+    except OSError as err:  # a file or folder the user named cannot be read or written
+        where = f" {err.filename}:" if err.filename else ""
+        err_console.print(f"[bold red]error:[/]{escape(where)} {escape(str(err.strerror or err))}")
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: nothing was half-written[/]")
