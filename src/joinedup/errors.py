@@ -6,6 +6,8 @@ the CLI prints its message and exits non-zero without a traceback.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class JoinedupError(Exception):
     """Base for errors caused by input, configuration or environment, not by a bug."""
@@ -22,3 +24,14 @@ class InputError(JoinedupError):
 
 class ConfigurationError(JoinedupError):
     """A setting or option is missing or inconsistent."""
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """A validation failure as `field.path: reason` parts (the first ten), for InputError."""
+    parts = []
+    for e in err.errors()[:10]:
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

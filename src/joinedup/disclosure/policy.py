@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from joinedup.errors import InputError
+from joinedup.errors import InputError, describe_validation_error
 
 
 class DisclosurePolicy(BaseModel):
@@ -79,7 +79,7 @@ class DisclosurePolicy(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
-            raise InputError(source, _describe(err)) from err
+            raise InputError(source, describe_validation_error(err)) from err
 
 
 def describe(policy: DisclosurePolicy) -> str:
@@ -97,13 +97,3 @@ def describe(policy: DisclosurePolicy) -> str:
     if policy.round_to == 1:
         return f"{hidden}, {others} shown unrounded"
     return f"{hidden}, {others} rounded to the nearest {policy.round_to}"
-
-
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:10]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc != "(top level)" else msg)
-    more = err.error_count() - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -14,7 +14,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from joinedup.errors import InputError
+from joinedup.errors import InputError, describe_validation_error
 
 Code = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_\-]+$")]
 
@@ -200,20 +200,10 @@ class Footprint(_Model):
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
-            raise InputError(source, _describe(err)) from err
+            raise InputError(source, describe_validation_error(err)) from err
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(self.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
         tmp.replace(path)
-
-
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:10]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc != "(top level)" else msg)
-    more = err.error_count() - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
