@@ -66,7 +66,7 @@ def open_for(engine: str, warehouse: Path, spark_master: str, parquet: Path | No
         return open_engine("spark", spark_master=spark_master, parquet_dir=parquet)
     if parquet is not None:
         return open_engine("duckdb", parquet_dir=parquet)
-    return open_engine("duckdb", warehouse=warehouse, read_only=False)
+    return open_engine("duckdb", warehouse=warehouse)
 
 
 @app.command()
@@ -198,7 +198,7 @@ def run_analytic(
         params = default_parameters(name, period_of(eng))
         params.update(_coerce_dates(_parse_params(param or [])))
         if params.get("codelist") == "summary_codelist":
-            eng.load("summary_codelist", condition_codelist())
+            eng.load_session("summary_codelist", condition_codelist())
         result = analytics.publish(analytics.run(eng, name, **params))
     seconds = time.perf_counter() - began
     if output is not None:
@@ -290,7 +290,7 @@ def print_report(report: SystemReport) -> None:
 
 def summary(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
     """A short summary of the system: people per place, conditions, activity, deaths."""
-    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+    with open_engine("duckdb", warehouse=warehouse) as engine:
         print_report(system_report(engine, condition_codelist()))
 
 
@@ -316,7 +316,7 @@ def demo(
         workers=workers,
         years=3,
     )
-    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+    with open_engine("duckdb", warehouse=warehouse) as engine:
         with console.status("Running every analytic"):
             runs = run_all(engine, condition_codelist(), outputs)
         table = Table(title="Analytics (DuckDB)", show_edge=False)

@@ -97,7 +97,7 @@ def pyramid_checks(engine: Engine, ref: dt.date) -> list[Check]:
 
 def prevalence_checks(engine: Engine, ref: dt.date) -> list[Check]:
     """Recorded prevalence of each long-term condition among people of the register's ages."""
-    engine.load("calibration_codelist", condition_codelist())
+    engine.load_session("calibration_codelist", condition_codelist())
     edges = sorted({0, *(c.min_age for c in params.CONDITIONS)})
     got = analytics.run(
         engine,
@@ -271,7 +271,7 @@ def calibrate(people: int, seed: int, workdir: Path | None = None) -> list[Check
     with tempfile.TemporaryDirectory(prefix="joinedup-calibration-", dir=workdir) as tmp:
         warehouse = Path(tmp) / "calibration.duckdb"
         synthesise(england_footprint(people), people=people, seed=seed, warehouse=warehouse)
-        engine = open_engine("duckdb", warehouse=warehouse, read_only=False)
+        engine = open_engine("duckdb", warehouse=warehouse)
         try:
             return run_checks(engine)
         finally:

@@ -7,6 +7,7 @@ so the same seed gives the same data whatever the number of workers or the machi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import multiprocessing as mp
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -75,15 +76,23 @@ def england_footprint(people: int = 60_000) -> Footprint:
     )
 
 
-def measure_calibration(start: dt.date, years: int, people: int = 60_000) -> Calibration:
+CALIBRATION_SAMPLE = 250_000
+
+
+@functools.lru_cache(maxsize=4)
+def measure_calibration(
+    start: dt.date, years: int, people: int = CALIBRATION_SAMPLE
+) -> Calibration:
     """Normalising constants from a fixed national sample (seed 0, independent of the run).
 
     Two passes: the first measures how much deaths during the history thin each condition's
     prevalence, the second regenerates with that corrected and records, year by year, the mean
     mortality and service multipliers among the living (the sick die first, so survivors get
-    healthier and the constants change from year to year)."""
+    healthier and the constants change from year to year). Multipliers are heavy-tailed, so the
+    sample is large (a quarter of a million people, about 3 s); results are cached per process
+    and must not be modified."""
     fp = england_footprint()
-    world = build_world(fp, shapes_for(fp, 0), people=people, seed=0, start=start, years=years)
+    world = build_world(fp, shapes_for(fp), people=people, seed=0, start=start, years=years)
     adjust = np.ones(K)
     targets = np.asarray([c.target_prevalence for c in params.CONDITIONS])
     min_age = np.asarray([c.min_age for c in params.CONDITIONS])

@@ -265,7 +265,8 @@ SERVICES: tuple[ServiceParams, ...] = (
     ),
     ServiceParams(
         "emergency_admission",
-        (0.30, 0.11, 0.045, 0.058, 0.068, 0.068, 0.072, 0.088, 0.125, 0.205, 0.38, 0.55),
+        # Scaled so England's ages give HES 2018: children 76, adults 119 per 1,000.
+        (0.30, 0.115, 0.047, 0.06, 0.058, 0.058, 0.061, 0.075, 0.106, 0.174, 0.322, 0.466),
         1.0, 0.30, 1.5, 0.35, 0.7, 1650.0, HES + "; cost: " + NCC,
     ),
     ServiceParams(

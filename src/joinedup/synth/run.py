@@ -65,7 +65,6 @@ def synthesise(
     calibration = measure_calibration(start, years)
     shapes = shapes_for(
         footprint,
-        seed,
         reference.areas if reference else None,
         reference.ethnicity if reference else None,
     )

@@ -67,24 +67,35 @@ def male_share_by_age() -> NDArray[np.float64]:
     return m / (m + np.asarray(params.NATIONAL_FEMALE_K, float))
 
 
+def allocate(total: int, weights: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Split `total` into integer parts proportional to `weights` (largest remainder)."""
+    raw = weights / weights.sum() * total
+    parts = np.floor(raw).astype(np.int64)
+    short = total - int(parts.sum())
+    if short > 0:
+        order = np.argsort(-(raw - parts), kind="stable")
+        parts[order[:short]] += 1
+    return parts
+
+
 def _stable_seed(*parts: object) -> int:
     return zlib.crc32("|".join(str(p) for p in parts).encode())
 
 
-def profile_shape(place_code: str, profile: PlaceProfile, population: int, seed: int) -> PlaceShape:
+def profile_shape(place_code: str, profile: PlaceProfile, population: int) -> PlaceShape:
     """A fictional place: LSOAs with deciles drawn from the profile's mix, ages tilted by it."""
-    rng = np.random.default_rng(_stable_seed(seed, place_code, "areas"))
     n_areas = max(1, round(population / _PEOPLE_PER_LSOA))
-    deciles = rng.choice(np.arange(1, 11), size=n_areas, p=np.asarray(_IMD_MIX[profile]))
-    deciles.sort()
+    # Deciles in exactly the profile's proportions (not drawn), so a place's deprivation, and
+    # everything that follows from it, does not depend on the seed.
+    counts = allocate(n_areas, np.asarray(_IMD_MIX[profile]))
+    deciles = np.repeat(np.arange(1, 11), counts)
     tilt = np.interp(np.arange(AGES), _TILT_AGES, _AGE_TILT[profile])
     base = national_age_counts() * tilt
     # More deprived areas are younger, less deprived older, around the place's own structure.
     young = np.interp(np.arange(AGES), (0, 30, 50, 65, 90), (1.08, 1.1, 1.0, 0.88, 0.82))
     depth = (5.5 - deciles) / 4.5
     age_counts = base[None, :] * (1 + depth[:, None] * (young[None, :] - 1))
-    size = rng.uniform(0.7, 1.3, n_areas)
-    age_counts *= (size / age_counts.sum(axis=1))[:, None]
+    age_counts /= age_counts.sum(axis=1)[:, None]  # areas of equal size
     codes = np.asarray([f"ZZ{_stable_seed(place_code) % 1000:03d}{k:05d}" for k in range(n_areas)])
     return PlaceShape(
         place_code,
@@ -116,7 +127,6 @@ def reference_shape(
 
 def shapes_for(
     footprint: Footprint,
-    seed: int,
     reference_areas: Mapping[str, Area] | None = None,
     reference_ethnicity: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, PlaceShape]:
@@ -128,5 +138,5 @@ def shapes_for(
             eth = (reference_ethnicity or {}).get(place.code)
             out[place.code] = reference_shape(place.code, reference_areas[place.code], eth)
         else:
-            out[place.code] = profile_shape(place.code, place.profile, sizes[place.code], seed)
+            out[place.code] = profile_shape(place.code, place.profile, sizes[place.code])
     return out

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from joinedup.footprint import Footprint, OrganisationType
 from joinedup.synth import params
-from joinedup.synth.shapes import AGES, PlaceShape
+from joinedup.synth.shapes import AGES, PlaceShape, allocate
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -84,17 +84,6 @@ class World:
         a = start.replace(year=start.year + year)
         b = start.replace(year=start.year + year + 1)
         return to_days(a), min(to_days(b), self.end_day + 1)
-
-
-def allocate(total: int, weights: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Split `total` into integer parts proportional to `weights` (largest remainder)."""
-    raw = weights / weights.sum() * total
-    parts = np.floor(raw).astype(np.int64)
-    short = total - int(parts.sum())
-    if short > 0:
-        order = np.argsort(-(raw - parts), kind="stable")
-        parts[order[:short]] += 1
-    return parts
 
 
 def build_world(

@@ -79,7 +79,7 @@ def system_report(
     places = analytics.run(engine, "system_summary", ref_date=period.end)
     conditions = pa.table({"condition": pa.array([], pa.string())})
     if codelist is not None and codelist.num_rows:
-        engine.load(CODELIST_TABLE, codelist)
+        engine.load_session(CODELIST_TABLE, codelist)
         conditions = analytics.run(
             engine, "condition_prevalence", codelist=CODELIST_TABLE, ref_date=period.end
         )
@@ -144,7 +144,7 @@ def run_all(
     chosen = policy or DisclosurePolicy()
     period = period_of(engine)
     if codelist is not None:
-        engine.load(CODELIST_TABLE, codelist)
+        engine.load_session(CODELIST_TABLE, codelist)
     runs: list[AnalyticRun] = []
     for name in analytics.ANALYTICS:
         params = default_parameters(name, period)

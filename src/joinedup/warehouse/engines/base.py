@@ -31,6 +31,12 @@ class Engine(ABC):
     def load(self, name: str, data: pa.Table) -> None:
         """Make `data` available as table `name`, replacing any table of that name."""
 
+    def load_session(self, name: str, data: pa.Table) -> None:
+        """Make a small lookup table (a code list, say) available to this session only, never
+        stored with the canonical tables. Engines whose `load` is session-only need not
+        override this."""
+        self.load(name, data)
+
     @abstractmethod
     def load_parquet(self, name: str, files: Iterable[Path]) -> None:
         """Make the Parquet `files` available as table `name`, replacing any of that name."""

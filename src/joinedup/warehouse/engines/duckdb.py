@@ -88,6 +88,22 @@ class DuckDBEngine(Engine):
         finally:
             self.con.unregister("_joinedup_incoming")
 
+    def load_session(self, name: str, data: pa.Table) -> None:
+        """A TEMPORARY table: gone when the connection closes, allowed on a read-only file."""
+        self.con.register("_joinedup_incoming", data)
+        try:
+            self.con.execute(
+                exp.Create(
+                    this=exp.to_table(name),
+                    kind="TABLE",
+                    replace=True,
+                    properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+                    expression=exp.select("*").from_("_joinedup_incoming"),
+                ).sql(dialect="duckdb")
+            )
+        finally:
+            self.con.unregister("_joinedup_incoming")
+
     def append(self, name: str, data: pa.Table) -> None:
         """Append Arrow rows to an existing table (columns by position)."""
         self.con.register("_joinedup_incoming", data)
