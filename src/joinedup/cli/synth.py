@@ -125,7 +125,8 @@ def synth(
     reference_dir: Annotated[
         Path | None,
         typer.Option(
-            "--reference-dir", envvar="JOINEDUP_REFERENCE_DIR", help="Reference data folder."
+            "--reference-dir",
+            help="Folder of public reference files; with --icb, shape the population on them.",
         ),
     ] = None,
     icb: Annotated[

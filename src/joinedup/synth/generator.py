@@ -218,14 +218,18 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
     span = np.maximum(np.minimum(c.death_day, world.end_day) - world.start_day, 1)
     move_day = world.start_day + 1 + (rng.random(n) * span).astype(np.int64)
     moved &= move_day < np.minimum(c.death_day, world.end_day)
-    same_place = [np.flatnonzero(world.practice_place == p) for p in range(len(world.place_codes))]
-    previous = np.asarray(
-        [
-            same_place[p][i % len(same_place[p])]
-            for p, i in zip(c.place, rng.integers(0, 1 << 30, n), strict=True)
-        ],
-        np.int32,
-    )
+    draw = rng.integers(0, 1 << 30, n)
+    previous = c.practice.copy()
+    for p in np.unique(c.place):
+        sel = np.flatnonzero(c.place == p)
+        members = np.flatnonzero(world.practice_place == p).astype(np.int32)
+        idx = draw[sel] % len(members)
+        before = members[idx]
+        # A move is to another practice of the place (none where the place has only one).
+        same = before == c.practice[sel]
+        before[same] = members[(idx[same] + 1) % len(members)]
+        previous[sel] = before
+    moved &= previous != c.practice
     reg_start = np.where(
         c.is_newborn,
         c.birth_day + 14,
