@@ -75,44 +75,23 @@ class DuckDBEngine(Engine):
         self.con.execute(_ddl(table))
 
     def load(self, name: str, data: pa.Table) -> None:
-        self.con.register("_joinedup_incoming", data)
-        try:
-            self.con.execute(
-                exp.Create(
-                    this=exp.to_table(name),
-                    kind="TABLE",
-                    replace=True,
-                    expression=exp.select("*").from_("_joinedup_incoming"),
-                ).sql(dialect="duckdb")
-            )
-        finally:
-            self.con.unregister("_joinedup_incoming")
+        self._from_arrow(data, _create(name, temporary=False))
 
     def load_session(self, name: str, data: pa.Table) -> None:
         """A TEMPORARY table: gone when the connection closes, allowed on a read-only file."""
-        self.con.register("_joinedup_incoming", data)
-        try:
-            self.con.execute(
-                exp.Create(
-                    this=exp.to_table(name),
-                    kind="TABLE",
-                    replace=True,
-                    properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-                    expression=exp.select("*").from_("_joinedup_incoming"),
-                ).sql(dialect="duckdb")
-            )
-        finally:
-            self.con.unregister("_joinedup_incoming")
+        self._from_arrow(data, _create(name, temporary=True))
 
     def append(self, name: str, data: pa.Table) -> None:
         """Append Arrow rows to an existing table (columns by position)."""
-        self.con.register("_joinedup_incoming", data)
+        self._from_arrow(data, exp.insert(exp.select("*").from_(_INCOMING), name))
+
+    def _from_arrow(self, data: pa.Table, statement: exp.Expression) -> None:
+        """Run `statement`, which reads the Arrow table `data` as `_INCOMING`."""
+        self.con.register(_INCOMING, data)
         try:
-            self.con.execute(
-                exp.insert(exp.select("*").from_("_joinedup_incoming"), name).sql(dialect="duckdb")
-            )
+            self.con.execute(statement.sql(dialect="duckdb"))
         finally:
-            self.con.unregister("_joinedup_incoming")
+            self.con.unregister(_INCOMING)
 
     def load_parquet(self, name: str, files: Iterable[Path]) -> None:
         self.con.execute(
@@ -159,6 +138,21 @@ class DuckDBEngine(Engine):
 
     def close(self) -> None:
         self.con.close()
+
+
+_INCOMING = "_joinedup_incoming"
+
+
+def _create(name: str, *, temporary: bool) -> exp.Create:
+    """CREATE OR REPLACE [TEMPORARY] TABLE name AS SELECT * FROM the incoming Arrow table."""
+    props = exp.Properties(expressions=[exp.TemporaryProperty()]) if temporary else None
+    return exp.Create(
+        this=exp.to_table(name),
+        kind="TABLE",
+        replace=True,
+        properties=props,
+        expression=exp.select("*").from_(_INCOMING),
+    )
 
 
 def _read_parquet(files: Iterable[Path]) -> exp.Func:
