@@ -56,7 +56,8 @@ bench: $(STAMP) java
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 
 calibration: $(STAMP)
-	$(BIN)/joinedup synth calibrate --people 200000 --seed 42 --write-doc docs/synthetic-data.md
+	$(BIN)/joinedup synth calibrate --people 200000 --seed 42 --write-doc docs/synthetic-data.md \
+		--chart docs/img/calibration.svg
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks

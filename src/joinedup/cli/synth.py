@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from joinedup.cli.charts import calibration_chart
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
@@ -167,6 +168,10 @@ def calibrate(
         Path | None,
         typer.Option("--write-doc", help="Replace the calibration table in this Markdown file."),
     ] = None,
+    chart: Annotated[
+        Path | None,
+        typer.Option("--chart", help="Draw the comparison (pyramid, admissions, prevalence) here."),
+    ] = None,
 ) -> None:
     """Generate an England-shaped population and compare it with published targets."""
     with console.status("Generating and measuring an England-shaped population"):
@@ -191,5 +196,8 @@ def calibrate(
     if write_doc is not None:
         calibration.write_doc(write_doc, calibration.render_table(checks, people, seed))
         console.print(f"Wrote the calibration table to {escape(str(write_doc))}")
+    if chart is not None:
+        calibration_chart(checks, chart)
+        console.print(f"Drew the comparison in {escape(str(chart))}")
     if passed < len(checks):
         raise typer.Exit(1)

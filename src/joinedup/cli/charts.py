@@ -1,0 +1,72 @@
+"""Charts for results a person would rather see than read (rendered with matplotlib to SVG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+
+from joinedup.synth.calibration import Check
+
+NHS_BLUE = "#005eb8"
+NHS_DARK_GREY = "#425563"
+
+
+def calibration_chart(checks: Sequence[Check], path: Path) -> None:
+    """Three panels: the age-sex pyramid, emergency admissions by age and condition prevalence,
+    synthetic against target."""
+    pyramid = [c for c in checks if c.group == "age-sex pyramid"]
+    bands = list(dict.fromkeys(c.measure.split(" ", 1)[1] for c in pyramid))
+    share = {(c.measure.split(" ", 1)[0], c.measure.split(" ", 1)[1]): c for c in pyramid}
+    emergency = [c for c in checks if c.group == "emergency admissions per 1,000"]
+    prevalence = [c for c in checks if c.group == "prevalence"]
+
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 5.5))
+    y = range(len(bands))
+    for sex, sign in (("male", -1), ("female", 1)):
+        observed = [sign * share[(sex, b)].observed for b in bands]
+        target = [sign * share[(sex, b)].target for b in bands]
+        ax1.barh(y, observed, color=NHS_BLUE if sex == "female" else "#41b6e6", label=f"{sex}s")
+        ax1.step(target, y, where="mid", color=NHS_DARK_GREY, linewidth=1)
+    ax1.set_yticks(list(y), bands, fontsize=7)
+    ax1.axvline(0, color="black", linewidth=0.5)
+    ax1.set_xlabel("% of people (line: ONS England 2023)")
+    ax1.set_title("Age and sex")
+    ax1.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):g}"))
+    ax1.legend(loc="upper right", fontsize=8)
+
+    x = range(len(emergency))
+    ax2.bar([i - 0.2 for i in x], [c.target for c in emergency], 0.4, color=NHS_DARK_GREY,
+            label="target")  # fmt: skip
+    ax2.bar([i + 0.2 for i in x], [c.observed for c in emergency], 0.4, color=NHS_BLUE,
+            label="synthetic")  # fmt: skip
+    ax2.set_xticks(list(x), [c.measure.removeprefix("aged ") for c in emergency], fontsize=8)
+    ax2.set_ylabel("per 1,000 a year")
+    ax2.set_title("Emergency admissions by age")
+    ax2.legend(fontsize=8)
+
+    targets = [c.target for c in prevalence]
+    ax3.scatter(targets, [c.observed for c in prevalence], color=NHS_BLUE, s=18)
+    top = max([*targets, *(c.observed for c in prevalence), 1.0]) * 1.08
+    ax3.plot([0, top], [0, top], color=NHS_DARK_GREY, linewidth=0.8)
+    ax3.set_xlim(0, top)
+    ax3.set_ylim(0, top)
+    ax3.set_xlabel("target prevalence (%)")
+    ax3.set_ylabel("synthetic prevalence (%)")
+    ax3.set_title("Long-term conditions")
+
+    passed = sum(c.ok for c in checks)
+    fig.suptitle(f"Synthetic population against England: {passed} of {len(checks)} figures "
+                 "within tolerance")  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    fig.savefig(tmp, metadata={"Date": None} if path.suffix == ".svg" else None)
+    plt.close(fig)
+    tmp.replace(path)
