@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from joinedup.errors import InputError
 from joinedup.reference.areas import PLACE_PREDECESSORS, find_reference_file
+from joinedup.reference.csvfile import csv_rows
 
 ETHNICITY_FILE_NAME = "ethnicity_census2021_ltla21.csv"
 ETHNICITY_COLUMNS: tuple[str, ...] = ("ltla21_code", "ethnic_group", "value")
@@ -84,26 +85,11 @@ def load_place_ethnicity(
 
 
 def _counts_by_ltla(path: Path) -> dict[str, dict[str, float]]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return _read(handle, str(path))
-    except OSError as err:
-        raise InputError(str(path), f"cannot read ethnicity file ({err.strerror})") from err
-    except UnicodeDecodeError as err:
-        raise InputError(str(path), f"not UTF-8 text ({err.reason})") from err
-    except csv.Error as err:
-        raise InputError(str(path), f"not a readable CSV file ({err})") from err
+    with csv_rows(path, "ethnicity file", ETHNICITY_COLUMNS) as reader:
+        return _read(reader, str(path))
 
 
-def _read(lines: Iterator[str], source: str) -> dict[str, dict[str, float]]:
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames
-    if not header:
-        raise InputError(source, "empty file: expected a header row")
-    missing = [c for c in ETHNICITY_COLUMNS if c not in header]
-    if missing:
-        names = ", ".join(repr(c) for c in missing)
-        raise InputError(source, f"missing column{'s' if len(missing) > 1 else ''} {names}")
+def _read(reader: csv.DictReader[str], source: str) -> dict[str, dict[str, float]]:
     counts: dict[str, dict[str, float]] = {}
     for row in reader:
         where = f"{source}:{reader.line_num}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from joinedup.errors import InputError
+from joinedup.reference.csvfile import csv_rows
 
 PRACTICE_FILE_NAME = "gp_practice_weighted_populations_2025_26.csv"
 
@@ -98,15 +99,8 @@ def find_practice_file(reference_dir: Path) -> Path:
 
 def load_practices(path: Path) -> list[PracticeRecord]:
     """Read and check every practice row; errors name the file, line and column."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return list(_read(handle, str(path)))
-    except OSError as err:
-        raise InputError(str(path), f"cannot read practice file ({err.strerror})") from err
-    except UnicodeDecodeError as err:
-        raise InputError(str(path), f"not UTF-8 text ({err.reason})") from err
-    except csv.Error as err:
-        raise InputError(str(path), f"not a readable CSV file ({err})") from err
+    with csv_rows(path, "practice file", REQUIRED_COLUMNS) as reader:
+        return list(_read(reader, str(path)))
 
 
 def load_practices_from_dir(reference_dir: Path) -> list[PracticeRecord]:
@@ -114,15 +108,7 @@ def load_practices_from_dir(reference_dir: Path) -> list[PracticeRecord]:
     return load_practices(find_practice_file(reference_dir))
 
 
-def _read(lines: Iterator[str], source: str) -> Iterator[PracticeRecord]:
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames
-    if not header:
-        raise InputError(source, "empty file: expected a header row")
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        names = ", ".join(repr(c) for c in missing)
-        raise InputError(source, f"missing column{'s' if len(missing) > 1 else ''} {names}")
+def _read(reader: csv.DictReader[str], source: str) -> Iterator[PracticeRecord]:
     seen: dict[str, int] = {}
     count = 0
     for row in reader:
