@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from spec_tables import activity, footprint, p, person, rows
 
+import joinedup.population  # noqa: F401 - registers the population analytics
 from joinedup.warehouse.analytics import ANALYTICS, run
 from joinedup.warehouse.engines import Engine
 from joinedup.warehouse.schema import TABLES
@@ -77,6 +78,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "mortality_rates": {},
     "rtt_waiting_list": {"ref_date": REF},
     "system_summary": {"ref_date": REF},
+    "charlson_distribution": {"ref_date": REF},
 }
 
 

@@ -60,6 +60,17 @@ _BUILDERS: tuple[Callable[..., exp.Query], ...] = (
 ANALYTICS: dict[str, Analytic] = {a.name: a for a in map(_analytic, _BUILDERS)}
 
 
+def register(build: Callable[..., exp.Query]) -> Analytic:
+    """Add an analytic written by a domain above the warehouse (the population package adds
+    `charlson_distribution` when imported); its first docstring paragraph describes it."""
+    analytic = _analytic(build)
+    existing = ANALYTICS.get(analytic.name)
+    if existing is not None and existing.build is not build:
+        raise ConfigurationError(f"an analytic called {analytic.name!r} is already registered")
+    ANALYTICS[analytic.name] = analytic
+    return analytic
+
+
 def get(name: str) -> Analytic:
     """The analytic called `name`, or a ConfigurationError listing those there are."""
     try:
@@ -99,6 +110,7 @@ __all__ = [
     "mortality_rates",
     "population_by_place",
     "publish",
+    "register",
     "rtt_waiting_list",
     "run",
     "system_summary",
