@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from joinedup.cli import footprint as _footprint
+from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
 from joinedup.cli import warehouse as _warehouse
 from joinedup.cli.main import app as main_app
@@ -10,5 +11,6 @@ from joinedup.cli.main import app as main_app
 main_app.add_typer(_footprint.app, name="footprint")
 main_app.add_typer(_synth.app, name="synth")
 main_app.add_typer(_warehouse.app, name="warehouse")
+main_app.add_typer(_score.app, name="score")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)
