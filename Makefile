@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# comorbidipy (the Charlson reference) needs pandas 1.5 and numpy 1: it gets a venv of its own.
+COMORBIDIPY_VENV := .venv-comorbidipy
+COMORBIDIPY_STAMP := $(COMORBIDIPY_VENV)/.installed
 DEMO_PEOPLE ?= 1200000
 DEMO_SEED ?= 42
 WAREHOUSE ?= data/joinedup.duckdb
@@ -11,7 +14,7 @@ WAREHOUSE ?= data/joinedup.duckdb
 REFERENCE_DIR ?= $(abspath ../shared/data/reference)
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: help setup java demo test check bench calibration format clean
+.PHONY: help setup comorbidipy-venv java demo test check bench calibration format clean
 
 help:
 	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people) and summarise it"
@@ -31,6 +34,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(COMORBIDIPY_STAMP):
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "comorbidipy 0.5.0 needs Python 3.11")'
+	$(PYTHON) -m venv $(COMORBIDIPY_VENV)
+	$(COMORBIDIPY_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMORBIDIPY_VENV)/bin/pip install --quiet comorbidipy==0.5.0 pandas==1.5.3 "numpy<2"
+	touch $(COMORBIDIPY_STAMP)
+
+comorbidipy-venv: $(COMORBIDIPY_STAMP)
+
 # Spark needs a Java runtime (17 or 21). Install one through apt when the machine has none.
 java:
 	@if command -v java >/dev/null 2>&1; then \
@@ -43,7 +55,7 @@ java:
 demo: $(STAMP)
 	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE)
 
-test: $(STAMP) java
+test: $(STAMP) $(COMORBIDIPY_STAMP) java
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider
 
 check: $(STAMP)
