@@ -5,6 +5,8 @@
   tree (main process and workers) sampled from /proc, against the 4 GB target.
 - synth_scaling: time(1m) / time(100k), against 10 (perfectly linear); target <= 11.
 - engine_duckdb_vs_spark: the same canonical aggregation on both engines over one export.
+- charlson_vs_comorbidipy: the Charlson index on 1 million people's codes on joinedup (DuckDB)
+  against comorbidipy 0.5.0 (about 5 minutes of the run).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from joinedup.warehouse.report import period_of
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
@@ -163,12 +166,14 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--engine-people", type=int, default=200_000)
+    parser.add_argument("--charlson-people", type=int, default=1_000_000)
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
         work = Path(tmp)
         results += bench_synth(work, args.people, args.small)
         results += bench_engines(work, args.engine_people)
+    results += bench_charlson_vs_comorbidipy(args.charlson_people)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     show(results)
     print(f"wrote {args.out}")
