@@ -64,7 +64,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) java
+bench: $(STAMP) $(COMORBIDIPY_STAMP) java
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 
 calibration: $(STAMP)
