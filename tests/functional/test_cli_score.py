@@ -45,6 +45,15 @@ def test_scores_a_csv_with_its_own_column_names(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_an_age_column_is_used_without_being_named(tmp_path: Path) -> None:
+    _write(tmp_path / "in.csv", "id,code,age\n1,C78,72\n")
+    run = _joinedup("score", "charlson", "in.csv", "-o", "out.csv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert (row["charlson_score"], row["charlson_age_adjusted"]) == ("6", "9")
+
+
 def test_without_ages_the_adjusted_score_is_empty(tmp_path: Path) -> None:
     _write(tmp_path / "in.csv", "id,code\n1,C78\n")
     run = _joinedup("score", "charlson", "in.csv", "-o", "out.csv", cwd=tmp_path)

@@ -17,8 +17,10 @@ from joinedup.cli.main import console
 from joinedup.cli.warehouse import write_result
 from joinedup.errors import InputError
 from joinedup.population import WEIGHTINGS, score_table
-from joinedup.reference.areas import read_csv_columns
+from joinedup.reference.areas import read_csv_columns, read_header
 from joinedup.warehouse import open_engine
+
+DEFAULT_AGE_COLUMN = "age"
 
 app = typer.Typer(
     help="Score people from a CSV of their codes (per-person results for your own extract).",
@@ -50,7 +52,10 @@ def charlson(
     code_col: Annotated[str, typer.Option("--code-col", help="Column of ICD-10 codes.")] = "code",
     age_col: Annotated[
         str | None,
-        typer.Option("--age-col", help="Column of age in years, for the age-adjusted score."),
+        typer.Option(
+            "--age-col",
+            help="Column of age in years, for the age-adjusted score [default: age, if present].",
+        ),
     ] = None,
     weighting: Annotated[
         str,
@@ -63,7 +68,7 @@ def charlson(
 
     Codes may have dots, spaces or lower case. Writes one row per person, keyed by the
     --id-col column (ids kept as text, in text order): a 0/1 column per
-    condition, charlson_score and charlson_age_adjusted (empty without --age-col). People
+    condition, charlson_score and charlson_age_adjusted (empty without an age column). People
     whose codes match no condition score 0.
 
     The output is per person and keyed by your ids: it is for your own extract, not for
@@ -74,6 +79,8 @@ def charlson(
         raise InputError("--weighting", f"{weighting!r}: choose from {', '.join(WEIGHTINGS)}")
     if output.suffix not in (".csv", ".parquet"):
         raise InputError(str(output), "write scores to a .csv or .parquet file")
+    if age_col is None and DEFAULT_AGE_COLUMN in read_header(input_csv):
+        age_col = DEFAULT_AGE_COLUMN
     data = read_codes(input_csv, id_col, code_col, age_col)
     with open_engine("duckdb") as engine:
         scores = score_table(engine, data, age=age_col is not None, weighting=weighting)
