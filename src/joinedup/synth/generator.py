@@ -179,16 +179,24 @@ def nhs_numbers(index: NDArray[np.int64]) -> NDArray[np.int64]:
     """Valid (Modulus 11) NHS numbers in the 999 test range, then 998, 997 ... for large runs.
     Numbers starting with 9 are never issued to real patients in England."""
     need = int(index.max()) + 1 if len(index) else 0
-    candidates = np.arange(int(need * 1.15) + 100, dtype=np.int64)
+    # The table of valid numbers is built once per worker for a block of a million people, not
+    # once per chunk: its prefix does not depend on the block size, so results are the same.
+    block = 1 << 20
+    return _valid_nhs_numbers(-(-need // block) * block)[index]
+
+
+@functools.lru_cache(maxsize=2)
+def _valid_nhs_numbers(count: int) -> NDArray[np.int64]:
+    """The first valid test NHS numbers, at least `count` of them, in a fixed order."""
+    candidates = np.arange(int(count * 1.15) + 100, dtype=np.int64)
     prefix = 999 - candidates // 1_000_000
     body = prefix * 1_000_000 + candidates % 1_000_000  # nine digits
     digits = np.stack([(body // 10 ** (8 - i)) % 10 for i in range(9)], axis=1)
     total = (digits * np.arange(10, 1, -1)).sum(axis=1)
     check = 11 - total % 11
     check = np.where(check == 11, 0, check)
-    valid = check != 10
-    numbers = (body * 10 + check)[valid]
-    return numbers[index]
+    numbers: NDArray[np.int64] = (body * 10 + check)[check != 10]
+    return numbers
 
 
 def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
