@@ -15,7 +15,6 @@ name; names compare without case or punctuation, so "St Helens" finds "St. Helen
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import pyarrow.csv as pacsv
 from numpy.typing import NDArray
 
 from joinedup.errors import InputError
+from joinedup.reference.csvfile import csv_rows
 
 POPULATION_FILE_NAME = "population_mid2020_lsoa11.csv"
 IMD_FILE_NAME = "imd2019_lsoa11.csv"
@@ -224,18 +224,8 @@ def find_reference_file(reference_dir: Path, file_name: str) -> Path:
 
 def read_header(path: Path) -> list[str]:
     """The column names of a CSV file (first row), or an `InputError` naming the file."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except OSError as err:
-        raise InputError(str(path), f"cannot read file ({err.strerror})") from err
-    except UnicodeDecodeError as err:
-        raise InputError(str(path), f"not UTF-8 text ({err.reason})") from err
-    except csv.Error as err:
-        raise InputError(str(path), f"not a readable CSV file ({err})") from err
-    if not header:
-        raise InputError(str(path), "empty file: expected a header row")
-    return [name.strip() for name in header]
+    with csv_rows(path, "file", ()) as reader:
+        return [name.strip() for name in reader.fieldnames or []]
 
 
 def read_csv_columns(path: Path, columns: Mapping[str, Any]) -> Any:
