@@ -77,6 +77,17 @@ def activity(*rows: tuple[int, int, str, date, Decimal, int | None]) -> pa.Table
     )
 
 
+def diagnosis(
+    rows: Iterable[tuple[int, date, str, str]], setting: str, organisation_code: str
+) -> pa.Table:
+    """Diagnosis rows (person_id, diagnosis_date, code_system, code) in one setting."""
+    return table(
+        "diagnosis",
+        ({"person_id": i, "diagnosis_date": d, "code_system": s, "code": c} for i, d, s, c in rows),
+        {"setting": setting, "organisation_code": organisation_code},
+    )
+
+
 def footprint(engine: Engine) -> None:
     """Two places, three practices: P1 and P2 in Northby (E1), P3 in Southby (E2)."""
     engine.load(

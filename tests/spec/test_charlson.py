@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from spec_tables import p, person, rows, table
+from spec_tables import diagnosis, p, person, rows
 
 from joinedup.errors import ConfigurationError
 from joinedup.population import CONDITION_NAMES, charlson_from_warehouse, score_table
@@ -130,17 +130,7 @@ def _warehouse(engine: Engine) -> None:
         (3, date(2020, 1, 1), "icd10", "B20"),  # dead
         (4, date(2020, 1, 1), "icd10", "B20"),  # opted out
     ]
-    engine.load(
-        "diagnosis",
-        table(
-            "diagnosis",
-            (
-                {"person_id": i, "diagnosis_date": d, "code_system": s, "code": c}
-                for i, d, s, c in diagnoses
-            ),
-            {"setting": "inpatient", "organisation_code": "R1"},
-        ),
-    )
+    engine.load("diagnosis", diagnosis(diagnoses, "inpatient", "R1"))
 
 
 def test_warehouse_scores_people_alive_at_the_reference_date(engine: Engine) -> None:

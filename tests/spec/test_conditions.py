@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pyarrow as pa
-from spec_tables import p, person, rows, table
+from spec_tables import diagnosis, p, person, rows
 
 from joinedup.warehouse.analytics import BROAD_BANDS, run
 from joinedup.warehouse.engines import Engine
@@ -47,17 +47,7 @@ def _load(engine: Engine) -> None:
         (6, date(2021, 1, 1), "icd10", "J45"),
         (6, date(2021, 1, 1), "snomed", "E11"),  # right code, wrong code system
     ]
-    engine.load(
-        "diagnosis",
-        table(
-            "diagnosis",
-            (
-                {"person_id": i, "diagnosis_date": d, "code_system": s, "code": c}
-                for i, d, s, c in diagnoses
-            ),
-            {"setting": "primary_care", "organisation_code": "P1"},
-        ),
-    )
+    engine.load("diagnosis", diagnosis(diagnoses, "primary_care", "P1"))
 
 
 def test_condition_prevalence(engine: Engine) -> None:
