@@ -23,7 +23,7 @@ from joinedup.warehouse.schema import ALL_TABLES, FOOTPRINT_TABLES, POPULATION_T
 
 PEOPLE = 25_000  # two chunks
 SEED = 5
-CKD_CODES = ("433144002", "431856006")
+CKD_CODES = ("433144002", "431857002")
 # Tables of people's records that must point at someone in `person`.
 PERSON_TABLES = ("identity", "registration", "activity", "diagnosis", "medication", "observation",
                  "rtt_pathway")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from joinedup.cli import footprint as _footprint
+from joinedup.cli import phm as _phm
 from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
 from joinedup.cli import warehouse as _warehouse
@@ -12,5 +13,6 @@ main_app.add_typer(_footprint.app, name="footprint")
 main_app.add_typer(_synth.app, name="synth")
 main_app.add_typer(_warehouse.app, name="warehouse")
 main_app.add_typer(_score.app, name="score")
+main_app.add_typer(_phm.app, name="phm")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)

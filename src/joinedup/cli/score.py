@@ -1,7 +1,7 @@
 """`joinedup score`: score an analyst's own extract of (person, code) rows.
 
-`score charlson` is the Charlson Comorbidity Index; other scores (the Cambridge Multimorbidity
-Score) join it here as commands of the same shape.
+`score charlson` is the Charlson Comorbidity Index from ICD-10; `score cms` is the Cambridge
+Multimorbidity Score from SNOMED CT and ICD-10 codes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from joinedup.cli.main import console
 from joinedup.cli.warehouse import write_result
 from joinedup.errors import InputError
 from joinedup.population import WEIGHTINGS, score_table
+from joinedup.population.cms import CODE_DEFINED, cms_scores
+from joinedup.population.codelists import load_codelists
 from joinedup.reference.areas import read_csv_columns, read_header
 from joinedup.warehouse import open_engine
 
@@ -89,4 +91,45 @@ def charlson(
     console.print(
         f"Scored {scores.num_rows:,} people from {data.num_rows:,} rows ({weighting} weights); "
         f"wrote {escape(str(output))}."
+    )
+
+
+@app.command()
+def cms(
+    input_csv: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT.csv", help="One row per (person, SNOMED CT or ICD-10 code)."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write scores (.csv or .parquet).")
+    ],
+    id_col: Annotated[str, typer.Option("--id-col", help="Column naming the person.")] = "id",
+    code_col: Annotated[str, typer.Option("--code-col", help="Column of codes.")] = "code",
+    codelist_dir: Annotated[
+        Path | None,
+        typer.Option("--codelist-dir", help="Your own phm_conditions.csv (default: shipped)."),
+    ] = None,
+) -> None:
+    """Cambridge Multimorbidity Score per person (Payne et al., CMAJ 2020).
+
+    SNOMED CT codes match exactly; ICD-10 codes by prefix (dots, spaces and case ignored).
+    Writes a 0/1 column per condition, ltc_count, cms_general and cms_mortality. A code
+    extract has no dates or prescriptions, so each condition counts when any of its codes is
+    present, and constipation and painful condition (defined by repeat prescriptions) are
+    always 0: `joinedup phm run` applies the full rules to the warehouse.
+
+    Per person and keyed by your ids: for your own extract, not for publication.
+    """
+    if output.suffix not in (".csv", ".parquet"):
+        raise InputError(str(output), "write scores to a .csv or .parquet file")
+    data = read_codes(input_csv, id_col, code_col, None)
+    codes = load_codelists(codelist_dir)
+    with open_engine("duckdb") as engine:
+        engine.load_session("cms_input", data)
+        scores = engine.execute(cms_scores("cms_input", codes))
+    scores = scores.rename_columns([id_col, *scores.column_names[1:]])
+    write_result(scores, output)
+    console.print(
+        f"Scored {scores.num_rows:,} people from {data.num_rows:,} rows "
+        f"({len(CODE_DEFINED)} code-defined conditions); wrote {escape(str(output))}."
     )

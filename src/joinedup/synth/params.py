@@ -131,7 +131,7 @@ CONDITIONS: tuple[ConditionParams, ...] = (
     ConditionParams(
         "chronic_kidney_disease", "Chronic kidney disease (stages 3-5)", 0.043, 18, QOF,
         (0.0, 0.001, 0.005, 0.04, 0.15, 0.35), 0.8, 1.2, 0.7, 7.0,
-        ("433144002", "431856006"), ("N18",), (), 0.35,
+        ("433144002", "431857002"), ("N183",), (), 0.35,
     ),
     ConditionParams(
         "copd", "Chronic obstructive pulmonary disease", 0.019, 0, QOF,
@@ -225,7 +225,14 @@ FRAILTY_MORTALITY_WEIGHT = {"mild": 0.2, "moderate": 0.5, "severe": 1.0}
 PREGNANCY_SNOMED = "77386006"
 DELIVERY_ICD10 = "Z370"
 PALLIATIVE_SNOMED = "103735009"
-PALLIATIVE_SHARE_OF_DEATHS = 0.4  # roughly the share of deaths preceded by palliative care coding
+PALLIATIVE_SHARE_OF_DEATHS = 0.4
+# Falls: about a third of people over 65 fall each year (NICE CG161), frail people more often;
+# a share reach the GP record (SNOMED 1912002 "Fall"). Hip fracture admissions carry the
+# external cause W19 (unspecified fall) as a secondary diagnosis.
+FALL_SNOMED = "1912002"
+FALL_ICD10 = "W19"
+FALLS_CODED_PER_YEAR_BY_FRAILTY = {"mild": 0.12, "moderate": 0.25, "severe": 0.4}
+HIP_FRACTURE_ICD10 = "S720"  # roughly the share of deaths preceded by palliative care coding
 
 # --- Services ----------------------------------------------------------------------------------
 # Base rates per person-year by age, interpolated linearly between anchor ages.

@@ -31,6 +31,7 @@ DIAGNOSIS_CODES: list[tuple[str, str]] = sorted(
     | {("icd10", s) for c in params.CONDITIONS for s in c.icd10}
     | {("snomed", s) for s in params.FRAILTY_CODES.values()}
     | {("snomed", params.PREGNANCY_SNOMED), ("snomed", params.PALLIATIVE_SNOMED)}
+    | {("snomed", params.FALL_SNOMED), ("icd10", params.FALL_ICD10)}
     | {("icd10", params.DELIVERY_ICD10)}
     | {("icd10", s) for s in params.EMERGENCY_PRIMARY_DIAGNOSES}
     | {("icd10", s) for s in _ELECTIVE_PRIMARY.values()}
@@ -148,6 +149,22 @@ def generate_diagnoses(
         [_CODE_INDEX[("icd10", cp.icd10[0])] for cp in params.CONDITIONS], np.int32
     )
     add(adm_person[row], events.start_day[admissions[row]], first_icd[k], 1, admissions[row])
+
+    # Falls (drawn last so the draws above are the same with or without them).
+    hip = emergency[pick == prim.index(params.HIP_FRACTURE_ICD10)]
+    w19 = np.full(len(hip), _CODE_INDEX[("icd10", params.FALL_ICD10)], np.int32)
+    add(events.person[hip], events.start_day[hip], w19, 1, hip)
+    for level, name in enumerate(params.FALLS_CODED_PER_YEAR_BY_FRAILTY, start=1):
+        frail = np.flatnonzero(c.frailty == level)
+        first = np.maximum(c.entry_day[frail], world.start_day)
+        last = np.minimum(c.death_day[frail], world.end_day)
+        span = np.maximum(last - first, 0)
+        falls = rng.poisson(params.FALLS_CODED_PER_YEAR_BY_FRAILTY[name] * span / 365.25)
+        who = np.repeat(frail, falls)
+        day = np.repeat(first, falls) + (rng.random(len(who)) * np.repeat(span, falls)).astype(
+            np.int64
+        )
+        add(who, day, np.full(len(who), _CODE_INDEX[("snomed", params.FALL_SNOMED)], np.int32), 0)
 
     person, day, code, setting, event = (np.concatenate(col) for col in zip(*out, strict=True))
     keep = (day <= world.end_day) & (day >= c.birth_day[person])

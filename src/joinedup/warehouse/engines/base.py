@@ -45,6 +45,15 @@ class Engine(ABC):
     def execute(self, query: exp.Query) -> pa.Table:
         """Run a query and return its result as Arrow."""
 
+    def materialise(self, name: str, query: exp.Query) -> None:
+        """Store the result of `query` as table `name`, replacing any of that name. Engines that
+        can do it without moving rows through Python override this."""
+        self.load(name, self.execute(query))
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Forget table `name`; no error when there is none."""
+
     @abstractmethod
     def table_names(self) -> list[str]:
         """Tables (or views) the engine can see."""

@@ -127,6 +127,21 @@ class DuckDBEngine(Engine):
         except duckdb.CatalogException as err:
             raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
 
+    def materialise(self, name: str, query: exp.Query) -> None:
+        """CREATE OR REPLACE TABLE name AS query, inside DuckDB."""
+        statement = exp.Create(
+            this=exp.to_table(name), kind="TABLE", replace=True, expression=query
+        )
+        try:
+            self.con.execute(statement.sql(dialect=self.dialect))
+        except duckdb.CatalogException as err:
+            raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
+
+    def drop(self, name: str) -> None:
+        """Drop table `name` if there is one."""
+        quoted = exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
+        self.con.execute(f"DROP TABLE IF EXISTS {quoted}")
+
     def table_names(self) -> list[str]:
         rows = self.con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"

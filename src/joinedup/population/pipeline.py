@@ -1,0 +1,321 @@
+"""`joinedup phm run`: every population health output, computed into warehouse tables.
+
+The run computes `phm_person` on three index dates: now (the day after the extract), a year
+ago and two years ago. The emergency admission model trains on two years ago (outcome: the
+following year) and is validated on a year ago (outcome: the last year), then scores everyone
+now. Segment counts, transitions, inequalities and the Core20PLUS5 gap table pass disclosure
+control before they are stored; worklists are identifiable and stored for direct care only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import yaml
+from sqlglot import exp
+
+from joinedup.disclosure import DisclosurePolicy, apply
+from joinedup.errors import ConfigurationError
+from joinedup.population import inequalities as ineq
+from joinedup.population import risk
+from joinedup.population.codelists import PhmCodeLists, load_codelists
+from joinedup.population.conditions import CMS_NAMES, phm_person
+from joinedup.population.config import PhmConfig, load_config
+from joinedup.population.history import Window, emergency_outcome
+from joinedup.population.segmentation import segment_counts, segment_transitions
+from joinedup.population.worklists import worklist_rows
+from joinedup.warehouse import Engine
+from joinedup.warehouse.analytics.cohort import col, table
+
+#: Tables `phm run` writes, and what each holds.
+PHM_TABLES: dict[str, str] = {
+    "phm_person": "one row per person registered on the index date (pseudonymous)",
+    "phm_person_previous": "the same a year before (for transitions and mortality)",
+    "phm_risk": "risk score and tier per person (pseudonymous)",
+    "phm_segment_counts": "segment counts by place, PCN, age band, IMD quintile (published)",
+    "phm_segment_transitions": "segment a year ago by segment now (published)",
+    "phm_risk_tiers": "people and admissions by risk tier (published)",
+    "phm_inequalities": "age-standardised rates with 95% CIs by group (published)",
+    "phm_inequality_index": "slope and relative index of inequality by measure (published)",
+    "phm_core20plus5": "Core20PLUS5 gap table (published)",
+    "phm_worklist": "case-finding worklists (identifiable, direct care only)",
+    "phm_run": "the run: dates, settings, code list versions and model card",
+}
+
+
+@dataclass
+class PhmResult:
+    run_id: str
+    index_date: date
+    card: risk.ModelCard
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def _extract_date(engine: Engine) -> tuple[date, date, bool]:
+    got = engine.execute(
+        exp.select(
+            exp.Max(this=col("history_start_date", "b")).as_("start"),
+            exp.Max(this=col("history_end_date", "b")).as_("end"),
+            exp.Max(this=col("source", "b")).as_("source"),
+        ).from_(table("build", "b"))
+    ).to_pylist()[0]
+    if got["end"] is None:
+        raise ConfigurationError("the warehouse has no build record: build it with joinedup synth")
+    return got["start"], got["end"], got["source"] == "synthetic"
+
+
+def _with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
+    """`query` (a phm_person select) with core20, plus_group and core20plus columns."""
+    q = "q"
+    settings = config.core20plus5
+    core20 = exp.In(
+        this=col("imd_decile", q), expressions=[exp.convert(d) for d in settings.core20_deciles]
+    )
+    plus_tests: list[exp.Expr] = []
+    for group in settings.plus_groups:
+        tests: list[exp.Expr] = []
+        if group.ethnic_groups:
+            tests.append(
+                exp.In(
+                    this=col("ethnic_group", q),
+                    expressions=[exp.convert(g) for g in group.ethnic_groups],
+                )
+            )
+        tests += [exp.EQ(this=col(f, q), expression=exp.convert(1)) for f in group.flags]
+        plus_tests.append(exp.or_(*tests))
+    plus: exp.Expr = exp.or_(*plus_tests) if plus_tests else exp.false()
+
+    def as_int(test: exp.Expr) -> exp.Expr:
+        return exp.cast(
+            exp.Case().when(test, exp.convert(1)).else_(exp.convert(0)), exp.DataType.Type.INT
+        )
+
+    query.set("order", None)
+    return exp.select(
+        exp.Column(this=exp.Star(), table=exp.to_identifier(q)),
+        as_int(core20).as_("core20"),
+        as_int(plus).as_("plus_group"),
+        as_int(exp.or_(core20.copy(), plus.copy())).as_("core20plus"),
+    ).from_(query.subquery(q))
+
+
+def _features(engine: Engine, source: str, window: Window | None, planning: bool) -> pa.Table:
+    """The model's features from a phm_person table (and the outcome after `window`'s index
+    date when given); `planning` leaves out people who have opted out."""
+    p = "p"
+    columns: list[exp.Expr] = [
+        col("person_id", p).as_("person_id"),
+        *[col(f, p).as_(f) for f in risk.FEATURES if f != "sex_male"],
+        exp.cast(
+            exp.Case()
+            .when(exp.EQ(this=col("sex", p), expression=exp.convert("male")), exp.convert(1))
+            .else_(exp.convert(0)),
+            exp.DataType.Type.INT,
+        ).as_("sex_male"),
+        *[col(c, p).as_(c) for c in CMS_NAMES],
+    ]
+    query = exp.select(*columns).from_(table(source, p))
+    if window is not None:
+        outcome = emergency_outcome(window)
+        count = exp.Coalesce(this=col(risk.OUTCOME_COUNT, "o"), expressions=[exp.Literal.number(0)])
+        query = query.select(count.as_(risk.OUTCOME_COUNT)).join(
+            outcome.subquery("o"),
+            on=exp.EQ(this=col("person_id", p), expression=col("person_id", "o")),
+            join_type="LEFT",
+        )
+    if planning:
+        query = query.where(exp.Not(this=col("national_data_opt_out", p)))
+    return engine.execute(query.order_by(col("person_id", p)))
+
+
+def _store(engine: Engine, name: str, data: pa.Table, rows: dict[str, int]) -> None:
+    engine.load(name, data)
+    rows[name] = data.num_rows
+
+
+def run_phm(
+    engine: Engine,
+    *,
+    config: PhmConfig | None = None,
+    codes: PhmCodeLists | None = None,
+    policy: DisclosurePolicy | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> PhmResult:
+    """Compute every population health output into `engine`'s warehouse tables."""
+    settings = config or load_config()
+    lists = codes or load_codelists()
+    sdc = policy or DisclosurePolicy()
+    stage = on_stage or (lambda _: None)
+    start, extract, synthetic = _extract_date(engine)
+    now = extract + timedelta(days=1)
+    year_ago = now - timedelta(days=365)
+    two_years_ago = year_ago - timedelta(days=365)
+    if two_years_ago - timedelta(days=365) < start - timedelta(days=1):
+        raise ConfigurationError(
+            f"the risk model needs three years of history; the warehouse has {start} to {extract}"
+        )
+    rows: dict[str, int] = {}
+
+    stage(f"conditions and segments on {now} and {year_ago}")
+    for name, when in (("phm_person", now), ("phm_person_previous", year_ago)):
+        engine.materialise(name, _with_core20plus(phm_person(when, lists, extract), settings))
+        rows[name] = engine.count(name)
+    stage(f"risk model: training on {two_years_ago}, validating on {year_ago}")
+    engine.materialise(
+        "phm_person_train", _with_core20plus(phm_person(two_years_ago, lists, extract), settings)
+    )
+    train = _features(engine, "phm_person_train", Window(two_years_ago, extract), True)
+    engine.drop("phm_person_train")
+    validation = _features(engine, "phm_person_previous", Window(year_ago, extract), True)
+    model = risk.fit_model(train, CMS_NAMES, seed=settings.risk.seed)
+    baseline = risk.fit_baseline(train, seed=settings.risk.seed)
+    stage("scoring the population and assigning risk tiers")
+    current = _features(engine, "phm_person", None, False)
+    scores = model.predict(current)
+    ids = current.column("person_id").to_numpy()
+    tiers = risk.assign_tiers(scores, ids, settings.risk.tier_shares)
+    _store(
+        engine,
+        "phm_risk",
+        pa.table(
+            {
+                "person_id": pa.array(ids, pa.int64()),
+                "risk_score": pa.array(np.round(scores, 6), pa.float64()),
+                "risk_tier": pa.array(tiers, pa.string()),
+            }
+        ),
+        rows,
+    )
+    val_scores = model.predict(validation)
+    summary = risk.summarise_tiers(
+        val_scores, validation.column("person_id").to_numpy(), settings.risk.tier_shares
+    )
+    card = risk.model_card(
+        model,
+        validation=risk.evaluate(model, validation),
+        baseline_validation=risk.evaluate(baseline, validation),
+        train=risk.evaluate(model, train),
+        tiers=summary,
+        train_index_date=two_years_ago,
+        validation_index_date=year_ago,
+        population=f"{validation.num_rows:,} people registered on {year_ago} (opt-outs excluded)",
+        synthetic=synthetic,
+    )
+    opted_in = exp.Not(this=col("national_data_opt_out", "p"))
+    tier_counts = engine.execute(
+        exp.select(
+            col("risk_tier", "r").as_("risk_tier"),
+            exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+        )
+        .from_(table("phm_risk", "r"))
+        .join(
+            table("phm_person", "p"),
+            on=exp.EQ(this=col("person_id", "r"), expression=col("person_id", "p")),
+        )
+        .where(opted_in)
+        .group_by(col("risk_tier", "r"))
+    )
+    order = {t: i for i, t in enumerate(risk.TIERS)}
+    tier_rows = sorted(tier_counts.to_pylist(), key=lambda r: order[r["risk_tier"]])
+    _store(
+        engine,
+        "phm_risk_tiers",
+        apply(pa.Table.from_pylist(tier_rows), sdc, counts=["people"]),
+        rows,
+    )
+
+    stage("segment counts and transitions")
+    counts = engine.execute(segment_counts())
+    _store(
+        engine,
+        "phm_segment_counts",
+        apply(counts, sdc, counts=["people"], group_by=["dimension", "group_value"]),
+        rows,
+    )
+    moves = engine.execute(segment_transitions())
+    _store(
+        engine,
+        "phm_segment_transitions",
+        apply(moves, sdc, counts=["people"], group_by=["from_segment"]),
+        rows,
+    )
+
+    stage("inequalities: age-standardised rates, slope index, Core20PLUS5")
+    rates = ineq.standardise(engine.execute(ineq.band_counts(now)), now)
+    _store(engine, "phm_inequality_index", ineq.slope_index(rates), rows)
+    published = apply(
+        rates,
+        sdc,
+        counts=["events", "people"],
+        rates={
+            "crude_rate": ("events", "people"),
+            "dsr": ("events", "people"),
+            "dsr_lower": ("events", "people"),
+            "dsr_upper": ("events", "people"),
+        },
+        group_by=["measure", "dimension"],
+    )
+    _store(engine, "phm_inequalities", published, rows)
+    gaps = ineq.gap_table(engine.execute(ineq.gap_counts()))
+    _store(
+        engine,
+        "phm_core20plus5",
+        apply(
+            gaps,
+            sdc,
+            counts=[
+                "core20plus_numerator",
+                "core20plus_denominator",
+                "rest_numerator",
+                "rest_denominator",
+            ],
+            rates={
+                "core20plus_percent": ("core20plus_numerator", "core20plus_denominator"),
+                "core20plus_lower": ("core20plus_numerator", "core20plus_denominator"),
+                "core20plus_upper": ("core20plus_numerator", "core20plus_denominator"),
+                "rest_percent": ("rest_numerator", "rest_denominator"),
+                "rest_lower": ("rest_numerator", "rest_denominator"),
+                "rest_upper": ("rest_numerator", "rest_denominator"),
+                "gap_points": (
+                    "core20plus_numerator",
+                    "core20plus_denominator",
+                    "rest_numerator",
+                    "rest_denominator",
+                ),
+            },
+        ),
+        rows,
+    )
+
+    stage("case-finding worklists")
+    if settings.worklists:
+        engine.materialise("phm_worklist", worklist_rows(settings.worklists))
+        rows["phm_worklist"] = engine.count("phm_worklist")
+    else:
+        engine.drop("phm_worklist")
+
+    run_id = uuid.uuid4().hex[:12]
+    run = pa.table(
+        {
+            "run_id": [run_id],
+            "run_at": [datetime.now(UTC).isoformat(timespec="seconds")],
+            "index_date": pa.array([now], pa.date32()),
+            "validation_index_date": pa.array([year_ago], pa.date32()),
+            "train_index_date": pa.array([two_years_ago], pa.date32()),
+            "extract_date": pa.array([extract], pa.date32()),
+            "settings_yaml": [yaml.safe_dump(settings.model_dump(by_alias=True), sort_keys=False)],
+            "codelist_versions": [json.dumps(lists.versions())],
+            "disclosure_policy": [json.dumps(sdc.model_dump())],
+            "model_card_json": [card.to_json()],
+            "model_card_markdown": [card.to_markdown()],
+            "passes_acceptance": [card.passes_acceptance],
+        }
+    )
+    _store(engine, "phm_run", run, rows)
+    return PhmResult(run_id, now, card, rows)
