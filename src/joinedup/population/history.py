@@ -232,10 +232,11 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
     (`<group>_issues`) and the number of different repeat medicines still being issued in the
     90 days before it (`medicines`).
 
-    A course's issues are taken to be spread evenly from its first to its last issue; the
-    issues falling in the window are its issue count times the share of the course's days
-    inside the window, rounded half up (integer arithmetic, the same on every engine).
-    A course with no end date runs to the extract date.
+    A course that ended before the index date has its issues spread evenly from first to last
+    issue; those in the window are its issue count times the share of its days inside the
+    window, rounded half up (integer arithmetic, the same on every engine). A course still
+    running on the index date (or with no end date) counts one issue per 28 days from its start
+    or the window's start, whichever is later, so nothing after the index date is used.
     """
     m = "m"
     end = exp.Coalesce(this=col("end_date", m), expressions=[date_literal(window.extract_date)])
@@ -243,17 +244,19 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
     year_ago = date_literal(window.year_ago)
     last_day = date_literal(window.days_before(1))
     course_days = exp.Greatest(
-        this=exp.Add(this=days_between(end, start), expression=ONE), expressions=[ONE]
+        this=exp.paren(exp.Add(this=days_between(end, start), expression=ONE)), expressions=[ONE]
     )
-    overlap = exp.Add(
-        this=days_between(
-            exp.Least(this=end.copy(), expressions=[last_day]),
-            exp.Greatest(this=start.copy(), expressions=[year_ago]),
-        ),
-        expression=ONE,
+    overlap = exp.paren(
+        exp.Add(
+            this=days_between(
+                exp.Least(this=end.copy(), expressions=[last_day]),
+                exp.Greatest(this=start.copy(), expressions=[year_ago]),
+            ),
+            expression=ONE,
+        )
     )
     two = exp.Literal.number(2)
-    issues = exp.IntDiv(
+    issues: exp.Expr = exp.IntDiv(
         this=exp.paren(
             exp.Add(
                 this=exp.Mul(
@@ -265,6 +268,14 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
         ),
         expression=exp.paren(exp.Mul(this=two.copy(), expression=course_days.copy())),
     )
+    # A course still running on the index date: how many issues it will have had is future
+    # knowledge, so count one issue per 28 days (the usual repeat interval) up to the index.
+    still_running = exp.GTE(this=end.copy(), expression=window.index)
+    every_28_days = exp.IntDiv(
+        this=exp.paren(exp.Add(this=overlap.copy(), expression=exp.Literal.number(27))),
+        expression=exp.Literal.number(28),
+    )
+    issues = case_when(still_running, every_28_days, issues)
     in_window = [
         eq(col("code_system", m), "bnf"),
         window.before_index(start.copy()),

@@ -147,7 +147,7 @@ def band_counts(
                 )
                 .from_(source)
                 .where(opt_out_filter(True, S))
-                .group_by(group.copy(), band.copy())
+                .group_by(*([] if dimension == "system" else [group.copy()]), band.copy())
             )
             if m.population == "previous":
                 query = query.join(

@@ -35,6 +35,15 @@ def _group(dimension: str, alias: str) -> exp.Expr:
     )
 
 
+def _dimension_order(dimension: exp.Expr) -> exp.Expr:
+    case = exp.Case()
+    for i, name in enumerate(DIMENSIONS):
+        case = case.when(
+            exp.EQ(this=dimension, expression=exp.convert(name)), exp.Literal.number(i)
+        )
+    return case.else_(exp.Literal.number(len(DIMENSIONS)))
+
+
 def _segment_order(segment: exp.Expr) -> exp.Expr:
     case = exp.Case()
     for i, key in enumerate(SEGMENT_KEYS):
@@ -47,19 +56,18 @@ def segment_counts(source: str = "phm_person") -> exp.Query:
     broad age band and IMD quintile (1 = most deprived). Output: dimension, group_value,
     segment, people, ordered by dimension, group and segment priority."""
     parts: list[exp.Select] = []
-    for rank, dimension in enumerate(DIMENSIONS):
+    for dimension in DIMENSIONS:
         group = _group(dimension, "s")
         parts.append(
             exp.select(
                 exp.convert(dimension).as_("dimension"),
-                exp.Literal.number(rank).as_("dimension_order"),
                 group.as_("group_value"),
                 col("segment", "s").as_("segment"),
                 count_rows().as_("people"),
             )
             .from_(table(source, "s"))
             .where(opt_out_filter(True, "s"))
-            .group_by(group.copy(), col("segment", "s"))
+            .group_by(*([] if dimension == "system" else [group.copy()]), col("segment", "s"))
         )
     union: exp.Query = parts[0]
     for part in parts[1:]:
@@ -74,7 +82,7 @@ def segment_counts(source: str = "phm_person") -> exp.Query:
         )
         .from_(union.subquery(u))
         .order_by(
-            col("dimension_order", u),
+            _dimension_order(col("dimension", u)),
             col("group_value", u),
             _segment_order(col("segment", u)),
         )

@@ -226,6 +226,10 @@ PREGNANCY_SNOMED = "77386006"
 DELIVERY_ICD10 = "Z370"
 PALLIATIVE_SNOMED = "103735009"
 PALLIATIVE_SHARE_OF_DEATHS = 0.4
+# People still alive at the end of the history who are near the end of life (severe frailty,
+# cancer or heart failure, aged 65+) and already on a palliative care register: the share is
+# chosen so that about 0.2% of the population is coded palliative at the extract date.
+PALLIATIVE_SHARE_ALIVE_AT_END = 0.06
 # Falls: about a third of people over 65 fall each year (NICE CG161), frail people more often;
 # a share reach the GP record (SNOMED 1912002 "Fall"). Hip fracture admissions carry the
 # external cause W19 (unspecified fall) as a secondary diagnosis.

@@ -165,6 +165,21 @@ def generate_diagnoses(
             np.int64
         )
         add(who, day, np.full(len(who), _CODE_INDEX[("snomed", params.FALL_SNOMED)], np.int32), 0)
+    # Palliative care for some still alive at the end of the history.
+    serious = (
+        (c.frailty == 3)
+        | c.conditions[:, params.CONDITION_INDEX["cancer"]]
+        | c.conditions[:, params.CONDITION_INDEX["heart_failure"]]
+    )
+    alive = (c.death_day > world.end_day) & serious & (c.age_on(world.end_day) >= 65)
+    near_end = np.flatnonzero(alive & (rng.random(len(c)) < params.PALLIATIVE_SHARE_ALIVE_AT_END))
+    day = np.maximum(world.end_day - rng.integers(14, 200, len(near_end)), c.entry_day[near_end])
+    add(
+        near_end,
+        day,
+        np.full(len(near_end), _CODE_INDEX[("snomed", params.PALLIATIVE_SNOMED)], np.int32),
+        0,
+    )
 
     person, day, code, setting, event = (np.concatenate(col) for col in zip(*out, strict=True))
     keep = (day <= world.end_day) & (day >= c.birth_day[person])

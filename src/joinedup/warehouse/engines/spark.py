@@ -30,6 +30,12 @@ DEFAULT_CONFIG: dict[str, str] = {
     "spark.driver.memory": "2g",
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    # Spark 4.x's RemoveRedundantAliases can leave an unresolved plan (an internal error,
+    # PLAN_VALIDATION_FAILED_RULE_IN_BATCH) for UNION ALLs of aggregates over one view, which
+    # the segment and inequality breakdowns are; the rule is an optimisation, so skip it.
+    "spark.sql.optimizer.excludedRules": (
+        "org.apache.spark.sql.catalyst.optimizer.RemoveRedundantAliases"
+    ),
 }
 #: Extra settings for local mode, where a few partitions beat Spark's default of 200.
 LOCAL_CONFIG: dict[str, str] = {

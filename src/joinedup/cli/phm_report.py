@@ -1,0 +1,709 @@
+"""The population health report: one self-contained HTML page from the `joinedup phm run` tables.
+
+Charts are inline SVG and the styles inline CSS, so the file can be emailed or put on an intranet
+with nothing else to fetch. Every count comes from a published (disclosure-controlled) table or
+passes through `apply` here, and every chart has a table and a text description beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import matplotlib as mpl
+import pyarrow as pa
+from markupsafe import Markup
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from sqlglot import exp
+
+from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY
+from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, control_count, describe
+from joinedup.errors import ConfigurationError, InputError
+from joinedup.population.conditions import SEGMENTS
+from joinedup.warehouse import Engine
+
+TEMPLATE = "phm_report.html.j2"
+
+#: Risk tiers, highest first: `joinedup.population.risk.TIERS`, not imported here because that
+#: module loads scikit-learn, which a report does not need.
+TIERS: tuple[str, ...] = ("very_high", "high", "moderate", "low")
+
+NHS_LIGHT_BLUE = "#41b6e6"
+NHS_WARM_YELLOW = "#ffb81c"
+BAND_WIDTH = 5
+TOP_BAND = 90  # the last band is open: 90 and over
+QUINTILE_LABELS = {"1": "1 (most deprived)", "5": "5 (least deprived)"}
+
+
+def write_report(engine: Engine, output: Path, place: str | None = None) -> Path:
+    """Write the population health report for the system, or one `place` in it, to `output`.
+
+    Reads the tables `joinedup phm run` leaves in the warehouse; raises ConfigurationError when
+    there are none and InputError for a place code the footprint does not have.
+    """
+    run = _latest_run(engine)
+    ics = _first_row(engine, "ics")
+    places = {r["place_code"]: r["place_name"] for r in _rows(engine, _select("place"))}
+    if place is not None and place not in places:
+        choices = ", ".join(f"{code} ({name})" for code, name in sorted(places.items()))
+        raise InputError(place, f"no such place; choose from {choices}")
+    policy = _policy(run.get("disclosure_policy"))
+    card = _card_json(run.get("model_card_json"))
+    ics_name = str(ics.get("ics_name") or "Integrated Care System")
+    place_name = places[place] if place is not None else None
+    area = place_name or ics_name
+    synthetic = bool(card.get("synthetic", card.get("synthetic_data", False))) or (
+        ics.get("is_real") is False
+    )
+    context: dict[str, Any] = {
+        "title": f"{place_name}, {ics_name}" if place_name else ics_name,
+        "version": _version(),
+        "ics_name": ics_name,
+        "ics_code": ics.get("ics_code", ""),
+        "place_code": place,
+        "place_name": place_name,
+        "area": area,
+        "run_id": run.get("run_id", ""),
+        "run_at": run.get("run_at", ""),
+        "run_date": str(run.get("run_at") or "")[:10],
+        "index_date": run.get("index_date"),
+        "extract_date": run.get("extract_date"),
+        "synthetic": synthetic,
+        "disclosure_rule": describe(policy),
+        "pyramid": _pyramid(engine, policy, place, area),
+        "segments": _segments(engine, policy, place, area),
+        "tiers": _tiers(engine, policy, place, area),
+        "measures": _measures(engine, place, place_name),
+        "sii": _slope_indices(engine),
+        "core20": _core20plus5(engine),
+        "transitions": _transitions(engine),
+        "model_card": markdown_to_html(str(run.get("model_card_markdown") or ""), shift=2),
+        "passes_acceptance": bool(run.get("passes_acceptance")),
+    }
+    page = _template().render(r=context)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+# --- reading the warehouse -------------------------------------------------------------------
+
+
+def _select(name: str) -> exp.Select:
+    return exp.select("*").from_(name)
+
+
+def _rows(engine: Engine, query: exp.Query) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = engine.execute(query).to_pylist()
+    return rows
+
+
+def _first_row(engine: Engine, name: str) -> dict[str, Any]:
+    rows = _rows(engine, _select(name).limit(1))
+    return rows[0] if rows else {}
+
+
+def _eq(column: str, value: str) -> exp.EQ:
+    return exp.EQ(this=exp.column(column), expression=exp.convert(value))
+
+
+def _latest_run(engine: Engine) -> dict[str, Any]:
+    """The latest row of `phm_run`: without one there is nothing to report."""
+    message = "this warehouse has no population health results: run `joinedup phm run` first"
+    if "phm_run" not in engine.table_names():
+        raise ConfigurationError(message)
+    rows = _rows(engine, _select("phm_run").order_by(exp.column("run_at").desc()).limit(1))
+    if not rows:
+        raise ConfigurationError(message)
+    return rows[0]
+
+
+def _policy(raw: object) -> DisclosurePolicy:
+    """The disclosure policy the run published under, so figures made here match its tables."""
+    if not raw:
+        return DisclosurePolicy()
+    return DisclosurePolicy.parse(json.loads(str(raw)), source="phm_run.disclosure_policy")
+
+
+def _card_json(raw: object) -> dict[str, Any]:
+    try:
+        card = json.loads(str(raw)) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("joinedup")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _opted_in_people(place: str | None) -> exp.Condition:
+    """People who may be counted for planning (not opted out), in `place` when given."""
+    condition: exp.Condition = exp.Not(this=exp.column("national_data_opt_out", "p"))
+    if place is not None:
+        condition = exp.and_(
+            condition,
+            exp.EQ(this=exp.column("place_code", "p"), expression=exp.convert(place)),
+        )
+    return condition
+
+
+def _people() -> exp.Expr:
+    return exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people")
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _count(value: int | None, suppressed: bool = False) -> str:
+    if suppressed:
+        return SUPPRESSED_MARK
+    return "" if value is None else f"{value:,}"
+
+
+def _rate(value: float | None, suppressed: bool = False) -> str:
+    if suppressed:
+        return SUPPRESSED_MARK
+    if value is None or math.isnan(value):  # NaN: no value, not a suppressed one
+        return ""
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _interval(lower: float | None, upper: float | None, suppressed: bool = False) -> str:
+    if suppressed:
+        return SUPPRESSED_MARK
+    if lower is None or upper is None:
+        return ""
+    return f"{_rate(lower)} to {_rate(upper)}"
+
+
+def _share(value: int | None, total: int) -> str:
+    return "" if value is None or total <= 0 else f"{100 * value / total:.1f}%"
+
+
+def _tier_label(tier: str) -> str:
+    return tier.replace("_", " ").capitalize()
+
+
+# --- charts ----------------------------------------------------------------------------------
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REF = re.compile(r'(url\(#|xlink:href="#|href="#)([^)"]+)')
+
+
+def figure_svg(fig: Figure, key: str, title: str, description: str) -> Markup:
+    """A figure as inline SVG that is safe to put beside others and readable by a screen reader.
+
+    Text stays text (smaller, searchable); element ids get the prefix `key` so several charts
+    can share one page; the root gets `role="img"`, a `<title>` and a `<desc>`.
+    """
+    buffer = io.StringIO()
+    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": key}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]  # inline SVG needs no XML declaration or DOCTYPE
+    text = _ID.sub(lambda m: f'id="{key}-{m.group(1)}"', text)
+    text = _REF.sub(lambda m: f"{m.group(1)}{key}-{m.group(2)}", text)
+    head_end = text.index(">") + 1
+    label = (
+        f'<title id="{key}-title">{html.escape(title)}</title>'
+        f'<desc id="{key}-desc">{html.escape(description)}</desc>'
+    )
+    root = text[:head_end].replace(
+        "<svg", f'<svg role="img" aria-labelledby="{key}-title {key}-desc"', 1
+    )
+    return Markup(root + label + text[head_end:])  # matplotlib output; labels escaped
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")  # no pyplot: no global state
+    fig.set_facecolor("white")
+    return fig
+
+
+def _thousands(value: float, _: object) -> str:
+    return f"{abs(value):,.0f}"
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def _band_label(start: int) -> str:
+    return f"{start}+" if start >= TOP_BAND else f"{start}–{start + BAND_WIDTH - 1}"
+
+
+def _pyramid(
+    engine: Engine, policy: DisclosurePolicy, place: str | None, area: str
+) -> dict[str, Any]:
+    """People by five-year age band and sex, opt-outs left out, counts controlled here."""
+    query = (
+        exp.select(exp.column("sex", "p").as_("sex"), exp.column("age", "p").as_("age"), _people())
+        .from_(exp.to_table("phm_person").as_("p"))
+        .where(_opted_in_people(place))
+        .group_by(exp.column("sex", "p"), exp.column("age", "p"))
+    )
+    raw: dict[tuple[str, int], int] = {}
+    for row in _rows(engine, query):
+        if row["age"] is None:
+            continue
+        band = min(int(row["age"]) // BAND_WIDTH * BAND_WIDTH, TOP_BAND)
+        key = (str(row["sex"] or "unknown"), band)
+        raw[key] = raw.get(key, 0) + int(row["people"])
+    found = {sex for sex, _ in raw}
+    sexes = [s for s in ("male", "female") if s in found] + sorted(found - {"male", "female"})
+    bands = list(range(0, TOP_BAND + 1, BAND_WIDTH))
+    cells = [(sex, b, raw.get((sex, b), 0)) for sex in sexes for b in bands]
+    table = pa.table(
+        {
+            "sex": pa.array([c[0] for c in cells], pa.string()),
+            "band": pa.array([c[1] for c in cells], pa.int64()),
+            "people": pa.array([c[2] for c in cells], pa.int64()),
+        }
+    )
+    published = apply(table, policy, counts=["people"], group_by=["sex"]).to_pylist()
+    value = {(r["sex"], r["band"]): r for r in published}
+    total = sum(r["people"] or 0 for r in published)
+
+    fig = _new_figure(7.5, 5.2)
+    ax = fig.subplots()
+    y = list(range(len(bands)))
+    for sex, sign, colour in (("male", -1, NHS_LIGHT_BLUE), ("female", 1, NHS_BLUE)):
+        if sex in sexes:
+            widths = [sign * (value[(sex, b)]["people"] or 0) for b in bands]
+            ax.barh(y, widths, color=colour, label=f"{sex.capitalize()}s", height=0.85)
+    ax.set_yticks(y, [_band_label(b) for b in bands], fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.5)
+    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.set_xlabel("people")
+    ax.set_ylabel("age band")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    share_old = sum(r["people"] or 0 for r in published if r["band"] >= 65)
+    description = (
+        f"Population pyramid for {area}: {total:,} people (opt-outs excluded), males to the left "
+        f"and females to the right, by five-year age band from 0–4 to {TOP_BAND}+. "
+        f"{_share(share_old, total)} are aged 65 or over. The table below gives the figures."
+    )
+    svg = figure_svg(fig, "pyramid", f"Population pyramid, {area}", description)
+    rows = [
+        {
+            "band": _band_label(b),
+            "cells": [
+                _count(value[(s, b)]["people"], value[(s, b)]["people_suppressed"]) for s in sexes
+            ],
+        }
+        for b in reversed(bands)
+    ]
+    return {
+        "svg": svg,
+        "description": description,
+        "sexes": sexes,
+        "rows": rows,
+        "total": f"{total:,}",
+    }
+
+
+def _segments(
+    engine: Engine, policy: DisclosurePolicy, place: str | None, area: str
+) -> dict[str, Any]:
+    """The Bridges to Health segment mix from the published segment counts."""
+    dimension, group = ("place_code", place) if place is not None else ("system", "all")
+    query = _select("phm_segment_counts").where(
+        exp.and_(_eq("dimension", dimension), _eq("group_value", group))
+    )
+    found = {r["segment"]: r for r in _rows(engine, query)}
+    ordered = sorted(SEGMENTS, key=lambda s: s.lynn_number)
+    rows: list[dict[str, Any]] = []
+    for segment in ordered:
+        row = found.get(segment.key)
+        # The counts are a GROUP BY: a segment with no row has no one in it.
+        people = row["people"] if row else control_count(0, policy)
+        suppressed = bool(row["people_suppressed"]) if row else people is None
+        rows.append(
+            {
+                "key": segment.key,
+                "lynn": segment.lynn_number,
+                "label": segment.label,
+                "value": people,
+                "people": _count(people, suppressed),
+            }
+        )
+    total = sum(r["value"] or 0 for r in rows)
+    for r in rows:
+        r["share"] = _share(r["value"], total)
+
+    fig = _new_figure(8.5, 3.8)
+    ax = fig.subplots()
+    y = list(range(len(rows)))
+    ax.barh(y, [r["value"] or 0 for r in rows], color=NHS_BLUE, height=0.7)
+    ax.set_yticks(y, [f"{r['lynn']}. {r['label']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.set_xlabel("people")
+    ax.spines[["top", "right"]].set_visible(False)
+    for i, r in enumerate(rows):
+        ax.annotate(
+            r["share"] or r["people"], (r["value"] or 0, i), xytext=(3, 0),
+            textcoords="offset points", va="center", fontsize=7, color=NHS_DARK_GREY,
+        )  # fmt: skip
+    biggest = max(rows, key=lambda r: r["value"] or 0)
+    description = (
+        f"Bar chart of people in each Bridges to Health segment in {area}, {total:,} in all. "
+        f"The largest segment is {biggest['label'].lower()} ({biggest['share']}); "
+        + "; ".join(
+            f"{r['label'].lower()} {r['share'] or r['people']}" for r in rows if r != biggest
+        )
+        + "."
+    )
+    svg = figure_svg(fig, "segments", f"People by Bridges to Health segment, {area}", description)
+    return {"svg": svg, "description": description, "rows": rows}
+
+
+def _tiers(
+    engine: Engine, policy: DisclosurePolicy, place: str | None, area: str
+) -> dict[str, Any]:
+    """People by risk tier: the published system table, or the place's counts controlled here."""
+    if place is None:
+        published = _rows(engine, _select("phm_risk_tiers"))
+    else:
+        query = (
+            exp.select(exp.column("risk_tier", "r").as_("risk_tier"), _people())
+            .from_(exp.to_table("phm_risk").as_("r"))
+            .join(
+                exp.to_table("phm_person").as_("p"),
+                on=exp.EQ(
+                    this=exp.column("person_id", "r"), expression=exp.column("person_id", "p")
+                ),
+            )
+            .where(_opted_in_people(place))
+            .group_by(exp.column("risk_tier", "r"))
+        )
+        counts = engine.execute(query)
+        published = apply(counts, policy, counts=["people"]).to_pylist() if counts.num_rows else []
+    order = {t: i for i, t in enumerate(TIERS)}
+    published.sort(key=lambda r: (order.get(r["risk_tier"], len(TIERS)), str(r["risk_tier"])))
+    total = sum(r["people"] or 0 for r in published)
+    rows = [
+        {
+            "label": _tier_label(str(r["risk_tier"])),
+            "value": r["people"],
+            "people": _count(r["people"], bool(r["people_suppressed"])),
+            "share": _share(r["people"], total),
+        }
+        for r in published
+    ]
+
+    fig = _new_figure(6.5, 3.2)
+    ax = fig.subplots()
+    x = list(range(len(rows)))
+    colours = ["#d5281b", "#ed8b00", NHS_WARM_YELLOW, NHS_BLUE][: len(rows)]
+    colours += [NHS_BLUE] * (len(rows) - len(colours))
+    ax.bar(x, [r["value"] or 0 for r in rows], color=colours, width=0.6)
+    ax.set_xticks(x, [r["label"] for r in rows], fontsize=9)
+    ax.set_yscale("log")
+    smallest = min((r["value"] for r in rows if r["value"]), default=1)
+    ax.set_ylim(bottom=max(1, smallest / 4))
+    ax.set_ylabel("people (log scale)")
+    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.spines[["top", "right"]].set_visible(False)
+    for i, r in enumerate(rows):
+        ax.annotate(
+            r["people"], (i, max(r["value"] or 1, 1)), xytext=(0, 3), textcoords="offset points",
+            ha="center", fontsize=8, color=NHS_DARK_GREY,
+        )  # fmt: skip
+    description = (
+        f"Bar chart, on a logarithmic scale, of people in each emergency admission risk tier in "
+        f"{area}: "
+        + "; ".join(f"{r['label'].lower()} {r['people']} ({r['share']})" for r in rows)
+        + "."
+    )
+    svg = figure_svg(fig, "tiers", f"People by emergency admission risk tier, {area}", description)
+    return {"svg": svg, "description": description, "rows": rows}
+
+
+def _rate_row(row: dict[str, Any], group: str) -> dict[str, Any]:
+    return {
+        "group": group,
+        "events": _count(row["events"], bool(row["events_suppressed"])),
+        "people": _count(row["people"], bool(row["people_suppressed"])),
+        "dsr": _rate(row["dsr"], bool(row["dsr_suppressed"])),
+        "ci": _interval(
+            row["dsr_lower"],
+            row["dsr_upper"],
+            bool(row["dsr_lower_suppressed"] or row["dsr_upper_suppressed"]),
+        ),
+    }
+
+
+def _measures(engine: Engine, place: str | None, place_name: str | None) -> list[dict[str, Any]]:
+    """For each measure: age-standardised rates by IMD quintile, a chart, and place vs system."""
+    rows = _rows(engine, _select("phm_inequalities"))
+    out = []
+    for measure in dict.fromkeys(r["measure"] for r in rows):
+        mine = [r for r in rows if r["measure"] == measure]
+        label, unit = str(mine[0]["measure_label"]), str(mine[0]["unit"])
+        quintiles = sorted(
+            (r for r in mine if r["dimension"] == "imd_quintile"),
+            key=lambda r: str(r["group_value"]),
+        )
+        system = next((r for r in mine if r["dimension"] == "system"), None)
+        local = next(
+            (r for r in mine if r["dimension"] == "place_code" and r["group_value"] == place),
+            None,
+        )
+        key = re.sub(r"[^a-z0-9]+", "-", str(measure).lower()).strip("-")
+        svg, description = _inequality_chart(key, label, unit, quintiles, system, local, place_name)
+        comparison = []
+        if place is not None:
+            if local is not None:
+                comparison.append(_rate_row(local, place_name or place))
+            if system is not None:
+                comparison.append(_rate_row(system, "System"))
+        out.append(
+            {
+                "key": key,
+                "label": label,
+                "unit": unit,
+                "svg": svg,
+                "description": description,
+                "rows": [
+                    _rate_row(r, QUINTILE_LABELS.get(str(r["group_value"]), str(r["group_value"])))
+                    for r in quintiles
+                ],
+                "comparison": comparison,
+            }
+        )
+    return out
+
+
+def _shown(row: dict[str, Any] | None) -> bool:
+    return row is not None and row["dsr"] is not None and not row["dsr_suppressed"]
+
+
+def _inequality_chart(
+    key: str,
+    label: str,
+    unit: str,
+    quintiles: Sequence[dict[str, Any]],
+    system: dict[str, Any] | None,
+    local: dict[str, Any] | None,
+    place_name: str | None,
+) -> tuple[Markup, str]:
+    """Dots and 95% whiskers by IMD quintile, with the system (and place) rate as lines."""
+    fig = _new_figure(6.5, 3.0)
+    ax = fig.subplots()
+    shown = [(i, r) for i, r in enumerate(quintiles) if _shown(r)]
+    if shown:
+        ax.errorbar(
+            [i for i, _ in shown],
+            [r["dsr"] for _, r in shown],
+            yerr=[
+                [max(r["dsr"] - (r["dsr_lower"] or r["dsr"]), 0) for _, r in shown],
+                [max((r["dsr_upper"] or r["dsr"]) - r["dsr"], 0) for _, r in shown],
+            ],
+            fmt="o", color=NHS_BLUE, ecolor=NHS_BLUE, capsize=4, markersize=6,
+            label="IMD quintile (95% CI)",
+        )  # fmt: skip
+    if system is not None and _shown(system):
+        ax.axhline(system["dsr"], color=NHS_DARK_GREY, linestyle="--", linewidth=1, label="System")
+    if local is not None and _shown(local):
+        ax.axhline(
+            local["dsr"], color=NHS_WARM_YELLOW, linestyle="-", linewidth=1.5, label=place_name
+        )
+    ax.set_xticks(
+        list(range(len(quintiles))),
+        [QUINTILE_LABELS.get(str(r["group_value"]), str(r["group_value"])) for r in quintiles],
+        fontsize=8,
+    )
+    ax.set_xlim(-0.5, max(len(quintiles), 1) - 0.5)
+    ax.set_ylabel(f"age-standardised rate\n({unit})", fontsize=8)
+    ax.set_xlabel("IMD quintile", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.spines[["top", "right"]].set_visible(False)
+
+    parts = [
+        f"quintile {QUINTILE_LABELS.get(str(r['group_value']), str(r['group_value']))} "
+        f"{_rate(r['dsr'], bool(r['dsr_suppressed'])) or 'not available'}"
+        for r in quintiles
+    ]
+    description = (
+        f"Dot-and-whisker chart of the age-standardised rate for {label} ({unit}) with 95% "
+        f"confidence intervals by IMD quintile across the system: " + "; ".join(parts) + "."
+    )
+    if system is not None and _shown(system):
+        description += f" System rate {_rate(system['dsr'])}."
+    if local is not None and place_name:
+        description += f" {place_name} rate {_rate(local['dsr'], bool(local['dsr_suppressed']))}."
+    if len(shown) < len(quintiles):
+        description += " Suppressed rates (*) are not plotted."
+    return figure_svg(fig, f"ineq-{key}", f"{label} by IMD quintile", description), description
+
+
+def _slope_indices(engine: Engine) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": r["measure_label"],
+            "unit": r["unit"],
+            "sii": _rate(r["sii"]),
+            "sii_ci": _interval(r["sii_lower"], r["sii_upper"]),
+            "rii": _rate(r["rii"]),
+            "rii_ci": _interval(r["rii_lower"], r["rii_upper"]),
+        }
+        for r in _rows(engine, _select("phm_inequality_index"))
+    ]
+
+
+def _percent_cell(row: dict[str, Any], prefix: str) -> str:
+    """`49.4% (48.97 to 49.85), 24,875 of 50,340`, with "*" for anything suppressed."""
+
+    def hidden(name: str) -> bool:
+        return bool(row.get(f"{prefix}_{name}_suppressed"))
+
+    percent = row[f"{prefix}_percent"]
+    if percent is None and not hidden("percent"):
+        return ""
+    numerator = _count(row[f"{prefix}_numerator"], hidden("numerator"))
+    denominator = _count(row[f"{prefix}_denominator"], hidden("denominator"))
+    ci = _interval(row[f"{prefix}_lower"], row[f"{prefix}_upper"], hidden("lower"))
+    return f"{_rate(percent, hidden('percent'))}% ({ci}), {numerator} of {denominator}"
+
+
+def _core20plus5(engine: Engine) -> list[dict[str, Any]]:
+    out = []
+    for r in _rows(engine, _select("phm_core20plus5")):
+        gap = r["gap_points"]
+        out.append(
+            {
+                "area": r["area"],
+                "indicator": r["indicator"],
+                "note": r["note"],
+                "core20": _percent_cell(r, "core20plus"),
+                "rest": _percent_cell(r, "rest"),
+                "gap": "" if gap is None and not r["gap_points_suppressed"]
+                else _rate(gap, bool(r["gap_points_suppressed"])),
+            }
+        )  # fmt: skip
+    return out
+
+
+def _transitions(engine: Engine) -> list[dict[str, Any]]:
+    labels = {s.key: f"{s.lynn_number}. {s.label}" for s in SEGMENTS}
+    rank = {s.key: s.lynn_number for s in SEGMENTS}
+    rows = _rows(engine, _select("phm_segment_transitions"))
+    rows.sort(key=lambda r: (rank.get(r["from_segment"], 99), rank.get(r["to_segment"], 99)))
+    return [
+        {
+            "from_label": labels.get(r["from_segment"], r["from_segment"]),
+            "to_label": labels.get(r["to_segment"], r["to_segment"]),
+            "people": _count(r["people"], bool(r["people_suppressed"])),
+        }
+        for r in rows
+    ]
+
+
+# --- the model card --------------------------------------------------------------------------
+
+_HEADING = re.compile(r"(#{1,6})\s+(.*)")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]*)`")
+_RULE_CELL = re.compile(r":?-{3,}:?")
+
+
+def _inline(text: str) -> str:
+    """Escaped text with `code` spans and **bold**; nothing else is interpreted."""
+    parts = _CODE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part)))
+    return "".join(out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(lines: Sequence[str]) -> str:
+    rows = [_cells(line) for line in lines]
+    header, body = rows[0], rows[1:]
+    numeric = [False] * len(header)
+    if body and all(_RULE_CELL.fullmatch(c) for c in body[0]):
+        numeric = [c.endswith(":") for c in body[0]] + numeric[len(body[0]) :]
+        body = body[1:]
+
+    def cls(i: int) -> str:
+        return ' class="num"' if i < len(numeric) and numeric[i] else ""
+
+    head = "".join(f'<th scope="col"{cls(i)}>{_inline(c)}</th>' for i, c in enumerate(header))
+    trs = "".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def _blocks(lines: Iterable[str]) -> Iterable[tuple[str, list[str]]]:
+    """Group lines into (kind, lines) blocks: heading, table, list or paragraph."""
+    kind, block = "", list[str]()
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            new = ""
+        elif _HEADING.fullmatch(line):
+            new = "heading"
+        elif line.startswith("|"):
+            new = "table"
+        elif line.startswith("- "):
+            new = "list"
+        else:
+            new = "paragraph"
+        if block and (new != kind or new == "heading"):
+            yield kind, block
+            block = []
+        kind = new
+        if line:
+            block.append(line)
+    if block:
+        yield kind, block
+
+
+def markdown_to_html(text: str, *, shift: int = 0) -> Markup:
+    """The small Markdown subset model cards use (headings, paragraphs, `- ` lists, pipe
+    tables, **bold**, `code`) as HTML; headings move down `shift` levels to fit the page."""
+    out = []
+    for kind, lines in _blocks(text.splitlines()):
+        if kind == "heading":
+            match = _HEADING.fullmatch(lines[0])
+            assert match is not None
+            level = min(len(match.group(1)) + shift, 6)
+            out.append(f"<h{level}>{_inline(match.group(2))}</h{level}>")
+        elif kind == "table":
+            out.append(_table(lines))
+        elif kind == "list":
+            items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines)
+            out.append(f"<ul>{items}</ul>")
+        else:
+            out.append(f"<p>{_inline(' '.join(lines))}</p>")
+    return Markup("\n".join(out))  # all text escaped in _inline
+
+
+def _template() -> jinja2.Template:
+    source = (resources.files("joinedup.cli") / "templates" / TEMPLATE).read_text("utf-8")
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(source)

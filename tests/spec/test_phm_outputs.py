@@ -1,0 +1,262 @@
+"""Spec: what population health publishes and lists, on every engine — no look-ahead in the
+features, segment counts and transitions without opt-outs, worklists with reasons (and with
+opt-outs), the age-band counts behind standardised rates, and the CMS scorer for extracts."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pyarrow as pa
+from phm_world import EXTRACT, INDEX, World
+
+from joinedup.population.cms import cms_scores
+from joinedup.population.codelists import load_codelists
+from joinedup.population.conditions import phm_person
+from joinedup.population.config import PhmConfig
+from joinedup.population.history import Window, emergency_outcome
+from joinedup.population.inequalities import band_counts
+from joinedup.population.segmentation import segment_counts, segment_transitions
+from joinedup.population.worklists import worklist_rows
+from joinedup.warehouse.engines import Engine
+
+CODES = load_codelists()
+
+
+def ago(days: int) -> date:
+    return INDEX - timedelta(days=days)
+
+
+def later(days: int) -> date:
+    return INDEX + timedelta(days=days)
+
+
+def _history(world: World) -> World:
+    """Three people with a past: conditions, medicines, measurements and service use."""
+    for pid in (1, 2, 3):
+        world.person(pid)
+    world.dx(1, ago(900), "38341003").dx(1, ago(400), "13645005").rx(
+        1, "0301011R0", ago(500), None, 20
+    )
+    world.bp(1, ago(200), 150, 95).obs(1, ago(100), "egfr", 55).act(
+        1, "emergency_admission", ago(50)
+    )
+    world.dx(2, ago(30), "925831000000107").rx(2, "0106040M0", ago(300), ago(20), 10)
+    world.act(2, "gp_consultation", ago(10)).act(3, "ae_attendance", ago(300))
+    return world
+
+
+def _future(world: World) -> World:
+    """Everything that happens on or after the index date, for every kind of record."""
+    for pid in (1, 2, 3):
+        world.dx(pid, INDEX, "52448006").dx(pid, later(30), "C50", "icd10")
+        world.dx(pid, later(10), "103735009")
+        world.rx(pid, "0106040M0", INDEX, later(300), 11)
+        world.obs(pid, later(5), "egfr", 20).bp(pid, later(6), 200, 120)
+        world.act(pid, "emergency_admission", INDEX).act(pid, "ae_attendance", later(40))
+    world.act(3, "emergency_admission", later(100))
+    for row in world.rows["person"]:
+        if row["person_id"] == 3:
+            row["death_date"] = later(200)
+    return world
+
+
+def _rows(engine: Engine, world: World, query: Any) -> list[dict[str, Any]]:
+    world.load(engine)
+    return list(engine.execute(query).to_pylist())
+
+
+def test_no_feature_uses_anything_recorded_on_or_after_the_index_date(engine: Engine) -> None:
+    features = phm_person(INDEX, CODES, EXTRACT)
+    before = _rows(engine, _history(World()), features)
+    after = _rows(engine, _future(_history(World())), features)
+    assert before == after
+    assert [r["segment"] for r in before] == ["organ_failure", "frailty_dementia", "acutely_ill"]
+    # The outcome, and only the outcome, sees the year after the index date.
+    outcome = emergency_outcome(Window(INDEX, EXTRACT))
+    assert _rows(engine, _history(World()), outcome) == []
+    seen = _rows(engine, _future(_history(World())), outcome.order_by("person_id"))
+    assert [(r["person_id"], r["next_emergency_admissions"]) for r in seen] == [
+        (1, 1),
+        (2, 1),
+        (3, 2),
+    ]
+
+
+def _load_phm(engine: Engine, name: str, rows: list[dict[str, Any]]) -> None:
+    defaults = {
+        "national_data_opt_out": False,
+        "place_code": "E1",
+        "pcn_code": "U1",
+        "practice_code": "P1",
+        "imd_quintile": 3,
+        "imd_decile": 5,
+        "ethnic_group": "White",
+        "sex": "female",
+        "age": 50,
+    }
+    full = [{**defaults, **r} for r in rows]
+    engine.load(name, pa.Table.from_pylist(full))
+
+
+def test_segment_counts_and_transitions_leave_out_opt_outs(engine: Engine) -> None:
+    now = [
+        {"person_id": 1, "segment": "healthy", "age": 30, "imd_quintile": 1},
+        {"person_id": 2, "segment": "healthy", "age": 70, "imd_quintile": 1},
+        {"person_id": 3, "segment": "organ_failure", "age": 80, "place_code": "E2"},
+        {"person_id": 4, "segment": "healthy", "national_data_opt_out": True},
+        {"person_id": 5, "segment": "long_term_conditions", "age": 10},  # new this year
+    ]
+    before = [
+        {"person_id": 1, "segment": "healthy"},
+        {"person_id": 2, "segment": "long_term_conditions"},
+        {"person_id": 3, "segment": "long_term_conditions"},
+        {"person_id": 4, "segment": "healthy"},
+    ]
+    _load_phm(engine, "phm_person", now)
+    _load_phm(engine, "phm_person_previous", before)
+    counts = {
+        (r["dimension"], r["group_value"], r["segment"]): r["people"]
+        for r in engine.execute(segment_counts()).to_pylist()
+    }
+    assert counts[("system", "all", "healthy")] == 2  # person 4 opted out
+    assert counts[("system", "all", "long_term_conditions")] == 1
+    assert counts[("place_code", "E2", "organ_failure")] == 1
+    assert counts[("age_band", "65-74", "healthy")] == 1
+    assert counts[("age_band", "0-17", "long_term_conditions")] == 1
+    assert counts[("imd_quintile", "1", "healthy")] == 2
+    moves = [
+        (r["from_segment"], r["to_segment"], r["people"])
+        for r in engine.execute(segment_transitions()).to_pylist()
+    ]
+    assert moves == [  # in segment priority order
+        ("long_term_conditions", "organ_failure", 1),
+        ("long_term_conditions", "healthy", 1),
+        ("healthy", "healthy", 1),
+    ]
+
+
+WORKLISTS = PhmConfig.model_validate(
+    {
+        "worklists": [
+            {
+                "id": "high_risk",
+                "title": "High risk, 2+ conditions",
+                "criteria": [
+                    {"field": "risk_tier", "in": ["very_high", "high"]},
+                    {"field": "ltc_count", "at_least": 2},
+                ],
+            },
+            {
+                "id": "smi_check",
+                "title": "SMI without a health check",
+                "criteria": [
+                    {"field": "psychosis_bipolar", "equals": 1},
+                    {"field": "physical_health_check_12m", "equals": 0},
+                ],
+            },
+        ]
+    }
+).worklists
+
+
+def test_worklists_list_who_qualifies_with_reasons_including_opt_outs(engine: Engine) -> None:
+    base = {"psychosis_bipolar": 0, "bp_recorded_12m": 1, "bmi_recorded_12m": 1}
+    people = [
+        {**base, "person_id": 1, "ltc_count": 3, "smoking_recorded_12m": 1},
+        {**base, "person_id": 2, "ltc_count": 1, "smoking_recorded_12m": 1},
+        {**base, "person_id": 3, "ltc_count": 4, "smoking_recorded_12m": 1},
+        {
+            **base,
+            "person_id": 4,
+            "ltc_count": 2,
+            "psychosis_bipolar": 1,
+            "smoking_recorded_12m": 0,
+            "national_data_opt_out": True,
+        },
+    ]
+    _load_phm(engine, "phm_person", people)
+    engine.load(
+        "phm_risk",
+        pa.table(
+            {
+                "person_id": [1, 2, 3, 4],
+                "risk_score": [0.4, 0.5, 0.05, 0.3],
+                "risk_tier": ["high", "very_high", "low", "high"],
+            }
+        ),
+    )
+    World().person(1).person(2).person(3).person(4).load(engine)
+    got = [
+        (r["worklist_id"], r["person_id"], r["nhs_number"], r["reasons"])
+        for r in engine.execute(worklist_rows(WORKLISTS)).to_pylist()
+    ]
+    assert got == [
+        (
+            "high_risk",
+            1,
+            "9000000001",
+            "risk_tier: high (in very_high, high); ltc_count: 3 (at least 2)",
+        ),
+        (
+            "high_risk",
+            4,
+            "9000000004",
+            "risk_tier: high (in very_high, high); ltc_count: 2 (at least 2)",
+        ),
+        (
+            "smi_check",
+            4,
+            "9000000004",
+            "psychosis_bipolar: 1 (equals 1); physical_health_check_12m: 0 (equals 0)",
+        ),
+    ]
+
+
+def test_standardisation_counts_by_five_year_band_without_opt_outs(engine: Engine) -> None:
+    rows = [
+        {"person_id": 1, "age": 3, "ltc_count": 0, "prior_emergency_12m": 2, "diabetes": 0},
+        {"person_id": 2, "age": 4, "ltc_count": 2, "prior_emergency_12m": 0, "diabetes": 1},
+        {"person_id": 3, "age": 92, "ltc_count": 3, "prior_emergency_12m": 1, "diabetes": 1},
+        {
+            "person_id": 4,
+            "age": 92,
+            "ltc_count": 3,
+            "prior_emergency_12m": 5,
+            "diabetes": 1,
+            "national_data_opt_out": True,
+        },
+    ]
+    extra = {"hypertension": 0, "copd": 0, "psychosis_bipolar": 0}
+    _load_phm(engine, "phm_person", [{**extra, **r} for r in rows])
+    _load_phm(engine, "phm_person_previous", [{**extra, **r} for r in rows])
+    World().person(1).person(2).person(3, death_date=ago(10)).person(4).load(engine)
+    got = {
+        (r["measure"], r["age_band"]): (r["events"], r["people"])
+        for r in engine.execute(band_counts(INDEX)).to_pylist()
+        if r["dimension"] == "system"
+    }
+    assert got[("emergency_admissions", "0-4")] == (2, 2)
+    assert got[("emergency_admissions", "90+")] == (1, 1)
+    assert got[("multimorbidity", "0-4")] == (1, 2)
+    assert got[("diabetes", "90+")] == (1, 1)
+    assert got[("mortality", "90+")] == (1, 1)  # died in the year before the index date
+    assert ("mortality", "5-9") not in got
+
+
+def test_cms_scorer_for_an_extract_of_codes(engine: Engine) -> None:
+    engine.load(
+        "cms_input",
+        pa.table(
+            {
+                "person_id": ["a", "a", "a", "b", "c", None],
+                "code": ["I10", "e11.9", "13645005", " F03 ", "R69", "I10"],
+            }
+        ),
+    )
+    got = {r["person_id"]: r for r in engine.execute(cms_scores("cms_input", CODES)).to_pylist()}
+    assert sorted(got) == ["a", "b", "c"]
+    assert (got["a"]["ltc_count"], got["a"]["cms_general"]) == (3, 2.29)
+    assert got["a"]["cms_mortality"] == 50.64
+    assert (got["b"]["dementia"], got["b"]["cms_general"]) == (1, 2.5)
+    assert (got["c"]["ltc_count"], got["c"]["cms_general"]) == (0, 0.0)
