@@ -1,12 +1,8 @@
-"""The population health HTML report, built from a warehouse that `joinedup phm run` has filled.
-
-Most tests need such a warehouse: set JOINEDUP_PHM_TEST_WAREHOUSE to its path (it is opened
-read-only); without it they are skipped.
-"""
+"""The population health HTML report, built from a warehouse that `joinedup phm run` filled
+(the shared 30,000-person `phm_warehouse`)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from html import escape
@@ -14,14 +10,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from cli_run import PhmWarehouse
 from sqlglot import exp
 
 from joinedup.cli.phm_report import write_report
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import Engine, open_engine
-
-WAREHOUSE = os.environ.get("JOINEDUP_PHM_TEST_WAREHOUSE", "")
-
 
 CHARTS = ("pyramid-chart", "segment-chart", "tier-chart", "inequality-chart-")
 
@@ -63,12 +57,8 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    if not WAREHOUSE or not Path(WAREHOUSE).is_file():
-        pytest.skip(
-            "set JOINEDUP_PHM_TEST_WAREHOUSE to a warehouse with `joinedup phm run` results"
-        )
-    with open_engine("duckdb", warehouse=Path(WAREHOUSE), read_only=True) as opened:
+def engine(phm_warehouse: PhmWarehouse) -> Iterator[Engine]:
+    with open_engine("duckdb", warehouse=phm_warehouse.path, read_only=True) as opened:
         yield opened
 
 

@@ -62,7 +62,7 @@ def run(
     codes = load_codelists(codelist_dir)
     began = time.perf_counter()
     with (
-        open_engine("duckdb", warehouse=warehouse) as engine,
+        open_engine("duckdb", warehouse=warehouse, read_only=False) as engine,
         console.status("Population health run") as status,
     ):
 

@@ -21,6 +21,7 @@ from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.footprint import default_footprint
+from joinedup.population.tables import render_phm_markdown
 from joinedup.synth import condition_codelist
 from joinedup.warehouse import (
     ALL_TABLES,
@@ -94,8 +95,9 @@ def schema(
         Path | None, typer.Option("--output", "-o", help="Write the page here.")
     ] = None,
 ) -> None:
-    """The canonical tables (the contract every module reads and writes)."""
-    page = render_markdown()
+    """The canonical tables (the contract every module reads and writes) and the tables
+    population health writes."""
+    page = data_model_page()
     if output is not None:
         output.write_text(page, encoding="utf-8")
         console.print(f"Wrote {escape(str(output))}")
@@ -143,6 +145,11 @@ def _coerce_dates(params: dict[str, Any]) -> dict[str, Any]:
         else:
             fixed[key] = value
     return fixed
+
+
+def data_model_page() -> str:
+    """docs/data-model.md: the canonical tables, then the population health outputs."""
+    return render_markdown().rstrip("\n") + "\n\n" + render_phm_markdown()
 
 
 def write_result(result: pa.Table, output: Path) -> None:

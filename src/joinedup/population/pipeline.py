@@ -147,7 +147,20 @@ def run_phm(
     policy: DisclosurePolicy | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> PhmResult:
-    """Compute every population health output into `engine`'s warehouse tables."""
+    """Compute every population health output into `engine`'s warehouse tables, all or
+    nothing: an error or interruption leaves the previous run's tables as they were."""
+    with engine.transaction():
+        return _run(engine, config=config, codes=codes, policy=policy, on_stage=on_stage)
+
+
+def _run(
+    engine: Engine,
+    *,
+    config: PhmConfig | None = None,
+    codes: PhmCodeLists | None = None,
+    policy: DisclosurePolicy | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> PhmResult:
     settings = config or load_config()
     lists = codes or load_codelists()
     sdc = policy or DisclosurePolicy()
@@ -198,7 +211,7 @@ def run_phm(
     )
     card = risk.model_card(
         model,
-        validation=risk.evaluate(model, validation),
+        validation=risk.evaluate(model, validation, val_scores),
         baseline_validation=risk.evaluate(baseline, validation),
         train=risk.evaluate(model, train),
         tiers=summary,

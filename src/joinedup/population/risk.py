@@ -279,16 +279,21 @@ class Metrics:
         return all(d.within(tolerance) for d in self.calibration)
 
 
-def evaluate(model: RiskModel, table: pa.Table) -> Metrics:
+def evaluate(
+    model: RiskModel, table: pa.Table, scores: NDArray[np.float64] | None = None
+) -> Metrics:
     """Score a table with outcomes and measure discrimination, accuracy and calibration.
 
+    Pass `scores` when the table has already been scored by `model`, to save predicting again.
     Deciles and the top 20% rank people by predicted risk with ties broken by person_id.
     Raises ConfigurationError when the outcome column is absent or has no positive outcomes.
     """
     admissions, y = _outcome(table)
     if y.min() == 1:
         raise ConfigurationError("every person has the outcome; AUROC needs both classes")
-    p = model.predict(table)
+    p = model.predict(table) if scores is None else np.asarray(scores, dtype=np.float64)
+    if len(p) != table.num_rows:
+        raise ConfigurationError(f"{len(p)} scores for {table.num_rows} rows")
     if PERSON_ID not in table.column_names:
         raise ConfigurationError(f"column {PERSON_ID!r} (tie-breaker) is missing from the table")
     ids = table.column(PERSON_ID).to_numpy()

@@ -8,7 +8,8 @@ tables live (a DuckDB file or memory; Spark views over Parquet or Arrow) and how
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -49,6 +50,12 @@ class Engine(ABC):
         """Store the result of `query` as table `name`, replacing any of that name. Engines that
         can do it without moving rows through Python override this."""
         self.load(name, self.execute(query))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes inside the block all-or-nothing where the engine can (DuckDB);
+        engines whose tables are session views have nothing to protect."""
+        yield
 
     @abstractmethod
     def drop(self, name: str) -> None:

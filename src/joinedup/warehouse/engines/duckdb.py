@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -136,6 +137,17 @@ class DuckDBEngine(Engine):
             self.con.execute(statement.sql(dialect=self.dialect))
         except duckdb.CatalogException as err:
             raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK when the block raises (or is interrupted)."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
 
     def drop(self, name: str) -> None:
         """Drop table `name` if there is one."""
