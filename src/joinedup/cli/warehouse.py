@@ -312,7 +312,10 @@ def demo(
     ),
     workers: Annotated[int, typer.Option("--workers")] = 2,
 ) -> None:
-    """Build the demo ICS, run every analytic on DuckDB and print a summary of the system."""
+    """Build the demo ICS, run every analytic on DuckDB, print a summary of the system, then
+    run population health management and write its report."""
+    from joinedup.cli import phm  # noqa: PLC0415 - phm imports this module
+
     build(
         default_footprint(),
         None,
@@ -333,6 +336,8 @@ def demo(
             table.add_row(r.name, f"{r.rows:,}", f"{r.seconds:.2f}", escape(str(r.path or "")))
         console.print(table)
         print_report(system_report(engine, condition_codelist()))
+    phm.run(warehouse=warehouse, config=None, codelist_dir=None)
+    phm.report(output=outputs / "phm-report.html", place=None, warehouse=warehouse)
     console.print(
         f"Warehouse: {escape(str(warehouse))} (query it with DuckDB, or `joinedup warehouse run`)."
     )

@@ -40,7 +40,7 @@ PHM_TABLES: dict[str, str] = {
     "phm_risk": "risk score and tier per person (pseudonymous)",
     "phm_segment_counts": "segment counts by place, PCN, age band, IMD quintile (published)",
     "phm_segment_transitions": "segment a year ago by segment now (published)",
-    "phm_risk_tiers": "people and admissions by risk tier (published)",
+    "phm_risk_tiers": "people by risk tier (published)",
     "phm_inequalities": "age-standardised rates with 95% CIs by group (published)",
     "phm_inequality_index": "slope and relative index of inequality by measure (published)",
     "phm_core20plus5": "Core20PLUS5 gap table (published)",

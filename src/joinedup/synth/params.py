@@ -381,6 +381,7 @@ SMOKING_VALUE_CODES: dict[str, str] = {
 ADULT_SMOKING_RATE = 0.12
 ADULT_EX_SMOKING_RATE = 0.25
 UNDIAGNOSED_HYPERTENSION_RATE_40_PLUS = 0.06
+SMI_CHECK_SHARE = 0.6
 
 # --- Ethnicity ----------------------------------------------------------------------------------
 # Shares of NHS Data Dictionary ethnic categories for England, Census 2021 (approximate),

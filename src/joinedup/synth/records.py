@@ -219,6 +219,9 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
         | has[:, CI["stroke_tia"]]
         | has[:, CI["heart_failure"]]
     )
+    # Annual physical health checks reach most, not all, people with severe mental illness
+    # (NHS England SMI physical health check statistics, 2023/24: about 60%, approximate).
+    smi_check = has[:, CI["severe_mental_illness"]] & (rng.random(n) < params.SMI_CHECK_SHARE)
     age0 = np.maximum(c.age_on(world.start_day), 0)
     adult = age0 >= 18
     hidden_hyp = (
@@ -267,7 +270,9 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
 
         # Blood pressure.
         p_bp = np.where(
-            hyp | diab | ckd | cvd, 0.85, np.where(age >= 40, 0.3, np.where(adult, 0.08, 0.0))
+            hyp | diab | ckd | cvd | smi_check,
+            0.85,
+            np.where(age >= 40, 0.3, np.where(adult, 0.08, 0.0)),
         )
         who = np.flatnonzero(present & (rng.random(n) < p_bp))
         sys_mean = (
@@ -279,7 +284,7 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
         emit(who, day, "systolic_bp", sbp)
         emit(who, day, "diastolic_bp", dbp)
         # BMI.
-        p_bmi = np.where(diab, 0.9, np.where(adult, 0.25, 0.02))
+        p_bmi = np.where(diab | smi_check, 0.9, np.where(adult, 0.25, 0.02))
         who = np.flatnonzero(present & (rng.random(n) < p_bmi) & (age >= 16))
         emit(
             who,
@@ -314,7 +319,7 @@ def generate_observations(world: World, c: Cohort, rng: np.random.Generator) -> 
         )
         emit(who, when(who), "hba1c", a1c.round())
         # Smoking status.
-        who = np.flatnonzero(present & adult & (rng.random(n) < 0.35))
+        who = np.flatnonzero(present & adult & (rng.random(n) < np.where(smi_check, 0.9, 0.35)))
         emit(
             who,
             when(who),
