@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 .PHONY: help setup comorbidipy-venv java demo test check bench calibration format clean
 
 help:
-	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people) and summarise it"
+	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), summarise it, run population health"
 	@echo "make test         set up everything the tests need (venv, Java for Spark) and run them all"
 	@echo "make check        ruff lint + format check, mypy, import-linter contracts"
 	@echo "make bench        run benchmarks/ and write benchmarks/results.json"

@@ -8,10 +8,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import flat, joinedup
 
 from joinedup.warehouse.analytics import ANALYTICS
 from joinedup.warehouse.schema import ALL_TABLES
@@ -19,27 +19,8 @@ from joinedup.warehouse.schema import ALL_TABLES
 PEOPLE = 5_000
 
 
-def _joinedup(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 180
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed `joinedup` command with a wide, plain terminal."""
-    exe = shutil.which("joinedup", path=str(Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-c", "from joinedup.cli import main; main()"]
-    base = {k: v for k, v in os.environ.items() if k != "JOINEDUP_WAREHOUSE"}
-    full_env = {**base, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
-    return subprocess.run(
-        [*command, *args],
-        check=False,
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
+_joinedup = joinedup
+_flat = flat
 
 
 @pytest.fixture(scope="module")

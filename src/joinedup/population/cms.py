@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from joinedup.population.codelists import PhmCodeLists
 from joinedup.population.conditions import CMS_CONDITIONS
+from joinedup.population.history import normalised_code
 from joinedup.warehouse.analytics.cohort import col, table
 
 #: Conditions a code extract can show (the others need prescriptions).
@@ -20,20 +21,13 @@ CODE_DEFINED: tuple[str, ...] = tuple(
 )
 
 
-def _normalised(code: exp.Expr) -> exp.Expr:
-    cleaned: exp.Expr = exp.Upper(this=exp.Trim(this=code))
-    for ch in (".", " "):
-        cleaned = exp.func("replace", cleaned, exp.Literal.string(ch), exp.Literal.string(""))
-    return cleaned
-
-
 def cms_scores(source: str, codes: PhmCodeLists) -> exp.Query:
     """Per person in table `source` of (person_id, code) rows: a 0/1 column per CMS condition,
     ltc_count, cms_general and cms_mortality (Payne et al. 2020 weights), ordered by id."""
     src = "src"
     cleaned = (
         exp.select(
-            col("person_id", src).as_("person_id"), _normalised(col("code", src)).as_("code")
+            col("person_id", src).as_("person_id"), normalised_code(col("code", src)).as_("code")
         )
         .from_(table(source, src))
         .where(

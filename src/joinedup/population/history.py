@@ -74,8 +74,9 @@ def eq(column: exp.Expr, value: str | int) -> exp.Expr:
     return exp.EQ(this=column, expression=exp.convert(value))
 
 
-def _normalised(code: exp.Expr) -> exp.Expr:
-    cleaned: exp.Expr = exp.Upper(this=code)
+def normalised_code(code: exp.Expr) -> exp.Expr:
+    """A code as code lists hold it: trimmed, upper case, without dots or spaces."""
+    cleaned: exp.Expr = exp.Upper(this=exp.Trim(this=code))
     for ch in (".", " "):
         cleaned = exp.func("replace", cleaned, exp.Literal.string(ch), exp.Literal.string(""))
     return cleaned
@@ -192,7 +193,7 @@ def diagnoses(window: Window, codes: PhmCodeLists) -> exp.Select:
         rows = sorted({(g, c) for g, s, c in codes.diagnoses if s == "icd10" and len(c) == n})
         listed = exp.values(rows, alias=f"l{n}", columns=["grp", "code"])
         on = exp.EQ(
-            this=exp.Left(this=_normalised(col("code", "d")), expression=exp.Literal.number(n)),
+            this=exp.Left(this=normalised_code(col("code", "d")), expression=exp.Literal.number(n)),
             expression=col("code", f"l{n}"),
         )
         parts.append(

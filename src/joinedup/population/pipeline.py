@@ -9,11 +9,13 @@ control before they are stored; worklists are identifiable and stored for direct
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -139,6 +141,19 @@ def _store(engine: Engine, name: str, data: pa.Table, rows: dict[str, int]) -> N
     rows[name] = data.num_rows
 
 
+def _all_or_nothing(run: Callable[..., PhmResult]) -> Callable[..., PhmResult]:
+    """Run inside one engine transaction, so an error or interruption leaves the previous
+    run's tables as they were."""
+
+    @functools.wraps(run)
+    def wrapped(engine: Engine, **kwargs: Any) -> PhmResult:
+        with engine.transaction():
+            return run(engine, **kwargs)
+
+    return wrapped
+
+
+@_all_or_nothing
 def run_phm(
     engine: Engine,
     *,
@@ -148,19 +163,7 @@ def run_phm(
     on_stage: Callable[[str], None] | None = None,
 ) -> PhmResult:
     """Compute every population health output into `engine`'s warehouse tables, all or
-    nothing: an error or interruption leaves the previous run's tables as they were."""
-    with engine.transaction():
-        return _run(engine, config=config, codes=codes, policy=policy, on_stage=on_stage)
-
-
-def _run(
-    engine: Engine,
-    *,
-    config: PhmConfig | None = None,
-    codes: PhmCodeLists | None = None,
-    policy: DisclosurePolicy | None = None,
-    on_stage: Callable[[str], None] | None = None,
-) -> PhmResult:
+    nothing."""
     settings = config or load_config()
     lists = codes or load_codelists()
     sdc = policy or DisclosurePolicy()

@@ -28,6 +28,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from joinedup.disclosure import DisclosurePolicy, format_count
 from joinedup.errors import ConfigurationError
 
 FEATURES: tuple[str, ...] = (
@@ -399,6 +400,11 @@ def summarise_tiers(
     return tuple(out)
 
 
+def _n(count: int | float) -> str:
+    """A count as the card prints it: through disclosure control (the card is published)."""
+    return format_count(int(count), DisclosurePolicy())
+
+
 def software_versions() -> tuple[tuple[str, str], ...]:
     """Versions of Python and the libraries that fit and score the model, for the model card."""
     versions = [("python", platform.python_version())]
@@ -542,9 +548,9 @@ class ModelCard:
             self.population + (" **The data are synthetic.**" if self.synthetic else ""),
             "",
             f"- Training index date: {self.train_index_date.isoformat()}"
-            + (f" ({t.people:,} people, prevalence {t.prevalence:.1%})" if t else ""),
+            + (f" ({_n(t.people)} people, prevalence {t.prevalence:.1%})" if t else ""),
             f"- Validation index date: {self.validation_index_date.isoformat()} "
-            f"({v.people:,} people, prevalence {v.prevalence:.1%})",
+            f"({_n(v.people)} people, prevalence {v.prevalence:.1%})",
             "",
             "Temporal validation: the model is fitted on people at the training index date with "
             "outcomes in the following 12 months, then scored on the population at the later "
@@ -582,11 +588,15 @@ class ModelCard:
             "",
             "### Calibration by decile of predicted risk (validation, 10 = highest)",
             "",
+            "Counts of people here and below pass disclosure control (rounded to 5; 1-7 shown "
+            "as *); O/E is computed from the exact counts.",
+            "",
             "| Decile | People | Expected | Observed | O/E |",
             "|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {d.decile} | {d.people:,} | {d.expected:,.1f} | {d.observed:,} | {d.ratio:.2f} |"
+            f"| {d.decile} | {_n(d.people)} | {d.expected:,.1f} | {_n(d.observed)} "
+            f"| {d.ratio:.2f} |"
             for d in v.calibration
         ]
         outside = [str(d.decile) for d in v.calibration if not d.within(CALIBRATION_TOLERANCE)]
@@ -608,7 +618,7 @@ class ModelCard:
             "|---|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {s.tier} | {s.share:.1%} | {s.people:,} | {s.min_score:.4f} | {s.max_score:.4f} |"
+            f"| {s.tier} | {s.share:.1%} | {_n(s.people)} | {s.min_score:.4f} | {s.max_score:.4f} |"
             for s in self.tiers
         ]
         lines += [
