@@ -260,3 +260,39 @@ def test_cms_scorer_for_an_extract_of_codes(engine: Engine) -> None:
     assert got["a"]["cms_mortality"] == 50.64
     assert (got["b"]["dementia"], got["b"]["cms_general"]) == (1, 2.5)
     assert (got["c"]["ltc_count"], got["c"]["cms_general"]) == (0, 0.0)
+
+
+def test_core20plus_flags_and_the_gap_counts(engine: Engine) -> None:
+    from joinedup.population.inequalities import gap_counts
+    from joinedup.population.pipeline import with_core20plus
+
+    world = World()
+    world.person(1, imd_decile=1)  # Core20
+    world.person(2, imd_decile=9, ethnic_category="N")  # PLUS: Black ethnic group
+    world.person(3, imd_decile=9).dx(3, ago(900), "110359009")  # PLUS: learning disability
+    world.person(4, imd_decile=9)  # neither
+    for pid in (1, 2, 3, 4):
+        world.dx(pid, ago(900), "38341003")  # hypertension
+    world.bp(1, ago(30), 130, 80).bp(2, ago(30), 150, 95).bp(3, ago(30), 120, 70)
+    world.bp(4, ago(30), 135, 85)
+    settings = PhmConfig.model_validate(
+        {
+            "core20plus5": {
+                "plus_groups": [
+                    {"name": "Ethnic minority", "ethnic_groups": ["Black", "Asian"]},
+                    {"name": "LD", "flags": ["learning_disability"]},
+                ]
+            }
+        }
+    )
+    flagged = _rows(engine, world, with_core20plus(phm_person(INDEX, CODES, EXTRACT), settings))
+    flags = {r["person_id"]: (r["core20"], r["plus_group"], r["core20plus"]) for r in flagged}
+    assert flags == {1: (1, 0, 1), 2: (0, 1, 1), 3: (0, 1, 1), 4: (0, 0, 0)}
+    engine.materialise("phm_person", with_core20plus(phm_person(INDEX, CODES, EXTRACT), settings))
+    counts = {
+        (r["indicator_order"], r["core20plus"]): (r["numerator"], r["denominator"])
+        for r in engine.execute(gap_counts()).to_pylist()
+    }
+    # Indicator 4: hypertension controlled (latest BP under 140/90): 2 of 3 Core20PLUS, 1 of 1.
+    assert counts[(4, 1)] == (2, 3)
+    assert counts[(4, 0)] == (1, 1)

@@ -72,7 +72,7 @@ def _extract_date(engine: Engine) -> tuple[date, date, bool]:
     return got["start"], got["end"], got["source"] == "synthetic"
 
 
-def _with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
+def with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
     """`query` (a phm_person select) with core20, plus_group and core20plus columns."""
     q = "q"
     settings = config.core20plus5
@@ -180,11 +180,11 @@ def run_phm(
 
     stage(f"conditions and segments on {now} and {year_ago}")
     for name, when in (("phm_person", now), ("phm_person_previous", year_ago)):
-        engine.materialise(name, _with_core20plus(phm_person(when, lists, extract), settings))
+        engine.materialise(name, with_core20plus(phm_person(when, lists, extract), settings))
         rows[name] = engine.count(name)
     stage(f"risk model: training on {two_years_ago}, validating on {year_ago}")
     engine.materialise(
-        "phm_person_train", _with_core20plus(phm_person(two_years_ago, lists, extract), settings)
+        "phm_person_train", with_core20plus(phm_person(two_years_ago, lists, extract), settings)
     )
     train = _features(engine, "phm_person_train", Window(two_years_ago, extract), True)
     engine.drop("phm_person_train")
