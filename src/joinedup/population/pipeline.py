@@ -22,7 +22,7 @@ import pyarrow as pa
 import yaml
 from sqlglot import exp
 
-from joinedup.disclosure import DisclosurePolicy, apply
+from joinedup.disclosure import DisclosurePolicy, apply, format_count
 from joinedup.errors import ConfigurationError
 from joinedup.population import inequalities as ineq
 from joinedup.population import risk
@@ -220,7 +220,10 @@ def run_phm(
         tiers=summary,
         train_index_date=two_years_ago,
         validation_index_date=year_ago,
-        population=f"{validation.num_rows:,} people registered on {year_ago} (opt-outs excluded)",
+        population=(
+            f"{format_count(validation.num_rows, sdc)} people registered on {year_ago} "
+            "(opt-outs excluded)"
+        ),
         synthetic=synthetic,
     )
     opted_in = exp.Not(this=col("national_data_opt_out", "p"))
