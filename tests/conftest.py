@@ -25,3 +25,16 @@ def reference_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def sql_on_fhir_tests() -> Path:
+    """The official SQL-on-FHIR v2 test files in ../shared/specs (skipped when absent, except
+    under CI=true)."""
+    path = REPO_ROOT.parent / "shared" / "specs" / "sql-on-fhir-v2" / "tests"
+    if not path.is_dir():
+        message = f"SQL-on-FHIR tests not found in {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -6,6 +6,7 @@ from joinedup.cli import footprint as _footprint
 from joinedup.cli import phm as _phm
 from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
+from joinedup.cli import views as _views
 from joinedup.cli import warehouse as _warehouse
 from joinedup.cli.main import app as main_app
 
@@ -14,5 +15,6 @@ main_app.add_typer(_synth.app, name="synth")
 main_app.add_typer(_warehouse.app, name="warehouse")
 main_app.add_typer(_score.app, name="score")
 main_app.add_typer(_phm.app, name="phm")
+main_app.add_typer(_views.app, name="views")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)

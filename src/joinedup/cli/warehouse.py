@@ -169,13 +169,14 @@ def write_result(result: pa.Table, output: Path) -> None:
     tmp.replace(output)
 
 
-def show(result: pa.Table, title: str = "") -> None:
+def show(result: pa.Table, title: str = "", missing: str = "*") -> None:
+    """Print up to 200 rows; `missing` stands in for empty cells ("*": suppressed)."""
     table = Table(title=title or None, show_edge=False)
     visible = [c for c in result.column_names if not c.endswith(SUPPRESSED_SUFFIX)]
     for name in visible:
         table.add_column(name)
     for row in result.slice(0, 200).to_pylist():
-        table.add_row(*("*" if v is None else str(v) for v in (row[c] for c in visible)))
+        table.add_row(*(missing if v is None else str(v) for v in (row[c] for c in visible)))
     console.print(table)
     if result.num_rows > 200:
         console.print(f"... {result.num_rows - 200:,} more rows (use -o to write them all)")
