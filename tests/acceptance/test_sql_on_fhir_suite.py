@@ -1,7 +1,7 @@
 """Acceptance: the official SQL-on-FHIR v2 test suite (../shared/specs/sql-on-fhir-v2/tests).
 
-Every `shareable` test passes on DuckDB; `experimental` ones are reported. The report file has
-the official test_report.json shape.
+Every `shareable` test passes on DuckDB and on Spark (local mode); `experimental` ones are
+reported. The report file has the official test_report.json shape.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from joinedup.fhir.testsuite import run_suite
+from joinedup.warehouse import open_empty_engine
 
 
-def test_every_shareable_test_passes_on_duckdb(sql_on_fhir_tests: Path) -> None:
-    outcomes = run_suite(sql_on_fhir_tests)
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def test_every_shareable_test_passes(sql_on_fhir_tests: Path, engine: str) -> None:
+    with open_empty_engine(engine) as opened:
+        outcomes = run_suite(sql_on_fhir_tests, opened)
     assert len({o.file for o in outcomes}) >= 17
     failed = [
         f"{o.file}: {o.name}: {o.reason}"
@@ -45,4 +50,4 @@ def test_the_report_has_the_official_shape(sql_on_fhir_tests: Path, tmp_path: Pa
             assert isinstance(test["result"]["passed"], bool)
     passed = sum(t["result"]["passed"] for f in written.values() for t in f["tests"])
     total = sum(len(f["tests"]) for f in written.values())
-    assert f"{passed}/{total} passed on DuckDB" in " ".join(done.stdout.split())
+    assert f"{passed}/{total} passed on duckdb" in " ".join(done.stdout.split())

@@ -17,6 +17,7 @@ from joinedup.cli.warehouse import show, write_result
 from joinedup.errors import InputError
 from joinedup.fhir.reader import read_resources
 from joinedup.fhir.testsuite import report, resource_table, run_suite, run_view
+from joinedup.warehouse import open_empty_engine
 
 app = typer.Typer(
     help="SQL-on-FHIR v2 views: flatten FHIR resources into tables.", no_args_is_help=True
@@ -91,11 +92,19 @@ def test_suite(
     report_path: Annotated[
         Path, typer.Option("--report", help="Where to write test_report.json.")
     ] = Path("test_report.json"),
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (embedded) or spark (local session).")
+    ] = "duckdb",
+    spark_master: Annotated[
+        str, typer.Option("--spark-master", help="Spark master URL for --engine spark.")
+    ] = "local[2]",
 ) -> None:
     """Run every test file in a folder and write the official test_report.json.
 
-    Prints a pass count per file, and shareable and experimental totals."""
-    outcomes = run_suite(directory)
+    Each view is compiled to one SQL query for the chosen engine. Prints a pass count per
+    file, and shareable and experimental totals."""
+    with open_empty_engine(engine, spark_master=spark_master) as eng:
+        outcomes = run_suite(directory, eng)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report(outcomes), indent=2) + "\n", encoding="utf-8")
     table = Table(show_edge=False)
@@ -113,6 +122,6 @@ def test_suite(
         if not o.passed:
             console.print(f"[red]failed[/] {escape(o.file)}: {escape(o.name)}: {escape(o.reason)}")
     console.print(
-        f"{sum(o.passed for o in outcomes)}/{len(outcomes)} passed on DuckDB; "
+        f"{sum(o.passed for o in outcomes)}/{len(outcomes)} passed on {engine}; "
         f"wrote {escape(str(report_path))}."
     )

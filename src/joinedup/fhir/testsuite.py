@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from joinedup.errors import InputError, JoinedupError
-from joinedup.fhir.views import RESOURCE_TABLE, CompiledView, compile_view
-from joinedup.warehouse import open_engine
+from joinedup.fhir.views import (
+    _PRIMITIVE_TYPES,
+    _TEXT_TYPES,
+    DIALECTS,
+    RESOURCE_TABLE,
+    CompiledView,
+    compile_view,
+)
+from joinedup.warehouse import Engine, open_empty_engine
 
 
 @dataclass(frozen=True)
@@ -41,16 +49,32 @@ def resource_table(resources: Iterable[dict[str, Any]]) -> pa.Table:
     )
 
 
-def run_view(view: Any, resources: pa.Table) -> tuple[CompiledView, list[dict[str, Any]]]:
-    """Compile `view` and run it over `resources` (a `resource_table`) on DuckDB in memory;
-    JSON-valued columns come back decoded."""
-    compiled = compile_view(view)
-    with open_engine("duckdb") as engine:
-        engine.load_session("incoming_resources", resources)
-        engine.materialise(RESOURCE_TABLE, _as_json("incoming_resources"))
-        result = engine.execute(compiled.query)
+def load_resources(engine: Engine, resources: pa.Table) -> None:
+    """Make `resources` (a `resource_table`) the engine's resource table, JSON parsed."""
+    dialect = DIALECTS[engine.dialect]
+    engine.load_session("incoming_resources", resources)
+    engine.materialise(
+        RESOURCE_TABLE,
+        exp.select(
+            exp.column("resource_type"),
+            dialect.parse(exp.column("resource")).as_("resource"),
+        ).from_("incoming_resources"),
+    )
+
+
+def run_view(
+    view: Any, resources: pa.Table, engine: Engine | None = None
+) -> tuple[CompiledView, list[dict[str, Any]]]:
+    """Compile `view` and run it over `resources` (a `resource_table`) on `engine` (DuckDB in
+    memory by default); JSON-valued columns come back decoded."""
+    if engine is None:
+        with open_empty_engine("duckdb") as duck:
+            return run_view(view, resources, duck)
+    compiled = compile_view(view, dialect=engine.dialect)
+    load_resources(engine, resources)
+    result = engine.execute(compiled.query)
     decoded = [c.name for c in compiled.columns if c.collection or _is_json_type(c.type)]
-    rows = result.to_pylist()
+    rows = result.select([c.name for c in compiled.columns]).to_pylist()
     for row in rows:
         for name in decoded:
             if isinstance(row[name], str):
@@ -59,20 +83,7 @@ def run_view(view: Any, resources: pa.Table) -> tuple[CompiledView, list[dict[st
 
 
 def _is_json_type(type_name: str | None) -> bool:
-    from joinedup.fhir.views import _PRIMITIVE_TYPES, _TEXT_TYPES  # noqa: PLC0415
-
     return type_name not in _PRIMITIVE_TYPES and type_name not in _TEXT_TYPES
-
-
-def _as_json(source: str) -> Any:
-    from sqlglot import exp  # noqa: PLC0415
-
-    return exp.select(
-        exp.column("resource_type"),
-        exp.cast(exp.column("resource"), exp.DataType.build("JSON", dialect="duckdb")).as_(
-            "resource"
-        ),
-    ).from_(source)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -101,11 +112,13 @@ def _rows_match(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> st
     return ""
 
 
-def run_test(test: dict[str, Any], resources: pa.Table) -> tuple[bool, str]:
+def run_test(
+    test: dict[str, Any], resources: pa.Table, engine: Engine | None = None
+) -> tuple[bool, str]:
     """Whether one test passes, and why not."""
     expects_error = bool(test.get("expectError"))
     try:
-        compiled, rows = run_view(test.get("view"), resources)
+        compiled, rows = run_view(test.get("view"), resources, engine)
     except (JoinedupError, Exception) as err:
         if expects_error:
             return True, ""
@@ -123,8 +136,8 @@ def run_test(test: dict[str, Any], resources: pa.Table) -> tuple[bool, str]:
     return (not reason), reason
 
 
-def run_file(path: Path) -> list[Outcome]:
-    """Every test in one file."""
+def run_file(path: Path, engine: Engine | None = None) -> list[Outcome]:
+    """Every test in one file, on `engine` (DuckDB in memory by default)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -134,7 +147,7 @@ def run_file(path: Path) -> list[Outcome]:
     resources = resource_table(data.get("resources") or [])
     out = []
     for test in data["tests"]:
-        passed, reason = run_test(test, resources)
+        passed, reason = run_test(test, resources, engine)
         out.append(
             Outcome(
                 path.name, str(test.get("title", "")), tuple(test.get("tags") or ()), passed, reason
@@ -143,14 +156,14 @@ def run_file(path: Path) -> list[Outcome]:
     return out
 
 
-def run_suite(directory: Path) -> list[Outcome]:
-    """Every test file (`*.json`) in `directory`, in name order."""
+def run_suite(directory: Path, engine: Engine | None = None) -> list[Outcome]:
+    """Every test file (`*.json`) in `directory`, in name order, on `engine`."""
     if not directory.is_dir():
         raise InputError(str(directory), "not a directory of test files")
     files = sorted(p for p in directory.glob("*.json") if p.name != "tests.schema.json")
     if not files:
         raise InputError(str(directory), "no .json test files")
-    return [outcome for path in files for outcome in run_file(path)]
+    return [outcome for path in files for outcome in run_file(path, engine)]
 
 
 def report(outcomes: Iterable[Outcome]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlglot
 from sqlglot import exp
@@ -49,7 +49,8 @@ _TEXT_TYPES = {
 
 
 def _template(sql: str, **parts: exp.Expr) -> exp.Expr:
-    """A DuckDB expression from a template whose `{name}` holes are filled with expressions."""
+    """A generic SQL expression (CASE, comparisons, casts) whose `{name}` holes are filled
+    with expressions; engine-specific pieces always come in through the holes."""
     text = re.sub(r"\{(\w+)\}", lambda m: f"__p_{m.group(1)}__", sql)
     tree = sqlglot.parse_one(f"SELECT {text}", read="duckdb").expressions[0]
 
@@ -64,170 +65,385 @@ def _template(sql: str, **parts: exp.Expr) -> exp.Expr:
     return filled
 
 
-def _fn(name: str, *args: exp.Expr) -> exp.Expr:
-    """A DuckDB function call, built without copying its (often large) arguments."""
-    return exp.Anonymous(this=name, expressions=list(args))
-
-
 def _string(value: str) -> exp.Expr:
     return exp.Literal.string(value)
 
 
-EMPTY = "CAST([] AS JSON[])"
+def _number(value: int) -> exp.Expr:
+    return exp.Literal.number(value)
+
+
+def _call_sql(name: str, *args: exp.Expr) -> exp.Expr:
+    """A function call, built without copying its (often large) arguments."""
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+class Dialect:
+    """How one engine holds FHIR JSON and works on lists of it. The compiler only ever uses
+    these primitives, so a view compiles to either engine."""
+
+    name = "duckdb"
+    #: DuckDB list function names; other engines translate them in `fn`.
+    names: ClassVar[dict[str, str]] = {}
+
+    def fn(self, name: str, *args: exp.Expr) -> exp.Expr:
+        return _call_sql(self.names.get(name, name), *args)
+
+    # JSON values
+    def child(self, item: exp.Expr, name: str) -> exp.Expr:
+        return _call_sql("json_extract", item, _string(f'$."{name}"'))
+
+    def is_array(self, item: exp.Expr) -> exp.Expr:
+        return _template("json_type({v}) = 'ARRAY'", v=item)
+
+    def is_null(self, item: exp.Expr) -> exp.Expr:
+        return _template("{v} IS NULL OR json_type({v}) = 'NULL'", v=item)
+
+    def is_number(self, item: exp.Expr) -> exp.Expr:
+        return _template("json_type({v}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')", v=item)
+
+    def is_string(self, item: exp.Expr) -> exp.Expr:
+        return _template("json_type({v}) = 'VARCHAR'", v=item)
+
+    def is_boolean(self, item: exp.Expr) -> exp.Expr:
+        return _template("json_type({v}) = 'BOOLEAN'", v=item)
+
+    def as_list(self, item: exp.Expr) -> exp.Expr:
+        return _template("CAST({v} AS JSON[])", v=item)
+
+    def text(self, item: exp.Expr) -> exp.Expr:
+        return _call_sql("json_extract_string", item, _string("$"))
+
+    def value(self, scalar: exp.Expr) -> exp.Expr:
+        return _call_sql("to_json", scalar)
+
+    def empty(self) -> exp.Expr:
+        return _template("CAST([] AS JSON[])")
+
+    def first(self, collection: exp.Expr) -> exp.Expr:
+        return _template("{c}[1]", c=collection)
+
+    def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
+        """The single item at 1-based `start` (negative: from the end), as a collection."""
+        return _call_sql("list_slice", collection, start, start.copy())
+
+    def parse(self, text: exp.Expr) -> exp.Expr:
+        return exp.cast(text, exp.DataType.build("JSON", dialect="duckdb"))
+
+    # rows
+    def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
+        return _call_sql("json_object", *[x for k, v in pairs for x in (_string(k), v)])
+
+    def empty_row(self) -> exp.Expr:
+        return _template("CAST('{}' AS JSON)")
+
+    def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
+        return _call_sql("json_merge_patch", a, b)
+
+    def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
+        return self.child(row, name)
+
+    def null_value(self) -> exp.Expr:
+        return exp.null()
+
+    def list_value(self, collection: exp.Expr) -> exp.Expr:
+        return _call_sql("to_json", collection)
+
+    def json_text(self, item: exp.Expr) -> exp.Expr:
+        return item
+
+    def error(self, message: str) -> exp.Expr:
+        return _call_sql("error", _string(message))
+
+
+class SparkDialect(Dialect):
+    """Spark 4: FHIR JSON as VARIANT (`parse_json`), lists as ARRAY<VARIANT>, rows as
+    MAP<STRING, VARIANT>."""
+
+    name = "spark"
+    names: ClassVar[dict[str, str]] = {
+        "list_transform": "transform",
+        "list_filter": "filter",
+        "len": "size",
+        "array_to_string": "array_join",
+        "list_concat": "concat",
+        "list_distinct": "array_distinct",
+        "list_contains": "array_contains",
+        "starts_with": "startswith",
+    }
+
+    def child(self, item: exp.Expr, name: str) -> exp.Expr:
+        return _call_sql("variant_get", item, _string(f'$["{name}"]'))
+
+    def _schema(self, item: exp.Expr) -> exp.Expr:
+        return _call_sql("schema_of_variant", item)
+
+    def is_array(self, item: exp.Expr) -> exp.Expr:
+        return _template("startswith({s}, 'ARRAY')", s=self._schema(item))
+
+    def is_null(self, item: exp.Expr) -> exp.Expr:
+        return _template("{v} IS NULL OR is_variant_null({v})", v=item)
+
+    def is_number(self, item: exp.Expr) -> exp.Expr:
+        return _template(
+            "{s} IN ('BIGINT', 'INT', 'SMALLINT', 'TINYINT', 'DOUBLE', 'FLOAT') "
+            "OR startswith({s}, 'DECIMAL')",
+            s=self._schema(item),
+        )
+
+    def is_string(self, item: exp.Expr) -> exp.Expr:
+        return _template("{s} = 'STRING'", s=self._schema(item))
+
+    def is_boolean(self, item: exp.Expr) -> exp.Expr:
+        return _template("{s} = 'BOOLEAN'", s=self._schema(item))
+
+    def as_list(self, item: exp.Expr) -> exp.Expr:
+        return exp.cast(item, exp.DataType.build("ARRAY<VARIANT>", dialect="spark"))
+
+    def text(self, item: exp.Expr) -> exp.Expr:
+        return exp.cast(item, exp.DataType.Type.VARCHAR)
+
+    def value(self, scalar: exp.Expr) -> exp.Expr:
+        return exp.cast(scalar, exp.DataType.build("VARIANT", dialect="spark"))
+
+    def empty(self) -> exp.Expr:
+        return exp.cast(
+            exp.Array(expressions=[]), exp.DataType.build("ARRAY<VARIANT>", dialect="spark")
+        )
+
+    def first(self, collection: exp.Expr) -> exp.Expr:
+        return _call_sql("try_element_at", collection, _number(1))
+
+    def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
+        return _template(
+            "CASE WHEN {p} = 0 OR abs({p}) > size({c}) THEN {e} ELSE slice({c}, {p}, 1) END",
+            p=start,
+            c=collection,
+            e=self.empty(),
+        )
+
+    def parse(self, text: exp.Expr) -> exp.Expr:
+        return _call_sql("parse_json", text)
+
+    def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
+        return _call_sql("map", *[x for k, v in pairs for x in (_string(k), self._as_variant(v))])
+
+    def _as_variant(self, value: exp.Expr) -> exp.Expr:
+        return exp.cast(value, exp.DataType.build("VARIANT", dialect="spark"))
+
+    def empty_row(self) -> exp.Expr:
+        return exp.cast(
+            _call_sql("map"), exp.DataType.build("MAP<STRING, VARIANT>", dialect="spark")
+        )
+
+    def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
+        return _call_sql("map_concat", a, b)
+
+    def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
+        return _call_sql("try_element_at", row, _string(name))
+
+    def null_value(self) -> exp.Expr:
+        return exp.cast(exp.null(), exp.DataType.build("VARIANT", dialect="spark"))
+
+    def list_value(self, collection: exp.Expr) -> exp.Expr:
+        return _call_sql("parse_json", _call_sql("to_json", collection))
+
+    def json_text(self, item: exp.Expr) -> exp.Expr:
+        return _call_sql("to_json", item)
+
+    def error(self, message: str) -> exp.Expr:
+        return exp.cast(
+            _call_sql("raise_error", _string(message)),
+            exp.DataType.build("VARIANT", dialect="spark"),
+        )
+
+
+DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "spark": SparkDialect()}
 
 
 @dataclass
 class _Scope:
-    """What an expression can see: the resource, view constants and %rowIndex."""
+    """What an expression can see: the resource, view constants, %rowIndex and the engine."""
 
     resource: exp.Expr
     constants: dict[str, Any]
+    dialect: Dialect
     row_index: exp.Expr | None = None
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     def var(self, prefix: str = "v") -> exp.Expr:
         return exp.column(f"{prefix}{next(self.counter)}")
 
+    def nested(self, row_index: exp.Expr) -> _Scope:
+        return _Scope(self.resource, self.constants, self.dialect, row_index, self.counter)
 
-def _children(item: exp.Expr, name: str) -> exp.Expr:
+
+def _lambda(body: exp.Expr, *variables: exp.Expr) -> exp.Expr:
+    return exp.Lambda(this=body, expressions=[exp.to_identifier(v.name) for v in variables])
+
+
+def _children(item: exp.Expr, name: str, d: Dialect) -> exp.Expr:
     """The collection of `item`'s children called `name` (an array is spread out)."""
+    value = d.child(item, name)
     return _template(
-        "CASE WHEN json_type(json_extract({x}, {p})) = 'ARRAY' "
-        "THEN CAST(json_extract({x}, {p}) AS JSON[]) "
-        "WHEN json_extract({x}, {p}) IS NULL OR json_type(json_extract({x}, {p})) = 'NULL' "
-        f"THEN {EMPTY} ELSE [json_extract({{x}}, {{p}})] END",
-        x=item,
-        p=_string(f'$."{name}"'),
+        "CASE WHEN {isnull} THEN {empty} WHEN {isarray} THEN {aslist} ELSE [{v}] END",
+        isnull=d.is_null(value),
+        empty=d.empty(),
+        isarray=d.is_array(value),
+        aslist=d.as_list(value),
+        v=value,
     )
 
 
 def _each(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
-    """flatten(list_transform(collection, v -> body(v))): `body` returns a collection."""
+    """flatten(transform(collection, v -> body(v))): `body` returns a collection."""
     var = scope.var()
-    lam = exp.Lambda(this=body(var), expressions=[exp.to_identifier(var.name)])
-    return _fn("flatten", _fn("list_transform", collection, lam))
+    d = scope.dialect
+    return d.fn("flatten", d.fn("list_transform", collection, _lambda(body(var), var)))
 
 
 def _filter(collection: exp.Expr, scope: _Scope, test: Any) -> exp.Expr:
     var = scope.var()
-    lam = exp.Lambda(this=test(var), expressions=[exp.to_identifier(var.name)])
-    return _fn("list_filter", collection, lam)
+    return scope.dialect.fn("list_filter", collection, _lambda(test(var), var))
 
 
-def _single(value: exp.Expr) -> exp.Expr:
-    return exp.Array(expressions=[_fn("to_json", value)])
+def _single(value: exp.Expr, d: Dialect) -> exp.Expr:
+    return exp.Array(expressions=[d.value(value)])
 
 
-def _wrap(value: exp.Expr) -> exp.Expr:
-    """A SQL value as a collection: empty when NULL."""
-    return _template(
-        f"CASE WHEN {{v}} IS NULL THEN {EMPTY} ELSE [to_json({{v}})] END", v=exp.paren(value)
+def _wrap(value: exp.Expr, d: Dialect) -> exp.Expr:
+    """A SQL value as a collection: empty when NULL (the value appears once in the SQL)."""
+    var = exp.column("w")
+    return d.fn(
+        "list_filter",
+        exp.Array(expressions=[d.value(exp.paren(value))]),
+        _lambda(exp.Not(this=var.is_(exp.null())), var),
     )
 
 
-def _first(collection: exp.Expr) -> exp.Expr:
-    return _template("{c}[1]", c=collection)
-
-
-def _text(item: exp.Expr) -> exp.Expr:
-    return _fn("json_extract_string", item, _string("$"))
-
-
-def _boolean(collection: exp.Expr) -> exp.Expr:
-    """A collection as a SQL boolean: NULL when empty, else its single item's truth."""
-    return _template(
-        "CASE WHEN len({c}) = 0 THEN NULL "
-        "ELSE CAST(json_extract_string({c}[1], '$') AS BOOLEAN) END",
-        c=collection,
+def _let(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
+    """`body(c)` with the collection bound to a lambda variable `c`, so a large expression
+    used several times is written (and evaluated) once. `body` returns a collection."""
+    var = scope.var("c")
+    d = scope.dialect
+    return d.fn(
+        "flatten",
+        d.fn("list_transform", exp.Array(expressions=[collection]), _lambda(body(var), var)),
     )
 
 
-def _number(item: exp.Expr) -> exp.Expr:
-    return exp.cast(_text(item), exp.DataType.Type.DOUBLE)
+def _let_value(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
+    """`body(c)` for a body giving one value (not a collection), with `c` bound once."""
+    var = scope.var("c")
+    d = scope.dialect
+    return d.first(
+        d.fn("list_transform", exp.Array(expressions=[collection]), _lambda(body(var), var))
+    )
 
 
-_NUMERIC = "('UBIGINT', 'BIGINT', 'DOUBLE')"
+def _size(collection: exp.Expr, d: Dialect) -> exp.Expr:
+    return d.fn("len", collection)
 
 
-def _compare(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
+def _boolean(collection: exp.Expr, d: Dialect) -> exp.Expr:
+    """A collection as a SQL boolean: NULL when empty, else its first item's truth."""
+    return exp.cast(d.text(d.first(collection)), exp.DataType.Type.BOOLEAN)
+
+
+def _compare(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Expr:
     """`left op right` on singletons, numerically when both are numbers; empty if either is."""
-    a, b = _first(left), _first(right)
+    a, b = d.first(left), d.first(right)
     sql_op = {"=": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}[op]
     body = (
-        f"CASE WHEN len({{l}}) = 0 OR len({{r}}) = 0 THEN NULL "
-        f"WHEN json_type({{a}}) IN {_NUMERIC} AND json_type({{b}}) IN {_NUMERIC} "
-        f"THEN CAST(json_extract_string({{a}}, '$') AS DOUBLE) {sql_op} "
-        f"CAST(json_extract_string({{b}}, '$') AS DOUBLE) "
-        f"ELSE json_extract_string({{a}}, '$') {sql_op} json_extract_string({{b}}, '$') END"
+        "CASE WHEN ({an}) AND ({bn}) "
+        f"THEN CAST({{at}} AS DOUBLE) {sql_op} CAST({{bt}} AS DOUBLE) "
+        f"ELSE {{at}} {sql_op} {{bt}} END"
     )
-    return _wrap(_template(body, l=left, r=right, a=a, b=b))
+    value = _template(
+        body,
+        an=d.is_number(a),
+        bn=d.is_number(b),
+        at=d.text(a),
+        bt=d.text(b),
+    )
+    return _wrap(value, d)
 
 
-def _arithmetic(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
-    a, b = _first(left), _first(right)
+def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Expr:
+    a, b = d.first(left), d.first(right)
     if op == "&":
-        body = (
-            "coalesce(json_extract_string({a}, '$'), '') "
-            "|| coalesce(json_extract_string({b}, '$'), '')"
-        )
-        return _single(_template(body, a=a, b=b))
-    sql_op = {"+": "+", "-": "-", "*": "*", "/": "/", "div": "//", "mod": "%"}[op]
-    body = (
-        f"CASE WHEN len({{l}}) = 0 OR len({{r}}) = 0 THEN NULL "
-        f"WHEN json_type({{a}}) = 'VARCHAR' AND '{op}' = '+' "
-        f"THEN to_json(json_extract_string({{a}}, '$') || json_extract_string({{b}}, '$')) "
-        f"ELSE to_json(CAST(json_extract_string({{a}}, '$') AS DOUBLE) {sql_op} "
-        f"CAST(json_extract_string({{b}}, '$') AS DOUBLE)) END"
+        body = "coalesce({at}, '') || coalesce({bt}, '')"
+        return _single(_template(body, at=d.text(a), bt=d.text(b)), d)
+    sql_op = {"+": "+", "-": "-", "*": "*", "/": "/", "div": "DIV", "mod": "%"}[op]
+    numeric = _template(
+        f"CAST({{at}} AS DOUBLE) {sql_op} CAST({{bt}} AS DOUBLE)", at=d.text(a), bt=d.text(b)
     )
-    value = _template(body, l=left, r=right, a=a, b=b)
-    return _template(f"CASE WHEN {{v}} IS NULL THEN {EMPTY} ELSE [{{v}}] END", v=value)
+    if op == "+":
+        value = _template(
+            "CASE WHEN {nl} = 0 OR {nr} = 0 THEN NULL WHEN {astr} THEN {concat} ELSE {num} END",
+            nl=_size(left, d),
+            nr=_size(right, d),
+            astr=d.is_string(a),
+            concat=d.value(_template("{at} || {bt}", at=d.text(a), bt=d.text(b))),
+            num=d.value(numeric),
+        )
+    else:
+        value = _template(
+            "CASE WHEN {nl} = 0 OR {nr} = 0 THEN NULL ELSE {num} END",
+            nl=_size(left, d),
+            nr=_size(right, d),
+            num=d.value(numeric),
+        )
+    return _template("CASE WHEN {v} IS NULL THEN {empty} ELSE [{v}] END", v=value, empty=d.empty())
 
 
-def _reference_key(item: exp.Expr, type_name: str | None) -> exp.Expr:
+def _reference_key(item: exp.Expr, type_name: str | None, d: Dialect) -> exp.Expr:
     """`Type/id` from a Reference's literal reference (relative or absolute URL); NULL when
     there is none or it is not of `type_name`."""
-    key = _template(
-        "nullif(regexp_extract(json_extract_string({x}, '$.reference'), "
-        "'([A-Za-z]+/[A-Za-z0-9\\-\\.]{1,64})(/_history/[^/]+)?$', 1), '')",
-        x=item,
+    key = d.fn(
+        "nullif",
+        d.fn(
+            "regexp_extract",
+            d.text(d.child(item, "reference")),
+            _string(r"([A-Za-z]+/[A-Za-z0-9\-\.]{1,64})(/_history/[^/]+)?$"),
+            _number(1),
+        ),
+        _string(""),
     )
     if type_name is None:
         return key
     return _template(
-        "CASE WHEN starts_with({k}, {t}) THEN {k} END", k=key, t=_string(f"{type_name}/")
+        "CASE WHEN {starts} THEN {k} END",
+        starts=d.fn("starts_with", key, _string(f"{type_name}/")),
+        k=key,
     )
 
 
-def _constant(value: Any) -> exp.Expr:
-    return _single(exp.convert(value))
-
-
-_FUNCTIONS_WITHOUT_ARGS = {"exists", "empty", "first", "last", "count", "not", "getResourceKey",
-                           "join", "hasValue", "lowBoundary", "highBoundary"}  # fmt: skip
+_TYPE_TESTS = {"string": "is_string", "boolean": "is_boolean", "integer": "is_number",
+               "decimal": "is_number"}  # fmt: skip
 
 
 def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
-    """The SQL (a JSON[] collection) of FHIRPath `node` evaluated on collection `context`."""
+    """The SQL (a collection of JSON values) of FHIRPath `node` evaluated on `context`."""
+    d = scope.dialect
     if isinstance(node, This):
         return context
     if isinstance(node, Literal):
-        return _constant(node.value)
+        return _single(exp.convert(node.value), d)
     if isinstance(node, Constant):
         if node.name == "rowIndex":
-            if scope.row_index is None:
-                return _constant(0)
-            return _single(scope.row_index)
+            return _single(scope.row_index if scope.row_index is not None else _number(0), d)
         if node.name not in scope.constants:
             raise InputError(f"%{node.name}", "no such constant in the view")
-        return _constant(scope.constants[node.name])
+        return _single(exp.convert(scope.constants[node.name]), d)
     if isinstance(node, Member):
         target = compile_path(node.target, context, scope)
-        return _each(target, scope, lambda v: _children(v, node.name))
+        return _each(target, scope, lambda v: _children(v, node.name, d))
     if isinstance(node, Index):
         target = compile_path(node.target, context, scope)
         index = compile_path(node.index, context, scope)
-        position = _template("CAST(json_extract_string({i}[1], '$') AS BIGINT) + 1", i=index)
-        return _fn("list_slice", target, position, position.copy())
+        position = _template("CAST({t} AS BIGINT) + 1", t=d.text(d.first(index)))
+        return d.slice(target, position)
     if isinstance(node, Binary):
         return _binary(node, context, scope)
     if isinstance(node, Call):
@@ -238,35 +454,44 @@ def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
 def _binary(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
     left = compile_path(node.left, context, scope)
     right = compile_path(node.right, context, scope)
-    op = node.op
+    return _let(left, scope, lambda a: _let(right, scope, lambda b: _operate(node.op, a, b, scope)))
+
+
+def _operate(op: str, left: exp.Expr, right: exp.Expr, scope: _Scope) -> exp.Expr:
+    """A binary operator on two (bound) collections."""
+    d = scope.dialect
     if op in ("and", "or"):
         sql = exp.and_ if op == "and" else exp.or_
-        return _wrap(sql(exp.paren(_boolean(left)), exp.paren(_boolean(right))))
+        return _wrap(sql(exp.paren(_boolean(left, d)), exp.paren(_boolean(right, d))), d)
     if op == "xor":
-        return _wrap(exp.NEQ(this=_boolean(left), expression=_boolean(right)))
+        return _wrap(exp.NEQ(this=_boolean(left, d), expression=_boolean(right, d)), d)
     if op == "implies":
-        return _wrap(exp.or_(exp.Not(this=exp.paren(_boolean(left))), exp.paren(_boolean(right))))
+        return _wrap(
+            exp.or_(exp.Not(this=exp.paren(_boolean(left, d))), exp.paren(_boolean(right, d))), d
+        )
     if op in ("=", "!=", "<", ">", "<=", ">="):
-        return _compare(op, left, right)
+        return _compare(op, left, right, d)
     if op in ("+", "-", "*", "/", "div", "mod", "&"):
-        return _arithmetic(op, left, right)
+        return _arithmetic(op, left, right, d)
     if op == "|":
-        return _fn("list_distinct", _fn("list_concat", left, right))
+        return d.fn("list_concat", left, right)
     if op in ("in", "contains"):
         item, coll = (left, right) if op == "in" else (right, left)
+        var = scope.var()
+        texts = d.fn("list_transform", coll, _lambda(d.text(var), var))
         return _wrap(
             _template(
-                "CASE WHEN len({i}) = 0 THEN NULL ELSE list_contains("
-                "list_transform({c}, lambda q: json_extract_string(q, '$')), "
-                "json_extract_string({i}[1], '$')) END",
-                i=item,
-                c=coll,
-            )
+                "CASE WHEN {n} = 0 THEN NULL ELSE {has} END",
+                n=_size(item, d),
+                has=d.fn("list_contains", texts, d.text(d.first(item))),
+            ),
+            d,
         )
-    raise InputError("FHIRPath", f"operator {op!r} is not supported")
+    raise InputError("FHIRPath", f"operator {op!r} is not supported")  # pragma: no cover
 
 
 def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    d = scope.dialect
     name, args = node.function, node.args
     if name == "ofType" and isinstance(node.target, Member) and len(args) == 1:
         type_arg = args[0]
@@ -277,28 +502,29 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
         return compile_path(choice, context, scope)
     if name == "getResourceKey":
         key = _template(
-            "json_extract_string({r}, '$.resourceType') || '/' || json_extract_string({r}, '$.id')",
-            r=scope.resource,
+            "{t} || '/' || {i}",
+            t=d.text(d.child(scope.resource, "resourceType")),
+            i=d.text(d.child(scope.resource, "id")),
         )
-        return _wrap(key)
+        return _wrap(key, d)
     target = compile_path(node.target, context, scope)
     if name == "getReferenceKey":
         wanted = args[0].name if args and isinstance(args[0], TypeName) else None
-        return _each(target, scope, lambda v: _wrap(_reference_key(v, wanted)))
+        return _each(target, scope, lambda v: _wrap(_reference_key(v, wanted, d), d))
     if name == "exists":
         if args:
             target = _filter(target, scope, lambda v: _truthy(args[0], v, scope))
-        return _single(exp.GT(this=_fn("len", target), expression=exp.Literal.number(0)))
+        return _single(exp.GT(this=_size(target, d), expression=_number(0)), d)
     if name == "empty":
-        return _single(exp.EQ(this=_fn("len", target), expression=exp.Literal.number(0)))
+        return _single(exp.EQ(this=_size(target, d), expression=_number(0)), d)
     if name == "count":
-        return _single(_fn("len", target))
+        return _single(_size(target, d), d)
     if name == "first":
-        return _fn("list_slice", target, exp.Literal.number(1), exp.Literal.number(1))
+        return d.slice(target, _number(1))
     if name == "last":
-        return _fn("list_slice", target, exp.Literal.number(-1), exp.Literal.number(-1))
+        return d.slice(target, _number(-1))
     if name == "not":
-        return _wrap(exp.Not(this=exp.paren(_boolean(target))))
+        return _wrap(exp.Not(this=exp.paren(_boolean(target, d))), d)
     if name == "where" and len(args) == 1:
         return _filter(target, scope, lambda v: _truthy(args[0], v, scope))
     if name == "select" and len(args) == 1:
@@ -308,43 +534,30 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     if name == "join":
         separator: exp.Expr = _string("")
         if args:
-            sep = compile_path(args[0], context, scope)
-            separator = _text(_first(sep))
+            separator = d.text(d.first(compile_path(args[0], context, scope)))
         var = scope.var()
-        texts = _fn(
-            "list_transform",
-            target,
-            exp.Lambda(this=_text(var), expressions=[exp.to_identifier(var.name)]),
-        )
-        return _single(_fn("array_to_string", texts, separator))
+        texts = d.fn("list_transform", target, _lambda(d.text(var), var))
+        return _single(d.fn("array_to_string", texts, separator), d)
     if name == "extension" and len(args) == 1:
-        url = compile_path(args[0], context, scope)
-        extensions = _each(target, scope, lambda v: _children(v, "extension"))
+        url = d.text(d.first(compile_path(args[0], context, scope)))
+        extensions = _each(target, scope, lambda v: _children(v, "extension", d))
         return _filter(
             extensions,
             scope,
-            lambda v: exp.EQ(
-                this=_fn("json_extract_string", v, _string("$.url")),
-                expression=_text(_first(url)),
-            ),
+            lambda v: exp.EQ(this=d.text(d.child(v, "url")), expression=url.copy()),
         )
     if name == "ofType" and len(args) == 1 and isinstance(args[0], TypeName):
-        json_types = {
-            "string": "('VARCHAR')",
-            "boolean": "('BOOLEAN')",
-            "integer": "('UBIGINT', 'BIGINT')",
-            "decimal": _NUMERIC,
-        }.get(args[0].name)
-        if json_types is None:
+        test = _TYPE_TESTS.get(args[0].name)
+        if test is None:
             return target
-        return _filter(target, scope, lambda v: _template(f"json_type({{v}}) IN {json_types}", v=v))
+        return _filter(target, scope, getattr(d, test))
     raise InputError(f"FHIRPath function {name}()", "is not supported")
 
 
 def _truthy(criteria: Node, item: exp.Expr, scope: _Scope) -> exp.Expr:
     """Whether `criteria` is true for one item (empty counts as false)."""
     value = compile_path(criteria, exp.Array(expressions=[item]), scope)
-    return _fn("coalesce", _boolean(value), exp.false())
+    return exp.func("coalesce", _boolean(value, scope.dialect), exp.false())
 
 
 # --- ViewDefinitions ----------------------------------------------------------------------------
@@ -418,9 +631,10 @@ class CompiledView:
     resource: str
     columns: tuple[Column, ...]
     query: exp.Query
+    dialect: str = "duckdb"
 
     def sql(self) -> str:
-        return self.query.sql(dialect="duckdb")
+        return self.query.sql(dialect=self.dialect)
 
 
 def _constants(view: dict[str, Any]) -> dict[str, Any]:
@@ -436,22 +650,25 @@ def _constants(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
-    """The rows (a JSON[] of objects) one selection makes from one node."""
+    """The rows (a list of row objects) one selection makes from one node."""
+    d = scope.dialect
     if "forEach" in select or "forEachOrNull" in select:
         source = str(select.get("forEach", select.get("forEachOrNull")))
         foci = compile_path(parse(source), exp.Array(expressions=[node]), scope)
         var, index = scope.var("f"), scope.var("i")
-        inner = _Scope(scope.resource, scope.constants, index, scope.counter)
-        body = _product(select, var, inner)
-        lam = exp.Lambda(
-            this=body, expressions=[exp.to_identifier(var.name), exp.to_identifier(index.name)]
-        )
-        rows: exp.Expr = _fn("flatten", _fn("list_transform", foci, lam))
+        body = _product(select, var, scope.nested(index))
+        rows: exp.Expr = d.fn("flatten", d.fn("list_transform", foci, _lambda(body, var, index)))
         if "forEachOrNull" in select:
-            rows = _template(
-                "CASE WHEN len({foci}) = 0 THEN [CAST('{}' AS JSON)] ELSE {rows} END",
-                foci=foci.copy(),
-                rows=rows,
+            # With no foci there is one row of nulls.
+            return _let(
+                foci,
+                scope,
+                lambda c: _template(
+                    "CASE WHEN {n} = 0 THEN [{blank}] ELSE {rows} END",
+                    n=_size(c, d),
+                    blank=d.empty_row(),
+                    rows=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
+                ),
             )
         return rows
     return _product(select, node, scope)
@@ -460,66 +677,64 @@ def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
 def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
     """The Cartesian product of a selection's parts (its columns, each nested select, and its
     unionAll branches), each part a list of partial rows, merged into whole rows."""
+    d = scope.dialect
     parts: list[exp.Expr] = []
     columns = select.get("column") or []
     if columns:
-        pairs: list[exp.Expr] = []
+        pairs: list[tuple[str, exp.Expr]] = []
         for col in columns:
             value = compile_path(parse(col["path"]), exp.Array(expressions=[node]), scope)
             cell: exp.Expr
             if col.get("collection"):
-                cell = _fn("to_json", value)
+                cell = d.list_value(value)
             else:
-                cell = _template(
-                    "CASE WHEN len({v}) = 0 THEN NULL WHEN len({v}) = 1 THEN {v}[1] "
-                    "ELSE error({msg}) END",
-                    v=value,
-                    msg=_string(
-                        f"column {col['name']}: multiple values found but not expected "
-                        "(set collection: true)"
+                message = (
+                    f"column {col['name']}: multiple values found but not expected "
+                    "(set collection: true)"
+                )
+                cell = _let_value(
+                    value,
+                    scope,
+                    lambda c, message=message: _template(
+                        "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
+                        n=_size(c, d),
+                        null=d.null_value(),
+                        one=d.first(c),
+                        err=d.error(message),
                     ),
                 )
-            pairs += [_string(col["name"]), cell]
-        parts.append(exp.Array(expressions=[_fn("json_object", *pairs)]))
+            pairs.append((col["name"], cell))
+        parts.append(exp.Array(expressions=[d.row(pairs)]))
     for sub in select.get("select") or []:
         parts.append(_rows(sub, node, scope))
     branches = select.get("unionAll") or []
     if branches:
         parts.append(
-            _fn("flatten", exp.Array(expressions=[_rows(b, node, scope) for b in branches]))
+            d.fn("flatten", exp.Array(expressions=[_rows(b, node, scope) for b in branches]))
         )
-    acc: exp.Expr = _template("[CAST('{}' AS JSON)]")
+    acc: exp.Expr = exp.Array(expressions=[d.empty_row()])
     for part in parts:
         a, b = scope.var("a"), scope.var("b")
-        merged = _fn("json_merge_patch", a, b)
-        inner = _fn(
-            "list_transform", part, exp.Lambda(this=merged, expressions=[exp.to_identifier(b.name)])
-        )
-        acc = _fn(
-            "flatten",
-            _fn(
-                "list_transform",
-                acc,
-                exp.Lambda(this=inner, expressions=[exp.to_identifier(a.name)]),
-            ),
-        )
+        inner = d.fn("list_transform", part, _lambda(d.merge(a, b), b))
+        acc = d.fn("flatten", d.fn("list_transform", acc, _lambda(inner, a)))
     return acc
 
 
-def _output(col: Column, row: exp.Expr) -> exp.Expr:
-    value = _fn("json_extract", row, _string(f'$."{col.name}"'))
+def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
+    value = d.row_get(row, col.name)
     if col.collection:
-        return value
+        return d.json_text(value)
     if col.type in _PRIMITIVE_TYPES:
-        return exp.cast(_text(value), _PRIMITIVE_TYPES[col.type])
+        return exp.cast(d.text(value), _PRIMITIVE_TYPES[col.type])
     if col.type in _TEXT_TYPES:
-        return _text(value)
-    return value
+        return d.text(value)
+    return d.json_text(value)
 
 
-def compile_view(view: Any, table: str = RESOURCE_TABLE) -> CompiledView:
+def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb") -> CompiledView:
     """Validate a ViewDefinition (as parsed JSON) and compile it to one query over `table`
-    (`resource_type`, `resource` JSON). Raises InputError naming what is wrong."""
+    (`resource_type`, `resource` as the engine's JSON) in `dialect` (duckdb or spark).
+    Raises InputError naming what is wrong."""
     if not isinstance(view, dict) or not view:
         raise _invalid("a ViewDefinition must be a non-empty object")
     resource = view.get("resource")
@@ -527,6 +742,9 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE) -> CompiledView:
         raise _invalid("resource: the resource type the view reads is required")
     if not view.get("select"):
         raise _invalid("select: at least one select is required")
+    if dialect not in DIALECTS:
+        raise _invalid(f"no {dialect!r} dialect; choose from {', '.join(DIALECTS)}")
+    d = DIALECTS[dialect]
     columns = _columns_of({"select": view["select"]}, "view")
     constants = _constants(view)
     wheres = []
@@ -535,28 +753,39 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE) -> CompiledView:
             raise _invalid(f"where[{i}]: needs a FHIRPath path")
         wheres.append((i, where["path"], parse(where["path"])))
     r = exp.column("resource", "r")
-    scope = _Scope(r, constants)
+    scope = _Scope(r, constants, d)
     rows = _rows({"select": view["select"]}, r, scope)
     conditions: list[exp.Expr] = [
         exp.EQ(this=exp.column("resource_type", "r"), expression=_string(resource))
     ]
     for i, path, node in wheres:
         value = compile_path(node, exp.Array(expressions=[r]), scope)
+        message = f"where[{i}] {path!r} does not give a boolean"
         conditions.append(
-            _template(
-                "CASE WHEN len({v}) = 0 THEN FALSE WHEN json_type({v}[1]) = 'BOOLEAN' "
-                "THEN CAST(json_extract_string({v}[1], '$') AS BOOLEAN) ELSE error({msg}) END",
-                v=value,
-                msg=_string(f"where[{i}] {path!r} does not give a boolean"),
+            _let_value(
+                value,
+                scope,
+                lambda c, message=message: _template(
+                    "CASE WHEN {n} = 0 THEN FALSE WHEN {isbool} THEN CAST({t} AS BOOLEAN) "
+                    "ELSE {err} IS NOT NULL END",
+                    n=_size(c, d),
+                    isbool=d.is_boolean(d.first(c)),
+                    t=d.text(d.first(c)),
+                    err=d.error(message),
+                ),
             )
         )
     unnested = (
-        exp.select(_fn("unnest", rows).as_("row"))
+        exp.select(
+            exp.Explode(this=rows).as_("row")
+            if dialect == "spark"
+            else _call_sql("unnest", rows).as_("row")
+        )
         .from_(exp.to_table(table).as_("r"))
         .where(*conditions)
     )
     row = exp.column("row", "u")
-    query = exp.select(*[_output(c, row).as_(c.name) for c in columns]).from_(
+    query = exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(
         unnested.subquery("u")
     )
-    return CompiledView(resource, tuple(columns), query)
+    return CompiledView(resource, tuple(columns), query, dialect)

@@ -4,7 +4,7 @@ Everything outside this package reaches engines through these names only.
 """
 
 from joinedup.warehouse import analytics
-from joinedup.warehouse.engines import ENGINE_KINDS, Engine, open_engine
+from joinedup.warehouse.engines import ENGINE_KINDS, Engine, open_empty_engine, open_engine
 from joinedup.warehouse.schema import ALL_TABLES, POPULATION_TABLES, TABLES, Table, render_markdown
 from joinedup.warehouse.store import BuildInfo, build_warehouse, export_parquet, footprint_tables
 
@@ -20,6 +20,7 @@ __all__ = [
     "build_warehouse",
     "export_parquet",
     "footprint_tables",
+    "open_empty_engine",
     "open_engine",
     "render_markdown",
 ]

@@ -52,11 +52,22 @@ def open_engine(
     raise ConfigurationError(f"unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
 
 
+def open_empty_engine(kind: str, *, spark_master: str = "local[2]") -> Engine:
+    """An engine with no tables yet, for work that loads its own (FHIR resources, a code
+    list): DuckDB in memory, or a Spark session at `spark_master`."""
+    if kind == "duckdb":
+        return DuckDBEngine()
+    if kind == "spark":
+        return SparkEngine(spark_master)
+    raise ConfigurationError(f"unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
+
+
 __all__ = [
     "ENGINE_KINDS",
     "DuckDBEngine",
     "Engine",
     "SparkEngine",
     "canonical_parquet_files",
+    "open_empty_engine",
     "open_engine",
 ]

@@ -115,6 +115,11 @@ class SparkEngine(Engine):
             raise
         return _normalise(result)
 
+    def materialise(self, name: str, query: exp.Query) -> None:
+        """A temporary view of the query: Spark computes it where the data are, lazily,
+        without collecting rows to the driver."""
+        self.session.sql(query.sql(dialect=self.dialect)).createOrReplaceTempView(name)
+
     def table_names(self) -> list[str]:
         return sorted(t.name for t in self.session.catalog.listTables())
 
