@@ -16,7 +16,8 @@ from joinedup.cli.main import console
 from joinedup.cli.warehouse import show, write_result
 from joinedup.errors import InputError
 from joinedup.fhir.reader import read_resources
-from joinedup.fhir.testsuite import report, resource_table, run_suite, run_view
+from joinedup.fhir.testsuite import execute_view, report, resource_table, run_suite
+from joinedup.fhir.views import compile_view
 from joinedup.warehouse import open_empty_engine
 
 app = typer.Typer(
@@ -48,41 +49,36 @@ def run(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write rows to .csv or .parquet.")
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (embedded) or spark (local session).")
+    ] = "duckdb",
+    spark_master: Annotated[
+        str, typer.Option("--spark-master", help="Spark master URL for --engine spark.")
+    ] = "local[2]",
 ) -> None:
-    """Run one ViewDefinition over FHIR files on DuckDB and print or write its rows.
+    """Run one ViewDefinition over FHIR files and print or write its rows.
 
-    The view is compiled to one SQL query (FHIRPath included) that DuckDB runs over the raw
-    resources; invalid views fail with the element and the reason.
+    The view is compiled to one SQL query (FHIRPath included) that the engine runs over the
+    raw resources; invalid views fail with the element and the reason before any input is
+    read. Collections and untyped columns are written as JSON text.
     """
     view = _load_view(view_file)
     began = time.perf_counter()
-    resources = resource_table(read_resources(input_paths))
-    compiled, _ = run_view(view, resources.slice(0, 0))  # validate before the long part
-    _, rows = run_view(view, resources)
-    names = [c.name for c in compiled.columns]
-    import pyarrow as pa  # noqa: PLC0415
-
-    table = (
-        pa.Table.from_pylist(
-            [
-                {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in r.items()}
-                for r in rows
-            ]
-        )
-        if rows
-        else pa.table({n: pa.array([], pa.string()) for n in names})
-    )
+    with open_empty_engine(engine, spark_master=spark_master) as eng:
+        compiled = compile_view(view, dialect=eng.dialect)  # a bad view fails before reading
+        resources = resource_table(read_resources(input_paths))
+        table = execute_view(compiled, resources, eng, plain_strings=True)
     seconds = time.perf_counter() - began
     if output is not None:
         write_result(table, output)
         console.print(
-            f"{len(rows):,} rows from {resources.num_rows:,} resources in {seconds:.2f} s; "
+            f"{table.num_rows:,} rows from {resources.num_rows:,} resources in {seconds:.2f} s; "
             f"wrote {escape(str(output))}."
         )
     else:
         show(table, f"{view.get('name') or view_file.stem} ({compiled.resource})", missing="")
         console.print(
-            f"{len(rows):,} rows from {resources.num_rows:,} resources in {seconds:.2f} s."
+            f"{table.num_rows:,} rows from {resources.num_rows:,} resources in {seconds:.2f} s."
         )
 
 

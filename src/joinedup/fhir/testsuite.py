@@ -62,6 +62,31 @@ def load_resources(engine: Engine, resources: pa.Table) -> None:
     )
 
 
+def execute_view(
+    compiled: CompiledView, resources: pa.Table, engine: Engine, *, plain_strings: bool = False
+) -> pa.Table:
+    """The rows of a compiled view over `resources` as Arrow, columns in view order; JSON
+    values (collections, untyped columns) as JSON text. With `plain_strings`, an untyped
+    column's string values come out as the text itself rather than quoted JSON (for CSV)."""
+    load_resources(engine, resources)
+    table = engine.execute(compiled.query).select([c.name for c in compiled.columns])
+    if not plain_strings:
+        return table
+    for i, col in enumerate(compiled.columns):
+        if col.collection or not _is_json_type(col.type):
+            continue
+        values = [_plain(v) for v in table.column(i).to_pylist()]
+        table = table.set_column(i, col.name, pa.array(values, pa.string()))
+    return table
+
+
+def _plain(value: str | None) -> str | None:
+    if value is None:
+        return None
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, str) else value
+
+
 def run_view(
     view: Any, resources: pa.Table, engine: Engine | None = None
 ) -> tuple[CompiledView, list[dict[str, Any]]]:
@@ -71,10 +96,9 @@ def run_view(
         with open_empty_engine("duckdb") as duck:
             return run_view(view, resources, duck)
     compiled = compile_view(view, dialect=engine.dialect)
-    load_resources(engine, resources)
-    result = engine.execute(compiled.query)
+    result = execute_view(compiled, resources, engine)
     decoded = [c.name for c in compiled.columns if c.collection or _is_json_type(c.type)]
-    rows = result.select([c.name for c in compiled.columns]).to_pylist()
+    rows = result.to_pylist()
     for row in rows:
         for name in decoded:
             if isinstance(row[name], str):
