@@ -123,6 +123,10 @@ class Dialect:
     def first(self, collection: exp.Expr) -> exp.Expr:
         return _template("{c}[1]", c=collection)
 
+    def position(self, index: exp.Expr) -> exp.Expr:
+        """A list lambda's index argument as a 0-based position (DuckDB counts from 1)."""
+        return exp.Sub(this=index, expression=_number(1))
+
     def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
         """The single item at 1-based `start` (negative: from the end), as a collection."""
         return _call_sql("list_slice", collection, start, start.copy())
@@ -213,6 +217,9 @@ class SparkDialect(Dialect):
 
     def first(self, collection: exp.Expr) -> exp.Expr:
         return _call_sql("try_element_at", collection, _number(1))
+
+    def position(self, index: exp.Expr) -> exp.Expr:
+        return index
 
     def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
         return _template(
@@ -589,6 +596,14 @@ def _columns_of(select: dict[str, Any], where: str) -> list[Column]:
     for key in ("forEach", "forEachOrNull"):
         if key in select:
             parse(select[key])
+    if "repeat" in select:
+        paths = select["repeat"]
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _invalid(f"{where}.repeat: must be a list of FHIRPath expressions")
+        if "forEach" in select or "forEachOrNull" in select:
+            raise _invalid(f"{where}: repeat cannot be combined with forEach or forEachOrNull")
+        for path in paths:
+            parse(path)
     out: list[Column] = []
     for i, col in enumerate(select.get("column") or []):
         if not isinstance(col, dict) or not isinstance(col.get("name"), str):
@@ -649,14 +664,38 @@ def _constants(view: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: How deep `repeat` follows its paths. SQL has no recursion inside an expression, so the
+#: traversal is unrolled to this depth (QuestionnaireResponse items rarely nest past five).
+REPEAT_DEPTH = 10
+
+
+def _repeat(paths: list[Node], item: exp.Expr, scope: _Scope, depth: int) -> exp.Expr:
+    """Every node reached from `item` by applying `paths` again and again (not `item`
+    itself), depth first, as the spec's traverse() gives them."""
+    d = scope.dialect
+    found: exp.Expr = compile_path(paths[0], exp.Array(expressions=[item]), scope)
+    for path in paths[1:]:
+        found = d.fn(
+            "list_concat", found, compile_path(path, exp.Array(expressions=[item.copy()]), scope)
+        )
+    if depth >= REPEAT_DEPTH:
+        return found
+    var = scope.var("k")
+    below = d.fn("list_concat", exp.Array(expressions=[var]), _repeat(paths, var, scope, depth + 1))
+    return d.fn("flatten", d.fn("list_transform", found, _lambda(below, var)))
+
+
 def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
     """The rows (a list of row objects) one selection makes from one node."""
     d = scope.dialect
-    if "forEach" in select or "forEachOrNull" in select:
-        source = str(select.get("forEach", select.get("forEachOrNull")))
-        foci = compile_path(parse(source), exp.Array(expressions=[node]), scope)
+    if "repeat" in select or "forEach" in select or "forEachOrNull" in select:
+        if "repeat" in select:
+            foci = _repeat([parse(p) for p in select["repeat"]], node, scope, 1)
+        else:
+            source = str(select.get("forEach", select.get("forEachOrNull")))
+            foci = compile_path(parse(source), exp.Array(expressions=[node]), scope)
         var, index = scope.var("f"), scope.var("i")
-        body = _product(select, var, scope.nested(index))
+        body = _product(select, var, scope.nested(d.position(index)))
         rows: exp.Expr = d.fn("flatten", d.fn("list_transform", foci, _lambda(body, var, index)))
         if "forEachOrNull" in select:
             # With no foci there is one row of nulls.
@@ -725,7 +764,11 @@ def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
     if col.collection:
         return d.json_text(value)
     if col.type in _PRIMITIVE_TYPES:
-        return exp.cast(d.text(value), _PRIMITIVE_TYPES[col.type])
+        target = _PRIMITIVE_TYPES[col.type]
+        text = d.text(value)
+        if target == "BIGINT":  # arithmetic gives '3.0'; read it as a number first
+            text = exp.cast(text, exp.DataType.build("DECIMAL(38, 9)"))
+        return exp.cast(text, target)
     if col.type in _TEXT_TYPES:
         return d.text(value)
     return d.json_text(value)
