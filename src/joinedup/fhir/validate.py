@@ -1,0 +1,243 @@
+"""Checks a FHIR R4 resource must pass before it is loaded: a known resource type, a valid id,
+dates that exist on the calendar, and NHS numbers that pass the Modulus 11 check.
+
+Each problem comes back as text naming the element (`Patient.birthDate: ...`), so a
+quarantine table can say exactly why a record was set aside.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+#: The resource types of FHIR R4 (4.0.1), http://hl7.org/fhir/R4/resourcelist.html.
+R4_RESOURCE_TYPES: frozenset[str] = frozenset(
+    [
+        "Account",
+        "ActivityDefinition",
+        "AdverseEvent",
+        "AllergyIntolerance",
+        "Appointment",
+        "AppointmentResponse",
+        "AuditEvent",
+        "Basic",
+        "Binary",
+        "BiologicallyDerivedProduct",
+        "BodyStructure",
+        "Bundle",
+        "CapabilityStatement",
+        "CarePlan",
+        "CareTeam",
+        "CatalogEntry",
+        "ChargeItem",
+        "ChargeItemDefinition",
+        "Claim",
+        "ClaimResponse",
+        "ClinicalImpression",
+        "CodeSystem",
+        "Communication",
+        "CommunicationRequest",
+        "CompartmentDefinition",
+        "Composition",
+        "ConceptMap",
+        "Condition",
+        "Consent",
+        "Contract",
+        "Coverage",
+        "CoverageEligibilityRequest",
+        "CoverageEligibilityResponse",
+        "DetectedIssue",
+        "Device",
+        "DeviceDefinition",
+        "DeviceMetric",
+        "DeviceRequest",
+        "DeviceUseStatement",
+        "DiagnosticReport",
+        "DocumentManifest",
+        "DocumentReference",
+        "EffectEvidenceSynthesis",
+        "Encounter",
+        "Endpoint",
+        "EnrollmentRequest",
+        "EnrollmentResponse",
+        "EpisodeOfCare",
+        "EventDefinition",
+        "Evidence",
+        "EvidenceVariable",
+        "ExampleScenario",
+        "ExplanationOfBenefit",
+        "FamilyMemberHistory",
+        "Flag",
+        "Goal",
+        "GraphDefinition",
+        "Group",
+        "GuidanceResponse",
+        "HealthcareService",
+        "ImagingStudy",
+        "Immunization",
+        "ImmunizationEvaluation",
+        "ImmunizationRecommendation",
+        "ImplementationGuide",
+        "InsurancePlan",
+        "Invoice",
+        "Library",
+        "Linkage",
+        "List",
+        "Location",
+        "Measure",
+        "MeasureReport",
+        "Media",
+        "Medication",
+        "MedicationAdministration",
+        "MedicationDispense",
+        "MedicationKnowledge",
+        "MedicationRequest",
+        "MedicationStatement",
+        "MedicinalProduct",
+        "MedicinalProductAuthorization",
+        "MedicinalProductContraindication",
+        "MedicinalProductIndication",
+        "MedicinalProductIngredient",
+        "MedicinalProductInteraction",
+        "MedicinalProductManufactured",
+        "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical",
+        "MedicinalProductUndesirableEffect",
+        "MessageDefinition",
+        "MessageHeader",
+        "MolecularSequence",
+        "NamingSystem",
+        "NutritionOrder",
+        "Observation",
+        "ObservationDefinition",
+        "OperationDefinition",
+        "OperationOutcome",
+        "Organization",
+        "OrganizationAffiliation",
+        "Parameters",
+        "Patient",
+        "PaymentNotice",
+        "PaymentReconciliation",
+        "Person",
+        "PlanDefinition",
+        "Practitioner",
+        "PractitionerRole",
+        "Procedure",
+        "Provenance",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "RelatedPerson",
+        "RequestGroup",
+        "ResearchDefinition",
+        "ResearchElementDefinition",
+        "ResearchStudy",
+        "ResearchSubject",
+        "RiskAssessment",
+        "RiskEvidenceSynthesis",
+        "Schedule",
+        "SearchParameter",
+        "ServiceRequest",
+        "Slot",
+        "Specimen",
+        "SpecimenDefinition",
+        "StructureDefinition",
+        "StructureMap",
+        "Subscription",
+        "Substance",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+        "SubstanceSpecification",
+        "SupplyDelivery",
+        "SupplyRequest",
+        "Task",
+        "TerminologyCapabilities",
+        "TestReport",
+        "TestScript",
+        "ValueSet",
+        "VerificationResult",
+        "VisionPrescription",
+    ]
+)
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# FHIR date, dateTime and instant shapes: YYYY, YYYY-MM, YYYY-MM-DD, or a full date-time.
+_DATE_LIKE = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
+    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def is_valid_nhs_number(value: str) -> bool:
+    """Whether `value` is ten digits passing the NHS Modulus 11 check (spaces ignored)."""
+    digits = value.replace(" ", "")
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(digits[9])
+
+
+def _date_problem(text: str) -> str | None:
+    """Why a date-shaped string is not a real date or time, or None when it is fine (or is
+    not date-shaped at all)."""
+    match = _DATE_LIKE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, _ = match.groups()
+    try:
+        if day is not None:
+            date(int(year), int(month), int(day))
+        elif month is not None and not 1 <= int(month) <= 12:
+            return f"{text!r} has no month {month}"
+        if hour is not None:
+            datetime(2000, 1, 1, int(hour), int(minute), int(second or 0))
+    except ValueError as err:
+        return f"{text!r} is not a real date or time ({err})"
+    return None
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key != "resourceType":
+                yield from _walk(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _walk(child, f"{path}[{i}]")
+
+
+def problems(resource: Any) -> list[str]:
+    """Everything wrong with one resource, each naming the element; empty when it can load."""
+    if not isinstance(resource, dict):
+        return ["not a JSON object"]
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str) or not kind:
+        return ["resourceType is missing"]
+    if kind not in R4_RESOURCE_TYPES:
+        return [f"resourceType {kind!r} is not a FHIR R4 resource type"]
+    found: list[str] = []
+    rid = resource.get("id")
+    if rid is None or rid == "":
+        found.append(f"{kind}.id is missing")
+    elif not isinstance(rid, str) or not _ID.fullmatch(rid):
+        found.append(f"{kind}.id {rid!r} is not a valid id (1-64 of A-Z a-z 0-9 - .)")
+    for path, value in _walk(resource, kind):
+        if isinstance(value, str):
+            reason = _date_problem(value)
+            if reason:
+                found.append(f"{path}: {reason}")
+        elif isinstance(value, dict) and value.get("system") == NHS_NUMBER_SYSTEM:
+            number = value.get("value")
+            if not isinstance(number, str) or not is_valid_nhs_number(number):
+                found.append(f"{path}: NHS number {number!r} fails the Modulus 11 check")
+    return found
