@@ -1,8 +1,10 @@
-"""Read FHIR R4 JSON resources from files or folders: bulk-data NDJSON (plain or gzip),
-Bundles (their entries' resources) and single resources, one resource at a time.
+"""Read FHIR R4 resources from files or folders: bulk-data NDJSON (plain or gzip), Bundles
+(their entries' resources), single resources in JSON, and FHIR XML (`fhir/xml.py`).
 
-A line or file that is not valid JSON, or not a resource, raises InputError naming the file and
-line: `views run` stops on it. (Bulk ingest with a quarantine for bad records is separate.)
+`records` streams every resource with where it came from (file and line), and turns a record
+that cannot be read (a line that is not JSON, an entry that is not a resource) into a `Record`
+with a `problem` instead of raising, so bulk ingest can quarantine it and load the rest.
+`read_resources` is the strict form `views run` uses: the first problem stops it.
 """
 
 from __future__ import annotations
@@ -11,25 +13,47 @@ import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from joinedup.errors import InputError
 
-_SUFFIXES = (".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
+_SUFFIXES = (
+    ".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz", ".xml", ".xml.gz",
+)  # fmt: skip
 
 
-def _files(paths: Iterable[Path]) -> Iterator[Path]:
+@dataclass(frozen=True)
+class Record:
+    """One resource read from `file` at `line` (1-based; for a whole-file resource, 1), or the
+    reason it could not be read."""
+
+    file: str
+    line: int
+    resource: dict[str, Any] | None
+    problem: str | None = None
+    text: str | None = None  # the raw text of a bad NDJSON line, for the quarantine
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}, line {self.line}"
+
+
+def input_files(paths: Iterable[Path]) -> list[Path]:
+    """The FHIR files in `paths` (files, or folders searched recursively), in a stable order."""
+    files: list[Path] = []
     for path in paths:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.name.endswith(_SUFFIXES))
             if not found:
                 raise InputError(str(path), f"no FHIR files ({', '.join(_SUFFIXES)}) in it")
-            yield from found
+            files.extend(found)
         elif path.is_file():
-            yield path
+            files.append(path)
         else:
             raise InputError(str(path), "no such file or folder")
+    return files
 
 
 def _open(path: Path) -> IO[str]:
@@ -38,39 +62,69 @@ def _open(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
-def _resources(item: Any, where: str) -> Iterator[dict[str, Any]]:
+def _unpack(item: Any, file: str, line: int, where: str = "") -> Iterator[Record]:
+    """The resources in `item`: itself, or a Bundle's entries (recursively)."""
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
-        raise InputError(where, "not a FHIR resource (no resourceType)")
+        yield Record(file, line, None, f"{where}not a FHIR resource (no resourceType)")
+        return
     if item["resourceType"] == "Bundle":
-        for i, entry in enumerate(item.get("entry") or []):
+        entries = item.get("entry") or []
+        if not isinstance(entries, list):
+            yield Record(file, line, None, f"{where}Bundle.entry is not a list")
+            return
+        for i, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if resource is not None:
-                yield from _resources(resource, f"{where}, entry {i}")
+                yield from _unpack(resource, file, line, f"{where}Bundle entry {i}: ")
         return
-    yield item
+    yield Record(file, line, item)
+
+
+def _is_ndjson(path: Path) -> bool:
+    return ".ndjson" in path.name or ".jsonl" in path.name
+
+
+def records(paths: Iterable[Path]) -> Iterator[Record]:
+    """Every resource in `paths`, with its file and line, streaming NDJSON line by line."""
+    for path in input_files(paths):
+        yield from file_records(path)
+
+
+def file_records(path: Path) -> Iterator[Record]:
+    """Every resource in one file, with its line."""
+    name = str(path)
+    if path.name.endswith((".xml", ".xml.gz")):
+        from joinedup.fhir.xml import read_xml_resource  # noqa: PLC0415 - lxml only for XML
+
+        try:
+            yield from _unpack(read_xml_resource(path), name, 1)
+        except InputError as err:
+            yield Record(name, 1, None, err.reason)
+        return
+    with _open(path) as handle:
+        if _is_ndjson(path):
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as err:
+                    yield Record(name, number, None, f"not JSON ({err.msg})", line.rstrip("\n"))
+                    continue
+                yield from _unpack(item, name, number)
+            return
+        try:
+            item = json.load(handle)
+        except json.JSONDecodeError as err:
+            yield Record(name, err.lineno, None, f"not JSON ({err.msg})")
+            return
+        yield from _unpack(item, name, 1)
 
 
 def read_resources(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Every resource in `paths` (files or folders), streaming line by line for NDJSON."""
-    for path in _files(paths):
-        ndjson = ".ndjson" in path.name or ".jsonl" in path.name
-        with _open(path) as handle:
-            if ndjson:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise InputError(
-                            f"{path}, line {number}", f"not JSON ({err.msg})"
-                        ) from None
-                    yield from _resources(item, f"{path}, line {number}")
-            else:
-                try:
-                    item = json.load(handle)
-                except json.JSONDecodeError as err:
-                    raise InputError(
-                        f"{path}, line {err.lineno}", f"not JSON ({err.msg})"
-                    ) from None
-                yield from _resources(item, str(path))
+    """Every resource in `paths` (files or folders); the first unreadable record raises
+    InputError naming its file and line."""
+    for record in records(paths):
+        if record.resource is None:
+            raise InputError(record.where, record.problem or "unreadable")
+        yield record.resource

@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint
 from joinedup.synth.generator import Progress, generate_parts, measure_calibration
 from joinedup.synth.shapes import Area, shapes_for
-from joinedup.synth.world import build_world
+from joinedup.synth.world import World, build_world
 from joinedup.warehouse.store import BuildInfo, build_warehouse, export_parquet
 
 DEFAULT_START = dt.date(2023, 4, 1)  # three NHS financial years: 2023/24 to 2025/26
@@ -90,7 +92,9 @@ def synthesise(
                 "reference_shapes": reference is not None,
             },
         )
-        rows = build_warehouse(warehouse, parts_dir=parts, footprint=footprint, info=info)
+        rows = build_warehouse(
+            warehouse, parts_dir=parts, footprint=footprint, info=info, areas=area_table(world)
+        )
     finally:
         shutil.rmtree(parts, ignore_errors=True)
     written: list[Path] = []
@@ -98,3 +102,19 @@ def synthesise(
         stage("writing Parquet")
         written = export_parquet(warehouse, parquet_dir)
     return SynthResult(warehouse, people, seed, rows, time.perf_counter() - began, written)
+
+
+def area_table(world: World) -> pa.Table:
+    """The footprint's LSOAs with their place and IMD decile (the `area` table)."""
+    places = [
+        code
+        for code, t in zip(world.place_codes, world.places, strict=True)
+        for _ in range(t.n_areas)
+    ]
+    return pa.table(
+        {
+            "lsoa_code": pa.array(world.lsoa_codes, pa.string()),
+            "place_code": pa.array(places, pa.string()),
+            "imd_decile": pa.array(world.lsoa_imd, pa.int16()),
+        }
+    )

@@ -128,7 +128,12 @@ PERSON = Table(
     (
         _c("person_id", "BIGINT", "Pseudonymous person key, stable across all tables."),
         _c("birth_year", "SMALLINT", "Year of birth."),
-        _c("birth_month", "SMALLINT", "Month of birth (1-12); day is not held."),
+        _c(
+            "birth_month",
+            "SMALLINT",
+            "Month of birth (1-12); day is not held; null when the source gave only a year.",
+            null=True,
+        ),
         _c("sex", "VARCHAR", "Administrative sex.", codes="FHIR AdministrativeGender"),
         _c(
             "ethnic_category",
@@ -139,15 +144,24 @@ PERSON = Table(
         _c(
             "lsoa_code",
             "VARCHAR",
-            "Lower layer super output area of residence.",
+            "Lower layer super output area of residence; null when the source gave none.",
+            null=True,
             codes="ONS LSOA 2011",
         ),
         _c(
             "imd_decile",
             "SMALLINT",
-            "IMD 2019 decile of the LSOA; 1 = most deprived 10% nationally.",
+            "IMD 2019 decile of the LSOA; 1 = most deprived 10% nationally; null when the "
+            "LSOA is unknown or outside the footprint's `area` table.",
+            null=True,
         ),
-        _c("practice_code", "VARCHAR", "Current (or last) registered GP practice.", codes=ODS),
+        _c(
+            "practice_code",
+            "VARCHAR",
+            "Current (or last) registered GP practice; null when the source gave none.",
+            null=True,
+            codes=ODS,
+        ),
         _c("death_date", "DATE", "Date of death; null while alive.", null=True),
         _c(
             "national_data_opt_out",
@@ -202,9 +216,16 @@ DIAGNOSIS = Table(
             "setting",
             "VARCHAR",
             "Where it was recorded: primary_care, inpatient, outpatient, ae, community, "
-            "mental_health.",
+            "mental_health, or unknown (a FHIR source that said neither the setting nor an "
+            "encounter).",
         ),
-        _c("organisation_code", "VARCHAR", "Organisation that recorded it.", codes=ODS),
+        _c(
+            "organisation_code",
+            "VARCHAR",
+            "Organisation that recorded it; null when the source did not say.",
+            null=True,
+            codes=ODS,
+        ),
     ),
 )
 
@@ -229,7 +250,13 @@ ACTIVITY = Table(
             "Bed days for admissions (0 for a day case).",
             null=True,
         ),
-        _c("provider_code", "VARCHAR", "Providing organisation.", codes=ODS),
+        _c(
+            "provider_code",
+            "VARCHAR",
+            "Providing organisation; null when the source did not say.",
+            null=True,
+            codes=ODS,
+        ),
         _c(
             "specialty_code",
             "VARCHAR",
@@ -264,7 +291,13 @@ MEDICATION = Table(
         _c("end_date", "DATE", "Last issue; null if still being issued.", null=True),
         _c("issue_count", "INTEGER", "Number of issues in the course."),
         _c("is_repeat", "BOOLEAN", "True for a repeat (long-term) prescription."),
-        _c("prescriber_code", "VARCHAR", "Prescribing organisation.", codes=ODS),
+        _c(
+            "prescriber_code",
+            "VARCHAR",
+            "Prescribing organisation; null when the source did not say.",
+            null=True,
+            codes=ODS,
+        ),
     ),
 )
 
@@ -375,6 +408,19 @@ PRACTICE = Table(
     group="footprint",
 )
 
+AREA = Table(
+    "area",
+    "Lower layer super output areas of the footprint with their deprivation: how a person's "
+    "LSOA becomes an IMD decile when records arrive from outside (FHIR ingest).",
+    (
+        _c("lsoa_code", "VARCHAR", "LSOA code.", codes="ONS LSOA 2011"),
+        _c("place_code", "VARCHAR", "Place the LSOA lies in."),
+        _c("imd_decile", "SMALLINT", "IMD 2019 decile; 1 = most deprived 10% nationally."),
+    ),
+    primary_key=("lsoa_code",),
+    group="footprint",
+)
+
 ORGANISATION = Table(
     "organisation",
     "Member organisations of the system.",
@@ -453,6 +499,7 @@ FOOTPRINT_TABLES: tuple[Table, ...] = (
     PLACE,
     PCN,
     PRACTICE,
+    AREA,
     ORGANISATION,
     COLLABORATIVE,
     COLLABORATIVE_MEMBER,

@@ -23,6 +23,7 @@ from joinedup.footprint import Footprint
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
 from joinedup.warehouse.schema import (
     ALL_TABLES,
+    AREA,
     BUILD,
     COLLABORATIVE,
     COLLABORATIVE_MEMBER,
@@ -158,11 +159,13 @@ def build_warehouse(
     parts_dir: Path,
     footprint: Footprint,
     info: BuildInfo,
+    areas: pa.Table | None = None,
     memory_limit: str = "3GB",
     on_table: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """Create the warehouse at `path` from Parquet parts (`parts_dir/<table>/*.parquet`) and the
-    footprint, replacing any existing file only once the new one is complete. Returns row counts."""
+    """Create the warehouse at `path` from Parquet parts (`parts_dir/<table>/*.parquet`), the
+    footprint and its LSOAs (`areas`), replacing any existing file only once the new one is
+    complete. Returns row counts."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.building-{os.getpid()}-{info.build_id}")
     counts: dict[str, int] = {}
@@ -181,6 +184,9 @@ def build_warehouse(
             for name, data in footprint_tables(footprint).items():
                 engine.append(name, conform(TABLES[name], data))
                 counts[name] = data.num_rows
+            if areas is not None:
+                engine.append(AREA.name, conform(AREA, areas))
+                counts[AREA.name] = areas.num_rows
             engine.append(BUILD.name, info.table())
             engine.checkpoint()
         finally:

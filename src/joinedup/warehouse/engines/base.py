@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import pyarrow as pa
 from sqlglot import exp
@@ -31,6 +31,10 @@ class Engine(ABC):
     @abstractmethod
     def load(self, name: str, data: pa.Table) -> None:
         """Make `data` available as table `name`, replacing any table of that name."""
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append Arrow rows to stored table `name`; engines over read-only views say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot append to stored tables")
 
     def load_session(self, name: str, data: pa.Table) -> None:
         """Make a small lookup table (a code list, say) available to this session only, never
@@ -56,6 +60,26 @@ class Engine(ABC):
         """Make the writes inside the block all-or-nothing where the engine can (DuckDB);
         engines whose tables are session views have nothing to protect."""
         yield
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of `sql`, in this engine's own dialect, as Python tuples (small results:
+        counts, a key)."""
+        return [tuple(r.values()) for r in self.execute_text(sql).to_pylist()]
+
+    def execute_text(self, sql: str) -> pa.Table:
+        """Run SQL in this engine's own dialect; engines that only take syntax trees say so."""
+        raise NotImplementedError(f"the {self.name} engine runs syntax trees only")
+
+    def stream(self, query: exp.Query | str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """The rows of `query` in batches, for results too large to hold at once. A `str` is
+        SQL in this engine's own dialect, for work written for one engine only (FHIR export).
+        Engines that cannot stream say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot stream query results")
+
+    def run(self, statement: exp.Expression | str) -> None:
+        """Run a statement that returns no rows (INSERT, DELETE, CREATE); a `str` is SQL in
+        this engine's own dialect. Engines whose tables are read-only views say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot change stored tables")
 
     @abstractmethod
     def drop(self, name: str) -> None:

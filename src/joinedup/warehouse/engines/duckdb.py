@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -137,6 +138,20 @@ class DuckDBEngine(Engine):
             self.con.execute(statement.sql(dialect=self.dialect))
         except duckdb.CatalogException as err:
             raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
+
+    def execute_text(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def stream(self, query: exp.Query | str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        sql = query if isinstance(query, str) else query.sql(dialect=self.dialect)
+        yield from self.con.sql(sql).to_arrow_reader(batch_rows)
+
+    def run(self, statement: exp.Expression | str) -> None:
+        sql = statement if isinstance(statement, str) else statement.sql(dialect=self.dialect)
+        self.con.execute(sql)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

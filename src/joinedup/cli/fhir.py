@@ -1,0 +1,202 @@
+"""`joinedup ingest fhir` and `joinedup export fhir`: FHIR R4 in and out of the warehouse."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.synth import resolve_footprint
+from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
+from joinedup.fhir.ingest import LoadReport, ingest_fhir
+from joinedup.synth.shapes import shapes_for
+from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
+
+ingest_app = typer.Typer(help="Load records into the warehouse.", no_args_is_help=True)
+export_app = typer.Typer(help="Write the warehouse out in standard formats.", no_args_is_help=True)
+
+
+def _new_warehouse(
+    path: Path, footprint: Path | None, reference_dir: Path | None, icb: str | None
+) -> None:
+    """An empty warehouse for a footprint: its places, practices and LSOAs, no people yet."""
+    fp, reference = resolve_footprint(footprint, reference_dir, icb)
+    shapes = shapes_for(fp, reference.areas if reference else None)
+    areas = pa.table(
+        {
+            "lsoa_code": [str(c) for s in shapes.values() for c in s.areas.lsoa_codes],
+            "place_code": [code for code, s in shapes.items() for _ in s.areas.lsoa_codes],
+            "imd_decile": pa.array(
+                [int(d) for s in shapes.values() for d in s.areas.imd_deciles], pa.int16()
+            ),
+        }
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    info = BuildInfo(
+        source="fhir", people=0, footprint=fp.system.name, history_start=today, history_end=today
+    )
+    with tempfile.TemporaryDirectory(prefix=".fhir-empty-", dir=path.parent) as parts:
+        build_warehouse(path, parts_dir=Path(parts), footprint=fp, info=info, areas=areas)
+
+
+@ingest_app.command("fhir")
+def ingest(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="NDJSON (plain or .gz), Bundle, resource or FHIR XML files, or folders.",
+        ),
+    ],
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write the load's data-quality report as JSON."),
+    ] = None,
+    footprint: Annotated[
+        Path | None,
+        typer.Option(
+            "--footprint", "-f", help="For a new warehouse: footprint file (default: built-in)."
+        ),
+    ] = None,
+    reference_dir: Annotated[
+        Path | None,
+        typer.Option("--reference-dir", help="For a new warehouse: reference files, with --icb."),
+    ] = None,
+    icb: Annotated[
+        str | None, typer.Option("--icb", help="For a new warehouse: real ICB code.")
+    ] = None,
+) -> None:
+    """Load FHIR R4 records into the warehouse, all or nothing, and report on their quality.
+
+    Every resource is kept in the raw store (fhir_resource, by type, id and version) and
+    flattened by the shipped SQL-on-FHIR views into the canonical tables, which are rebuilt
+    from everything stored so far. Records that cannot be read, or fail a check (unknown
+    resourceType, missing id, impossible date, NHS number failing Modulus 11), go to
+    fhir_quarantine with file, line and reason; the rest load. Running the same load again
+    changes nothing. A warehouse that does not exist yet is created for the footprint.
+    """
+    if not warehouse.exists():
+        console.print(f"Creating warehouse {escape(str(warehouse))} for the footprint.")
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+        _new_warehouse(warehouse, footprint, reference_dir, icb)
+    with (
+        open_engine("duckdb", warehouse=warehouse, read_only=False) as engine,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} resources read"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("reading", total=None)
+        result = ingest_fhir(
+            engine,
+            paths,
+            on_stage=lambda s: progress.update(task, description=s),
+            on_record=lambda n: progress.advance(task, n),
+        )
+    _print_report(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"Wrote the quality report to {escape(str(report))}.")
+
+
+def _print_report(result: LoadReport) -> None:
+    table = Table(title=f"Load {result.load_id}", show_edge=False)
+    for column in ("resource type", "in", "stored", "unchanged", "quarantined"):
+        table.add_column(column, justify="left" if column == "resource type" else "right")
+    for kind in sorted(result.resources_in):
+        table.add_row(
+            kind,
+            f"{result.resources_in[kind]:,}",
+            f"{result.stored.get(kind, 0):,}",
+            f"{result.unchanged.get(kind, 0):,}",
+            f"{result.quarantined.get(kind, 0):,}",
+        )
+    console.print(table)
+    out = Table(title="Rows out", show_edge=False)
+    out.add_column("table")
+    out.add_column("rows", justify="right")
+    for name, n in result.rows_out.items():
+        out.add_row(name, f"{n:,}")
+    console.print(out)
+    if result.quality:
+        quality = Table(title="Data quality", show_edge=False)
+        for column in ("section", "item", "detail", "count"):
+            quality.add_column(column, justify="right" if column == "count" else "left")
+        for section, item, detail, n in result.quality[:40]:
+            quality.add_row(section, escape(item), escape(detail), f"{n:,}")
+        console.print(quality)
+        if len(result.quality) > 40:
+            console.print(f"... {len(result.quality) - 40} more lines (see --report).")
+    total = sum(result.resources_in.values())
+    console.print(
+        f"{total:,} resources from {result.files:,} files in {result.seconds:.1f} s: "
+        f"{sum(result.stored.values()):,} stored, {sum(result.unchanged.values()):,} "
+        f"unchanged, {sum(result.quarantined.values()):,} quarantined."
+    )
+
+
+@export_app.command("fhir")
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the NDJSON files.")],
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type", "-t", help=f"Only these resource types ({', '.join(RESOURCE_TYPES)})."
+        ),
+    ] = None,
+    gzip_files: Annotated[bool, typer.Option("--gzip", help="Write .ndjson.gz files.")] = False,
+) -> None:
+    """Write the warehouse's population as UK Core-shaped FHIR R4 bulk NDJSON.
+
+    One file per resource type, as a FHIR Bulk Data export: Patient (NHS number, ethnic
+    category, LSOA, GP), Consent (national data opt-outs), EpisodeOfCare (GP registrations,
+    social care packages), Encounter, Condition, MedicationRequest, Observation, ServiceRequest
+    (RTT referrals) and Organization. `joinedup ingest fhir` reads them back into the same
+    canonical tables.
+    """
+    began = time.perf_counter()
+    with (
+        open_engine("duckdb", warehouse=warehouse) as engine,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("writing {task.description}"),
+            TextColumn("{task.completed:,} resources"),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("", total=None)
+
+        def batch(kind: str, n: int) -> None:
+            progress.update(task, description=kind, advance=n)
+
+        counts = export_fhir(
+            engine, out, types=tuple(types or RESOURCE_TYPES), gzip_files=gzip_files, on_batch=batch
+        )
+    table = Table(show_edge=False)
+    table.add_column("resource type")
+    table.add_column("resources", justify="right")
+    for kind, n in counts.items():
+        table.add_row(kind, f"{n:,}")
+    console.print(table)
+    console.print(
+        f"Wrote {sum(counts.values()):,} resources to {escape(str(out))} in "
+        f"{time.perf_counter() - began:.1f} s."
+    )

@@ -1,0 +1,363 @@
+"""`joinedup ingest fhir`: bulk FHIR R4 into the warehouse, all or nothing.
+
+One load, inside one warehouse transaction:
+
+1. **Read and check** every record (`reader.records`, `validate.problems`), streaming in
+   batches so memory stays flat in the input size. A record that cannot be read or fails a
+   check goes to `fhir_quarantine` with its file, line and reason; the rest load.
+2. **Keep** every resource in the raw store `fhir_resource`, by type, id and version (the
+   `meta.versionId`, or a hash of the content when there is none). A resource already stored
+   with the same version is left alone, so a re-run changes nothing.
+3. **Flatten** the latest version of every resource with the shipped ViewDefinitions
+   (`fhir/shipped/*.json`, compiled to SQL like any other view).
+4. **Rebuild** the canonical population tables from those rows (`fhir/canonical.py`), keeping
+   person ids stable through the `identity` table: a patient is the person already known by
+   their NHS number, or else by source system and id, or a new person.
+5. **Report** what happened in `fhir_load` and `fhir_load_quality`: resources in by type,
+   stored, unchanged and quarantined; rows out by table; codes with no mapping; references
+   that point nowhere.
+
+An error or an interrupt anywhere rolls the whole load back: the warehouse is as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from joinedup import __version__
+from joinedup.errors import JoinedupError
+from joinedup.fhir import canonical
+from joinedup.fhir.reader import Record, input_files, records
+from joinedup.fhir.validate import problems
+from joinedup.fhir.views import compile_view
+from joinedup.warehouse import Engine
+
+BATCH = 20_000
+STORE = "fhir_resource"
+QUARANTINE = "fhir_quarantine"
+LOADS = "fhir_load"
+QUALITY = "fhir_load_quality"
+
+_STORE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {STORE} (
+  resource_type VARCHAR NOT NULL, id VARCHAR NOT NULL, version_id VARCHAR NOT NULL,
+  last_updated VARCHAR, resource JSON NOT NULL, load_id VARCHAR NOT NULL,
+  load_seq BIGINT NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
+  PRIMARY KEY (resource_type, id, version_id));
+CREATE TABLE IF NOT EXISTS {QUARANTINE} (
+  load_id VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
+  resource_type VARCHAR, resource_id VARCHAR, reason VARCHAR NOT NULL, content_hash VARCHAR
+  NOT NULL, content VARCHAR);
+CREATE TABLE IF NOT EXISTS {LOADS} (
+  load_id VARCHAR PRIMARY KEY, load_seq BIGINT NOT NULL, started_at VARCHAR NOT NULL,
+  finished_at VARCHAR NOT NULL, inputs VARCHAR NOT NULL, resources_in BIGINT NOT NULL,
+  stored BIGINT NOT NULL, unchanged BIGINT NOT NULL, quarantined BIGINT NOT NULL,
+  joinedup_version VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS {QUALITY} (
+  load_id VARCHAR NOT NULL, section VARCHAR NOT NULL, item VARCHAR NOT NULL,
+  detail VARCHAR NOT NULL, count BIGINT NOT NULL);
+"""
+
+_INCOMING_SCHEMA = pa.schema(
+    [
+        ("resource_type", pa.string()),
+        ("id", pa.string()),
+        ("version_id", pa.string()),
+        ("last_updated", pa.string()),
+        ("resource", pa.string()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+    ]
+)
+_QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("resource_type", pa.string()),
+        ("resource_id", pa.string()),
+        ("reason", pa.string()),
+        ("content_hash", pa.string()),
+        ("content", pa.string()),
+    ]
+)
+
+
+def shipped_views() -> dict[str, dict[str, Any]]:
+    """The ViewDefinitions joinedup ships, by name."""
+    folder = resources.files("joinedup.fhir") / "shipped"
+    views: dict[str, dict[str, Any]] = {}
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".json"):
+            view = json.loads(entry.read_text(encoding="utf-8"))
+            views[str(view["name"])] = view
+    return views
+
+
+@dataclass
+class LoadReport:
+    """What one load did; the same facts are stored in `fhir_load` and `fhir_load_quality`."""
+
+    load_id: str
+    files: int = 0
+    resources_in: Counter[str] = field(default_factory=Counter)
+    stored: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    rows_out: dict[str, int] = field(default_factory=dict)
+    quality: list[tuple[str, str, str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def section(self, name: str) -> list[tuple[str, str, int]]:
+        return [(item, detail, n) for s, item, detail, n in self.quality if s == name]
+
+    def as_dict(self) -> dict[str, Any]:
+        sections: dict[str, list[dict[str, Any]]] = {}
+        for s, item, detail, n in self.quality:
+            sections.setdefault(s, []).append({"item": item, "detail": detail, "count": n})
+        return {
+            "load_id": self.load_id,
+            "files": self.files,
+            "seconds": round(self.seconds, 2),
+            "resources_in": dict(sorted(self.resources_in.items())),
+            "stored": dict(sorted(self.stored.items())),
+            "unchanged": dict(sorted(self.unchanged.items())),
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "rows_out": self.rows_out,
+            "quality": sections,
+        }
+
+
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _type_and_id(resource: Any) -> tuple[str | None, str | None]:
+    if not isinstance(resource, dict):
+        return None, None
+    kind, rid = resource.get("resourceType"), resource.get("id")
+    return (
+        kind if isinstance(kind, str) else None,
+        rid if isinstance(rid, str) else None,
+    )
+
+
+def _batches(
+    stream: Iterable[Record], report: LoadReport, on_record: Callable[[int], None] | None
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Good records as store rows and bad ones as quarantine rows, in batches of BATCH."""
+    good: dict[str, list[Any]] = {name: [] for name in _INCOMING_SCHEMA.names}
+    bad: dict[str, list[Any]] = {name: [] for name in _QUARANTINE_SCHEMA.names}
+    seen = 0
+
+    def flush() -> tuple[pa.Table, pa.Table]:
+        tables = (
+            pa.table(good, schema=_INCOMING_SCHEMA),
+            pa.table(bad, schema=_QUARANTINE_SCHEMA),
+        )
+        for column in (*good.values(), *bad.values()):
+            column.clear()
+        return tables
+
+    for record in stream:
+        seen += 1
+        resource = record.resource
+        kind, rid = _type_and_id(resource)
+        found = [record.problem] if record.problem else problems(resource)
+        text = record.text if resource is None else json.dumps(resource, separators=(",", ":"))
+        report.resources_in[kind or "(unreadable)"] += 1
+        if found:
+            reason = "; ".join(str(p) for p in found)
+            report.quarantined[kind or "(unreadable)"] += 1
+            report.reasons[_reason_kind(reason)] += 1
+            bad["source_file"].append(record.file)
+            bad["source_line"].append(record.line)
+            bad["resource_type"].append(kind)
+            bad["resource_id"].append(rid)
+            bad["reason"].append(reason)
+            bad["content_hash"].append(_hash(f"{text}|{reason}"))
+            bad["content"].append(text)
+        else:
+            assert resource is not None and kind is not None and rid is not None and text
+            meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+            version = meta.get("versionId") if isinstance(meta, dict) else None
+            updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+            good["resource_type"].append(kind)
+            good["id"].append(rid)
+            good["version_id"].append(str(version) if version else "#" + _hash(text))
+            good["last_updated"].append(updated if isinstance(updated, str) else None)
+            good["resource"].append(text)
+            good["source_file"].append(record.file)
+            good["source_line"].append(record.line)
+        if seen % BATCH == 0:
+            if on_record is not None:
+                on_record(BATCH)
+            yield flush()
+    if on_record is not None:
+        on_record(seen % BATCH)
+    yield flush()
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its particulars, to count reasons by kind in the report."""
+    for marker in (
+        "not JSON",
+        "not a FHIR resource",
+        "is not a FHIR R4 resource type",
+        "resourceType is missing",
+        ".id is missing",
+        "is not a valid id",
+        "fails the Modulus 11 check",
+        "is not a real date or time",
+        "has no month",
+        "not readable XML",
+        "not a valid FHIR resource",
+    ):
+        if marker in reason:
+            return marker.strip(". ")
+    return reason[:80]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def ingest_fhir(
+    engine: Engine,
+    paths: Iterable[Path],
+    *,
+    on_stage: Callable[[str], None] | None = None,
+    on_record: Callable[[int], None] | None = None,
+) -> LoadReport:
+    """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction."""
+    if engine.name != "duckdb":
+        raise JoinedupError("FHIR ingest writes a DuckDB warehouse; open one with --warehouse")
+    files = input_files(list(paths))
+    stage = on_stage or (lambda _: None)
+    began = time.perf_counter()
+    started = _now()
+    report = LoadReport(load_id=uuid.uuid4().hex[:12], files=len(files))
+    for statement in _STORE_DDL.split(";"):
+        if statement.strip():
+            engine.run(statement)
+    with engine.transaction():
+        seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
+        engine.run(
+            "CREATE OR REPLACE TEMP TABLE fhir_incoming (resource_type VARCHAR, id VARCHAR, "
+            "version_id VARCHAR, last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, "
+            "source_line BIGINT)"
+        )
+        stage("reading and checking resources")
+        for good, bad in _batches(records(files), report, on_record):
+            if good.num_rows:
+                engine.append("fhir_incoming", good)
+            if bad.num_rows:
+                engine.load_session("fhir_bad", bad)
+                engine.run(
+                    f"INSERT INTO {QUARANTINE} SELECT '{report.load_id}', * FROM fhir_bad b "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {QUARANTINE} q WHERE "
+                    "q.content_hash = b.content_hash AND q.source_file = b.source_file "
+                    "AND q.source_line = b.source_line)"
+                )
+        stage("storing resources")
+        _store(engine, report, seq)
+        stage("flattening with the shipped views")
+        _flatten(engine)
+        stage("rebuilding the canonical tables")
+        report.rows_out = canonical.rebuild(engine)
+        report.quality = canonical.quality(engine)
+        report.seconds = time.perf_counter() - began
+        _record_load(engine, report, seq, started, files)
+    return report
+
+
+def _store(engine: Engine, report: LoadReport, seq: int) -> None:
+    """New versions into the raw store; a version already there is counted as unchanged."""
+    engine.run(
+        "CREATE OR REPLACE TEMP TABLE fhir_new AS SELECT i.* FROM (SELECT * FROM fhir_incoming "
+        "QUALIFY row_number() OVER (PARTITION BY resource_type, id, version_id "
+        "ORDER BY source_file DESC, source_line DESC) = 1) i "
+        f"ANTI JOIN {STORE} s USING (resource_type, id, version_id)"
+    )
+    engine.run(
+        f"INSERT INTO {STORE} SELECT resource_type, id, version_id, last_updated, "
+        f"CAST(resource AS JSON), '{report.load_id}', {seq}, source_file, source_line "
+        "FROM fhir_new"
+    )
+    for kind, n in engine.fetch("SELECT resource_type, count(*) FROM fhir_new GROUP BY 1"):
+        report.stored[str(kind)] = int(n)
+    for kind, n in engine.fetch("SELECT resource_type, count(*) FROM fhir_incoming GROUP BY 1"):
+        report.unchanged[str(kind)] = int(n) - report.stored.get(str(kind), 0)
+    report.unchanged = Counter({k: v for k, v in report.unchanged.items() if v})
+
+
+def _flatten(engine: Engine) -> None:
+    """The latest version of each resource, then each shipped view over it as `v_<name>`."""
+    engine.run(
+        "CREATE OR REPLACE TEMP TABLE fhir_current AS SELECT resource_type, resource "
+        f"FROM {STORE} QUALIFY row_number() OVER (PARTITION BY resource_type, id "
+        "ORDER BY last_updated DESC NULLS LAST, load_seq DESC, version_id DESC) = 1"
+    )
+    for name, view in shipped_views().items():
+        compiled = compile_view(view, table="fhir_current", dialect=engine.dialect)
+        engine.run(f"CREATE OR REPLACE TEMP TABLE v_{name} AS {engine.render(compiled.query)}")
+
+
+def _record_load(
+    engine: Engine, report: LoadReport, seq: int, started: str, files: list[Path]
+) -> None:
+    rows: list[tuple[str, str, str, int]] = []
+    for section, counts in (
+        ("resources in", report.resources_in),
+        ("stored", report.stored),
+        ("unchanged", report.unchanged),
+        ("quarantined", report.quarantined),
+    ):
+        rows += [(section, kind, "", n) for kind, n in sorted(counts.items())]
+    rows += [("quarantine reasons", kind, "", n) for kind, n in report.reasons.most_common()]
+    rows += [("rows out", table, "", n) for table, n in report.rows_out.items()]
+    rows += report.quality
+    report.quality = [r for r in rows if r[0] not in ("resources in", "stored", "unchanged")]
+    engine.load_session(
+        "fhir_quality_rows",
+        pa.table(
+            {
+                "load_id": [report.load_id] * len(rows),
+                "section": [r[0] for r in rows],
+                "item": [r[1] for r in rows],
+                "detail": [r[2] for r in rows],
+                "count": pa.array([r[3] for r in rows], pa.int64()),
+            }
+        ),
+    )
+    engine.run(f"INSERT INTO {QUALITY} SELECT * FROM fhir_quality_rows")
+    engine.load_session(
+        "fhir_load_row",
+        pa.table(
+            {
+                "load_id": [report.load_id],
+                "load_seq": pa.array([seq], pa.int64()),
+                "started_at": [started],
+                "finished_at": [_now()],
+                "inputs": [json.dumps([str(f) for f in files])],
+                "resources_in": pa.array([sum(report.resources_in.values())], pa.int64()),
+                "stored": pa.array([sum(report.stored.values())], pa.int64()),
+                "unchanged": pa.array([sum(report.unchanged.values())], pa.int64()),
+                "quarantined": pa.array([sum(report.quarantined.values())], pa.int64()),
+                "joinedup_version": [__version__],
+            }
+        ),
+    )
+    engine.run(f"INSERT INTO {LOADS} SELECT * FROM fhir_load_row")
