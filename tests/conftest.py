@@ -38,3 +38,16 @@ def sql_on_fhir_tests() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def uk_core_examples() -> Path:
+    """The UK Core example resources (FHIR XML) in ../shared/specs (skipped when absent,
+    except under CI=true)."""
+    path = REPO_ROOT.parent / "shared" / "specs" / "uk-core" / "examples"
+    if not path.is_dir():
+        message = f"UK Core examples not found in {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

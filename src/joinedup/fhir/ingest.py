@@ -179,7 +179,7 @@ def _batches(
         text = record.text if resource is None else json.dumps(resource, separators=(",", ":"))
         report.resources_in[kind or "(unreadable)"] += 1
         if found:
-            reason = "; ".join(str(p) for p in found)
+            reason = record.context + "; ".join(str(p) for p in found)
             report.quarantined[kind or "(unreadable)"] += 1
             report.reasons[_reason_kind(reason)] += 1
             bad["source_file"].append(record.file)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class Record:
     resource: dict[str, Any] | None
     problem: str | None = None
     text: str | None = None  # the raw text of a bad NDJSON line, for the quarantine
+    context: str = ""  # where inside the file, e.g. "Bundle entry 3: "
 
     @property
     def where(self) -> str:
@@ -62,22 +64,63 @@ def _open(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
+_ID_TAIL = re.compile(r"^urn:(?:uuid|oid):([A-Za-z0-9\-.]{1,64})$")
+
+
+def _bundle_entries(bundle: dict[str, Any]) -> list[Any] | None:
+    """A Bundle's entry resources, made loadable as a FHIR server would on a transaction:
+    an entry without an id takes the id of its `urn:uuid:` fullUrl, and references to another
+    entry's fullUrl become `Type/id`."""
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        return None
+    resolved: dict[str, str] = {}
+    out: list[Any] = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is None:
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and isinstance(full_url, str):
+            tail = _ID_TAIL.match(full_url)
+            if tail and not resource.get("id"):
+                resource = {**resource, "id": tail.group(1)}
+            kind, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(kind, str) and isinstance(rid, str):
+                resolved[full_url] = f"{kind}/{rid}"
+        out.append(resource)
+    if resolved:
+        out = [_resolve(r, resolved) for r in out]
+    return out
+
+
+def _resolve(value: Any, resolved: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: resolved.get(v, v)
+            if k == "reference" and isinstance(v, str)
+            else _resolve(v, resolved)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve(v, resolved) for v in value]
+    return value
+
+
 def _unpack(item: Any, file: str, line: int, where: str = "") -> Iterator[Record]:
     """The resources in `item`: itself, or a Bundle's entries (recursively)."""
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
         yield Record(file, line, None, f"{where}not a FHIR resource (no resourceType)")
         return
     if item["resourceType"] == "Bundle":
-        entries = item.get("entry") or []
-        if not isinstance(entries, list):
+        entries = _bundle_entries(item)
+        if entries is None:
             yield Record(file, line, None, f"{where}Bundle.entry is not a list")
             return
-        for i, entry in enumerate(entries):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if resource is not None:
-                yield from _unpack(resource, file, line, f"{where}Bundle entry {i}: ")
+        for i, resource in enumerate(entries):
+            yield from _unpack(resource, file, line, f"{where}Bundle entry {i}: ")
         return
-    yield Record(file, line, item)
+    yield Record(file, line, item, context=where)
 
 
 def _is_ndjson(path: Path) -> bool:

@@ -1,0 +1,216 @@
+"""Bulk FHIR ingest into a DuckDB warehouse: quarantine, versions, idempotence, atomicity and
+what the quality report counts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from joinedup.fhir import canonical
+from joinedup.fhir.ingest import ingest_fhir
+from joinedup.warehouse import ALL_TABLES, open_engine
+from joinedup.warehouse.engines.duckdb import DuckDBEngine
+
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def _patient(pid: str, nhs: str | None = None, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": pid,
+        "gender": "female",
+        "birthDate": "1950-04-02",
+        **extra,
+    }
+    if nhs:
+        resource["identifier"] = [{"system": NHS, "value": nhs}]
+    return resource
+
+
+def _condition(cid: str, patient: str, code: str = "44054006", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "subject": {"reference": f"Patient/{patient}"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
+        "recordedDate": "2020-05-01",
+        **extra,
+    }
+
+
+def _ndjson(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "w.duckdb"
+    engine = DuckDBEngine(path)
+    for table in ALL_TABLES:
+        engine.create(table)
+    engine.close()
+    return path
+
+
+def _ingest(warehouse: Path, *paths: Path) -> Any:
+    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+        return ingest_fhir(engine, list(paths))
+
+
+def _rows(warehouse: Path, sql: str) -> list[tuple[Any, ...]]:
+    with open_engine("duckdb", warehouse=warehouse) as engine:
+        return engine.fetch(sql)
+
+
+def test_bad_records_are_quarantined_with_file_line_and_reason(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    source = _ndjson(tmp_path / "mixed.ndjson", [
+        _patient("p1", "9434765919"),
+        '{"resourceType": "Patient", "id": "broken"',
+        {"resourceType": "Spaceship", "id": "s1"},
+        {"resourceType": "Patient", "gender": "male"},
+        _patient("p2", birthDate="2023-02-30"),
+        _patient("p3", "9434765918"),
+        _condition("c1", "p1"),
+    ])  # fmt: skip
+    report = _ingest(warehouse, source)
+    quarantined = _rows(
+        warehouse, "SELECT source_line, reason FROM fhir_quarantine ORDER BY source_line"
+    )
+    lines = dict(quarantined)
+    assert sorted(lines) == [2, 3, 4, 5, 6]
+    assert "not JSON" in lines[2]
+    assert "'Spaceship' is not a FHIR R4 resource type" in lines[3]
+    assert "Patient.id is missing" in lines[4]
+    assert "Patient.birthDate" in lines[5] and "2023-02-30" in lines[5]
+    assert "9434765918" in lines[6] and "Modulus 11" in lines[6]
+    assert all(
+        r[0].endswith("mixed.ndjson")
+        for r in _rows(warehouse, "SELECT source_file FROM fhir_quarantine")
+    )
+    # resources in = stored + quarantined, by type
+    for kind, n in report.resources_in.items():
+        assert report.stored.get(kind, 0) + report.quarantined.get(kind, 0) == n
+    assert _rows(warehouse, "SELECT count(*) FROM person") == [(1,)]
+    assert _rows(warehouse, "SELECT code FROM diagnosis") == [("44054006",)]
+
+
+def test_a_failed_load_leaves_the_warehouse_as_it_was(
+    warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _ndjson(tmp_path / "a.ndjson", [_patient("p1", "9434765919"), _condition("c1", "p1")])
+    _ingest(warehouse, first)
+    before = _rows(
+        warehouse,
+        "SELECT (SELECT count(*) FROM fhir_resource), "
+        "(SELECT count(*) FROM diagnosis), (SELECT count(*) FROM fhir_load)",
+    )
+    second = _ndjson(
+        tmp_path / "b.ndjson", [_patient("p9", "9434765870"), _condition("c9", "p9", "38341003")]
+    )
+
+    def fail_half_way(engine: Any) -> dict[str, int]:
+        engine.run("DELETE FROM diagnosis")  # a partial rebuild ...
+        raise KeyboardInterrupt  # ... then the user presses Ctrl-C
+
+    monkeypatch.setattr(canonical, "rebuild", fail_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        _ingest(warehouse, second)
+    after = _rows(
+        warehouse,
+        "SELECT (SELECT count(*) FROM fhir_resource), "
+        "(SELECT count(*) FROM diagnosis), (SELECT count(*) FROM fhir_load)",
+    )
+    assert after == before
+
+
+def test_new_versions_replace_old_ones_and_reruns_change_nothing(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    v1 = _ndjson(
+        tmp_path / "v1.ndjson", [_patient("p1", "9434765919"), _condition("c1", "p1", "44054006")]
+    )
+    v2 = _ndjson(tmp_path / "v2.ndjson", [_condition("c1", "p1", "38341003")])
+    _ingest(warehouse, v1)
+    report = _ingest(warehouse, v2)
+    assert report.stored == {"Condition": 1}
+    assert _rows(warehouse, "SELECT code FROM diagnosis") == [("38341003",)]
+    assert _rows(warehouse, "SELECT count(*) FROM fhir_resource") == [(3,)]
+    again = _ingest(warehouse, v1, v2)
+    assert sum(again.stored.values()) == 0
+    assert _rows(warehouse, "SELECT code FROM diagnosis") == [("38341003",)]
+
+
+def test_person_ids_are_stable_and_patients_without_nhs_numbers_still_load(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    a = _ndjson(tmp_path / "a.ndjson", [_patient("p1", "9434765919")])
+    _ingest(warehouse, a)
+    (first_id,) = _rows(warehouse, "SELECT person_id FROM person")[0]
+    foreign = _patient("abc-123", meta={"source": "https://example.org/ehr"})
+    same_person_elsewhere = _patient("x9", "9434765919", meta={"source": "gp-system"})
+    b = _ndjson(tmp_path / "b.ndjson", [foreign, same_person_elsewhere])
+    report = _ingest(warehouse, a, b)
+    identity = _rows(
+        warehouse,
+        "SELECT person_id, nhs_number, source_system, source_id "
+        "FROM identity ORDER BY source_system",
+    )
+    assert (first_id, "9434765919", "fhir", "p1") in identity
+    assert (first_id, "9434765919", "gp-system", "x9") in identity
+    foreign_rows = [r for r in identity if r[3] == "abc-123"]
+    assert foreign_rows == [(foreign_rows[0][0], None, "https://example.org/ehr", "abc-123")]
+    assert foreign_rows[0][0] != first_id
+    assert ("people", "Patients without an NHS number", "loaded by source system and id", 1) in [
+        (s, i, d, n) for s, i, d, n in report.quality
+    ]
+
+
+def test_bundles_gzip_and_references_between_entries(warehouse: Path, tmp_path: Path) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:1b0f3a4e-0000-4000-8000-000000000001",
+         "resource": _patient("pb", "9434765919"), "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:1b0f3a4e-0000-4000-8000-000000000002",
+         "resource": {k: v for k, v in _condition("x", "x").items() if k != "id"}
+         | {"subject": {"reference": "urn:uuid:1b0f3a4e-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "Condition"}},
+    ]}  # fmt: skip
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    with gzip.open(tmp_path / "Condition.ndjson.gz", "wt") as handle:
+        handle.write(json.dumps(_condition("gz1", "pb", "38341003")) + "\n")
+    report = _ingest(warehouse, tmp_path / "bundle.json", tmp_path / "Condition.ndjson.gz")
+    assert report.quarantined == {}
+    assert sorted(_rows(warehouse, "SELECT code FROM diagnosis")) == [("38341003",), ("44054006",)]
+    assert _rows(
+        warehouse, "SELECT id FROM fhir_resource WHERE resource_type = 'Condition' ORDER BY id"
+    ) == [("1b0f3a4e-0000-4000-8000-000000000002",), ("gz1",)]
+
+
+def test_dangling_references_and_unmapped_codes_are_counted(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    source = _ndjson(tmp_path / "d.ndjson", [
+        _patient("p1", "9434765919"),
+        _condition("c1", "nobody"),
+        {"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": "http://example.org/local", "code": "X1"}]},
+         "recordedDate": "2021-01-01"},
+        {"resourceType": "Observation", "id": "o1", "status": "final",
+         "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2021-01-01",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+         "valueQuantity": {"value": 7.0, "unit": "%", "code": "%"}},
+    ])  # fmt: skip
+    report = _ingest(warehouse, source)
+    quality = {(s, i, d): n for s, i, d, n in report.quality}
+    assert quality[("dangling references", "Condition -> Patient", "no such Patient")] == 1
+    assert quality[("unmapped codes", "Condition.code", "http://example.org/local X1")] == 1
+    # HbA1c in % (DCCT) becomes mmol/mol (IFCC): (7.0 - 2.15) x 10.929 = 53.0
+    assert _rows(warehouse, "SELECT observation_type, value, unit FROM observation") == [
+        ("hba1c", 53.0, "mmol/mol")
+    ]
