@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # comorbidipy (the Charlson reference) needs pandas 1.5 and numpy 1: it gets a venv of its own.
 COMORBIDIPY_VENV := .venv-comorbidipy
 COMORBIDIPY_STAMP := $(COMORBIDIPY_VENV)/.installed
+# fhir4ds (the SQL-on-FHIR peer in `make bench`) also gets a venv of its own.
+FHIR4DS_VENV := .venv-fhir4ds
+FHIR4DS_STAMP := $(FHIR4DS_VENV)/.installed
 DEMO_PEOPLE ?= 1200000
 DEMO_SEED ?= 42
 WAREHOUSE ?= data/joinedup.duckdb
@@ -14,7 +17,7 @@ WAREHOUSE ?= data/joinedup.duckdb
 REFERENCE_DIR ?= $(abspath ../shared/data/reference)
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: help setup comorbidipy-venv java demo test check bench calibration format clean
+.PHONY: help setup comorbidipy-venv fhir4ds-venv java demo test check bench calibration format clean
 
 help:
 	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), summarise it, run population health"
@@ -43,6 +46,14 @@ $(COMORBIDIPY_STAMP):
 
 comorbidipy-venv: $(COMORBIDIPY_STAMP)
 
+$(FHIR4DS_STAMP):
+	$(PYTHON) -m venv $(FHIR4DS_VENV)
+	$(FHIR4DS_VENV)/bin/pip install --quiet --upgrade pip
+	$(FHIR4DS_VENV)/bin/pip install --quiet fhir4ds==0.5.1 duckdb==2.0.0
+	touch $(FHIR4DS_STAMP)
+
+fhir4ds-venv: $(FHIR4DS_STAMP)
+
 # Spark needs a Java runtime (17 or 21). Install one through apt when the machine has none.
 java:
 	@if command -v java >/dev/null 2>&1; then \
@@ -64,7 +75,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) $(COMORBIDIPY_STAMP) java
+bench: $(STAMP) $(COMORBIDIPY_STAMP) $(FHIR4DS_STAMP) java
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 
 calibration: $(STAMP)
@@ -76,4 +87,4 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data/ benchmarks/results.json
+	rm -rf $(VENV) $(COMORBIDIPY_VENV) $(FHIR4DS_VENV) .pytest_cache .mypy_cache .ruff_cache data/ benchmarks/results.json

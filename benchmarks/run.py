@@ -10,6 +10,8 @@
 - phm_pipeline_1m_s: the whole `joinedup phm run` (conditions and segments on three index
   dates, the risk model fitted and validated, inequalities, worklists) on the 1 million person
   warehouse, DuckDB, against the 120 s target.
+- views_resources_per_s, views_vs_fhir4ds, views_vs_raw_json_scan: SQL-on-FHIR views over the
+  FHIR export of 100,000 synthetic people (see fhir_views.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
+from fhir_views import bench_fhir_views  # noqa: E402
 
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
 TARGET_PEAK_GB = 4.0
@@ -206,6 +209,7 @@ def main() -> None:
         results += bench_synth(work, args.people, args.small)
         results += bench_phm(work / "big.duckdb", args.people)
         results += bench_engines(work, args.engine_people)
+        results += bench_fhir_views(work / "small.duckdb", work)
     results += bench_charlson_vs_comorbidipy(args.charlson_people)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     show(results)

@@ -214,3 +214,12 @@ def test_dangling_references_and_unmapped_codes_are_counted(
     assert _rows(warehouse, "SELECT observation_type, value, unit FROM observation") == [
         ("hba1c", 53.0, "mmol/mol")
     ]
+
+
+def test_the_fhir_tables_are_as_documented(warehouse: Path, tmp_path: Path) -> None:
+    from joinedup.fhir.tables import FHIR_TABLE_DOCS
+
+    _ingest(warehouse, _ndjson(tmp_path / "p.ndjson", [_patient("p1", "9434765919")]))
+    for name, _, columns in FHIR_TABLE_DOCS:
+        described = _rows(warehouse, f"SELECT column_name FROM (DESCRIBE {name})")
+        assert [c for (c,) in described] == [c for c, _ in columns], name

@@ -15,8 +15,7 @@ from rich.table import Table
 from joinedup.cli.main import console
 from joinedup.cli.warehouse import show, write_result
 from joinedup.errors import InputError
-from joinedup.fhir.reader import read_resources
-from joinedup.fhir.testsuite import execute_view, report, resource_table, run_suite
+from joinedup.fhir.testsuite import execute_view, load_files, report, run_suite
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import open_empty_engine
 
@@ -66,20 +65,18 @@ def run(
     began = time.perf_counter()
     with open_empty_engine(engine, spark_master=spark_master) as eng:
         compiled = compile_view(view, dialect=eng.dialect)  # a bad view fails before reading
-        resources = resource_table(read_resources(input_paths))
-        table = execute_view(compiled, resources, eng, plain_strings=True)
+        loaded = load_files(eng, input_paths)
+        table = execute_view(compiled, None, eng, plain_strings=True)
     seconds = time.perf_counter() - began
     if output is not None:
         write_result(table, output)
         console.print(
-            f"{table.num_rows:,} rows from {resources.num_rows:,} resources in {seconds:.2f} s; "
+            f"{table.num_rows:,} rows from {loaded:,} resources in {seconds:.2f} s; "
             f"wrote {escape(str(output))}."
         )
     else:
         show(table, f"{view.get('name') or view_file.stem} ({compiled.resource})", missing="")
-        console.print(
-            f"{table.num_rows:,} rows from {resources.num_rows:,} resources in {seconds:.2f} s."
-        )
+        console.print(f"{table.num_rows:,} rows from {loaded:,} resources in {seconds:.2f} s.")
 
 
 @app.command("test-suite")

@@ -21,6 +21,7 @@ from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.footprint import default_footprint
+from joinedup.fhir.tables import render_fhir_markdown
 from joinedup.population.tables import render_phm_markdown
 from joinedup.synth import condition_codelist
 from joinedup.warehouse import (
@@ -148,8 +149,15 @@ def _coerce_dates(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_model_page() -> str:
-    """docs/data-model.md: the canonical tables, then the population health outputs."""
-    return render_markdown().rstrip("\n") + "\n\n" + render_phm_markdown()
+    """docs/data-model.md: the canonical tables, the population health outputs, then the
+    FHIR ingest tables."""
+    return (
+        render_markdown().rstrip("\n")
+        + "\n\n"
+        + render_phm_markdown().rstrip("\n")
+        + "\n\n"
+        + render_fhir_markdown()
+    )
 
 
 def write_result(result: pa.Table, output: Path) -> None:

@@ -18,6 +18,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from joinedup.errors import InputError, JoinedupError
+from joinedup.fhir.reader import input_files, read_resources
 from joinedup.fhir.views import (
     _PRIMITIVE_TYPES,
     _TEXT_TYPES,
@@ -62,13 +63,49 @@ def load_resources(engine: Engine, resources: pa.Table) -> None:
     )
 
 
-def execute_view(
-    compiled: CompiledView, resources: pa.Table, engine: Engine, *, plain_strings: bool = False
-) -> pa.Table:
-    """The rows of a compiled view over `resources` as Arrow, columns in view order; JSON
-    values (collections, untyped columns) as JSON text. With `plain_strings`, an untyped
-    column's string values come out as the text itself rather than quoted JSON (for CSV)."""
+def load_files(engine: Engine, paths: Iterable[Path]) -> int:
+    """Make the resources in `paths` the engine's resource table; returns how many.
+
+    Plain or gzipped NDJSON goes straight into DuckDB (`read_ndjson_objects`, no Python per
+    resource). Anything else (Bundles, single resources, XML, other engines), or NDJSON DuckDB
+    refuses, is read by `reader.read_resources`, which names the file and line of a bad record.
+    """
+    files = input_files(list(paths))
+    ndjson = all(".ndjson" in f.name or ".jsonl" in f.name for f in files)
+    if engine.name == "duckdb" and ndjson:
+        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        try:
+            engine.run(
+                f"CREATE OR REPLACE TEMP TABLE {RESOURCE_TABLE} AS SELECT "
+                "json_extract_string(json, '$.resourceType') AS resource_type, json AS resource "
+                f"FROM read_ndjson_objects([{listed}])"
+            )
+            bundles = engine.fetch(
+                f"SELECT count(*) FROM {RESOURCE_TABLE} WHERE resource_type = 'Bundle' "
+                "OR resource_type IS NULL"
+            )
+            if bundles[0][0] == 0:
+                return engine.count(RESOURCE_TABLE)
+        except Exception:  # noqa: BLE001 - the careful reader below says which line is bad
+            pass
+    resources = resource_table(read_resources(files))
     load_resources(engine, resources)
+    return resources.num_rows
+
+
+def execute_view(
+    compiled: CompiledView,
+    resources: pa.Table | None,
+    engine: Engine,
+    *,
+    plain_strings: bool = False,
+) -> pa.Table:
+    """The rows of a compiled view over `resources` (or, when None, the resources already
+    loaded by `load_files`) as Arrow, columns in view order; JSON values (collections, untyped
+    columns) as JSON text. With `plain_strings`, an untyped column's string values come out as
+    the text itself rather than quoted JSON (for CSV)."""
+    if resources is not None:
+        load_resources(engine, resources)
     table = engine.execute(compiled.query).select([c.name for c in compiled.columns])
     if not plain_strings:
         return table

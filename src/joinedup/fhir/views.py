@@ -86,12 +86,33 @@ class Dialect:
     #: DuckDB list function names; other engines translate them in `fn`.
     names: ClassVar[dict[str, str]] = {}
 
+    #: Whether the resource's top-level children are all read in one pass (`children`).
+    #: DuckDB parses JSON text again on every read, so reading each child separately would
+    #: parse the whole resource once per column.
+    prefetch = True
+
     def fn(self, name: str, *args: exp.Expr) -> exp.Expr:
         return _call_sql(self.names.get(name, name), *args)
 
     # JSON values
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return _call_sql("json_extract", item, _string(f'$."{name}"'))
+
+    def children(self, item: exp.Expr, names: list[str]) -> exp.Expr:
+        """A list of `item`'s children `names` (NULL where missing), read in one pass."""
+        paths = exp.Array(expressions=[_string(f'$."{n}"') for n in names])
+        return _call_sql("json_extract", item, paths)
+
+    def spread(self, value: exp.Expr) -> exp.Expr:
+        """The collection a child read by `child` stands for: nothing when it is missing or
+        null, its items when it is an array, else itself. `json_extract` writes compact JSON,
+        so the first character tells the type without parsing the value again."""
+        return _template(
+            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN {empty} "
+            "WHEN starts_with({v}, '[') THEN CAST({v} AS JSON[]) ELSE [{v}] END",
+            v=value,
+            empty=self.empty(),
+        )
 
     def is_array(self, item: exp.Expr) -> exp.Expr:
         return _template("json_type({v}) = 'ARRAY'", v=item)
@@ -134,18 +155,24 @@ class Dialect:
     def parse(self, text: exp.Expr) -> exp.Expr:
         return exp.cast(text, exp.DataType.build("JSON", dialect="duckdb"))
 
-    # rows
+    # rows: a STRUCT of JSON values, so building, merging and reading rows parses nothing
     def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
-        return _call_sql("json_object", *[x for k, v in pairs for x in (_string(k), v)])
+        return _call_sql(
+            "struct_pack",
+            *[exp.PropertyEQ(this=exp.to_identifier(k), expression=v) for k, v in pairs],
+        )
 
-    def empty_row(self) -> exp.Expr:
-        return _template("CAST('{}' AS JSON)")
+    def blank_row(self, names: list[str]) -> exp.Expr:
+        """A row whose columns `names` are all null (a row without columns is never read)."""
+        if not names:
+            return _template("CAST('{}' AS JSON)")
+        return self.row([(n, _template("CAST(NULL AS JSON)")) for n in names])
 
     def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
-        return _call_sql("json_merge_patch", a, b)
+        return _call_sql("struct_concat", a, b)
 
     def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
-        return self.child(row, name)
+        return _call_sql("struct_extract", row, _string(name))
 
     def null_value(self) -> exp.Expr:
         return exp.null()
@@ -165,6 +192,7 @@ class SparkDialect(Dialect):
     MAP<STRING, VARIANT>."""
 
     name = "spark"
+    prefetch = False
     names: ClassVar[dict[str, str]] = {
         "list_transform": "transform",
         "list_filter": "filter",
@@ -178,6 +206,16 @@ class SparkDialect(Dialect):
 
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return _call_sql("variant_get", item, _string(f'$["{name}"]'))
+
+    def spread(self, value: exp.Expr) -> exp.Expr:
+        return _template(
+            "CASE WHEN {isnull} THEN {empty} WHEN {isarray} THEN {aslist} ELSE [{v}] END",
+            isnull=self.is_null(value),
+            empty=self.empty(),
+            isarray=self.is_array(value),
+            aslist=self.as_list(value),
+            v=value,
+        )
 
     def _schema(self, item: exp.Expr) -> exp.Expr:
         return _call_sql("schema_of_variant", item)
@@ -238,7 +276,7 @@ class SparkDialect(Dialect):
     def _as_variant(self, value: exp.Expr) -> exp.Expr:
         return exp.cast(value, exp.DataType.build("VARIANT", dialect="spark"))
 
-    def empty_row(self) -> exp.Expr:
+    def blank_row(self, names: list[str]) -> exp.Expr:
         return exp.cast(
             _call_sql("map"), exp.DataType.build("MAP<STRING, VARIANT>", dialect="spark")
         )
@@ -270,40 +308,75 @@ DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "spark": SparkDialect()}
 
 @dataclass
 class _Scope:
-    """What an expression can see: the resource, view constants, %rowIndex and the engine."""
+    """What an expression can see: the resource, view constants, %rowIndex and the engine.
+
+    `top` names the resource's top-level children the view reads; with a dialect that
+    prefetches, they are read in one pass into `r.top` and `child` reads them from there."""
 
     resource: exp.Expr
     constants: dict[str, Any]
     dialect: Dialect
     row_index: exp.Expr | None = None
     counter: Iterator[int] = field(default_factory=itertools.count)
+    top: dict[str, int] = field(default_factory=dict)
 
     def var(self, prefix: str = "v") -> exp.Expr:
         return exp.column(f"{prefix}{next(self.counter)}")
 
     def nested(self, row_index: exp.Expr) -> _Scope:
-        return _Scope(self.resource, self.constants, self.dialect, row_index, self.counter)
+        return _Scope(
+            self.resource, self.constants, self.dialect, row_index, self.counter, self.top
+        )
+
+    def child(self, item: exp.Expr, name: str) -> exp.Expr:
+        """`item`'s child `name` as one JSON value (an array is not spread)."""
+        if self.dialect.prefetch and item == self.resource:
+            position = self.top.setdefault(name, len(self.top) + 1)
+            return _template(f"{{top}}[{position}]", top=exp.column(TOP, "r"))
+        return self.dialect.child(item, name)
+
+
+TOP = "top"
 
 
 def _lambda(body: exp.Expr, *variables: exp.Expr) -> exp.Expr:
     return exp.Lambda(this=body, expressions=[exp.to_identifier(v.name) for v in variables])
 
 
-def _children(item: exp.Expr, name: str, d: Dialect) -> exp.Expr:
+def _children(item: exp.Expr, name: str, scope: _Scope) -> exp.Expr:
     """The collection of `item`'s children called `name` (an array is spread out)."""
-    value = d.child(item, name)
-    return _template(
-        "CASE WHEN {isnull} THEN {empty} WHEN {isarray} THEN {aslist} ELSE [{v}] END",
-        isnull=d.is_null(value),
-        empty=d.empty(),
-        isarray=d.is_array(value),
-        aslist=d.as_list(value),
-        v=value,
-    )
+    return scope.dialect.spread(scope.child(item, name))
+
+
+def _cheap(value: exp.Expr) -> bool:
+    """Whether `value` costs (next to) nothing to compute again: a column or variable, an
+    item of one, a constant, or a list of those. Such a value is written wherever it is used
+    rather than bound to a lambda variable."""
+    if not any(isinstance(n, exp.Column) for n in value.walk()):
+        return True  # a constant, folded once by the engine
+    if isinstance(value, exp.Column):
+        return True
+    if isinstance(value, exp.Array):
+        return all(_cheap(e) for e in value.expressions)
+    if isinstance(value, exp.Bracket):
+        return _cheap(value.this) and all(_cheap(e) for e in value.expressions)
+    return False
+
+
+def _sole(collection: exp.Expr) -> exp.Expr | None:
+    """The item of a collection written `[x]` with `x` cheap, else None."""
+    if isinstance(collection, exp.Array) and len(collection.expressions) == 1:
+        item = collection.expressions[0]
+        if _cheap(item):
+            return item
+    return None
 
 
 def _each(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
     """flatten(transform(collection, v -> body(v))): `body` returns a collection."""
+    item = _sole(collection)
+    if item is not None:
+        return body(item)  # the same, without a lambda
     var = scope.var()
     d = scope.dialect
     return d.fn("flatten", d.fn("list_transform", collection, _lambda(body(var), var)))
@@ -331,6 +404,8 @@ def _wrap(value: exp.Expr, d: Dialect) -> exp.Expr:
 def _let(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
     """`body(c)` with the collection bound to a lambda variable `c`, so a large expression
     used several times is written (and evaluated) once. `body` returns a collection."""
+    if _cheap(collection):
+        return body(collection)  # type: ignore[no-any-return]
     var = scope.var("c")
     d = scope.dialect
     return d.fn(
@@ -341,6 +416,8 @@ def _let(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
 
 def _let_value(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
     """`body(c)` for a body giving one value (not a collection), with `c` bound once."""
+    if _cheap(collection):
+        return body(collection)  # type: ignore[no-any-return]
     var = scope.var("c")
     d = scope.dialect
     return d.first(
@@ -404,14 +481,15 @@ def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Exp
     return _template("CASE WHEN {v} IS NULL THEN {empty} ELSE [{v}] END", v=value, empty=d.empty())
 
 
-def _reference_key(item: exp.Expr, type_name: str | None, d: Dialect) -> exp.Expr:
+def _reference_key(item: exp.Expr, type_name: str | None, scope: _Scope) -> exp.Expr:
     """`Type/id` from a Reference's literal reference (relative or absolute URL); NULL when
     there is none or it is not of `type_name`."""
+    d = scope.dialect
     key = d.fn(
         "nullif",
         d.fn(
             "regexp_extract",
-            d.text(d.child(item, "reference")),
+            d.text(scope.child(item, "reference")),
             _string(r"([A-Za-z]+/[A-Za-z0-9\-\.]{1,64})(/_history/[^/]+)?$"),
             _number(1),
         ),
@@ -445,7 +523,7 @@ def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
         return _single(exp.convert(scope.constants[node.name]), d)
     if isinstance(node, Member):
         target = compile_path(node.target, context, scope)
-        return _each(target, scope, lambda v: _children(v, node.name, d))
+        return _each(target, scope, lambda v: _children(v, node.name, scope))
     if isinstance(node, Index):
         target = compile_path(node.target, context, scope)
         index = compile_path(node.index, context, scope)
@@ -510,14 +588,14 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     if name == "getResourceKey":
         key = _template(
             "{t} || '/' || {i}",
-            t=d.text(d.child(scope.resource, "resourceType")),
-            i=d.text(d.child(scope.resource, "id")),
+            t=d.text(scope.child(scope.resource, "resourceType")),
+            i=d.text(scope.child(scope.resource, "id")),
         )
         return _wrap(key, d)
     target = compile_path(node.target, context, scope)
     if name == "getReferenceKey":
         wanted = args[0].name if args and isinstance(args[0], TypeName) else None
-        return _each(target, scope, lambda v: _wrap(_reference_key(v, wanted, d), d))
+        return _each(target, scope, lambda v: _wrap(_reference_key(v, wanted, scope), d))
     if name == "exists":
         if args:
             target = _filter(target, scope, lambda v: _truthy(args[0], v, scope))
@@ -547,11 +625,11 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
         return _single(d.fn("array_to_string", texts, separator), d)
     if name == "extension" and len(args) == 1:
         url = d.text(d.first(compile_path(args[0], context, scope)))
-        extensions = _each(target, scope, lambda v: _children(v, "extension", d))
+        extensions = _each(target, scope, lambda v: _children(v, "extension", scope))
         return _filter(
             extensions,
             scope,
-            lambda v: exp.EQ(this=d.text(d.child(v, "url")), expression=url.copy()),
+            lambda v: exp.EQ(this=d.text(scope.child(v, "url")), expression=url.copy()),
         )
     if name == "ofType" and len(args) == 1 and isinstance(args[0], TypeName):
         test = _TYPE_TESTS.get(args[0].name)
@@ -685,8 +763,8 @@ def _repeat(paths: list[Node], item: exp.Expr, scope: _Scope, depth: int) -> exp
     return d.fn("flatten", d.fn("list_transform", found, _lambda(below, var)))
 
 
-def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
-    """The rows (a list of row objects) one selection makes from one node."""
+def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, list[str]]:
+    """The rows (a list of rows) one selection makes from one node, and their columns."""
     d = scope.dialect
     if "repeat" in select or "forEach" in select or "forEachOrNull" in select:
         if "repeat" in select:
@@ -695,29 +773,30 @@ def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
             source = str(select.get("forEach", select.get("forEachOrNull")))
             foci = compile_path(parse(source), exp.Array(expressions=[node]), scope)
         var, index = scope.var("f"), scope.var("i")
-        body = _product(select, var, scope.nested(d.position(index)))
+        body, names = _product(select, var, scope.nested(d.position(index)))
         rows: exp.Expr = d.fn("flatten", d.fn("list_transform", foci, _lambda(body, var, index)))
         if "forEachOrNull" in select:
             # With no foci there is one row of nulls.
-            return _let(
+            rows = _let(
                 foci,
                 scope,
                 lambda c: _template(
                     "CASE WHEN {n} = 0 THEN [{blank}] ELSE {rows} END",
                     n=_size(c, d),
-                    blank=d.empty_row(),
+                    blank=d.blank_row(names),
                     rows=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
                 ),
             )
-        return rows
+        return rows, names
     return _product(select, node, scope)
 
 
-def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
+def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, list[str]]:
     """The Cartesian product of a selection's parts (its columns, each nested select, and its
-    unionAll branches), each part a list of partial rows, merged into whole rows."""
+    unionAll branches), each part a list of partial rows, merged into whole rows; and the
+    columns of those rows."""
     d = scope.dialect
-    parts: list[exp.Expr] = []
+    parts: list[tuple[exp.Expr, list[str]]] = []
     columns = select.get("column") or []
     if columns:
         pairs: list[tuple[str, exp.Expr]] = []
@@ -743,20 +822,24 @@ def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> exp.Expr:
                     ),
                 )
             pairs.append((col["name"], cell))
-        parts.append(exp.Array(expressions=[d.row(pairs)]))
+        parts.append((exp.Array(expressions=[d.row(pairs)]), [name for name, _ in pairs]))
     for sub in select.get("select") or []:
         parts.append(_rows(sub, node, scope))
-    branches = select.get("unionAll") or []
+    branches = [_rows(b, node, scope) for b in select.get("unionAll") or []]
     if branches:
-        parts.append(
-            d.fn("flatten", exp.Array(expressions=[_rows(b, node, scope) for b in branches]))
-        )
-    acc: exp.Expr = exp.Array(expressions=[d.empty_row()])
-    for part in parts:
+        union = d.fn("flatten", exp.Array(expressions=[rows for rows, _ in branches]))
+        parts.append((union, branches[0][1]))
+    if not parts:
+        return exp.Array(expressions=[d.blank_row([])]), []
+    acc, names = parts[0]
+    for part, part_names in parts[1:]:
         a, b = scope.var("a"), scope.var("b")
-        inner = d.fn("list_transform", part, _lambda(d.merge(a, b), b))
+        # A part without columns only repeats rows; its (empty) rows are not merged.
+        merged = d.merge(a, b) if names and part_names else a if names else b
+        inner = d.fn("list_transform", part, _lambda(merged, b))
         acc = d.fn("flatten", d.fn("list_transform", acc, _lambda(inner, a)))
-    return acc
+        names = names + part_names
+    return acc, names
 
 
 def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
@@ -797,10 +880,8 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         wheres.append((i, where["path"], parse(where["path"])))
     r = exp.column("resource", "r")
     scope = _Scope(r, constants, d)
-    rows = _rows({"select": view["select"]}, r, scope)
-    conditions: list[exp.Expr] = [
-        exp.EQ(this=exp.column("resource_type", "r"), expression=_string(resource))
-    ]
+    rows, _ = _rows({"select": view["select"]}, r, scope)
+    conditions: list[exp.Expr] = []
     for i, path, node in wheres:
         value = compile_path(node, exp.Array(expressions=[r]), scope)
         message = f"where[{i}] {path!r} does not give a boolean"
@@ -818,13 +899,20 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
                 ),
             )
         )
+    source = (
+        exp.select(exp.column("resource"))
+        .from_(exp.to_table(table))
+        .where(exp.EQ(this=exp.column("resource_type"), expression=_string(resource)))
+    )
+    if scope.top:
+        source = source.select(d.children(exp.column("resource"), list(scope.top)).as_(TOP))
     unnested = (
         exp.select(
             exp.Explode(this=rows).as_("row")
             if dialect == "spark"
             else _call_sql("unnest", rows).as_("row")
         )
-        .from_(exp.to_table(table).as_("r"))
+        .from_(source.subquery("r"))
         .where(*conditions)
     )
     row = exp.column("row", "u")

@@ -1,0 +1,135 @@
+"""SQL-on-FHIR views at scale: the FHIR export of a synthetic population (Patient, Condition,
+Encounter, Observation as bulk NDJSON) flattened by joinedup, by the peer fhir4ds 0.5.1 and,
+for the parse floor, merely read by DuckDB.
+
+- views_resources_per_s: the shipped views (fhir/shipped: patient, condition, encounter,
+  observation) over the files, load included, resources per second.
+- views_vs_fhir4ds: the same four benchmark ViewDefinitions (benchmarks/views, paths both
+  engines run) over the same files, load included: fhir4ds seconds / joinedup seconds, target
+  >= 3. fhir4ds runs in its own virtual environment (.venv-fhir4ds) with its fastest loader.
+- views_vs_raw_json_scan: joinedup's time for the shipped views / DuckDB's time to read the
+  same NDJSON into a table of parsed JSON objects (`read_ndjson_objects`), target <= 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from joinedup.fhir.export import export_fhir
+from joinedup.fhir.ingest import shipped_views
+from joinedup.fhir.testsuite import execute_view, load_files
+from joinedup.fhir.views import compile_view
+from joinedup.warehouse import open_empty_engine, open_engine
+
+HERE = Path(__file__).resolve().parent
+TYPES = ("Patient", "Condition", "Encounter", "Observation")
+PEER_PYTHON = HERE.parent / ".venv-fhir4ds" / "bin" / "python"
+
+
+def _run_views(files: list[Path], views: list[dict[str, Any]]) -> tuple[float, int, dict[str, int]]:
+    """Load the files and run every view, as `joinedup views run` does; (seconds, resources,
+    rows by view)."""
+    with open_empty_engine("duckdb") as engine:
+        began = time.perf_counter()
+        resources = load_files(engine, files)
+        rows = {}
+        for view in views:
+            compiled = compile_view(view, dialect="duckdb")
+            rows[str(view["name"])] = execute_view(compiled, None, engine).num_rows
+        return time.perf_counter() - began, resources, rows
+
+
+def _raw_scan(files: list[Path]) -> float:
+    """DuckDB reading the NDJSON into a table of parsed JSON objects: the floor any view pays."""
+    listed = ", ".join(f"'{f}'" for f in files)
+    with open_empty_engine("duckdb") as engine:
+        began = time.perf_counter()
+        engine.run(f"CREATE TABLE raw AS SELECT json FROM read_ndjson_objects([{listed}])")
+        return time.perf_counter() - began
+
+
+def _best(repeat: int, run: Any) -> Any:
+    results = [run() for _ in range(repeat)]
+    return min(results, key=lambda r: r[0] if isinstance(r, tuple) else r)
+
+
+def bench_fhir_views(warehouse: Path, workdir: Path, repeat: int = 3) -> list[dict[str, Any]]:
+    """Export the warehouse's population to NDJSON and measure the views over it."""
+    out = workdir / "fhir"
+    with open_engine("duckdb", warehouse=warehouse) as engine:
+        counts = export_fhir(engine, out, types=TYPES)
+    files = [out / f"{t}.ndjson" for t in TYPES]
+    resources = sum(counts.values())
+
+    shipped = [shipped_views()[n] for n in ("patient", "condition", "encounter", "observation")]
+    ours_shipped, loaded, _ = _best(repeat, lambda: _run_views(files, shipped))
+    floor = _best(repeat, lambda: _raw_scan(files))
+    bench_views = [json.loads((HERE / "views" / f"{n}.json").read_text()) for n in
+                   ("patient", "condition", "encounter", "observation")]  # fmt: skip
+    ours_bench, _, our_rows = _best(repeat, lambda: _run_views(files, bench_views))
+
+    results: list[dict[str, Any]] = [
+        {
+            "name": "views_resources_per_s",
+            "value": loaded / ours_shipped,
+            "unit": "resources/s",
+            "detail": {"resources": resources, "seconds": ours_shipped, "by_type": counts},
+        },
+        {
+            "name": "views_vs_raw_json_scan",
+            "value": ours_shipped,
+            "unit": "s",
+            "baseline_name": "duckdb_read_ndjson_objects",
+            "baseline_value": floor,
+            "ratio": ours_shipped / floor,
+            "detail": {"target": "<= 2"},
+        },
+    ]
+    if not PEER_PYTHON.exists():
+        print("fhir4ds environment missing (make fhir4ds-venv): views_vs_fhir4ds not measured")
+        return results
+    peer = subprocess.run(
+        [str(PEER_PYTHON), str(HERE / "peers" / "fhir4ds_views.py"), "--repeat", str(repeat),
+         "--loader", "resources",
+         "--views", *(str(HERE / "views" / f"{n}.json") for n in
+                      ("patient", "condition", "encounter", "observation")),
+         "--input", *map(str, files)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    theirs = json.loads(peer.stdout.strip().splitlines()[-1])
+    their_rows = {name: v.get("rows") for name, v in theirs["views"].items()}
+    peer_seconds = theirs["load_s"] + theirs["total_view_s"]
+    results.append(
+        {
+            "name": "views_vs_fhir4ds",
+            "value": ours_bench,
+            "unit": "s",
+            "baseline_name": f"fhir4ds_{theirs['version']}",
+            "baseline_value": peer_seconds,
+            "ratio": peer_seconds / ours_bench,
+            "detail": {
+                "target": ">= 3",
+                "rows_agree": their_rows == our_rows,
+                "rows": our_rows,
+                "peer": theirs,
+            },
+        }
+    )
+    return results
+
+
+if __name__ == "__main__":
+    from run import show, timed_synth  # type: ignore[import-not-found]
+
+    people = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("/tmp/joinedup-fhir-bench")
+    work.mkdir(parents=True, exist_ok=True)
+    warehouse = work / "fhir.duckdb"
+    if not warehouse.exists():
+        timed_synth(people, warehouse)
+    show(bench_fhir_views(warehouse, work))
