@@ -20,8 +20,8 @@ from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.footprint import default_footprint
 from joinedup.fhir.tables import render_fhir_markdown
+from joinedup.footprint import default_footprint
 from joinedup.population.tables import render_phm_markdown
 from joinedup.synth import condition_codelist
 from joinedup.warehouse import (
