@@ -59,7 +59,7 @@ def warehouse(tmp_path: Path) -> Path:
 
 def _ingest(warehouse: Path, *paths: Path) -> Any:
     with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
-        return ingest_fhir(engine, list(paths))
+        return ingest_fhir(engine, list(paths), staging_dir=warehouse.parent)
 
 
 def _rows(warehouse: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -128,6 +128,7 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(
         "(SELECT count(*) FROM diagnosis), (SELECT count(*) FROM fhir_load)",
     )
     assert after == before
+    assert not list(warehouse.parent.glob(".fhir-staging-*")), "scratch file left behind"
 
 
 def test_new_versions_replace_old_ones_and_reruns_change_nothing(

@@ -76,6 +76,10 @@ def ingest(
     icb: Annotated[
         str | None, typer.Option("--icb", help="For a new warehouse: real ICB code.")
     ] = None,
+    memory_limit: Annotated[
+        str,
+        typer.Option("--memory-limit", help="Memory DuckDB may use; beyond it, it spills to disk."),
+    ] = "2GB",
 ) -> None:
     """Load FHIR R4 records into the warehouse, all or nothing, and report on their quality.
 
@@ -91,7 +95,9 @@ def ingest(
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         _new_warehouse(warehouse, footprint, reference_dir, icb)
     with (
-        open_engine("duckdb", warehouse=warehouse, read_only=False) as engine,
+        open_engine(
+            "duckdb", warehouse=warehouse, read_only=False, memory_limit=memory_limit
+        ) as engine,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -105,6 +111,7 @@ def ingest(
         result = ingest_fhir(
             engine,
             paths,
+            staging_dir=warehouse.parent,
             on_stage=lambda s: progress.update(task, description=s),
             on_record=lambda n: progress.advance(task, n),
         )

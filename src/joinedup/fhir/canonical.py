@@ -80,7 +80,7 @@ def _key_id(*candidates: str) -> str:
 
 
 PERSON_KEYS = """
-CREATE OR REPLACE TEMP TABLE fhir_person_key AS
+CREATE OR REPLACE TABLE fhir_person_key AS
 WITH incoming AS (
   SELECT patient_key, coalesce(source, 'fhir') AS source_system, id AS source_id, nhs_number,
          coalesce('nhs:' || nhs_number, 'src:' || coalesce(source, 'fhir') || '|' || id)
@@ -158,7 +158,7 @@ def _activity_type() -> str:
 
 def _encounter_activity() -> str:
     return f"""
-CREATE OR REPLACE TEMP TABLE fhir_encounter_activity AS
+CREATE OR REPLACE TABLE fhir_encounter_activity AS
 SELECT e.encounter_key, k.person_id,
   {_key_id("e.activity_id", "e.id", "e.encounter_key")} AS activity_id,
   {_activity_type()} AS activity_type,
@@ -346,7 +346,7 @@ def rebuild(engine: Engine) -> dict[str, int]:
         raise RuntimeError(f"no FHIR rule for canonical table(s) {', '.join(sorted(missing))}")
     counts: dict[str, int] = {}
     for name, query in queries.items():
-        engine.run(f"CREATE OR REPLACE TEMP TABLE fhir_out AS {query}")
+        engine.run(f"CREATE OR REPLACE TABLE fhir_out AS {query}")
         engine.run(f"DELETE FROM {name}")
         engine.run(f"INSERT INTO {name} SELECT * FROM fhir_out")
         counts[name] = engine.count(name)

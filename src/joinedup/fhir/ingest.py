@@ -1,10 +1,14 @@
 """`joinedup ingest fhir`: bulk FHIR R4 into the warehouse, all or nothing.
 
-One load, inside one warehouse transaction:
+One load:
 
 1. **Read and check** every record (`reader.records`, `validate.problems`), streaming in
-   batches so memory stays flat in the input size. A record that cannot be read or fails a
-   check goes to `fhir_quarantine` with its file, line and reason; the rest load.
+   batches into a scratch DuckDB file beside the warehouse, so memory stays within DuckDB's
+   limit however large the input. A record that cannot be read or fails a check is bound for
+   `fhir_quarantine` with its file, line and reason; the rest load.
+
+Then, inside one warehouse transaction:
+
 2. **Keep** every resource in the raw store `fhir_resource`, by type, id and version (the
    `meta.versionId`, or a hash of the content when there is none). A resource already stored
    with the same version is left alone, so a re-run changes nothing.
@@ -17,7 +21,8 @@ One load, inside one warehouse transaction:
    stored, unchanged and quarantined; rows out by table; codes with no mapping; references
    that point nowhere.
 
-An error or an interrupt anywhere rolls the whole load back: the warehouse is as it was.
+An error or an interrupt anywhere rolls the whole load back: the warehouse is as it was, and
+the scratch file is removed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -45,6 +51,9 @@ from joinedup.fhir.views import compile_view
 from joinedup.warehouse import Engine
 
 BATCH = 20_000
+#: Working tables of a load. They are ordinary tables, not TEMP ones, so DuckDB can spill them
+#: to disk within the memory limit; they are dropped before the load commits.
+SCRATCH = ("fhir_new", "fhir_current", "fhir_person_key", "fhir_encounter_activity", "fhir_out")
 STORE = "fhir_resource"
 QUARANTINE = "fhir_quarantine"
 LOADS = "fhir_load"
@@ -238,10 +247,17 @@ def ingest_fhir(
     engine: Engine,
     paths: Iterable[Path],
     *,
+    staging_dir: Path | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_record: Callable[[int], None] | None = None,
 ) -> LoadReport:
-    """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction."""
+    """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction.
+
+    Records are first checked and staged, batch by batch, in a scratch DuckDB file in
+    `staging_dir` (default: the system's temporary folder), so memory stays within the
+    engine's limit however large the input; the warehouse itself changes only in the final
+    transaction, and the scratch file is removed whatever happens.
+    """
     if engine.name != "duckdb":
         raise JoinedupError("FHIR ingest writes a DuckDB warehouse; open one with --warehouse")
     files = input_files(list(paths))
@@ -252,43 +268,66 @@ def ingest_fhir(
     for statement in _STORE_DDL.split(";"):
         if statement.strip():
             engine.run(statement)
-    with engine.transaction():
-        seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
-        engine.run(
-            "CREATE OR REPLACE TEMP TABLE fhir_incoming (resource_type VARCHAR, id VARCHAR, "
-            "version_id VARCHAR, last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, "
-            "source_line BIGINT)"
-        )
+    folder = staging_dir or Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".fhir-staging-{report.load_id}.duckdb"
+    engine.run(f"ATTACH '{_sql_path(staging)}' AS {_STAGE}")
+    try:
         stage("reading and checking resources")
-        for good, bad in _batches(records(files), report, on_record):
-            if good.num_rows:
-                engine.append("fhir_incoming", good)
-            if bad.num_rows:
-                engine.load_session("fhir_bad", bad)
-                engine.run(
-                    f"INSERT INTO {QUARANTINE} SELECT '{report.load_id}', * FROM fhir_bad b "
-                    f"WHERE NOT EXISTS (SELECT 1 FROM {QUARANTINE} q WHERE "
-                    "q.content_hash = b.content_hash AND q.source_file = b.source_file "
-                    "AND q.source_line = b.source_line)"
-                )
-        stage("storing resources")
-        _store(engine, report, seq)
-        stage("flattening with the shipped views")
-        _flatten(engine)
-        stage("rebuilding the canonical tables")
-        report.rows_out = canonical.rebuild(engine)
-        report.quality = canonical.quality(engine)
-        report.seconds = time.perf_counter() - began
-        _record_load(engine, report, seq, started, files)
+        _stage_records(engine, files, report, on_record)
+        with engine.transaction():
+            seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
+            stage("storing resources")
+            _store(engine, report, seq)
+            stage("flattening with the shipped views")
+            _flatten(engine)
+            stage("rebuilding the canonical tables")
+            report.rows_out = canonical.rebuild(engine)
+            report.quality = canonical.quality(engine)
+            report.seconds = time.perf_counter() - began
+            _record_load(engine, report, seq, started, files)
+            for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
+                engine.drop(name)
+    finally:
+        engine.run(f"DETACH {_STAGE}")
+        for leftover in (staging, staging.with_name(staging.name + ".wal")):
+            leftover.unlink(missing_ok=True)
     return report
 
 
-def _store(engine: Engine, report: LoadReport, seq: int) -> None:
-    """New versions into the raw store; a version already there is counted as unchanged."""
+_STAGE = "fhir_stage"
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _stage_records(
+    engine: Engine, files: list[Path], report: LoadReport, on_record: Callable[[int], None] | None
+) -> None:
+    """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`."""
     engine.run(
-        "CREATE OR REPLACE TEMP TABLE fhir_new AS SELECT i.* FROM (SELECT * FROM fhir_incoming "
-        "QUALIFY row_number() OVER (PARTITION BY resource_type, id, version_id "
-        "ORDER BY source_file DESC, source_line DESC) = 1) i "
+        f"CREATE TABLE {_STAGE}.incoming (resource_type VARCHAR, id VARCHAR, version_id VARCHAR, "
+        "last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, source_line BIGINT)"
+    )
+    engine.run(
+        f"CREATE TABLE {_STAGE}.bad (source_file VARCHAR, source_line BIGINT, resource_type "
+        "VARCHAR, resource_id VARCHAR, reason VARCHAR, content_hash VARCHAR, content VARCHAR)"
+    )
+    for good, bad in _batches(records(files), report, on_record):
+        if good.num_rows:
+            engine.append(f"{_STAGE}.incoming", good)
+        if bad.num_rows:
+            engine.append(f"{_STAGE}.bad", bad)
+
+
+def _store(engine: Engine, report: LoadReport, seq: int) -> None:
+    """New versions into the raw store, new problems into the quarantine; a version already
+    stored (or a problem already quarantined) is counted as unchanged, not added again."""
+    engine.run(
+        "CREATE OR REPLACE TABLE fhir_new AS SELECT b.* FROM (SELECT * FROM "
+        f"{_STAGE}.incoming QUALIFY row_number() OVER (PARTITION BY resource_type, id, "
+        "version_id ORDER BY source_file DESC, source_line DESC) = 1) b "
         f"ANTI JOIN {STORE} s USING (resource_type, id, version_id)"
     )
     engine.run(
@@ -296,23 +335,28 @@ def _store(engine: Engine, report: LoadReport, seq: int) -> None:
         f"CAST(resource AS JSON), '{report.load_id}', {seq}, source_file, source_line "
         "FROM fhir_new"
     )
-    for kind, n in engine.fetch("SELECT resource_type, count(*) FROM fhir_new GROUP BY 1"):
-        report.stored[str(kind)] = int(n)
-    for kind, n in engine.fetch("SELECT resource_type, count(*) FROM fhir_incoming GROUP BY 1"):
-        report.unchanged[str(kind)] = int(n) - report.stored.get(str(kind), 0)
-    report.unchanged = Counter({k: v for k, v in report.unchanged.items() if v})
+    engine.run(
+        f"INSERT INTO {QUARANTINE} SELECT DISTINCT ON (content_hash, source_file, source_line) "
+        f"'{report.load_id}', * FROM {_STAGE}.bad b WHERE NOT EXISTS (SELECT 1 FROM "
+        f"{QUARANTINE} q WHERE q.content_hash = b.content_hash AND q.source_file = "
+        "b.source_file AND q.source_line = b.source_line)"
+    )
+    new = engine.fetch("SELECT resource_type, count(*) FROM fhir_new GROUP BY 1")
+    report.stored = Counter({str(k): int(n) for k, n in new})
+    arrived = engine.fetch(f"SELECT resource_type, count(*) FROM {_STAGE}.incoming GROUP BY 1")
+    report.unchanged = Counter({str(k): int(n) for k, n in arrived}) - report.stored
 
 
 def _flatten(engine: Engine) -> None:
     """The latest version of each resource, then each shipped view over it as `v_<name>`."""
     engine.run(
-        "CREATE OR REPLACE TEMP TABLE fhir_current AS SELECT resource_type, resource "
+        "CREATE OR REPLACE TABLE fhir_current AS SELECT resource_type, resource "
         f"FROM {STORE} QUALIFY row_number() OVER (PARTITION BY resource_type, id "
         "ORDER BY last_updated DESC NULLS LAST, load_seq DESC, version_id DESC) = 1"
     )
     for name, view in shipped_views().items():
         compiled = compile_view(view, table="fhir_current", dialect=engine.dialect)
-        engine.run(f"CREATE OR REPLACE TEMP TABLE v_{name} AS {engine.render(compiled.query)}")
+        engine.run(f"CREATE OR REPLACE TABLE v_{name} AS {engine.render(compiled.query)}")
 
 
 def _record_load(

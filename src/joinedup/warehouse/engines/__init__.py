@@ -23,16 +23,20 @@ def open_engine(
     read_only: bool = True,
     spark_master: str = "local[2]",
     parquet_dir: Path | None = None,
+    memory_limit: str | None = None,
 ) -> Engine:
     """Open an engine over the canonical tables.
 
-    `duckdb` opens the `warehouse` file (or memory, loading `parquet_dir` if given); `spark`
+    `duckdb` opens the `warehouse` file (or memory, loading `parquet_dir` if given), within
+    `memory_limit` (e.g. "2GB"; beyond it DuckDB spills to disk) when given; `spark`
     starts a session at `spark_master` and registers the Parquet tables in `parquet_dir`.
     """
     if kind == "duckdb":
         if warehouse is not None and parquet_dir is not None:
             raise ConfigurationError("give a DuckDB engine a warehouse or a Parquet directory")
-        duck = DuckDBEngine(warehouse, read_only=read_only and warehouse is not None)
+        duck = DuckDBEngine(
+            warehouse, read_only=read_only and warehouse is not None, memory_limit=memory_limit
+        )
         if parquet_dir is not None:
             for name, files in canonical_parquet_files(parquet_dir).items():
                 duck.load_parquet(name, files)
