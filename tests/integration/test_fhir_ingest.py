@@ -209,7 +209,7 @@ def test_dangling_references_and_unmapped_codes_are_counted(
     ])  # fmt: skip
     report = _ingest(warehouse, source)
     quality = {(s, i, d): n for s, i, d, n in report.quality}
-    assert quality[("dangling references", "Condition -> Patient", "no such Patient")] == 1
+    assert quality[("dangling references", "Condition -> Patient", "no such resource")] == 1
     assert quality[("unmapped codes", "Condition.code", "http://example.org/local X1")] == 1
     # HbA1c in % (DCCT) becomes mmol/mol (IFCC): (7.0 - 2.15) x 10.929 = 53.0
     assert _rows(warehouse, "SELECT observation_type, value, unit FROM observation") == [

@@ -395,68 +395,48 @@ WHERE ethnic_code IS NOT NULL AND ethnic_code NOT IN {_in(ETHNIC_CATEGORIES)} GR
 """
 
 
-_PATIENT_REFS = (
-    ("Condition", "v_condition"),
-    ("Encounter", "v_encounter"),
-    ("EpisodeOfCare", "v_episode_of_care"),
-    ("Observation", "v_observation"),
-    ("MedicationRequest", "v_medication_request"),
-    ("MedicationStatement", "v_medication_statement"),
-    ("ServiceRequest", "v_service_request"),
-    ("Procedure", "v_procedure"),
-    ("Consent", "v_consent"),
-)
-
-
-def _dangling() -> str:
-    parts = [
-        f"SELECT 'dangling references', '{kind} -> Patient', 'no such Patient', "
-        f"count(DISTINCT {_first_key(table)}) FROM {table} WHERE patient_key IS NOT NULL "
-        "AND patient_key NOT IN (SELECT patient_key FROM v_patient)"
-        for kind, table in _PATIENT_REFS
-    ]
-    parts += [
-        "SELECT 'dangling references', 'Condition -> Encounter', 'no such Encounter', count(*) "
-        "FROM v_condition WHERE encounter_key IS NOT NULL AND encounter_key NOT IN "
-        "(SELECT encounter_key FROM v_encounter)",
-        "SELECT 'dangling references', 'PractitionerRole -> Practitioner', "
-        "'no such Practitioner', count(*) FROM v_practitioner_role WHERE practitioner_key IS "
-        "NOT NULL AND practitioner_key NOT IN (SELECT practitioner_key FROM v_practitioner)",
-        "SELECT 'dangling references', 'Medication', 'no such Medication', count(*) FROM "
-        "(SELECT medication_key FROM v_medication_request UNION ALL SELECT medication_key FROM "
-        "v_medication_statement) WHERE medication_key IS NOT NULL AND medication_key NOT IN "
-        "(SELECT medication_key FROM v_medication)",
-        "SELECT 'dangling references', 'Organization (literal)', 'no such Organization', "
-        "count(*) FROM (SELECT provider_ref AS r FROM v_encounter UNION ALL SELECT "
-        "practice_ref FROM v_patient UNION ALL SELECT organisation_ref FROM v_episode_of_care "
-        "UNION ALL SELECT requester_ref FROM v_medication_request UNION ALL SELECT "
-        "performer_ref FROM v_service_request UNION ALL SELECT organisation_ref FROM "
-        "v_practitioner_role) WHERE r IS NOT NULL AND r NOT IN "
-        "(SELECT organization_key FROM v_organization)",
-        "SELECT 'dangling references', 'ODS code', 'not in the footprint or any Organization', "
-        "count(DISTINCT code) FROM (SELECT practice_code AS code FROM person UNION ALL SELECT "
-        "provider_code FROM activity UNION ALL SELECT organisation_code FROM diagnosis UNION "
-        "ALL SELECT prescriber_code FROM medication UNION ALL SELECT practice_code FROM "
-        "registration) WHERE code IS NOT NULL AND code NOT IN (SELECT practice_code FROM "
-        "practice UNION ALL SELECT organisation_code FROM organisation UNION ALL SELECT "
-        "ods_code FROM v_organization WHERE ods_code IS NOT NULL)",
-    ]
-    return " UNION ALL ".join(parts)
-
-
-def _first_key(table: str) -> str:
-    keys = {
-        "v_condition": "condition_key",
-        "v_encounter": "encounter_key",
-        "v_episode_of_care": "episode_key",
-        "v_observation": "observation_key",
-        "v_medication_request": "request_key",
-        "v_medication_statement": "statement_key",
-        "v_service_request": "request_key",
-        "v_procedure": "procedure_key",
-        "v_consent": "consent_key",
-    }
-    return keys[table]
+_DANGLING = r"""
+WITH refs AS (
+  SELECT resource_type AS source,
+         unnest(regexp_extract_all(CAST(resource AS VARCHAR), '"reference":"([^"]*)"', 1)) AS ref
+  FROM fhir_current),
+parsed AS (
+  SELECT source, ref,
+    regexp_extract(ref, '^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/.*)?$', 1) AS kind,
+    regexp_extract(ref, '^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/.*)?$', 2) AS id,
+    regexp_extract(ref, '^([A-Za-z]+)\?identifier=(.+)$', 1) AS search_kind,
+    regexp_extract(ref, '^([A-Za-z]+)\?identifier=(.+)$', 2) AS token
+  FROM refs WHERE NOT starts_with(ref, '#') AND NOT regexp_matches(ref, '^[a-z]+://')),
+identifiers AS (
+  SELECT resource_type AS kind,
+         json_extract_string(i, '$.system') || '|' || json_extract_string(i, '$.value') AS token
+  FROM fhir_current, unnest(CASE json_type(resource, '$.identifier')
+      WHEN 'ARRAY' THEN CAST(json_extract(resource, '$.identifier') AS JSON[])
+      WHEN 'OBJECT' THEN [json_extract(resource, '$.identifier')] ELSE [] END) AS u(i)
+  WHERE resource_type IN (SELECT search_kind FROM parsed WHERE search_kind <> ''))
+SELECT 'dangling references',
+  source || ' -> ' || CASE WHEN kind <> '' THEN kind WHEN search_kind <> '' THEN search_kind
+                           ELSE 'unresolvable reference' END,
+  CASE WHEN kind <> '' THEN 'no such resource'
+       WHEN search_kind <> '' THEN 'no resource with that identifier'
+       ELSE 'not Type/id or Type?identifier=' END,
+  count(*)
+FROM parsed p
+WHERE (p.kind <> '' AND NOT EXISTS (
+         SELECT 1 FROM fhir_current c WHERE c.resource_type = p.kind AND c.id = p.id))
+   OR (p.kind = '' AND p.search_kind <> '' AND NOT EXISTS (
+         SELECT 1 FROM identifiers i WHERE i.kind = p.search_kind AND i.token = p.token))
+   OR (p.kind = '' AND p.search_kind = '')
+GROUP BY 2, 3
+UNION ALL
+SELECT 'dangling references', 'ODS code', 'not in the footprint or any Organization',
+  count(DISTINCT code) FROM (SELECT practice_code AS code FROM person UNION ALL
+  SELECT provider_code FROM activity UNION ALL SELECT organisation_code FROM diagnosis
+  UNION ALL SELECT prescriber_code FROM medication UNION ALL SELECT practice_code
+  FROM registration) WHERE code IS NOT NULL AND code NOT IN (SELECT practice_code FROM
+  practice UNION ALL SELECT organisation_code FROM organisation UNION ALL SELECT ods_code
+  FROM v_organization WHERE ods_code IS NOT NULL)
+"""
 
 
 _PEOPLE = """
@@ -477,5 +457,5 @@ WHERE lsoa_code IS NOT NULL AND imd_decile IS NULL
 def quality(engine: Engine) -> list[tuple[str, str, str, int]]:
     """Unmapped codes, dangling references and people facts, as (section, item, detail, n);
     zero counts are left out."""
-    rows = engine.fetch(f"{_unmapped()} UNION ALL {_dangling()} UNION ALL {_PEOPLE}")
+    rows = [row for sql in (_unmapped(), _DANGLING, _PEOPLE) for row in engine.fetch(sql)]
     return [(str(s), str(i), str(d), int(n)) for s, i, d, n in rows if n]

@@ -350,7 +350,7 @@ def _store(engine: Engine, report: LoadReport, seq: int) -> None:
 def _flatten(engine: Engine) -> None:
     """The latest version of each resource, then each shipped view over it as `v_<name>`."""
     engine.run(
-        "CREATE OR REPLACE TABLE fhir_current AS SELECT resource_type, resource "
+        "CREATE OR REPLACE TABLE fhir_current AS SELECT resource_type, id, resource "
         f"FROM {STORE} QUALIFY row_number() OVER (PARTITION BY resource_type, id "
         "ORDER BY last_updated DESC NULLS LAST, load_seq DESC, version_id DESC) = 1"
     )
