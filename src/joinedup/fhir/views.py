@@ -1,17 +1,31 @@
 """SQL-on-FHIR v2 ViewDefinitions: validated, then compiled to one SQL query that runs inside
-DuckDB over a table of raw resources (`resource_type`, `resource` JSON).
+DuckDB (or Spark) over a table of raw resources (`resource_type`, `resource` JSON).
 
 Every FHIRPath expression becomes a SQL expression whose value is a FHIRPath collection: a
 `JSON[]` list. Navigation flattens lists with `list_transform`; `where` is `list_filter`;
-`forEach` maps each focus to its rows; a view's rows for one resource are a list of JSON
-objects, unnested at the end. Nothing is interpreted resource by resource in Python.
+`forEach` maps each focus to its rows; a view's rows for one resource are a list of rows
+(DuckDB STRUCTs of JSON values), unnested at the end. Nothing is interpreted resource by
+resource in Python.
+
+On DuckDB a JSON value is text, parsed again by every read, so the SQL reads little:
+- every path of object keys the view reads from the resource (`a`, `a.b`) is read in one
+  pass (`_Prefetch`), and a member chain stays a list of values not yet spread (`_values`),
+  with each step written for the usual case, a value that is not an array, apart from the
+  general one (`_per_branch`);
+- the contexts that need less than a whole collection get their own compilers:
+  `compile_first` (first item), `_only` (a column's single value), `compile_boolean` (a
+  criterion as a SQL boolean);
+- a value used several times is bound to a lambda variable once (`_let`), and the parts of a
+  resource's rows are computed once, side by side (`_Scope.bind`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +47,8 @@ from joinedup.fhir.fhirpath import (
 )
 
 RESOURCE_TABLE = "fhir_resource"
+TOP = "top"  # the list of values prefetched from each resource
+PART = "part"  # the parts of a resource's rows, computed once (`_Scope.bind`)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PRIMITIVE_TYPES = {
     "boolean": "BOOLEAN",
@@ -48,11 +64,18 @@ _TEXT_TYPES = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(sql: str) -> exp.Expr:
+    """A template's SQL, parsed once (never changed: `_template` fills a copy)."""
+    text = re.sub(r"\{(\w+)\}", lambda m: f"__p_{m.group(1)}__", sql)
+    tree: exp.Expr = sqlglot.parse_one(f"SELECT {text}", read="duckdb").expressions[0]
+    return tree
+
+
 def _template(sql: str, **parts: exp.Expr) -> exp.Expr:
     """A generic SQL expression (CASE, comparisons, casts) whose `{name}` holes are filled
     with expressions; engine-specific pieces always come in through the holes."""
-    text = re.sub(r"\{(\w+)\}", lambda m: f"__p_{m.group(1)}__", sql)
-    tree = sqlglot.parse_one(f"SELECT {text}", read="duckdb").expressions[0]
+    tree = _parsed(sql)
 
     def fill(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Column) and not node.table:
@@ -86,8 +109,8 @@ class Dialect:
     #: DuckDB list function names; other engines translate them in `fn`.
     names: ClassVar[dict[str, str]] = {}
 
-    #: Whether the resource's top-level children are all read in one pass (`children`).
-    #: DuckDB parses JSON text again on every read, so reading each child separately would
+    #: Whether the paths a view reads from the resource are all read in one pass (`read_all`).
+    #: DuckDB parses JSON text again on every read, so reading each path separately would
     #: parse the whole resource once per column.
     prefetch = True
 
@@ -98,27 +121,75 @@ class Dialect:
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return _call_sql("json_extract", item, _string(f'$."{name}"'))
 
-    def children(self, item: exp.Expr, names: list[str]) -> exp.Expr:
-        """A list of `item`'s children `names` (NULL where missing), read in one pass."""
-        paths = exp.Array(expressions=[_string(f'$."{n}"') for n in names])
-        return _call_sql("json_extract", item, paths)
+    def read_all(self, item: exp.Expr, paths: list[tuple[str, ...]]) -> exp.Expr:
+        """A list of the values at `paths` (each a chain of object keys) in `item`, NULL where
+        there is none, read in one pass."""
+        texts = ["$" + "".join(f'."{name}"' for name in path) for path in paths]
+        return _call_sql("json_extract", item, exp.Array(expressions=[_string(t) for t in texts]))
+
+    def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
+        """`text(child(item, name))` in one step."""
+        return _call_sql("json_extract_string", item, _string(f'$."{name}"'))
+
+    # `json_extract` writes compact JSON, so the first character of a value it read tells
+    # whether it is an array without parsing it again. `value` below is always such a value.
+    def each_child(self, value: exp.Expr, name: str, var: exp.Expr, own: exp.Expr) -> exp.Expr:
+        """The child `name` of every item of `spread(value)`, not spread (a list of values,
+        possibly with NULLs). `own` is `child(value, name)`, which may be read already; an
+        array's items' children are read in one pass."""
+        return _template(
+            "CASE WHEN starts_with({v}, '[') THEN {items} ELSE [{own}] END",
+            v=value,
+            items=_call_sql("json_extract", value, _string(f'$[*]."{name}"')),
+            own=own,
+        )
+
+    def matches_fully(self, text: exp.Expr, pattern: str) -> exp.Expr:
+        """Whether all of `text` matches the regular expression `pattern`."""
+        return _call_sql("regexp_full_match", text, _string(pattern))
+
+    def first_text_is(self, item: exp.Expr, name: str, text: str) -> exp.Expr | None:
+        """Whether the text of the first of `item`'s children `name` is `text`, possibly
+        false (not NULL) when there are none; None when there is no shortcut for it.
+
+        One read gives the child's text and its first item's text: a child that is not an
+        array has no first item, and an array's text starts with `[`."""
+        if text.startswith("["):
+            return None
+        texts = _call_sql(
+            "json_extract_string",
+            item,
+            exp.Array(expressions=[_string(f'$."{name}"'), _string(f'$."{name}"[0]')]),
+        )
+        return _call_sql("list_contains", texts, _string(text))
+
+    def first_of(self, value: exp.Expr) -> exp.Expr:
+        """The first item of `spread(value)` (NULL when there is none)."""
+        return _template(
+            "CASE WHEN {v} = 'null' THEN NULL WHEN starts_with({v}, '[') "
+            "THEN CAST({v} AS JSON[])[1] ELSE {v} END",
+            v=value,
+        )
+
+    def sole_of(self, value: exp.Expr, error: exp.Expr) -> exp.Expr:
+        """The only item of `spread(value)`: NULL when there is none, `error` when several."""
+        return _template(
+            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN NULL "
+            "WHEN starts_with({v}, '[') THEN CASE len(CAST({v} AS JSON[])) WHEN 0 THEN NULL "
+            "WHEN 1 THEN CAST({v} AS JSON[])[1] ELSE {err} END ELSE {v} END",
+            v=value,
+            err=error,
+        )
 
     def spread(self, value: exp.Expr) -> exp.Expr:
         """The collection a child read by `child` stands for: nothing when it is missing or
-        null, its items when it is an array, else itself. `json_extract` writes compact JSON,
-        so the first character tells the type without parsing the value again."""
+        null, its items when it is an array, else itself."""
         return _template(
             "CASE WHEN {v} IS NULL OR {v} = 'null' THEN {empty} "
             "WHEN starts_with({v}, '[') THEN CAST({v} AS JSON[]) ELSE [{v}] END",
             v=value,
             empty=self.empty(),
         )
-
-    def is_array(self, item: exp.Expr) -> exp.Expr:
-        return _template("json_type({v}) = 'ARRAY'", v=item)
-
-    def is_null(self, item: exp.Expr) -> exp.Expr:
-        return _template("{v} IS NULL OR json_type({v}) = 'NULL'", v=item)
 
     def is_number(self, item: exp.Expr) -> exp.Expr:
         return _template("json_type({v}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')", v=item)
@@ -128,9 +199,6 @@ class Dialect:
 
     def is_boolean(self, item: exp.Expr) -> exp.Expr:
         return _template("json_type({v}) = 'BOOLEAN'", v=item)
-
-    def as_list(self, item: exp.Expr) -> exp.Expr:
-        return _template("CAST({v} AS JSON[])", v=item)
 
     def text(self, item: exp.Expr) -> exp.Expr:
         return _call_sql("json_extract_string", item, _string("$"))
@@ -206,6 +274,30 @@ class SparkDialect(Dialect):
 
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return _call_sql("variant_get", item, _string(f'$["{name}"]'))
+
+    def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
+        return self.text(self.child(item, name))
+
+    def each_child(self, value: exp.Expr, name: str, var: exp.Expr, own: exp.Expr) -> exp.Expr:
+        return self.fn("list_transform", self.spread(value), _lambda(self.child(var, name), var))
+
+    def first_text_is(self, item: exp.Expr, name: str, text: str) -> exp.Expr | None:
+        return None
+
+    def matches_fully(self, text: exp.Expr, pattern: str) -> exp.Expr:
+        return exp.RegexpLike(this=text, expression=_string(f"^(?:{pattern})$"))
+
+    def first_of(self, value: exp.Expr) -> exp.Expr:
+        return self.first(self.spread(value))
+
+    def sole_of(self, value: exp.Expr, error: exp.Expr) -> exp.Expr:
+        return _template(
+            "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
+            n=self.fn("len", self.spread(value)),
+            null=self.null_value(),
+            one=self.first(self.spread(value)),
+            err=error,
+        )
 
     def spread(self, value: exp.Expr) -> exp.Expr:
         return _template(
@@ -307,45 +399,94 @@ DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "spark": SparkDialect()}
 
 
 @dataclass
+class _Prefetch:
+    """The values a view reads from the resource (at chains of object keys, `paths`), all
+    read in one pass into the list `r.top` (see `Dialect.read_all`)."""
+
+    resource: exp.Expr
+    paths: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def at(self, position: int) -> exp.Expr:
+        return _template(f"{{top}}[{position}]", top=exp.column(TOP, "r"))
+
+    def path_of(self, value: exp.Expr) -> tuple[str, ...] | None:
+        """The path of `value` when it is the resource or read from it here."""
+        if value == self.resource:
+            return ()
+        if isinstance(value, exp.Bracket):
+            for path, position in self.paths.items():
+                if value == self.at(position):
+                    return path
+        return None
+
+
+@dataclass
 class _Scope:
     """What an expression can see: the resource, view constants, %rowIndex and the engine.
 
-    `top` names the resource's top-level children the view reads; with a dialect that
-    prefetches, they are read in one pass into `r.top` and `child` reads them from there."""
+    With a dialect that prefetches, `prefetch` collects what the view reads from the
+    resource, and `child` reads it from there."""
 
     resource: exp.Expr
     constants: dict[str, Any]
     dialect: Dialect
     row_index: exp.Expr | None = None
     counter: Iterator[int] = field(default_factory=itertools.count)
-    top: dict[str, int] = field(default_factory=dict)
+    prefetch: _Prefetch | None = None
+    #: Values computed once per resource before its rows are put together, as columns
+    #: `r.part<i>` of a query of their own; None where that is not possible (in a forEach).
+    parts: list[exp.Expr] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dialect.prefetch and self.prefetch is None:
+            self.prefetch = _Prefetch(self.resource)
 
     def var(self, prefix: str = "v") -> exp.Expr:
         return exp.column(f"{prefix}{next(self.counter)}")
 
     def nested(self, row_index: exp.Expr) -> _Scope:
         return _Scope(
-            self.resource, self.constants, self.dialect, row_index, self.counter, self.top
+            self.resource, self.constants, self.dialect, row_index, self.counter, self.prefetch
         )
+
+    def bind(self, value: exp.Expr) -> exp.Expr:
+        """`value`, or the column it is computed into once when that is possible (not for a
+        value made from such columns: they are all computed side by side)."""
+        if self.parts is None or _cheap(value):
+            return value
+        if any(c.name.startswith(PART) for c in value.find_all(exp.Column) if c.table == "r"):
+            return value
+        self.parts.append(value)
+        return exp.column(f"{PART}{len(self.parts) - 1}", "r")
 
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         """`item`'s child `name` as one JSON value (an array is not spread)."""
-        if self.dialect.prefetch and item == self.resource:
-            position = self.top.setdefault(name, len(self.top) + 1)
-            return _template(f"{{top}}[{position}]", top=exp.column(TOP, "r"))
-        return self.dialect.child(item, name)
+        path = self.path_of(item)
+        if self.prefetch is None or path is None:
+            return self.dialect.child(item, name)
+        # `$.a.b` is `b` of `$.a` when `$.a` is an object, and missing (as `b` of it is)
+        # when `$.a` is anything else.
+        paths = self.prefetch.paths
+        return self.prefetch.at(paths.setdefault((*path, name), len(paths) + 1))
+
+    def path_of(self, item: exp.Expr) -> tuple[str, ...] | None:
+        """The path of `item` in the resource when it is the resource or prefetched."""
+        return None if self.prefetch is None else self.prefetch.path_of(item)
 
 
-TOP = "top"
+#: Builds SQL from SQL (often a lambda's body from its variable).
+_Body = Callable[[exp.Expr], exp.Expr]
 
 
 def _lambda(body: exp.Expr, *variables: exp.Expr) -> exp.Expr:
     return exp.Lambda(this=body, expressions=[exp.to_identifier(v.name) for v in variables])
 
 
-def _children(item: exp.Expr, name: str, scope: _Scope) -> exp.Expr:
-    """The collection of `item`'s children called `name` (an array is spread out)."""
-    return scope.dialect.spread(scope.child(item, name))
+def _child_text(item: exp.Expr, name: str, scope: _Scope) -> exp.Expr:
+    """`item`'s child `name` as text (not spread), read in one step."""
+    if scope.path_of(item) is not None:
+        return scope.dialect.text(scope.child(item, name))
+    return scope.dialect.child_text(item, name)
 
 
 def _cheap(value: exp.Expr) -> bool:
@@ -363,16 +504,30 @@ def _cheap(value: exp.Expr) -> bool:
     return False
 
 
-def _sole(collection: exp.Expr) -> exp.Expr | None:
-    """The item of a collection written `[x]` with `x` cheap, else None."""
+def _one(collection: exp.Expr) -> exp.Expr | None:
+    """The item of a list written `[x]`, else None."""
     if isinstance(collection, exp.Array) and len(collection.expressions) == 1:
-        item = collection.expressions[0]
-        if _cheap(item):
-            return item
+        item: exp.Expr = collection.expressions[0]
+        return item
     return None
 
 
-def _each(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
+def _sole(collection: exp.Expr) -> exp.Expr | None:
+    """The item of a list written `[x]` with `x` cheap, else None."""
+    item = _one(collection)
+    return item if item is not None and _cheap(item) else None
+
+
+def _map(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
+    """transform(collection, v -> body(v)): `body` returns one value."""
+    item = _sole(collection)
+    if item is not None:
+        return exp.Array(expressions=[body(item)])
+    var = scope.var()
+    return scope.dialect.fn("list_transform", collection, _lambda(body(var), var))
+
+
+def _each(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     """flatten(transform(collection, v -> body(v))): `body` returns a collection."""
     item = _sole(collection)
     if item is not None:
@@ -382,7 +537,7 @@ def _each(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
     return d.fn("flatten", d.fn("list_transform", collection, _lambda(body(var), var)))
 
 
-def _filter(collection: exp.Expr, scope: _Scope, test: Any) -> exp.Expr:
+def _filter(collection: exp.Expr, scope: _Scope, test: _Body) -> exp.Expr:
     var = scope.var()
     return scope.dialect.fn("list_filter", collection, _lambda(test(var), var))
 
@@ -401,11 +556,11 @@ def _wrap(value: exp.Expr, d: Dialect) -> exp.Expr:
     )
 
 
-def _let(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
+def _let(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     """`body(c)` with the collection bound to a lambda variable `c`, so a large expression
     used several times is written (and evaluated) once. `body` returns a collection."""
     if _cheap(collection):
-        return body(collection)  # type: ignore[no-any-return]
+        return body(collection)
     var = scope.var("c")
     d = scope.dialect
     return d.fn(
@@ -414,10 +569,10 @@ def _let(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
     )
 
 
-def _let_value(collection: exp.Expr, scope: _Scope, body: Any) -> exp.Expr:
+def _let_value(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     """`body(c)` for a body giving one value (not a collection), with `c` bound once."""
     if _cheap(collection):
-        return body(collection)  # type: ignore[no-any-return]
+        return body(collection)
     var = scope.var("c")
     d = scope.dialect
     return d.first(
@@ -434,23 +589,167 @@ def _boolean(collection: exp.Expr, d: Dialect) -> exp.Expr:
     return exp.cast(d.text(d.first(collection)), exp.DataType.Type.BOOLEAN)
 
 
-def _compare(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Expr:
-    """`left op right` on singletons, numerically when both are numbers; empty if either is."""
-    a, b = d.first(left), d.first(right)
-    sql_op = {"=": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}[op]
+_COMPARISONS = {"=": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_LOGIC = {"and", "or", "xor", "implies"}
+
+
+def _never_number(node: Node, scope: _Scope) -> bool:
+    """Whether `node` is a literal or view constant that is text or a boolean, never a number."""
+    value: Any = None
+    if isinstance(node, Literal):
+        value = node.value
+    elif isinstance(node, Constant) and node.name in scope.constants:
+        value = scope.constants[node.name]
+    return isinstance(value, str | bool)
+
+
+def _compare(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    """`left op right` on singletons as a SQL boolean, numerically when both are numbers;
+    NULL (empty) if either is empty."""
+    d = scope.dialect
+    sql_op = _COMPARISONS[node.op]
+    a = compile_first(node.left, context, scope)
+    b = compile_first(node.right, context, scope)
+    if _never_number(node.left, scope) or _never_number(node.right, scope):
+        return _template(f"{{at}} {sql_op} {{bt}}", at=d.text(a), bt=d.text(b))
     body = (
         "CASE WHEN ({an}) AND ({bn}) "
         f"THEN CAST({{at}} AS DOUBLE) {sql_op} CAST({{bt}} AS DOUBLE) "
         f"ELSE {{at}} {sql_op} {{bt}} END"
     )
-    value = _template(
-        body,
-        an=d.is_number(a),
-        bn=d.is_number(b),
-        at=d.text(a),
-        bt=d.text(b),
+    return _let_value(
+        a,
+        scope,
+        lambda x: _let_value(
+            b,
+            scope,
+            lambda y: _template(
+                body, an=d.is_number(x), bn=d.is_number(y), at=d.text(x), bt=d.text(y)
+            ),
+        ),
     )
-    return _wrap(value, d)
+
+
+def _text_constant(node: Node, scope: _Scope) -> str | None:
+    """The text of a literal or view constant that is text, else None."""
+    if isinstance(node, Literal) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, Constant) and isinstance(scope.constants.get(node.name), str):
+        return str(scope.constants[node.name])
+    return None
+
+
+def _child_is(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr | None:
+    """`name = 'text'` on one item, as the dialect's shortcut (`Dialect.first_text_is`), or
+    None when there is none. The shortcut may give false where the comparison is empty."""
+    for member, other in ((node.left, node.right), (node.right, node.left)):
+        text = _text_constant(other, scope)
+        item = _sole(context)
+        if (
+            node.op == "="
+            and text is not None
+            and isinstance(member, Member)
+            and isinstance(member.target, This)
+            and item is not None
+            and scope.path_of(item) is None
+        ):
+            return scope.dialect.first_text_is(item, member.name, text)
+    return None
+
+
+def compile_boolean(
+    node: Node, context: exp.Expr, scope: _Scope, *, empty_is_false: bool = False
+) -> exp.Expr:
+    """FHIRPath `node` on `context` as a SQL boolean: NULL when it gives an empty collection,
+    else its first item's truth. Logic and comparisons are written as SQL directly, so a
+    criterion does not go through a JSON collection and back. With `empty_is_false` (a
+    filter, where NULL and false mean the same) the result may be false instead of NULL."""
+    d = scope.dialect
+    if isinstance(node, Binary) and node.op in _COMPARISONS:
+        shortcut = _child_is(node, context, scope) if empty_is_false else None
+        return shortcut if shortcut is not None else _compare(node, context, scope)
+    if isinstance(node, Binary) and node.op in _LOGIC:
+        # `and` and `or` give NULL or false alike when an operand is false rather than NULL.
+        monotone = empty_is_false and node.op in ("and", "or")
+        left = exp.paren(compile_boolean(node.left, context, scope, empty_is_false=monotone))
+        right = exp.paren(compile_boolean(node.right, context, scope, empty_is_false=monotone))
+        if node.op == "and":
+            return exp.and_(left, right)
+        if node.op == "or":
+            return exp.or_(left, right)
+        if node.op == "xor":
+            return exp.NEQ(this=left, expression=right)
+        return exp.or_(exp.Not(this=left), right)  # implies
+    if isinstance(node, Call) and node.function == "not" and not node.args:
+        return exp.Not(this=exp.paren(compile_boolean(node.target, context, scope)))
+    return _boolean(compile_path(node, context, scope), d)
+
+
+def compile_first(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    """The first item of FHIRPath `node`'s collection on `context` (NULL when empty)."""
+    d = scope.dialect
+    node = _choice(node)
+    if isinstance(node, Member):
+
+        def first(values: exp.Expr) -> exp.Expr:
+            value = _one(values)
+            if value is not None:
+                return _let_value(value, scope, d.first_of)
+            return d.first(_spread_all(values, scope))
+
+        return _per_branch(_values(node, context, scope), first)
+    if isinstance(node, Call) and node.function == "first" and not node.args:
+        return compile_first(node.target, context, scope)
+    if isinstance(node, Call) and node.function == "getReferenceKey":
+        references = _values(Member(node.target, "reference"), context, scope)
+        return _reference_key(node).first(references, scope)
+    return d.first(compile_path(node, context, scope))
+
+
+#: Functions whose result has at most one item.
+_AT_MOST_ONE = {"first", "last", "exists", "empty", "count", "not", "join", "getResourceKey"}
+
+
+def _only(node: Node, context: exp.Expr, scope: _Scope, error: exp.Expr) -> exp.Expr:
+    """The only item of FHIRPath `node`'s collection on `context`: NULL when it is empty,
+    `error` when it has several."""
+    d = scope.dialect
+    node = _choice(node)
+    if isinstance(node, Call) and node.function in _AT_MOST_ONE:
+        return compile_first(node, context, scope)
+
+    def only(collection: exp.Expr) -> exp.Expr:
+        return _let_value(
+            collection,
+            scope,
+            lambda c: _template(
+                "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
+                n=_size(c, d),
+                null=d.null_value(),
+                one=d.first(c),
+                err=error,
+            ),
+        )
+
+    if isinstance(node, Member):
+
+        def only_value(values: exp.Expr) -> exp.Expr:
+            value = _one(values)
+            if value is not None:
+                return _let_value(value, scope, lambda v: d.sole_of(v, error))
+            return only(_spread_all(values, scope))
+
+        return _per_branch(_values(node, context, scope), only_value)
+    if isinstance(node, Call) and node.function == "getReferenceKey":
+        key = _reference_key(node)
+
+        def only_key(references: exp.Expr) -> exp.Expr:
+            if _one(references) is not None:  # one reference has one key at most
+                return key.first(references, scope)
+            return only(key.collection(references, scope))
+
+        return _per_branch(_values(Member(node.target, "reference"), context, scope), only_key)
+    return only(compile_path(node, context, scope))
 
 
 def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Expr:
@@ -481,36 +780,126 @@ def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Exp
     return _template("CASE WHEN {v} IS NULL THEN {empty} ELSE [{v}] END", v=value, empty=d.empty())
 
 
-def _reference_key(item: exp.Expr, type_name: str | None, scope: _Scope) -> exp.Expr:
-    """`Type/id` from a Reference's literal reference (relative or absolute URL); NULL when
-    there is none or it is not of `type_name`."""
-    d = scope.dialect
-    key = d.fn(
-        "nullif",
-        d.fn(
-            "regexp_extract",
-            d.text(scope.child(item, "reference")),
-            _string(r"([A-Za-z]+/[A-Za-z0-9\-\.]{1,64})(/_history/[^/]+)?$"),
-            _number(1),
-        ),
-        _string(""),
-    )
-    if type_name is None:
-        return key
-    return _template(
-        "CASE WHEN {starts} THEN {k} END",
-        starts=d.fn("starts_with", key, _string(f"{type_name}/")),
-        k=key,
-    )
+_ID = r"/[A-Za-z0-9\-\.]{1,64}"
+
+
+@dataclass(frozen=True)
+class _ReferenceKey:
+    """How to find the `Type/id` key of a literal reference (relative or absolute URL) of
+    type `wanted` (any type when None).
+
+    `search`'s group 1 is the key. It is anchored at the end, so it matches at most once.
+    Its leftmost match starts after a non-letter (else it would also match one letter
+    earlier), so `(^|non-letter)Type/` finds the key of a wanted type, and none when the key
+    is of another type; `check` is the type still to check when that does not hold (the type
+    `history`, which `/_history/v` would match). A reference that is just `Type/id`,
+    `plain`, is its own key, which a match of the whole text tells faster than a search."""
+
+    wanted: str | None
+
+    @property
+    def _in_pattern(self) -> bool:
+        return (
+            self.wanted is not None
+            and re.fullmatch("[A-Za-z]+", self.wanted) is not None
+            and self.wanted != "history"
+        )
+
+    @property
+    def search(self) -> str:
+        tail = _ID + ")(?:/_history/[^/]+)?$"
+        if self._in_pattern:
+            return f"(?:^|[^A-Za-z])({self.wanted}" + tail
+        return "([A-Za-z]+" + tail
+
+    @property
+    def plain(self) -> str:
+        return (self.wanted if self.wanted and self._in_pattern else "[A-Za-z]+") + _ID
+
+    @property
+    def check(self) -> str | None:
+        return None if self.wanted is None or self._in_pattern else self.wanted
+
+    def keys_in(self, text: exp.Expr, scope: _Scope) -> exp.Expr:
+        """The keys (at most one) in a reference's text, as a list of text."""
+        d = scope.dialect
+        text = d.fn("coalesce", text, _string(""))  # no reference: no key
+        found = _template(
+            "CASE WHEN {plain} THEN [{text}] ELSE {found} END",
+            plain=d.matches_fully(text, self.plain),
+            text=text,
+            found=d.fn("regexp_extract_all", text, _string(self.search), _number(1)),
+        )
+        if self.check is None:
+            return found
+        key = scope.var("k")
+        wanted = d.fn("starts_with", key, _string(f"{self.check}/"))
+        return d.fn("list_filter", found, _lambda(wanted, key))
+
+    def collection(self, references: exp.Expr, scope: _Scope) -> exp.Expr:
+        """The keys of `references` (Reference.reference values, see `_values`)."""
+        d = scope.dialect
+
+        def keys(references: exp.Expr) -> exp.Expr:
+            ref = _one(references)
+            if ref is not None:
+                found = _let_value(ref, scope, lambda v: self.keys_in(d.text(v), scope))
+            else:
+                var = scope.var()
+                found = d.fn(
+                    "flatten",
+                    d.fn(
+                        "list_transform", references, _lambda(self.keys_in(d.text(var), scope), var)
+                    ),
+                )
+            key = scope.var("k")
+            return d.fn("list_transform", found, _lambda(d.value(key), key))
+
+        return _per_branch(references, keys)
+
+    def first(self, references: exp.Expr, scope: _Scope) -> exp.Expr:
+        """The first key of `references`; the only one when there is one reference."""
+        d = scope.dialect
+
+        def first(references: exp.Expr) -> exp.Expr:
+            ref = _one(references)
+            if ref is None:
+                return d.first(self.collection(references, scope))
+            return d.value(d.first(self.keys_in(d.text(ref), scope)))
+
+        return _per_branch(references, first)
+
+
+def _reference_key(node: Call) -> _ReferenceKey:
+    """How `getReferenceKey([Type])` finds keys."""
+    args = node.args
+    return _ReferenceKey(args[0].name if args and isinstance(args[0], TypeName) else None)
 
 
 _TYPE_TESTS = {"string": "is_string", "boolean": "is_boolean", "integer": "is_number",
                "decimal": "is_number"}  # fmt: skip
 
 
+def _choice(node: Node) -> Node:
+    """`x.name.ofType(T)` as the choice element it reads, `x.nameT` (`value.ofType(Quantity)`
+    is `valueQuantity`); any other node as it is."""
+    if (
+        isinstance(node, Call)
+        and node.function == "ofType"
+        and isinstance(node.target, Member)
+        and len(node.args) == 1
+    ):
+        arg = node.args[0]
+        type_name = arg.name if isinstance(arg, TypeName) else ""
+        member = node.target
+        return Member(member.target, member.name + type_name[:1].upper() + type_name[1:])
+    return node
+
+
 def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
     """The SQL (a collection of JSON values) of FHIRPath `node` evaluated on `context`."""
     d = scope.dialect
+    node = _choice(node)
     if isinstance(node, This):
         return context
     if isinstance(node, Literal):
@@ -522,8 +911,7 @@ def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
             raise InputError(f"%{node.name}", "no such constant in the view")
         return _single(exp.convert(scope.constants[node.name]), d)
     if isinstance(node, Member):
-        target = compile_path(node.target, context, scope)
-        return _each(target, scope, lambda v: _children(v, node.name, scope))
+        return _spread_all(_values(node, context, scope), scope)
     if isinstance(node, Index):
         target = compile_path(node.target, context, scope)
         index = compile_path(node.index, context, scope)
@@ -536,7 +924,78 @@ def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
     raise InputError("FHIRPath", f"cannot compile {node}")
 
 
+def _values(node: Member, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    """Member `node` as a list of JSON values, not yet spread: the collection is every value's
+    `spread`, in order. A chain of members stays in this form, so each step reads each value
+    once: the children of all of an array's items come from one read of the array."""
+    names: list[str] = []
+    target: Node = node
+    while isinstance(target, Member):
+        names.insert(0, target.name)
+        target = _choice(target.target)
+    items = compile_path(target, context, scope)
+    item = _sole(items)
+    if item is not None:
+        return _chain(item, names, scope)
+    if len(names) == 1:
+        return _map(items, scope, lambda item: scope.child(item, names[0]))
+    return scope.dialect.fn("flatten", _map(items, scope, lambda item: _chain(item, names, scope)))
+
+
+def _chain(item: exp.Expr, names: list[str], scope: _Scope) -> exp.Expr:
+    """The values (see `_values`) of the chain of members `names` on one item."""
+    values: exp.Expr = exp.Array(expressions=[scope.child(item, names[0])])
+    for name in names[1:]:
+        values = _per_branch(values, functools.partial(_children_of, name=name, scope=scope))
+    return values
+
+
+def _children_of(values: exp.Expr, name: str, scope: _Scope) -> exp.Expr:
+    """The values of the children `name` of the items the values `values` stand for."""
+    d = scope.dialect
+
+    def children(value: exp.Expr) -> exp.Expr:
+        return d.each_child(value, name, scope.var(), scope.child(value, name))
+
+    value = _one(values)
+    if value is not None:
+        return _let_value(value, scope, children)
+    var = scope.var()
+    return d.fn("flatten", d.fn("list_transform", values, _lambda(children(var), var)))
+
+
+def _per_branch(values: exp.Expr, body: _Body) -> exp.Expr:
+    """`body(values)`, written once per branch when `values` is a CASE choosing between lists
+    (as `each_child` writes them), so that each branch is simplified on its own: the usual
+    one, one value that is not an array, then needs no lambda."""
+    if isinstance(values, exp.Case) and values.args.get("default") is not None:
+        return exp.Case(
+            ifs=[
+                exp.If(this=case.this.copy(), true=_per_branch(case.args["true"], body))
+                for case in values.args["ifs"]
+            ],
+            default=_per_branch(values.args["default"], body),
+        )
+    return body(values)
+
+
+def _spread_all(values: exp.Expr, scope: _Scope) -> exp.Expr:
+    """The collection a list of values from `_values` stands for."""
+    d = scope.dialect
+
+    def spread(values: exp.Expr) -> exp.Expr:
+        value = _one(values)
+        if value is not None:
+            return _let_value(value, scope, d.spread)
+        var = scope.var()
+        return d.fn("flatten", d.fn("list_transform", values, _lambda(d.spread(var), var)))
+
+    return _per_branch(values, spread)
+
+
 def _binary(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    if node.op in _COMPARISONS or node.op in _LOGIC:
+        return _wrap(compile_boolean(node, context, scope), scope.dialect)
     left = compile_path(node.left, context, scope)
     right = compile_path(node.right, context, scope)
     return _let(left, scope, lambda a: _let(right, scope, lambda b: _operate(node.op, a, b, scope)))
@@ -545,17 +1004,6 @@ def _binary(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
 def _operate(op: str, left: exp.Expr, right: exp.Expr, scope: _Scope) -> exp.Expr:
     """A binary operator on two (bound) collections."""
     d = scope.dialect
-    if op in ("and", "or"):
-        sql = exp.and_ if op == "and" else exp.or_
-        return _wrap(sql(exp.paren(_boolean(left, d)), exp.paren(_boolean(right, d))), d)
-    if op == "xor":
-        return _wrap(exp.NEQ(this=_boolean(left, d), expression=_boolean(right, d)), d)
-    if op == "implies":
-        return _wrap(
-            exp.or_(exp.Not(this=exp.paren(_boolean(left, d))), exp.paren(_boolean(right, d))), d
-        )
-    if op in ("=", "!=", "<", ">", "<=", ">="):
-        return _compare(op, left, right, d)
     if op in ("+", "-", "*", "/", "div", "mod", "&"):
         return _arithmetic(op, left, right, d)
     if op == "|":
@@ -578,13 +1026,6 @@ def _operate(op: str, left: exp.Expr, right: exp.Expr, scope: _Scope) -> exp.Exp
 def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     d = scope.dialect
     name, args = node.function, node.args
-    if name == "ofType" and isinstance(node.target, Member) and len(args) == 1:
-        type_arg = args[0]
-        type_name = type_arg.name if isinstance(type_arg, TypeName) else ""
-        choice = Member(
-            node.target.target, node.target.name + type_name[:1].upper() + type_name[1:]
-        )
-        return compile_path(choice, context, scope)
     if name == "getResourceKey":
         key = _template(
             "{t} || '/' || {i}",
@@ -592,10 +1033,18 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
             i=d.text(scope.child(scope.resource, "id")),
         )
         return _wrap(key, d)
-    target = compile_path(node.target, context, scope)
     if name == "getReferenceKey":
-        wanted = args[0].name if args and isinstance(args[0], TypeName) else None
-        return _each(target, scope, lambda v: _wrap(_reference_key(v, wanted, scope), d))
+        references = _values(Member(node.target, "reference"), context, scope)
+        return _reference_key(node).collection(references, scope)
+    if name == "extension" and len(args) == 1:
+        url = d.text(d.first(compile_path(args[0], context, scope)))
+        extensions = compile_path(Member(node.target, "extension"), context, scope)
+        return _filter(
+            extensions,
+            scope,
+            lambda v: exp.EQ(this=_child_text(v, "url", scope), expression=url.copy()),
+        )
+    target = compile_path(node.target, context, scope)
     if name == "exists":
         if args:
             target = _filter(target, scope, lambda v: _truthy(args[0], v, scope))
@@ -609,7 +1058,7 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     if name == "last":
         return d.slice(target, _number(-1))
     if name == "not":
-        return _wrap(exp.Not(this=exp.paren(_boolean(target, d))), d)
+        return _wrap(compile_boolean(node, context, scope), d)
     if name == "where" and len(args) == 1:
         return _filter(target, scope, lambda v: _truthy(args[0], v, scope))
     if name == "select" and len(args) == 1:
@@ -623,14 +1072,6 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
         var = scope.var()
         texts = d.fn("list_transform", target, _lambda(d.text(var), var))
         return _single(d.fn("array_to_string", texts, separator), d)
-    if name == "extension" and len(args) == 1:
-        url = d.text(d.first(compile_path(args[0], context, scope)))
-        extensions = _each(target, scope, lambda v: _children(v, "extension", scope))
-        return _filter(
-            extensions,
-            scope,
-            lambda v: exp.EQ(this=d.text(scope.child(v, "url")), expression=url.copy()),
-        )
     if name == "ofType" and len(args) == 1 and isinstance(args[0], TypeName):
         test = _TYPE_TESTS.get(args[0].name)
         if test is None:
@@ -641,8 +1082,8 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
 
 def _truthy(criteria: Node, item: exp.Expr, scope: _Scope) -> exp.Expr:
     """Whether `criteria` is true for one item (empty counts as false)."""
-    value = compile_path(criteria, exp.Array(expressions=[item]), scope)
-    return exp.func("coalesce", _boolean(value, scope.dialect), exp.false())
+    value = compile_boolean(criteria, exp.Array(expressions=[item]), scope, empty_is_false=True)
+    return exp.func("coalesce", value, exp.false())
 
 
 # --- ViewDefinitions ----------------------------------------------------------------------------
@@ -801,45 +1242,74 @@ def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp
     if columns:
         pairs: list[tuple[str, exp.Expr]] = []
         for col in columns:
-            value = compile_path(parse(col["path"]), exp.Array(expressions=[node]), scope)
+            path, context = parse(col["path"]), exp.Array(expressions=[node])
             cell: exp.Expr
             if col.get("collection"):
-                cell = d.list_value(value)
+                cell = d.list_value(compile_path(path, context, scope))
             else:
                 message = (
                     f"column {col['name']}: multiple values found but not expected "
                     "(set collection: true)"
                 )
-                cell = _let_value(
-                    value,
-                    scope,
-                    lambda c, message=message: _template(
-                        "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
-                        n=_size(c, d),
-                        null=d.null_value(),
-                        one=d.first(c),
-                        err=d.error(message),
-                    ),
-                )
+                cell = _only(path, context, scope, d.error(message))
             pairs.append((col["name"], cell))
         parts.append((exp.Array(expressions=[d.row(pairs)]), [name for name, _ in pairs]))
+
+    # A part is computed once per resource (`_Scope.bind`), rather than inside a lambda over
+    # the rows of the parts before it, only when those always give one row: only then is it
+    # always computed (and its errors raised) without binding too.
+    def scope_after(before: list[tuple[exp.Expr, list[str]]]) -> _Scope:
+        always = all(_one(rows) is not None for rows, _ in before)
+        return scope if always else dataclasses.replace(scope, parts=None)
+
     for sub in select.get("select") or []:
-        parts.append(_rows(sub, node, scope))
-    branches = [_rows(b, node, scope) for b in select.get("unionAll") or []]
+        parts.append(_rows(sub, node, scope_after(parts)))
+    branches = select.get("unionAll") or []
     if branches:
-        union = d.fn("flatten", exp.Array(expressions=[rows for rows, _ in branches]))
-        parts.append((union, branches[0][1]))
+        union_scope = scope_after(parts)
+        unions = [_rows(b, node, union_scope) for b in branches]
+        union = d.fn("flatten", exp.Array(expressions=[rows for rows, _ in unions]))
+        parts.append((union, unions[0][1]))
     if not parts:
         return exp.Array(expressions=[d.blank_row([])]), []
-    acc, names = parts[0]
-    for part, part_names in parts[1:]:
-        a, b = scope.var("a"), scope.var("b")
-        # A part without columns only repeats rows; its (empty) rows are not merged.
-        merged = d.merge(a, b) if names and part_names else a if names else b
-        inner = d.fn("list_transform", part, _lambda(merged, b))
-        acc = d.fn("flatten", d.fn("list_transform", acc, _lambda(inner, a)))
+    bound = [
+        (_bind_rows(rows, scope_after(parts[:i])), part_names)
+        for i, (rows, part_names) in enumerate(parts)
+    ]
+    acc, names = bound[0]
+    for part, part_names in bound[1:]:
+        acc = _cross(acc, bool(names), part, bool(part_names), scope)
         names = names + part_names
     return acc, names
+
+
+def _cross(
+    left: exp.Expr, has_left: bool, right: exp.Expr, has_right: bool, scope: _Scope
+) -> exp.Expr:
+    """Every row of `left` merged with every row of `right` (a side without columns only
+    repeats rows; its empty rows are not merged). A one-row side is merged into each row of
+    the other."""
+    d = scope.dialect
+
+    def merge(a: exp.Expr, b: exp.Expr) -> exp.Expr:
+        return d.merge(a, b) if has_left and has_right else a if has_left else b
+
+    one_left, one_right = _sole(left), _sole(right)
+    if one_left is not None:
+        return _map(right, scope, lambda b: merge(one_left, b))
+    if one_right is not None:
+        return _map(left, scope, lambda a: merge(a, one_right))
+    a, b = scope.var("a"), scope.var("b")
+    inner = d.fn("list_transform", right, _lambda(merge(a, b), b))
+    return d.fn("flatten", d.fn("list_transform", left, _lambda(inner, a)))
+
+
+def _bind_rows(rows: exp.Expr, scope: _Scope) -> exp.Expr:
+    """A list of rows with its items bound when it is one row, else the list bound."""
+    row = _one(rows)
+    if row is not None:
+        return exp.Array(expressions=[scope.bind(row)])
+    return scope.bind(rows)
 
 
 def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
@@ -855,6 +1325,26 @@ def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
     if col.type in _TEXT_TYPES:
         return d.text(value)
     return d.json_text(value)
+
+
+def _where(node: Node, message: str, scope: _Scope) -> exp.Expr:
+    """A view's `where` path as a SQL condition: false when empty, an error (`message`) when
+    it does not give a boolean."""
+    d = scope.dialect
+
+    def condition(c: exp.Expr) -> exp.Expr:
+        return _template(
+            "CASE WHEN {n} = 0 THEN FALSE WHEN {isbool} THEN CAST({t} AS BOOLEAN) "
+            "ELSE {err} IS NOT NULL END",
+            n=_size(c, d),
+            isbool=d.is_boolean(d.first(c)),
+            t=d.text(d.first(c)),
+            err=d.error(message),
+        )
+
+    return _let_value(
+        compile_path(node, exp.Array(expressions=[scope.resource]), scope), scope, condition
+    )
 
 
 def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb") -> CompiledView:
@@ -879,42 +1369,36 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
             raise _invalid(f"where[{i}]: needs a FHIRPath path")
         wheres.append((i, where["path"], parse(where["path"])))
     r = exp.column("resource", "r")
-    scope = _Scope(r, constants, d)
+    scope = _Scope(r, constants, d, parts=[])
     rows, _ = _rows({"select": view["select"]}, r, scope)
-    conditions: list[exp.Expr] = []
-    for i, path, node in wheres:
-        value = compile_path(node, exp.Array(expressions=[r]), scope)
-        message = f"where[{i}] {path!r} does not give a boolean"
-        conditions.append(
-            _let_value(
-                value,
-                scope,
-                lambda c, message=message: _template(
-                    "CASE WHEN {n} = 0 THEN FALSE WHEN {isbool} THEN CAST({t} AS BOOLEAN) "
-                    "ELSE {err} IS NOT NULL END",
-                    n=_size(c, d),
-                    isbool=d.is_boolean(d.first(c)),
-                    t=d.text(d.first(c)),
-                    err=d.error(message),
-                ),
-            )
-        )
+    conditions = [
+        _where(node, f"where[{i}] {path!r} does not give a boolean", scope)
+        for i, path, node in wheres
+    ]
     source = (
         exp.select(exp.column("resource"))
         .from_(exp.to_table(table))
         .where(exp.EQ(this=exp.column("resource_type"), expression=_string(resource)))
     )
-    if scope.top:
-        source = source.select(d.children(exp.column("resource"), list(scope.top)).as_(TOP))
-    unnested = (
-        exp.select(
-            exp.Explode(this=rows).as_("row")
-            if dialect == "spark"
-            else _call_sql("unnest", rows).as_("row")
+    top = list(scope.prefetch.paths) if scope.prefetch else []
+    if top:
+        source = source.select(d.read_all(exp.column("resource"), top).as_(TOP))
+    if scope.parts:
+        passed = [exp.column("resource", "r")] + ([exp.column(TOP, "r")] if top else [])
+        source = (
+            exp.select(*passed, *[p.as_(f"{PART}{i}") for i, p in enumerate(scope.parts)])
+            .from_(source.subquery("r"))
+            .where(*conditions)
         )
-        .from_(source.subquery("r"))
-        .where(*conditions)
-    )
+        conditions = []
+    one = _one(rows)  # one row per resource: nothing to unnest
+    if one is not None:
+        each_row = one.as_("row")
+    elif dialect == "spark":
+        each_row = exp.Explode(this=rows).as_("row")
+    else:
+        each_row = _call_sql("unnest", rows).as_("row")
+    unnested = exp.select(each_row).from_(source.subquery("r")).where(*conditions)
     row = exp.column("row", "u")
     query = exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(
         unnested.subquery("u")
