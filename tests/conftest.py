@@ -27,27 +27,27 @@ def reference_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def sql_on_fhir_tests() -> Path:
-    """The official SQL-on-FHIR v2 test files in ../shared/specs (skipped when absent, except
-    under CI=true)."""
-    path = REPO_ROOT.parent / "shared" / "specs" / "sql-on-fhir-v2" / "tests"
+def _shared(path: Path, what: str) -> Path:
+    """A folder of ../shared, skipped when absent except under CI=true, where it fails."""
     if not path.is_dir():
-        message = f"SQL-on-FHIR tests not found in {path}"
+        message = f"{what} not found in {path}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def sql_on_fhir_tests() -> Path:
+    """The official SQL-on-FHIR v2 test files in ../shared/specs."""
+    return _shared(
+        REPO_ROOT.parent / "shared" / "specs" / "sql-on-fhir-v2" / "tests", "SQL-on-FHIR tests"
+    )
 
 
 @pytest.fixture(scope="session")
 def uk_core_examples() -> Path:
-    """The UK Core example resources (FHIR XML) in ../shared/specs (skipped when absent,
-    except under CI=true)."""
-    path = REPO_ROOT.parent / "shared" / "specs" / "uk-core" / "examples"
-    if not path.is_dir():
-        message = f"UK Core examples not found in {path}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """The UK Core example resources (FHIR XML) in ../shared/specs."""
+    return _shared(
+        REPO_ROOT.parent / "shared" / "specs" / "uk-core" / "examples", "UK Core examples"
+    )

@@ -3,6 +3,8 @@ docs/data-model.md. A test loads FHIR and checks each table's columns are exactl
 
 from __future__ import annotations
 
+from joinedup.warehouse.schema import table_docs_markdown
+
 FHIR_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
     (
         "fhir_resource",
@@ -125,16 +127,10 @@ FHIR_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
 
 def render_fhir_markdown() -> str:
     """The data-model page's section on the FHIR ingest tables."""
-    lines = [
-        "## FHIR ingest tables",
-        "",
+    return table_docs_markdown(
+        "FHIR ingest tables",
         "Written by `joinedup ingest fhir` (see [fhir.md](fhir.md)). Each load also rebuilds "
         "the canonical population tables above from the latest version of every stored "
         "resource.",
-        "",
-    ]
-    for name, description, columns in FHIR_TABLE_DOCS:
-        lines += [f"### `{name}`", "", description, "", "| column | meaning |", "|---|---|"]
-        lines += [f"| `{c}` | {m} |" for c, m in columns]
-        lines.append("")
-    return "\n".join(lines)
+        FHIR_TABLE_DOCS,
+    )

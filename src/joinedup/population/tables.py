@@ -10,6 +10,7 @@ from __future__ import annotations
 from joinedup.population.codelists import MEDICINE_GROUPS
 from joinedup.population.conditions import CMS_CONDITIONS, SEGMENTS
 from joinedup.population.history import PRIOR_USE
+from joinedup.warehouse.schema import table_docs_markdown
 
 _PERSON: list[tuple[str, str]] = [
     ("person_id", "Pseudonymous person key."),
@@ -203,16 +204,10 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
 
 def render_phm_markdown() -> str:
     """The data-model page's section on population health output tables."""
-    lines = [
-        "## Population health output tables",
-        "",
+    return table_docs_markdown(
+        "Population health output tables",
         "Written by `joinedup phm run` (see [population.md](population.md)). Published tables "
         "have a boolean `<column>_suppressed` beside each count and rate, true where disclosure "
         "control hid the value.",
-        "",
-    ]
-    for name, description, columns in PHM_TABLE_DOCS:
-        lines += [f"### `{name}`", "", description, "", "| column | meaning |", "|---|---|"]
-        lines += [f"| `{c}` | {m} |" for c, m in columns]
-        lines.append("")
-    return "\n".join(lines)
+        PHM_TABLE_DOCS,
+    )

@@ -563,3 +563,15 @@ def render_markdown() -> str:
     lines += [f"| `{k}` | {v or '(coded)'} |" for k, v in OBSERVATION_TYPES.items()]
     lines.append("")
     return "\n".join(lines)
+
+
+def table_docs_markdown(
+    heading: str, intro: str, docs: tuple[tuple[str, str, list[tuple[str, str]]], ...]
+) -> str:
+    """A data-model page section for tables a module writes: (name, description, columns)."""
+    lines = [f"## {heading}", "", intro, ""]
+    for name, description, columns in docs:
+        lines += [f"### `{name}`", "", description, "", "| column | meaning |", "|---|---|"]
+        lines += [f"| `{c}` | {m} |" for c, m in columns]
+        lines.append("")
+    return "\n".join(lines)
