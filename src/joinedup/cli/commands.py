@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from joinedup.cli import fhir as _fhir
+from joinedup.cli import finance as _finance
 from joinedup.cli import footprint as _footprint
 from joinedup.cli import phm as _phm
 from joinedup.cli import score as _score
@@ -19,5 +20,6 @@ main_app.add_typer(_phm.app, name="phm")
 main_app.add_typer(_views.app, name="views")
 main_app.add_typer(_fhir.ingest_app, name="ingest")
 main_app.add_typer(_fhir.export_app, name="export")
+main_app.add_typer(_finance.app, name="finance")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)

@@ -1,0 +1,1 @@
+"""Finance: the single pot of an ICS, starting with need (weighted capitation)."""
