@@ -1,0 +1,53 @@
+"""Money is exact: amounts are whole pence (`int`), and a total split into parts always sums
+back to the total.
+
+`split` shares a total in proportion to weights by the largest remainder method (Hamilton's):
+each part gets the whole pence of its exact share, then the pence left over go one each to the
+parts with the largest fractional remainders, ties to the earlier key in sorted order. The
+exact shares are computed with `fractions.Fraction`, so no rounding error decides a penny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
+
+from joinedup.errors import InputError
+
+
+def pence(pounds: Decimal | int | str) -> int:
+    """Whole pence from pounds given as Decimal, int or text; refuses fractions of a penny."""
+    value = Decimal(str(pounds)) * 100
+    if value != value.to_integral_value():
+        raise InputError(str(pounds), "money must be whole pence")
+    return int(value)
+
+
+def pounds(amount_pence: int) -> Decimal:
+    """Pence as pounds, exactly (Decimal with two places)."""
+    return (Decimal(amount_pence) / 100).quantize(Decimal("0.01"))
+
+
+def split(total_pence: int, weights: Mapping[str, float | int | Fraction]) -> dict[str, int]:
+    """`total_pence` shared in proportion to `weights`, in whole pence summing to the total.
+
+    Weights must be non-negative with a positive sum. Floats are taken at their exact binary
+    value, so the same inputs always give the same pennies.
+    """
+    if not weights:
+        raise InputError("weights", "nothing to split the money between")
+    exact = {k: Fraction(w) for k, w in weights.items()}
+    negative = sorted(k for k, w in exact.items() if w < 0)
+    if negative:
+        raise InputError("weights", f"negative weight for {', '.join(negative)}")
+    whole = sum(exact.values(), Fraction(0))
+    if whole <= 0:
+        raise InputError("weights", "the weights sum to zero")
+    shares = {k: total_pence * w / whole for k, w in exact.items()}
+    parts = {k: s.numerator // s.denominator for k, s in shares.items()}
+    left = total_pence - sum(parts.values())
+    by_remainder = sorted(shares, key=lambda k: (-(shares[k] - parts[k]), k))
+    for key in by_remainder[:left]:
+        parts[key] += 1
+    return parts
