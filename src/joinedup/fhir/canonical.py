@@ -18,19 +18,19 @@ canonical tables and counted by `quality`; the resources stay in the raw store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from joinedup.fhir import ukcore as uk
+from joinedup.fhir.sqltext import case_map as _case
+from joinedup.fhir.sqltext import in_list as _in
+from joinedup.fhir.sqltext import quote as _q
 from joinedup.warehouse import POPULATION_TABLES, Engine
-from joinedup.warehouse.schema import ACTIVITY_TYPES, ETHNIC_CATEGORIES, OBSERVATION_TYPES
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _in(values: Iterable[object]) -> str:
-    return "(" + ", ".join(_q(str(v)) for v in values) + ")"
+from joinedup.warehouse.schema import (
+    ACTIVITY_TYPES,
+    CARE_SETTINGS,
+    ETHNIC_CATEGORIES,
+    OBSERVATION_TYPES,
+)
 
 
 def _values(rows: Sequence[tuple[str, ...]]) -> str:
@@ -55,11 +55,6 @@ _SETTING_OF_ACTIVITY = {
     "mental_health_contact": "mental_health",
 }
 _DEAD_STATUSES = _in(("entered-in-error", "cancelled"))
-
-
-def _case(column: str, mapping: dict[str, str], default: str = "NULL") -> str:
-    whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in mapping.items())
-    return f"CASE {column} {whens} ELSE {default} END"
 
 
 def _ods(ods: str, ref: str) -> str:
@@ -206,7 +201,7 @@ def _diagnosis() -> str:
 SELECT k.person_id, {_day("coalesce(c.recorded_date, c.onset_date)")} AS diagnosis_date,
   CASE WHEN c.snomed_code IS NOT NULL THEN 'snomed' ELSE 'icd10' END,
   coalesce(c.snomed_code, replace(c.icd10_code, '.', '')),
-  coalesce(CASE WHEN c.setting IN {_in(uk.SETTINGS)} THEN c.setting END, {setting_of},
+  coalesce(CASE WHEN c.setting IN {_in(CARE_SETTINGS)} THEN c.setting END, {setting_of},
            'unknown'),
   coalesce(c.recorder_ods, a.provider_code)
 FROM v_condition c JOIN fhir_person_key k USING (patient_key)

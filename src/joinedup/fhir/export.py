@@ -27,13 +27,10 @@ from typing import IO, cast
 
 from joinedup.errors import ConfigurationError
 from joinedup.fhir import ukcore as uk
+from joinedup.fhir.sqltext import case_map as _case
+from joinedup.fhir.sqltext import quote as _q
 from joinedup.warehouse import Engine
 from joinedup.warehouse.schema import ETHNIC_CATEGORIES
-
-
-def _q(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _coding(system: str, code: str, display: str | None = None) -> str:
@@ -63,11 +60,6 @@ def _cost(column: str) -> str:
         f"json_array(json_object('url', {_q(uk.COST_EXTENSION)}, 'valueMoney', "
         f"json_object('value', {column}, 'currency', 'GBP')))"
     )
-
-
-def _case(column: str, mapping: dict[str, str]) -> str:
-    whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in mapping.items())
-    return f"CASE {column} {whens} END"
 
 
 _ETHNIC_DISPLAY = _case("p.ethnic_category", ETHNIC_CATEGORIES)

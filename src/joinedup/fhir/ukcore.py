@@ -10,8 +10,6 @@ stop reason, the LSOA of an address), joinedup writes its own extension or code 
 
 from __future__ import annotations
 
-from joinedup.warehouse.schema import ACTIVITY_TYPES
-
 # --- NHS and HL7 identifiers and code systems -------------------------------------------
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_ORGANISATION = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -100,18 +98,6 @@ SMOKING_CODES: dict[str, tuple[str, ...]] = {
     "8517006": ("8517006",),
     "266919005": ("266919005",),
 }
-
-SETTINGS = ("primary_care", "inpatient", "outpatient", "ae", "community", "mental_health")
-
-
-def icd10_with_dot(code: str) -> str:
-    """ICD-10 as FHIR writes it (`E11.9`); the warehouse holds it without the dot (`E119`)."""
-    return code if len(code) <= 3 else f"{code[:3]}.{code[3:]}"
-
-
-def point_of_delivery(activity_type: str) -> str:
-    return ACTIVITY_TYPES[activity_type]
-
 
 #: Cost of a contact whose source gave none (no joinedup cost extension): a national average
 #: unit cost per contact (per spell for admissions, per week for social care packages). Sources:

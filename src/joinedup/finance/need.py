@@ -63,37 +63,34 @@ def icb_codes(practices: Sequence[PracticeRecord]) -> dict[str, str]:
     return {p.icb_code: p.icb_name for p in practices}
 
 
+def _by_area(
+    level: str, members: Sequence[PracticeRecord], parent: str, *, icb_level: bool
+) -> list[NeedIndex]:
+    """The need index of each area (LAD, or ICB) of `members` against all of `members`."""
+    parent_pop, parent_wp = _sums(members)
+    groups: dict[str, list[PracticeRecord]] = defaultdict(list)
+    for p in members:
+        groups[p.icb_code if icb_level else p.lad_code].append(p)
+    out = []
+    for code in sorted(groups):
+        first = groups[code][0]
+        pop, wp = _sums(groups[code])
+        name = first.icb_name if icb_level else first.ltla_name
+        out.append(
+            NeedIndex(level, code, name, parent, pop, wp, _indices(pop, wp, parent_pop, parent_wp))
+        )
+    return out
+
+
 def place_need(practices: Sequence[PracticeRecord], icb: str) -> list[NeedIndex]:
     """The need index of every place (local authority district) of `icb` against the ICB."""
     members = [p for p in practices if p.icb_code == icb]
     if not members:
         known = ", ".join(sorted(icb_codes(practices)))
         raise InputError("--icb", f"no practices in ICB {icb!r}; the file has {known}")
-    icb_pop, icb_wp = _sums(members)
-    by_place: dict[str, list[PracticeRecord]] = defaultdict(list)
-    for p in members:
-        by_place[p.lad_code].append(p)
-    out = []
-    for code in sorted(by_place):
-        pop, wp = _sums(by_place[code])
-        out.append(
-            NeedIndex("place", code, by_place[code][0].ltla_name, icb, pop, wp,
-                      _indices(pop, wp, icb_pop, icb_wp))
-        )  # fmt: skip
-    return out
+    return _by_area("place", members, icb, icb_level=False)
 
 
 def icb_need(practices: Sequence[PracticeRecord]) -> list[NeedIndex]:
     """The need index of every ICB against England."""
-    england_pop, england_wp = _sums(practices)
-    by_icb: dict[str, list[PracticeRecord]] = defaultdict(list)
-    for p in practices:
-        by_icb[p.icb_code].append(p)
-    out = []
-    for code in sorted(by_icb):
-        pop, wp = _sums(by_icb[code])
-        out.append(
-            NeedIndex("icb", code, by_icb[code][0].icb_name, "England", pop, wp,
-                      _indices(pop, wp, england_pop, england_wp))
-        )  # fmt: skip
-    return out
+    return _by_area("icb", practices, "England", icb_level=True)

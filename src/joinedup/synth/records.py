@@ -12,6 +12,7 @@ from joinedup.synth import params
 from joinedup.synth.cohort import NO_DEATH, Cohort, K
 from joinedup.synth.services import SPECIALTY_CODES, Events
 from joinedup.synth.world import World
+from joinedup.warehouse.schema import CARE_SETTINGS
 
 CI = params.CONDITION_INDEX
 
@@ -37,7 +38,7 @@ DIAGNOSIS_CODES: list[tuple[str, str]] = sorted(
     | {("icd10", s) for s in _ELECTIVE_PRIMARY.values()}
 )
 _CODE_INDEX = {code: i for i, code in enumerate(DIAGNOSIS_CODES)}
-SETTINGS = ["primary_care", "inpatient", "outpatient", "ae", "community", "mental_health"]
+SETTINGS = list(CARE_SETTINGS)
 
 
 @dataclass

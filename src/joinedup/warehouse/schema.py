@@ -60,6 +60,12 @@ ETHNIC_CATEGORIES: dict[str, str] = {
     "Z": "Not stated",
 }
 
+# Where a diagnosis was recorded (`diagnosis.setting`); FHIR sources that say neither the
+# setting nor an encounter give `unknown`.
+CARE_SETTINGS: tuple[str, ...] = (
+    "primary_care", "inpatient", "outpatient", "ae", "community", "mental_health",
+)  # fmt: skip
+
 OBSERVATION_TYPES: dict[str, str] = {
     "systolic_bp": "mm[Hg]",
     "diastolic_bp": "mm[Hg]",
