@@ -146,6 +146,7 @@ def _record(code: str, lad: str, population: float, lat: float, lon: float) -> P
         icb_name="NHS Test ICB",
         lad_code=lad,
         ltla_name=f"Town {lad}",
+        pcn_code=None,
         population=population,
         general_and_acute_wp=population,
         community_services_wp=population,

@@ -71,6 +71,7 @@ class PracticeRecord:
     icb_name: str
     lad_code: str
     ltla_name: str
+    pcn_code: str | None
     population: float
     general_and_acute_wp: float
     community_services_wp: float
@@ -143,6 +144,8 @@ def _record(row: Mapping[str, str | None], where: str) -> PracticeRecord:
         icb_name=text["icb_name"],
         lad_code=text["lad_code"],
         ltla_name=text["ltla_name"],
+        # Optional: empty in the 2025/26 release, absent from older files.
+        pcn_code=(row.get("PCN_Code") or "").strip() or None,
         population=_number(row, "Population", where),
         general_and_acute_wp=wp["general_and_acute_wp"],
         community_services_wp=wp["community_services_wp"],
