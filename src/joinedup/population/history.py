@@ -228,10 +228,9 @@ def diagnoses(window: Window, codes: PhmCodeLists) -> exp.Select:
     )
 
 
-def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
-    """Per person, issues of each medicine group in the 12 months before the index date
-    (`<group>_issues`) and the number of different repeat medicines still being issued in the
-    90 days before it (`medicines`).
+def issues_in_window(window: Window, m: str = "m") -> tuple[exp.Expr, list[exp.Expr]]:
+    """Estimated issues of each `medication` row (alias `m`) in the 12 months before the index
+    date, and the conditions that keep only BNF courses overlapping those months.
 
     A course that ended before the index date has its issues spread evenly from first to last
     issue; those in the window are its issue count times the share of its days inside the
@@ -239,7 +238,6 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
     running on the index date (or with no end date) counts one issue per 28 days from its start
     or the window's start, whichever is later, so nothing after the index date is used.
     """
-    m = "m"
     end = exp.Coalesce(this=col("end_date", m), expressions=[date_literal(window.extract_date)])
     start = col("start_date", m)
     year_ago = date_literal(window.year_ago)
@@ -282,6 +280,18 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
         window.before_index(start.copy()),
         exp.GTE(this=end.copy(), expression=year_ago.copy()),
     ]
+    return issues, in_window
+
+
+def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
+    """Per person, issues of each medicine group in the 12 months before the index date
+    (`<group>_issues`) and the number of different repeat medicines still being issued in the
+    90 days before it (`medicines`). Issues are estimated by `issues_in_window`.
+    """
+    m = "m"
+    issues, in_window = issues_in_window(window, m)
+    start = col("start_date", m)
+    end = exp.Coalesce(this=col("end_date", m), expressions=[date_literal(window.extract_date)])
     parts: list[exp.Select] = []
     for n in codes.bnf_prefix_lengths():
         rows = sorted({(g, c) for g, c in codes.medicines if len(c) == n})
