@@ -15,8 +15,10 @@ from joinedup.finance.allocation import (
     allocate_year,
     distance_from_target,
     pace_of_change,
+    plan,
     targets,
 )
+from joinedup.finance.sectors import SectorSettings, split_sectors
 
 BASELINE = {"A": 100_000, "B": 100_000, "C": 100_000}
 NEED = {"A": 2, "B": 1, "C": 1}
@@ -94,3 +96,46 @@ def test_full_convergence_without_limits_lands_on_target(baseline: list[int], ex
     policy = PacePolicy(growth_floor=Fraction(-1), convergence=Fraction(1))
     result = allocate_year(total, places, target, policy)
     assert all(abs(result[p] - target[p]) <= 1 for p in places)
+
+
+def test_hand_worked_multi_year_plan_with_the_head_count_split_beside_it() -> None:
+    # The first year of the example above, from plan(): A has half the need but a third of
+    # the heads, so its head-count share (110,000) is far below its target (165,000).
+    rows = plan([("2026/27", 330_000)], BASELINE, NEED, {"A": 1, "B": 1, "C": 1}, POLICY)
+    a = next(r for r in rows if r.place_code == "A")
+    assert (a.baseline_pence, a.target_pence, a.allocation_pence, a.head_count_pence) == (
+        100_000, 165_000, 115_000, 110_000,
+    )  # fmt: skip
+    assert a.growth == Fraction(15, 100)
+    assert a.distance_from_target == Fraction(115_000 - 165_000, 165_000)
+
+
+def test_hand_worked_sector_split() -> None:
+    """£1,000.00 with 5% continuing healthcare; the rest by share x index: acute 0.6 x 1.2 =
+    0.72, community 0.2 x 1.0 = 0.2, primary care 0.2 x 0.5 = 0.1, of 1.02. The 95,000p left
+    after 5,000p of continuing healthcare splits 67,058.82p, 18,627.45p, 9,313.73p; the two
+    pence left go to the largest remainders (acute .82, primary care .73)."""
+    settings = SectorSettings(
+        components={"acute": ["general_and_acute"], "community": ["community_services"],
+                    "primary_care": ["primary_medical_care"]},
+        continuing_healthcare_share="0.05",
+    )  # fmt: skip
+    indices = {"general_and_acute": 1.2, "community_services": 1.0, "primary_medical_care": 0.5}
+    shares = {"general_and_acute": 0.6, "community_services": 0.2, "primary_medical_care": 0.2}
+    assert split_sectors(100_000, indices, shares, settings) == {
+        "primary_care": 9_314, "community": 18_627, "acute": 67_059,
+        "continuing_healthcare": 5_000,
+    }  # fmt: skip
+
+
+@given(
+    amount=st.integers(min_value=0, max_value=10**13),
+    index=st.lists(st.floats(min_value=0.01, max_value=5), min_size=6, max_size=6),
+)
+def test_sectors_always_sum_to_the_place_allocation(amount: int, index: list[float]) -> None:
+    settings = SectorSettings()
+    names = ["general_and_acute", "community_services", "mental_health", "maternity",
+             "prescribing", "primary_medical_care"]  # fmt: skip
+    indices = dict(zip(names, index, strict=True))
+    shares = dict.fromkeys(names, 1 / 6)
+    assert sum(split_sectors(amount, indices, shares, settings).values()) == amount

@@ -120,3 +120,46 @@ def pace_of_change(
         current = allocate_year(total, current, targets(total, need), policy)
         path.append(current)
     return path
+
+
+@dataclass(frozen=True)
+class PlaceYear:
+    """One place in one year of the allocation path."""
+
+    year: str
+    place_code: str
+    baseline_pence: int  # the year before's allocation (the configured baseline in year one)
+    target_pence: int
+    allocation_pence: int
+    head_count_pence: int  # the same total shared by head count alone, for comparison
+
+    @property
+    def distance_from_target(self) -> Fraction:
+        return Fraction(self.allocation_pence - self.target_pence, self.target_pence or 1)
+
+    @property
+    def growth(self) -> Fraction:
+        return Fraction(self.allocation_pence - self.baseline_pence, self.baseline_pence or 1)
+
+
+def plan(
+    years: Sequence[tuple[str, int]],
+    baseline: Mapping[str, int],
+    need: Mapping[str, float | int | Fraction],
+    population: Mapping[str, float | int | Fraction],
+    policy: PacePolicy,
+) -> list[PlaceYear]:
+    """The multi-year path: each (year, total) allocated from the year before under `policy`,
+    with targets from `need` and the head-count split from `population` beside them."""
+    path = pace_of_change([total for _, total in years], baseline, need, policy)
+    rows: list[PlaceYear] = []
+    previous = dict(baseline)
+    for (year, total), allocation in zip(years, path, strict=True):
+        target = targets(total, need)
+        heads = split(total, population)
+        rows += [
+            PlaceYear(year, k, previous[k], target[k], allocation[k], heads[k])
+            for k in sorted(allocation)
+        ]
+        previous = allocation
+    return rows

@@ -28,7 +28,9 @@ def start_year(year: str) -> int:
         raise InputError(year, "a financial year is written like 2025/26")
     first = int(match.group(1))
     if int(match.group(2)) != (first + 1) % 100:
-        raise InputError(year, f"{first}/… must be followed by {(first + 1) % 100:02d}")
+        raise InputError(
+            year, f"write {year_name(first)}: the part after / is the next year's last two digits"
+        )
     return first
 
 
@@ -36,7 +38,7 @@ def _checked(year: str) -> str:
     try:
         start_year(year)
     except InputError as err:
-        raise ValueError(err.reason) from None
+        raise ValueError(f"{year!r}: {err.reason}") from None
     return year.strip()
 
 

@@ -1,0 +1,62 @@
+"""Settings to start from, for any footprint: `joinedup finance config` writes them.
+
+The figures are illustrative, sized to the warehouse's population, and say so in the file:
+- the pot is about £2,000 per registered person in 2025/26 (NHS England's ICB allocations for
+  2025/26 come to about that per head, approximate) and grows about 3% a year in cash;
+- each place's baseline is its head-count share of the pot, the usual starting point before
+  need is taken into account; a finance director replaces it with real budgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from joinedup.finance.calendar import next_year
+from joinedup.finance.config import AllocationSettings, FinanceConfig, YearTotal
+from joinedup.finance.money import pounds, split
+
+POUNDS_PER_HEAD = 2_000
+CASH_GROWTH: tuple[Decimal, ...] = (Decimal("0.030"), Decimal("0.028"), Decimal("0.027"))
+BASELINE_YEAR = "2025/26"
+
+
+@dataclass(frozen=True)
+class Organisation:
+    code: str
+    name: str
+    kind: str
+    place_code: str | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the defaults are sized from: the footprint and today's registered population."""
+
+    places: Mapping[str, str]  # code -> name
+    population: Mapping[str, int]  # place code -> people registered today
+    organisations: tuple[Organisation, ...] = ()
+
+
+def default_allocation(profile: Profile, baseline_year: str = BASELINE_YEAR) -> AllocationSettings:
+    people = sum(profile.population.values())
+    total = people * POUNDS_PER_HEAD * 100
+    baselines = split(total, {k: profile.population.get(k, 0) for k in profile.places})
+    years = []
+    year, amount = baseline_year, total
+    for growth in CASH_GROWTH:
+        year = next_year(year)
+        amount = int(Decimal(amount) * (1 + growth))
+        years.append(YearTotal(year=year, total_gbp=pounds(amount)))
+    return AllocationSettings(
+        baseline_year=baseline_year,
+        baseline_total_gbp=pounds(total),
+        baselines_gbp={k: pounds(v) for k, v in baselines.items()},
+        years=years,
+    )
+
+
+def default_config(profile: Profile) -> FinanceConfig:
+    """Illustrative settings for the footprint in `profile`."""
+    return FinanceConfig(allocation=default_allocation(profile))

@@ -1,0 +1,544 @@
+"""`joinedup finance`: need, allocation and what-if, computed into warehouse tables.
+
+Each step reads the warehouse and the settings and returns Arrow tables; `store` writes a
+step's tables in one engine transaction, so a failed or interrupted run leaves the previous
+tables as they were and a re-run replaces them whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import pyarrow as pa
+from sqlglot import exp
+
+from joinedup import __version__
+from joinedup.disclosure import DisclosurePolicy, apply
+from joinedup.errors import ConfigurationError, InputError
+from joinedup.finance.allocation import PlaceYear, allocate_year, plan, targets
+from joinedup.finance.calendar import start_year
+from joinedup.finance.capitation import (
+    COST_COMPONENTS,
+    POPULATION_COMPONENTS,
+    Estimate,
+    estimate,
+)
+from joinedup.finance.config import FinanceConfig, dump_config
+from joinedup.finance.defaults import Organisation, Profile
+from joinedup.finance.money import pence, pounds
+from joinedup.finance.need import (
+    COMPONENTS,
+    Level,
+    NeedIndex,
+    PracticeNeed,
+    from_published,
+    indices_within,
+)
+from joinedup.finance.sectors import PUBLISHED_COMPONENT_SHARES, SECTORS, split_sectors
+from joinedup.finance.whatif import (
+    ActivityChange,
+    ActivityShift,
+    PlaceEffect,
+    apply_driver,
+    describe,
+    place_costs,
+)
+from joinedup.reference.practices import PracticeRecord
+from joinedup.warehouse import Engine
+from joinedup.warehouse.analytics.cohort import table
+
+GBP = pa.decimal128(18, 2)
+
+#: Tables the finance commands write, and what each holds.
+FINANCE_TABLES: dict[str, str] = {
+    "finance_run": "the run: when, settings, need source, version",
+    "finance_practice_need": "weighted population per practice and component",
+    "finance_need_index": "need index per practice, PCN and place (and the ICB) per component",
+    "finance_cost_curve": "cost per head by age band and sex per component (published)",
+    "finance_need_adjustment": "additional need by IMD quintile and conditions (published)",
+    "finance_health_inequalities": "deaths under 75 against expected by IMD quintile (published)",
+    "finance_allocation": "baseline, target, allocation and head-count split per place and year",
+    "finance_sector_allocation": "each place's allocation by sector and year",
+    "finance_what_if": "cost, need and allocation effect of each what-if scenario per place",
+}
+
+
+def gbp(amount_pence: int) -> Decimal:
+    return pounds(amount_pence)
+
+
+def gbp_column(values: Iterable[int | None]) -> pa.Array:
+    return pa.array([None if v is None else pounds(v) for v in values], GBP)
+
+
+# --- need -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Need:
+    """Practices' weighted populations from one source, and what sectors weigh them by."""
+
+    source: Literal["population", "published"]
+    practices: list[PracticeNeed]
+    component_shares: dict[str, float]
+    estimate: Estimate | None = None
+
+    @property
+    def icb_code(self) -> str:
+        return self.practices[0].icb_code
+
+    def place_totals(self, component: str) -> tuple[dict[str, float], dict[str, float]]:
+        """Weighted population of `component` and head count per place."""
+        need: dict[str, float] = defaultdict(float)
+        heads: dict[str, float] = defaultdict(float)
+        for r in self.practices:
+            need[r.place_code] += r.weighted[component]
+            heads[r.place_code] += r.population
+        return dict(need), dict(heads)
+
+    def indices(self, level: Level) -> list[NeedIndex]:
+        return indices_within(self.practices, level, self.icb_code)
+
+
+def need_from_population(engine: Engine, config: FinanceConfig) -> Need:
+    """Need estimated from the warehouse's population (`finance.capitation`)."""
+    fitted = estimate(engine, config.capitation)
+    shares = _shares(config, fitted.model.cost_pence)
+    return Need("population", fitted.practices, shares, fitted)
+
+
+def need_from_published(
+    engine: Engine, practices: Sequence[PracticeRecord], config: FinanceConfig
+) -> Need:
+    """Need from NHS England's practice file, for the warehouse's own ICB and PCNs."""
+    icb = _first(engine, "ics")["ics_code"]
+    pcn_of = {
+        r["practice_code"]: r["pcn_code"]
+        for r in engine.execute(
+            exp.select("practice_code", "pcn_code").from_("practice")
+        ).to_pylist()
+    }
+    mine = [p for p in practices if p.icb_code == icb]
+    if not mine:
+        raise InputError(
+            "--reference-dir",
+            f"the practice file has no practices of this warehouse's ICB {icb!r}: published "
+            "weights need a footprint built from reference data (joinedup footprint "
+            "from-reference)",
+        )
+    rows = from_published(mine, pcn_of)
+    unknown = sorted({r.practice_code for r in rows} - set(pcn_of))
+    if unknown:
+        raise InputError(
+            "--reference-dir",
+            f"{len(unknown)} practices of {icb} are not in the warehouse's footprint "
+            f"(e.g. {', '.join(unknown[:5])}): rebuild it from the same practice file",
+        )
+    shares = {c: float(v) for c, v in (config.allocation.sectors.component_shares or {}).items()}
+    return Need("published", rows, shares or dict(PUBLISHED_COMPONENT_SHARES))
+
+
+def _shares(config: FinanceConfig, cost_pence: Mapping[str, float]) -> dict[str, float]:
+    configured = config.allocation.sectors.component_shares
+    if configured:
+        return {c: float(v) for c, v in configured.items()}
+    total = math.fsum(cost_pence[c] for c in COST_COMPONENTS)
+    return {c: cost_pence[c] / total for c in COST_COMPONENTS} if total else {}
+
+
+def need_tables(need: Need, policy: DisclosurePolicy) -> dict[str, pa.Table]:
+    """finance_practice_need and finance_need_index, and the model tables for population need."""
+    components = [
+        c for c in (*POPULATION_COMPONENTS, *COMPONENTS) if c in need.practices[0].weighted
+    ]
+    components = list(dict.fromkeys(components))
+    practice = pa.table(
+        {
+            "practice_code": [r.practice_code for r in need.practices],
+            "practice_name": [r.practice_name for r in need.practices],
+            "pcn_code": [r.pcn_code for r in need.practices],
+            "place_code": [r.place_code for r in need.practices],
+            "population": pa.array([r.population for r in need.practices], pa.float64()),
+            **{
+                f"{c}_wp": pa.array([r.weighted[c] for r in need.practices], pa.float64())
+                for c in components
+            },
+        }
+    )
+    rows: list[NeedIndex] = []
+    for level in ("place", "pcn", "practice"):
+        rows += need.indices(level)
+    total_pop = math.fsum(r.population for r in need.practices)
+    index = pa.table(
+        {
+            "level": [r.level for r in rows],
+            "code": [r.code for r in rows],
+            "name": [r.name for r in rows],
+            "parent_code": [r.parent_code for r in rows],
+            "population": pa.array([r.population for r in rows], pa.float64()),
+            "population_share": pa.array([r.population / total_pop for r in rows], pa.float64()),
+            **{
+                f"{c}_wp": pa.array([r.weighted[c] for r in rows], pa.float64()) for c in components
+            },
+            **{
+                f"{c}_index": pa.array([r.index[c] for r in rows], pa.float64()) for c in components
+            },
+        }
+    )
+    out = {"finance_practice_need": practice, "finance_need_index": index}
+    if need.estimate is not None:
+        out |= model_tables(need.estimate, policy)
+    return out
+
+
+def model_tables(fitted: Estimate, policy: DisclosurePolicy) -> dict[str, pa.Table]:
+    """The need model's curves, ratios and SMR, disclosure-controlled."""
+    m = fitted.model
+    curve_rows = [
+        {
+            "component": c,
+            "age_band": band,
+            "sex": sex,
+            "people_count": m.curve_people[(band, sex)],
+            "cost_per_head_gbp": Decimal(repr(round(value / 100, 2))).quantize(Decimal("0.01")),
+        }
+        for c in COST_COMPONENTS
+        for (band, sex), value in sorted(
+            m.curves[c].items(), key=lambda kv: (_band(kv[0][0]), kv[0][1])
+        )
+    ]
+    curves = pa.Table.from_pylist(
+        curve_rows,
+        schema=pa.schema(
+            [("component", pa.string()), ("age_band", pa.string()), ("sex", pa.string()),
+             ("people_count", pa.int64()), ("cost_per_head_gbp", GBP)]
+        ),
+    )  # fmt: skip
+    ratio_rows = [
+        {
+            "component": c,
+            "imd_quintile": q,
+            "ltc_band": band,
+            "people_count": m.ratio_people[(q, band)],
+            "ratio": value,
+        }
+        for c in COST_COMPONENTS
+        for (q, band), value in sorted(m.ratios[c].items())
+    ]
+    ratios = pa.Table.from_pylist(
+        ratio_rows,
+        schema=pa.schema(
+            [("component", pa.string()), ("imd_quintile", pa.int32()), ("ltc_band", pa.string()),
+             ("people_count", pa.int64()), ("ratio", pa.float64())]
+        ),
+    )  # fmt: skip
+    hi = pa.Table.from_pylist(
+        [
+            {
+                "imd_quintile": q,
+                "people_count": n,
+                "deaths_count": d,
+                "expected_deaths": e,
+                "smr": m.smr[q],
+            }
+            for q, (d, e, n) in sorted(m.smr_deaths.items())
+        ],
+        schema=pa.schema(
+            [("imd_quintile", pa.int32()), ("people_count", pa.int64()),
+             ("deaths_count", pa.int64()), ("expected_deaths", pa.float64()),
+             ("smr", pa.float64())]
+        ),
+    )  # fmt: skip
+    return {
+        "finance_cost_curve": apply(
+            curves, policy, counts=["people_count"],
+            rates={"cost_per_head_gbp": ("people_count",)}, group_by=["component"],
+        ),
+        "finance_need_adjustment": apply(
+            ratios, policy, counts=["people_count"], rates={"ratio": ("people_count",)},
+            group_by=["component"],
+        ),
+        "finance_health_inequalities": apply(
+            hi, policy, counts=["people_count", "deaths_count"],
+            rates={"expected_deaths": ("people_count",), "smr": ("deaths_count", "people_count")},
+        ),
+    }  # fmt: skip
+
+
+def _band(label: str) -> int:
+    return int(label.rstrip("+").split("-")[0])
+
+
+# --- allocation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The allocation path and each place's sectors in every year."""
+
+    path: list[PlaceYear]
+    sectors: dict[tuple[str, str], dict[str, int]]  # (year, place) -> sector -> pence
+    baseline_year: str
+    baseline: dict[str, int]
+    place_names: dict[str, str]
+    indices: dict[str, dict[str, float]]  # place -> component -> index
+
+    def years(self) -> list[str]:
+        return list(dict.fromkeys(r.year for r in self.path))
+
+    def place_allocation(self, year: str) -> dict[str, int]:
+        return {r.place_code: r.allocation_pence for r in self.path if r.year == year}
+
+    def total(self, year: str) -> int:
+        if year == self.baseline_year:
+            return sum(self.baseline.values())
+        return sum(self.place_allocation(year).values())
+
+
+def allocate(need: Need, config: FinanceConfig) -> Allocation:
+    """Targets from need, the pace-of-change path from the baselines, and sector splits."""
+    settings = config.allocation
+    place_need, heads = need.place_totals(settings.need_component)
+    baseline = {k: pence(v) for k, v in settings.baselines_gbp.items()}
+    unknown = sorted(set(baseline) ^ set(place_need))
+    if unknown:
+        raise InputError(
+            "allocation.baselines_gbp",
+            f"places differ from the need's places: {', '.join(unknown)}",
+        )
+    years = [(y.year, pence(y.total_gbp)) for y in settings.years]
+    path = plan(years, baseline, place_need, heads, settings.pace.policy())
+    place_index = {n.code: n.index for n in need.indices("place")}
+    names = {n.code: n.name for n in need.indices("place")}
+    sectors: dict[tuple[str, str], dict[str, int]] = {}
+    for year, amounts in [(settings.baseline_year, baseline)] + [
+        (y, {r.place_code: r.allocation_pence for r in path if r.year == y}) for y, _ in years
+    ]:
+        for place, amount in amounts.items():
+            sectors[(year, place)] = split_sectors(
+                amount, place_index[place], need.component_shares, settings.sectors
+            )
+    return Allocation(path, sectors, settings.baseline_year, baseline, names, place_index)
+
+
+def allocation_tables(result: Allocation) -> dict[str, pa.Table]:
+    path = result.path
+    allocation = pa.table(
+        {
+            "financial_year": [r.year for r in path],
+            "place_code": [r.place_code for r in path],
+            "place_name": [result.place_names.get(r.place_code, r.place_code) for r in path],
+            "baseline_gbp": gbp_column(r.baseline_pence for r in path),
+            "target_gbp": gbp_column(r.target_pence for r in path),
+            "allocation_gbp": gbp_column(r.allocation_pence for r in path),
+            "head_count_gbp": gbp_column(r.head_count_pence for r in path),
+            "distance_from_target": pa.array([float(r.distance_from_target) for r in path]),
+            "growth": pa.array([float(r.growth) for r in path]),
+        }
+    )
+    keys = sorted(result.sectors, key=lambda k: (start_year(k[0]), k[1]))
+    sector_rows = [(y, p, s, result.sectors[(y, p)].get(s, 0)) for y, p in keys for s in SECTORS]
+    sectors = pa.table(
+        {
+            "financial_year": [r[0] for r in sector_rows],
+            "place_code": [r[1] for r in sector_rows],
+            "sector": [r[2] for r in sector_rows],
+            "allocation_gbp": gbp_column(r[3] for r in sector_rows),
+        }
+    )
+    return {"finance_allocation": allocation, "finance_sector_allocation": sectors}
+
+
+# --- what-if --------------------------------------------------------------------------------
+
+
+def what_if(
+    need: Need, config: FinanceConfig, drivers: Sequence[ActivityChange | ActivityShift]
+) -> list[PlaceEffect]:
+    """Each driver's effect per place: modelled cost, need index, target and first-year
+    allocation, against the baseline model."""
+    fitted = need.estimate
+    if fitted is None:
+        raise ConfigurationError(
+            "what-if changes the activity behind need estimated from the population; it does "
+            "not apply to published weights"
+        )
+    settings = config.allocation
+    first_total = pence(settings.years[0].total_gbp)
+    baseline = {k: pence(v) for k, v in settings.baselines_gbp.items()}
+    policy = settings.pace.policy()
+    component = settings.need_component
+    known_places = {r.place_code for r in need.practices}
+
+    def outcome(
+        practices: Sequence[PracticeNeed],
+    ) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+        wp: dict[str, float] = defaultdict(float)
+        for r in practices:
+            wp[r.place_code] += r.weighted[component]
+        target = targets(first_total, wp)
+        allocation = allocate_year(first_total, baseline, target, policy)
+        index = {
+            n.code: n.index[component] for n in indices_within(practices, "place", need.icb_code)
+        }
+        return target, allocation, index
+
+    base_target, base_allocation, base_index = outcome(fitted.practices)
+    base_cost = place_costs(fitted.cells, fitted)
+    names = {r.place_code: r.place_name for r in fitted.practices}
+    effects: list[PlaceEffect] = []
+    for driver in drivers:
+        if driver.place is not None and driver.place not in known_places:
+            raise InputError(
+                f"what_if {driver.name!r}",
+                f"unknown place {driver.place!r}; the footprint has "
+                + ", ".join(sorted(known_places)),
+            )
+        cells = apply_driver(fitted.cells, driver)
+        changed = fitted.refit(cells)
+        target, allocation, index = outcome(changed.practices)
+        cost = place_costs(cells, fitted)
+        effects += [
+            PlaceEffect(
+                scenario=driver.name,
+                place_code=place,
+                place_name=names.get(place, place),
+                baseline_cost_pence=round(base_cost.get(place, 0.0)),
+                scenario_cost_pence=round(cost.get(place, 0.0)),
+                baseline_index=base_index[place],
+                scenario_index=index[place],
+                baseline_target_pence=base_target[place],
+                scenario_target_pence=target[place],
+                baseline_allocation_pence=base_allocation[place],
+                scenario_allocation_pence=allocation[place],
+            )
+            for place in sorted(base_target)
+        ]
+    return effects
+
+
+def what_if_table(
+    effects: Sequence[PlaceEffect], drivers: Sequence[ActivityChange | ActivityShift], year: str
+) -> pa.Table:
+    described = {d.name: describe(d) for d in drivers}
+    return pa.table(
+        {
+            "scenario": [e.scenario for e in effects],
+            "description": [described.get(e.scenario, "") for e in effects],
+            "financial_year": [year] * len(effects),
+            "place_code": [e.place_code for e in effects],
+            "place_name": [e.place_name for e in effects],
+            "baseline_cost_gbp": gbp_column(e.baseline_cost_pence for e in effects),
+            "scenario_cost_gbp": gbp_column(e.scenario_cost_pence for e in effects),
+            "cost_change_gbp": gbp_column(
+                e.scenario_cost_pence - e.baseline_cost_pence for e in effects
+            ),
+            "baseline_index": pa.array([e.baseline_index for e in effects], pa.float64()),
+            "scenario_index": pa.array([e.scenario_index for e in effects], pa.float64()),
+            "baseline_target_gbp": gbp_column(e.baseline_target_pence for e in effects),
+            "scenario_target_gbp": gbp_column(e.scenario_target_pence for e in effects),
+            "target_change_gbp": gbp_column(
+                e.scenario_target_pence - e.baseline_target_pence for e in effects
+            ),
+            "allocation_change_gbp": gbp_column(
+                e.scenario_allocation_pence - e.baseline_allocation_pence for e in effects
+            ),
+        }
+    )
+
+
+# --- storing --------------------------------------------------------------------------------
+
+
+def _first(engine: Engine, name: str) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = engine.execute(
+        exp.select("*").from_(table(name)).limit(1)
+    ).to_pylist()
+    if not rows:
+        raise ConfigurationError(f"the warehouse has no {name} table rows: build it first")
+    return rows[0]
+
+
+def footprint_names(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
+    """Place and organisation codes of the warehouse's footprint, with their names."""
+    places = {
+        r["place_code"]: r["place_name"]
+        for r in engine.execute(exp.select("place_code", "place_name").from_("place")).to_pylist()
+    }
+    orgs = {
+        r["organisation_code"]: r["organisation_name"]
+        for r in engine.execute(
+            exp.select("organisation_code", "organisation_name").from_("organisation")
+        ).to_pylist()
+    }
+    return places, orgs
+
+
+def warehouse_profile(engine: Engine) -> Profile:
+    """The footprint and today's registered population per place, for default settings."""
+    places, _ = footprint_names(engine)
+    if "phm_person" not in engine.table_names():
+        raise ConfigurationError("finance builds on population health: run joinedup phm run first")
+    counted = engine.execute(
+        exp.select("place_code", exp.alias_(exp.func("count", exp.Star()), "people"))
+        .from_("phm_person")
+        .group_by("place_code")
+    ).to_pylist()
+    population = {r["place_code"]: int(r["people"]) for r in counted if r["place_code"] in places}
+    orgs = tuple(
+        Organisation(
+            r["organisation_code"], r["organisation_name"], r["organisation_type"], r["place_code"]
+        )
+        for r in engine.execute(
+            exp.select("organisation_code", "organisation_name", "organisation_type", "place_code")
+            .from_("organisation")
+            .order_by("organisation_code")
+        ).to_pylist()
+    )
+    return Profile(places, population, orgs)
+
+
+def run_table(config: FinanceConfig, need_source: str, steps: Sequence[str]) -> pa.Table:
+    return pa.table(
+        {
+            "run_id": [uuid.uuid4().hex[:12]],
+            "run_at": [datetime.now(UTC).isoformat(timespec="seconds")],
+            "joinedup_version": [__version__],
+            "need_source": [need_source],
+            "steps": [json.dumps(list(steps))],
+            "settings_yaml": [dump_config(config)],
+        }
+    )
+
+
+def store(engine: Engine, tables: Mapping[str, pa.Table]) -> dict[str, int]:
+    """Write `tables` in one transaction: all of them or none."""
+    with engine.transaction():
+        for name, data in tables.items():
+            engine.load(name, data)
+    return {name: data.num_rows for name, data in tables.items()}
+
+
+__all__ = [
+    "FINANCE_TABLES",
+    "Allocation",
+    "Need",
+    "allocate",
+    "allocation_tables",
+    "footprint_names",
+    "need_from_population",
+    "need_from_published",
+    "need_tables",
+    "run_table",
+    "store",
+    "what_if",
+    "what_if_table",
+]
