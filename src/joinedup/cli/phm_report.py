@@ -8,24 +8,21 @@ passes through `apply` here, and every chart has a table and a text description 
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import matplotlib as mpl
 import pyarrow as pa
 from markupsafe import Markup
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from sqlglot import exp
 
-from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY
+from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
+from joinedup.cli.pages import page_style, template, write_page
 from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, control_count, describe
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.conditions import SEGMENTS
@@ -88,13 +85,9 @@ def write_report(engine: Engine, output: Path, place: str | None = None) -> Path
         "transitions": _transitions(engine),
         "model_card": markdown_to_html(str(run.get("model_card_markdown") or ""), shift=2),
         "passes_acceptance": bool(run.get("passes_acceptance")),
+        "style": page_style(),
     }
-    page = _template().render(r=context)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(output)
-    return output
+    return write_page(template(TEMPLATE).render(r=context), output)
 
 
 # --- reading the warehouse -------------------------------------------------------------------
@@ -201,39 +194,6 @@ def _tier_label(tier: str) -> str:
 
 # --- charts ----------------------------------------------------------------------------------
 
-_ID = re.compile(r'\bid="([^"]+)"')
-_REF = re.compile(r'(url\(#|xlink:href="#|href="#)([^)"]+)')
-
-
-def figure_svg(fig: Figure, key: str, title: str, description: str) -> Markup:
-    """A figure as inline SVG that is safe to put beside others and readable by a screen reader.
-
-    Text stays text (smaller, searchable); element ids get the prefix `key` so several charts
-    can share one page; the root gets `role="img"`, a `<title>` and a `<desc>`.
-    """
-    buffer = io.StringIO()
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": key}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]  # inline SVG needs no XML declaration or DOCTYPE
-    text = _ID.sub(lambda m: f'id="{key}-{m.group(1)}"', text)
-    text = _REF.sub(lambda m: f"{m.group(1)}{key}-{m.group(2)}", text)
-    head_end = text.index(">") + 1
-    label = (
-        f'<title id="{key}-title">{html.escape(title)}</title>'
-        f'<desc id="{key}-desc">{html.escape(description)}</desc>'
-    )
-    root = text[:head_end].replace(
-        "<svg", f'<svg role="img" aria-labelledby="{key}-title {key}-desc"', 1
-    )
-    return Markup(root + label + text[head_end:])  # matplotlib output; labels escaped
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")  # no pyplot: no global state
-    fig.set_facecolor("white")
-    return fig
-
 
 def _thousands(value: float, _: object) -> str:
     return f"{abs(value):,.0f}"
@@ -278,7 +238,7 @@ def _pyramid(
     value = {(r["sex"], r["band"]): r for r in published}
     total = sum(r["people"] or 0 for r in published)
 
-    fig = _new_figure(7.5, 5.2)
+    fig = new_figure(7.5, 5.2)
     ax = fig.subplots()
     y = list(range(len(bands)))
     for sex, sign, colour in (("male", -1, NHS_LIGHT_BLUE), ("female", 1, NHS_BLUE)):
@@ -346,7 +306,7 @@ def _segments(
     for r in rows:
         r["share"] = _share(r["value"], total)
 
-    fig = _new_figure(8.5, 3.8)
+    fig = new_figure(8.5, 3.8)
     ax = fig.subplots()
     y = list(range(len(rows)))
     ax.barh(y, [r["value"] or 0 for r in rows], color=NHS_BLUE, height=0.7)
@@ -407,7 +367,7 @@ def _tiers(
         for r in published
     ]
 
-    fig = _new_figure(6.5, 3.2)
+    fig = new_figure(6.5, 3.2)
     ax = fig.subplots()
     x = list(range(len(rows)))
     colours = ["#d5281b", "#ed8b00", NHS_WARM_YELLOW, NHS_BLUE][: len(rows)]
@@ -504,7 +464,7 @@ def _inequality_chart(
     place_name: str | None,
 ) -> tuple[Markup, str]:
     """Dots and 95% whiskers by IMD quintile, with the system (and place) rate as lines."""
-    fig = _new_figure(6.5, 3.0)
+    fig = new_figure(6.5, 3.0)
     ax = fig.subplots()
     shown = [(i, r) for i, r in enumerate(quintiles) if _shown(r)]
     if shown:
@@ -701,9 +661,3 @@ def markdown_to_html(text: str, *, shift: int = 0) -> Markup:
         else:
             out.append(f"<p>{_inline(' '.join(lines))}</p>")
     return Markup("\n".join(out))  # all text escaped in _inline
-
-
-def _template() -> jinja2.Template:
-    source = (resources.files("joinedup.cli") / "templates" / TEMPLATE).read_text("utf-8")
-    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(source)
