@@ -3,6 +3,7 @@ payments, risk share and what-if, written to warehouse tables (finance_*), and t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
+from joinedup.cli.finance_report import write_report
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.cli.warehouse import write_result
 from joinedup.disclosure import DisclosurePolicy
@@ -337,3 +339,49 @@ def what_if_command(
             )
         console.print(table)
     _written(written)
+
+
+@app.command("run")
+def run_command(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    config: ConfigOption = None,
+    reference_dir: ReferenceOption = None,
+) -> None:
+    """Every finance step into the warehouse in one transaction: need, allocation to places and
+    sectors, and the what-if scenarios in the settings."""
+    began = time.perf_counter()
+
+    def stage(text: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - began:6.1f} s[/]  {escape(text)}")
+
+    with _session(warehouse, config) as (engine, settings, _):
+        stage("need")
+        need = _need(engine, settings, reference_dir)
+        tables = fp.need_tables(need, DisclosurePolicy())
+        stage("allocation to places and sectors")
+        tables |= fp.allocation_tables(fp.allocate(need, settings))
+        steps = ["need", "allocation"]
+        if settings.what_if and need.estimate is not None:
+            stage(f"what-if: {len(settings.what_if)} scenarios")
+            effects = fp.what_if(need, settings, settings.what_if)
+            year = settings.allocation.years[0].year
+            tables["finance_what_if"] = fp.what_if_table(effects, settings.what_if, year)
+            steps.append("what_if")
+        tables["finance_run"] = fp.run_table(settings, need.source, steps)
+        written = fp.store(engine, tables)
+    stage("done")
+    _written(written)
+
+
+@app.command("report")
+def report_command(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the HTML report.")
+    ] = Path("data/outputs/finance-report.html"),
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """Write the finance report (self-contained HTML with charts and tables) from the tables
+    `joinedup finance run` leaves in the warehouse."""
+    with open_engine("duckdb", warehouse=warehouse) as engine:
+        path = write_report(engine, output)
+    console.print(f"Wrote {escape(str(path))}.")

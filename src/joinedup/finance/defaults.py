@@ -16,6 +16,7 @@ from decimal import Decimal
 from joinedup.finance.calendar import next_year
 from joinedup.finance.config import AllocationSettings, FinanceConfig, YearTotal
 from joinedup.finance.money import pounds, split
+from joinedup.finance.whatif import ActivityChange, ActivityShift
 
 POUNDS_PER_HEAD = 2_000
 CASH_GROWTH: tuple[Decimal, ...] = (Decimal("0.030"), Decimal("0.028"), Decimal("0.027"))
@@ -57,6 +58,32 @@ def default_allocation(profile: Profile, baseline_year: str = BASELINE_YEAR) -> 
     )
 
 
+def default_what_if(profile: Profile) -> list[ActivityChange | ActivityShift]:
+    """Three scenarios a planner asks first: fewer emergency admissions in the largest place and
+    among people living with frailty, and outpatient follow-ups moved to the community."""
+    largest = max(profile.places, key=lambda k: profile.population.get(k, 0))
+    return [
+        ActivityChange(
+            name="fewer-admissions-" + largest.lower(),
+            activity_type="emergency_admission",
+            change=Decimal("-0.10"),
+            place=largest,
+        ),
+        ActivityChange(
+            name="fewer-admissions-frailty",
+            activity_type="emergency_admission",
+            change=Decimal("-0.10"),
+            segment="frailty_dementia",
+        ),
+        ActivityShift(
+            name="outpatients-to-community",
+            from_activity="outpatient_attendance",
+            to_activity="community_contact",
+            share=Decimal("0.20"),
+        ),
+    ]
+
+
 def default_config(profile: Profile) -> FinanceConfig:
     """Illustrative settings for the footprint in `profile`."""
-    return FinanceConfig(allocation=default_allocation(profile))
+    return FinanceConfig(allocation=default_allocation(profile), what_if=default_what_if(profile))

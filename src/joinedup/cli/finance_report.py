@@ -1,0 +1,470 @@
+"""The finance report: one self-contained HTML page from the `joinedup finance` tables.
+
+Charts are inline SVG with a table beside each (distance from target by place, the allocation
+path over the years, the control total waterfall, what-if effects); counts of people pass
+disclosure control before they are shown. Sections appear for the tables the warehouse has.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+from sqlglot import exp
+
+from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
+from joinedup.cli.pages import page_style, template, write_page
+from joinedup.disclosure import DisclosurePolicy, control_count, describe
+from joinedup.errors import ConfigurationError
+from joinedup.finance.calendar import start_year
+from joinedup.warehouse import Engine
+
+TEMPLATE = "finance_report.html.j2"
+NHS_LIGHT_BLUE = "#41b6e6"
+NHS_WARM_YELLOW = "#ffb81c"
+NHS_GREEN = "#007f3b"
+NHS_RED = "#d5281b"
+PLACE_COLOURS = ("#005eb8", "#41b6e6", "#ffb81c", "#007f3b", "#330072", "#ae2573", "#00a499")
+
+COMPONENT_LABELS: dict[str, str] = {
+    "general_and_acute": "General and acute",
+    "community_services": "Community services",
+    "mental_health": "Mental health",
+    "maternity": "Maternity",
+    "health_inequalities": "Health inequalities",
+    "prescribing": "Prescribing",
+    "final": "Overall",
+    "primary_medical_care": "Primary medical care",
+    "final_pmc": "Primary medical care (final)",
+}
+SECTOR_LABELS: dict[str, str] = {
+    "primary_care": "Primary care",
+    "community": "Community",
+    "mental_health": "Mental health",
+    "acute": "Acute",
+    "continuing_healthcare": "Continuing healthcare",
+    "prescribing": "Prescribing",
+}
+
+
+def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None = None) -> Path:
+    """Write the finance report from the warehouse's finance tables to `output`."""
+    have = set(engine.table_names())
+    if "finance_run" not in have:
+        raise ConfigurationError("no finance run in this warehouse: run joinedup finance run first")
+    sdc = policy or DisclosurePolicy()
+    run = _rows(engine, "finance_run")[-1]
+    ics = _rows(engine, "ics")[0] if "ics" in have else {}
+    settings = yaml.safe_load(run.get("settings_yaml") or "") or {}
+    context: dict[str, Any] = {
+        "title": f"{ics.get('ics_name', 'Integrated Care System')}: the single pot",
+        "ics_name": ics.get("ics_name", ""),
+        "ics_code": ics.get("ics_code", ""),
+        "synthetic": ics.get("is_real") is False,
+        "run": run,
+        "steps": json.loads(run.get("steps") or "[]"),
+        "need_source": run.get("need_source", ""),
+        "version": _version(),
+        "disclosure_rule": describe(sdc),
+        "style": page_style(),
+    }
+    if "finance_need_index" in have:
+        context["need"] = _need(engine, sdc, settings)
+    if "finance_allocation" in have:
+        context["allocation"] = _allocation(engine, settings)
+    if "finance_what_if" in have:
+        context["what_if"] = _what_if(engine)
+    return write_page(template(TEMPLATE).render(r=context), output)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _rows(engine: Engine, name: str, where: exp.Expr | None = None) -> list[dict[str, Any]]:
+    query = exp.select("*").from_(name)
+    if where is not None:
+        query = query.where(where)
+    rows: list[dict[str, Any]] = engine.execute(query).to_pylist()
+    return rows
+
+
+def _version() -> str:
+    try:
+        return metadata.version("joinedup")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _gbp(value: Decimal | float | int | None, *, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    number = Decimal(value)
+    sign = "-" if number < 0 else ("+" if signed and number > 0 else "")
+    return f"{sign}£{abs(number):,.0f}"
+
+
+def _millions(value: Decimal | float | int | None, *, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    number = Decimal(value) / 1_000_000
+    sign = "-" if number < 0 else ("+" if signed and number > 0 else "")
+    return f"{sign}£{abs(number):,.1f}m"
+
+
+def _percent(value: float | None, *, signed: bool = True) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def _count(value: int | None, policy: DisclosurePolicy) -> str:
+    published = control_count(int(value), policy) if value is not None else None
+    return "*" if published is None else f"{published:,}"
+
+
+# --- need ------------------------------------------------------------------------------------
+
+
+def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) -> dict[str, Any]:
+    rows = _rows(engine, "finance_need_index")
+    places = [r for r in rows if r["level"] == "place"]
+    pcns = [r for r in rows if r["level"] == "pcn"]
+    components = [c for c in COMPONENT_LABELS if f"{c}_index" in (places[0] if places else {})]
+    table = [
+        {
+            "code": r["code"],
+            "name": r["name"],
+            "population": _count(round(r["population"]), policy),
+            "indices": [f"{r[f'{c}_index']:.3f}" for c in components],
+        }
+        for r in places
+    ]
+    pcn_table = [
+        {
+            "code": r["code"],
+            "parent": r["parent_code"],
+            "population": _count(round(r["population"]), policy),
+            "final": f"{r.get('final_index', float('nan')):.3f}",
+        }
+        for r in pcns
+    ]
+    fig = new_figure(8.5, 0.6 + 0.55 * len(places))
+    ax = fig.subplots()
+    y = list(range(len(places)))
+    overall = [r.get("final_index", 1.0) for r in places]
+    ax.barh(y, [v - 1 for v in overall], left=1, color=NHS_BLUE, height=0.55, label="overall")
+    markers = {"general_and_acute": "o", "mental_health": "s", "health_inequalities": "^"}
+    for component, marker in markers.items():
+        if component in components:
+            ax.scatter([r[f"{component}_index"] for r in places], y, marker=marker, zorder=3,
+                       color=NHS_WARM_YELLOW if marker == "o" else NHS_DARK_GREY, s=28,
+                       label=COMPONENT_LABELS[component].lower())  # fmt: skip
+    ax.axvline(1, color="black", linewidth=0.7)
+    ax.set_yticks(y, [r["name"] for r in places], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("need index (1 = the system's need per head)")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    ranked = sorted(places, key=lambda r: -r.get("final_index", 1.0))
+    description = (
+        "Bar chart of each place's overall need index against the system average of 1, with "
+        "markers for general and acute, mental health and health inequalities. Highest: "
+        + ", ".join(f"{r['name']} {r.get('final_index', 1.0):.3f}" for r in ranked)
+        + ". The table below gives every component."
+    )
+    model = _model(engine, policy) if "finance_cost_curve" in set(engine.table_names()) else None
+    return {
+        "components": [COMPONENT_LABELS[c] for c in components],
+        "rows": table,
+        "pcns": pcn_table,
+        "svg": figure_svg(fig, "need", "Need index by place", description),
+        "description": description,
+        "model": model,
+        "capitation": settings.get("capitation", {}),
+    }
+
+
+def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
+    curves = _rows(engine, "finance_cost_curve")
+    by_component: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in curves:
+        by_component[r["component"]].append(r)
+    fig = new_figure(8.5, 3.6)
+    axes = fig.subplots(1, 2, sharey=False)
+    shown = [("general_and_acute", axes[0]), ("community_services", axes[1])]
+    for component, ax in shown:
+        for sex, colour in (("female", NHS_BLUE), ("male", NHS_LIGHT_BLUE)):
+            points = [r for r in by_component.get(component, []) if r["sex"] == sex]
+            ax.plot(
+                [r["age_band"] for r in points],
+                [float(r["cost_per_head_gbp"] or 0) for r in points],
+                color=colour, marker="o", markersize=3, label=f"{sex}s",
+            )  # fmt: skip
+        ax.set_title(COMPONENT_LABELS[component], fontsize=9)
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"£{v:,.0f}"))
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("cost per head in the year")
+    axes[0].legend(fontsize=7, frameon=False)
+    description = (
+        "Line charts of the cost per head by five-year age band, women and men, for general "
+        "and acute and community services: the age-sex cost curves of the need model. The "
+        "table below gives every component's curve."
+    )
+    bands = list(dict.fromkeys(r["age_band"] for r in curves))
+    cost = {(r["component"], r["age_band"], r["sex"]): r for r in curves}
+    curve_table = []
+    for band in bands:
+        cells = []
+        for component in by_component:
+            for sex in ("female", "male"):
+                found = cost.get((component, band, sex))
+                value = None if found is None else found["cost_per_head_gbp"]
+                cells.append("" if found is None else "*" if value is None else _gbp(value))
+        curve_table.append({"band": band, "cells": cells})
+    ratios = _rows(engine, "finance_need_adjustment")
+    ratio_table: dict[tuple[int, str], dict[str, str]] = defaultdict(dict)
+    for r in ratios:
+        ratio_table[(r["imd_quintile"], r["ltc_band"])][r["component"]] = (
+            "*" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        )
+    hi = _rows(engine, "finance_health_inequalities")
+    return {
+        "svg": figure_svg(fig, "curves", "Cost curves by age and sex", description),
+        "description": description,
+        "curve_components": [COMPONENT_LABELS[c] for c in by_component],
+        "curves": curve_table,
+        "ratio_components": [COMPONENT_LABELS[c] for c in by_component],
+        "ratio_keys": list(by_component),
+        "ratios": [
+            {
+                "quintile": _quintile(q),
+                "ltc": band,
+                "cells": [values.get(c, "") for c in by_component],
+            }
+            for (q, band), values in sorted(ratio_table.items())
+        ],
+        "smr": [
+            {
+                "quintile": _quintile(r["imd_quintile"]),
+                "people": _count(r["people_count"], policy)
+                if r["people_count"] is not None
+                else "*",
+                "deaths": "*" if r["deaths_count"] is None else f"{r['deaths_count']:,}",
+                "smr": "*" if r["smr"] is None else f"{r['smr']:.2f}",
+            }
+            for r in hi
+        ],
+    }
+
+
+def _distance(allocation: Decimal, target: Decimal) -> float:
+    return float((allocation - target) / target) if target else 0.0
+
+
+def _quintile(q: int) -> str:
+    return {0: "unknown", 1: "1 (most deprived)", 5: "5 (least deprived)"}.get(q, str(q))
+
+
+# --- allocation ------------------------------------------------------------------------------
+
+
+def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
+    rows = _rows(engine, "finance_allocation")
+    years = sorted({r["financial_year"] for r in rows}, key=start_year)
+    places = list(dict.fromkeys(r["place_code"] for r in rows))
+    names = {r["place_code"]: r["place_name"] for r in rows}
+    by = {(r["financial_year"], r["place_code"]): r for r in rows}
+    first = years[0]
+
+    # Distance from target: the baseline against the first year's target, then each year.
+    fig = new_figure(8.5, 0.8 + 0.7 * len(places))
+    ax = fig.subplots()
+    height = 0.8 / (len(years) + 1)
+    series: list[tuple[str, list[float]]] = [
+        (
+            f"baseline ({settings.get('allocation', {}).get('baseline_year', 'baseline')})",
+            [
+                float(
+                    (by[(first, p)]["baseline_gbp"] - by[(first, p)]["target_gbp"])
+                    / by[(first, p)]["target_gbp"]
+                )
+                for p in places
+            ],
+        ),
+        *[(y, [by[(y, p)]["distance_from_target"] for p in places]) for y in years],
+    ]
+    colours = [NHS_DARK_GREY, *PLACE_COLOURS]
+    for i, (label, values) in enumerate(series):
+        ax.barh([j + i * height for j in range(len(places))], values, height=height,
+                color=colours[i % len(colours)], label=label)  # fmt: skip
+    ax.axvline(0, color="black", linewidth=0.7)
+    ax.set_yticks([j + height * len(years) / 2 for j in range(len(places))],
+                  [names[p] for p in places], fontsize=8)  # fmt: skip
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("distance from target (negative: under target)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    last = years[-1]
+    distance_text = "; ".join(
+        f"{names[p]} {_percent(start)} to {_percent(by[(last, p)]['distance_from_target'])}"
+        for p, start in zip(places, series[0][1], strict=True)
+    )
+    distance_description = (
+        f"Grouped bar chart of each place's distance from target, from its baseline to {last}: "
+        + distance_text
+        + "."
+    )
+
+    # The path: allocation and target per place over the years.
+    fig2 = new_figure(8.5, 3.8)
+    ax2 = fig2.subplots()
+    labels = [settings.get("allocation", {}).get("baseline_year", "baseline"), *years]
+    for i, p in enumerate(places):
+        colour = PLACE_COLOURS[i % len(PLACE_COLOURS)]
+        values = [float(by[(first, p)]["baseline_gbp"]) / 1e6] + [
+            float(by[(y, p)]["allocation_gbp"]) / 1e6 for y in years
+        ]
+        target = [float(by[(y, p)]["target_gbp"]) / 1e6 for y in years]
+        ax2.plot(labels, values, color=colour, marker="o", markersize=3, label=names[p])
+        ax2.plot(labels[1:], target, color=colour, linestyle="--", linewidth=0.9)
+    ax2.set_ylabel("£ million (dashed: target)")
+    ax2.legend(fontsize=7, frameon=False, ncol=2)
+    ax2.spines[["top", "right"]].set_visible(False)
+    path_description = (
+        "Line chart of each place's allocation in £ million from the baseline year through "
+        f"{last}, with its target dashed. The table below gives every figure."
+    )
+
+    table = [
+        {
+            "year": r["financial_year"],
+            "place": names[r["place_code"]],
+            "baseline": _millions(r["baseline_gbp"]),
+            "target": _millions(r["target_gbp"]),
+            "allocation": _millions(r["allocation_gbp"]),
+            "head_count": _millions(r["head_count_gbp"]),
+            "distance": _percent(r["distance_from_target"]),
+            "growth": _percent(r["growth"]),
+        }
+        for y in years
+        for r in (by[(y, p)] for p in places)
+    ]
+    head_count = []
+    for p in places:
+        r = by[(first, p)]
+        gap = r["target_gbp"] - r["head_count_gbp"]
+        head_count.append(
+            {
+                "place": names[p],
+                "target": _millions(r["target_gbp"]),
+                "head_count": _millions(r["head_count_gbp"]),
+                "difference": _millions(gap, signed=True),
+                "share": _percent(float(gap / r["head_count_gbp"])),
+                "more": gap > 0,
+            }
+        )
+    sectors = (
+        _rows(engine, "finance_sector_allocation")
+        if "finance_sector_allocation" in set(engine.table_names())
+        else []
+    )
+    sector_names = list(dict.fromkeys(r["sector"] for r in sectors))
+    sector_table = [
+        {
+            "place": names.get(p, p),
+            "cells": [
+                _millions(
+                    next(
+                        (
+                            r["allocation_gbp"]
+                            for r in sectors
+                            if r["financial_year"] == first
+                            and r["place_code"] == p
+                            and r["sector"] == s
+                        ),
+                        None,
+                    )
+                )
+                for s in sector_names
+            ],
+        }
+        for p in places
+    ]
+    return {
+        "first_year": first,
+        "last_year": last,
+        "distance_svg": figure_svg(
+            fig, "distance", "Distance from target by place", distance_description
+        ),
+        "distance_description": distance_description,
+        "path_svg": figure_svg(fig2, "path", "Allocation path over the years", path_description),
+        "path_description": path_description,
+        "rows": table,
+        "head_count": head_count,
+        "sectors": [SECTOR_LABELS.get(s, s) for s in sector_names],
+        "sector_rows": sector_table,
+        "pace": settings.get("allocation", {}).get("pace", {}),
+    }
+
+
+# --- what-if ---------------------------------------------------------------------------------
+
+
+def _what_if(engine: Engine) -> dict[str, Any]:
+    rows = _rows(engine, "finance_what_if")
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    places = list(dict.fromkeys(r["place_name"] for r in rows))
+    fig = new_figure(8.5, 0.8 + 0.6 * len(places))
+    ax = fig.subplots()
+    height = 0.8 / max(len(scenarios), 1)
+    for i, s in enumerate(scenarios):
+        values = [float(r["target_change_gbp"]) / 1e6 for r in rows if r["scenario"] == s]
+        ax.barh([j + i * height for j in range(len(values))], values, height=height,
+                color=PLACE_COLOURS[i % len(PLACE_COLOURS)], label=s)  # fmt: skip
+    ax.axvline(0, color="black", linewidth=0.7)
+    ax.set_yticks(
+        [j + height * (len(scenarios) - 1) / 2 for j in range(len(places))], places, fontsize=8
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("change in target, £ million")
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    description = (
+        "Grouped bar chart of the change in each place's target under each what-if scenario. "
+        "The table below gives the cost, need index, target and allocation effects."
+    )
+    return {
+        "svg": figure_svg(fig, "what-if", "What-if: change in target by place", description),
+        "description": description,
+        "scenarios": [
+            {
+                "name": s,
+                "description": next(r["description"] for r in rows if r["scenario"] == s),
+                "year": next(r["financial_year"] for r in rows if r["scenario"] == s),
+                "rows": [
+                    {
+                        "place": r["place_name"],
+                        "cost": _millions(r["cost_change_gbp"], signed=True),
+                        "index": f"{r['baseline_index']:.3f} → {r['scenario_index']:.3f}",
+                        "target": _millions(r["target_change_gbp"], signed=True),
+                        "allocation": _millions(r["allocation_change_gbp"], signed=True),
+                    }
+                    for r in rows
+                    if r["scenario"] == s
+                ],
+            }
+            for s in scenarios
+        ],
+    }
+
+
+__all__: Sequence[str] = ("write_report",)
