@@ -5,24 +5,16 @@ and Brier and is calibrated within ±20% in every decile of the later validation
 from __future__ import annotations
 
 import pytest
+from demo import DemoWarehouse
 
-from joinedup.footprint import default_footprint
-from joinedup.population.pipeline import PhmResult, run_phm
-from joinedup.synth import synthesise
-from joinedup.warehouse import open_engine
-
-DEMO_PEOPLE = 1_200_000  # Makefile DEMO_PEOPLE
-DEMO_SEED = 42  # Makefile DEMO_SEED
+from joinedup.population.pipeline import PhmResult
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> PhmResult:
-    warehouse = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    synthesise(default_footprint(), people=DEMO_PEOPLE, seed=DEMO_SEED, warehouse=warehouse)
-    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
-        return run_phm(engine)
+def demo_run(demo_warehouse: DemoWarehouse) -> PhmResult:
+    return demo_warehouse.phm
 
 
 def test_the_model_beats_the_age_sex_baseline(demo_run: PhmResult) -> None:

@@ -354,21 +354,14 @@ def run_command(
     def stage(text: str) -> None:
         console.print(f"[dim]{time.perf_counter() - began:6.1f} s[/]  {escape(text)}")
 
-    with _session(warehouse, config) as (engine, settings, _):
-        stage("need")
-        need = _need(engine, settings, reference_dir)
-        tables = fp.need_tables(need, DisclosurePolicy())
-        stage("allocation to places and sectors")
-        tables |= fp.allocation_tables(fp.allocate(need, settings))
-        steps = ["need", "allocation"]
-        if settings.what_if and need.estimate is not None:
-            stage(f"what-if: {len(settings.what_if)} scenarios")
-            effects = fp.what_if(need, settings, settings.what_if)
-            year = settings.allocation.years[0].year
-            tables["finance_what_if"] = fp.what_if_table(effects, settings.what_if, year)
-            steps.append("what_if")
-        tables["finance_run"] = fp.run_table(settings, need.source, steps)
-        written = fp.store(engine, tables)
+    published = load_practices_from_dir(reference_dir) if reference_dir is not None else None
+    with _session(warehouse, config) as (engine, settings, _), console.status("Finance") as status:
+
+        def update(text: str) -> None:
+            stage(text)
+            status.update(text)
+
+        written = fp.run_all(engine, settings, published=published, on_stage=update)
     stage("done")
     _written(written)
 

@@ -369,34 +369,29 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
                 "head_count": _millions(r["head_count_gbp"]),
                 "difference": _millions(gap, signed=True),
                 "share": _percent(float(gap / r["head_count_gbp"])),
-                "more": gap > 0,
+                "gap": gap,
+                "ratio": float(gap / r["head_count_gbp"]),
             }
         )
-    sectors = (
-        _rows(engine, "finance_sector_allocation")
-        if "finance_sector_allocation" in set(engine.table_names())
-        else []
+    ranked = sorted(head_count, key=lambda row: -row["gap"])
+    parts = [
+        f"{row['place']} {_millions(abs(row['gap']))} ({abs(row['ratio']):.1%}) "
+        + ("more" if row["gap"] > 0 else "less")
+        for row in ranked
+    ]
+    head_count_summary = (
+        f"Sharing the {first} pot by need rather than by head count gives "
+        + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+        + " than an equal amount per person would."
     )
-    sector_names = list(dict.fromkeys(r["sector"] for r in sectors))
+    sectors = {
+        (r["place_code"], r["sector"]): r["allocation_gbp"]
+        for r in _rows(engine, "finance_sector_allocation")
+        if r["financial_year"] == first
+    }
+    sector_names = list(dict.fromkeys(s for _, s in sectors))
     sector_table = [
-        {
-            "place": names.get(p, p),
-            "cells": [
-                _millions(
-                    next(
-                        (
-                            r["allocation_gbp"]
-                            for r in sectors
-                            if r["financial_year"] == first
-                            and r["place_code"] == p
-                            and r["sector"] == s
-                        ),
-                        None,
-                    )
-                )
-                for s in sector_names
-            ],
-        }
+        {"place": names.get(p, p), "cells": [_millions(sectors.get((p, s))) for s in sector_names]}
         for p in places
     ]
     return {
@@ -410,6 +405,7 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         "path_description": path_description,
         "rows": table,
         "head_count": head_count,
+        "head_count_summary": head_count_summary,
         "sectors": [SECTOR_LABELS.get(s, s) for s in sector_names],
         "sector_rows": sector_table,
         "pace": settings.get("allocation", {}).get("pace", {}),

@@ -11,7 +11,7 @@ import json
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -527,6 +527,39 @@ def store(engine: Engine, tables: Mapping[str, pa.Table]) -> dict[str, int]:
     return {name: data.num_rows for name, data in tables.items()}
 
 
+def run_all(
+    engine: Engine,
+    config: FinanceConfig,
+    *,
+    published: Sequence[PracticeRecord] | None = None,
+    policy: DisclosurePolicy | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Every finance step into the warehouse, all or nothing: need (from the population, or
+    from `published` weights), allocation to places and sectors, and the what-if scenarios.
+    Returns rows written per table."""
+    stage = on_stage or (lambda _: None)
+    sdc = policy or DisclosurePolicy()
+    stage("need" + (" from published weights" if published is not None else " from the population"))
+    need = (
+        need_from_published(engine, published, config)
+        if published is not None
+        else need_from_population(engine, config)
+    )
+    tables = need_tables(need, sdc)
+    stage("allocation to places and sectors")
+    tables |= allocation_tables(allocate(need, config))
+    steps = ["need", "allocation"]
+    if config.what_if and need.estimate is not None:
+        stage(f"what-if: {len(config.what_if)} scenarios")
+        effects = what_if(need, config, config.what_if)
+        year = config.allocation.years[0].year
+        tables["finance_what_if"] = what_if_table(effects, config.what_if, year)
+        steps.append("what_if")
+    tables["finance_run"] = run_table(config, need.source, steps)
+    return store(engine, tables)
+
+
 __all__ = [
     "FINANCE_TABLES",
     "Allocation",
@@ -537,6 +570,7 @@ __all__ = [
     "need_from_population",
     "need_from_published",
     "need_tables",
+    "run_all",
     "run_table",
     "store",
     "what_if",
