@@ -22,6 +22,7 @@ from joinedup.disclosure import DisclosurePolicy
 from joinedup.errors import ConfigurationError, InputError, describe_validation_error
 from joinedup.finance import pipeline as fp
 from joinedup.finance.config import FinanceConfig, dump_config, load_config
+from joinedup.finance.control_total import Ledger, load_ledger
 from joinedup.finance.defaults import default_config
 from joinedup.finance.need import (
     COMPONENTS,
@@ -341,11 +342,59 @@ def what_if_command(
     _written(written)
 
 
+LedgerOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ledger",
+        help="Import organisations' plans and actuals by month from this CSV (organisation_code,"
+        " financial_year, month, category, plan_gbp, actual_gbp); it replaces the stored one.",
+    ),
+]
+
+
+def _ledger(engine: Engine, path: Path | None) -> Ledger | None:
+    if path is None:
+        return None
+    _, orgs = fp.footprint_names(engine)
+    return load_ledger(path, orgs)
+
+
+@app.command("control-total")
+def control_total_command(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    config: ConfigOption = None,
+    ledger: LedgerOption = None,
+) -> None:
+    """The system control total: each organisation's position, forecast outturn (trend or run
+    rate), variance by cause and the break-even rule in force for the year (the system from
+    2023/24, each organisation too from 2026/27). Without --ledger it uses the ledger already
+    imported, or a synthetic one for the demo (finance_ledger, finance_control_total,
+    finance_variance, finance_control_total_waterfall)."""
+    with _session(warehouse, config) as (engine, settings, _):
+        result, tables = fp.control_total_step(engine, settings, _ledger(engine, ledger))
+        written = fp.store(engine, tables)
+    table = Table(title=escape(f"Control total {result.financial_year}"), show_edge=False)
+    for column in ("organisation", "months", "plan to date", "actual to date", "forecast",
+                   "plan", "must break even", "meets"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "organisation" else "right")
+    for p in result.positions:
+        meets = "" if p.meets_rule is None else ("yes" if p.meets_rule else "NO")
+        table.add_row(
+            escape(p.organisation_name), str(p.months_reported), _money(p.plan_ytd_pence),
+            _money(p.actual_ytd_pence), _money(p.forecast_pence), _money(p.plan_full_year_pence),
+            "yes" if p.must_break_even else "no", meets,
+        )  # fmt: skip
+    console.print(table)
+    console.print(escape(result.explanation))
+    _written(written)
+
+
 @app.command("run")
 def run_command(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     config: ConfigOption = None,
     reference_dir: ReferenceOption = None,
+    ledger: LedgerOption = None,
 ) -> None:
     """Every finance step into the warehouse in one transaction: need, allocation to places and
     sectors, and the what-if scenarios in the settings."""
@@ -361,7 +410,9 @@ def run_command(
             stage(text)
             status.update(text)
 
-        written = fp.run_all(engine, settings, published=published, on_stage=update)
+        written = fp.run_all(
+            engine, settings, published=published, ledger=_ledger(engine, ledger), on_stage=update
+        )
     stage("done")
     _written(written)
 

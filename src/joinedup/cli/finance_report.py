@@ -81,6 +81,8 @@ def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None =
         context["allocation"] = _allocation(engine, settings)
     if "finance_what_if" in have:
         context["what_if"] = _what_if(engine)
+    if "finance_control_total" in have:
+        context["control_total"] = _control_total(engine)
     return write_page(template(TEMPLATE).render(r=context), output)
 
 
@@ -111,16 +113,35 @@ def _gbp(value: Decimal | float | int | None, *, signed: bool = False) -> str:
 
 
 def _millions(value: Decimal | float | int | None, *, signed: bool = False) -> str:
+    """Pounds in millions to one decimal; no minus sign on a figure that rounds to zero."""
     if value is None:
         return ""
-    number = Decimal(value) / 1_000_000
-    sign = "-" if number < 0 else ("+" if signed and number > 0 else "")
-    return f"{sign}£{abs(number):,.1f}m"
+    number = Decimal(value)
+    if round(abs(number) / 100_000) == 0:
+        return "£0.0m"
+    sign = "-" if number < 0 else ("+" if signed else "")
+    return f"{sign}£{abs(number) / 1_000_000:,.1f}m"
+
+
+def _short(value: Decimal | float | int | None, *, signed: bool = False) -> str:
+    """Pounds in thousands below £10m (a surplus of £0.3m reads better as £312k), else in
+    millions; no minus sign on a figure that rounds to zero."""
+    if value is None:
+        return ""
+    number = Decimal(value)
+    if abs(number) >= 10_000_000:
+        return _millions(number, signed=signed)
+    if round(abs(number) / 1000) == 0:
+        return "£0k"
+    sign = "-" if number < 0 else ("+" if signed else "")
+    return f"{sign}£{abs(number) / 1000:,.0f}k"
 
 
 def _percent(value: float | None, *, signed: bool = True) -> str:
     if value is None:
         return ""
+    if round(abs(value) * 1000) == 0:
+        return "0.0%"
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
@@ -412,6 +433,90 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- control total --------------------------------------------------------------------------
+
+
+def _control_total(engine: Engine) -> dict[str, Any]:
+    positions = _rows(engine, "finance_control_total")
+    steps = sorted(_rows(engine, "finance_control_total_waterfall"), key=lambda r: r["step"])
+    variances = _rows(engine, "finance_variance")
+    system = next(r for r in positions if r["organisation_code"] == "SYSTEM")
+    fig = new_figure(8.5, 3.8)
+    ax = fig.subplots()
+    labels, bottoms, heights, colours = [], [], [], []
+    previous = Decimal(0)
+    for i, step in enumerate(steps):
+        amount, running = step["amount_gbp"], step["running_total_gbp"]
+        first_or_last = i in (0, len(steps) - 1)
+        labels.append(step["label"])
+        if first_or_last:
+            bottoms.append(0.0)
+            heights.append(float(running) / 1e6)
+            colours.append(NHS_BLUE)
+        else:
+            bottoms.append(float(previous) / 1e6)
+            heights.append(float(amount) / 1e6)
+            colours.append(NHS_GREEN if amount >= 0 else NHS_RED)
+        previous = running
+    x = list(range(len(steps)))
+    ax.bar(x, heights, bottom=bottoms, color=colours, width=0.6)
+    ax.axhline(0, color="black", linewidth=0.7)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("£ million (surplus above zero)")
+    ax.spines[["top", "right"]].set_visible(False)
+    description = (
+        f"Waterfall chart of the system's {system['financial_year']} position: from the planned "
+        f"surplus of {_short(steps[0]['running_total_gbp'])} through "
+        + "; ".join(
+            f"{s['label'].lower()} {_short(s['amount_gbp'], signed=True)}" for s in steps[1:-1]
+        )
+        + f" to a forecast outturn of {_short(steps[-1]['running_total_gbp'])}."
+    )
+    return {
+        "year": system["financial_year"],
+        "rule": system["rule"],
+        "explanation": system["explanation"],
+        "svg": figure_svg(fig, "waterfall", "Control total waterfall", description),
+        "description": description,
+        "rows": [
+            {
+                "name": r["organisation_name"],
+                "months": r["months_reported_count"],
+                "plan_ytd": _short(r["plan_ytd_gbp"]),
+                "actual_ytd": _short(r["actual_ytd_gbp"]),
+                "run_rate": _short(r["forecast_run_rate_gbp"]),
+                "trend": _short(r["forecast_trend_gbp"]),
+                "plan": _short(r["plan_full_year_gbp"]),
+                "variance": _short(r["forecast_variance_gbp"], signed=True),
+                "must": "yes" if r["must_break_even"] else "no",
+                "meets": ""
+                if r["meets_rule"] is None
+                else ("met" if r["meets_rule"] else "not met"),
+                "system": r["organisation_code"] == "SYSTEM",
+            }
+            for r in positions
+        ],
+        "method": system["forecast_method"],
+        "steps": [
+            {
+                "label": r["label"],
+                "amount": _short(r["amount_gbp"], signed=True),
+                "running": _short(r["running_total_gbp"]),
+            }
+            for r in steps
+        ],
+        "causes": [
+            {
+                "category": r["category"].replace("_", " "),
+                "variance": _short(r["variance_gbp"], signed=True),
+                "favourable": r["favourable"],
+            }
+            for r in variances
+            if r["organisation_code"] == "SYSTEM"
+        ],
+    }
+
+
 # --- what-if ---------------------------------------------------------------------------------
 
 
@@ -449,10 +554,10 @@ def _what_if(engine: Engine) -> dict[str, Any]:
                 "rows": [
                     {
                         "place": r["place_name"],
-                        "cost": _millions(r["cost_change_gbp"], signed=True),
+                        "cost": _short(r["cost_change_gbp"], signed=True),
                         "index": f"{r['baseline_index']:.3f} → {r['scenario_index']:.3f}",
-                        "target": _millions(r["target_change_gbp"], signed=True),
-                        "allocation": _millions(r["allocation_change_gbp"], signed=True),
+                        "target": _short(r["target_change_gbp"], signed=True),
+                        "allocation": _short(r["allocation_change_gbp"], signed=True),
                     }
                     for r in rows
                     if r["scenario"] == s

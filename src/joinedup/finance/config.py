@@ -22,6 +22,7 @@ from joinedup.errors import InputError, describe_validation_error
 from joinedup.finance.allocation import PacePolicy
 from joinedup.finance.calendar import FinancialYear, next_year
 from joinedup.finance.capitation import CapitationSettings
+from joinedup.finance.control_total import BreakEvenRules, ForecastMethod
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 from joinedup.finance.sectors import SectorSettings
 from joinedup.finance.whatif import Driver
@@ -107,11 +108,35 @@ class AllocationSettings(FinanceModel):
         return self
 
 
+class ControlTotalSettings(FinanceModel):
+    """The system control total: which year, how it is forecast and the break-even rules. With
+    no ledger imported (`joinedup finance control-total --ledger FILE`), a synthetic ledger is
+    made for the year from `seed`, `months_reported` and `scale_gbp`."""
+
+    year: FinancialYear
+    forecast_method: ForecastMethod = ForecastMethod.TREND
+    rules: BreakEvenRules = Field(default_factory=BreakEvenRules)
+    months_reported: int = Field(7, ge=0, le=12, description="Months of the synthetic ledger.")
+    seed: int = Field(42, description="Seed of the synthetic ledger.")
+    scale_gbp: dict[str, Pounds] = Field(
+        default_factory=dict,
+        description="Annual planned expenditure by organisation for the synthetic ledger.",
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> ControlTotalSettings:
+        bad = sorted(code for code, amount in self.scale_gbp.items() if amount <= 0)
+        if bad:
+            raise ValueError(f"scale_gbp: expenditure must be positive for {', '.join(bad)}")
+        return self
+
+
 class FinanceConfig(FinanceModel):
     """Every finance setting of one ICS."""
 
     capitation: CapitationSettings = Field(default_factory=CapitationSettings)
     allocation: AllocationSettings
+    control_total: ControlTotalSettings | None = None
     what_if: list[Driver] = Field(
         default_factory=list, description="Scenarios `joinedup finance what-if` runs."
     )
@@ -141,7 +166,10 @@ class FinanceConfig(FinanceModel):
         problems += _unknown(
             [d.place for d in self.what_if if d.place is not None], places, "what_if.place"
         )
-        del organisations  # checked by the sections that name organisations
+        if self.control_total is not None:
+            problems += _unknown(
+                list(self.control_total.scale_gbp), organisations, "control_total.scale_gbp"
+            )
         if problems:
             raise InputError(source, "; ".join(problems[:10]))
 

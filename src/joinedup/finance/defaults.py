@@ -10,12 +10,17 @@ The figures are illustrative, sized to the warehouse's population, and say so in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from joinedup.finance.calendar import next_year
-from joinedup.finance.config import AllocationSettings, FinanceConfig, YearTotal
-from joinedup.finance.money import pounds, split
+from joinedup.finance.config import (
+    AllocationSettings,
+    ControlTotalSettings,
+    FinanceConfig,
+    YearTotal,
+)
+from joinedup.finance.money import pence, pounds, split
 from joinedup.finance.whatif import ActivityChange, ActivityShift
 
 POUNDS_PER_HEAD = 2_000
@@ -38,6 +43,7 @@ class Profile:
     places: Mapping[str, str]  # code -> name
     population: Mapping[str, int]  # place code -> people registered today
     organisations: tuple[Organisation, ...] = ()
+    provider_cost: Mapping[str, int] = field(default_factory=dict)  # pence in the last year
 
 
 def default_allocation(profile: Profile, baseline_year: str = BASELINE_YEAR) -> AllocationSettings:
@@ -84,6 +90,42 @@ def default_what_if(profile: Profile) -> list[ActivityChange | ActivityShift]:
     ]
 
 
+#: Shares of an ICB's allocation spent with its NHS trusts, for sizing the synthetic ledger:
+#: about three quarters with trusts, of which ambulance services about 4% of the allocation
+#: (NHS England ICB and trust accounts 2023/24, approximate).
+TRUST_SHARE = Decimal("0.75")
+AMBULANCE_SHARE = Decimal("0.04")
+NHS_TRUSTS = ("acute_trust", "community_trust", "mental_health_trust")
+
+
+def default_control_total(profile: Profile, allocation: AllocationSettings) -> ControlTotalSettings:
+    """Month 7 of the first allocation year, each trust sized by the activity it provides and
+    the ICB by its allocation."""
+    first = allocation.years[0]
+    total = pence(first.total_gbp)
+    trusts = {
+        o.code: profile.provider_cost.get(o.code, 0)
+        for o in profile.organisations
+        if o.kind in NHS_TRUSTS and profile.provider_cost.get(o.code, 0) > 0
+    }
+    scale: dict[str, int] = {}
+    if trusts:
+        scale |= split(int(total * TRUST_SHARE), trusts)
+    for o in profile.organisations:
+        if o.kind == "icb":
+            scale[o.code] = total
+        elif o.kind == "ambulance_trust":
+            scale[o.code] = int(total * AMBULANCE_SHARE)
+    return ControlTotalSettings(
+        year=first.year, scale_gbp={k: pounds(v) for k, v in scale.items() if v > 0}
+    )
+
+
 def default_config(profile: Profile) -> FinanceConfig:
     """Illustrative settings for the footprint in `profile`."""
-    return FinanceConfig(allocation=default_allocation(profile), what_if=default_what_if(profile))
+    allocation = default_allocation(profile)
+    return FinanceConfig(
+        allocation=allocation,
+        control_total=default_control_total(profile, allocation),
+        what_if=default_what_if(profile),
+    )

@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -32,6 +32,16 @@ from joinedup.finance.capitation import (
     estimate,
 )
 from joinedup.finance.config import FinanceConfig, dump_config
+from joinedup.finance.control_total import (
+    Category,
+    ControlTotalResult,
+    Ledger,
+    LedgerRow,
+    control_total,
+    control_total_tables,
+    ledger_table,
+    synthetic_ledger,
+)
 from joinedup.finance.defaults import Organisation, Profile
 from joinedup.finance.money import pence, pounds
 from joinedup.finance.need import (
@@ -53,7 +63,7 @@ from joinedup.finance.whatif import (
 )
 from joinedup.reference.practices import PracticeRecord
 from joinedup.warehouse import Engine
-from joinedup.warehouse.analytics.cohort import table
+from joinedup.warehouse.analytics.cohort import col, date_literal, table
 
 GBP = pa.decimal128(18, 2)
 
@@ -68,6 +78,10 @@ FINANCE_TABLES: dict[str, str] = {
     "finance_allocation": "baseline, target, allocation and head-count split per place and year",
     "finance_sector_allocation": "each place's allocation by sector and year",
     "finance_what_if": "cost, need and allocation effect of each what-if scenario per place",
+    "finance_ledger": "plan and actual by organisation, month and category (imported or synthetic)",
+    "finance_control_total": "position, forecast outturn and break-even rule per organisation",
+    "finance_variance": "variance to date by organisation and cause",
+    "finance_control_total_waterfall": "steps from planned system surplus to forecast outturn",
 }
 
 
@@ -503,7 +517,79 @@ def warehouse_profile(engine: Engine) -> Profile:
             .order_by("organisation_code")
         ).to_pylist()
     )
-    return Profile(places, population, orgs)
+    return Profile(places, population, orgs, provider_costs(engine))
+
+
+def provider_costs(engine: Engine) -> dict[str, int]:
+    """Each provider's activity cost (pence) in the last year of the warehouse."""
+    end = _first(engine, "build")["history_end_date"]
+    start = end.replace(year=end.year - 1) + timedelta(days=1)
+    a = "a"
+    rows = engine.execute(
+        exp.select(
+            col("provider_code", a).as_("provider_code"),
+            exp.cast(
+                exp.Sum(this=exp.Mul(this=col("cost_gbp", a), expression=exp.Literal.number(100))),
+                exp.DataType.Type.BIGINT,
+            ).as_("pence"),
+        )
+        .from_(table("activity", a))
+        .where(
+            exp.and_(
+                exp.GTE(this=col("start_date", a), expression=date_literal(start)),
+                exp.LTE(this=col("start_date", a), expression=date_literal(end)),
+                col("provider_code", a).is_(exp.null()).not_(),
+            )
+        )
+        .group_by(col("provider_code", a))
+    ).to_pylist()
+    return {r["provider_code"]: int(r["pence"] or 0) for r in rows}
+
+
+# --- control total --------------------------------------------------------------------------
+
+
+def stored_ledger(engine: Engine, names: Mapping[str, str]) -> Ledger | None:
+    """The ledger last imported into the warehouse, if any."""
+    if "finance_ledger" not in engine.table_names():
+        return None
+    rows = engine.execute(exp.select("*").from_("finance_ledger")).to_pylist()
+    if not rows:
+        return None
+    return Ledger(
+        tuple(
+            LedgerRow(
+                r["organisation_code"], r["financial_year"], int(r["month"]),
+                Category(r["category"]), pence(r["plan_gbp"]),
+                None if r["actual_gbp"] is None else pence(r["actual_gbp"]),
+            )
+            for r in rows
+        ),
+        names,
+    )  # fmt: skip
+
+
+def control_total_step(
+    engine: Engine, config: FinanceConfig, ledger: Ledger | None = None
+) -> tuple[ControlTotalResult, dict[str, pa.Table]]:
+    """The control total from `ledger` (an import), else the warehouse's stored ledger, else a
+    synthetic one made from the settings; its tables include the ledger used."""
+    settings = config.control_total
+    if settings is None:
+        raise ConfigurationError("the settings have no control_total section")
+    profile = warehouse_profile(engine)
+    names = {o.code: o.name for o in profile.organisations}
+    used = ledger or stored_ledger(engine, names)
+    if used is None or settings.year not in used.years:
+        used = synthetic_ledger(
+            [(o.code, o.name, o.kind) for o in profile.organisations],
+            settings.year,
+            settings.months_reported,
+            settings.seed,
+            {k: pence(v) for k, v in settings.scale_gbp.items()},
+        )
+    result = control_total(used, settings.year, settings.rules, settings.forecast_method)
+    return result, {"finance_ledger": ledger_table(used), **control_total_tables(result)}
 
 
 def run_table(config: FinanceConfig, need_source: str, steps: Sequence[str]) -> pa.Table:
@@ -532,6 +618,7 @@ def run_all(
     config: FinanceConfig,
     *,
     published: Sequence[PracticeRecord] | None = None,
+    ledger: Ledger | None = None,
     policy: DisclosurePolicy | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
@@ -556,6 +643,10 @@ def run_all(
         year = config.allocation.years[0].year
         tables["finance_what_if"] = what_if_table(effects, config.what_if, year)
         steps.append("what_if")
+    if config.control_total is not None:
+        stage(f"control total {config.control_total.year}")
+        tables |= control_total_step(engine, config, ledger)[1]
+        steps.append("control_total")
     tables["finance_run"] = run_table(config, need.source, steps)
     return store(engine, tables)
 
