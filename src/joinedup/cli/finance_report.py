@@ -83,6 +83,10 @@ def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None =
         context["what_if"] = _what_if(engine)
     if "finance_control_total" in have:
         context["control_total"] = _control_total(engine)
+    if {"finance_guarantee", "finance_place_budget", "finance_pooled_budget"} & have:
+        context["budgets"] = _budgets(engine, have)
+    if "finance_payment_line" in have:
+        context["payments"] = _payments(engine)
     return write_page(template(TEMPLATE).render(r=context), output)
 
 
@@ -286,6 +290,10 @@ def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
     }
 
 
+def _ratio(part: Decimal, whole: Decimal) -> float:
+    return float(part / whole) if whole else 0.0
+
+
 def _distance(allocation: Decimal, target: Decimal) -> float:
     return float((allocation - target) / target) if target else 0.0
 
@@ -431,6 +439,112 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         "sector_rows": sector_table,
         "pace": settings.get("allocation", {}).get("pace", {}),
     }
+
+
+# --- guarantees and budgets -----------------------------------------------------------------
+
+
+def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "finance_guarantee" in have:
+        out["guarantees"] = [
+            {
+                "name": "Mental Health Investment Standard"
+                if r["guarantee"] == "mental_health_investment_standard"
+                else "Community services guarantee",
+                "year": r["financial_year"],
+                "previous": _short(r["previous_gbp"]),
+                "minimum": _short(r["minimum_gbp"]),
+                "planned": _short(r["planned_gbp"]),
+                "margin": _short(r["margin_gbp"], signed=True),
+                "allocation_growth": _percent(r["allocation_growth"]),
+                "spend_growth": _percent(r["spend_growth"]),
+                "met": r["met"],
+                "explanation": r["explanation"],
+            }
+            for r in _rows(engine, "finance_guarantee")
+        ]
+    if "finance_place_budget" in have:
+        rows = _rows(engine, "finance_place_budget")
+        places = list(dict.fromkeys(r["place_code"] for r in rows))
+        names = {}
+        if "place" in have:
+            names = {r["place_code"]: r["place_name"] for r in _rows(engine, "place")}
+        out["delegation_year"] = rows[0]["financial_year"] if rows else ""
+        totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        for r in rows:
+            for key in ("allocation_gbp", "delegated_gbp", "retained_gbp"):
+                totals[r["place_code"]][key] += r[key]
+        out["delegation"] = [
+            {
+                "place": names.get(p, p),
+                "allocation": _millions(t["allocation_gbp"]),
+                "delegated": _millions(t["delegated_gbp"]),
+                "retained": _millions(t["retained_gbp"]),
+                "share": _percent(
+                    _distance(t["delegated_gbp"], t["allocation_gbp"]) + 1, signed=False
+                ),
+            }
+            for p in places
+            for t in [totals[p]]
+        ]
+    if "finance_pooled_budget" in have:
+        rows = _rows(engine, "finance_pooled_budget")
+        pools = list(dict.fromkeys(r["pool"] for r in rows))
+        out["pools"] = [
+            {
+                "name": pool,
+                "kind": "Better Care Fund" if mine[0]["kind"] == "bcf" else "Section 75",
+                "total": _short(sum(r["contribution_gbp"] for r in mine)),
+                "partners": [
+                    {
+                        "partner": "NHS" if r["partner"] == "nhs" else r["partner"],
+                        "amount": _short(r["contribution_gbp"]),
+                        "share": _percent(r["share_of_pool"], signed=False),
+                    }
+                    for r in mine
+                ],
+                "minimum": next(
+                    (r["explanation"] for r in mine if r["nhs_minimum_gbp"] is not None), ""
+                ),
+            }
+            for pool in pools
+            for mine in [[r for r in rows if r["pool"] == pool]]
+        ]
+    return out
+
+
+# --- payments -------------------------------------------------------------------------------
+
+
+def _payments(engine: Engine) -> list[dict[str, Any]]:
+    rows = _rows(engine, "finance_payment_line")
+    names = {}
+    if "organisation" in set(engine.table_names()):
+        names = {
+            r["organisation_code"]: r["organisation_name"] for r in _rows(engine, "organisation")
+        }
+
+    def key(r: dict[str, Any]) -> tuple[str, str, str]:
+        return (r["provider_code"], r["financial_year"], r["rules"])
+
+    keys = list(dict.fromkeys(key(r) for r in rows))
+    return [
+        {
+            "provider": names.get(code, code),
+            "code": code,
+            "year": year,
+            "rules": rules,
+            "total": _gbp(sum(r["amount_gbp"] for r in mine)),
+            "lines": [
+                {"line": r["line"].replace("_", " "), "pod": r["point_of_delivery"] or "",
+                 "amount": _gbp(r["amount_gbp"]), "explanation": r["explanation"]}
+                for r in mine
+            ],
+        }
+        for code, year, rules in keys
+        for mine in [[r for r in rows if key(r) == (code, year, rules)]]
+    ]  # fmt: skip
 
 
 # --- control total --------------------------------------------------------------------------

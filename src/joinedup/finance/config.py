@@ -20,9 +20,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from joinedup.errors import InputError, describe_validation_error
 from joinedup.finance.allocation import PacePolicy
+from joinedup.finance.budgets import DelegationConfig, PooledBudgetConfig
 from joinedup.finance.calendar import FinancialYear, next_year
 from joinedup.finance.capitation import CapitationSettings
 from joinedup.finance.control_total import BreakEvenRules, ForecastMethod
+from joinedup.finance.guarantees import CommunityGuaranteeConfig, MhisConfig
+from joinedup.finance.payment import ContractConfig
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 from joinedup.finance.sectors import SectorSettings
 from joinedup.finance.whatif import Driver
@@ -136,10 +139,37 @@ class FinanceConfig(FinanceModel):
 
     capitation: CapitationSettings = Field(default_factory=CapitationSettings)
     allocation: AllocationSettings
+    mhis: MhisConfig | None = None
+    community_guarantee: CommunityGuaranteeConfig | None = None
+    budgets_year: FinancialYear | None = Field(
+        None, description="Year of delegated and pooled budgets (default: the first year)."
+    )
+    delegation: DelegationConfig | None = None
+    pooled_budgets: PooledBudgetConfig | None = None
     control_total: ControlTotalSettings | None = None
+    contracts: list[ContractConfig] = Field(
+        default_factory=list, description="Provider contracts paid from warehouse activity."
+    )
     what_if: list[Driver] = Field(
         default_factory=list, description="Scenarios `joinedup finance what-if` runs."
     )
+
+    def budget_year(self) -> str:
+        return self.budgets_year or self.allocation.years[0].year
+
+    @model_validator(mode="after")
+    def _years_known(self) -> FinanceConfig:
+        known = [self.allocation.baseline_year, *(y.year for y in self.allocation.years)]
+        for name in ("mhis", "community_guarantee"):
+            section = getattr(self, name)
+            if section is not None and section.year not in known[1:]:
+                raise ValueError(
+                    f"{name}.year: {section.year} is not a year of the allocation path "
+                    f"({', '.join(known[1:])}); its growth is measured against the year before"
+                )
+        if self.budgets_year is not None and self.budgets_year not in known:
+            raise ValueError(f"budgets_year: {self.budgets_year} is not one of {', '.join(known)}")
+        return self
 
     @model_validator(mode="after")
     def _scenarios(self) -> FinanceConfig:
@@ -165,6 +195,18 @@ class FinanceConfig(FinanceModel):
             problems.append(f"allocation.baselines_gbp: no baseline for {', '.join(missing)}")
         problems += _unknown(
             [d.place for d in self.what_if if d.place is not None], places, "what_if.place"
+        )
+        if self.delegation is not None:
+            problems += _unknown(list(self.delegation.places), places, "delegation.places")
+        if self.pooled_budgets is not None:
+            for i, pool in enumerate(self.pooled_budgets.pools):
+                problems += _unknown([pool.place], places, f"pooled_budgets.pools.{i}.place")
+                problems += _unknown(
+                    [pool.local_authority], organisations,
+                    f"pooled_budgets.pools.{i}.local_authority",
+                )  # fmt: skip
+        problems += _unknown(
+            [c.provider_code for c in self.contracts], organisations, "contracts.provider_code"
         )
         if self.control_total is not None:
             problems += _unknown(

@@ -24,7 +24,13 @@ from joinedup import __version__
 from joinedup.disclosure import DisclosurePolicy, apply
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.finance.allocation import PlaceYear, allocate_year, plan, targets
-from joinedup.finance.calendar import start_year
+from joinedup.finance.budgets import (
+    delegate,
+    place_budget_table,
+    pooled_budget_table,
+    pooled_budgets,
+)
+from joinedup.finance.calendar import first_day, last_day, next_year, start_year, year_of
 from joinedup.finance.capitation import (
     COST_COMPONENTS,
     POPULATION_COMPONENTS,
@@ -43,6 +49,13 @@ from joinedup.finance.control_total import (
     synthetic_ledger,
 )
 from joinedup.finance.defaults import Organisation, Profile
+from joinedup.finance.guarantees import (
+    GuaranteeResult,
+    MhisResult,
+    community_guarantee,
+    guarantees_table,
+    mhis,
+)
 from joinedup.finance.money import pence, pounds
 from joinedup.finance.need import (
     COMPONENTS,
@@ -52,6 +65,7 @@ from joinedup.finance.need import (
     from_published,
     indices_within,
 )
+from joinedup.finance.payment import contract_payment, payments_table
 from joinedup.finance.sectors import PUBLISHED_COMPONENT_SHARES, SECTORS, split_sectors
 from joinedup.finance.whatif import (
     ActivityChange,
@@ -78,6 +92,10 @@ FINANCE_TABLES: dict[str, str] = {
     "finance_allocation": "baseline, target, allocation and head-count split per place and year",
     "finance_sector_allocation": "each place's allocation by sector and year",
     "finance_what_if": "cost, need and allocation effect of each what-if scenario per place",
+    "finance_guarantee": "mental health investment standard and community guarantee tests",
+    "finance_place_budget": "each place's allocation by sector, delegated and held at system",
+    "finance_pooled_budget": "pooled budgets with councils (BCF, Section 75) by partner",
+    "finance_payment_line": "blended payment of each contract, line by line with the sum",
     "finance_ledger": "plan and actual by organisation, month and category (imported or synthetic)",
     "finance_control_total": "position, forecast outturn and break-even rule per organisation",
     "finance_variance": "variance to date by organisation and cause",
@@ -371,6 +389,44 @@ def allocation_tables(result: Allocation) -> dict[str, pa.Table]:
     return {"finance_allocation": allocation, "finance_sector_allocation": sectors}
 
 
+# --- guarantees and budgets -----------------------------------------------------------------
+
+
+def guarantee_tables(result: Allocation, config: FinanceConfig) -> dict[str, pa.Table]:
+    """MHIS and the community guarantee against allocation growth, delegated place budgets and
+    pooled budgets, for the settings that have them."""
+    tables: dict[str, pa.Table] = {}
+    years = [result.baseline_year, *result.years()]
+    tests: list[MhisResult | GuaranteeResult] = []
+    if config.mhis is not None:
+        year = config.mhis.year
+        before = years[years.index(year) - 1]
+        tests.append(mhis(config.mhis, result.total(before), result.total(year)))
+    if config.community_guarantee is not None:
+        year = config.community_guarantee.year
+        before = years[years.index(year) - 1]
+        tests.append(
+            community_guarantee(
+                config.community_guarantee, result.total(before), result.total(year)
+            )
+        )
+    if tests:
+        tables["finance_guarantee"] = guarantees_table(tests)
+    budget_year = config.budget_year()
+    sectors = {p: s for (y, p), s in result.sectors.items() if y == budget_year}
+    if config.delegation is not None:
+        budgets = delegate(sectors, config.delegation, result.place_names)
+        tables["finance_place_budget"] = _with_year(place_budget_table(budgets), budget_year)
+    if config.pooled_budgets is not None and config.pooled_budgets.pools:
+        pools = pooled_budgets(config.pooled_budgets, sectors, result.place_names)
+        tables["finance_pooled_budget"] = _with_year(pooled_budget_table(pools), budget_year)
+    return tables
+
+
+def _with_year(data: pa.Table, year: str) -> pa.Table:
+    return data.add_column(0, "financial_year", pa.array([year] * data.num_rows, pa.string()))
+
+
 # --- what-if --------------------------------------------------------------------------------
 
 
@@ -517,7 +573,7 @@ def warehouse_profile(engine: Engine) -> Profile:
             .order_by("organisation_code")
         ).to_pylist()
     )
-    return Profile(places, population, orgs, provider_costs(engine))
+    return Profile(places, population, orgs, provider_costs(engine), full_year_activity(engine))
 
 
 def provider_costs(engine: Engine) -> dict[str, int]:
@@ -544,6 +600,61 @@ def provider_costs(engine: Engine) -> dict[str, int]:
         .group_by(col("provider_code", a))
     ).to_pylist()
     return {r["provider_code"]: int(r["pence"] or 0) for r in rows}
+
+
+def activity_counts(engine: Engine, year: str) -> dict[str, dict[str, int]]:
+    """Activity by provider and point of delivery starting in financial year `year`: what a
+    contract pays for (every patient treated, opt-outs included: payment is not planning)."""
+    a = "a"
+    start = col("start_date", a)
+    rows = engine.execute(
+        exp.select(
+            col("provider_code", a).as_("provider_code"),
+            col("point_of_delivery", a).as_("pod"),
+            exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("n"),
+        )
+        .from_(table("activity", a))
+        .where(
+            exp.and_(
+                exp.GTE(this=start, expression=date_literal(first_day(year))),
+                exp.LTE(this=start.copy(), expression=date_literal(last_day(year))),
+                col("provider_code", a).is_(exp.null()).not_(),
+            )
+        )
+        .group_by(col("provider_code", a), col("point_of_delivery", a))
+    ).to_pylist()
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        out[r["provider_code"]][r["pod"]] = int(r["n"])
+    return dict(out)
+
+
+def full_year_activity(engine: Engine) -> dict[str, dict[str, dict[str, int]]]:
+    """Activity counts of every financial year the warehouse holds in full."""
+    build = _first(engine, "build")
+    first, last = build["history_start_date"], build["history_end_date"]
+    out = {}
+    year = year_of(first)
+    while last_day(year) <= last:
+        if first_day(year) >= first:
+            out[year] = activity_counts(engine, year)
+        year = next_year(year)
+    return out
+
+
+# --- payments -------------------------------------------------------------------------------
+
+
+def payment_tables(engine: Engine, config: FinanceConfig) -> dict[str, pa.Table]:
+    """Each configured contract paid for its year's warehouse activity (finance_payment_line)."""
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    payments = []
+    for contract in config.contracts:
+        if contract.year not in counts:
+            counts[contract.year] = activity_counts(engine, contract.year)
+        actual = counts[contract.year].get(contract.provider_code, {})
+        payments.append(contract_payment(contract, actual))
+    return {"finance_payment_line": payments_table(payments)} if payments else {}
 
 
 # --- control total --------------------------------------------------------------------------
@@ -635,14 +746,24 @@ def run_all(
     )
     tables = need_tables(need, sdc)
     stage("allocation to places and sectors")
-    tables |= allocation_tables(allocate(need, config))
+    allocation = allocate(need, config)
+    tables |= allocation_tables(allocation)
     steps = ["need", "allocation"]
+    stage("guarantees, delegated and pooled budgets")
+    found = guarantee_tables(allocation, config)
+    if found:
+        tables |= found
+        steps.append("guarantees")
     if config.what_if and need.estimate is not None:
         stage(f"what-if: {len(config.what_if)} scenarios")
         effects = what_if(need, config, config.what_if)
         year = config.allocation.years[0].year
         tables["finance_what_if"] = what_if_table(effects, config.what_if, year)
         steps.append("what_if")
+    if config.contracts:
+        stage(f"payments: {len(config.contracts)} contracts")
+        tables |= payment_tables(engine, config)
+        steps.append("payments")
     if config.control_total is not None:
         stage(f"control total {config.control_total.year}")
         tables |= control_total_step(engine, config, ledger)[1]
