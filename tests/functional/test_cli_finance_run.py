@@ -161,3 +161,22 @@ def test_a_rerun_gives_the_same_figures(ran: Path) -> None:
     before = figures()
     assert joinedup("finance", "run", "-w", str(ran), cwd=ran.parent).returncode == 0
     assert figures() == before
+
+
+def test_tables_have_exactly_the_documented_columns(ran: Path) -> None:
+    from joinedup.finance.capitation import POPULATION_COMPONENTS
+    from joinedup.finance.tables import COMPONENT, FINANCE_TABLE_DOCS
+
+    for name, _, columns in FINANCE_TABLE_DOCS:
+        got = [
+            r[0]
+            for r in _sql(ran, "SELECT column_name FROM information_schema.columns "
+                          f"WHERE table_name = '{name}' ORDER BY ordinal_position")
+        ]  # fmt: skip
+        documented: list[str] = []
+        for column, _ in columns:
+            if COMPONENT in column:
+                documented += [column.replace(COMPONENT, c) for c in POPULATION_COMPONENTS]
+            else:
+                documented.append(column)
+        assert [c for c in got if not c.endswith("_suppressed")] == documented, name

@@ -21,6 +21,7 @@ from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.fhir.tables import render_fhir_markdown
+from joinedup.finance.tables import render_finance_markdown
 from joinedup.footprint import default_footprint
 from joinedup.population.tables import render_phm_markdown
 from joinedup.synth import condition_codelist
@@ -149,14 +150,16 @@ def _coerce_dates(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_model_page() -> str:
-    """docs/data-model.md: the canonical tables, the population health outputs, then the
-    FHIR ingest tables."""
+    """docs/data-model.md: the canonical tables, the population health outputs, the FHIR
+    ingest tables, then the finance tables."""
     return (
         render_markdown().rstrip("\n")
         + "\n\n"
         + render_phm_markdown().rstrip("\n")
         + "\n\n"
-        + render_fhir_markdown()
+        + render_fhir_markdown().rstrip("\n")
+        + "\n\n"
+        + render_finance_markdown()
     )
 
 
@@ -322,8 +325,9 @@ def demo(
     workers: Annotated[int, typer.Option("--workers")] = 2,
 ) -> None:
     """Build the demo ICS, run every analytic on DuckDB, print a summary of the system, then
-    run population health management and write its report."""
-    from joinedup.cli import phm  # noqa: PLC0415 - phm imports this module
+    run population health management and the single pot (need, allocation, guarantees,
+    budgets, payments, the control total, what-if) and write both reports."""
+    from joinedup.cli import finance, phm  # noqa: PLC0415 - both import this module
 
     build(
         default_footprint(),
@@ -347,6 +351,8 @@ def demo(
         print_report(system_report(engine, condition_codelist()))
     phm.run(warehouse=warehouse, config=None, codelist_dir=None)
     phm.report(output=outputs / "phm-report.html", place=None, warehouse=warehouse)
+    finance.run_command(warehouse=warehouse, config=None, reference_dir=None, ledger=None)
+    finance.report_command(output=outputs / "finance-report.html", warehouse=warehouse)
     console.print(
         f"Warehouse: {escape(str(warehouse))} (query it with DuckDB, or `joinedup warehouse run`)."
     )
