@@ -26,7 +26,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.finance.money import pence, pounds, split
+from joinedup.finance.money import gbp_text, pence, percent_text, pounds, split
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 from joinedup.finance.sectors import SECTORS
 
@@ -58,15 +58,6 @@ POOLED_BUDGET_SCHEMA = pa.schema(
         ("explanation", pa.string()),
     ]
 )
-
-
-def _gbp(amount_pence: int) -> str:
-    sign = "-" if amount_pence < 0 else ""
-    return f"{sign}£{pounds(abs(amount_pence)):,}"
-
-
-def _pct(rate: Fraction | Decimal) -> str:
-    return f"{float(rate):.2%}"
 
 
 def _check_sector(sector: str, where: str) -> None:
@@ -195,7 +186,7 @@ def delegate(
         total = sum(r.allocation_pence for r in rows)
         delegated_total = sum(r.delegated_pence for r in rows)
         name = places[code]
-        overall = f" ({_pct(Fraction(delegated_total, total))})" if total else ""
+        overall = f" ({percent_text(Fraction(delegated_total, total))})" if total else ""
         budgets.append(
             PlaceBudget(
                 place_code=code,
@@ -205,8 +196,9 @@ def delegate(
                 delegated_pence=delegated_total,
                 retained_pence=total - delegated_total,
                 explanation=(
-                    f"{name} ({code}): {_gbp(delegated_total)} of {_gbp(total)} delegated to "
-                    f"the place{overall}, {_gbp(total - delegated_total)} held at system level."
+                    f"{name} ({code}): {gbp_text(delegated_total)} of {gbp_text(total)} "
+                    f"delegated to the place{overall}, {gbp_text(total - delegated_total)} held "
+                    "at system level."
                 ),
             )
         )
@@ -364,7 +356,9 @@ def _nhs_pence(pool: Pool, sector_allocation: Mapping[str, Mapping[str, int]]) -
             f"pool {pool.name!r}: no sector allocation for place {pool.place} to take a share of"
         )
     base = sector_allocation[pool.place].get(sector, 0)
-    return _share_of(base, share), f"{_pct(share)} of the {sector} allocation of {_gbp(base)}"
+    return _share_of(
+        base, share
+    ), f"{percent_text(share)} of the {sector} allocation of {gbp_text(base)}"
 
 
 def pooled_budgets(
@@ -396,9 +390,11 @@ def pooled_budgets(
         test = ""
         if minimum is not None and margin is not None:
             verdict = (
-                f"met by {_gbp(margin)}" if margin >= 0 else f"NOT met: short by {_gbp(-margin)}"
+                f"met by {gbp_text(margin)}"
+                if margin >= 0
+                else f"NOT met: short by {gbp_text(-margin)}"
             )
-            test = f"; NHS minimum {_gbp(minimum)} {verdict}"
+            test = f"; NHS minimum {gbp_text(minimum)} {verdict}"
         contributions = []
         for partner, amount, what in parts:
             share = Fraction(amount, total)
@@ -410,14 +406,15 @@ def pooled_budgets(
                     share=share,
                     share_float=float(share),
                     explanation=(
-                        f"{partner}: {_gbp(amount)} ({what}), {_pct(share)} of the pool"
+                        f"{partner}: {gbp_text(amount)} ({what}), {percent_text(share)} of the pool"
                         + (f"; {note}" if note else "")
                         + "."
                     ),
                 )
             )
         listing = ", ".join(
-            f"{c.partner} {_gbp(c.amount_pence)} ({_pct(c.share)})" for c in contributions
+            f"{c.partner} {gbp_text(c.amount_pence)} ({percent_text(c.share)})"
+            for c in contributions
         )
         out.append(
             PooledBudget(
@@ -434,7 +431,7 @@ def pooled_budgets(
                 minimum_margin_pence=margin,
                 explanation=(
                     f"{label} pool {pool.name} for {places[pool.place]} ({pool.place}) with "
-                    f"{pool.local_authority}: {_gbp(total)} in all: {listing}{test}."
+                    f"{pool.local_authority}: {gbp_text(total)} in all: {listing}{test}."
                 ),
             )
         )

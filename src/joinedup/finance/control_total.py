@@ -56,7 +56,7 @@ from joinedup.finance.calendar import (
     start_year,
     year_name,
 )
-from joinedup.finance.money import pence, pounds, split
+from joinedup.finance.money import gbp_text, pence, pounds, split
 from joinedup.finance.schema import FinanceModel, Pounds
 from joinedup.reference.csvfile import csv_rows
 
@@ -740,29 +740,24 @@ class ControlTotalResult:
         raise KeyError(code)
 
 
-def _gbp(amount_pence: int) -> str:
-    sign = "-" if amount_pence < 0 else ""
-    return f"{sign}£{pounds(abs(amount_pence)):,}"
-
-
 def _explain(p: OrganisationPosition, rules_text: str) -> str:
     gap = p.forecast_variance_pence
     other = (
-        f"run rate {_gbp(p.forecast_run_rate_pence)}"
+        f"run rate {gbp_text(p.forecast_run_rate_pence)}"
         if p.forecast_method is ForecastMethod.TREND
-        else f"trend {_gbp(p.forecast_trend_pence)}"
+        else f"trend {gbp_text(p.forecast_trend_pence)}"
     )
     text = (
         f"{p.organisation_name} ({p.organisation_code}): {p.months_reported} of 12 months "
-        f"reported; surplus to date {_gbp(p.actual_ytd_pence)} against a plan of "
-        f"{_gbp(p.plan_ytd_pence)}; forecast outturn {_gbp(p.forecast_pence)} by "
+        f"reported; surplus to date {gbp_text(p.actual_ytd_pence)} against a plan of "
+        f"{gbp_text(p.plan_ytd_pence)}; forecast outturn {gbp_text(p.forecast_pence)} by "
         f"{p.forecast_method.value.replace('_', ' ')} ({other}) against a full-year plan of "
-        f"{_gbp(p.plan_full_year_pence)}, {_gbp(abs(gap))} "
+        f"{gbp_text(p.plan_full_year_pence)}, {gbp_text(abs(gap))} "
         f"{'favourable' if gap >= 0 else 'adverse'}"
     )
     if not p.must_break_even:
         return f"{text}; no break-even rule applies to it alone ({rules_text})."
-    verdict = "met" if p.meets_rule else f"not met: forecast deficit {_gbp(-p.forecast_pence)}"
+    verdict = "met" if p.meets_rule else f"not met: forecast deficit {gbp_text(-p.forecast_pence)}"
     return f"{text}; must break even ({rules_text}): {verdict}."
 
 
@@ -838,9 +833,9 @@ def control_total(
     failing = tuple(x.organisation_code for x in positions if x.meets_rule is False)
     met = None if rule is Rule.NONE else not failing
     if met is None:
-        verdict = f"system forecast {_gbp(system.forecast_pence)}"
+        verdict = f"system forecast {gbp_text(system.forecast_pence)}"
     elif met:
-        verdict = f"met: system forecast {_gbp(system.forecast_pence)}"
+        verdict = f"met: system forecast {gbp_text(system.forecast_pence)}"
     else:
         verdict = f"not met by {', '.join(failing)}"
     explanation = f"{year}: {rules_text}; by {method.value.replace('_', ' ')}, {verdict}."

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from joinedup.errors import InputError
 from joinedup.finance.calendar import FinancialYear, previous_year
-from joinedup.finance.money import pence, pounds
+from joinedup.finance.money import gbp_text, pence, percent_text, pounds
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 
 MHIS = "mental_health_investment_standard"
@@ -153,15 +153,6 @@ def _ceil(value: Fraction) -> int:
     return -((-value.numerator) // value.denominator)
 
 
-def _gbp(amount_pence: int) -> str:
-    sign = "-" if amount_pence < 0 else ""
-    return f"{sign}£{pounds(abs(amount_pence)):,}"
-
-
-def _pct(rate: Fraction | Decimal) -> str:
-    return f"{float(rate):.2%}"
-
-
 def allocation_growth(allocation_previous_pence: int, allocation_current_pence: int) -> Fraction:
     """(current - previous) / previous, exactly; refuses a previous allocation of zero or less
     and a negative current one."""
@@ -180,7 +171,7 @@ def _growth(previous: int, planned: int) -> Fraction | None:
 
 
 def _verdict(margin: int) -> str:
-    return f"met by {_gbp(margin)}" if margin >= 0 else f"NOT met: short by {_gbp(-margin)}"
+    return f"met by {gbp_text(margin)}" if margin >= 0 else f"NOT met: short by {gbp_text(-margin)}"
 
 
 def mhis(
@@ -207,16 +198,16 @@ def mhis(
         }
     )
     left_out = (
-        f" Excluded from both years: {', '.join(excluded)} ({_gbp(previous_excluded)} in "
-        f"{previous_year(config.year)}, {_gbp(planned_excluded)} planned)."
+        f" Excluded from both years: {', '.join(excluded)} ({gbp_text(previous_excluded)} in "
+        f"{previous_year(config.year)}, {gbp_text(planned_excluded)} planned)."
         if excluded
         else ""
     )
-    grew = "" if spend_growth is None else f" (growth {_pct(spend_growth)})"
+    grew = "" if spend_growth is None else f" (growth {percent_text(spend_growth)})"
     explanation = (
-        f"MHIS {config.year}: planned mental health spend {_gbp(planned)}{grew} against a "
-        f"minimum of {_gbp(minimum)} ({_gbp(previous)} in {previous_year(config.year)} x "
-        f"(1 + allocation growth {_pct(growth)}), rounded up to the penny): "
+        f"MHIS {config.year}: planned mental health spend {gbp_text(planned)}{grew} against a "
+        f"minimum of {gbp_text(minimum)} ({gbp_text(previous)} in {previous_year(config.year)} x "
+        f"(1 + allocation growth {percent_text(growth)}), rounded up to the penny): "
         f"{_verdict(margin)}.{left_out}"
     )
     return MhisResult(
@@ -310,21 +301,27 @@ def community_guarantee(
         points = Fraction(config.margin_points) / 100
         minimum = _ceil(previous * (1 + growth + points))
         extra = f" + {config.margin_points} percentage points" if config.margin_points else ""
-        how = f"{_gbp(previous)} in {last_year} x (1 + allocation growth {_pct(growth)}{extra})"
+        how = (
+            f"{gbp_text(previous)} in {last_year} x (1 + allocation growth "
+            f"{percent_text(growth)}{extra})"
+        )
     elif config.rule == "share_at_least":
         share = Fraction(config.minimum_share or 0)
         minimum = _ceil(share * allocation_current_pence)
-        how = f"{_pct(share)} of the {config.year} allocation of {_gbp(allocation_current_pence)}"
+        how = (
+            f"{percent_text(share)} of the {config.year} allocation of "
+            f"{gbp_text(allocation_current_pence)}"
+        )
     else:
         rate = Fraction(config.minimum_growth or 0)
         minimum = _ceil(previous * (1 + rate))
-        how = f"{_gbp(previous)} in {last_year} x (1 + minimum growth {_pct(rate)})"
+        how = f"{gbp_text(previous)} in {last_year} x (1 + minimum growth {percent_text(rate)})"
     margin = planned - minimum
     spend_growth = _growth(previous, planned)
-    grew = "" if spend_growth is None else f" (growth {_pct(spend_growth)})"
+    grew = "" if spend_growth is None else f" (growth {percent_text(spend_growth)})"
     explanation = (
         f"Community services guarantee {config.year} ({config.rule}): planned spend "
-        f"{_gbp(planned)}{grew} against a minimum of {_gbp(minimum)} ({how}, rounded up to "
+        f"{gbp_text(planned)}{grew} against a minimum of {gbp_text(minimum)} ({how}, rounded up to "
         f"the penny): {_verdict(margin)}."
     )
     return GuaranteeResult(

@@ -29,6 +29,17 @@ def pounds(amount_pence: int) -> Decimal:
     return (Decimal(amount_pence) / 100).quantize(Decimal("0.01"))
 
 
+def gbp_text(amount_pence: int) -> str:
+    """Pence as text for explanations: £1,234.50, or -£1,234.50."""
+    sign = "-" if amount_pence < 0 else ""
+    return f"{sign}£{pounds(abs(amount_pence)):,}"
+
+
+def percent_text(rate: Fraction | Decimal | float) -> str:
+    """A rate as a percentage to two places: 0.0345 -> 3.45%."""
+    return f"{float(rate):.2%}"
+
+
 def split(total_pence: int, weights: Mapping[str, float | int | Fraction]) -> dict[str, int]:
     """`total_pence` shared in proportion to `weights`, in whole pence summing to the total.
 

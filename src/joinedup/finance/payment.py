@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 
 from joinedup.errors import InputError
 from joinedup.finance.calendar import FinancialYear, start_year
-from joinedup.finance.money import pence, pounds
+from joinedup.finance.money import gbp_text, pence, pounds
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 
 PaymentRules = Literal["2022/23", "2023/24"]
@@ -198,12 +198,6 @@ def round_pence(amount: Fraction) -> int:
     """Exact pence to the nearest whole penny, halves away from zero."""
     whole = (abs(amount) * 2 + 1) // 2
     return int(whole) if amount >= 0 else -int(whole)
-
-
-def gbp_text(amount_pence: int) -> str:
-    """£1,234.50, or -£1,234.50."""
-    sign = "-" if amount_pence < 0 else ""
-    return f"{sign}£{pounds(abs(amount_pence)):,}"
 
 
 def _mff_text(mff: Decimal) -> str:
