@@ -36,7 +36,7 @@ def test_the_run_writes_every_table(ran: Path) -> None:
         "finance_allocation", "finance_sector_allocation", "finance_guarantee",
         "finance_place_budget", "finance_pooled_budget", "finance_payment_line",
         "finance_ledger", "finance_control_total", "finance_control_total_waterfall",
-        "finance_what_if", "finance_run",
+        "finance_risk_share", "finance_what_if", "finance_run",
     ):  # fmt: skip
         assert name in tables, name
 
@@ -61,6 +61,9 @@ def test_money_adds_up_to_the_penny(ran: Path) -> None:
     assert mismatched == []
     assert _sql(ran, "SELECT count(*) FROM finance_place_budget "
                 "WHERE delegated_gbp + retained_gbp <> allocation_gbp")[0][0] == 0  # fmt: skip
+    # Risk share conserves every scenario's variance.
+    assert _sql(ran, "SELECT count(*) FROM (SELECT scenario FROM finance_risk_share GROUP BY 1 "
+                "HAVING sum(final_gbp) <> sum(variance_gbp))")[0][0] == 0  # fmt: skip
     # A payment's total is the sum of its lines; the waterfall ends on the forecast.
     last = _sql(ran, "SELECT running_total_gbp FROM finance_control_total_waterfall "
                 "ORDER BY step DESC LIMIT 1")[0][0]  # fmt: skip
@@ -74,9 +77,13 @@ def test_the_report_has_every_section_with_charts(ran: Path) -> None:
     result = joinedup("finance", "report", "-w", str(ran), "-o", "finance.html", cwd=folder)
     assert result.returncode == 0, result.stderr
     page = (folder / "finance.html").read_text(encoding="utf-8")
-    for section in ("need", "allocation", "budgets", "payments", "control-total", "what-if"):
+    sections = ("need", "allocation", "budgets", "payments", "control-total", "risk-share",
+                "what-if")  # fmt: skip
+    for section in sections:
         assert f'id="{section}"' in page, section
-    for chart in ("need-chart", "distance-chart", "path-chart", "waterfall-chart", "what-if-chart"):
+    charts = ("need-chart", "distance-chart", "path-chart", "waterfall-chart",
+              "risk-share-chart", "what-if-chart")  # fmt: skip
+    for chart in charts:
         figure = page[page.index(f'id="{chart}"') :]
         assert figure.index("<svg") < figure.index("</figure>"), chart
     assert "Synthetic data" in page

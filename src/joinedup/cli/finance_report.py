@@ -87,6 +87,8 @@ def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None =
         context["budgets"] = _budgets(engine, have)
     if "finance_payment_line" in have:
         context["payments"] = _payments(engine)
+    if "finance_risk_share" in have:
+        context["risk_share"] = _risk_share(engine, settings)
     return write_page(template(TEMPLATE).render(r=context), output)
 
 
@@ -545,6 +547,63 @@ def _payments(engine: Engine) -> list[dict[str, Any]]:
         for code, year, rules in keys
         for mine in [[r for r in rows if key(r) == (code, year, rules)]]
     ]  # fmt: skip
+
+
+# --- risk share -----------------------------------------------------------------------------
+
+
+def _risk_share(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
+    rows = _rows(engine, "finance_risk_share")
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    parties = list(dict.fromkeys(r["party_name"] for r in rows))
+    fig = new_figure(8.5, 0.8 + 0.55 * len(parties))
+    axes = fig.subplots(1, len(scenarios), sharey=True, squeeze=False)[0]
+    for ax, scenario in zip(axes, scenarios, strict=True):
+        mine = [r for r in rows if r["scenario"] == scenario]
+        y = list(range(len(mine)))
+        ax.barh([i - 0.18 for i in y], [float(r["variance_gbp"]) / 1e6 for r in mine],
+                height=0.35, color=NHS_LIGHT_BLUE, label="variance")  # fmt: skip
+        ax.barh([i + 0.18 for i in y], [float(r["final_gbp"]) / 1e6 for r in mine],
+                height=0.35, color=NHS_BLUE, label="after sharing")  # fmt: skip
+        ax.axvline(0, color="black", linewidth=0.7)
+        ax.set_title(scenario, fontsize=9)
+        ax.set_xlabel("£ million (loss positive)", fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_yticks(range(len(parties)), parties, fontsize=7)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=7, frameon=False)
+    description = (
+        "Bar charts, one per scenario, of each party's variance (overspend positive) and its "
+        "position after the risk share; the tables below give every figure and the sums."
+    )
+    agreement = settings.get("risk_share", {}).get("agreement", {})
+    return {
+        "name": agreement.get("name", ""),
+        "retained": agreement.get("retained_share"),
+        "svg": figure_svg(fig, "risk-share", "Risk share by scenario", description),
+        "description": description,
+        "scenarios": [
+            {
+                "name": s,
+                "variance": _short(sum(r["variance_gbp"] for r in rows if r["scenario"] == s)),
+                "rows": [
+                    {
+                        "party": r["party_name"],
+                        "kind": r["party_kind"],
+                        "variance": _short(r["variance_gbp"], signed=True),
+                        "retained": _short(r["retained_gbp"], signed=True),
+                        "pool_share": _short(r["pool_share_gbp"], signed=True),
+                        "limit": _short(r["limit_adjustment_gbp"] + r["residual_gbp"], signed=True),
+                        "final": _short(r["final_gbp"], signed=True),
+                        "explanation": r["explanation"],
+                    }
+                    for r in rows
+                    if r["scenario"] == s
+                ],
+            }
+            for s in scenarios
+        ],
+    }
 
 
 # --- control total --------------------------------------------------------------------------

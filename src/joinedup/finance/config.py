@@ -26,6 +26,7 @@ from joinedup.finance.capitation import CapitationSettings
 from joinedup.finance.control_total import BreakEvenRules, ForecastMethod
 from joinedup.finance.guarantees import CommunityGuaranteeConfig, MhisConfig
 from joinedup.finance.payment import ContractConfig
+from joinedup.finance.risk_share import RiskShareAgreement, Scenario
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 from joinedup.finance.sectors import SectorSettings
 from joinedup.finance.whatif import Driver
@@ -134,6 +135,29 @@ class ControlTotalSettings(FinanceModel):
         return self
 
 
+class RiskShareSettings(FinanceModel):
+    """A risk-share agreement and the outturn scenarios it is applied to."""
+
+    agreement: RiskShareAgreement
+    scenarios: list[Scenario] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _scenarios_name_parties(self) -> RiskShareSettings:
+        parties = {p.code for p in self.agreement.parties}
+        names = [s.name for s in self.scenarios]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"scenarios: name used twice: {', '.join(twice)}")
+        for i, scenario in enumerate(self.scenarios):
+            unknown = sorted(set(scenario.variances_gbp) - parties)
+            if unknown:
+                raise ValueError(
+                    f"scenarios.{i}.variances_gbp: unknown party {', '.join(unknown)}; "
+                    f"parties: {', '.join(sorted(parties))}"
+                )
+        return self
+
+
 class FinanceConfig(FinanceModel):
     """Every finance setting of one ICS."""
 
@@ -150,6 +174,7 @@ class FinanceConfig(FinanceModel):
     contracts: list[ContractConfig] = Field(
         default_factory=list, description="Provider contracts paid from warehouse activity."
     )
+    risk_share: RiskShareSettings | None = None
     what_if: list[Driver] = Field(
         default_factory=list, description="Scenarios `joinedup finance what-if` runs."
     )

@@ -26,11 +26,13 @@ from joinedup.finance.config import (
     AllocationSettings,
     ControlTotalSettings,
     FinanceConfig,
+    RiskShareSettings,
     YearTotal,
 )
 from joinedup.finance.guarantees import CommunityGuaranteeConfig, MhisConfig, SpendLine
 from joinedup.finance.money import pence, pounds, split
 from joinedup.finance.payment import ContractConfig
+from joinedup.finance.risk_share import Party, RiskShareAgreement, Scenario, Tier
 from joinedup.finance.whatif import ActivityChange, ActivityShift
 
 POUNDS_PER_HEAD = 2_000
@@ -47,6 +49,14 @@ class Organisation:
 
 
 @dataclass(frozen=True)
+class Collaborative:
+    code: str
+    name: str
+    place_code: str | None  # a vertical (place) partnership has a place
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     """What the defaults are sized from: the footprint and today's registered population."""
 
@@ -54,6 +64,7 @@ class Profile:
     population: Mapping[str, int]  # place code -> people registered today
     organisations: tuple[Organisation, ...] = ()
     provider_cost: Mapping[str, int] = field(default_factory=dict)  # pence in the last year
+    collaboratives: tuple[Collaborative, ...] = ()
     #: Activity counts by financial year, provider and point of delivery (full years only).
     activity: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
 
@@ -286,17 +297,86 @@ def default_contracts(profile: Profile) -> list[ContractConfig]:
     return contracts
 
 
+#: Illustrative outturn scenarios: each party's variance as a share of its budget (positive an
+#: overspend), by the order the parties are listed in.
+RISK_SCENARIOS: dict[str, tuple[Decimal, ...]] = {
+    "winter pressure": (Decimal("0.012"), Decimal("0.004"), Decimal("0.015"), Decimal("0.009"),
+                        Decimal("0.006"), Decimal("0.02"), Decimal("0.008")),
+    "mixed year": (Decimal("0.018"), Decimal("-0.006"), Decimal("0.004"), Decimal("-0.01"),
+                   Decimal("0.002"), Decimal("-0.004"), Decimal("0.012")),
+    "savings ahead of plan": (Decimal("-0.008"), Decimal("-0.012"), Decimal("-0.004"),
+                              Decimal("-0.006"), Decimal("-0.01"), Decimal("-0.003"),
+                              Decimal("-0.005")),
+}  # fmt: skip
+RISK_CAP_SHARE = Decimal("0.01")  # no party bears a loss or takes a gain above 1% of budget
+
+
+def default_risk_share(
+    profile: Profile, allocation: AllocationSettings, scale: Mapping[str, Decimal]
+) -> RiskShareSettings | None:
+    """Places (their vertical partnerships) and the horizontal collaboratives share half of
+    their variance in a pool: the first 0.5% of the pot by budget, the rest equally; each is
+    capped and collared at 1% of budget; the ICB takes what is left."""
+    icb = next((o for o in profile.organisations if o.kind == "icb"), None)
+    if icb is None or not profile.collaboratives:
+        return None
+    first = allocation.years[0]
+    share_of_pot = first.total_gbp / allocation.baseline_total_gbp
+    parties: list[Party] = []
+    for c in profile.collaboratives:
+        if c.place_code is not None:
+            budget = allocation.baselines_gbp.get(c.place_code, Decimal(0)) * share_of_pot
+            kind = "place"
+        else:
+            budget = sum((scale.get(m, Decimal(0)) for m in c.members), Decimal(0))
+            kind = "collaborative"
+        if budget <= 0:
+            continue
+        budget = budget.quantize(Decimal("0.01"))
+        limit = (budget * RISK_CAP_SHARE).quantize(Decimal("0.01"))
+        parties.append(
+            Party(code=c.code, name=c.name, kind=kind, budget_gbp=budget, cap_gbp=limit,
+                  collar_gbp=limit)
+        )  # fmt: skip
+    if len(parties) < 2:
+        return None
+    parties.append(Party(code=icb.code, name=icb.name, kind="system", budget_gbp=Decimal(0)))
+    band = (first.total_gbp * Decimal("0.005")).quantize(Decimal("0.01"))
+    agreement = RiskShareAgreement(
+        name=f"{icb.name} risk share {first.year}",
+        parties=parties,
+        retained_share=Decimal("0.5"),
+        loss_tiers=[
+            Tier(up_to_gbp=band, basis="budget"),
+            Tier(basis="equal", parties=[p.code for p in parties if p.kind != "system"]),
+        ],
+        gain_tiers=[Tier(basis="budget")],
+        residual_party=icb.code,
+    )
+    scenarios = []
+    for name, rates in RISK_SCENARIOS.items():
+        variances = {
+            p.code: (p.budget_gbp * rates[i % len(rates)]).quantize(Decimal("0.01"))
+            for i, p in enumerate(parties[:-1])
+        }
+        variances[icb.code] = Decimal(0)
+        scenarios.append(Scenario(name=name, variances_gbp=variances))
+    return RiskShareSettings(agreement=agreement, scenarios=scenarios)
+
+
 def default_config(profile: Profile) -> FinanceConfig:
     """Illustrative settings for the footprint in `profile`."""
     allocation = default_allocation(profile)
     mhis, community = default_guarantees(allocation)
+    control_total = default_control_total(profile, allocation)
     return FinanceConfig(
         allocation=allocation,
         mhis=mhis,
         community_guarantee=community,
         delegation=default_delegation(profile),
         pooled_budgets=default_pools(profile),
-        control_total=default_control_total(profile, allocation),
+        control_total=control_total,
         contracts=default_contracts(profile),
+        risk_share=default_risk_share(profile, allocation, control_total.scale_gbp),
         what_if=default_what_if(profile),
     )

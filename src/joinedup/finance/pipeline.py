@@ -48,7 +48,7 @@ from joinedup.finance.control_total import (
     ledger_table,
     synthetic_ledger,
 )
-from joinedup.finance.defaults import Organisation, Profile
+from joinedup.finance.defaults import Collaborative, Organisation, Profile
 from joinedup.finance.guarantees import (
     GuaranteeResult,
     MhisResult,
@@ -66,6 +66,7 @@ from joinedup.finance.need import (
     indices_within,
 )
 from joinedup.finance.payment import contract_payment, payments_table
+from joinedup.finance.risk_share import outcomes_by_scenario, risk_share_table
 from joinedup.finance.sectors import PUBLISHED_COMPONENT_SHARES, SECTORS, split_sectors
 from joinedup.finance.whatif import (
     ActivityChange,
@@ -96,6 +97,7 @@ FINANCE_TABLES: dict[str, str] = {
     "finance_place_budget": "each place's allocation by sector, delegated and held at system",
     "finance_pooled_budget": "pooled budgets with councils (BCF, Section 75) by partner",
     "finance_payment_line": "blended payment of each contract, line by line with the sum",
+    "finance_risk_share": "each party's position under the risk-share agreement per scenario",
     "finance_ledger": "plan and actual by organisation, month and category (imported or synthetic)",
     "finance_control_total": "position, forecast outturn and break-even rule per organisation",
     "finance_variance": "variance to date by organisation and cause",
@@ -573,7 +575,28 @@ def warehouse_profile(engine: Engine) -> Profile:
             .order_by("organisation_code")
         ).to_pylist()
     )
-    return Profile(places, population, orgs, provider_costs(engine), full_year_activity(engine))
+    members: dict[str, list[str]] = defaultdict(list)
+    for r in engine.execute(
+        exp.select("collaborative_code", "organisation_code")
+        .from_("collaborative_member")
+        .order_by("collaborative_code", "organisation_code")
+    ).to_pylist():
+        members[r["collaborative_code"]].append(r["organisation_code"])
+    collaboratives = tuple(
+        Collaborative(
+            r["collaborative_code"], r["collaborative_name"], r["place_code"],
+            tuple(members.get(r["collaborative_code"], [])),
+        )
+        for r in engine.execute(
+            exp.select("collaborative_code", "collaborative_name", "place_code")
+            .from_("collaborative")
+            .order_by("collaborative_code")
+        ).to_pylist()
+    )  # fmt: skip
+    return Profile(
+        places, population, orgs, provider_costs(engine), collaboratives,
+        full_year_activity(engine),
+    )  # fmt: skip
 
 
 def provider_costs(engine: Engine) -> dict[str, int]:
@@ -655,6 +678,17 @@ def payment_tables(engine: Engine, config: FinanceConfig) -> dict[str, pa.Table]
         actual = counts[contract.year].get(contract.provider_code, {})
         payments.append(contract_payment(contract, actual))
     return {"finance_payment_line": payments_table(payments)} if payments else {}
+
+
+# --- risk share -----------------------------------------------------------------------------
+
+
+def risk_share_tables(config: FinanceConfig) -> pa.Table:
+    """The agreement applied to every scenario in the settings (finance_risk_share)."""
+    settings = config.risk_share
+    if settings is None:
+        raise ConfigurationError("the settings have no risk_share section")
+    return risk_share_table(outcomes_by_scenario(settings.agreement, settings.scenarios))
 
 
 # --- control total --------------------------------------------------------------------------
@@ -764,6 +798,10 @@ def run_all(
         stage(f"payments: {len(config.contracts)} contracts")
         tables |= payment_tables(engine, config)
         steps.append("payments")
+    if config.risk_share is not None:
+        stage(f"risk share: {len(config.risk_share.scenarios)} scenarios")
+        tables["finance_risk_share"] = risk_share_tables(config)
+        steps.append("risk_share")
     if config.control_total is not None:
         stage(f"control total {config.control_total.year}")
         tables |= control_total_step(engine, config, ledger)[1]

@@ -241,6 +241,26 @@ FINANCE_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
         ],
     ),
     (
+        "finance_risk_share",
+        "The risk-share agreement applied to each outturn scenario: one row per party. Losses "
+        "(overspends) are positive, gains negative; final positions sum to the variances.",
+        [
+            ("scenario", "Scenario name."),
+            ("party_code", "Party (a place partnership, collaborative or the ICB)."),
+            ("party_name", "Name."),
+            ("party_kind", "place, collaborative or system."),
+            ("budget_gbp", "Budget the shares follow."),
+            ("variance_gbp", "Outturn minus budget."),
+            ("retained_gbp", "Kept by the party before pooling."),
+            ("pooled_gbp", "Put into the pool."),
+            ("pool_share_gbp", "Its share of the pool, by the tiers."),
+            ("limit_adjustment_gbp", "Moved by caps and collars (its own and others')."),
+            ("residual_gbp", "Taken as the residual party."),
+            ("final_gbp", "Position after the risk share."),
+            ("explanation", "The sums in words."),
+        ],
+    ),
+    (
         "finance_what_if",
         "What-if scenarios: the effect on each place of a change in activity.",
         [
