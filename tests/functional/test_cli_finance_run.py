@@ -187,3 +187,22 @@ def test_tables_have_exactly_the_documented_columns(ran: Path) -> None:
             else:
                 documented.append(column)
         assert [c for c in got if not c.endswith("_suppressed")] == documented, name
+
+
+@pytest.mark.parametrize(
+    ("command", "table", "shows"),
+    [
+        ("guarantees", "finance_guarantee", "MHIS"),
+        ("payments", "finance_payment_line", "elective_activity"),
+        ("risk-share", "finance_risk_share", "winter pressure"),
+        ("allocate", "finance_allocation", "distance"),
+    ],
+)
+def test_each_step_runs_alone_and_writes_its_table(
+    ran: Path, command: str, table: str, shows: str
+) -> None:
+    result = joinedup("finance", command, "-w", str(ran), cwd=ran.parent)
+    assert result.returncode == 0, result.stderr
+    assert shows in flat(result.stdout)
+    assert table in flat(result.stdout)  # the "Tables written" list
+    assert _sql(ran, f"SELECT count(*) FROM {table}")[0][0] > 0

@@ -60,7 +60,7 @@ def dec(text: str) -> Decimal:
     return Decimal(text)
 
 
-# --- hand-worked examples (docs/drafts/finance-risk-share.md) ---------------------------------
+# --- hand-worked examples (docs/finance.md, "Risk share") ------------------------------------
 
 
 def test_fifty_fifty_with_a_budget_share_pool() -> None:
@@ -87,6 +87,14 @@ def test_fifty_fifty_with_a_budget_share_pool() -> None:
         "(tier 1, the whole pool, by budget: £600,000.00). Final position: a loss of "
         "£100,000.00."
     )  # fmt: skip
+
+
+def test_a_half_penny_retained_is_kept_by_the_party_for_gains_and_losses_alike() -> None:
+    agreement = RiskShareAgreement(name="50:50", parties=parties(), retained_share="0.5")
+    # Half of 3p is 1.5p: the party keeps 2p and pools 1p, whether over- or underspent.
+    outcome = run(agreement, NTH=0.03, STH=-0.03)
+    assert [(r.retained_pence, r.pooled_pence) for r in outcome.parties[:2]] == [(2, 1), (-2, -1)]
+    assert outcome.pool_pence == 0
 
 
 def test_equal_shares_give_the_odd_penny_to_the_first_code() -> None:

@@ -30,6 +30,11 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("test_control_total.py", "**£72,000** (on plan)"),
     ("test_control_total.py", "**−£171,000**, £243,000 adverse"),
     ("test_control_total.py", "forecast deficit £240.00"),
+    ("test_risk_share.py", "North **£3,200,000.00**, South **£100,000.00**"),
+    ("test_risk_share.py", "**£1,233,333.33**, **£783,333.33** and **£483,333.34**"),
+    ("test_risk_share.py", "**£2,142,857.14**, **£500,000.00**, **£357,142.86**"),
+    ("test_risk_share.py", "the ICB takes **£130,000.00**"),
+    ("test_risk_share.py", "**−£400,000.00**, **−£450,000.00**, **−£150,000.00**"),
 )
 
 

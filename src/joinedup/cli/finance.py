@@ -24,6 +24,7 @@ from joinedup.finance import pipeline as fp
 from joinedup.finance.config import FinanceConfig, dump_config, load_config
 from joinedup.finance.control_total import Ledger, load_ledger
 from joinedup.finance.defaults import default_config
+from joinedup.finance.money import gbp_text, pence
 from joinedup.finance.need import (
     COMPONENTS,
     LEVELS,
@@ -339,6 +340,80 @@ def what_if_command(
                 _money(e.scenario_allocation_pence - e.baseline_allocation_pence),
             )
         console.print(table)
+    _written(written)
+
+
+@app.command("guarantees")
+def guarantees_command(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    config: ConfigOption = None,
+    reference_dir: ReferenceOption = None,
+) -> None:
+    """The Mental Health Investment Standard and the community services guarantee against the
+    allocation's growth, delegated place budgets and pooled budgets with councils (BCF,
+    Section 75) (finance_guarantee, finance_place_budget, finance_pooled_budget)."""
+    with _session(warehouse, config) as (engine, settings, _):
+        allocation = fp.allocate(_need(engine, settings, reference_dir), settings)
+        tables = fp.guarantee_tables(allocation, settings)
+        if not tables:
+            raise ConfigurationError(
+                "the settings have no mhis, community_guarantee, delegation or pooled_budgets"
+            )
+        written = fp.store(engine, tables)
+    if "finance_guarantee" in tables:
+        for row in tables["finance_guarantee"].to_pylist():
+            mark = "[green]met[/]" if row["met"] else "[bold red]NOT met[/]"
+            console.print(f"{mark}  {escape(row['explanation'])}")
+    _written(written)
+
+
+@app.command("payments")
+def payments_command(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    config: ConfigOption = None,
+) -> None:
+    """Each contract in the settings paid for its year's activity in the warehouse under the
+    blended payment rules (2022/23, or 2023/24 onward), line by line with the sums
+    (finance_payment_line)."""
+    with _session(warehouse, config) as (engine, settings, _):
+        tables = fp.payment_tables(engine, settings)
+        if not tables:
+            raise ConfigurationError("the settings have no contracts")
+        written = fp.store(engine, tables)
+    table = Table(title="Blended payments", show_edge=False)
+    for column in ("provider", "year", "rules", "line", "pod", "amount"):
+        table.add_column(column, justify="right" if column == "amount" else "left")
+    for row in tables["finance_payment_line"].to_pylist():
+        table.add_row(
+            row["provider_code"], row["financial_year"], row["rules"], row["line"],
+            row["point_of_delivery"] or "", gbp_text(pence(row["amount_gbp"])),
+        )  # fmt: skip
+    console.print(table)
+    _written(written)
+
+
+@app.command("risk-share")
+def risk_share_command(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    config: ConfigOption = None,
+) -> None:
+    """The risk-share agreement in the settings applied to each outturn scenario: what each
+    place and collaborative keeps, pools, shares and ends with, caps and collars applied
+    (finance_risk_share)."""
+    with _session(warehouse, config) as (engine, settings, _):
+        data = fp.risk_share_tables(settings)
+        written = fp.store(engine, {"finance_risk_share": data})
+    table = Table(title="Risk share (losses positive)", show_edge=False)
+    for column in ("scenario", "party", "variance", "after sharing"):
+        table.add_column(
+            column, justify="right" if column in ("variance", "after sharing") else "left"
+        )
+    for row in data.to_pylist():
+        table.add_row(
+            escape(row["scenario"]), escape(row["party_name"]),
+            _money(pence(row["variance_gbp"])), _money(pence(row["final_gbp"])),
+        )  # fmt: skip
+    console.print(table)
     _written(written)
 
 
