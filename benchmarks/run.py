@@ -10,6 +10,10 @@
 - phm_pipeline_1m_s: the whole `joinedup phm run` (conditions and segments on three index
   dates, the risk model fitted and validated, inequalities, worklists) on the 1 million person
   warehouse, DuckDB, against the 120 s target.
+- finance_run_1m_s: the whole `joinedup finance run` (need estimated from the population,
+  allocation, guarantees, budgets, payments, control total, risk share, three what-ifs) on the
+  same warehouse after population health, as a ratio to the population health run it builds
+  on (same data, same run).
 - views_resources_per_s, views_vs_fhir4ds, views_vs_raw_json_scan: SQL-on-FHIR views over the
   FHIR export of 100,000 synthetic people (see fhir_views.py).
 """
@@ -168,6 +172,28 @@ def bench_phm(warehouse: Path, people: int) -> list[dict[str, Any]]:
     ]
 
 
+def bench_finance(warehouse: Path, people: int, phm_seconds: float) -> list[dict[str, Any]]:
+    """Time every finance step on the population health warehouse, with default settings."""
+    from joinedup.finance.defaults import default_config
+    from joinedup.finance.pipeline import run_all, warehouse_profile
+
+    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+        began = time.perf_counter()
+        rows = run_all(engine, default_config(warehouse_profile(engine)))
+        seconds = time.perf_counter() - began
+    return [
+        {
+            "name": "finance_run_1m_s" if people == 1_000_000 else f"finance_run_{people}_s",
+            "value": seconds,
+            "unit": "s",
+            "baseline_name": "phm_pipeline_same_run",
+            "baseline_value": phm_seconds,
+            "ratio": seconds / phm_seconds,
+            "detail": {"tables": len(rows)},
+        }
+    ]
+
+
 def bench_engines(workdir: Path, people: int) -> list[dict[str, Any]]:
     warehouse = workdir / "engines.duckdb"
     timed_synth(people, warehouse)
@@ -208,6 +234,7 @@ def main() -> None:
         work = Path(tmp)
         results += bench_synth(work, args.people, args.small)
         results += bench_phm(work / "big.duckdb", args.people)
+        results += bench_finance(work / "big.duckdb", args.people, results[-1]["value"])
         results += bench_engines(work, args.engine_people)
         results += bench_fhir_views(work / "small.duckdb", work)
     results += bench_charlson_vs_comorbidipy(args.charlson_people)

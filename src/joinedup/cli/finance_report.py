@@ -579,7 +579,7 @@ def _risk_share(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     agreement = settings.get("risk_share", {}).get("agreement", {})
     return {
         "name": agreement.get("name", ""),
-        "retained": agreement.get("retained_share"),
+        "retained": f"{float(agreement.get('retained_share') or 0):.0%}",
         "svg": figure_svg(fig, "risk-share", "Risk share by scenario", description),
         "description": description,
         "scenarios": [
