@@ -557,14 +557,17 @@ def footprint_names(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
 def warehouse_profile(engine: Engine) -> Profile:
     """The footprint and today's registered population per place, for default settings."""
     places, _ = footprint_names(engine)
-    if "phm_person" not in engine.table_names():
-        raise ConfigurationError("finance builds on population health: run joinedup phm run first")
-    counted = engine.execute(
-        exp.select("place_code", exp.alias_(exp.func("count", exp.Star()), "people"))
-        .from_("phm_person")
-        .group_by("place_code")
-    ).to_pylist()
-    population = {r["place_code"]: int(r["people"]) for r in counted if r["place_code"] in places}
+    # People registered today when population health has run, else the footprint's list sizes.
+    if "phm_person" in engine.table_names():
+        counted = exp.select(
+            "place_code", exp.alias_(exp.func("count", exp.Star()), "people")
+        ).from_("phm_person")
+    else:
+        counted = exp.select(
+            "place_code", exp.alias_(exp.func("sum", exp.column("list_size")), "people")
+        ).from_("practice")
+    rows = engine.execute(counted.group_by("place_code")).to_pylist()
+    population = {r["place_code"]: int(r["people"]) for r in rows if r["place_code"] in places}
     orgs = tuple(
         Organisation(
             r["organisation_code"], r["organisation_name"], r["organisation_type"], r["place_code"]
