@@ -105,10 +105,6 @@ FINANCE_TABLES: dict[str, str] = {
 }
 
 
-def gbp(amount_pence: int) -> Decimal:
-    return pounds(amount_pence)
-
-
 def gbp_column(values: Iterable[int | None]) -> pa.Array:
     return pa.array([None if v is None else pounds(v) for v in values], GBP)
 
