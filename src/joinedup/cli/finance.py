@@ -39,7 +39,8 @@ from joinedup.reference.practices import load_practices_from_dir
 from joinedup.warehouse import Engine, open_engine
 
 app = typer.Typer(
-    help="The single pot: need, allocation, guarantees, control total, payments, risk share.",
+    help="The single pot: need, allocation, guarantees, budgets, payments, control total, risk "
+    "share and what-if.",
     no_args_is_help=True,
 )
 
@@ -472,7 +473,9 @@ def run_command(
     ledger: LedgerOption = None,
 ) -> None:
     """Every finance step into the warehouse in one transaction: need, allocation to places and
-    sectors, and the what-if scenarios in the settings."""
+    sectors, guarantees, delegated and pooled budgets, payments, risk share, the control total
+    and the what-if scenarios in the settings. A failure leaves the previous tables as they
+    were; a re-run replaces them."""
     began = time.perf_counter()
 
     def stage(text: str) -> None:
