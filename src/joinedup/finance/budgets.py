@@ -26,7 +26,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.finance.money import gbp_text, pence, percent_text, pounds, split
+from joinedup.finance.money import GBP_TYPE, gbp_text, pence, percent_text, pounds, split
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 from joinedup.finance.sectors import SECTORS
 
@@ -34,14 +34,13 @@ PLACE_BUDGET_TABLE = "finance_place_budget"
 POOLED_BUDGET_TABLE = "finance_pooled_budget"
 NHS_PARTNER = "nhs"
 
-_MONEY = pa.decimal128(18, 2)
 PLACE_BUDGET_SCHEMA = pa.schema(
     [
         ("place_code", pa.string()),
         ("sector", pa.string()),
-        ("allocation_gbp", _MONEY),
-        ("delegated_gbp", _MONEY),
-        ("retained_gbp", _MONEY),
+        ("allocation_gbp", GBP_TYPE),
+        ("delegated_gbp", GBP_TYPE),
+        ("retained_gbp", GBP_TYPE),
         ("delegated_share", pa.float64()),
     ]
 )
@@ -51,9 +50,9 @@ POOLED_BUDGET_SCHEMA = pa.schema(
         ("kind", pa.string()),
         ("place_code", pa.string()),
         ("partner", pa.string()),
-        ("contribution_gbp", _MONEY),
+        ("contribution_gbp", GBP_TYPE),
         ("share_of_pool", pa.float64()),
-        ("nhs_minimum_gbp", _MONEY),
+        ("nhs_minimum_gbp", GBP_TYPE),
         ("meets_minimum", pa.bool_()),
         ("explanation", pa.string()),
     ]

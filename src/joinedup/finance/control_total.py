@@ -56,7 +56,7 @@ from joinedup.finance.calendar import (
     start_year,
     year_name,
 )
-from joinedup.finance.money import gbp_text, pence, pounds, split
+from joinedup.finance.money import GBP_TYPE, gbp_text, pence, pounds, split
 from joinedup.finance.schema import FinanceModel, Pounds
 from joinedup.reference.csvfile import csv_rows
 
@@ -914,7 +914,6 @@ def waterfall(result: ControlTotalResult) -> list[WaterfallStep]:
 
 # Tables ------------------------------------------------------------------------------------
 
-_MONEY = pa.decimal128(18, 2)
 LEDGER_SCHEMA = pa.schema(
     [
         ("organisation_code", pa.string()),
@@ -922,8 +921,8 @@ LEDGER_SCHEMA = pa.schema(
         ("month", pa.int8()),
         ("month_start_date", pa.date32()),
         ("category", pa.string()),
-        ("plan_gbp", _MONEY),
-        ("actual_gbp", _MONEY),
+        ("plan_gbp", GBP_TYPE),
+        ("actual_gbp", GBP_TYPE),
     ]
 )
 CONTROL_TOTAL_SCHEMA = pa.schema(
@@ -932,14 +931,14 @@ CONTROL_TOTAL_SCHEMA = pa.schema(
         ("organisation_name", pa.string()),
         ("financial_year", pa.string()),
         ("months_reported_count", pa.int8()),
-        ("plan_ytd_gbp", _MONEY),
-        ("actual_ytd_gbp", _MONEY),
-        ("plan_full_year_gbp", _MONEY),
-        ("forecast_run_rate_gbp", _MONEY),
-        ("forecast_trend_gbp", _MONEY),
-        ("forecast_gbp", _MONEY),
+        ("plan_ytd_gbp", GBP_TYPE),
+        ("actual_ytd_gbp", GBP_TYPE),
+        ("plan_full_year_gbp", GBP_TYPE),
+        ("forecast_run_rate_gbp", GBP_TYPE),
+        ("forecast_trend_gbp", GBP_TYPE),
+        ("forecast_gbp", GBP_TYPE),
         ("forecast_method", pa.string()),
-        ("forecast_variance_gbp", _MONEY),
+        ("forecast_variance_gbp", GBP_TYPE),
         ("rule", pa.string()),
         ("must_break_even", pa.bool_()),
         ("meets_rule", pa.bool_()),
@@ -951,9 +950,9 @@ VARIANCE_SCHEMA = pa.schema(
         ("organisation_code", pa.string()),
         ("financial_year", pa.string()),
         ("category", pa.string()),
-        ("plan_ytd_gbp", _MONEY),
-        ("actual_ytd_gbp", _MONEY),
-        ("variance_gbp", _MONEY),
+        ("plan_ytd_gbp", GBP_TYPE),
+        ("actual_ytd_gbp", GBP_TYPE),
+        ("variance_gbp", GBP_TYPE),
         ("favourable", pa.bool_()),
     ]
 )
@@ -962,8 +961,8 @@ WATERFALL_SCHEMA = pa.schema(
         ("financial_year", pa.string()),
         ("step", pa.int16()),
         ("label", pa.string()),
-        ("amount_gbp", _MONEY),
-        ("running_total_gbp", _MONEY),
+        ("amount_gbp", GBP_TYPE),
+        ("running_total_gbp", GBP_TYPE),
     ]
 )
 

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from joinedup.errors import InputError
 from joinedup.finance.calendar import FinancialYear, previous_year
-from joinedup.finance.money import gbp_text, pence, percent_text, pounds
+from joinedup.finance.money import GBP_TYPE, gbp_text, pence, percent_text, pounds
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 
 MHIS = "mental_health_investment_standard"
@@ -42,15 +42,14 @@ MHIS_EXCLUDED_CATEGORIES: tuple[str, ...] = (
 )  # fmt: skip
 CommunityRule = Literal["growth_at_least_allocation_growth", "share_at_least", "growth_at_least"]
 
-_MONEY = pa.decimal128(18, 2)
 GUARANTEE_SCHEMA = pa.schema(
     [
         ("guarantee", pa.string()),
         ("financial_year", pa.string()),
-        ("previous_gbp", _MONEY),
-        ("minimum_gbp", _MONEY),
-        ("planned_gbp", _MONEY),
-        ("margin_gbp", _MONEY),
+        ("previous_gbp", GBP_TYPE),
+        ("minimum_gbp", GBP_TYPE),
+        ("planned_gbp", GBP_TYPE),
+        ("margin_gbp", GBP_TYPE),
         ("met", pa.bool_()),
         ("allocation_growth", pa.float64()),
         ("spend_growth", pa.float64()),

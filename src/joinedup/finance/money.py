@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
 
+import pyarrow as pa
+
 from joinedup.errors import InputError
+
+#: The warehouse type of every finance money column (`*_gbp`): pounds, exact to the penny.
+GBP_TYPE = pa.decimal128(18, 2)
 
 
 def pence(pounds: Decimal | int | str) -> int:

@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 
 from joinedup.errors import InputError
 from joinedup.finance.calendar import FinancialYear, start_year
-from joinedup.finance.money import gbp_text, pence, pounds
+from joinedup.finance.money import GBP_TYPE, gbp_text, pence, pounds
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
 
 PaymentRules = Literal["2022/23", "2023/24"]
@@ -384,7 +384,6 @@ def contract_payment(config: ContractConfig, actual_activity: Mapping[str, int])
     )
 
 
-_MONEY = pa.decimal128(18, 2)
 PAYMENT_LINE_SCHEMA = pa.schema(
     [
         ("provider_code", pa.string()),
@@ -394,9 +393,9 @@ PAYMENT_LINE_SCHEMA = pa.schema(
         ("point_of_delivery", pa.string()),
         ("planned_count", pa.int64()),
         ("actual_count", pa.int64()),
-        ("unit_price_gbp", _MONEY),
+        ("unit_price_gbp", GBP_TYPE),
         ("market_forces_factor", pa.float64()),
-        ("amount_gbp", _MONEY),
+        ("amount_gbp", GBP_TYPE),
         ("explanation", pa.string()),
     ]
 )

@@ -56,7 +56,7 @@ from joinedup.finance.guarantees import (
     guarantees_table,
     mhis,
 )
-from joinedup.finance.money import pence, pounds
+from joinedup.finance.money import GBP_TYPE, pence, pounds
 from joinedup.finance.need import (
     COMPONENTS,
     Level,
@@ -79,8 +79,6 @@ from joinedup.finance.whatif import (
 from joinedup.reference.practices import PracticeRecord
 from joinedup.warehouse import Engine
 from joinedup.warehouse.analytics.cohort import col, date_literal, table
-
-GBP = pa.decimal128(18, 2)
 
 #: Tables the finance commands write, and what each holds.
 FINANCE_TABLES: dict[str, str] = {
@@ -106,7 +104,7 @@ FINANCE_TABLES: dict[str, str] = {
 
 
 def gbp_column(values: Iterable[int | None]) -> pa.Array:
-    return pa.array([None if v is None else pounds(v) for v in values], GBP)
+    return pa.array([None if v is None else pounds(v) for v in values], GBP_TYPE)
 
 
 # --- need -----------------------------------------------------------------------------------
@@ -249,7 +247,7 @@ def model_tables(fitted: Estimate, policy: DisclosurePolicy) -> dict[str, pa.Tab
         curve_rows,
         schema=pa.schema(
             [("component", pa.string()), ("age_band", pa.string()), ("sex", pa.string()),
-             ("people_count", pa.int64()), ("cost_per_head_gbp", GBP)]
+             ("people_count", pa.int64()), ("cost_per_head_gbp", GBP_TYPE)]
         ),
     )  # fmt: skip
     ratio_rows = [

@@ -39,28 +39,27 @@ import pyarrow as pa
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.finance.money import pence, pounds, split
+from joinedup.finance.money import GBP_TYPE, pence, pounds, split
 from joinedup.finance.schema import FinanceModel, Pounds, Rate, check_shares
 
 RISK_SHARE_TABLE = "finance_risk_share"
 PartyKind = Literal["place", "collaborative", "system"]
 Basis = Literal["budget", "equal", "fixed"]
 
-_MONEY = pa.decimal128(18, 2)
 RISK_SHARE_SCHEMA = pa.schema(
     [
         ("scenario", pa.string()),
         ("party_code", pa.string()),
         ("party_name", pa.string()),
         ("party_kind", pa.string()),
-        ("budget_gbp", _MONEY),
-        ("variance_gbp", _MONEY),
-        ("retained_gbp", _MONEY),
-        ("pooled_gbp", _MONEY),
-        ("pool_share_gbp", _MONEY),
-        ("limit_adjustment_gbp", _MONEY),
-        ("residual_gbp", _MONEY),
-        ("final_gbp", _MONEY),
+        ("budget_gbp", GBP_TYPE),
+        ("variance_gbp", GBP_TYPE),
+        ("retained_gbp", GBP_TYPE),
+        ("pooled_gbp", GBP_TYPE),
+        ("pool_share_gbp", GBP_TYPE),
+        ("limit_adjustment_gbp", GBP_TYPE),
+        ("residual_gbp", GBP_TYPE),
+        ("final_gbp", GBP_TYPE),
         ("explanation", pa.string()),
     ]
 )
