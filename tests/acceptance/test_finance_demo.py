@@ -21,7 +21,7 @@ import pytest
 from demo import DemoWarehouse
 from sqlglot import exp
 
-from joinedup.cli.finance_report import write_report
+from joinedup.reports.finance import write_report
 from joinedup.finance import pipeline as fp
 from joinedup.finance.defaults import default_config
 from joinedup.warehouse import open_engine

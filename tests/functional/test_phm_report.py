@@ -13,7 +13,7 @@ import pytest
 from cli_run import PhmWarehouse
 from sqlglot import exp
 
-from joinedup.cli.phm_report import write_report
+from joinedup.reports.phm import write_report
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import Engine, open_engine
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from joinedup.cli.finance_report import write_report
+from joinedup.reports.finance import write_report
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.cli.warehouse import write_result
 from joinedup.disclosure import DisclosurePolicy

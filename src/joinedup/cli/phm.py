@@ -105,7 +105,7 @@ def report(
 ) -> None:
     """Write the population health report (HTML, charts and the model card) from the last
     `phm run`: pyramid, segment mix, risk tiers, inequality gaps and Core20PLUS5."""
-    from joinedup.cli.phm_report import write_report  # noqa: PLC0415 - matplotlib is slow to load
+    from joinedup.reports.phm import write_report  # noqa: PLC0415 - matplotlib is slow to load
 
     if output.suffix.lower() not in (".html", ".htm"):
         raise InputError(str(output), "write the report to an .html file")

@@ -21,11 +21,11 @@ from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 from sqlglot import exp
 
-from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
-from joinedup.cli.pages import page_style, template, write_page
 from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, control_count, describe
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.conditions import SEGMENTS
+from joinedup.reports.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
+from joinedup.reports.pages import page_style, template, write_page
 from joinedup.warehouse import Engine
 
 TEMPLATE = "phm_report.html.j2"
@@ -47,6 +47,14 @@ def write_report(engine: Engine, output: Path, place: str | None = None) -> Path
     Reads the tables `joinedup phm run` leaves in the warehouse; raises ConfigurationError when
     there are none and InputError for a place code the footprint does not have.
     """
+    context = report_context(engine, place)
+    context["style"] = page_style()
+    return write_page(template(TEMPLATE).render(r=context), output)
+
+
+def report_context(engine: Engine, place: str | None = None) -> dict[str, Any]:
+    """Everything the report shows, for the system or one `place`: charts as SVG, tables as
+    rows of display text, every count already through disclosure control."""
     run = _latest_run(engine)
     ics = _first_row(engine, "ics")
     places = {r["place_code"]: r["place_name"] for r in _rows(engine, _select("place"))}
@@ -85,9 +93,8 @@ def write_report(engine: Engine, output: Path, place: str | None = None) -> Path
         "transitions": _transitions(engine),
         "model_card": markdown_to_html(str(run.get("model_card_markdown") or ""), shift=2),
         "passes_acceptance": bool(run.get("passes_acceptance")),
-        "style": page_style(),
     }
-    return write_page(template(TEMPLATE).render(r=context), output)
+    return context
 
 
 # --- reading the warehouse -------------------------------------------------------------------

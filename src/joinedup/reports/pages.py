@@ -12,14 +12,21 @@ from markupsafe import Markup
 
 def page_style() -> Markup:
     """The reports' CSS (NHS colours, readable tables, print rules), inlined in each page."""
-    css = (resources.files("joinedup.cli") / "templates" / "report.css").read_text("utf-8")
+    css = (resources.files("joinedup.reports") / "templates" / "report.css").read_text("utf-8")
     return Markup(css)  # our own file, no user content
 
 
+def loader() -> jinja2.BaseLoader:
+    """The reports' templates, for the reports here and for the dashboard, which includes
+    their sections in its own pages."""
+    return jinja2.PackageLoader("joinedup.reports", "templates")
+
+
 def template(name: str) -> jinja2.Template:
-    source = (resources.files("joinedup.cli") / "templates" / name).read_text("utf-8")
-    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(source)
+    env = jinja2.Environment(
+        loader=loader(), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+    return env.get_template(name)
 
 
 def write_page(page: str, output: Path) -> Path:

@@ -19,11 +19,11 @@ import yaml
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 from sqlglot import exp
 
-from joinedup.cli.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
-from joinedup.cli.pages import page_style, template, write_page
 from joinedup.disclosure import DisclosurePolicy, control_count, describe
 from joinedup.errors import ConfigurationError
 from joinedup.finance.calendar import start_year
+from joinedup.reports.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
+from joinedup.reports.pages import page_style, template, write_page
 from joinedup.warehouse import Engine
 
 TEMPLATE = "finance_report.html.j2"
@@ -56,6 +56,13 @@ SECTOR_LABELS: dict[str, str] = {
 
 def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None = None) -> Path:
     """Write the finance report from the warehouse's finance tables to `output`."""
+    context = report_context(engine, policy)
+    context["style"] = page_style()
+    return write_page(template(TEMPLATE).render(r=context), output)
+
+
+def report_context(engine: Engine, policy: DisclosurePolicy | None = None) -> dict[str, Any]:
+    """Everything the finance report shows; sections appear for the tables the warehouse has."""
     have = set(engine.table_names())
     if "finance_run" not in have:
         raise ConfigurationError("no finance run in this warehouse: run joinedup finance run first")
@@ -73,7 +80,6 @@ def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None =
         "need_source": run.get("need_source", ""),
         "version": _version(),
         "disclosure_rule": describe(sdc),
-        "style": page_style(),
     }
     if "finance_need_index" in have:
         context["need"] = _need(engine, sdc, settings)
@@ -89,7 +95,7 @@ def write_report(engine: Engine, output: Path, policy: DisclosurePolicy | None =
         context["payments"] = _payments(engine)
     if "finance_risk_share" in have:
         context["risk_share"] = _risk_share(engine, settings)
-    return write_page(template(TEMPLATE).render(r=context), output)
+    return context
 
 
 # --- reading ---------------------------------------------------------------------------------
