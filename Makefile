@@ -16,11 +16,18 @@ WAREHOUSE ?= data/joinedup.duckdb
 # Public reference data for tests and acceptance checks; the product itself takes paths as options.
 REFERENCE_DIR ?= $(abspath ../shared/data/reference)
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+# The NHS.UK frontend, served by the dashboard from its own host (no CDN): npm, then a copy.
+NHSUK := frontend/node_modules/nhsuk-frontend/dist/nhsuk
+NHSUK_VERSION := 10.6.1
+ASSETS_STAMP := src/joinedup/web/static/nhsuk/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: help setup comorbidipy-venv fhir4ds-venv java demo test check bench calibration format clean
+.PHONY: help setup assets chromium comorbidipy-venv fhir4ds-venv java demo serve test check bench calibration format clean
 
 help:
-	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), summarise it, run population health"
+	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), run population health and finance, serve the dashboard"
+	@echo "make serve        serve the dashboard over an existing warehouse ($(WAREHOUSE)) at http://$(HOST):$(PORT)"
 	@echo "make test         set up everything the tests need (venv, Java for Spark) and run them all"
 	@echo "make check        ruff lint + format check, mypy, import-linter contracts"
 	@echo "make bench        run benchmarks/ and write benchmarks/results.json"
@@ -35,7 +42,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[spark,dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) $(ASSETS_STAMP)
+
+# npm ci installs exactly what frontend/package-lock.json records; the dashboard needs only
+# the built CSS, JavaScript and images, copied into the package so an install carries them.
+$(ASSETS_STAMP): frontend/package.json frontend/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the dashboard's assets (apt install npm)"; exit 1; }
+	npm ci --prefix frontend --silent --no-audit --no-fund
+	rm -rf src/joinedup/web/static/nhsuk && mkdir -p src/joinedup/web/static/nhsuk
+	cp $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.css $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.js src/joinedup/web/static/nhsuk/
+	cp -r $(NHSUK)/assets src/joinedup/web/static/nhsuk/assets
+	touch $(ASSETS_STAMP)
+
+assets: $(ASSETS_STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download cannot run here).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	else \
+		echo "chromium not found: installing Debian's chromium with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; \
+	fi
 
 $(COMORBIDIPY_STAMP):
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "comorbidipy 0.5.0 needs Python 3.11")'
@@ -63,10 +91,14 @@ java:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; \
 	fi
 
-demo: $(STAMP)
-	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE)
+demo: $(STAMP) $(ASSETS_STAMP)
+	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE) \
+		--serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(COMORBIDIPY_STAMP) java
+serve: $(STAMP) $(ASSETS_STAMP)
+	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
+
+test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider
 
 check: $(STAMP)
@@ -75,7 +107,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) $(COMORBIDIPY_STAMP) $(FHIR4DS_STAMP) java
+bench: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) $(FHIR4DS_STAMP) java
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 
 calibration: $(STAMP)
@@ -87,4 +119,5 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 clean:
+	rm -rf frontend/node_modules src/joinedup/web/static/nhsuk
 	rm -rf $(VENV) $(COMORBIDIPY_VENV) $(FHIR4DS_VENV) .pytest_cache .mypy_cache .ruff_cache data/ benchmarks/results.json

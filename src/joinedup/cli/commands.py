@@ -10,6 +10,7 @@ from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
 from joinedup.cli import views as _views
 from joinedup.cli import warehouse as _warehouse
+from joinedup.cli import web as _web
 from joinedup.cli.main import app as main_app
 
 main_app.add_typer(_footprint.app, name="footprint")
@@ -23,3 +24,5 @@ main_app.add_typer(_fhir.export_app, name="export")
 main_app.add_typer(_finance.app, name="finance")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)
+main_app.command("serve")(_web.serve)
+main_app.add_typer(_web.users_app, name="users")

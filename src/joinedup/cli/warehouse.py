@@ -323,11 +323,17 @@ def demo(
         "data/outputs"
     ),
     workers: Annotated[int, typer.Option("--workers")] = 2,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the dashboard at the end.")
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="Dashboard address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Dashboard port.")] = 8000,
 ) -> None:
     """Build the demo ICS, run every analytic on DuckDB, print a summary of the system, then
     run population health management and the single pot (need, allocation, guarantees,
-    budgets, payments, the control total, what-if) and write both reports."""
-    from joinedup.cli import finance, phm  # noqa: PLC0415 - both import this module
+    budgets, payments, the control total, what-if), write both reports, create a demo user per
+    role and, with --serve, serve the dashboard."""
+    from joinedup.cli import finance, phm, web  # noqa: PLC0415 - all import this module
 
     build(
         default_footprint(),
@@ -356,3 +362,6 @@ def demo(
     console.print(
         f"Warehouse: {escape(str(warehouse))} (query it with DuckDB, or `joinedup warehouse run`)."
     )
+    web.print_users(web.add_demo_users(warehouse), demo=True)
+    if serve:
+        web.serve(warehouse=warehouse, host=host, port=port, settings_file=None, boundaries=None)

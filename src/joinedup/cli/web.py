@@ -1,0 +1,169 @@
+"""`joinedup serve` and `joinedup users`: the dashboard and who may sign in to it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlglot import exp
+from rich.markup import escape
+from rich.table import Table
+
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.errors import ConfigurationError, InputError
+from joinedup.warehouse import open_engine
+from joinedup.web.access import (
+    ROLE_LABELS,
+    AccessStore,
+    Role,
+    User,
+    create_demo_users,
+    demo_password,
+)
+from joinedup.web.settings import WebSettings, load_settings
+
+users_app = typer.Typer(help="Who may sign in to the dashboard, and as what.", no_args_is_help=True)
+
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on (env JOINEDUP_HOST).")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="Port to listen on (env JOINEDUP_PORT).")
+]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="A file of JOINEDUP_*=value lines (env vars win)."),
+]
+
+
+def _settings(
+    warehouse: Path | None, settings_file: Path | None = None, **more: object
+) -> WebSettings:
+    given = warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
+    return load_settings(settings_file, warehouse=given, **more)
+
+
+def _store(settings: WebSettings) -> AccessStore:
+    return AccessStore(settings.access_path, allow_demo_users=settings.mode == "demo")
+
+
+def _pcns_for_demo(warehouse: Path) -> list[str]:
+    """Two PCNs in different places, so the demo clinicians can show each other's refusal."""
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        rows = sorted(engine.fetch("SELECT pcn_code, place_code FROM pcn"))
+    first = rows[0] if rows else None
+    other = next((r for r in rows if first and r[1] != first[1]), rows[1] if len(rows) > 1 else None)
+    return [str(r[0]) for r in (first, other) if r is not None]
+
+
+def print_users(users: list[User], *, demo: bool = False) -> None:
+    table = Table(title="Dashboard users", show_edge=False)
+    for col in ("username", "role", "sees", *(("password",) if demo else ())):
+        table.add_column(col)
+    for u in users:
+        row = [u.username, ROLE_LABELS[u.role], u.scope]
+        table.add_row(*(escape(c) for c in (*row, *((demo_password(u.username),) if demo else ()))))
+    console.print(table)
+
+
+def add_demo_users(warehouse: Path) -> list[User]:
+    settings = _settings(warehouse)
+    store = _store(settings)
+    try:
+        return create_demo_users(store, _pcns_for_demo(settings.warehouse))
+    finally:
+        store.close()
+
+
+def serve(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    host: HostOption = None,
+    port: PortOption = None,
+    settings_file: SettingsOption = None,
+    boundaries: Annotated[
+        Path | None,
+        typer.Option("--boundaries", help="ONS LAD boundaries GeoJSON for a real footprint's map."),
+    ] = None,
+) -> None:
+    """Serve the dashboard and its JSON API (docs at /api/docs) over a warehouse, read-only.
+
+    Settings come from JOINEDUP_* environment variables or --settings: JOINEDUP_MODE=production
+    needs JOINEDUP_SECRET_KEY (32+ characters), sends cookies over HTTPS only and refuses the
+    demo accounts. Add users with `joinedup users add`. Stop the server before rebuilding the
+    warehouse: DuckDB lets one process write a file only when no other has it open.
+    """
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from joinedup.web.app import create_app  # noqa: PLC0415 - loads FastAPI and matplotlib
+
+    settings = _settings(warehouse, settings_file, host=host, port=port, boundaries=boundaries)
+    if not settings.warehouse.is_file():
+        raise ConfigurationError(
+            f"warehouse {settings.warehouse} does not exist: build one with `joinedup demo`"
+        )
+    app = create_app(settings)
+    address = f"http://{settings.host}:{settings.port}/"
+    console.print(
+        f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
+    )
+    console.print(f"Open [bold cyan]{address}[/] and sign in; API documentation at {address}api/docs")
+    console.print("Press Ctrl+C to stop.")
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+
+
+@users_app.command("add")
+def add_user(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[Role, typer.Option("--role", help="What the user may see.")],
+    pcn: Annotated[str | None, typer.Option("--pcn", help="A clinician's PCN code.")] = None,
+    practice: Annotated[
+        str | None, typer.Option("--practice", help="A clinician's practice code (narrower).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name shown on pages.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Reset an existing user.")] = False,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """Add a user. The password is asked for (or read from JOINEDUP_NEW_PASSWORD), at least
+    12 characters; it is stored only as an Argon2id hash."""
+    password = os.environ.get("JOINEDUP_NEW_PASSWORD") or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    settings = _settings(warehouse)
+    store = _store(settings)
+    try:
+        if practice and not pcn:
+            query = (
+                exp.select("pcn_code")
+                .from_("practice")
+                .where(exp.column("practice_code").eq(exp.convert(practice)))
+            )
+            with open_engine("duckdb", warehouse=settings.warehouse, read_only=True) as engine:
+                found = engine.execute(query).to_pylist()
+            if not found:
+                raise InputError("--practice", f"{practice} is not a practice in the warehouse")
+            pcn = str(found[0]["pcn_code"])
+        user = store.add_user(
+            username, password, role, display_name=name, pcn_code=pcn,
+            practice_code=practice, replace=replace,
+        )  # fmt: skip
+    finally:
+        store.close()
+    console.print(f"Added {escape(user.username)} ({ROLE_LABELS[user.role]}, {escape(user.scope)}).")
+
+
+@users_app.command("list")
+def list_users(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
+    """List who may sign in (never their passwords)."""
+    store = _store(_settings(warehouse))
+    try:
+        print_users(store.users())
+    finally:
+        store.close()
+
+
+@users_app.command("demo")
+def demo_users(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
+    """Create (or reset) the demo user of each role; they sign in in demo mode only."""
+    print_users(add_demo_users(warehouse), demo=True)

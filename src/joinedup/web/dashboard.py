@@ -1,0 +1,677 @@
+"""What the dashboard shows, read from the warehouse once and kept.
+
+The warehouse is opened read-only while it is served, so published figures cannot change under
+a running server: each page's figures are built on first use (by the same builders as the HTML
+reports, so the two agree) and kept for the life of the process. Only worklists, which filter
+and page identifiable rows, are queried per request. Every aggregate passes disclosure control
+before it leaves here; people with a national data opt-out are in no aggregate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import yaml
+from markupsafe import Markup
+from sqlglot import exp
+
+from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, describe
+from joinedup.errors import ConfigurationError, InputError
+from joinedup.population.codelists import load_codelists
+from joinedup.reports import finance as finance_report
+from joinedup.reports import phm as phm_report
+from joinedup.reports.charts import NHS_BLUE, figure_svg, new_figure
+from joinedup.warehouse import Engine
+
+T = TypeVar("T")
+
+PLACE_COLOURS = ("#005eb8", "#41b6e6", "#ffb81c", "#007f3b", "#330072", "#ae2573", "#00a499")
+WORKLIST_COLUMNS = (
+    "worklist_id", "pcn_code", "practice_code", "nhs_number", "age", "sex", "risk_tier",
+    "risk_score", "reasons",
+)  # fmt: skip
+TIERS = ("very_high", "high", "moderate", "low")
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    pcn_code: str
+    total: int
+    limit: int
+    offset: int
+    cohorts: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+
+
+def _count(value: int | None, suppressed: bool) -> str:
+    if suppressed or value is None:
+        return SUPPRESSED_MARK
+    return f"{value:,}"
+
+
+def plain(value: Any) -> Any:
+    """A context as JSON: charts (SVG) left out, money and dates as text, NaN as null."""
+    if isinstance(value, dict):
+        return {
+            str(k): plain(v)
+            for k, v in value.items()
+            if not str(k).endswith("svg") and not isinstance(v, Markup)
+        }
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Dashboard:
+    """The figures of one warehouse, built once per page and kept."""
+
+    def __init__(self, engine: Engine, *, boundaries: Path | None = None) -> None:
+        self.engine = engine
+        self.boundaries = boundaries
+        self._lock = threading.RLock()
+        self._cache: dict[tuple[str, ...], Any] = {}
+        self.tables = set(engine.table_names())
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _kept(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            value: T = self._cache[key]
+            return value
+
+    def _rows(self, query: exp.Query) -> list[dict[str, Any]]:
+        with self._lock:
+            rows: list[dict[str, Any]] = self.engine.execute(query).to_pylist()
+        return rows
+
+    def _table(self, name: str) -> list[dict[str, Any]]:
+        if name not in self.tables:
+            return []
+        return self._rows(exp.select("*").from_(name))
+
+    def ready(self) -> list[str]:
+        """Tables the dashboard needs that the warehouse lacks (empty when ready)."""
+        needed = ("ics", "place", "pcn", "practice", "phm_run", "phm_person", "phm_worklist")
+        return [t for t in needed if t not in self.tables]
+
+    def warm(self) -> None:
+        """Build every page's figures now, so the first visitor does not wait for them."""
+        self.overview()
+        for place in self.places():
+            self.place(place["place_code"])
+        if "finance_run" in self.tables:
+            self.finance()
+        self.data_quality()
+        self.about()
+
+    # --- the system ------------------------------------------------------------------------
+
+    def ics(self) -> dict[str, Any]:
+        return self._kept(("ics",), lambda: (self._table("ics") or [{}])[0])
+
+    def policy(self) -> DisclosurePolicy:
+        def build() -> DisclosurePolicy:
+            run = self._latest_run()
+            raw = run.get("disclosure_policy")
+            if not raw:
+                return DisclosurePolicy()
+            return DisclosurePolicy.parse(json.loads(str(raw)), source="phm_run")
+
+        return self._kept(("policy",), build)
+
+    def _latest_run(self) -> dict[str, Any]:
+        runs = sorted(self._table("phm_run"), key=lambda r: str(r["run_at"]))
+        if not runs:
+            raise ConfigurationError(
+                "this warehouse has no population health results: run `joinedup phm run` first"
+            )
+        return runs[-1]
+
+    def synthetic(self) -> bool:
+        return self.ics().get("is_real") is False
+
+    def places(self) -> list[dict[str, Any]]:
+        """Places with their people (opt-outs excluded, disclosure-controlled) and PCNs."""
+        return self._kept(("places",), self._places)
+
+    def _places(self) -> list[dict[str, Any]]:
+        names = {r["place_code"]: r for r in self._table("place")}
+        query = (
+            exp.select(
+                exp.column("place_code"),
+                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+            )
+            .from_("phm_person")
+            .where(exp.Not(this=exp.column("national_data_opt_out")))
+            .group_by(exp.column("place_code"))
+        )
+        counts = self.engine.execute(query)
+        published = {
+            r["place_code"]: r for r in apply(counts, self.policy(), counts=["people"]).to_pylist()
+        }
+        pcns: dict[str, int] = {}
+        for p in self._table("pcn"):
+            pcns[p["place_code"]] = pcns.get(p["place_code"], 0) + 1
+        practices: dict[str, int] = {}
+        for p in self._table("practice"):
+            practices[p["place_code"]] = practices.get(p["place_code"], 0) + 1
+        total = sum(r["people"] or 0 for r in published.values())
+        out = []
+        for code in sorted(names):
+            row = published.get(code, {"people": 0, "people_suppressed": False})
+            people = row["people"]
+            out.append(
+                {
+                    "place_code": code,
+                    "place_name": names[code]["place_name"],
+                    "people": people,
+                    "people_text": _count(people, bool(row["people_suppressed"])),
+                    "share": "" if not total or people is None else f"{100 * people / total:.1f}%",
+                    "pcns": pcns.get(code, 0),
+                    "practices": practices.get(code, 0),
+                }
+            )
+        return out
+
+    def place_names(self) -> dict[str, str]:
+        return {p["place_code"]: p["place_name"] for p in self.places()}
+
+    def pcns(self, place: str | None = None) -> list[dict[str, Any]]:
+        """PCNs (of `place` when given) with their people, disclosure-controlled."""
+        return self._kept(("pcns", place or ""), lambda: self._pcns(place))
+
+    def _pcns(self, place: str | None) -> list[dict[str, Any]]:
+        query = (
+            exp.select(
+                exp.column("pcn_code"),
+                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+            )
+            .from_("phm_person")
+            .where(exp.Not(this=exp.column("national_data_opt_out")))
+            .group_by(exp.column("pcn_code"))
+        )
+        published = {
+            r["pcn_code"]: r
+            for r in apply(self.engine.execute(query), self.policy(), counts=["people"]).to_pylist()
+        }
+        practices: dict[str, int] = {}
+        for p in self._table("practice"):
+            practices[p["pcn_code"]] = practices.get(p["pcn_code"], 0) + 1
+        names = self.place_names()
+        out = []
+        for p in sorted(self._table("pcn"), key=lambda r: str(r["pcn_code"])):
+            if place is not None and p["place_code"] != place:
+                continue
+            row = published.get(p["pcn_code"], {"people": 0, "people_suppressed": False})
+            out.append(
+                {
+                    "pcn_code": p["pcn_code"],
+                    "pcn_name": p["pcn_name"],
+                    "place_code": p["place_code"],
+                    "place_name": names.get(p["place_code"], p["place_code"]),
+                    "people": row["people"],
+                    "people_text": _count(row["people"], bool(row["people_suppressed"])),
+                    "practices": practices.get(p["pcn_code"], 0),
+                }
+            )
+        return out
+
+    def practices(self) -> dict[str, dict[str, Any]]:
+        return self._kept(
+            ("practices",), lambda: {r["practice_code"]: r for r in self._table("practice")}
+        )
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        def build() -> dict[str, Any]:
+            context = phm_report.report_context(self.engine)
+            context["places"] = self.places()
+            context["places_chart"] = self._places_chart()
+            context["deaths"] = self._deaths()
+            context["map"] = self.map(None)
+            return context
+
+        return self._kept(("overview",), build)
+
+    def place(self, code: str) -> dict[str, Any]:
+        if code not in self.place_names():
+            raise InputError(f"place {code}", "no such place in this footprint")
+
+        def build() -> dict[str, Any]:
+            context = phm_report.report_context(self.engine, code)
+            context["pcns"] = self.pcns(code)
+            context["summary"] = next(p for p in self.places() if p["place_code"] == code)
+            context["map"] = self.map(code)
+            context["deaths"] = [
+                d for d in self._deaths() if d["code"] in (code, "system")
+            ]
+            return context
+
+        return self._kept(("place", code), build)
+
+    def finance(self) -> dict[str, Any]:
+        if "finance_run" not in self.tables:
+            raise ConfigurationError(
+                "this warehouse has no finance results: run `joinedup finance run` first"
+            )
+        return self._kept(
+            ("finance",), lambda: finance_report.report_context(self.engine, self.policy())
+        )
+
+    def about(self) -> dict[str, Any]:
+        return self._kept(("about",), self._about)
+
+    def _about(self) -> dict[str, Any]:
+        build = (self._table("build") or [{}])[-1]
+        run = self._latest_run()
+        finance = sorted(self._table("finance_run"), key=lambda r: str(r.get("run_at", "")))
+        try:
+            version = metadata.version("joinedup")
+        except metadata.PackageNotFoundError:
+            version = "dev"
+        ics = self.ics()
+        return {
+            "ics_name": ics.get("ics_name", ""),
+            "ics_code": ics.get("ics_code", ""),
+            "synthetic": self.synthetic(),
+            "build": {
+                "build_id": build.get("build_id"),
+                "source": build.get("source"),
+                "built_at": build.get("built_at"),
+                "joinedup_version": build.get("joinedup_version"),
+                "seed": build.get("seed"),
+                "people": build.get("people"),
+                "start_date": build.get("start_date"),
+                "end_date": build.get("end_date"),
+            },
+            "phm_run": {
+                "run_id": run.get("run_id"),
+                "run_at": run.get("run_at"),
+                "index_date": run.get("index_date"),
+                "extract_date": run.get("extract_date"),
+                "passes_acceptance": run.get("passes_acceptance"),
+            },
+            "finance_run": {
+                "run_id": finance[-1].get("run_id"),
+                "run_at": finance[-1].get("run_at"),
+                "need_source": finance[-1].get("need_source"),
+            }
+            if finance
+            else None,
+            "version": version,
+            "disclosure_rule": describe(self.policy()),
+            "tables": {
+                name: self.engine.count(name)
+                for name in sorted(self.tables)
+                if not name.startswith("phm_person_previous")
+            },
+        }
+
+    # --- data quality ----------------------------------------------------------------------
+
+    def data_quality(self) -> dict[str, Any]:
+        return self._kept(("data_quality",), self._data_quality)
+
+    def _data_quality(self) -> dict[str, Any]:
+        loads = sorted(self._table("fhir_load"), key=lambda r: int(r["load_seq"] or 0))
+        quality = self._table("fhir_load_quality")
+        latest = loads[-1]["load_id"] if loads else None
+        load_unmapped = [
+            r for r in quality if r["load_id"] == latest and r["section"] == "unmapped codes"
+        ]
+        reasons = [
+            r for r in quality if r["load_id"] == latest and r["section"] == "quarantine reasons"
+        ]
+        return {
+            "loads": [
+                {
+                    "load_id": r["load_id"],
+                    "load_seq": r["load_seq"],
+                    "started_at": r["started_at"],
+                    "finished_at": r["finished_at"],
+                    "inputs": json.loads(r["inputs"] or "[]"),
+                    "resources_in": r["resources_in"],
+                    "stored": r["stored"],
+                    "unchanged": r["unchanged"],
+                    "quarantined": r["quarantined"],
+                }
+                for r in reversed(loads)
+            ],
+            "quarantine_reasons": [
+                {"reason": r["item"], "detail": r["detail"], "count": r["count"]} for r in reasons
+            ],
+            "quarantined": self.engine.count("fhir_quarantine")
+            if "fhir_quarantine" in self.tables
+            else 0,
+            "load_unmapped": [
+                {"item": r["item"], "detail": r["detail"], "count": r["count"]}
+                for r in load_unmapped
+            ],
+            "unmapped": self._unmapped_codes(),
+            "completeness": self._completeness(),
+            "source": (self._table("build") or [{}])[-1].get("source"),
+        }
+
+    def quarantine(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """Rejected records with their reasons, newest load first; never their content."""
+        if "fhir_quarantine" not in self.tables:
+            return 0, []
+        query = (
+            exp.select(
+                "load_id", "source_file", "source_line", "resource_type", "resource_id", "reason"
+            )
+            .from_("fhir_quarantine")
+            .order_by("load_id DESC", "source_file", "source_line")
+            .limit(limit)
+            .offset(offset)
+        )
+        return self.engine.count("fhir_quarantine"), self._rows(query)
+
+    def _unmapped_codes(self) -> list[dict[str, Any]]:
+        """Diagnosis codes in the warehouse that no population health code list knows, by how
+        many records carry them: what a new code list entry or a mapping would pick up."""
+        if "diagnosis" not in self.tables:
+            return []
+        lists = load_codelists()
+        known = {(system, code) for _, system, code in lists.diagnoses}
+        lengths = lists.icd10_prefix_lengths()
+        query = (
+            exp.select(
+                exp.column("code_system"),
+                exp.column("code"),
+                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("records"),
+            )
+            .from_("diagnosis")
+            .group_by(exp.column("code_system"), exp.column("code"))
+        )
+        rows = self._rows(query)
+        total = sum(int(r["records"]) for r in rows)
+
+        def mapped(system: str, code: str) -> bool:
+            # SNOMED CT ids match exactly; ICD-10 list entries are prefixes of the full code.
+            code = code.upper().replace(".", "")
+            if system == "icd10":
+                return any((system, code[:n]) in known for n in lengths)
+            return (system, code) in known
+
+        out = [
+            {
+                "code_system": r["code_system"],
+                "code": r["code"],
+                "records": int(r["records"]),
+                "share": f"{100 * int(r['records']) / total:.2f}%" if total else "",
+            }
+            for r in rows
+            if not mapped(str(r["code_system"]), str(r["code"]))
+        ]
+        out.sort(key=lambda r: (-r["records"], r["code"]))
+        return out[:25]
+
+    def _completeness(self) -> list[dict[str, Any]]:
+        """How complete the fields are that population health depends on."""
+        if "person" not in self.tables:
+            return []
+
+        def missing(column: str) -> exp.Expr:
+            return exp.cast(
+                exp.Sum(
+                    this=exp.If(
+                        this=exp.Is(this=exp.column(column), expression=exp.Null()),
+                        true=exp.Literal.number(1),
+                        false=exp.Literal.number(0),
+                    )
+                ),
+                exp.DataType.Type.BIGINT,
+            ).as_(column)
+
+        columns = ("lsoa_code", "imd_decile", "ethnic_category", "practice_code", "sex")
+        query = exp.select(
+            exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+            *(missing(c) for c in columns),
+        ).from_("person")
+        row = self._rows(query)[0]
+        people = int(row["people"] or 0)
+        labels = {
+            "lsoa_code": "Small area (LSOA)",
+            "imd_decile": "Deprivation decile",
+            "ethnic_category": "Ethnic category",
+            "practice_code": "Registered practice",
+            "sex": "Sex",
+        }
+        return [
+            {
+                "field": labels[c],
+                "missing": int(row[c] or 0),
+                "complete": f"{100 * (people - int(row[c] or 0)) / people:.2f}%" if people else "",
+            }
+            for c in columns
+        ]
+
+    # --- charts ----------------------------------------------------------------------------
+
+    def _places_chart(self) -> dict[str, Any]:
+        places = self.places()
+        fig = new_figure(7.5, 0.8 + 0.5 * len(places))
+        ax = fig.subplots()
+        y = list(range(len(places)))
+        ax.barh(y, [p["people"] or 0 for p in places], color=NHS_BLUE, height=0.6)
+        ax.set_yticks(y, [p["place_name"] for p in places], fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlabel("people registered (opt-outs excluded)")
+        ax.spines[["top", "right"]].set_visible(False)
+        for i, p in enumerate(places):
+            ax.annotate(
+                p["people_text"], (p["people"] or 0, i), xytext=(3, 0),
+                textcoords="offset points", va="center", fontsize=8,
+            )  # fmt: skip
+        description = "Bar chart of people registered in each place: " + "; ".join(
+            f"{p['place_name']} {p['people_text']} ({p['share']})" for p in places
+        )
+        return {
+            "svg": figure_svg(fig, "places", "People by place", description),
+            "description": description + ".",
+        }
+
+    def _deaths(self) -> list[dict[str, Any]]:
+        """Deaths in the year, age-standardised, for the system and each place."""
+        names = self.place_names()
+        out = []
+        for r in self._table("phm_inequalities"):
+            if r["measure"] != "mortality" or r["dimension"] not in ("system", "place_code"):
+                continue
+            code = "system" if r["dimension"] == "system" else str(r["group_value"])
+            row = phm_report._rate_row(r, "System" if code == "system" else names.get(code, code))
+            row["code"] = code
+            out.append(row)
+        out.sort(key=lambda d: (d["code"] != "system", d["group"]))
+        return out
+
+    def map(self, highlight: str | None) -> dict[str, Any]:
+        """The places on a map: ONS boundaries for a real footprint when given, otherwise a
+        schematic of the practices by place (synthetic places have no boundaries)."""
+        return self._kept(("map", highlight or ""), lambda: self._map(highlight))
+
+    def _map(self, highlight: str | None) -> dict[str, Any]:
+        places = self.places()
+        colour = {p["place_code"]: PLACE_COLOURS[i % len(PLACE_COLOURS)] for i, p in enumerate(places)}
+        names = self.place_names()
+        shapes = self._boundary_shapes(set(names)) if not self.synthetic() else {}
+        fig = new_figure(6.0, 5.0)
+        ax = fig.subplots()
+        ax.set_aspect("equal" if shapes else "auto")
+        ax.set_axis_off()
+        if shapes:
+            for code, polygons in shapes.items():
+                faded = highlight is not None and code != highlight
+                for ring in polygons:
+                    xs, ys = zip(*ring, strict=True)
+                    ax.fill(xs, ys, color=colour[code], alpha=0.25 if faded else 0.8,
+                            edgecolor="white", linewidth=0.8)  # fmt: skip
+            kind = "boundaries"
+            source = "Local authority district boundaries, December 2021 (ONS, OGL v3)"
+        else:
+            for code in names:
+                pts = [
+                    (p["longitude"], p["latitude"])
+                    for p in self.practices().values()
+                    if p["place_code"] == code and p["longitude"] is not None
+                ]
+                if not pts:
+                    continue
+                faded = highlight is not None and code != highlight
+                xs, ys = zip(*pts, strict=True)
+                ax.scatter(xs, ys, s=40, color=colour[code], alpha=0.3 if faded else 0.9,
+                           edgecolor="white", linewidth=0.5, label=names[code])  # fmt: skip
+                ax.annotate(
+                    names[code], (sum(xs) / len(xs), sum(ys) / len(ys)), ha="center",
+                    fontsize=8, weight="bold" if code == highlight else "normal",
+                )  # fmt: skip
+            kind = "schematic"
+            source = "Schematic: each dot is a GP practice, coloured by place"
+        description = (
+            f"{'Map' if shapes else 'Schematic map'} of the {len(names)} places: "
+            + ", ".join(names.values())
+            + (f", with {names[highlight]} highlighted" if highlight else "")
+            + f". {source}."
+        )
+        return {
+            "svg": figure_svg(fig, f"map-{highlight or 'system'}", "Places", description),
+            "description": description,
+            "kind": kind,
+            "legend": [
+                {"place_code": c, "place_name": names[c], "colour": colour[c]} for c in names
+            ],
+        }
+
+    def _boundary_shapes(self, codes: set[str]) -> dict[str, list[list[tuple[float, float]]]]:
+        if self.boundaries is None or not self.boundaries.is_file():
+            return {}
+        try:
+            data = json.loads(self.boundaries.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(str(self.boundaries), f"not readable GeoJSON: {err}") from err
+        shapes: dict[str, list[list[tuple[float, float]]]] = {}
+        for feature in data.get("features", []):
+            props = feature.get("properties") or {}
+            code = next((v for k, v in props.items() if k.upper().endswith("CD")), None)
+            if code not in codes:
+                continue
+            geometry = feature.get("geometry") or {}
+            polygons = geometry.get("coordinates", [])
+            if geometry.get("type") == "Polygon":
+                polygons = [polygons]
+            shapes[str(code)] = [
+                [(float(x), float(y)) for x, y, *_ in polygon[0]] for polygon in polygons
+            ]
+        return shapes
+
+    # --- worklists -------------------------------------------------------------------------
+
+    def worklist_titles(self) -> dict[str, dict[str, str]]:
+        def build() -> dict[str, dict[str, str]]:
+            settings = yaml.safe_load(self._latest_run().get("settings_yaml") or "") or {}
+            return {
+                str(w["id"]): {"title": str(w.get("title", w["id"])), "purpose": str(w.get("purpose", ""))}
+                for w in settings.get("worklists", [])
+            }
+
+        return self._kept(("worklist_titles",), build)
+
+    def worklist(
+        self,
+        pcn_code: str,
+        *,
+        practice: str | None = None,
+        cohort: str | None = None,
+        risk_tier: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> WorklistPage:
+        """One page of a PCN's worklist rows (in `practice` only, when given), filtered."""
+        where: exp.Condition = exp.EQ(
+            this=exp.column("pcn_code"), expression=exp.convert(pcn_code)
+        )
+        scope = where
+        if practice:
+            where = where.and_(exp.column("practice_code").eq(exp.convert(practice)))
+            scope = where
+        if cohort:
+            where = where.and_(exp.column("worklist_id").eq(exp.convert(cohort)))
+        if risk_tier:
+            where = where.and_(exp.column("risk_tier").eq(exp.convert(risk_tier)))
+        titles = self.worklist_titles()
+        counts = self._rows(
+            exp.select(
+                exp.column("worklist_id"),
+                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+            )
+            .from_("phm_worklist")
+            .where(scope)
+            .group_by(exp.column("worklist_id"))
+        )
+        found = {r["worklist_id"]: int(r["people"]) for r in counts}
+        cohorts = [
+            {"id": key, "title": t["title"], "purpose": t["purpose"], "people": found.get(key, 0)}
+            for key, t in titles.items()
+        ] + [
+            {"id": key, "title": key, "purpose": "", "people": n}
+            for key, n in found.items()
+            if key not in titles
+        ]
+        total_rows = self._rows(
+            exp.select(
+                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("n")
+            )
+            .from_("phm_worklist")
+            .where(where)
+        )
+        query = (
+            exp.select(*WORKLIST_COLUMNS)
+            .from_("phm_worklist")
+            .where(where)
+            .order_by("worklist_id", "risk_score DESC", "nhs_number")
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = self._rows(query)
+        for r in rows:
+            r["cohort"] = titles.get(r["worklist_id"], {}).get("title", r["worklist_id"])
+            r["risk_score"] = None if r["risk_score"] is None else round(float(r["risk_score"]), 4)
+        return WorklistPage(pcn_code, int(total_rows[0]["n"]), limit, offset, cohorts, rows)
+
+    def worklist_csv_rows(
+        self, pcn_code: str, *, practice: str | None, cohort: str | None, risk_tier: str | None
+    ) -> pa.Table:
+        where: exp.Condition = exp.column("pcn_code").eq(exp.convert(pcn_code))
+        for column, value in (
+            ("practice_code", practice), ("worklist_id", cohort), ("risk_tier", risk_tier),
+        ):  # fmt: skip
+            if value:
+                where = where.and_(exp.column(column).eq(exp.convert(value)))
+        query = (
+            exp.select(*WORKLIST_COLUMNS)
+            .from_("phm_worklist")
+            .where(where)
+            .order_by("worklist_id", "risk_score DESC", "nhs_number")
+        )
+        with self._lock:
+            return self.engine.execute(query)
