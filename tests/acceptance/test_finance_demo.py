@@ -21,9 +21,9 @@ import pytest
 from demo import DemoWarehouse
 from sqlglot import exp
 
-from joinedup.reports.finance import write_report
 from joinedup.finance import pipeline as fp
 from joinedup.finance.defaults import default_config
+from joinedup.reports.finance import write_report
 from joinedup.warehouse import open_engine
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from cli_run import PhmWarehouse, joinedup
@@ -54,9 +55,10 @@ def web_settings(web_warehouse: PhmWarehouse) -> WebSettings:
     return WebSettings(warehouse=web_warehouse.path, login_max_failures=5)
 
 
-@pytest.fixture(scope="session")
-def live_server(web_settings: WebSettings) -> Iterator[str]:
-    """The real application under Uvicorn on a free loopback port, warmed up; its address."""
+@contextmanager
+def serving(settings: WebSettings) -> Iterator[str]:
+    """The real application for `settings` under Uvicorn on a free loopback port, warmed up;
+    yields its address and stops it afterwards."""
     import uvicorn
 
     from joinedup.web.app import create_app
@@ -66,7 +68,7 @@ def live_server(web_settings: WebSettings) -> Iterator[str]:
         port = probe.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(web_settings), host="127.0.0.1", port=port, log_level="warning",
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning",
             access_log=False,
         )
     )  # fmt: skip
@@ -74,17 +76,25 @@ def live_server(web_settings: WebSettings) -> Iterator[str]:
     thread.start()
     address = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{address}/ready", timeout=5) as answer:
-                if answer.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.5)
-    else:
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{address}/ready", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the dashboard did not become ready within 180 s")
+        yield address
+    finally:
         server.should_exit = True
-        raise AssertionError("the dashboard did not become ready within 180 s")
-    yield address
-    server.should_exit = True
-    thread.join(timeout=30)
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(web_settings: WebSettings) -> Iterator[str]:
+    """The dashboard over `web_warehouse`, shared by the API and browser tests."""
+    with serving(web_settings) as address:
+        yield address

@@ -13,8 +13,8 @@ import pytest
 from cli_run import PhmWarehouse
 from sqlglot import exp
 
-from joinedup.reports.phm import write_report
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.reports.phm import write_report
 from joinedup.warehouse import Engine, open_engine
 
 CHARTS = ("pyramid-chart", "segment-chart", "tier-chart", "inequality-chart-")

@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from joinedup.reports.finance import write_report
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.cli.warehouse import write_result
 from joinedup.disclosure import DisclosurePolicy
@@ -36,6 +35,7 @@ from joinedup.finance.need import (
 from joinedup.finance.whatif import ActivityChange, ActivityShift, describe
 from joinedup.footprint import Footprint
 from joinedup.reference.practices import load_practices_from_dir
+from joinedup.reports.finance import write_report
 from joinedup.warehouse import Engine, open_engine
 
 app = typer.Typer(

@@ -12,11 +12,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from joinedup.reports.charts import calibration_chart
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
 from joinedup.reference import load_place_areas, load_place_ethnicity, load_practices_from_dir
+from joinedup.reports.charts import calibration_chart
 from joinedup.synth import calibration
 from joinedup.synth.run import (
     DEFAULT_START,

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlglot import exp
 from rich.markup import escape
 from rich.table import Table
+from sqlglot import exp
 
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.errors import ConfigurationError, InputError
@@ -41,7 +41,9 @@ SettingsOption = Annotated[
 def _settings(
     warehouse: Path | None, settings_file: Path | None = None, **more: object
 ) -> WebSettings:
-    given = warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
+    given = (
+        warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
+    )
     return load_settings(settings_file, warehouse=given, **more)
 
 
@@ -54,7 +56,9 @@ def _pcns_for_demo(warehouse: Path) -> list[str]:
     with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
         rows = sorted(engine.fetch("SELECT pcn_code, place_code FROM pcn"))
     first = rows[0] if rows else None
-    other = next((r for r in rows if first and r[1] != first[1]), rows[1] if len(rows) > 1 else None)
+    other = next(
+        (r for r in rows if first and r[1] != first[1]), rows[1] if len(rows) > 1 else None
+    )
     return [str(r[0]) for r in (first, other) if r is not None]
 
 
@@ -108,7 +112,9 @@ def serve(
     console.print(
         f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
     )
-    console.print(f"Open [bold cyan]{address}[/] and sign in; API documentation at {address}api/docs")
+    console.print(
+        f"Open [bold cyan]{address}[/] and sign in; API documentation at {address}api/docs"
+    )
     console.print("Press Ctrl+C to stop.")
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
 
@@ -150,7 +156,9 @@ def add_user(
         )  # fmt: skip
     finally:
         store.close()
-    console.print(f"Added {escape(user.username)} ({ROLE_LABELS[user.role]}, {escape(user.scope)}).")
+    console.print(
+        f"Added {escape(user.username)} ({ROLE_LABELS[user.role]}, {escape(user.scope)})."
+    )
 
 
 @users_app.command("list")

@@ -23,9 +23,7 @@ def loader() -> jinja2.BaseLoader:
 
 
 def template(name: str) -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=loader(), autoescape=True, trim_blocks=True, lstrip_blocks=True
-    )
+    env = jinja2.Environment(loader=loader(), autoescape=True, trim_blocks=True, lstrip_blocks=True)
     return env.get_template(name)
 
 

@@ -249,17 +249,16 @@ class AccessStore:
             raise InputError("pcn", "a clinician belongs to a PCN or practice: give one")
         if role is not Role.CLINICIAN and (pcn_code or practice_code):
             raise InputError("pcn", "only clinicians are tied to a PCN or practice")
-        user = User(
-            username, display_name or username, role, pcn_code, practice_code, demo=demo
-        )
+        user = User(username, display_name or username, role, pcn_code, practice_code, demo=demo)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._tx() as con:
-            if not replace and con.execute(
-                "SELECT 1 FROM users WHERE username = ?", (username,)
-            ).fetchone():
+            if (
+                not replace
+                and con.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone()
+            ):
                 raise InputError("username", f"{username!r} already exists")
             con.execute(
-                f"{verb} INTO users (username, display_name, role, pcn_code, practice_code, "  # noqa: S608 - verb is ours
+                f"{verb} INTO users (username, display_name, role, pcn_code, practice_code, "
                 "password_hash, demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
                 (
                     username, user.display_name, role.value, pcn_code, practice_code,
@@ -297,7 +296,7 @@ class AccessStore:
             ("client", client, self.max_failures * 4),
         ):
             rows = self._con.execute(
-                f"SELECT at FROM login_failures WHERE {column} = ? AND at > ? ORDER BY at",  # noqa: S608
+                f"SELECT at FROM login_failures WHERE {column} = ? AND at > ? ORDER BY at",
                 (value, since),
             ).fetchall()
             if len(rows) >= limit:
@@ -323,8 +322,10 @@ class AccessStore:
                     "INSERT INTO login_failures VALUES (?, ?, ?)",
                     (username.lower(), client, _iso(_now())),
                 )
-                con.execute("DELETE FROM login_failures WHERE at < ?", (_iso(_now() - self.window),))
-            return SignIn(None, locked_seconds=self.locked_for(username, client))
+                con.execute(
+                    "DELETE FROM login_failures WHERE at < ?", (_iso(_now() - self.window),)
+                )
+            return SignIn(None)
         user, stored = found
         token = secrets.token_urlsafe(32)
         with self._tx() as con:
@@ -436,8 +437,13 @@ def create_demo_users(store: AccessStore, pcn_codes: list[str]) -> list[User]:
     pcns = iter(pcn_codes[:2])
     return [
         store.add_user(
-            name, demo_password(name), role, display_name=display,
-            pcn_code=next(pcns) if role is Role.CLINICIAN else None, demo=True, replace=True,
-        )  # fmt: skip
+            name,
+            demo_password(name),
+            role,
+            display_name=display,
+            pcn_code=next(pcns) if role is Role.CLINICIAN else None,
+            demo=True,
+            replace=True,
+        )
         for name, role, display in DEMO_ROLES
     ]

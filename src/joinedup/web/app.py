@@ -6,7 +6,6 @@ worklists (the only identifiable data) open only for a clinician of that PCN or 
 each view or download is written to the audit log with who, what, when and why.
 """
 
-
 import csv
 import hashlib
 import hmac
@@ -68,7 +67,9 @@ class UserOut(BaseModel):
 class PlaceOut(BaseModel):
     place_code: str
     place_name: str
-    people: int | None = Field(description="Registered people, opt-outs excluded; null when suppressed.")
+    people: int | None = Field(
+        description="Registered people, opt-outs excluded; null when suppressed."
+    )
     people_text: str
     share: str
     pcns: int
@@ -158,7 +159,7 @@ class Health(BaseModel):
 # --- the application -------------------------------------------------------------------------
 
 
-class NotSignedIn(Exception):
+class NotSignedInError(Exception):
     """Raised by page routes to send the browser to the sign-in page."""
 
 
@@ -290,13 +291,15 @@ def create_app(
     def page_user(request: Request) -> User:
         user = access(request).session_user(request.cookies.get(SESSION_COOKIE))
         if user is None:
-            raise NotSignedIn()
+            raise NotSignedInError()
         return user
 
     def allowed(user: User, area: str) -> None:
         if not user.may(area):
             raise HTTPException(
-                403, f"your role ({ROLE_LABELS[user.role].lower()}) may not see {area.replace('_', ' ')}"
+                403,
+                f"your role ({ROLE_LABELS[user.role].lower()}) may not see "
+                + area.replace("_", " "),
             )
 
     def figures(build: Callable[[], Any]) -> Any:
@@ -350,16 +353,16 @@ def create_app(
 
     # --- errors ----------------------------------------------------------------------------
 
-    @app.exception_handler(NotSignedIn)
-    async def to_sign_in(request: Request, _: NotSignedIn) -> Response:
+    @app.exception_handler(NotSignedInError)
+    async def to_sign_in(request: Request, _: NotSignedInError) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> Response:
-        wants_page = not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
-            "accept", ""
-        )
+        wants_page = not request.url.path.startswith(
+            "/api/"
+        ) and "text/html" in request.headers.get("accept", "")
         if wants_page and err.status_code in (403, 404, 409, 422):
             user = access(request).session_user(request.cookies.get(SESSION_COOKIE))
             response = render(
@@ -372,9 +375,7 @@ def create_app(
         )
 
     @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Any]
-    ) -> Response:
+    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response = await call_next(request)
         response.headers.setdefault(
             "Content-Security-Policy",
@@ -415,7 +416,7 @@ def create_app(
         return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_page(request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002
+    def login_page(request: Request, next: str | None = None) -> HTMLResponse:
         return render(request, "login.html.j2", None, next=safe_next(next), error=None)
 
     @app.post("/login", include_in_schema=False)
@@ -423,7 +424,7 @@ def create_app(
         request: Request,
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
-        next: Annotated[str, Form()] = "/",  # noqa: A002
+        next: Annotated[str, Form()] = "/",
     ) -> Response:
         result = access(request).sign_in(username.strip(), password, client(request))
         if result.user is None or result.token is None:
@@ -443,12 +444,12 @@ def create_app(
             if result.locked_seconds:
                 response.headers["Retry-After"] = str(result.locked_seconds)
             return response
-        response = RedirectResponse(safe_next(next), status_code=303)
-        response.set_cookie(
+        redirect = RedirectResponse(safe_next(next), status_code=303)
+        redirect.set_cookie(
             SESSION_COOKIE, result.token, httponly=True, samesite="lax",
             secure=settings.secure_cookies, max_age=int(settings.session_hours * 3600),
         )  # fmt: skip
-        return response
+        return redirect
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
@@ -494,9 +495,7 @@ def create_app(
     # --- system overview -------------------------------------------------------------------
 
     @app.get("/api/v1/overview", tags=["population health"])
-    def api_overview(
-        request: Request, user: Annotated[User, Depends(api_user)]
-    ) -> dict[str, Any]:
+    def api_overview(request: Request, user: Annotated[User, Depends(api_user)]) -> dict[str, Any]:
         """The system overview: population by place, pyramid, segments, risk tiers,
         inequality gaps with 95% confidence intervals, and deaths."""
         allowed(user, "overview")
@@ -541,9 +540,7 @@ def create_app(
     def places_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
         allowed(user, "places")
         board = dashboard(request)
-        return render(
-            request, "places.html.j2", user, places=board.places(), map=board.map(None)
-        )
+        return render(request, "places.html.j2", user, places=board.places(), map=board.map(None))
 
     @app.get("/places/{place_code}", response_class=HTMLResponse, include_in_schema=False)
     def place_page(
@@ -561,7 +558,11 @@ def create_app(
     ) -> dict[str, str | None]:
         if risk_tier and risk_tier not in TIERS:
             raise HTTPException(422, f"risk_tier must be one of {', '.join(TIERS)}")
-        return {"cohort": cohort or None, "risk_tier": risk_tier or None, "practice": practice or None}
+        return {
+            "cohort": cohort or None,
+            "risk_tier": risk_tier or None,
+            "practice": practice or None,
+        }
 
     @app.get(
         "/api/v1/worklists/{pcn_code}", response_model=WorklistOut, tags=["worklists"],

@@ -261,9 +261,7 @@ class Dashboard:
             context["pcns"] = self.pcns(code)
             context["summary"] = next(p for p in self.places() if p["place_code"] == code)
             context["map"] = self.map(code)
-            context["deaths"] = [
-                d for d in self._deaths() if d["code"] in (code, "system")
-            ]
+            context["deaths"] = [d for d in self._deaths() if d["code"] in (code, "system")]
             return context
 
         return self._kept(("place", code), build)
@@ -512,7 +510,9 @@ class Dashboard:
 
     def _map(self, highlight: str | None) -> dict[str, Any]:
         places = self.places()
-        colour = {p["place_code"]: PLACE_COLOURS[i % len(PLACE_COLOURS)] for i, p in enumerate(places)}
+        colour = {
+            p["place_code"]: PLACE_COLOURS[i % len(PLACE_COLOURS)] for i, p in enumerate(places)
+        }
         names = self.place_names()
         shapes = self._boundary_shapes(set(names)) if not self.synthetic() else {}
         fig = new_figure(6.0, 5.0)
@@ -590,7 +590,10 @@ class Dashboard:
         def build() -> dict[str, dict[str, str]]:
             settings = yaml.safe_load(self._latest_run().get("settings_yaml") or "") or {}
             return {
-                str(w["id"]): {"title": str(w.get("title", w["id"])), "purpose": str(w.get("purpose", ""))}
+                str(w["id"]): {
+                    "title": str(w.get("title", w["id"])),
+                    "purpose": str(w.get("purpose", "")),
+                }
                 for w in settings.get("worklists", [])
             }
 
@@ -607,9 +610,7 @@ class Dashboard:
         offset: int = 0,
     ) -> WorklistPage:
         """One page of a PCN's worklist rows (in `practice` only, when given), filtered."""
-        where: exp.Condition = exp.EQ(
-            this=exp.column("pcn_code"), expression=exp.convert(pcn_code)
-        )
+        where: exp.Condition = exp.EQ(this=exp.column("pcn_code"), expression=exp.convert(pcn_code))
         scope = where
         if practice:
             where = where.and_(exp.column("practice_code").eq(exp.convert(practice)))
@@ -638,9 +639,7 @@ class Dashboard:
             if key not in titles
         ]
         total_rows = self._rows(
-            exp.select(
-                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("n")
-            )
+            exp.select(exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("n"))
             .from_("phm_worklist")
             .where(where)
         )

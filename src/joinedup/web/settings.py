@@ -8,7 +8,7 @@ key of at least 32 characters, sends cookies only over HTTPS and refuses the dem
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,8 +77,8 @@ def load_settings(env_file: Path | None = None, **overrides: object) -> WebSetti
     raises ConfigurationError naming what is wrong."""
     if env_file is not None and not env_file.is_file():
         raise ConfigurationError(f"settings file {env_file} does not exist")
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return WebSettings(_env_file=env_file, **given)  # type: ignore[call-arg]
+        return WebSettings(_env_file=env_file, **given)
     except ValueError as err:
         raise ConfigurationError(f"dashboard settings: {err}") from err

@@ -1,0 +1,5 @@
+"""The dashboard and JSON API (`joinedup serve`): FastAPI over a read-only warehouse.
+
+`app.create_app` builds the application; `dashboard.Dashboard` holds the figures it shows;
+`access` holds users, roles, sessions and the audit log; `settings` the configuration.
+"""
