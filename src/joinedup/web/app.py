@@ -298,7 +298,7 @@ def create_app(
         if not user.may(area):
             raise HTTPException(
                 403,
-                f"your role ({ROLE_LABELS[user.role].lower()}) may not see "
+                f"Your role ({ROLE_LABELS[user.role].lower()}) may not see "
                 + area.replace("_", " "),
             )
 
@@ -325,18 +325,18 @@ def create_app(
     def worklist_scope(user: User, pcn: str, board: Dashboard) -> str | None:
         """The practice a clinician is limited to (None: the whole PCN); 403 if not theirs."""
         if not user.is_clinical:
-            raise HTTPException(403, "worklists are for clinicians of that PCN only")
+            raise HTTPException(403, "Worklists are for clinicians of that PCN only")
         own = user.pcn_code
         if user.practice_code and not own:
             own = (board.practices().get(user.practice_code) or {}).get("pcn_code")
         if own != pcn:
-            raise HTTPException(403, f"you may open the worklists of {user.scope} only")
+            raise HTTPException(403, f"You may open the worklists of {user.scope} only")
         return user.practice_code
 
     def checked_reason(reason: str | None) -> str:
         if reason not in PURPOSES:
             raise HTTPException(
-                422, "say why you are opening this worklist: reason must be one of "
+                422, "Say why you are opening this worklist: reason must be one of "
                 + ", ".join(PURPOSES)
             )  # fmt: skip
         return reason
