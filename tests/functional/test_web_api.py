@@ -139,17 +139,23 @@ def test_a_clinician_sees_their_own_pcns_worklist_with_reasons(
     assert {r["pcn_code"] for r in page["rows"]} == {pcn}
     assert all(r["nhs_number"] and r["reasons"] for r in page["rows"])
     assert sum(c["people"] for c in page["cohorts"]) == page["total"]
-    second = api["clinician"].get(
-        f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "limit": 10, "offset": 10}
-    ).json()
-    first = api["clinician"].get(
-        f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "limit": 10}
-    ).json()
+    second = (
+        api["clinician"]
+        .get(f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "limit": 10, "offset": 10})
+        .json()
+    )
+    first = (
+        api["clinician"]
+        .get(f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "limit": 10})
+        .json()
+    )
     assert first["rows"] == page["rows"][:10] and second["rows"] == page["rows"][10:20]
     cohort = next(c for c in page["cohorts"] if c["people"])
-    only = api["clinician"].get(
-        f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "cohort": cohort["id"]}
-    ).json()
+    only = (
+        api["clinician"]
+        .get(f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "cohort": cohort["id"]})
+        .json()
+    )
     assert only["total"] == cohort["people"]
     assert {r["worklist_id"] for r in only["rows"]} == {cohort["id"]}
 
@@ -240,9 +246,7 @@ def test_failed_sign_ins_are_rate_limited(own_app: TestClient) -> None:
     assert int(locked.headers["retry-after"]) > 0
     form = own_app.post("/login", data={"username": "admin", "password": "admin-demo-2026"})
     assert form.status_code == 429 and "Too many failed sign-ins" in form.text
-    other = own_app.post(
-        "/api/v1/token", json={"username": "board", "password": "board-demo-2026"}
-    )
+    other = own_app.post("/api/v1/token", json={"username": "board", "password": "board-demo-2026"})
     assert other.status_code == 200  # one name locked out, not everyone
 
 
@@ -291,9 +295,7 @@ def test_production_mode_needs_a_secret_and_refuses_demo_accounts(
         assert real.status_code == 200
 
 
-def test_users_are_added_from_the_command_line(
-    web_warehouse: PhmWarehouse, tmp_path: Path
-) -> None:
+def test_users_are_added_from_the_command_line(web_warehouse: PhmWarehouse, tmp_path: Path) -> None:
     env = {"JOINEDUP_ACCESS_DB": str(tmp_path / "access.sqlite")}
     warehouse = str(web_warehouse.path)
     short = joinedup(
