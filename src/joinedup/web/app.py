@@ -10,6 +10,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +22,12 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from joinedup.errors import ConfigurationError, InputError, JoinedupError
 from joinedup.reports.pages import loader as report_loader
@@ -219,6 +222,7 @@ def create_app(
             max_failures=settings.login_max_failures,
             window_minutes=settings.login_window_minutes,
             allow_demo_users=settings.mode == "demo",
+            durable=settings.audit_sync_every_write,
         )
         app.state.dashboard, app.state.access = board, store
 
@@ -282,7 +286,7 @@ def create_app(
         token = request.cookies.get(SESSION_COOKIE, "")
         return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
-    def api_user(request: Request) -> User:
+    async def api_user(request: Request) -> User:
         user = access(request).session_user(token_of(request))
         if user is None:
             raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
@@ -301,6 +305,22 @@ def create_app(
                 f"Your role ({ROLE_LABELS[user.role].lower()}) may not see "
                 + area.replace("_", " "),
             )
+
+    serialised: dict[tuple[str, ...], bytes] = {}
+
+    async def cached_json(key: tuple[str, ...], build: Callable[[], Any]) -> Response:
+        """Figures that cannot change while served, as JSON bytes made once (in a worker
+        thread, so a cold build never holds up the event loop)."""
+        body = serialised.get(key)
+        if body is None:
+
+            def make() -> bytes:
+                data = plain(figures(build))
+                return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+            body = await run_in_threadpool(make)
+            serialised[key] = body
+        return Response(body, media_type="application/json")
 
     def figures(build: Callable[[], Any]) -> Any:
         try:
@@ -374,20 +394,7 @@ def create_app(
             {"detail": err.detail}, status_code=err.status_code, headers=err.headers
         )
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        response: Response = await call_next(request)
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if not request.url.path.startswith(("/static", "/assets")):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     # --- health ----------------------------------------------------------------------------
 
@@ -494,13 +501,12 @@ def create_app(
 
     # --- system overview -------------------------------------------------------------------
 
-    @app.get("/api/v1/overview", tags=["population health"])
-    def api_overview(request: Request, user: Annotated[User, Depends(api_user)]) -> dict[str, Any]:
+    @app.get("/api/v1/overview", response_model=dict[str, Any], tags=["population health"])
+    async def api_overview(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
         """The system overview: population by place, pyramid, segments, risk tiers,
         inequality gaps with 95% confidence intervals, and deaths."""
         allowed(user, "overview")
-        result: dict[str, Any] = plain(figures(dashboard(request).overview))
-        return result
+        return await cached_json(("overview",), dashboard(request).overview)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
@@ -510,31 +516,35 @@ def create_app(
     # --- places ----------------------------------------------------------------------------
 
     @app.get("/api/v1/places", response_model=list[PlaceOut], tags=["places"])
-    def api_places(
-        request: Request, user: Annotated[User, Depends(api_user)]
-    ) -> list[dict[str, Any]]:
+    async def api_places(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
         """Every place with its registered people (disclosure-controlled) and PCNs."""
         allowed(user, "places")
-        return dashboard(request).places()
+        return await cached_json(("places",), dashboard(request).places)
 
-    @app.get("/api/v1/places/{place_code}", tags=["places"])
-    def api_place(
+    @app.get(
+        "/api/v1/places/{place_code}", response_model=dict[str, Any], tags=["places"],
+        responses={404: {"description": "No such place"}},
+    )  # fmt: skip
+    async def api_place(
         request: Request, place_code: str, user: Annotated[User, Depends(api_user)]
-    ) -> dict[str, Any]:
+    ) -> Response:
         """One place's profile: the overview at place level, its PCNs, against the system."""
         allowed(user, "places")
-        result: dict[str, Any] = plain(figures(lambda: dashboard(request).place(place_code)))
-        return result
+        board = dashboard(request)
+        return await cached_json(("place", place_code), lambda: board.place(place_code))
 
     @app.get("/api/v1/pcns", response_model=list[PcnOut], tags=["places"])
-    def api_pcns(
+    async def api_pcns(
         request: Request,
         user: Annotated[User, Depends(api_user)],
         place: Annotated[str | None, Query(description="Only this place's PCNs.")] = None,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """PCNs with their registered people (disclosure-controlled)."""
         allowed(user, "places")
-        return dashboard(request).pcns(place)
+        board = dashboard(request)
+        if place is not None and place not in board.place_names():
+            return JSONResponse([])  # no such place: no PCNs (and nothing kept for it)
+        return await cached_json(("pcns", place or ""), lambda: board.pcns(place))
 
     @app.get("/places", response_class=HTMLResponse, include_in_schema=False)
     def places_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
@@ -691,13 +701,12 @@ def create_app(
 
     # --- finance ---------------------------------------------------------------------------
 
-    @app.get("/api/v1/finance", tags=["finance"])
-    def api_finance(request: Request, user: Annotated[User, Depends(api_user)]) -> dict[str, Any]:
+    @app.get("/api/v1/finance", response_model=dict[str, Any], tags=["finance"])
+    async def api_finance(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
         """Need indices, targets against baselines, distance from target, the pace-of-change
         path, MHIS and guarantees, the control total and forecast, and the risk share."""
         allowed(user, "finance")
-        result: dict[str, Any] = plain(figures(dashboard(request).finance))
-        return result
+        return await cached_json(("finance",), dashboard(request).finance)
 
     @app.get("/finance", response_class=HTMLResponse, include_in_schema=False)
     def finance_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
@@ -706,14 +715,13 @@ def create_app(
 
     # --- data quality ----------------------------------------------------------------------
 
-    @app.get("/api/v1/data-quality", tags=["data quality"])
-    def api_data_quality(
+    @app.get("/api/v1/data-quality", response_model=dict[str, Any], tags=["data quality"])
+    async def api_data_quality(
         request: Request, user: Annotated[User, Depends(api_user)]
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The latest loads, quarantine reasons, unmapped codes and field completeness."""
         allowed(user, "data_quality")
-        result: dict[str, Any] = plain(dashboard(request).data_quality())
-        return result
+        return await cached_json(("data_quality",), dashboard(request).data_quality)
 
     @app.get("/api/v1/data-quality/quarantine", response_model=QuarantineOut, tags=["data quality"])
     def api_quarantine(
@@ -743,12 +751,11 @@ def create_app(
 
     # --- about -----------------------------------------------------------------------------
 
-    @app.get("/api/v1/about", tags=["about"])
-    def api_about(request: Request, user: Annotated[User, Depends(api_user)]) -> dict[str, Any]:
+    @app.get("/api/v1/about", response_model=dict[str, Any], tags=["about"])
+    async def api_about(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
         """Where the data came from: synthetic or real, when built, seed, version, rules."""
         allowed(user, "about")
-        result: dict[str, Any] = plain(dashboard(request).about())
-        return result
+        return await cached_json(("about",), dashboard(request).about)
 
     @app.get("/about", response_class=HTMLResponse, include_in_schema=False)
     def about_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
@@ -791,6 +798,43 @@ def create_app(
         )  # fmt: skip
 
     return app
+
+
+_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Adds the security headers as each response starts (a plain ASGI middleware: no extra
+    task or streaming per request, which `@app.middleware("http")` costs)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith(("/static", "/assets"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = _HEADERS if static else [*_HEADERS, (b"cache-control", b"no-store")]
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _version() -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from markupsafe import Markup
 from sqlglot import exp
@@ -91,6 +92,9 @@ class Dashboard:
     # --- plumbing --------------------------------------------------------------------------
 
     def _kept(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
+        if key in self._cache:  # built once and never changed: no lock needed to read it
+            kept: T = self._cache[key]
+            return kept
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = build()
@@ -119,6 +123,7 @@ class Dashboard:
             self.place(place["place_code"])
         if "finance_run" in self.tables:
             self.finance()
+        self._worklists()
         self.data_quality()
         self.about()
 
@@ -599,6 +604,36 @@ class Dashboard:
 
         return self._kept(("worklist_titles",), build)
 
+    def _worklists(self) -> pa.Table:
+        """Every worklist row, ordered for display, held in memory: worklists are small next
+        to the population (tens of thousands of rows for a million people) and reading them
+        from memory lets requests filter them concurrently, with no database lock."""
+
+        def build() -> pa.Table:
+            query = (
+                exp.select(*WORKLIST_COLUMNS)
+                .from_("phm_worklist")
+                .order_by("pcn_code", "worklist_id", "risk_score DESC", "nhs_number")
+            )
+            with self._lock:
+                return self.engine.execute(query)
+
+        return self._kept(("worklists",), build)
+
+    def _worklist_rows(
+        self, pcn_code: str, filters: dict[str, str | None]
+    ) -> tuple[pa.Table, pa.Table]:
+        """(rows in scope: the PCN, or the practice; the same with every filter applied)."""
+        table = self._worklists()
+        scope = pc.equal(table["pcn_code"], pcn_code)
+        if filters.get("practice"):
+            scope = pc.and_(scope, pc.equal(table["practice_code"], filters["practice"]))
+        mask = scope
+        for column, key in (("worklist_id", "cohort"), ("risk_tier", "risk_tier")):
+            if filters.get(key):
+                mask = pc.and_(mask, pc.equal(table[column], filters[key]))
+        return table.filter(scope), table.filter(mask)
+
     def worklist(
         self,
         pcn_code: str,
@@ -610,26 +645,12 @@ class Dashboard:
         offset: int = 0,
     ) -> WorklistPage:
         """One page of a PCN's worklist rows (in `practice` only, when given), filtered."""
-        where: exp.Condition = exp.EQ(this=exp.column("pcn_code"), expression=exp.convert(pcn_code))
-        scope = where
-        if practice:
-            where = where.and_(exp.column("practice_code").eq(exp.convert(practice)))
-            scope = where
-        if cohort:
-            where = where.and_(exp.column("worklist_id").eq(exp.convert(cohort)))
-        if risk_tier:
-            where = where.and_(exp.column("risk_tier").eq(exp.convert(risk_tier)))
+        filters = {"practice": practice, "cohort": cohort, "risk_tier": risk_tier}
+        scope, chosen = self._worklist_rows(pcn_code, filters)
         titles = self.worklist_titles()
-        counts = self._rows(
-            exp.select(
-                exp.column("worklist_id"),
-                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
-            )
-            .from_("phm_worklist")
-            .where(scope)
-            .group_by(exp.column("worklist_id"))
-        )
-        found = {r["worklist_id"]: int(r["people"]) for r in counts}
+        found: dict[str, int] = {}
+        for key in scope["worklist_id"].to_pylist():
+            found[key] = found.get(key, 0) + 1
         cohorts = [
             {"id": key, "title": t["title"], "purpose": t["purpose"], "people": found.get(key, 0)}
             for key, t in titles.items()
@@ -638,39 +659,14 @@ class Dashboard:
             for key, n in found.items()
             if key not in titles
         ]
-        total_rows = self._rows(
-            exp.select(exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("n"))
-            .from_("phm_worklist")
-            .where(where)
-        )
-        query = (
-            exp.select(*WORKLIST_COLUMNS)
-            .from_("phm_worklist")
-            .where(where)
-            .order_by("worklist_id", "risk_score DESC", "nhs_number")
-            .limit(limit)
-            .offset(offset)
-        )
-        rows = self._rows(query)
+        rows = chosen.slice(offset, limit).to_pylist() if offset < chosen.num_rows else []
         for r in rows:
             r["cohort"] = titles.get(r["worklist_id"], {}).get("title", r["worklist_id"])
             r["risk_score"] = None if r["risk_score"] is None else round(float(r["risk_score"]), 4)
-        return WorklistPage(pcn_code, int(total_rows[0]["n"]), limit, offset, cohorts, rows)
+        return WorklistPage(pcn_code, chosen.num_rows, limit, offset, cohorts, rows)
 
     def worklist_csv_rows(
         self, pcn_code: str, *, practice: str | None, cohort: str | None, risk_tier: str | None
     ) -> pa.Table:
-        where: exp.Condition = exp.column("pcn_code").eq(exp.convert(pcn_code))
-        for column, value in (
-            ("practice_code", practice), ("worklist_id", cohort), ("risk_tier", risk_tier),
-        ):  # fmt: skip
-            if value:
-                where = where.and_(exp.column(column).eq(exp.convert(value)))
-        query = (
-            exp.select(*WORKLIST_COLUMNS)
-            .from_("phm_worklist")
-            .where(where)
-            .order_by("worklist_id", "risk_score DESC", "nhs_number")
-        )
-        with self._lock:
-            return self.engine.execute(query)
+        filters = {"practice": practice, "cohort": cohort, "risk_tier": risk_tier}
+        return self._worklist_rows(pcn_code, filters)[1]

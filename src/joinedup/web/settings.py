@@ -38,6 +38,11 @@ class WebSettings(BaseSettings):
     session_hours: float = Field(8.0, gt=0, description="How long a sign-in lasts.")
     login_max_failures: int = Field(5, ge=1, description="Failed sign-ins allowed in a window.")
     login_window_minutes: float = Field(15.0, gt=0)
+    audit_sync_every_write: bool = Field(
+        False,
+        description="Sync the access database to disk at every audit entry (SQLite "
+        "synchronous=FULL) rather than at checkpoints; safe against power cuts, slower.",
+    )
     cookie_secure: bool | None = Field(
         None, description="Send the session cookie over HTTPS only (default: on in production)."
     )
