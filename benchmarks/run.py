@@ -16,6 +16,14 @@
   on (same data, same run).
 - views_resources_per_s, views_vs_fhir4ds, views_vs_raw_json_scan: SQL-on-FHIR views over the
   FHIR export of 100,000 synthetic people (see fhir_views.py).
+- api_p95_ms: p95 latency of the dashboard's main JSON API routes, `joinedup serve` over the
+  default demo (1.2 million people, seed 42; built here unless --api-warehouse names one) under
+  50 concurrent clients for 60 s on loopback, against the 200 ms target; also throughput, errors,
+  p50/p99, per-route p95 and the CPU time of client and server (see api.py).
+
+`--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api;
+phm, finance and views bring in the synth run they need) and merges their results into --out,
+keeping the other benchmarks' entries already there.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from joinedup.warehouse.report import period_of
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from api import bench_api, build_demo  # noqa: E402
 from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 from fhir_views import bench_fhir_views  # noqa: E402
@@ -46,6 +55,18 @@ from fhir_views import bench_fhir_views  # noqa: E402
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
 TARGET_PEAK_GB = 4.0
 TARGET_PHM_S = 120.0
+BENCHES = ("synth", "phm", "finance", "engines", "views", "charlson", "api")
+NEEDS = {"phm": {"synth"}, "finance": {"phm"}, "views": {"synth"}}
+
+
+def selected(only: list[str] | None) -> set[str]:
+    """The benchmarks to run: those named (default all) and what they need."""
+    chosen = set(only or BENCHES)
+    while True:
+        more = set().union(*(NEEDS.get(name, set()) for name in chosen)) - chosen
+        if not more:
+            return chosen
+        chosen |= more
 
 
 def _tree_rss_bytes(root: int) -> int:
@@ -222,22 +243,54 @@ def show(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--engine-people", type=int, default=200_000)
     parser.add_argument("--charlson-people", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only", nargs="+", choices=BENCHES, metavar="NAME",
+        help=f"run only these benchmarks ({', '.join(BENCHES)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-warehouse", type=Path,
+        help="an existing default demo warehouse for api_p95_ms (skips building one)",
+    )  # fmt: skip
+    parser.add_argument("--api-duration", type=float, default=60.0)
+    parser.add_argument("--api-clients", type=int, default=50)
     args = parser.parse_args()
+    run = selected(args.only)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
         work = Path(tmp)
-        results += bench_synth(work, args.people, args.small)
-        results += bench_phm(work / "big.duckdb", args.people)
-        results += bench_finance(work / "big.duckdb", args.people, results[-1]["value"])
-        results += bench_engines(work, args.engine_people)
-        results += bench_fhir_views(work / "small.duckdb", work)
-    results += bench_charlson_vs_comorbidipy(args.charlson_people)
+        if "synth" in run:
+            results += bench_synth(work, args.people, args.small)
+        if "phm" in run:
+            results += bench_phm(work / "big.duckdb", args.people)
+        if "finance" in run:
+            phm_seconds = next(r["value"] for r in results if r["name"].startswith("phm_"))
+            results += bench_finance(work / "big.duckdb", args.people, phm_seconds)
+        if "engines" in run:
+            results += bench_engines(work, args.engine_people)
+        if "views" in run:
+            results += bench_fhir_views(work / "small.duckdb", work)
+        if "api" in run:
+            demo = args.api_warehouse
+            if demo is None:
+                demo = work / "demo.duckdb"
+                build_demo(demo, work / "demo-outputs")
+            results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
+    if "charlson" in run:
+        results += bench_charlson_vs_comorbidipy(args.charlson_people)
+    if args.only and args.out.is_file():
+        names = {r["name"] for r in results}
+        kept = [
+            r for r in json.loads(args.out.read_text(encoding="utf-8")) if r["name"] not in names
+        ]
+        results = kept + results
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     show(results)
     print(f"wrote {args.out}")
