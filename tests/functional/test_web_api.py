@@ -174,6 +174,11 @@ def test_worklists_are_refused_to_everyone_else(api: dict[str, httpx.Client]) ->
     no_reason = api["clinician"].get(f"/api/v1/worklists/{pcn}")
     assert no_reason.status_code == 422
     assert "reason" in no_reason.json()["detail"]
+    # Refusals are audited too: an admin sees who tried to open what.
+    log = api["admin"].get("/api/v1/audit", params={"limit": 20}).json()["entries"]
+    denied = {(e["username"], e["resource"]) for e in log if e["action"] == "denied"}
+    assert ("clinician", f"worklist/{other}") in denied
+    assert ("analyst", f"worklist/{pcn}") in denied
 
 
 def test_the_csv_download_is_the_whole_filtered_list(api: dict[str, httpx.Client]) -> None:

@@ -342,15 +342,25 @@ def create_app(
         )
         return HTMLResponse(page)
 
-    def worklist_scope(user: User, pcn: str, board: Dashboard) -> str | None:
-        """The practice a clinician is limited to (None: the whole PCN); 403 if not theirs."""
+    def worklist_scope(request: Request, user: User, pcn: str, board: Dashboard) -> str | None:
+        """The practice a clinician is limited to (None: the whole PCN); 403 if not theirs,
+        and the refusal is audited too, so an admin sees attempts on identifiable data."""
+        message = None
         if not user.is_clinical:
-            raise HTTPException(403, "Worklists are for clinicians of that PCN only")
-        own = user.pcn_code
-        if user.practice_code and not own:
-            own = (board.practices().get(user.practice_code) or {}).get("pcn_code")
-        if own != pcn:
-            raise HTTPException(403, f"You may open the worklists of {user.scope} only")
+            message = "Worklists are for clinicians of that PCN only"
+        else:
+            own = user.pcn_code
+            if user.practice_code and not own:
+                own = (board.practices().get(user.practice_code) or {}).get("pcn_code")
+            if own != pcn:
+                message = f"You may open the worklists of {user.scope} only"
+        if message is not None:
+            access(request).audit(
+                user, "denied", f"worklist/{pcn}"[:100], detail=message,
+                reason=str(request.query_params.get("reason", ""))[:100],
+                client=client(request),
+            )  # fmt: skip
+            raise HTTPException(403, message)
         return user.practice_code
 
     def checked_reason(reason: str | None) -> str:
@@ -591,7 +601,7 @@ def create_app(
     ) -> WorklistPage:
         """A PCN's case-finding worklists: identifiable, for its clinicians only; audited."""
         board = dashboard(request)
-        limited = worklist_scope(user, pcn_code, board)
+        limited = worklist_scope(request, user, pcn_code, board)
         why = checked_reason(reason)
         filters = worklist_filters(cohort, risk_tier, limited or practice)
         page = board.worklist(
@@ -606,7 +616,7 @@ def create_app(
         cohort: str | None, risk_tier: str | None, practice: str | None,
     ) -> Response:  # fmt: skip
         board = dashboard(request)
-        limited = worklist_scope(user, pcn_code, board)
+        limited = worklist_scope(request, user, pcn_code, board)
         why = checked_reason(reason)
         filters = worklist_filters(cohort, risk_tier, limited or practice)
         table = board.worklist_csv_rows(
@@ -662,7 +672,7 @@ def create_app(
         page: Annotated[int, Query(ge=1, le=200_000)] = 1,
     ) -> Response:
         board = dashboard(request)
-        limited = worklist_scope(user, pcn_code, board)
+        limited = worklist_scope(request, user, pcn_code, board)
         pcn = next((p for p in board.pcns() if p["pcn_code"] == pcn_code), None)
         if reason is None:
             return render(request, "worklist_reason.html.j2", user, pcn=pcn, pcn_code=pcn_code)
