@@ -101,11 +101,19 @@ def serve(
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from joinedup.web.app import create_app  # noqa: PLC0415 - loads FastAPI and matplotlib
+    from joinedup.web.dashboard import REQUIRED_TABLES  # noqa: PLC0415
 
     settings = _settings(warehouse, settings_file, host=host, port=port, boundaries=boundaries)
     if not settings.warehouse.is_file():
         raise ConfigurationError(
             f"warehouse {settings.warehouse} does not exist: build one with `joinedup demo`"
+        )
+    with open_engine("duckdb", warehouse=settings.warehouse, read_only=True) as engine:
+        missing = [t for t in REQUIRED_TABLES if t not in engine.table_names()]
+    if missing:
+        raise ConfigurationError(
+            f"warehouse {settings.warehouse} lacks {', '.join(missing)}: run `joinedup phm run` "
+            "on it first (and `joinedup finance run` for the finance page), or `joinedup demo`"
         )
     app = create_app(settings)
     address = f"http://{settings.host}:{settings.port}/"

@@ -42,6 +42,8 @@ WORKLIST_COLUMNS = (
     "risk_score", "reasons",
 )  # fmt: skip
 TIERS = ("very_high", "high", "moderate", "low")
+#: What the dashboard cannot run without: the footprint and a population health run.
+REQUIRED_TABLES = ("ics", "place", "pcn", "practice", "phm_run", "phm_person", "phm_worklist")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,7 @@ class Dashboard:
 
     def ready(self) -> list[str]:
         """Tables the dashboard needs that the warehouse lacks (empty when ready)."""
-        needed = ("ics", "place", "pcn", "practice", "phm_run", "phm_person", "phm_worklist")
-        return [t for t in needed if t not in self.tables]
+        return [t for t in REQUIRED_TABLES if t not in self.tables]
 
     def warm(self) -> None:
         """Build every page's figures now, so the first visitor does not wait for them."""
