@@ -338,3 +338,13 @@ def test_users_are_added_from_the_command_line(web_warehouse: PhmWarehouse, tmp_
         ).json()
     # A practice's clinician sees that practice's patients only, whatever filter is asked for.
     assert page["rows"] and {r["practice_code"] for r in page["rows"]} == {practice}
+
+
+def test_serve_refuses_a_warehouse_without_population_health(tmp_path: Path) -> None:
+    built = joinedup("synth", "--people", "2000", "-w", "tiny.duckdb", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    served = joinedup("serve", "-w", "tiny.duckdb", cwd=tmp_path, timeout=60)
+    assert served.returncode == 2
+    assert "lacks phm_run" in flat(served.stderr) and "joinedup phm run" in flat(served.stderr)
+    missing = joinedup("serve", "-w", "nowhere.duckdb", cwd=tmp_path, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in flat(missing.stderr)
