@@ -12,6 +12,7 @@ import schemathesis
 from cli_run import PhmWarehouse
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from live import serving
 from schemathesis import APIOperation, GenerationMode
 
 from joinedup.web.access import AccessStore, create_demo_users
@@ -25,8 +26,6 @@ def fuzzed_server(
     web_warehouse: PhmWarehouse, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A server with an access database of its own: fuzzed sign-ins lock out nobody else."""
-    from conftest import serving
-
     access = Path(tmp_path_factory.mktemp("fuzz")) / "access.sqlite"
     store = AccessStore(access)
     create_demo_users(store, ["U99001", "U99002"])
