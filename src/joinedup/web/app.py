@@ -118,6 +118,15 @@ class WorklistOut(BaseModel):
     rows: list[WorklistRow]
 
 
+class WorklistQuery(BaseModel):
+    """Why a worklist is opened, and which of its rows: every worklist route takes these."""
+
+    reason: str | None = Field(None, description="Why: " + ", ".join(PURPOSES) + " (required).")
+    cohort: str | None = Field(None, description="Only this cohort (its id).")
+    risk_tier: str | None = Field(None, description="Only this tier: " + ", ".join(TIERS) + ".")
+    practice: str | None = Field(None, description="Only this practice (its ODS code).")
+
+
 class AuditEntry(BaseModel):
     seq: int
     at: str
@@ -592,18 +601,15 @@ def create_app(
         request: Request,
         pcn_code: str,
         user: Annotated[User, Depends(api_user)],
-        reason: Annotated[str | None, Query(description="Why: " + ", ".join(PURPOSES))] = None,
-        cohort: str | None = None,
-        risk_tier: str | None = None,
-        practice: str | None = None,
+        q: Annotated[WorklistQuery, Query()],
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> WorklistPage:
         """A PCN's case-finding worklists: identifiable, for its clinicians only; audited."""
         board = dashboard(request)
         limited = worklist_scope(request, user, pcn_code, board)
-        why = checked_reason(reason)
-        filters = worklist_filters(cohort, risk_tier, limited or practice)
+        why = checked_reason(q.reason)
+        filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
         page = board.worklist(
             pcn_code, practice=filters["practice"], cohort=filters["cohort"],
             risk_tier=filters["risk_tier"], limit=limit, offset=offset,
@@ -611,14 +617,11 @@ def create_app(
         audit_worklist(request, user, "view", page, pcn_code, filters, why, len(page.rows))
         return page
 
-    def csv_response(
-        request: Request, user: User, pcn_code: str, reason: str | None,
-        cohort: str | None, risk_tier: str | None, practice: str | None,
-    ) -> Response:  # fmt: skip
+    def csv_response(request: Request, user: User, pcn_code: str, q: WorklistQuery) -> Response:
         board = dashboard(request)
         limited = worklist_scope(request, user, pcn_code, board)
-        why = checked_reason(reason)
-        filters = worklist_filters(cohort, risk_tier, limited or practice)
+        why = checked_reason(q.reason)
+        filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
         table = board.worklist_csv_rows(
             pcn_code, practice=filters["practice"], cohort=filters["cohort"],
             risk_tier=filters["risk_tier"],
@@ -643,13 +646,10 @@ def create_app(
         request: Request,
         pcn_code: str,
         user: Annotated[User, Depends(api_user)],
-        reason: str | None = None,
-        cohort: str | None = None,
-        risk_tier: str | None = None,
-        practice: str | None = None,
+        q: Annotated[WorklistQuery, Query()],
     ) -> Response:
         """The whole filtered worklist as CSV; audited as a download."""
-        return csv_response(request, user, pcn_code, reason, cohort, risk_tier, practice)
+        return csv_response(request, user, pcn_code, q)
 
     @app.get("/worklists", include_in_schema=False)
     def worklists_home(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
@@ -665,19 +665,16 @@ def create_app(
         request: Request,
         pcn_code: str,
         user: Annotated[User, Depends(page_user)],
-        reason: str | None = None,
-        cohort: str | None = None,
-        risk_tier: str | None = None,
-        practice: str | None = None,
+        q: Annotated[WorklistQuery, Query()],
         page: Annotated[int, Query(ge=1, le=200_000)] = 1,
     ) -> Response:
         board = dashboard(request)
         limited = worklist_scope(request, user, pcn_code, board)
         pcn = next((p for p in board.pcns() if p["pcn_code"] == pcn_code), None)
-        if reason is None:
+        if q.reason is None:
             return render(request, "worklist_reason.html.j2", user, pcn=pcn, pcn_code=pcn_code)
-        why = checked_reason(reason)
-        filters = worklist_filters(cohort, risk_tier, limited or practice)
+        why = checked_reason(q.reason)
+        filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
         result = board.worklist(
             pcn_code, practice=filters["practice"], cohort=filters["cohort"],
             risk_tier=filters["risk_tier"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
@@ -702,12 +699,9 @@ def create_app(
         request: Request,
         pcn_code: str,
         user: Annotated[User, Depends(page_user)],
-        reason: str | None = None,
-        cohort: str | None = None,
-        risk_tier: str | None = None,
-        practice: str | None = None,
+        q: Annotated[WorklistQuery, Query()],
     ) -> Response:
-        return csv_response(request, user, pcn_code, reason, cohort, risk_tier, practice)
+        return csv_response(request, user, pcn_code, q)
 
     # --- finance ---------------------------------------------------------------------------
 
