@@ -240,6 +240,20 @@ def own_app(web_warehouse: PhmWarehouse, tmp_path: Path) -> Iterator[TestClient]
         yield client
 
 
+def test_signing_in_never_sends_the_browser_to_another_site(own_app: TestClient) -> None:
+    for target, landing in (
+        ("/finance", "/finance"), ("//evil.example", "/"), ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+    ):  # fmt: skip
+        own_app.cookies.clear()
+        answer = own_app.post(
+            "/login",
+            data={"username": "board", "password": "board-demo-2026", "next": target},
+            follow_redirects=False,
+        )
+        assert (answer.status_code, answer.headers["location"]) == (303, landing), target
+
+
 def test_failed_sign_ins_are_rate_limited(own_app: TestClient) -> None:
     for _ in range(3):
         wrong = own_app.post("/api/v1/token", json={"username": "admin", "password": "guess"})

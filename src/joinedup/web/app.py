@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from joinedup import __version__
 from joinedup.errors import ConfigurationError, InputError, JoinedupError
 from joinedup.reports.pages import loader as report_loader
 from joinedup.warehouse import Engine, open_engine
@@ -255,7 +256,7 @@ def create_app(
 
     app = FastAPI(
         title="joinedup",
-        version=_version(),
+        version=__version__,
         summary="Population health, places, PCN worklists and finance for an Integrated Care "
         "System.",
         description=(
@@ -439,7 +440,10 @@ def create_app(
     # --- sign-in ---------------------------------------------------------------------------
 
     def safe_next(target: str | None) -> str:
-        return target if target and target.startswith("/") and not target.startswith("//") else "/"
+        # Only a path on this site: not "//host" or "/\\host", which browsers take as another.
+        if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+            return "/"
+        return target
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request, next: str | None = None) -> HTMLResponse:
@@ -839,15 +843,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def _version() -> str:
-    from importlib import metadata  # noqa: PLC0415
-
-    try:
-        return metadata.version("joinedup")
-    except metadata.PackageNotFoundError:
-        return "dev"
 
 
 __all__ = ["SESSION_COOKIE", "Role", "create_app"]

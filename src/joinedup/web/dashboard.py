@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ import yaml
 from markupsafe import Markup
 from sqlglot import exp
 
+from joinedup import __version__
 from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, describe
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.codelists import load_codelists
@@ -288,10 +288,6 @@ class Dashboard:
         build = (self._table("build") or [{}])[-1]
         run = self._latest_run()
         finance = sorted(self._table("finance_run"), key=lambda r: str(r.get("run_at", "")))
-        try:
-            version = metadata.version("joinedup")
-        except metadata.PackageNotFoundError:
-            version = "dev"
         ics = self.ics()
         return {
             "ics_name": ics.get("ics_name", ""),
@@ -321,7 +317,7 @@ class Dashboard:
             }
             if finance
             else None,
-            "version": version,
+            "version": __version__,
             "disclosure_rule": describe(self.policy()),
             "tables": {
                 name: self.engine.count(name)
