@@ -253,6 +253,7 @@ class Dashboard:
             context["places"] = self.places()
             context["places_chart"] = self._places_chart()
             context["deaths"] = self._deaths()
+            context["deaths_chart"] = self._deaths_chart(context["deaths"], None)
             context["map"] = self.map(None)
             return context
 
@@ -267,7 +268,9 @@ class Dashboard:
             context["pcns"] = self.pcns(code)
             context["summary"] = next(p for p in self.places() if p["place_code"] == code)
             context["map"] = self.map(code)
-            context["deaths"] = [d for d in self._deaths() if d["code"] in (code, "system")]
+            deaths = self._deaths()
+            context["deaths_chart"] = self._deaths_chart(deaths, code)
+            context["deaths"] = [d for d in deaths if d["code"] in (code, "system")]
             return context
 
         return self._kept(("place", code), build)
@@ -500,10 +503,52 @@ class Dashboard:
                 continue
             code = "system" if r["dimension"] == "system" else str(r["group_value"])
             row = phm_report._rate_row(r, "System" if code == "system" else names.get(code, code))
-            row["code"] = code
+            shown = r["dsr"] is not None and not r["dsr_suppressed"]
+            row |= {
+                "code": code,
+                "rate": r["dsr"] if shown else None,
+                "lower": r["dsr_lower"] if shown and not r["dsr_lower_suppressed"] else None,
+                "upper": r["dsr_upper"] if shown and not r["dsr_upper_suppressed"] else None,
+            }
             out.append(row)
         out.sort(key=lambda d: (d["code"] != "system", d["group"]))
         return out
+
+    def _deaths_chart(self, rows: list[dict[str, Any]], highlight: str | None) -> dict[str, Any]:
+        """Dots and 95% whiskers: each place's age-standardised death rate, the system's as
+        a line, so a place that stands out does so at a glance."""
+        places = [d for d in rows if d["code"] != "system" and d["rate"] is not None]
+        system = next((d for d in rows if d["code"] == "system"), None)
+        fig = new_figure(7.5, 0.9 + 0.45 * max(len(places), 1))
+        ax = fig.subplots()
+        for i, d in enumerate(places):
+            low = d["rate"] - (d["lower"] if d["lower"] is not None else d["rate"])
+            high = (d["upper"] if d["upper"] is not None else d["rate"]) - d["rate"]
+            colour = NHS_BLUE if highlight in (None, d["code"]) else "#aeb7bd"
+            ax.errorbar([d["rate"]], [i], xerr=[[max(low, 0)], [max(high, 0)]], fmt="o",
+                        color=colour, ecolor=colour, capsize=4, markersize=6)  # fmt: skip
+        if system is not None and system["rate"] is not None:
+            ax.axvline(system["rate"], color="#425563", linestyle="--", linewidth=1, label="System")
+            ax.legend(fontsize=8, frameon=False, loc="best")
+        ax.set_yticks(list(range(len(places))), [d["group"] for d in places], fontsize=9)
+        ax.invert_yaxis()
+        ax.set_xlabel("deaths per 100,000 in the year, age-standardised (95% CI)")
+        ax.spines[["top", "right"]].set_visible(False)
+        description = (
+            "Dot-and-whisker chart of the age-standardised death rate per 100,000 in each "
+            "place, with 95% confidence intervals"
+            + (f"; the system rate, {system['dsr']}, is the dashed line" if system else "")
+            + ": "
+            + "; ".join(f"{d['group']} {d['dsr']} ({d['ci']})" for d in places)
+            + "."
+            + (f" {self.place_names()[highlight]} is highlighted." if highlight else "")
+            + " The table below gives deaths, people and rates."
+        )
+        key = f"deaths-{highlight or 'system'}"
+        return {
+            "svg": figure_svg(fig, key, "Deaths by place", description),
+            "description": description,
+        }
 
     def map(self, highlight: str | None) -> dict[str, Any]:
         """The places on a map: ONS boundaries for a real footprint when given, otherwise a
