@@ -402,7 +402,9 @@ def _tiers(
     return {"svg": svg, "description": description, "rows": rows}
 
 
-def _rate_row(row: dict[str, Any], group: str) -> dict[str, Any]:
+def rate_row(row: dict[str, Any], group: str) -> dict[str, Any]:
+    """One area's age-standardised rate as the tables show it: counts, rate and 95% CI as
+    text, "*" where suppressed."""
     return {
         "group": group,
         "events": _count(row["events"], bool(row["events_suppressed"])),
@@ -437,9 +439,9 @@ def _measures(engine: Engine, place: str | None, place_name: str | None) -> list
         comparison = []
         if place is not None:
             if local is not None:
-                comparison.append(_rate_row(local, place_name or place))
+                comparison.append(rate_row(local, place_name or place))
             if system is not None:
-                comparison.append(_rate_row(system, "System"))
+                comparison.append(rate_row(system, "System"))
         out.append(
             {
                 "key": key,
@@ -448,7 +450,7 @@ def _measures(engine: Engine, place: str | None, place_name: str | None) -> list
                 "svg": svg,
                 "description": description,
                 "rows": [
-                    _rate_row(r, QUINTILE_LABELS.get(str(r["group_value"]), str(r["group_value"])))
+                    rate_row(r, QUINTILE_LABELS.get(str(r["group_value"]), str(r["group_value"])))
                     for r in quintiles
                 ],
                 "comparison": comparison,

@@ -160,25 +160,9 @@ class Dashboard:
 
     def _places(self) -> list[dict[str, Any]]:
         names = {r["place_code"]: r for r in self._table("place")}
-        query = (
-            exp.select(
-                exp.column("place_code"),
-                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
-            )
-            .from_("phm_person")
-            .where(exp.Not(this=exp.column("national_data_opt_out")))
-            .group_by(exp.column("place_code"))
-        )
-        counts = self.engine.execute(query)
-        published = {
-            r["place_code"]: r for r in apply(counts, self.policy(), counts=["people"]).to_pylist()
-        }
-        pcns: dict[str, int] = {}
-        for p in self._table("pcn"):
-            pcns[p["place_code"]] = pcns.get(p["place_code"], 0) + 1
-        practices: dict[str, int] = {}
-        for p in self._table("practice"):
-            practices[p["place_code"]] = practices.get(p["place_code"], 0) + 1
+        published = self._people_by("place_code")
+        pcns = self._tally("pcn", "place_code")
+        practices = self._tally("practice", "place_code")
         total = sum(r["people"] or 0 for r in published.values())
         out = []
         for code in sorted(names):
@@ -200,32 +184,39 @@ class Dashboard:
     def place_names(self) -> dict[str, str]:
         return {p["place_code"]: p["place_name"] for p in self.places()}
 
-    def pcns(self, place: str | None = None) -> list[dict[str, Any]]:
-        """PCNs (of `place` when given) with their people, disclosure-controlled."""
-        return self._kept(("pcns", place or ""), lambda: self._pcns(place))
-
-    def _pcns(self, place: str | None) -> list[dict[str, Any]]:
+    def _people_by(self, column: str) -> dict[str, dict[str, Any]]:
+        """People who may be counted for planning (opt-outs left out), by `column` of
+        `phm_person`, disclosure-controlled: {value: {"people", "people_suppressed"}}."""
         query = (
             exp.select(
-                exp.column("pcn_code"),
+                exp.column(column),
                 exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
             )
             .from_("phm_person")
             .where(exp.Not(this=exp.column("national_data_opt_out")))
-            .group_by(exp.column("pcn_code"))
+            .group_by(exp.column(column))
         )
-        published = {
-            r["pcn_code"]: r
-            for r in apply(self.engine.execute(query), self.policy(), counts=["people"]).to_pylist()
-        }
-        practices: dict[str, int] = {}
-        for p in self._table("practice"):
-            practices[p["pcn_code"]] = practices.get(p["pcn_code"], 0) + 1
+        counts = self.engine.execute(query)
+        return {r[column]: r for r in apply(counts, self.policy(), counts=["people"]).to_pylist()}
+
+    def _tally(self, table: str, column: str) -> dict[str, int]:
+        """How many rows of `table` have each value of `column`."""
+        out: dict[str, int] = {}
+        for row in self._table(table):
+            out[row[column]] = out.get(row[column], 0) + 1
+        return out
+
+    def pcns(self, place: str | None = None) -> list[dict[str, Any]]:
+        """PCNs (of `place` when given) with their people, disclosure-controlled."""
+        every = self._kept(("pcns",), self._pcns)
+        return every if place is None else [p for p in every if p["place_code"] == place]
+
+    def _pcns(self) -> list[dict[str, Any]]:
+        published = self._people_by("pcn_code")
+        practices = self._tally("practice", "pcn_code")
         names = self.place_names()
         out = []
         for p in sorted(self._table("pcn"), key=lambda r: str(r["pcn_code"])):
-            if place is not None and p["place_code"] != place:
-                continue
             row = published.get(p["pcn_code"], {"people": 0, "people_suppressed": False})
             out.append(
                 {
@@ -502,7 +493,7 @@ class Dashboard:
             if r["measure"] != "mortality" or r["dimension"] not in ("system", "place_code"):
                 continue
             code = "system" if r["dimension"] == "system" else str(r["group_value"])
-            row = phm_report._rate_row(r, "System" if code == "system" else names.get(code, code))
+            row = phm_report.rate_row(r, "System" if code == "system" else names.get(code, code))
             shown = r["dsr"] is not None and not r["dsr_suppressed"]
             row |= {
                 "code": code,
