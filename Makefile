@@ -23,12 +23,14 @@ ASSETS_STAMP := src/joinedup/web/static/nhsuk/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup assets chromium comorbidipy-venv fhir4ds-venv java demo serve test check bench calibration format clean
+.PHONY: help setup assets chromium comorbidipy-venv fhir4ds-venv java demo serve test test-fast test-security check bench calibration format clean
 
 help:
 	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), run population health and finance, serve the dashboard"
 	@echo "make serve        serve the dashboard over an existing warehouse ($(WAREHOUSE)) at http://$(HOST):$(PORT)"
 	@echo "make test         set up everything the tests need (venv, Java for Spark) and run them all"
+	@echo "make test-fast    unit and spec tests on DuckDB only, for quick feedback while working"
+	@echo "make test-security  the security, fault and disclosure probes kept as tests (tests/security)"
 	@echo "make check        ruff lint + format check, mypy, import-linter contracts"
 	@echo "make bench        run benchmarks/ and write benchmarks/results.json"
 	@echo "make calibration  rebuild the calibration table in docs/synthetic-data.md"
@@ -100,6 +102,13 @@ serve: $(STAMP) $(ASSETS_STAMP)
 
 test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider
+
+test-fast: $(STAMP) $(ASSETS_STAMP)
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider tests/unit tests/spec \
+		-m "not spark and not slow"
+
+test-security: $(STAMP) $(ASSETS_STAMP) chromium
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider tests/security
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
