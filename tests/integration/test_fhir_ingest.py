@@ -86,10 +86,10 @@ def test_bad_records_are_quarantined_with_file_line_and_reason(
     lines = dict(quarantined)
     assert sorted(lines) == [2, 3, 4, 5, 6]
     assert "not JSON" in lines[2]
-    assert "'Spaceship' is not a FHIR R4 resource type" in lines[3]
+    assert "resourceType is not a FHIR R4 resource type" in lines[3]
     assert "Patient.id is missing" in lines[4]
-    assert "Patient.birthDate" in lines[5] and "2023-02-30" in lines[5]
-    assert "9434765918" in lines[6] and "Modulus 11" in lines[6]
+    assert "Patient.birthDate: not a real date" in lines[5]
+    assert "Patient.identifier[0].value: NHS number fails the Modulus 11 check" in lines[6]
     assert all(
         r[0].endswith("mixed.ndjson")
         for r in _rows(warehouse, "SELECT source_file FROM fhir_quarantine")
@@ -99,6 +99,48 @@ def test_bad_records_are_quarantined_with_file_line_and_reason(
         assert report.stored.get(kind, 0) + report.quarantined.get(kind, 0) == n
     assert _rows(warehouse, "SELECT count(*) FROM person") == [(1,)]
     assert _rows(warehouse, "SELECT code FROM diagnosis") == [("44054006",)]
+
+
+def test_quarantine_reasons_name_the_element_and_rule_never_the_value(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """The quarantine's reasons are shown to analysts, who may not see records: a reason says
+    which element breaks which rule, and repeats nothing the record holds."""
+    bad = [
+        _patient("p-401", "4010232138", birthDate="1980-02-30"),
+        _patient("p-402", birthDate="1975-13-01"),
+        {**_patient("p-403"), "deceasedDateTime": "2001-05-06T26:30:00Z"},
+        {"resourceType": "Starship-Enterprise", "id": "s1"},
+        _patient("has space and 9434765919"),
+        {**_patient("p-404"), "9434765919": "a key that is content"},
+    ]
+    source = _ndjson(tmp_path / "bad.ndjson", [_patient("p1", "9434765919"), *bad])
+    _ingest(warehouse, source)
+    reasons = dict(_rows(warehouse, "SELECT source_line, reason FROM fhir_quarantine"))
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7]
+    assert "Patient.identifier[0].value: NHS number fails the Modulus 11 check" in reasons[2]
+    assert "Patient.birthDate: not a real date" in reasons[2]
+    assert "Patient.birthDate: not a real date (the month is not 01-12)" in reasons[3]
+    assert "Patient.deceasedDateTime: not a real time of day" in reasons[4]
+    assert "not a FHIR element name" in reasons[7]
+    for line, resource in enumerate(bad, start=2):
+        for value in _values(resource):
+            assert value not in reasons[line], (line, value)
+
+
+def _values(item: Any) -> set[str]:
+    """Every key and scalar value in `item` that could identify someone (skipping structure
+    a reason must name: the resource type and short words like `female`)."""
+    if isinstance(item, dict):
+        found = {str(k) for k in item if not str(k).isalpha()}
+        for key, value in item.items():
+            if key not in ("resourceType", "system"):
+                found |= _values(value)
+        return found
+    if isinstance(item, list):
+        return set().union(*(_values(v) for v in item)) if item else set()
+    text = str(item)
+    return {text} if len(text) >= 4 and not text.isalpha() else set()
 
 
 def test_a_failed_load_leaves_the_warehouse_as_it_was(

@@ -229,8 +229,9 @@ def _reason_kind(reason: str) -> str:
         ".id is missing",
         "is not a valid id",
         "fails the Modulus 11 check",
-        "is not a real date or time",
-        "has no month",
+        "not a real date",
+        "not a real time of day",
+        "not a FHIR element name",
         "not readable XML",
         "not a valid FHIR resource",
     ):

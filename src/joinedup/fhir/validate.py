@@ -1,8 +1,10 @@
 """Checks a FHIR R4 resource must pass before it is loaded: a known resource type, a valid id,
 dates that exist on the calendar, and NHS numbers that pass the Modulus 11 check.
 
-Each problem comes back as text naming the element (`Patient.birthDate: ...`), so a
-quarantine table can say exactly why a record was set aside.
+Each problem comes back as text naming the element and the rule it breaks
+(`Patient.birthDate: not a real calendar date or time`), never the value: the quarantine's
+reasons are shown to people who may not see the record itself, so they say why a record was set
+aside without repeating what it holds.
 """
 
 from __future__ import annotations
@@ -188,28 +190,40 @@ def is_valid_nhs_number(value: str) -> bool:
 
 def _date_problem(text: str) -> str | None:
     """Why a date-shaped string is not a real date or time, or None when it is fine (or is
-    not date-shaped at all)."""
+    not date-shaped at all). The reason never repeats the value."""
     match = _DATE_LIKE.fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second, _ = match.groups()
+    if month is not None and not 1 <= int(month) <= 12:
+        return "not a real date (the month is not 01-12)"
     try:
         if day is not None:
             date(int(year), int(month), int(day))
-        elif month is not None and not 1 <= int(month) <= 12:
-            return f"{text!r} has no month {month}"
+    except ValueError:
+        return "not a real date (the month has no such day)"
+    try:
         if hour is not None:
             datetime(2000, 1, 1, int(hour), int(minute), int(second or 0))
-    except ValueError as err:
-        return f"{text!r} is not a real date or time ({err})"
+    except ValueError:
+        return "not a real time of day (hours 00-23, minutes and seconds 00-59)"
     return None
+
+
+#: An element name as FHIR JSON spells one (`birthDate`, `valueQuantity`, `_given` for a
+#: primitive's extensions). A key that is not one is content, not structure, so it never goes
+#: into a path that a reason shows.
+_NAME = re.compile(r"_?[A-Za-z][A-Za-z0-9_]{0,63}")
+_BAD_NAME = object()
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     yield path, value
     if isinstance(value, dict):
         for key, child in value.items():
-            if key != "resourceType":
+            if not isinstance(key, str) or not _NAME.fullmatch(key):
+                yield path, _BAD_NAME
+            elif key != "resourceType":
                 yield from _walk(child, f"{path}.{key}")
     elif isinstance(value, list):
         for i, child in enumerate(value):
@@ -224,20 +238,22 @@ def problems(resource: Any) -> list[str]:
     if not isinstance(kind, str) or not kind:
         return ["resourceType is missing"]
     if kind not in R4_RESOURCE_TYPES:
-        return [f"resourceType {kind!r} is not a FHIR R4 resource type"]
+        return ["resourceType is not a FHIR R4 resource type"]
     found: list[str] = []
     rid = resource.get("id")
     if rid is None or rid == "":
         found.append(f"{kind}.id is missing")
     elif not isinstance(rid, str) or not _ID.fullmatch(rid):
-        found.append(f"{kind}.id {rid!r} is not a valid id (1-64 of A-Z a-z 0-9 - .)")
+        found.append(f"{kind}.id is not a valid id (1-64 of A-Z a-z 0-9 - .)")
     for path, value in _walk(resource, kind):
-        if isinstance(value, str):
+        if value is _BAD_NAME:
+            found.append(f"{path}: has an element whose name is not a FHIR element name")
+        elif isinstance(value, str):
             reason = _date_problem(value)
             if reason:
                 found.append(f"{path}: {reason}")
         elif isinstance(value, dict) and value.get("system") == NHS_NUMBER_SYSTEM:
             number = value.get("value")
             if not isinstance(number, str) or not is_valid_nhs_number(number):
-                found.append(f"{path}: NHS number {number!r} fails the Modulus 11 check")
+                found.append(f"{path}.value: NHS number fails the Modulus 11 check")
     return found

@@ -77,13 +77,13 @@ def _primitive(value: str | None, kind: type | Model, name: str) -> Any:
         return None
     if kind is bool:
         if value not in ("true", "false"):
-            raise ValueError(f"{name}: {value!r} is not true or false")
+            raise ValueError(f"<{name}>: value is not true or false")
         return value == "true"
     if kind in (int, decimal.Decimal):
         if kind is int and not value.lstrip("-").isdigit():
-            raise ValueError(f"{name}: {value!r} is not an integer")
+            raise ValueError(f"<{name}>: value is not an integer")
         if not _NUMBER.fullmatch(value):
-            raise ValueError(f"{name}: {value!r} is not a number")
+            raise ValueError(f"<{name}>: value is not a number")
         return json.loads(value)
     return value
 
