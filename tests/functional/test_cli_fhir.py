@@ -3,6 +3,7 @@ synthetic population to UK Core NDJSON and back, the quality report, and UK Core
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -149,3 +150,32 @@ def test_uk_core_examples_load_or_are_quarantined_with_reasons(
     assert bp == [("diastolic_bp", 82.0), ("systolic_bp", 108.0)]
     inpatient = con.sql("SELECT activity_type, provider_code FROM activity").fetchall()
     assert ("elective_admission", "RR8") in inpatient
+
+
+def test_bad_bytes_never_stop_a_load_nor_reach_the_terminal(tmp_path: Path) -> None:
+    """A lone surrogate beside an NHS number once stopped the load with DuckDB's error, which
+    echoed the record (NHS number included) on stderr; a gzip file cut short stopped it with a
+    bare "Aborted.". Both are now quarantined and the rest loads."""
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    good = {
+        "resourceType": "Patient",
+        "id": "g1",
+        "identifier": [{"system": nhs, "value": "9434765919"}],
+    }
+    surrogate = (
+        '{"resourceType": "Patient", "id": "s1", "identifier": [{"system": "' + nhs + '", '
+        '"value": "4010232137"}], "name": [{"family": "\\ud800"}]}'
+    )
+    (tmp_path / "Patient.ndjson").write_text(json.dumps(good) + "\n" + surrogate + "\n")
+    whole = gzip.compress(
+        "".join(json.dumps({**good, "id": f"z{i}"}) + "\n" for i in range(200)).encode()
+    )
+    (tmp_path / "More.ndjson.gz").write_bytes(whole[: len(whole) // 2])
+    result = joinedup("ingest", "fhir", ".", "-w", "w.duckdb", "--report", "q.json", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and "Aborted" not in output
+    assert "4010232137" not in output and "9434765919" not in output
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["quarantined"] == {"(unreadable)": 2}
+    assert report["stored"]["Patient"] > 1

@@ -266,3 +266,59 @@ def test_the_fhir_tables_are_as_documented(warehouse: Path, tmp_path: Path) -> N
     for name, _, columns in FHIR_TABLE_DOCS:
         described = _rows(warehouse, f"SELECT column_name FROM (DESCRIBE {name})")
         assert [c for (c,) in described] == [c for c, _ in columns], name
+
+
+def test_bad_bytes_are_quarantined_line_by_line_and_every_good_line_loads(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """Bytes no parser should meet (Latin-1, UTF-16, gzip where text was expected, JSON nested
+    100,000 deep, a lone surrogate, a gzip file cut short) each become quarantine rows naming
+    file and line; no file stops the load, and every good line of every file is stored."""
+
+    def line(pid: str) -> bytes:
+        return (json.dumps(_patient(pid, "9434765919")) + "\n").encode()
+
+    def gz(data: bytes) -> bytes:
+        return gzip.compress(data, mtime=0)
+
+    long = b"".join(line(f"t{i}") for i in range(300))
+    latin1 = b'{"resourceType": "Patient", "id": "x", "name": [{"family": "Gr\xfcn"}]}\n'
+    files = {
+        "latin1.ndjson": line("a1") + latin1 + line("a2"),
+        "utf16.ndjson": line("a3").decode().encode("utf-16"),
+        "gzip-inside.ndjson": gz(line("a4") + line("a5")),
+        "deep.ndjson": line("a6")
+        + b'{"resourceType": "Patient", "id": "d", "x": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}\n"
+        + line("a7"),
+        "surrogate.ndjson": line("a8")
+        + b'{"resourceType": "Patient", "id": "s", "name": [{"family": "\\ud800"}]}\n',
+        "bom.ndjson": b"\xef\xbb\xbf" + line("a9"),
+        "export.ndjson.gz": gz(line("a10")),
+        "cut.ndjson.gz": gz(long)[: len(gz(long)) // 2],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    _ingest(warehouse, *(tmp_path / name for name in files))
+    quarantined = {
+        (Path(f).name, n): reason
+        for f, n, reason in _rows(
+            warehouse, "SELECT source_file, source_line, reason FROM fhir_quarantine"
+        )
+    }
+    cut = [n for name, n in quarantined if name == "cut.ndjson.gz"]
+    assert len(cut) == 1 and 1 < cut[0] < 300
+    assert quarantined == {
+        ("latin1.ndjson", 2): f"not UTF-8 (an invalid byte at byte {latin1.index(0xFC) + 1})",
+        ("utf16.ndjson", 1): "not UTF-8: the file is UTF-16 (FHIR NDJSON is UTF-8)",
+        ("deep.ndjson", 2): "JSON nested more than 100 deep",
+        ("surrogate.ndjson", 2): "not valid Unicode: a \\uD800-\\uDFFF escape without its pair "
+        "(a lone surrogate)",
+        ("cut.ndjson.gz", cut[0]): "gzip stream is truncated or corrupt from this line on: "
+        "nothing after it could be read",
+    }
+    stored = {r[0] for r in _rows(warehouse, "SELECT id FROM fhir_resource")}
+    read_before_the_cut = {f"t{i}" for i in range(cut[0] - 1)}
+    assert stored == {f"a{i}" for i in range(1, 11) if i != 3} | read_before_the_cut

@@ -45,7 +45,7 @@ import pyarrow as pa
 from joinedup import __version__
 from joinedup.errors import JoinedupError
 from joinedup.fhir import canonical
-from joinedup.fhir.reader import Record, input_files, records
+from joinedup.fhir.reader import MAX_LINE_BYTES, Record, input_files, records
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import Engine
@@ -223,6 +223,11 @@ def _reason_kind(reason: str) -> str:
     """A reason without its particulars, to count reasons by kind in the report."""
     for marker in (
         "not JSON",
+        "not UTF-8",
+        "not valid Unicode",
+        "nested more than",
+        "gzip stream is truncated",
+        "line longer than",
         "not a FHIR resource",
         "is not a FHIR R4 resource type",
         "resourceType is missing",
@@ -251,13 +256,16 @@ def ingest_fhir(
     staging_dir: Path | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_record: Callable[[int], None] | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> LoadReport:
     """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction.
 
     Records are first checked and staged, batch by batch, in a scratch DuckDB file in
     `staging_dir` (default: the system's temporary folder), so memory stays within the
     engine's limit however large the input; the warehouse itself changes only in the final
-    transaction, and the scratch file is removed whatever happens.
+    transaction, and the scratch file is removed whatever happens. Nothing in the files can
+    stop a load: a line that cannot be read (not UTF-8, not JSON, nested too deep, longer than
+    `max_line_bytes`, a broken gzip stream) is quarantined like one that fails a check.
     """
     if engine.name != "duckdb":
         raise JoinedupError("FHIR ingest writes a DuckDB warehouse; open one with --warehouse")
@@ -275,7 +283,7 @@ def ingest_fhir(
     engine.run(f"ATTACH '{_sql_path(staging)}' AS {_STAGE}")
     try:
         stage("reading and checking resources")
-        _stage_records(engine, files, report, on_record)
+        _stage_records(engine, files, report, on_record, max_line_bytes)
         with engine.transaction():
             seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
             stage("storing resources")
@@ -304,7 +312,11 @@ def _sql_path(path: Path) -> str:
 
 
 def _stage_records(
-    engine: Engine, files: list[Path], report: LoadReport, on_record: Callable[[int], None] | None
+    engine: Engine,
+    files: list[Path],
+    report: LoadReport,
+    on_record: Callable[[int], None] | None,
+    max_line_bytes: int,
 ) -> None:
     """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`."""
     engine.run(
@@ -315,7 +327,8 @@ def _stage_records(
         f"CREATE TABLE {_STAGE}.bad (source_file VARCHAR, source_line BIGINT, resource_type "
         "VARCHAR, resource_id VARCHAR, reason VARCHAR, content_hash VARCHAR, content VARCHAR)"
     )
-    for good, bad in _batches(records(files), report, on_record):
+    stream = records(files, max_line_bytes=max_line_bytes)
+    for good, bad in _batches(stream, report, on_record):
         if good.num_rows:
             engine.append(f"{_STAGE}.incoming", good)
         if bad.num_rows:

@@ -2,17 +2,22 @@
 (their entries' resources), single resources in JSON, and FHIR XML (`fhir/xml.py`).
 
 `records` streams every resource with where it came from (file and line), and turns a record
-that cannot be read (a line that is not JSON, an entry that is not a resource) into a `Record`
-with a `problem` instead of raising, so bulk ingest can quarantine it and load the rest.
-`read_resources` is the strict form `views run` uses: the first problem stops it.
+that cannot be read into a `Record` with a `problem` instead of raising, so bulk ingest can
+quarantine it and load the rest. The reading is byte-level: a line that is not UTF-8, not JSON,
+nested deeper than `MAX_DEPTH`, longer than `max_line_bytes`, or an entry that is not a
+resource, is one bad record, and the next line is read as usual. Whether a file is gzip is
+decided by its first bytes, not its name; a gzip stream that breaks part-way gives one bad
+record at the line where it broke, after every line before it. A UTF-8 byte order mark at the
+start of a file is skipped. `read_resources` is the strict form `views run` uses: the first
+problem stops it.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,17 @@ from joinedup.errors import InputError
 _SUFFIXES = (
     ".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz", ".xml", ".xml.gz",
 )  # fmt: skip
+
+#: How deeply JSON may nest (objects and arrays). FHIR resources, Bundles of them included,
+#: nest a few dozen levels at most; deeper is refused before it can exhaust the stack.
+MAX_DEPTH = 100
+#: The longest NDJSON line read (bytes); a longer one is quarantined unread.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,13 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _open(path: Path) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8")
+def _open(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed when it starts as gzip does (whatever its name)."""
+    with path.open("rb") as probe:
+        start = probe.read(2)
+    if start == _GZIP_MAGIC:
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 _ID_TAIL = re.compile(r"^urn:(?:uuid|oid):([A-Za-z0-9\-.]{1,64})$")
@@ -127,14 +146,14 @@ def _is_ndjson(path: Path) -> bool:
     return ".ndjson" in path.name or ".jsonl" in path.name
 
 
-def records(paths: Iterable[Path]) -> Iterator[Record]:
+def records(paths: Iterable[Path], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Record]:
     """Every resource in `paths`, with its file and line, streaming NDJSON line by line."""
     for path in input_files(paths):
-        yield from file_records(path)
+        yield from file_records(path, max_line_bytes=max_line_bytes)
 
 
-def file_records(path: Path) -> Iterator[Record]:
-    """Every resource in one file, with its line."""
+def file_records(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Record]:
+    """Every resource in one file, with its line; never raises for what the file holds."""
     name = str(path)
     if path.name.endswith((".xml", ".xml.gz")):
         from joinedup.fhir.xml import read_xml_resource  # noqa: PLC0415 - lxml only for XML
@@ -143,25 +162,129 @@ def file_records(path: Path) -> Iterator[Record]:
             yield from _unpack(read_xml_resource(path), name, 1)
         except InputError as err:
             yield Record(name, 1, None, err.reason)
+        except RecursionError:
+            yield Record(name, 1, None, f"not readable XML (nested more than {MAX_DEPTH} deep)")
+        return
+    if _is_ndjson(path):
+        yield from _ndjson_records(path, max_line_bytes)
         return
     with _open(path) as handle:
-        if _is_ndjson(path):
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield Record(name, number, None, f"not JSON ({err.msg})", line.rstrip("\n"))
-                    continue
-                yield from _unpack(item, name, number)
-            return
         try:
-            item = json.load(handle)
-        except json.JSONDecodeError as err:
-            yield Record(name, err.lineno, None, f"not JSON ({err.msg})")
+            data = handle.read()
+        except _GZIP_ERRORS:
+            yield Record(name, 1, None, "gzip stream is truncated or corrupt")
             return
-        yield from _unpack(item, name, 1)
+    yield from _parsed(data.removeprefix(_BOM), name, 1, whole_file=True)
+
+
+def _ndjson_records(path: Path, max_line_bytes: int) -> Iterator[Record]:
+    """One record per non-blank line, bad lines included (as problems); reading goes on after
+    each, and stops only where a compressed stream breaks."""
+    name = str(path)
+    number = 0
+    with _open(path) as handle:
+        while True:
+            number += 1
+            try:
+                raw = handle.readline(max_line_bytes + 1)
+                if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                    while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    yield Record(name, number, None, f"line longer than {max_line_bytes:,} bytes")
+                    continue
+            except _GZIP_ERRORS:
+                yield Record(
+                    name, number, None,
+                    "gzip stream is truncated or corrupt from this line on: nothing after it "
+                    "could be read",
+                )  # fmt: skip
+                return
+            if not raw:
+                return
+            if number == 1:
+                if raw.startswith(_UTF16_BOMS):
+                    yield from _utf16_records(name, raw + handle.read())
+                    return
+                raw = raw.removeprefix(_BOM)
+            if raw.strip():
+                yield from _parsed(raw, name, number)
+
+
+def _utf16_records(file: str, data: bytes) -> Iterator[Record]:
+    """A UTF-16 file (it starts with UTF-16's byte order mark): every non-blank line is a bad
+    record, FHIR NDJSON being UTF-8, kept as text for whoever re-encodes the feed."""
+    text = data.decode("utf-16", "replace")
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            reason = "not UTF-8: the file is UTF-16 (FHIR NDJSON is UTF-8)"
+            yield Record(file, number, None, reason, line)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _parsed(raw: bytes, file: str, line: int, *, whole_file: bool = False) -> Iterator[Record]:
+    """The resources in one line (or whole file) of JSON bytes, or why there are none."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        where = line + raw.count(b"\n", 0, err.start) if whole_file else line
+        shown = raw.decode("utf-8", "backslashreplace")
+        yield Record(
+            file, where, None, f"not UTF-8 (an invalid byte at byte {err.start + 1})", shown
+        )
+        return
+    shown = None if whole_file else text.rstrip("\r\n")
+    try:
+        item = json.loads(text, parse_constant=_non_finite)
+    except json.JSONDecodeError as err:
+        where = err.lineno if whole_file else line
+        yield Record(file, where, None, f"not JSON ({err.msg})", shown)
+        return
+    except RecursionError:
+        yield Record(file, line, None, f"JSON nested more than {MAX_DEPTH} deep", shown)
+        return
+    except ValueError:  # e.g. an integer of more digits than Python converts
+        yield Record(file, line, None, "not JSON (a number out of range)", shown)
+        return
+    if _too_deep(item):
+        yield Record(file, line, None, f"JSON nested more than {MAX_DEPTH} deep", shown)
+        return
+    if _SURROGATE_ESCAPE.search(raw) and not _is_unicode(item):
+        yield Record(
+            file, line, None,
+            "not valid Unicode: a \\uD800-\\uDFFF escape without its pair (a lone surrogate)",
+            shown,
+        )  # fmt: skip
+        return
+    yield from _unpack(item, file, line)
+
+
+def _non_finite(constant: str) -> float:
+    """NaN and Infinity are not JSON; kept as floats here so the check that refuses them can
+    name the element (`validate.problems`)."""
+    return float(constant)
+
+
+def _too_deep(item: Any) -> bool:
+    stack = [(item, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
+
+
+def _is_unicode(item: Any) -> bool:
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_resources(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
