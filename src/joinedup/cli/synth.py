@@ -25,6 +25,7 @@ from joinedup.synth.run import (
     SynthResult,
     synthesise,
 )
+from joinedup.warehouse.locks import holding
 
 app = typer.Typer(
     help="Synthetic ICS populations calibrated to England, for demos and tests.",
@@ -71,32 +72,34 @@ def build(
     years: int,
 ) -> SynthResult:
     """Run a synthetic build with a progress bar and print what was written."""
-    console.print(
-        f"Generating [bold]{people:,}[/] people for [bold]{escape(fp.system.name)}[/] "
-        f"({len(fp.places)} places, {len(fp.practices)} practices), seed {seed}, "
-        f"{years} years from {DEFAULT_START:%d %b %Y}"
-    )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("people", total=people)
-        result = synthesise(
-            fp,
-            people=people,
-            seed=seed,
-            warehouse=warehouse,
-            parquet_dir=parquet,
-            workers=workers,
-            years=years,
-            reference=shapes,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-            on_stage=lambda stage: bar.update(task, description=stage),
+    # Refused before anything is printed when another process has the warehouse open.
+    with holding(warehouse):
+        console.print(
+            f"Generating [bold]{people:,}[/] people for [bold]{escape(fp.system.name)}[/] "
+            f"({len(fp.places)} places, {len(fp.practices)} practices), seed {seed}, "
+            f"{years} years from {DEFAULT_START:%d %b %Y}"
         )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task("people", total=people)
+            result = synthesise(
+                fp,
+                people=people,
+                seed=seed,
+                warehouse=warehouse,
+                parquet_dir=parquet,
+                workers=workers,
+                years=years,
+                reference=shapes,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                on_stage=lambda stage: bar.update(task, description=stage),
+            )
     table = Table(title=f"Warehouse {escape(str(warehouse))}", show_edge=False)
     table.add_column("table")
     table.add_column("rows", justify="right")

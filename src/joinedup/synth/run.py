@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +15,8 @@ from joinedup.footprint import Footprint
 from joinedup.synth.generator import Progress, generate_parts, measure_calibration
 from joinedup.synth.shapes import Area, shapes_for
 from joinedup.synth.world import World, build_world
+from joinedup.warehouse.locks import holding
+from joinedup.warehouse.scratch import scratch_folder
 from joinedup.warehouse.store import BuildInfo, build_warehouse, export_parquet
 
 DEFAULT_START = dt.date(2023, 4, 1)  # three NHS financial years: 2023/24 to 2025/26
@@ -63,21 +63,19 @@ def synthesise(
         raise ConfigurationError("--years must be between 1 and 10")
     began = time.perf_counter()
     stage = on_stage or (lambda _: None)
-    stage("calibrating to national rates")
-    calibration = measure_calibration(start, years)
-    shapes = shapes_for(
-        footprint,
-        reference.areas if reference else None,
-        reference.ethnicity if reference else None,
-    )
-    world = build_world(footprint, shapes, people=people, seed=seed, start=start, years=years)
-    world.calibration = calibration
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    parts = Path(tempfile.mkdtemp(prefix=".synth-parts-", dir=warehouse.parent))
-    try:
-        stage("generating people and their history")
-        generate_parts(world, parts, workers=workers, progress=progress)
-        stage("loading the warehouse")
+    # Held from the start, so a rebuild is refused before any work when a server (or a writer)
+    # has the warehouse open, and none can open it until the new one is in place.
+    with holding(warehouse):
+        stage("calibrating to national rates")
+        calibration = measure_calibration(start, years)
+        shapes = shapes_for(
+            footprint,
+            reference.areas if reference else None,
+            reference.ethnicity if reference else None,
+        )
+        world = build_world(footprint, shapes, people=people, seed=seed, start=start, years=years)
+        world.calibration = calibration
         end = start.replace(year=start.year + years) - dt.timedelta(days=1)
         info = BuildInfo(
             source="synthetic",
@@ -92,11 +90,13 @@ def synthesise(
                 "reference_shapes": reference is not None,
             },
         )
-        rows = build_warehouse(
-            warehouse, parts_dir=parts, footprint=footprint, info=info, areas=area_table(world)
-        )
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
+        with scratch_folder(warehouse.parent, "synth-parts") as parts:
+            stage("generating people and their history")
+            generate_parts(world, parts, workers=workers, progress=progress)
+            stage("loading the warehouse")
+            rows = build_warehouse(
+                warehouse, parts_dir=parts, footprint=footprint, info=info, areas=area_table(world)
+            )
     written: list[Path] = []
     if parquet_dir is not None:
         stage("writing Parquet")

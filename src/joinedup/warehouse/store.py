@@ -1,8 +1,10 @@
 """The warehouse file: built whole and swapped in atomically, so no reader ever sees half of one.
 
-A build writes a new DuckDB file beside the target, loads every canonical table into it, records
-its provenance in `build`, checkpoints, and only then renames it over the old file. An
-interrupted build leaves the old warehouse (or none) and removes its partial file.
+A build writes a new DuckDB file in a scratch folder beside the target, loads every canonical
+table into it, records its provenance in `build`, checkpoints, and only then renames it over the
+old file, which it holds exclusively throughout (refused while a server or a writer has it open).
+An interrupted build leaves the old warehouse (or none) and removes its partial file; a killed
+one leaves its scratch folder for the next build to remove.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import pyarrow as pa
 from joinedup import __version__
 from joinedup.footprint import Footprint
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
+from joinedup.warehouse.locks import holding
 from joinedup.warehouse.schema import (
     ALL_TABLES,
     AREA,
@@ -36,6 +38,7 @@ from joinedup.warehouse.schema import (
     TABLES,
     conform,
 )
+from joinedup.warehouse.scratch import scratch_folder
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,9 @@ def build_warehouse(
     footprint and its LSOAs (`areas`), replacing any existing file only once the new one is
     complete. Returns row counts."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.building-{os.getpid()}-{info.build_id}")
     counts: dict[str, int] = {}
-    try:
+    with holding(path), scratch_folder(path.parent, f"{path.name}.building") as scratch:
+        tmp = scratch / path.name
         engine = DuckDBEngine(tmp, memory_limit=memory_limit, bulk_load=True)
         try:
             for table in ALL_TABLES:
@@ -191,11 +194,12 @@ def build_warehouse(
             engine.checkpoint()
         finally:
             engine.close()
+        # A write-ahead log a killed writer left beside the old file belongs to that file:
+        # DuckDB refuses to open the new one beside it ("WAL does not match database file").
+        # Held exclusively, the old file has no writer, so the log can go before the swap.
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
         tmp.replace(path)
         _remove(path.with_name(path.name + ".wal.unused"))
-    except BaseException:
-        _remove(tmp)
-        raise
     return counts
 
 

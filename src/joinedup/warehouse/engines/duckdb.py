@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlglot import exp
 
 from joinedup.errors import JoinedupError
 from joinedup.warehouse.engines.base import Engine
+from joinedup.warehouse.locks import WarehouseInUseError
 from joinedup.warehouse.schema import Table
 
 
@@ -70,6 +72,9 @@ class DuckDBEngine(Engine):
                 config=config,
             )
         except duckdb.Error as err:
+            held = _LOCKED_BY.search(str(err))
+            if held and self.path is not None:
+                raise WarehouseInUseError(self.path, int(held.group(1))) from err
             raise JoinedupError(f"cannot open warehouse {self.path}: {err}") from err
 
     def create(self, table: Table) -> None:
@@ -183,6 +188,8 @@ class DuckDBEngine(Engine):
 
 
 _INCOMING = "_joinedup_incoming"
+# How DuckDB says that another process has the file open (its id in brackets).
+_LOCKED_BY = re.compile(r"Could not set lock on file.*?\(PID (\d+)\)", re.DOTALL)
 
 
 def _create(name: str, *, temporary: bool) -> exp.Create:
