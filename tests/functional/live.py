@@ -27,7 +27,7 @@ def serving(settings: WebSettings) -> Iterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-            access_log=False,
+            access_log=False, proxy_headers=False,  # as `joinedup serve` runs it
         )
     )  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
 from joinedup.errors import InputError
-from joinedup.web.access import AccessStore, Role
+from joinedup.web.access import AccessStore, Role, SignIn, client_address
 
 
 @pytest.fixture
@@ -72,3 +75,52 @@ def test_a_changed_audit_entry_breaks_the_chain(store: AccessStore) -> None:
     )
     con.close()
     assert store.verify_audit() == (False, 1)
+
+
+def test_concurrent_wrong_passwords_check_no_more_than_the_limit(tmp_path: Path) -> None:
+    # Counted before the check, in one transaction: 100 at once cannot all slip past a limit
+    # of 5 (they did when the lock was read before the check and the failure written after).
+    store = AccessStore(tmp_path / "access.sqlite", max_failures=5)
+    store.add_user("ana", "correct horse battery", Role.ANALYST)
+    start = threading.Barrier(100)
+
+    def attempt(i: int) -> SignIn:
+        start.wait()
+        return store.sign_in("ana", f"wrong guess {i:04d}", "10.0.0.1")
+
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        results = list(pool.map(attempt, range(100)))
+    assert store.password_checks == 5
+    assert sum(r.locked_seconds > 0 for r in results) == 95
+    assert all(r.user is None for r in results)
+    right = store.sign_in("ana", "correct horse battery", "10.0.0.1")
+    assert right.user is None and right.locked_seconds > 0 and store.password_checks == 5
+
+
+def test_a_success_clears_the_count_of_that_name(tmp_path: Path) -> None:
+    store = AccessStore(tmp_path / "access.sqlite", max_failures=3)
+    store.add_user("ana", "correct horse battery", Role.ANALYST)
+    for _ in range(2):
+        assert store.sign_in("ana", "wrong guess here", "10.0.0.1").user is None
+    assert store.sign_in("ana", "correct horse battery", "10.0.0.1").user is not None
+    for _ in range(2):
+        assert store.sign_in("ana", "wrong guess here", "10.0.0.1").locked_seconds == 0
+    assert store.sign_in("ana", "correct horse battery", "10.0.0.1").user is not None
+
+
+PROXY = [ip_network("10.1.0.0/16"), ip_network("192.0.2.7")]
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
+    # No proxy trusted (the default): the header is ignored, however it is spelt.
+    assert client_address("127.0.0.1", ["203.0.113.9"], []) == "127.0.0.1"
+    # A client that is not a trusted proxy cannot name another address.
+    assert client_address("198.51.100.4", ["203.0.113.9"], PROXY) == "198.51.100.4"
+    # Through trusted proxies: the right-most address that is not one of them.
+    assert client_address("10.1.2.3", ["203.0.113.9"], PROXY) == "203.0.113.9"
+    assert client_address("10.1.2.3", ["6.6.6.6, 203.0.113.9, 192.0.2.7"], PROXY) == ("203.0.113.9")
+    assert client_address("10.1.2.3", ["6.6.6.6", "203.0.113.9"], PROXY) == "203.0.113.9"
+    # Garbage the proxy passed on is not an address: the last one believed stands.
+    assert client_address("10.1.2.3", ["203.0.113.9, not-an-ip"], PROXY) == "10.1.2.3"
+    assert client_address("10.1.2.3", [], PROXY) == "10.1.2.3"
+    assert client_address(None, ["203.0.113.9"], PROXY) == "unknown"

@@ -124,7 +124,12 @@ def serve(
         f"Open [bold cyan]{address}[/] and sign in; API documentation at {address}api/docs"
     )
     console.print("Press Ctrl+C to stop.")
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+    # proxy_headers off: the application itself believes X-Forwarded-For only from
+    # JOINEDUP_TRUSTED_PROXIES (Uvicorn would believe it from any loopback client).
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
+        proxy_headers=False,
+    )  # fmt: skip
 
 
 @users_app.command("add")

@@ -10,11 +10,12 @@ missing entry shows when the chain is checked.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,43 @@ _AUDIT_FIELDS = ("at", "username", "role", "action", "resource", "detail", "reas
 _GENESIS = "0" * 64
 
 
+ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[ProxyNetwork]
+) -> str:
+    """The address a request came from, for sign-in limits and the audit log.
+
+    `X-Forwarded-For` is believed only when the direct peer is a trusted proxy; then the
+    right-most address in it that is not itself a trusted proxy is the client (addresses to
+    its left were written by the client and prove nothing). With no trusted proxies (the
+    default) the header is ignored."""
+    if not peer:
+        return "unknown"
+
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # not an address: nothing to its left can be believed either
+        client = hop
+        if not is_trusted(hop):
+            break
+    return client
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -211,6 +249,9 @@ class AccessStore:
         except sqlite3.Error as err:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        #: Passwords checked with Argon2 since this store opened (locked-out attempts are not).
+        self.password_checks = 0
 
     def close(self) -> None:
         self._con.close()
@@ -292,15 +333,16 @@ class AccessStore:
 
     # --- sign-in ---------------------------------------------------------------------------
 
-    def locked_for(self, username: str, client: str) -> int:
-        """Seconds until `username` (or anyone from `client`) may try again; 0 when free."""
+    def _locked_for(self, con: sqlite3.Connection, username: str, client: str) -> int:
+        """Seconds until `username` (or anyone from `client`) may try again; 0 when free.
+        Attempts still being checked count as failures until they succeed."""
         since = _iso(_now() - self.window)
         worst = 0
         for column, value, limit in (
-            ("username", username.lower(), self.max_failures),
+            ("username", username, self.max_failures),
             ("client", client, self.max_failures * 4),
         ):
-            rows = self._con.execute(
+            rows = con.execute(
                 f"SELECT at FROM login_failures WHERE {column} = ? AND at > ? ORDER BY at",
                 (value, since),
             ).fetchall()
@@ -309,28 +351,44 @@ class AccessStore:
                 worst = max(worst, int((oldest + self.window - _now()).total_seconds()) + 1)
         return worst
 
+    def locked_for(self, username: str, client: str) -> int:
+        """Seconds until `username` (or anyone from `client`) may try again; 0 when free."""
+        return self._locked_for(self._con, username.lower(), client)
+
+    def _reserve_attempt(self, username: str, client: str) -> int:
+        """Count an attempt for `username` and `client` before its password is checked, in one
+        write transaction, so concurrent attempts cannot all pass the limit together; returns
+        the seconds locked (and counts nothing) when the limit is already reached."""
+        with self._tx() as con:
+            locked = self._locked_for(con, username, client)
+            if not locked:
+                con.execute(
+                    "INSERT INTO login_failures (username, client, at) VALUES (?, ?, ?)",
+                    (username, client, _iso(_now())),
+                )
+                con.execute(
+                    "DELETE FROM login_failures WHERE at < ?", (_iso(_now() - self.window),)
+                )
+        return locked
+
     def sign_in(self, username: str, password: str, client: str, kind: str = "cookie") -> SignIn:
-        """Check a password. A locked-out name or client is refused before any check, and
-        every failure is counted whether or not the user exists."""
-        locked = self.locked_for(username, client)
+        """Check a password. Each attempt is counted against the name and the client before
+        the password is checked, and only a success clears the name's count, so no more than
+        the limit of passwords are ever checked in a window however many arrive at once. A
+        locked-out name or client is refused unchecked; unknown names count too."""
+        name = username.lower()
+        locked = self._reserve_attempt(name, client)
         if locked:
             return SignIn(None, locked_seconds=locked)
         found = self._user(username)
-        ok = False
+        with self._count_lock:
+            self.password_checks += 1
         try:
             ok = _HASHER.verify(found[1] if found else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             ok = False
         if found is None or not ok or (found[0].demo and not self.allow_demo_users):
-            with self._tx() as con:
-                con.execute(
-                    "INSERT INTO login_failures VALUES (?, ?, ?)",
-                    (username.lower(), client, _iso(_now())),
-                )
-                con.execute(
-                    "DELETE FROM login_failures WHERE at < ?", (_iso(_now() - self.window),)
-                )
-            return SignIn(None)
+            return SignIn(None)  # the reserved attempt stays, as a failure
         user, stored = found
         token = secrets.token_urlsafe(32)
         with self._tx() as con:
@@ -339,7 +397,7 @@ class AccessStore:
                     "UPDATE users SET password_hash = ? WHERE username = ?",
                     (_HASHER.hash(password), user.username),
                 )
-            con.execute("DELETE FROM login_failures WHERE username = ?", (username.lower(),))
+            con.execute("DELETE FROM login_failures WHERE username = ?", (name,))
             con.execute("DELETE FROM sessions WHERE expires_at < ?", (_iso(_now()),))
             con.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",

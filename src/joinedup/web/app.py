@@ -10,6 +10,7 @@ import csv
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import secrets
 import threading
@@ -33,7 +34,7 @@ from joinedup import __version__
 from joinedup.errors import ConfigurationError, InputError, JoinedupError
 from joinedup.reports.pages import loader as report_loader
 from joinedup.warehouse import Engine, open_engine
-from joinedup.web.access import PURPOSES, ROLE_LABELS, AccessStore, Role, User
+from joinedup.web.access import PURPOSES, ROLE_LABELS, AccessStore, Role, User, client_address
 from joinedup.web.dashboard import TIERS, Dashboard, WorklistPage, plain
 from joinedup.web.settings import WebSettings
 
@@ -283,8 +284,13 @@ def create_app(
         store: AccessStore = request.app.state.access
         return store
 
+    trusted = [ipaddress.ip_network(str(n)) for n in settings.trusted_proxies]
+
     def client(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        # The server passes the connecting address untouched (Uvicorn's own proxy handling
+        # is off); X-Forwarded-For counts only from a configured trusted proxy.
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
     def token_of(request: Request) -> str | None:
         header = request.headers.get("authorization", "")

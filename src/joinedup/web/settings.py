@@ -8,10 +8,10 @@ key of at least 32 characters, sends cookies only over HTTPS and refuses the dem
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from joinedup.errors import ConfigurationError
 
@@ -43,6 +43,12 @@ class WebSettings(BaseSettings):
         description="Sync the access database to disk at every audit entry (SQLite "
         "synchronous=FULL) rather than at checkpoints; safe against power cuts, slower.",
     )
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For is believed (addresses or networks, "
+        "comma-separated); by default none, so the header is ignored and the client is the "
+        "address that connected.",
+    )
     cookie_secure: bool | None = Field(
         None, description="Send the session cookie over HTTPS only (default: on in production)."
     )
@@ -54,6 +60,13 @@ class WebSettings(BaseSettings):
     static_dir: Path | None = Field(
         None, description="Where the NHS.UK frontend assets are (default: inside the package)."
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> WebSettings:
