@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from joinedup.fhir import canonical
-from joinedup.fhir.ingest import ingest_fhir
+from joinedup.fhir.ingest import VERSION_CONFLICT, ingest_fhir
 from joinedup.warehouse import ALL_TABLES, open_engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
 
@@ -322,3 +322,86 @@ def test_bad_bytes_are_quarantined_line_by_line_and_every_good_line_loads(
     stored = {r[0] for r in _rows(warehouse, "SELECT id FROM fhir_resource")}
     read_before_the_cut = {f"t{i}" for i in range(cut[0] - 1)}
     assert stored == {f"a{i}" for i in range(1, 11) if i != 3} | read_before_the_cut
+
+
+def test_the_last_in_load_order_wins_unless_meta_says_otherwise(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    """Duplicate ids in one load: the last one read wins (not the one whose content hash
+    sorts last); meta.versionId compares as a number (10 after 9) and meta.lastUpdated as an
+    instant (10:00+01:00 is before 09:30Z)."""
+    codes = ["44054006", "38341003", "195967001", "13645005"]
+    by_order = _ndjson(tmp_path / "order.ndjson", [_patient("p1", "9434765919")] + [
+        _condition("c1", "p1", code) for code in codes
+    ])  # fmt: skip
+    _ingest(warehouse, by_order)
+    assert _rows(warehouse, "SELECT code FROM diagnosis") == [(codes[-1],)]
+
+    def versioned(cid: str, code: str, **meta: str) -> dict[str, Any]:
+        return _condition(cid, "p1", code, meta=meta)
+
+    versions = _ndjson(tmp_path / "versions.ndjson", [
+        versioned("c2", "38341003", versionId="10"),
+        versioned("c2", "44054006", versionId="9"),
+        versioned("c3", "38341003", lastUpdated="2024-03-01T09:30:00Z"),
+        versioned("c3", "44054006", lastUpdated="2024-03-01T10:00:00+01:00"),
+    ])  # fmt: skip
+    _ingest(warehouse, versions)
+    # c1 as last read; c2 at version 10, not 9; c3 at 09:30Z, an hour after 10:00+01:00
+    assert sorted(_rows(warehouse, "SELECT code FROM diagnosis")) == [
+        ("13645005",), ("38341003",), ("38341003",)
+    ]  # fmt: skip
+
+
+def test_a_changed_resource_under_a_stored_version_is_a_conflict_not_unchanged(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    first = _ndjson(tmp_path / "v1.ndjson", [
+        _patient("p1", "9434765919"), _condition("c1", "p1", "44054006", meta={"versionId": "1"})
+    ])  # fmt: skip
+    _ingest(warehouse, first)
+    changed = _ndjson(
+        tmp_path / "v1-changed.ndjson",
+        [_condition("c1", "p1", "38341003", meta={"versionId": "1"})],
+    )
+    report = _ingest(warehouse, changed)
+    assert report.unchanged == {} and report.stored == {}
+    assert report.quarantined == {"Condition": 1}
+    assert _rows(warehouse, "SELECT source_line, resource_type, resource_id, reason FROM "
+        "fhir_quarantine") == [(1, "Condition", "c1", "Condition." + VERSION_CONFLICT)]  # fmt: skip
+    assert _rows(warehouse, "SELECT code FROM diagnosis") == [("44054006",)]
+    again = _ingest(warehouse, first, changed)
+    assert again.stored == {} and again.unchanged == {"Patient": 1, "Condition": 1}
+    assert _rows(warehouse, "SELECT count(*) FROM fhir_quarantine") == [(1,)]
+
+
+def test_impossible_numbers_and_lives_are_quarantined_and_a_bom_is_not(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    def hba1c(oid: str, value: str) -> str:
+        return (
+            '{"resourceType": "Observation", "id": "' + oid + '", "status": "final", '
+            '"subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-01-01", '
+            '"code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]}, '
+            '"valueQuantity": {"value": ' + value + ', "unit": "%"}}'
+        )
+
+    source = tmp_path / "life.ndjson"
+    source.write_bytes(b"\xef\xbb\xbf" + "\n".join([
+        json.dumps(_patient("p1", "9434765919")),
+        hba1c("o1", "NaN"), hba1c("o2", "Infinity"), hba1c("o3", "-Infinity"),
+        hba1c("o4", "1e400"), hba1c("o5", "7.1"),
+        json.dumps(_patient("p2", birthDate="2099-01-01")),
+        json.dumps(_patient("p3", birthDate="1950-04-02", deceasedDateTime="1949-12-31")),
+        json.dumps(_patient("p4", birthDate="1950", deceasedDateTime="1950-01-01T10:00:00Z")),
+    ]).encode())  # fmt: skip
+    _ingest(warehouse, source)
+    reasons = dict(_rows(warehouse, "SELECT source_line, reason FROM fhir_quarantine"))
+    value = "Observation.valueQuantity.value: not a finite number (NaN, Infinity or out of range)"
+    assert reasons == {
+        2: value, 3: value, 4: value, 5: value,
+        7: "Patient.birthDate: after the date of loading (a birth in the future)",
+        8: "Patient.deceasedDateTime: before Patient.birthDate",
+    }  # fmt: skip
+    stored = sorted(r[0] for r in _rows(warehouse, "SELECT id FROM fhir_resource"))
+    assert stored == ["o5", "p1", "p4"]

@@ -52,6 +52,19 @@ def test_nhs_numbers_are_checked_with_modulus_11(number: str, valid: bool) -> No
             patient(identifier=[{"system": NHS_NUMBER_SYSTEM, "value": "9000000001"}]),
             "Patient.identifier[0].value: NHS number fails the Modulus 11 check",
         ),
+        (
+            {"resourceType": "Observation", "id": "o", "valueQuantity": {"value": float("nan")}},
+            "Observation.valueQuantity.value: not a finite number",
+        ),
+        (
+            {"resourceType": "Observation", "id": "o", "valueInteger": 10**400},
+            "Observation.valueInteger: not a finite number",
+        ),
+        (patient(birthDate="2099-01-01"), "Patient.birthDate: after the date of loading"),
+        (
+            patient(birthDate="1950-04-02", deceasedDateTime="1950-04-01T23:00:00Z"),
+            "Patient.deceasedDateTime: before Patient.birthDate",
+        ),
     ],
 )
 def test_each_problem_names_the_element(resource: dict[str, object], reason: str) -> None:

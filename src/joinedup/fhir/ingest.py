@@ -11,8 +11,10 @@ Then, inside one warehouse transaction:
 
 2. **Keep** every resource in the raw store `fhir_resource`, by type, id and version (the
    `meta.versionId`, or a hash of the content when there is none). A resource already stored
-   with the same version is left alone, so a re-run changes nothing.
-3. **Flatten** the latest version of every resource with the shipped ViewDefinitions
+   with the same version and content is left alone, so a re-run changes nothing; the same
+   version with other content is a conflict, quarantined, since a version never changes.
+3. **Flatten** the latest version of every resource (by `meta.lastUpdated` as an instant, then
+   `meta.versionId` as a number, then load order) with the shipped ViewDefinitions
    (`fhir/shipped/*.json`, compiled to SQL like any other view).
 4. **Rebuild** the canonical population tables from those rows (`fhir/canonical.py`), keeping
    person ids stable through the `identity` table: a patient is the person already known by
@@ -46,6 +48,7 @@ from joinedup import __version__
 from joinedup.errors import JoinedupError
 from joinedup.fhir import canonical
 from joinedup.fhir.reader import MAX_LINE_BYTES, Record, input_files, records
+from joinedup.fhir.sqltext import quote
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import Engine
@@ -53,7 +56,14 @@ from joinedup.warehouse import Engine
 BATCH = 20_000
 #: Working tables of a load. They are ordinary tables, not TEMP ones, so DuckDB can spill them
 #: to disk within the memory limit; they are dropped before the load commits.
-SCRATCH = ("fhir_new", "fhir_current", "fhir_person_key", "fhir_encounter_activity", "fhir_out")
+SCRATCH = (
+    "fhir_arrived",
+    "fhir_new",
+    "fhir_current",
+    "fhir_person_key",
+    "fhir_encounter_activity",
+    "fhir_out",
+)
 STORE = "fhir_resource"
 QUARANTINE = "fhir_quarantine"
 LOADS = "fhir_load"
@@ -64,7 +74,8 @@ CREATE TABLE IF NOT EXISTS {STORE} (
   resource_type VARCHAR NOT NULL, id VARCHAR NOT NULL, version_id VARCHAR NOT NULL,
   last_updated VARCHAR, resource JSON NOT NULL, load_id VARCHAR NOT NULL,
   load_seq BIGINT NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
-  PRIMARY KEY (resource_type, id, version_id));
+  load_order BIGINT, PRIMARY KEY (resource_type, id, version_id));
+ALTER TABLE {STORE} ADD COLUMN IF NOT EXISTS load_order BIGINT;
 CREATE TABLE IF NOT EXISTS {QUARANTINE} (
   load_id VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
   resource_type VARCHAR, resource_id VARCHAR, reason VARCHAR NOT NULL, content_hash VARCHAR
@@ -88,6 +99,7 @@ _INCOMING_SCHEMA = pa.schema(
         ("resource", pa.string()),
         ("source_file", pa.string()),
         ("source_line", pa.int64()),
+        ("load_order", pa.int64()),
     ]
 )
 _QUARANTINE_SCHEMA = pa.schema(
@@ -210,6 +222,7 @@ def _batches(
             good["resource"].append(text)
             good["source_file"].append(record.file)
             good["source_line"].append(record.line)
+            good["load_order"].append(seen)
         if seen % BATCH == 0:
             if on_record is not None:
                 on_record(BATCH)
@@ -237,6 +250,9 @@ def _reason_kind(reason: str) -> str:
         "not a real date",
         "not a real time of day",
         "not a FHIR element name",
+        "not a finite number",
+        "a birth in the future",
+        "before Patient.birthDate",
         "not readable XML",
         "not a valid FHIR resource",
     ):
@@ -321,7 +337,8 @@ def _stage_records(
     """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`."""
     engine.run(
         f"CREATE TABLE {_STAGE}.incoming (resource_type VARCHAR, id VARCHAR, version_id VARCHAR, "
-        "last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, source_line BIGINT)"
+        "last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, source_line BIGINT, "
+        "load_order BIGINT)"
     )
     engine.run(
         f"CREATE TABLE {_STAGE}.bad (source_file VARCHAR, source_line BIGINT, resource_type "
@@ -335,38 +352,74 @@ def _stage_records(
             engine.append(f"{_STAGE}.bad", bad)
 
 
+#: Why a record is set aside when its version is already known with other content.
+VERSION_CONFLICT = (
+    "meta.versionId: this version is already stored (or earlier in this load) with other "
+    "content; a version never changes, so changed content needs a new versionId"
+)
+
+
 def _store(engine: Engine, report: LoadReport, seq: int) -> None:
-    """New versions into the raw store, new problems into the quarantine; a version already
-    stored (or a problem already quarantined) is counted as unchanged, not added again."""
+    """New versions into the raw store, new problems into the quarantine. A version already
+    stored (or arriving twice) with the same content is counted as unchanged, not added again;
+    with other content it is a conflict, quarantined: the version first stored stays."""
+    conflict = f"{{kind}}.{VERSION_CONFLICT}"
     engine.run(
-        "CREATE OR REPLACE TABLE fhir_new AS SELECT b.* FROM (SELECT * FROM "
-        f"{_STAGE}.incoming QUALIFY row_number() OVER (PARTITION BY resource_type, id, "
-        "version_id ORDER BY source_file DESC, source_line DESC) = 1) b "
-        f"ANTI JOIN {STORE} s USING (resource_type, id, version_id)"
+        "CREATE OR REPLACE TABLE fhir_arrived AS SELECT i.*, coalesce(CAST(s.resource AS "
+        "VARCHAR), first_value(i.resource) OVER (PARTITION BY i.resource_type, i.id, "
+        "i.version_id ORDER BY i.load_order)) AS kept, s.id IS NOT NULL AS known, "
+        "row_number() OVER (PARTITION BY i.resource_type, i.id, i.version_id ORDER BY "
+        f"i.load_order) AS nth FROM {_STAGE}.incoming i LEFT JOIN {STORE} s USING "
+        "(resource_type, id, version_id)"
     )
     engine.run(
-        f"INSERT INTO {STORE} SELECT resource_type, id, version_id, last_updated, "
-        f"CAST(resource AS JSON), '{report.load_id}', {seq}, source_file, source_line "
-        "FROM fhir_new"
+        "CREATE OR REPLACE TABLE fhir_new AS SELECT * FROM fhir_arrived WHERE NOT known AND nth = 1"
     )
     engine.run(
-        f"INSERT INTO {QUARANTINE} SELECT DISTINCT ON (content_hash, source_file, source_line) "
-        f"'{report.load_id}', * FROM {_STAGE}.bad b WHERE NOT EXISTS (SELECT 1 FROM "
+        f"INSERT INTO {STORE} (resource_type, id, version_id, last_updated, resource, load_id, "
+        "load_seq, source_file, source_line, load_order) SELECT resource_type, id, version_id, "
+        f"last_updated, CAST(resource AS JSON), '{report.load_id}', {seq}, source_file, "
+        "source_line, load_order FROM fhir_new"
+    )
+    conflicts = (
+        "SELECT source_file, source_line, resource_type, id AS resource_id, "
+        f"replace({quote(conflict)}, '{{kind}}', resource_type) AS reason, "
+        f"md5(resource || {quote(VERSION_CONFLICT)}) AS content_hash, resource AS content "
+        "FROM fhir_arrived WHERE resource <> kept"
+    )
+    engine.run(
+        f"INSERT INTO {QUARANTINE} (load_id, source_file, source_line, resource_type, "
+        "resource_id, reason, content_hash, content) SELECT DISTINCT ON (content_hash, "
+        f"source_file, source_line) '{report.load_id}', source_file, source_line, "
+        "resource_type, resource_id, reason, content_hash, content FROM (SELECT source_file, "
+        "source_line, resource_type, resource_id, reason, content_hash, content FROM "
+        f"{_STAGE}.bad UNION ALL {conflicts}) b WHERE NOT EXISTS (SELECT 1 FROM "
         f"{QUARANTINE} q WHERE q.content_hash = b.content_hash AND q.source_file = "
         "b.source_file AND q.source_line = b.source_line)"
     )
     new = engine.fetch("SELECT resource_type, count(*) FROM fhir_new GROUP BY 1")
     report.stored = Counter({str(k): int(n) for k, n in new})
-    arrived = engine.fetch(f"SELECT resource_type, count(*) FROM {_STAGE}.incoming GROUP BY 1")
-    report.unchanged = Counter({str(k): int(n) for k, n in arrived}) - report.stored
+    clashes = engine.fetch(
+        "SELECT resource_type, count(*) FROM fhir_arrived WHERE resource <> kept GROUP BY 1"
+    )
+    clashed = Counter({str(k): int(n) for k, n in clashes})
+    report.quarantined += clashed
+    if clashed:
+        report.reasons["version conflict"] += clashed.total()
+    arrived = engine.fetch("SELECT resource_type, count(*) FROM fhir_arrived GROUP BY 1")
+    report.unchanged = Counter({str(k): int(n) for k, n in arrived}) - report.stored - clashed
 
 
 def _flatten(engine: Engine) -> None:
-    """The latest version of each resource, then each shipped view over it as `v_<name>`."""
+    """The latest version of each resource, then each shipped view over it as `v_<name>`.
+    Latest is by `meta.lastUpdated` as an instant, then `meta.versionId` as a number, then
+    load order (later loads, and later records in a load, win)."""
     engine.run(
         "CREATE OR REPLACE TABLE fhir_current AS SELECT resource_type, id, resource "
         f"FROM {STORE} QUALIFY row_number() OVER (PARTITION BY resource_type, id "
-        "ORDER BY last_updated DESC NULLS LAST, load_seq DESC, version_id DESC) = 1"
+        "ORDER BY TRY_CAST(last_updated AS TIMESTAMPTZ) DESC NULLS LAST, "
+        "TRY_CAST(version_id AS BIGINT) DESC NULLS LAST, load_seq DESC, "
+        "load_order DESC NULLS LAST) = 1"
     )
     for name, view in shipped_views().items():
         compiled = compile_view(view, table="fhir_current", dialect=engine.dialect)

@@ -14,12 +14,17 @@ FHIR_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("resource_type", "FHIR resource type."),
             ("id", "Resource id."),
             ("version_id", "`meta.versionId`, or `#` and a hash of the content when absent."),
-            ("last_updated", "`meta.lastUpdated` as given; orders versions before load order."),
+            (
+                "last_updated",
+                "`meta.lastUpdated` as given; orders versions (as an instant) before versionId "
+                "(as a number) and load order.",
+            ),
             ("resource", "The resource as FHIR JSON."),
             ("load_id", "Load that stored this version."),
             ("load_seq", "Order of that load (1, 2, ...)."),
             ("source_file", "File it came from."),
             ("source_line", "Line of that file (1 for a whole-file resource or Bundle)."),
+            ("load_order", "Position in its load, in the order read: later wins in a tie."),
         ],
     ),
     (

@@ -1,5 +1,6 @@
 """Checks a FHIR R4 resource must pass before it is loaded: a known resource type, a valid id,
-dates that exist on the calendar, and NHS numbers that pass the Modulus 11 check.
+dates that exist on the calendar, finite numbers, NHS numbers that pass the Modulus 11 check,
+and a patient born before today and not dead before being born.
 
 Each problem comes back as text naming the element and the rule it breaks
 (`Patient.birthDate: not a real calendar date or time`), never the value: the quarantine's
@@ -9,9 +10,10 @@ aside without repeating what it holds.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -230,8 +232,9 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _walk(child, f"{path}[{i}]")
 
 
-def problems(resource: Any) -> list[str]:
-    """Everything wrong with one resource, each naming the element; empty when it can load."""
+def problems(resource: Any, today: date | None = None) -> list[str]:
+    """Everything wrong with one resource, each naming the element; empty when it can load.
+    `today` (default: the UTC date) is the day no one can yet have been born after."""
     if not isinstance(resource, dict):
         return ["not a JSON object"]
     kind = resource.get("resourceType")
@@ -246,7 +249,9 @@ def problems(resource: Any) -> list[str]:
     elif not isinstance(rid, str) or not _ID.fullmatch(rid):
         found.append(f"{kind}.id is not a valid id (1-64 of A-Z a-z 0-9 - .)")
     for path, value in _walk(resource, kind):
-        if value is _BAD_NAME:
+        if isinstance(value, float | int) and not isinstance(value, bool) and not _finite(value):
+            found.append(f"{path}: not a finite number (NaN, Infinity or out of range)")
+        elif value is _BAD_NAME:
             found.append(f"{path}: has an element whose name is not a FHIR element name")
         elif isinstance(value, str):
             reason = _date_problem(value)
@@ -256,4 +261,29 @@ def problems(resource: Any) -> list[str]:
             number = value.get("value")
             if not isinstance(number, str) or not is_valid_nhs_number(number):
                 found.append(f"{path}.value: NHS number fails the Modulus 11 check")
+    if kind == "Patient" and not found:
+        found += _life_problems(resource, today or datetime.now(UTC).date())
+    return list(dict.fromkeys(found))
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _life_problems(patient: dict[str, Any], today: date) -> list[str]:
+    """A birth date after today, or a death before birth (each compared at the precision both
+    dates share, so `1980` and `1980-06-01` do not clash)."""
+    found = []
+    born = patient.get("birthDate")
+    died = patient.get("deceasedDateTime")
+    if isinstance(born, str) and _DATE_LIKE.fullmatch(born):
+        if born > today.isoformat()[: len(born)]:
+            found.append("Patient.birthDate: after the date of loading (a birth in the future)")
+        if isinstance(died, str) and _DATE_LIKE.fullmatch(died):
+            shared = min(len(born), len(died), 10)
+            if died[:shared] < born[:shared]:
+                found.append("Patient.deceasedDateTime: before Patient.birthDate")
     return found
