@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -179,3 +185,41 @@ def test_bad_bytes_never_stop_a_load_nor_reach_the_terminal(tmp_path: Path) -> N
     report = json.loads((tmp_path / "q.json").read_text())
     assert report["quarantined"] == {"(unreadable)": 2}
     assert report["stored"]["Patient"] > 1
+
+
+def test_a_killed_load_leaves_scratch_that_the_next_load_removes(tmp_path: Path) -> None:
+    """`kill -9` mid-load once left `.fhir-staging-*.wal` files that no later run removed.
+    Scratch work now lives in a folder the next load removes (its owner being dead)."""
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    patient = {"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1950-04-02"}
+    with (tmp_path / "Patient.ndjson").open("w") as handle:
+        for i in range(30_000):
+            handle.write(json.dumps({**patient, "id": f"p{i}"}) + "\n")
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "Patient.ndjson").write_text(
+        json.dumps({**patient, "identifier": [{"system": nhs, "value": "9434765919"}]}) + "\n"
+    )
+    assert joinedup("ingest", "fhir", "small", "-w", "w.duckdb", cwd=tmp_path).returncode == 0
+    command = shutil.which("joinedup", path=str(Path(sys.executable).parent))
+    assert command is not None
+    load = subprocess.Popen(
+        [command, "ingest", "fhir", "Patient.ndjson", "-w", "w.duckdb"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".fhir-staging-*/staging.duckdb*")):
+            assert load.poll() is None, load.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        if load.poll() is None:
+            os.kill(load.pid, signal.SIGKILL)
+        load.communicate()
+    assert list(tmp_path.glob(".fhir-staging-*")), "killed mid-load, so its scratch is left"
+    again = joinedup("ingest", "fhir", "small", "-w", "w.duckdb", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not list(tmp_path.glob(".fhir-*")), "the next load removes a dead load's scratch"
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.sql("SELECT count(*) FROM fhir_resource").fetchall() == [(1,)]

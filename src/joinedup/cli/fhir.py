@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +20,7 @@ from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
 from joinedup.synth.shapes import shapes_for
 from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
+from joinedup.warehouse.scratch import scratch_folder
 
 ingest_app = typer.Typer(help="Load records into the warehouse.", no_args_is_help=True)
 export_app = typer.Typer(help="Write the warehouse out in standard formats.", no_args_is_help=True)
@@ -45,8 +45,8 @@ def _new_warehouse(
     info = BuildInfo(
         source="fhir", people=0, footprint=fp.system.name, history_start=today, history_end=today
     )
-    with tempfile.TemporaryDirectory(prefix=".fhir-empty-", dir=path.parent) as parts:
-        build_warehouse(path, parts_dir=Path(parts), footprint=fp, info=info, areas=areas)
+    with scratch_folder(path.parent, "fhir-empty") as parts:
+        build_warehouse(path, parts_dir=parts, footprint=fp, info=info, areas=areas)
 
 
 @ingest_app.command("fhir")

@@ -24,7 +24,8 @@ Then, inside one warehouse transaction:
    that point nowhere.
 
 An error or an interrupt anywhere rolls the whole load back: the warehouse is as it was, and
-the scratch file is removed.
+the scratch folder is removed; a load killed outright leaves its folder for the next load to
+remove.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from joinedup.fhir.sqltext import quote
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import Engine
+from joinedup.warehouse.scratch import scratch_folder
 
 BATCH = 20_000
 #: Working tables of a load. They are ordinary tables, not TEMP ones, so DuckDB can spill them
@@ -276,12 +278,14 @@ def ingest_fhir(
 ) -> LoadReport:
     """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction.
 
-    Records are first checked and staged, batch by batch, in a scratch DuckDB file in
-    `staging_dir` (default: the system's temporary folder), so memory stays within the
-    engine's limit however large the input; the warehouse itself changes only in the final
-    transaction, and the scratch file is removed whatever happens. Nothing in the files can
-    stop a load: a line that cannot be read (not UTF-8, not JSON, nested too deep, longer than
-    `max_line_bytes`, a broken gzip stream) is quarantined like one that fails a check.
+    Records are first checked and staged, batch by batch, in a scratch DuckDB file in a
+    folder of its own in `staging_dir` (default: the system's temporary folder), so memory
+    stays within the engine's limit however large the input; the warehouse itself changes only
+    in the final transaction. The folder is removed however the load ends, and one left by a
+    load that was killed (`kill -9`) is removed by the next load (`warehouse.scratch`).
+    Nothing in the files can stop a load: a line that cannot be read (not UTF-8, not JSON,
+    nested too deep, longer than `max_line_bytes`, a broken gzip stream) is quarantined like
+    one that fails a check.
     """
     if engine.name != "duckdb":
         raise JoinedupError("FHIR ingest writes a DuckDB warehouse; open one with --warehouse")
@@ -294,33 +298,32 @@ def ingest_fhir(
         if statement.strip():
             engine.run(statement)
     folder = staging_dir or Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".fhir-staging-{report.load_id}.duckdb"
-    engine.run(f"ATTACH '{_sql_path(staging)}' AS {_STAGE}")
-    try:
-        stage("reading and checking resources")
-        _stage_records(engine, files, report, on_record, max_line_bytes)
-        with engine.transaction():
-            seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
-            stage("storing resources")
-            _store(engine, report, seq)
-            stage("flattening with the shipped views")
-            _flatten(engine)
-            stage("rebuilding the canonical tables")
-            report.rows_out = canonical.rebuild(engine)
-            report.quality = canonical.quality(engine)
-            report.seconds = time.perf_counter() - began
-            _record_load(engine, report, seq, started, files)
-            for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
-                engine.drop(name)
-    finally:
-        engine.run(f"DETACH {_STAGE}")
-        for leftover in (staging, staging.with_name(staging.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+    with scratch_folder(folder, STAGING_PURPOSE) as scratch:
+        engine.run(f"ATTACH '{_sql_path(scratch / 'staging.duckdb')}' AS {_STAGE}")
+        try:
+            stage("reading and checking resources")
+            _stage_records(engine, files, report, on_record, max_line_bytes)
+            with engine.transaction():
+                seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
+                stage("storing resources")
+                _store(engine, report, seq)
+                stage("flattening with the shipped views")
+                _flatten(engine)
+                stage("rebuilding the canonical tables")
+                report.rows_out = canonical.rebuild(engine)
+                report.quality = canonical.quality(engine)
+                report.seconds = time.perf_counter() - began
+                _record_load(engine, report, seq, started, files)
+                for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
+                    engine.drop(name)
+        finally:
+            engine.run(f"DETACH {_STAGE}")
     return report
 
 
 _STAGE = "fhir_stage"
+#: Scratch folders are `.fhir-staging-XXXXXXXX` in the staging folder.
+STAGING_PURPOSE = "fhir-staging"
 
 
 def _sql_path(path: Path) -> str:
