@@ -67,14 +67,17 @@ def test_a_changed_audit_entry_breaks_the_chain(store: AccessStore) -> None:
     user = store.add_user("gp", "correct horse battery", Role.CLINICIAN, pcn_code="U1")
     for reason in ("mdt", "follow-up", "case-finding"):
         store.audit(user, "view", "worklist/U1", detail="no filter", reason=reason, client="x")
-    assert store.verify_audit() == (True, 3)
+    check = store.verify_audit()
+    assert (check.intact, check.verified_through, check.checked) == (True, 3, 3)
     # Someone with the file drops the triggers and rewrites why a record was opened.
     con = sqlite3.connect(store.path)
     con.executescript(
         "DROP TRIGGER audit_no_update; UPDATE audit SET reason = 'mdt' WHERE seq = 2;"
     )
     con.close()
-    assert store.verify_audit() == (False, 1)
+    check = store.verify_audit(full=True)
+    assert not check.intact and check.verified_through == 1
+    assert check.problem and "entry 2" in check.problem
 
 
 def test_concurrent_wrong_passwords_check_no_more_than_the_limit(tmp_path: Path) -> None:

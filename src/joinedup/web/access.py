@@ -9,9 +9,9 @@ missing entry shows when the chain is checked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
-import json
 import secrets
 import sqlite3
 import threading
@@ -27,6 +27,21 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.web.audit import (
+    AUDIT_FIELDS,
+    CHECKPOINT_EVERY,
+    GENESIS,
+    MAX_DETAIL_LENGTH,
+    MAX_FIELD_LENGTH,
+    AuditCheck,
+    Mark,
+    capped,
+    entry_hash,
+    load_key,
+    mark_mac,
+    read_head,
+    write_head,
+)
 
 
 class Role(StrEnum):
@@ -109,6 +124,27 @@ class User:
 
 
 @dataclass(frozen=True)
+class AuditEvent:
+    """One thing to write to the audit log (the time is added as it is written)."""
+
+    username: str
+    role: str
+    action: str
+    resource: str
+    detail: str
+    reason: str
+    client: str
+
+    def fields(self, at: str) -> dict[str, str]:
+        """The entry's fields, each cut to its limit."""
+        entry = {"at": at, **{k: getattr(self, k) for k in AUDIT_FIELDS if k != "at"}}
+        return {
+            k: capped(str(v), MAX_DETAIL_LENGTH if k == "detail" else MAX_FIELD_LENGTH)
+            for k, v in entry.items()
+        }
+
+
+@dataclass(frozen=True)
 class SignIn:
     """The outcome of a sign-in attempt: a user and token, or why not."""
 
@@ -155,14 +191,24 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
-
-_AUDIT_FIELDS = ("at", "username", "role", "action", "resource", "detail", "reason", "client")
-_GENESIS = "0" * 64
 
 
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -214,11 +260,6 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _entry_hash(prev: str, entry: dict[str, str]) -> str:
-    body = json.dumps([prev, *(entry[k] for k in _AUDIT_FIELDS)], ensure_ascii=False)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
 class AccessStore:
     """Users, sessions, failed sign-ins and the audit log in one SQLite file."""
 
@@ -231,8 +272,11 @@ class AccessStore:
         window_minutes: float = 15.0,
         allow_demo_users: bool = True,
         durable: bool = False,
+        audit_key_path: Path | None = None,
     ) -> None:
         self.path = path
+        self.audit_key_path = audit_key_path or path.with_name(path.name + ".audit-key")
+        self.audit_head_path = path.with_name(path.name + ".audit-head")
         self.session_length = timedelta(hours=session_hours)
         self.max_failures = max_failures
         self.window = timedelta(minutes=window_minutes)
@@ -248,12 +292,21 @@ class AccessStore:
             self._con.executescript(_SCHEMA)
         except sqlite3.Error as err:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered to write the audit head after commit
+        self._verify_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        self._verified: Mark | None = None  # the newest entry this process has checked
+        self._broken: AuditCheck | None = None  # once found broken, it stays so
+        self._audit_key, made = load_key(self.audit_key_path)
+        if made:
+            self._mark_legacy_entries()
         #: Passwords checked with Argon2 since this store opened (locked-out attempts are not).
         self.password_checks = 0
 
     def close(self) -> None:
+        """Check the entries added since the last check and sign a checkpoint; then close."""
+        with contextlib.suppress(sqlite3.Error):
+            self.verify_audit(checkpoint=True)
         self._con.close()
 
     @contextmanager
@@ -378,9 +431,16 @@ class AccessStore:
         locked-out name or client is refused unchecked; unknown names count too."""
         name = username.lower()
         locked = self._reserve_attempt(name, client)
-        if locked:
-            return SignIn(None, locked_seconds=locked)
         found = self._user(username)
+        # Who tried: a known user, never what an unknown one typed (it may be a password).
+        who = found[0] if found else None
+        if locked:
+            self.audit(
+                who, "sign-in refused", f"sign-in/{kind}", client=client, reason="",
+                detail=f"too many failed sign-ins; locked for {locked} s",
+                username=None if found else "(unknown name)",
+            )  # fmt: skip
+            return SignIn(None, locked_seconds=locked)
         with self._count_lock:
             self.password_checks += 1
         try:
@@ -388,6 +448,15 @@ class AccessStore:
         except (VerificationError, InvalidHashError):
             ok = False
         if found is None or not ok or (found[0].demo and not self.allow_demo_users):
+            why = (
+                "unknown username" if found is None
+                else "wrong password" if not ok
+                else "demo account refused outside demo mode"
+            )  # fmt: skip
+            self.audit(
+                who, "sign-in failed", f"sign-in/{kind}", detail=why, reason="", client=client,
+                username=None if found else "(unknown name)",
+            )  # fmt: skip
             return SignIn(None)  # the reserved attempt stays, as a failure
         user, stored = found
         token = secrets.token_urlsafe(32)
@@ -429,51 +498,198 @@ class AccessStore:
     # --- audit -----------------------------------------------------------------------------
 
     def audit(
-        self, user: User, action: str, resource: str, *, detail: str, reason: str, client: str
+        self,
+        user: User | None,
+        action: str,
+        resource: str,
+        *,
+        detail: str,
+        reason: str,
+        client: str,
+        username: str | None = None,
     ) -> int:
-        """Append one entry: `user` did `action` to `resource` (with `detail`) for `reason`."""
-        entry = {
-            "at": _iso(_now()),
-            "username": user.username,
-            "role": user.role.value,
-            "action": action,
-            "resource": resource,
-            "detail": detail,
-            "reason": reason,
-            "client": client,
-        }
-        with self._tx() as con:
-            last = con.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            prev = last[0] if last else _GENESIS
-            cursor = con.execute(
-                "INSERT INTO audit (at, username, role, action, resource, detail, reason, "
-                "client, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*(entry[k] for k in _AUDIT_FIELDS), prev, _entry_hash(prev, entry)),
-            )
-            return int(cursor.lastrowid or 0)
+        """Append one entry: `user` did `action` to `resource` (with `detail`) for `reason`.
+        Without a user (a failed sign-in, a request without a valid token) `username` says
+        who, if anyone. `detail` is cut to MAX_DETAIL_LENGTH characters, the rest to
+        MAX_FIELD_LENGTH, each ending TRUNCATED when cut; returns the entry's number."""
+        event = AuditEvent(
+            username=user.username if user else (username or "-"),
+            role=user.role.value if user else "-",
+            action=action, resource=resource, detail=detail, reason=reason, client=client,
+        )  # fmt: skip
+        return self.audit_all([event])
+
+    def audit_all(self, events: Sequence[AuditEvent]) -> int:
+        """Append `events` in one transaction (so a batch costs one commit, not one each);
+        returns the number of the last entry."""
+        if not events:
+            return 0
+        at = _iso(_now())
+        with self._lock:
+            with self._tx() as con:
+                last = con.execute(
+                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                prev = last[1] if last else GENESIS
+                seq = int(last[0]) if last else 0
+                rows = []
+                for event in events:
+                    entry = event.fields(at)
+                    digest = entry_hash(self._audit_key, prev, entry)
+                    rows.append((*(entry[k] for k in AUDIT_FIELDS), prev, digest))
+                    prev = digest
+                con.executemany(
+                    "INSERT INTO audit (at, username, role, action, resource, detail, reason, "
+                    "client, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                # Numbers run on from 1 without gaps (AUTOINCREMENT; nothing is deleted), so
+                # the newest entry's number is also how many there are.
+                seq = int(con.execute("SELECT max(seq) FROM audit").fetchone()[0])
+                head = Mark(seq, seq, prev)
+            # After the commit: a crash in between leaves the head behind the log (a shorter
+            # log vouched for), never ahead of it (which would look like entries removed).
+            # Still under the lock, so heads are written in the order of their entries.
+            write_head(self.audit_head_path, self._audit_key, head)
+        return seq
 
     def audit_entries(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-        """The newest entries first, and how many there are in all."""
-        total = int(self._con.execute("SELECT count(*) FROM audit").fetchone()[0])
+        """The newest entries first, and how many there are in all (the newest entry's number:
+        they are numbered from 1 without gaps, so neither needs a scan of the whole log)."""
+        total = int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
         rows = self._con.execute(
-            "SELECT seq, " + ", ".join(_AUDIT_FIELDS) + " FROM audit ORDER BY seq DESC "
-            "LIMIT ? OFFSET ?",
-            (limit, offset),
+            "SELECT seq, " + ", ".join(AUDIT_FIELDS) + " FROM audit WHERE seq <= ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (total - offset, limit),
         ).fetchall()
-        return total, [dict(zip(("seq", *_AUDIT_FIELDS), r, strict=True)) for r in rows]
+        return total, [dict(zip(("seq", *AUDIT_FIELDS), r, strict=True)) for r in rows]
 
-    def verify_audit(self) -> tuple[bool, int]:
-        """Whether every entry's hash follows from the one before; and how many were checked."""
-        prev, count = _GENESIS, 0
-        cursor = self._con.execute(
-            "SELECT " + ", ".join(_AUDIT_FIELDS) + ", prev_hash, hash FROM audit ORDER BY seq"
-        )
-        for row in cursor:
-            entry = dict(zip(_AUDIT_FIELDS, row[:-2], strict=True))
-            if row[-2] != prev or row[-1] != _entry_hash(prev, entry):
-                return False, count
-            prev, count = row[-1], count + 1
-        return True, count
+    def _mark_legacy_entries(self) -> None:
+        """On a log that had entries before it had a key (a key file made just now, and no
+        head or checkpoint yet): sign where the unkeyed entries end, so they are checked with
+        their plain SHA-256 and reported as legacy, and every later entry with the key."""
+        with self._tx() as con:
+            last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            marked = con.execute("SELECT count(*) FROM audit_checkpoint").fetchone()[0]
+            if last is None or marked or self.audit_head_path.exists():
+                return
+            mark = Mark(int(last[0]), int(last[0]), str(last[1]))
+            self._insert_mark(con, "legacy", mark)
+        write_head(self.audit_head_path, self._audit_key, mark)
+
+    def _insert_mark(self, con: sqlite3.Connection, kind: str, mark: Mark) -> None:
+        con.execute(
+            "INSERT INTO audit_checkpoint (kind, seq, entries, hash, at, mac) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                kind, mark.seq, mark.entries, mark.hash, _iso(_now()),
+                mark_mac(self._audit_key, kind, mark.seq, mark.entries, mark.hash),
+            ),
+        )  # fmt: skip
+
+    def _marks(self, kind: str) -> list[tuple[Mark, str]]:
+        """Checkpoints of `kind`, newest first, each with its signature."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT seq, entries, hash, mac FROM audit_checkpoint WHERE kind = ? "
+                "ORDER BY id DESC",
+                (kind,),
+            ).fetchall()
+        return [(Mark(int(r[0]), int(r[1]), str(r[2])), str(r[3])) for r in rows]
+
+    def _holds(self, mark: Mark) -> bool:
+        """Whether the log still has `mark`'s entry with its hash (one look-up by number)."""
+        with self._lock:
+            row = self._con.execute("SELECT hash FROM audit WHERE seq = ?", (mark.seq,)).fetchone()
+        return row is not None and row[0] == mark.hash
+
+    def verify_audit(self, *, full: bool = False, checkpoint: bool = False) -> AuditCheck:
+        """Check the chain: by default only the entries after the newest one already checked
+        (by this process, or a signed checkpoint), so a check costs what was added since;
+        `full` checks every entry from the first. Entries before a checkpoint were checked when
+        it was signed: a rewrite with recomputed hashes changes the checkpoint's entry and a
+        removal its count, both seen at once; an entry altered without its hash being
+        recomputed is seen by a full check (run at every start of the dashboard). Once broken
+        the answer stays broken for the life of the process."""
+        with self._verify_lock:
+            if self._broken is not None:
+                return self._broken
+            found = self._verify(full=full, checkpoint=checkpoint)
+            if not found.intact:
+                self._broken = found
+            return found
+
+    def _verify(self, *, full: bool, checkpoint: bool) -> AuditCheck:
+        key = self._audit_key
+        legacy_marks = self._marks("legacy")
+        legacy = Mark(0, 0, GENESIS)
+        if legacy_marks:
+            legacy, mac = legacy_marks[-1]
+            if not legacy.signed(key, "legacy", mac) or not self._holds(legacy):
+                problem = "the mark of where the unkeyed legacy entries end was changed"
+                return AuditCheck(False, 0, 0, problem=problem)
+        start = Mark(0, 0, GENESIS)
+        if not full:
+            if self._verified is not None:
+                start = self._verified
+            else:
+                for mark, mac in self._marks("checkpoint"):
+                    if not mark.signed(key, "checkpoint", mac):
+                        problem = f"the checkpoint at entry {mark.seq} is not signed with the key"
+                        return AuditCheck(False, 0, 0, problem=problem)
+                    start = mark
+                    break
+        if start.seq and not self._holds(start):
+            return AuditCheck(
+                False, 0, 0, legacy.entries,
+                f"entries up to {start.seq} were changed or removed after they were checked",
+            )  # fmt: skip
+        prev, last, entries, checked = start.hash, start.seq, start.entries, 0
+        columns = ", ".join(AUDIT_FIELDS)
+        while True:
+            with self._lock:
+                rows = self._con.execute(
+                    f"SELECT seq, {columns}, prev_hash, hash FROM audit WHERE seq > ? "
+                    "ORDER BY seq LIMIT 20000",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                break
+            for row in rows:
+                seq = int(row[0])
+                entry = dict(zip(AUDIT_FIELDS, row[1:-2], strict=True))
+                if row[-2] != prev or seq != last + 1:
+                    problem = (
+                        f"entry {seq} does not follow entry {last}: entries between were "
+                        "removed, or one was changed"
+                    )
+                    return AuditCheck(False, last, checked, legacy.entries, problem)
+                if row[-1] != entry_hash(None if seq <= legacy.seq else key, prev, entry):
+                    return AuditCheck(
+                        False, last, checked, legacy.entries,
+                        f"entry {seq} does not match its hash: it was changed, or written "
+                        "without the audit key",
+                    )  # fmt: skip
+                prev, last, entries, checked = row[-1], seq, entries + 1, checked + 1
+        head = read_head(self.audit_head_path, key)
+        if isinstance(head, str):
+            return AuditCheck(False, last, checked, legacy.entries, head)
+        if head is None and last > legacy.seq:
+            problem = f"the audit head file {self.audit_head_path} is missing"
+            return AuditCheck(False, last, checked, legacy.entries, problem)
+        if head is not None and (head.seq > last or not self._holds(head)):
+            return AuditCheck(
+                False, last, checked, legacy.entries,
+                f"the log ends at entry {last} but its signed head is entry {head.seq} of "
+                f"{head.entries}: entries were removed from the end, or changed",
+            )  # fmt: skip
+        self._verified = Mark(last, entries, prev)
+        newest = self._marks("checkpoint")
+        since = last - (newest[0][0].seq if newest else 0)
+        if last and since and (checkpoint or since >= CHECKPOINT_EVERY):
+            with self._tx() as con:
+                self._insert_mark(con, "checkpoint", self._verified)
+        return AuditCheck(True, last, checked, min(legacy.entries, entries))
 
 
 #: The demo accounts `joinedup demo` creates (and `joinedup users demo`). Their passwords are

@@ -145,7 +145,15 @@ class AuditOut(BaseModel):
     total: int
     limit: int
     offset: int
-    chain_intact: bool
+    chain_intact: bool = Field(
+        description="No entry changed, removed or rewritten (HMAC chain, signed head)."
+    )
+    chain_problem: str | None = Field(description="What is wrong, naming the entry.")
+    verified_through: int = Field(description="The newest entry checked.")
+    legacy_entries: int = Field(
+        description="Entries from before the log had a key: plain SHA-256, which anyone with "
+        "the file could recompute."
+    )
     entries: list[AuditEntry]
 
 
@@ -234,6 +242,7 @@ def create_app(
             window_minutes=settings.login_window_minutes,
             allow_demo_users=settings.mode == "demo",
             durable=settings.audit_sync_every_write,
+            audit_key_path=settings.audit_key_path,
         )
         app.state.dashboard, app.state.access = board, store
 
@@ -244,6 +253,9 @@ def create_app(
                 state["ready"] = True
             except JoinedupError as err:  # shown by /ready; pages raise it again themselves
                 state["warm_error"] = str(err)
+            # Every audit entry, from the first, once at start (an entry altered without its
+            # hash recomputed shows only so); later checks cover only entries added since.
+            store.verify_audit(full=True)
 
         thread = threading.Thread(target=warm_up, name="joinedup-warm", daemon=True)
         thread.start()
@@ -302,9 +314,18 @@ def create_app(
         token = request.cookies.get(SESSION_COOKIE, "")
         return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
-    async def api_user(request: Request) -> User:
-        user = access(request).session_user(token_of(request))
+    def api_user(request: Request) -> User:
+        token = token_of(request)
+        store = access(request)
+        user = store.session_user(token)
         if user is None:
+            # Audited (never the token itself), so an admin sees probing with stolen or
+            # made-up tokens.
+            store.audit(
+                None, "unauthenticated", f"{request.method} {request.url.path}",
+                detail="no token" if not token else "token unknown, expired or signed out",
+                reason="", client=client(request),
+            )  # fmt: skip
             raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
         return user
 
@@ -780,11 +801,12 @@ def create_app(
 
     def audit_page_data(request: Request, limit: int, offset: int) -> dict[str, Any]:
         store = access(request)
+        check = store.verify_audit()
         total, entries = store.audit_entries(limit, offset)
-        intact, _ = store.verify_audit()
         return {
-            "total": total, "limit": limit, "offset": offset, "chain_intact": intact,
-            "entries": entries,
+            "total": total, "limit": limit, "offset": offset, "chain_intact": check.intact,
+            "chain_problem": check.problem, "verified_through": check.verified_through,
+            "legacy_entries": check.legacy_entries, "entries": entries,
         }  # fmt: skip
 
     @app.get("/api/v1/audit", response_model=AuditOut, tags=["access"])

@@ -30,6 +30,12 @@ class WebSettings(BaseSettings):
         description="SQLite file of users, sessions and the audit log; by default beside the "
         "warehouse, as <warehouse>.access.sqlite.",
     )
+    audit_key_file: Path | None = Field(
+        None,
+        description="The key of the audit log's HMAC chain (made, mode 0600, at first use); by "
+        "default beside the access database, as <access db>.audit-key. Keep it where whoever "
+        "can change the access database cannot.",
+    )
     secret_key: SecretStr | None = Field(
         None, description="Signs form tokens. Required in production mode."
     )
@@ -84,6 +90,12 @@ class WebSettings(BaseSettings):
         if self.access_db is not None:
             return self.access_db
         return self.warehouse.with_name(self.warehouse.name + ".access.sqlite")
+
+    @property
+    def audit_key_path(self) -> Path:
+        if self.audit_key_file is not None:
+            return self.audit_key_file
+        return self.access_path.with_name(self.access_path.name + ".audit-key")
 
     @property
     def secure_cookies(self) -> bool:

@@ -1,0 +1,176 @@
+"""The audit log's keyed hash chain: a key kept outside the database, a signed head outside
+it too, and signed checkpoints inside it, so that changing, removing or rewriting entries
+shows, and checking the chain costs only the entries added since it was last checked.
+
+Each entry's hash is HMAC-SHA256 under the audit key over the previous entry's hash and the
+entry's own fields, so nobody without the key can write a chain that checks, even with every
+hash recomputed. The key is in a file of its own (`<access db>.audit-key` unless
+`JOINEDUP_AUDIT_KEY_FILE` names another place), created with mode 0600 at first use. The head
+file (`<access db>.audit-head`) holds the sequence number, count and hash of the newest entry,
+signed with the key and rewritten at every entry, so entries removed from the end show too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from joinedup.errors import ConfigurationError
+
+AUDIT_FIELDS = ("at", "username", "role", "action", "resource", "detail", "reason", "client")
+GENESIS = "0" * 64
+#: The longest `detail` kept; longer ones are cut and end with TRUNCATED.
+MAX_DETAIL_LENGTH = 1000
+#: The longest of every other field (username, action, resource, reason, client).
+MAX_FIELD_LENGTH = 200
+TRUNCATED = "…[truncated]"
+#: A signed checkpoint is written after this many newly verified entries (and on close).
+CHECKPOINT_EVERY = 1000
+KEY_BYTES = 32
+
+
+def capped(text: str, limit: int) -> str:
+    """`text`, or its start and TRUNCATED when longer than `limit` characters."""
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def load_key(path: Path) -> tuple[bytes, bool]:
+    """The audit key in `path`, made (mode 0600) when there is none; and whether it was made
+    now. Refuses a key file others may read or one that is not a key."""
+    made = False
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        except OSError as err:
+            raise ConfigurationError(f"cannot create the audit key file {path}: {err}") from err
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(secrets.token_hex(KEY_BYTES) + "\n")
+            made = True
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigurationError(f"cannot read the audit key file {path}: {err}") from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"the audit key file {path} may be read by others (mode {stat.S_IMODE(mode):o}): "
+            f"run `chmod 600 {path}`"
+        )
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < KEY_BYTES:
+        raise ConfigurationError(
+            f"the audit key file {path} does not hold a key of {KEY_BYTES} bytes in hex"
+        )
+    return key, made
+
+
+def entry_hash(key: bytes | None, prev: str, entry: dict[str, str]) -> str:
+    """The hash of an entry after `prev`: keyed (HMAC-SHA256), or with `key` None the plain
+    SHA-256 of entries written before the log had a key."""
+    body = json.dumps([prev, *(entry[k] for k in AUDIT_FIELDS)], ensure_ascii=False).encode()
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def mark_mac(key: bytes, kind: str, seq: int, entries: int, last_hash: str) -> str:
+    """The signature of a checkpoint or head: `entries` entries, the last `seq` with `hash`."""
+    body = json.dumps([kind, seq, entries, last_hash]).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A signed statement that the log held `entries` entries, the last `seq` hashing to
+    `hash`: the head (outside the database) or a checkpoint (inside it)."""
+
+    seq: int
+    entries: int
+    hash: str
+
+    def signed(self, key: bytes, kind: str, mac: str) -> bool:
+        return hmac.compare_digest(mac, mark_mac(key, kind, self.seq, self.entries, self.hash))
+
+
+def read_head(path: Path, key: bytes) -> Mark | str | None:
+    """The signed head in `path`; None when there is none; a reason when it does not check."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        mark = Mark(int(data["seq"]), int(data["entries"]), str(data["hash"]))
+        mac = str(data["mac"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the audit head file {path} is unreadable"
+    if not mark.signed(key, "head", mac):
+        return f"the audit head file {path} is not signed with the audit key"
+    return mark
+
+
+def write_head(path: Path, key: bytes, mark: Mark) -> None:
+    """Replace the head in `path` with `mark`, signed (a new file renamed over the old, so a
+    crash leaves the old head or the new, never half of one)."""
+    body = {
+        "seq": mark.seq,
+        "entries": mark.entries,
+        "hash": mark.hash,
+        "mac": mark_mac(key, "head", mark.seq, mark.entries, mark.hash),
+    }
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(body, out)
+    try:
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """What checking the chain found.
+
+    `intact`: no entry was changed, removed or rewritten as far as it was checked;
+    `verified_through`: the newest entry known good; `checked`: entries hashed by this check;
+    `legacy_entries`: entries from before the log had a key (plain SHA-256, which anyone with
+    the file could have recomputed); `problem`: what is wrong, naming the entry."""
+
+    intact: bool
+    verified_through: int
+    checked: int
+    legacy_entries: int = 0
+    problem: str | None = None
+
+
+__all__ = [
+    "AUDIT_FIELDS",
+    "CHECKPOINT_EVERY",
+    "GENESIS",
+    "MAX_DETAIL_LENGTH",
+    "MAX_FIELD_LENGTH",
+    "TRUNCATED",
+    "AuditCheck",
+    "Mark",
+    "capped",
+    "entry_hash",
+    "load_key",
+    "mark_mac",
+    "read_head",
+    "write_head",
+]
