@@ -101,6 +101,30 @@ def test_quality_report_accounts_for_every_resource(round_trip: tuple[Path, Path
     assert stored == report["resources_in"]
 
 
+def test_a_warehouse_loaded_from_fhir_keeps_the_datas_history_and_runs_phm(
+    round_trip: tuple[Path, Path, Path],
+) -> None:
+    """The build record of a FHIR warehouse once gave the load date as its whole history, so
+    `phm run` refused it ("needs three years of history"). The history is now the span of the
+    events loaded: the synthetic world's three years."""
+    folder, original, loaded = round_trip
+
+    def history(path: Path) -> list[tuple[object, ...]]:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return con.sql(
+                "SELECT history_start_date, history_end_date FROM build "
+                "ORDER BY built_at DESC LIMIT 1"
+            ).fetchall()
+        finally:
+            con.close()
+
+    assert history(loaded) == history(original)
+    run = joinedup("phm", "run", "-w", str(loaded), cwd=folder)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "for index date 2026-04-01" in flat(run.stdout)
+
+
 def test_rerunning_a_load_changes_nothing(round_trip: tuple[Path, Path, Path]) -> None:
     folder, _, loaded = round_trip
 

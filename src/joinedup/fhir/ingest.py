@@ -22,6 +22,9 @@ Then, inside one warehouse transaction:
 5. **Report** what happened in `fhir_load` and `fhir_load_quality`: resources in by type,
    stored, unchanged and quarantined; rows out by table; codes with no mapping; references
    that point nowhere.
+6. **Record the build** (`build`): the history the warehouse now holds is the span of the
+   events loaded (contacts, observations, referrals), so analytics that need years of history
+   (`phm run`) see the data's years, not the day it was loaded.
 
 An error or an interrupt anywhere rolls the whole load back: the warehouse is as it was, and
 the scratch folder is removed; a load killed outright leaves its folder for the next load to
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from joinedup import __version__
 from joinedup.errors import JoinedupError
@@ -52,7 +56,9 @@ from joinedup.fhir.reader import MAX_LINE_BYTES, Record, input_files, records
 from joinedup.fhir.sqltext import quote
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
-from joinedup.warehouse import Engine
+from joinedup.warehouse import BuildInfo, Engine
+from joinedup.warehouse.report import period_of
+from joinedup.warehouse.schema import BUILD
 from joinedup.warehouse.scratch import scratch_folder
 
 BATCH = 20_000
@@ -253,6 +259,13 @@ def _reason_kind(reason: str) -> str:
         "not a real time of day",
         "not a FHIR element name",
         "not a finite number",
+        "a control character",
+        "reference: not a string",
+        "not a reference (",
+        "a reference to a type that is not",
+        "to a type this element cannot point to",
+        "negative (",
+        "Bundle.entry is not a list",
         "a birth in the future",
         "before Patient.birthDate",
         "not readable XML",
@@ -314,6 +327,7 @@ def ingest_fhir(
                 report.quality = canonical.quality(engine)
                 report.seconds = time.perf_counter() - began
                 _record_load(engine, report, seq, started, files)
+                _record_build(engine, report)
                 for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
                     engine.drop(name)
         finally:
@@ -475,3 +489,55 @@ def _record_load(
         ),
     )
     engine.run(f"INSERT INTO {LOADS} SELECT * FROM fhir_load_row")
+
+
+#: The canonical event dates whose span is the history a FHIR warehouse holds: contacts and
+#: admissions, observations and referrals. Diagnoses and medicines are left out, as they carry
+#: dates from long before the extract began (a condition diagnosed in 1990).
+HISTORY_EVENTS = (
+    ("activity", "start_date"),
+    ("observation", "observation_date"),
+    ("rtt_pathway", "clock_start_date"),
+)
+
+
+def history_span(engine: Engine, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last event dates in the canonical tables, the last no later than `today`
+    (a future-dated event is not history); `today` to `today` when there are none."""
+    events = [
+        exp.select(exp.column(column).as_("event_date")).from_(name)
+        for name, column in HISTORY_EVENTS
+    ]
+    union: exp.Query = events[0]
+    for event in events[1:]:
+        union = exp.union(union, event, distinct=False)
+    event_date = exp.column("event_date", "e")
+    query = (
+        exp.select(exp.Min(this=event_date).as_("first"), exp.Max(this=event_date).as_("last"))
+        .from_(union.subquery("e"))
+        .where(event_date <= exp.cast(exp.Literal.string(today.isoformat()), "DATE"))
+    )
+    row = engine.execute(query).to_pylist()[0]
+    if row["first"] is None:
+        return today, today
+    return row["first"], row["last"]
+
+
+def _record_build(engine: Engine, report: LoadReport) -> None:
+    """Replace the FHIR build record with one for this load: people loaded, and the history
+    as the span of the events loaded (`history_span`), not the load date."""
+    try:
+        footprint = period_of(engine).footprint
+    except JoinedupError:  # a warehouse made without a build record
+        footprint = ""
+    start, end = history_span(engine, dt.datetime.now(dt.UTC).date())
+    info = BuildInfo(
+        source="fhir",
+        people=engine.count("person"),
+        footprint=footprint,
+        history_start=start,
+        history_end=end,
+        parameters={"load_id": report.load_id, "history_from": [n for n, _ in HISTORY_EVENTS]},
+    )
+    engine.run(exp.delete(BUILD.name, where=exp.column("source").eq(exp.Literal.string("fhir"))))
+    engine.append(BUILD.name, info.table())

@@ -79,6 +79,7 @@ from joinedup.finance.whatif import (
 from joinedup.reference.practices import PracticeRecord
 from joinedup.warehouse import Engine
 from joinedup.warehouse.analytics.cohort import col, date_literal, table
+from joinedup.warehouse.report import period_of
 
 #: Tables the finance commands write, and what each holds.
 FINANCE_TABLES: dict[str, str] = {
@@ -598,7 +599,7 @@ def warehouse_profile(engine: Engine) -> Profile:
 
 def provider_costs(engine: Engine) -> dict[str, int]:
     """Each provider's activity cost (pence) in the last year of the warehouse."""
-    end = _first(engine, "build")["history_end_date"]
+    end = period_of(engine).end
     start = end.replace(year=end.year - 1) + timedelta(days=1)
     a = "a"
     rows = engine.execute(
@@ -651,8 +652,8 @@ def activity_counts(engine: Engine, year: str) -> dict[str, dict[str, int]]:
 
 def full_year_activity(engine: Engine) -> dict[str, dict[str, dict[str, int]]]:
     """Activity counts of every financial year the warehouse holds in full."""
-    build = _first(engine, "build")
-    first, last = build["history_start_date"], build["history_end_date"]
+    period = period_of(engine)
+    first, last = period.start, period.end
     out = {}
     year = year_of(first)
     while last_day(year) <= last:

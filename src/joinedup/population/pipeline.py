@@ -23,7 +23,7 @@ import yaml
 from sqlglot import exp
 
 from joinedup.disclosure import DisclosurePolicy, apply, format_count
-from joinedup.errors import ConfigurationError
+from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.population import inequalities as ineq
 from joinedup.population import risk
 from joinedup.population.codelists import PhmCodeLists, load_codelists
@@ -34,6 +34,7 @@ from joinedup.population.segmentation import segment_counts, segment_transitions
 from joinedup.population.worklists import worklist_rows
 from joinedup.warehouse import Engine
 from joinedup.warehouse.analytics.cohort import col, table
+from joinedup.warehouse.report import period_of
 
 #: Tables `phm run` writes, and what each holds.
 PHM_TABLES: dict[str, str] = {
@@ -60,16 +61,12 @@ class PhmResult:
 
 
 def _extract_date(engine: Engine) -> tuple[date, date, bool]:
-    got = engine.execute(
-        exp.select(
-            exp.Max(this=col("history_start_date", "b")).as_("start"),
-            exp.Max(this=col("history_end_date", "b")).as_("end"),
-            exp.Max(this=col("source", "b")).as_("source"),
-        ).from_(table("build", "b"))
-    ).to_pylist()[0]
-    if got["end"] is None:
-        raise ConfigurationError("the warehouse has no build record: build it with joinedup synth")
-    return got["start"], got["end"], got["source"] == "synthetic"
+    """The history of the latest build (`period_of`, the one reader of the build record)."""
+    try:
+        period = period_of(engine)
+    except JoinedupError as err:
+        raise ConfigurationError(str(err)) from err
+    return period.start, period.end, period.source == "synthetic"
 
 
 def with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
