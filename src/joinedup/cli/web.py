@@ -48,7 +48,10 @@ def _settings(
 
 
 def _store(settings: WebSettings) -> AccessStore:
-    return AccessStore(settings.access_path, allow_demo_users=settings.mode == "demo")
+    return AccessStore(
+        settings.access_path, allow_demo_users=settings.mode == "demo",
+        audit_key_path=settings.audit_key_path,
+    )  # fmt: skip
 
 
 def _pcns_for_demo(warehouse: Path) -> list[str]:

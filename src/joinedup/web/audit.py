@@ -46,17 +46,26 @@ def load_key(path: Path) -> tuple[bytes, bool]:
     now. Refuses a key file others may read or one that is not a key."""
     made = False
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole to a file of our own, then linked into place: a crash leaves no key
+        # or the whole key, never an empty file; a process that links second reads the first.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: read theirs
-        except OSError as err:
-            raise ConfigurationError(f"cannot create the audit key file {path}: {err}") from err
-        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as out:
                 out.write(secrets.token_hex(KEY_BYTES) + "\n")
-            made = True
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, path)
+                made = True
+            except FileExistsError:
+                pass
+        except OSError as err:
+            raise ConfigurationError(f"cannot create the audit key file {path}: {err}") from err
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii").strip()
