@@ -262,7 +262,7 @@ def _reason_kind(reason: str) -> str:
         "a control character",
         "reference: not a string",
         "not a reference (",
-        "a reference to a type that is not",
+        "to a type that is not a FHIR R4",
         "to a type this element cannot point to",
         "negative (",
         "Bundle.entry is not a list",

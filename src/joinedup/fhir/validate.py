@@ -1,6 +1,8 @@
 """Checks a FHIR R4 resource must pass before it is loaded: a known resource type, a valid id,
-dates that exist on the calendar, finite numbers, NHS numbers that pass the Modulus 11 check,
-and a patient born before today and not dead before being born.
+dates that exist on the calendar, finite numbers, strings without control characters, NHS
+numbers that pass the Modulus 11 check, references that are references (to a type the element
+may point to, for the elements joinedup reads), measurements that cannot be negative not
+negative, and a patient born before today and not dead before being born.
 
 Each problem comes back as text naming the element and the rule it breaks
 (`Patient.birthDate: not a real calendar date or time`), never the value: the quarantine's
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
+
+from joinedup.fhir.ukcore import BP_PANEL_CODES, OBSERVATION_CODES
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
@@ -254,15 +258,22 @@ def problems(resource: Any, today: date | None = None) -> list[str]:
         elif value is _BAD_NAME:
             found.append(f"{path}: has an element whose name is not a FHIR element name")
         elif isinstance(value, str):
+            if _CONTROL.search(value):
+                found.append(f"{path}: a control character (FHIR strings allow tab, CR, LF only)")
             reason = _date_problem(value)
             if reason:
                 found.append(f"{path}: {reason}")
+        if isinstance(value, dict) and "reference" in value:
+            if not isinstance(value["reference"], str):
+                found.append(f"{path}.reference: not a string")
         elif isinstance(value, dict) and value.get("system") == NHS_NUMBER_SYSTEM:
             number = value.get("value")
             if not isinstance(number, str) or not is_valid_nhs_number(number):
                 found.append(f"{path}.value: NHS number fails the Modulus 11 check")
     if kind == "Patient" and not found:
         found += _life_problems(resource, today or datetime.now(UTC).date())
+    if not found:
+        found += _target_problems(kind, resource) + _negative_problems(kind, resource)
     return list(dict.fromkeys(found))
 
 
@@ -286,4 +297,113 @@ def _life_problems(patient: dict[str, Any], today: date) -> list[str]:
             shared = min(len(born), len(died), 10)
             if died[:shared] < born[:shared]:
                 found.append("Patient.deceasedDateTime: before Patient.birthDate")
+    return found
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_TYPE = r"[A-Z][A-Za-z]{1,63}"
+_REFERENCE = re.compile(
+    rf"#{_ID.pattern}|(?P<type>{_TYPE})/{_ID.pattern}(?:/_history/{_ID.pattern})?"
+    rf"|(?P<conditional>{_TYPE})\?\S+|urn:(?:uuid|oid):\S+|https?://\S+"
+)
+
+
+#: What the references joinedup reads may point to (FHIR R4's target profiles). A reference to
+#: anything else cannot be what it claims: a condition whose subject is an Organization.
+_TARGETS: dict[tuple[str, str], frozenset[str]] = {
+    ("Condition", "subject"): frozenset({"Patient", "Group"}),
+    ("Condition", "encounter"): frozenset({"Encounter"}),
+    ("Consent", "patient"): frozenset({"Patient"}),
+    ("Encounter", "subject"): frozenset({"Patient", "Group"}),
+    ("Encounter", "episodeOfCare"): frozenset({"EpisodeOfCare"}),
+    ("EpisodeOfCare", "patient"): frozenset({"Patient"}),
+    ("MedicationRequest", "subject"): frozenset({"Patient", "Group"}),
+    ("MedicationStatement", "subject"): frozenset({"Patient", "Group"}),
+    ("Observation", "subject"): frozenset({"Patient", "Group", "Device", "Location"}),
+    ("Observation", "encounter"): frozenset({"Encounter"}),
+    ("Patient", "generalPractitioner"): frozenset(
+        {"Organization", "Practitioner", "PractitionerRole"}
+    ),
+    ("Procedure", "subject"): frozenset({"Patient", "Group"}),
+    ("ServiceRequest", "subject"): frozenset({"Patient", "Group", "Location", "Device"}),
+}
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _target_problems(kind: str, resource: dict[str, Any]) -> list[str]:
+    """The references joinedup reads (`_TARGETS`): each must be one of FHIR's forms, `Type/id`
+    (to an R4 type), a conditional `Type?query`, an absolute URL, `urn:uuid:`/`urn:oid:` or
+    `#id`, and point to a type its element allows. Other references are only required to be
+    text; one that resolves to nothing is counted in the load's report, not refused."""
+    found = []
+    for (owner, element), allowed in _TARGETS.items():
+        if owner != kind or element not in resource:
+            continue
+        for i, ref in enumerate(_listed(resource[element])):
+            path = f"{kind}.{element}" + (f"[{i}]" if isinstance(resource[element], list) else "")
+            text = ref.get("reference") if isinstance(ref, dict) else None
+            if not isinstance(text, str):
+                continue  # no literal reference (an identifier, say), or refused already
+            match = _REFERENCE.fullmatch(text)
+            target = match and (match.group("type") or match.group("conditional"))
+            if match is None:
+                found.append(
+                    f"{path}.reference: not a reference (Type/id, Type?query, a URL, urn:uuid:, "
+                    "urn:oid: or #id)"
+                )
+            elif target and target not in R4_RESOURCE_TYPES:
+                found.append(f"{path}.reference: to a type that is not a FHIR R4 resource type")
+            elif target and target not in allowed:
+                found.append(
+                    f"{path}.reference: to a type this element cannot point to "
+                    f"({' or '.join(sorted(allowed))})"
+                )
+    return found
+
+
+_NEVER_NEGATIVE = frozenset(
+    code for codes in (*OBSERVATION_CODES.values(), BP_PANEL_CODES) for _, code in codes
+)
+
+
+def _codes(concept: Any) -> Iterable[str]:
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+            yield coding["code"]
+
+
+def _negative(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+
+
+def _negative_problems(kind: str, resource: dict[str, Any]) -> list[str]:
+    """Quantities that cannot be below zero and are: a length of stay, a number of repeats
+    (an unsignedInt), or a measurement joinedup reads (blood pressure, BMI, eGFR, HbA1c)."""
+    found = []
+    length = resource.get("length") if kind == "Encounter" else None
+    if isinstance(length, dict) and _negative(length.get("value")):
+        found.append("Encounter.length.value: negative (a length of stay cannot be)")
+    dispense = resource.get("dispenseRequest") if kind == "MedicationRequest" else None
+    if isinstance(dispense, dict) and _negative(dispense.get("numberOfRepeatsAllowed")):
+        found.append(
+            "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed: negative "
+            "(an unsignedInt cannot be)"
+        )
+    if kind == "Observation":
+        parts = [("Observation", resource)] + [
+            (f"Observation.component[{i}]", c)
+            for i, c in enumerate(_listed(resource.get("component") or []))
+            if isinstance(c, dict)
+        ]
+        measured = any(c in _NEVER_NEGATIVE for c in _codes(resource.get("code")))
+        for path, part in parts:
+            quantity = part.get("valueQuantity")
+            if not isinstance(quantity, dict) or not _negative(quantity.get("value")):
+                continue
+            if measured or any(c in _NEVER_NEGATIVE for c in _codes(part.get("code"))):
+                found.append(f"{path}.valueQuantity.value: negative (this measurement cannot be)")
     return found
