@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 from joinedup.errors import InputError
 
@@ -74,12 +74,12 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _open(path: Path) -> IO[bytes]:
+def _open(path: Path) -> BinaryIO:
     """The file's bytes, decompressed when it starts as gzip does (whatever its name)."""
     with path.open("rb") as probe:
         start = probe.read(2)
     if start == _GZIP_MAGIC:
-        return gzip.open(path, "rb")
+        return cast(BinaryIO, gzip.open(path, "rb"))
     return path.open("rb")
 
 
@@ -229,10 +229,8 @@ def _parsed(raw: bytes, file: str, line: int, *, whole_file: bool = False) -> It
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         where = line + raw.count(b"\n", 0, err.start) if whole_file else line
-        shown = raw.decode("utf-8", "backslashreplace")
-        yield Record(
-            file, where, None, f"not UTF-8 (an invalid byte at byte {err.start + 1})", shown
-        )
+        bad = raw.decode("utf-8", "backslashreplace")
+        yield Record(file, where, None, f"not UTF-8 (an invalid byte at byte {err.start + 1})", bad)
         return
     shown = None if whole_file else text.rstrip("\r\n")
     try:
