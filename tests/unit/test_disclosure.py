@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from joinedup.disclosure import (
     DisclosurePolicy,
+    Nesting,
     apply,
     control_count,
     describe,
     format_count,
+    restate,
 )
 from joinedup.errors import ConfigurationError, InputError
 
@@ -275,3 +277,64 @@ def test_published_tables_never_show_small_or_unrounded_counts(
             cells.setdefault(group, []).append(flag)
         for group_flags in cells.values():
             assert sum(group_flags) != 1 or len(group_flags) == 1
+
+
+def test_a_lone_suppressed_pcn_takes_a_second_pcn_of_its_place_with_it() -> None:
+    """The issue's figures: place 49 = PCNs 17 + 15 + 11 + 6; with only 6 hidden, 49 minus the
+    visible PCNs gave it back. Across the nesting a second PCN of that place goes too."""
+    table = pa.table(
+        {
+            "level": ["place_code", *["pcn_code"] * 4, "place_code", "pcn_code"],
+            "code": ["P1", "N1", "N2", "N3", "N4", "P2", "N5"],
+            "n_count": [49, 17, 15, 11, 6, 30, 30],
+        }
+    )
+    nesting = Nesting(
+        "level",
+        "code",
+        "pcn_code",
+        "place_code",
+        {f"N{i}": "P1" for i in range(1, 5)} | {"N5": "P2"},
+    )
+    plain = apply(table, DEFAULT, counts=["n_count"], group_by=["level", "code"])
+    assert published(plain, "n_count") == [50, 15, 15, 10, None, 30, 30]
+    out = apply(table, DEFAULT, counts=["n_count"], group_by=["level", "code"], nested=[nesting])
+    assert published(out, "n_count") == [50, 15, 15, None, None, 30, 30]
+
+
+def test_a_parent_with_no_child_left_to_hide_is_hidden_itself() -> None:
+    # A place of 40 with one PCN of 5 (hidden) and no other: 40 minus nothing gives the PCN
+    # back, and with no second PCN to hide the place itself goes.
+    policy = DisclosurePolicy(suppress_below=6)
+    nesting = Nesting("level", "code", "pcn", "place", {"N": "P"})
+    table = pa.table({"level": ["place", "pcn"], "code": ["P", "N"], "n_count": [40, 5]})
+    out = apply(table, policy, counts=["n_count"], group_by=["level", "code"], nested=[nesting])
+    assert published(out, "n_count") == [None, None]
+
+
+def test_secondary_suppression_prefers_a_non_zero_cell() -> None:
+    """Hiding a zero beside the lone hidden cell would leave the group total minus the rest
+    equal to the hidden value."""
+    out = apply(pa.table({"n_count": [4, 0, 20, 30]}), DEFAULT, counts=["n_count"])
+    assert published(out, "n_count") == [None, 0, None, 30]
+
+
+def test_nesting_must_name_columns_of_the_table() -> None:
+    with pytest.raises(ConfigurationError, match="level"):
+        apply(
+            pa.table({"n_count": [1]}),
+            DEFAULT,
+            counts=["n_count"],
+            nested=[Nesting("level", "code", "pcn", "place", "all")],
+        )
+
+
+def test_restate_puts_a_rate_on_the_published_counts() -> None:
+    events, people = [406, 4, 0], [2362, 100, 50]
+    rate = [e / p * 100 for e, p in zip(events, people, strict=True)]
+    raw = pa.table({"events": events, "people": people, "rate": rate})
+    shown = apply(
+        raw, NO_SECONDARY, counts=["events", "people"], rates={"rate": ("events", "people")}
+    )
+    out = restate(raw, shown, {"rate": ("events", "people")}, digits=2)
+    assert published(out, "rate") == [round(405 / 2360 * 100, 2), None, 0.0]

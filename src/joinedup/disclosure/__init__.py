@@ -8,9 +8,11 @@ nearest 5. `format_count` and `describe` serve printed outputs and their footers
 from joinedup.disclosure.control import (
     SUPPRESSED_MARK,
     SUPPRESSED_SUFFIX,
+    Nesting,
     apply,
     control_count,
     format_count,
+    restate,
 )
 from joinedup.disclosure.policy import DisclosurePolicy, describe
 
@@ -18,8 +20,10 @@ __all__ = [
     "SUPPRESSED_MARK",
     "SUPPRESSED_SUFFIX",
     "DisclosurePolicy",
+    "Nesting",
     "apply",
     "control_count",
     "describe",
     "format_count",
+    "restate",
 ]

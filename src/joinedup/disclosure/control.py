@@ -1,15 +1,17 @@
 """Apply a disclosure policy to a table of aggregates before anyone sees it.
 
-Counts are suppressed (null) or rounded; a rate follows the counts it is built from; and within
-each group a lone suppressed cell takes the next smallest with it, so totals cannot give it
-away. Rates that survive keep their exact value: rounding the counts but not the rates is the
-usual practice, since a rate computed from rounded counts would be less accurate and no safer.
-Pure pyarrow and numpy, so the same control runs after any engine.
+Counts are suppressed (null) or rounded; a rate follows the counts it is built from; and
+wherever cells add up to a published total (the cells of a group, or areas nested in a larger
+area) a lone suppressed cell takes the next smallest with it, so subtraction cannot give it
+away. `apply` leaves the rates that survive as they were given; `restate` then puts them on the
+published counts, since a rate from exact counts next to its rounded denominator gives the
+exact numerator back. Pure pyarrow and numpy, so the same control runs after any engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +33,51 @@ _NO_RATES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 Ints = npt.NDArray[np.int64]
 Flags = npt.NDArray[np.bool_]
+#: A published total (row index, or -1 for a total that is not a row) and the rows adding up to it.
+Relation = tuple[int, Ints]
+
+
+@dataclass(frozen=True)
+class Nesting:
+    """Areas inside areas in one table, so that a parent's row is the sum of its children's.
+
+    Rows whose `level` column is `child` (e.g. "pcn_code") add up to the row whose `level` is
+    `parent` (e.g. "place_code") and whose `key` column is the child's parent: `parent_of`
+    maps each child key to its parent key, or is one key every child belongs to (e.g. "all"
+    for the system row). Rows are matched within each combination of the `within` columns
+    (e.g. each measure, or each segment). Children with no parent in the table are left out.
+    """
+
+    level: str
+    key: str
+    child: str
+    parent: str
+    parent_of: Mapping[str, str] | str
+    within: tuple[str, ...] = ()
+
+    def columns(self) -> list[str]:
+        return [self.level, self.key, *self.within]
+
+    def relations(self, table: pa.Table) -> list[Relation]:
+        """(parent row, child rows) for each parent row with children in `table`."""
+        levels = table.column(self.level).to_pylist()
+        keys = table.column(self.key).to_pylist()
+        scopes = list(zip(*(table.column(c).to_pylist() for c in self.within), strict=True))
+        if not self.within:
+            scopes = [()] * table.num_rows
+        parents: dict[tuple[Any, ...], int] = {}
+        for row, (level, key) in enumerate(zip(levels, keys, strict=True)):
+            if level == self.parent:
+                parents[(*scopes[row], key)] = row
+        children: dict[int, list[int]] = {}
+        for row, (level, key) in enumerate(zip(levels, keys, strict=True)):
+            if level != self.child:
+                continue
+            up = self.parent_of if isinstance(self.parent_of, str) else self.parent_of.get(key)
+            parent = parents.get((*scopes[row], up)) if up is not None else None
+            if parent is not None:
+                children.setdefault(parent, []).append(row)
+        return [(p, np.array(rows, dtype=np.int64)) for p, rows in children.items()]
 
 
 def apply(
@@ -40,6 +87,7 @@ def apply(
     counts: Sequence[str],
     rates: Mapping[str, tuple[str, ...]] = _NO_RATES,
     group_by: Sequence[str] = (),
+    nested: Sequence[Nesting] = (),
 ) -> pa.Table:
     """A copy of `table` that is safe to publish under `policy`.
 
@@ -47,14 +95,20 @@ def apply(
     to the nearest `round_to`. Each column in `rates` (keys) is nulled wherever any of the
     count columns it is built from (values, e.g. numerator and denominator) was suppressed;
     otherwise its value is kept unrounded. Secondary suppression works within each partition
-    of `group_by` (the whole table when empty). Beside every count and rate column a boolean
-    `<column>_suppressed` says which cells were hidden, so outputs can show "*" there and keep
-    blanks for values that were missing to begin with. Rows and other columns are unchanged.
+    of `group_by` (the whole table when empty) and, for each of `nested`, across areas nested
+    in areas: wherever a published total has exactly one hidden part, another part is hidden
+    (or, with none left, the total), repeated until no total gives a hidden cell away. Beside
+    every count and rate column a boolean `<column>_suppressed` says which cells were hidden,
+    so outputs can show "*" there and keep blanks for values that were missing to begin with.
+    Rows and other columns are unchanged; `restate` puts surviving rates on the published counts.
     """
     counts = list(counts)
     group_by = list(group_by)
     _check_arguments(table, counts, rates, group_by)
-    groups = _group_ids(table, group_by)
+    _check_nesting(table, nested)
+    relations = _group_relations(_group_ids(table, group_by))
+    for nesting in nested:
+        relations += nesting.relations(table)
 
     published: dict[str, Any] = {}
     hidden: dict[str, Flags] = {}
@@ -62,7 +116,7 @@ def apply(
         values, valid = _count_values(table, name)
         rounded, suppressed = _cell_rule(values, valid, policy)
         if policy.secondary_suppression:
-            suppressed = _secondary(values, valid, suppressed, groups)
+            suppressed = _secondary(values, valid, suppressed, relations)
         hidden[name] = suppressed
         published[name] = pa.array(rounded, type=pa.int64(), mask=~valid | suppressed)
 
@@ -126,22 +180,86 @@ def _too_small(values: Ints, policy: DisclosurePolicy) -> Flags:
     return small
 
 
-def _secondary(values: Ints, valid: Flags, suppressed: Flags, groups: Ints) -> Flags:
-    """Where a group has exactly one suppressed cell, suppress its smallest published cell
-    too (the first in row order on a tie), so a group total cannot reveal the hidden one."""
-    if values.size == 0:
-        return suppressed
-    per_group = np.bincount(groups, weights=suppressed.astype(np.float64))
-    lone = per_group[groups] == 1
-    candidates = np.flatnonzero(valid & ~suppressed & lone)
-    if candidates.size == 0:
-        return suppressed
-    order = np.lexsort((candidates, values[candidates], groups[candidates]))
-    candidates = candidates[order]
-    _, first = np.unique(groups[candidates], return_index=True)
+def _secondary(
+    values: Ints, valid: Flags, suppressed: Flags, relations: Sequence[Relation]
+) -> Flags:
+    """Wherever a published total (a row, or the implicit total of a group) has exactly one
+    suppressed part, suppress its smallest published non-zero part too (a zero only when no
+    other is left; the first in row order on a tie), or the total itself when it has no part
+    left to take; repeat until no total has a lone suppressed part, since each new suppression
+    may leave another total with one."""
     result = suppressed.copy()
-    result[candidates[first]] = True
+    changed = True
+    while changed:
+        changed = False
+        for parent, parts in relations:
+            if parent >= 0 and (result[parent] or not valid[parent]):
+                continue
+            if int(result[parts].sum()) != 1:
+                continue
+            candidates = parts[valid[parts] & ~result[parts]]
+            if candidates.size:
+                order = np.lexsort((candidates, values[candidates], values[candidates] == 0))
+                result[candidates[order[0]]] = True
+            elif parent >= 0:
+                result[parent] = True
+            else:
+                continue
+            changed = True
     return result
+
+
+def _group_relations(groups: Ints) -> list[Relation]:
+    """Each group's rows as the parts of a total that is not itself a row."""
+    if groups.size == 0:
+        return []
+    order = np.argsort(groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    return [(-1, part.astype(np.int64)) for part in np.split(order, bounds)]
+
+
+def restate(
+    raw: pa.Table,
+    published: pa.Table,
+    ratios: Mapping[str, tuple[str, str | None]],
+    *,
+    digits: int | None = None,
+) -> pa.Table:
+    """`published` (from `apply(raw, ...)`) with each surviving ratio put on the published
+    counts: `ratios` maps a rate column to its (numerator, denominator) count columns (None
+    for a denominator that is not in the table, e.g. a share of a total), and each value is
+    scaled by published/exact numerator and exact/published denominator, so a rate of
+    numerator / denominator × k becomes published numerator / published denominator × k and
+    gives back no more than the rounded counts. A rate whose published numerator is 0 becomes
+    0; one whose denominator was published as 0 becomes null. `digits` rounds the result."""
+    columns: dict[str, Any] = {}
+    for rate, (numerator, denominator) in ratios.items():
+        value = published.column(rate).to_numpy(zero_copy_only=False).astype(np.float64)
+        mask = np.isnan(value)
+        factor = _scale(raw, published, numerator)
+        if denominator is not None:
+            down = _scale(raw, published, denominator)
+            mask |= down == 0
+            factor = factor / np.where(down == 0, 1.0, down)
+        restated = value * factor
+        if digits is not None:
+            restated = np.round(restated, digits)
+        columns[rate] = pa.array(restated, type=pa.float64(), mask=mask)
+    arrays = [columns.get(name, published.column(name)) for name in published.column_names]
+    return pa.Table.from_arrays(
+        arrays, names=published.column_names, metadata=published.schema.metadata
+    )
+
+
+def _scale(raw: pa.Table, published: pa.Table, name: str) -> npt.NDArray[np.float64]:
+    """published / exact for one count column; 1 where the exact count is 0 or missing, or the
+    count is hidden (its rates are hidden too, unless the policy lets them through)."""
+    exact = pc.cast(raw.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+    shown = pc.cast(published.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+    usable = (exact > 0) & ~np.isnan(shown)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale: npt.NDArray[np.float64] = np.where(usable, shown / exact, 1.0)
+    return scale
 
 
 def _group_ids(table: pa.Table, group_by: list[str]) -> Ints:
@@ -159,6 +277,17 @@ def _group_ids(table: pa.Table, group_by: list[str]) -> Ints:
     _, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
     ids: Ints = inverse.reshape(-1).astype(np.int64)
     return ids
+
+
+def _check_nesting(table: pa.Table, nested: Sequence[Nesting]) -> None:
+    present = set(table.column_names)
+    for nesting in nested:
+        missing = sorted({c for c in nesting.columns() if c not in present})
+        if missing:
+            raise ConfigurationError(
+                f"nesting of {nesting.child} in {nesting.parent} names column(s) not in the "
+                f"table: {', '.join(missing)}"
+            )
 
 
 def _count_values(table: pa.Table, name: str) -> tuple[Ints, Flags]:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from joinedup import __version__
-from joinedup.disclosure import DisclosurePolicy, apply
+from joinedup.disclosure import DisclosurePolicy, apply, restate
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.finance.allocation import PlaceYear, allocate_year, plan, targets
 from joinedup.finance.budgets import (
@@ -295,9 +295,17 @@ def model_tables(fitted: Estimate, policy: DisclosurePolicy) -> dict[str, pa.Tab
             ratios, policy, counts=["people_count"], rates={"ratio": ("people_count",)},
             group_by=["component"],
         ),
-        "finance_health_inequalities": apply(
-            hi, policy, counts=["people_count", "deaths_count"],
-            rates={"expected_deaths": ("people_count",), "smr": ("deaths_count", "people_count")},
+        # The SMR is restated on the published deaths: an exact SMR times the expected deaths
+        # (both published) would give the exact deaths back.
+        "finance_health_inequalities": restate(
+            hi,
+            apply(
+                hi, policy, counts=["people_count", "deaths_count"],
+                rates={"expected_deaths": ("people_count",),
+                       "smr": ("deaths_count", "people_count")},
+            ),
+            {"smr": ("deaths_count", None)},
+            digits=2,
         ),
     }  # fmt: skip
 

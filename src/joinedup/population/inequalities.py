@@ -4,7 +4,9 @@ inequality across deprivation quintiles; and the Core20PLUS5 gap table.
 
 Counts per five-year age band are computed in the engine (the same on every engine); the
 standardisation and intervals are then plain arithmetic in `stats`. People with a national data
-opt-out are left out of everything here. Outputs pass disclosure control in the pipeline.
+opt-out are left out of everything here. `publish_rates` and `publish_gaps` give the tables as
+published: counts disclosure-controlled (across place and PCN too), and every rate and interval
+restated on the published counts, so none gives back a count more exactly than it is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
+from joinedup.disclosure import DisclosurePolicy, Nesting, apply
 from joinedup.population.stats import ESP2013, ESP2013_BANDS, dsr, proportion, sii
 from joinedup.warehouse.analytics.cohort import (
     age_band,
@@ -165,13 +168,14 @@ def band_counts(
 MIN_EVENTS_FOR_DSR = 10
 
 
-def standardise(counts: pa.Table, index_date: date) -> pa.Table:
-    """Directly standardised rates with 95% CIs (Dobson method) from `band_counts` output: one
-    row per measure, dimension and group, with crude and standardised rates per the measure's
-    unit. Groups with fewer than 10 events get no standardised rate."""
+Cells = dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]
+
+
+def _cells(counts: pa.Table) -> Cells:
+    """Events and people per age band for each (measure, dimension, group)."""
     labels = band_labels(ESP2013_BANDS)
     position = {label: i for i, label in enumerate(labels)}
-    cells: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    cells: Cells = {}
     for row in counts.to_pylist():
         key = (row["measure"], row["dimension"], row["group_value"])
         events, people = cells.setdefault(
@@ -180,6 +184,14 @@ def standardise(counts: pa.Table, index_date: date) -> pa.Table:
         i = position[row["age_band"]]
         events[i] += row["events"] or 0
         people[i] += row["people"]
+    return cells
+
+
+def standardise(counts: pa.Table, index_date: date) -> pa.Table:
+    """Directly standardised rates with 95% CIs (Dobson method) from `band_counts` output: one
+    row per measure, dimension and group, with crude and standardised rates per the measure's
+    unit. Groups with fewer than 10 events get no standardised rate."""
+    cells = _cells(counts)
     by_name = {m.name: m for m in measures(index_date)}
     order = {m.name: i for i, m in enumerate(measures(index_date))}
     dim_order = {d: i for i, d in enumerate(DIMENSIONS)}
@@ -240,9 +252,73 @@ def standardise(counts: pa.Table, index_date: date) -> pa.Table:
     return pa.table(out, schema=schema)
 
 
+#: Decimal places of published rates and limits (as OHID Fingertips publishes them).
+RATE_DIGITS = 1
+
+
+def pcn_nesting(pcn_places: dict[str, str], within: str) -> Nesting:
+    """PCN rows (dimension "pcn_code") add up to their place's row, within each `within`."""
+    return Nesting(
+        level="dimension",
+        key="group_value",
+        child="pcn_code",
+        parent="place_code",
+        parent_of=pcn_places,
+        within=(within,),
+    )
+
+
+def publish_rates(
+    counts: pa.Table, index_date: date, policy: DisclosurePolicy, pcn_places: dict[str, str]
+) -> pa.Table:
+    """`standardise` as published: events and people disclosure-controlled within each
+    measure's breakdown and across PCNs within their place (`pcn_places`: PCN code to place
+    code), and every surviving rate restated on the published counts, to `RATE_DIGITS` places.
+
+    The crude rate is published events / published people. The standardised rate is that of
+    the group's age profile scaled to the published events (each band's events × published /
+    exact), so it moves by the same factor as the count, and its Dobson limits are those of the
+    published count: (rate − lower) / (upper − rate) depends only on the count, so it gives back
+    the published count and nothing finer. No standardised rate is published under
+    `MIN_EVENTS_FOR_DSR` published events."""
+    rates = standardise(counts, index_date)
+    controlled = apply(
+        rates,
+        policy,
+        counts=["events", "people"],
+        rates=dict.fromkeys(("crude_rate", "dsr", "dsr_lower", "dsr_upper"), ("events", "people")),
+        group_by=["measure", "dimension"],
+        nested=[pcn_nesting(pcn_places, "measure")],
+    )
+    cells = _cells(counts)
+    per = {m.name: m.per for m in measures(index_date)}
+    out = {
+        c: controlled.column(c).to_pylist() for c in ("crude_rate", "dsr", "dsr_lower", "dsr_upper")
+    }
+    for i, row in enumerate(controlled.to_pylist()):
+        if row["events_suppressed"] or row["people_suppressed"]:
+            continue  # hidden under the policy, or left exact where it lets them through
+        events, people, scale = row["events"], row["people"], per[row["measure"]]
+        out["crude_rate"][i] = round(events / people * scale, RATE_DIGITS) if people else None
+        value = lower = upper = None
+        if events >= MIN_EVENTS_FOR_DSR:
+            band_events, band_people = cells[(row["measure"], row["dimension"], row["group_value"])]
+            restated = band_events * (events / band_events.sum())
+            rate = dsr(restated, band_people, ESP2013, per=scale)
+            value, lower, upper = (
+                round(v, RATE_DIGITS) for v in (rate.value, rate.lower, rate.upper)
+            )
+        out["dsr"][i], out["dsr_lower"][i], out["dsr_upper"][i] = value, lower, upper
+    for name, values in out.items():
+        index = controlled.column_names.index(name)
+        controlled = controlled.set_column(index, name, pa.array(values, pa.float64()))
+    return controlled
+
+
 def slope_index(rates: pa.Table) -> pa.Table:
     """Slope index of inequality (and the relative index) across IMD quintiles for each measure
-    with a standardised rate in all five: positive means higher in the more deprived."""
+    with a standardised rate in all five: positive means higher in the more deprived. Given
+    published rates (`publish_rates`), it is computed from published figures only."""
     rows = [r for r in rates.to_pylist() if r["dimension"] == "imd_quintile"]
     out: list[dict[str, object]] = []
     for measure in dict.fromkeys(r["measure"] for r in rows):
@@ -383,6 +459,49 @@ def gap_counts(source: str = "phm_person") -> exp.Query:
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False)
     return union
+
+
+GAP_COUNTS: tuple[str, ...] = tuple(
+    f"{who}_{part}" for who in ("core20plus", "rest") for part in ("numerator", "denominator")
+)
+
+
+def publish_gaps(counts: pa.Table, policy: DisclosurePolicy) -> pa.Table:
+    """`gap_table` as published: numerators and denominators disclosure-controlled, and each
+    percentage, its Wilson interval and the gap computed from the published counts (to
+    `RATE_DIGITS` places), so none gives back a count more exactly than it is shown."""
+    raw = gap_table(counts)
+    shares = {
+        f"{who}_{part}": (f"{who}_numerator", f"{who}_denominator")
+        for who in ("core20plus", "rest")
+        for part in ("percent", "lower", "upper")
+    }
+    controlled = apply(
+        raw,
+        policy,
+        counts=list(GAP_COUNTS),
+        rates={**shares, "gap_points": GAP_COUNTS},
+    )
+    rows = controlled.to_pylist()
+    for row in rows:
+        percents: dict[str, float | None] = {}
+        for who in ("core20plus", "rest"):
+            num, den = row[f"{who}_numerator"], row[f"{who}_denominator"]
+            hidden = row[f"{who}_numerator_suppressed"] or row[f"{who}_denominator_suppressed"]
+            if hidden or num is None or den is None:
+                percents[who] = row[f"{who}_percent"]
+                continue
+            share = proportion(num, den) if den > 0 else None
+            values = (share.value, share.lower, share.upper) if share else (None, None, None)
+            for part, value in zip(("percent", "lower", "upper"), values, strict=True):
+                row[f"{who}_{part}"] = None if value is None else round(value, RATE_DIGITS)
+            percents[who] = row[f"{who}_percent"]
+        if not row["gap_points_suppressed"]:
+            a, b = percents["core20plus"], percents["rest"]
+            row["gap_points"] = (
+                round(a - b, RATE_DIGITS) if a is not None and b is not None else None
+            )
+    return pa.Table.from_pylist(rows, schema=controlled.schema)
 
 
 def gap_table(counts: pa.Table) -> pa.Table:

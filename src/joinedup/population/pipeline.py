@@ -22,7 +22,7 @@ import pyarrow as pa
 import yaml
 from sqlglot import exp
 
-from joinedup.disclosure import DisclosurePolicy, apply, format_count
+from joinedup.disclosure import DisclosurePolicy, Nesting, apply, format_count
 from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.population import inequalities as ineq
 from joinedup.population import risk
@@ -131,6 +131,27 @@ def _features(engine: Engine, source: str, window: Window | None, planning: bool
     if planning:
         query = query.where(exp.Not(this=col("national_data_opt_out", p)))
     return engine.execute(query.order_by(col("person_id", p)))
+
+
+def _pcn_places(engine: Engine) -> dict[str, str]:
+    """Each PCN's place, for disclosure control across the place → PCN nesting."""
+    query = exp.select(
+        col("pcn_code", "n").as_("pcn_code"), col("place_code", "n").as_("place_code")
+    )
+    return {
+        r["pcn_code"]: r["place_code"]
+        for r in engine.execute(query.from_(table("pcn", "n"))).to_pylist()
+    }
+
+
+def segment_nesting(pcn_places: dict[str, str]) -> list[Nesting]:
+    """How segment counts add up, segment by segment: every breakdown (place, PCN, age band,
+    IMD quintile) to the system row, and each PCN to its place."""
+    to_system = [
+        Nesting("dimension", "group_value", child, "system", "all", within=("segment",))
+        for child in ("place_code", "pcn_code", "age_band", "imd_quintile")
+    ]
+    return [*to_system, ineq.pcn_nesting(pcn_places, "segment")]
 
 
 def _store(engine: Engine, name: str, data: pa.Table, rows: dict[str, int]) -> None:
@@ -248,10 +269,17 @@ def run_phm(
 
     stage("segment counts and transitions")
     counts = engine.execute(segment_counts())
+    pcn_places = _pcn_places(engine)
     _store(
         engine,
         "phm_segment_counts",
-        apply(counts, sdc, counts=["people"], group_by=["dimension", "group_value"]),
+        apply(
+            counts,
+            sdc,
+            counts=["people"],
+            group_by=["dimension", "group_value"],
+            nested=segment_nesting(pcn_places),
+        ),
         rows,
     )
     moves = engine.execute(segment_transitions())
@@ -263,51 +291,12 @@ def run_phm(
     )
 
     stage("inequalities: age-standardised rates, slope index, Core20PLUS5")
-    rates = ineq.standardise(engine.execute(ineq.band_counts(now)), now)
-    _store(engine, "phm_inequality_index", ineq.slope_index(rates), rows)
-    published = apply(
-        rates,
-        sdc,
-        counts=["events", "people"],
-        rates={
-            "crude_rate": ("events", "people"),
-            "dsr": ("events", "people"),
-            "dsr_lower": ("events", "people"),
-            "dsr_upper": ("events", "people"),
-        },
-        group_by=["measure", "dimension"],
-    )
+    published = ineq.publish_rates(engine.execute(ineq.band_counts(now)), now, sdc, pcn_places)
+    # The slope index is fitted to the published rates, so it too rests on published figures.
+    _store(engine, "phm_inequality_index", ineq.slope_index(published), rows)
     _store(engine, "phm_inequalities", published, rows)
-    gaps = ineq.gap_table(engine.execute(ineq.gap_counts()))
-    _store(
-        engine,
-        "phm_core20plus5",
-        apply(
-            gaps,
-            sdc,
-            counts=[
-                "core20plus_numerator",
-                "core20plus_denominator",
-                "rest_numerator",
-                "rest_denominator",
-            ],
-            rates={
-                "core20plus_percent": ("core20plus_numerator", "core20plus_denominator"),
-                "core20plus_lower": ("core20plus_numerator", "core20plus_denominator"),
-                "core20plus_upper": ("core20plus_numerator", "core20plus_denominator"),
-                "rest_percent": ("rest_numerator", "rest_denominator"),
-                "rest_lower": ("rest_numerator", "rest_denominator"),
-                "rest_upper": ("rest_numerator", "rest_denominator"),
-                "gap_points": (
-                    "core20plus_numerator",
-                    "core20plus_denominator",
-                    "rest_numerator",
-                    "rest_denominator",
-                ),
-            },
-        ),
-        rows,
-    )
+    gaps = ineq.publish_gaps(engine.execute(ineq.gap_counts()), sdc)
+    _store(engine, "phm_core20plus5", gaps, rows)
 
     stage("case-finding worklists")
     if settings.worklists:

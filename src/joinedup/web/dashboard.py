@@ -26,7 +26,7 @@ from markupsafe import Markup
 from sqlglot import exp
 
 from joinedup import __version__
-from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, describe
+from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, Nesting, apply, describe
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.codelists import load_codelists
 from joinedup.reports import finance as finance_report
@@ -185,19 +185,47 @@ class Dashboard:
         return {p["place_code"]: p["place_name"] for p in self.places()}
 
     def _people_by(self, column: str) -> dict[str, dict[str, Any]]:
-        """People who may be counted for planning (opt-outs left out), by `column` of
-        `phm_person`, disclosure-controlled: {value: {"people", "people_suppressed"}}."""
-        query = (
-            exp.select(
-                exp.column(column),
-                exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+        """People who may be counted for planning (opt-outs left out), by place ("place_code")
+        or PCN ("pcn_code"), disclosure-controlled: {code: {"people", "people_suppressed"}}."""
+        return self._kept(("people_by",), self._people_by_area)[column]
+
+    def _people_by_area(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Places and PCNs controlled together, PCNs nested in their places, so a place's
+        people minus its visible PCNs never gives a suppressed PCN."""
+        counts: dict[str, pa.Table] = {}
+        for column in ("place_code", "pcn_code"):
+            query = (
+                exp.select(
+                    exp.column(column).as_("code"),
+                    exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+                )
+                .from_("phm_person")
+                .where(exp.Not(this=exp.column("national_data_opt_out")))
+                .group_by(exp.column(column))
             )
-            .from_("phm_person")
-            .where(exp.Not(this=exp.column("national_data_opt_out")))
-            .group_by(exp.column(column))
+            with self._lock:
+                counts[column] = self.engine.execute(query)
+        levels = [c for c in counts for _ in range(counts[c].num_rows)]
+        table = pa.table(
+            {
+                "level": pa.array(levels, pa.string()),
+                "code": pa.concat_arrays(
+                    [counts[c].column("code").combine_chunks().cast(pa.string()) for c in counts]
+                ),
+                "people": pa.concat_arrays(
+                    [counts[c].column("people").combine_chunks() for c in counts]
+                ),
+            }
         )
-        counts = self.engine.execute(query)
-        return {r[column]: r for r in apply(counts, self.policy(), counts=["people"]).to_pylist()}
+        pcn_places = {str(r["pcn_code"]): str(r["place_code"]) for r in self._table("pcn")}
+        nesting = Nesting("level", "code", "pcn_code", "place_code", pcn_places)
+        published = apply(
+            table, self.policy(), counts=["people"], group_by=["level"], nested=[nesting]
+        )
+        out: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in counts}
+        for row in published.to_pylist():
+            out[row["level"]][row["code"]] = row
+        return out
 
     def _tally(self, table: str, column: str) -> dict[str, int]:
         """How many rows of `table` have each value of `column`."""

@@ -1,0 +1,534 @@
+"""Differencing attacks on every published aggregate, on a small world where suppression bites.
+
+Disclosure control publishes counts suppressed (1–7) or rounded to 5. An attacker who also
+sees a rate, an interval, a ratio or the total of a larger area tries to get a count back more
+exactly than it is shown; each attack here fails when, among the exact counts the published
+count could stand for, the other published figures single out one that is not the published
+value. Attacks: (a) a rate or interval with its published counts; (b) a parent area's total
+minus its visible children; (c) an observed/expected ratio times the expected.
+
+Tables are found, not listed: every warehouse table with a `<column>_suppressed` flag is
+published, and every column of it must have a declared role below, so a new aggregate cannot
+be published without being attacked here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pyarrow as pa
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functional"))
+
+from cli_run import PhmWarehouse, joinedup
+from live import serving
+
+from joinedup.disclosure import DisclosurePolicy, control_count
+from joinedup.population.inequalities import slope_index
+from joinedup.population.stats import BYAR_MIN_EVENTS, byars_limits, poisson_limits, proportion
+from joinedup.web.settings import WebSettings
+
+pytestmark = pytest.mark.security
+
+POLICY = DisclosurePolicy()
+UNIT_PER = {"%": 100.0, "per 1,000": 1000.0, "per 100,000": 100_000.0}
+
+
+# --- what each published column is ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """`value` = numerator / denominator × per (denominator None: not in the table)."""
+
+    value: str
+    numerator: str
+    denominator: str
+    per: Callable[[dict[str, Any]], float]
+
+
+@dataclass(frozen=True)
+class Wilson:
+    """A percentage of numerator / denominator with its Wilson 95% limits."""
+
+    value: str
+    lower: str
+    upper: str
+    numerator: str
+    denominator: str
+
+
+@dataclass(frozen=True)
+class Dobson:
+    """A directly standardised rate with Dobson 95% limits on `events`."""
+
+    value: str
+    lower: str
+    upper: str
+    events: str
+
+
+@dataclass(frozen=True)
+class ObservedExpected:
+    """`value` = observed / expected (an SMR, an O/E)."""
+
+    value: str
+    expected: str
+    observed: str
+
+
+@dataclass(frozen=True)
+class Roles:
+    labels: tuple[str, ...]
+    counts: tuple[str, ...]
+    derived: tuple[Ratio | Wilson | Dobson | ObservedExpected, ...] = ()
+    #: Columns that are neither counts nor built on counts, with the reason.
+    other: dict[str, str] = field(default_factory=dict)
+
+    def columns(self) -> set[str]:
+        named = set(self.labels) | set(self.counts) | set(self.other)
+        for d in self.derived:
+            named |= {v for k, v in vars(d).items() if isinstance(v, str)}
+        return named
+
+
+def _per_unit(row: dict[str, Any]) -> float:
+    return UNIT_PER[row["unit"]]
+
+
+GAP_LABELS = ("area", "indicator", "note")
+ROLES: dict[str, Roles] = {
+    "phm_segment_counts": Roles(("dimension", "group_value", "segment"), ("people",)),
+    "phm_segment_transitions": Roles(("from_segment", "to_segment"), ("people",)),
+    "phm_risk_tiers": Roles(("risk_tier",), ("people",)),
+    "phm_inequalities": Roles(
+        ("measure", "measure_label", "unit", "dimension", "group_value"),
+        ("events", "people"),
+        (
+            Ratio("crude_rate", "events", "people", _per_unit),
+            Dobson("dsr", "dsr_lower", "dsr_upper", "events"),
+        ),
+    ),
+    "phm_core20plus5": Roles(
+        GAP_LABELS,
+        tuple(f"{w}_{p}" for w in ("core20plus", "rest") for p in ("numerator", "denominator")),
+        tuple(
+            Wilson(f"{w}_percent", f"{w}_lower", f"{w}_upper", f"{w}_numerator", f"{w}_denominator")
+            for w in ("core20plus", "rest")
+        ),
+        {"gap_points": "the difference of the two published percentages"},
+    ),
+    "finance_cost_curve": Roles(
+        ("component", "age_band", "sex"),
+        ("people_count",),
+        other={"cost_per_head_gbp": "money per head: its numerator is money, not a count"},
+    ),
+    "finance_need_adjustment": Roles(
+        ("component", "imd_quintile", "ltc_band"),
+        ("people_count",),
+        other={"ratio": "a ratio of costs per head, not of counts"},
+    ),
+    "finance_health_inequalities": Roles(
+        ("imd_quintile",),
+        ("people_count", "deaths_count"),
+        (ObservedExpected("smr", "expected_deaths", "deaths_count"),),
+        {"expected_deaths": "deaths expected at national rates: a model figure, not a count"},
+    ),
+}
+
+
+# --- the attacker's arithmetic -------------------------------------------------------------
+
+
+def could_be(published: int | None) -> range | list[int]:
+    """The exact counts a published count can stand for (1–7 when suppressed)."""
+    if published is None:
+        return range(1, POLICY.suppress_below)
+    step = POLICY.round_to
+    return [v for v in range(max(0, published - step), published + step + 1)
+            if control_count(v, POLICY) == published]  # fmt: skip
+
+
+def tolerance(x: float) -> float:
+    """Half a unit in the last place the figure is published to (exact floats: ~0)."""
+    for digits in range(7):
+        if abs(x - round(x, digits)) < 1e-9:
+            return 0.5 * 10.0**-digits + 1e-9
+    return 1e-9 * max(1.0, abs(x))
+
+
+def pinned(candidates: Iterable[int], fits: Callable[[int], bool], published: int) -> int | None:
+    """The one exact count the other figures leave, when it is not the published one."""
+    left = [c for c in candidates if fits(c)]
+    return left[0] if len(left) == 1 and left[0] != published else None
+
+
+def dobson_ratio(observed: int) -> float:
+    """(rate − lower) / (upper − rate) of a Dobson interval: a function of the count alone."""
+    low, high = (byars_limits if observed >= BYAR_MIN_EVENTS else poisson_limits)(observed)
+    return (observed - low) / (high - observed)
+
+
+def attack_ratio(r: Ratio, row: dict[str, Any]) -> list[str]:
+    value, num, den = row[r.value], row[r.numerator], row[r.denominator]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if num is None or den is None:
+        return [f"{r.value}={value} is shown beside a suppressed {r.numerator}/{r.denominator}"]
+    per, tol = r.per(row), tolerance(value)
+    dens = [d for d in could_be(den) if d > 0]
+
+    def fits(n: int) -> bool:
+        return any(abs(n / d * per - value) <= tol for d in dens)
+
+    found = pinned(could_be(num), fits, num)
+    return [f"{r.value}={value} with {r.denominator}={den} pins {r.numerator}={found}, "
+            f"published {num}"] if found is not None else []  # fmt: skip
+
+
+def attack_wilson(w: Wilson, row: dict[str, Any]) -> list[str]:
+    value, num, den = row[w.value], row[w.numerator], row[w.denominator]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if num is None or den is None:
+        return [f"{w.value}={value} is shown beside a suppressed count"]
+    shown = (value, row[w.lower], row[w.upper])
+    tols = [tolerance(v) for v in shown]
+
+    def fits(n: int) -> bool:
+        for d in could_be(den):
+            if d > 0 and n <= d:
+                p = proportion(n, d)
+                got = (p.value, p.lower, p.upper)
+                if all(abs(a - b) <= t for a, b, t in zip(got, shown, tols, strict=True)):
+                    return True
+        return False
+
+    found = pinned(could_be(num), fits, num)
+    return [f"{w.value} interval pins {w.numerator}={found}, published {num}"] if found else []
+
+
+def attack_dobson(
+    value: float | None, lower: float | None, upper: float | None, events: int | None, where: str
+) -> list[str]:
+    if value is None or lower is None or upper is None:
+        return []
+    if events is None:
+        return [f"{where}: a standardised rate {value} is shown beside suppressed events"]
+    t = max(tolerance(value), tolerance(lower), tolerance(upper))
+    if lower - t <= 0 or upper - value <= 2 * t:
+        return []  # a lower limit floored at 0 carries no ratio
+    low = (value - t - (lower + t)) / (upper + t - (value - t))
+    high = (value + t - (lower - t)) / (upper - t - (value + t))
+    candidates = [o for o in could_be(events) if o > 0]
+    found = pinned(candidates, lambda o: low <= dobson_ratio(o) <= high, events)
+    return [f"{where}: (rate − lower)/(upper − rate) pins events={found}, "
+            f"published {events}"] if found else []  # fmt: skip
+
+
+def attack_observed_expected(
+    ratio: float | None, expected: float | None, observed: int | None, where: str
+) -> list[str]:
+    if ratio is None or expected is None or (isinstance(ratio, float) and math.isnan(ratio)):
+        return []
+    if observed is None:
+        return [f"{where}: O/E {ratio} is shown beside a suppressed observed count"]
+    if expected <= 0:
+        return []
+    t_r, t_e = tolerance(ratio), tolerance(expected)
+
+    def fits(o: int) -> bool:
+        lo, hi = max(expected - t_e, 1e-12), expected + t_e
+        return o / hi - t_r <= ratio <= o / lo + t_r
+
+    found = pinned(could_be(observed), fits, observed)
+    return [f"{where}: O/E {ratio} × expected {expected} pins observed={found}, "
+            f"published {observed}"] if found is not None else []  # fmt: skip
+
+
+def uncontrolled(value: Any, where: str) -> list[str]:
+    """A published count must be 0, suppressed, or rounded and at least the threshold."""
+    if value is None:
+        return []
+    if control_count(int(value), POLICY) != value:
+        return [f"{where}: count {value} is not disclosure-controlled"]
+    return []
+
+
+def lone_hidden_children(parent: int | None, children: list[int | None], where: str) -> list[str]:
+    """(b): a published total with exactly one hidden part gives that part away."""
+    if parent is None or not children:
+        return []
+    hidden = sum(c is None for c in children)
+    return [f"{where}: total {parent} has one suppressed part"] if hidden == 1 else []
+
+
+# --- the world -----------------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    tables: dict[str, list[dict[str, Any]]]
+    columns: dict[str, list[str]]
+    pcn_places: dict[str, str]
+    run: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def published(small_web_warehouse: PhmWarehouse) -> Published:
+    """Every published table of the small world, read before the dashboard opens it."""
+    with duckdb.connect(str(small_web_warehouse.path), read_only=True) as con:
+        names = [r[0] for r in con.sql(
+            "SELECT DISTINCT table_name FROM information_schema.columns "
+            "WHERE column_name LIKE '%\\_suppressed' ESCAPE '\\'"
+        ).fetchall()]  # fmt: skip
+        names += ["phm_inequality_index"]
+        tables, columns = {}, {}
+        for name in names:
+            rel = con.table(name)
+            columns[name] = rel.columns
+            tables[name] = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+        pcn = con.sql("SELECT pcn_code, place_code FROM pcn").fetchall()
+        run = con.table("phm_run").fetchall()[0]
+        run_row = dict(zip(con.table("phm_run").columns, run, strict=True))
+    return Published(tables, columns, dict(pcn), run_row)
+
+
+@pytest.fixture(scope="module")
+def api(
+    published: Published,
+    small_web_warehouse: PhmWarehouse,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
+    """The dashboard over the small world, signed in as an analyst (a non-clinical role)."""
+    folder = tmp_path_factory.mktemp("differencing-access")
+    source = small_web_warehouse.path.with_name(small_web_warehouse.path.name + ".access.sqlite")
+    target = folder / "access.sqlite"
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    settings = WebSettings(warehouse=small_web_warehouse.path, access_db=target)
+    with serving(settings) as address, httpx.Client(base_url=address, timeout=120) as client:
+        token = client.post(
+            "/api/v1/token", json={"username": "analyst", "password": "analyst-demo-2026"}
+        )
+        assert token.status_code == 200, token.text
+        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        yield client
+
+
+def _report(leaks: list[str]) -> None:
+    assert not leaks, f"{len(leaks)} leak(s), e.g.:\n" + "\n".join(leaks[:12])
+
+
+# --- every published table -----------------------------------------------------------------
+
+
+def test_every_published_column_has_a_declared_role(published: Published) -> None:
+    flagged = {n for n in published.columns if n != "phm_inequality_index"}
+    assert flagged >= {"phm_inequalities", "phm_segment_counts", "phm_core20plus5"}
+    undeclared = sorted(flagged - set(ROLES))
+    assert not undeclared, f"published tables without declared roles: {undeclared}"
+    for name in flagged:
+        plain = {c for c in published.columns[name] if not c.endswith("_suppressed")}
+        missing = plain - ROLES[name].columns()
+        assert not missing, f"{name}: columns without a declared role: {sorted(missing)}"
+
+
+def test_a_rate_or_interval_gives_back_no_count_finer_than_published(
+    published: Published,
+) -> None:
+    """(a) on every table: counts controlled; no rate, interval or ratio pins another count."""
+    leaks: list[str] = []
+    for name, roles in ROLES.items():
+        for i, row in enumerate(published.tables.get(name, [])):
+            where = f"{name} row {i}"
+            for count in roles.counts:
+                leaks += uncontrolled(row[count], f"{where} {count}")
+            for d in roles.derived:
+                if isinstance(d, Ratio):
+                    leaks += [f"{where}: {m}" for m in attack_ratio(d, row)]
+                elif isinstance(d, Wilson):
+                    leaks += [f"{where}: {m}" for m in attack_wilson(d, row)]
+                elif isinstance(d, Dobson):
+                    leaks += attack_dobson(
+                        row[d.value], row[d.lower], row[d.upper], row[d.events], where
+                    )
+                else:
+                    leaks += attack_observed_expected(
+                        row[d.value], row[d.expected], row[d.observed], where
+                    )
+    _report(leaks)
+
+
+def test_the_slope_index_is_fitted_to_published_rates_only(published: Published) -> None:
+    """The SII table is built from the published rates, so it carries nothing they do not."""
+    rates = pa.Table.from_pylist(published.tables["phm_inequalities"])
+    refitted = slope_index(rates).to_pylist()
+    stored = published.tables["phm_inequality_index"]
+    assert [r["measure"] for r in stored] == [r["measure"] for r in refitted]
+    for got, want in zip(stored, refitted, strict=True):
+        for key in ("sii", "sii_lower", "sii_upper", "rii"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-9), (got, key)
+
+
+def _nested_tables(published: Published) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """(table, count column, rows) for every table broken down by dimension and group."""
+    for name, roles in ROLES.items():
+        if {"dimension", "group_value"} <= set(roles.labels):
+            for count in roles.counts:
+                yield name, count, published.tables.get(name, [])
+
+
+def test_a_parent_area_minus_its_visible_children_never_gives_a_suppressed_child(
+    published: Published,
+) -> None:
+    """(b): the system row over each breakdown, and each place over its PCNs."""
+    leaks: list[str] = []
+    for name, count, rows in _nested_tables(published):
+        scope_of = [c for c in ROLES[name].labels if c not in ("dimension", "group_value")]
+        scopes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            scopes.setdefault(tuple(row[c] for c in scope_of[:1]), []).append(row)
+        for scope, members in scopes.items():
+            system = next((r for r in members if r["dimension"] == "system"), None)
+            by_dim: dict[str, list[dict[str, Any]]] = {}
+            for r in members:
+                by_dim.setdefault(r["dimension"], []).append(r)
+            for dim, children in by_dim.items():
+                if system is not None and dim != "system":
+                    leaks += lone_hidden_children(
+                        system[count], [c[count] for c in children], f"{name} {scope} {dim}"
+                    )
+            for place in by_dim.get("place_code", []):
+                pcns = [
+                    r[count] for r in by_dim.get("pcn_code", [])
+                    if published.pcn_places.get(r["group_value"]) == place["group_value"]
+                ]  # fmt: skip
+                leaks += lone_hidden_children(
+                    place[count], pcns, f"{name} {scope} place {place['group_value']} {count}"
+                )
+    _report(leaks)
+
+
+# --- the API, the pages' figures and the report ----------------------------------------------
+
+COUNT_TEXT = re.compile(r"^\d{1,3}(,\d{3})*$")
+
+
+def _number(text: Any) -> float | None:
+    """A figure as shown ("1,234.5"), None for "*" or blank."""
+    if isinstance(text, int | float):
+        return float(text)
+    if not isinstance(text, str) or not re.fullmatch(r"-?[\d,]+(\.\d+)?", text.strip()):
+        return None
+    return float(text.replace(",", ""))
+
+
+def _count_of(text: Any) -> int | None:
+    value = _number(text)
+    return None if value is None else int(value)
+
+
+def _rate_rows(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every rate row (events, people, rate and 95% CI) anywhere in a JSON document."""
+    if isinstance(node, dict):
+        if {"events", "people", "dsr", "ci"} <= set(node):
+            yield path, node
+        for key, value in node.items():
+            yield from _rate_rows(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _rate_rows(value, f"{path}[{i}]")
+
+
+def _attack_rate_row(row: dict[str, Any], where: str) -> list[str]:
+    leaks = uncontrolled(_count_of(row["events"]), f"{where} events")
+    leaks += uncontrolled(_count_of(row["people"]), f"{where} people")
+    limits = str(row["ci"]).split(" to ")
+    if len(limits) != 2:
+        return leaks
+    events = None if row["events"] == "*" else _count_of(row["events"])
+    # The dashboard's rows carry the figures as numbers too; both must hold.
+    shown = [(_number(row["dsr"]), _number(limits[0]), _number(limits[1]))]
+    if "rate" in row:
+        shown.append((row["rate"], row["lower"], row["upper"]))
+    for value, lower, upper in shown:
+        leaks += attack_dobson(value, lower, upper, events, where)
+    return leaks
+
+
+def test_overview_and_place_figures_give_back_no_count(api: httpx.Client) -> None:
+    """(a) and (b) on /api/v1/overview (the report's figures too: the same builder),
+    every place profile, and places against their PCNs."""
+    documents = {"/api/v1/overview": api.get("/api/v1/overview").json()}
+    places = api.get("/api/v1/places").json()
+    for place in places:
+        path = f"/api/v1/places/{place['place_code']}"
+        documents[path] = api.get(path).json()
+    leaks: list[str] = []
+    rows = 0
+    for path, document in documents.items():
+        for where, row in _rate_rows(document):
+            rows += 1
+            leaks += _attack_rate_row(row, f"{path}{where}")
+    assert rows >= 12, "the overview should publish rate rows to attack"
+    pcns = api.get("/api/v1/pcns").json()
+    for place in places:
+        leaks += uncontrolled(place["people"], f"place {place['place_code']} people")
+        children = [p["people"] for p in pcns if p["place_code"] == place["place_code"]]
+        leaks += lone_hidden_children(place["people"], children, f"place {place['place_code']}")
+    for pcn in pcns:
+        leaks += uncontrolled(pcn["people"], f"pcn {pcn['pcn_code']} people")
+    _report(leaks)
+
+
+def _html_tables(page: str) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """(header cells, body rows of cell text) for each table of an HTML page."""
+    for table in re.findall(r"<table\b.*?</table>", page, re.S):
+
+        def cells(row: str) -> list[str]:
+            found = re.findall(r"<t[hd]\b[^>]*>(.*?)</t[hd]>", row, re.S)
+            return [re.sub(r"<[^>]+>", "", c).strip() for c in found]
+
+        head = re.search(r"<thead>(.*?)</thead>", table, re.S)
+        body = re.search(r"<tbody>(.*?)</tbody>", table, re.S)
+        if head and body:
+            header = cells(head.group(1))
+            yield header, [cells(r) for r in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)]
+
+
+def _attack_html(page: str, where: str) -> tuple[int, list[str]]:
+    """Rate tables of a page, attacked."""
+    leaks: list[str] = []
+    seen = 0
+    for header, rows in _html_tables(page):
+        if header[1:3] == ["Events", "People"] and header[-1] == "95% CI":
+            for row in rows:
+                seen += 1
+                named = {"events": row[1], "people": row[2], "dsr": row[3], "ci": row[4]}
+                leaks += _attack_rate_row(named, f"{where} {header[0]} {row[0]}")
+    return seen, leaks
+
+
+def test_the_report_gives_back_no_count(
+    small_web_warehouse: PhmWarehouse, published: Published, tmp_path: Path
+) -> None:
+    """(a) on the HTML report `joinedup phm report` writes: its rate tables."""
+    output = tmp_path / "report.html"
+    run = joinedup(
+        "phm", "report", "-o", str(output), "-w", str(small_web_warehouse.path), cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen, leaks = _attack_html(output.read_text("utf-8"), "report")
+    assert seen >= 10, "the report should have rate tables to attack"
+    _report(leaks)
