@@ -36,11 +36,14 @@ from live import serving
 from joinedup.disclosure import DisclosurePolicy, control_count
 from joinedup.population.inequalities import slope_index
 from joinedup.population.stats import BYAR_MIN_EVENTS, byars_limits, poisson_limits, proportion
+from joinedup.warehouse.engines import open_engine
+from joinedup.web.dashboard import Dashboard
 from joinedup.web.settings import WebSettings
 
 pytestmark = pytest.mark.security
 
 POLICY = DisclosurePolicy()
+SYNTHEA = Path(__file__).resolve().parents[1] / "data" / "synthea"
 UNIT_PER = {"%": 100.0, "per 1,000": 1000.0, "per 100,000": 100_000.0}
 
 
@@ -531,4 +534,40 @@ def test_the_report_gives_back_no_count(
     assert run.returncode == 0, run.stdout + run.stderr
     seen, leaks = _attack_html(output.read_text("utf-8"), "report")
     assert seen >= 10, "the report should have rate tables to attack"
+    _report(leaks)
+
+
+# --- data quality -----------------------------------------------------------------------------
+
+
+def _data_quality_leaks(dq: dict[str, Any]) -> tuple[int, list[str]]:
+    leaks: list[str] = []
+    seen = 0
+    shown = [(u, "records") for u in dq["unmapped"]] + [(u, "count") for u in dq["load_unmapped"]]
+    shown += [(c, "missing") for c in dq["completeness"]]
+    for row, key in shown:
+        seen += 1
+        leaks += uncontrolled(row[key], f"data quality {row} {key}")
+    return seen, leaks
+
+
+def test_data_quality_shows_no_small_count_of_records(tmp_path: Path) -> None:
+    """Defect 11: a FHIR load (Synthea's small bulk export, where codes carry 1–6 records),
+    and the figures the data-quality page and /api/v1/data-quality show to analysts."""
+    warehouse = tmp_path / "synthea.duckdb"
+    run = joinedup("ingest", "fhir", str(SYNTHEA), "-w", str(warehouse), cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        dq = Dashboard(engine).data_quality()
+    _, leaks = _data_quality_leaks(dq)
+    assert dq["load_unmapped"] and dq["unmapped"], "the load should leave unmapped codes"
+    assert any(u["count"] is None for u in dq["load_unmapped"])
+    _report(leaks)
+
+
+def test_data_quality_api_shows_no_small_count(api: httpx.Client) -> None:
+    answer = api.get("/api/v1/data-quality")
+    assert answer.status_code == 200
+    seen, leaks = _data_quality_leaks(answer.json())
+    assert seen > 0
     _report(leaks)

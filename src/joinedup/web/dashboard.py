@@ -26,7 +26,14 @@ from markupsafe import Markup
 from sqlglot import exp
 
 from joinedup import __version__
-from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, Nesting, apply, describe
+from joinedup.disclosure import (
+    SUPPRESSED_MARK,
+    DisclosurePolicy,
+    Nesting,
+    apply,
+    control_count,
+    describe,
+)
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.codelists import load_codelists
 from joinedup.reports import finance as finance_report
@@ -135,6 +142,8 @@ class Dashboard:
 
     def policy(self) -> DisclosurePolicy:
         def build() -> DisclosurePolicy:
+            if "phm_run" not in self.tables:  # e.g. data quality straight after a FHIR load
+                return DisclosurePolicy()
             run = self._latest_run()
             raw = run.get("disclosure_policy")
             if not raw:
@@ -384,13 +393,11 @@ class Dashboard:
             "quarantined": self.engine.count("fhir_quarantine")
             if "fhir_quarantine" in self.tables
             else 0,
-            "load_unmapped": [
-                {"item": r["item"], "detail": r["detail"], "count": r["count"]}
-                for r in load_unmapped
-            ],
+            "load_unmapped": self._controlled_codes(load_unmapped),
             "unmapped": self._unmapped_codes(),
             "completeness": self._completeness(),
             "source": (self._table("build") or [{}])[-1].get("source"),
+            "disclosure_rule": describe(self.policy()),
         }
 
     def quarantine(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
@@ -435,18 +442,46 @@ class Dashboard:
                 return any((system, code[:n]) in known for n in lengths)
             return (system, code) in known
 
-        out = [
-            {
-                "code_system": r["code_system"],
-                "code": r["code"],
-                "records": int(r["records"]),
-                "share": f"{100 * int(r['records']) / total:.2f}%" if total else "",
-            }
-            for r in rows
-            if not mapped(str(r["code_system"]), str(r["code"]))
-        ]
-        out.sort(key=lambda r: (-r["records"], r["code"]))
+        # Counts and shares are published: controlled, and shares taken from the published
+        # counts, so a code carried by a handful of records shows "*" and no exact figure.
+        policy = self.policy()
+        shown_total = control_count(total, policy) or 0
+        out = []
+        for r in rows:
+            if mapped(str(r["code_system"]), str(r["code"])):
+                continue
+            records = control_count(int(r["records"]), policy)
+            out.append(
+                {
+                    "code_system": r["code_system"],
+                    "code": r["code"],
+                    "records": records,
+                    "records_text": _count(records, records is None),
+                    "share": f"{100 * records / shown_total:.2f}%"
+                    if records is not None and shown_total
+                    else "",
+                }
+            )
+        # Ordered by the published count, so the order gives away no more than the counts.
+        out.sort(key=lambda r: (-(r["records"] or 0), str(r["code_system"]), str(r["code"])))
         return out[:25]
+
+    def _controlled_codes(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The latest load's unmapped codes with their counts disclosure-controlled."""
+        policy = self.policy()
+        out = []
+        for r in rows:
+            count = control_count(int(r["count"] or 0), policy)
+            out.append(
+                {
+                    "item": r["item"],
+                    "detail": r["detail"],
+                    "count": count,
+                    "count_text": _count(count, count is None),
+                }
+            )
+        out.sort(key=lambda r: (str(r["item"]), -(r["count"] or 0), str(r["detail"])))
+        return out
 
     def _completeness(self) -> list[dict[str, Any]]:
         """How complete the fields are that population health depends on."""
@@ -479,14 +514,27 @@ class Dashboard:
             "practice_code": "Registered practice",
             "sex": "Sex",
         }
-        return [
-            {
-                "field": labels[c],
-                "missing": int(row[c] or 0),
-                "complete": f"{100 * (people - int(row[c] or 0)) / people:.2f}%" if people else "",
-            }
-            for c in columns
-        ]
+        policy = self.policy()
+        shown_people = control_count(people, policy) or 0
+        out = []
+        for c in columns:
+            missing = control_count(int(row[c] or 0), policy)
+            complete = (
+                f"{100 * (shown_people - missing) / shown_people:.2f}%"
+                if missing is not None and shown_people
+                else SUPPRESSED_MARK
+                if shown_people
+                else ""
+            )
+            out.append(
+                {
+                    "field": labels[c],
+                    "missing": missing,
+                    "missing_text": _count(missing, missing is None),
+                    "complete": complete,
+                }
+            )
+        return out
 
     # --- charts ----------------------------------------------------------------------------
 
