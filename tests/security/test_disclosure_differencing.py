@@ -14,12 +14,14 @@ be published without being attacked here.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from cli_run import PhmWarehouse, joinedup
 from live import serving
 
 from joinedup.disclosure import DisclosurePolicy, control_count
+from joinedup.population import risk
 from joinedup.population.inequalities import slope_index
 from joinedup.population.stats import BYAR_MIN_EVENTS, byars_limits, poisson_limits, proportion
 from joinedup.warehouse.engines import open_engine
@@ -511,7 +514,7 @@ def _html_tables(page: str) -> Iterator[tuple[list[str], list[list[str]]]]:
 
 
 def _attack_html(page: str, where: str) -> tuple[int, list[str]]:
-    """Rate tables of a page, attacked."""
+    """Rate tables and the model card's calibration table of a page, attacked."""
     leaks: list[str] = []
     seen = 0
     for header, rows in _html_tables(page):
@@ -520,21 +523,106 @@ def _attack_html(page: str, where: str) -> tuple[int, list[str]]:
                 seen += 1
                 named = {"events": row[1], "people": row[2], "dsr": row[3], "ci": row[4]}
                 leaks += _attack_rate_row(named, f"{where} {header[0]} {row[0]}")
+        if header == ["Decile", "People", "Expected", "Observed", "O/E"]:
+            for row in rows:
+                seen += 1
+                observed = None if row[3] == "*" else _count_of(row[3])
+                leaks += uncontrolled(observed, f"{where} decile {row[0]} observed")
+                leaks += attack_observed_expected(
+                    _number(row[4]) if row[4] != "*" else None,
+                    _number(row[2]), observed, f"{where} decile {row[0]}",
+                )  # fmt: skip
     return seen, leaks
 
 
 def test_the_report_gives_back_no_count(
     small_web_warehouse: PhmWarehouse, published: Published, tmp_path: Path
 ) -> None:
-    """(a) on the HTML report `joinedup phm report` writes: its rate tables."""
+    """(a) and (c) on the HTML report `joinedup phm report` writes: rate tables and the card."""
     output = tmp_path / "report.html"
     run = joinedup(
         "phm", "report", "-o", str(output), "-w", str(small_web_warehouse.path), cwd=tmp_path
     )
     assert run.returncode == 0, run.stdout + run.stderr
     seen, leaks = _attack_html(output.read_text("utf-8"), "report")
-    assert seen >= 10, "the report should have rate tables to attack"
+    assert seen >= 10, "the report should have rate and calibration tables to attack"
     _report(leaks)
+
+
+# --- the model card ---------------------------------------------------------------------------
+
+
+def test_the_model_card_publishes_no_count_its_ratios_give_back(published: Published) -> None:
+    """(c): stored counts controlled; O/E and prevalence computed from published counts, and
+    suppressed with them; the Markdown (report and dashboard) likewise."""
+    card = json.loads(published.run["model_card_json"])
+    leaks: list[str] = []
+    for name, metrics in card["metrics"].items():
+        if metrics is None:
+            continue
+        for key in ("people", "events", "admissions"):
+            leaks += uncontrolled(metrics[key], f"card {name} {key}")
+        prevalence = Ratio("prevalence", "events", "people", lambda _: 1.0)
+        leaks += [f"card {name}: {m}" for m in attack_ratio(prevalence, metrics)]
+        for d in metrics["calibration"]:
+            where = f"card {name} decile {d['decile']}"
+            leaks += uncontrolled(d["people"], f"{where} people")
+            leaks += uncontrolled(d["observed"], f"{where} observed")
+            leaks += attack_observed_expected(d["ratio"], d["expected"], d["observed"], where)
+    for tier in card["tiers"]:
+        leaks += uncontrolled(tier["people"], f"card tier {tier['tier']}")
+    markdown = str(published.run["model_card_markdown"])
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if re.match(r"^\| \d+ \|", line)
+    ]
+    html = "<table><thead><tr><th>Decile</th><th>People</th><th>Expected</th><th>Observed</th>"
+    html += "<th>O/E</th></tr></thead><tbody>"
+    html += "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    seen, more = _attack_html(html + "</tbody></table>", "card markdown")
+    assert seen == 10
+    _report(leaks + more)
+
+
+def _card(observed: list[int], expected: list[float]) -> risk.ModelCard:
+    """A model card over hand-made validation deciles (no model needs fitting for its text)."""
+    deciles = tuple(
+        risk.Decile(i + 1, 100, e, o)
+        for i, (o, e) in enumerate(zip(observed, expected, strict=True))
+    )
+    metrics = risk.Metrics(1000, sum(observed), sum(observed), 0.7, 0.07, 0.4, deciles)
+    baseline = risk.Metrics(1000, sum(observed), sum(observed), 0.6, 0.08, 0.3, deciles)
+    return risk.ModelCard(
+        train_index_date=date(2024, 4, 1),
+        validation_index_date=date(2025, 4, 1),
+        population="1,000 people",
+        synthetic=True,
+        features=risk.FEATURES,
+        condition_columns=(),
+        seed=1,
+        hyperparameters=(),
+        validation=metrics,
+        baseline_validation=baseline,
+        train=None,
+        tiers=(),
+        software=(),
+    )
+
+
+def test_the_card_hides_o_e_beside_a_suppressed_observed_and_counts_deciles_truly() -> None:
+    """The issue's figures: Expected 1.7 beside a suppressed 5 gave O/E 2.92; and 7 deciles of
+    10 outside ±20% were printed as "outside ±20% in every decile"."""
+    observed = [5, 10, 30, 40, 50, 60, 70, 80, 90, 100]
+    expected = [1.7, 10.0, 20.0, 30.0, 50.0, 60.0, 90.0, 50.0, 120.0, 150.0]
+    card = _card(observed, expected)
+    text = card.to_markdown()
+    assert "| 1 | 100 | 1.7 | * | * |" in text
+    assert "2.92" not in text and "2.94" not in text
+    first = card.to_dict()["metrics"]["validation"]["calibration"][0]
+    assert first["observed"] is None and first["ratio"] is None
+    assert card.calibration_summary == "outside ±20% in 7 of 10 deciles"
+    assert "7 of 10 deciles" in text
 
 
 # --- data quality -----------------------------------------------------------------------------

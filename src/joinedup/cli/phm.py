@@ -84,7 +84,7 @@ def run(
         f"Risk model (validated on {card.validation_index_date}): AUROC "
         f"{card.validation.auroc:.3f} vs age-sex {card.baseline_validation.auroc:.3f}; "
         f"Brier {card.validation.brier:.4f} vs {card.baseline_validation.brier:.4f}; "
-        f"calibration {'within' if card.calibrated else 'outside'} ±20% in every decile; "
+        f"calibration {card.calibration_summary}; "
         f"acceptance {verdict}."
     )
     console.print(

@@ -243,6 +243,7 @@ def run_phm(
             "(opt-outs excluded)"
         ),
         synthetic=synthetic,
+        policy=sdc,
     )
     opted_in = exp.Not(this=col("national_data_opt_out", "p"))
     tier_counts = engine.execute(

@@ -13,7 +13,7 @@ import json
 import math
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from importlib import metadata
@@ -28,7 +28,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from joinedup.disclosure import DisclosurePolicy, format_count
+from joinedup.disclosure import (
+    SUPPRESSED_MARK,
+    DisclosurePolicy,
+    control_count,
+    describe,
+    format_count,
+)
 from joinedup.errors import ConfigurationError
 
 FEATURES: tuple[str, ...] = (
@@ -400,9 +406,28 @@ def summarise_tiers(
     return tuple(out)
 
 
-def _n(count: int | float) -> str:
+def _n(count: int | float, policy: DisclosurePolicy | None = None) -> str:
     """A count as the card prints it: through disclosure control (the card is published)."""
-    return format_count(int(count), DisclosurePolicy())
+    return format_count(int(count), policy or DisclosurePolicy())
+
+
+def _ratio(numerator: int | None, denominator: float, places: int) -> float | None:
+    """A published ratio: None when its numerator is suppressed or its denominator is 0."""
+    if numerator is None or not denominator > 0:
+        return None
+    return round(numerator / denominator, places)
+
+
+def _shown(value: float | None, template: str) -> str:
+    """A published figure as the card prints it: "*" where suppressed."""
+    return SUPPRESSED_MARK if value is None else template.format(value)
+
+
+def _outside(count: int) -> str:
+    """The calibration verdict in words: how many deciles fall outside ±20%."""
+    if count == 0:
+        return "within ±20% in every decile"
+    return f"outside ±20% in {count} of 10 deciles"
 
 
 def software_versions() -> tuple[tuple[str, str], ...]:
@@ -430,23 +455,30 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _metrics_dict(m: Metrics) -> dict[str, Any]:
+def _metrics_dict(m: Metrics, policy: DisclosurePolicy) -> dict[str, Any]:
+    """The metrics as published: every count disclosure-controlled, and every share or ratio
+    of counts (prevalence, top-20% share, O/E) computed from the published counts, so none
+    gives a count back more exactly than it is shown; a ratio on a suppressed count is null."""
+    people = control_count(m.people, policy)
+    events = control_count(m.events, policy)
+    admissions = control_count(m.admissions, policy)
+    top = control_count(round(m.top20_share * m.admissions), policy)
     return {
-        "people": m.people,
-        "events": m.events,
-        "admissions": m.admissions,
-        "prevalence": _num(m.prevalence),
+        "people": people,
+        "events": events,
+        "admissions": admissions,
+        "prevalence": _ratio(events, people or 0, 4),
         "auroc": _num(m.auroc),
         "brier": _num(m.brier),
-        "top20_share": _num(m.top20_share),
+        "top20_share": _ratio(top, admissions or 0, 3),
         "calibrated_within_20pct": m.calibrated(),
         "calibration": [
             {
                 "decile": d.decile,
-                "people": d.people,
-                "expected": _num(d.expected, 4),
-                "observed": d.observed,
-                "ratio": _num(d.ratio, 4),
+                "people": control_count(d.people, policy),
+                "expected": _num(d.expected, 1),
+                "observed": (observed := control_count(d.observed, policy)),
+                "ratio": _ratio(observed, round(d.expected, 1), 2),
             }
             for d in m.calibration
         ],
@@ -476,6 +508,18 @@ class ModelCard:
     software: tuple[tuple[str, str], ...]
     intended_use: str = INTENDED_USE
     outcome: str = OUTCOME_DEFINITION
+    #: The card is published: its counts, and the ratios built on them, follow this policy.
+    policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+
+    @property
+    def deciles_outside(self) -> int:
+        """How many validation deciles have an observed/expected ratio outside ±20%."""
+        return sum(not d.within(CALIBRATION_TOLERANCE) for d in self.validation.calibration)
+
+    @property
+    def calibration_summary(self) -> str:
+        """E.g. "outside ±20% in 7 of 10 deciles" (from the exact counts, for the operator)."""
+        return _outside(self.deciles_outside)
 
     @property
     def calibrated(self) -> bool:
@@ -506,9 +550,9 @@ class ModelCard:
             "seed": self.seed,
             "hyperparameters": {k: _jsonable(v) for k, v in self.hyperparameters},
             "metrics": {
-                "train": _metrics_dict(self.train) if self.train else None,
-                "validation": _metrics_dict(self.validation),
-                "baseline_validation": _metrics_dict(self.baseline_validation),
+                "train": _metrics_dict(self.train, self.policy) if self.train else None,
+                "validation": _metrics_dict(self.validation, self.policy),
+                "baseline_validation": _metrics_dict(self.baseline_validation, self.policy),
             },
             "calibrated_within_20pct": self.calibrated,
             "passes_acceptance": self.passes_acceptance,
@@ -516,7 +560,7 @@ class ModelCard:
                 {
                     "tier": t.tier,
                     "share": _num(t.share),
-                    "people": t.people,
+                    "people": control_count(t.people, self.policy),
                     "min_score": _num(t.min_score),
                     "max_score": _num(t.max_score),
                 }
@@ -588,23 +632,30 @@ class ModelCard:
             "",
             "### Calibration by decile of predicted risk (validation, 10 = highest)",
             "",
-            "Counts of people here and below pass disclosure control (rounded to 5; 1-7 shown "
-            "as *); O/E is computed from the exact counts.",
+            "Counts of people here and below pass disclosure control "
+            f"({describe(self.policy)}; * where suppressed); O/E is the published observed "
+            "count over the expected, and is suppressed with it.",
             "",
             "| Decile | People | Expected | Observed | O/E |",
             "|---:|---:|---:|---:|---:|",
         ]
+        published = _metrics_dict(v, self.policy)["calibration"]
         lines += [
-            f"| {d.decile} | {_n(d.people)} | {d.expected:,.1f} | {_n(d.observed)} "
-            f"| {d.ratio:.2f} |"
-            for d in v.calibration
+            f"| {d['decile']} | {_shown(d['people'], '{:,}')} | {d['expected']:,.1f} "
+            f"| {_shown(d['observed'], '{:,}')} | {_shown(d['ratio'], '{:.2f}')} |"
+            for d in published
         ]
-        outside = [str(d.decile) for d in v.calibration if not d.within(CALIBRATION_TOLERANCE)]
+        # The verdict counts deciles on the exact figures, as acceptance does, but names none:
+        # saying whether a decile with a suppressed count is within ±20% would narrow it down.
+        verdict = (
+            "Every decile's observed/expected ratio is within ±20%."
+            if not self.deciles_outside
+            else f"Calibration is {self.calibration_summary} (judged on the exact counts; the "
+            "table shows the published ones)."
+        )
         lines += [
             "",
-            "Every decile's observed/expected ratio is within ±20%."
-            if not outside
-            else f"Not every decile is within ±20%: decile(s) {', '.join(outside)} fall outside.",
+            verdict,
             "",
             "Acceptance (beats age–sex on AUROC and Brier, calibrated within ±20%): "
             + ("**passed**." if self.passes_acceptance else "**failed**."),
@@ -659,6 +710,7 @@ def model_card(
     synthetic: bool,
     train: Metrics | None = None,
     software: Sequence[tuple[str, str]] | None = None,
+    policy: DisclosurePolicy | None = None,
 ) -> ModelCard:
     """Assemble the model card from the fitted model and its evaluations.
 
@@ -685,4 +737,5 @@ def model_card(
         train=train,
         tiers=tuple(tiers),
         software=tuple(software) if software is not None else software_versions(),
+        policy=policy or DisclosurePolicy(),
     )
