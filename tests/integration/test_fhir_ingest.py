@@ -128,6 +128,30 @@ def test_quarantine_reasons_name_the_element_and_rule_never_the_value(
             assert value not in reasons[line], (line, value)
 
 
+def test_reasons_stored_before_with_values_lose_them_at_the_next_load(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    first = _ndjson(tmp_path / "a.ndjson", [_patient("p1", "9434765919")])
+    _ingest(warehouse, first)
+    old = (
+        "Patient.identifier[0]: NHS number '4010232138' fails the Modulus 11 check; "
+        "Patient.birthDate: '1980-02-30' is not a real date or time (day is out of range for "
+        "month)"
+    )
+    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+        engine.run(
+            "INSERT INTO fhir_quarantine (load_id, source_file, source_line, reason, "
+            "content_hash) VALUES ('old', 'old.ndjson', 7, '{}', 'h')".format(
+                old.replace("'", "''")
+            )
+        )
+    _ingest(warehouse, first)
+    assert _rows(warehouse, "SELECT reason FROM fhir_quarantine") == [
+        ("Patient.identifier[0]: NHS number fails the Modulus 11 check; "
+         "Patient.birthDate: not a real date or time",)
+    ]  # fmt: skip
+
+
 def _values(item: Any) -> set[str]:
     """Every key and scalar value in `item` that could identify someone (skipping structure
     a reason must name: the resource type and short words like `female`)."""

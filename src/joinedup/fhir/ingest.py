@@ -320,6 +320,7 @@ def ingest_fhir(
                 seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
                 stage("storing resources")
                 _store(engine, report, seq)
+                _withhold_old_values(engine)
                 stage("flattening with the shipped views")
                 _flatten(engine)
                 stage("rebuilding the canonical tables")
@@ -374,6 +375,29 @@ VERSION_CONFLICT = (
     "meta.versionId: this version is already stored (or earlier in this load) with other "
     "content; a version never changes, so changed content needs a new versionId"
 )
+
+
+_QUOTED = "(?:'[^']*'|\"[^\"]*\")"
+#: Reasons written before reasons left values out, and what each says now. Applied to the
+#: quarantine at every load, so a warehouse from then shows analysts no values.
+_OLD_REASONS = (
+    (f"NHS number {_QUOTED} fails", "NHS number fails"),
+    (f": {_QUOTED} is not a real date or time \\([^)]*\\)", ": not a real date or time"),
+    (f": {_QUOTED} has no month [0-9]+", ": not a real date (the month is not 01-12)"),
+    (f"resourceType {_QUOTED} is not", "resourceType is not"),
+    (f"\\.id {_QUOTED} is not a valid id", ".id is not a valid id"),
+    (f": {_QUOTED} is not (true or false|an integer|a number)", ": value is not \\1"),
+)
+
+
+def _withhold_old_values(engine: Engine) -> None:
+    """Rewrite quarantine reasons stored by earlier versions, which quoted the value
+    (`NHS number '…' fails the Modulus 11 check`), to name only the element and the rule."""
+    for pattern, now in _OLD_REASONS:
+        engine.run(
+            f"UPDATE {QUARANTINE} SET reason = regexp_replace(reason, {quote(pattern)}, "
+            f"{quote(now)}, 'g') WHERE regexp_matches(reason, {quote(pattern)})"
+        )
 
 
 def _store(engine: Engine, report: LoadReport, seq: int) -> None:
