@@ -245,7 +245,7 @@ def _parsed(raw: bytes, file: str, line: int, *, whole_file: bool = False) -> It
     except ValueError:  # e.g. an integer of more digits than Python converts
         yield Record(file, line, None, "not JSON (a number out of range)", shown)
         return
-    if _too_deep(item):
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(item):
         yield Record(file, line, None, f"JSON nested more than {MAX_DEPTH} deep", shown)
         return
     if _SURROGATE_ESCAPE.search(raw) and not _is_unicode(item):

@@ -223,15 +223,28 @@ _NAME = re.compile(r"_?[A-Za-z][A-Za-z0-9_]{0,63}")
 _BAD_NAME = object()
 
 
+_NAMES_SEEN: set[str] = set()  # names that passed `_NAME`: few, and met again and again
+
+
+def _is_name(key: Any) -> bool:
+    if key in _NAMES_SEEN:
+        return True
+    if not isinstance(key, str) or not _NAME.fullmatch(key):
+        return False
+    if len(_NAMES_SEEN) < 100_000:
+        _NAMES_SEEN.add(key)
+    return True
+
+
 def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     yield path, value
-    if isinstance(value, dict):
+    if type(value) is dict:
         for key, child in value.items():
-            if not isinstance(key, str) or not _NAME.fullmatch(key):
+            if not _is_name(key):
                 yield path, _BAD_NAME
             elif key != "resourceType":
                 yield from _walk(child, f"{path}.{key}")
-    elif isinstance(value, list):
+    elif type(value) is list:
         for i, child in enumerate(value):
             yield from _walk(child, f"{path}[{i}]")
 
@@ -253,23 +266,26 @@ def problems(resource: Any, today: date | None = None) -> list[str]:
     elif not isinstance(rid, str) or not _ID.fullmatch(rid):
         found.append(f"{kind}.id is not a valid id (1-64 of A-Z a-z 0-9 - .)")
     for path, value in _walk(resource, kind):
-        if isinstance(value, float | int) and not isinstance(value, bool) and not _finite(value):
-            found.append(f"{path}: not a finite number (NaN, Infinity or out of range)")
-        elif value is _BAD_NAME:
-            found.append(f"{path}: has an element whose name is not a FHIR element name")
-        elif isinstance(value, str):
-            if _CONTROL.search(value):
+        kind_of = type(value)
+        if kind_of is str:
+            if not value.isprintable() and _CONTROL.search(value):
                 found.append(f"{path}: a control character (FHIR strings allow tab, CR, LF only)")
             reason = _date_problem(value)
             if reason:
                 found.append(f"{path}: {reason}")
-        if isinstance(value, dict) and "reference" in value:
-            if not isinstance(value["reference"], str):
+        elif kind_of is dict:
+            if "reference" in value and not isinstance(value["reference"], str):
                 found.append(f"{path}.reference: not a string")
-        elif isinstance(value, dict) and value.get("system") == NHS_NUMBER_SYSTEM:
-            number = value.get("value")
-            if not isinstance(number, str) or not is_valid_nhs_number(number):
-                found.append(f"{path}.value: NHS number fails the Modulus 11 check")
+            if value.get("system") == NHS_NUMBER_SYSTEM:
+                number = value.get("value")
+                if not isinstance(number, str) or not is_valid_nhs_number(number):
+                    found.append(f"{path}.value: NHS number fails the Modulus 11 check")
+        elif (kind_of is float and not math.isfinite(value)) or (
+            kind_of is int and not -_LARGEST < value < _LARGEST
+        ):
+            found.append(f"{path}: not a finite number (NaN, Infinity or out of range)")
+        elif value is _BAD_NAME:
+            found.append(f"{path}: has an element whose name is not a FHIR element name")
     if kind == "Patient" and not found:
         found += _life_problems(resource, today or datetime.now(UTC).date())
     if not found:
@@ -277,11 +293,8 @@ def problems(resource: Any, today: date | None = None) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _finite(number: float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an integer too large for a float
-        return False
+#: Integers at least this large are beyond a double's range: not a number anything can use.
+_LARGEST = 2**1024
 
 
 def _life_problems(patient: dict[str, Any], today: date) -> list[str]:
