@@ -14,9 +14,10 @@ from joinedup.web.settings import WebSettings
 
 
 @contextmanager
-def serving(settings: WebSettings) -> Iterator[str]:
-    """The real application for `settings` under Uvicorn on a free loopback port, warmed up;
-    yields its address and stops it afterwards."""
+def serving(settings: WebSettings, *, warm: bool = True) -> Iterator[str]:
+    """The real application for `settings` under Uvicorn on a free loopback port, warmed up
+    (unless not `warm`: then each page's figures are built when first asked for); yields its
+    address and stops it afterwards."""
     import uvicorn
 
     from joinedup.web.app import create_app
@@ -26,7 +27,7 @@ def serving(settings: WebSettings) -> Iterator[str]:
         port = probe.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+            create_app(settings, warm=warm), host="127.0.0.1", port=port, log_level="warning",
             access_log=False, proxy_headers=False,  # as `joinedup serve` runs it
         )
     )  # fmt: skip

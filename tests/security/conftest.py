@@ -54,6 +54,7 @@ def security_settings(
 
 @pytest.fixture(scope="module")
 def security_server(security_settings: WebSettings) -> Iterator[str]:
-    """The dashboard under Uvicorn over the small world, one per test module."""
-    with serving(security_settings) as address:
+    """The dashboard under Uvicorn over the small world, one per test module (not warmed up:
+    the probes build only the figures they ask for)."""
+    with serving(security_settings, warm=False) as address:
         yield address
