@@ -443,6 +443,7 @@ class AccessStore:
             return SignIn(None, locked_seconds=locked)
         with self._count_lock:
             self.password_checks += 1
+        ok: bool
         try:
             ok = _HASHER.verify(found[1] if found else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
