@@ -21,9 +21,12 @@
   50 concurrent clients for 60 s on loopback, against the 200 ms target; also throughput, errors,
   p50/p99, per-route p95 and the CPU time of client and server (see api.py).
 
-`--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api;
-phm, finance and views bring in the synth run they need) and merges their results into --out,
-keeping the other benchmarks' entries already there.
+- audit_page_check_300k_ms: the audit page's check of the keyed audit chain at 300,000 entries,
+  against 100 ms; also the full check run once at each start (see audit.py).
+
+`--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api,
+audit; phm, finance and views bring in the synth run they need) and merges their results into
+--out, keeping the other benchmarks' entries already there.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from api import bench_api, build_demo  # noqa: E402
+from audit import bench_audit  # noqa: E402
 from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 from fhir_views import bench_fhir_views  # noqa: E402
@@ -55,7 +59,7 @@ from fhir_views import bench_fhir_views  # noqa: E402
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
 TARGET_PEAK_GB = 4.0
 TARGET_PHM_S = 120.0
-BENCHES = ("synth", "phm", "finance", "engines", "views", "charlson", "api")
+BENCHES = ("synth", "phm", "finance", "engines", "views", "charlson", "api", "audit")
 NEEDS = {"phm": {"synth"}, "finance": {"phm"}, "views": {"synth"}}
 
 
@@ -283,6 +287,8 @@ def main() -> None:
                 demo = work / "demo.duckdb"
                 build_demo(demo, work / "demo-outputs")
             results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
+        if "audit" in run:
+            results += bench_audit(work)
     if "charlson" in run:
         results += bench_charlson_vs_comorbidipy(args.charlson_people)
     if args.only and args.out.is_file():

@@ -40,6 +40,7 @@ from joinedup.web.audit import (
     load_key,
     mark_mac,
     read_head,
+    values_hash,
     write_head,
 )
 
@@ -658,14 +659,13 @@ class AccessStore:
                 break
             for row in rows:
                 seq = int(row[0])
-                entry = dict(zip(AUDIT_FIELDS, row[1:-2], strict=True))
                 if row[-2] != prev or seq != last + 1:
                     problem = (
                         f"entry {seq} does not follow entry {last}: entries between were "
                         "removed, or one was changed"
                     )
                     return AuditCheck(False, last, checked, legacy.entries, problem)
-                if row[-1] != entry_hash(None if seq <= legacy.seq else key, prev, entry):
+                if row[-1] != values_hash(None if seq <= legacy.seq else key, prev, row[1:-2]):
                     return AuditCheck(
                         False, last, checked, legacy.entries,
                         f"entry {seq} does not match its hash: it was changed, or written "

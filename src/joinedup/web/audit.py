@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +91,15 @@ def load_key(path: Path) -> tuple[bytes, bool]:
 def entry_hash(key: bytes | None, prev: str, entry: dict[str, str]) -> str:
     """The hash of an entry after `prev`: keyed (HMAC-SHA256), or with `key` None the plain
     SHA-256 of entries written before the log had a key."""
-    body = json.dumps([prev, *(entry[k] for k in AUDIT_FIELDS)], ensure_ascii=False).encode()
+    return values_hash(key, prev, [entry[k] for k in AUDIT_FIELDS])
+
+
+def values_hash(key: bytes | None, prev: str, values: Sequence[str]) -> str:
+    """`entry_hash` of an entry given as its values in the order of AUDIT_FIELDS."""
+    body = json.dumps([prev, *values], ensure_ascii=False).encode()
     if key is None:
         return hashlib.sha256(body).hexdigest()
-    return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hmac.digest(key, body, "sha256").hex()
 
 
 def mark_mac(key: bytes, kind: str, seq: int, entries: int, last_hash: str) -> str:
@@ -181,5 +187,6 @@ __all__ = [
     "load_key",
     "mark_mac",
     "read_head",
+    "values_hash",
     "write_head",
 ]
