@@ -314,3 +314,26 @@ def test_a_rebuild_after_a_killed_writer_opens(tmp_path: Path) -> None:
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT seed, source FROM build").fetchall() == [(8, "synthetic")]
     assert _listing(tmp_path) == [WAREHOUSE]
+
+
+def test_synth_killed_while_generating_leaves_no_scratch_after_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """Killed while its Parquet parts are being written (not at a random point, so this
+    always tests the scratch folder), a build's parts are removed by the next build."""
+    args = ("synth", "--people", "300", "--seed", "9", "--workers", "1", "-w", WAREHOUSE)
+    proc = subprocess.Popen(
+        [*_exe(), *args], cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".synth-parts-*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "synth wrote no parts within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "synth finished before it could be killed"
+    assert list(tmp_path.glob(".synth-parts-*")), "kill -9 runs no clean-up"
+    assert not (tmp_path / WAREHOUSE).exists()
+    _run(args, tmp_path)
+    assert _listing(tmp_path) == [WAREHOUSE]
