@@ -28,6 +28,7 @@ from typing import Any
 import duckdb
 import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functional"))
@@ -39,7 +40,9 @@ from joinedup.disclosure import DisclosurePolicy, control_count
 from joinedup.population import risk
 from joinedup.population.inequalities import slope_index
 from joinedup.population.stats import BYAR_MIN_EVENTS, byars_limits, poisson_limits, proportion
+from joinedup.synth import condition_codelist
 from joinedup.warehouse.engines import open_engine
+from joinedup.warehouse.report import run_all
 from joinedup.web.dashboard import Dashboard
 from joinedup.web.settings import WebSettings
 
@@ -426,6 +429,55 @@ def test_a_parent_area_minus_its_visible_children_never_gives_a_suppressed_child
     _report(leaks)
 
 
+#: Roles of the columns of the canonical analytics' published outputs.
+ANALYTIC_COUNTS = {
+    "people", "events", "deaths", "pathways", "denominator", "aged_65_plus", "deaths_last_year",
+    "emergency_admissions_last_year", "bed_days",
+}  # fmt: skip
+ANALYTIC_RATIOS = {
+    "prevalence": Ratio("prevalence", "people", "denominator", lambda _: 1.0),
+    "rate_per_1000": Ratio("rate_per_1000", "events", "people", lambda _: 1000.0),
+    "rate_per_100000": Ratio("rate_per_100000", "deaths", "people", lambda _: 100_000.0),
+    "emergency_admissions_per_1000": Ratio(
+        "emergency_admissions_per_1000", "emergency_admissions_last_year", "people",
+        lambda _: 1000.0,
+    ),
+}  # fmt: skip
+ANALYTIC_OTHER = {
+    "place_code", "place_name", "age_band", "sex", "condition", "activity_type",
+    "point_of_delivery", "year", "weeks_band", "charlson_band",
+    "cost_gbp",  # money: a total, not a count
+    "share",  # pathways over all pathways, whose total is not published
+    "opted_out_share",  # its numerator (people opted out) is not published
+}  # fmt: skip
+
+
+def test_the_analytics_downloads_give_back_no_count(
+    published: Published, small_web_warehouse: PhmWarehouse, tmp_path: Path
+) -> None:
+    """(a) on the Parquet files `joinedup demo`/`warehouse` write for every canonical analytic
+    (before the dashboard opens the warehouse in this process)."""
+    with open_engine("duckdb", warehouse=small_web_warehouse.path, read_only=True) as engine:
+        runs = run_all(engine, condition_codelist(), tmp_path)
+    leaks: list[str] = []
+    for run in runs:
+        assert run.path is not None
+        rows = pq.read_table(run.path).to_pylist()
+        for i, row in enumerate(rows):
+            where = f"{run.name} row {i}"
+            for column, value in row.items():
+                if column in ANALYTIC_COUNTS:
+                    leaks += uncontrolled(value, f"{where} {column}")
+                elif column in ANALYTIC_RATIOS:
+                    leaks += [f"{where}: {m}" for m in attack_ratio(ANALYTIC_RATIOS[column], row)]
+                else:
+                    assert column in ANALYTIC_OTHER or column.endswith("_suppressed"), (
+                        f"{run.name}.{column} has no declared role"
+                    )
+    assert len(runs) >= 8
+    _report(leaks)
+
+
 # --- the API, the pages' figures and the report ----------------------------------------------
 
 COUNT_TEXT = re.compile(r"^\d{1,3}(,\d{3})*$")
@@ -473,6 +525,32 @@ def _attack_rate_row(row: dict[str, Any], where: str) -> list[str]:
     return leaks
 
 
+def _cells_by_key(document: dict[str, Any]) -> dict[tuple[str, str], int | None]:
+    """Each published people count of an overview or place profile, by (section, cell)."""
+    cells: dict[tuple[str, str], int | None] = {}
+    for section, key in (("tiers", "label"), ("segments", "key")):
+        for row in document[section]["rows"]:
+            cells[(section, str(row[key]))] = _count_of(row["people"])
+    sexes = document["pyramid"]["sexes"]
+    for row in document["pyramid"]["rows"]:
+        for sex, text in zip(sexes, row["cells"], strict=True):
+            cells[("pyramid", f"{row['band']} {sex}")] = _count_of(text)
+    return cells
+
+
+def _places_against_the_system(documents: dict[str, Any]) -> list[str]:
+    """(b) across pages: the system's tier, segment and pyramid cells are the sums of the
+    places' cells, so one hidden place cell beside a published system cell gives it away."""
+    system = _cells_by_key(documents["/api/v1/overview"])
+    places = [_cells_by_key(d) for p, d in documents.items() if p.startswith("/api/v1/places/")]
+    leaks: list[str] = []
+    for key, total in system.items():
+        leaks += uncontrolled(total, f"overview {key}")
+        parts = [cells.get(key, 0) for cells in places]
+        leaks += lone_hidden_children(total, parts, f"overview {key} over places")
+    return leaks
+
+
 def test_overview_and_place_figures_give_back_no_count(api: httpx.Client) -> None:
     """(a) and (b) on /api/v1/overview (the report's figures too: the same builder),
     every place profile, and places against their PCNs."""
@@ -488,6 +566,7 @@ def test_overview_and_place_figures_give_back_no_count(api: httpx.Client) -> Non
             rows += 1
             leaks += _attack_rate_row(row, f"{path}{where}")
     assert rows >= 12, "the overview should publish rate rows to attack"
+    leaks += _places_against_the_system(documents)
     pcns = api.get("/api/v1/pcns").json()
     for place in places:
         leaks += uncontrolled(place["people"], f"place {place['place_code']} people")

@@ -234,7 +234,7 @@ def restate(
     0; one whose denominator was published as 0 becomes null. `digits` rounds the result."""
     columns: dict[str, Any] = {}
     for rate, (numerator, denominator) in ratios.items():
-        value = published.column(rate).to_numpy(zero_copy_only=False).astype(np.float64)
+        value = _floats(published.column(rate))
         mask = np.isnan(value)
         factor = _scale(raw, published, numerator)
         if denominator is not None:
@@ -254,8 +254,8 @@ def restate(
 def _scale(raw: pa.Table, published: pa.Table, name: str) -> npt.NDArray[np.float64]:
     """published / exact for one count column; 1 where the exact count is 0 or missing, or the
     count is hidden (its rates are hidden too, unless the policy lets them through)."""
-    exact = pc.cast(raw.column(name), pa.float64()).to_numpy(zero_copy_only=False)
-    shown = pc.cast(published.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+    exact = _floats(raw.column(name))
+    shown = _floats(published.column(name))
     usable = (exact > 0) & ~np.isnan(shown)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale: npt.NDArray[np.float64] = np.where(usable, shown / exact, 1.0)
@@ -277,6 +277,13 @@ def _group_ids(table: pa.Table, group_by: list[str]) -> Ints:
     _, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
     ids: Ints = inverse.reshape(-1).astype(np.int64)
     return ids
+
+
+def _floats(column: Any) -> npt.NDArray[np.float64]:
+    """A numeric column as floats, NaN for nulls."""
+    cast = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
+    values: npt.NDArray[np.float64] = cast.to_numpy(zero_copy_only=False).astype(np.float64)
+    return values
 
 
 def _check_nesting(table: pa.Table, nested: Sequence[Nesting]) -> None:

@@ -21,7 +21,14 @@ from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 from sqlglot import exp
 
-from joinedup.disclosure import SUPPRESSED_MARK, DisclosurePolicy, apply, control_count, describe
+from joinedup.disclosure import (
+    SUPPRESSED_MARK,
+    DisclosurePolicy,
+    Nesting,
+    apply,
+    control_count,
+    describe,
+)
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.conditions import SEGMENTS
 from joinedup.reports.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
@@ -216,32 +223,52 @@ def _band_label(start: int) -> str:
 def _pyramid(
     engine: Engine, policy: DisclosurePolicy, place: str | None, area: str
 ) -> dict[str, Any]:
-    """People by five-year age band and sex, opt-outs left out, counts controlled here."""
+    """People by five-year age band and sex, opt-outs left out, counts controlled here: the
+    system's and every place's together, so no place's pyramid and the system's give a hidden
+    cell away by subtraction."""
     query = (
-        exp.select(exp.column("sex", "p").as_("sex"), exp.column("age", "p").as_("age"), _people())
+        exp.select(
+            exp.column("place_code", "p").as_("place_code"),
+            exp.column("sex", "p").as_("sex"),
+            exp.column("age", "p").as_("age"),
+            _people(),
+        )
         .from_(exp.to_table("phm_person").as_("p"))
-        .where(_opted_in_people(place))
-        .group_by(exp.column("sex", "p"), exp.column("age", "p"))
+        .where(_opted_in_people(None))
+        .group_by(exp.column("place_code", "p"), exp.column("sex", "p"), exp.column("age", "p"))
     )
-    raw: dict[tuple[str, int], int] = {}
+    raw: dict[tuple[str, str, int], int] = {}
     for row in _rows(engine, query):
         if row["age"] is None:
             continue
         band = min(int(row["age"]) // BAND_WIDTH * BAND_WIDTH, TOP_BAND)
-        key = (str(row["sex"] or "unknown"), band)
-        raw[key] = raw.get(key, 0) + int(row["people"])
-    found = {sex for sex, _ in raw}
+        sex = str(row["sex"] or "unknown")
+        for level, code in (("system", "all"), ("place", str(row["place_code"]))):
+            key = (f"{level}:{code}", sex, band)
+            raw[key] = raw.get(key, 0) + int(row["people"])
+    area_key = "system:all" if place is None else f"place:{place}"
+    found = {sex for _, sex, _ in raw}
     sexes = [s for s in ("male", "female") if s in found] + sorted(found - {"male", "female"})
     bands = list(range(0, TOP_BAND + 1, BAND_WIDTH))
-    cells = [(sex, b, raw.get((sex, b), 0)) for sex in sexes for b in bands]
+    areas = sorted({a for a, _, _ in raw} | {area_key})
+    cells = [(a, sex, b, raw.get((a, sex, b), 0)) for a in areas for sex in sexes for b in bands]
     table = pa.table(
         {
-            "sex": pa.array([c[0] for c in cells], pa.string()),
-            "band": pa.array([c[1] for c in cells], pa.int64()),
-            "people": pa.array([c[2] for c in cells], pa.int64()),
+            "level": pa.array([c[0].split(":", 1)[0] for c in cells], pa.string()),
+            "area": pa.array([c[0].split(":", 1)[1] for c in cells], pa.string()),
+            "sex": pa.array([c[1] for c in cells], pa.string()),
+            "band": pa.array([c[2] for c in cells], pa.int64()),
+            "people": pa.array([c[3] for c in cells], pa.int64()),
         }
     )
-    published = apply(table, policy, counts=["people"], group_by=["sex"]).to_pylist()
+    every = apply(
+        table,
+        policy,
+        counts=["people"],
+        group_by=["level", "area", "sex"],
+        nested=[Nesting("level", "area", "place", "system", "all", within=("sex", "band"))],
+    ).to_pylist()
+    published = [r for r in every if f"{r['level']}:{r['area']}" == area_key]
     value = {(r["sex"], r["band"]): r for r in published}
     total = sum(r["people"] or 0 for r in published)
 
@@ -343,12 +370,17 @@ def _segments(
 def _tiers(
     engine: Engine, policy: DisclosurePolicy, place: str | None, area: str
 ) -> dict[str, Any]:
-    """People by risk tier: the published system table, or the place's counts controlled here."""
+    """People by risk tier: the published system table, or the place's counts controlled here
+    with every place's, nested in the system's, so places and system give no hidden tier away."""
     if place is None:
         published = _rows(engine, _select("phm_risk_tiers"))
     else:
         query = (
-            exp.select(exp.column("risk_tier", "r").as_("risk_tier"), _people())
+            exp.select(
+                exp.column("place_code", "p").as_("area"),
+                exp.column("risk_tier", "r").as_("risk_tier"),
+                _people(),
+            )
             .from_(exp.to_table("phm_risk").as_("r"))
             .join(
                 exp.to_table("phm_person").as_("p"),
@@ -356,11 +388,29 @@ def _tiers(
                     this=exp.column("person_id", "r"), expression=exp.column("person_id", "p")
                 ),
             )
-            .where(_opted_in_people(place))
-            .group_by(exp.column("risk_tier", "r"))
+            .where(_opted_in_people(None))
+            .group_by(exp.column("place_code", "p"), exp.column("risk_tier", "r"))
         )
-        counts = engine.execute(query)
-        published = apply(counts, policy, counts=["people"]).to_pylist() if counts.num_rows else []
+        counts = _rows(engine, query)
+        system: dict[str, int] = {}
+        for r in counts:
+            system[r["risk_tier"]] = system.get(r["risk_tier"], 0) + int(r["people"])
+        rows = [{"level": "place", **r, "area": str(r["area"])} for r in counts] + [
+            {"level": "system", "area": "all", "risk_tier": t, "people": n}
+            for t, n in system.items()
+        ]
+        every = (
+            apply(
+                pa.Table.from_pylist(rows),
+                policy,
+                counts=["people"],
+                group_by=["level", "area"],
+                nested=[Nesting("level", "area", "place", "system", "all", within=("risk_tier",))],
+            ).to_pylist()
+            if rows
+            else []
+        )
+        published = [r for r in every if r["level"] == "place" and r["area"] == place]
     order = {t: i for i, t in enumerate(TIERS)}
     published.sort(key=lambda r: (order.get(r["risk_tier"], len(TIERS)), str(r["risk_tier"])))
     total = sum(r["people"] or 0 for r in published)
