@@ -518,10 +518,10 @@ class Dashboard:
         shown_people = control_count(people, policy) or 0
         out = []
         for c in columns:
-            missing = control_count(int(row[c] or 0), policy)
+            absent = control_count(int(row[c] or 0), policy)
             complete = (
-                f"{100 * (shown_people - missing) / shown_people:.2f}%"
-                if missing is not None and shown_people
+                f"{100 * (shown_people - absent) / shown_people:.2f}%"
+                if absent is not None and shown_people
                 else SUPPRESSED_MARK
                 if shown_people
                 else ""
@@ -529,8 +529,8 @@ class Dashboard:
             out.append(
                 {
                     "field": labels[c],
-                    "missing": missing,
-                    "missing_text": _count(missing, missing is None),
+                    "missing": absent,
+                    "missing_text": _count(absent, absent is None),
                     "complete": complete,
                 }
             )
