@@ -80,6 +80,20 @@ def test_a_changed_audit_entry_breaks_the_chain(store: AccessStore) -> None:
     assert check.problem and "entry 2" in check.problem
 
 
+def test_audit_entries_read_back_field_by_field(store: AccessStore) -> None:
+    """The audit page's columns (constant SQL) come back under the names they were written."""
+    user = store.add_user("gp", "correct horse battery", Role.CLINICIAN, pcn_code="U1")
+    store.audit(user, "view", "worklist/U1", detail="cohort=frail", reason="mdt", client="x")
+    store.audit(None, "unauthenticated", "GET /api/v1/me", detail="no token", reason="",
+                client="y", username="(unknown name)")  # fmt: skip
+    total, entries = store.audit_entries(limit=1, offset=1)
+    assert total == 2
+    assert {k: v for k, v in entries[0].items() if k != "at"} == {
+        "seq": 1, "username": "gp", "role": "clinician", "action": "view",
+        "resource": "worklist/U1", "detail": "cohort=frail", "reason": "mdt", "client": "x",
+    }  # fmt: skip
+
+
 def test_concurrent_wrong_passwords_check_no_more_than_the_limit(tmp_path: Path) -> None:
     # Counted before the check, in one transaction: 100 at once cannot all slip past a limit
     # of 5 (they did when the lock was read before the check and the failure written after).

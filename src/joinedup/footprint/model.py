@@ -8,6 +8,7 @@ members exist, codes are unique) and reports the first problems by field path.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -109,49 +110,67 @@ class Footprint(_Model):
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:
-        problems: list[str] = []
+        problems = [
+            *self._duplicate_codes(),
+            *self._practice_problems(),
+            *self._organisation_problems(),
+            *self._collaborative_problems(),
+            *self._pcns_without_practices(),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems[:10]))
+        return self
+
+    def _duplicate_codes(self) -> Iterator[str]:
         for name in ("places", "pcns", "practices", "organisations", "collaboratives"):
             seen: set[str] = set()
             for i, item in enumerate(getattr(self, name)):
                 if item.code in seen:
-                    problems.append(f"{name}.{i}.code: duplicate code {item.code!r}")
+                    yield f"{name}.{i}.code: duplicate code {item.code!r}"
                 seen.add(item.code)
+
+    def _practice_problems(self) -> Iterator[str]:
+        """PCNs in unknown places; practices in unknown places or PCNs, or in a PCN of
+        another place."""
         places = {p.code for p in self.places}
         pcn_place = {p.code: p.place for p in self.pcns}
-        orgs = {o.code for o in self.organisations}
         for i, pcn in enumerate(self.pcns):
             if pcn.place not in places:
-                problems.append(f"pcns.{i}.place: unknown place {pcn.place!r}")
+                yield f"pcns.{i}.place: unknown place {pcn.place!r}"
         for i, pr in enumerate(self.practices):
             if pr.place not in places:
-                problems.append(f"practices.{i}.place: unknown place {pr.place!r}")
+                yield f"practices.{i}.place: unknown place {pr.place!r}"
             if pr.pcn not in pcn_place:
-                problems.append(f"practices.{i}.pcn: unknown PCN {pr.pcn!r}")
+                yield f"practices.{i}.pcn: unknown PCN {pr.pcn!r}"
             elif pcn_place[pr.pcn] != pr.place:
-                problems.append(
+                yield (
                     f"practices.{i}.pcn: PCN {pr.pcn!r} is in place {pcn_place[pr.pcn]!r}, "
                     f"not the practice's place {pr.place!r}"
                 )
+
+    def _organisation_problems(self) -> Iterator[str]:
+        places = {p.code for p in self.places}
         for i, org in enumerate(self.organisations):
             if org.place is not None and org.place not in places:
-                problems.append(f"organisations.{i}.place: unknown place {org.place!r}")
+                yield f"organisations.{i}.place: unknown place {org.place!r}"
+
+    def _collaborative_problems(self) -> Iterator[str]:
+        places = {p.code for p in self.places}
+        orgs = {o.code for o in self.organisations}
         for i, col in enumerate(self.collaboratives):
             if col.kind is CollaborativeKind.VERTICAL and col.place is None:
-                problems.append(f"collaboratives.{i}.place: a vertical collaborative needs a place")
+                yield f"collaboratives.{i}.place: a vertical collaborative needs a place"
             if col.place is not None and col.place not in places:
-                problems.append(f"collaboratives.{i}.place: unknown place {col.place!r}")
+                yield f"collaboratives.{i}.place: unknown place {col.place!r}"
             for j, member in enumerate(col.members):
                 if member not in orgs:
-                    problems.append(
-                        f"collaboratives.{i}.members.{j}: unknown organisation {member!r}"
-                    )
+                    yield f"collaboratives.{i}.members.{j}: unknown organisation {member!r}"
+
+    def _pcns_without_practices(self) -> Iterator[str]:
         used = {p.pcn for p in self.practices}
         for i, pcn in enumerate(self.pcns):
             if pcn.code not in used:
-                problems.append(f"pcns.{i}: PCN {pcn.code!r} has no practices")
-        if problems:
-            raise ValueError("; ".join(problems[:10]))
-        return self
+                yield f"pcns.{i}: PCN {pcn.code!r} has no practices"
 
     # Convenience views -------------------------------------------------------------------
     @property

@@ -212,6 +212,31 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
+# Every statement is constant text with its values bound as parameters (never formatted in).
+_SYNC_FULL = "PRAGMA synchronous=FULL"
+_SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
+_INSERT_USER = (
+    "INSERT INTO users (username, display_name, role, pcn_code, practice_code, password_hash, "
+    "demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
+)
+_REPLACE_USER = (
+    "INSERT OR REPLACE INTO users (username, display_name, role, pcn_code, practice_code, "
+    "password_hash, demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
+)
+_FAILURES_OF_NAME = "SELECT at FROM login_failures WHERE username = ? AND at > ? ORDER BY at"
+_FAILURES_FROM_CLIENT = "SELECT at FROM login_failures WHERE client = ? AND at > ? ORDER BY at"
+# The audit fields in AUDIT_FIELDS' order (at, username, role, action, resource, detail,
+# reason, client): the newest entries up to a number, and the entries after one, to check.
+_AUDIT_PAGE = (
+    "SELECT seq, at, username, role, action, resource, detail, reason, client FROM audit "
+    "WHERE seq <= ? ORDER BY seq DESC LIMIT ?"
+)
+_AUDIT_AFTER = (
+    "SELECT seq, at, username, role, action, resource, detail, reason, client, prev_hash, hash "
+    "FROM audit WHERE seq > ? ORDER BY seq LIMIT 20000"
+)
+
+
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -289,7 +314,7 @@ class AccessStore:
             # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed entry
             # survives the server crashing; only a power cut can lose the last moments' entries.
             # `durable=True` syncs every commit (about 20 ms each on this machine's disk).
-            self._con.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._con.execute(_SYNC_FULL if durable else _SYNC_NORMAL)
             self._con.executescript(_SCHEMA)
         except sqlite3.Error as err:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
@@ -350,7 +375,6 @@ class AccessStore:
         if role is not Role.CLINICIAN and (pcn_code or practice_code):
             raise InputError("pcn", "only clinicians are tied to a PCN or practice")
         user = User(username, display_name or username, role, pcn_code, practice_code, demo=demo)
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._tx() as con:
             if (
                 not replace
@@ -358,8 +382,7 @@ class AccessStore:
             ):
                 raise InputError("username", f"{username!r} already exists")
             con.execute(
-                f"{verb} INTO users (username, display_name, role, pcn_code, practice_code, "
-                "password_hash, demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                _REPLACE_USER if replace else _INSERT_USER,
                 (
                     username, user.display_name, role.value, pcn_code, practice_code,
                     _HASHER.hash(password), int(demo), _iso(_now()),
@@ -392,14 +415,11 @@ class AccessStore:
         Attempts still being checked count as failures until they succeed."""
         since = _iso(_now() - self.window)
         worst = 0
-        for column, value, limit in (
-            ("username", username, self.max_failures),
-            ("client", client, self.max_failures * 4),
+        for query, value, limit in (
+            (_FAILURES_OF_NAME, username, self.max_failures),
+            (_FAILURES_FROM_CLIENT, client, self.max_failures * 4),
         ):
-            rows = con.execute(
-                f"SELECT at FROM login_failures WHERE {column} = ? AND at > ? ORDER BY at",
-                (value, since),
-            ).fetchall()
+            rows = con.execute(query, (value, since)).fetchall()
             if len(rows) >= limit:
                 oldest = datetime.fromisoformat(rows[len(rows) - limit][0])
                 worst = max(worst, int((oldest + self.window - _now()).total_seconds()) + 1)
@@ -559,11 +579,7 @@ class AccessStore:
         """The newest entries first, and how many there are in all (the newest entry's number:
         they are numbered from 1 without gaps, so neither needs a scan of the whole log)."""
         total = int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
-        rows = self._con.execute(
-            "SELECT seq, " + ", ".join(AUDIT_FIELDS) + " FROM audit WHERE seq <= ? "
-            "ORDER BY seq DESC LIMIT ?",
-            (total - offset, limit),
-        ).fetchall()
+        rows = self._con.execute(_AUDIT_PAGE, (total - offset, limit)).fetchall()
         return total, [dict(zip(("seq", *AUDIT_FIELDS), r, strict=True)) for r in rows]
 
     def _mark_legacy_entries(self) -> None:
@@ -622,75 +638,99 @@ class AccessStore:
             return found
 
     def _verify(self, *, full: bool, checkpoint: bool) -> AuditCheck:
-        key = self._audit_key
-        legacy_marks = self._marks("legacy")
-        legacy = Mark(0, 0, GENESIS)
-        if legacy_marks:
-            legacy, mac = legacy_marks[-1]
-            if not legacy.signed(key, "legacy", mac) or not self._holds(legacy):
-                problem = "the mark of where the unkeyed legacy entries end was changed"
-                return AuditCheck(False, 0, 0, problem=problem)
-        start = Mark(0, 0, GENESIS)
-        if not full:
-            if self._verified is not None:
-                start = self._verified
-            else:
-                for mark, mac in self._marks("checkpoint"):
-                    if not mark.signed(key, "checkpoint", mac):
-                        problem = f"the checkpoint at entry {mark.seq} is not signed with the key"
-                        return AuditCheck(False, 0, 0, problem=problem)
-                    start = mark
-                    break
+        legacy = self._legacy_end()
+        if isinstance(legacy, str):
+            return AuditCheck(False, 0, 0, problem=legacy)
+        start = self._verify_from(full=full)
+        if isinstance(start, str):
+            return AuditCheck(False, 0, 0, problem=start)
         if start.seq and not self._holds(start):
             return AuditCheck(
                 False, 0, 0, legacy.entries,
                 f"entries up to {start.seq} were changed or removed after they were checked",
             )  # fmt: skip
+        end, checked, problem = self._walk(start, legacy)
+        if problem is None:
+            problem = self._head_problem(end.seq, legacy)
+        if problem is not None:
+            return AuditCheck(False, end.seq, checked, legacy.entries, problem)
+        self._verified = end
+        newest = self._marks("checkpoint")
+        since = end.seq - (newest[0][0].seq if newest else 0)
+        if end.seq and since and (checkpoint or since >= CHECKPOINT_EVERY):
+            with self._tx() as con:
+                self._insert_mark(con, "checkpoint", end)
+        return AuditCheck(True, end.seq, checked, min(legacy.entries, end.entries))
+
+    def _legacy_end(self) -> Mark | str:
+        """Where the unkeyed legacy entries end (entry 0 when there are none), or what is
+        wrong with the signed mark of it."""
+        marks = self._marks("legacy")
+        if not marks:
+            return Mark(0, 0, GENESIS)
+        legacy, mac = marks[-1]
+        if not legacy.signed(self._audit_key, "legacy", mac) or not self._holds(legacy):
+            return "the mark of where the unkeyed legacy entries end was changed"
+        return legacy
+
+    def _verify_from(self, *, full: bool) -> Mark | str:
+        """The newest entry known good: the last this process checked, else the newest signed
+        checkpoint, else none (and none for a `full` check); or what is wrong with the
+        checkpoint."""
+        if full:
+            return Mark(0, 0, GENESIS)
+        if self._verified is not None:
+            return self._verified
+        marks = self._marks("checkpoint")
+        if not marks:
+            return Mark(0, 0, GENESIS)
+        mark, mac = marks[0]
+        if not mark.signed(self._audit_key, "checkpoint", mac):
+            return f"the checkpoint at entry {mark.seq} is not signed with the key"
+        return mark
+
+    def _walk(self, start: Mark, legacy: Mark) -> tuple[Mark, int, str | None]:
+        """Hash every entry after `start`, in batches: the newest entry that checks, how many
+        entries were hashed, and the first problem (None when every entry checks)."""
         prev, last, entries, checked = start.hash, start.seq, start.entries, 0
-        columns = ", ".join(AUDIT_FIELDS)
         while True:
             with self._lock:
-                rows = self._con.execute(
-                    f"SELECT seq, {columns}, prev_hash, hash FROM audit WHERE seq > ? "
-                    "ORDER BY seq LIMIT 20000",
-                    (last,),
-                ).fetchall()
+                rows = self._con.execute(_AUDIT_AFTER, (last,)).fetchall()
             if not rows:
-                break
+                return Mark(last, entries, prev), checked, None
             for row in rows:
                 seq = int(row[0])
+                key = None if seq <= legacy.seq else self._audit_key
+                problem = None
                 if row[-2] != prev or seq != last + 1:
                     problem = (
                         f"entry {seq} does not follow entry {last}: entries between were "
                         "removed, or one was changed"
                     )
-                    return AuditCheck(False, last, checked, legacy.entries, problem)
-                if row[-1] != values_hash(None if seq <= legacy.seq else key, prev, row[1:-2]):
-                    return AuditCheck(
-                        False, last, checked, legacy.entries,
+                elif row[-1] != values_hash(key, prev, row[1:-2]):
+                    problem = (
                         f"entry {seq} does not match its hash: it was changed, or written "
-                        "without the audit key",
-                    )  # fmt: skip
+                        "without the audit key"
+                    )
+                if problem is not None:
+                    return Mark(last, entries, prev), checked, problem
                 prev, last, entries, checked = row[-1], seq, entries + 1, checked + 1
-        head = read_head(self.audit_head_path, key)
+
+    def _head_problem(self, last: int, legacy: Mark) -> str | None:
+        """What is wrong with the signed head, given that the log checks through `last`."""
+        head = read_head(self.audit_head_path, self._audit_key)
         if isinstance(head, str):
-            return AuditCheck(False, last, checked, legacy.entries, head)
-        if head is None and last > legacy.seq:
-            problem = f"the audit head file {self.audit_head_path} is missing"
-            return AuditCheck(False, last, checked, legacy.entries, problem)
-        if head is not None and (head.seq > last or not self._holds(head)):
-            return AuditCheck(
-                False, last, checked, legacy.entries,
+            return head
+        if head is None:
+            if last > legacy.seq:
+                return f"the audit head file {self.audit_head_path} is missing"
+            return None
+        if head.seq > last or not self._holds(head):
+            return (
                 f"the log ends at entry {last} but its signed head is entry {head.seq} of "
-                f"{head.entries}: entries were removed from the end, or changed",
-            )  # fmt: skip
-        self._verified = Mark(last, entries, prev)
-        newest = self._marks("checkpoint")
-        since = last - (newest[0][0].seq if newest else 0)
-        if last and since and (checkpoint or since >= CHECKPOINT_EVERY):
-            with self._tx() as con:
-                self._insert_mark(con, "checkpoint", self._verified)
-        return AuditCheck(True, last, checked, min(legacy.entries, entries))
+                f"{head.entries}: entries were removed from the end, or changed"
+            )
+        return None
 
 
 #: The demo accounts `joinedup demo` creates (and `joinedup users demo`). Their passwords are
