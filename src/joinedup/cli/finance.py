@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import (
+    DEFAULT_SPARK_MASTER,
+    DEFAULT_WAREHOUSE,
+    EngineOption,
+    MemoryLimitOption,
+    SparkMasterOption,
+    WarehouseOption,
+    console,
+)
 from joinedup.cli.warehouse import write_result
 from joinedup.disclosure import DisclosurePolicy
 from joinedup.errors import ConfigurationError, InputError, describe_validation_error
@@ -100,9 +108,21 @@ def _print_need(rows: list[NeedIndex], title: str) -> None:
 
 
 @contextmanager
-def _session(warehouse: Path, config: Path | None) -> Iterator[tuple[Engine, FinanceConfig, str]]:
+def _session(
+    warehouse: Path,
+    config: Path | None,
+    engine_kind: str = "duckdb",
+    spark_master: str = DEFAULT_SPARK_MASTER,
+    memory_limit: str | None = None,
+) -> Iterator[tuple[Engine, FinanceConfig, str]]:
     """The warehouse opened for writing, with the settings checked against its footprint."""
-    with open_engine("duckdb", warehouse=warehouse, read_only=False) as engine:
+    with open_engine(
+        engine_kind,
+        warehouse=warehouse,
+        read_only=False,
+        spark_master=spark_master,
+        memory_limit=memory_limit,
+    ) as engine:
         places, orgs = fp.footprint_names(engine)
         if config is None:
             settings = default_config(fp.warehouse_profile(engine))
@@ -471,25 +491,31 @@ def run_command(
     config: ConfigOption = None,
     reference_dir: ReferenceOption = None,
     ledger: LedgerOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Every finance step into the warehouse in one transaction: need, allocation to places and
     sectors, guarantees, delegated and pooled budgets, payments, risk share, the control total
     and the what-if scenarios in the settings. A failure leaves the previous tables as they
-    were; a re-run replaces them."""
+    were; a re-run replaces them. Runs on DuckDB or Spark (--engine spark needs a lake)."""
     began = time.perf_counter()
 
     def stage(text: str) -> None:
         console.print(f"[dim]{time.perf_counter() - began:6.1f} s[/]  {escape(text)}")
 
     published = load_practices_from_dir(reference_dir) if reference_dir is not None else None
-    with _session(warehouse, config) as (engine, settings, _), console.status("Finance") as status:
+    with (
+        _session(warehouse, config, engine, spark_master, memory_limit) as (eng, settings, _),
+        console.status("Finance") as status,
+    ):
 
         def update(text: str) -> None:
             stage(text)
             status.update(text)
 
         written = fp.run_all(
-            engine, settings, published=published, ledger=_ledger(engine, ledger), on_stage=update
+            eng, settings, published=published, ledger=_ledger(eng, ledger), on_stage=update
         )
     stage("done")
     _written(written)

@@ -32,10 +32,38 @@ WarehouseOption = Annotated[
         "--warehouse",
         "-w",
         envvar="JOINEDUP_WAREHOUSE",
-        help="Warehouse DuckDB file (env JOINEDUP_WAREHOUSE).",
+        help="Warehouse: a DuckDB file (name ending .duckdb) or a lake (a folder of Parquet "
+        "tables with a manifest) (env JOINEDUP_WAREHOUSE).",
         show_default=True,
     ),
 ]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        "-e",
+        envvar="JOINEDUP_ENGINE",
+        help="Engine that runs the job: duckdb (embedded) or spark (needs a lake warehouse).",
+    ),
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master",
+        envvar="JOINEDUP_SPARK_MASTER",
+        help="Spark master URL for --engine spark (local[*], spark://host:7077, yarn ...).",
+    ),
+]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        envvar="JOINEDUP_MEMORY_LIMIT",
+        help="DuckDB's memory limit, e.g. 4GB (default: 60% of RAM); beyond it DuckDB spills "
+        "to disk.",
+    ),
+]
+DEFAULT_SPARK_MASTER = "local[*]"
 
 
 def _version(value: bool) -> None:

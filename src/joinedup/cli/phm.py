@@ -17,7 +17,15 @@ from rich.markup import escape
 from rich.table import Table
 from sqlglot import exp
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import (
+    DEFAULT_SPARK_MASTER,
+    DEFAULT_WAREHOUSE,
+    EngineOption,
+    MemoryLimitOption,
+    SparkMasterOption,
+    WarehouseOption,
+    console,
+)
 from joinedup.cli.warehouse import write_result
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.codelists import load_codelists
@@ -49,8 +57,12 @@ def run(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
     config: ConfigOption = None,
     codelist_dir: CodelistOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
-    """Compute every population health output into warehouse tables (phm_*).
+    """Compute every population health output into warehouse tables (phm_*), on DuckDB or
+    Spark (--engine spark needs a lake warehouse; both write the same rows).
 
     Index date: the day after the warehouse's last day. The emergency admission model trains
     on the population two years before it and is validated on the population a year before
@@ -62,7 +74,13 @@ def run(
     codes = load_codelists(codelist_dir)
     began = time.perf_counter()
     with (
-        open_engine("duckdb", warehouse=warehouse, read_only=False) as engine,
+        open_engine(
+            engine,
+            warehouse=warehouse,
+            read_only=False,
+            spark_master=spark_master,
+            memory_limit=memory_limit,
+        ) as eng,
         console.status("Population health run") as status,
     ):
 
@@ -70,7 +88,7 @@ def run(
             console.print(f"[dim]{time.perf_counter() - began:6.1f} s[/]  {escape(text)}")
             status.update(text)
 
-        result = run_phm(engine, config=settings, codes=codes, on_stage=stage)
+        result = run_phm(eng, config=settings, codes=codes, on_stage=stage)
     card = result.card
     table = Table(title="Tables written", show_edge=False)
     table.add_column("table")

@@ -16,7 +16,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import (
+    DEFAULT_SPARK_MASTER,
+    DEFAULT_WAREHOUSE,
+    EngineOption,
+    MemoryLimitOption,
+    SparkMasterOption,
+    WarehouseOption,
+    console,
+)
 from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
@@ -30,6 +38,7 @@ from joinedup.warehouse import (
     ENGINE_KINDS,
     Engine,
     analytics,
+    copy_warehouse,
     export_parquet,
     open_engine,
     render_markdown,
@@ -47,29 +56,32 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-EngineOption = Annotated[
-    str, typer.Option("--engine", "-e", help=f"Engine: {', '.join(ENGINE_KINDS)}.")
-]
-SparkMasterOption = Annotated[
-    str,
-    typer.Option(
-        "--spark-master",
-        envvar="JOINEDUP_SPARK_MASTER",
-        help="Spark master URL (local[2], spark://host:7077, yarn ...).",
-    ),
-]
 ParquetOption = Annotated[
     Path | None,
-    typer.Option("--parquet", help="Folder of canonical tables as Parquet (needed by Spark)."),
+    typer.Option(
+        "--parquet",
+        help="Read canonical tables from a folder of <table>.parquet files instead of the "
+        "warehouse (read only).",
+    ),
 ]
 
 
-def open_for(engine: str, warehouse: Path, spark_master: str, parquet: Path | None) -> Engine:
-    if engine == "spark":
-        return open_engine("spark", spark_master=spark_master, parquet_dir=parquet)
+def open_for(
+    engine: str,
+    warehouse: Path,
+    spark_master: str,
+    parquet: Path | None,
+    memory_limit: str | None = None,
+) -> Engine:
+    if engine not in ENGINE_KINDS:
+        raise ConfigurationError(
+            f"unknown engine {engine!r}; choose from {', '.join(ENGINE_KINDS)}"
+        )
     if parquet is not None:
-        return open_engine("duckdb", parquet_dir=parquet)
-    return open_engine("duckdb", warehouse=warehouse)
+        return open_engine(engine, spark_master=spark_master, parquet_dir=parquet)
+    return open_engine(
+        engine, warehouse=warehouse, spark_master=spark_master, memory_limit=memory_limit
+    )
 
 
 @app.command()
@@ -108,6 +120,24 @@ def schema(
     else:
         for t in ALL_TABLES:
             console.print(f"[bold]{t.name}[/]: {', '.join(t.column_names)}")
+
+
+@app.command("copy")
+def copy(
+    source: Annotated[Path, typer.Argument(help="A .duckdb file or a lake folder.")],
+    target: Annotated[Path, typer.Argument(help="A lake folder or a .duckdb file.")],
+) -> None:
+    """Copy every current table from a DuckDB file to a lake (a folder of Parquet tables with
+    a manifest, which Spark, Databricks or DuckDB read), or from a lake to a DuckDB file. The
+    target is replaced whole and at once."""
+    with console.status("Copying") as status:
+        counts = copy_warehouse(
+            source, target, on_table=lambda name: status.update(f"Copying {name}")
+        )
+    console.print(
+        f"Copied {len(counts)} tables ({sum(counts.values()):,} rows) from "
+        f"{escape(str(source))} to {escape(str(target))}."
+    )
 
 
 @app.command("export-parquet")
@@ -201,19 +231,17 @@ def run_analytic(
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help=".csv or .parquet")] = None,
     engine: EngineOption = "duckdb",
-    spark_master: SparkMasterOption = "local[2]",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+    memory_limit: MemoryLimitOption = None,
     parquet: ParquetOption = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Run one canonical analytic on DuckDB or Spark; the result passes disclosure control.
 
-    Parameters default to the warehouse's history (its last day, its last year)."""
-    if engine not in ENGINE_KINDS:
-        raise ConfigurationError(
-            f"unknown engine {engine!r}; choose from {', '.join(ENGINE_KINDS)}"
-        )
+    Parameters default to the warehouse's history (its last day, its last year). Spark
+    reads a lake warehouse (or --parquet)."""
     began = time.perf_counter()
-    with open_for(engine, warehouse, spark_master, parquet) as eng:
+    with open_for(engine, warehouse, spark_master, parquet, memory_limit) as eng:
         params = default_parameters(name, period_of(eng))
         params.update(_coerce_dates(_parse_params(param or [])))
         if params.get("codelist") == "summary_codelist":

@@ -18,10 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
 
 from joinedup import __version__
+from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
+from joinedup.warehouse.lake import MANIFEST, Lake, is_lake, parquet_rows
 from joinedup.warehouse.locks import holding
 from joinedup.warehouse.schema import (
     ALL_TABLES,
@@ -36,6 +40,7 @@ from joinedup.warehouse.schema import (
     POPULATION_TABLES,
     PRACTICE,
     TABLES,
+    Table,
     conform,
 )
 from joinedup.warehouse.scratch import scratch_folder
@@ -156,6 +161,143 @@ def _remove(path: Path) -> None:
             p.unlink()
 
 
+def _empty_or_conformed(table: Table, data: pa.Table | None) -> pa.Table:
+    if data is None:
+        return table.arrow_schema().empty_table()
+    return conform(table, data)
+
+
+def build_lake(
+    root: Path,
+    *,
+    parts_dir: Path,
+    footprint: Footprint,
+    info: BuildInfo,
+    areas: pa.Table | None = None,
+    memory_limit: str = "3GB",
+    on_table: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """`build_warehouse` for a lake: every canonical table written to a new version and made
+    current at once (tables other jobs wrote, such as phm_*, are removed: they described the
+    population being replaced)."""
+    lake = Lake(root)
+    counts: dict[str, int] = {}
+    with lake.writing(info.build_id) as write:
+        for name in lake.manifest().tables:
+            write.remove(name)
+        engine = DuckDBEngine(memory_limit=memory_limit, bulk_load=True)
+        try:
+            for table in POPULATION_TABLES:
+                if on_table is not None:
+                    on_table(table.name)
+                folder = write.stage(table.name)
+                files = sorted((parts_dir / table.name).glob("*.parquet"))
+                if files:
+                    engine.write_parquet(_typed_select(table, files), folder)
+                else:
+                    pq.write_table(table.arrow_schema().empty_table(), folder / "part-0.parquet")
+                counts[table.name] = parquet_rows(sorted(folder.glob("*.parquet")))
+        finally:
+            engine.close()
+        small = {
+            **footprint_tables(footprint),
+            AREA.name: _empty_or_conformed(AREA, areas),
+            BUILD.name: info.table(),
+        }
+        for name, data in small.items():
+            typed = conform(TABLES[name], data)
+            pq.write_table(typed, write.stage(name) / "part-00000.parquet")
+            counts[name] = typed.num_rows
+        write.commit()
+    return counts
+
+
+def _typed_select(table: Table, files: list[Path]) -> exp.Select:
+    """The table's columns, by name and cast to their types, from Parquet `files`."""
+    source = exp.func(
+        "read_parquet", exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
+    )
+    return exp.select(
+        *[
+            exp.cast(exp.column(c.name), exp.DataType.build(c.type, dialect="duckdb")).as_(c.name)
+            for c in table.columns
+        ]
+    ).from_(source)
+
+
+def copy_warehouse(
+    source: Path, target: Path, *, on_table: Callable[[str], None] | None = None
+) -> dict[str, int]:
+    """Copy every current table from a DuckDB file to a lake, or from a lake to a DuckDB
+    file; the target is replaced whole and at once. Returns rows per table."""
+    if is_lake(source) == is_lake(target):
+        kind = "lakes" if is_lake(source) else "DuckDB files"
+        raise ConfigurationError(
+            f"both {source} and {target} are {kind}: copy from a .duckdb file to a lake "
+            "(a folder) or back"
+        )
+    if is_lake(source):
+        return _lake_to_file(Lake(source), target, on_table)
+    return _file_to_lake(source, Lake(target), on_table)
+
+
+def _file_to_lake(
+    source: Path, lake: Lake, on_table: Callable[[str], None] | None
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    engine = DuckDBEngine(source, read_only=True)
+    try:
+        names = engine.table_names()
+        with lake.writing() as write:
+            for name in lake.manifest().tables:
+                if name not in names:
+                    write.remove(name)
+            for name in names:
+                if on_table is not None:
+                    on_table(name)
+                folder = write.stage(name)
+                engine.export_parquet(name, folder / "part-00000.parquet")
+                counts[name] = parquet_rows([folder / "part-00000.parquet"])
+            write.commit()
+    finally:
+        engine.close()
+    return counts
+
+
+def _lake_to_file(
+    lake: Lake, target: Path, on_table: Callable[[str], None] | None
+) -> dict[str, int]:
+    if not lake.exists():
+        raise ConfigurationError(f"no lake at {lake.root} (no {MANIFEST})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    manifest = lake.manifest()
+    with (
+        lake.pinned(manifest),
+        holding(target),
+        scratch_folder(target.parent, f"{target.name}.copying") as scratch,
+    ):
+        tmp = scratch / target.name
+        engine = DuckDBEngine(tmp, bulk_load=True)
+        try:
+            for name, entry in manifest.tables.items():
+                if on_table is not None:
+                    on_table(name)
+                files = lake.files(entry)
+                if name in TABLES:
+                    engine.create(TABLES[name])
+                    engine.insert_parquet(name, TABLES[name].column_names, files)
+                else:
+                    engine.load_parquet(name, files)
+                counts[name] = engine.count(name)
+            engine.checkpoint()
+        finally:
+            engine.close()
+        target.with_name(target.name + ".wal").unlink(missing_ok=True)
+        tmp.replace(target)
+    return counts
+
+
 def build_warehouse(
     path: Path,
     *,
@@ -168,7 +310,18 @@ def build_warehouse(
 ) -> dict[str, int]:
     """Create the warehouse at `path` from Parquet parts (`parts_dir/<table>/*.parquet`), the
     footprint and its LSOAs (`areas`), replacing any existing file only once the new one is
-    complete. Returns row counts."""
+    complete. A `path` that is a lake (a folder) is built by `build_lake`. Returns row
+    counts."""
+    if is_lake(path):
+        return build_lake(
+            path,
+            parts_dir=parts_dir,
+            footprint=footprint,
+            info=info,
+            areas=areas,
+            memory_limit=memory_limit,
+            on_table=on_table,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with holding(path), scratch_folder(path.parent, f"{path.name}.building") as scratch:

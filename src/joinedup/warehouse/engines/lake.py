@@ -1,0 +1,245 @@
+"""An engine over a lake: DuckDB or Spark queries the lake's Parquet; writes are versioned.
+
+`LakeEngine` wraps the engine that runs the SQL (DuckDB in memory, or a Spark session) and
+keeps the tables in a `Lake`. On opening it reads the manifest once, pins those versions and
+shows each table as a view over its files. A table a job writes (one the schema registry
+knows) goes to a new version folder, written by the engine itself (DuckDB's COPY, Spark's
+executors), and the view is pointed at it; the manifest changes only when the job's
+transaction commits, so every reader, and a job killed at any point, sees the old tables or
+the new. Intermediate tables stay in the session (DuckDB, which spills to the run's scratch
+folder) or are checkpointed to Parquet in the scratch folder (Spark, so a long plan is cut
+and nothing is recomputed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from joinedup.errors import JoinedupError
+from joinedup.warehouse.engines.base import Engine
+from joinedup.warehouse.lake import Lake, LakeWrite, Manifest, scratch_root
+from joinedup.warehouse.scratch import scratch_folder
+
+
+class LakeEngine(Engine):
+    """Queries through `inner`; tables live in `lake`. `stored(name)` says which tables a job
+    keeps in the lake (the registry's); others are the run's intermediates."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        make_inner: Callable[[Path], Engine],
+        *,
+        stored: Callable[[str], bool],
+        read_only: bool = True,
+        check: Callable[[Lake, Manifest], None] | None = None,
+    ) -> None:
+        """`make_inner(scratch)` opens the query engine, given this run's scratch folder (for
+        DuckDB's spill files)."""
+        self.lake = lake
+        self.read_only = read_only
+        self._stored = stored
+        self._stack = ExitStack()
+        self._pin = ExitStack()
+        self._write: LakeWrite | None = None
+        self._write_stack: ExitStack | None = None
+        self.inner: Engine | None = None
+        try:
+            self.manifest = lake.manifest()
+            if check is not None:
+                check(lake, self.manifest)
+            self._pin.enter_context(lake.pinned(self.manifest))
+            self._scratch = self._stack.enter_context(scratch_folder(scratch_root(lake), "run"))
+            self.inner = make_inner(self._scratch)
+            self.dialect = self._q.dialect
+            self.name = self._q.name
+            self._attach_current()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def _q(self) -> Engine:
+        assert self.inner is not None
+        return self.inner
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _attach_current(self) -> None:
+        for name, entry in self.manifest.tables.items():
+            self._q.view_parquet(name, self.lake.files(entry))
+
+    def execute(self, query: exp.Query) -> pa.Table:
+        return self._q.execute(query)
+
+    def execute_text(self, sql: str) -> pa.Table:
+        return self._q.execute_text(sql)
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        return self._q.fetch(sql)
+
+    def stream(self, query: exp.Query | str, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        return self._q.stream(query, batch_rows)
+
+    def render(self, query: exp.Query) -> str:
+        return self._q.render(query)
+
+    def table_names(self) -> list[str]:
+        return self._q.table_names()
+
+    def count(self, name: str) -> int:
+        return self._q.count(name)
+
+    def load_session(self, name: str, data: pa.Table) -> None:
+        self._q.load_session(name, data)
+
+    def load_parquet(self, name: str, files: Any) -> None:
+        self._q.view_parquet(name, files)
+
+    def view_parquet(self, name: str, files: Any) -> None:
+        self._q.view_parquet(name, files)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def _refuse_if_read_only(self, name: str) -> None:
+        if self.read_only:
+            raise JoinedupError(f"lake {self.lake.root} is open read-only; cannot write {name}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every table written inside the block becomes current at once when it ends, or
+        none does (an error, an interrupt, or the process killed)."""
+        if self._write is not None:  # nested: the outer block commits
+            yield
+            return
+        self._refuse_if_read_only("tables")
+        stack = ExitStack()
+        self._write = stack.enter_context(self.lake.writing())
+        self._write_stack = stack
+        try:
+            yield
+            self.manifest = self._write.commit()
+            self._repin()
+        except BaseException:
+            self._write = None
+            stack.close()
+            self._write_stack = None
+            self._reattach_after_abort()
+            raise
+        self._write = None
+        self._write_stack = None
+        stack.close()
+
+    def _reattach_after_abort(self) -> None:
+        """Views back on the committed versions (the staged ones are gone)."""
+        with contextlib.suppress(JoinedupError):
+            self.manifest = self.lake.manifest()
+        self._attach_current()
+
+    @contextmanager
+    def _writing(self) -> Iterator[LakeWrite]:
+        """The current write, or one of its own for a single table outside a transaction."""
+        if self._write is not None:
+            yield self._write
+            return
+        with self.transaction():
+            assert self._write is not None
+            yield self._write
+
+    def _scratch_dir(self) -> Path:
+        return self._scratch
+
+    def _repin(self) -> None:
+        """Hold the versions just committed instead of those read at opening, so the old
+        ones can be cleaned up."""
+        self._pin.close()
+        self._pin = ExitStack()
+        self._pin.enter_context(self.lake.pinned(self.manifest))
+
+    def materialise(self, name: str, query: exp.Query) -> None:
+        if not self._stored(name):
+            if self._q.name == "spark":  # checkpoint: cut the plan, keep rows on disk
+                folder = self._scratch_dir() / f"{name}-{uuid.uuid4().hex[:6]}"
+                self._q.write_parquet(query, folder)
+                self._q.view_parquet(name, sorted(folder.glob("*.parquet")))
+            else:
+                self._q.materialise(name, query)
+            return
+        self._refuse_if_read_only(name)
+        with self._writing() as write:
+            folder = write.stage(name)
+            self._q.write_parquet(query, folder)
+            self._show_staged(name, folder)
+
+    def _show_staged(self, name: str, folder: Path) -> None:
+        files = sorted(folder.glob("*.parquet"))
+        if not files:
+            raise JoinedupError(f"table {name}: nothing was written to {folder}")
+        self._q.view_parquet(name, files)
+
+    def load(self, name: str, data: pa.Table) -> None:
+        if not self._stored(name):
+            self._q.load(name, data)
+            return
+        self._refuse_if_read_only(name)
+        with self._writing() as write:
+            folder = write.stage(name)
+            pq.write_table(data, folder / "part-00000.parquet")
+            self._show_staged(name, folder)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Add rows to table `name` in a new version: the current files (linked, not copied)
+        and one more."""
+        if not self._stored(name):
+            self._q.append(name, data)
+            return
+        self._refuse_if_read_only(name)
+        with self._writing() as write:
+            folder = write.staged(name)
+            if folder is None:
+                folder = write.stage(name)
+                entry = self.manifest.tables.get(name)
+                for f in self.lake.files(entry) if entry is not None else []:
+                    os.link(f, folder / f.name)
+            part = folder / f"part-{uuid.uuid4().hex[:8]}.parquet"
+            pq.write_table(data, part)
+            self._show_staged(name, folder)
+
+    def drop(self, name: str) -> None:
+        self._q.drop(name)
+        if self._stored(name) and (
+            name in self.manifest.tables
+            or (self._write is not None and self._write.staged(name) is not None)
+        ):
+            self._refuse_if_read_only(name)
+            with self._writing() as write:
+                write.remove(name)
+
+    def run(self, statement: exp.Expression | str) -> None:
+        raise JoinedupError(
+            f"a lake's tables are written whole, not changed in place ({self.name} over "
+            f"{self.lake.root}); this step needs a DuckDB file warehouse"
+        )
+
+    def close(self) -> None:
+        try:
+            if self.inner is not None:
+                self.inner.close()
+        finally:
+            if self._write_stack is not None:
+                self._write_stack.close()
+            self._pin.close()
+            self._stack.close()
+
+
+__all__ = ["LakeEngine"]
