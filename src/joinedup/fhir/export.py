@@ -21,261 +21,378 @@ no nulls) and streamed out in batches, so memory stays flat however large the po
 from __future__ import annotations
 
 import gzip
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
+
+from sqlglot import exp
 
 from joinedup.errors import ConfigurationError
 from joinedup.fhir import ukcore as uk
-from joinedup.fhir.sqltext import case_map as _case
-from joinedup.fhir.sqltext import quote as _q
+from joinedup.fhir.sqltree import (
+    c,
+    case,
+    case_map,
+    cast,
+    concat,
+    is_null,
+    isin,
+    lit,
+    ordered,
+    row_number,
+    union_all,
+)
 from joinedup.warehouse import Engine
 from joinedup.warehouse.schema import ETHNIC_CATEGORIES
 
+#: A JSON member's value: SQL (a column, a CASE), or a constant.
+_Json = exp.Expr | str | bool
 
-def _coding(system: str, code: str, display: str | None = None) -> str:
-    parts = f"'system', {_q(system)}, 'code', {code}"
+
+def _value(value: _Json) -> exp.Expr:
+    return value if isinstance(value, exp.Expr) else lit(value)
+
+
+def obj(members: dict[str, _Json]) -> exp.Expr:
+    """json_object('key', value, ...); a NULL value is dropped when the resource is written."""
+    args: list[exp.Expr] = []
+    for key, value in members.items():
+        args += [lit(key), _value(value)]
+    return exp.Anonymous(this="json_object", expressions=args)
+
+
+def arr(*items: _Json) -> exp.Expr:
+    return exp.Anonymous(this="json_array", expressions=[_value(i) for i in items])
+
+
+def _unless_null(column: exp.Expr, value: exp.Expr) -> exp.Expr:
+    """NULL when `column` is, else `value` (a member left out of the resource)."""
+    return case((is_null(column), exp.null()), default=value)
+
+
+def _coding(system: str, code: _Json, display: _Json | None = None) -> exp.Expr:
+    members: dict[str, _Json] = {"system": system, "code": _value(code)}
     if display is not None:
-        parts += f", 'display', {display}"
-    return f"json_object({parts})"
+        members["display"] = _value(display)
+    return obj(members)
 
 
-def _concept(system: str, code: str, display: str | None = None) -> str:
-    return f"json_object('coding', json_array({_coding(system, code, display)}))"
+def _concept(system: str, code: _Json, display: _Json | None = None) -> exp.Expr:
+    return obj({"coding": arr(_coding(system, code, display))})
 
 
-def _ods(code: str) -> str:
-    return (
-        f"CASE WHEN {code} IS NULL THEN NULL ELSE json_object('type', 'Organization', "
-        f"'identifier', json_object('system', {_q(uk.ODS_ORGANISATION)}, 'value', {code})) END"
+def _ods(code: str) -> exp.Expr:
+    identifier = obj({"system": uk.ODS_ORGANISATION, "value": c(code)})
+    return _unless_null(c(code), obj({"type": "Organization", "identifier": identifier}))
+
+
+def _patient(column: str = "person_id") -> exp.Expr:
+    return obj({"reference": concat(lit("Patient/"), cast(c(column), "VARCHAR"))})
+
+
+def _cost(column: str) -> exp.Expr:
+    money = obj({"value": c(column), "currency": "GBP"})
+    return arr(obj({"url": uk.COST_EXTENSION, "valueMoney": money}))
+
+
+def _text(column: str) -> exp.Expr:
+    return cast(c(column), "VARCHAR")
+
+
+def _status(end: str, ongoing: str, ended: str) -> exp.Expr:
+    return case((is_null(c(end)), lit(ongoing)), default=lit(ended))
+
+
+def _period(start: str, end: str) -> exp.Expr:
+    return obj({"start": c(start), "end": c(end)})
+
+
+def _resource(kind: str, members: dict[str, _Json], source: exp.Select) -> exp.Select:
+    """SELECT 'kind' AS resource_type, json_object('resourceType', 'kind', ...) AS resource."""
+    resource = obj({"resourceType": kind, **members})
+    return source.select(lit(kind).as_("resource_type"), resource.as_("resource"))
+
+
+def _numbered(prefix: str, *order: exp.Expr) -> exp.Expr:
+    """`prefix-<person>-<n>`: the n-th of a person's rows in `order` (a stable id)."""
+    nth = row_number([c("person_id")], [ordered(o) for o in order])
+    return concat(lit(f"{prefix}-"), _text("person_id"), lit("-"), cast(nth, "VARCHAR"))
+
+
+def _patients() -> exp.Select:
+    identity = (
+        exp.select(
+            c("person_id"),
+            exp.ArgMin(this=c("source_system"), expression=c("source_system")).as_("source_system"),
+            exp.ArgMin(this=c("nhs_number"), expression=c("source_system")).as_("nhs_number"),
+        )
+        .from_("identity")
+        .group_by(c("person_id"))
+    )
+    ethnicity = obj(
+        {
+            "url": uk.ETHNIC_CATEGORY_EXTENSION,
+            "valueCodeableConcept": _concept(
+                uk.ETHNIC_CATEGORY_SYSTEM,
+                c("p.ethnic_category"),
+                case_map(c("p.ethnic_category"), ETHNIC_CATEGORIES),
+            ),
+        }
+    )
+    lsoa = obj({"url": uk.LSOA_EXTENSION, "valueCode": c("p.lsoa_code")})
+    birth = exp.Anonymous(
+        this="printf", expressions=[lit("%04d-%02d"), c("p.birth_year"), c("p.birth_month")]
+    )
+    members: dict[str, _Json] = {
+        "id": _text("p.person_id"),
+        "meta": obj({"source": c("i.source_system")}),
+        "extension": arr(ethnicity),
+        "identifier": _unless_null(
+            c("i.nhs_number"), arr(obj({"system": uk.NHS_NUMBER, "value": c("i.nhs_number")}))
+        ),
+        "gender": c("p.sex"),
+        "birthDate": birth,
+        "deceasedDateTime": c("p.death_date"),
+        "address": _unless_null(
+            c("p.lsoa_code"), arr(obj({"use": "home", "extension": arr(lsoa)}))
+        ),
+        "generalPractitioner": _unless_null(c("p.practice_code"), arr(_ods("p.practice_code"))),
+    }
+    source = (
+        exp.select()
+        .from_(exp.to_table("person").as_("p"))
+        .join(identity.subquery("i"), using=["person_id"], join_type="left")
+    )
+    return _resource("Patient", members, source)
+
+
+def _consents() -> exp.Select:
+    members: dict[str, _Json] = {
+        "id": concat(lit("ndop-"), _text("person_id")),
+        "status": "active",
+        "scope": _concept("http://terminology.hl7.org/CodeSystem/consentscope", "research"),
+        "category": arr(_concept(uk.LOINC, "59284-0", "Patient Consent")),
+        "patient": _patient(),
+        "policy": arr(obj({"uri": uk.NATIONAL_DATA_OPT_OUT})),
+        "provision": obj({"type": "deny"}),
+    }
+    return _resource(
+        "Consent", members, exp.select().from_("person").where(c("national_data_opt_out"))
     )
 
 
-def _patient(column: str = "person_id") -> str:
-    return f"json_object('reference', 'Patient/' || {column})"
+def _registrations() -> exp.Select:
+    started = exp.TimeToStr(this=c("start_date"), format=lit("%Y%m%d"))
+    members: dict[str, _Json] = {
+        "id": concat(lit("reg-"), _text("person_id"), lit("-"), started),
+        "status": _status("end_date", "active", "finished"),
+        "type": arr(_concept(uk.EPISODE_TYPE_SYSTEM, uk.GP_REGISTRATION)),
+        "patient": _patient(),
+        "managingOrganization": _ods("practice_code"),
+        "period": _period("start_date", "end_date"),
+    }
+    return _resource("EpisodeOfCare", members, exp.select().from_("registration"))
 
 
-def _cost(column: str) -> str:
-    return (
-        f"json_array(json_object('url', {_q(uk.COST_EXTENSION)}, 'valueMoney', "
-        f"json_object('value', {column}, 'currency', 'GBP')))"
+def _activity_identifier() -> exp.Expr:
+    return arr(obj({"system": uk.ACTIVITY_ID_SYSTEM, "value": _text("activity_id")}))
+
+
+def _is_package() -> exp.Expr:
+    return exp.EQ(this=c("activity_type"), expression=lit(uk.SOCIAL_CARE_PACKAGE))
+
+
+def _social_care() -> exp.Select:
+    members: dict[str, _Json] = {
+        "id": _text("activity_id"),
+        "extension": _cost("cost_gbp"),
+        "identifier": _activity_identifier(),
+        "status": _status("end_date", "active", "finished"),
+        "type": arr(_concept(uk.ACTIVITY_TYPE_SYSTEM, c("activity_type"))),
+        "patient": _patient(),
+        "managingOrganization": _ods("provider_code"),
+        "period": _period("start_date", "end_date"),
+    }
+    return _resource("EpisodeOfCare", members, exp.select().from_("activity").where(_is_package()))
+
+
+def _admission() -> exp.Expr:
+    method = _concept(uk.ADMISSION_METHOD_SYSTEM, case_map(c("activity_type"), uk.ADMISSION_METHOD))
+    extension = obj({"url": uk.ADMISSION_METHOD_EXTENSION, "valueCodeableConcept": method})
+    return case((isin(c("activity_type"), uk.ADMISSION_METHOD), obj({"extension": arr(extension)})))
+
+
+def _encounters() -> exp.Select:
+    length = obj(
+        {"value": c("length_of_stay_days"), "unit": "days", "system": uk.UCUM, "code": "d"}
+    )
+    members: dict[str, _Json] = {
+        "id": _text("activity_id"),
+        "extension": _cost("cost_gbp"),
+        "identifier": _activity_identifier(),
+        "status": "finished",
+        "class": obj(
+            {"system": uk.ACT_CODE, "code": case_map(c("activity_type"), uk.ENCOUNTER_CLASS)}
+        ),
+        "type": arr(_concept(uk.ACTIVITY_TYPE_SYSTEM, c("activity_type"))),
+        "serviceType": _unless_null(
+            c("specialty_code"), _concept(uk.TREATMENT_FUNCTION, c("specialty_code"))
+        ),
+        "subject": _patient(),
+        "period": _period("start_date", "end_date"),
+        "length": _unless_null(c("length_of_stay_days"), length),
+        "hospitalization": _admission(),
+        "serviceProvider": _ods("provider_code"),
+    }
+    source = exp.select().from_("activity").where(exp.Not(this=_is_package()))
+    return _resource("Encounter", members, source)
+
+
+def _icd10_with_dot() -> exp.Expr:
+    """A stored ICD-10 code (`E119`) as FHIR writes it (`E11.9`)."""
+    code = c("code")
+    dotted = concat(
+        exp.Substring(this=code.copy(), start=lit(1), length=lit(3)),
+        lit("."),
+        exp.Substring(this=code.copy(), start=lit(4)),
+    )
+    return case(
+        (exp.GT(this=exp.Length(this=code), expression=lit(3)), dotted), default=code.copy()
     )
 
 
-_ETHNIC_DISPLAY = _case("p.ethnic_category", ETHNIC_CATEGORIES)
+def _conditions() -> exp.Select:
+    recorded_by = obj(
+        {"url": uk.RECORDED_BY_EXTENSION, "valueReference": _ods("organisation_code")}
+    )
+    coding = case(
+        (exp.EQ(this=c("code_system"), expression=lit("snomed")), _coding(uk.SNOMED, c("code"))),
+        default=_coding(uk.ICD10, _icd10_with_dot()),
+    )
+    members: dict[str, _Json] = {
+        "id": _numbered("dx", c("diagnosis_date"), c("code"), c("setting"), c("organisation_code")),
+        "extension": _unless_null(c("organisation_code"), arr(recorded_by)),
+        "category": arr(_concept(uk.CARE_SETTING_SYSTEM, c("setting"))),
+        "code": obj({"coding": arr(coding)}),
+        "subject": _patient(),
+        "recordedDate": c("diagnosis_date"),
+    }
+    return _resource("Condition", members, exp.select().from_("diagnosis"))
 
-PATIENT = f"""
-SELECT 'Patient' AS resource_type, json_object(
-  'resourceType', 'Patient',
-  'id', CAST(p.person_id AS VARCHAR),
-  'meta', json_object('source', i.source_system),
-  'extension', json_array(json_object('url', {_q(uk.ETHNIC_CATEGORY_EXTENSION)},
-      'valueCodeableConcept',
-      {_concept(uk.ETHNIC_CATEGORY_SYSTEM, "p.ethnic_category", _ETHNIC_DISPLAY)})),
-  'identifier', CASE WHEN i.nhs_number IS NULL THEN NULL ELSE json_array(json_object(
-      'system', {_q(uk.NHS_NUMBER)}, 'value', i.nhs_number)) END,
-  'gender', p.sex,
-  'birthDate', printf('%04d-%02d', p.birth_year, p.birth_month),
-  'deceasedDateTime', p.death_date,
-  'address', CASE WHEN p.lsoa_code IS NULL THEN NULL ELSE json_array(json_object('use', 'home',
-      'extension', json_array(json_object('url', {_q(uk.LSOA_EXTENSION)},
-      'valueCode', p.lsoa_code)))) END,
-  'generalPractitioner', CASE WHEN p.practice_code IS NULL THEN NULL
-      ELSE json_array({_ods("p.practice_code")}) END
-) AS resource
-FROM person p
-LEFT JOIN (SELECT person_id, arg_min(source_system, source_system) AS source_system,
-           arg_min(nhs_number, source_system) AS nhs_number FROM identity GROUP BY person_id) i
-  USING (person_id)
-"""
 
-CONSENT = f"""
-SELECT 'Consent' AS resource_type, json_object(
-  'resourceType', 'Consent',
-  'id', 'ndop-' || person_id,
-  'status', 'active',
-  'scope', {_concept("http://terminology.hl7.org/CodeSystem/consentscope", "'research'")},
-  'category', json_array({_concept(uk.LOINC, "'59284-0'", "'Patient Consent'")}),
-  'patient', {_patient()},
-  'policy', json_array(json_object('uri', {_q(uk.NATIONAL_DATA_OPT_OUT)})),
-  'provision', json_object('type', 'deny')
-) AS resource
-FROM person WHERE national_data_opt_out
-"""
+def _medications() -> exp.Select:
+    course = case((c("is_repeat"), lit("continuous")), default=lit("acute"))
+    system = case(
+        (exp.EQ(this=c("code_system"), expression=lit("dmd")), lit(uk.DMD)), default=lit(uk.BNF)
+    )
+    medicine = obj(
+        {
+            "coding": arr(obj({"system": system, "code": c("code"), "display": c("description")})),
+            "text": c("description"),
+        }
+    )
+    dispense = obj(
+        {
+            "validityPeriod": _period("start_date", "end_date"),
+            "numberOfRepeatsAllowed": exp.Sub(this=c("issue_count"), expression=lit(1)),
+        }
+    )
+    members: dict[str, _Json] = {
+        "id": _numbered("rx", c("start_date"), c("code"), c("end_date"), c("issue_count")),
+        "status": _status("end_date", "active", "completed"),
+        "intent": "order",
+        "courseOfTherapyType": _concept(uk.COURSE_OF_THERAPY, course),
+        "medicationCodeableConcept": medicine,
+        "subject": _patient(),
+        "authoredOn": c("start_date"),
+        "requester": _ods("prescriber_code"),
+        "dispenseRequest": dispense,
+    }
+    return _resource("MedicationRequest", members, exp.select().from_("medication"))
 
-REGISTRATION = f"""
-SELECT 'EpisodeOfCare' AS resource_type, json_object(
-  'resourceType', 'EpisodeOfCare',
-  'id', 'reg-' || person_id || '-' || strftime(start_date, '%Y%m%d'),
-  'status', CASE WHEN end_date IS NULL THEN 'active' ELSE 'finished' END,
-  'type', json_array({_concept(uk.EPISODE_TYPE_SYSTEM, _q(uk.GP_REGISTRATION))}),
-  'patient', {_patient()},
-  'managingOrganization', {_ods("practice_code")},
-  'period', json_object('start', start_date, 'end', end_date)
-) AS resource
-FROM registration
-"""
 
-SOCIAL_CARE = f"""
-SELECT 'EpisodeOfCare' AS resource_type, json_object(
-  'resourceType', 'EpisodeOfCare',
-  'id', CAST(activity_id AS VARCHAR),
-  'extension', {_cost("cost_gbp")},
-  'identifier', json_array(json_object('system', {_q(uk.ACTIVITY_ID_SYSTEM)},
-      'value', CAST(activity_id AS VARCHAR))),
-  'status', CASE WHEN end_date IS NULL THEN 'active' ELSE 'finished' END,
-  'type', json_array({_concept(uk.ACTIVITY_TYPE_SYSTEM, "activity_type")}),
-  'patient', {_patient()},
-  'managingOrganization', {_ods("provider_code")},
-  'period', json_object('start', start_date, 'end', end_date)
-) AS resource
-FROM activity WHERE activity_type = {_q(uk.SOCIAL_CARE_PACKAGE)}
-"""
+def _observations() -> exp.Select:
+    quantity = obj({"value": c("value"), "unit": c("unit"), "system": uk.UCUM, "code": c("unit")})
+    members: dict[str, _Json] = {
+        "id": _numbered(
+            "obs", c("observation_date"), c("observation_type"), c("value"), c("value_code")
+        ),
+        "status": "final",
+        "code": _concept(uk.SNOMED, c("code")),
+        "subject": _patient(),
+        "effectiveDateTime": c("observation_date"),
+        "valueQuantity": _unless_null(c("value"), quantity),
+        "valueCodeableConcept": _unless_null(c("value_code"), _concept(uk.SNOMED, c("value_code"))),
+    }
+    return _resource("Observation", members, exp.select().from_("observation"))
 
-_ADMISSION = (
-    f"CASE WHEN activity_type IN ({', '.join(_q(k) for k in uk.ADMISSION_METHOD)}) THEN "
-    f"json_object('extension', json_array(json_object('url', "
-    f"{_q(uk.ADMISSION_METHOD_EXTENSION)}, 'valueCodeableConcept', "
-    f"{_concept(uk.ADMISSION_METHOD_SYSTEM, _case('activity_type', uk.ADMISSION_METHOD))}))) "
-    "END"
-)
 
-ENCOUNTER = f"""
-SELECT 'Encounter' AS resource_type, json_object(
-  'resourceType', 'Encounter',
-  'id', CAST(activity_id AS VARCHAR),
-  'extension', {_cost("cost_gbp")},
-  'identifier', json_array(json_object('system', {_q(uk.ACTIVITY_ID_SYSTEM)},
-      'value', CAST(activity_id AS VARCHAR))),
-  'status', 'finished',
-  'class', json_object('system', {_q(uk.ACT_CODE)},
-      'code', {_case("activity_type", uk.ENCOUNTER_CLASS)}),
-  'type', json_array({_concept(uk.ACTIVITY_TYPE_SYSTEM, "activity_type")}),
-  'serviceType', CASE WHEN specialty_code IS NULL THEN NULL
-      ELSE {_concept(uk.TREATMENT_FUNCTION, "specialty_code")} END,
-  'subject', {_patient()},
-  'period', json_object('start', start_date, 'end', end_date),
-  'length', CASE WHEN length_of_stay_days IS NULL THEN NULL ELSE json_object(
-      'value', length_of_stay_days, 'unit', 'days', 'system', {_q(uk.UCUM)}, 'code', 'd') END,
-  'hospitalization', {_ADMISSION},
-  'serviceProvider', {_ods("provider_code")}
-) AS resource
-FROM activity WHERE activity_type <> {_q(uk.SOCIAL_CARE_PACKAGE)}
-"""
+def _service_requests() -> exp.Select:
+    stop = obj({"url": uk.RTT_STOP_REASON_EXTENSION, "valueCode": c("stop_reason")})
+    members: dict[str, _Json] = {
+        "id": _text("pathway_id"),
+        "extension": _unless_null(c("stop_reason"), arr(stop)),
+        "identifier": arr(obj({"system": uk.RTT_PATHWAY_SYSTEM, "value": _text("pathway_id")})),
+        "status": _status("clock_stop_date", "active", "completed"),
+        "intent": "order",
+        "code": _concept(uk.SNOMED, "3457005", "Patient referral"),
+        "subject": _patient(),
+        "occurrencePeriod": _period("clock_start_date", "clock_stop_date"),
+        "authoredOn": c("clock_start_date"),
+        "performerType": _concept(uk.TREATMENT_FUNCTION, c("specialty_code")),
+        "performer": arr(_ods("provider_code")),
+    }
+    return _resource("ServiceRequest", members, exp.select().from_("rtt_pathway"))
 
-CONDITION = f"""
-SELECT 'Condition' AS resource_type, json_object(
-  'resourceType', 'Condition',
-  'id', 'dx-' || person_id || '-' || row_number() OVER (PARTITION BY person_id
-      ORDER BY diagnosis_date, code, setting, organisation_code),
-  'extension', CASE WHEN organisation_code IS NULL THEN NULL ELSE json_array(json_object(
-      'url', {_q(uk.RECORDED_BY_EXTENSION)}, 'valueReference', {_ods("organisation_code")})) END,
-  'category', json_array({_concept(uk.CARE_SETTING_SYSTEM, "setting")}),
-  'code', json_object('coding', json_array(CASE code_system
-      WHEN 'snomed' THEN {_coding(uk.SNOMED, "code")}
-      ELSE {
-    _coding(uk.ICD10, "CASE WHEN length(code) > 3 THEN code[1:3] || '.' || code[4:] ELSE code END")
-} END)),
-  'subject', {_patient()},
-  'recordedDate', diagnosis_date
-) AS resource
-FROM diagnosis
-"""
 
-MEDICATION = f"""
-SELECT 'MedicationRequest' AS resource_type, json_object(
-  'resourceType', 'MedicationRequest',
-  'id', 'rx-' || person_id || '-' || row_number() OVER (PARTITION BY person_id
-      ORDER BY start_date, code, end_date, issue_count),
-  'status', CASE WHEN end_date IS NULL THEN 'active' ELSE 'completed' END,
-  'intent', 'order',
-  'courseOfTherapyType', {
-    _concept(uk.COURSE_OF_THERAPY, "CASE WHEN is_repeat THEN 'continuous' ELSE 'acute' END")
-},
-  'medicationCodeableConcept', json_object('coding', json_array(json_object(
-      'system', CASE code_system WHEN 'dmd' THEN {_q(uk.DMD)} ELSE {_q(uk.BNF)} END,
-      'code', code, 'display', description)), 'text', description),
-  'subject', {_patient()},
-  'authoredOn', start_date,
-  'requester', {_ods("prescriber_code")},
-  'dispenseRequest', json_object('validityPeriod', json_object('start', start_date,
-      'end', end_date), 'numberOfRepeatsAllowed', issue_count - 1)
-) AS resource
-FROM medication
-"""
+def _organizations() -> exp.Select:
+    organisations = union_all(
+        exp.select(
+            c("practice_code").as_("code"),
+            c("practice_name").as_("name"),
+            lit("gp_practice").as_("kind"),
+        ).from_("practice"),
+        exp.select(c("organisation_code"), c("organisation_name"), c("organisation_type")).from_(
+            "organisation"
+        ),
+    )
+    members: dict[str, _Json] = {
+        "id": c("code"),
+        "identifier": arr(obj({"system": uk.ODS_ORGANISATION, "value": c("code")})),
+        "active": True,
+        "type": arr(_concept(uk.JOINEDUP_BASE + "/CodeSystem/organisation-type", c("kind"))),
+        "name": c("name"),
+    }
+    return _resource("Organization", members, exp.select().from_(organisations.subquery("o")))
 
-OBSERVATION = f"""
-SELECT 'Observation' AS resource_type, json_object(
-  'resourceType', 'Observation',
-  'id', 'obs-' || person_id || '-' || row_number() OVER (PARTITION BY person_id
-      ORDER BY observation_date, observation_type, "value", value_code),
-  'status', 'final',
-  'code', {_concept(uk.SNOMED, "code")},
-  'subject', {_patient()},
-  'effectiveDateTime', observation_date,
-  'valueQuantity', CASE WHEN "value" IS NULL THEN NULL ELSE json_object('value', "value",
-      'unit', unit, 'system', {_q(uk.UCUM)}, 'code', unit) END,
-  'valueCodeableConcept', CASE WHEN value_code IS NULL THEN NULL
-      ELSE {_concept(uk.SNOMED, "value_code")} END
-) AS resource
-FROM observation
-"""
-
-SERVICE_REQUEST = f"""
-SELECT 'ServiceRequest' AS resource_type, json_object(
-  'resourceType', 'ServiceRequest',
-  'id', CAST(pathway_id AS VARCHAR),
-  'extension', CASE WHEN stop_reason IS NULL THEN NULL ELSE json_array(json_object(
-      'url', {_q(uk.RTT_STOP_REASON_EXTENSION)}, 'valueCode', stop_reason)) END,
-  'identifier', json_array(json_object('system', {_q(uk.RTT_PATHWAY_SYSTEM)},
-      'value', CAST(pathway_id AS VARCHAR))),
-  'status', CASE WHEN clock_stop_date IS NULL THEN 'active' ELSE 'completed' END,
-  'intent', 'order',
-  'code', {_concept(uk.SNOMED, "'3457005'", "'Patient referral'")},
-  'subject', {_patient()},
-  'occurrencePeriod', json_object('start', clock_start_date, 'end', clock_stop_date),
-  'authoredOn', clock_start_date,
-  'performerType', {_concept(uk.TREATMENT_FUNCTION, "specialty_code")},
-  'performer', json_array({_ods("provider_code")})
-) AS resource
-FROM rtt_pathway
-"""
-
-ORGANIZATION = f"""
-SELECT 'Organization' AS resource_type, json_object(
-  'resourceType', 'Organization',
-  'id', code,
-  'identifier', json_array(json_object('system', {_q(uk.ODS_ORGANISATION)}, 'value', code)),
-  'active', true,
-  'type', json_array({_concept(uk.JOINEDUP_BASE + "/CodeSystem/organisation-type", "kind")}),
-  'name', name
-) AS resource
-FROM (
-  SELECT practice_code AS code, practice_name AS name, 'gp_practice' AS kind FROM practice
-  UNION ALL
-  SELECT organisation_code, organisation_name, organisation_type FROM organisation
-)
-"""
 
 #: (file stem, query) in the order files are written.
-EXPORTS: tuple[tuple[str, str], ...] = (
-    ("Organization", ORGANIZATION),
-    ("Patient", PATIENT),
-    ("Consent", CONSENT),
-    ("EpisodeOfCare", REGISTRATION),
-    ("EpisodeOfCare", SOCIAL_CARE),
-    ("Encounter", ENCOUNTER),
-    ("Condition", CONDITION),
-    ("MedicationRequest", MEDICATION),
-    ("Observation", OBSERVATION),
-    ("ServiceRequest", SERVICE_REQUEST),
+EXPORTS: tuple[tuple[str, exp.Select], ...] = (
+    ("Organization", _organizations()),
+    ("Patient", _patients()),
+    ("Consent", _consents()),
+    ("EpisodeOfCare", _registrations()),
+    ("EpisodeOfCare", _social_care()),
+    ("Encounter", _encounters()),
+    ("Condition", _conditions()),
+    ("MedicationRequest", _medications()),
+    ("Observation", _observations()),
+    ("ServiceRequest", _service_requests()),
 )
 RESOURCE_TYPES = tuple(dict.fromkeys(name for name, _ in EXPORTS))
 
 
+def _without_nulls(query: exp.Select) -> exp.Query:
+    """Each resource as JSON text without its null members (FHIR JSON allows none): an RFC
+    7396 merge patch onto `{}` drops them, at every depth."""
+    patched = exp.Anonymous(this="json_merge_patch", expressions=[lit("{}"), c("resource")])
+    return exp.select(cast(patched, "VARCHAR").as_("resource")).from_(query.subquery("r"))
+
+
 def _writer(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "wb", compresslevel=1))
+        return typing.cast(IO[bytes], gzip.open(path, "wb", compresslevel=1))
     return path.open("wb")
 
 
@@ -308,8 +425,7 @@ def export_fhir(
             for stem, query in EXPORTS:
                 if stem != name:
                     continue
-                sql = f"SELECT CAST(json_merge_patch('{{}}', resource) AS VARCHAR) FROM ({query})"
-                for batch in engine.stream(sql):
+                for batch in engine.stream(_without_nulls(query)):
                     lines = batch.column(0).to_pylist()
                     if not lines:
                         continue

@@ -53,7 +53,20 @@ from joinedup import __version__
 from joinedup.errors import JoinedupError
 from joinedup.fhir import canonical
 from joinedup.fhir.reader import MAX_LINE_BYTES, Record, input_files, records
-from joinedup.fhir.sqltext import quote
+from joinedup.fhir.sqltree import (
+    c,
+    cast,
+    concat,
+    count_star,
+    first_row,
+    insert,
+    lit,
+    ordered,
+    select_columns,
+    t,
+    try_cast,
+    union_all,
+)
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import BuildInfo, Engine
@@ -77,26 +90,74 @@ QUARANTINE = "fhir_quarantine"
 LOADS = "fhir_load"
 QUALITY = "fhir_load_quality"
 
-_STORE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {STORE} (
-  resource_type VARCHAR NOT NULL, id VARCHAR NOT NULL, version_id VARCHAR NOT NULL,
-  last_updated VARCHAR, resource JSON NOT NULL, load_id VARCHAR NOT NULL,
-  load_seq BIGINT NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
-  load_order BIGINT, PRIMARY KEY (resource_type, id, version_id));
-ALTER TABLE {STORE} ADD COLUMN IF NOT EXISTS load_order BIGINT;
-CREATE TABLE IF NOT EXISTS {QUARANTINE} (
-  load_id VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_line BIGINT NOT NULL,
-  resource_type VARCHAR, resource_id VARCHAR, reason VARCHAR NOT NULL, content_hash VARCHAR
-  NOT NULL, content VARCHAR);
-CREATE TABLE IF NOT EXISTS {LOADS} (
-  load_id VARCHAR PRIMARY KEY, load_seq BIGINT NOT NULL, started_at VARCHAR NOT NULL,
-  finished_at VARCHAR NOT NULL, inputs VARCHAR NOT NULL, resources_in BIGINT NOT NULL,
-  stored BIGINT NOT NULL, unchanged BIGINT NOT NULL, quarantined BIGINT NOT NULL,
-  joinedup_version VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS {QUALITY} (
-  load_id VARCHAR NOT NULL, section VARCHAR NOT NULL, item VARCHAR NOT NULL,
-  detail VARCHAR NOT NULL, count BIGINT NOT NULL);
-"""
+#: A column of a table FHIR ingest keeps: name, type, NOT NULL.
+_Col = tuple[str, str, bool]
+
+STORE_COLUMNS: tuple[_Col, ...] = (
+    ("resource_type", "VARCHAR", True), ("id", "VARCHAR", True),
+    ("version_id", "VARCHAR", True), ("last_updated", "VARCHAR", False),
+    ("resource", "JSON", True), ("load_id", "VARCHAR", True), ("load_seq", "BIGINT", True),
+    ("source_file", "VARCHAR", True), ("source_line", "BIGINT", True),
+    ("load_order", "BIGINT", False),
+)  # fmt: skip
+QUARANTINE_COLUMNS: tuple[_Col, ...] = (
+    ("load_id", "VARCHAR", True), ("source_file", "VARCHAR", True),
+    ("source_line", "BIGINT", True), ("resource_type", "VARCHAR", False),
+    ("resource_id", "VARCHAR", False), ("reason", "VARCHAR", True),
+    ("content_hash", "VARCHAR", True), ("content", "VARCHAR", False),
+)  # fmt: skip
+LOAD_COLUMNS: tuple[_Col, ...] = (
+    ("load_id", "VARCHAR", True), ("load_seq", "BIGINT", True),
+    ("started_at", "VARCHAR", True), ("finished_at", "VARCHAR", True),
+    ("inputs", "VARCHAR", True), ("resources_in", "BIGINT", True), ("stored", "BIGINT", True),
+    ("unchanged", "BIGINT", True), ("quarantined", "BIGINT", True),
+    ("joinedup_version", "VARCHAR", True),
+)  # fmt: skip
+QUALITY_COLUMNS: tuple[_Col, ...] = (
+    ("load_id", "VARCHAR", True), ("section", "VARCHAR", True), ("item", "VARCHAR", True),
+    ("detail", "VARCHAR", True), ("count", "BIGINT", True),
+)  # fmt: skip
+#: Each table ingest keeps, its columns and its key.
+_KEPT: tuple[tuple[str, tuple[_Col, ...], tuple[str, ...]], ...] = (
+    (STORE, STORE_COLUMNS, ("resource_type", "id", "version_id")),
+    (QUARANTINE, QUARANTINE_COLUMNS, ()),
+    (LOADS, LOAD_COLUMNS, ("load_id",)),
+    (QUALITY, QUALITY_COLUMNS, ()),
+)
+
+
+def _names(columns: tuple[_Col, ...]) -> list[str]:
+    return [name for name, _, _ in columns]
+
+
+def _create(name: str, columns: tuple[_Col, ...], key: tuple[str, ...] = ()) -> exp.Create:
+    """CREATE TABLE IF NOT EXISTS name (columns, PRIMARY KEY (key))."""
+    defs: list[exp.Expr] = [
+        exp.ColumnDef(
+            this=exp.to_identifier(column),
+            kind=exp.DataType.build(kind),
+            constraints=[exp.ColumnConstraint(kind=exp.NotNullColumnConstraint())]
+            if required
+            else [],
+        )
+        for column, kind, required in columns
+    ]
+    if key:
+        defs.append(exp.PrimaryKey(expressions=[exp.to_identifier(k) for k in key]))
+    return exp.Create(
+        this=exp.Schema(this=exp.to_table(name), expressions=defs), kind="TABLE", exists=True
+    )
+
+
+def _create_kept_tables(engine: Engine) -> None:
+    """The tables ingest keeps, when missing; a store from before `load_order` gains it."""
+    for name, columns, key in _KEPT:
+        engine.run(_create(name, columns, key))
+    load_order = exp.ColumnDef(
+        this=exp.to_identifier("load_order"), kind=exp.DataType.build("BIGINT"), exists=True
+    )
+    engine.run(exp.Alter(this=exp.to_table(STORE), kind="TABLE", actions=[load_order]))
+
 
 _INCOMING_SCHEMA = pa.schema(
     [
@@ -307,67 +368,90 @@ def ingest_fhir(
     began = time.perf_counter()
     started = _now()
     report = LoadReport(load_id=uuid.uuid4().hex[:12], files=len(files))
-    for statement in _STORE_DDL.split(";"):
-        if statement.strip():
-            engine.run(statement)
+    _create_kept_tables(engine)
     folder = staging_dir or Path(tempfile.gettempdir())
-    with scratch_folder(folder, STAGING_PURPOSE) as scratch:
-        engine.run(f"ATTACH '{_sql_path(scratch / 'staging.duckdb')}' AS {_STAGE}")
-        try:
-            stage("reading and checking resources")
-            _stage_records(engine, files, report, on_record, max_line_bytes)
-            with engine.transaction():
-                seq = int(engine.fetch(f"SELECT coalesce(max(load_seq), 0) + 1 FROM {LOADS}")[0][0])
-                stage("storing resources")
-                _store(engine, report, seq)
-                _withhold_old_values(engine)
-                stage("flattening with the shipped views")
-                _flatten(engine)
-                stage("rebuilding the canonical tables")
-                report.rows_out = canonical.rebuild(engine)
-                report.quality = canonical.quality(engine)
-                report.seconds = time.perf_counter() - began
-                _record_load(engine, report, seq, started, files)
-                _record_build(engine, report)
-                for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
-                    engine.drop(name)
-        finally:
-            engine.run(f"DETACH {_STAGE}")
+    with (
+        scratch_folder(folder, STAGING_PURPOSE) as scratch,
+        engine.staging(scratch / "staging.duckdb") as schema,
+    ):
+        stage("reading and checking resources")
+        staged = _Staged(schema)
+        _stage_records(engine, staged, files, report, on_record, max_line_bytes)
+        with engine.transaction():
+            seq = _next_load_seq(engine)
+            stage("storing resources")
+            _store(engine, staged, report, seq)
+            _withhold_old_values(engine)
+            stage("flattening with the shipped views")
+            _flatten(engine)
+            stage("rebuilding the canonical tables")
+            report.rows_out = canonical.rebuild(engine)
+            report.quality = canonical.quality(engine)
+            report.seconds = time.perf_counter() - began
+            _record_load(engine, report, seq, started, files)
+            _record_build(engine, report)
+            for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
+                engine.drop(name)
     return report
 
 
-_STAGE = "fhir_stage"
 #: Scratch folders are `.fhir-staging-XXXXXXXX` in the staging folder.
 STAGING_PURPOSE = "fhir-staging"
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+@dataclass(frozen=True)
+class _Staged:
+    """Where a load's checked records wait: tables `incoming` and `bad` in the engine's
+    staging schema (a scratch file), or the session's own when it has none."""
+
+    schema: str | None
+
+    def table(self, name: str) -> str:
+        return f"{self.schema}.{name}" if self.schema else f"fhir_stage_{name}"
+
+    @property
+    def incoming(self) -> str:
+        return self.table("incoming")
+
+    @property
+    def bad(self) -> str:
+        return self.table("bad")
+
+
+def _next_load_seq(engine: Engine) -> int:
+    highest = exp.Max(this=c("load_seq"))
+    query = exp.select(
+        exp.Add(this=exp.Coalesce(this=highest, expressions=[lit(0)]), expression=lit(1)).as_("seq")
+    ).from_(LOADS)
+    return int(engine.execute(query).column("seq")[0].as_py())
 
 
 def _stage_records(
     engine: Engine,
+    staged: _Staged,
     files: list[Path],
     report: LoadReport,
     on_record: Callable[[int], None] | None,
     max_line_bytes: int,
 ) -> None:
     """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`."""
-    engine.run(
-        f"CREATE TABLE {_STAGE}.incoming (resource_type VARCHAR, id VARCHAR, version_id VARCHAR, "
-        "last_updated VARCHAR, resource VARCHAR, source_file VARCHAR, source_line BIGINT, "
-        "load_order BIGINT)"
-    )
-    engine.run(
-        f"CREATE TABLE {_STAGE}.bad (source_file VARCHAR, source_line BIGINT, resource_type "
-        "VARCHAR, resource_id VARCHAR, reason VARCHAR, content_hash VARCHAR, content VARCHAR)"
-    )
+    for name, schema in ((staged.incoming, _INCOMING_SCHEMA), (staged.bad, _QUARANTINE_SCHEMA)):
+        engine.load(name, schema.empty_table())
     stream = records(files, max_line_bytes=max_line_bytes)
     for good, bad in _batches(stream, report, on_record):
-        if good.num_rows:
-            engine.append(f"{_STAGE}.incoming", good)
-        if bad.num_rows:
-            engine.append(f"{_STAGE}.bad", bad)
+        for name, rows in ((staged.incoming, good), (staged.bad, bad)):
+            if rows.num_rows:
+                _append(engine, name, rows)
+    engine.drop(_BATCH)
+
+
+def _append(engine: Engine, name: str, rows: pa.Table) -> None:
+    """Add Arrow rows to table `name`, placed by column name."""
+    engine.load_session(_BATCH, rows)
+    engine.run(insert(name, rows.column_names, select_columns(_BATCH, rows.column_names)))
+
+
+_BATCH = "fhir_batch"
 
 
 #: Why a record is set aside when its version is already known with other content.
@@ -393,78 +477,155 @@ _OLD_REASONS = (
 def _withhold_old_values(engine: Engine) -> None:
     """Rewrite quarantine reasons stored by earlier versions, which quoted the value
     (`NHS number '…' fails the Modulus 11 check`), to name only the element and the rule."""
+    reason = c("reason")
     for pattern, now in _OLD_REASONS:
+        rewritten = exp.RegexpReplace(
+            this=reason.copy(), expression=lit(pattern), replacement=lit(now), modifiers=lit("g")
+        )
         engine.run(
-            f"UPDATE {QUARANTINE} SET reason = regexp_replace(reason, {quote(pattern)}, "
-            f"{quote(now)}, 'g') WHERE regexp_matches(reason, {quote(pattern)})"
+            exp.update(
+                QUARANTINE,
+                {"reason": rewritten},
+                where=exp.RegexpLike(this=reason.copy(), expression=lit(pattern)),
+            )
         )
 
 
-def _store(engine: Engine, report: LoadReport, seq: int) -> None:
+def _store(engine: Engine, staged: _Staged, report: LoadReport, seq: int) -> None:
     """New versions into the raw store, new problems into the quarantine. A version already
     stored (or arriving twice) with the same content is counted as unchanged, not added again;
     with other content it is a conflict, quarantined: the version first stored stays."""
-    conflict = f"{{kind}}.{VERSION_CONFLICT}"
-    engine.run(
-        "CREATE OR REPLACE TABLE fhir_arrived AS SELECT i.*, coalesce(CAST(s.resource AS "
-        "VARCHAR), first_value(i.resource) OVER (PARTITION BY i.resource_type, i.id, "
-        "i.version_id ORDER BY i.load_order)) AS kept, s.id IS NOT NULL AS known, "
-        "row_number() OVER (PARTITION BY i.resource_type, i.id, i.version_id ORDER BY "
-        f"i.load_order) AS nth FROM {_STAGE}.incoming i LEFT JOIN {STORE} s USING "
-        "(resource_type, id, version_id)"
+    engine.materialise("fhir_arrived", _arrived(staged))
+    engine.materialise(
+        "fhir_new",
+        select_columns("fhir_arrived", _INCOMING_SCHEMA.names).where(
+            exp.Not(this=c("known")), exp.EQ(this=c("nth"), expression=lit(1))
+        ),
     )
-    engine.run(
-        "CREATE OR REPLACE TABLE fhir_new AS SELECT * FROM fhir_arrived WHERE NOT known AND nth = 1"
-    )
-    engine.run(
-        f"INSERT INTO {STORE} (resource_type, id, version_id, last_updated, resource, load_id, "
-        "load_seq, source_file, source_line, load_order) SELECT resource_type, id, version_id, "
-        f"last_updated, CAST(resource AS JSON), '{report.load_id}', {seq}, source_file, "
-        "source_line, load_order FROM fhir_new"
-    )
-    conflicts = (
-        "SELECT source_file, source_line, resource_type, id AS resource_id, "
-        f"replace({quote(conflict)}, '{{kind}}', resource_type) AS reason, "
-        f"md5(resource || {quote(VERSION_CONFLICT)}) AS content_hash, resource AS content "
-        "FROM fhir_arrived WHERE resource <> kept"
-    )
-    engine.run(
-        f"INSERT INTO {QUARANTINE} (load_id, source_file, source_line, resource_type, "
-        "resource_id, reason, content_hash, content) SELECT DISTINCT ON (content_hash, "
-        f"source_file, source_line) '{report.load_id}', source_file, source_line, "
-        "resource_type, resource_id, reason, content_hash, content FROM (SELECT source_file, "
-        "source_line, resource_type, resource_id, reason, content_hash, content FROM "
-        f"{_STAGE}.bad UNION ALL {conflicts}) b WHERE NOT EXISTS (SELECT 1 FROM "
-        f"{QUARANTINE} q WHERE q.content_hash = b.content_hash AND q.source_file = "
-        "b.source_file AND q.source_line = b.source_line)"
-    )
-    new = engine.fetch("SELECT resource_type, count(*) FROM fhir_new GROUP BY 1")
-    report.stored = Counter({str(k): int(n) for k, n in new})
-    clashes = engine.fetch(
-        "SELECT resource_type, count(*) FROM fhir_arrived WHERE resource <> kept GROUP BY 1"
-    )
-    clashed = Counter({str(k): int(n) for k, n in clashes})
+    stored = [
+        lit(report.load_id) if name == "load_id" else lit(seq) if name == "load_seq"
+        else cast(c(name), "JSON") if name == "resource" else c(name)
+        for name in _names(STORE_COLUMNS)
+    ]  # fmt: skip
+    engine.run(insert(STORE, _names(STORE_COLUMNS), exp.select(*stored).from_("fhir_new")))
+    engine.run(_quarantine(staged, report.load_id))
+    report.stored = _count_by_type(engine, "fhir_new")
+    clashed = _count_by_type(engine, "fhir_arrived", _changed())
     report.quarantined += clashed
     if clashed:
         report.reasons["version conflict"] += clashed.total()
-    arrived = engine.fetch("SELECT resource_type, count(*) FROM fhir_arrived GROUP BY 1")
-    report.unchanged = Counter({str(k): int(n) for k, n in arrived}) - report.stored - clashed
+    arrived = _count_by_type(engine, "fhir_arrived")
+    report.unchanged = arrived - report.stored - clashed
+
+
+def _arrived(staged: _Staged) -> exp.Query:
+    """Each staged record with the content kept for its version (the stored one, else the
+    first in this load), whether the version is stored already, and its order among records
+    of its version in this load."""
+    version = [c("i.resource_type"), c("i.id"), c("i.version_id")]
+    in_order = exp.Order(expressions=[ordered(c("i.load_order"))])
+    first = exp.Window(
+        this=exp.FirstValue(this=c("i.resource")),
+        partition_by=[v.copy() for v in version],
+        order=in_order.copy(),
+    )
+    nth = exp.Window(this=exp.RowNumber(), partition_by=version, order=in_order)
+    return (
+        exp.select(
+            *(c(f"i.{name}") for name in _INCOMING_SCHEMA.names),
+            exp.Coalesce(this=cast(c("s.resource"), "VARCHAR"), expressions=[first]).as_("kept"),
+            exp.Not(this=c("s.id").is_(exp.null())).as_("known"),
+            nth.as_("nth"),
+        )
+        .from_(t(staged.incoming, "i"))
+        .join(t(STORE, "s"), using=["resource_type", "id", "version_id"], join_type="left")
+    )
+
+
+def _changed() -> exp.Expr:
+    """A record whose version is kept with other content."""
+    return exp.NEQ(this=c("resource"), expression=c("kept"))
+
+
+def _quarantine(staged: _Staged, load_id: str) -> exp.Insert:
+    """New problems into the quarantine: bad records and version conflicts, each (content,
+    file, line) once, and none already there."""
+    columns = _QUARANTINE_SCHEMA.names
+    conflicts = (
+        exp.select(
+            c("source_file"),
+            c("source_line"),
+            c("resource_type"),
+            c("id").as_("resource_id"),
+            concat(c("resource_type"), lit(f".{VERSION_CONFLICT}")).as_("reason"),
+            exp.MD5(this=concat(c("resource"), lit(VERSION_CONFLICT))).as_("content_hash"),
+            c("resource").as_("content"),
+        )
+        .from_("fhir_arrived")
+        .where(_changed())
+    )
+    problems = union_all(select_columns(staged.bad, columns), conflicts)
+    seen = (
+        exp.select(lit(1))
+        .from_(t(QUARANTINE, "q"))
+        .where(
+            *(
+                exp.EQ(this=c(f"q.{name}"), expression=c(f"b.{name}"))
+                for name in ("content_hash", "source_file", "source_line")
+            )
+        )
+    )
+    once = first_row(
+        [c("b.content_hash"), c("b.source_file"), c("b.source_line")], [ordered(c("b.reason"))]
+    )
+    new = (
+        exp.select(lit(load_id).as_("load_id"), *(c(f"b.{name}") for name in columns))
+        .from_(problems.subquery("b"))
+        .where(exp.Not(this=exp.Exists(this=seen)))
+        .qualify(once)
+    )
+    return insert(QUARANTINE, _names(QUARANTINE_COLUMNS), new)
+
+
+def _count_by_type(engine: Engine, table: str, where: exp.Expr | None = None) -> Counter[str]:
+    """Rows of `table` by resource type."""
+    query = (
+        exp.select(c("resource_type"), count_star().as_("n"))
+        .from_(table)
+        .group_by(c("resource_type"))
+    )
+    if where is not None:
+        query = query.where(where)
+    return Counter(
+        {str(r["resource_type"]): int(r["n"]) for r in engine.execute(query).to_pylist()}
+    )
 
 
 def _flatten(engine: Engine) -> None:
     """The latest version of each resource, then each shipped view over it as `v_<name>`.
     Latest is by `meta.lastUpdated` as an instant, then `meta.versionId` as a number, then
     load order (later loads, and later records in a load, win)."""
-    engine.run(
-        "CREATE OR REPLACE TABLE fhir_current AS SELECT resource_type, id, resource "
-        f"FROM {STORE} QUALIFY row_number() OVER (PARTITION BY resource_type, id "
-        "ORDER BY TRY_CAST(last_updated AS TIMESTAMPTZ) DESC NULLS LAST, "
-        "TRY_CAST(version_id AS BIGINT) DESC NULLS LAST, load_seq DESC, "
-        "load_order DESC NULLS LAST) = 1"
-    )
+    engine.materialise("fhir_current", latest_versions())
     for name, view in shipped_views().items():
         compiled = compile_view(view, table="fhir_current", dialect=engine.dialect)
-        engine.run(f"CREATE OR REPLACE TABLE v_{name} AS {engine.render(compiled.query)}")
+        engine.materialise(f"v_{name}", compiled.query)
+
+
+def latest_versions() -> exp.Query:
+    """The latest stored version of each resource: by `meta.lastUpdated` as an instant (a
+    timestamp with time zone, so `10:00+01:00` is before `09:30Z`), then `meta.versionId` as a
+    number (`10` after `9`), then load order."""
+    return select_columns(STORE, ("resource_type", "id", "resource")).qualify(
+        first_row(
+            [c("resource_type"), c("id")],
+            [
+                ordered(try_cast(c("last_updated"), "TIMESTAMPTZ"), desc=True),
+                ordered(try_cast(c("version_id"), "BIGINT"), desc=True),
+                ordered(c("load_seq"), desc=True),
+                ordered(c("load_order"), desc=True),
+            ],
+        )
+    )
 
 
 def _record_load(
@@ -494,7 +655,8 @@ def _record_load(
             }
         ),
     )
-    engine.run(f"INSERT INTO {QUALITY} SELECT * FROM fhir_quality_rows")
+    names = _names(QUALITY_COLUMNS)
+    engine.run(insert(QUALITY, names, select_columns("fhir_quality_rows", names)))
     engine.load_session(
         "fhir_load_row",
         pa.table(
@@ -512,7 +674,8 @@ def _record_load(
             }
         ),
     )
-    engine.run(f"INSERT INTO {LOADS} SELECT * FROM fhir_load_row")
+    names = _names(LOAD_COLUMNS)
+    engine.run(insert(LOADS, names, select_columns("fhir_load_row", names)))
 
 
 #: The canonical event dates whose span is the history a FHIR warehouse holds: contacts and

@@ -22,12 +22,11 @@ from joinedup.fhir.reader import input_files, read_resources
 from joinedup.fhir.views import (
     _PRIMITIVE_TYPES,
     _TEXT_TYPES,
-    DIALECTS,
     RESOURCE_TABLE,
     CompiledView,
     compile_view,
 )
-from joinedup.warehouse import Engine, open_empty_engine
+from joinedup.warehouse import JSON_DIALECTS, Engine, open_empty_engine
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def resource_table(resources: Iterable[dict[str, Any]]) -> pa.Table:
 
 def load_resources(engine: Engine, resources: pa.Table) -> None:
     """Make `resources` (a `resource_table`) the engine's resource table, JSON parsed."""
-    dialect = DIALECTS[engine.dialect]
+    dialect = JSON_DIALECTS[engine.dialect]
     engine.load_session("incoming_resources", resources)
     engine.materialise(
         RESOURCE_TABLE,
@@ -61,6 +60,9 @@ def load_resources(engine: Engine, resources: pa.Table) -> None:
             dialect.parse(exp.column("resource")).as_("resource"),
         ).from_("incoming_resources"),
     )
+
+
+_LINES = "fhir_lines"
 
 
 def load_files(engine: Engine, paths: Iterable[Path]) -> int:
@@ -72,20 +74,27 @@ def load_files(engine: Engine, paths: Iterable[Path]) -> int:
     """
     files = input_files(list(paths))
     ndjson = all(".ndjson" in f.name or ".jsonl" in f.name for f in files)
-    if engine.name == "duckdb" and ndjson:
-        listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    if ndjson:
         try:
-            engine.run(
-                f"CREATE OR REPLACE TEMP TABLE {RESOURCE_TABLE} AS SELECT "
-                "json_extract_string(json, '$.resourceType') AS resource_type, json AS resource "
-                f"FROM read_ndjson_objects([{listed}])"
+            engine.load_json_lines(_LINES, files)
+            dialect = JSON_DIALECTS[engine.dialect]
+            engine.materialise(
+                RESOURCE_TABLE,
+                exp.select(
+                    dialect.child_text(exp.column("json"), "resourceType").as_("resource_type"),
+                    exp.column("json").as_("resource"),
+                ).from_(_LINES),
             )
-            bundles = engine.fetch(
-                f"SELECT count(*) FROM {RESOURCE_TABLE} WHERE resource_type = 'Bundle' "
-                "OR resource_type IS NULL"
+            kind = exp.column("resource_type")
+            bundles = (
+                exp.select(exp.Count(this=exp.Star()).as_("n"))
+                .from_(RESOURCE_TABLE)
+                .where(exp.or_(kind.eq(exp.Literal.string("Bundle")), kind.copy().is_(exp.null())))
             )
-            if bundles[0][0] == 0:
+            if engine.execute(bundles).column("n")[0].as_py() == 0:
                 return engine.count(RESOURCE_TABLE)
+        except NotImplementedError:  # engines that cannot read lines themselves
+            pass
         except Exception:  # the careful reader below names the file and line DuckDB refused
             pass
     resources = resource_table(read_resources(files))

@@ -27,9 +27,8 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-import sqlglot
 from sqlglot import exp
 
 from joinedup.errors import InputError
@@ -45,6 +44,7 @@ from joinedup.fhir.fhirpath import (
     TypeName,
     parse,
 )
+from joinedup.warehouse import JSON_DIALECTS, JsonDialect
 
 RESOURCE_TABLE = "fhir_resource"
 TOP = "top"  # the list of values prefetched from each resource
@@ -64,30 +64,6 @@ _TEXT_TYPES = {
 }  # fmt: skip
 
 
-@functools.lru_cache(maxsize=1024)
-def _parsed(sql: str) -> exp.Expr:
-    """A template's SQL, parsed once (never changed: `_template` fills a copy)."""
-    text = re.sub(r"\{(\w+)\}", lambda m: f"__p_{m.group(1)}__", sql)
-    tree: exp.Expr = sqlglot.parse_one(f"SELECT {text}", read="duckdb").expressions[0]
-    return tree
-
-
-def _template(sql: str, **parts: exp.Expr) -> exp.Expr:
-    """A generic SQL expression (CASE, comparisons, casts) whose `{name}` holes are filled
-    with expressions; engine-specific pieces always come in through the holes."""
-    tree = _parsed(sql)
-
-    def fill(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Column) and not node.table:
-            match = re.fullmatch(r"__p_(\w+)__", node.name)
-            if match:
-                return parts[match.group(1)].copy()
-        return node
-
-    filled: exp.Expr = tree.transform(fill)
-    return filled
-
-
 def _string(value: str) -> exp.Expr:
     return exp.Literal.string(value)
 
@@ -101,313 +77,43 @@ def _call_sql(name: str, *args: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-class Dialect:
-    """How one engine holds FHIR JSON and works on lists of it. The compiler only ever uses
-    these primitives, so a view compiles to either engine."""
+def _case(*whens: tuple[exp.Expr, exp.Expr], default: exp.Expr | None = None) -> exp.Case:
+    """CASE WHEN condition THEN value ... ELSE default END."""
+    case = exp.Case()
+    for condition, value in whens:
+        case = case.when(condition, value, copy=False)
+    return case.else_(default, copy=False) if default is not None else case
 
-    name = "duckdb"
-    #: DuckDB list function names; other engines translate them in `fn`.
-    names: ClassVar[dict[str, str]] = {}
 
-    #: Whether the paths a view reads from the resource are all read in one pass (`read_all`).
-    #: DuckDB parses JSON text again on every read, so reading each path separately would
-    #: parse the whole resource once per column.
-    prefetch = True
+def _is_zero(value: exp.Expr) -> exp.Expr:
+    return exp.EQ(this=value, expression=_number(0))
 
-    def fn(self, name: str, *args: exp.Expr) -> exp.Expr:
-        return _call_sql(self.names.get(name, name), *args)
 
-    # JSON values
-    def child(self, item: exp.Expr, name: str) -> exp.Expr:
-        return _call_sql("json_extract", item, _string(f'$."{name}"'))
+def _double(value: exp.Expr) -> exp.Expr:
+    return exp.cast(value, exp.DataType.Type.DOUBLE)
 
-    def read_all(self, item: exp.Expr, paths: list[tuple[str, ...]]) -> exp.Expr:
-        """A list of the values at `paths` (each a chain of object keys) in `item`, NULL where
-        there is none, read in one pass."""
-        texts = ["$" + "".join(f'."{name}"' for name in path) for path in paths]
-        return _call_sql("json_extract", item, exp.Array(expressions=[_string(t) for t in texts]))
 
-    def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
-        """`text(child(item, name))` in one step."""
-        return _call_sql("json_extract_string", item, _string(f'$."{name}"'))
-
-    # `json_extract` writes compact JSON, so the first character of a value it read tells
-    # whether it is an array without parsing it again. `value` below is always such a value.
-    def each_child(self, value: exp.Expr, name: str, var: exp.Expr, own: exp.Expr) -> exp.Expr:
-        """The child `name` of every item of `spread(value)`, not spread (a list of values,
-        possibly with NULLs). `own` is `child(value, name)`, which may be read already; an
-        array's items' children are read in one pass."""
-        return _template(
-            "CASE WHEN starts_with({v}, '[') THEN {items} ELSE [{own}] END",
-            v=value,
-            items=_call_sql("json_extract", value, _string(f'$[*]."{name}"')),
-            own=own,
-        )
-
-    def matches_fully(self, text: exp.Expr, pattern: str) -> exp.Expr:
-        """Whether all of `text` matches the regular expression `pattern`."""
-        return _call_sql("regexp_full_match", text, _string(pattern))
-
-    def first_text_is(self, item: exp.Expr, name: str, text: str) -> exp.Expr | None:
-        """Whether the text of the first of `item`'s children `name` is `text`, possibly
-        false (not NULL) when there are none; None when there is no shortcut for it.
-
-        One read gives the child's text and its first item's text: a child that is not an
-        array has no first item, and an array's text starts with `[`."""
-        if text.startswith("["):
-            return None
-        texts = _call_sql(
-            "json_extract_string",
-            item,
-            exp.Array(expressions=[_string(f'$."{name}"'), _string(f'$."{name}"[0]')]),
-        )
-        return _call_sql("list_contains", texts, _string(text))
-
-    def first_of(self, value: exp.Expr) -> exp.Expr:
-        """The first item of `spread(value)` (NULL when there is none)."""
-        return _template(
-            "CASE WHEN {v} = 'null' THEN NULL WHEN starts_with({v}, '[') "
-            "THEN CAST({v} AS JSON[])[1] ELSE {v} END",
-            v=value,
-        )
-
-    def sole_of(self, value: exp.Expr, error: exp.Expr) -> exp.Expr:
-        """The only item of `spread(value)`: NULL when there is none, `error` when several."""
-        return _template(
-            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN NULL "
-            "WHEN starts_with({v}, '[') THEN CASE len(CAST({v} AS JSON[])) WHEN 0 THEN NULL "
-            "WHEN 1 THEN CAST({v} AS JSON[])[1] ELSE {err} END ELSE {v} END",
-            v=value,
-            err=error,
-        )
-
-    def spread(self, value: exp.Expr) -> exp.Expr:
-        """The collection a child read by `child` stands for: nothing when it is missing or
-        null, its items when it is an array, else itself."""
-        return _template(
-            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN {empty} "
-            "WHEN starts_with({v}, '[') THEN CAST({v} AS JSON[]) ELSE [{v}] END",
-            v=value,
-            empty=self.empty(),
-        )
-
-    def is_number(self, item: exp.Expr) -> exp.Expr:
-        return _template("json_type({v}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')", v=item)
-
-    def is_string(self, item: exp.Expr) -> exp.Expr:
-        return _template("json_type({v}) = 'VARCHAR'", v=item)
-
-    def is_boolean(self, item: exp.Expr) -> exp.Expr:
-        return _template("json_type({v}) = 'BOOLEAN'", v=item)
-
-    def text(self, item: exp.Expr) -> exp.Expr:
-        return _call_sql("json_extract_string", item, _string("$"))
-
-    def value(self, scalar: exp.Expr) -> exp.Expr:
-        return _call_sql("to_json", scalar)
-
-    def empty(self) -> exp.Expr:
-        return _template("CAST([] AS JSON[])")
-
-    def first(self, collection: exp.Expr) -> exp.Expr:
-        return _template("{c}[1]", c=collection)
-
-    def position(self, index: exp.Expr) -> exp.Expr:
-        """A list lambda's index argument as a 0-based position (DuckDB counts from 1)."""
-        return exp.Sub(this=index, expression=_number(1))
-
-    def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
-        """The single item at 1-based `start` (negative: from the end), as a collection."""
-        return _call_sql("list_slice", collection, start, start.copy())
-
-    def parse(self, text: exp.Expr) -> exp.Expr:
-        return exp.cast(text, exp.DataType.build("JSON", dialect="duckdb"))
-
-    # rows: a STRUCT of JSON values, so building, merging and reading rows parses nothing
-    def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
-        return _call_sql(
-            "struct_pack",
-            *[exp.PropertyEQ(this=exp.to_identifier(k), expression=v) for k, v in pairs],
-        )
-
-    def blank_row(self, names: list[str]) -> exp.Expr:
-        """A row whose columns `names` are all null (a row without columns is never read)."""
-        if not names:
-            return _template("CAST('{}' AS JSON)")
-        return self.row([(n, _template("CAST(NULL AS JSON)")) for n in names])
-
-    def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
-        return _call_sql("struct_concat", a, b)
-
-    def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
-        return _call_sql("struct_extract", row, _string(name))
-
-    def null_value(self) -> exp.Expr:
-        return exp.null()
-
-    def list_value(self, collection: exp.Expr) -> exp.Expr:
-        return _call_sql("to_json", collection)
-
-    def json_text(self, item: exp.Expr) -> exp.Expr:
-        return item
-
-    def error(self, message: str) -> exp.Expr:
-        return _call_sql("error", _string(message))
-
-
-class SparkDialect(Dialect):
-    """Spark 4: FHIR JSON as VARIANT (`parse_json`), lists as ARRAY<VARIANT>, rows as
-    MAP<STRING, VARIANT>."""
-
-    name = "spark"
-    prefetch = False
-    names: ClassVar[dict[str, str]] = {
-        "list_transform": "transform",
-        "list_filter": "filter",
-        "len": "size",
-        "array_to_string": "array_join",
-        "list_concat": "concat",
-        "list_distinct": "array_distinct",
-        "list_contains": "array_contains",
-        "starts_with": "startswith",
-    }
-
-    def child(self, item: exp.Expr, name: str) -> exp.Expr:
-        return _call_sql("variant_get", item, _string(f'$["{name}"]'))
-
-    def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
-        return self.text(self.child(item, name))
-
-    def each_child(self, value: exp.Expr, name: str, var: exp.Expr, own: exp.Expr) -> exp.Expr:
-        return self.fn("list_transform", self.spread(value), _lambda(self.child(var, name), var))
-
-    def first_text_is(self, item: exp.Expr, name: str, text: str) -> exp.Expr | None:
-        return None
-
-    def matches_fully(self, text: exp.Expr, pattern: str) -> exp.Expr:
-        return exp.RegexpLike(this=text, expression=_string(f"^(?:{pattern})$"))
-
-    def first_of(self, value: exp.Expr) -> exp.Expr:
-        return self.first(self.spread(value))
-
-    def sole_of(self, value: exp.Expr, error: exp.Expr) -> exp.Expr:
-        return _template(
-            "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
-            n=self.fn("len", self.spread(value)),
-            null=self.null_value(),
-            one=self.first(self.spread(value)),
-            err=error,
-        )
-
-    def spread(self, value: exp.Expr) -> exp.Expr:
-        return _template(
-            "CASE WHEN {isnull} THEN {empty} WHEN {isarray} THEN {aslist} ELSE [{v}] END",
-            isnull=self.is_null(value),
-            empty=self.empty(),
-            isarray=self.is_array(value),
-            aslist=self.as_list(value),
-            v=value,
-        )
-
-    def _schema(self, item: exp.Expr) -> exp.Expr:
-        return _call_sql("schema_of_variant", item)
-
-    def is_array(self, item: exp.Expr) -> exp.Expr:
-        return _template("startswith({s}, 'ARRAY')", s=self._schema(item))
-
-    def is_null(self, item: exp.Expr) -> exp.Expr:
-        return _template("{v} IS NULL OR is_variant_null({v})", v=item)
-
-    def is_number(self, item: exp.Expr) -> exp.Expr:
-        return _template(
-            "{s} IN ('BIGINT', 'INT', 'SMALLINT', 'TINYINT', 'DOUBLE', 'FLOAT') "
-            "OR startswith({s}, 'DECIMAL')",
-            s=self._schema(item),
-        )
-
-    def is_string(self, item: exp.Expr) -> exp.Expr:
-        return _template("{s} = 'STRING'", s=self._schema(item))
-
-    def is_boolean(self, item: exp.Expr) -> exp.Expr:
-        return _template("{s} = 'BOOLEAN'", s=self._schema(item))
-
-    def as_list(self, item: exp.Expr) -> exp.Expr:
-        return exp.cast(item, exp.DataType.build("ARRAY<VARIANT>", dialect="spark"))
-
-    def text(self, item: exp.Expr) -> exp.Expr:
-        return exp.cast(item, exp.DataType.Type.VARCHAR)
-
-    def value(self, scalar: exp.Expr) -> exp.Expr:
-        return exp.cast(scalar, exp.DataType.build("VARIANT", dialect="spark"))
-
-    def empty(self) -> exp.Expr:
-        return exp.cast(
-            exp.Array(expressions=[]), exp.DataType.build("ARRAY<VARIANT>", dialect="spark")
-        )
-
-    def first(self, collection: exp.Expr) -> exp.Expr:
-        return _call_sql("try_element_at", collection, _number(1))
-
-    def position(self, index: exp.Expr) -> exp.Expr:
-        return index
-
-    def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
-        return _template(
-            "CASE WHEN {p} = 0 OR abs({p}) > size({c}) THEN {e} ELSE slice({c}, {p}, 1) END",
-            p=start,
-            c=collection,
-            e=self.empty(),
-        )
-
-    def parse(self, text: exp.Expr) -> exp.Expr:
-        return _call_sql("parse_json", text)
-
-    def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
-        return _call_sql("map", *[x for k, v in pairs for x in (_string(k), self._as_variant(v))])
-
-    def _as_variant(self, value: exp.Expr) -> exp.Expr:
-        return exp.cast(value, exp.DataType.build("VARIANT", dialect="spark"))
-
-    def blank_row(self, names: list[str]) -> exp.Expr:
-        return exp.cast(
-            _call_sql("map"), exp.DataType.build("MAP<STRING, VARIANT>", dialect="spark")
-        )
-
-    def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
-        return _call_sql("map_concat", a, b)
-
-    def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
-        return _call_sql("try_element_at", row, _string(name))
-
-    def null_value(self) -> exp.Expr:
-        return exp.cast(exp.null(), exp.DataType.build("VARIANT", dialect="spark"))
-
-    def list_value(self, collection: exp.Expr) -> exp.Expr:
-        return _call_sql("parse_json", _call_sql("to_json", collection))
-
-    def json_text(self, item: exp.Expr) -> exp.Expr:
-        return _call_sql("to_json", item)
-
-    def error(self, message: str) -> exp.Expr:
-        return exp.cast(
-            _call_sql("raise_error", _string(message)),
-            exp.DataType.build("VARIANT", dialect="spark"),
-        )
-
-
-DIALECTS: dict[str, Dialect] = {"duckdb": Dialect(), "spark": SparkDialect()}
+#: FHIRPath comparison operators and the sqlglot node of each.
+_COMPARISON_NODES: dict[str, type[exp.Binary]] = {
+    "=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, ">": exp.GT, "<=": exp.LTE, ">=": exp.GTE,
+}  # fmt: skip
+#: FHIRPath arithmetic operators on numbers and the sqlglot node of each.
+_ARITHMETIC_NODES: dict[str, type[exp.Binary]] = {
+    "+": exp.Add, "-": exp.Sub, "*": exp.Mul, "/": exp.Div, "div": exp.IntDiv, "mod": exp.Mod,
+}  # fmt: skip
 
 
 @dataclass
 class _Prefetch:
     """The values a view reads from the resource (at chains of object keys, `paths`), all
-    read in one pass into the list `r.top` (see `Dialect.read_all`)."""
+    read in one pass into the list `r.top` (see `JsonDialect.read_all`)."""
 
     resource: exp.Expr
     paths: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def at(self, position: int) -> exp.Expr:
-        return _template(f"{{top}}[{position}]", top=exp.column(TOP, "r"))
+        # sqlglot counts list positions from 0 and writes DuckDB's from 1
+        return exp.Bracket(this=exp.column(TOP, "r"), expressions=[_number(position - 1)])
 
     def path_of(self, value: exp.Expr) -> tuple[str, ...] | None:
         """The path of `value` when it is the resource or read from it here."""
@@ -429,7 +135,7 @@ class _Scope:
 
     resource: exp.Expr
     constants: dict[str, Any]
-    dialect: Dialect
+    dialect: JsonDialect
     row_index: exp.Expr | None = None
     counter: Iterator[int] = field(default_factory=itertools.count)
     prefetch: _Prefetch | None = None
@@ -542,11 +248,11 @@ def _filter(collection: exp.Expr, scope: _Scope, test: _Body) -> exp.Expr:
     return scope.dialect.fn("list_filter", collection, _lambda(test(var), var))
 
 
-def _single(value: exp.Expr, d: Dialect) -> exp.Expr:
+def _single(value: exp.Expr, d: JsonDialect) -> exp.Expr:
     return exp.Array(expressions=[d.value(value)])
 
 
-def _wrap(value: exp.Expr, d: Dialect) -> exp.Expr:
+def _wrap(value: exp.Expr, d: JsonDialect) -> exp.Expr:
     """A SQL value as a collection: empty when NULL (the value appears once in the SQL)."""
     var = exp.column("w")
     return d.fn(
@@ -580,16 +286,15 @@ def _let_value(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     )
 
 
-def _size(collection: exp.Expr, d: Dialect) -> exp.Expr:
+def _size(collection: exp.Expr, d: JsonDialect) -> exp.Expr:
     return d.fn("len", collection)
 
 
-def _boolean(collection: exp.Expr, d: Dialect) -> exp.Expr:
+def _boolean(collection: exp.Expr, d: JsonDialect) -> exp.Expr:
     """A collection as a SQL boolean: NULL when empty, else its first item's truth."""
     return exp.cast(d.text(d.first(collection)), exp.DataType.Type.BOOLEAN)
 
 
-_COMPARISONS = {"=": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _LOGIC = {"and", "or", "xor", "implies"}
 
 
@@ -607,27 +312,20 @@ def _compare(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
     """`left op right` on singletons as a SQL boolean, numerically when both are numbers;
     NULL (empty) if either is empty."""
     d = scope.dialect
-    sql_op = _COMPARISONS[node.op]
+    node_of = _COMPARISON_NODES[node.op]
     a = compile_first(node.left, context, scope)
     b = compile_first(node.right, context, scope)
     if _never_number(node.left, scope) or _never_number(node.right, scope):
-        return _template(f"{{at}} {sql_op} {{bt}}", at=d.text(a), bt=d.text(b))
-    body = (
-        "CASE WHEN ({an}) AND ({bn}) "
-        f"THEN CAST({{at}} AS DOUBLE) {sql_op} CAST({{bt}} AS DOUBLE) "
-        f"ELSE {{at}} {sql_op} {{bt}} END"
-    )
-    return _let_value(
-        a,
-        scope,
-        lambda x: _let_value(
-            b,
-            scope,
-            lambda y: _template(
-                body, an=d.is_number(x), bn=d.is_number(y), at=d.text(x), bt=d.text(y)
-            ),
-        ),
-    )
+        return node_of(this=d.text(a), expression=d.text(b))
+
+    def compare(x: exp.Expr, y: exp.Expr) -> exp.Expr:
+        both_numbers = exp.and_(exp.paren(d.is_number(x)), exp.paren(d.is_number(y)))
+        return _case(
+            (both_numbers, node_of(this=_double(d.text(x)), expression=_double(d.text(y)))),
+            default=node_of(this=d.text(x), expression=d.text(y)),
+        )
+
+    return _let_value(a, scope, lambda x: _let_value(b, scope, lambda y: compare(x, y)))
 
 
 def _text_constant(node: Node, scope: _Scope) -> str | None:
@@ -640,7 +338,7 @@ def _text_constant(node: Node, scope: _Scope) -> str | None:
 
 
 def _child_is(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr | None:
-    """`name = 'text'` on one item, as the dialect's shortcut (`Dialect.first_text_is`), or
+    """`name = 'text'` on one item, as the dialect's shortcut (`JsonDialect.first_text_is`), or
     None when there is none. The shortcut may give false where the comparison is empty."""
     for member, other in ((node.left, node.right), (node.right, node.left)):
         text = _text_constant(other, scope)
@@ -665,7 +363,7 @@ def compile_boolean(
     criterion does not go through a JSON collection and back. With `empty_is_false` (a
     filter, where NULL and false mean the same) the result may be false instead of NULL."""
     d = scope.dialect
-    if isinstance(node, Binary) and node.op in _COMPARISONS:
+    if isinstance(node, Binary) and node.op in _COMPARISON_NODES:
         shortcut = _child_is(node, context, scope) if empty_is_false else None
         return shortcut if shortcut is not None else _compare(node, context, scope)
     if isinstance(node, Binary) and node.op in _LOGIC:
@@ -722,12 +420,10 @@ def _only(node: Node, context: exp.Expr, scope: _Scope, error: exp.Expr) -> exp.
         return _let_value(
             collection,
             scope,
-            lambda c: _template(
-                "CASE WHEN {n} = 0 THEN {null} WHEN {n} = 1 THEN {one} ELSE {err} END",
-                n=_size(c, d),
-                null=d.null_value(),
-                one=d.first(c),
-                err=error,
+            lambda c: _case(
+                (_is_zero(_size(c, d)), d.null_value()),
+                (exp.EQ(this=_size(c, d), expression=_number(1)), d.first(c)),
+                default=error,
             ),
         )
 
@@ -752,32 +448,23 @@ def _only(node: Node, context: exp.Expr, scope: _Scope, error: exp.Expr) -> exp.
     return only(compile_path(node, context, scope))
 
 
-def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: Dialect) -> exp.Expr:
+def _arithmetic(op: str, left: exp.Expr, right: exp.Expr, d: JsonDialect) -> exp.Expr:
     a, b = d.first(left), d.first(right)
     if op == "&":
-        body = "coalesce({at}, '') || coalesce({bt}, '')"
-        return _single(_template(body, at=d.text(a), bt=d.text(b)), d)
-    sql_op = {"+": "+", "-": "-", "*": "*", "/": "/", "div": "DIV", "mod": "%"}[op]
-    numeric = _template(
-        f"CAST({{at}} AS DOUBLE) {sql_op} CAST({{bt}} AS DOUBLE)", at=d.text(a), bt=d.text(b)
-    )
+        empty_text = _string("")
+        joined = exp.DPipe(
+            this=exp.func("coalesce", d.text(a), empty_text),
+            expression=exp.func("coalesce", d.text(b), empty_text.copy()),
+        )
+        return _single(joined, d)
+    numeric = d.value(_ARITHMETIC_NODES[op](this=_double(d.text(a)), expression=_double(d.text(b))))
+    either_empty = (exp.or_(_is_zero(_size(left, d)), _is_zero(_size(right, d))), exp.null())
     if op == "+":
-        value = _template(
-            "CASE WHEN {nl} = 0 OR {nr} = 0 THEN NULL WHEN {astr} THEN {concat} ELSE {num} END",
-            nl=_size(left, d),
-            nr=_size(right, d),
-            astr=d.is_string(a),
-            concat=d.value(_template("{at} || {bt}", at=d.text(a), bt=d.text(b))),
-            num=d.value(numeric),
-        )
+        concat = d.value(exp.DPipe(this=d.text(a), expression=d.text(b)))
+        value = _case(either_empty, (d.is_string(a), concat), default=numeric)
     else:
-        value = _template(
-            "CASE WHEN {nl} = 0 OR {nr} = 0 THEN NULL ELSE {num} END",
-            nl=_size(left, d),
-            nr=_size(right, d),
-            num=d.value(numeric),
-        )
-    return _template("CASE WHEN {v} IS NULL THEN {empty} ELSE [{v}] END", v=value, empty=d.empty())
+        value = _case(either_empty, default=numeric)
+    return _case((value.is_(exp.null()), d.empty()), default=exp.Array(expressions=[value.copy()]))
 
 
 _ID = r"/[A-Za-z0-9\-\.]{1,64}"
@@ -824,11 +511,9 @@ class _ReferenceKey:
         """The keys (at most one) in a reference's text, as a list of text."""
         d = scope.dialect
         text = d.fn("coalesce", text, _string(""))  # no reference: no key
-        found = _template(
-            "CASE WHEN {plain} THEN [{text}] ELSE {found} END",
-            plain=d.matches_fully(text, self.plain),
-            text=text,
-            found=d.fn("regexp_extract_all", text, _string(self.search), _number(1)),
+        found = _case(
+            (d.matches_fully(text, self.plain), exp.Array(expressions=[text])),
+            default=d.fn("regexp_extract_all", text, _string(self.search), _number(1)),
         )
         if self.check is None:
             return found
@@ -915,7 +600,10 @@ def compile_path(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
     if isinstance(node, Index):
         target = compile_path(node.target, context, scope)
         index = compile_path(node.index, context, scope)
-        position = _template("CAST({t} AS BIGINT) + 1", t=d.text(d.first(index)))
+        position = exp.Add(
+            this=exp.cast(d.text(d.first(index)), exp.DataType.Type.BIGINT),
+            expression=_number(1),
+        )
         return d.slice(target, position)
     if isinstance(node, Binary):
         return _binary(node, context, scope)
@@ -994,7 +682,7 @@ def _spread_all(values: exp.Expr, scope: _Scope) -> exp.Expr:
 
 
 def _binary(node: Binary, context: exp.Expr, scope: _Scope) -> exp.Expr:
-    if node.op in _COMPARISONS or node.op in _LOGIC:
+    if node.op in _COMPARISON_NODES or node.op in _LOGIC:
         return _wrap(compile_boolean(node, context, scope), scope.dialect)
     left = compile_path(node.left, context, scope)
     right = compile_path(node.right, context, scope)
@@ -1012,14 +700,8 @@ def _operate(op: str, left: exp.Expr, right: exp.Expr, scope: _Scope) -> exp.Exp
         item, coll = (left, right) if op == "in" else (right, left)
         var = scope.var()
         texts = d.fn("list_transform", coll, _lambda(d.text(var), var))
-        return _wrap(
-            _template(
-                "CASE WHEN {n} = 0 THEN NULL ELSE {has} END",
-                n=_size(item, d),
-                has=d.fn("list_contains", texts, d.text(d.first(item))),
-            ),
-            d,
-        )
+        has = d.fn("list_contains", texts, d.text(d.first(item)))
+        return _wrap(_case((_is_zero(_size(item, d)), exp.null()), default=has), d)
     raise InputError("FHIRPath", f"operator {op!r} is not supported")  # pragma: no cover
 
 
@@ -1027,10 +709,12 @@ def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     d = scope.dialect
     name, args = node.function, node.args
     if name == "getResourceKey":
-        key = _template(
-            "{t} || '/' || {i}",
-            t=d.text(scope.child(scope.resource, "resourceType")),
-            i=d.text(scope.child(scope.resource, "id")),
+        key = exp.DPipe(
+            this=exp.DPipe(
+                this=d.text(scope.child(scope.resource, "resourceType")),
+                expression=_string("/"),
+            ),
+            expression=d.text(scope.child(scope.resource, "id")),
         )
         return _wrap(key, d)
     if name == "getReferenceKey":
@@ -1221,11 +905,9 @@ def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Ex
             rows = _let(
                 foci,
                 scope,
-                lambda c: _template(
-                    "CASE WHEN {n} = 0 THEN [{blank}] ELSE {rows} END",
-                    n=_size(c, d),
-                    blank=d.blank_row(names),
-                    rows=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
+                lambda c: _case(
+                    (_is_zero(_size(c, d)), exp.Array(expressions=[d.blank_row(names)])),
+                    default=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
                 ),
             )
         return rows, names
@@ -1312,7 +994,7 @@ def _bind_rows(rows: exp.Expr, scope: _Scope) -> exp.Expr:
     return scope.bind(rows)
 
 
-def _output(col: Column, row: exp.Expr, d: Dialect) -> exp.Expr:
+def _output(col: Column, row: exp.Expr, d: JsonDialect) -> exp.Expr:
     value = d.row_get(row, col.name)
     if col.collection:
         return d.json_text(value)
@@ -1333,13 +1015,10 @@ def _where(node: Node, message: str, scope: _Scope) -> exp.Expr:
     d = scope.dialect
 
     def condition(c: exp.Expr) -> exp.Expr:
-        return _template(
-            "CASE WHEN {n} = 0 THEN FALSE WHEN {isbool} THEN CAST({t} AS BOOLEAN) "
-            "ELSE {err} IS NOT NULL END",
-            n=_size(c, d),
-            isbool=d.is_boolean(d.first(c)),
-            t=d.text(d.first(c)),
-            err=d.error(message),
+        return _case(
+            (_is_zero(_size(c, d)), exp.false()),
+            (d.is_boolean(d.first(c)), exp.cast(d.text(d.first(c)), exp.DataType.Type.BOOLEAN)),
+            default=exp.Not(this=d.error(message).is_(exp.null())),
         )
 
     return _let_value(
@@ -1358,9 +1037,9 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         raise _invalid("resource: the resource type the view reads is required")
     if not view.get("select"):
         raise _invalid("select: at least one select is required")
-    if dialect not in DIALECTS:
-        raise _invalid(f"no {dialect!r} dialect; choose from {', '.join(DIALECTS)}")
-    d = DIALECTS[dialect]
+    if dialect not in JSON_DIALECTS:
+        raise _invalid(f"no {dialect!r} dialect; choose from {', '.join(JSON_DIALECTS)}")
+    d = JSON_DIALECTS[dialect]
     columns = _columns_of({"select": view["select"]}, "view")
     constants = _constants(view)
     wheres = []
@@ -1392,12 +1071,7 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         )
         conditions = []
     one = _one(rows)  # one row per resource: nothing to unnest
-    if one is not None:
-        each_row = one.as_("row")
-    elif dialect == "spark":
-        each_row = exp.Explode(this=rows).as_("row")
-    else:
-        each_row = _call_sql("unnest", rows).as_("row")
+    each_row = one.as_("row") if one is not None else d.unnest(rows).as_("row")
     unnested = exp.select(each_row).from_(source.subquery("r")).where(*conditions)
     row = exp.column("row", "u")
     query = exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(

@@ -61,6 +61,18 @@ class Engine(ABC):
         engines whose tables are session views have nothing to protect."""
         yield
 
+    def load_json_lines(self, name: str, files: Iterable[Path]) -> None:
+        """Session table `name` with one JSON value per line of the (optionally gzipped)
+        files, in column `json`, read inside the engine; engines that cannot say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot read JSON lines itself")
+
+    @contextmanager
+    def staging(self, path: Path) -> Iterator[str | None]:
+        """A scratch database in the file `path` for working tables too large for memory,
+        beside the engine's own tables while the block runs: yields the schema to name them
+        in, or None where working tables are the session's own (Spark's views)."""
+        yield None
+
     def fetch(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of `sql`, in this engine's own dialect, as Python tuples (small results:
         counts, a key)."""

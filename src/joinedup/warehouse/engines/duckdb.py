@@ -57,7 +57,6 @@ class DuckDBEngine(Engine):
                 f"warehouse {self.path} does not exist: build one with `joinedup synth` "
                 "or point --warehouse (or JOINEDUP_WAREHOUSE) at an existing file"
             )
-        # DuckDB without the ICU extension has no time zones: timestamps are UTC already.
         config: dict[str, str | bool | int | float | list[str]] = {}
         if threads is not None:
             config["threads"] = threads
@@ -76,6 +75,10 @@ class DuckDBEngine(Engine):
             if held and self.path is not None:
                 raise WarehouseInUseError(self.path, int(held.group(1))) from err
             raise JoinedupError(f"cannot open warehouse {self.path}: {err}") from err
+        # Every session in UTC (DuckDB has ICU time zones; the setting needs it loaded, so it
+        # is set after connecting), so a TIMESTAMPTZ prints, truncates and compares the same
+        # whatever the machine's zone.
+        self.con.execute("SET TimeZone = 'UTC'")
 
     def create(self, table: Table) -> None:
         """Create an empty canonical table with its types and NOT NULL constraints."""
@@ -168,6 +171,31 @@ class DuckDBEngine(Engine):
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    def load_json_lines(self, name: str, files: Iterable[Path]) -> None:
+        """A TEMPORARY table of `read_ndjson_objects` over the files (gzip read as such)."""
+        paths = exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
+        lines = exp.select("json").from_(exp.func("read_ndjson_objects", paths))
+        statement = exp.Create(
+            this=exp.to_table(name),
+            kind="TABLE",
+            replace=True,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+            expression=lines,
+        )
+        self.con.execute(statement.sql(dialect=self.dialect))
+
+    @contextmanager
+    def staging(self, path: Path) -> Iterator[str | None]:
+        """The DuckDB file `path` attached as schema `joinedup_staging` (its tables spill to
+        that file, not the warehouse's), detached when the block ends."""
+        schema = "joinedup_staging"
+        attach = exp.Attach(this=exp.alias_(exp.Literal.string(str(path)), schema))
+        self.con.execute(attach.sql(dialect=self.dialect))
+        try:
+            yield schema
+        finally:
+            self.con.execute(exp.Detach(this=exp.var(schema)).sql(dialect=self.dialect))
 
     def drop(self, name: str) -> None:
         """Drop table `name` if there is one."""

@@ -1,0 +1,163 @@
+"""DuckDB's FHIR JSON dialect for the ViewDefinition compiler.
+
+On DuckDB a JSON value is text, parsed again by every read, so this dialect reads all the
+paths a view needs from a resource in one pass (`read_all`) and tells an array from its
+first character (`json_extract` writes compact JSON).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from joinedup.warehouse.engines.dialects.base import JsonDialect, call, number, string, template
+
+
+class DuckDBJson(JsonDialect):
+    """DuckDB: FHIR JSON as JSON text, collections as JSON[] lists, rows as STRUCTs of JSON
+    values (so building, merging and reading rows parses nothing)."""
+
+    name = "duckdb"
+    #: Whether the paths a view reads from the resource are all read in one pass (`read_all`).
+    #: DuckDB parses JSON text again on every read, so reading each path separately would
+    #: parse the whole resource once per column.
+    prefetch = True
+
+    # JSON values
+    def child(self, item: exp.Expr, name: str) -> exp.Expr:
+        return call("json_extract", item, string(f'$."{name}"'))
+
+    def read_all(self, item: exp.Expr, paths: list[tuple[str, ...]]) -> exp.Expr:
+        """A list of the values at `paths` (each a chain of object keys) in `item`, NULL where
+        there is none, read in one pass."""
+        texts = ["$" + "".join(f'."{name}"' for name in path) for path in paths]
+        return call("json_extract", item, exp.Array(expressions=[string(t) for t in texts]))
+
+    def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
+        """`text(child(item, name))` in one step."""
+        return call("json_extract_string", item, string(f'$."{name}"'))
+
+    # `json_extract` writes compact JSON, so the first character of a value it read tells
+    # whether it is an array without parsing it again. `value` below is always such a value.
+    def each_child(self, value: exp.Expr, name: str, var: exp.Expr, own: exp.Expr) -> exp.Expr:
+        """The child `name` of every item of `spread(value)`, not spread (a list of values,
+        possibly with NULLs). `own` is `child(value, name)`, which may be read already; an
+        array's items' children are read in one pass."""
+        return template(
+            "CASE WHEN starts_with({v}, '[') THEN {items} ELSE [{own}] END",
+            v=value,
+            items=call("json_extract", value, string(f'$[*]."{name}"')),
+            own=own,
+        )
+
+    def matches_fully(self, text: exp.Expr, pattern: str) -> exp.Expr:
+        """Whether all of `text` matches the regular expression `pattern`."""
+        return call("regexp_full_match", text, string(pattern))
+
+    def first_text_is(self, item: exp.Expr, name: str, text: str) -> exp.Expr | None:
+        """Whether the text of the first of `item`'s children `name` is `text`, possibly
+        false (not NULL) when there are none; None when there is no shortcut for it.
+
+        One read gives the child's text and its first item's text: a child that is not an
+        array has no first item, and an array's text starts with `[`."""
+        if text.startswith("["):
+            return None
+        texts = call(
+            "json_extract_string",
+            item,
+            exp.Array(expressions=[string(f'$."{name}"'), string(f'$."{name}"[0]')]),
+        )
+        return call("list_contains", texts, string(text))
+
+    def first_of(self, value: exp.Expr) -> exp.Expr:
+        """The first item of `spread(value)` (NULL when there is none)."""
+        return template(
+            "CASE WHEN {v} = 'null' THEN NULL WHEN starts_with({v}, '[') "
+            "THEN CAST({v} AS JSON[])[1] ELSE {v} END",
+            v=value,
+        )
+
+    def sole_of(self, value: exp.Expr, error: exp.Expr) -> exp.Expr:
+        """The only item of `spread(value)`: NULL when there is none, `error` when several."""
+        return template(
+            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN NULL "
+            "WHEN starts_with({v}, '[') THEN CASE len(CAST({v} AS JSON[])) WHEN 0 THEN NULL "
+            "WHEN 1 THEN CAST({v} AS JSON[])[1] ELSE {err} END ELSE {v} END",
+            v=value,
+            err=error,
+        )
+
+    def spread(self, value: exp.Expr) -> exp.Expr:
+        """The collection a child read by `child` stands for: nothing when it is missing or
+        null, its items when it is an array, else itself."""
+        return template(
+            "CASE WHEN {v} IS NULL OR {v} = 'null' THEN {empty} "
+            "WHEN starts_with({v}, '[') THEN CAST({v} AS JSON[]) ELSE [{v}] END",
+            v=value,
+            empty=self.empty(),
+        )
+
+    def is_number(self, item: exp.Expr) -> exp.Expr:
+        return template("json_type({v}) IN ('UBIGINT', 'BIGINT', 'DOUBLE')", v=item)
+
+    def is_string(self, item: exp.Expr) -> exp.Expr:
+        return template("json_type({v}) = 'VARCHAR'", v=item)
+
+    def is_boolean(self, item: exp.Expr) -> exp.Expr:
+        return template("json_type({v}) = 'BOOLEAN'", v=item)
+
+    def text(self, item: exp.Expr) -> exp.Expr:
+        return call("json_extract_string", item, string("$"))
+
+    def value(self, scalar: exp.Expr) -> exp.Expr:
+        return call("to_json", scalar)
+
+    def empty(self) -> exp.Expr:
+        return template("CAST([] AS JSON[])")
+
+    def first(self, collection: exp.Expr) -> exp.Expr:
+        return template("{c}[1]", c=collection)
+
+    def position(self, index: exp.Expr) -> exp.Expr:
+        """A list lambda's index argument as a 0-based position (DuckDB counts from 1)."""
+        return exp.Sub(this=index, expression=number(1))
+
+    def slice(self, collection: exp.Expr, start: exp.Expr) -> exp.Expr:
+        """The single item at 1-based `start` (negative: from the end), as a collection."""
+        return call("list_slice", collection, start, start.copy())
+
+    def parse(self, text: exp.Expr) -> exp.Expr:
+        return exp.cast(text, exp.DataType.build("JSON", dialect="duckdb"))
+
+    # rows: a STRUCT of JSON values, so building, merging and reading rows parses nothing
+    def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr:
+        return call(
+            "struct_pack",
+            *[exp.PropertyEQ(this=exp.to_identifier(k), expression=v) for k, v in pairs],
+        )
+
+    def blank_row(self, names: list[str]) -> exp.Expr:
+        """A row whose columns `names` are all null (a row without columns is never read)."""
+        if not names:
+            return template("CAST('{}' AS JSON)")
+        return self.row([(n, template("CAST(NULL AS JSON)")) for n in names])
+
+    def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
+        return call("struct_concat", a, b)
+
+    def row_get(self, row: exp.Expr, name: str) -> exp.Expr:
+        return call("struct_extract", row, string(name))
+
+    def null_value(self) -> exp.Expr:
+        return exp.null()
+
+    def list_value(self, collection: exp.Expr) -> exp.Expr:
+        return call("to_json", collection)
+
+    def json_text(self, item: exp.Expr) -> exp.Expr:
+        return item
+
+    def error(self, message: str) -> exp.Expr:
+        return call("error", string(message))
+
+    def unnest(self, rows: exp.Expr) -> exp.Expr:
+        return call("unnest", rows)
