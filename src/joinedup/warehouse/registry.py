@@ -1305,8 +1305,8 @@ def render_markdown() -> str:
     by_table: dict[str, list[str]] = {}
     for table, column in LEGACY_NAMES:
         by_table.setdefault(table, []).append(column)
-    for t, cs in by_table.items():
-        item = f"- `{t}`: {', '.join(f'`{c}`' for c in cs)}"
+    for table_name, legacy in by_table.items():
+        item = f"- `{table_name}`: {', '.join(f'`{c}`' for c in legacy)}"
         lines += textwrap.wrap(item, width=100, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(lines) + "\n"
 
