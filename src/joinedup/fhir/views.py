@@ -706,62 +706,255 @@ def _operate(op: str, left: exp.Expr, right: exp.Expr, scope: _Scope) -> exp.Exp
 
 
 def _call(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    """A function call: those that read their target's elements themselves get the context,
+    the rest the target's collection."""
+    own = _READS_TARGET.get(node.function)
+    if own is not None and (node.function != "extension" or len(node.args) == 1):
+        return own(node, context, scope)
+    compiler = _FUNCTIONS.get(node.function)
+    if compiler is None:
+        raise InputError(f"FHIRPath function {node.function}()", "is not supported")
+    return compiler(node, compile_path(node.target, context, scope), context, scope)
+
+
+def _unsupported(node: Call) -> InputError:
+    return InputError(f"FHIRPath function {node.function}()", "is not supported")
+
+
+def _resource_key(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
     d = scope.dialect
-    name, args = node.function, node.args
-    if name == "getResourceKey":
-        key = exp.DPipe(
-            this=exp.DPipe(
-                this=d.text(scope.child(scope.resource, "resourceType")),
-                expression=_string("/"),
-            ),
-            expression=d.text(scope.child(scope.resource, "id")),
+    key = exp.DPipe(
+        this=exp.DPipe(
+            this=d.text(scope.child(scope.resource, "resourceType")), expression=_string("/")
+        ),
+        expression=d.text(scope.child(scope.resource, "id")),
+    )
+    return _wrap(key, d)
+
+
+def _reference_keys(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    references = _values(Member(node.target, "reference"), context, scope)
+    return _reference_key(node).collection(references, scope)
+
+
+def _extensions(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    d = scope.dialect
+    url = d.text(d.first(compile_path(node.args[0], context, scope)))
+    extensions = compile_path(Member(node.target, "extension"), context, scope)
+    return _filter(
+        extensions,
+        scope,
+        lambda v: exp.EQ(this=_child_text(v, "url", scope), expression=url.copy()),
+    )
+
+
+#: Functions that read their target's elements themselves (`extension(url)` is
+#: `extension.where(url = ...)`; the key functions read `reference`, `resourceType` and `id`).
+_READS_TARGET: dict[str, Callable[[Call, exp.Expr, _Scope], exp.Expr]] = {
+    "getResourceKey": _resource_key,
+    "getReferenceKey": _reference_keys,
+    "extension": _extensions,
+}
+
+
+def _exists(node: Call, target: exp.Expr, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    if node.args:
+        target = _filter(target, scope, lambda v: _truthy(node.args[0], v, scope))
+    return _single(exp.GT(this=_size(target, scope.dialect), expression=_number(0)), scope.dialect)
+
+
+def _where_fn(node: Call, target: exp.Expr, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    if len(node.args) != 1:
+        raise _unsupported(node)
+    return _filter(target, scope, lambda v: _truthy(node.args[0], v, scope))
+
+
+def _select_fn(node: Call, target: exp.Expr, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    if len(node.args) != 1:
+        raise _unsupported(node)
+    return _each(
+        target, scope, lambda v: compile_path(node.args[0], exp.Array(expressions=[v]), scope)
+    )
+
+
+def _join(node: Call, target: exp.Expr, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    d = scope.dialect
+    separator: exp.Expr = _string("")
+    if node.args:
+        separator = d.text(d.first(compile_path(node.args[0], context, scope)))
+    var = scope.var()
+    texts = d.fn("list_transform", target, _lambda(d.text(var), var))
+    return _single(d.fn("array_to_string", texts, separator), d)
+
+
+def _of_type(node: Call, target: exp.Expr, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    if len(node.args) != 1 or not isinstance(node.args[0], TypeName):
+        raise _unsupported(node)
+    test = _TYPE_TESTS.get(node.args[0].name)
+    if test is None:
+        return target
+    return _filter(target, scope, getattr(scope.dialect, test))
+
+
+#: Functions of their target's collection: (call, target, context, scope) to a collection.
+_FUNCTIONS: dict[str, Callable[[Call, exp.Expr, exp.Expr, _Scope], exp.Expr]] = {
+    "exists": _exists,
+    "empty": lambda n, t, c, s: _single(_is_zero(_size(t, s.dialect)), s.dialect),
+    "count": lambda n, t, c, s: _single(_size(t, s.dialect), s.dialect),
+    "first": lambda n, t, c, s: s.dialect.slice(t, _number(1)),
+    "last": lambda n, t, c, s: s.dialect.slice(t, _number(-1)),
+    "not": lambda n, t, c, s: _wrap(compile_boolean(n, c, s), s.dialect),
+    "where": _where_fn,
+    "select": _select_fn,
+    "join": _join,
+    "ofType": _of_type,
+    "lowBoundary": lambda n, t, c, s: _boundary(n, t, s, high=False),
+    "highBoundary": lambda n, t, c, s: _boundary(n, t, s, high=True),
+}
+
+
+# --- lowBoundary() and highBoundary() ----------------------------------------------------------
+
+_DATE = r"[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?"
+_TIME = r"[0-9]{2}(:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+_ZONE = r"(Z|[+-][0-9]{2}:[0-9]{2})"
+#: FHIR R4 elements of type dateTime or instant that are not `[x]` choices (those end in
+#: `DateTime` once `ofType` has chosen): a date-shaped value of one of these is a dateTime.
+_DATETIME_ELEMENTS = frozenset(
+    {"authoredOn", "created", "dateAsserted", "issued", "lastUpdated", "recorded",
+     "recordedDate", "dateTime", "instant"}
+)  # fmt: skip
+#: The most digits a boundary keeps when no precision is asked (FHIRPath: 8 for decimals,
+#: the millisecond for times), and the length of the text each precision keeps.
+_DECIMAL_DIGITS = 8
+_DATE_LENGTHS = {4: 4, 6: 7, 8: 10}
+_TIME_LENGTHS = {2: 2, 4: 5, 6: 8, 9: 12}
+_DATETIME_LENGTHS = {4: 4, 6: 7, 8: 10, 10: 13, 12: 16, 14: 19, 17: 23}
+
+
+def _precision(node: Call) -> int | None:
+    if not node.args:
+        return None
+    arg = node.args[0]
+    if len(node.args) == 1 and isinstance(arg, Literal) and type(arg.value) is int:
+        return arg.value
+    raise InputError(f"FHIRPath function {node.function}()", "precision must be an integer")
+
+
+def _is_datetime(node: Node) -> bool:
+    """Whether `node` reads a dateTime element, so `2010-10-10` means a day's instants."""
+    node = _choice(node)
+    if isinstance(node, Member):
+        return node.name.endswith("DateTime") or node.name in _DATETIME_ELEMENTS
+    return False
+
+
+def _length(text: exp.Expr) -> exp.Expr:
+    return exp.Length(this=text)
+
+
+def _padded(text: exp.Expr, filler: str) -> exp.Expr:
+    """`text` completed from the same position of `filler` (`2014` and `0000-01-01` give
+    `2014-01-01`): the earliest or latest value the given digits allow."""
+    rest = exp.Substring(
+        this=_string(filler), start=exp.Add(this=_length(text.copy()), expression=_number(1))
+    )
+    return exp.DPipe(this=text, expression=rest)
+
+
+def _date_high(text: exp.Expr) -> exp.Expr:
+    """The last day a date of any precision covers (the month's length from the calendar)."""
+    month = exp.cast(_padded(text.copy(), "0000-12-01"), exp.DataType.Type.DATE)
+    last = exp.cast(exp.LastDay(this=month), exp.DataType.Type.VARCHAR)
+    return _case((exp.EQ(this=_length(text.copy()), expression=_number(10)), text), default=last)
+
+
+def _cut(text: exp.Expr, lengths: dict[int, int], precision: int | None) -> exp.Expr:
+    """`text` to `precision` (FHIRPath digits), NULL for a precision the type does not have."""
+    if precision is None:
+        return text
+    if precision not in lengths:
+        return exp.null()
+    return exp.Substring(this=text, start=_number(1), length=_number(lengths[precision]))
+
+
+def _decimal_boundary(value: exp.Expr, high: bool, precision: int | None) -> exp.Expr:
+    """A decimal's boundary: half a unit of its last digit away (1.587 lies in [1.5865,
+    1.5875)), then to `precision` digits, rounding away from the value."""
+    point = exp.StrPosition(this=value.copy(), substr=_string("."))
+    decimals = _case(
+        (
+            exp.GT(this=point, expression=_number(0)),
+            exp.Sub(this=_length(value.copy()), expression=point.copy()),
+        ),
+        default=_number(0),
+    )
+    half = exp.Div(
+        this=exp.Literal.number(0.5), expression=exp.Pow(this=_number(10), expression=decimals)
+    )
+    bound: exp.Expr = (exp.Add if high else exp.Sub)(this=_double(value), expression=half)
+    if precision is None:
+        return exp.Round(this=bound, decimals=_number(_DECIMAL_DIGITS))
+    scale = exp.Pow(this=_number(10), expression=_number(precision))
+    # rounded first, as a product of doubles carries noise in its last bits (-55.00000000001)
+    scaled = exp.Round(
+        this=exp.Mul(this=exp.paren(bound), expression=scale), decimals=_number(_DECIMAL_DIGITS)
+    )
+    rounded = exp.Ceil(this=scaled) if high else exp.Floor(this=scaled)
+    return exp.Div(this=rounded, expression=scale.copy())
+
+
+def _datetime_boundary(text: exp.Expr, high: bool, precision: int | None) -> exp.Expr:
+    """A dateTime's boundary: its date and time completed, in its own zone or, when it has
+    none, the zone that makes it earliest (+14:00) or latest (-12:00)."""
+    zone = exp.RegexpExtract(this=text.copy(), expression=_string(_ZONE + "$"), group=_number(1))
+    body = exp.Substring(
+        this=text.copy(),
+        start=_number(1),
+        length=exp.Sub(this=_length(text.copy()), expression=_length(zone.copy())),
+    )
+    day = exp.RegexpExtract(this=body, expression=_string("^([^T]*)"), group=_number(1))
+    clock = exp.RegexpExtract(this=body.copy(), expression=_string("T(.*)$"), group=_number(1))
+    if high:
+        parts = [_date_high(day), _string("T"), _padded(clock, "23:59:59.999")]
+    else:
+        parts = [_padded(day, "0000-01-01"), _string("T"), _padded(clock, "00:00:00.000")]
+    stamp = exp.DPipe(this=exp.DPipe(this=parts[0], expression=parts[1]), expression=parts[2])
+    if precision is not None and precision != 17:
+        return _cut(stamp, _DATETIME_LENGTHS, precision)
+    own_zone = _case(
+        (exp.EQ(this=zone.copy(), expression=_string("")), _string("-12:00" if high else "+14:00")),
+        default=zone,
+    )
+    return exp.DPipe(this=stamp, expression=own_zone)
+
+
+def _boundary(node: Call, target: exp.Expr, scope: _Scope, *, high: bool) -> exp.Expr:
+    """`lowBoundary([precision])` / `highBoundary([precision])` of decimals, dates, dateTimes
+    and times (FHIRPath 2.0): the least or greatest value the given digits could stand for.
+    Anything else has no boundary (empty)."""
+    d = scope.dialect
+    precision = _precision(node)
+    as_datetime = _is_datetime(node.target)
+
+    def boundary(item: exp.Expr) -> exp.Expr:
+        text = d.text(item)
+        date = _date_high(text.copy()) if high else _padded(text.copy(), "0000-01-01")
+        clock = _padded(text.copy(), "23:59:59.999" if high else "00:00:00.000")
+        datetime = _datetime_boundary(text.copy(), high, precision)
+        dated = datetime.copy() if as_datetime else _cut(date, _DATE_LENGTHS, precision)
+        stamp = f"{_DATE}T{_TIME}{_ZONE}?"
+        return _case(
+            (d.is_number(item), d.value(_decimal_boundary(text.copy(), high, precision))),
+            (d.matches_fully(text.copy(), _DATE), d.value(dated)),
+            (d.matches_fully(text.copy(), _TIME), d.value(_cut(clock, _TIME_LENGTHS, precision))),
+            (d.matches_fully(text.copy(), stamp), d.value(datetime)),
+            default=d.null_value(),
         )
-        return _wrap(key, d)
-    if name == "getReferenceKey":
-        references = _values(Member(node.target, "reference"), context, scope)
-        return _reference_key(node).collection(references, scope)
-    if name == "extension" and len(args) == 1:
-        url = d.text(d.first(compile_path(args[0], context, scope)))
-        extensions = compile_path(Member(node.target, "extension"), context, scope)
-        return _filter(
-            extensions,
-            scope,
-            lambda v: exp.EQ(this=_child_text(v, "url", scope), expression=url.copy()),
-        )
-    target = compile_path(node.target, context, scope)
-    if name == "exists":
-        if args:
-            target = _filter(target, scope, lambda v: _truthy(args[0], v, scope))
-        return _single(exp.GT(this=_size(target, d), expression=_number(0)), d)
-    if name == "empty":
-        return _single(exp.EQ(this=_size(target, d), expression=_number(0)), d)
-    if name == "count":
-        return _single(_size(target, d), d)
-    if name == "first":
-        return d.slice(target, _number(1))
-    if name == "last":
-        return d.slice(target, _number(-1))
-    if name == "not":
-        return _wrap(compile_boolean(node, context, scope), d)
-    if name == "where" and len(args) == 1:
-        return _filter(target, scope, lambda v: _truthy(args[0], v, scope))
-    if name == "select" and len(args) == 1:
-        return _each(
-            target, scope, lambda v: compile_path(args[0], exp.Array(expressions=[v]), scope)
-        )
-    if name == "join":
-        separator: exp.Expr = _string("")
-        if args:
-            separator = d.text(d.first(compile_path(args[0], context, scope)))
-        var = scope.var()
-        texts = d.fn("list_transform", target, _lambda(d.text(var), var))
-        return _single(d.fn("array_to_string", texts, separator), d)
-    if name == "ofType" and len(args) == 1 and isinstance(args[0], TypeName):
-        test = _TYPE_TESTS.get(args[0].name)
-        if test is None:
-            return target
-        return _filter(target, scope, getattr(d, test))
-    raise InputError(f"FHIRPath function {name}()", "is not supported")
+
+    found = _map(target, scope, boundary)
+    var = scope.var("b")
+    return d.fn("list_filter", found, _lambda(exp.Not(this=var.is_(exp.null())), var))
 
 
 def _truthy(criteria: Node, item: exp.Expr, scope: _Scope) -> exp.Expr:
@@ -791,6 +984,21 @@ def _columns_of(select: dict[str, Any], where: str) -> list[Column]:
     ValidateColumns) and return its columns in output order."""
     if not isinstance(select, dict):
         raise _invalid(f"{where}: a select must be an object")
+    _check_iteration(select, where)
+    out = _own_columns(select, where)
+    for i, sub in enumerate(select.get("select") or []):
+        out += _columns_of(sub, f"{where}.select[{i}]")
+    out += _union_columns(select.get("unionAll") or [], where)
+    seen: set[str] = set()
+    for col in out:
+        if col.name in seen:
+            raise _invalid(f"{where}: column {col.name!r} is defined twice")
+        seen.add(col.name)
+    return out
+
+
+def _check_iteration(select: dict[str, Any], where: str) -> None:
+    """At most one of forEach, forEachOrNull and repeat, each made of FHIRPath that parses."""
     for key in ("forEach", "forEachOrNull"):
         if key in select and not isinstance(select[key], str):
             raise _invalid(f"{where}.{key}: must be a FHIRPath expression (text)")
@@ -807,6 +1015,10 @@ def _columns_of(select: dict[str, Any], where: str) -> list[Column]:
             raise _invalid(f"{where}: repeat cannot be combined with forEach or forEachOrNull")
         for path in paths:
             parse(path)
+
+
+def _own_columns(select: dict[str, Any], where: str) -> list[Column]:
+    """A selection's `column` list, each with a valid name and a FHIRPath path that parses."""
     out: list[Column] = []
     for i, col in enumerate(select.get("column") or []):
         if not isinstance(col, dict) or not isinstance(col.get("name"), str):
@@ -824,22 +1036,19 @@ def _columns_of(select: dict[str, Any], where: str) -> list[Column]:
                 bool(col.get("collection", False)),
             )
         )
-    for i, sub in enumerate(select.get("select") or []):
-        out += _columns_of(sub, f"{where}.select[{i}]")
-    branches = select.get("unionAll") or []
-    if branches:
-        first = _columns_of(branches[0], f"{where}.unionAll[0]")
-        for i, branch in enumerate(branches[1:], start=1):
-            names = [c.name for c in _columns_of(branch, f"{where}.unionAll[{i}]")]
-            if names != [c.name for c in first]:
-                raise _invalid(f"{where}.unionAll[{i}]: columns differ from unionAll[0]")
-        out += first
-    seen: set[str] = set()
-    for col in out:
-        if col.name in seen:
-            raise _invalid(f"{where}: column {col.name!r} is defined twice")
-        seen.add(col.name)
     return out
+
+
+def _union_columns(branches: list[Any], where: str) -> list[Column]:
+    """The columns of unionAll branches, which must all have the same names in order."""
+    if not branches:
+        return []
+    first = _columns_of(branches[0], f"{where}.unionAll[0]")
+    for i, branch in enumerate(branches[1:], start=1):
+        names = [c.name for c in _columns_of(branch, f"{where}.unionAll[{i}]")]
+        if names != [c.name for c in first]:
+            raise _invalid(f"{where}.unionAll[{i}]: columns differ from unionAll[0]")
+    return first
 
 
 @dataclass(frozen=True)
@@ -891,7 +1100,7 @@ def _repeat(paths: list[Node], item: exp.Expr, scope: _Scope, depth: int) -> exp
 def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, list[str]]:
     """The rows (a list of rows) one selection makes from one node, and their columns."""
     d = scope.dialect
-    if "repeat" in select or "forEach" in select or "forEachOrNull" in select:
+    if _iterates(select):
         if "repeat" in select:
             foci = _repeat([parse(p) for p in select["repeat"]], node, scope, 1)
         else:
@@ -901,17 +1110,36 @@ def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Ex
         body, names = _product(select, var, scope.nested(d.position(index)))
         rows: exp.Expr = d.fn("flatten", d.fn("list_transform", foci, _lambda(body, var, index)))
         if "forEachOrNull" in select:
-            # With no foci there is one row of nulls.
+            # With no foci there is one row of nulls, but for %rowIndex, which is 0 there.
+            zero = d.value(_number(0))
+            blank = d.blank_row(names, {n: zero.copy() for n in _row_index_columns(select)})
             rows = _let(
                 foci,
                 scope,
                 lambda c: _case(
-                    (_is_zero(_size(c, d)), exp.Array(expressions=[d.blank_row(names)])),
+                    (_is_zero(_size(c, d)), exp.Array(expressions=[blank])),
                     default=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
                 ),
             )
         return rows, names
     return _product(select, node, scope)
+
+
+def _iterates(select: dict[str, Any]) -> bool:
+    return "repeat" in select or "forEach" in select or "forEachOrNull" in select
+
+
+def _row_index_columns(select: dict[str, Any]) -> list[str]:
+    """The columns that are `%rowIndex` of this selection's own iteration: its columns and
+    those of nested selects and unionAll branches that do not iterate themselves."""
+    found = [col["name"] for col in select.get("column") or [] if parse(col["path"]) == _ROW_INDEX]
+    for sub in (*(select.get("select") or []), *(select.get("unionAll") or [])):
+        if not _iterates(sub):
+            found += _row_index_columns(sub)
+    return found
+
+
+_ROW_INDEX = Constant("rowIndex")
 
 
 def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, list[str]]:

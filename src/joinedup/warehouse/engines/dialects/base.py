@@ -150,8 +150,8 @@ class JsonDialect(ABC):
     def row(self, pairs: list[tuple[str, exp.Expr]]) -> exp.Expr: ...
 
     @abstractmethod
-    def blank_row(self, names: list[str]) -> exp.Expr:
-        """A row whose columns `names` are all null."""
+    def blank_row(self, names: list[str], given: dict[str, exp.Expr] | None = None) -> exp.Expr:
+        """A row whose columns `names` are all null but those `given` (JSON values)."""
 
     @abstractmethod
     def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr: ...

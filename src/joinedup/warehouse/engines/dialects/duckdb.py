@@ -135,11 +135,13 @@ class DuckDBJson(JsonDialect):
             *[exp.PropertyEQ(this=exp.to_identifier(k), expression=v) for k, v in pairs],
         )
 
-    def blank_row(self, names: list[str]) -> exp.Expr:
-        """A row whose columns `names` are all null (a row without columns is never read)."""
+    def blank_row(self, names: list[str], given: dict[str, exp.Expr] | None = None) -> exp.Expr:
+        """A row whose columns `names` are all null but those `given` (a row without columns
+        is never read). Its columns are in the order of `names`, as a STRUCT's must be."""
         if not names:
             return template("CAST('{}' AS JSON)")
-        return self.row([(n, template("CAST(NULL AS JSON)")) for n in names])
+        given = given or {}
+        return self.row([(n, given.get(n) or template("CAST(NULL AS JSON)")) for n in names])
 
     def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
         return call("struct_concat", a, b)

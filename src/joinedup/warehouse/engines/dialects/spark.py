@@ -129,7 +129,10 @@ class SparkJson(JsonDialect):
     def _as_variant(self, value: exp.Expr) -> exp.Expr:
         return exp.cast(value, exp.DataType.build("VARIANT", dialect="spark"))
 
-    def blank_row(self, names: list[str]) -> exp.Expr:
+    def blank_row(self, names: list[str], given: dict[str, exp.Expr] | None = None) -> exp.Expr:
+        """A map of the columns `given` (a column missing from a map reads as null)."""
+        if given:
+            return self.row(list(given.items()))
         return exp.cast(call("map"), exp.DataType.build("MAP<STRING, VARIANT>", dialect="spark"))
 
     def merge(self, a: exp.Expr, b: exp.Expr) -> exp.Expr:
