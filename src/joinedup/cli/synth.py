@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import (
+    DEFAULT_SPARK_MASTER,
+    DEFAULT_WAREHOUSE,
+    EngineOption,
+    SparkMasterOption,
+    WarehouseOption,
+    console,
+)
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
 from joinedup.reference import load_place_areas, load_place_ethnicity, load_practices_from_dir
@@ -70,6 +77,8 @@ def build(
     parquet: Path | None,
     workers: int,
     years: int,
+    engine: str = "duckdb",
+    spark_master: str = DEFAULT_SPARK_MASTER,
 ) -> SynthResult:
     """Run a synthetic build with a progress bar and print what was written."""
     # Refused before anything is printed when another process has the warehouse open.
@@ -99,6 +108,8 @@ def build(
                 reference=shapes,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 on_stage=lambda stage: bar.update(task, description=stage),
+                engine=engine,
+                spark_master=spark_master,
             )
     table = Table(title=f"Warehouse {escape(str(warehouse))}", show_edge=False)
     table.add_column("table")
@@ -142,8 +153,11 @@ def synth(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = _workers(),
     years: Annotated[int, typer.Option("--years", help="Years of history.")] = DEFAULT_YEARS,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
 ) -> None:
-    """Generate a synthetic population with its history into the warehouse.
+    """Generate a synthetic population with its history into the warehouse (a .duckdb file,
+    or a lake folder, which either engine writes).
 
     With --reference-dir and --icb the population takes the real ICB's practices, its places'
     small areas (LSOA ages and deprivation) and their ethnic mix from the reference files.
@@ -160,6 +174,8 @@ def synth(
         parquet=parquet,
         workers=workers,
         years=years,
+        engine=engine,
+        spark_master=spark_master,
     )
 
 

@@ -54,6 +54,8 @@ def synthesise(
     reference: ReferenceShapes | None = None,
     progress: Progress | None = None,
     on_stage: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
 ) -> SynthResult:
     """Generate `people` (the registered population on the first day of the history, plus the
     babies born during it) with `years` of history, and write the warehouse atomically."""
@@ -95,7 +97,13 @@ def synthesise(
             generate_parts(world, parts, workers=workers, progress=progress)
             stage("loading the warehouse")
             rows = build_warehouse(
-                warehouse, parts_dir=parts, footprint=footprint, info=info, areas=area_table(world)
+                warehouse,
+                parts_dir=parts,
+                footprint=footprint,
+                info=info,
+                areas=area_table(world),
+                engine=engine,
+                spark_master=spark_master,
             )
     written: list[Path] = []
     if parquet_dir is not None:

@@ -167,7 +167,7 @@ class Lake:
         self,
         manifest: Manifest,
         known: Callable[[str], bool],
-        expected: Callable[[str, tuple[tuple[str, str], ...]], list[str]] | None = None,
+        expected: Callable[[str, pa.Schema], list[str]] | None = None,
     ) -> None:
         """Refuse, in one line naming the table (and column), a lake that is not as joinedup
         wrote it: a table folder or manifest entry of a table joinedup does not know, a
@@ -196,7 +196,8 @@ class Lake:
                     f"{self.root}: table {name} is missing: its current version "
                     f"{name}/{entry.version}/ has no Parquet files"
                 )
-            found = parquet_columns(files)
+            schema = pq.read_schema(files[0])
+            found = tuple((f.name, _type_text(f.type)) for f in schema)
             if found != entry.columns:
                 theirs, ours = dict(found), dict(entry.columns)
                 col = next(
@@ -209,7 +210,7 @@ class Lake:
                     f"{ours.get(col, 'no such column')}"
                 )
             if expected is not None:
-                differences = expected(name, found)
+                differences = expected(name, schema)
                 if differences:
                     raise LakeError(f"{self.root}: {differences[0]}")
 

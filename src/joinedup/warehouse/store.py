@@ -24,7 +24,9 @@ from sqlglot import exp
 from joinedup import __version__
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint
+from joinedup.warehouse.engines.base import Engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
+from joinedup.warehouse.engines.spark import SparkEngine
 from joinedup.warehouse.lake import MANIFEST, Lake, is_lake, parquet_rows
 from joinedup.warehouse.locks import holding
 from joinedup.warehouse.schema import (
@@ -176,6 +178,8 @@ def build_lake(
     areas: pa.Table | None = None,
     memory_limit: str = "3GB",
     on_table: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
 ) -> dict[str, int]:
     """`build_warehouse` for a lake: every canonical table written to a new version and made
     current at once (tables other jobs wrote, such as phm_*, are removed: they described the
@@ -185,7 +189,11 @@ def build_lake(
     with lake.writing(info.build_id) as write:
         for name in lake.manifest().tables:
             write.remove(name)
-        engine = DuckDBEngine(memory_limit=memory_limit, bulk_load=True)
+        writer: Engine = (
+            SparkEngine(spark_master)
+            if engine == "spark"
+            else DuckDBEngine(memory_limit=memory_limit, bulk_load=True)
+        )
         try:
             for table in POPULATION_TABLES:
                 if on_table is not None:
@@ -193,12 +201,14 @@ def build_lake(
                 folder = write.stage(table.name)
                 files = sorted((parts_dir / table.name).glob("*.parquet"))
                 if files:
-                    engine.write_parquet(_typed_select(table, files), folder)
+                    writer.load_parquet(_PARTS, files)
+                    writer.write_parquet(_typed_select(table, writer.dialect), folder)
+                    writer.drop(_PARTS)
                 else:
                     pq.write_table(table.arrow_schema().empty_table(), folder / "part-0.parquet")
                 counts[table.name] = parquet_rows(sorted(folder.glob("*.parquet")))
         finally:
-            engine.close()
+            writer.close()
         small = {
             **footprint_tables(footprint),
             AREA.name: _empty_or_conformed(AREA, areas),
@@ -212,17 +222,17 @@ def build_lake(
     return counts
 
 
-def _typed_select(table: Table, files: list[Path]) -> exp.Select:
-    """The table's columns, by name and cast to their types, from Parquet `files`."""
-    source = exp.func(
-        "read_parquet", exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
-    )
+_PARTS = "synth_parts"
+
+
+def _typed_select(table: Table, dialect: str) -> exp.Select:
+    """The table's columns, by name and cast to their types, from the generated parts."""
     return exp.select(
         *[
             exp.cast(exp.column(c.name), exp.DataType.build(c.type, dialect="duckdb")).as_(c.name)
             for c in table.columns
         ]
-    ).from_(source)
+    ).from_(_PARTS)
 
 
 def copy_warehouse(
@@ -307,6 +317,8 @@ def build_warehouse(
     areas: pa.Table | None = None,
     memory_limit: str = "3GB",
     on_table: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
 ) -> dict[str, int]:
     """Create the warehouse at `path` from Parquet parts (`parts_dir/<table>/*.parquet`), the
     footprint and its LSOAs (`areas`), replacing any existing file only once the new one is
@@ -321,32 +333,39 @@ def build_warehouse(
             areas=areas,
             memory_limit=memory_limit,
             on_table=on_table,
+            engine=engine,
+            spark_master=spark_master,
+        )
+    if engine != "duckdb":
+        raise ConfigurationError(
+            f"the {engine} engine writes a lake, not a DuckDB file ({path}): give --warehouse "
+            "a folder"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with holding(path), scratch_folder(path.parent, f"{path.name}.building") as scratch:
         tmp = scratch / path.name
-        engine = DuckDBEngine(tmp, memory_limit=memory_limit, bulk_load=True)
+        duck = DuckDBEngine(tmp, memory_limit=memory_limit, bulk_load=True)
         try:
             for table in ALL_TABLES:
-                engine.create(table)
+                duck.create(table)
             for table in POPULATION_TABLES:
                 if on_table is not None:
                     on_table(table.name)
                 files = sorted((parts_dir / table.name).glob("*.parquet"))
                 if files:
-                    engine.append_parquet(table.name, files)
-                counts[table.name] = engine.count(table.name)
+                    duck.insert_parquet(table.name, table.column_names, files)
+                counts[table.name] = duck.count(table.name)
             for name, data in footprint_tables(footprint).items():
-                engine.append(name, conform(TABLES[name], data))
+                duck.append(name, conform(TABLES[name], data))
                 counts[name] = data.num_rows
             if areas is not None:
-                engine.append(AREA.name, conform(AREA, areas))
+                duck.append(AREA.name, conform(AREA, areas))
                 counts[AREA.name] = areas.num_rows
-            engine.append(BUILD.name, info.table())
-            engine.checkpoint()
+            duck.append(BUILD.name, info.table())
+            duck.checkpoint()
         finally:
-            engine.close()
+            duck.close()
         # A write-ahead log a killed writer left beside the old file belongs to that file:
         # DuckDB refuses to open the new one beside it ("WAL does not match database file").
         # Held exclusively, the old file has no writer, so the log can go before the swap.
@@ -358,6 +377,11 @@ def build_warehouse(
 
 def export_parquet(warehouse: Path, out_dir: Path) -> list[Path]:
     """Write every canonical table of a warehouse to `out_dir/<table>.parquet` (for Spark)."""
+    if is_lake(warehouse):
+        raise ConfigurationError(
+            f"{warehouse} is a lake: its tables are Parquet already (one folder per table, "
+            "the current version named in _manifest.json)"
+        )
     written: list[Path] = []
     engine = DuckDBEngine(warehouse, read_only=True)
     try:

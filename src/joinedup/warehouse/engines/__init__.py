@@ -6,14 +6,75 @@ load it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from joinedup.errors import ConfigurationError
+import pyarrow as pa
+
+from joinedup.errors import ConfigurationError, JoinedupError
+from joinedup.warehouse import registry
 from joinedup.warehouse.engines.base import Engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
+from joinedup.warehouse.engines.lake import LakeEngine
 from joinedup.warehouse.engines.spark import SparkEngine, canonical_parquet_files
+from joinedup.warehouse.lake import MANIFEST, Lake, Manifest, is_lake
 
 ENGINE_KINDS = ("duckdb", "spark")
+
+
+def default_memory_limit(share: float = 0.6) -> str:
+    """DuckDB's default memory limit: a share of this machine's RAM (beyond it, it spills)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "4GB"
+    return f"{max(1, int(total * share / 2**20))}MB"
+
+
+def stored_table(name: str) -> bool:
+    """Whether a job keeps table `name` in the store: a table the registry declares, rather
+    than a working table of one run."""
+    table = registry.lookup(name)
+    return table is not None and not table.scratch and table.store == "warehouse"
+
+
+def _registry_differences(name: str, schema: pa.Schema) -> list[str]:
+    table = registry.lookup(name)
+    if table is None or table.is_pattern:  # a view's table: its ViewDefinition types it
+        return []
+    return [f"table {d}" for d in registry.check(name, schema)]
+
+
+def _check_lake(lake: Lake, manifest: Manifest) -> None:
+    lake.check(manifest, stored_table, _registry_differences)
+
+
+def open_lake(
+    kind: str,
+    root: Path,
+    *,
+    read_only: bool = True,
+    spark_master: str = "local[*]",
+    memory_limit: str | None = None,
+) -> LakeEngine:
+    """An engine of `kind` over the lake at `root`."""
+    lake = Lake(root)
+    if not lake.exists():
+        raise JoinedupError(
+            f"no lake at {root} (no {MANIFEST}): build one with `joinedup synth --warehouse "
+            f"{root}/` or `joinedup warehouse copy FILE.duckdb {root}/`"
+        )
+
+    def make_inner(scratch: Path) -> Engine:
+        if kind == "duckdb":
+            return DuckDBEngine(
+                memory_limit=memory_limit or default_memory_limit(), temp_directory=scratch
+            )
+        if kind == "spark":
+            return SparkEngine(spark_master)
+        raise ConfigurationError(f"unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
+
+    return LakeEngine(lake, make_inner, stored=stored_table, read_only=read_only, check=_check_lake)
 
 
 def open_engine(
@@ -21,16 +82,28 @@ def open_engine(
     *,
     warehouse: Path | None = None,
     read_only: bool = True,
-    spark_master: str = "local[2]",
+    spark_master: str = "local[*]",
     parquet_dir: Path | None = None,
     memory_limit: str | None = None,
 ) -> Engine:
-    """Open an engine over the canonical tables.
+    """Open an engine over the warehouse's tables.
 
-    `duckdb` opens the `warehouse` file (or memory, loading `parquet_dir` if given), within
-    `memory_limit` (e.g. "2GB"; beyond it DuckDB spills to disk) when given; `spark`
-    starts a session at `spark_master` and registers the Parquet tables in `parquet_dir`.
+    A `warehouse` that is a lake (a folder; see `joinedup.warehouse.lake`) is opened with
+    either engine. A DuckDB file is opened by `duckdb` only. `duckdb` without a warehouse is
+    in memory, loading `parquet_dir` if given; `spark` with `parquet_dir` registers the
+    Parquet tables there (read only). DuckDB works within `memory_limit` (e.g. "2GB"; beyond
+    it, it spills to disk).
     """
+    if warehouse is not None and is_lake(warehouse):
+        if parquet_dir is not None:
+            raise ConfigurationError("give a warehouse or a Parquet directory, not both")
+        return open_lake(
+            kind,
+            warehouse,
+            read_only=read_only,
+            spark_master=spark_master,
+            memory_limit=memory_limit,
+        )
     if kind == "duckdb":
         if warehouse is not None and parquet_dir is not None:
             raise ConfigurationError("give a DuckDB engine a warehouse or a Parquet directory")
@@ -42,15 +115,15 @@ def open_engine(
                 duck.load_parquet(name, files)
         return duck
     if kind == "spark":
-        if parquet_dir is None:
-            raise ConfigurationError(
-                "the Spark engine reads Parquet: give --parquet DIR (a warehouse exported "
-                "with one <table>.parquet or <table>/ folder per canonical table)"
-            )
         if warehouse is not None:
             raise ConfigurationError(
-                "the Spark engine cannot open a DuckDB file; export it to Parquet and give "
-                "--parquet DIR instead"
+                f"the Spark engine reads a lake, not a DuckDB file ({warehouse}): copy it with "
+                f"`joinedup warehouse copy {warehouse} lake/` and give --warehouse lake/"
+            )
+        if parquet_dir is None:
+            raise ConfigurationError(
+                "the Spark engine reads a lake: give --warehouse DIR/ (a folder written by "
+                "`joinedup synth` or `joinedup warehouse copy`)"
             )
         return SparkEngine.from_parquet_dir(parquet_dir, master=spark_master)
     raise ConfigurationError(f"unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
@@ -70,8 +143,12 @@ __all__ = [
     "ENGINE_KINDS",
     "DuckDBEngine",
     "Engine",
+    "LakeEngine",
     "SparkEngine",
     "canonical_parquet_files",
+    "default_memory_limit",
     "open_empty_engine",
     "open_engine",
+    "open_lake",
+    "stored_table",
 ]

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from joinedup.errors import JoinedupError
+from joinedup.warehouse import registry
 from joinedup.warehouse.engines.base import Engine
 from joinedup.warehouse.lake import Lake, LakeWrite, Manifest, scratch_root
 from joinedup.warehouse.scratch import scratch_folder
@@ -194,7 +195,7 @@ class LakeEngine(Engine):
         self._refuse_if_read_only(name)
         with self._writing() as write:
             folder = write.stage(name)
-            pq.write_table(data, folder / "part-00000.parquet")
+            pq.write_table(self._conform(name, data), folder / "part-00000.parquet")
             self._show_staged(name, folder)
 
     def append(self, name: str, data: pa.Table) -> None:
@@ -212,8 +213,15 @@ class LakeEngine(Engine):
                 for f in self.lake.files(entry) if entry is not None else []:
                     os.link(f, folder / f.name)
             part = folder / f"part-{uuid.uuid4().hex[:8]}.parquet"
-            pq.write_table(data, part)
+            pq.write_table(self._conform(name, data), part)
             self._show_staged(name, folder)
+
+    def _conform(self, name: str, data: pa.Table) -> pa.Table:
+        """Rows for table `name` in its registered columns and types, matched by name."""
+        table = registry.lookup(name)
+        if table is None or table.is_pattern or table.scratch:
+            return data
+        return registry.conform(name, data)
 
     def drop(self, name: str) -> None:
         self._q.drop(name)
