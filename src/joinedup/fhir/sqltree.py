@@ -86,7 +86,7 @@ def cast(value: exp.Expr, to: str) -> exp.Expr:
 
 
 def try_cast(value: exp.Expr, to: str) -> exp.Expr:
-    return exp.TryCast(this=value, to=exp.DataType.build(to))
+    return exp.TryCast(this=value, to=exp.DataType.build(to), safe=True)
 
 
 def day(value: exp.Expr) -> exp.Expr:
