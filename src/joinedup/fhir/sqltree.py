@@ -25,7 +25,9 @@ def lit(value: Value) -> exp.Expr:
 def t(name: str, alias: str | None = None) -> exp.Table:
     """A table, optionally aliased."""
     table = exp.to_table(name)
-    return table.as_(alias) if alias else table
+    if alias:
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    return table
 
 
 def fn(name: str, *args: exp.Expr) -> exp.Expr:
