@@ -14,12 +14,20 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import (
+    DEFAULT_SPARK_MASTER,
+    DEFAULT_WAREHOUSE,
+    EngineOption,
+    SparkMasterOption,
+    WarehouseOption,
+    console,
+)
 from joinedup.cli.synth import resolve_footprint
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
 from joinedup.synth.shapes import shapes_for
 from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
+from joinedup.warehouse.lake import Lake, is_lake
 from joinedup.warehouse.scratch import scratch_folder
 
 ingest_app = typer.Typer(help="Load records into the warehouse.", no_args_is_help=True)
@@ -80,6 +88,8 @@ def ingest(
         str,
         typer.Option("--memory-limit", help="Memory DuckDB may use; beyond it, it spills to disk."),
     ] = "2GB",
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
 ) -> None:
     """Load FHIR R4 records into the warehouse, all or nothing, and report on their quality.
 
@@ -88,16 +98,21 @@ def ingest(
     from everything stored so far. Records that cannot be read, or fail a check (unknown
     resourceType, missing id, impossible date, NHS number failing Modulus 11), go to
     fhir_quarantine with file, line and reason; the rest load. Running the same load again
-    changes nothing. A warehouse that does not exist yet is created for the footprint.
+    changes nothing. A warehouse that does not exist yet is created for the footprint. On a
+    lake warehouse either engine loads (--engine spark needs a lake).
     """
-    if not warehouse.exists():
+    if not warehouse.exists() or (is_lake(warehouse) and not Lake(warehouse).exists()):
         console.print(f"Creating warehouse {escape(str(warehouse))} for the footprint.")
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         _new_warehouse(warehouse, footprint, reference_dir, icb)
     with (
         open_engine(
-            "duckdb", warehouse=warehouse, read_only=False, memory_limit=memory_limit
-        ) as engine,
+            engine,
+            warehouse=warehouse,
+            read_only=False,
+            memory_limit=memory_limit,
+            spark_master=spark_master,
+        ) as eng,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -109,7 +124,7 @@ def ingest(
     ):
         task = progress.add_task("reading", total=None)
         result = ingest_fhir(
-            engine,
+            eng,
             paths,
             staging_dir=warehouse.parent,
             on_stage=lambda s: progress.update(task, description=s),

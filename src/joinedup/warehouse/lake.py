@@ -102,6 +102,13 @@ def parquet_rows(files: list[Path]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
+def loosen(data: pa.Table) -> pa.Table:
+    """`data` with every field nullable, as the engines write Parquet, so that all the parts
+    of a table agree (NOT NULL is the schema registry's to check, not the file's)."""
+    loose = pa.schema([f.with_nullable(True) for f in data.schema])
+    return data if loose == data.schema else data.cast(loose)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -310,14 +317,15 @@ class LakeWrite:
         self._version = f"v{stamp}-{run_id}"
         self._staged: dict[str, Path] = {}
         self._removed: set[str] = set()
+        self._superseded: list[Path] = []
         self._committed = False
 
     def stage(self, name: str) -> Path:
         """A new, empty version folder for table `name` (replacing one staged earlier in this
         write). The caller writes Parquet files into it."""
         old = self._staged.pop(name, None)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if old is not None:  # may still be read while the new version is written
+            self._superseded.append(old)
         folder = self.lake.root / name / f"{self._version}-{uuid.uuid4().hex[:6]}"
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
@@ -369,13 +377,16 @@ class LakeWrite:
         tmp.replace(path)
         _fsync(self.lake.root)
         self._committed = True
+        for folder in self._superseded:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._superseded.clear()
         self._staged.clear()
         self._removed.clear()
         return Manifest(tables, self.run_id, written_at)
 
     def discard(self) -> None:
         """Remove what was staged and not committed."""
-        for folder in self._staged.values():
+        for folder in [*self._staged.values(), *self._superseded]:
             shutil.rmtree(folder, ignore_errors=True)
         self._staged.clear()
         for tmp in self.lake.root.glob(f".{MANIFEST}.*.tmp"):
@@ -396,6 +407,7 @@ __all__ = [
     "Manifest",
     "TableVersion",
     "is_lake",
+    "loosen",
     "parquet_columns",
     "parquet_rows",
     "scratch_root",

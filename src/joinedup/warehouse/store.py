@@ -27,7 +27,7 @@ from joinedup.footprint import Footprint
 from joinedup.warehouse.engines.base import Engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
 from joinedup.warehouse.engines.spark import SparkEngine
-from joinedup.warehouse.lake import MANIFEST, Lake, is_lake, parquet_rows
+from joinedup.warehouse.lake import MANIFEST, Lake, is_lake, loosen, parquet_rows
 from joinedup.warehouse.locks import holding
 from joinedup.warehouse.schema import (
     ALL_TABLES,
@@ -205,7 +205,8 @@ def build_lake(
                     writer.write_parquet(_typed_select(table, writer.dialect), folder)
                     writer.drop(_PARTS)
                 else:
-                    pq.write_table(table.arrow_schema().empty_table(), folder / "part-0.parquet")
+                    empty = loosen(table.arrow_schema().empty_table())
+                    pq.write_table(empty, folder / "part-0.parquet")
                 counts[table.name] = parquet_rows(sorted(folder.glob("*.parquet")))
         finally:
             writer.close()
@@ -215,7 +216,7 @@ def build_lake(
             BUILD.name: info.table(),
         }
         for name, data in small.items():
-            typed = conform(TABLES[name], data)
+            typed = loosen(conform(TABLES[name], data))
             pq.write_table(typed, write.stage(name) / "part-00000.parquet")
             counts[name] = typed.num_rows
         write.commit()

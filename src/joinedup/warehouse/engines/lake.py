@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -28,7 +29,7 @@ from sqlglot import exp
 from joinedup.errors import JoinedupError
 from joinedup.warehouse import registry
 from joinedup.warehouse.engines.base import Engine
-from joinedup.warehouse.lake import Lake, LakeWrite, Manifest, scratch_root
+from joinedup.warehouse.lake import Lake, LakeWrite, Manifest, loosen, scratch_root
 from joinedup.warehouse.scratch import scratch_folder
 
 
@@ -221,7 +222,7 @@ class LakeEngine(Engine):
         table = registry.lookup(name)
         if table is None or table.is_pattern or table.scratch:
             return data
-        return registry.conform(name, data)
+        return loosen(registry.conform(name, data))
 
     def drop(self, name: str) -> None:
         self._q.drop(name)
@@ -234,10 +235,128 @@ class LakeEngine(Engine):
                 write.remove(name)
 
     def run(self, statement: exp.Expression | str) -> None:
-        raise JoinedupError(
-            f"a lake's tables are written whole, not changed in place ({self.name} over "
-            f"{self.lake.root}); this step needs a DuckDB file warehouse"
+        """Statements on the lake's tables become new versions: CREATE TABLE IF NOT EXISTS
+        writes an empty table, INSERT adds a part (the current files linked, not copied),
+        DELETE and UPDATE rewrite the table; working tables are the engine's own."""
+        if isinstance(statement, str):
+            raise JoinedupError(
+                f"a lake's tables change through syntax trees only ({self.name} over "
+                f"{self.lake.root})"
+            )
+        name = _target(statement)
+        if name is None or not self._stored(name):
+            self._q.run(statement)
+            return
+        self._refuse_if_read_only(name)
+        if isinstance(statement, exp.Create):
+            if name not in self._q.table_names():
+                self.load(name, self._registered(name).arrow_schema().empty_table())
+        elif isinstance(statement, exp.Alter):
+            self._check_columns_exist(name, statement)
+        elif isinstance(statement, exp.Insert):
+            self._insert(name, statement)
+        elif isinstance(statement, exp.Delete):
+            where = statement.args.get("where")
+            keep = (
+                exp.Not(this=exp.Coalesce(this=where.this, expressions=[exp.false()]))
+                if where is not None
+                else exp.false()
+            )
+            self._rewrite(name, exp.select("*").from_(name).where(keep))
+        elif isinstance(statement, exp.Update):
+            self._rewrite(name, self._updated(name, statement))
+        else:
+            raise JoinedupError(f"{type(statement).__name__} on lake table {name} is not supported")
+
+    def _registered(self, name: str) -> registry.Table:
+        table = registry.lookup(name)
+        if table is None or table.is_pattern or table.scratch:
+            raise JoinedupError(f"table {name} has no registered columns to write in a lake")
+        return table
+
+    def _columns(self, name: str) -> list[str]:
+        return list(self._q.execute(exp.select("*").from_(name).limit(0)).column_names)
+
+    def _check_columns_exist(self, name: str, statement: exp.Alter) -> None:
+        have = set(self._columns(name))
+        for action in statement.args.get("actions") or []:
+            if isinstance(action, exp.ColumnDef) and action.name not in have:
+                raise JoinedupError(
+                    f"lake table {name} lacks column {action.name}: it was written by another "
+                    "version of joinedup; rebuild it"
+                )
+
+    def _insert(self, name: str, statement: exp.Insert) -> None:
+        """Rows of the INSERT's query, in the table's registered columns and types (by
+        name), as one more part of the table's new version."""
+        target = statement.this
+        named = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else []
+        table = self._registered(name)
+        if not named:
+            named = table.column_names
+        source = statement.expression.subquery(
+            exp.TableAlias(
+                this=exp.to_identifier("q"), columns=[exp.to_identifier(c) for c in named]
+            )
         )
+        columns = [
+            exp.cast(
+                exp.column(c.name, "q") if c.name in named else exp.null(),
+                # JSON is kept as plain text: any Parquet reader takes it, and DuckDB's and
+                # Spark's JSON functions read text.
+                exp.DataType.build("VARCHAR" if c.type == "JSON" else c.type, dialect="duckdb"),
+            ).as_(c.name)
+            for c in table.columns
+            if c.name in named or not c.optional
+        ]
+        rows = exp.select(*columns).from_(source)
+        with self._writing() as write:
+            folder = write.staged(name)
+            if folder is None:
+                folder = write.stage(name)
+                entry = self.manifest.tables.get(name)
+                for f in self.lake.files(entry) if entry is not None else []:
+                    os.link(f, folder / f.name)
+            part = folder.with_name(f"{folder.name}.part-{uuid.uuid4().hex[:8]}")
+            try:
+                self._q.write_parquet(rows, part)
+                for f in sorted(part.glob("*.parquet")):
+                    f.rename(folder / f"part-{uuid.uuid4().hex[:8]}-{f.name}")
+            finally:
+                shutil.rmtree(part, ignore_errors=True)
+            self._show_staged(name, folder)
+
+    def _updated(self, name: str, statement: exp.Update) -> exp.Select:
+        where = statement.args.get("where")
+        test = where.this if where is not None else exp.true()
+        assigned = {
+            a.this.name: a.expression for a in statement.expressions if isinstance(a, exp.EQ)
+        }
+        columns = [
+            (
+                exp.Case()
+                .when(exp.Coalesce(this=test.copy(), expressions=[exp.false()]), assigned[c])
+                .else_(exp.column(c))
+                .as_(c)
+                if c in assigned
+                else exp.column(c)
+            )
+            for c in self._columns(name)
+        ]
+        return exp.select(*columns).from_(name)
+
+    def _rewrite(self, name: str, query: exp.Select) -> None:
+        """Table `name` replaced by `query`'s rows (which may read its current version)."""
+        with self._writing() as write:
+            folder = write.stage(name)
+            self._q.write_parquet(query, folder)
+            self._show_staged(name, folder)
+
+    def staging(self, path: Path) -> Any:
+        return self._q.staging(path)
+
+    def load_json_lines(self, name: str, files: Any) -> None:
+        self._q.load_json_lines(name, files)
 
     def close(self) -> None:
         try:
@@ -248,6 +367,16 @@ class LakeEngine(Engine):
                 self._write_stack.close()
             self._pin.close()
             self._stack.close()
+
+
+def _target(statement: exp.Expression) -> str | None:
+    """The table a CREATE, ALTER, INSERT, UPDATE or DELETE writes."""
+    target = statement.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    if isinstance(target, exp.Table) and not target.args.get("db"):
+        return target.name
+    return None
 
 
 __all__ = ["LakeEngine"]
