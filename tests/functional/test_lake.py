@@ -26,7 +26,9 @@ def _tables(lake: Path, prefix: tuple[str, ...] = ()) -> dict[str, pa.Table]:
         if prefix and not name.startswith(prefix):
             continue
         files = sorted((lake / name / entry["version"]).glob("*.parquet"))
-        out[name] = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        out[name] = pa.concat_tables(
+            [pq.read_table(f) for f in files], promote_options="permissive"
+        )
     return out
 
 

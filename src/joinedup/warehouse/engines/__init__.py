@@ -108,7 +108,9 @@ def open_engine(
         if warehouse is not None and parquet_dir is not None:
             raise ConfigurationError("give a DuckDB engine a warehouse or a Parquet directory")
         duck = DuckDBEngine(
-            warehouse, read_only=read_only and warehouse is not None, memory_limit=memory_limit
+            warehouse,
+            read_only=read_only and warehouse is not None,
+            memory_limit=memory_limit or default_memory_limit(),
         )
         if parquet_dir is not None:
             for name, files in canonical_parquet_files(parquet_dir).items():
