@@ -14,6 +14,7 @@ from sqlglot import exp
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import open_engine
+from joinedup.warehouse.lake import Lake
 from joinedup.web.access import (
     ROLE_LABELS,
     AccessStore,
@@ -98,8 +99,9 @@ def serve(
 
     Settings come from JOINEDUP_* environment variables or --settings: JOINEDUP_MODE=production
     needs JOINEDUP_SECRET_KEY (32+ characters), sends cookies over HTTPS only and refuses the
-    demo accounts. Add users with `joinedup users add`. Stop the server before rebuilding the
-    warehouse: DuckDB lets one process write a file only when no other has it open.
+    demo accounts. Add users with `joinedup users add`. Stop the server before rebuilding a
+    DuckDB file warehouse (DuckDB lets one process write a file only when no other has it
+    open); a lake can be rebuilt while served, and is shown as it was at start until restart.
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
@@ -107,7 +109,7 @@ def serve(
     from joinedup.web.dashboard import REQUIRED_TABLES  # noqa: PLC0415
 
     settings = _settings(warehouse, settings_file, host=host, port=port, boundaries=boundaries)
-    if not settings.warehouse.is_file():
+    if not (settings.warehouse.is_file() or Lake(settings.warehouse).exists()):
         raise ConfigurationError(
             f"warehouse {settings.warehouse} does not exist: build one with `joinedup demo`"
         )
