@@ -183,6 +183,25 @@ class LakeEngine(Engine):
             self._q.write_parquet(query, folder)
             self._show_staged(name, folder)
 
+    def map_batches(
+        self,
+        name: str,
+        query: exp.Query,
+        fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: pa.Schema,
+    ) -> None:
+        """The engine's own `map_batches` (DuckDB: batches streamed into a spilling table;
+        Spark: `mapInArrow` on the executors), then kept like any other table."""
+        if not self._stored(name) and self._q.name != "spark":
+            self._q.map_batches(name, query, fn, schema)
+            return
+        working = f"{name}_mapped_{uuid.uuid4().hex[:6]}"
+        self._q.map_batches(working, query, fn, schema)
+        try:
+            self.materialise(name, exp.select("*").from_(working))
+        finally:
+            self._q.drop(working)
+
     def _show_staged(self, name: str, folder: Path) -> None:
         files = sorted(folder.glob("*.parquet"))
         if not files:
