@@ -24,19 +24,27 @@
 - audit_page_check_300k_ms: the audit page's check of the keyed audit chain at 300,000 entries,
   against 100 ms; also the full check run once at each start (see audit.py).
 
+- scale_phm_run_<size>_s, scale_phm_run_<size>_peak_memory_gb (scale_curve): `joinedup synth`,
+  `phm run`, `finance run` and `warehouse copy` to a lake at each of --scale-sizes (default 0.25,
+  1, 2 and 5 million; 10 on demand), each in a process of its own with the peak memory of its
+  process tree; phm run's time against linear growth from the first size, its memory at 5 million
+  against the 6 GB target; rows, DuckDB and Parquet bytes and load averages in `detail`. The
+  1 million warehouse of the synth benchmark is reused when both run (see scale.py).
+- spark_vs_duckdb_pipeline: `joinedup phm run` on one 1 million person lake with `--engine
+  duckdb` and with `--engine spark --spark-master local[2]`: seconds and peak memory of each,
+  the Spark JVM included.
+
 `--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api,
-audit; phm, finance and views bring in the synth run they need) and merges their results into
---out, keeping the other benchmarks' entries already there.
+audit, scale_curve, spark_vs_duckdb_pipeline; phm, finance and views bring in the synth run they
+need) and merges their results into --out, keeping the other benchmarks' entries already there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,11 +63,24 @@ from audit import bench_audit  # noqa: E402
 from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 from fhir_views import bench_fhir_views  # noqa: E402
+from scale import (  # noqa: E402
+    Built,
+    Measured,
+    bench_scale_curve,
+    bench_spark_vs_duckdb_pipeline,
+    build_lake,
+    parse_sizes,
+    run_measured,
+    synth_cmd,
+)
 
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
 TARGET_PEAK_GB = 4.0
 TARGET_PHM_S = 120.0
-BENCHES = ("synth", "phm", "finance", "engines", "views", "charlson", "api", "audit")
+BENCHES = (
+    "synth", "phm", "finance", "engines", "views", "charlson", "api", "audit",
+    "scale_curve", "spark_vs_duckdb_pipeline",
+)  # fmt: skip
 NEEDS = {"phm": {"synth"}, "finance": {"phm"}, "views": {"synth"}}
 
 
@@ -73,68 +94,15 @@ def selected(only: list[str] | None) -> set[str]:
         chosen |= more
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        pid = int(fields["Pid"].strip())
-        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
+def timed_synth(people: int, warehouse: Path, parquet: Path | None = None) -> Measured:
+    """Run `joinedup synth` as a user would; its wall seconds and peak tree memory."""
+    return run_measured(synth_cmd(people, warehouse, parquet))
 
 
-def timed_synth(people: int, warehouse: Path, parquet: Path | None = None) -> tuple[float, int]:
-    """Run `joinedup synth` as a user would; return wall seconds and peak tree memory."""
-    cmd = [
-        str(Path(sys.executable).with_name("joinedup")),
-        "synth",
-        "--people",
-        str(people),
-        "--seed",
-        "1",
-        "--warehouse",
-        str(warehouse),
-        "--workers",
-        "2",
-    ]
-    if parquet is not None:
-        cmd += ["--parquet", str(parquet)]
-    peak = 0
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss_bytes(proc.pid))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    code = proc.wait()
-    seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise RuntimeError(f"joinedup synth --people {people} failed with exit code {code}")
-    return seconds, peak
-
-
-def bench_synth(workdir: Path, big: int, small: int) -> list[dict[str, Any]]:
-    t_small, _ = timed_synth(small, workdir / "small.duckdb")
-    t_big, peak = timed_synth(big, workdir / "big.duckdb")
+def bench_synth(workdir: Path, big: int, small: int) -> tuple[list[dict[str, Any]], Built]:
+    t_small = timed_synth(small, workdir / "small.duckdb").seconds
+    built = timed_synth(big, workdir / "big.duckdb")
+    t_big, peak = built.seconds, built.peak_bytes
     rate = big / t_big
     return [
         {
@@ -166,7 +134,7 @@ def bench_synth(workdir: Path, big: int, small: int) -> list[dict[str, Any]]:
             "baseline_value": big / small,
             "ratio": (t_big / t_small) / (big / small),
         },
-    ]
+    ], Built(workdir / "big.duckdb", built, reused_from="synth benchmark (after phm and finance)")
 
 
 def bench_phm(warehouse: Path, people: int) -> list[dict[str, Any]]:
@@ -265,13 +233,24 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--api-duration", type=float, default=60.0)
     parser.add_argument("--api-clients", type=int, default=50)
+    parser.add_argument(
+        "--scale-sizes", type=parse_sizes, default=parse_sizes("0.25,1,2,5"), metavar="M,M,...",
+        help="millions of people for scale_curve, increasing (default 0.25,1,2,5; add 10 on "
+        "demand); each size is a synth build of its own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spark-people", type=int, default=1_000_000,
+        help="people in the lake for spark_vs_duckdb_pipeline",
+    )  # fmt: skip
     args = parser.parse_args()
     run = selected(args.only)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
         work = Path(tmp)
+        prebuilt: dict[int, Built] = {}
         if "synth" in run:
-            results += bench_synth(work, args.people, args.small)
+            synth_results, prebuilt[args.people] = bench_synth(work, args.people, args.small)
+            results += synth_results
         if "phm" in run:
             results += bench_phm(work / "big.duckdb", args.people)
         if "finance" in run:
@@ -289,6 +268,16 @@ def main() -> None:
             results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
         if "audit" in run:
             results += bench_audit(work)
+        lake = None
+        if "scale_curve" in run:
+            keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
+            curve, lake = bench_scale_curve(work, args.scale_sizes, prebuilt, keep)
+            results += curve
+        if "spark_vs_duckdb_pipeline" in run:
+            if lake is None:
+                reuse = prebuilt.get(args.spark_people)
+                lake = build_lake(work, args.spark_people, reuse.path if reuse else None)
+            results += bench_spark_vs_duckdb_pipeline(lake, args.spark_people)
     if "charlson" in run:
         results += bench_charlson_vs_comorbidipy(args.charlson_people)
     if args.only and args.out.is_file():
