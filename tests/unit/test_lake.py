@@ -146,5 +146,5 @@ def test_an_unreadable_manifest_is_refused_naming_the_file(tmp_path: Path) -> No
     lake = Lake(tmp_path / "lake")
     lake.root.mkdir()
     lake.manifest_path.write_text("{not json")
-    with pytest.raises(LakeError, match="_manifest.json: unreadable manifest"):
+    with pytest.raises(LakeError, match=r"_manifest\.json: unreadable manifest"):
         lake.manifest()
