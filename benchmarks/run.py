@@ -239,6 +239,11 @@ def main() -> None:
         "demand); each size is a synth build of its own",
     )  # fmt: skip
     parser.add_argument(
+        "--scale-keep", type=Path, metavar="FOLDER",
+        help="keep scale_curve's warehouses in FOLDER and reuse those already there "
+        "(build them ahead with benchmarks/scale.py FOLDER SIZES)",
+    )  # fmt: skip
+    parser.add_argument(
         "--spark-people", type=int, default=1_000_000,
         help="people in the lake for spark_vs_duckdb_pipeline",
     )  # fmt: skip
@@ -271,7 +276,7 @@ def main() -> None:
         lake = None
         if "scale_curve" in run:
             keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
-            curve, lake = bench_scale_curve(work, args.scale_sizes, prebuilt, keep)
+            curve, lake = bench_scale_curve(work, args.scale_sizes, prebuilt, keep, args.scale_keep)
             results += curve
         if "spark_vs_duckdb_pipeline" in run:
             if lake is None:

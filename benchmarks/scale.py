@@ -17,6 +17,7 @@ Every command runs as a user would run it, in a process of its own; its memory i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,13 +194,37 @@ class Built:
     path: Path
     synth: Measured | None
     reused_from: str | None = None
+    bytes_after_synth: int | None = None
+
+
+def synthesised(people: int, folder: Path) -> Built:
+    """The warehouse of `people` in `folder`: kept from an earlier build there, or built now.
+
+    A build's measurements are kept beside it (`.synth.json`, written only once synth has
+    succeeded), so a later run can measure phm run again without building again.
+    """
+    path = folder / f"scale-{label(people)}.duckdb"
+    record = path.with_suffix(".synth.json")
+    if path.is_file() and record.is_file():
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        synth = Measured(**kept["synth"])
+        progress(f"{label(people)}: reusing {path} (synth {synth}, built {kept['built_at']})")
+        return Built(path, synth, f"{path}, built {kept['built_at']}", kept["bytes"])
+    progress(f"{label(people)}: synth")
+    synth = run_measured(synth_cmd(people, path))
+    progress(f"{label(people)}: synth {synth}")
+    size = path.stat().st_size
+    built_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    kept = {"synth": asdict(synth), "bytes": size, "built_at": built_at}
+    record.write_text(json.dumps(kept) + "\n", encoding="utf-8")
+    return Built(path, synth, None, size)
 
 
 def _scale_point(
     people: int, built: Built, workdir: Path, keep_lake: bool
 ) -> tuple[dict[str, Any], Path | None]:
     name = label(people)
-    file_after_synth = built.path.stat().st_size
+    file_after_synth = built.bytes_after_synth
     rows = duckdb_rows(built.path)
     progress(f"{name}: phm run on DuckDB")
     phm = run_measured([joinedup_cli(), "phm", "run", "--warehouse", str(built.path)])
@@ -239,30 +264,27 @@ def bench_scale_curve(
     sizes: Sequence[int],
     prebuilt: dict[int, Built] | None = None,
     keep_lake_of: int | None = None,
+    keep_in: Path | None = None,
 ) -> tuple[list[dict[str, Any]], Path | None]:
     """`phm run` (and synth, finance run, copy to a lake) at each size; the kept lake, if any.
 
-    Each size's warehouse and lake are deleted once measured (disk is finite at 5 million),
-    except a warehouse in `prebuilt` (another benchmark's) and the lake of `keep_lake_of`
-    people, kept for `bench_spark_vs_duckdb_pipeline`.
+    Without `keep_in`, each size's warehouse and lake are deleted once measured (disk is finite
+    at 5 million), except a warehouse in `prebuilt` (another benchmark's) and the lake of
+    `keep_lake_of` people, kept for `bench_spark_vs_duckdb_pipeline`. With it, warehouses are
+    kept in that folder and reused from it.
     """
     code = code_measured()
     progress(f"scale curve at {', '.join(label(n) for n in sizes)} people; code {code}")
+    prebuilt = prebuilt or {}
     points: list[dict[str, Any]] = []
     kept: Path | None = None
     for people in sizes:
-        reused = people in (prebuilt or {})
-        built = (prebuilt or {}).get(people)
-        if built is None:
-            path = workdir / f"scale-{label(people)}.duckdb"
-            progress(f"{label(people)}: synth")
-            synth = run_measured(synth_cmd(people, path))
-            progress(f"{label(people)}: synth {synth}")
-            built = Built(path, synth)
+        built = prebuilt.get(people) or synthesised(people, keep_in or workdir)
         point, lake = _scale_point(people, built, workdir, keep_lake=people == keep_lake_of)
         kept = lake or kept
-        if not reused:
+        if keep_in is None and people not in prebuilt:
             built.path.unlink()
+            built.path.with_suffix(".synth.json").unlink()
         points.append(point)
     return _scale_results(points, code), kept
 
@@ -361,3 +383,15 @@ def bench_spark_vs_duckdb_pipeline(lake: Path, people: int) -> list[dict[str, An
             "ratio": spark.peak_bytes / duck.peak_bytes,
         },
     ]
+
+
+if __name__ == "__main__":
+    # Build (and measure) warehouses ahead: `benchmarks/scale.py FOLDER 0.25,1,2,5`, then
+    # `benchmarks/run.py --only scale_curve --scale-sizes 0.25,1,2,5 --scale-keep FOLDER`.
+    parser = argparse.ArgumentParser(description="build the scale curve's warehouses ahead")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("sizes", type=parse_sizes, help="millions of people, e.g. 0.25,1,2,5")
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    for n in args.sizes:
+        synthesised(n, args.folder)
