@@ -93,6 +93,21 @@ def _counts(rows: list[dict[str, Any]], key: str) -> list[int | None]:
     return [r[key] for r in rows]
 
 
+def test_about_shows_the_latest_build_and_the_history_it_covers(
+    api: dict[str, httpx.Client], web_warehouse: PhmWarehouse
+) -> None:
+    build = api["board"].get("/api/v1/about").json()["build"]
+    con = duckdb.connect(str(web_warehouse.path), read_only=True)
+    start, end, seed, built_at, footprint = con.execute(
+        "SELECT history_start_date, history_end_date, seed, built_at, footprint FROM build "
+        "ORDER BY built_at DESC LIMIT 1"
+    ).fetchone()
+    con.close()
+    assert (build["start_date"], build["end_date"]) == (start.isoformat(), end.isoformat())
+    assert (build["seed"], build["built_at"], build["source"]) == (seed, built_at, "synthetic")
+    assert seed == 11 and build["footprint"] == footprint
+
+
 def test_aggregates_are_disclosure_controlled_and_leave_out_opt_outs(
     api: dict[str, httpx.Client], web_warehouse: PhmWarehouse
 ) -> None:

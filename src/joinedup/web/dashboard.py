@@ -40,6 +40,7 @@ from joinedup.reports import finance as finance_report
 from joinedup.reports import phm as phm_report
 from joinedup.reports.charts import NHS_BLUE, figure_svg, new_figure
 from joinedup.warehouse import Engine
+from joinedup.warehouse.report import Period, period_of
 
 T = TypeVar("T")
 
@@ -312,11 +313,18 @@ class Dashboard:
             ("finance",), lambda: finance_report.report_context(self.engine, self.policy())
         )
 
+    def _period(self) -> Period | None:
+        """The latest build's record, read by `period_of` (its one reader); None in a
+        warehouse that has none."""
+        if "build" not in self.tables:
+            return None
+        return self._kept(("period",), lambda: period_of(self.engine))
+
     def about(self) -> dict[str, Any]:
         return self._kept(("about",), self._about)
 
     def _about(self) -> dict[str, Any]:
-        build = (self._table("build") or [{}])[-1]
+        period = self._period()
         run = self._latest_run()
         finance = sorted(self._table("finance_run"), key=lambda r: str(r.get("run_at", "")))
         ics = self.ics()
@@ -325,15 +333,16 @@ class Dashboard:
             "ics_code": ics.get("ics_code", ""),
             "synthetic": self.synthetic(),
             "build": {
-                "build_id": build.get("build_id"),
-                "source": build.get("source"),
-                "built_at": build.get("built_at"),
-                "joinedup_version": build.get("joinedup_version"),
-                "seed": build.get("seed"),
-                "people": build.get("people"),
-                "start_date": build.get("start_date"),
-                "end_date": build.get("end_date"),
-            },
+                "source": period.source,
+                "built_at": period.built_at,
+                "joinedup_version": period.version,
+                "seed": period.seed,
+                "footprint": period.footprint,
+                "start_date": period.start,
+                "end_date": period.end,
+            }
+            if period
+            else {},
             "phm_run": {
                 "run_id": run.get("run_id"),
                 "run_at": run.get("run_at"),
@@ -396,7 +405,7 @@ class Dashboard:
             "load_unmapped": self._controlled_codes(load_unmapped),
             "unmapped": self._unmapped_codes(),
             "completeness": self._completeness(),
-            "source": (self._table("build") or [{}])[-1].get("source"),
+            "source": period.source if (period := self._period()) else None,
             "disclosure_rule": describe(self.policy()),
         }
 
