@@ -111,6 +111,11 @@ class RiskSettings(BaseModel):
 
     tier_shares: tuple[float, float, float] = (0.005, 0.045, 0.15)
     seed: int = 20260401
+    #: The model is fitted on a seeded sample of at most this many people (the fit's memory
+    #: and time are bounded by it, not by the population) ...
+    max_train_people: int = Field(default=250_000, ge=100)
+    #: ... and validated on a seeded sample of at most this many.
+    max_validation_people: int = Field(default=500_000, ge=100)
 
     @field_validator("tier_shares")
     @classmethod

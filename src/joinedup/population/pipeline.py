@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import yaml
 from sqlglot import exp
@@ -25,7 +24,7 @@ from sqlglot import exp
 from joinedup.disclosure import DisclosurePolicy, Nesting, apply, format_count
 from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.population import inequalities as ineq
-from joinedup.population import risk
+from joinedup.population import risk, scoring
 from joinedup.population.codelists import PhmCodeLists, load_codelists
 from joinedup.population.conditions import CMS_NAMES, phm_person
 from joinedup.population.config import PhmConfig, load_config
@@ -50,6 +49,10 @@ PHM_TABLES: dict[str, str] = {
     "phm_worklist": "case-finding worklists (identifiable, direct care only)",
     "phm_run": "the run: dates, settings, code list versions and model card",
 }
+
+#: The run's scores before tiers are added: an intermediate (not a `phm_` table), dropped once
+#: `phm_risk` is stored.
+SCORES_SCRATCH = "risk_score_scratch"
 
 
 @dataclass
@@ -104,7 +107,7 @@ def with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
     ).from_(query.subquery(q))
 
 
-def _features(engine: Engine, source: str, window: Window | None, planning: bool) -> pa.Table:
+def _features(source: str, window: Window | None, planning: bool) -> exp.Select:
     """The model's features from a phm_person table (and the outcome after `window`'s index
     date when given); `planning` leaves out people who have opted out."""
     p = "p"
@@ -130,7 +133,32 @@ def _features(engine: Engine, source: str, window: Window | None, planning: bool
         )
     if planning:
         query = query.where(exp.Not(this=col("national_data_opt_out", p)))
-    return engine.execute(query.order_by(col("person_id", p)))
+    return query
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A seeded sample of a population, fetched for fitting or validating the model."""
+
+    rows: pa.Table
+    population: int
+
+    def describe(self, policy: DisclosurePolicy) -> str:
+        """The sample in words, "a seeded sample of N of M people" or "all M people", its
+        counts disclosure-controlled."""
+        whole = format_count(self.population, policy)
+        if self.rows.num_rows == self.population:
+            return f"all {whole} people"
+        return f"a seeded sample of {format_count(self.rows.num_rows, policy)} of {whole} people"
+
+
+def _sample(engine: Engine, features: exp.Select, seed: int, cap: int) -> Sample:
+    """At most `cap` rows of `features`, chosen in the engine by `scoring.sample_key`."""
+    counted = exp.select(
+        exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people")
+    ).from_(features.copy().subquery("f"))
+    population = int(engine.execute(counted).column("people")[0].as_py())
+    return Sample(engine.execute(scoring.sampled(features, seed, cap)), population)
 
 
 def _pcn_places(engine: Engine) -> dict[str, str]:
@@ -204,43 +232,53 @@ def run_phm(
     engine.materialise(
         "phm_person_train", with_core20plus(phm_person(two_years_ago, lists, extract), settings)
     )
-    train = _features(engine, "phm_person_train", Window(two_years_ago, extract), True)
-    engine.drop("phm_person_train")
-    validation = _features(engine, "phm_person_previous", Window(year_ago, extract), True)
-    model = risk.fit_model(train, CMS_NAMES, seed=settings.risk.seed)
-    baseline = risk.fit_baseline(train, seed=settings.risk.seed)
-    stage("scoring the population and assigning risk tiers")
-    current = _features(engine, "phm_person", None, False)
-    scores = model.predict(current)
-    ids = current.column("person_id").to_numpy()
-    tiers = risk.assign_tiers(scores, ids, settings.risk.tier_shares)
-    _store(
+    seed = settings.risk.seed
+    # Different draws for fitting and validating: the same seed would pick largely the same
+    # people in both years.
+    train = _sample(
         engine,
-        "phm_risk",
-        pa.table(
-            {
-                "person_id": pa.array(ids, pa.int64()),
-                "risk_score": pa.array(np.round(scores, 6), pa.float64()),
-                "risk_tier": pa.array(tiers, pa.string()),
-            }
-        ),
-        rows,
+        _features("phm_person_train", Window(two_years_ago, extract), True),
+        seed,
+        settings.risk.max_train_people,
     )
-    val_scores = model.predict(validation)
+    engine.drop("phm_person_train")
+    validation = _sample(
+        engine,
+        _features("phm_person_previous", Window(year_ago, extract), True),
+        seed + 1,
+        settings.risk.max_validation_people,
+    )
+    model = risk.fit_model(train.rows, CMS_NAMES, seed=seed)
+    baseline = risk.fit_baseline(train.rows, seed=seed)
+    stage("scoring the population and assigning risk tiers")
+    engine.map_batches(
+        SCORES_SCRATCH,
+        _features("phm_person", None, False),
+        scoring.scorer(model),
+        scoring.SCORES_SCHEMA,
+    )
+    scored = engine.count(SCORES_SCRATCH)
+    engine.materialise(
+        "phm_risk", scoring.tiered(SCORES_SCRATCH, settings.risk.tier_shares, scored)
+    )
+    engine.drop(SCORES_SCRATCH)
+    rows["phm_risk"] = scored
+    val_scores = model.predict(validation.rows)
     summary = risk.summarise_tiers(
-        val_scores, validation.column("person_id").to_numpy(), settings.risk.tier_shares
+        val_scores, validation.rows.column("person_id").to_numpy(), settings.risk.tier_shares
     )
     card = risk.model_card(
         model,
-        validation=risk.evaluate(model, validation, val_scores),
-        baseline_validation=risk.evaluate(baseline, validation),
-        train=risk.evaluate(model, train),
+        validation=risk.evaluate(model, validation.rows, val_scores),
+        baseline_validation=risk.evaluate(baseline, validation.rows),
+        train=risk.evaluate(model, train.rows),
         tiers=summary,
         train_index_date=two_years_ago,
         validation_index_date=year_ago,
         population=(
-            f"{format_count(validation.num_rows, sdc)} people registered on {year_ago} "
-            "(opt-outs excluded)"
+            f"People registered on {year_ago}, opt-outs excluded: validated on "
+            f"{validation.describe(sdc)}; trained on {train.describe(sdc)} registered on "
+            f"{two_years_ago} (samples chosen from person_id and seed {seed})."
         ),
         synthetic=synthetic,
         policy=sdc,

@@ -341,14 +341,20 @@ def _check_shares(shares: Sequence[float]) -> tuple[Decimal, ...]:
     return decimals
 
 
-def _tier_sizes(shares: Sequence[float], n: int) -> tuple[int, ...]:
-    """People per tier: boundaries at floor(cumulative share × n); `low` takes the rest."""
-    bounds = [0]
+def tier_bounds(shares: Sequence[float], n: int) -> tuple[int, ...]:
+    """How many of `n` people ranked by risk fall in each tier or a higher one, for every tier
+    but `low`: floor(cumulative share × n), the share taken as written in decimal."""
+    bounds = []
     total = Decimal(0)
     for share in _check_shares(shares):
         total += share
         bounds.append(_floor_share(total, n))
-    bounds.append(n)
+    return tuple(bounds)
+
+
+def _tier_sizes(shares: Sequence[float], n: int) -> tuple[int, ...]:
+    """People per tier: boundaries at floor(cumulative share × n); `low` takes the rest."""
+    bounds = (0, *tier_bounds(shares, n), n)
     return tuple(b - a for a, b in itertools.pairwise(bounds))
 
 

@@ -8,7 +8,7 @@ tables live (a DuckDB file or memory; Spark views over Parquet or Arrow) and how
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +54,19 @@ class Engine(ABC):
         """Store the result of `query` as table `name`, replacing any of that name. Engines that
         can do it without moving rows through Python override this."""
         self.load(name, self.execute(query))
+
+    def map_batches(
+        self,
+        name: str,
+        query: exp.Query,
+        fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: pa.Schema,
+    ) -> None:
+        """Store as table `name` what `fn` makes of the rows of `query`, one Arrow batch at a
+        time (work SQL cannot do, such as scoring a model), never the whole result in Python.
+        `fn` returns batches with exactly `schema`; it may run in other processes (Spark's
+        executors), so it must pickle. Engines that cannot do it say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot map batches through Python")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,58 @@ class DuckDBEngine(Engine):
         except duckdb.CatalogException as err:
             raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
 
+    def map_batches(
+        self,
+        name: str,
+        query: exp.Query,
+        fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: pa.Schema,
+    ) -> None:
+        """Number the rows of `query` into a session scratch table, then read it back a range
+        of numbers at a time through `fn`, appending each result to `name`. (A connection
+        serves one open result, so the query cannot be streamed while batches are written;
+        DuckDB spills the scratch table when large, and it goes with the transaction. Row
+        ids will not do: inside a transaction new rows have ids in a range of their own.)"""
+        row_number = exp.Window(this=exp.RowNumber()).as_(_MAP_ROW)
+        numbered = exp.select(exp.Star(), row_number).from_(query.subquery("q"))
+        create = exp.Create(
+            this=exp.to_table(_MAP_SCRATCH),
+            kind="TABLE",
+            replace=True,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+            expression=numbered,
+        )
+        try:
+            self.con.execute(create.sql(dialect=self.dialect))
+        except duckdb.CatalogException as err:
+            raise JoinedupError(f"the warehouse lacks a table this needs: {err}") from err
+        try:
+            self.load(name, schema.empty_table())
+            columns = [exp.to_identifier(f.name) for f in schema]
+            insert = exp.insert(
+                exp.select(*columns).from_(_INCOMING), name, columns=[f.name for f in schema]
+            )
+            row = exp.column(_MAP_ROW)
+            for first in range(1, self.count(_MAP_SCRATCH) + 1, _MAP_ROWS):
+                chunk = (
+                    exp.select("*")
+                    .from_(_MAP_SCRATCH)
+                    .where(row.copy().between(first, first + _MAP_ROWS - 1))
+                    .order_by(row.copy())
+                )
+                rows = self.con.sql(chunk.sql(dialect=self.dialect)).to_arrow_table()
+                for batch in rows.drop_columns([_MAP_ROW]).to_batches():
+                    out = fn(batch)
+                    if out.schema.names != schema.names:
+                        raise JoinedupError(
+                            f"table {name}: the batch function returned columns "
+                            f"{out.schema.names}, not {schema.names}"
+                        )
+                    self._from_arrow(pa.Table.from_batches([out]), insert)
+        finally:
+            drop = exp.Drop(tables=[exp.to_table(_MAP_SCRATCH)], kind="TABLE", exists=True)
+            self.con.execute(drop.sql(dialect=self.dialect))
+
     def execute_text(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
 
@@ -216,6 +268,10 @@ class DuckDBEngine(Engine):
 
 
 _INCOMING = "_joinedup_incoming"
+#: `map_batches`'s scratch table, and the rows it passes to the function at a time.
+_MAP_SCRATCH = "_joinedup_map_scratch"
+_MAP_ROW = "_joinedup_map_row"
+_MAP_ROWS = 100_000
 # How DuckDB says that another process has the file open (its id in brackets).
 _LOCKED_BY = re.compile(r"Could not set lock on file.*?\(PID (\d+)\)", re.DOTALL)
 

@@ -5,9 +5,11 @@ pyspark is imported only when a SparkEngine is made, so DuckDB users never pay f
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,10 @@ class SparkEngine(Engine):
             raise JoinedupError(f"Spark needs Java and none was found: {_NEEDS_JAVA}")
         settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
         settings.update(config or {})
+        if master.startswith("local"):
+            # Local Python workers (map_batches) run this interpreter, which has joinedup,
+            # rather than whatever `python3` is first on the PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         # A session already running (a notebook, another engine) is reused and left running.
         self._owns_session = SparkSession.getActiveSession() is None
         builder = SparkSession.builder.master(master).appName(app_name)
@@ -97,7 +103,7 @@ class SparkEngine(Engine):
         return engine
 
     def load(self, name: str, data: pa.Table) -> None:
-        self.session.createDataFrame(data).createOrReplaceTempView(name)
+        self._keep(name, self.session.createDataFrame(data))
 
     def load_parquet(self, name: str, files: Iterable[Path]) -> None:
         paths = [str(f) for f in files]
@@ -118,7 +124,26 @@ class SparkEngine(Engine):
     def materialise(self, name: str, query: exp.Query) -> None:
         """A temporary view of the query: Spark computes it where the data are, lazily,
         without collecting rows to the driver."""
-        self.session.sql(query.sql(dialect=self.dialect)).createOrReplaceTempView(name)
+        self._keep(name, self.session.sql(query.sql(dialect=self.dialect)))
+
+    def map_batches(
+        self,
+        name: str,
+        query: exp.Query,
+        fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: pa.Schema,
+    ) -> None:
+        """`mapInArrow`: the executors apply `fn` to their own partitions' batches, so no row
+        passes through the driver."""
+        from pyspark.sql.pandas.types import from_arrow_schema  # noqa: PLC0415 - see __init__
+
+        frame = self.session.sql(query.sql(dialect=self.dialect))
+        self._keep(name, frame.mapInArrow(functools.partial(_each, fn), from_arrow_schema(schema)))
+
+    def _keep(self, name: str, frame: Any) -> None:
+        """Keep `frame` as table `name`: the one place a computed or loaded frame is stored."""
+        frame.createOrReplaceTempView(name)
+
 
     def table_names(self) -> list[str]:
         return sorted(t.name for t in self.session.catalog.listTables())
@@ -136,6 +161,14 @@ class SparkEngine(Engine):
     def close(self) -> None:
         if self._owns_session:
             self.session.stop()
+
+
+def _each(
+    fn: Callable[[pa.RecordBatch], pa.RecordBatch], batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """`fn` over each batch of a partition (module level, so executors unpickle it by name)."""
+    for batch in batches:
+        yield fn(batch)
 
 
 def _normalise(table: pa.Table) -> pa.Table:
