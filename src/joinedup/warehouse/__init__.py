@@ -7,7 +7,13 @@ from joinedup.warehouse import analytics
 from joinedup.warehouse.engines import ENGINE_KINDS, Engine, open_empty_engine, open_engine
 from joinedup.warehouse.engines.dialects import JSON_DIALECTS, JsonDialect
 from joinedup.warehouse.schema import ALL_TABLES, POPULATION_TABLES, TABLES, Table, render_markdown
-from joinedup.warehouse.store import BuildInfo, build_warehouse, export_parquet, footprint_tables
+from joinedup.warehouse.store import (
+    BuildInfo,
+    build_warehouse,
+    copy_warehouse,
+    export_parquet,
+    footprint_tables,
+)
 
 __all__ = [
     "ALL_TABLES",
@@ -21,6 +27,7 @@ __all__ = [
     "Table",
     "analytics",
     "build_warehouse",
+    "copy_warehouse",
     "export_parquet",
     "footprint_tables",
     "open_empty_engine",

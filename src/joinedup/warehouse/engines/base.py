@@ -46,6 +46,14 @@ class Engine(ABC):
     def load_parquet(self, name: str, files: Iterable[Path]) -> None:
         """Make the Parquet `files` available as table `name`, replacing any of that name."""
 
+    def view_parquet(self, name: str, files: Iterable[Path]) -> None:
+        """Table `name` as a view over Parquet `files`, read in place (a lake's tables)."""
+        raise NotImplementedError(f"the {self.name} engine cannot read Parquet in place")
+
+    def write_parquet(self, query: exp.Query, folder: Path) -> None:
+        """Write the rows of `query` as Parquet files in `folder`, inside the engine."""
+        raise NotImplementedError(f"the {self.name} engine cannot write Parquet")
+
     @abstractmethod
     def execute(self, query: exp.Query) -> pa.Table:
         """Run a query and return its result as Arrow."""

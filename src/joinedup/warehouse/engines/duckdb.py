@@ -50,6 +50,7 @@ class DuckDBEngine(Engine):
         threads: int | None = None,
         memory_limit: str | None = None,
         bulk_load: bool = False,
+        temp_directory: Path | None = None,
     ) -> None:
         self.path = None if path is None else Path(path)
         if self.path is not None and read_only and not self.path.exists():
@@ -62,6 +63,8 @@ class DuckDBEngine(Engine):
             config["threads"] = threads
         if memory_limit is not None:
             config["memory_limit"] = memory_limit
+        if temp_directory is not None:  # where a query larger than memory spills
+            config["temp_directory"] = str(temp_directory)
         if bulk_load:  # loads need not keep row order, which lets DuckDB insert in parallel
             config["preserve_insertion_order"] = "false"
         try:
@@ -92,8 +95,16 @@ class DuckDBEngine(Engine):
         self._from_arrow(data, _create(name, temporary=True))
 
     def append(self, name: str, data: pa.Table) -> None:
-        """Append Arrow rows to an existing table (columns by position)."""
-        self._from_arrow(data, exp.insert(exp.select("*").from_(_INCOMING), name))
+        """Append Arrow rows to an existing table, column by name (a column the table has
+        and `data` lacks is NULL)."""
+        columns = data.column_names
+        insert = exp.Insert(
+            this=exp.Schema(
+                this=exp.to_table(name), expressions=[exp.to_identifier(c) for c in columns]
+            ),
+            expression=exp.select(*[exp.column(c) for c in columns]).from_(_INCOMING),
+        )
+        self._from_arrow(data, insert)
 
     def _from_arrow(self, data: pa.Table, statement: exp.Expression) -> None:
         """Run `statement`, which reads the Arrow table `data` as `_INCOMING`."""
@@ -112,6 +123,61 @@ class DuckDBEngine(Engine):
                 expression=exp.select("*").from_(_read_parquet(files)),
             ).sql(dialect="duckdb")
         )
+
+    def view_parquet(self, name: str, files: Iterable[Path]) -> None:
+        """Table `name` as a view over Parquet `files` (a lake's current version): read where
+        it lies, never copied into the database."""
+        self._clear(name)
+        self.con.execute(
+            exp.Create(
+                this=exp.to_table(name),
+                kind="VIEW",
+                replace=True,
+                expression=exp.select("*").from_(_read_parquet(files)),
+            ).sql(dialect="duckdb")
+        )
+
+    def write_parquet(self, query: exp.Query, folder: Path) -> None:
+        """Write the rows of `query` into `folder` as Parquet, streaming (DuckDB spills to
+        disk rather than hold a large result in memory)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.con.execute(
+            exp.Copy(
+                this=query.subquery(),
+                kind=False,
+                files=[exp.Literal.string(str(folder / "part-00000.parquet"))],
+                params=[exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("PARQUET"))],
+            ).sql(dialect="duckdb")
+        )
+
+    def _kind(self, name: str) -> str | None:
+        """'BASE TABLE', 'VIEW' or 'LOCAL TEMPORARY' for an object called `name`, or None."""
+        query = (
+            exp.select("table_type")
+            .from_(exp.to_table("information_schema.tables"))
+            .where(exp.column("table_name").eq(exp.Literal.string(name)))
+        )
+        rows = self.con.execute(query.sql(dialect="duckdb")).fetchall()
+        return str(rows[0][0]) if rows else None
+
+    def _clear(self, name: str) -> None:
+        """Drop a view called `name` before a table of that name replaces it, or a table
+        before a view does (DuckDB will not replace one kind with the other)."""
+        kind = self._kind(name)
+        if kind is not None:
+            what = "VIEW" if kind == "VIEW" else "TABLE"
+            drop = exp.Drop(tables=[exp.to_table(name)], kind=what)
+            self.con.execute(drop.sql(dialect="duckdb"))
+
+    def insert_parquet(self, name: str, columns: list[str], files: Iterable[Path]) -> None:
+        """Insert Parquet rows into an existing table, column by name."""
+        insert = exp.Insert(
+            this=exp.Schema(
+                this=exp.to_table(name), expressions=[exp.to_identifier(c) for c in columns]
+            ),
+            expression=exp.select(*[exp.column(c) for c in columns]).from_(_read_parquet(files)),
+        )
+        self.con.execute(insert.sql(dialect="duckdb"))
 
     def append_parquet(self, name: str, files: Iterable[Path]) -> None:
         """Insert Parquet rows into an existing (typed) canonical table."""
@@ -250,9 +316,8 @@ class DuckDBEngine(Engine):
             self.con.execute(exp.Detach(this=exp.var(schema)).sql(dialect=self.dialect))
 
     def drop(self, name: str) -> None:
-        """Drop table `name` if there is one."""
-        quoted = exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
-        self.con.execute(f"DROP TABLE IF EXISTS {quoted}")
+        """Drop table (or view) `name` if there is one."""
+        self._clear(name)
 
     def table_names(self) -> list[str]:
         rows = self.con.execute(

@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,18 @@ DEFAULT_CONFIG: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Timestamps as Parquet's standard microsecond type (not the legacy INT96) and dates
+    # without calendar rebasing, so DuckDB, pyarrow and Spark read a lake alike.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    # Writes leave only Parquet files and no _SUCCESS marker in a lake's version folder.
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.hadoop.parquet.summary.metadata.level": "NONE",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
     "spark.driver.memory": "2g",
+    # Spark's own catalogue folder in the system's temporary folder, not the user's.
+    "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / "joinedup-spark-warehouse"),
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     # Spark 4.x's RemoveRedundantAliases can leave an unresolved plan (an internal error,
@@ -66,6 +78,7 @@ class SparkEngine(Engine):
             ) from err
         if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
             raise JoinedupError(f"Spark needs Java and none was found: {_NEEDS_JAVA}")
+        _check_master(master)
         settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
         settings.update(config or {})
         if master.startswith("local"):
@@ -80,9 +93,10 @@ class SparkEngine(Engine):
         try:
             self.session: Any = builder.getOrCreate()
         except Exception as err:  # py4j and pyspark raise many kinds when the JVM will not start
+            first = next((line for line in str(err).splitlines() if line.strip()), "")
             raise JoinedupError(
-                f"cannot start Spark at {master}: {err}. If Java is missing or older than 17, "
-                + _NEEDS_JAVA
+                f"cannot start Spark at {master}: {first.strip()[:300]}. If Java is missing or "
+                "older than 17, " + _NEEDS_JAVA
             ) from err
         self.session.sparkContext.setLogLevel("ERROR")
         self.master = master
@@ -144,6 +158,15 @@ class SparkEngine(Engine):
         """Keep `frame` as table `name`: the one place a computed or loaded frame is stored."""
         frame.createOrReplaceTempView(name)
 
+    def view_parquet(self, name: str, files: Iterable[Path]) -> None:
+        """Table `name` as a view over Parquet `files` (a lake's current version)."""
+        self.load_parquet(name, files)
+
+    def write_parquet(self, query: exp.Query, folder: Path) -> None:
+        """Write the rows of `query` into `folder` as Parquet: the executors write their own
+        partitions; nothing passes through the driver."""
+        frame = self.session.sql(query.sql(dialect=self.dialect))
+        frame.write.mode("overwrite").parquet(str(folder))
 
     def table_names(self) -> list[str]:
         return sorted(t.name for t in self.session.catalog.listTables())
@@ -161,6 +184,33 @@ class SparkEngine(Engine):
     def close(self) -> None:
         if self._owns_session:
             self.session.stop()
+
+
+_MASTER_PREFIXES = ("local", "spark://", "yarn", "k8s://", "mesos://")
+_CONNECT_SECONDS = 5.0
+
+
+def _check_master(master: str) -> None:
+    """Refuse, in one line naming the address, a master Spark would spend minutes retrying:
+    an unknown kind, or a standalone `spark://host:port` master no socket reaches."""
+    if not master.startswith(_MASTER_PREFIXES):
+        raise JoinedupError(
+            f"--spark-master {master!r} is not a Spark master URL: use local[N], "
+            "spark://host:port, yarn or k8s://..."
+        )
+    if not master.startswith("spark://"):
+        return
+    reasons = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise JoinedupError(f"--spark-master {master!r}: {address!r} is not host:port")
+        try:
+            with socket.create_connection((host, int(port)), timeout=_CONNECT_SECONDS):
+                return
+        except OSError as err:
+            reasons.append(f"{address}: {err.strerror or err}")
+    raise JoinedupError(f"cannot reach the Spark master at {master} ({'; '.join(reasons)})")
 
 
 def _each(
