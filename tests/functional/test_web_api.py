@@ -94,10 +94,11 @@ def _counts(rows: list[dict[str, Any]], key: str) -> list[int | None]:
 
 
 def test_about_shows_the_latest_build_and_the_history_it_covers(
-    api: dict[str, httpx.Client], web_warehouse: PhmWarehouse
+    api: dict[str, httpx.Client], phm_warehouse: PhmWarehouse
 ) -> None:
     build = api["board"].get("/api/v1/about").json()["build"]
-    con = duckdb.connect(str(web_warehouse.path), read_only=True)
+    # The served warehouse is a copy of this one (the server holds the copy open).
+    con = duckdb.connect(str(phm_warehouse.path), read_only=True)
     start, end, seed, built_at, footprint = con.execute(
         "SELECT history_start_date, history_end_date, seed, built_at, footprint FROM build "
         "ORDER BY built_at DESC LIMIT 1"
