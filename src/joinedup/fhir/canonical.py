@@ -43,6 +43,7 @@ from joinedup.fhir.sqltree import (
     scalar,
     select_columns,
     t,
+    text_key,
     try_cast,
     union_all,
     values_table,
@@ -68,8 +69,6 @@ _SETTING_OF_ACTIVITY = {
     "mental_health_contact": "mental_health",
 }
 _DEAD_STATUSES = ("entered-in-error", "cancelled")
-#: 2^62: keys hashed from foreign ids stay positive BIGINTs.
-_KEY_SPACE = 4611686018427387904
 PERSON_KEY = "fhir_person_key"
 ENCOUNTER_ACTIVITY = "fhir_encounter_activity"
 OUT = "fhir_out"
@@ -92,13 +91,10 @@ def _ods(ods: str, ref: str) -> exp.Expr:
 
 
 def _key_id(*candidates: str) -> exp.Expr:
-    """A BIGINT key: the first candidate that is a whole number, else a 62-bit hash of the
-    last (the resource key), so keys from foreign systems are stable across loads."""
+    """A BIGINT key: the first candidate that is a whole number, else `text_key` of the last
+    (the resource key), so keys from foreign systems are stable across loads and engines."""
     parts = [try_cast(c(name), "BIGINT") for name in candidates[:-1]]
-    hashed = exp.Mod(
-        this=exp.Anonymous(this="hash", expressions=[c(candidates[-1])]), expression=lit(_KEY_SPACE)
-    )
-    parts.append(cast(exp.paren(hashed), "BIGINT"))
+    parts.append(text_key(c(candidates[-1])))
     return coalesce(*parts)
 
 

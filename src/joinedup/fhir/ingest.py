@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlglot import exp
 
 from joinedup import __version__
@@ -69,7 +70,7 @@ from joinedup.fhir.sqltree import (
 )
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
-from joinedup.warehouse import BuildInfo, Engine
+from joinedup.warehouse import JSON_DIALECTS, BuildInfo, Engine
 from joinedup.warehouse.report import period_of
 from joinedup.warehouse.schema import BUILD
 from joinedup.warehouse.scratch import scratch_folder
@@ -350,7 +351,8 @@ def ingest_fhir(
     on_record: Callable[[int], None] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> LoadReport:
-    """Load FHIR files into the warehouse `engine` (DuckDB) as one transaction.
+    """Load FHIR files into the warehouse `engine` (a DuckDB file, or a lake on DuckDB or
+    Spark) as one transaction.
 
     Records are first checked and staged, batch by batch, in a scratch DuckDB file in a
     folder of its own in `staging_dir` (default: the system's temporary folder), so memory
@@ -361,21 +363,24 @@ def ingest_fhir(
     nested too deep, longer than `max_line_bytes`, a broken gzip stream) is quarantined like
     one that fails a check.
     """
-    if engine.name != "duckdb":
-        raise JoinedupError("FHIR ingest writes a DuckDB warehouse; open one with --warehouse")
     files = input_files(list(paths))
     stage = on_stage or (lambda _: None)
     began = time.perf_counter()
     started = _now()
     report = LoadReport(load_id=uuid.uuid4().hex[:12], files=len(files))
-    _create_kept_tables(engine)
+    try:
+        _create_kept_tables(engine)
+    except NotImplementedError as err:  # Spark's session views: nowhere to keep a load
+        raise JoinedupError(
+            "FHIR ingest writes a warehouse (a DuckDB file or a lake); open one with --warehouse"
+        ) from err
     folder = staging_dir or Path(tempfile.gettempdir())
     with (
         scratch_folder(folder, STAGING_PURPOSE) as scratch,
         engine.staging(scratch / "staging.duckdb") as schema,
     ):
         stage("reading and checking resources")
-        staged = _Staged(schema)
+        staged = _Staged(schema, scratch)
         _stage_records(engine, staged, files, report, on_record, max_line_bytes)
         with engine.transaction():
             seq = _next_load_seq(engine)
@@ -392,6 +397,9 @@ def ingest_fhir(
             _record_build(engine, report)
             for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
                 engine.drop(name)
+        if schema is None:  # views over the scratch folder's Parquet, about to be removed
+            for name in (staged.incoming, staged.bad):
+                engine.drop(name)
     return report
 
 
@@ -402,9 +410,11 @@ STAGING_PURPOSE = "fhir-staging"
 @dataclass(frozen=True)
 class _Staged:
     """Where a load's checked records wait: tables `incoming` and `bad` in the engine's
-    staging schema (a scratch file), or the session's own when it has none."""
+    staging schema (a scratch file), or, when it has none (Spark), the session's views over
+    Parquet parts written in the load's scratch `folder`."""
 
     schema: str | None
+    folder: Path
 
     def table(self, name: str) -> str:
         return f"{self.schema}.{name}" if self.schema else f"fhir_stage_{name}"
@@ -434,10 +444,25 @@ def _stage_records(
     on_record: Callable[[int], None] | None,
     max_line_bytes: int,
 ) -> None:
-    """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`."""
-    for name, schema in ((staged.incoming, _INCOMING_SCHEMA), (staged.bad, _QUARANTINE_SCHEMA)):
-        engine.load(name, schema.empty_table())
+    """Check every record; good ones to the scratch `incoming` table, bad ones to `bad`.
+    With a staging schema (DuckDB) each batch is inserted into its table; without one (Spark,
+    whose session views cannot take an INSERT) each batch is a Parquet part in the scratch
+    folder, and the tables are views over the parts."""
+    tables = ((staged.incoming, _INCOMING_SCHEMA), (staged.bad, _QUARANTINE_SCHEMA))
     stream = records(files, max_line_bytes=max_line_bytes)
+    if staged.schema is None:
+        parts: dict[str, list[Path]] = {name: [] for name, _ in tables}
+        for number, batch in enumerate(_batches(stream, report, on_record)):
+            for (name, schema), rows in zip(tables, batch, strict=True):
+                if rows.num_rows or not parts[name]:  # an empty first part gives the columns
+                    part = staged.folder / f"{name}-{number:06d}.parquet"
+                    pq.write_table(rows.cast(schema), part)
+                    parts[name].append(part)
+        for name, files_of in parts.items():
+            engine.load_parquet(name, files_of)
+        return
+    for name, schema in tables:
+        engine.load(name, schema.empty_table())
     for good, bad in _batches(stream, report, on_record):
         for name, rows in ((staged.incoming, good), (staged.bad, bad)):
             if rows.num_rows:
@@ -470,7 +495,10 @@ _OLD_REASONS = (
     (f": {_QUOTED} has no month [0-9]+", ": not a real date (the month is not 01-12)"),
     (f"resourceType {_QUOTED} is not", "resourceType is not"),
     (f"\\.id {_QUOTED} is not a valid id", ".id is not a valid id"),
-    (f": {_QUOTED} is not (true or false|an integer|a number)", ": value is not \\1"),
+    # One rule per wording rather than a `\1` back-reference, which Spark spells `$1`.
+    (f": {_QUOTED} is not true or false", ": value is not true or false"),
+    (f": {_QUOTED} is not an integer", ": value is not an integer"),
+    (f": {_QUOTED} is not a number", ": value is not a number"),
 )
 
 
@@ -478,17 +506,16 @@ def _withhold_old_values(engine: Engine) -> None:
     """Rewrite quarantine reasons stored by earlier versions, which quoted the value
     (`NHS number '…' fails the Modulus 11 check`), to name only the element and the rule."""
     reason = c("reason")
-    for pattern, now in _OLD_REASONS:
+    rewritten: exp.Expr = reason.copy()
+    for pattern, now in _OLD_REASONS:  # in order, as one rule after another would
         rewritten = exp.RegexpReplace(
-            this=reason.copy(), expression=lit(pattern), replacement=lit(now), modifiers=lit("g")
+            this=rewritten, expression=lit(pattern), replacement=lit(now), modifiers=lit("g")
         )
-        engine.run(
-            exp.update(
-                QUARANTINE,
-                {"reason": rewritten},
-                where=exp.RegexpLike(this=reason.copy(), expression=lit(pattern)),
-            )
-        )
+    old = exp.or_(*(exp.RegexpLike(this=reason.copy(), expression=lit(p)) for p, _ in _OLD_REASONS))
+    # Only when there is one: on a lake an UPDATE rewrites the whole table.
+    found = exp.select(count_star().as_("n")).from_(QUARANTINE).where(old.copy())
+    if engine.execute(found).column("n")[0].as_py():
+        engine.run(exp.update(QUARANTINE, {"reason": rewritten}, where=old))
 
 
 def _store(engine: Engine, staged: _Staged, report: LoadReport, seq: int) -> None:
@@ -502,9 +529,12 @@ def _store(engine: Engine, staged: _Staged, report: LoadReport, seq: int) -> Non
             exp.Not(this=c("known")), exp.EQ(this=c("nth"), expression=lit(1))
         ),
     )
+    # The raw store's resource is JSON in a DuckDB file and text in a lake (whose INSERT casts
+    # it to text itself); Spark's CAST to JSON would be `to_json`, which refuses text.
+    as_json = engine.dialect == "duckdb"
     stored = [
         lit(report.load_id) if name == "load_id" else lit(seq) if name == "load_seq"
-        else cast(c(name), "JSON") if name == "resource" else c(name)
+        else cast(c(name), "JSON") if name == "resource" and as_json else c(name)
         for name in _names(STORE_COLUMNS)
     ]  # fmt: skip
     engine.run(insert(STORE, _names(STORE_COLUMNS), exp.select(*stored).from_("fhir_new")))
@@ -605,7 +635,13 @@ def _flatten(engine: Engine) -> None:
     """The latest version of each resource, then each shipped view over it as `v_<name>`.
     Latest is by `meta.lastUpdated` as an instant, then `meta.versionId` as a number, then
     load order (later loads, and later records in a load, win)."""
-    engine.materialise("fhir_current", latest_versions())
+    latest = latest_versions()
+    if engine.dialect != "duckdb":  # DuckDB reads JSON and text alike; Spark parses text
+        parse = JSON_DIALECTS[engine.dialect].parse
+        latest = exp.select(
+            c("resource_type"), c("id"), parse(c("resource")).as_("resource")
+        ).from_(latest.subquery("l"))
+    engine.materialise("fhir_current", latest)
     for name, view in shipped_views().items():
         compiled = compile_view(view, table="fhir_current", dialect=engine.dialect)
         engine.materialise(f"v_{name}", compiled.query)

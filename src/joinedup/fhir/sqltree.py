@@ -91,6 +91,32 @@ def try_cast(value: exp.Expr, to: str) -> exp.Expr:
     return exp.TryCast(this=value, to=exp.DataType.build(to), safe=True)
 
 
+#: Hex digits of an MD5 read into a key: 16 (64 bits), the first kept to 3 bits, so 63.
+_KEY_DIGITS = 16
+
+
+def text_key(value: exp.Expr) -> exp.Expr:
+    """A deterministic 63-bit BIGINT key for a text: the first 16 hex digits of its MD5, the
+    top bit dropped. Built from `md5`, `substring` and `ascii` alone, which DuckDB and Spark
+    share, so both compute the same key (their own `hash()` functions differ). A hex digit's
+    value is (code - 48) % 39: `0`-`9` are codes 48-57, `a`-`f` 97-102."""
+    digest = exp.MD5(this=value)
+    terms: list[exp.Expr] = []
+    for position in range(_KEY_DIGITS):
+        code = exp.Ascii(
+            this=exp.Substring(this=digest.copy(), start=lit(position + 1), length=lit(1))
+        )
+        digit = exp.Mod(this=exp.paren(exp.Sub(this=code, expression=lit(48))), expression=lit(39))
+        if position == 0:
+            digit = exp.Mod(this=exp.paren(digit), expression=lit(8))
+        weight = 16 ** (_KEY_DIGITS - 1 - position)
+        terms.append(exp.Mul(this=cast(exp.paren(digit), "BIGINT"), expression=lit(weight)))
+    total = terms[0]
+    for term in terms[1:]:
+        total = exp.Add(this=total, expression=term)
+    return total
+
+
 def day(value: exp.Expr) -> exp.Expr:
     """The date a FHIR date or dateTime text starts with (NULL when it is not one)."""
     return try_cast(exp.Substring(this=value, start=lit(1), length=lit(10)), "DATE")
