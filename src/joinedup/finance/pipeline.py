@@ -78,7 +78,7 @@ from joinedup.finance.whatif import (
 )
 from joinedup.reference.practices import PracticeRecord
 from joinedup.warehouse import Engine
-from joinedup.warehouse.analytics.cohort import col, date_literal, table
+from joinedup.warehouse.analytics.cohort import bigint, col, date_literal, table
 from joinedup.warehouse.report import period_of
 
 #: Tables the finance commands write, and what each holds.
@@ -543,15 +543,21 @@ def _first(engine: Engine, name: str) -> dict[str, Any]:
 
 
 def footprint_names(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
-    """Place and organisation codes of the warehouse's footprint, with their names."""
+    """Place and organisation codes of the warehouse's footprint, with their names, in code
+    order: settings made from them (baselines, pools, budgets) must not follow the order an
+    engine happens to read rows in."""
     places = {
         r["place_code"]: r["place_name"]
-        for r in engine.execute(exp.select("place_code", "place_name").from_("place")).to_pylist()
+        for r in engine.execute(
+            exp.select("place_code", "place_name").from_("place").order_by("place_code")
+        ).to_pylist()
     }
     orgs = {
         r["organisation_code"]: r["organisation_name"]
         for r in engine.execute(
-            exp.select("organisation_code", "organisation_name").from_("organisation")
+            exp.select("organisation_code", "organisation_name")
+            .from_("organisation")
+            .order_by("organisation_code")
         ).to_pylist()
     }
     return places, orgs
@@ -560,27 +566,19 @@ def footprint_names(engine: Engine) -> tuple[dict[str, str], dict[str, str]]:
 def warehouse_profile(engine: Engine) -> Profile:
     """The footprint and today's registered population per place, for default settings."""
     places, _ = footprint_names(engine)
-    # People registered today when population health has run, else the footprint's list sizes.
+    # People registered today when population health has run, else the footprint's list sizes
+    # (a BIGINT on every engine: DuckDB's sum of integers is a HUGEINT).
     if "phm_person" in engine.table_names():
-        counted = exp.select(
-            "place_code", exp.alias_(exp.func("count", exp.Star()), "people")
-        ).from_("phm_person")
+        counted = exp.select("place_code", bigint(exp.Count(this=exp.Star())).as_("people")).from_(
+            "phm_person"
+        )
     else:
         counted = exp.select(
-            "place_code", exp.alias_(exp.func("sum", exp.column("list_size")), "people")
+            "place_code", bigint(exp.Sum(this=exp.column("list_size"))).as_("people")
         ).from_("practice")
     rows = engine.execute(counted.group_by("place_code")).to_pylist()
     population = {r["place_code"]: int(r["people"]) for r in rows if r["place_code"] in places}
-    orgs = tuple(
-        Organisation(
-            r["organisation_code"], r["organisation_name"], r["organisation_type"], r["place_code"]
-        )
-        for r in engine.execute(
-            exp.select("organisation_code", "organisation_name", "organisation_type", "place_code")
-            .from_("organisation")
-            .order_by("organisation_code")
-        ).to_pylist()
-    )
+    orgs = organisations(engine)
     members: dict[str, list[str]] = defaultdict(list)
     for r in engine.execute(
         exp.select("collaborative_code", "organisation_code")
@@ -605,6 +603,20 @@ def warehouse_profile(engine: Engine) -> Profile:
     )  # fmt: skip
 
 
+def organisations(engine: Engine) -> tuple[Organisation, ...]:
+    """The footprint's organisations with their kind and place, in code order."""
+    return tuple(
+        Organisation(
+            r["organisation_code"], r["organisation_name"], r["organisation_type"], r["place_code"]
+        )
+        for r in engine.execute(
+            exp.select("organisation_code", "organisation_name", "organisation_type", "place_code")
+            .from_("organisation")
+            .order_by("organisation_code")
+        ).to_pylist()
+    )
+
+
 def provider_costs(engine: Engine) -> dict[str, int]:
     """Each provider's activity cost (pence) in the last year of the warehouse."""
     end = period_of(engine).end
@@ -613,9 +625,13 @@ def provider_costs(engine: Engine) -> dict[str, int]:
     rows = engine.execute(
         exp.select(
             col("provider_code", a).as_("provider_code"),
-            exp.cast(
-                exp.Sum(this=exp.Mul(this=col("cost_gbp", a), expression=exp.Literal.number(100))),
-                exp.DataType.Type.BIGINT,
+            # Rounded before the cast: DuckDB rounds a decimal cast to an integer, Spark cuts it.
+            bigint(
+                exp.Round(
+                    this=exp.Sum(
+                        this=exp.Mul(this=col("cost_gbp", a), expression=exp.Literal.number(100))
+                    )
+                )
             ).as_("pence"),
         )
         .from_(table("activity", a))
@@ -728,12 +744,12 @@ def control_total_step(
     settings = config.control_total
     if settings is None:
         raise ConfigurationError("the settings have no control_total section")
-    profile = warehouse_profile(engine)
-    names = {o.code: o.name for o in profile.organisations}
+    orgs = organisations(engine)
+    names = {o.code: o.name for o in orgs}
     used = ledger or stored_ledger(engine, names)
     if used is None or settings.year not in used.years:
         used = synthetic_ledger(
-            [(o.code, o.name, o.kind) for o in profile.organisations],
+            [(o.code, o.name, o.kind) for o in orgs],
             settings.year,
             settings.months_reported,
             settings.seed,
