@@ -72,6 +72,7 @@ from scale import (  # noqa: E402
     parse_sizes,
     run_measured,
     synth_cmd,
+    synthesised,
 )
 
 TARGET_PEOPLE_PER_S = 1_000_000 / 60
@@ -214,6 +215,60 @@ def show(results: list[dict[str, Any]]) -> None:
     Console(width=160).print(table)
 
 
+def _run_selected(args: argparse.Namespace, run: set[str], results: list[dict[str, Any]]) -> None:
+    """Run the selected benchmarks, appending to `results` as each one ends."""
+    with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
+        work = Path(tmp)
+        prebuilt: dict[int, Built] = {}
+        if "synth" in run:
+            synth_results, prebuilt[args.people] = bench_synth(work, args.people, args.small)
+            results += synth_results
+        if "phm" in run:
+            results += bench_phm(work / "big.duckdb", args.people)
+        if "finance" in run:
+            phm_seconds = next(r["value"] for r in results if r["name"].startswith("phm_"))
+            results += bench_finance(work / "big.duckdb", args.people, phm_seconds)
+        if "engines" in run:
+            results += bench_engines(work, args.engine_people)
+        if "views" in run:
+            results += bench_fhir_views(work / "small.duckdb", work)
+        if "api" in run:
+            demo = args.api_warehouse
+            if demo is None:
+                demo = work / "demo.duckdb"
+                build_demo(demo, work / "demo-outputs")
+            results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
+        if "audit" in run:
+            results += bench_audit(work)
+        lake = None
+        if "scale_curve" in run:
+            keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
+            curve, lake = bench_scale_curve(work, args.scale_sizes, prebuilt, keep, args.scale_keep)
+            results += curve
+        if "spark_vs_duckdb_pipeline" in run:
+            if lake is None:
+                reuse = prebuilt.get(args.spark_people)
+                kept = args.scale_keep and synthesised(args.spark_people, args.scale_keep)
+                source = reuse or kept or None
+                lake = build_lake(work, args.spark_people, source.path if source else None)
+            results += bench_spark_vs_duckdb_pipeline(lake, args.spark_people)
+    if "charlson" in run:
+        results += bench_charlson_vs_comorbidipy(args.charlson_people)
+
+
+def _save(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    """Write `results` to --out, keeping other benchmarks' entries there when --only is given."""
+    if args.only and args.out.is_file():
+        names = {r["name"] for r in results}
+        kept = [
+            r for r in json.loads(args.out.read_text(encoding="utf-8")) if r["name"] not in names
+        ]
+        results = kept + results
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    show(results)
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,50 +305,10 @@ def main() -> None:
     args = parser.parse_args()
     run = selected(args.only)
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
-        work = Path(tmp)
-        prebuilt: dict[int, Built] = {}
-        if "synth" in run:
-            synth_results, prebuilt[args.people] = bench_synth(work, args.people, args.small)
-            results += synth_results
-        if "phm" in run:
-            results += bench_phm(work / "big.duckdb", args.people)
-        if "finance" in run:
-            phm_seconds = next(r["value"] for r in results if r["name"].startswith("phm_"))
-            results += bench_finance(work / "big.duckdb", args.people, phm_seconds)
-        if "engines" in run:
-            results += bench_engines(work, args.engine_people)
-        if "views" in run:
-            results += bench_fhir_views(work / "small.duckdb", work)
-        if "api" in run:
-            demo = args.api_warehouse
-            if demo is None:
-                demo = work / "demo.duckdb"
-                build_demo(demo, work / "demo-outputs")
-            results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
-        if "audit" in run:
-            results += bench_audit(work)
-        lake = None
-        if "scale_curve" in run:
-            keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
-            curve, lake = bench_scale_curve(work, args.scale_sizes, prebuilt, keep, args.scale_keep)
-            results += curve
-        if "spark_vs_duckdb_pipeline" in run:
-            if lake is None:
-                reuse = prebuilt.get(args.spark_people)
-                lake = build_lake(work, args.spark_people, reuse.path if reuse else None)
-            results += bench_spark_vs_duckdb_pipeline(lake, args.spark_people)
-    if "charlson" in run:
-        results += bench_charlson_vs_comorbidipy(args.charlson_people)
-    if args.only and args.out.is_file():
-        names = {r["name"] for r in results}
-        kept = [
-            r for r in json.loads(args.out.read_text(encoding="utf-8")) if r["name"] not in names
-        ]
-        results = kept + results
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    show(results)
-    print(f"wrote {args.out}")
+    try:
+        _run_selected(args, run, results)
+    finally:  # what was measured before a failure is kept
+        _save(args, results)
 
 
 if __name__ == "__main__":
