@@ -505,17 +505,29 @@ _OLD_REASONS = (
 def _withhold_old_values(engine: Engine) -> None:
     """Rewrite quarantine reasons stored by earlier versions, which quoted the value
     (`NHS number '…' fails the Modulus 11 check`), to name only the element and the rule."""
-    reason = c("reason")
-    rewritten: exp.Expr = reason.copy()
-    for pattern, now in _OLD_REASONS:  # in order, as one rule after another would
-        rewritten = exp.RegexpReplace(
-            this=rewritten, expression=lit(pattern), replacement=lit(now), modifiers=lit("g")
-        )
-    old = exp.or_(*(exp.RegexpLike(this=reason.copy(), expression=lit(p)) for p, _ in _OLD_REASONS))
+    old = is_old_reason(c("reason"))
     # Only when there is one: on a lake an UPDATE rewrites the whole table.
     found = exp.select(count_star().as_("n")).from_(QUARANTINE).where(old.copy())
     if engine.execute(found).column("n")[0].as_py():
-        engine.run(exp.update(QUARANTINE, {"reason": rewritten}, where=old))
+        engine.run(exp.update(QUARANTINE, {"reason": without_values(c("reason"))}, where=old))
+
+
+def is_old_reason(reason: exp.Expr) -> exp.Expr:
+    """Whether a stored `reason` quotes a value, as reasons of earlier versions did."""
+    return exp.or_(
+        *(exp.RegexpLike(this=reason.copy(), expression=lit(p)) for p, _ in _OLD_REASONS)
+    )
+
+
+def without_values(reason: exp.Expr) -> exp.Expr:
+    """A stored `reason` with the values earlier versions quoted taken out, rule by rule in
+    order (regular expressions DuckDB's RE2 and Spark's Java engine read alike)."""
+    rewritten = reason.copy()
+    for pattern, now in _OLD_REASONS:
+        rewritten = exp.RegexpReplace(
+            this=rewritten, expression=lit(pattern), replacement=lit(now), modifiers=lit("g")
+        )
+    return rewritten
 
 
 def _store(engine: Engine, staged: _Staged, report: LoadReport, seq: int) -> None:
