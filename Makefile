@@ -101,7 +101,7 @@ serve: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium
-	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider --durations=30
 
 test-fast: $(STAMP) $(ASSETS_STAMP)
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider tests/unit tests/spec \
