@@ -111,7 +111,8 @@ def run_measured(cmd: Sequence[str]) -> Measured:
         last = (stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise RuntimeError(
             f"{' '.join([Path(cmd[0]).name, *cmd[1:]])} failed with exit code "
-            f"{proc.returncode}: {last[0][:300]}"
+            f"{proc.returncode} after {seconds:.0f} s (peak {peak / 1e9:.2f} GB, load "
+            f"{load_before:.1f} before): {last[0][:300]}"
         )
     return Measured(seconds, peak, round(load_before, 2), round(os.getloadavg()[0], 2))
 
