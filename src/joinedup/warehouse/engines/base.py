@@ -7,6 +7,7 @@ tables live (a DuckDB file or memory; Spark views over Parquet or Arrow) and how
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -147,3 +148,11 @@ class Engine(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def machine_memory() -> int:
+    """This machine's RAM in bytes (8 GB where the system will not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30

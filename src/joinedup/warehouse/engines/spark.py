@@ -19,7 +19,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from joinedup.errors import JoinedupError
-from joinedup.warehouse.engines.base import Engine
+from joinedup.warehouse.engines.base import Engine, machine_memory
 from joinedup.warehouse.schema import ALL_TABLES, Table
 
 _NEEDS_JAVA = "install Java 17+ (`make test` installs it)"
@@ -81,6 +81,10 @@ class SparkEngine(Engine):
         _check_master(master)
         settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
         settings.update(config or {})
+        if master.startswith("local") and not (config or {}).get("spark.driver.memory"):
+            # In local mode the driver is the executor too: 2 GB runs out on a million people
+            # (docs/scale.md), so give it a quarter of the machine's RAM.
+            settings["spark.driver.memory"] = f"{max(2048, machine_memory() // 2**22)}m"
         if master.startswith("local"):
             # Local Python workers (map_batches) run this interpreter, which has joinedup,
             # rather than whatever `python3` is first on the PATH.
