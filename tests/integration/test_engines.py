@@ -148,11 +148,13 @@ def test_open_engine_names_a_missing_warehouse(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_open_engine_rejects_unknown_engines_and_spark_without_parquet(tmp_path: Path) -> None:
+def test_open_engine_rejects_unknown_engines_and_spark_without_a_lake(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="unknown engine 'oracle'"):
         open_engine("oracle")
-    with pytest.raises(ConfigurationError, match="--parquet DIR"):
+    with pytest.raises(ConfigurationError, match="the Spark engine reads a lake"):
         open_engine("spark")
+    with pytest.raises(ConfigurationError, match=r"warehouse copy .*ics\.duckdb lake/"):
+        open_engine("spark", warehouse=tmp_path / "ics.duckdb")
     with pytest.raises(JoinedupError, match="does not exist"):
         open_engine("duckdb", parquet_dir=tmp_path / "missing")
     (tmp_path / "empty").mkdir()
