@@ -108,7 +108,9 @@ def open_engine(
         duck = DuckDBEngine(
             warehouse,
             read_only=read_only and warehouse is not None,
-            memory_limit=memory_limit or default_memory_limit(),
+            # Jobs that write get the default limit; a reader (the dashboard) keeps DuckDB's
+            # own, so other read-only connections in one process open the file alike.
+            memory_limit=memory_limit or (None if read_only else default_memory_limit()),
         )
         if parquet_dir is not None:
             for name, files in canonical_parquet_files(parquet_dir).items():
