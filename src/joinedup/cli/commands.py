@@ -5,6 +5,7 @@ from __future__ import annotations
 from joinedup.cli import fhir as _fhir
 from joinedup.cli import finance as _finance
 from joinedup.cli import footprint as _footprint
+from joinedup.cli import indicators as _indicators
 from joinedup.cli import phm as _phm
 from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
@@ -18,6 +19,7 @@ main_app.add_typer(_synth.app, name="synth")
 main_app.add_typer(_warehouse.app, name="warehouse")
 main_app.add_typer(_score.app, name="score")
 main_app.add_typer(_phm.app, name="phm")
+main_app.add_typer(_indicators.app, name="indicators")
 main_app.add_typer(_views.app, name="views")
 main_app.add_typer(_fhir.ingest_app, name="ingest")
 main_app.add_typer(_fhir.export_app, name="export")

@@ -21,6 +21,7 @@ import pyarrow as pa
 import yaml
 from sqlglot import exp
 
+from joinedup import indicators as ind
 from joinedup.disclosure import DisclosurePolicy, Nesting, apply, format_count
 from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.population import inequalities as ineq
@@ -46,6 +47,7 @@ PHM_TABLES: dict[str, str] = {
     "phm_inequalities": "age-standardised rates with 95% CIs by group (published)",
     "phm_inequality_index": "slope and relative index of inequality by measure (published)",
     "phm_core20plus5": "Core20PLUS5 gap table (published)",
+    "phm_indicator_values": "indicators by area and year, 95% CIs, vs England (published)",
     "phm_worklist": "case-finding worklists (identifiable, direct care only)",
     "phm_run": "the run: dates, settings, code list versions and model card",
 }
@@ -241,6 +243,9 @@ def run_phm(
         seed,
         settings.risk.max_train_people,
     )
+    # Indicators for each year while all three snapshots exist (each year's start is the next).
+    snapshots = ("phm_person", "phm_person_previous", "phm_person_train")
+    _store(engine, ind.TABLE, ind.published_values(engine, now, snapshots, sdc), rows)
     engine.drop("phm_person_train")
     validation = _sample(
         engine,

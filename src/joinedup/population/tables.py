@@ -164,6 +164,41 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
         ],
     ),
     (
+        "phm_indicator_values",
+        "Published: every indicator of `joinedup.indicators` (docs/indicators.md) at system, "
+        "place, PCN and practice level for each year of the history, with its 95% CI, compared "
+        "with England and with the parent area; opt-outs left out.",
+        [
+            ("indicator_id", "Indicator id (`joinedup indicators list`)."),
+            ("period", "The 12 months, as an ISO 8601 interval (start/end)."),
+            ("period_start_date", "First day of the period."),
+            ("period_end_date", "Last day of the period."),
+            ("level", "system, place, pcn or practice."),
+            ("area_code", "Code of the area (the ICB's code for the system)."),
+            ("area_name", "Name of the area."),
+            ("parent_code", "The area one level up (none for the system)."),
+            ("numerator_count", "Numerator (disclosure-controlled)."),
+            ("denominator_count", "Denominator (disclosure-controlled)."),
+            ("value", "Value in the indicator's unit, from the published counts."),
+            ("lower", "Lower 95% confidence limit."),
+            ("upper", "Upper 95% confidence limit."),
+            ("england_value", "England's value (same period if known, else the latest)."),
+            ("england_lower", "England's lower limit, when given."),
+            ("england_upper", "England's upper limit, when given."),
+            ("england_period", "The period of England's value."),
+            ("england_source", "Where England's value comes from."),
+            (
+                "england_comparison",
+                "better, similar or worse than England (higher or lower where polarity is "
+                "unknown), by whether the 95% CI excludes England's value.",
+            ),
+            ("parent_value", "The parent area's value."),
+            ("parent_lower", "The parent area's lower limit."),
+            ("parent_upper", "The parent area's upper limit."),
+            ("parent_comparison", "The area against its parent's value, as for England."),
+        ],
+    ),
+    (
         "phm_worklist",
         "IDENTIFIABLE, for direct care: people each worklist finds, with the reasons. "
         "Includes people who opted out (the opt-out does not apply to their own care).",

@@ -27,7 +27,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from joinedup import __version__
 from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.warehouse import Engine, open_engine
-from joinedup.web import about, admin, data_quality, finance, overview, signin, worklists
+from joinedup.web import (
+    about,
+    admin,
+    data_quality,
+    finance,
+    indicators,
+    overview,
+    signin,
+    worklists,
+)
 from joinedup.web.access import AccessStore, Role
 from joinedup.web.dashboard import Dashboard
 from joinedup.web.settings import WebSettings
@@ -199,7 +208,7 @@ def create_app(
     app.exception_handler(StarletteHTTPException)(http_error)
     app.add_middleware(SecurityHeaders)
     app.include_router(service)
-    for area in (signin, overview, worklists, finance, data_quality, about, admin):
+    for area in (signin, overview, indicators, worklists, finance, data_quality, about, admin):
         app.include_router(area.router)
     return app
 

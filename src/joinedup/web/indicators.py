@@ -1,0 +1,155 @@
+"""Indicators (API): the definitions, and each indicator's published values by area and period
+with 95% intervals and the comparison with England and with the parent area."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from joinedup.indicators import Count, Indicator, shipped_definitions
+from joinedup.indicators.query import read_values
+from joinedup.web.access import User
+from joinedup.web.site import allowed, api_user, cached_json, dashboard
+
+router = APIRouter()
+
+#: Published aggregates: open to every role, as the overview is.
+AREA = "overview"
+
+
+class CountOut(BaseModel):
+    words: str
+    counts: str
+    where: list[str] = Field(description="Conditions on phm_person columns, all of which hold.")
+    sum_of: str | None = None
+
+
+class IndicatorOut(BaseModel):
+    id: str
+    title: str
+    numerator: CountOut
+    denominator: CountOut
+    population: str = Field(description="People registered at the period's end or start.")
+    ages: str
+    unit: str
+    method: str
+    method_words: str
+    ci_method: str
+    ci_words: str
+    polarity: str
+    period_type: str
+    source: str
+    disclosure: str
+
+    @classmethod
+    def of(cls, i: Indicator) -> IndicatorOut:
+        def count(c: Count) -> CountOut:
+            return CountOut(
+                words=c.words,
+                counts=c.counts,
+                where=[w.words() for w in c.where],
+                sum_of=c.sum_of,
+            )
+
+        return cls(
+            id=i.id,
+            title=i.title,
+            numerator=count(i.numerator),
+            denominator=count(i.denominator),
+            population=i.population,
+            ages=i.ages_in_words(),
+            unit=i.unit,
+            method=i.method,
+            method_words=i.method_words(),
+            ci_method=i.ci_method,
+            ci_words=i.ci_words(),
+            polarity=i.polarity,
+            period_type=i.period_type,
+            source=i.source,
+            disclosure=i.disclosure_words(),
+        )
+
+
+class ValueOut(BaseModel):
+    period: str
+    period_start_date: date
+    period_end_date: date
+    level: str
+    area_code: str
+    area_name: str
+    parent_code: str | None
+    numerator_count: int | None = Field(description="Null when suppressed.")
+    denominator_count: int | None = Field(description="Null when suppressed.")
+    value: float | None = Field(description="Null when suppressed or not computable.")
+    lower: float | None
+    upper: float | None
+    suppressed: bool = Field(description="True where disclosure control hid the value.")
+    england_value: float | None
+    england_period: str | None
+    england_source: str | None
+    england_comparison: str | None
+    parent_value: float | None
+    parent_comparison: str | None
+
+
+class IndicatorValuesOut(BaseModel):
+    indicator: IndicatorOut
+    periods: list[str] = Field(description="The periods returned, latest first.")
+    level: str | None
+    values: list[ValueOut]
+
+
+@router.get("/api/v1/indicators", response_model=list[IndicatorOut], tags=["indicators"])
+async def api_indicators(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
+    """Every indicator's definition: numerator and denominator in words and as what they
+    count, unit, method, confidence interval, polarity, source, period and disclosure rule."""
+    allowed(user, AREA)
+    return await cached_json(
+        request,
+        ("indicators",),
+        lambda: [IndicatorOut.of(i).model_dump() for i in shipped_definitions()],
+    )
+
+
+@router.get(
+    "/api/v1/indicators/{indicator_id}",
+    response_model=IndicatorValuesOut,
+    tags=["indicators"],
+    responses={404: {"description": "No such indicator, level or period"}},
+)
+async def api_indicator(
+    request: Request,
+    indicator_id: str,
+    user: Annotated[User, Depends(api_user)],
+    level: Annotated[
+        Literal["system", "place", "pcn", "practice"] | None,
+        Query(description="Areas of this level only (every level when omitted)."),
+    ] = None,
+    period: Annotated[
+        str,
+        Query(description="latest, all, or a period (2025-04-01/2026-03-31) or its end date."),
+    ] = "latest",
+) -> Response:
+    """One indicator's published values with 95% intervals, compared with England and with
+    the parent area (better / similar / worse, or higher / lower where polarity is unknown)."""
+    allowed(user, AREA)
+    board = dashboard(request)
+
+    def build() -> dict[str, object]:
+        definition = shipped_definitions().get(indicator_id)
+        with board._lock:  # the dashboard's engine serves one query at a time
+            periods, rows = read_values(board.engine, indicator_id, level=level, period=period)
+        fields = [k for k in ValueOut.model_fields if k != "suppressed"]
+        values = [
+            ValueOut(**{k: r[k] for k in fields}, suppressed=bool(r["value_suppressed"]))
+            for r in rows
+        ]
+        out = IndicatorValuesOut(
+            indicator=IndicatorOut.of(definition), periods=periods, level=level, values=values
+        )
+        return out.model_dump(mode="json")
+
+    return await cached_json(request, ("indicator", indicator_id, level or "", period), build)
