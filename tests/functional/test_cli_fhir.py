@@ -70,6 +70,34 @@ def test_round_trip_gives_back_every_canonical_table(round_trip: tuple[Path, Pat
     assert people >= PEOPLE
 
 
+def test_names_birth_dates_and_postcodes_go_out_as_uk_core_and_come_back(
+    round_trip: tuple[Path, Path, Path],
+) -> None:
+    folder, original, loaded = round_trip
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{original}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{loaded}' AS b (READ_ONLY)")
+    details = "nhs_number, given_name, family_name, birth_date, postcode"
+    before = con.sql(f"SELECT {details} FROM a.identity ORDER BY ALL").fetchall()
+    after = con.sql(f"SELECT {details} FROM b.identity ORDER BY ALL").fetchall()
+    assert len(before) >= PEOPLE
+    assert all(None not in row for row in before)
+    assert after == before
+    by_nhs = {row[0]: row for row in before}
+    lines = (folder / "ndjson" / "Patient.ndjson").read_text().splitlines()
+    for line in lines[:50]:
+        patient = json.loads(line)
+        _, given, family, born, postcode = by_nhs[patient["identifier"][0]["value"]]
+        assert patient["name"] == [{"use": "official", "family": family, "given": [given]}]
+        assert patient["birthDate"] == born.isoformat()
+        (address,) = patient["address"]
+        assert address["use"] == "home"
+        assert address["postalCode"] == postcode
+        (lsoa,) = address["extension"]  # the LSOA stays beside the postcode
+        assert lsoa["url"].endswith("/lsoa")
+        assert lsoa["valueCode"]
+
+
 def test_export_writes_one_ndjson_file_per_resource_type(
     round_trip: tuple[Path, Path, Path],
 ) -> None:

@@ -220,12 +220,26 @@ def _person() -> exp.Query:
 
 
 def _identity() -> exp.Query:
-    return select_columns(
-        PERSON_KEY, ("person_id", "nhs_number", "source_system", "source_id")
-    ).qualify(
-        first_row(
-            [c("person_id"), c("source_system")],
-            [ordered(is_null(c("nhs_number"))), ordered(c("source_id"))],
+    """One identity per person and source system, with the Patient's first name, full date of
+    birth (only when it gives a day) and postcode (upper case, spaces trimmed)."""
+    full_date = exp.EQ(this=exp.Length(this=c("p.birth_date")), expression=lit(10))
+    return (
+        _with_person("v_patient", "p")
+        .select(
+            c("k.person_id"),
+            c("k.nhs_number"),
+            c("k.source_system"),
+            c("k.source_id"),
+            c("p.given_name"),
+            c("p.family_name"),
+            case((full_date, day(c("p.birth_date")))).as_("birth_date"),
+            exp.Upper(this=exp.Trim(this=c("p.postcode"))).as_("postcode"),
+        )
+        .qualify(
+            first_row(
+                [c("k.person_id"), c("k.source_system")],
+                [ordered(is_null(c("k.nhs_number"))), ordered(c("k.source_id"))],
+            )
         )
     )
 

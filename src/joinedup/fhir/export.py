@@ -6,7 +6,7 @@ no nulls) and streamed out in batches, so memory stays flat however large the po
 
 | table | resource |
 |---|---|
-| person, identity | Patient (NHS number, ethnic category, LSOA, GP, death) |
+| person, identity | Patient (NHS number, name, birth date, postcode, LSOA, ethnicity, GP, death) |
 | person.national_data_opt_out | Consent (National Data Opt-out policy, provision deny) |
 | registration | EpisodeOfCare (joinedup episode type `gp-registration`) |
 | activity (social care packages) | EpisodeOfCare (activity type, cost) |
@@ -35,6 +35,7 @@ from joinedup.fhir.sqltree import (
     case,
     case_map,
     cast,
+    coalesce,
     concat,
     is_null,
     isin,
@@ -64,6 +65,12 @@ def obj(members: dict[str, _Json]) -> exp.Expr:
 
 def arr(*items: _Json) -> exp.Expr:
     return exp.Anonymous(this="json_array", expressions=[_value(i) for i in items])
+
+
+def _stripped(value: exp.Expr) -> exp.Expr:
+    """An object without its null members, for use inside an array (the merge patch that cleans
+    a whole resource replaces arrays whole, so it cannot reach nulls inside them)."""
+    return exp.Anonymous(this="json_merge_patch", expressions=[lit("{}"), value])
 
 
 def _unless_null(column: exp.Expr, value: exp.Expr) -> exp.Expr:
@@ -120,12 +127,20 @@ def _numbered(prefix: str, *order: exp.Expr) -> exp.Expr:
     return concat(lit(f"{prefix}-"), _text("person_id"), lit("-"), cast(nth, "VARCHAR"))
 
 
+#: identity's columns beyond the NHS number that a Patient carries (UK Core Patient: name,
+#: birthDate, address.postalCode).
+_IDENTITY_DETAILS = ("given_name", "family_name", "birth_date", "postcode")
+
+
 def _patients() -> exp.Select:
     identity = (
         exp.select(
             c("person_id"),
             exp.ArgMin(this=c("source_system"), expression=c("source_system")).as_("source_system"),
-            exp.ArgMin(this=c("nhs_number"), expression=c("source_system")).as_("nhs_number"),
+            *(
+                exp.ArgMin(this=c(name), expression=c("source_system")).as_(name)
+                for name in ("nhs_number", *_IDENTITY_DETAILS)
+            ),
         )
         .from_("identity")
         .group_by(c("person_id"))
@@ -141,8 +156,26 @@ def _patients() -> exp.Select:
         }
     )
     lsoa = obj({"url": uk.LSOA_EXTENSION, "valueCode": c("p.lsoa_code")})
-    birth = exp.Anonymous(
-        this="printf", expressions=[lit("%04d-%02d"), c("p.birth_year"), c("p.birth_month")]
+    # The full date where identity holds one, else the year and month the person row keeps.
+    birth = coalesce(
+        cast(c("i.birth_date"), "VARCHAR"),
+        exp.Anonymous(
+            this="printf", expressions=[lit("%04d-%02d"), c("p.birth_year"), c("p.birth_month")]
+        ),
+    )
+    name = obj(
+        {
+            "use": "official",
+            "family": c("i.family_name"),
+            "given": _unless_null(c("i.given_name"), arr(c("i.given_name"))),
+        }
+    )
+    address = obj(
+        {
+            "use": "home",
+            "extension": _unless_null(c("p.lsoa_code"), arr(lsoa)),
+            "postalCode": c("i.postcode"),
+        }
     )
     members: dict[str, _Json] = {
         "id": _text("p.person_id"),
@@ -151,11 +184,12 @@ def _patients() -> exp.Select:
         "identifier": _unless_null(
             c("i.nhs_number"), arr(obj({"system": uk.NHS_NUMBER, "value": c("i.nhs_number")}))
         ),
+        "name": _unless_null(coalesce(c("i.family_name"), c("i.given_name")), arr(_stripped(name))),
         "gender": c("p.sex"),
         "birthDate": birth,
         "deceasedDateTime": c("p.death_date"),
         "address": _unless_null(
-            c("p.lsoa_code"), arr(obj({"use": "home", "extension": arr(lsoa)}))
+            coalesce(c("p.lsoa_code"), c("i.postcode")), arr(_stripped(address))
         ),
         "generalPractitioner": _unless_null(c("p.practice_code"), arr(_ods("p.practice_code"))),
     }

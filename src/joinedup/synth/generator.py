@@ -36,6 +36,7 @@ from joinedup.synth.cohort import (
     mortality_multiplier,
     person_ids,
 )
+from joinedup.synth.identity import identity_columns
 from joinedup.synth.records import (
     DIAGNOSIS_CODES,
     MEDICINES,
@@ -296,6 +297,7 @@ def chunk_tables(world: World, chunk: int) -> dict[str, pa.Table]:
                 "nhs_number": pc.cast(pa.array(nhs_numbers(c.index)), pa.string()),
                 "source_system": col.constant("synthetic", n),
                 "source_id": pc.cast(pa.array(pid), pa.string()),
+                **identity_columns(c, world.practice_district, world.seed, chunk),
             }
         ),
         "registration": pa.table(

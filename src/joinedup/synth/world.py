@@ -7,6 +7,7 @@ worker; chunks only read it. Dates are whole days since 1970-01-01, as Arrow's d
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,12 @@ from joinedup.synth import params
 from joinedup.synth.shapes import AGES, PlaceShape, allocate
 
 EPOCH = dt.date(1970, 1, 1)
+#: A postcode district (outward code): A9, A99, AA9, AA99, A9A or AA9A.
+_DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
+#: Outward codes for practices with no postcode (the fictional footprints): area ZZ is no real
+#: postal area, and ZZ99 is left to the NHS pseudo-postcodes (no fixed abode, born abroad).
+FICTIONAL_AREA = "ZZ"
+_FICTIONAL_DISTRICTS = 98
 
 
 def to_days(day: dt.date) -> int:
@@ -72,6 +79,8 @@ class World:
     provider_codes: list[str]
     #: practice index of each person in the base population (global, in person index order).
     person_practice: NDArray[np.int32]
+    #: postcode district (outward code) of each practice, where its patients live.
+    practice_district: list[str] = field(default_factory=list)
     calibration: Calibration = field(default_factory=Calibration)
 
     @property
@@ -146,7 +155,37 @@ def build_world(
         providers=providers,
         provider_codes=provider_codes,
         person_practice=person_practice,
+        practice_district=practice_districts(footprint),
     )
+
+
+def district(postcode: str | None) -> str | None:
+    """The postcode district (outward code) of a full postcode, or None when it is no valid UK
+    postcode: "CH41 5LH" and "ch415lh" give "CH41"."""
+    if not postcode:
+        return None
+    compact = re.sub(r"\s+", "", postcode).upper()
+    outward, inward = compact[:-3], compact[-3:]
+    valid_inward = len(inward) == 3 and inward[0].isdigit() and inward[1:].isalpha()
+    return outward if valid_inward and _DISTRICT.match(outward) else None
+
+
+def practice_districts(footprint: Footprint) -> list[str]:
+    """Each practice's postcode district: from its own postcode, else from another practice of
+    its PCN, else a fictional `ZZn` district shared by the PCN (the built-in footprint has no
+    postcodes)."""
+    own = [district(p.postcode) for p in footprint.practices]
+    by_pcn: dict[str, str] = {}
+    for practice, found in zip(footprint.practices, own, strict=True):
+        if found is not None:
+            by_pcn.setdefault(practice.pcn, found)
+    pcn_number = {pcn.code: i for i, pcn in enumerate(footprint.pcns)}
+    return [
+        found
+        or by_pcn.get(practice.pcn)
+        or f"{FICTIONAL_AREA}{pcn_number[practice.pcn] % _FICTIONAL_DISTRICTS + 1}"
+        for practice, found in zip(footprint.practices, own, strict=True)
+    ]
 
 
 _SERVICE_PROVIDER: dict[str, tuple[OrganisationType, ...]] = {

@@ -181,13 +181,28 @@ PERSON = Table(
 
 IDENTITY = Table(
     "identity",
-    "Re-identification key for direct care (PCN worklists, the shared record). Analytic "
-    "outputs never read it.",
+    "Re-identification key for direct care (PCN worklists, the shared record): NHS number, "
+    "name, full date of birth and postcode. Identifiable; analytic outputs never read it.",
     (
         _c("person_id", "BIGINT", "Pseudonymous person key."),
         _c("nhs_number", "VARCHAR", "NHS number (10 digits, Modulus 11 valid).", null=True),
         _c("source_system", "VARCHAR", "System that supplied the identity (e.g. `synthetic`)."),
         _c("source_id", "VARCHAR", "Identifier of the person in the source system."),
+        _c("given_name", "VARCHAR", "First given name; null when the source gave none.", null=True),
+        _c("family_name", "VARCHAR", "Family name; null when the source gave none.", null=True),
+        _c(
+            "birth_date",
+            "DATE",
+            "Full date of birth (person holds only year and month); null when the source gave "
+            "no day.",
+            null=True,
+        ),
+        _c(
+            "postcode",
+            "VARCHAR",
+            "Postcode of the home address (e.g. `CH41 5LH`); null when the source gave none.",
+            null=True,
+        ),
     ),
     primary_key=("person_id", "source_system"),
 )
