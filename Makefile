@@ -20,6 +20,9 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 NHSUK := frontend/node_modules/nhsuk-frontend/dist/nhsuk
 NHSUK_VERSION := 10.6.1
 ASSETS_STAMP := src/joinedup/web/static/nhsuk/.installed
+# The API's documentation pages (Swagger UI and ReDoc), served from the same host.
+SWAGGER_UI := frontend/node_modules/swagger-ui-dist
+REDOC := frontend/node_modules/redoc/bundles
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -48,12 +51,30 @@ setup: $(STAMP) $(ASSETS_STAMP)
 
 # npm ci installs exactly what frontend/package-lock.json records; the dashboard needs only
 # the built CSS, JavaScript and images, copied into the package so an install carries them.
+# No page may ask another host for anything, so two things are left out of the copies: the
+# NHS.UK stylesheet's @font-face rules, which fetch Frutiger from assets.nhs.uk (a licensed
+# font the package does not ship; text falls back to the stylesheet's own Arial, sans-serif),
+# and ReDoc's "API docs by Redocly" logo from its CDN (an empty image in its place).
+BLANK_SVG := data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27/%3E
 $(ASSETS_STAMP): frontend/package.json frontend/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed for the dashboard's assets (apt install npm)"; exit 1; }
 	npm ci --prefix frontend --silent --no-audit --no-fund
-	rm -rf src/joinedup/web/static/nhsuk && mkdir -p src/joinedup/web/static/nhsuk
-	cp $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.css $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.js src/joinedup/web/static/nhsuk/
+	rm -rf src/joinedup/web/static/nhsuk src/joinedup/web/static/swagger-ui src/joinedup/web/static/redoc
+	mkdir -p src/joinedup/web/static/nhsuk src/joinedup/web/static/swagger-ui src/joinedup/web/static/redoc
+	sed -E 's/@font-face\{[^}]*\}//g' $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.css \
+		> src/joinedup/web/static/nhsuk/nhsuk-frontend-$(NHSUK_VERSION).min.css
+	@if grep -q 'url(http' src/joinedup/web/static/nhsuk/nhsuk-frontend-$(NHSUK_VERSION).min.css; then \
+		echo "the NHS.UK stylesheet still fetches from another host: see the assets step"; exit 1; fi
+	cp $(NHSUK)/nhsuk-frontend-$(NHSUK_VERSION).min.js src/joinedup/web/static/nhsuk/
 	cp -r $(NHSUK)/assets src/joinedup/web/static/nhsuk/assets
+	cp $(SWAGGER_UI)/swagger-ui-bundle.js $(SWAGGER_UI)/swagger-ui.css $(SWAGGER_UI)/LICENSE \
+		$(SWAGGER_UI)/favicon-32x32.png src/joinedup/web/static/swagger-ui/
+	cp $(REDOC)/redoc.standalone.js.LICENSE.txt frontend/node_modules/redoc/LICENSE \
+		src/joinedup/web/static/redoc/
+	sed 's|https://cdn.redoc.ly/redoc/logo-mini.svg|$(BLANK_SVG)|' $(REDOC)/redoc.standalone.js \
+		> src/joinedup/web/static/redoc/redoc.standalone.js
+	@if grep -q 'cdn.redoc.ly' src/joinedup/web/static/redoc/redoc.standalone.js; then \
+		echo "ReDoc still fetches from another host: see the assets step"; exit 1; fi
 	touch $(ASSETS_STAMP)
 
 assets: $(ASSETS_STAMP)
@@ -128,5 +149,6 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 clean:
-	rm -rf frontend/node_modules src/joinedup/web/static/nhsuk
+	rm -rf frontend/node_modules src/joinedup/web/static/nhsuk src/joinedup/web/static/swagger-ui \
+		src/joinedup/web/static/redoc
 	rm -rf $(VENV) $(COMORBIDIPY_VENV) $(FHIR4DS_VENV) .pytest_cache .mypy_cache .ruff_cache data/ benchmarks/results.json

@@ -1,6 +1,7 @@
 """A warehouse that a running server has open is never replaced or written under it: `synth`
-is refused as `phm run` and `finance run` are, in one line naming the file and the server,
-and the file is left byte for byte as it was (issue 13, defect 6)."""
+is refused as `phm run`, `finance run`, `finance control-total` and `ingest fhir` are, in one
+line naming the file and the server and saying to stop it first (even at 80 columns), and the
+file is left byte for byte as it was (issue 13, defect 6; issue 15, item 9)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from cli_run import PhmWarehouse, joinedup
 from joinedup.warehouse.locks import holding
 
 pytestmark = pytest.mark.security
+
+SYNTHEA = Path(__file__).resolve().parents[1] / "data" / "synthea"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,10 @@ def _refused(run: subprocess.CompletedProcess[str], served: Served) -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith(f"error: warehouse {served.path} is open in process"), lines[0]
-    assert f"process {served.pid} (joinedup serve)" in lines[0], lines[0]
+    assert lines[0].endswith(
+        f"process {served.pid} (joinedup serve): stop `joinedup serve` first (it reads the file "
+        "as long as it runs)"
+    ), lines[0]
     assert "Traceback" not in run.stdout + run.stderr
 
 
@@ -106,15 +112,16 @@ def _refused(run: subprocess.CompletedProcess[str], served: Served) -> None:
         ("phm", "run"),
         ("finance", "run"),
         ("finance", "control-total"),
+        ("ingest", "fhir", str(SYNTHEA / "Patient.ndjson")),
     ],
-    ids=" ".join,
+    ids=lambda command: " ".join(command[:2]),
 )
 def test_a_write_to_a_served_warehouse_is_refused_and_changes_nothing(
     served: Served, command: tuple[str, ...]
 ) -> None:
     before = _fingerprint(served.path)
-    wide = {"COLUMNS": "1000"}  # one line is one line, however long the path
-    run = joinedup(*command, "-w", str(served.path), cwd=served.path.parent, env=wide, timeout=120)
+    narrow = {"COLUMNS": "80"}  # one line at 80 columns, however long the path
+    run = joinedup(*command, "-w", str(served.path), cwd=served.path.parent, env=narrow)
     _refused(run, served)
     assert not run.stdout.strip(), "refused before any work is announced"
     assert _fingerprint(served.path) == before  # same file (inode), untouched, same bytes

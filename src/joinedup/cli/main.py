@@ -86,7 +86,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except JoinedupError as err:
-        err_console.print(f"[bold red]error:[/] {escape(str(err))}")
+        # One line however narrow the terminal or pipe (the terminal wraps it, not rich).
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         sys.exit(2)
     except OSError as err:  # a file or folder the user named cannot be read or written
         where = f" {err.filename}:" if err.filename else ""

@@ -31,10 +31,14 @@ class WarehouseInUseError(JoinedupError):
         self.path = path
         self.pid = pid
         who = describe_process(pid) if pid else "another process"
-        super().__init__(
-            f"warehouse {path} is open in {who}: stop it (or let it finish) and try again; "
-            "a warehouse can be written only while no other process has it open"
-        )
+        if who.endswith("(joinedup serve)"):  # the dashboard holds its warehouse until stopped
+            advice = "stop `joinedup serve` first (it reads the file as long as it runs)"
+        else:
+            advice = (
+                "stop it (or let it finish) and try again; a warehouse can be written only "
+                "while no other process has it open"
+            )
+        super().__init__(f"warehouse {path} is open in {who}: {advice}")
 
 
 def describe_process(pid: int) -> str:

@@ -6,7 +6,8 @@ worklists (the only identifiable data) open only for a clinician of that PCN or 
 each view or download is written to the audit log with who, what, when and why.
 
 Each area has a router of its own (`signin`, `overview`, `worklists`, `finance`,
-`data_quality`, `about`, `admin`), sharing `site`; this module assembles them.
+`data_quality`, `about`, `admin`, and `api_docs` for the API's documentation pages), sharing
+`site`; this module assembles them.
 """
 
 import secrets
@@ -30,6 +31,7 @@ from joinedup.warehouse import Engine, open_engine
 from joinedup.web import (
     about,
     admin,
+    api_docs,
     data_quality,
     finance,
     indicators,
@@ -173,10 +175,11 @@ def create_app(
 ) -> FastAPI:
     """The application for `settings`; opens the warehouse read-only unless given `engine`."""
     static = _static_root(settings)
-    nhsuk = static / "nhsuk" / f"nhsuk-frontend-{NHSUK_VERSION}.min.css"
-    if not nhsuk.is_file():
+    needed = [f"nhsuk/nhsuk-frontend-{NHSUK_VERSION}.min.css", *api_docs.FILES]
+    missing = [static / name for name in needed if not (static / name).is_file()]
+    if missing:
         raise ConfigurationError(
-            f"the NHS.UK frontend assets are missing ({nhsuk}): run `make assets` (npm ci, "
+            f"the dashboard's assets are missing ({missing[0]}): run `make assets` (npm ci, "
             "then copy them into the package) or set JOINEDUP_STATIC_DIR"
         )
     secret = (
@@ -197,7 +200,7 @@ def create_app(
             "`reason`, and every view or download is audited."
         ),
         lifespan=_lifespan(state, engine, warm),
-        docs_url="/api/docs",
+        docs_url=None,  # served from this host by `api_docs` (FastAPI's own use a CDN)
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -208,7 +211,8 @@ def create_app(
     app.exception_handler(StarletteHTTPException)(http_error)
     app.add_middleware(SecurityHeaders)
     app.include_router(service)
-    for area in (signin, overview, indicators, worklists, finance, data_quality, about, admin):
+    areas = (signin, overview, indicators, worklists, finance, data_quality, about, admin)
+    for area in (*areas, api_docs):
         app.include_router(area.router)
     return app
 
@@ -221,12 +225,23 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'"
 )
 
-_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
+#: ReDoc builds its search index in a web worker that its standalone bundle carries inline and
+#: starts from a blob: URL (made by its own script from 'self'; nothing is fetched). Only its
+#: page may start one, and no other kind of worker; elsewhere workers stay refused.
+REDOC_POLICY = f"{CONTENT_SECURITY_POLICY}; worker-src blob:"
+
+
+def _headers(policy: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-security-policy", policy.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
+
+
+_HEADERS = _headers(CONTENT_SECURITY_POLICY)
+_REDOC_HEADERS = _headers(REDOC_POLICY)
 
 
 class SecurityHeaders:
@@ -240,13 +255,15 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        static = str(scope.get("path", "")).startswith(("/static", "/assets"))
+        path = str(scope.get("path", ""))
+        static = path.startswith(("/static", "/assets"))
+        security = _REDOC_HEADERS if path == api_docs.REDOC_PAGE else _HEADERS
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                extra = _HEADERS if static else [*_HEADERS, (b"cache-control", b"no-store")]
+                extra = security if static else [*security, (b"cache-control", b"no-store")]
                 headers += [(k, v) for k, v in extra if k not in present]
                 message = {**message, "headers": headers}
             await send(message)
