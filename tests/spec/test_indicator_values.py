@@ -251,7 +251,7 @@ def test_published_values_are_controlled_and_restated(engine: Engine) -> None:
     for r in rows:
         for name in ("numerator_count", "denominator_count"):
             count = r[name]
-            assert count is None or (count == 0 or count >= 8) and count % 5 == 0, r
+            assert count is None or ((count == 0 or count >= 8) and count % 5 == 0), r
         if r["numerator_count"] is None or r["denominator_count"] is None:
             assert r["value"] is None and r["value_suppressed"], r
     diabetes = _keyed(rows)[("diabetes_17", "system", "QX1")]

@@ -9,8 +9,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import yaml
+from scipy import stats as sps
 
 from joinedup.errors import InputError
 from joinedup.indicators import (
@@ -24,6 +26,13 @@ from joinedup.indicators import (
     statistic,
 )
 from joinedup.indicators.definitions import PER
+from joinedup.indicators.trends import (
+    describe,
+    proportion_trend,
+    rate_trend,
+    slope_trend,
+    with_trends,
+)
 from joinedup.indicators.values import Period, annual_periods, crude_rate
 from joinedup.population.stats import ESP2013, byars_limits, dsr, poisson_limits, proportion
 from joinedup.synth import params
@@ -291,3 +300,87 @@ def test_shipped_england_values_are_derived_from_the_calibration_figures() -> No
     weights = np.asarray(ESP2013[:15], float)
     under75 = float(weights @ by_band / weights.sum() * 100_000)
     assert england["mortality_under75_dsr"].value == pytest.approx(under75, abs=0.05)
+
+
+def test_the_docs_list_every_indicator_with_its_england_period() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "indicators.md").read_text("utf-8")
+    england = {v.indicator_id: v for v in shipped_england()}
+    for i in DEFINITIONS:
+        line = next((x for x in page.splitlines() if x.startswith(f"| `{i.id}` |")), None)
+        assert line is not None, f"docs/indicators.md does not list {i.id}"
+        assert i.title in line and i.unit in line and i.polarity in line, i.id
+        if i.id in england:
+            assert f"({england[i.id].period})" in line, i.id
+
+
+# --- trends -----------------------------------------------------------------------------------
+
+
+def test_the_proportion_trend_is_cochran_armitage() -> None:
+    numerators, denominators = [10, 20, 30], [100, 100, 100]
+    statistic, p = proportion_trend(numerators, denominators)
+    # By hand: mean share 0.2; T = 2 x (30 - 20) = 20; Var = 0.2 x 0.8 x (500 - 300) = 32.
+    assert statistic == pytest.approx(20.0)
+    assert p == pytest.approx(float(sps.chi2.sf(12.5, 1)))
+    # The same statistic as N r^2 between period and outcome person by person (Armitage 1955).
+    period = np.repeat([0, 1, 2], denominators)
+    outcome = np.concatenate(
+        [np.r_[np.ones(x), np.zeros(n - x)] for x, n in zip(numerators, denominators, strict=True)]
+    )
+    r = np.corrcoef(period, outcome)[0, 1]
+    assert sps.chi2.isf(p, 1) == pytest.approx(len(outcome) * r * r)
+    assert math.isnan(proportion_trend([0, 0, 0], [50, 60, 70])[1])
+
+
+def test_the_rate_trend_is_a_poisson_score_test() -> None:
+    statistic, p = rate_trend([10, 20, 30], [1000, 1000, 1000])
+    # By hand: expected 20 a period; T = 2 x 10 = 20; Var = 60 x (5/3 - 1) = 40.
+    assert statistic == pytest.approx(20.0)
+    assert p == pytest.approx(float(sps.chi2.sf(10.0, 1)))
+    falling, p_falling = rate_trend([30, 20, 10], [1000, 1000, 1000])
+    assert falling < 0 and p_falling == pytest.approx(p)
+
+
+def test_the_standardised_rate_trend_is_a_weighted_slope() -> None:
+    slope, p = slope_trend([1.0, 2.0, 3.0], [0.0, 1.0, 2.0], [2.0, 3.0, 4.0])
+    se = 2.0 / (2 * sps.norm.ppf(0.975))
+    assert slope == pytest.approx(1.0)
+    assert p == pytest.approx(float(2 * sps.norm.sf(math.sqrt(2) / se)))
+
+
+@pytest.mark.parametrize(
+    ("statistic", "p", "polarity", "words"),
+    [
+        (5.0, 0.01, "lower is better", "increasing and getting worse"),
+        (-5.0, 0.01, "lower is better", "decreasing and getting better"),
+        (5.0, 0.01, "higher is better", "increasing and getting better"),
+        (5.0, 0.01, "unknown", "increasing"),
+        (-5.0, 0.01, "unknown", "decreasing"),
+        (5.0, 0.2, "lower is better", "no significant change"),
+        (5.0, math.nan, "unknown", "no significant change"),
+    ],
+)
+def test_trends_are_stated_as_fingertips_states_them(
+    statistic: float, p: float, polarity: str, words: str
+) -> None:
+    indicator = DEFINITIONS.get("copd_prevalence").model_copy(update={"polarity": polarity})
+    assert describe(statistic, p, indicator) == words
+
+
+def test_a_trend_needs_three_published_periods() -> None:
+    from datetime import date
+
+    def row(year: int, numerator: int | None, value: float | None) -> dict[str, object]:
+        return {
+            "indicator_id": "copd_prevalence", "level": "place", "area_code": "E1",
+            "period_end_date": date(year, 3, 31), "numerator_count": numerator,
+            "denominator_count": 1000, "value": value, "lower": None, "upper": None,
+        }  # fmt: skip
+
+    rising = pa.Table.from_pylist([row(2024, 10, 1.0), row(2026, 40, 4.0), row(2025, 20, 2.0)])
+    out = with_trends(rising, DEFINITIONS).to_pylist()
+    latest = next(r for r in out if r["period_end_date"].year == 2026)
+    assert latest["trend"] == "increasing" and latest["trend_p"] < 0.05
+    assert [r["trend"] for r in out if r["period_end_date"].year < 2026] == [None, None]
+    hidden = pa.Table.from_pylist([row(2024, 10, 1.0), row(2025, None, None), row(2026, 40, 4.0)])
+    assert all(r["trend"] is None for r in with_trends(hidden, DEFINITIONS).to_pylist())

@@ -52,7 +52,7 @@ def show(
         periods, rows = read_values(engine, indicator_id, level=level, period=period)
     table = Table(title=f"{definition.title} ({definition.unit})", show_edge=False)
     for column in ("period", "area", "numerator", "denominator", "value", "95% CI", "England",
-                   "vs England", "vs parent"):  # fmt: skip
+                   "vs England", "vs parent", "trend"):  # fmt: skip
         table.add_column(column)
     for r in rows:
         shown = "*" if r["value_suppressed"] else ("" if r["value"] is None else f"{r['value']}")
@@ -67,6 +67,7 @@ def show(
             "" if r["england_value"] is None else f"{r['england_value']} ({r['england_period']})",
             r["england_comparison"] or "",
             r["parent_comparison"] or "",
+            r["trend"] or "",
         )
     console.print(table)
     if not periods:

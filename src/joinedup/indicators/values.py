@@ -27,6 +27,7 @@ from joinedup.indicators.definitions import (
     shipped_definitions,
 )
 from joinedup.indicators.england import EnglandValue, compare, england_for, shipped_england
+from joinedup.indicators.trends import with_trends
 from joinedup.population.stats import (
     BYAR_MIN_EVENTS,
     ESP2013_BANDS,
@@ -215,33 +216,40 @@ def count_cells(
 ) -> tuple[Cells, dict[str, str]]:
     """Every indicator's cells at every level for each period, counted in `engine`, and each
     area's parent (practice to PCN, PCN to place, place to system)."""
-    labels = {label: i for i, label in enumerate(band_labels(ESP2013_BANDS))}
+    position = {label: i for i, label in enumerate(band_labels(ESP2013_BANDS))}
     cells: Cells = {}
     parents: dict[str, str] = {}
     for period in periods:
+        label = period.label
         for population in ("end", "start"):
             wanted = [i for i in definitions if i.population == population]
             source = period.end_table if population == "end" else period.start_table
             if not wanted or source is None:
                 continue
-            rows = engine.execute(counts_query(wanted, source, period)).to_pylist()
-            for row in rows:
-                band = labels[row["age_band"]]
-                codes = {
-                    "system": areas.system_code,
-                    "place": row["place_code"],
-                    "pcn": row["pcn_code"],
-                    "practice": row["practice_code"],
-                }
-                parents[f"practice:{codes['practice']}"] = codes["pcn"]
-                parents[f"pcn:{codes['pcn']}"] = codes["place"]
-                parents[f"place:{codes['place']}"] = codes["system"]
+            counts = engine.execute(counts_query(wanted, source, period))
+            bands = np.array([position[b] for b in counts.column("age_band").to_pylist()], int)
+            codes = {
+                "system": [areas.system_code] * counts.num_rows,
+                **{
+                    level: counts.column(f"{level}_code").to_pylist()
+                    for level in ("place", "pcn", "practice")
+                },
+            }
+            for child, parent in (("practice", "pcn"), ("pcn", "place"), ("place", "system")):
+                for a, b in zip(codes[child], codes[parent], strict=True):
+                    parents[f"{child}:{a}"] = b
+            for level in LEVELS:
+                keys, inverse = np.unique(np.array(codes[level], dtype=object), return_inverse=True)
                 for indicator in wanted:
-                    for level in LEVELS:
-                        key = (indicator.id, period.label, level, codes[level])
-                        cell = cells.setdefault(key, _Cells())
-                        cell.numerator[band] += row[f"n_{indicator.id}"]
-                        cell.denominator[band] += row[f"d_{indicator.id}"]
+                    sums = []
+                    for part in ("n", "d"):
+                        values = counts.column(f"{part}_{indicator.id}").to_numpy()
+                        total = np.zeros((len(keys), _BANDS), np.int64)
+                        np.add.at(total, (inverse, bands), values)
+                        sums.append(total)
+                    for k, code in enumerate(keys):
+                        key = (indicator.id, label, level, str(code))
+                        cells[key] = _Cells(sums[0][k], sums[1][k])
     return cells, parents
 
 
@@ -303,15 +311,14 @@ def exact_values(
     parents: dict[str, str],
     areas: Areas,
 ) -> pa.Table:
-    """One row per indicator, period, level and area with exact counts, value and interval."""
+    """One row per indicator, period, level and area with exact counts; value and interval
+    are left empty, since only those computed from the published counts are published."""
     order = {i.id: n for n, i in enumerate(definitions)}
     dates = {p.label: (p.start_date, p.end_date) for p in periods}
     rows: dict[str, list[object]] = {f.name: [] for f in _SCHEMA}
     for key in sorted(cells, key=lambda k: _level_order(k, order)):
         indicator_id, label, level, code = key
         cell = cells[key]
-        rate = statistic(definitions.get(indicator_id), cell.numerator, cell.denominator)
-        values = (rate.value, rate.lower, rate.upper)
         for name, item in (
             ("indicator_id", indicator_id),
             ("period", label),
@@ -323,10 +330,7 @@ def exact_values(
             ("parent_code", parents.get(f"{level}:{code}")),
             ("numerator_count", int(cell.numerator.sum())),
             ("denominator_count", int(cell.denominator.sum())),
-            *(
-                (n, None if math.isnan(v) else v)
-                for n, v in zip(("value", "lower", "upper"), values, strict=True)
-            ),
+            *((n, None) for n in ("value", "lower", "upper")),
         ):
             rows[name].append(item)
     return pa.table(rows, schema=_SCHEMA)
@@ -479,7 +483,8 @@ def indicator_values(
     cells, parents = count_cells(engine, definitions, periods, areas)
     exact = exact_values(definitions, periods, cells, parents, areas)
     published = publish(exact, definitions, cells, parents, areas.system_code, policy)
-    return conform(TABLE, with_comparisons(published, definitions, england))
+    compared = with_comparisons(published, definitions, england)
+    return conform(TABLE, with_trends(compared, definitions))
 
 
 def published_values(

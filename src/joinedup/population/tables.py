@@ -196,6 +196,12 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("parent_lower", "The parent area's lower limit."),
             ("parent_upper", "The parent area's upper limit."),
             ("parent_comparison", "The area against its parent's value, as for England."),
+            (
+                "trend",
+                "Recent trend to this period, tested and stated (docs/indicators.md): "
+                "increasing or decreasing (getting better or worse) or no significant change.",
+            ),
+            ("trend_p", "Two-sided p-value of the trend test."),
         ],
     ),
     (

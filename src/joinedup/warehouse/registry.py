@@ -454,6 +454,8 @@ _PHM_TABLES: tuple[Table, ...] = (
             _c("parent_lower", "DOUBLE"),
             _c("parent_upper", "DOUBLE"),
             _c("parent_comparison", "VARCHAR"),
+            _c("trend", "VARCHAR"),
+            _c("trend_p", "DOUBLE"),
         ),
         published=True,
     ),

@@ -93,6 +93,11 @@ class ValueOut(BaseModel):
     england_comparison: str | None
     parent_value: float | None
     parent_comparison: str | None
+    trend: str | None = Field(
+        description="Recent trend to this period: increasing or decreasing (getting better or "
+        "worse), or no significant change; null under three published periods."
+    )
+    trend_p: float | None
 
 
 class IndicatorValuesOut(BaseModel):
