@@ -11,7 +11,8 @@ On DuckDB a JSON value is text, parsed again by every read, so the SQL reads lit
 - every path of object keys the view reads from the resource (`a`, `a.b`) is read in one
   pass (`_Prefetch`), and a member chain stays a list of values not yet spread (`_values`),
   with each step written for the usual case, a value that is not an array, apart from the
-  general one (`_per_branch`);
+  general one (`_per_branch`); an element FHIR R4 says holds one value is not read whole
+  to tell it is not an array: its first array item tells (`_Scope.first_item`);
 - the contexts that need less than a whole collection get their own compilers:
   `compile_first` (first item), `_only` (a column's single value), `compile_boolean` (a
   criterion as a SQL boolean);
@@ -32,6 +33,7 @@ from typing import Any
 from sqlglot import exp
 
 from joinedup.errors import InputError
+from joinedup.fhir.elements import single_paths
 from joinedup.fhir.fhirpath import (
     Binary,
     Call,
@@ -50,6 +52,8 @@ RESOURCE_TABLE = "fhir_resource"
 TOP = "top"  # the list of values prefetched from each resource
 PART = "part"  # the parts of a resource's rows, computed once (`_Scope.bind`)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: A path in a resource: object keys, and 0 for the first item of an array.
+Path = tuple[str | int, ...]
 _PRIMITIVE_TYPES = {
     "boolean": "BOOLEAN",
     "integer": "BIGINT",
@@ -109,13 +113,21 @@ class _Prefetch:
     read in one pass into the list `r.top` (see `JsonDialect.read_all`)."""
 
     resource: exp.Expr
-    paths: dict[tuple[str, ...], int] = field(default_factory=dict)
+    #: Each path read and its position in `r.top`; a path ending in 0 is the first item of
+    #: the array at the path before it (see `_Scope.first_item`).
+    paths: dict[Path, int] = field(default_factory=dict)
+    #: Paths of elements that hold one value in FHIR R4 (`fhir.elements.single_paths`).
+    single: frozenset[Path] = frozenset()
 
     def at(self, position: int) -> exp.Expr:
         # sqlglot counts list positions from 0 and writes DuckDB's from 1
         return exp.Bracket(this=exp.column(TOP, "r"), expressions=[_number(position - 1)])
 
-    def path_of(self, value: exp.Expr) -> tuple[str, ...] | None:
+    def read(self, path: Path) -> exp.Expr:
+        """The value at `path`, read with the others in one pass."""
+        return self.at(self.paths.setdefault(path, len(self.paths) + 1))
+
+    def path_of(self, value: exp.Expr) -> Path | None:
         """The path of `value` when it is the resource or read from it here."""
         if value == self.resource:
             return ()
@@ -172,10 +184,22 @@ class _Scope:
             return self.dialect.child(item, name)
         # `$.a.b` is `b` of `$.a` when `$.a` is an object, and missing (as `b` of it is)
         # when `$.a` is anything else.
-        paths = self.prefetch.paths
-        return self.prefetch.at(paths.setdefault((*path, name), len(paths) + 1))
+        return self.prefetch.read((*path, name))
 
-    def path_of(self, item: exp.Expr) -> tuple[str, ...] | None:
+    def first_item(self, item: exp.Expr) -> tuple[exp.Expr, exp.Expr] | None:
+        """For a prefetched `item` at a path FHIR R4 says holds one value: the first item of
+        the array there (missing unless `item` is a non-empty array), and `item` read on its
+        own (not prefetched). None for any other `item`.
+
+        Serialising an object just to tell it is not an array is most of the cost of
+        reading it, and such an element is an object in any valid resource: the first
+        item tells instead, and `item` itself is read only where it is an array."""
+        path = self.path_of(item)
+        if self.prefetch is None or not path or path not in self.prefetch.single:
+            return None
+        return self.prefetch.read((*path, 0)), self.dialect.read_path(self.resource, path)
+
+    def path_of(self, item: exp.Expr) -> Path | None:
         """The path of `item` in the resource when it is the resource or prefetched."""
         return None if self.prefetch is None else self.prefetch.path_of(item)
 
@@ -643,6 +667,9 @@ def _children_of(values: exp.Expr, name: str, scope: _Scope) -> exp.Expr:
     d = scope.dialect
 
     def children(value: exp.Expr) -> exp.Expr:
+        first = scope.first_item(value)
+        if first is not None:
+            return d.each_child_of_single(first[0], first[1], name, scope.child(value, name))
         return d.each_child(value, name, scope.var(), scope.child(value, name))
 
     value = _one(values)
@@ -1254,6 +1281,25 @@ def _where(node: Node, message: str, scope: _Scope) -> exp.Expr:
     )
 
 
+def _used_paths(prefetch: _Prefetch, *trees: Any) -> list[Path]:
+    """The paths `trees` read from `r.top`, in order, with the trees renumbered to read them
+    there: a path read while compiling may have been left unused (`_Scope.first_item`)."""
+    used: set[int] = set()
+    reads: dict[int, exp.Bracket] = {}  # by identity: a node is renumbered once
+    top = exp.column(TOP, "r")
+    for tree in trees:
+        for item in tree if isinstance(tree, list) else [tree] if tree is not None else []:
+            for node in item.find_all(exp.Bracket):
+                if node.this == top:
+                    reads[id(node)] = node
+                    used.add(int(node.expressions[0].name) + 1)
+    kept = [(path, pos) for path, pos in prefetch.paths.items() if pos in used]
+    renumbered = {old: new for new, (_, old) in enumerate(kept, start=1)}
+    for node in reads.values():
+        node.set("expressions", [_number(renumbered[int(node.expressions[0].name) + 1] - 1)])
+    return [path for path, _ in kept]
+
+
 def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb") -> CompiledView:
     """Validate a ViewDefinition (as parsed JSON) and compile it to one query over `table`
     (`resource_type`, `resource` as the engine's JSON) in `dialect` (duckdb or spark).
@@ -1277,6 +1323,8 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         wheres.append((i, where["path"], parse(where["path"])))
     r = exp.column("resource", "r")
     scope = _Scope(r, constants, d, parts=[])
+    if scope.prefetch is not None:
+        scope.prefetch.single = single_paths(resource)
     rows, _ = _rows({"select": view["select"]}, r, scope)
     conditions = [
         _where(node, f"where[{i}] {path!r} does not give a boolean", scope)
@@ -1287,7 +1335,7 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         .from_(exp.to_table(table))
         .where(exp.EQ(this=exp.column("resource_type"), expression=_string(resource)))
     )
-    top = list(scope.prefetch.paths) if scope.prefetch else []
+    top = _used_paths(scope.prefetch, rows, conditions, scope.parts) if scope.prefetch else []
     if top:
         source = source.select(d.read_all(exp.column("resource"), top).as_(TOP))
     if scope.parts:

@@ -67,9 +67,22 @@ class JsonDialect(ABC):
         """A list or text function, by its DuckDB name, in this engine's spelling."""
         return call(self.names.get(name, name), *args)
 
-    def read_all(self, item: exp.Expr, paths: list[tuple[str, ...]]) -> exp.Expr:
-        """A list of the values at `paths` (chains of object keys) in `item`, read in one
-        pass; only dialects that `prefetch` have it."""
+    def read_all(self, item: exp.Expr, paths: list[tuple[str | int, ...]]) -> exp.Expr:
+        """A list of the values at `paths` (chains of object keys, and array positions) in
+        `item`, read in one pass; only dialects that `prefetch` have it."""
+        raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
+
+    def read_path(self, item: exp.Expr, path: tuple[str | int, ...]) -> exp.Expr:
+        """The value at `path` (object keys and array positions) in `item`, as one JSON
+        value; only dialects that `prefetch` have it."""
+        raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
+
+    def each_child_of_single(
+        self, first_item: exp.Expr, value: exp.Expr, name: str, own: exp.Expr
+    ) -> exp.Expr:
+        """`each_child` of a value that is usually not an array, told by `first_item` (its
+        first item, missing unless it is a non-empty array) without reading `value` itself
+        unless it is one; only dialects that `prefetch` have it."""
         raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
 
     # JSON values

@@ -12,6 +12,11 @@ from sqlglot import exp
 from joinedup.warehouse.engines.dialects.base import JsonDialect, call, number, string, template
 
 
+def _json_path(path: tuple[str | int, ...]) -> str:
+    """A JSONPath of object keys (quoted) and array positions."""
+    return "$" + "".join(f"[{step}]" if isinstance(step, int) else f'."{step}"' for step in path)
+
+
 class DuckDBJson(JsonDialect):
     """DuckDB: FHIR JSON as JSON text, collections as JSON[] lists, rows as STRUCTs of JSON
     values (so building, merging and reading rows parses nothing)."""
@@ -26,11 +31,28 @@ class DuckDBJson(JsonDialect):
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return call("json_extract", item, string(f'$."{name}"'))
 
-    def read_all(self, item: exp.Expr, paths: list[tuple[str, ...]]) -> exp.Expr:
-        """A list of the values at `paths` (each a chain of object keys) in `item`, NULL where
-        there is none, read in one pass."""
-        texts = ["$" + "".join(f'."{name}"' for name in path) for path in paths]
+    def read_all(self, item: exp.Expr, paths: list[tuple[str | int, ...]]) -> exp.Expr:
+        """A list of the values at `paths` (each a chain of object keys and array positions)
+        in `item`, NULL where there is none, read in one pass."""
+        texts = [_json_path(path) for path in paths]
         return call("json_extract", item, exp.Array(expressions=[string(t) for t in texts]))
+
+    def read_path(self, item: exp.Expr, path: tuple[str | int, ...]) -> exp.Expr:
+        return call("json_extract", item, string(_json_path(path)))
+
+    def each_child_of_single(
+        self, first_item: exp.Expr, value: exp.Expr, name: str, own: exp.Expr
+    ) -> exp.Expr:
+        """`each_child` of a value that is usually an object: `first_item` is missing unless
+        it is a non-empty array, and only then is `value` read (CASE evaluates a branch for
+        the rows that take it). A missing, null or empty value gives `[own]` with `own`
+        missing, which stands for nothing, as the empty list `each_child` gives does."""
+        return template(
+            "CASE WHEN {first} IS NOT NULL THEN {items} ELSE [{own}] END",
+            first=first_item,
+            items=call("json_extract", value, string(f'$[*]."{name}"')),
+            own=own,
+        )
 
     def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
         """`text(child(item, name))` in one step."""
