@@ -34,7 +34,7 @@ def test_a_synthea_bulk_export_loads_and_is_accounted_for(tmp_path: Path) -> Non
     # No NHS numbers: the three patients load by source system and id, and are counted.
     identity = con.sql("SELECT nhs_number, source_system FROM identity").fetchall()
     assert identity == [(None, "fhir")] * 3
-    people = {q["item"]: q["count"] for q in report["quality"]["people"]}
+    people = {q["item"]: q["items_count"] for q in report["quality"]["people"]}
     assert people["Patients without an NHS number"] == 3
     # Every encounter maps to an activity type by its class; observations by LOINC.
     assert con.sql("SELECT count(*) FROM activity").fetchall() == [(lines["Encounter"],)]
@@ -46,7 +46,7 @@ def test_a_synthea_bulk_export_loads_and_is_accounted_for(tmp_path: Path) -> Non
     assert con.sql("SELECT count(*) FROM medication").fetchall() == [(0,)]
     # References to resources the export left out are reported, by source and target type.
     dangling = {
-        (d["item"], d["detail"]): d["count"] for d in report["quality"]["dangling references"]
+        (d["item"], d["detail"]): d["items_count"] for d in report["quality"]["dangling references"]
     }
     assert dangling[("Encounter -> EpisodeOfCare", "no such resource")] == lines["Encounter"]
     assert ("Encounter -> Organization", "no resource with that identifier") not in dangling

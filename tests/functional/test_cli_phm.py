@@ -50,18 +50,19 @@ def test_published_counts_leave_out_opt_outs_and_small_numbers(
     (opted_in,) = _sql(path, "SELECT count(*) FROM phm_person WHERE NOT national_data_opt_out")[0]
     (everyone,) = _sql(path, "SELECT count(*) FROM phm_person")[0]
     assert everyone > opted_in  # the synthetic ICS has opt-outs
-    total = _sql(path, "SELECT sum(people) FROM phm_segment_counts WHERE dimension = 'system'")[0][
-        0
-    ]
+    total = _sql(
+        path, "SELECT sum(people_count) FROM phm_segment_counts WHERE dimension = 'system'"
+    )[0][0]
     assert isinstance(total, int)
     assert abs(total - opted_in) <= 5 * 8  # each of at most 8 segments rounded to 5
     for table in ("phm_segment_counts", "phm_segment_transitions", "phm_risk_tiers"):
-        small = _sql(path, f"SELECT count(*) FROM {table} WHERE people BETWEEN 1 AND 7")[0][0]
-        unrounded = _sql(path, f"SELECT count(*) FROM {table} WHERE people % 5 <> 0")[0][0]
+        small = _sql(path, f"SELECT count(*) FROM {table} WHERE people_count BETWEEN 1 AND 7")[0][0]
+        unrounded = _sql(path, f"SELECT count(*) FROM {table} WHERE people_count % 5 <> 0")[0][0]
         assert (small, unrounded) == (0, 0), table
     hidden = _sql(path, "SELECT count(*) FROM phm_inequalities WHERE dsr_suppressed")[0][0]
     leaked = _sql(
-        path, "SELECT count(*) FROM phm_inequalities WHERE events_suppressed AND dsr IS NOT NULL"
+        path,
+        "SELECT count(*) FROM phm_inequalities WHERE events_count_suppressed AND dsr IS NOT NULL",
     )[0][0]
     assert hidden > 0  # 30,000 people: some PCN-level rates are too small to show
     assert leaked == 0
@@ -140,7 +141,7 @@ def test_settings_can_be_written_out_and_fields_listed(tmp_path: Path) -> None:
     assert joinedup("phm", "config", "-o", str(out), cwd=tmp_path).returncode == 0
     assert "tier_shares" in out.read_text(encoding="utf-8")
     listed = joinedup("phm", "fields", cwd=tmp_path)
-    assert "risk_tier" in listed.stdout and "raised_bp_days_24m" in listed.stdout
+    assert "risk_tier" in listed.stdout and "raised_bp_days_24m_count" in listed.stdout
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def _build_warehouse(path: Path) -> None:
                 "postcode": [None, None],
                 "latitude": [None, None],
                 "longitude": [None, None],
-                "list_size": [30, 30],
+                "registered_count": [30, 30],
             },
         ),
     )

@@ -282,7 +282,7 @@ def test_an_interrupted_first_build_leaves_no_warehouse(tmp_path: Path) -> None:
 
 def _provenance(warehouse: Path) -> tuple[list[tuple[object, ...]], dict[str, int]]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        build = con.execute("SELECT build_id, seed, people FROM build").fetchall()
+        build = con.execute("SELECT build_id, seed, people_count FROM build").fetchall()
         counts = {
             t.name: int(con.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0])  # type: ignore[index]
             for t in POPULATION_TABLES

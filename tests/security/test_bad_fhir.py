@@ -356,7 +356,7 @@ def _snapshot(warehouse: Path) -> dict[str, Any]:
             name: engine.fetch(f"SELECT count(*), sum(hash(x)) FROM {name} x") for name in tables
         }
         snap["build history"] = engine.fetch(
-            "SELECT history_start_date, history_end_date, people FROM build"
+            "SELECT history_start_date, history_end_date, people_count FROM build"
         )
     return snap
 

@@ -117,22 +117,30 @@ def _per_unit(row: dict[str, Any]) -> float:
 
 GAP_LABELS = ("area", "indicator", "note")
 ROLES: dict[str, Roles] = {
-    "phm_segment_counts": Roles(("dimension", "group_value", "segment"), ("people",)),
-    "phm_segment_transitions": Roles(("from_segment", "to_segment"), ("people",)),
-    "phm_risk_tiers": Roles(("risk_tier",), ("people",)),
+    "phm_segment_counts": Roles(("dimension", "group_value", "segment"), ("people_count",)),
+    "phm_segment_transitions": Roles(("from_segment", "to_segment"), ("people_count",)),
+    "phm_risk_tiers": Roles(("risk_tier",), ("people_count",)),
     "phm_inequalities": Roles(
         ("measure", "measure_label", "unit", "dimension", "group_value"),
-        ("events", "people"),
+        ("events_count", "people_count"),
         (
-            Ratio("crude_rate", "events", "people", _per_unit),
-            Dobson("dsr", "dsr_lower", "dsr_upper", "events"),
+            Ratio("crude_rate", "events_count", "people_count", _per_unit),
+            Dobson("dsr", "dsr_lower", "dsr_upper", "events_count"),
         ),
     ),
     "phm_core20plus5": Roles(
         GAP_LABELS,
-        tuple(f"{w}_{p}" for w in ("core20plus", "rest") for p in ("numerator", "denominator")),
         tuple(
-            Wilson(f"{w}_percent", f"{w}_lower", f"{w}_upper", f"{w}_numerator", f"{w}_denominator")
+            f"{w}_{p}_count" for w in ("core20plus", "rest") for p in ("numerator", "denominator")
+        ),
+        tuple(
+            Wilson(
+                f"{w}_percent",
+                f"{w}_lower",
+                f"{w}_upper",
+                f"{w}_numerator_count",
+                f"{w}_denominator_count",
+            )
             for w in ("core20plus", "rest")
         ),
         {"gap_points": "the difference of the two published percentages"},
@@ -171,8 +179,8 @@ ROLES: dict[str, Roles] = {
     "finance_health_inequalities": Roles(
         ("imd_quintile",),
         ("people_count", "deaths_count"),
-        (ObservedExpected("smr", "expected_deaths", "deaths_count"),),
-        {"expected_deaths": "deaths expected at national rates: a model figure, not a count"},
+        (ObservedExpected("smr", "expected_deaths_count", "deaths_count"),),
+        {"expected_deaths_count": "deaths expected at national rates: a model figure, not a count"},
     ),
 }
 

@@ -174,7 +174,7 @@ def load_finance_world(
                     "built_at": "2025-04-02T00:00:00+00:00",
                     "joinedup_version": "0",
                     "seed": 1,
-                    "people": len(world.rows["person"]),
+                    "people_count": len(world.rows["person"]),
                     "footprint": "spec",
                     "history_start_date": HISTORY_START,
                     "history_end_date": EXTRACT,

@@ -116,7 +116,7 @@ def footprint(engine: Engine) -> None:
                 "postcode": None,
                 "latitude": None,
                 "longitude": None,
-                "list_size": 1000,
+                "registered_count": 1000,
             },
         ),
     )

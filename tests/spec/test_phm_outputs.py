@@ -116,7 +116,7 @@ def test_segment_counts_and_transitions_leave_out_opt_outs(engine: Engine) -> No
     _load_phm(engine, "phm_person", now)
     _load_phm(engine, "phm_person_previous", before)
     counts = {
-        (r["dimension"], r["group_value"], r["segment"]): r["people"]
+        (r["dimension"], r["group_value"], r["segment"]): r["people_count"]
         for r in engine.execute(segment_counts()).to_pylist()
     }
     assert counts[("system", "all", "healthy")] == 2  # person 4 opted out
@@ -126,7 +126,7 @@ def test_segment_counts_and_transitions_leave_out_opt_outs(engine: Engine) -> No
     assert counts[("age_band", "0-17", "long_term_conditions")] == 1
     assert counts[("imd_quintile", "1", "healthy")] == 2
     moves = [
-        (r["from_segment"], r["to_segment"], r["people"])
+        (r["from_segment"], r["to_segment"], r["people_count"])
         for r in engine.execute(segment_transitions()).to_pylist()
     ]
     assert moves == [  # in segment priority order
@@ -215,14 +215,14 @@ def test_worklists_list_who_qualifies_with_reasons_including_opt_outs(engine: En
 
 def test_standardisation_counts_by_five_year_band_without_opt_outs(engine: Engine) -> None:
     rows = [
-        {"person_id": 1, "age": 3, "ltc_count": 0, "prior_emergency_12m": 2, "diabetes": 0},
-        {"person_id": 2, "age": 4, "ltc_count": 2, "prior_emergency_12m": 0, "diabetes": 1},
-        {"person_id": 3, "age": 92, "ltc_count": 3, "prior_emergency_12m": 1, "diabetes": 1},
+        {"person_id": 1, "age": 3, "ltc_count": 0, "prior_emergency_12m_count": 2, "diabetes": 0},
+        {"person_id": 2, "age": 4, "ltc_count": 2, "prior_emergency_12m_count": 0, "diabetes": 1},
+        {"person_id": 3, "age": 92, "ltc_count": 3, "prior_emergency_12m_count": 1, "diabetes": 1},
         {
             "person_id": 4,
             "age": 92,
             "ltc_count": 3,
-            "prior_emergency_12m": 5,
+            "prior_emergency_12m_count": 5,
             "diabetes": 1,
             "national_data_opt_out": True,
         },

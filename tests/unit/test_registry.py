@@ -1,6 +1,7 @@
 """The table registry: lookup, check and conform do what they say, every registered name keeps
-the conventions (or is a listed legacy name), and the docs and the modules' table pages say
-what the registry says. `test_registry_drift.py` holds the registry to real runs."""
+the conventions with no exceptions, a store written before a rename is named as such, and the
+docs and the modules' table pages say what the registry says. `test_registry_drift.py` holds
+the registry to real runs."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from joinedup.population.tables import PHM_TABLE_DOCS
 from joinedup.warehouse import registry
 from joinedup.warehouse.registry import (
     KINDS,
-    LEGACY_NAMES,
     REGISTRY,
+    RENAMED_COLUMNS,
     Column,
     RegistryError,
     Table,
@@ -27,6 +28,7 @@ from joinedup.warehouse.registry import (
     conform,
     lookup,
     naming_problems,
+    outdated,
 )
 from joinedup.warehouse.schema import ALL_TABLES
 
@@ -202,7 +204,7 @@ def test_conform_refuses_tables_without_a_column_contract() -> None:
 # --- naming conventions -----------------------------------------------------------------------
 
 
-def test_every_registered_column_keeps_the_naming_conventions_or_is_a_listed_legacy_name() -> None:
+def test_every_registered_column_keeps_the_naming_conventions() -> None:
     problems = [p for t in REGISTRY for p in naming_problems(t)]
     assert problems == [], "\n".join(problems)
 
@@ -238,13 +240,35 @@ def test_the_conventions_catch_each_kind_of_new_name() -> None:
     ]
 
 
-def test_each_legacy_name_is_a_registered_column_that_breaks_a_convention() -> None:
-    """So the allow-list shrinks as renames land, and cannot excuse a name that is fine."""
-    for (table_name, column_name), reason in LEGACY_NAMES.items():
-        column = _table(table_name).column(column_name)
-        assert column is not None, f"{table_name}.{column_name} is not registered"
-        assert reason.strip()
-        assert column_problems(column), f"{table_name}.{column_name} breaks no convention"
+def test_no_allow_list_remains() -> None:
+    """The conventions hold for every column: nothing in the registry excuses a name."""
+    assert not hasattr(registry, "LEGACY_NAMES")
+
+
+def test_each_renamed_column_is_registered_under_its_new_name_only() -> None:
+    for table_name, renamed in RENAMED_COLUMNS.items():
+        table = _table(table_name)
+        for old, new in renamed.items():
+            assert table.column(old) is None, f"{table_name}.{old} is still registered"
+            column = table.column(new)
+            assert column is not None, f"{table_name}.{new} is not registered"
+            assert column_problems(column) == [], f"{table_name}.{new}"
+
+
+def test_a_table_written_before_a_rename_is_named_with_the_command_that_rebuilds_it() -> None:
+    old = pa.schema([("risk_tier", pa.string()), ("people", pa.int64())])
+    line = (
+        "table phm_risk_tiers was written by an older version of joinedup (column people, "
+        "now people_count): rebuild it with `joinedup phm run`"
+    )
+    assert outdated("phm_risk_tiers", old.names) == line
+    assert check("phm_risk_tiers", old) == [line]
+    assert "`joinedup synth`" in (outdated("practice", ["practice_code", "list_size"]) or "")
+    with pytest.raises(RegistryError, match=r"^table phm_risk_tiers was written by an older"):
+        conform("phm_risk_tiers", old.empty_table())
+    current = _table("phm_risk_tiers").arrow_schema()
+    assert outdated("phm_risk_tiers", current.names) is None
+    assert check("phm_risk_tiers", current) == []
 
 
 # --- documentation ----------------------------------------------------------------------------

@@ -50,12 +50,12 @@ def synthetic_population(seed: int, n: int = PEOPLE, first_id: int = 1) -> pa.Ta
         "imd_decile": rng.integers(1, 11, n),
         "ltc_count": ltc_count,
         "cms_general": ltc_count * 0.8 + rng.gamma(1.0, 0.5, n),
-        "prior_ae_12m": rng.poisson(0.2 + prior_emergency),
-        "prior_emergency_12m": prior_emergency,
-        "prior_elective_12m": rng.poisson(0.1 + 0.05 * ltc_count),
-        "prior_outpatient_12m": rng.poisson(0.5 + 0.5 * ltc_count),
-        "prior_gp_12m": rng.poisson(2 + 1.5 * ltc_count),
-        "medicines": rng.poisson(0.8 * ltc_count),
+        "prior_ae_12m_count": rng.poisson(0.2 + prior_emergency),
+        "prior_emergency_12m_count": prior_emergency,
+        "prior_elective_12m_count": rng.poisson(0.1 + 0.05 * ltc_count),
+        "prior_outpatient_12m_count": rng.poisson(0.5 + 0.5 * ltc_count),
+        "prior_gp_12m_count": rng.poisson(2 + 1.5 * ltc_count),
+        "medicines_count": rng.poisson(0.8 * ltc_count),
         "frailty_level": np.minimum(rng.poisson(np.maximum(age - 60, 0) / 25), 3),
     }
     for k, name in enumerate(CONDITIONS):
@@ -202,8 +202,8 @@ def test_same_seed_gives_identical_predictions(
 
 
 def test_a_missing_feature_is_named(model: RiskModel, validation: pa.Table) -> None:
-    without = validation.drop_columns(["prior_gp_12m"])
-    with pytest.raises(ConfigurationError, match="prior_gp_12m"):
+    without = validation.drop_columns(["prior_gp_12m_count"])
+    with pytest.raises(ConfigurationError, match="prior_gp_12m_count"):
         model.predict(without)
     with pytest.raises(ConfigurationError, match="diabetes"):
         fit_model(validation.drop_columns(["diabetes"]), CONDITIONS)

@@ -82,7 +82,7 @@ def _need_frame(rows: list[NeedIndex]) -> pa.Table:
         "code": [r.code for r in rows],
         "name": [r.name for r in rows],
         "parent_code": [r.parent_code for r in rows],
-        "population": [r.population for r in rows],
+        "registered_count": [r.population for r in rows],
     }
     for name in components:
         columns[f"{name}_wp"] = [r.weighted[name] for r in rows]

@@ -71,6 +71,7 @@ from joinedup.fhir.sqltree import (
 from joinedup.fhir.validate import problems
 from joinedup.fhir.views import compile_view
 from joinedup.warehouse import JSON_DIALECTS, BuildInfo, Engine
+from joinedup.warehouse.registry import RENAMED_COLUMNS
 from joinedup.warehouse.report import period_of
 from joinedup.warehouse.schema import BUILD
 from joinedup.warehouse.scratch import scratch_folder
@@ -110,13 +111,14 @@ QUARANTINE_COLUMNS: tuple[_Col, ...] = (
 LOAD_COLUMNS: tuple[_Col, ...] = (
     ("load_id", "VARCHAR", True), ("load_seq", "BIGINT", True),
     ("started_at", "VARCHAR", True), ("finished_at", "VARCHAR", True),
-    ("inputs", "VARCHAR", True), ("resources_in", "BIGINT", True), ("stored", "BIGINT", True),
-    ("unchanged", "BIGINT", True), ("quarantined", "BIGINT", True),
+    ("inputs", "VARCHAR", True), ("resources_in_count", "BIGINT", True),
+    ("stored_count", "BIGINT", True), ("unchanged_count", "BIGINT", True),
+    ("quarantined_count", "BIGINT", True),
     ("joinedup_version", "VARCHAR", True),
 )  # fmt: skip
 QUALITY_COLUMNS: tuple[_Col, ...] = (
     ("load_id", "VARCHAR", True), ("section", "VARCHAR", True), ("item", "VARCHAR", True),
-    ("detail", "VARCHAR", True), ("count", "BIGINT", True),
+    ("detail", "VARCHAR", True), ("items_count", "BIGINT", True),
 )  # fmt: skip
 #: Each table ingest keeps, its columns and its key.
 _KEPT: tuple[tuple[str, tuple[_Col, ...], tuple[str, ...]], ...] = (
@@ -151,9 +153,17 @@ def _create(name: str, columns: tuple[_Col, ...], key: tuple[str, ...] = ()) -> 
 
 
 def _create_kept_tables(engine: Engine) -> None:
-    """The tables ingest keeps, when missing; a store from before `load_order` gains it."""
+    """The tables ingest keeps, when missing; a store from before `load_order` gains it, and
+    one from before the `_count` names has its load records' columns renamed in place (they
+    are the history of every load, which no command could write again)."""
     for name, columns, key in _KEPT:
         engine.run(_create(name, columns, key))
+    for name in (LOADS, QUALITY):
+        have = set(engine.execute(exp.select("*").from_(name).limit(0)).column_names)
+        for old, new in RENAMED_COLUMNS[name].items():
+            if old in have and new not in have:
+                rename = exp.RenameColumn(this=exp.column(old), to=exp.column(new))
+                engine.run(exp.Alter(this=exp.to_table(name), kind="TABLE", actions=[rename]))
     load_order = exp.ColumnDef(
         this=exp.to_identifier("load_order"), kind=exp.DataType.build("BIGINT"), exists=True
     )
@@ -217,7 +227,7 @@ class LoadReport:
     def as_dict(self) -> dict[str, Any]:
         sections: dict[str, list[dict[str, Any]]] = {}
         for s, item, detail, n in self.quality:
-            sections.setdefault(s, []).append({"item": item, "detail": detail, "count": n})
+            sections.setdefault(s, []).append({"item": item, "detail": detail, "items_count": n})
         return {
             "load_id": self.load_id,
             "files": self.files,
@@ -699,7 +709,7 @@ def _record_load(
                 "section": [r[0] for r in rows],
                 "item": [r[1] for r in rows],
                 "detail": [r[2] for r in rows],
-                "count": pa.array([r[3] for r in rows], pa.int64()),
+                "items_count": pa.array([r[3] for r in rows], pa.int64()),
             }
         ),
     )
@@ -714,10 +724,10 @@ def _record_load(
                 "started_at": [started],
                 "finished_at": [_now()],
                 "inputs": [json.dumps([str(f) for f in files])],
-                "resources_in": pa.array([sum(report.resources_in.values())], pa.int64()),
-                "stored": pa.array([sum(report.stored.values())], pa.int64()),
-                "unchanged": pa.array([sum(report.unchanged.values())], pa.int64()),
-                "quarantined": pa.array([sum(report.quarantined.values())], pa.int64()),
+                "resources_in_count": pa.array([sum(report.resources_in.values())], pa.int64()),
+                "stored_count": pa.array([sum(report.stored.values())], pa.int64()),
+                "unchanged_count": pa.array([sum(report.unchanged.values())], pa.int64()),
+                "quarantined_count": pa.array([sum(report.quarantined.values())], pa.int64()),
                 "joinedup_version": [__version__],
             }
         ),

@@ -195,7 +195,7 @@ def need_tables(need: Need, policy: DisclosurePolicy) -> dict[str, pa.Table]:
             "practice_name": [r.practice_name for r in need.practices],
             "pcn_code": [r.pcn_code for r in need.practices],
             "place_code": [r.place_code for r in need.practices],
-            "population": pa.array([r.population for r in need.practices], pa.float64()),
+            "registered_count": pa.array([r.population for r in need.practices], pa.float64()),
             **{
                 f"{c}_wp": pa.array([r.weighted[c] for r in need.practices], pa.float64())
                 for c in components
@@ -212,7 +212,7 @@ def need_tables(need: Need, policy: DisclosurePolicy) -> dict[str, pa.Table]:
             "code": [r.code for r in rows],
             "name": [r.name for r in rows],
             "parent_code": [r.parent_code for r in rows],
-            "population": pa.array([r.population for r in rows], pa.float64()),
+            "registered_count": pa.array([r.population for r in rows], pa.float64()),
             "population_share": pa.array([r.population / total_pop for r in rows], pa.float64()),
             **{
                 f"{c}_wp": pa.array([r.weighted[c] for r in rows], pa.float64()) for c in components
@@ -275,14 +275,14 @@ def model_tables(fitted: Estimate, policy: DisclosurePolicy) -> dict[str, pa.Tab
                 "imd_quintile": q,
                 "people_count": n,
                 "deaths_count": d,
-                "expected_deaths": e,
+                "expected_deaths_count": e,
                 "smr": m.smr[q],
             }
             for q, (d, e, n) in sorted(m.smr_deaths.items())
         ],
         schema=pa.schema(
             [("imd_quintile", pa.int32()), ("people_count", pa.int64()),
-             ("deaths_count", pa.int64()), ("expected_deaths", pa.float64()),
+             ("deaths_count", pa.int64()), ("expected_deaths_count", pa.float64()),
              ("smr", pa.float64())]
         ),
     )  # fmt: skip
@@ -301,7 +301,7 @@ def model_tables(fitted: Estimate, policy: DisclosurePolicy) -> dict[str, pa.Tab
             hi,
             apply(
                 hi, policy, counts=["people_count", "deaths_count"],
-                rates={"expected_deaths": ("people_count",),
+                rates={"expected_deaths_count": ("people_count",),
                        "smr": ("deaths_count", "people_count")},
             ),
             {"smr": ("deaths_count", None)},
@@ -574,7 +574,7 @@ def warehouse_profile(engine: Engine) -> Profile:
         )
     else:
         counted = exp.select(
-            "place_code", bigint(exp.Sum(this=exp.column("list_size"))).as_("people")
+            "place_code", bigint(exp.Sum(this=exp.column("registered_count"))).as_("people")
         ).from_("practice")
     rows = engine.execute(counted.group_by("place_code")).to_pylist()
     population = {r["place_code"]: int(r["people"]) for r in rows if r["place_code"] in places}

@@ -23,7 +23,7 @@ FINANCE_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("practice_name", "Practice name."),
             ("pcn_code", "PCN of the practice."),
             ("place_code", "Place of the practice."),
-            ("population", "Registered list (head count; opt-outs counted)."),
+            ("registered_count", "Registered list (head count; opt-outs counted)."),
             (
                 f"{COMPONENT}_wp",
                 "Weighted population of the component: general_and_acute, "
@@ -40,7 +40,7 @@ FINANCE_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("code", "Code of the area."),
             ("name", "Name of the area."),
             ("parent_code", "ICB the index is against."),
-            ("population", "Registered people."),
+            ("registered_count", "Registered people."),
             ("population_share", "Share of the ICB's registered people."),
             (f"{COMPONENT}_wp", "Weighted population of the component."),
             (f"{COMPONENT}_index", "(WP / population) of the area over the same of the ICB."),
@@ -78,7 +78,7 @@ FINANCE_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("imd_quintile", "IMD 2019 quintile; 0 = unknown."),
             ("people_count", "People (disclosure-controlled)."),
             ("deaths_count", "Deaths under 75 (disclosure-controlled)."),
-            ("expected_deaths", "Expected at the system's age-sex rates."),
+            ("expected_deaths_count", "Deaths expected at the system's age-sex rates."),
             ("smr", "Standardised mortality ratio (deaths / expected)."),
         ],
     ),

@@ -47,7 +47,7 @@ def _first_since(group: str, when: date) -> exp.Expr:
 
 
 def _issues(group: str, at_least: int) -> exp.Expr:
-    return exp.GTE(this=col(f"{group}_issues", H), expression=exp.Literal.number(at_least))
+    return exp.GTE(this=col(f"{group}_issues_count", H), expression=exp.Literal.number(at_least))
 
 
 Rule = Callable[[Window], exp.Expr]
@@ -344,9 +344,10 @@ SEGMENTS: tuple[Segment, ...] = (
         3,
         (
             SegmentRule(
-                "emergency admission in the last 12 months", _at_least("prior_emergency_12m", 1)
+                "emergency admission in the last 12 months",
+                _at_least("prior_emergency_12m_count", 1),
             ),
-            SegmentRule("A&E attendance in the last 12 months", _at_least("prior_ae_12m", 1)),
+            SegmentRule("A&E attendance in the last 12 months", _at_least("prior_ae_12m_count", 1)),
         ),
     ),
     Segment(
@@ -394,8 +395,8 @@ def phm_person(
             exp.Column(this=exp.Star(), table=exp.to_identifier("b")),
             *[col(f"{g}_first", "d").as_(f"{g}_first") for g in DIAGNOSIS_GROUPS],
             *[col(f"{g}_last", "d").as_(f"{g}_last") for g in DIAGNOSIS_GROUPS],
-            *[_coalesced(f"{g}_issues", "rx") for g in MEDICINE_GROUPS],
-            _coalesced("medicines", "rx"),
+            *[_coalesced(f"{g}_issues_count", "rx") for g in MEDICINE_GROUPS],
+            _coalesced("medicines_count", "rx"),
             *[
                 col(c, "o").as_(c)
                 for c in (
@@ -410,13 +411,13 @@ def phm_person(
             *[
                 _coalesced(c, "o")
                 for c in (
-                    "raised_bp_days_24m",
+                    "raised_bp_days_24m_count",
                     "bp_recorded_12m",
                     "bmi_recorded_12m",
                     "smoking_recorded_12m",
                 )
             ],
-            *[_coalesced(c, "s") for c in (*PRIOR_USE, "prior_gp_6m")],
+            *[_coalesced(c, "s") for c in (*PRIOR_USE, "prior_gp_6m_count")],
             col("last_gp_contact_date", "s").as_("last_gp_contact_date"),
         )
         .from_(base.subquery("b"))
@@ -440,17 +441,17 @@ def phm_person(
         "national_data_opt_out",
     ]
     carried = [
-        *[f"{g}_issues" for g in MEDICINE_GROUPS],
-        "medicines",
+        *[f"{g}_issues_count" for g in MEDICINE_GROUPS],
+        "medicines_count",
         "egfr_latest",
         "latest_systolic_bp",
         "latest_diastolic_bp",
-        "raised_bp_days_24m",
+        "raised_bp_days_24m_count",
         "bp_recorded_12m",
         "bmi_recorded_12m",
         "smoking_recorded_12m",
         *PRIOR_USE,
-        "prior_gp_6m",
+        "prior_gp_6m_count",
         "last_gp_contact_date",
     ]
     egfr_under_30 = exp.LT(this=col("egfr_latest", H), expression=exp.convert(30))

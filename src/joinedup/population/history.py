@@ -285,8 +285,8 @@ def issues_in_window(window: Window, m: str = "m") -> tuple[exp.Expr, list[exp.E
 
 def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
     """Per person, issues of each medicine group in the 12 months before the index date
-    (`<group>_issues`) and the number of different repeat medicines still being issued in the
-    90 days before it (`medicines`). Issues are estimated by `issues_in_window`.
+    (`<group>_issues_count`) and the number of different repeat medicines still being issued in the
+    90 days before it (`medicines_count`). Issues are estimated by `issues_in_window`.
     """
     m = "m"
     issues, in_window = issues_in_window(window, m)
@@ -321,7 +321,7 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
                     this=exp.Sum(this=case_when(eq(col("grp", "u"), g), col("issues", "u"))),
                     expressions=[ZERO],
                 )
-            ).as_(f"{g}_issues")
+            ).as_(f"{g}_issues_count")
             for g in MEDICINE_GROUPS
         ],
     )
@@ -334,7 +334,9 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
     repeats = (
         exp.select(
             col("person_id", m).as_("person_id"),
-            bigint(exp.Count(this=exp.Distinct(expressions=[col("code", m)]))).as_("medicines"),
+            bigint(exp.Count(this=exp.Distinct(expressions=[col("code", m)]))).as_(
+                "medicines_count"
+            ),
         )
         .from_(table("medication", m))
         .where(active)
@@ -349,12 +351,14 @@ def prescriptions(window: Window, codes: PhmCodeLists) -> exp.Select:
         exp.select(
             col("person_id", "k").as_("person_id"),
             *[
-                bigint(exp.Coalesce(this=col(f"{g}_issues", "g"), expressions=[ZERO])).as_(
-                    f"{g}_issues"
+                bigint(exp.Coalesce(this=col(f"{g}_issues_count", "g"), expressions=[ZERO])).as_(
+                    f"{g}_issues_count"
                 )
                 for g in MEDICINE_GROUPS
             ],
-            bigint(exp.Coalesce(this=col("medicines", "a"), expressions=[ZERO])).as_("medicines"),
+            bigint(exp.Coalesce(this=col("medicines_count", "a"), expressions=[ZERO])).as_(
+                "medicines_count"
+            ),
         )
         .from_(people.subquery("k"))
         .join(
@@ -447,7 +451,7 @@ def observations(window: Window) -> exp.Select:
                 exp.Count(
                     this=exp.Distinct(expressions=[case_when(raised, col("observation_date", o))])
                 )
-            ).as_("raised_bp_days_24m"),
+            ).as_("raised_bp_days_24m_count"),
             recorded("systolic_bp").as_("bp_recorded_12m"),
             recorded("bmi").as_("bmi_recorded_12m"),
             recorded("smoking_status").as_("smoking_recorded_12m"),
@@ -462,7 +466,7 @@ def observations(window: Window) -> exp.Select:
     return (
         exp.select(
             col("person_id", "c").as_("person_id"),
-            col("raised_bp_days_24m", "c").as_("raised_bp_days_24m"),
+            col("raised_bp_days_24m_count", "c").as_("raised_bp_days_24m_count"),
             col("bp_recorded_12m", "c").as_("bp_recorded_12m"),
             col("bmi_recorded_12m", "c").as_("bmi_recorded_12m"),
             col("smoking_recorded_12m", "c").as_("smoking_recorded_12m"),
@@ -494,13 +498,13 @@ def observations(window: Window) -> exp.Select:
 
 #: Service use counted over the 12 months before the index date, by output column.
 PRIOR_USE: dict[str, tuple[str, ...]] = {
-    "prior_ae_12m": ("ae_attendance",),
-    "prior_emergency_12m": ("emergency_admission",),
-    "prior_elective_12m": ("elective_admission", "day_case"),
-    "prior_outpatient_12m": ("outpatient_attendance",),
-    "prior_gp_12m": ("gp_consultation",),
-    "prior_community_12m": ("community_contact",),
-    "prior_mental_health_12m": ("mental_health_contact",),
+    "prior_ae_12m_count": ("ae_attendance",),
+    "prior_emergency_12m_count": ("emergency_admission",),
+    "prior_elective_12m_count": ("elective_admission", "day_case"),
+    "prior_outpatient_12m_count": ("outpatient_attendance",),
+    "prior_gp_12m_count": ("gp_consultation",),
+    "prior_community_12m_count": ("community_contact",),
+    "prior_mental_health_12m_count": ("mental_health_contact",),
 }
 
 
@@ -525,7 +529,7 @@ def service_use(window: Window) -> exp.Select:
             col("person_id", a).as_("person_id"),
             *counts,
             count_if(exp.and_(gp, window.on_or_after(start.copy(), window.days_before(183)))).as_(
-                "prior_gp_6m"
+                "prior_gp_6m_count"
             ),
             exp.Max(this=case_when(gp.copy(), start.copy())).as_("last_gp_contact_date"),
         )

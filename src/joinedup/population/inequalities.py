@@ -102,7 +102,7 @@ def measures(index_date: date) -> tuple[Measure, ...]:
             1000,
             "per 1,000",
             "current",
-            lambda: bigint(col("prior_emergency_12m", S)),
+            lambda: bigint(col("prior_emergency_12m_count", S)),
         ),
         Measure(
             "mortality",
@@ -203,8 +203,8 @@ def standardise(counts: pa.Table, index_date: date) -> pa.Table:
             "unit",
             "dimension",
             "group_value",
-            "events",
-            "people",
+            "events_count",
+            "people_count",
             "crude_rate",
             "dsr",
             "dsr_lower",
@@ -226,8 +226,8 @@ def standardise(counts: pa.Table, index_date: date) -> pa.Table:
             ("unit", m.unit),
             ("dimension", key[1]),
             ("group_value", key[2]),
-            ("events", total_events),
-            ("people", total_people),
+            ("events_count", total_events),
+            ("people_count", total_people),
             ("crude_rate", crude),
             ("dsr", value),
             ("dsr_lower", lower),
@@ -241,8 +241,8 @@ def standardise(counts: pa.Table, index_date: date) -> pa.Table:
             ("unit", pa.string()),
             ("dimension", pa.string()),
             ("group_value", pa.string()),
-            ("events", pa.int64()),
-            ("people", pa.int64()),
+            ("events_count", pa.int64()),
+            ("people_count", pa.int64()),
             ("crude_rate", pa.float64()),
             ("dsr", pa.float64()),
             ("dsr_lower", pa.float64()),
@@ -285,8 +285,10 @@ def publish_rates(
     controlled = apply(
         rates,
         policy,
-        counts=["events", "people"],
-        rates=dict.fromkeys(("crude_rate", "dsr", "dsr_lower", "dsr_upper"), ("events", "people")),
+        counts=["events_count", "people_count"],
+        rates=dict.fromkeys(
+            ("crude_rate", "dsr", "dsr_lower", "dsr_upper"), ("events_count", "people_count")
+        ),
         group_by=["measure", "dimension"],
         nested=[pcn_nesting(pcn_places, "measure")],
     )
@@ -296,9 +298,9 @@ def publish_rates(
         c: controlled.column(c).to_pylist() for c in ("crude_rate", "dsr", "dsr_lower", "dsr_upper")
     }
     for i, row in enumerate(controlled.to_pylist()):
-        if row["events_suppressed"] or row["people_suppressed"]:
+        if row["events_count_suppressed"] or row["people_count_suppressed"]:
             continue  # hidden under the policy, or left exact where it lets them through
-        events, people, scale = row["events"], row["people"], per[row["measure"]]
+        events, people, scale = row["events_count"], row["people_count"], per[row["measure"]]
         out["crude_rate"][i] = round(events / people * scale, RATE_DIGITS) if people else None
         value = lower = upper = None
         if events >= MIN_EVENTS_FOR_DSR:
@@ -334,7 +336,7 @@ def slope_index(rates: pa.Table) -> pa.Table:
             [r["dsr"] for r in quintiles],
             [r["dsr_lower"] for r in quintiles],
             [r["dsr_upper"] for r in quintiles],
-            [r["people"] for r in quintiles],
+            [r["people_count"] for r in quintiles],
         )
         out.append(
             {
@@ -388,7 +390,7 @@ GAP_INDICATORS: tuple[GapIndicator, ...] = (
         "Maternity",
         "Pregnant women with an A&E attendance or emergency admission in the last year (%)",
         _is("pregnant"),
-        lambda: exp.or_(_gt0("prior_ae_12m"), _gt0("prior_emergency_12m")),
+        lambda: exp.or_(_gt0("prior_ae_12m_count"), _gt0("prior_emergency_12m_count")),
     ),
     GapIndicator(
         "Severe mental illness",
@@ -403,7 +405,7 @@ GAP_INDICATORS: tuple[GapIndicator, ...] = (
         "Chronic respiratory disease",
         "People with COPD admitted as an emergency in the last year (%)",
         _is("copd"),
-        lambda: _gt0("prior_emergency_12m"),
+        lambda: _gt0("prior_emergency_12m_count"),
     ),
     GapIndicator(
         "Early cancer diagnosis",
@@ -428,7 +430,7 @@ GAP_INDICATORS: tuple[GapIndicator, ...] = (
             exp.GTE(this=col("age", S), expression=exp.Literal.number(40)),
             _is("hypertension", 0)(),
         ),
-        lambda: exp.GTE(this=col("raised_bp_days_24m", S), expression=exp.Literal.number(2)),
+        lambda: exp.GTE(this=col("raised_bp_days_24m_count", S), expression=exp.Literal.number(2)),
     ),
 )
 
@@ -462,7 +464,7 @@ def gap_counts(source: str = "phm_person") -> exp.Query:
 
 
 GAP_COUNTS: tuple[str, ...] = tuple(
-    f"{who}_{part}" for who in ("core20plus", "rest") for part in ("numerator", "denominator")
+    f"{who}_{part}_count" for who in ("core20plus", "rest") for part in ("numerator", "denominator")
 )
 
 
@@ -472,7 +474,7 @@ def publish_gaps(counts: pa.Table, policy: DisclosurePolicy) -> pa.Table:
     `RATE_DIGITS` places), so none gives back a count more exactly than it is shown."""
     raw = gap_table(counts)
     shares = {
-        f"{who}_{part}": (f"{who}_numerator", f"{who}_denominator")
+        f"{who}_{part}": (f"{who}_numerator_count", f"{who}_denominator_count")
         for who in ("core20plus", "rest")
         for part in ("percent", "lower", "upper")
     }
@@ -486,8 +488,11 @@ def publish_gaps(counts: pa.Table, policy: DisclosurePolicy) -> pa.Table:
     for row in rows:
         percents: dict[str, float | None] = {}
         for who in ("core20plus", "rest"):
-            num, den = row[f"{who}_numerator"], row[f"{who}_denominator"]
-            hidden = row[f"{who}_numerator_suppressed"] or row[f"{who}_denominator_suppressed"]
+            num, den = row[f"{who}_numerator_count"], row[f"{who}_denominator_count"]
+            hidden = (
+                row[f"{who}_numerator_count_suppressed"]
+                or row[f"{who}_denominator_count_suppressed"]
+            )
             if hidden or num is None or den is None:
                 percents[who] = row[f"{who}_percent"]
                 continue
@@ -517,8 +522,8 @@ def gap_table(counts: pa.Table) -> pa.Table:
             num = int(cell["numerator"]) if cell else 0
             den = int(cell["denominator"]) if cell else 0
             measurable = ind.numerator is not None
-            row[f"{prefix}_numerator"] = num if measurable else None
-            row[f"{prefix}_denominator"] = den if measurable else None
+            row[f"{prefix}_numerator_count"] = num if measurable else None
+            row[f"{prefix}_denominator_count"] = den if measurable else None
             if measurable and den > 0:
                 share = proportion(num, den)
                 values[flag] = share.value
@@ -536,9 +541,9 @@ def gap_table(counts: pa.Table) -> pa.Table:
         ("area", pa.string()),
         ("indicator", pa.string()),
         *[
-            (f"{p}_{s}", pa.int64() if s in {"numerator", "denominator"} else pa.float64())
+            (f"{p}_{s}", pa.int64() if s.endswith("_count") else pa.float64())
             for p in ("core20plus", "rest")
-            for s in ("numerator", "denominator", "percent", "lower", "upper")
+            for s in ("numerator_count", "denominator_count", "percent", "lower", "upper")
         ],
         ("gap_points", pa.float64()),
         ("note", pa.string()),

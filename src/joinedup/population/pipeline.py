@@ -244,9 +244,11 @@ def run_phm(
         settings.risk.max_train_people,
     )
     # Indicators for each year while all three snapshots exist (each year's start is the next).
+    stage("indicators by area and year: 95% CIs, England and parent comparisons, trends")
     snapshots = ("phm_person", "phm_person_previous", "phm_person_train")
     _store(engine, ind.TABLE, ind.published_values(engine, now, snapshots, sdc), rows)
     engine.drop("phm_person_train")
+    stage(f"risk model: fitting, and validating on {year_ago}")
     validation = _sample(
         engine,
         _features("phm_person_previous", Window(year_ago, extract), True),

@@ -43,12 +43,12 @@ FEATURES: tuple[str, ...] = (
     "imd_decile",
     "ltc_count",
     "cms_general",
-    "prior_ae_12m",
-    "prior_emergency_12m",
-    "prior_elective_12m",
-    "prior_outpatient_12m",
-    "prior_gp_12m",
-    "medicines",
+    "prior_ae_12m_count",
+    "prior_emergency_12m_count",
+    "prior_elective_12m_count",
+    "prior_outpatient_12m_count",
+    "prior_gp_12m_count",
+    "medicines_count",
     "frailty_level",
 )
 """Numeric and sex features every table carries; condition flags are added per call."""

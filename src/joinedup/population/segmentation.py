@@ -54,7 +54,7 @@ def _segment_order(segment: exp.Expr) -> exp.Expr:
 def segment_counts(source: str = "phm_person") -> exp.Query:
     """People in each Bridges to Health segment, for the whole system and by place, PCN,
     broad age band and IMD quintile (1 = most deprived). Output: dimension, group_value,
-    segment, people, ordered by dimension, group and segment priority."""
+    segment, people_count, ordered by dimension, group and segment priority."""
     parts: list[exp.Select] = []
     for dimension in DIMENSIONS:
         group = _group(dimension, "s")
@@ -63,7 +63,7 @@ def segment_counts(source: str = "phm_person") -> exp.Query:
                 exp.convert(dimension).as_("dimension"),
                 group.as_("group_value"),
                 col("segment", "s").as_("segment"),
-                count_rows().as_("people"),
+                count_rows().as_("people_count"),
             )
             .from_(table(source, "s"))
             .where(opt_out_filter(True, "s"))
@@ -78,7 +78,7 @@ def segment_counts(source: str = "phm_person") -> exp.Query:
             col("dimension", u).as_("dimension"),
             col("group_value", u).as_("group_value"),
             col("segment", u).as_("segment"),
-            col("people", u).as_("people"),
+            col("people_count", u).as_("people_count"),
         )
         .from_(union.subquery(u))
         .order_by(
@@ -93,13 +93,13 @@ def segment_transitions(
     previous: str = "phm_person_previous", current: str = "phm_person"
 ) -> exp.Query:
     """People by their segment a year ago and now, among those in both tables (alive and
-    registered on both dates). Output: from_segment, to_segment, people."""
+    registered on both dates). Output: from_segment, to_segment, people_count."""
     before, now = "b", "n"
     return (
         exp.select(
             col("segment", before).as_("from_segment"),
             col("segment", now).as_("to_segment"),
-            count_rows().as_("people"),
+            count_rows().as_("people_count"),
         )
         .from_(table(previous, before))
         .join(

@@ -36,14 +36,14 @@ _PERSON: list[tuple[str, str]] = [
     ("pregnant", "1 when pregnancy was coded in the last 280 days."),
     ("fall_6m", "1 when a fall was coded in the last 183 days."),
     *[
-        (f"{g}_issues", f"Estimated issues of {g.replace('_', ' ')} in the last 12 months.")
+        (f"{g}_issues_count", f"Estimated issues of {g.replace('_', ' ')} in the last 12 months.")
         for g in MEDICINE_GROUPS
     ],
-    ("medicines", "Different repeat medicines issued in the last 90 days."),
+    ("medicines_count", "Different repeat medicines issued in the last 90 days."),
     ("egfr_latest", "Latest eGFR before the index date."),
     ("latest_systolic_bp", "Latest systolic blood pressure."),
     ("latest_diastolic_bp", "Latest diastolic blood pressure."),
-    ("raised_bp_days_24m", "Days with systolic 140+ or diastolic 90+ in the last 2 years."),
+    ("raised_bp_days_24m_count", "Days with systolic 140+ or diastolic 90+ in the last 2 years."),
     ("bp_recorded_12m", "1 when blood pressure was recorded in the last 12 months."),
     ("bmi_recorded_12m", "1 when BMI was recorded in the last 12 months."),
     ("smoking_recorded_12m", "1 when smoking status was recorded in the last 12 months."),
@@ -51,7 +51,7 @@ _PERSON: list[tuple[str, str]] = [
         (name, f"Contacts in the last 12 months: {', '.join(kinds)}.")
         for name, kinds in PRIOR_USE.items()
     ],
-    ("prior_gp_6m", "GP consultations in the last 6 months."),
+    ("prior_gp_6m_count", "GP consultations in the last 6 months."),
     ("last_gp_contact_date", "Date of the last GP consultation before the index date."),
     ("ltc_count", "Number of the 20 Cambridge conditions present."),
     ("cms_general", "Cambridge Multimorbidity Score, general-outcome weights."),
@@ -94,7 +94,7 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("dimension", "system, place_code, pcn_code, age_band or imd_quintile."),
             ("group_value", "The group within the dimension."),
             ("segment", "Segment key."),
-            ("people", "People (suppressed 1-7, rounded to 5)."),
+            ("people_count", "People (suppressed 1-7, rounded to 5)."),
         ],
     ),
     (
@@ -103,13 +103,13 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
         [
             ("from_segment", "Segment a year before the index date."),
             ("to_segment", "Segment on the index date."),
-            ("people", "People (disclosure-controlled)."),
+            ("people_count", "People (disclosure-controlled)."),
         ],
     ),
     (
         "phm_risk_tiers",
         "Published: people in each risk tier (opt-outs left out).",
-        [("risk_tier", "Tier."), ("people", "People (disclosure-controlled).")],
+        [("risk_tier", "Tier."), ("people_count", "People (disclosure-controlled).")],
     ),
     (
         "phm_inequalities",
@@ -124,8 +124,8 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("unit", "%, per 1,000 or per 100,000."),
             ("dimension", "system, imd_quintile, ethnic_group, place_code or pcn_code."),
             ("group_value", "The group."),
-            ("events", "People with the condition, admissions, or deaths."),
-            ("people", "Population."),
+            ("events_count", "People with the condition, admissions, or deaths."),
+            ("people_count", "Population."),
             ("crude_rate", "Events per population, in the unit."),
             ("dsr", "Directly standardised rate (none under 10 events)."),
             ("dsr_lower", "Lower 95% confidence limit."),
@@ -155,9 +155,12 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("area", "Clinical area."),
             ("indicator", "What is measured."),
             *[
-                (f"{who}_{part}", f"{label}: {part} (counts disclosure-controlled).")
+                (
+                    f"{who}_{part}",
+                    f"{label}: {part.removesuffix('_count')} (counts disclosure-controlled).",
+                )
                 for who, label in (("core20plus", "Core20PLUS"), ("rest", "Everyone else"))
-                for part in ("numerator", "denominator", "percent", "lower", "upper")
+                for part in ("numerator_count", "denominator_count", "percent", "lower", "upper")
             ],
             ("gap_points", "Core20PLUS percent minus everyone else's, in points."),
             ("note", "Why an indicator cannot be measured, when it cannot."),

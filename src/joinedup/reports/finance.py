@@ -174,7 +174,7 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
         {
             "code": r["code"],
             "name": r["name"],
-            "population": _count(round(r["population"]), policy),
+            "population": _count(round(r["registered_count"]), policy),
             "indices": [f"{r[f'{c}_index']:.3f}" for c in components],
         }
         for r in places
@@ -183,7 +183,7 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
         {
             "code": r["code"],
             "parent": r["parent_code"],
-            "population": _count(round(r["population"]), policy),
+            "population": _count(round(r["registered_count"]), policy),
             "final": f"{r.get('final_index', float('nan')):.3f}",
         }
         for r in pcns

@@ -170,7 +170,7 @@ def _opted_in_people(place: str | None) -> exp.Condition:
 
 
 def _people() -> exp.Expr:
-    return exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people")
+    return exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people_count")
 
 
 # --- formatting ------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def _pyramid(
         sex = str(row["sex"] or "unknown")
         for level, code in (("system", "all"), ("place", str(row["place_code"]))):
             key = (f"{level}:{code}", sex, band)
-            raw[key] = raw.get(key, 0) + int(row["people"])
+            raw[key] = raw.get(key, 0) + int(row["people_count"])
     area_key = "system:all" if place is None else f"place:{place}"
     found = {sex for _, sex, _ in raw}
     sexes = [s for s in ("male", "female") if s in found] + sorted(found - {"male", "female"})
@@ -258,26 +258,26 @@ def _pyramid(
             "area": pa.array([c[0].split(":", 1)[1] for c in cells], pa.string()),
             "sex": pa.array([c[1] for c in cells], pa.string()),
             "band": pa.array([c[2] for c in cells], pa.int64()),
-            "people": pa.array([c[3] for c in cells], pa.int64()),
+            "people_count": pa.array([c[3] for c in cells], pa.int64()),
         }
     )
     every = apply(
         table,
         policy,
-        counts=["people"],
+        counts=["people_count"],
         group_by=["level", "area", "sex"],
         nested=[Nesting("level", "area", "place", "system", "all", within=("sex", "band"))],
     ).to_pylist()
     published = [r for r in every if f"{r['level']}:{r['area']}" == area_key]
     value = {(r["sex"], r["band"]): r for r in published}
-    total = sum(r["people"] or 0 for r in published)
+    total = sum(r["people_count"] or 0 for r in published)
 
     fig = new_figure(7.5, 5.2)
     ax = fig.subplots()
     y = list(range(len(bands)))
     for sex, sign, colour in (("male", -1, NHS_LIGHT_BLUE), ("female", 1, NHS_BLUE)):
         if sex in sexes:
-            widths = [sign * (value[(sex, b)]["people"] or 0) for b in bands]
+            widths = [sign * (value[(sex, b)]["people_count"] or 0) for b in bands]
             ax.barh(y, widths, color=colour, label=f"{sex.capitalize()}s", height=0.85)
     ax.set_yticks(y, [_band_label(b) for b in bands], fontsize=8)
     ax.axvline(0, color="black", linewidth=0.5)
@@ -286,7 +286,7 @@ def _pyramid(
     ax.set_ylabel("age band")
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    share_old = sum(r["people"] or 0 for r in published if r["band"] >= 65)
+    share_old = sum(r["people_count"] or 0 for r in published if r["band"] >= 65)
     description = (
         f"Population pyramid for {area}: {total:,} people (opt-outs excluded), males to the left "
         f"and females to the right, by five-year age band from 0–4 to {TOP_BAND}+. "
@@ -297,7 +297,8 @@ def _pyramid(
         {
             "band": _band_label(b),
             "cells": [
-                _count(value[(s, b)]["people"], value[(s, b)]["people_suppressed"]) for s in sexes
+                _count(value[(s, b)]["people_count"], value[(s, b)]["people_count_suppressed"])
+                for s in sexes
             ],
         }
         for b in reversed(bands)
@@ -325,8 +326,8 @@ def _segments(
     for segment in ordered:
         row = found.get(segment.key)
         # The counts are a GROUP BY: a segment with no row has no one in it.
-        people = row["people"] if row else control_count(0, policy)
-        suppressed = bool(row["people_suppressed"]) if row else people is None
+        people = row["people_count"] if row else control_count(0, policy)
+        suppressed = bool(row["people_count_suppressed"]) if row else people is None
         rows.append(
             {
                 "key": segment.key,
@@ -394,16 +395,16 @@ def _tiers(
         counts = _rows(engine, query)
         system: dict[str, int] = {}
         for r in counts:
-            system[r["risk_tier"]] = system.get(r["risk_tier"], 0) + int(r["people"])
+            system[r["risk_tier"]] = system.get(r["risk_tier"], 0) + int(r["people_count"])
         rows = [{"level": "place", **r, "area": str(r["area"])} for r in counts] + [
-            {"level": "system", "area": "all", "risk_tier": t, "people": n}
+            {"level": "system", "area": "all", "risk_tier": t, "people_count": n}
             for t, n in system.items()
         ]
         every = (
             apply(
                 pa.Table.from_pylist(rows),
                 policy,
-                counts=["people"],
+                counts=["people_count"],
                 group_by=["level", "area"],
                 nested=[Nesting("level", "area", "place", "system", "all", within=("risk_tier",))],
             ).to_pylist()
@@ -413,13 +414,13 @@ def _tiers(
         published = [r for r in every if r["level"] == "place" and r["area"] == place]
     order = {t: i for i, t in enumerate(TIERS)}
     published.sort(key=lambda r: (order.get(r["risk_tier"], len(TIERS)), str(r["risk_tier"])))
-    total = sum(r["people"] or 0 for r in published)
+    total = sum(r["people_count"] or 0 for r in published)
     rows = [
         {
             "label": _tier_label(str(r["risk_tier"])),
-            "value": r["people"],
-            "people": _count(r["people"], bool(r["people_suppressed"])),
-            "share": _share(r["people"], total),
+            "value": r["people_count"],
+            "people": _count(r["people_count"], bool(r["people_count_suppressed"])),
+            "share": _share(r["people_count"], total),
         }
         for r in published
     ]
@@ -457,8 +458,8 @@ def rate_row(row: dict[str, Any], group: str) -> dict[str, Any]:
     text, "*" where suppressed."""
     return {
         "group": group,
-        "events": _count(row["events"], bool(row["events_suppressed"])),
-        "people": _count(row["people"], bool(row["people_suppressed"])),
+        "events": _count(row["events_count"], bool(row["events_count_suppressed"])),
+        "people": _count(row["people_count"], bool(row["people_count_suppressed"])),
         "dsr": _rate(row["dsr"], bool(row["dsr_suppressed"])),
         "ci": _interval(
             row["dsr_lower"],
@@ -595,8 +596,8 @@ def _percent_cell(row: dict[str, Any], prefix: str) -> str:
     percent = row[f"{prefix}_percent"]
     if percent is None and not hidden("percent"):
         return ""
-    numerator = _count(row[f"{prefix}_numerator"], hidden("numerator"))
-    denominator = _count(row[f"{prefix}_denominator"], hidden("denominator"))
+    numerator = _count(row[f"{prefix}_numerator_count"], hidden("numerator_count"))
+    denominator = _count(row[f"{prefix}_denominator_count"], hidden("denominator_count"))
     ci = _interval(row[f"{prefix}_lower"], row[f"{prefix}_upper"], hidden("lower"))
     return f"{_rate(percent, hidden('percent'))}% ({ci}), {numerator} of {denominator}"
 
@@ -628,7 +629,7 @@ def _transitions(engine: Engine) -> list[dict[str, Any]]:
         {
             "from_label": labels.get(r["from_segment"], r["from_segment"]),
             "to_label": labels.get(r["to_segment"], r["to_segment"]),
-            "people": _count(r["people"], bool(r["people_suppressed"])),
+            "people": _count(r["people_count"], bool(r["people_count_suppressed"])),
         }
         for r in rows
     ]

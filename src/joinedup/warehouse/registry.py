@@ -11,8 +11,9 @@ world after `phm run` and `finance run`, and of a FHIR load); a test repeats tho
 fails when a writer and its declaration part.
 
 Names follow the house conventions: dates end `_date`, counts of people or events `_count`,
-money in pounds `_gbp`. Columns written before the conventions that break them are listed in
-`LEGACY_NAMES` with the reason; they keep their names until the readers move with them.
+money in pounds `_gbp`, with no exceptions. Columns renamed to keep them are listed in
+`RENAMED_COLUMNS`, so a store written by an older version is refused with the command that
+rebuilds it (`outdated`) instead of failing on a missing column.
 """
 
 from __future__ import annotations
@@ -167,9 +168,9 @@ _CANONICAL_MEASURES: dict[tuple[str, str], Measure] = {
     ("area", "imd_decile"): "number",
     ("activity", "length_of_stay_days"): "number",
     ("medication", "issue_count"): "count",
-    ("practice", "list_size"): "count",
+    ("practice", "registered_count"): "count",
     ("build", "seed"): "number",
-    ("build", "people"): "count",
+    ("build", "people_count"): "count",
 }
 
 
@@ -239,30 +240,30 @@ _PHM_PERSON_COLUMNS: tuple[Column, ...] = (
     _c("physical_disability", "INTEGER", null=False, measure="flag"),
     _c("pregnant", "INTEGER", null=False, measure="flag"),
     _c("fall_6m", "INTEGER", null=False, measure="flag"),
-    _c("laxatives_issues", "BIGINT", null=False, measure="count"),
-    _c("antispasmodics_issues", "BIGINT", null=False, measure="count"),
-    _c("analgesics_issues", "BIGINT", null=False, measure="count"),
-    _c("antiepileptics_issues", "BIGINT", null=False, measure="count"),
-    _c("antidepressants_issues", "BIGINT", null=False, measure="count"),
-    _c("anxiolytics_hypnotics_issues", "BIGINT", null=False, measure="count"),
-    _c("asthma_medicines_issues", "BIGINT", null=False, measure="count"),
-    _c("lithium_issues", "BIGINT", null=False, measure="count"),
-    _c("medicines", "BIGINT", null=False, measure="count"),
+    _c("laxatives_issues_count", "BIGINT", null=False, measure="count"),
+    _c("antispasmodics_issues_count", "BIGINT", null=False, measure="count"),
+    _c("analgesics_issues_count", "BIGINT", null=False, measure="count"),
+    _c("antiepileptics_issues_count", "BIGINT", null=False, measure="count"),
+    _c("antidepressants_issues_count", "BIGINT", null=False, measure="count"),
+    _c("anxiolytics_hypnotics_issues_count", "BIGINT", null=False, measure="count"),
+    _c("asthma_medicines_issues_count", "BIGINT", null=False, measure="count"),
+    _c("lithium_issues_count", "BIGINT", null=False, measure="count"),
+    _c("medicines_count", "BIGINT", null=False, measure="count"),
     _c("egfr_latest", "DOUBLE"),
     _c("latest_systolic_bp", "DOUBLE"),
     _c("latest_diastolic_bp", "DOUBLE"),
-    _c("raised_bp_days_24m", "BIGINT", null=False, measure="count"),
+    _c("raised_bp_days_24m_count", "BIGINT", null=False, measure="count"),
     _c("bp_recorded_12m", "BIGINT", null=False, measure="flag"),
     _c("bmi_recorded_12m", "BIGINT", null=False, measure="flag"),
     _c("smoking_recorded_12m", "BIGINT", null=False, measure="flag"),
-    _c("prior_ae_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_emergency_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_elective_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_outpatient_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_gp_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_community_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_mental_health_12m", "BIGINT", null=False, measure="count"),
-    _c("prior_gp_6m", "BIGINT", null=False, measure="count"),
+    _c("prior_ae_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_emergency_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_elective_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_outpatient_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_gp_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_community_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_mental_health_12m_count", "BIGINT", null=False, measure="count"),
+    _c("prior_gp_6m_count", "BIGINT", null=False, measure="count"),
     _c("last_gp_contact_date", "DATE"),
     _c("ltc_count", "INTEGER", null=False, measure="count"),
     _c("cms_general", "DOUBLE", null=False),
@@ -313,7 +314,7 @@ _PHM_TABLES: tuple[Table, ...] = (
             _c("dimension", "VARCHAR", null=False),
             _c("group_value", "VARCHAR", null=False),
             _c("segment", "VARCHAR", null=False),
-            *_controlled(_c("people", "BIGINT", measure="count")),
+            *_controlled(_c("people_count", "BIGINT", measure="count")),
         ),
         published=True,
     ),
@@ -325,7 +326,7 @@ _PHM_TABLES: tuple[Table, ...] = (
         (
             _c("from_segment", "VARCHAR", null=False),
             _c("to_segment", "VARCHAR", null=False),
-            *_controlled(_c("people", "BIGINT", measure="count")),
+            *_controlled(_c("people_count", "BIGINT", measure="count")),
         ),
         published=True,
     ),
@@ -336,7 +337,7 @@ _PHM_TABLES: tuple[Table, ...] = (
         _PHM_RUN,
         (
             _c("risk_tier", "VARCHAR", null=False),
-            *_controlled(_c("people", "BIGINT", measure="count")),
+            *_controlled(_c("people_count", "BIGINT", measure="count")),
         ),
         published=True,
     ),
@@ -352,8 +353,8 @@ _PHM_TABLES: tuple[Table, ...] = (
             _c("unit", "VARCHAR", null=False),
             _c("dimension", "VARCHAR", null=False),
             _c("group_value", "VARCHAR", null=False),
-            *_controlled(_c("events", "BIGINT", measure="count")),
-            *_controlled(_c("people", "BIGINT", measure="count")),
+            *_controlled(_c("events_count", "BIGINT", measure="count")),
+            *_controlled(_c("people_count", "BIGINT", measure="count")),
             *_controlled(_c("crude_rate", "DOUBLE")),
             *_controlled(_c("dsr", "DOUBLE")),
             *_controlled(_c("dsr_lower", "DOUBLE")),
@@ -388,13 +389,13 @@ _PHM_TABLES: tuple[Table, ...] = (
         (
             _c("area", "VARCHAR", null=False),
             _c("indicator", "VARCHAR", null=False),
-            *_controlled(_c("core20plus_numerator", "BIGINT", measure="count")),
-            *_controlled(_c("core20plus_denominator", "BIGINT", measure="count")),
+            *_controlled(_c("core20plus_numerator_count", "BIGINT", measure="count")),
+            *_controlled(_c("core20plus_denominator_count", "BIGINT", measure="count")),
             *_controlled(_c("core20plus_percent", "DOUBLE")),
             *_controlled(_c("core20plus_lower", "DOUBLE")),
             *_controlled(_c("core20plus_upper", "DOUBLE")),
-            *_controlled(_c("rest_numerator", "BIGINT", measure="count")),
-            *_controlled(_c("rest_denominator", "BIGINT", measure="count")),
+            *_controlled(_c("rest_numerator_count", "BIGINT", measure="count")),
+            *_controlled(_c("rest_denominator_count", "BIGINT", measure="count")),
             *_controlled(_c("rest_percent", "DOUBLE")),
             *_controlled(_c("rest_lower", "DOUBLE")),
             *_controlled(_c("rest_upper", "DOUBLE")),
@@ -532,7 +533,7 @@ _FINANCE_TABLES: tuple[Table, ...] = (
             _c("practice_name", "VARCHAR", null=False),
             _c("pcn_code", "VARCHAR", null=False),
             _c("place_code", "VARCHAR", null=False),
-            _c("population", "DOUBLE", null=False, measure="count"),
+            _c("registered_count", "DOUBLE", null=False, measure="count"),
             *_components("wp"),
         ),
     ),
@@ -546,7 +547,7 @@ _FINANCE_TABLES: tuple[Table, ...] = (
             _c("code", "VARCHAR", null=False),
             _c("name", "VARCHAR", null=False),
             _c("parent_code", "VARCHAR", null=False),
-            _c("population", "DOUBLE", null=False, measure="count"),
+            _c("registered_count", "DOUBLE", null=False, measure="count"),
             _c("population_share", "DOUBLE", null=False),
             *_components("wp"),
             *_components("index"),
@@ -592,7 +593,7 @@ _FINANCE_TABLES: tuple[Table, ...] = (
             _c("imd_quintile", "INTEGER", null=False, measure="number"),
             *_controlled(_c("people_count", "BIGINT", measure="count")),
             *_controlled(_c("deaths_count", "BIGINT", measure="count")),
-            *_controlled(_c("expected_deaths", "DOUBLE", measure="count")),
+            *_controlled(_c("expected_deaths_count", "DOUBLE", measure="count")),
             *_controlled(_c("smr", "DOUBLE")),
         ),
         published=True,
@@ -879,10 +880,10 @@ _INGEST_TABLES: tuple[Table, ...] = (
             _c("started_at", "VARCHAR", null=False),
             _c("finished_at", "VARCHAR", null=False),
             _c("inputs", "VARCHAR", null=False),
-            _c("resources_in", "BIGINT", null=False, measure="count"),
-            _c("stored", "BIGINT", null=False, measure="count"),
-            _c("unchanged", "BIGINT", null=False, measure="count"),
-            _c("quarantined", "BIGINT", null=False, measure="count"),
+            _c("resources_in_count", "BIGINT", null=False, measure="count"),
+            _c("stored_count", "BIGINT", null=False, measure="count"),
+            _c("unchanged_count", "BIGINT", null=False, measure="count"),
+            _c("quarantined_count", "BIGINT", null=False, measure="count"),
             _c("joinedup_version", "VARCHAR", null=False),
         ),
     ),
@@ -898,7 +899,7 @@ _INGEST_TABLES: tuple[Table, ...] = (
             _c("section", "VARCHAR", null=False),
             _c("item", "VARCHAR", null=False),
             _c("detail", "VARCHAR", null=False),
-            _c("count", "BIGINT", null=False, measure="count"),
+            _c("items_count", "BIGINT", null=False, measure="count"),
         ),
     ),
     Table(
@@ -1079,7 +1080,7 @@ _ACCESS_TABLES: tuple[Table, ...] = (
             _c("id", "BIGINT", "Checkpoint number.", null=False, measure="key"),
             _c("kind", "VARCHAR", "What made the checkpoint.", null=False),
             _c("seq", "BIGINT", "Last audit entry covered.", null=False, measure="key"),
-            _c("entries", "BIGINT", "Entries covered.", null=False, measure="count"),
+            _c("entries_count", "BIGINT", "Entries covered.", null=False, measure="count"),
             _c("hash", "VARCHAR", "Hash of the log up to `seq`.", null=False),
             _c("at", "VARCHAR", _TEXT_AT, null=False),
             _c("mac", "VARCHAR", "HMAC of the checkpoint with the audit key.", null=False),
@@ -1099,76 +1100,53 @@ REGISTRY: tuple[Table, ...] = (
 _BY_NAME: dict[str, Table] = {t.name: t for t in REGISTRY if not t.is_pattern}
 _PATTERNS: tuple[Table, ...] = tuple(t for t in REGISTRY if t.is_pattern)
 
-_COUNT_BY_MEASURE = (
-    "written before the `_count` convention; a count of {} that keeps its name until its "
-    "readers (web, reports, docs) move with it"
-)
-#: Columns that break the naming conventions, kept until a rename moves their readers too.
-LEGACY_NAMES: dict[tuple[str, str], str] = {
-    **{
-        (table, column): _COUNT_BY_MEASURE.format(what)
-        for table, column, what in (
-            ("practice", "list_size", "registered people"),
-            ("build", "people", "people"),
-            ("phm_segment_counts", "people", "people"),
-            ("phm_segment_transitions", "people", "people"),
-            ("phm_risk_tiers", "people", "people"),
-            ("phm_inequalities", "events", "events"),
-            ("phm_inequalities", "people", "people"),
-            ("phm_core20plus5", "core20plus_numerator", "people"),
-            ("phm_core20plus5", "core20plus_denominator", "people"),
-            ("phm_core20plus5", "rest_numerator", "people"),
-            ("phm_core20plus5", "rest_denominator", "people"),
-            ("finance_practice_need", "population", "registered people"),
-            ("finance_need_index", "population", "registered people"),
-            ("finance_health_inequalities", "expected_deaths", "deaths (expected)"),
-            ("fhir_load", "resources_in", "records"),
-            ("fhir_load", "stored", "resource versions"),
-            ("fhir_load", "unchanged", "resource versions"),
-            ("fhir_load", "quarantined", "records"),
-            ("fhir_load_quality", "count", "items"),
-            ("audit_checkpoint", "entries", "audit entries"),
-        )
+#: `phm_person`'s (and `phm_person_previous`'s) counts renamed `_count`, also the risk model's
+#: feature names (`population.risk`).
+_PHM_PERSON_RENAMED: dict[str, str] = {
+    c: f"{c}_count"
+    for c in (
+        *(
+            f"{g}_issues"
+            for g in (
+                "laxatives", "antispasmodics", "analgesics", "antiepileptics", "antidepressants",
+                "anxiolytics_hypnotics", "asthma_medicines", "lithium",
+            )
+        ),
+        "medicines",
+        "raised_bp_days_24m",
+        *(
+            f"prior_{u}"
+            for u in (
+                "ae_12m", "emergency_12m", "elective_12m", "outpatient_12m", "gp_12m",
+                "community_12m", "mental_health_12m", "gp_6m",
+            )
+        ),
+    )
+}  # fmt: skip
+#: Columns renamed to keep the conventions, by table, old name to new. A warehouse or lake
+#: written before a rename still holds the old names; `outdated` says so, and how to rebuild,
+#: rather than let a reader fail on a missing column. (The access store's one rename is made
+#: in place when the store opens: it holds the audit log, which no command could write again.)
+RENAMED_COLUMNS: dict[str, dict[str, str]] = {
+    "practice": {"list_size": "registered_count"},
+    "build": {"people": "people_count"},
+    "phm_segment_counts": {"people": "people_count"},
+    "phm_segment_transitions": {"people": "people_count"},
+    "phm_risk_tiers": {"people": "people_count"},
+    "phm_inequalities": {"events": "events_count", "people": "people_count"},
+    "phm_core20plus5": {
+        f"{side}_{part}": f"{side}_{part}_count"
+        for side in ("core20plus", "rest")
+        for part in ("numerator", "denominator")
     },
-    **{
-        ("phm_person", column): _COUNT_BY_MEASURE.format(what)
-        + "; a model feature by this name too (population.risk)"
-        for column, what in (
-            *(
-                (f"{g}_issues", "issues")
-                for g in (
-                    "laxatives",
-                    "antispasmodics",
-                    "analgesics",
-                    "antiepileptics",
-                    "antidepressants",
-                    "anxiolytics_hypnotics",
-                    "asthma_medicines",
-                    "lithium",
-                )
-            ),
-            ("medicines", "medicines"),
-            ("raised_bp_days_24m", "days"),
-            *(
-                (f"prior_{u}", "contacts")
-                for u in (
-                    "ae_12m",
-                    "emergency_12m",
-                    "elective_12m",
-                    "outpatient_12m",
-                    "gp_12m",
-                    "community_12m",
-                    "mental_health_12m",
-                    "gp_6m",
-                )
-            ),
-        )
-    },
-}
-LEGACY_NAMES |= {
-    ("phm_person_previous", column): reason
-    for (table, column), reason in LEGACY_NAMES.items()
-    if table == "phm_person"
+    "finance_practice_need": {"population": "registered_count"},
+    "finance_need_index": {"population": "registered_count"},
+    "finance_health_inequalities": {"expected_deaths": "expected_deaths_count"},
+    "fhir_load": {c: f"{c}_count" for c in ("resources_in", "stored", "unchanged", "quarantined")},
+    "fhir_load_quality": {"count": "items_count"},
+    "audit_checkpoint": {"entries": "entries_count"},
+    "phm_person": _PHM_PERSON_RENAMED,
+    "phm_person_previous": _PHM_PERSON_RENAMED,
 }
 
 #: Words that mean money in a column name: such a column is DECIMAL pounds ending `_gbp`.
@@ -1196,9 +1174,26 @@ def _registered(name: str) -> Table:
     return table
 
 
+def outdated(name: str, column_names: Iterable[str]) -> str | None:
+    """One line saying table `name` was written by an older version of joinedup, under a
+    column name since changed, and which command rebuilds it; None when it has none."""
+    renamed = RENAMED_COLUMNS.get(name, {})
+    have = set(column_names)
+    old = next((o for o, n in renamed.items() if o in have and n not in have), None)
+    table = lookup(name)
+    if old is None or table is None:
+        return None
+    commands = " or ".join(f"`joinedup {w}`" for w in table.written_by)
+    return (
+        f"table {name} was written by an older version of joinedup (column {old}, now "
+        f"{renamed[old]}): rebuild it with {commands}"
+    )
+
+
 def check(name: str, arrow_schema: pa.Schema) -> list[str]:
     """What differs between a written table's Arrow schema and its registration, one line per
-    difference naming table and column: a missing column, an extra one, or another type.
+    difference naming table and column: a missing column, an extra one, or another type; or,
+    for a table written by an older version, one line saying so (`outdated`).
     (Nullability is not compared: engines report every column nullable; `conform` checks
     the values.)"""
     try:
@@ -1206,6 +1201,9 @@ def check(name: str, arrow_schema: pa.Schema) -> list[str]:
     except RegistryError as err:
         return [str(err)]
     found = {f.name: f.type for f in arrow_schema}
+    older = outdated(name, found)
+    if older is not None:
+        return [older]
     differences = [
         f"{name}.{c.name}: missing (registered {c.type})"
         for c in table.columns
@@ -1226,8 +1224,12 @@ def check(name: str, arrow_schema: pa.Schema) -> list[str]:
 def conform(name: str, data: pa.Table) -> pa.Table:
     """`data` with the registered columns of table `name`, in their order and types, matched
     by column name. Refuses (RegistryError, naming table and column) a missing column, an
-    unregistered one, a value that cannot be cast, or a null where none may be."""
+    unregistered one, a value that cannot be cast, or a null where none may be; a table
+    written by an older version is refused saying so (`outdated`)."""
     table = _registered(name)
+    older = outdated(name, data.column_names)
+    if older is not None:
+        raise RegistryError(older)
     extra = [c for c in data.column_names if table.column(c) is None]
     if extra:
         raise RegistryError(f"{name}.{extra[0]}: not a registered column")
@@ -1256,19 +1258,15 @@ def conform(name: str, data: pa.Table) -> pa.Table:
 
 
 def naming_problems(table: Table) -> list[str]:
-    """Where `table`'s columns break the naming conventions (legacy names aside): dates end
+    """Where `table`'s columns break the naming conventions, with no exceptions: dates end
     `_date`, counts `_count`, money `_gbp`; every whole number says what it measures."""
-    problems: list[str] = []
-    for c in table.columns:
-        where = f"{table.name}.{c.name}"
-        if (table.name, c.name) in LEGACY_NAMES:
-            continue
-        problems += [f"{where}: {reason}" for reason in column_problems(c)]
-    return problems
+    return [
+        f"{table.name}.{c.name}: {reason}" for c in table.columns for reason in column_problems(c)
+    ]
 
 
 def column_problems(c: Column) -> list[str]:
-    """How one column's name breaks the conventions, legacy or not."""
+    """How one column's name breaks the conventions."""
     rules = (
         (c.type == "DATE", c.name.endswith("_date"), "a date ends _date", "_date is for DATE"),
         (
@@ -1330,19 +1328,22 @@ def render_markdown() -> str:
     lines += [
         "",
         *textwrap.wrap(
-            "Columns that break the naming conventions (dates `_date`, counts `_count`, money "
-            "`_gbp`) and keep their names until their readers move with them (`LEGACY_NAMES`; "
-            "a test fails for any other name that breaks them):",
+            "Every column keeps the naming conventions (dates `_date`, counts `_count`, money "
+            "`_gbp`), with no exceptions; a test fails for any that does not. Columns renamed "
+            "to keep them are in `RENAMED_COLUMNS`. A warehouse or lake written before a rename "
+            "is refused in one line naming the table and the command that rebuilds it (a job "
+            "opening it to write may replace its own outputs). The FHIR load records "
+            "(`fhir_load`, `fhir_load_quality`) are renamed in place by the next `ingest fhir`, "
+            "and the access store's `audit_checkpoint` when the store opens: they are histories "
+            "no command could write again.",
             width=100,
             break_on_hyphens=False,
         ),
         "",
     ]
-    by_table: dict[str, list[str]] = {}
-    for table, column in LEGACY_NAMES:
-        by_table.setdefault(table, []).append(column)
-    for table_name, legacy in by_table.items():
-        item = f"- `{table_name}`: {', '.join(f'`{c}`' for c in legacy)}"
+    for table_name, renamed in RENAMED_COLUMNS.items():
+        pairs = ", ".join(f"`{old}` → `{new}`" for old, new in renamed.items())
+        item = f"- `{table_name}`: {pairs}"
         lines += textwrap.wrap(item, width=100, subsequent_indent="  ", break_on_hyphens=False)
     return "\n".join(lines) + "\n"
 
@@ -1363,8 +1364,8 @@ def with_registry_section(page: str) -> str:
 __all__ = [
     "ARROW_TYPES",
     "KINDS",
-    "LEGACY_NAMES",
     "REGISTRY",
+    "RENAMED_COLUMNS",
     "Column",
     "RegistryError",
     "Table",
@@ -1373,6 +1374,7 @@ __all__ = [
     "conform",
     "lookup",
     "naming_problems",
+    "outdated",
     "render_markdown",
     "with_registry_section",
 ]

@@ -68,7 +68,7 @@ class BuildInfo:
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "joinedup_version": __version__,
             "seed": self.seed,
-            "people": self.people,
+            "people_count": self.people,
             "footprint": self.footprint,
             "history_start_date": self.history_start,
             "history_end_date": self.history_end,
@@ -117,7 +117,7 @@ def footprint_tables(fp: Footprint) -> dict[str, pa.Table]:
                     "postcode": p.postcode,
                     "latitude": p.latitude,
                     "longitude": p.longitude,
-                    "list_size": p.list_size,
+                    "registered_count": p.list_size,
                 }
                 for p in fp.practices
             ],

@@ -196,7 +196,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    entries INTEGER NOT NULL,
+    entries_count INTEGER NOT NULL,
     hash TEXT NOT NULL,
     at TEXT NOT NULL,
     mac TEXT NOT NULL
@@ -210,6 +210,19 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+
+#: `audit_checkpoint.entries` became `entries_count` (counts end `_count`): a file written
+#: before is renamed in place when it opens, as it holds users and the audit log, which no
+#: command could rebuild. (RENAME COLUMN changes no row, so no append-only trigger fires.)
+_CHECKPOINT_COLUMNS = "SELECT name FROM pragma_table_info('audit_checkpoint')"
+_RENAME_ENTRIES = "ALTER TABLE audit_checkpoint RENAME COLUMN entries TO entries_count"
+
+
+def _rename_old_columns(con: sqlite3.Connection) -> None:
+    names = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
+    if "entries" in names and "entries_count" not in names:
+        con.execute(_RENAME_ENTRIES)
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -316,6 +329,7 @@ class AccessStore:
             # `durable=True` syncs every commit (about 20 ms each on this machine's disk).
             self._con.execute(_SYNC_FULL if durable else _SYNC_NORMAL)
             self._con.executescript(_SCHEMA)
+            _rename_old_columns(self._con)
         except sqlite3.Error as err:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
         self._lock = threading.RLock()  # re-entered to write the audit head after commit
@@ -597,7 +611,7 @@ class AccessStore:
 
     def _insert_mark(self, con: sqlite3.Connection, kind: str, mark: Mark) -> None:
         con.execute(
-            "INSERT INTO audit_checkpoint (kind, seq, entries, hash, at, mac) "
+            "INSERT INTO audit_checkpoint (kind, seq, entries_count, hash, at, mac) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 kind, mark.seq, mark.entries, mark.hash, _iso(_now()),
@@ -609,7 +623,7 @@ class AccessStore:
         """Checkpoints of `kind`, newest first, each with its signature."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT seq, entries, hash, mac FROM audit_checkpoint WHERE kind = ? "
+                "SELECT seq, entries_count, hash, mac FROM audit_checkpoint WHERE kind = ? "
                 "ORDER BY id DESC",
                 (kind,),
             ).fetchall()

@@ -389,15 +389,16 @@ class Dashboard:
                     "started_at": r["started_at"],
                     "finished_at": r["finished_at"],
                     "inputs": json.loads(r["inputs"] or "[]"),
-                    "resources_in": r["resources_in"],
-                    "stored": r["stored"],
-                    "unchanged": r["unchanged"],
-                    "quarantined": r["quarantined"],
+                    "resources_in_count": r["resources_in_count"],
+                    "stored_count": r["stored_count"],
+                    "unchanged_count": r["unchanged_count"],
+                    "quarantined_count": r["quarantined_count"],
                 }
                 for r in reversed(loads)
             ],
             "quarantine_reasons": [
-                {"reason": r["item"], "detail": r["detail"], "count": r["count"]} for r in reasons
+                {"reason": r["item"], "detail": r["detail"], "items_count": r["items_count"]}
+                for r in reasons
             ],
             "quarantined": self.engine.count("fhir_quarantine")
             if "fhir_quarantine" in self.tables
@@ -480,7 +481,7 @@ class Dashboard:
         policy = self.policy()
         out = []
         for r in rows:
-            count = control_count(int(r["count"] or 0), policy)
+            count = control_count(int(r["items_count"] or 0), policy)
             out.append(
                 {
                     "item": r["item"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+from sqlglot import exp
 
 from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.warehouse import registry
@@ -36,15 +37,41 @@ def stored_table(name: str) -> bool:
     return table is not None and not table.scratch and table.store == "warehouse"
 
 
-def _registry_differences(name: str, schema: pa.Schema) -> list[str]:
+def _rebuilt_by_the_job(name: str, columns: list[str], writing: bool) -> bool:
+    """Whether a table written by an older version may stay for now: only when opened to
+    write, and only a job's output (the job that writes it again replaces it); the canonical
+    tables, which every job reads, are refused."""
+    table = registry.lookup(name)
+    return (
+        writing
+        and table is not None
+        and table.kind != "canonical"
+        and registry.outdated(name, columns) is not None
+    )
+
+
+def _registry_differences(name: str, schema: pa.Schema, *, writing: bool = False) -> list[str]:
     table = registry.lookup(name)
     if table is None or table.is_pattern:  # a view's table: its ViewDefinition types it
+        return []
+    if _rebuilt_by_the_job(name, schema.names, writing):
         return []
     return [f"table {d}" for d in registry.check(name, schema)]
 
 
-def _check_lake(lake: Lake, manifest: Manifest) -> None:
-    lake.check(manifest, stored_table, _registry_differences)
+def outdated_tables(engine: Engine, *, writing: bool = False) -> str | None:
+    """One line naming a table of the warehouse written by an older version of joinedup (a
+    column since renamed, `registry.RENAMED_COLUMNS`) and the command that rebuilds it; None
+    when there is none. Opened to write, only the canonical tables count (`writing`)."""
+    have = set(engine.table_names())
+    for name in registry.RENAMED_COLUMNS:
+        if name not in have or not stored_table(name):
+            continue
+        columns = engine.execute(exp.select("*").from_(name).limit(0)).column_names
+        line = registry.outdated(name, columns)
+        if line is not None and not _rebuilt_by_the_job(name, columns, writing):
+            return line
+    return None
 
 
 def open_lake(
@@ -72,7 +99,14 @@ def open_lake(
             return SparkEngine(spark_master)
         raise ConfigurationError(f"unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
 
-    return LakeEngine(lake, make_inner, stored=stored_table, read_only=read_only, check=_check_lake)
+    def check(lake: Lake, manifest: Manifest) -> None:
+        lake.check(
+            manifest,
+            stored_table,
+            lambda name, schema: _registry_differences(name, schema, writing=not read_only),
+        )
+
+    return LakeEngine(lake, make_inner, stored=stored_table, read_only=read_only, check=check)
 
 
 def open_engine(
@@ -115,6 +149,11 @@ def open_engine(
         if parquet_dir is not None:
             for name, files in canonical_parquet_files(parquet_dir).items():
                 duck.load_parquet(name, files)
+        if warehouse is not None:
+            older = outdated_tables(duck, writing=not read_only)
+            if older is not None:
+                duck.close()
+                raise JoinedupError(f"{warehouse}: {older}")
         return duck
     if kind == "spark":
         if warehouse is not None:

@@ -270,6 +270,10 @@ class LakeEngine(Engine):
         if isinstance(statement, exp.Create):
             if name not in self._q.table_names():
                 self.load(name, self._registered(name).arrow_schema().empty_table())
+        elif isinstance(statement, exp.Alter) and _renames(statement):
+            renames = _renames(statement)
+            columns = [exp.column(c).as_(renames.get(c, c)) for c in self._columns(name)]
+            self._rewrite(name, exp.select(*columns).from_(name))
         elif isinstance(statement, exp.Alter):
             self._check_columns_exist(name, statement)
         elif isinstance(statement, exp.Insert):
@@ -386,6 +390,14 @@ class LakeEngine(Engine):
                 self._write_stack.close()
             self._pin.close()
             self._stack.close()
+
+
+def _renames(statement: exp.Alter) -> dict[str, str]:
+    """Old column name to new, when every action of the ALTER renames a column."""
+    actions = statement.args.get("actions") or []
+    if not actions or not all(isinstance(a, exp.RenameColumn) for a in actions):
+        return {}
+    return {a.this.name: a.args["to"].name for a in actions}
 
 
 def _target(statement: exp.Expression) -> str | None:
