@@ -294,7 +294,7 @@ def run_phm(
     tier_counts = engine.execute(
         exp.select(
             col("risk_tier", "r").as_("risk_tier"),
-            exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people"),
+            exp.cast(exp.Count(this=exp.Star()), exp.DataType.Type.BIGINT).as_("people_count"),
         )
         .from_(table("phm_risk", "r"))
         .join(
@@ -309,7 +309,7 @@ def run_phm(
     _store(
         engine,
         "phm_risk_tiers",
-        apply(pa.Table.from_pylist(tier_rows), sdc, counts=["people"]),
+        apply(pa.Table.from_pylist(tier_rows), sdc, counts=["people_count"]),
         rows,
     )
 
@@ -322,7 +322,7 @@ def run_phm(
         apply(
             counts,
             sdc,
-            counts=["people"],
+            counts=["people_count"],
             group_by=["dimension", "group_value"],
             nested=segment_nesting(pcn_places),
         ),
@@ -332,7 +332,7 @@ def run_phm(
     _store(
         engine,
         "phm_segment_transitions",
-        apply(moves, sdc, counts=["people"], group_by=["from_segment"]),
+        apply(moves, sdc, counts=["people_count"], group_by=["from_segment"]),
         rows,
     )
 
