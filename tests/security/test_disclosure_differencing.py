@@ -158,15 +158,29 @@ ROLES: dict[str, Roles] = {
     # Values and limits are attacked by each indicator's method (Wilson, Byar's, Dobson) in
     # test_indicator_disclosure.py, with the nesting practice -> PCN -> place -> system.
     "phm_indicator_values": Roles(
-        ("indicator_id", "period", "period_start_date", "period_end_date", "level",
-         "area_code", "area_name", "parent_code"),
+        (
+            "indicator_id",
+            "period",
+            "period_start_date",
+            "period_end_date",
+            "level",
+            "area_code",
+            "area_name",
+            "parent_code",
+        ),
         ("numerator_count", "denominator_count"),
         (),
         {
             **dict.fromkeys(("value", "lower", "upper"), "attacked by method elsewhere"),
             **dict.fromkeys(
-                ("england_value", "england_lower", "england_upper", "england_period",
-                 "england_source", "england_comparison"),
+                (
+                    "england_value",
+                    "england_lower",
+                    "england_upper",
+                    "england_period",
+                    "england_source",
+                    "england_comparison",
+                ),
                 "England's published figure, and the area's comparison with it",
             ),
             **dict.fromkeys(

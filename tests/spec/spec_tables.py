@@ -14,10 +14,14 @@ from joinedup.warehouse.schema import ACTIVITY_TYPES, TABLES, conform
 
 
 def table(name: str, rows: Iterable[dict[str, Any]], defaults: dict[str, Any]) -> pa.Table:
-    """A canonical table from row dicts, filling unspecified columns from `defaults`."""
+    """A canonical table from row dicts, filling unspecified columns from `defaults` (and
+    nullable ones nobody gave with NULL)."""
     schema = TABLES[name].arrow_schema()
     full = [{**defaults, **row} for row in rows]
-    data = {f.name: pa.array([r[f.name] for r in full], f.type) for f in schema}
+    data = {
+        f.name: pa.array([r[f.name] if not f.nullable else r.get(f.name) for r in full], f.type)
+        for f in schema
+    }
     return conform(TABLES[name], pa.table(data, schema=schema))
 
 

@@ -4,6 +4,7 @@ the rules in docs/population.md."""
 
 from __future__ import annotations
 
+import operator
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from phm_world import EXTRACT, INDEX, World
 
 from joinedup.population.codelists import load_codelists
-from joinedup.population.conditions import CMS_CONDITIONS, phm_person
+from joinedup.population.conditions import CMS_CONDITIONS, phm_person, phm_person_steps
 from joinedup.warehouse.engines import Engine
 
 CODES = load_codelists()
@@ -180,3 +181,30 @@ def test_service_use_and_blood_pressure_before_the_index_date(engine: Engine) ->
     assert got["last_gp_contact_date"] == ago(200)
     assert got["raised_bp_days_24m_count"] == 2  # 800 days ago is outside the two years
     assert (got["latest_systolic_bp"], got["latest_diastolic_bp"]) == (128, 78)
+
+
+def test_the_stepwise_build_gives_the_same_people_as_the_one_query(engine: Engine) -> None:
+    # phm run builds phm_person one summary join at a time to bound memory at millions of
+    # people; every column of every row must be what the single query gives.
+    world = World()
+    for pid in range(1, 7):
+        world.person(pid)
+    world.dx(1, ago(1000), "433144002").obs(1, ago(200), "egfr", 25).obs(1, ago(50), "egfr", 28)
+    world.rx(2, LAXATIVE, ago(340), ago(5), 12).rx(2, ANTIDEPRESSANT, ago(100), None, 4)
+    world.bp(2, ago(30), 165, 95)
+    world.act(3, "ae_attendance", ago(20)).act(3, "emergency_admission", ago(60))
+    world.act(3, "gp_consultation", ago(5))
+    world.dx(4, ago(90), "C50", "icd10").rx(4, ANALGESIC, ago(200), ago(10), 6)
+    world.act(4, "outpatient_attendance", ago(9))
+    world.load(engine)
+    single = engine.execute(phm_person(INDEX, CODES, EXTRACT)).to_pylist()
+    steps, finish = phm_person_steps(INDEX, CODES, EXTRACT, prefix="test_person_step")
+    assert [name for name, _ in steps] == [f"test_person_step_{n}" for n in (1, 2, 3, 4)]
+    for name, query in steps:
+        engine.materialise(name, query)
+    stepwise = engine.execute(finish).to_pylist()
+    for name, _ in steps:
+        engine.drop(name)
+    key = operator.itemgetter("person_id")
+    assert sorted(stepwise, key=key) == sorted(single, key=key)
+    assert len(single) == 6 and any(r["prior_ae_12m_count"] for r in single)

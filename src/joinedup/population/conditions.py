@@ -371,6 +371,25 @@ def _coalesced(name: str, alias: str) -> exp.Expr:
     return bigint(exp.Coalesce(this=col(name, alias), expressions=[ZERO.copy()])).as_(name)
 
 
+def phm_person_steps(
+    index_date: date, codes: PhmCodeLists, extract_date: date | None = None, *, prefix: str
+) -> tuple[list[tuple[str, exp.Query]], exp.Query]:
+    """`phm_person` in steps, for a large population: the working tables to materialise in
+    order (named `{prefix}_1`..`{prefix}_4`, each joining one more per-person summary —
+    diagnoses, prescriptions, observations, service use — to the registered list), and the
+    query that finishes from the last of them. One join per step keeps a step's memory to one
+    summary's hash table, where one query holding all four ran out of a 4.4 GiB budget at 5
+    million people (docs/scale.md). Same rows as `phm_person`; the caller drops the tables."""
+    window = Window(index_date, extract_date or index_date - timedelta(days=1))
+    steps: list[tuple[str, exp.Query]] = []
+    previous: exp.Expr = registered(window).subquery("b")
+    for number, link in enumerate(_summary_links(window, codes), start=1):
+        name = f"{prefix}_{number}"
+        steps.append((name, _link(previous, link)))
+        previous = exp.to_table(name).as_("b")
+    return steps, _finish(window, exp.select(exp.Star()).from_(previous))
+
+
 def phm_person(
     index_date: date, codes: PhmCodeLists, extract_date: date | None = None
 ) -> exp.Query:
@@ -380,52 +399,92 @@ def phm_person(
     Bridges to Health `segment` with the `segment_rule` that placed them.
 
     Everyone is included, opted out or not, with `national_data_opt_out` to filter on:
-    planning outputs drop them, direct-care worklists keep them. Pseudonymous.
+    planning outputs drop them, direct-care worklists keep them. Pseudonymous. One query;
+    `phm_person_steps` gives the same rows in steps that bound memory.
     """
     window = Window(index_date, extract_date or index_date - timedelta(days=1))
-    base = registered(window)
-    dx, rx = diagnoses(window, codes), prescriptions(window, codes)
-    obs, use = observations(window), service_use(window)
+    joined: exp.Expr = registered(window).subquery("b")
+    for link in _summary_links(window, codes):
+        joined = _link(joined, link).subquery("b")
+    return _finish(window, exp.select(exp.Star()).from_(joined))
 
-    def on(alias: str) -> exp.Expr:
-        return exp.EQ(this=col("person_id", "b"), expression=col("person_id", alias))
 
-    joined = (
-        exp.select(
-            exp.Column(this=exp.Star(), table=exp.to_identifier("b")),
-            *[col(f"{g}_first", "d").as_(f"{g}_first") for g in DIAGNOSIS_GROUPS],
-            *[col(f"{g}_last", "d").as_(f"{g}_last") for g in DIAGNOSIS_GROUPS],
-            *[_coalesced(f"{g}_issues_count", "rx") for g in MEDICINE_GROUPS],
-            _coalesced("medicines_count", "rx"),
-            *[
-                col(c, "o").as_(c)
-                for c in (
-                    "egfr_latest",
-                    "egfr_latest_date",
-                    "egfr_previous",
-                    "egfr_previous_date",
-                    "latest_systolic_bp",
-                    "latest_diastolic_bp",
-                )
+#: One per-person summary joined to the registered list: alias, query, and the columns taken.
+_SummaryLink = tuple[str, exp.Query, list[exp.Expr]]
+
+
+def _summary_links(window: Window, codes: PhmCodeLists) -> list[_SummaryLink]:
+    return [
+        (
+            "d",
+            diagnoses(window, codes),
+            [
+                *[col(f"{g}_first", "d").as_(f"{g}_first") for g in DIAGNOSIS_GROUPS],
+                *[col(f"{g}_last", "d").as_(f"{g}_last") for g in DIAGNOSIS_GROUPS],
             ],
-            *[
-                _coalesced(c, "o")
-                for c in (
-                    "raised_bp_days_24m_count",
-                    "bp_recorded_12m",
-                    "bmi_recorded_12m",
-                    "smoking_recorded_12m",
-                )
+        ),
+        (
+            "rx",
+            prescriptions(window, codes),
+            [
+                *[_coalesced(f"{g}_issues_count", "rx") for g in MEDICINE_GROUPS],
+                _coalesced("medicines_count", "rx"),
             ],
-            *[_coalesced(c, "s") for c in (*PRIOR_USE, "prior_gp_6m_count")],
-            col("last_gp_contact_date", "s").as_("last_gp_contact_date"),
+        ),
+        (
+            "o",
+            observations(window),
+            [
+                *[
+                    col(c, "o").as_(c)
+                    for c in (
+                        "egfr_latest",
+                        "egfr_latest_date",
+                        "egfr_previous",
+                        "egfr_previous_date",
+                        "latest_systolic_bp",
+                        "latest_diastolic_bp",
+                    )
+                ],
+                *[
+                    _coalesced(c, "o")
+                    for c in (
+                        "raised_bp_days_24m_count",
+                        "bp_recorded_12m",
+                        "bmi_recorded_12m",
+                        "smoking_recorded_12m",
+                    )
+                ],
+            ],
+        ),
+        (
+            "s",
+            service_use(window),
+            [
+                *[_coalesced(c, "s") for c in (*PRIOR_USE, "prior_gp_6m_count")],
+                col("last_gp_contact_date", "s").as_("last_gp_contact_date"),
+            ],
+        ),
+    ]
+
+
+def _link(left: exp.Expr, link: _SummaryLink) -> exp.Select:
+    """Everything of `left` (aliased `b`) and the link's columns, by person (LEFT JOIN)."""
+    alias, summary, columns = link
+    return (
+        exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("b")), *columns)
+        .from_(left)
+        .join(
+            summary.subquery(alias),
+            on=exp.EQ(this=col("person_id", "b"), expression=col("person_id", alias)),
+            join_type="LEFT",
         )
-        .from_(base.subquery("b"))
-        .join(dx.subquery("d"), on=on("d"), join_type="LEFT")
-        .join(rx.subquery("rx"), on=on("rx"), join_type="LEFT")
-        .join(obs.subquery("o"), on=on("o"), join_type="LEFT")
-        .join(use.subquery("s"), on=on("s"), join_type="LEFT")
     )
+
+
+def _finish(window: Window, joined: exp.Select) -> exp.Query:
+    """Flags, `ltc_count`, CMS scores and the segment, from one row per person with every
+    summary joined."""
     keep = [
         "person_id",
         "age",

@@ -27,7 +27,7 @@ from joinedup.errors import ConfigurationError, JoinedupError
 from joinedup.population import inequalities as ineq
 from joinedup.population import risk, scoring
 from joinedup.population.codelists import PhmCodeLists, load_codelists
-from joinedup.population.conditions import CMS_NAMES, phm_person
+from joinedup.population.conditions import CMS_NAMES, phm_person_steps
 from joinedup.population.config import PhmConfig, load_config
 from joinedup.population.history import Window, emergency_outcome
 from joinedup.population.segmentation import segment_counts, segment_transitions
@@ -72,6 +72,24 @@ def _extract_date(engine: Engine) -> tuple[date, date, bool]:
     except JoinedupError as err:
         raise ConfigurationError(str(err)) from err
     return period.start, period.end, period.source == "synthetic"
+
+
+def _person_snapshot(
+    engine: Engine,
+    name: str,
+    when: date,
+    lists: PhmCodeLists,
+    extract: date,
+    settings: PhmConfig,
+) -> None:
+    """Materialise `phm_person` on `when` as `name`, in steps that join one per-person
+    summary at a time (bounded memory at millions of people), dropping the steps after."""
+    steps, finish = phm_person_steps(when, lists, extract, prefix="phm_person_step")
+    for step, query in steps:
+        engine.materialise(step, query)
+    engine.materialise(name, with_core20plus(finish, settings))
+    for step, _ in steps:
+        engine.drop(step)
 
 
 def with_core20plus(query: exp.Query, config: PhmConfig) -> exp.Query:
@@ -228,12 +246,10 @@ def run_phm(
 
     stage(f"conditions and segments on {now} and {year_ago}")
     for name, when in (("phm_person", now), ("phm_person_previous", year_ago)):
-        engine.materialise(name, with_core20plus(phm_person(when, lists, extract), settings))
+        _person_snapshot(engine, name, when, lists, extract, settings)
         rows[name] = engine.count(name)
     stage(f"risk model: training on {two_years_ago}, validating on {year_ago}")
-    engine.materialise(
-        "phm_person_train", with_core20plus(phm_person(two_years_ago, lists, extract), settings)
-    )
+    _person_snapshot(engine, "phm_person_train", two_years_ago, lists, extract, settings)
     seed = settings.risk.seed
     # Different draws for fitting and validating: the same seed would pick largely the same
     # people in both years.

@@ -981,6 +981,15 @@ _SCRATCH_TABLES: tuple[Table, ...] = (
         scratch=True,
     ),
     Table(
+        "phm_person_step_<n>",
+        "phm",
+        "`phm_person` built in steps, one per-person summary joined at a time "
+        "(`population.conditions.phm_person_steps`), dropped when the snapshot is made.",
+        _PHM_RUN,
+        (),
+        scratch=True,
+    ),
+    Table(
         "risk_score_scratch",
         "phm",
         "The model's scores of `phm_person`, before tiers make them `phm_risk`.",
