@@ -391,7 +391,7 @@ def test_clinician_opens_filters_and_downloads_their_worklist(
     expect(page.locator("#risk_tier")).to_have_value(tier)
     assert count_shown(page) == some["total"] != everyone["total"]
     assert column(page, "#worklist-table", "th[scope=row]")[0] == shown(some["rows"][0])
-    tiers_shown = {row[5] for row in cells(page, "#worklist-table")}
+    tiers_shown = {row[7] for row in cells(page, "#worklist-table")}
     assert tiers_shown == {tier.replace("_", " ")}
     expect(page.locator("#download-csv")).to_contain_text(f"{some['total']:,} rows")
 

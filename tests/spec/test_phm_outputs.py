@@ -196,21 +196,77 @@ def test_worklists_list_who_qualifies_with_reasons_including_opt_outs(engine: En
             "high_risk",
             1,
             "9000000001",
-            "risk_tier: high (in very_high, high); ltc_count: 3 (at least 2)",
+            "Emergency admission risk high; 3 long-term conditions",
         ),
         (
             "high_risk",
             4,
             "9000000004",
-            "risk_tier: high (in very_high, high); ltc_count: 2 (at least 2)",
+            "Emergency admission risk high; 2 long-term conditions",
         ),
         (
             "smi_check",
             4,
             "9000000004",
-            "psychosis_bipolar: 1 (equals 1); physical_health_check_12m: 0 (equals 0)",
+            "Schizophrenia, bipolar disorder or other psychosis recorded; No full physical "
+            "health check in 12 months (blood pressure, BMI and smoking)",
         ),
     ]
+
+
+FRAIL_FALLS = PhmConfig.model_validate(
+    {
+        "worklists": [
+            {
+                "id": "frail_falls",
+                "title": "Frail with a fall, no GP contact",
+                "criteria": [
+                    {"field": "frailty_level", "at_least": 2},
+                    {"field": "fall_6m", "equals": 1},
+                    {"field": "prior_gp_6m_count", "at_most": 1},
+                    {"field": "raised_bp_days_24m_count", "at_least": 0},
+                ],
+            }
+        ]
+    }
+).worklists
+
+
+def test_worklist_reasons_are_plain_english_with_the_dates_and_values(engine: Engine) -> None:
+    """Each criterion reads as a clinician would say it, with the person's own value, and the
+    date behind it where the person-level table holds one; no field names or operators."""
+    base = {
+        "psychosis_bipolar": 0, "bp_recorded_12m": 1, "bmi_recorded_12m": 1,
+        "smoking_recorded_12m": 1, "ltc_count": 2, "fall_6m": 1, "raised_bp_days_24m_count": 3,
+        "latest_systolic_bp": 152.0, "latest_diastolic_bp": 91.0,
+    }  # fmt: skip
+    people = [
+        {**base, "person_id": 1, "frailty_level": 2, "prior_gp_6m_count": 0,
+         "last_gp_contact_date": date(2025, 2, 12)},
+        {**base, "person_id": 2, "frailty_level": 3, "prior_gp_6m_count": 1,
+         "last_gp_contact_date": date(2026, 1, 5)},
+        {**base, "person_id": 3, "frailty_level": 1, "prior_gp_6m_count": 0,
+         "last_gp_contact_date": None},
+    ]  # fmt: skip
+    _load_phm(engine, "phm_person", people)
+    engine.load(
+        "phm_risk",
+        pa.table({"person_id": [1, 2, 3], "risk_score": [0.4, 0.5, 0.1],
+                  "risk_tier": ["high", "very_high", "low"]}),
+    )  # fmt: skip
+    World().person(1).person(2).person(3).load(engine)
+    got = {
+        r["person_id"]: r["reasons"] for r in engine.execute(worklist_rows(FRAIL_FALLS)).to_pylist()
+    }
+    bp = "Raised blood pressure on 3 days in 2 years (latest 152/91 mmHg)"
+    assert got == {
+        1: "Frailty moderate; Fall recorded in the last 6 months; No GP consultation in 6 "
+        f"months; last GP consultation 12 Feb 2025; {bp}",
+        2: "Frailty severe; Fall recorded in the last 6 months; 1 GP consultations in 6 "
+        f"months; last GP consultation 05 Jan 2026; {bp}",
+    }
+    for text in got.values():
+        assert "_" not in text and "(equals" not in text and "at least" not in text
 
 
 def test_standardisation_counts_by_five_year_band_without_opt_outs(engine: Engine) -> None:

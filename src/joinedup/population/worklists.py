@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from joinedup.population.config import Criterion, Worklist
+from joinedup.population.config import WORKLIST_FIELDS, Criterion, Worklist
 from joinedup.warehouse.analytics.cohort import col, table
 
 W = "w"
@@ -35,22 +35,110 @@ def _test(c: Criterion) -> exp.Expr:
     return cls(this=field, expression=_value(value))
 
 
-def _shown(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, list):
-        return ", ".join(_shown(v) for v in value)
-    return str(value)
+def _text(value: exp.Expr) -> exp.Expr:
+    return exp.Coalesce(
+        this=exp.cast(value, exp.DataType.Type.VARCHAR), expressions=[exp.convert("unknown")]
+    )
+
+
+def _when(field: str, cases: dict[int, str], other: exp.Expr) -> exp.Expr:
+    case = exp.Case()
+    for value, words in cases.items():
+        case = case.when(
+            exp.EQ(this=col(field, W), expression=exp.Literal.number(value)), exp.convert(words)
+        )
+    return case.else_(other)
+
+
+def _day(field: str) -> exp.Expr:
+    """A date as '12 Feb 2026' (the same text on DuckDB and Spark)."""
+    return exp.TimeToStr(this=col(field, W), format=exp.Literal.string("%d %b %Y"))
+
+
+def _concat(*parts: exp.Expr | str) -> exp.Expr:
+    return exp.func("concat", *[exp.convert(p) if isinstance(p, str) else p for p in parts])
+
+
+_FRAILTY = {0: "Frailty none", 1: "Frailty mild", 2: "Frailty moderate", 3: "Frailty severe"}
+_TIER = {"very_high": "very high", "high": "high", "moderate": "moderate", "low": "low"}
+
+
+def _gp_contact() -> exp.Expr:
+    last = (
+        exp.Case()
+        .when(
+            col("last_gp_contact_date", W).is_(exp.null()),
+            exp.convert("no GP consultation on record"),
+        )
+        .else_(_concat("last GP consultation ", _day("last_gp_contact_date")))
+    )
+    return last
+
+
+def _phrase(field: str) -> exp.Expr:
+    """The person's value of `field` in plain English, with the date or reading behind it
+    where the person-level table holds one ('Frailty moderate', 'Fall recorded in the last 6
+    months', 'No GP consultation in 6 months; last GP consultation 03 Mar 2025')."""
+    value = col(field, W)
+    if field == "frailty_level":
+        return _when(field, _FRAILTY, _concat("Frailty level ", _text(value)))
+    if field == "risk_tier":
+        case = exp.Case()
+        for key, words in _TIER.items():
+            case = case.when(exp.EQ(this=value, expression=exp.convert(key)), exp.convert(words))
+        return _concat("Emergency admission risk ", case.else_(_text(value)))
+    if field in ("prior_gp_6m_count", "prior_gp_12m_count"):
+        months = "6" if "6m" in field else "12"
+        count = _when(
+            field,
+            {0: f"No GP consultation in {months} months"},
+            _concat(_text(value), f" GP consultations in {months} months"),
+        )
+        return _concat(count, "; ", _gp_contact())
+    if field == "raised_bp_days_24m_count":
+        latest = _concat(
+            _text(exp.cast(col("latest_systolic_bp", W), exp.DataType.Type.INT)),
+            "/",
+            _text(exp.cast(col("latest_diastolic_bp", W), exp.DataType.Type.INT)),
+            " mmHg",
+        )
+        return _concat(
+            "Raised blood pressure on ", _text(value), " days in 2 years (latest ", latest, ")"
+        )
+    if field == "ltc_count":
+        return _concat(_text(value), " long-term conditions")
+    if field == "age":
+        return _concat("Aged ", _text(value))
+    label = WORKLIST_FIELDS[field]
+    if "(1/0)" in label or "1 if present" in label:
+        words = label.replace(" (1/0)", "").split(": 1 if present")[0]
+        unknown = exp.convert(f"{words}: unknown")
+        return _when(field, {1: f"{words}: yes", 0: f"{words}: no"}, unknown)
+    return _concat(label, ": ", _text(value))
+
+
+#: Plain words for the flags the shipped worklists test, as a clinician would say them.
+_FLAG_WORDS: dict[str, tuple[str, str]] = {
+    "fall_6m": ("Fall recorded in the last 6 months", "No fall recorded in the last 6 months"),
+    "hypertension": ("Hypertension diagnosed", "No hypertension diagnosis"),
+    "psychosis_bipolar": (
+        "Schizophrenia, bipolar disorder or other psychosis recorded",
+        "No severe mental illness recorded",
+    ),
+    "physical_health_check_12m": (
+        "Blood pressure, BMI and smoking all recorded in 12 months",
+        "No full physical health check in 12 months (blood pressure, BMI and smoking)",
+    ),
+}
 
 
 def _reason(c: Criterion) -> exp.Expr:
-    """'<field>: <the person's value> (<operator> <target>)', e.g. 'ltc_count: 3 (at least 2)'."""
-    target = f" ({c.operator.replace('_', ' ')} {_shown(c.value)})"
-    value = exp.Coalesce(
-        this=exp.cast(col(c.field, W), exp.DataType.Type.VARCHAR),
-        expressions=[exp.convert("none")],
-    )
-    return exp.func("concat", exp.convert(f"{c.field}: "), value, exp.convert(target))
+    """One criterion as the person's own value in plain English, e.g. 'Frailty moderate',
+    'Fall recorded in the last 6 months', '3 long-term conditions'."""
+    if c.field in _FLAG_WORDS:
+        yes, no = _FLAG_WORDS[c.field]
+        return _when(c.field, {1: yes, 0: no}, exp.convert(f"{yes}: unknown"))
+    return _phrase(c.field)
 
 
 def _joined(reasons: list[exp.Expr]) -> exp.Expr:

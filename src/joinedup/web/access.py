@@ -145,6 +145,24 @@ class AuditEvent:
         }
 
 
+#: Where a PCN team is with a person on a worklist; everyone starts at "to contact".
+WORKLIST_STATUSES: dict[str, str] = {
+    "to-contact": "To contact",
+    "contacted": "Contacted",
+    "declined": "Declined",
+    "done": "Done",
+}
+MAX_NOTE_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class WorklistStatus:
+    status: str
+    note: str
+    username: str
+    at: str
+
+
 @dataclass(frozen=True)
 class SignIn:
     """The outcome of a sign-in attempt: a user and token, or why not."""
@@ -201,6 +219,16 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
     at TEXT NOT NULL,
     mac TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS worklist_status (
+    pcn_code TEXT NOT NULL,
+    worklist_id TEXT NOT NULL,
+    person_id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT NOT NULL,
+    username TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (pcn_code, worklist_id, person_id)
+);
 CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
@@ -247,6 +275,16 @@ _AUDIT_PAGE = (
 _AUDIT_AFTER = (
     "SELECT seq, at, username, role, action, resource, detail, reason, client, prev_hash, hash "
     "FROM audit WHERE seq > ? ORDER BY seq LIMIT 20000"
+)
+
+
+_UPSERT_STATUS = (
+    "INSERT OR REPLACE INTO worklist_status (pcn_code, worklist_id, person_id, status, note, "
+    "username, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_STATUSES_OF_PCN = (
+    "SELECT worklist_id, person_id, status, note, username, at FROM worklist_status "
+    "WHERE pcn_code = ?"
 )
 
 
@@ -530,6 +568,37 @@ class AccessStore:
     def sign_out(self, token: str) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    # --- worklist status ---------------------------------------------------------------------
+
+    def set_worklist_status(
+        self, user: User, pcn_code: str, worklist_id: str, person_id: int, status: str,
+        note: str, *, client: str,
+    ) -> WorklistStatus:  # fmt: skip
+        """Record where a PCN team is with one person on one worklist, and audit it (by
+        pseudonymous person_id: never the NHS number, name or note)."""
+        if status not in WORKLIST_STATUSES:
+            raise InputError("status", f"must be one of {', '.join(WORKLIST_STATUSES)}")
+        if len(note) > MAX_NOTE_LENGTH:
+            raise InputError("note", f"at most {MAX_NOTE_LENGTH} characters")
+        at = _iso(_now())
+        with self._tx() as con:
+            con.execute(
+                _UPSERT_STATUS,
+                (pcn_code, worklist_id, person_id, status, note, user.username, at),
+            )
+        self.audit(
+            user, "worklist status", f"worklist/{pcn_code}/{worklist_id}/{person_id}",
+            detail=f"status {status}" + (" with a note" if note else ""), reason="direct care",
+            client=client,
+        )  # fmt: skip
+        return WorklistStatus(status, note, user.username, at)
+
+    def worklist_statuses(self, pcn_code: str) -> dict[tuple[str, int], WorklistStatus]:
+        """Every status recorded for a PCN's worklists, by (worklist_id, person_id)."""
+        with self._lock:
+            rows = self._con.execute(_STATUSES_OF_PCN, (pcn_code,)).fetchall()
+        return {(str(r[0]), int(r[1])): WorklistStatus(*r[2:]) for r in rows}
 
     # --- audit -----------------------------------------------------------------------------
 

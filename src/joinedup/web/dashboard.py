@@ -46,8 +46,8 @@ T = TypeVar("T")
 
 PLACE_COLOURS = ("#005eb8", "#41b6e6", "#ffb81c", "#007f3b", "#330072", "#ae2573", "#00a499")
 WORKLIST_COLUMNS = (
-    "worklist_id", "pcn_code", "practice_code", "nhs_number", "age", "sex", "risk_tier",
-    "risk_score", "reasons",
+    "worklist_id", "pcn_code", "practice_code", "person_id", "nhs_number", "age", "sex",
+    "risk_tier", "risk_score", "reasons",
 )  # fmt: skip
 TIERS = ("very_high", "high", "moderate", "low")
 #: What the dashboard cannot run without: the footprint and a population health run.
@@ -738,6 +738,35 @@ class Dashboard:
                 return self.engine.execute(query)
 
         return self._kept(("worklists",), build)
+
+    def worklist_people(self) -> dict[int, dict[str, Any]]:
+        """Name and date of birth of each person on a worklist, from `identity` (the only table
+        holding them), for the same clinicians who see the NHS number; held in memory."""
+
+        def build() -> dict[int, dict[str, Any]]:
+            on_list = exp.select("person_id").from_("phm_worklist").distinct()
+            # One identity row per person, whole (never a name from one source and a date of
+            # birth from another).
+            first = exp.Window(
+                this=exp.RowNumber(),
+                partition_by=[exp.column("person_id")],
+                order=exp.Order(expressions=[exp.column("source_system"), exp.column("source_id")]),
+            )
+            ranked = (
+                exp.select("person_id", "given_name", "family_name", "birth_date", first.as_("n"))
+                .from_("identity")
+                .where(exp.column("person_id").isin(query=on_list))
+            )
+            query = (
+                exp.select("person_id", "given_name", "family_name", "birth_date")
+                .from_(ranked.subquery("i"))
+                .where(exp.EQ(this=exp.column("n"), expression=exp.Literal.number(1)))
+            )
+            with self._lock:
+                found = self.engine.execute(query).to_pylist()
+            return {int(r.pop("person_id")): r for r in found}
+
+        return self._kept(("worklist_people",), build)
 
     def _worklist_rows(
         self, pcn_code: str, filters: dict[str, str | None]

@@ -4,15 +4,18 @@ opened with a reason, and every view or download written to the audit log."""
 from __future__ import annotations
 
 import csv
+import hmac
 import io
-from typing import Annotated
-from urllib.parse import urlencode
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from joinedup.web.access import PURPOSES, User
+from joinedup.errors import InputError
+from joinedup.web.access import PURPOSES, WORKLIST_STATUSES, User
 from joinedup.web.dashboard import TIERS, Dashboard, WorklistPage
 from joinedup.web.site import (
     MAX_PAGE_SIZE,
@@ -21,6 +24,7 @@ from joinedup.web.site import (
     allowed,
     api_user,
     client,
+    csrf_token,
     dashboard,
     page_user,
     pages,
@@ -42,12 +46,21 @@ class WorklistRow(BaseModel):
     cohort: str
     pcn_code: str
     practice_code: str | None
+    practice_name: str | None = None
+    person_id: int | None = None
     nhs_number: str | None
+    given_name: str | None = None
+    family_name: str | None = None
+    birth_date: str | None = None
     age: int | None
     sex: str | None
     risk_tier: str | None
     risk_score: float | None
     reasons: str | None
+    status: str = "to-contact"
+    status_note: str = ""
+    status_by: str | None = None
+    status_at: str | None = None
 
 
 class WorklistOut(BaseModel):
@@ -66,6 +79,66 @@ class WorklistQuery(BaseModel):
     cohort: str | None = Field(None, description="Only this cohort (its id).")
     risk_tier: str | None = Field(None, description="Only this tier: " + ", ".join(TIERS) + ".")
     practice: str | None = Field(None, description="Only this practice (its ODS code).")
+    status: str | None = Field(
+        None, description="Only this status: " + ", ".join(WORKLIST_STATUSES)
+    )
+    sort: str | None = Field(None, description="Sort by this column (default: risk score).")
+    order: str | None = Field(None, description="asc or desc.")
+
+
+#: Columns a worklist page sorts by, and each row's key for it (None sorts last).
+SORT_KEYS: dict[str, str] = {
+    "name": "Name", "nhs_number": "NHS number", "birth_date": "Date of birth",
+    "cohort": "Cohort", "practice": "Practice", "age": "Age", "sex": "Sex",
+    "risk_tier": "Risk tier", "risk_score": "Risk score", "reasons": "Why they qualified",
+    "status": "Status",
+}  # fmt: skip
+_TIER_ORDER = {t: i for i, t in enumerate(TIERS)}
+_STATUS_ORDER = {s: i for i, s in enumerate(WORKLIST_STATUSES)}
+
+
+def _sort_value(row: dict[str, Any], key: str) -> Any:
+    if key == "name":
+        return (str(row.get("family_name") or "").lower(), str(row.get("given_name") or "").lower())
+    if key == "practice":
+        return str(row.get("practice_name") or row.get("practice_code") or "").lower()
+    if key == "risk_tier":
+        return _TIER_ORDER.get(row.get("risk_tier") or "", len(TIERS))
+    if key == "status":
+        return _STATUS_ORDER.get(row["status"], 0)
+    value = row.get(key)
+    return value.lower() if isinstance(value, str) else value
+
+
+def sorted_rows(rows: list[dict[str, Any]], sort: str, descending: bool) -> list[dict[str, Any]]:
+    """`rows` by one column (missing values last either way), then by NHS number."""
+    present = [r for r in rows if _sort_value(r, sort) is not None]
+    missing = [r for r in rows if _sort_value(r, sort) is None]
+    present.sort(key=lambda r: str(r.get("nhs_number") or ""))
+    present.sort(key=lambda r: _sort_value(r, sort), reverse=descending)
+    return present + missing
+
+
+def _with_people_and_status(
+    request: Request, board: Dashboard, pcn_code: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each row with its name and date of birth (identity), practice name and status."""
+    people = board.worklist_people()
+    practices = board.practices()
+    statuses = access(request).worklist_statuses(pcn_code)
+    for r in rows:
+        who = people.get(int(r["person_id"]), {})
+        r["given_name"] = who.get("given_name")
+        r["family_name"] = who.get("family_name")
+        born = who.get("birth_date")
+        r["birth_date"] = born.isoformat() if isinstance(born, date) else born
+        r["practice_name"] = (practices.get(r["practice_code"]) or {}).get("practice_name")
+        found = statuses.get((r["worklist_id"], int(r["person_id"])))
+        r["status"] = found.status if found else "to-contact"
+        r["status_note"] = found.note if found else ""
+        r["status_by"] = found.username if found else None
+        r["status_at"] = found.at[:16].replace("T", " ") if found else None
+    return rows
 
 
 def worklist_scope(request: Request, user: User, pcn: str, board: Dashboard) -> str | None:
@@ -109,6 +182,34 @@ def worklist_filters(
         "risk_tier": risk_tier or None,
         "practice": practice or None,
     }
+
+
+def worklist_result(
+    request: Request, board: Dashboard, pcn_code: str, filters: dict[str, str | None],
+    q: WorklistQuery, limit: int, offset: int,
+) -> tuple[WorklistPage, str, bool]:  # fmt: skip
+    """One page of the filtered worklist with names, practice names and statuses, filtered by
+    status and sorted by `q.sort` (risk score, highest first, by default); with the sort used."""
+    if q.status and q.status not in WORKLIST_STATUSES:
+        raise HTTPException(422, f"status must be one of {', '.join(WORKLIST_STATUSES)}")
+    sort = q.sort or "risk_score"
+    if sort not in SORT_KEYS:
+        raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)}")
+    if q.order not in (None, "", "asc", "desc"):
+        raise HTTPException(422, "order must be asc or desc")
+    descending = q.order == "desc" if q.order else sort == "risk_score"
+    every = board.worklist(
+        pcn_code, practice=filters["practice"], cohort=filters["cohort"],
+        risk_tier=filters["risk_tier"], limit=10_000_000, offset=0,
+    )  # fmt: skip
+    rows = _with_people_and_status(request, board, pcn_code, every.rows)
+    if q.status:
+        rows = [r for r in rows if r["status"] == q.status]
+    rows = sorted_rows(rows, sort, descending)
+    page = WorklistPage(
+        pcn_code, len(rows), limit, offset, every.cohorts, rows[offset : offset + limit]
+    )
+    return page, sort, descending
 
 
 def audit_worklist(
@@ -160,10 +261,7 @@ def api_worklist(
     limited = worklist_scope(request, user, pcn_code, board)
     why = checked_reason(q.reason)
     filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
-    page = board.worklist(
-        pcn_code, practice=filters["practice"], cohort=filters["cohort"],
-        risk_tier=filters["risk_tier"], limit=limit, offset=offset,
-    )  # fmt: skip
+    page, _, _ = worklist_result(request, board, pcn_code, filters, q, limit, offset)
     audit_worklist(request, user, "view", page, pcn_code, filters, why, len(page.rows))
     return page
 
@@ -206,24 +304,66 @@ def worklist_page(
         return render(request, "worklist_reason.html.j2", user, pcn=pcn, pcn_code=pcn_code)
     why = checked_reason(q.reason)
     filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
-    result = board.worklist(
-        pcn_code, practice=filters["practice"], cohort=filters["cohort"],
-        risk_tier=filters["risk_tier"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
-    )  # fmt: skip
-    audit_worklist(request, user, "view", result, pcn_code, filters, why, len(result.rows))
-    query = {"reason": why, **{k: v for k, v in filters.items() if v}}
+    result, sort, descending = worklist_result(
+        request, board, pcn_code, filters, q, PAGE_SIZE, (page - 1) * PAGE_SIZE
+    )
+    shown = {**filters, "status": q.status or None}
+    audit_worklist(request, user, "view", result, pcn_code, shown, why, len(result.rows))
+    unsorted = {"reason": why, **{k: v for k, v in shown.items() if v}}
     if limited:
-        query.pop("practice", None)
+        unsorted.pop("practice", None)
+    query = {**unsorted, "sort": sort, "order": "desc" if descending else "asc"}
     practices = sorted(
         (p for p in board.practices().values() if p["pcn_code"] == pcn_code),
         key=lambda p: str(p["practice_code"]),
     )
     return render(
         request, "worklist.html.j2", user, pcn=pcn, pcn_code=pcn_code, result=result,
-        filters=filters, reason=why, page=page, page_size=PAGE_SIZE, tiers=TIERS,
+        filters=shown, reason=why, page=page, page_size=PAGE_SIZE, tiers=TIERS,
         practices=[] if limited else practices, query=urlencode(query),
-        pages=pages(result.total),
+        unsorted=urlencode(unsorted), sort=sort, descending=descending, sort_keys=SORT_KEYS,
+        statuses=WORKLIST_STATUSES, pages=pages(result.total),
     )  # fmt: skip
+
+
+@router.post("/worklists/{pcn_code}/status", include_in_schema=False)
+def worklist_status(
+    request: Request,
+    pcn_code: str,
+    user: Annotated[User, Depends(page_user)],
+    csrf: Annotated[str, Form()] = "",
+    worklist_id: Annotated[str, Form()] = "",
+    person_id: Annotated[int, Form()] = 0,
+    status: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "",
+) -> Response:
+    """Record where the PCN team is with one person: same-PCN clinicians only (403, audited,
+    for anyone else), with the CSRF token; audited by pseudonymous person_id."""
+    if not hmac.compare_digest(csrf, csrf_token(request)):
+        raise HTTPException(403, "This form has expired: open the worklist again")
+    board = dashboard(request)
+    worklist_scope(request, user, pcn_code, board)
+    on_list = any(
+        r["worklist_id"] == worklist_id and int(r["person_id"]) == person_id
+        for r in board.worklist_csv_rows(
+            pcn_code, practice=user.practice_code, cohort=worklist_id, risk_tier=None
+        )
+        .select(["worklist_id", "person_id"])
+        .to_pylist()
+    )
+    if not on_list:
+        raise HTTPException(404, "That person is not on this worklist")
+    try:
+        access(request).set_worklist_status(
+            user, pcn_code, worklist_id, person_id, status, note.strip(), client=client(request)
+        )
+    except InputError as err:
+        raise HTTPException(422, str(err)) from err
+    # Back to the same view: only the list's own parameters, re-encoded, on this page's path.
+    kept = {k: v for k, v in parse_qsl(back) if k in WorklistQuery.model_fields}
+    target = f"/worklists/{pcn_code}" + (f"?{urlencode(kept)}" if kept else "")
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/worklists/{pcn_code}/download", include_in_schema=False)
