@@ -17,7 +17,7 @@ from joinedup.population.config import PhmConfig
 from joinedup.population.history import Window, emergency_outcome
 from joinedup.population.inequalities import band_counts
 from joinedup.population.segmentation import segment_counts, segment_transitions
-from joinedup.population.worklists import worklist_rows
+from joinedup.population.worklists import worklist_evidence, worklist_rows
 from joinedup.warehouse.engines import Engine
 
 CODES = load_codelists()
@@ -254,14 +254,21 @@ def test_worklist_reasons_are_plain_english_with_the_dates_and_values(engine: En
         pa.table({"person_id": [1, 2, 3], "risk_score": [0.4, 0.5, 0.1],
                   "risk_tier": ["high", "very_high", "low"]}),
     )  # fmt: skip
-    World().person(1).person(2).person(3).load(engine)
-    got = {
-        r["person_id"]: r["reasons"] for r in engine.execute(worklist_rows(FRAIL_FALLS)).to_pylist()
-    }
+    world = World().person(1).person(2).person(3)
+    # Person 1's fall and frailty codes (an older fall and a later one; the latest is shown);
+    # person 2 has none on record here, so the flag is described without a date.
+    world.dx(1, date(2025, 6, 1), "1912002").dx(1, date(2026, 2, 12), "161898004")
+    world.dx(1, date(2025, 11, 3), "925831000000107").dx(1, date(2026, 5, 1), "1912002")
+    world.load(engine)
+    evidence = worklist_evidence(CODES, date(2026, 4, 1))
+    found = engine.execute(worklist_rows(FRAIL_FALLS, evidence=evidence)).to_pylist()
+    got = {r["person_id"]: r["reasons"] for r in found}
+    dates = {r["person_id"]: (r["fall_date"], r["frailty_date"]) for r in found}
+    assert dates == {1: (date(2026, 2, 12), date(2025, 11, 3)), 2: (None, None)}
     bp = "Raised blood pressure on 3 days in 2 years (latest 152/91 mmHg)"
     assert got == {
-        1: "Frailty moderate; Fall recorded in the last 6 months; No GP consultation in 6 "
-        f"months; last GP consultation 12 Feb 2025; {bp}",
+        1: "Frailty moderate (coded 03 Nov 2025); Fall recorded 12 Feb 2026; No GP "
+        f"consultation in 6 months; last GP consultation 12 Feb 2025; {bp}",
         2: "Frailty severe; Fall recorded in the last 6 months; 1 GP consultations in 6 "
         f"months; last GP consultation 05 Jan 2026; {bp}",
     }

@@ -31,7 +31,7 @@ from joinedup.population.conditions import CMS_NAMES, phm_person_steps
 from joinedup.population.config import PhmConfig, load_config
 from joinedup.population.history import Window, emergency_outcome
 from joinedup.population.segmentation import segment_counts, segment_transitions
-from joinedup.population.worklists import worklist_rows
+from joinedup.population.worklists import worklist_evidence, worklist_rows
 from joinedup.warehouse import Engine
 from joinedup.warehouse.analytics.cohort import col, table
 from joinedup.warehouse.report import period_of
@@ -362,7 +362,8 @@ def run_phm(
 
     stage("case-finding worklists")
     if settings.worklists:
-        engine.materialise("phm_worklist", worklist_rows(settings.worklists))
+        evidence = worklist_evidence(lists, now)
+        engine.materialise("phm_worklist", worklist_rows(settings.worklists, evidence=evidence))
         rows["phm_worklist"] = engine.count("phm_worklist")
     else:
         engine.drop("phm_worklist")

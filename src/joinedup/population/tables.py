@@ -221,7 +221,13 @@ PHM_TABLE_DOCS: tuple[tuple[str, str, list[tuple[str, str]]], ...] = (
             ("sex", "Sex."),
             ("risk_tier", "Risk tier."),
             ("risk_score", "Risk score."),
-            ("reasons", "Each criterion with the person's value, separated by '; '."),
+            (
+                "reasons",
+                "Each criterion in plain English with the person's value and, where known, "
+                "the date behind it, separated by '; '.",
+            ),
+            ("fall_date", "Date of the latest fall code before the index date."),
+            ("frailty_date", "Date of the latest frailty code (the one setting the level)."),
         ],
     ),
     (

@@ -5,10 +5,13 @@ national data opt-out, who are never left out of their own care.
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlglot import exp
 
+from joinedup.population.codelists import PhmCodeLists
 from joinedup.population.config import WORKLIST_FIELDS, Criterion, Worklist
-from joinedup.warehouse.analytics.cohort import col, table
+from joinedup.warehouse.analytics.cohort import col, date_literal, table
 
 W = "w"
 
@@ -135,6 +138,30 @@ _FLAG_WORDS: dict[str, tuple[str, str]] = {
 def _reason(c: Criterion) -> exp.Expr:
     """One criterion as the person's own value in plain English, e.g. 'Frailty moderate',
     'Fall recorded in the last 6 months', '3 long-term conditions'."""
+    if c.field == "fall_6m":
+        recorded = exp.Case().when(
+            exp.And(
+                this=exp.EQ(this=col("fall_6m", W), expression=exp.Literal.number(1)),
+                expression=exp.Not(this=col("fall_date", W).is_(exp.null())),
+            ),
+            _concat("Fall recorded ", _day("fall_date")),
+        )
+        yes, no = _FLAG_WORDS["fall_6m"]
+        return recorded.else_(_when("fall_6m", {1: yes, 0: no}, exp.convert(f"{yes}: unknown")))
+    if c.field == "frailty_level":
+        coded = _concat(" (coded ", _day("frailty_date"), ")")
+        return _concat(
+            _phrase("frailty_level"),
+            exp.Case()
+            .when(
+                exp.And(
+                    this=exp.GT(this=col("frailty_level", W), expression=exp.Literal.number(0)),
+                    expression=exp.Not(this=col("frailty_date", W).is_(exp.null())),
+                ),
+                coded,
+            )
+            .else_(exp.convert("")),
+        )
     if c.field in _FLAG_WORDS:
         yes, no = _FLAG_WORDS[c.field]
         return _when(c.field, {1: yes, 0: no}, exp.convert(f"{yes}: unknown"))
@@ -148,15 +175,62 @@ def _joined(reasons: list[exp.Expr]) -> exp.Expr:
     return out
 
 
-def worklist_source(person: str = "phm_person", risk: str = "phm_risk") -> exp.Select:
+#: The coded events behind a flag or level, as `phm_worklist` columns: the date of the latest
+#: code of these code list groups before the index date. `fall_6m` is 1 when the latest fall
+#: is within 6 months; `frailty_level` is the level of the latest frailty code.
+EVIDENCE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fall_date": ("fall_6m", ("fall",)),
+    "frailty_date": ("frailty_level", ("frailty_mild", "frailty_moderate", "frailty_severe")),
+}
+
+
+def worklist_evidence(codes: PhmCodeLists, index_date: date) -> exp.Select | None:
+    """Per person, the date of the latest code behind each EVIDENCE column (SNOMED codes,
+    recorded before `index_date`); None when the code lists have none of them."""
+    pairs = sorted(
+        {
+            (name, code)
+            for name, (_, groups) in EVIDENCE.items()
+            for group, system, code in codes.diagnoses
+            if group in groups and system == "snomed"
+        }
+    )
+    if not pairs:
+        return None
+    listed = exp.values(pairs, alias="l", columns=["evidence", "code"])
+    latest = [
+        exp.Max(
+            this=exp.Case().when(
+                exp.EQ(this=col("evidence", "l"), expression=exp.convert(name)),
+                col("diagnosis_date", "d"),
+            )
+        ).as_(name)
+        for name in EVIDENCE
+    ]
+    return (
+        exp.select(col("person_id", "d").as_("person_id"), *latest)
+        .from_(table("diagnosis", "d"))
+        .join(listed, on=exp.EQ(this=col("code", "d"), expression=col("code", "l")))
+        .where(
+            exp.EQ(this=col("code_system", "d"), expression=exp.convert("snomed")),
+            exp.LT(this=col("diagnosis_date", "d"), expression=date_literal(index_date)),
+        )
+        .group_by(col("person_id", "d"))
+    )
+
+
+def worklist_source(
+    person: str = "phm_person", risk: str = "phm_risk", evidence: exp.Select | None = None
+) -> exp.Select:
     """Everything a criterion can test, per person: `phm_person` with the risk score and tier
-    and the derived physical health check flag."""
+    and the derived physical health check flag; and the EVIDENCE dates (NULL without
+    `evidence`)."""
     check = exp.and_(
         exp.EQ(this=col("bp_recorded_12m", "p"), expression=exp.Literal.number(1)),
         exp.EQ(this=col("bmi_recorded_12m", "p"), expression=exp.Literal.number(1)),
         exp.EQ(this=col("smoking_recorded_12m", "p"), expression=exp.Literal.number(1)),
     )
-    return (
+    source = (
         exp.select(
             exp.Column(this=exp.Star(), table=exp.to_identifier("p")),
             col("risk_score", "r").as_("risk_score"),
@@ -173,13 +247,28 @@ def worklist_source(person: str = "phm_person", risk: str = "phm_risk") -> exp.S
             join_type="LEFT",
         )
     )
+    if evidence is None:
+        return source.select(
+            *[exp.cast(exp.null(), exp.DataType.Type.DATE).as_(name) for name in EVIDENCE]
+        )
+    return source.select(*[col(name, "ev").as_(name) for name in EVIDENCE]).join(
+        evidence.subquery("ev"),
+        on=exp.EQ(this=col("person_id", "p"), expression=col("person_id", "ev")),
+        join_type="LEFT",
+    )
 
 
 def worklist_rows(
-    worklists: list[Worklist], person: str = "phm_person", risk: str = "phm_risk"
+    worklists: list[Worklist],
+    person: str = "phm_person",
+    risk: str = "phm_risk",
+    *,
+    evidence: exp.Select | None = None,
 ) -> exp.Query:
     """Every person each worklist finds: worklist_id, pcn_code, practice_code, person_id,
-    nhs_number, age, sex, risk_tier, risk_score, reasons. Opted-out people are included."""
+    nhs_number, age, sex, risk_tier, risk_score, reasons, and the EVIDENCE dates (from
+    `worklist_evidence`, read only for worklists testing their fields). Opted-out people are
+    included."""
     identity = (
         exp.select(
             col("person_id", "i").as_("person_id"),
@@ -190,6 +279,8 @@ def worklist_rows(
     )
     parts: list[exp.Select] = []
     for wl in worklists:
+        tested = {c.field for c in wl.criteria}
+        needed = evidence if any(f in tested for f, _ in EVIDENCE.values()) else None
         parts.append(
             exp.select(
                 exp.convert(wl.id).as_("worklist_id"),
@@ -202,8 +293,9 @@ def worklist_rows(
                 col("risk_tier", W).as_("risk_tier"),
                 col("risk_score", W).as_("risk_score"),
                 _joined([_reason(c) for c in wl.criteria]).as_("reasons"),
+                *[col(name, W).as_(name) for name in EVIDENCE],
             )
-            .from_(worklist_source(person, risk).subquery(W))
+            .from_(worklist_source(person, risk, needed).subquery(W))
             .join(
                 identity.subquery("id"),
                 on=exp.EQ(this=col("person_id", W), expression=col("person_id", "id")),
