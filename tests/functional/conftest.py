@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cli_run import PhmWarehouse, joinedup
 from live import serving
+from playwright.sync_api import Browser, sync_playwright
 
 from joinedup.web.settings import WebSettings
 
 PHM_PEOPLE = 30_000
+#: Debian's Chromium, which `make test` installs; the browser tests drive it headless.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +63,14 @@ def live_server(web_settings: WebSettings) -> Iterator[str]:
     """The dashboard over `web_warehouse`, shared by the API and browser tests."""
     with serving(web_settings) as address:
         yield address
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A real headless Chromium for one test module's pages."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it (apt-get install chromium)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
