@@ -92,6 +92,10 @@ def _rows(reader: csv.DictReader[str], source: str, known: Definitions) -> Itera
         if None in row or any(row.get(c) is None for c in COLUMNS):
             raise InputError(where, f"expected {len(COLUMNS)} columns ({', '.join(COLUMNS)})")
         text = {c: str(row[c]) for c in COLUMNS}
+        for column, cell in text.items():
+            # Period and source are shown on pages and written to downloads as they are.
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in cell):
+                raise InputError(where, f"column {column!r}: contains a control character")
         indicator_id = text["indicator_id"].strip()
         if indicator_id not in ids:
             raise InputError(where, f"column 'indicator_id': no indicator {indicator_id!r}")
