@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from joinedup.indicators import shipped_definitions
 from joinedup.web.access import PERMISSIONS, Role
 from joinedup.web.app import SESSION_COOKIE
 from joinedup.web.settings import WebSettings
@@ -36,6 +37,7 @@ AREA_OF: dict[str, str | None] = {
     "/api/v1/about": "about",
     "/api/v1/audit": "audit",
     "/api/v1/worklists": "worklists",
+    "/api/v1/indicators": "overview",
     "/api/v1/me": None,
 }
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("POST", "/api/v1/token")}
@@ -132,7 +134,12 @@ def routes(server: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def concrete(path: str, w: World) -> str:
-    return path.replace("{pcn_code}", w.own_pcn).replace("{place_code}", w.place_code)
+    indicator = next(iter(shipped_definitions())).id
+    return (
+        path.replace("{pcn_code}", w.own_pcn)
+        .replace("{place_code}", w.place_code)
+        .replace("{indicator_id}", indicator)
+    )
 
 
 def area_of(path: str) -> str | None:
