@@ -14,6 +14,7 @@ from cli_run import PhmWarehouse
 from sqlglot import exp
 
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.population.conditions import SEGMENTS
 from joinedup.reports.phm import write_report
 from joinedup.warehouse import Engine, open_engine
 
@@ -117,6 +118,41 @@ def test_no_small_counts_in_the_segment_table(system_report: str) -> None:
         value = int(cell.replace(",", ""))
         assert not 1 <= value <= 7, f"small count {value} published"
         assert value % 5 == 0, f"count {value} not rounded to 5"
+
+
+def test_segment_transitions_are_a_matrix_of_the_published_counts(
+    engine: Engine, system_report: str
+) -> None:
+    """Rows are the segment a year ago and columns the segment now, in Lynn order, each cell
+    the published count of `phm_segment_transitions` (suppressed shown as such), the
+    diagonal marked as those who stayed, and the stayed total stated in words."""
+    order = sorted(SEGMENTS, key=lambda s: s.lynn_number)
+    table = engine.execute(
+        exp.select("from_segment", "to_segment", "people_count", "people_count_suppressed").from_(
+            "phm_segment_transitions"
+        )
+    ).to_pylist()
+    assert table, "the 30,000-person world has no transitions"
+    published = {(r["from_segment"], r["to_segment"]): r for r in table}
+    body = system_report[system_report.index('id="transition-table"') :]
+    body = body[: body.index("</table>")]
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th>(.*?)</tr>", body)
+    assert [label for label, _ in rows] == [escape(f"{s.lynn_number}. {s.label}") for s in order]
+    stayed = 0
+    for (label, cells), s in zip(rows, order, strict=True):
+        found = re.findall(r'<td class="count( jd-stayed)?">([^<]*)</td>', cells)
+        assert len(found) == len(order), label
+        for (mark, text), t in zip(found, order, strict=True):
+            assert bool(mark) == (s.key == t.key)
+            r = published.get((s.key, t.key))
+            if r is None:
+                assert text == "0"
+            elif r["people_count_suppressed"]:
+                assert text == "*"
+            else:
+                assert text == f"{r['people_count']:,}"
+                stayed += r["people_count"] if s.key == t.key else 0
+    assert f"{stayed:,} people stayed in the same segment" in system_report
 
 
 def test_a_place_report_names_the_place(

@@ -620,19 +620,39 @@ def _core20plus5(engine: Engine) -> list[dict[str, Any]]:
     return out
 
 
-def _transitions(engine: Engine) -> list[dict[str, Any]]:
-    labels = {s.key: f"{s.lynn_number}. {s.label}" for s in SEGMENTS}
-    rank = {s.key: s.lynn_number for s in SEGMENTS}
-    rows = _rows(engine, _select("phm_segment_transitions"))
-    rows.sort(key=lambda r: (rank.get(r["from_segment"], 99), rank.get(r["to_segment"], 99)))
-    return [
-        {
-            "from_label": labels.get(r["from_segment"], r["from_segment"]),
-            "to_label": labels.get(r["to_segment"], r["to_segment"]),
-            "people": _count(r["people_count"], bool(r["people_count_suppressed"])),
-        }
-        for r in rows
-    ]
+def _transitions(engine: Engine) -> dict[str, Any]:
+    """Segment a year ago (rows) against segment now (columns), as published: a matrix of
+    people, the diagonal being those who stayed, and the stayed/moved totals in words (a
+    floor, "at least", when a cell is suppressed, since a suppressed count is not added)."""
+    order = sorted(SEGMENTS, key=lambda s: s.lynn_number)
+    labels = [f"{s.lynn_number}. {s.label}" for s in order]
+    cells: dict[tuple[str, str], tuple[int | None, bool]] = {}
+    for r in _rows(engine, _select("phm_segment_transitions")):
+        cells[(r["from_segment"], r["to_segment"])] = (
+            r["people_count"],
+            bool(r["people_count_suppressed"]),
+        )
+    stayed = moved = 0
+    hidden = False
+    rows = []
+    for s, label in zip(order, labels, strict=True):
+        row = []
+        for t in order:
+            value, suppressed = cells.get((s.key, t.key), (None, False))
+            hidden = hidden or suppressed
+            if value is not None and not suppressed:
+                if s.key == t.key:
+                    stayed += value
+                else:
+                    moved += value
+            row.append({"text": _count(value, suppressed) or "0", "stayed": s.key == t.key})
+        rows.append({"label": label, "cells": row})
+    floor = "at least " if hidden else ""
+    summary = (
+        f"{floor}{stayed:,} people stayed in the same segment and {floor}{moved:,} moved to "
+        "another over the year"
+    )
+    return {"labels": labels, "rows": rows, "summary": summary, "any": bool(cells)}
 
 
 # --- the model card --------------------------------------------------------------------------
