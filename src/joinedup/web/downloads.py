@@ -1,0 +1,241 @@
+"""Every table the dashboard shows, downloadable as CSV or Excel with its notes.
+
+An API route that returns a table takes `format=json|csv|xlsx`; for csv and xlsx it builds a
+`Table` from the same rows it returns as JSON and answers `respond(table, fmt)`. So the file
+holds the numbers of the page, suppressed cells stay empty (the disclosure note says why), and
+the definition, period, disclosure rule and source travel with the figures: repeated on every
+CSV row as Fingertips does, and on a "Notes" sheet in Excel.
+
+Text that a spreadsheet would run as a formula (starting = + - @, tab or carriage return) is
+neutralised as OWASP advises for CSV injection: prefixed with ' in CSV, and stored as plain
+text (quote-prefixed) in Excel, so a name or note typed by someone cannot become a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import Response
+from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
+from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
+
+__all__ = [
+    "CSV_MEDIA_TYPE",
+    "XLSX_MEDIA_TYPE",
+    "Column",
+    "Format",
+    "Table",
+    "file_stem",
+    "neutralised",
+    "respond",
+    "to_csv",
+    "to_xlsx",
+]
+
+Format = Literal["json", "csv", "xlsx"]
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+#: First characters that make a spreadsheet read text as a formula (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_FORMAT = "yyyy-mm-dd"
+_DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+#: Excel's limit on the characters of one cell.
+_EXCEL_CELL_LIMIT = 32_767
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a download: the row key it reads, its heading in words, its unit."""
+
+    key: str
+    heading: str
+    unit: str = ""
+
+    @property
+    def label(self) -> str:
+        """The heading with its unit, as the file's header shows it: "Rate (per 1,000)"."""
+        return f"{self.heading} ({self.unit})" if self.unit else self.heading
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as shown on a page: its rows are the API's rows (suppressed cells None)."""
+
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    notes: list[tuple[str, str]]
+
+
+def file_stem(name: str) -> str:
+    """`name` made safe as a file name: lowercase letters, digits and single hyphens."""
+    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return stem[:100].rstrip("-") or "table"
+
+
+def neutralised(text: str) -> str:
+    """`text` with a leading ' when a spreadsheet would otherwise read it as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _missing(value: Any) -> bool:
+    """None, and numbers no file can hold (NaN, infinities): an empty cell."""
+    if value is None:
+        return True
+    if isinstance(value, float | Decimal):
+        return not math.isfinite(value)
+    return False
+
+
+def _utc_naive(value: datetime) -> datetime:
+    # Neither CSV nor Excel carries a time zone; every instant is written as UTC.
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _csv_cell(value: Any) -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if _number(value):
+        return str(value)
+    if isinstance(value, datetime):
+        return _utc_naive(value).isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return neutralised(str(value))
+
+
+def to_csv(table: Table) -> bytes:
+    """The table as UTF-8 CSV: a header of headings, then one line a row, each row ending
+    with the notes (definition, period, disclosure, source) repeated, as Fingertips does."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(
+        [neutralised(c.label) for c in table.columns]
+        + [neutralised(label) for label, _ in table.notes]
+    )
+    notes = [neutralised(text) for _, text in table.notes]
+    for row in table.rows:
+        writer.writerow([_csv_cell(row.get(c.key)) for c in table.columns] + notes)
+    return out.getvalue().encode("utf-8")
+
+
+def _excel_value(value: Any) -> tuple[Any, str | None, bool]:
+    """(value, number format, is text needing protection) for one Excel cell."""
+    if _missing(value):
+        return None, None, False
+    if isinstance(value, bool) or _number(value):
+        return value, None, False
+    if isinstance(value, datetime):
+        return _utc_naive(value), _DATETIME_FORMAT, False
+    if isinstance(value, date):
+        return value, _DATE_FORMAT, False
+    text = str(value)
+    if _ISO_DATE.fullmatch(text):
+        try:
+            return date.fromisoformat(text), _DATE_FORMAT, False
+        except ValueError:
+            pass
+    return text[:_EXCEL_CELL_LIMIT], None, True
+
+
+def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
+    """Write one cell; text is always stored as text, never as a formula."""
+    shown, number_format, text = _excel_value(value)
+    cell = sheet.cell(row=row, column=column)
+    cell.value = shown
+    if number_format:
+        cell.number_format = number_format
+    if text:
+        # openpyxl reads a string starting "=" as a formula; force it to be text, and mark it
+        # quote-prefixed as Excel itself does for text typed with a leading apostrophe.
+        cell.data_type = "s"
+        if shown.startswith(_FORMULA_STARTS):
+            cell.quotePrefix = True
+    return cell
+
+
+def to_xlsx(table: Table, *, generated_at: datetime | None = None) -> bytes:
+    """The table as an Excel workbook: a "Data" sheet (bold frozen header, autofilter,
+    numbers as numbers, dates as dates) and a "Notes" sheet (title, notes, columns, when)."""
+    book = Workbook()
+    data = book.active
+    data.title = "Data"
+    bold = Font(bold=True)
+    widths: list[int] = []
+    for j, column in enumerate(table.columns, start=1):
+        _put(data, 1, j, column.label).font = bold
+        widths.append(len(column.label))
+    for i, row in enumerate(table.rows, start=2):
+        for j, column in enumerate(table.columns, start=1):
+            value = row.get(column.key)
+            _put(data, i, j, value)
+            if value is not None:
+                widths[j - 1] = max(widths[j - 1], min(len(str(value)), 60))
+    for j, width in enumerate(widths, start=1):
+        data.column_dimensions[get_column_letter(j)].width = width + 2
+    data.freeze_panes = "A2"
+    if table.columns:
+        last = get_column_letter(len(table.columns))
+        data.auto_filter.ref = f"A1:{last}{len(table.rows) + 1}"
+
+    notes = book.create_sheet("Notes")
+    when = _utc_naive(generated_at or datetime.now(UTC))
+    _put(notes, 1, 1, table.title).font = Font(bold=True, size=14)
+    line = 3
+    for label, text in table.notes:
+        _put(notes, line, 1, label).font = bold
+        _put(notes, line, 2, text).alignment = Alignment(wrap_text=True, vertical="top")
+        line += 1
+    _put(notes, line, 1, "Generated at (UTC)").font = bold
+    _put(notes, line, 2, when)
+    line += 2
+    _put(notes, line, 1, "Column").font = bold
+    _put(notes, line, 2, "Unit").font = bold
+    for column in table.columns:
+        line += 1
+        _put(notes, line, 1, column.heading)
+        _put(notes, line, 2, column.unit)
+    notes.column_dimensions["A"].width = 28
+    notes.column_dimensions["B"].width = 100
+    book.properties.title = table.title[:255]
+
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def respond(table: Table, fmt: Literal["csv", "xlsx"]) -> Response:
+    """The table as a download (an attachment of the right media type) in `fmt`."""
+    stem = file_stem(table.name)
+    if fmt == "csv":
+        body, media_type = to_csv(table), CSV_MEDIA_TYPE
+    elif fmt == "xlsx":
+        body, media_type = to_xlsx(table), XLSX_MEDIA_TYPE
+    else:
+        raise ValueError(f"format must be csv or xlsx, got {fmt!r}")
+    return Response(
+        body,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{stem}.{fmt}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
