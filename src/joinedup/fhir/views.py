@@ -155,8 +155,11 @@ class _Scope:
     #: `r.part<i>` of a query of their own; None where that is not possible (in a forEach).
     parts: list[exp.Expr] | None = None
 
+    #: Read each value from the resource on its own, not prefetched (see `_where_values`).
+    direct: bool = False
+
     def __post_init__(self) -> None:
-        if self.dialect.prefetch and self.prefetch is None:
+        if self.dialect.prefetch and self.prefetch is None and not self.direct:
             self.prefetch = _Prefetch(self.resource)
 
     def var(self, prefix: str = "v") -> exp.Expr:
@@ -164,7 +167,13 @@ class _Scope:
 
     def nested(self, row_index: exp.Expr) -> _Scope:
         return _Scope(
-            self.resource, self.constants, self.dialect, row_index, self.counter, self.prefetch
+            self.resource,
+            self.constants,
+            self.dialect,
+            row_index,
+            self.counter,
+            self.prefetch,
+            direct=self.direct,
         )
 
     def bind(self, value: exp.Expr) -> exp.Expr:
@@ -645,6 +654,9 @@ def _values(node: Member, context: exp.Expr, scope: _Scope) -> exp.Expr:
     while isinstance(target, Member):
         names.insert(0, target.name)
         target = _choice(target.target)
+    found = _where_values(target, names, context, scope)
+    if found is not None:
+        return found
     items = compile_path(target, context, scope)
     item = _sole(items)
     if item is not None:
@@ -652,6 +664,75 @@ def _values(node: Member, context: exp.Expr, scope: _Scope) -> exp.Expr:
     if len(names) == 1:
         return _map(items, scope, lambda item: scope.child(item, names[0]))
     return scope.dialect.fn("flatten", _map(items, scope, lambda item: _chain(item, names, scope)))
+
+
+def _where_test(node: Node, scope: _Scope) -> tuple[Node, str, str, bool] | None:
+    """For `a.b.where(f = 'text')` or `a.b.extension('text')`: (`a.b`, `f`, the text, whether
+    an array `f` counts by its first item, as `where` compares and `extension` does not);
+    None for any other node."""
+    if not isinstance(node, Call) or len(node.args) != 1:
+        return None
+    if node.function == "extension":
+        text = _text_constant(node.args[0], scope)
+        return None if text is None else (Member(node.target, "extension"), "url", text, False)
+    criterion = node.args[0]
+    if node.function != "where" or not isinstance(criterion, Binary) or criterion.op != "=":
+        return None
+    for member, other in ((criterion.left, criterion.right), (criterion.right, criterion.left)):
+        text = _text_constant(other, scope)
+        if text is not None and isinstance(member, Member) and isinstance(member.target, This):
+            return node.target, member.name, text, True
+    return None
+
+
+def _where_values(
+    node: Node, names: list[str], context: exp.Expr, scope: _Scope
+) -> exp.Expr | None:
+    """The values (see `_values`) of the members `names` of FHIRPath `node` when it is a
+    `where(f = 'text')` (or `extension('text')`) over a chain of members of the resource, read
+    in the one pass that reads the resource (`_Prefetch`); None for any other node.
+
+    Each step of the chain then usually holds one item: an object, or an array of one. Its
+    children are read at both paths (`a.f` and `a[0].f`: at most one exists), so neither the
+    array nor its item is serialised, parsed again and filtered. Where a step holds more than
+    one item (its second item, or for an element FHIR R4 says holds one value its first, is
+    present), the general path, read on its own from the resource, gives the values."""
+    test = _where_test(node, scope)
+    item = _sole(context)
+    base = None if item is None or scope.prefetch is None else scope.path_of(item)
+    if test is None or base is None or scope.prefetch is None or not names:
+        return None
+    target, name, text, first = test
+    chain: list[str] = []
+    while isinstance(target, Member):
+        chain.insert(0, target.name)
+        target = _choice(target.target)
+    if not isinstance(target, This) or not chain or text.startswith("["):
+        return None
+    prefetch = scope.prefetch
+    guards: list[Path] = []  # paths that are all missing when every step holds one item
+    paths: list[Path] = [base]  # where that one item may be (at most one exists)
+    for step in chain:
+        if (*paths[0], step) in prefetch.single and len(paths) == 1:
+            guards.append((*paths[0], step, 0))
+            paths = [(*paths[0], step)]
+            continue
+        guards += [(*path, step, 1) for path in paths]
+        paths = [p for path in paths for p in ((*path, step), (*path, step, 0))]
+    d = scope.dialect
+    leaves = [(*path, name) for path in paths] + ([(*p, name, 0) for p in paths] if first else [])
+    texts = exp.Array(expressions=[d.text(prefetch.read(leaf)) for leaf in leaves])
+    matched = d.fn("list_contains", texts, _string(text))
+    value = exp.func("coalesce", *[prefetch.read((*path, names[0])) for path in paths])
+    one: exp.Expr = exp.Array(expressions=[_case((matched, value))])
+    for step in names[1:]:
+        one = _per_branch(one, functools.partial(_children_of, name=step, scope=scope))
+    single = exp.and_(*[prefetch.read(guard).is_(exp.null()) for guard in guards])
+    direct = _Scope(scope.resource, scope.constants, d, scope.row_index, scope.counter, direct=True)
+    members = node
+    for step in names:
+        members = Member(members, step)
+    return _case((single, one), default=_values(members, context, direct))
 
 
 def _chain(item: exp.Expr, names: list[str], scope: _Scope) -> exp.Expr:
