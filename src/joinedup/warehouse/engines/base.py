@@ -84,7 +84,7 @@ class Engine(ABC):
         yield
 
     def load_json_lines(self, name: str, files: Iterable[Path]) -> None:
-        """Session table `name` with one JSON value per line of the (optionally gzipped)
+        """Session table or view `name` with one JSON value per line of the (optionally gzipped)
         files, in column `json`, read inside the engine; engines that cannot say so."""
         raise NotImplementedError(f"the {self.name} engine cannot read JSON lines itself")
 

@@ -291,12 +291,14 @@ class DuckDBEngine(Engine):
         self.con.execute("COMMIT")
 
     def load_json_lines(self, name: str, files: Iterable[Path]) -> None:
-        """A TEMPORARY table of `read_ndjson_objects` over the files (gzip read as such)."""
+        """A TEMPORARY view of `read_ndjson_objects` over the files (gzip read as such): the
+        files are read, once, by the query that reads the view (a table would copy every line
+        once more before that query, doubling the cost of loading)."""
         paths = exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
         lines = exp.select("json").from_(exp.func("read_ndjson_objects", paths))
         statement = exp.Create(
             this=exp.to_table(name),
-            kind="TABLE",
+            kind="VIEW",
             replace=True,
             properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
             expression=lines,
