@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from joinedup.indicators import shipped_definitions
 from joinedup.web.app import create_app
 from joinedup.web.settings import WebSettings
+from joinedup.web.site import SESSION_COOKIE
 
 pytestmark = pytest.mark.slow
 
@@ -178,3 +180,38 @@ def test_the_cli_lists_shows_and_compares_with_a_users_england_file(world: PhmWa
     assert all(r["england_comparison"] == "lower" for r in copd)  # polarity unknown
     others = [r for r in rows if r["indicator_id"] != "copd_prevalence"]
     assert all(r["england_value"] is None and r["england_comparison"] is None for r in others)
+
+
+def test_the_headline_summary_is_served_and_leads_the_overview(
+    client: TestClient, world: PhmWarehouse
+) -> None:
+    rows = _table(world.path, "WHERE level = 'system'")
+    code = rows[0]["area_code"]
+    latest = [r for r in rows if r["period"] == max(r["period"] for r in rows)]
+    got = client.get(f"/api/v1/headlines/system/{code}")
+    assert got.status_code == 200, got.text
+    h = got.json()
+    for verdict in ("worse", "better"):
+        expected = {r["indicator_id"] for r in latest if r["england_comparison"] == verdict}
+        assert {x["indicator_id"] for x in h[verdict]} == expected
+    trending = {
+        r["indicator_id"]
+        for r in latest
+        if r["trend"] not in (None, "no significant change") and r["value"] is not None
+    }
+    assert {x["indicator_id"] for x in h["changes"]} == trending
+    assert h["compared"] == sum(r["england_comparison"] is not None for r in latest)
+    # The overview opens with the same summary, each line linking to its indicator.
+    token = client.headers["Authorization"].split()[1]
+    client.cookies.set(SESSION_COOKIE, token)
+    try:
+        page = client.get("/", headers={"Authorization": ""})
+    finally:
+        client.cookies.delete(SESSION_COOKIE)
+    assert page.status_code == 200
+    head = page.text[: page.text.index('aria-label="Sections on this page"')]
+    assert escape(h["summary"]) in head
+    for x in h["worse"][:5] + h["changes"][:5]:
+        assert f'<a href="/indicators/{x["indicator_id"]}">{escape(x["text"])}</a>' in head
+    assert client.get("/api/v1/headlines/place/E00000000").status_code == 404
+    assert client.get(f"/api/v1/headlines/county/{code}").status_code == 422

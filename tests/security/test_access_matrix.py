@@ -38,6 +38,7 @@ AREA_OF: dict[str, str | None] = {
     "/api/v1/audit": "audit",
     "/api/v1/worklists": "worklists",
     "/api/v1/indicators": "overview",
+    "/api/v1/headlines": "overview",
     "/api/v1/me": None,
 }
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("POST", "/api/v1/token")}
@@ -139,6 +140,7 @@ def concrete(path: str, w: World) -> str:
         path.replace("{pcn_code}", w.own_pcn)
         .replace("{place_code}", w.place_code)
         .replace("{indicator_id}", indicator)
+        .replace("{level}/{area_code}", f"place/{w.place_code}")
     )
 
 

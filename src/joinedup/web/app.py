@@ -34,6 +34,7 @@ from joinedup.web import (
     api_docs,
     data_quality,
     finance,
+    headlines,
     indicators,
     overview,
     signin,
@@ -211,7 +212,9 @@ def create_app(
     app.exception_handler(StarletteHTTPException)(http_error)
     app.add_middleware(SecurityHeaders)
     app.include_router(service)
-    areas = (signin, overview, indicators, worklists, finance, data_quality, about, admin)
+    areas = (
+        signin, overview, indicators, headlines, worklists, finance, data_quality, about, admin
+    )  # fmt: skip
     for area in (*areas, api_docs):
         app.include_router(area.router)
     return app

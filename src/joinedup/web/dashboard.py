@@ -35,6 +35,7 @@ from joinedup.disclosure import (
     describe,
 )
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.indicators.headlines import headlines as area_headlines
 from joinedup.population.codelists import load_codelists
 from joinedup.reports import finance as finance_report
 from joinedup.reports import phm as phm_report
@@ -365,6 +366,18 @@ class Dashboard:
                 if not name.startswith("phm_person_previous")
             },
         }
+
+    # --- headlines -------------------------------------------------------------------------
+
+    def headlines(self, level: str, code: str) -> dict[str, Any]:
+        """An area's headline summary (`indicators.headlines`): worse and better than
+        England, and significant recent trends. InputError for an area without values."""
+
+        def build() -> dict[str, Any]:
+            with self._lock:
+                return area_headlines(self.engine, level, code).as_dict()
+
+        return self._kept(("headlines", level, code), build)
 
     # --- data quality ----------------------------------------------------------------------
 

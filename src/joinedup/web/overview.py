@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from joinedup.web import headlines
 from joinedup.web.access import User
 from joinedup.web.site import allowed, api_user, cached_json, dashboard, figures, page_user, render
 
@@ -50,7 +51,8 @@ async def api_overview(request: Request, user: Annotated[User, Depends(api_user)
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def overview_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
     allowed(user, "overview")
-    return render(request, "overview.html.j2", user, r=figures(dashboard(request).overview))
+    r = figures(dashboard(request).overview)
+    return render(request, "overview.html.j2", user, r=r, h=headlines.for_page(request, "system"))
 
 
 # --- places ----------------------------------------------------------------------------------
@@ -104,4 +106,5 @@ def place_page(
     allowed(user, "places")
     board = dashboard(request)
     r = figures(lambda: board.place(place_code))
-    return render(request, "place.html.j2", user, r=r, system=board.overview())
+    h = headlines.for_page(request, "place", place_code)
+    return render(request, "place.html.j2", user, r=r, system=board.overview(), h=h)
