@@ -287,7 +287,10 @@ def test_overview_numbers_match_the_api(signed_in: Sessions, figures: dict[str, 
     ]
     assert cells(page, "#pyramid-table") == [[p["band"], *p["cells"]] for p in r["pyramid"]["rows"]]
     population = page.locator("section[aria-labelledby=population] > p").first.inner_text()
-    assert population.startswith(f"{r['pyramid']['total']} people registered"), population
+    assert population.startswith(f"{r['registered']} people registered"), population
+    # The one population figure; the bars' own total is given with the reason it differs.
+    if r["pyramid"]["total"] != r["registered"]:
+        assert f"add to {r['pyramid']['total']}, not the {r['registered']} registered" in population
     assert r["pyramid"]["total"] in page.locator("#pyramid-chart figcaption").inner_text()
 
 
@@ -301,7 +304,16 @@ def test_place_numbers_match_the_api(signed_in: Sessions, figures: dict[str, Any
     ]
     assert len(shown) > 1
     assert [row[2] for row in shown] == [figures["pcns"][row[1]]["people_text"] for row in shown]
-    assert cells(page, "#compare-table")[0][:2] == ["People registered", place["pyramid"]["total"]]
+    registered = place["summary"]["people_text"]
+    assert place["registered"] == registered  # one population figure for the place
+    assert cells(page, "#compare-table")[0][:2] == [
+        "People registered (opt-outs excluded)",
+        registered,
+    ]
+    lede = page.locator("p.nhsuk-lede-text").inner_text()
+    population = page.locator("section[aria-labelledby=population] > p").first.inner_text()
+    assert f"{registered} people registered" in lede
+    assert population.startswith(f"{registered} people registered"), population
     assert cells(page, "#tier-table") == [
         [t["label"], t["people"], t["share"]] for t in place["tiers"]["rows"]
     ]

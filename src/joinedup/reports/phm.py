@@ -76,6 +76,7 @@ def report_context(engine: Engine, place: str | None = None) -> dict[str, Any]:
     synthetic = bool(card.get("synthetic", card.get("synthetic_data", False))) or (
         ics.get("is_real") is False
     )
+    registered = _registered(engine, policy, place)
     context: dict[str, Any] = {
         "title": f"{place_name}, {ics_name}" if place_name else ics_name,
         "version": _version(),
@@ -91,6 +92,7 @@ def report_context(engine: Engine, place: str | None = None) -> dict[str, Any]:
         "extract_date": run.get("extract_date"),
         "synthetic": synthetic,
         "disclosure_rule": describe(policy),
+        "registered": _count(registered),
         "pyramid": _pyramid(engine, policy, place, area),
         "segments": _segments(engine, policy, place, area),
         "tiers": _tiers(engine, policy, place, area),
@@ -101,7 +103,32 @@ def report_context(engine: Engine, place: str | None = None) -> dict[str, Any]:
         "model_card": markdown_to_html(str(run.get("model_card_markdown") or ""), shift=2),
         "passes_acceptance": bool(run.get("passes_acceptance")),
     }
+    for section, what in (("pyramid", "age bands"), ("segments", "segments"), ("tiers", "tiers")):
+        context[section]["note"] = _why_total_differs(
+            what, context[section]["total_value"], registered, policy
+        )
     return context
+
+
+def _registered(engine: Engine, policy: DisclosurePolicy, place: str | None) -> int | None:
+    """The area's one population figure: people registered on the index date, opt-outs
+    excluded, published as a single count (the figure every other total is explained by)."""
+    query = exp.select(_people()).from_(exp.to_table("phm_person").as_("p"))
+    rows = _rows(engine, query.where(_opted_in_people(place)))
+    return control_count(int(rows[0]["people_count"]) if rows else 0, policy)
+
+
+def _why_total_differs(
+    what: str, total: int, registered: int | None, policy: DisclosurePolicy
+) -> str:
+    """Why a table's published cells add to other than the registered population, or "" when
+    they add to it."""
+    if registered is None or total == registered:
+        return ""
+    return (
+        f"The {what} add to {total:,}, not the {registered:,} registered, because each is "
+        f"published on its own ({describe(policy)})."
+    )
 
 
 # --- reading the warehouse -------------------------------------------------------------------
@@ -288,8 +315,9 @@ def _pyramid(
     ax.spines[["top", "right"]].set_visible(False)
     share_old = sum(r["people_count"] or 0 for r in published if r["band"] >= 65)
     description = (
-        f"Population pyramid for {area}: {total:,} people (opt-outs excluded), males to the left "
-        f"and females to the right, by five-year age band from 0–4 to {TOP_BAND}+. "
+        f"Population pyramid for {area}, opt-outs excluded: males to the left and females to "
+        f"the right, by five-year age band from 0–4 to {TOP_BAND}+, the bars adding to "
+        f"{total:,}. "
         f"{_share(share_old, total)} are aged 65 or over. The table below gives the figures."
     )
     svg = figure_svg(fig, "pyramid", f"Population pyramid, {area}", description)
@@ -309,6 +337,7 @@ def _pyramid(
         "sexes": sexes,
         "rows": rows,
         "total": f"{total:,}",
+        "total_value": total,
     }
 
 
@@ -365,7 +394,7 @@ def _segments(
         + "."
     )
     svg = figure_svg(fig, "segments", f"People by Bridges to Health segment, {area}", description)
-    return {"svg": svg, "description": description, "rows": rows}
+    return {"svg": svg, "description": description, "rows": rows, "total_value": total}
 
 
 def _tiers(
@@ -450,7 +479,7 @@ def _tiers(
         + "."
     )
     svg = figure_svg(fig, "tiers", f"People by emergency admission risk tier, {area}", description)
-    return {"svg": svg, "description": description, "rows": rows}
+    return {"svg": svg, "description": description, "rows": rows, "total_value": total}
 
 
 def rate_row(row: dict[str, Any], group: str) -> dict[str, Any]:

@@ -297,6 +297,9 @@ class Dashboard:
             context = phm_report.report_context(self.engine, code)
             context["pcns"] = self.pcns(code)
             context["summary"] = next(p for p in self.places() if p["place_code"] == code)
+            # One population figure on the page: the places table's, controlled with every
+            # place's and PCN's (the report's own is the same count controlled alone).
+            context["registered"] = context["summary"]["people_text"]
             context["map"] = self.map(code)
             deaths = self._deaths()
             context["deaths_chart"] = self._deaths_chart(deaths, code)
