@@ -47,8 +47,9 @@ DEMO_PEOPLE = 1_200_000
 DEMO_SEED = 42
 
 # Weighted round-robin: each client walks this cycle (starting at a different point), so every
-# ten requests are two overviews, two place profiles (in turn over every place), one each of the
-# rest. The worklist route is the clinician's; every other route is the analyst's.
+# fourteen requests are two overviews, two place profiles (in turn over every place), two
+# indicators' values (at place, PCN and practice level in turn, every third as a CSV download),
+# one each of the rest. The worklist route is the clinician's; every other route is the analyst's.
 ROUTE_WEIGHTS: dict[str, int] = {
     "/api/v1/overview": 2,
     "/api/v1/places": 1,
@@ -58,9 +59,18 @@ ROUTE_WEIGHTS: dict[str, int] = {
     "/api/v1/data-quality": 1,
     "/api/v1/about": 1,
     "/api/v1/worklists/{pcn}": 1,
+    "/api/v1/indicators": 1,
+    "/api/v1/indicators/{indicator_id}": 2,
+    "/api/v1/headlines/place/{place_code}": 1,
 }
 WORKLIST = "/api/v1/worklists/{pcn}"
+#: Indicators asked for in turn: a prevalence, an activity rate and a standardised rate.
+INDICATORS = ("diabetes_prevalence", "emergency_admissions_crude", "emergency_admissions_dsr")
 PLACE = "/api/v1/places/{place_code}"
+INDICATOR = "/api/v1/indicators/{indicator_id}"
+HEADLINES = "/api/v1/headlines/place/{place_code}"
+#: Indicator values are asked for in turn at each level, with a download every third time.
+INDICATOR_QUERIES = ("?level=place", "?level=pcn", "?level=practice&format=csv")
 
 
 def _joinedup() -> str:
@@ -123,7 +133,7 @@ def people_in(warehouse: Path) -> int:
 def _schedule(places: list[str], pcn: str) -> list[tuple[str, str, str]]:
     """(route label, URL path, token role) for one full cycle of the weighted round-robin."""
     cycle: list[tuple[str, str, str]] = []
-    place_turn = 0
+    place_turn = indicator_turn = 0
     for route, weight in ROUTE_WEIGHTS.items():
         for _ in range(weight):
             if route == PLACE:
@@ -131,6 +141,14 @@ def _schedule(places: list[str], pcn: str) -> list[tuple[str, str, str]]:
                 place_turn += 1
             elif route == WORKLIST:
                 path = f"/api/v1/worklists/{pcn}?reason=mdt&limit=50"
+            elif route == INDICATOR:
+                indicator = INDICATORS[indicator_turn % len(INDICATORS)]
+                query = INDICATOR_QUERIES[indicator_turn % len(INDICATOR_QUERIES)]
+                path = f"/api/v1/indicators/{indicator}{query}"
+                indicator_turn += 1
+            elif route == HEADLINES:
+                path = f"/api/v1/headlines/place/{places[place_turn % len(places)]}"
+                place_turn += 1
             else:
                 path = route
             cycle.append((route, path, "clinician" if route == WORKLIST else "analyst"))
