@@ -3,6 +3,7 @@ the rows: every shipped view gives the same rows, in the same order, with and wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,70 @@ def test_unused_reads_are_dropped() -> None:
     sql = compiled.sql()
     assert "'$.\"subject\"[0]'" in sql and '\'$."subject"."reference"\'' in sql
     assert "'$.\"subject\"'," not in sql and "'$.\"period\"'," not in sql
+
+
+@pytest.mark.parametrize("name", sorted(shipped_views()))
+def test_shipped_views_same_rows_with_and_without_the_single_pass_where(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`where(f = 'text')` and `extension('text')` read in the resource's one pass give the
+    rows of the general path."""
+    view = shipped_views()[name]
+    fast = views.compile_view(view, dialect="duckdb")
+    with monkeypatch.context() as patched:
+        patched.setattr(views, "_where_values", lambda *args: None)
+        general = views.compile_view(view, dialect="duckdb")
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, [SAMPLE]) > 0
+        assert execute_view(fast, None, engine).equals(execute_view(general, None, engine))
+
+
+#: Encounters whose `identifier`, `type.coding` and `extension` take every shape the single-pass
+#: `where` must hand to the general path: one item, two, an object, a system in an array,
+#: empty, null, missing, the match only in the second item.
+_SHAPES = [
+    {"identifier": [{"system": "a", "value": "1"}],
+     "type": [{"coding": [{"system": "s", "code": "x"}]}]},
+    {"identifier": [{"system": "b", "value": "1"}, {"system": "a", "value": "2"}]},
+    {"identifier": {"system": "a", "value": "3"}, "type": {"coding": {"system": "s", "code": "y"}}},
+    {"identifier": [{"system": ["a"], "value": "4"}],
+     "type": [{"coding": [{"system": "t"}, {"system": "s", "code": "z"}]}]},
+    {"identifier": [], "type": [], "extension": []},
+    {"identifier": None, "extension": None},
+    {},
+    {"type": [{"coding": [{"system": "t", "code": "q"}]},
+              {"coding": [{"system": "s", "code": "w"}]}]},
+    {"extension": [{"url": "u", "valueString": "e1"}]},
+    {"extension": {"url": "u", "valueString": "e2"}},
+    {"extension": [{"url": "v", "valueString": "no"}, {"url": "u", "valueString": "e3"}]},
+]  # fmt: skip
+
+
+def test_single_pass_where_follows_every_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = {
+        "resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+        "select": [{"column": [
+            {"name": "id", "path": "id"},
+            {"name": "value", "path": "identifier.where(system = 'a').value", "collection": True},
+            {"name": "code", "path": "type.coding.where(system = 's').code.first()"},
+            {"name": "ext", "path": "extension('u').value.ofType(string)", "collection": True},
+        ]}],
+    }  # fmt: skip
+    lines = [
+        json.dumps({"resourceType": "Encounter", "id": str(i), **shape})
+        for i, shape in enumerate(_SHAPES)
+    ]
+    data = tmp_path / "Encounter.ndjson"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast = views.compile_view(view, dialect="duckdb")
+    with monkeypatch.context() as patched:
+        patched.setattr(views, "_where_values", lambda *args: None)
+        general = views.compile_view(view, dialect="duckdb")
+    assert fast.sql() != general.sql()  # the single pass was used
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, [data]) == len(_SHAPES)
+        got = execute_view(fast, None, engine)
+        assert got.equals(execute_view(general, None, engine))
+    assert got.column("value").to_pylist()[:4] == ['["1"]', '["2"]', '["3"]', '["4"]']
