@@ -151,7 +151,7 @@ def test_an_empty_table_still_has_its_header_and_notes() -> None:
     ("name", "stem"),
     [
         ("indicator-emergency-admissions-pcn", "indicator-emergency-admissions-pcn"),
-        ("Worklist U12345", "worklist-u12345"),
+        ("Worklist U12345", "Worklist-U12345"),
         ('../../etc/passwd"; x=.csv', "etc-passwd-x-csv"),
         ("", "table"),
         ("£££", "table"),
@@ -165,11 +165,11 @@ def test_respond_is_an_attachment_of_the_right_media_type() -> None:
     t = Table("Places by people", "Places", [Column("a", "A")], [{"a": 1}], [])
     got = respond(t, "csv")
     assert got.media_type == CSV_MEDIA_TYPE
-    assert got.headers["content-disposition"] == 'attachment; filename="places-by-people.csv"'
+    assert got.headers["content-disposition"] == 'attachment; filename="Places-by-people.csv"'
     assert bytes(got.body) == b"A\r\n1\r\n"
     got = respond(t, "xlsx")
     assert got.media_type == XLSX_MEDIA_TYPE
-    assert got.headers["content-disposition"] == 'attachment; filename="places-by-people.xlsx"'
+    assert got.headers["content-disposition"] == 'attachment; filename="Places-by-people.xlsx"'
     assert load_workbook(io.BytesIO(bytes(got.body)))["Data"]["A2"].value == 1
     with pytest.raises(ValueError, match="csv or xlsx"):
         respond(t, "json")  # type: ignore[arg-type]

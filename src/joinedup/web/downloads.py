@@ -17,15 +17,20 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import Response
+from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
 from openpyxl import Workbook  # type: ignore[import-untyped]
 from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
+from pydantic import BaseModel
+
+from joinedup.web.site import figures, site
 
 __all__ = [
     "CSV_MEDIA_TYPE",
@@ -33,8 +38,12 @@ __all__ = [
     "Column",
     "Format",
     "Table",
+    "TableOut",
+    "as_json",
+    "cached_download",
     "file_stem",
     "neutralised",
+    "percent",
     "respond",
     "to_csv",
     "to_xlsx",
@@ -65,7 +74,9 @@ class Column:
     @property
     def label(self) -> str:
         """The heading with its unit, as the file's header shows it: "Rate (per 1,000)"."""
-        return f"{self.heading} ({self.unit})" if self.unit else self.heading
+        if not self.unit or self.unit.lower() == self.heading.lower():
+            return self.heading
+        return f"{self.heading} ({self.unit})"
 
 
 @dataclass(frozen=True)
@@ -79,9 +90,52 @@ class Table:
     notes: list[tuple[str, str]]
 
 
+class ColumnOut(BaseModel):
+    key: str
+    heading: str
+    unit: str
+
+
+class NoteOut(BaseModel):
+    label: str
+    text: str
+
+
+class TableOut(BaseModel):
+    """A downloadable table as JSON: the rows the CSV and Excel files hold, cell for cell."""
+
+    name: str
+    title: str
+    columns: list[ColumnOut]
+    rows: list[dict[str, Any]]
+    notes: list[NoteOut]
+
+
+def as_json(table: Table) -> dict[str, Any]:
+    """The table as the `format=json` answer of a table route (see `TableOut`)."""
+    return {
+        "name": table.name,
+        "title": table.title,
+        "columns": [{"key": c.key, "heading": c.heading, "unit": c.unit} for c in table.columns],
+        "rows": [{c.key: row.get(c.key) for c in table.columns} for row in table.rows],
+        "notes": [{"label": label, "text": text} for label, text in table.notes],
+    }
+
+
+def percent(text: str | None) -> float | None:
+    """A share shown as "12.3%" as the number 12.3 (None for an empty or suppressed cell)."""
+    if not text or not text.endswith("%"):
+        return None
+    try:
+        return float(text[:-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
 def file_stem(name: str) -> str:
-    """`name` made safe as a file name: lowercase letters, digits and single hyphens."""
-    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """`name` made safe as a file name: ASCII letters, digits and single hyphens (an ODS code
+    keeps its capitals: worklist-U12345)."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
     return stem[:100].rstrip("-") or "table"
 
 
@@ -224,18 +278,40 @@ def to_xlsx(table: Table, *, generated_at: datetime | None = None) -> bytes:
 
 def respond(table: Table, fmt: Literal["csv", "xlsx"]) -> Response:
     """The table as a download (an attachment of the right media type) in `fmt`."""
-    stem = file_stem(table.name)
     if fmt == "csv":
-        body, media_type = to_csv(table), CSV_MEDIA_TYPE
+        body = to_csv(table)
     elif fmt == "xlsx":
-        body, media_type = to_xlsx(table), XLSX_MEDIA_TYPE
+        body = to_xlsx(table)
     else:
         raise ValueError(f"format must be csv or xlsx, got {fmt!r}")
+    return _attachment(body, table.name, fmt)
+
+
+def _attachment(body: bytes, name: str, fmt: Literal["csv", "xlsx"]) -> Response:
     return Response(
         body,
-        media_type=media_type,
+        media_type=CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
         headers={
-            "Content-Disposition": f'attachment; filename="{stem}.{fmt}"',
+            "Content-Disposition": f'attachment; filename="{file_stem(name)}.{fmt}"',
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+async def cached_download(
+    request: Request,
+    key: tuple[str, ...],
+    build: Callable[[], Table],
+    fmt: Literal["csv", "xlsx"],
+) -> Response:
+    """`respond(build(), fmt)` for figures that cannot change while served: the file is made
+    once (in a worker thread, a bad name in `build` as 404) and kept beside the JSON."""
+    kept = site(request).serialised
+    body_key, name_key = ("download", fmt, *key), ("download-name", *key)
+    body, name = kept.get(body_key), kept.get(name_key)
+    if body is None or name is None:
+        table = await run_in_threadpool(figures, build)
+        made = await run_in_threadpool(respond, table, fmt)
+        kept[body_key], kept[name_key] = bytes(made.body), table.name.encode()
+        return made
+    return _attachment(body, name.decode(), fmt)

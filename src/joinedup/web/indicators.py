@@ -4,7 +4,7 @@ with 95% intervals and the comparison with England and with the parent area."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from joinedup.indicators import Count, Indicator, shipped_definitions
 from joinedup.indicators.query import read_values
 from joinedup.web.access import User
+from joinedup.web.downloads import Column, Format, Table, cached_download
 from joinedup.web.site import allowed, api_user, cached_json, dashboard
 
 router = APIRouter()
@@ -108,15 +109,23 @@ class IndicatorValuesOut(BaseModel):
 
 
 @router.get("/api/v1/indicators", response_model=list[IndicatorOut], tags=["indicators"])
-async def api_indicators(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
+async def api_indicators(
+    request: Request,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
+) -> Response:
     """Every indicator's definition: numerator and denominator in words and as what they
     count, unit, method, confidence interval, polarity, source, period and disclosure rule."""
     allowed(user, AREA)
-    return await cached_json(
-        request,
-        ("indicators",),
-        lambda: [IndicatorOut.of(i).model_dump() for i in shipped_definitions()],
-    )
+
+    def build() -> list[dict[str, Any]]:
+        return [IndicatorOut.of(i).model_dump() for i in shipped_definitions()]
+
+    if format != "json":
+        return await cached_download(
+            request, ("indicators",), lambda: definitions_table(build()), format
+        )
+    return await cached_json(request, ("indicators",), build)
 
 
 @router.get(
@@ -137,9 +146,11 @@ async def api_indicator(
         str,
         Query(description="latest, all, or a period (2025-04-01/2026-03-31) or its end date."),
     ] = "latest",
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
 ) -> Response:
     """One indicator's published values with 95% intervals, compared with England and with
-    the parent area (better / similar / worse, or higher / lower where polarity is unknown)."""
+    the parent area (better / similar / worse, or higher / lower where polarity is unknown);
+    as JSON, or one row per area and period as a CSV or Excel download."""
     allowed(user, AREA)
     board = dashboard(request)
 
@@ -157,4 +168,88 @@ async def api_indicator(
         )
         return out.model_dump(mode="json")
 
-    return await cached_json(request, ("indicator", indicator_id, level or "", period), build)
+    key = ("indicator", indicator_id, level or "", period)
+    if format != "json":
+        return await cached_download(request, key, lambda: values_table(build()), format)
+    return await cached_json(request, key, build)
+
+
+# --- downloads of the indicators API (CSV and Excel) ------------------------------------------
+
+#: The columns of an indicator's values download: one row per area and period.
+VALUE_COLUMNS = [
+    Column("period", "Period"), Column("period_start_date", "Period start"),
+    Column("period_end_date", "Period end"), Column("level", "Level"),
+    Column("area_code", "Area code"), Column("area_name", "Area"),
+    Column("parent_code", "Parent area code"),
+    Column("numerator_count", "Numerator"), Column("denominator_count", "Denominator"),
+    Column("value", "Value"), Column("lower", "Lower 95% limit"),
+    Column("upper", "Upper 95% limit"), Column("suppressed", "Suppressed"),
+    Column("england_value", "England value"), Column("england_period", "England period"),
+    Column("england_source", "England source"),
+    Column("england_comparison", "Compared with England"),
+    Column("parent_value", "Parent area value"),
+    Column("parent_comparison", "Compared with parent area"),
+    Column("trend", "Recent trend"), Column("trend_p", "Trend p-value"),
+]  # fmt: skip
+
+
+def definitions_table(definitions: list[dict[str, Any]]) -> Table:
+    """Every indicator's definition, one row each, as `/api/v1/indicators` gives it."""
+    rows = []
+    for d in definitions:
+        row = {k: v for k, v in d.items() if k not in ("numerator", "denominator")}
+        for part in ("numerator", "denominator"):
+            row[f"{part}_words"] = d[part]["words"]
+            row[f"{part}_counts"] = d[part]["counts"]
+            row[f"{part}_where"] = "; ".join(d[part]["where"])
+        rows.append(row)
+    columns = [
+        Column("id", "Indicator id"), Column("title", "Title"),
+        Column("numerator_words", "Numerator"), Column("numerator_counts", "Numerator counts"),
+        Column("numerator_where", "Numerator conditions"),
+        Column("denominator_words", "Denominator"),
+        Column("denominator_counts", "Denominator counts"),
+        Column("denominator_where", "Denominator conditions"),
+        Column("population", "Population"), Column("ages", "Ages"), Column("unit", "Unit"),
+        Column("method", "Method"), Column("method_words", "Method in words"),
+        Column("ci_method", "Confidence interval method"),
+        Column("ci_words", "Confidence interval in words"), Column("polarity", "Polarity"),
+        Column("period_type", "Period type"), Column("source", "Data source"),
+        Column("disclosure", "Disclosure rule"),
+    ]  # fmt: skip
+    notes = [
+        ("Definition", "The indicators joinedup publishes: what each counts, over whom, and how "
+         "its value and 95% confidence interval are computed."),
+        ("Period", "Each indicator's period type is in its row; values are published per period."),
+        ("Disclosure", "Each indicator's disclosure rule is in its row."),
+        ("Source", "joinedup's shipped indicator definitions"),
+    ]  # fmt: skip
+    return Table("indicator-definitions", "Indicator definitions", columns, rows, notes)
+
+
+def values_table(values: dict[str, Any]) -> Table:
+    """An indicator's values, as `/api/v1/indicators/{id}` gives them (`values` is its JSON),
+    one row per area and period, with the definition, periods and disclosure rule as notes."""
+    d = values["indicator"]
+    periods = values["periods"]
+    unit = d["unit"]
+    columns = [
+        Column(c.key, c.heading, unit)
+        if c.key in ("value", "lower", "upper", "england_value", "parent_value")
+        else c
+        for c in VALUE_COLUMNS
+    ]
+    notes = [
+        ("Definition", f"{d['title']}. Numerator: {d['numerator']['words']}. Denominator: "
+         f"{d['denominator']['words']} ({d['ages']}, registered at the period's "
+         f"{d['population']}). Value in {unit}: {d['method_words']}; {d['ci_words']}. "
+         f"Polarity: {d['polarity']}."),
+        ("Period", ", ".join(periods) if periods else "no published period"),
+        ("Disclosure", f"{d['disclosure'].rstrip('.')}. A suppressed cell is left empty."),
+        ("Source", d["source"]),
+    ]  # fmt: skip
+    name = f"indicator-{d['id']}-{values['level'] or 'all-levels'}"
+    if len(periods) == 1:
+        name += f"-{periods[0]}"
+    return Table(name, d["title"], columns, values["values"], notes)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from joinedup.disclosure import SUPPRESSED_MARK
+from joinedup.reports.phm import QUINTILE_LABELS
 from joinedup.web import headlines
 from joinedup.web.access import User
+from joinedup.web.dashboard import Dashboard
+from joinedup.web.downloads import (
+    Column,
+    Format,
+    Table,
+    TableOut,
+    as_json,
+    cached_download,
+    respond,
+)
+from joinedup.web.downloads import percent as percent_of
 from joinedup.web.site import allowed, api_user, cached_json, dashboard, figures, page_user, render
 
 router = APIRouter()
@@ -55,14 +69,216 @@ def overview_page(request: Request, user: Annotated[User, Depends(page_user)]) -
     return render(request, "overview.html.j2", user, r=r, h=headlines.for_page(request, "system"))
 
 
+# --- the overview's tables, for download ----------------------------------------------------
+
+PEOPLE = Column("people", "People", "people")
+SHARE = Column("share_percent", "Share", "%")
+RATE_COLUMNS = [
+    Column("events", "Events", "people"),
+    Column("people", "People", "people"),
+    Column("rate", "Rate"),
+    Column("lower", "Lower 95% limit"),
+    Column("upper", "Upper 95% limit"),
+]
+
+
+def _number_of(text: str) -> int | None:
+    """A count as the page shows it ("1,235", "*" when suppressed) as the number."""
+    if not text or text == SUPPRESSED_MARK:
+        return None
+    return int(text.replace(",", ""))
+
+
+def _published(row: dict[str, Any], column: str) -> Any:
+    """A published cell: None when disclosure control suppressed it."""
+    return None if row.get(f"{column}_suppressed") else row.get(column)
+
+
+def _notes(r: dict[str, Any], definition: str, period: str | None = None) -> list[tuple[str, str]]:
+    rule = str(r["disclosure_rule"])
+    return [
+        ("Definition", definition),
+        ("Period", period or f"People registered on {r['index_date']} (data to "
+         f"{r['extract_date']})"),
+        ("Disclosure", f"{rule[:1].upper()}{rule[1:]}; a suppressed cell is left empty."),
+        ("Source", f"joinedup population health run {r['run_id']}, {r['ics_name']}"),
+    ]  # fmt: skip
+
+
+def _by_place(board: Dashboard, r: dict[str, Any]) -> Table:
+    rows = [{**p, "share_percent": percent_of(p["share"])} for p in r["places"]]
+    return Table(
+        "population-by-place", f"People registered by place, {r['ics_name']}",
+        [Column("place_code", "Place code"), Column("place_name", "Place"), PEOPLE, SHARE,
+         Column("pcns", "PCNs"), Column("practices", "Practices")],
+        rows,
+        _notes(r, "People registered with a practice in each place on the index date, national "
+               "data opt-outs excluded; share of the people shown."),
+    )  # fmt: skip
+
+
+def _age_sex(board: Dashboard, r: dict[str, Any]) -> Table:
+    pyramid = r["pyramid"]
+    rows = [
+        {"band": row["band"], "sex": sex, "people": _number_of(cell)}
+        for row in pyramid["rows"]
+        for sex, cell in zip(pyramid["sexes"], row["cells"], strict=True)
+    ]
+    return Table(
+        "population-by-age-and-sex", f"People by age band and sex, {r['area']}",
+        [Column("band", "Age band"), Column("sex", "Sex"), PEOPLE], rows,
+        _notes(r, "People registered on the index date by five-year age band and sex, national "
+               "data opt-outs excluded. " + (pyramid.get("note") or "")),
+    )  # fmt: skip
+
+
+def _segments(board: Dashboard, r: dict[str, Any]) -> Table:
+    rows = [
+        {"lynn": s["lynn"], "segment": s["label"], "people": s["value"],
+         "share_percent": percent_of(s["share"])}
+        for s in r["segments"]["rows"]
+    ]  # fmt: skip
+    return Table(
+        "segments", f"People by Bridges to Health segment, {r['area']}",
+        [Column("lynn", "Lynn group"), Column("segment", "Segment"), PEOPLE, SHARE], rows,
+        _notes(r, "Everyone in one of the eight Bridges to Health segments (Lynn et al., 2007), "
+               "by the first rule they meet in priority order; share of the people shown. "
+               + (r["segments"].get("note") or "")),
+    )  # fmt: skip
+
+
+def _tiers(board: Dashboard, r: dict[str, Any]) -> Table:
+    rows = [
+        {"risk_tier": t["label"], "people": t["value"], "share_percent": percent_of(t["share"])}
+        for t in r["tiers"]["rows"]
+    ]
+    return Table(
+        "risk-tiers", f"People by emergency admission risk tier, {r['area']}",
+        [Column("risk_tier", "Risk tier"), PEOPLE, SHARE], rows,
+        _notes(r, "People ranked by their predicted chance of an emergency admission in the "
+               "next 12 months, in tiers of fixed share across the system. "
+               + (r["tiers"].get("note") or "")),
+    )  # fmt: skip
+
+
+def _rates(row: dict[str, Any]) -> dict[str, Any]:
+    shown = _published(row, "dsr") is not None
+    return {
+        "events": _published(row, "events_count"),
+        "people": _published(row, "people_count"),
+        "rate": _published(row, "dsr"),
+        "lower": _published(row, "dsr_lower") if shown else None,
+        "upper": _published(row, "dsr_upper") if shown else None,
+    }
+
+
+def _inequality_gaps(board: Dashboard, r: dict[str, Any]) -> Table:
+    every = board._table("phm_inequalities")
+    rows = []
+    for measure in dict.fromkeys(x["measure"] for x in every):
+        quintiles = sorted(
+            (x for x in every if x["measure"] == measure and x["dimension"] == "imd_quintile"),
+            key=lambda x: str(x["group_value"]),
+        )
+        for x in quintiles:
+            group = str(x["group_value"])
+            rows.append(
+                {"measure": x["measure_label"], "unit": x["unit"],
+                 "imd_quintile": QUINTILE_LABELS.get(group, group), **_rates(x)}
+            )  # fmt: skip
+    return Table(
+        "inequality-gaps", "Age-standardised rates by IMD quintile, system",
+        [Column("measure", "Measure"), Column("unit", "Unit of the rate"),
+         Column("imd_quintile", "IMD quintile"), *RATE_COLUMNS], rows,
+        _notes(r, "Age-standardised rates (European Standard Population 2013) with 95% "
+               "confidence intervals by quintile of the Index of Multiple Deprivation "
+               "(1 = most deprived), for the whole system; each rate in its measure's unit."),
+    )  # fmt: skip
+
+
+def _deaths(board: Dashboard, r: dict[str, Any]) -> Table:
+    names = board.place_names()
+    rows = []
+    for x in board._table("phm_inequalities"):
+        if x["measure"] != "mortality" or x["dimension"] not in ("system", "place_code"):
+            continue
+        code = "system" if x["dimension"] == "system" else str(x["group_value"])
+        area = "System" if code == "system" else names.get(code, code)
+        rows.append({"area_code": code, "area": area, **_rates(x)})
+    rows.sort(key=lambda d: (d["area_code"] != "system", d["area"]))
+    columns = [Column("area_code", "Area code"), Column("area", "Area"), *RATE_COLUMNS]
+    columns[2] = Column("events", "Deaths", "people")
+    columns[3] = Column("people", "People at the start of the year", "people")
+    columns[4] = Column("rate", "Rate", "per 100,000, age-standardised")
+    return Table(
+        "deaths", f"Deaths in the year, {r['ics_name']}", columns, rows,
+        _notes(r, "Deaths in the year to the index date, age-standardised to the European "
+               "Standard Population 2013, with 95% confidence intervals; the denominator is "
+               "the people registered at the start of that year.",
+               f"The year to {r['index_date']} (data to {r['extract_date']})"),
+    )  # fmt: skip
+
+
+#: The overview's tables by the name their download route takes.
+OVERVIEW_TABLES: dict[str, Callable[[Dashboard, dict[str, Any]], Table]] = {
+    "population-by-place": _by_place,
+    "population-by-age-and-sex": _age_sex,
+    "segments": _segments,
+    "risk-tiers": _tiers,
+    "inequality-gaps": _inequality_gaps,
+    "deaths": _deaths,
+}
+
+
+@router.get(
+    "/api/v1/overview/{table}", response_model=TableOut, tags=["population health"],
+    responses={
+        200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument"
+                          ".spreadsheetml.sheet": {}}},
+        404: {"description": "No such table"},
+    },
+)  # fmt: skip
+async def api_overview_table(
+    request: Request,
+    table: str,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
+) -> Response:
+    """One of the overview's tables (population-by-place, population-by-age-and-sex, segments,
+    risk-tiers, inequality-gaps, deaths) with its definition, period and disclosure note: as
+    JSON, or as a CSV or Excel download."""
+    allowed(user, "overview")
+    make = OVERVIEW_TABLES.get(table)
+    if make is None:
+        raise HTTPException(404, f"no overview table {table[:60]!r}; choose from "
+                            + ", ".join(OVERVIEW_TABLES))  # fmt: skip
+    board = dashboard(request)
+
+    def build() -> Table:
+        return make(board, board.overview())
+
+    if format == "json":
+        return await cached_json(request, ("overview-table", table), lambda: as_json(build()))
+    return await cached_download(request, ("overview-table", table), build, format)
+
+
 # --- places ----------------------------------------------------------------------------------
 
 
 @router.get("/api/v1/places", response_model=list[PlaceOut], tags=["places"])
-async def api_places(request: Request, user: Annotated[User, Depends(api_user)]) -> Response:
+async def api_places(
+    request: Request,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
+) -> Response:
     """Every place with its registered people (disclosure-controlled) and PCNs."""
     allowed(user, "places")
-    return await cached_json(request, ("places",), dashboard(request).places)
+    board = dashboard(request)
+    if format != "json":
+        return await cached_download(
+            request, ("places",), lambda: _by_place(board, board.overview()), format
+        )
+    return await cached_json(request, ("places",), board.places)
 
 
 @router.get(
@@ -83,13 +299,34 @@ async def api_pcns(
     request: Request,
     user: Annotated[User, Depends(api_user)],
     place: Annotated[str | None, Query(description="Only this place's PCNs.")] = None,
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
 ) -> Response:
     """PCNs with their registered people (disclosure-controlled)."""
     allowed(user, "places")
     board = dashboard(request)
     if place is not None and place not in board.place_names():
-        return JSONResponse([])  # no such place: no PCNs (and nothing kept for it)
+        if format != "json":  # no such place: no PCNs (and nothing kept for it)
+            return respond(_pcns(board, place, []), format)
+        return JSONResponse([])
+    if format != "json":
+        return await cached_download(
+            request, ("pcns", place or ""), lambda: _pcns(board, place, board.pcns(place)), format
+        )
     return await cached_json(request, ("pcns", place or ""), lambda: board.pcns(place))
+
+
+def _pcns(board: Dashboard, place: str | None, rows: list[dict[str, Any]]) -> Table:
+    r = board.overview()
+    where = board.place_names().get(place or "", place) if place else r["ics_name"]
+    return Table(
+        "pcns" + (f"-{place}" if place else ""), f"People registered by PCN, {where}",
+        [Column("pcn_code", "PCN code"), Column("pcn_name", "PCN"),
+         Column("place_code", "Place code"), Column("place_name", "Place"), PEOPLE,
+         Column("practices", "Practices")],
+        rows,
+        _notes(r, "People registered with a practice in each primary care network (PCN) on the "
+               "index date, national data opt-outs excluded."),
+    )  # fmt: skip
 
 
 @router.get("/places", response_class=HTMLResponse, include_in_schema=False)

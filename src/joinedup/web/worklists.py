@@ -3,11 +3,9 @@ opened with a reason, and every view or download written to the audit log."""
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
@@ -17,6 +15,7 @@ from pydantic import BaseModel, Field
 from joinedup.errors import InputError
 from joinedup.web.access import PURPOSES, WORKLIST_STATUSES, User
 from joinedup.web.dashboard import TIERS, Dashboard, WorklistPage
+from joinedup.web.downloads import Column, Format, Table, respond
 from joinedup.web.site import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -223,25 +222,36 @@ def audit_worklist(
     )
 
 
-def csv_response(request: Request, user: User, pcn_code: str, q: WorklistQuery) -> Response:
+def download_response(
+    request: Request, user: User, pcn_code: str, q: WorklistQuery, fmt: Literal["csv", "xlsx"]
+) -> Response:
+    """The whole filtered worklist (every page, the JSON's rows and columns) as CSV or Excel;
+    the same access checks as the JSON, and audited as a download."""
     board = dashboard(request)
     limited = worklist_scope(request, user, pcn_code, board)
     why = checked_reason(q.reason)
     filters = worklist_filters(q.cohort, q.risk_tier, limited or q.practice)
-    table = board.worklist_csv_rows(
-        pcn_code, practice=filters["practice"], cohort=filters["cohort"],
-        risk_tier=filters["risk_tier"],
+    result, sort, descending = worklist_result(request, board, pcn_code, filters, q, 10_000_000, 0)
+    shown = {**filters, "status": q.status or None}
+    chosen = "; ".join(f"{k} {v}" for k, v in shown.items() if v) or "none"
+    titles = {c["id"]: c["title"] for c in result.cohorts}
+    table = Table(
+        f"worklist-{pcn_code}", f"Worklist of PCN {pcn_code}",
+        [Column(key, key) for key in WorklistRow.model_fields], result.rows,
+        [
+            ("Definition", "People of this PCN on its case-finding worklists ("
+             + "; ".join(f"{k}: {t}" for k, t in titles.items()) + f"); filters: {chosen}; "
+             f"sorted by {sort} {'descending' if descending else 'ascending'}."),
+            ("Period", "As served on " + date.today().isoformat()),
+            ("Disclosure", "Identifiable: for the PCN's clinicians only, for the reason given "
+             f"({why}); this download is recorded in the audit log. Not for onward sharing."),
+            ("Source", "joinedup worklists"),
+        ],
     )  # fmt: skip
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(table.column_names)
-    for row in table.to_pylist():
-        writer.writerow(["" if v is None else v for v in row.values()])
-    audit_worklist(request, user, "download", None, pcn_code, filters, why, table.num_rows)
-    return Response(
-        out.getvalue(), media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="worklist-{pcn_code}.csv"'},
-    )  # fmt: skip
+    audit_worklist(request, user, "download", None, pcn_code, filters, why, len(result.rows))
+    answer = respond(table, fmt)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @router.get(
@@ -255,8 +265,17 @@ def api_worklist(
     q: Annotated[WorklistQuery, Query()],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> WorklistPage:
+    format: Annotated[
+        Format,
+        Query(
+            description="json, or csv or xlsx (Excel): the whole "
+            "filtered list, limit and offset aside."
+        ),
+    ] = "json",
+) -> WorklistPage | Response:
     """A PCN's case-finding worklists: identifiable, for its clinicians only; audited."""
+    if format != "json":
+        return download_response(request, user, pcn_code, q, format)
     board = dashboard(request)
     limited = worklist_scope(request, user, pcn_code, board)
     why = checked_reason(q.reason)
@@ -277,8 +296,8 @@ def api_worklist_csv(
     user: Annotated[User, Depends(api_user)],
     q: Annotated[WorklistQuery, Query()],
 ) -> Response:
-    """The whole filtered worklist as CSV; audited as a download."""
-    return csv_response(request, user, pcn_code, q)
+    """The whole filtered worklist as CSV (as `?format=csv`); audited as a download."""
+    return download_response(request, user, pcn_code, q, "csv")
 
 
 @router.get("/worklists", include_in_schema=False)
@@ -372,5 +391,6 @@ def worklist_download(
     pcn_code: str,
     user: Annotated[User, Depends(page_user)],
     q: Annotated[WorklistQuery, Query()],
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
 ) -> Response:
-    return csv_response(request, user, pcn_code, q)
+    return download_response(request, user, pcn_code, q, format)
