@@ -6,6 +6,7 @@ from joinedup.cli import fhir as _fhir
 from joinedup.cli import finance as _finance
 from joinedup.cli import footprint as _footprint
 from joinedup.cli import indicators as _indicators
+from joinedup.cli import link as _link
 from joinedup.cli import phm as _phm
 from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
@@ -24,6 +25,7 @@ main_app.add_typer(_views.app, name="views")
 main_app.add_typer(_fhir.ingest_app, name="ingest")
 main_app.add_typer(_fhir.export_app, name="export")
 main_app.add_typer(_finance.app, name="finance")
+main_app.add_typer(_link.app, name="link")
 main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)
 main_app.command("serve")(_web.serve)

@@ -115,6 +115,12 @@ class Engine(ABC):
         this engine's own dialect. Engines whose tables are read-only views say so."""
         raise NotImplementedError(f"the {self.name} engine cannot change stored tables")
 
+    def splink_api(self) -> Any:
+        """Splink's database API over this engine's own connection or session, so probabilistic
+        linkage (`joinedup.linkage`) runs inside the engine; engines Splink has no backend for
+        say so."""
+        raise NotImplementedError(f"the {self.name} engine has no Splink backend")
+
     @abstractmethod
     def drop(self, name: str) -> None:
         """Forget table `name`; no error when there is none."""

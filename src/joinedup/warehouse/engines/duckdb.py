@@ -330,6 +330,12 @@ class DuckDBEngine(Engine):
     def checkpoint(self) -> None:
         self.con.execute("CHECKPOINT")
 
+    def splink_api(self) -> Any:
+        """Splink's DuckDB API over this engine's connection: its tables are Splink's tables."""
+        from splink import DuckDBAPI  # noqa: PLC0415 - only linkage loads Splink
+
+        return DuckDBAPI(connection=self.con)
+
     def close(self) -> None:
         self.con.close()
 

@@ -179,6 +179,13 @@ class SparkEngine(Engine):
         """Forget the view `name` (no error if there is none)."""
         self.session.catalog.dropTempView(name)
 
+    def splink_api(self) -> Any:
+        """Splink's Spark API over this engine's session. Splink's intermediate tables are
+        persisted in the session (not checkpointed to files in the working directory)."""
+        from splink import SparkAPI  # noqa: PLC0415 - only linkage loads Splink
+
+        return SparkAPI(spark_session=self.session, break_lineage_method="persist")  # type: ignore[no-untyped-call]
+
     def drop_all(self) -> None:
         """Forget every temporary view, leaving the session running."""
         for t in self.session.catalog.listTables():

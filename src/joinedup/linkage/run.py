@@ -1,0 +1,275 @@
+"""A linkage run, inside an engine: the exact NHS number stage, then Splink, then clusters.
+
+(a) Records whose NHS numbers are equal and Modulus 11 valid, and whose demographics agree
+(same birth date, a name that sounds alike, no conflicting sex), are linked outright.
+(b) Splink scores every other blocked pair and links those at or above the threshold.
+Dedupe joins both sets of links into clusters with Splink's connected components; a pair
+link writes them as pairs. The engine's own connection or session runs every step, so the
+same run works on DuckDB and on Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+from splink import Linker, block_on
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+from sqlglot import exp
+
+from joinedup.errors import JoinedupError
+from joinedup.linkage.extract import Extract
+from joinedup.linkage.model import (
+    LinkageSettings,
+    LinkType,
+    splink_settings,
+    training_columns,
+)
+from joinedup.warehouse import Engine
+
+Progress = Callable[[str], None]
+
+_RECORDS = "linkage_records"
+_LEFT = "linkage_left"
+_RIGHT = "linkage_right"
+_NHS_PAIRS = "linkage_nhs_pairs"
+_EDGES = "linkage_edges"
+_PAIRS_SCHEMA = pa.schema(
+    [
+        ("left_record_id", pa.string()),
+        ("right_record_id", pa.string()),
+        ("match_probability", pa.float64()),
+        ("match_weight", pa.float64()),
+        ("matched_by", pa.string()),
+    ]
+)
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def _col(table: str, name: str) -> exp.Column:
+    return exp.column(name, table=table)
+
+
+def nhs_number_pairs(
+    left: str, right: str, columns: tuple[str, ...], *, dedupe: bool
+) -> exp.Select | None:
+    """Pairs with the same valid NHS number whose demographics agree, or None when the
+    extract has no NHS number or nothing to check it against."""
+    has = set(columns)
+    if "nhs_number" not in has or not has & {"birth_date", "given_name", "family_name"}:
+        return None
+    conditions: list[Any] = [
+        exp.EQ(this=_col("l", "nhs_number_key"), expression=_col("r", "nhs_number_key"))
+    ]
+    if dedupe:
+        conditions.append(exp.LT(this=_col("l", "record_id"), expression=_col("r", "record_id")))
+    if "birth_date" in has:
+        conditions.append(exp.EQ(this=_col("l", "birth_date"), expression=_col("r", "birth_date")))
+    names = [
+        exp.EQ(this=_col("l", key), expression=_col("r", key))
+        for column, key in (("given_name", "given_soundex"), ("family_name", "family_soundex"))
+        if column in has
+    ]
+    if names:
+        conditions.append(exp.or_(*names))
+    if "sex" in has:
+        conditions.append(
+            exp.or_(
+                _col("l", "sex").is_(exp.null()),
+                _col("r", "sex").is_(exp.null()),
+                exp.EQ(this=_col("l", "sex"), expression=_col("r", "sex")),
+            )
+        )
+    return (
+        exp.select(
+            _col("l", "record_id").as_("record_id_l"), _col("r", "record_id").as_("record_id_r")
+        )
+        .from_(exp.to_table(left).as_("l"))
+        .join(exp.to_table(right).as_("r"), on=exp.and_(*conditions))
+    )
+
+
+def _train(linker: Linker, settings: LinkageSettings, extract: Extract, progress: Progress) -> None:
+    columns = set(extract.records.column_names)
+    if {"given_name", "family_name", "birth_date"} <= columns:
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("given_name", "family_name", "birth_date")], recall=settings.prior_recall
+        )
+    progress("estimating u from random pairs")
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=settings.u_max_pairs, seed=settings.seed
+    )
+    rules = training_columns(columns) or [(c,) for c in extract.compare_columns]
+    if not rules:
+        raise JoinedupError(
+            f"{extract.path}: nothing to train the model on; give at least two of given_name, "
+            "family_name, birth_date and postcode, or --compare a column"
+        )
+    trained = 0
+    for rule in rules:
+        progress(f"estimating m by expectation maximisation, blocking on {' and '.join(rule)}")
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
+        except ValueError:
+            # Splink refuses an m that underflows to 0, which happens when every pair in a
+            # block agrees (very clean data); the other blocks still estimate m.
+            continue
+        trained += 1
+    if not trained:
+        raise JoinedupError(
+            f"{extract.path}: expectation maximisation could not estimate m under any blocking "
+            "rule (too few records, or too few that differ)"
+        )
+
+
+def _linker(
+    engine: Engine,
+    tables: list[tuple[str, str]],
+    link_type: LinkType,
+    extract: Extract,
+    settings: LinkageSettings,
+) -> tuple[Any, Linker]:
+    api = engine.splink_api()
+    inputs = [api.register(table, dataset_display_name=label) for table, label in tables]
+    creator = splink_settings(
+        link_type,
+        extract.identity_columns,
+        extract.compare_columns,
+        set(extract.records.column_names),
+    )
+    creator.em_convergence = 0.0001
+    creator.max_iterations = settings.em_max_iterations
+    linker = Linker(inputs if len(inputs) > 1 else inputs[0], creator, log_level=logging.ERROR)
+    return api, linker
+
+
+def dedupe(
+    engine: Engine,
+    extract: Extract,
+    settings: LinkageSettings | None = None,
+    progress: Progress = _quiet,
+) -> pa.Table:
+    """Cluster the records of `extract` that are the same person: `record_id, cluster_id`
+    (a cluster is named by its smallest record_id), ordered by record_id."""
+    settings = settings or LinkageSettings()
+    engine.load(_RECORDS, extract.records)
+    progress("stage 1: exact NHS number")
+    nhs = nhs_number_pairs(_RECORDS, _RECORDS, extract.identity_columns, dedupe=True)
+    api, linker = _linker(engine, [(_RECORDS, "records")], "dedupe_only", extract, settings)
+    _train(linker, settings, extract, progress)
+    progress("stage 2: scoring blocked pairs with Splink")
+    predictions = linker.inference.predict(threshold_match_probability=settings.threshold)
+    edges: exp.Query = exp.select(
+        exp.column("record_id_l"), exp.column("record_id_r"), exp.column("match_probability")
+    ).from_(exp.to_table(predictions.physical_name))
+    if nhs is not None:
+        edges = exp.union(
+            edges,
+            exp.select(
+                exp.column("record_id_l"),
+                exp.column("record_id_r"),
+                exp.cast(exp.Literal.number(1), "DOUBLE").as_("match_probability"),
+            ).from_(nhs.subquery("nhs")),
+            distinct=False,
+        )
+    engine.materialise(_EDGES, edges)
+    progress("clustering: connected components")
+    clusters = cluster_pairwise_predictions_at_threshold(
+        _RECORDS,
+        _EDGES,
+        api,
+        node_id_column_name="record_id",
+        edge_id_column_name_left="record_id_l",
+        edge_id_column_name_right="record_id_r",
+        threshold_match_probability=settings.threshold,
+    )
+    return engine.execute(
+        exp.select(exp.column("record_id"), exp.column("cluster_id"))
+        .from_(exp.to_table(clusters.physical_name))
+        .order_by("record_id")
+    )
+
+
+def link_pair(
+    engine: Engine,
+    left: Extract,
+    right: Extract,
+    settings: LinkageSettings | None = None,
+    progress: Progress = _quiet,
+) -> pa.Table:
+    """Pairs of a `left` and a `right` record that are the same person, with Splink's match
+    probability and weight (`matched_by` says which stage linked them; an NHS number link
+    has probability 1 and no weight), ordered by left then right record_id."""
+    settings = settings or LinkageSettings()
+    if left.columns != right.columns:
+        raise JoinedupError(
+            f"{left.path} and {right.path} compare different columns "
+            f"({', '.join(left.columns)} against {', '.join(right.columns)}): give both the same"
+        )
+    engine.load(_LEFT, left.records)
+    engine.load(_RIGHT, right.records)
+    progress("stage 1: exact NHS number")
+    nhs = nhs_number_pairs(_LEFT, _RIGHT, left.identity_columns, dedupe=False)
+    if nhs is not None:
+        engine.materialise(_NHS_PAIRS, nhs)
+    # Train on both files together, as Splink does for a link.
+    merged = Extract(
+        left.path,
+        pa.concat_tables([left.records, right.records]),
+        left.identity_columns,
+        left.compare_columns,
+    )
+    _, linker = _linker(engine, [(_LEFT, "left"), (_RIGHT, "right")], "link_only", merged, settings)
+    _train(linker, settings, merged, progress)
+    progress("stage 2: scoring blocked pairs with Splink")
+    predictions = exp.to_table(
+        linker.inference.predict(threshold_match_probability=settings.threshold).physical_name
+    )
+    from_left = exp.EQ(this=exp.column("source_dataset_l"), expression=exp.Literal.string("left"))
+
+    def side(left_side: bool) -> exp.Expression:
+        own, other = ("record_id_l", "record_id_r") if left_side else ("record_id_r", "record_id_l")
+        return exp.case().when(from_left, exp.column(own)).else_(exp.column(other))
+
+    splink_rows = exp.select(
+        side(True).as_("left_record_id"),
+        side(False).as_("right_record_id"),
+        exp.cast(exp.column("match_probability"), "DOUBLE").as_("match_probability"),
+        exp.cast(exp.column("match_weight"), "DOUBLE").as_("match_weight"),
+        exp.Literal.string("splink").as_("matched_by"),
+    ).from_(predictions)
+    query: exp.Query = splink_rows
+    if nhs is not None:
+        scored = splink_rows.subquery("s")
+        kept = (  # Splink's links that the NHS number stage has not made already
+            exp.select(*[_col("s", n) for n in _PAIRS_SCHEMA.names])
+            .from_(scored)
+            .join(
+                exp.to_table(_NHS_PAIRS).as_("n"),
+                on=exp.and_(
+                    exp.EQ(this=_col("s", "left_record_id"), expression=_col("n", "record_id_l")),
+                    exp.EQ(this=_col("s", "right_record_id"), expression=_col("n", "record_id_r")),
+                ),
+                join_type="left",
+            )
+            .where(_col("n", "record_id_l").is_(exp.null()))
+        )
+        by_nhs = exp.select(
+            exp.column("record_id_l").as_("left_record_id"),
+            exp.column("record_id_r").as_("right_record_id"),
+            exp.cast(exp.Literal.number(1), "DOUBLE").as_("match_probability"),
+            exp.cast(exp.null(), "DOUBLE").as_("match_weight"),
+            exp.Literal.string("nhs_number").as_("matched_by"),
+        ).from_(_NHS_PAIRS)
+        query = exp.union(kept, by_nhs, distinct=False)
+    rows = engine.execute(
+        exp.select(*[exp.column(n) for n in _PAIRS_SCHEMA.names])
+        .from_(query.subquery("p"))
+        .order_by("left_record_id", "right_record_id")
+    )
+    return rows.cast(_PAIRS_SCHEMA)
