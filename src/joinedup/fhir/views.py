@@ -729,8 +729,8 @@ def _where_values(
         one = _per_branch(one, functools.partial(_children_of, name=step, scope=scope))
     single = exp.and_(*[prefetch.read(guard).is_(exp.null()) for guard in guards])
     direct = _Scope(scope.resource, scope.constants, d, scope.row_index, scope.counter, direct=True)
-    members = node
-    for step in names:
+    members = Member(node, names[0])
+    for step in names[1:]:
         members = Member(members, step)
     return _case((single, one), default=_values(members, context, direct))
 
