@@ -81,6 +81,11 @@ class SparkEngine(Engine):
         _check_master(master)
         settings = {**DEFAULT_CONFIG, **(LOCAL_CONFIG if master.startswith("local") else {})}
         settings.update(config or {})
+        jar = _splink_similarity_jar()
+        if jar is not None and "spark.jars" not in settings:
+            # Splink's string similarity functions (Jaro-Winkler and others) for linkage are
+            # Java functions; the driver loads them only from a jar given at start.
+            settings["spark.jars"] = jar
         if master.startswith("local") and not (config or {}).get("spark.driver.memory"):
             # In local mode the driver is the executor too: 2 GB runs out on a million people
             # (docs/scale.md), so give it a quarter of the machine's RAM.
@@ -195,6 +200,15 @@ class SparkEngine(Engine):
     def close(self) -> None:
         if self._owns_session:
             self.session.stop()
+
+
+def _splink_similarity_jar() -> str | None:
+    """Splink's jar of similarity functions for this Spark, or None without Splink."""
+    try:
+        from splink.backends.spark import similarity_jar_location  # noqa: PLC0415
+    except ImportError:
+        return None
+    return str(similarity_jar_location())
 
 
 _MASTER_PREFIXES = ("local", "spark://", "yarn", "k8s://", "mesos://")
