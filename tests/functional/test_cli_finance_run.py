@@ -150,7 +150,7 @@ def test_what_if_from_the_command_line(ran: Path) -> None:
         "--change", "-0.2", "--place", place, cwd=ran.parent,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "emergency admission -20.0%" in flat(result.stdout)
+    assert "20% fewer emergency admissions, for the people of" in flat(result.stdout)
     changes = dict(_sql(ran, "SELECT place_code, cost_change_gbp FROM finance_what_if"))
     assert changes[place] < 0  # type: ignore[operator]
     assert all(v == 0 for k, v in changes.items() if k != place)

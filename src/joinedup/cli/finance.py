@@ -348,8 +348,9 @@ def what_if_command(
             effects = fp.what_if(need, settings, chosen)
         year = settings.allocation.years[0].year
         written = fp.store(engine, {"finance_what_if": fp.what_if_table(effects, chosen, year)})
+    names = {e.place_code: e.place_name for e in effects}
     for driver in chosen:
-        table = Table(title=escape(f"{driver.name}: {describe(driver)}"), show_edge=False)
+        table = Table(title=escape(f"{driver.name}: {describe(driver, names)}"), show_edge=False)
         for column in ("place", "cost change", "index", "target change", "allocation change"):
             table.add_column(column, justify="left" if column == "place" else "right")
         for e in (e for e in effects if e.scenario == driver.name):

@@ -10,8 +10,9 @@ exact shares are computed with `fractions.Fraction`, so no rounding error decide
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from typing import Literal
 
 import pyarrow as pa
 
@@ -38,6 +39,34 @@ def gbp_text(amount_pence: int) -> str:
     """Pence as text for explanations: £1,234.50, or -£1,234.50."""
     sign = "-" if amount_pence < 0 else ""
     return f"{sign}£{pounds(abs(amount_pence)):,}"
+
+
+#: How money is shown: "£m" in £ million to one decimal place (summaries), "£" in whole pounds
+#: with thousands separators (detail tables).
+MoneyUnit = Literal["£m", "£"]
+#: Each unit in words, for the one place a table states it.
+MONEY_UNITS: dict[str, str] = {"£m": "£ million, to one decimal place", "£": "whole pounds"}
+
+
+def money_text(
+    amount_gbp: Decimal | int | float | None, unit: MoneyUnit = "£", *, signed: bool = False
+) -> str:
+    """Pounds as the dashboard and the report show them, the one formatter both use: £17.9m
+    (unit "£m") or £1,234,567 (unit "£"), halves rounded away from zero; a minus sign on a
+    negative figure, a plus on a positive one when `signed` (a change), and no sign on a figure
+    that rounds to zero. None (a suppressed or missing figure) is empty."""
+    if amount_gbp is None:
+        return ""
+    value = Decimal(str(amount_gbp)) if isinstance(amount_gbp, float) else Decimal(amount_gbp)
+    if unit == "£m":
+        shown = (abs(value) / 1_000_000).quantize(Decimal("0.1"), ROUND_HALF_UP)
+        text = f"£{shown:,.1f}m"
+    else:
+        shown = abs(value).quantize(Decimal("1"), ROUND_HALF_UP)
+        text = f"£{shown:,.0f}"
+    if shown == 0:
+        return text
+    return ("-" if value < 0 else "+" if signed else "") + text
 
 
 def percent_text(rate: Fraction | Decimal | float) -> str:

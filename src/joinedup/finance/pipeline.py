@@ -37,7 +37,7 @@ from joinedup.finance.capitation import (
     Estimate,
     estimate,
 )
-from joinedup.finance.config import FinanceConfig, dump_config
+from joinedup.finance.config import FinanceConfig, dump_config, parse_config
 from joinedup.finance.control_total import (
     Category,
     ControlTotalResult,
@@ -503,7 +503,8 @@ def what_if(
 def what_if_table(
     effects: Sequence[PlaceEffect], drivers: Sequence[ActivityChange | ActivityShift], year: str
 ) -> pa.Table:
-    described = {d.name: describe(d) for d in drivers}
+    names = {e.place_code: e.place_name for e in effects}
+    described = {d.name: describe(d, names) for d in drivers}
     return pa.table(
         {
             "scenario": [e.scenario for e in effects],
@@ -528,6 +529,18 @@ def what_if_table(
             ),
         }
     )
+
+
+def last_run_settings(engine: Engine) -> FinanceConfig:
+    """The settings of the warehouse's last finance run (finance_run.settings_yaml): a what-if
+    asked of a served warehouse runs on the settings behind the figures it shows."""
+    if "finance_run" not in engine.table_names():
+        raise ConfigurationError("the warehouse has no finance run: run `joinedup finance run`")
+    runs = engine.execute(exp.select("run_at", "settings_yaml").from_("finance_run")).to_pylist()
+    if not runs:
+        raise ConfigurationError("the warehouse's finance_run table is empty: run it again")
+    last = max(runs, key=lambda r: str(r["run_at"]))
+    return parse_config(str(last["settings_yaml"] or ""), "finance_run.settings_yaml")
 
 
 # --- storing --------------------------------------------------------------------------------
@@ -839,6 +852,7 @@ __all__ = [
     "allocate",
     "allocation_tables",
     "footprint_names",
+    "last_run_settings",
     "need_from_population",
     "need_from_published",
     "need_tables",

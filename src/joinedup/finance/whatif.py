@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -29,7 +29,23 @@ from pydantic import Field, model_validator
 from joinedup.finance.capitation import Cell, Estimate, component_cost
 from joinedup.finance.money import pence
 from joinedup.finance.schema import FinanceModel, Pounds, Rate
+from joinedup.population.conditions import SEGMENTS
 from joinedup.warehouse.schema import ACTIVITY_TYPES
+
+#: Each activity type in words (plural), for scenario descriptions and forms.
+ACTIVITY_LABELS: dict[str, str] = {
+    "gp_consultation": "GP consultations",
+    "ae_attendance": "A&E attendances",
+    "emergency_admission": "emergency admissions",
+    "elective_admission": "elective admissions",
+    "day_case": "day cases",
+    "outpatient_attendance": "outpatient attendances",
+    "community_contact": "community contacts",
+    "mental_health_contact": "mental health contacts",
+    "social_care_package": "social care packages",
+}
+#: Each Bridges to Health segment in words.
+SEGMENT_LABELS: dict[str, str] = {s.key: s.label for s in SEGMENTS}
 
 
 def _known(kind: str, where: str) -> None:
@@ -140,6 +156,11 @@ class PlaceEffect:
     scenario_allocation_pence: int
 
 
+def people_in_scope(cells: Sequence[Cell], driver: ActivityChange | ActivityShift) -> int:
+    """How many people a driver changes the activity of (its place and segment)."""
+    return sum(cell.people for cell in cells if _matches(cell, driver))
+
+
 def place_costs(cells: Sequence[Cell], estimate: Estimate) -> dict[str, float]:
     """Modelled NHS cost (pence) of each place's people over the fitting year."""
     total: dict[str, float] = defaultdict(float)
@@ -148,23 +169,40 @@ def place_costs(cells: Sequence[Cell], estimate: Estimate) -> dict[str, float]:
     return dict(total)
 
 
-def describe(driver: ActivityChange | ActivityShift) -> str:
-    """A driver in words, for tables and the report."""
-    who = " and ".join(
-        part
-        for part in (
-            f"place {driver.place}" if driver.place else "",
-            f"segment {driver.segment}" if driver.segment else "",
-        )
-        if part
-    )
-    scope = f" for the people of {who}" if who else ""
+def _percent(share: Decimal) -> str:
+    text = f"{abs(Decimal(share)) * 100:.1f}"
+    return text.removesuffix(".0") + "%"
+
+
+def describe(
+    driver: ActivityChange | ActivityShift, place_names: Mapping[str, str] | None = None
+) -> str:
+    """A driver in words, for tables, pages and the report: "10% fewer emergency admissions,
+    for the people of Riverside City". Places are named from `place_names` (their code when
+    not given), segments and activity types always in words."""
+    place = (place_names or {}).get(driver.place, driver.place) if driver.place else None
+    segment = None
+    if driver.segment:
+        segment = SEGMENT_LABELS.get(driver.segment, driver.segment.replace("_", " "))
+    if place and segment:
+        scope = f", for the people of {place} in the segment \u201c{segment}\u201d"
+    elif place:
+        scope = f", for the people of {place}"
+    elif segment:
+        scope = f", for people in the segment \u201c{segment}\u201d"
+    else:
+        scope = ", for everyone"
+
+    def label(kind: str) -> str:
+        return ACTIVITY_LABELS.get(kind, kind.replace("_", " "))
+
     if isinstance(driver, ActivityChange):
-        change = Decimal(driver.change) * 100
-        what = f"{driver.activity_type.replace('_', ' ')} {change:+.1f}%"
+        change = Decimal(driver.change)
+        way = "fewer" if change < 0 else "more"
+        what = f"{_percent(change)} {way} {label(driver.activity_type)}"
     else:
         what = (
-            f"{Decimal(driver.share) * 100:.1f}% of {driver.from_activity.replace('_', ' ')} "
-            f"moved to {driver.to_activity.replace('_', ' ')}"
+            f"{_percent(Decimal(driver.share))} of {label(driver.from_activity)} moved to "
+            f"{label(driver.to_activity)}"
         )
     return what + scope

@@ -17,14 +17,19 @@ from typing import Any
 
 import yaml
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+from pydantic import TypeAdapter, ValidationError
 from sqlglot import exp
 
 from joinedup.disclosure import DisclosurePolicy, control_count, describe
 from joinedup.errors import ConfigurationError
 from joinedup.finance.calendar import start_year
+from joinedup.finance.money import money_text
+from joinedup.finance.whatif import ACTIVITY_LABELS, Driver
+from joinedup.finance.whatif import describe as describe_driver
 from joinedup.reports.charts import NHS_BLUE, NHS_DARK_GREY, figure_svg, new_figure
 from joinedup.reports.pages import page_style, template, write_page
 from joinedup.warehouse import Engine
+from joinedup.warehouse.schema import ACTIVITY_TYPES
 
 TEMPLATE = "finance_report.html.j2"
 NHS_LIGHT_BLUE = "#41b6e6"
@@ -43,6 +48,19 @@ COMPONENT_LABELS: dict[str, str] = {
     "final": "Overall",
     "primary_medical_care": "Primary medical care",
     "final_pmc": "Primary medical care (final)",
+}
+#: Points of delivery in words (the activity type each code stands for).
+POD_LABELS: dict[str, str] = {
+    code: ACTIVITY_LABELS[kind].capitalize().replace("A&e", "A&E").replace("Gp", "GP")
+    for kind, code in ACTIVITY_TYPES.items()
+}
+LINE_LABELS: dict[str, str] = {
+    "fixed": "Fixed element",
+    "cquin_deduction": "CQUIN deduction",
+    "elective_activity": "Elective activity",
+    "elective_plan": "Elective plan (not paid)",
+    "variable": "Variable element",
+    "low_volume_block": "Low-volume block payment",
 }
 SECTOR_LABELS: dict[str, str] = {
     "primary_care": "Primary care",
@@ -86,7 +104,7 @@ def report_context(engine: Engine, policy: DisclosurePolicy | None = None) -> di
     if "finance_allocation" in have:
         context["allocation"] = _allocation(engine, settings)
     if "finance_what_if" in have:
-        context["what_if"] = _what_if(engine)
+        context["what_if"] = _what_if(engine, settings)
     if "finance_control_total" in have:
         context["control_total"] = _control_total(engine)
     if {"finance_guarantee", "finance_place_budget", "finance_pooled_budget"} & have:
@@ -116,39 +134,6 @@ def _version() -> str:
         return "unknown"
 
 
-def _gbp(value: Decimal | float | int | None, *, signed: bool = False) -> str:
-    if value is None:
-        return ""
-    number = Decimal(value)
-    sign = "-" if number < 0 else ("+" if signed and number > 0 else "")
-    return f"{sign}£{abs(number):,.0f}"
-
-
-def _millions(value: Decimal | float | int | None, *, signed: bool = False) -> str:
-    """Pounds in millions to one decimal; no minus sign on a figure that rounds to zero."""
-    if value is None:
-        return ""
-    number = Decimal(value)
-    if round(abs(number) / 100_000) == 0:
-        return "£0.0m"
-    sign = "-" if number < 0 else ("+" if signed else "")
-    return f"{sign}£{abs(number) / 1_000_000:,.1f}m"
-
-
-def _short(value: Decimal | float | int | None, *, signed: bool = False) -> str:
-    """Pounds in thousands below £10m (a surplus of £0.3m reads better as £312k), else in
-    millions; no minus sign on a figure that rounds to zero."""
-    if value is None:
-        return ""
-    number = Decimal(value)
-    if abs(number) >= 10_000_000:
-        return _millions(number, signed=signed)
-    if round(abs(number) / 1000) == 0:
-        return "£0k"
-    sign = "-" if number < 0 else ("+" if signed else "")
-    return f"{sign}£{abs(number) / 1000:,.0f}k"
-
-
 def _percent(value: float | None, *, signed: bool = True) -> str:
     if value is None:
         return ""
@@ -169,6 +154,9 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
     rows = _rows(engine, "finance_need_index")
     places = [r for r in rows if r["level"] == "place"]
     pcns = [r for r in rows if r["level"] == "pcn"]
+    pcn_names: dict[str, str] = {}
+    if "pcn" in set(engine.table_names()):
+        pcn_names = {r["pcn_code"]: r["pcn_name"] for r in _rows(engine, "pcn")}
     components = [c for c in COMPONENT_LABELS if f"{c}_index" in (places[0] if places else {})]
     table = [
         {
@@ -182,6 +170,7 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
     pcn_table = [
         {
             "code": r["code"],
+            "name": pcn_names.get(r["code"]) or r["name"],
             "parent": r["parent_code"],
             "population": _count(round(r["registered_count"]), policy),
             "final": f"{r.get('final_index', float('nan')):.3f}",
@@ -260,7 +249,9 @@ def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
             for sex in ("female", "male"):
                 found = cost.get((component, band, sex))
                 value = None if found is None else found["cost_per_head_gbp"]
-                cells.append("" if found is None else "*" if value is None else _gbp(value))
+                cells.append(
+                    "" if found is None else "*" if value is None else money_text(value, "£")
+                )
         curve_table.append({"band": band, "cells": cells})
     ratios = _rows(engine, "finance_need_adjustment")
     ratio_table: dict[tuple[int, str], dict[str, str]] = defaultdict(dict)
@@ -385,12 +376,20 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         {
             "year": r["financial_year"],
             "place": names[r["place_code"]],
-            "baseline": _millions(r["baseline_gbp"]),
-            "target": _millions(r["target_gbp"]),
-            "allocation": _millions(r["allocation_gbp"]),
-            "head_count": _millions(r["head_count_gbp"]),
+            "baseline": money_text(r["baseline_gbp"], "£m"),
+            "target": money_text(r["target_gbp"], "£m"),
+            "allocation": money_text(r["allocation_gbp"], "£m"),
+            "head_count": money_text(r["head_count_gbp"], "£m"),
             "distance": _percent(r["distance_from_target"]),
             "growth": _percent(r["growth"]),
+            # Exact figures, for downloads and the API.
+            "place_code": r["place_code"],
+            "baseline_gbp": r["baseline_gbp"],
+            "target_gbp": r["target_gbp"],
+            "allocation_gbp": r["allocation_gbp"],
+            "head_count_gbp": r["head_count_gbp"],
+            "distance_from_target": r["distance_from_target"],
+            "growth_rate": r["growth"],
         }
         for y in years
         for r in (by[(y, p)] for p in places)
@@ -402,17 +401,20 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         head_count.append(
             {
                 "place": names[p],
-                "target": _millions(r["target_gbp"]),
-                "head_count": _millions(r["head_count_gbp"]),
-                "difference": _millions(gap, signed=True),
+                "target": money_text(r["target_gbp"], "£m"),
+                "head_count": money_text(r["head_count_gbp"], "£m"),
+                "difference": money_text(gap, "£m", signed=True),
                 "share": _percent(float(gap / r["head_count_gbp"])),
                 "gap": gap,
                 "ratio": float(gap / r["head_count_gbp"]),
+                "place_code": p,
+                "target_gbp": r["target_gbp"],
+                "head_count_gbp": r["head_count_gbp"],
             }
         )
     ranked = sorted(head_count, key=lambda row: -row["gap"])
     parts = [
-        f"{row['place']} {_millions(abs(row['gap']))} ({abs(row['ratio']):.1%}) "
+        f"{row['place']} {money_text(abs(row['gap']), '£m')} ({abs(row['ratio']):.1%}) "
         + ("more" if row["gap"] > 0 else "less")
         for row in ranked
     ]
@@ -428,7 +430,10 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     }
     sector_names = list(dict.fromkeys(s for _, s in sectors))
     sector_table = [
-        {"place": names.get(p, p), "cells": [_millions(sectors.get((p, s))) for s in sector_names]}
+        {
+            "place": names.get(p, p),
+            "cells": [money_text(sectors.get((p, s)), "£m") for s in sector_names],
+        }
         for p in places
     ]
     return {
@@ -461,10 +466,10 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
                 if r["guarantee"] == "mental_health_investment_standard"
                 else "Community services guarantee",
                 "year": r["financial_year"],
-                "previous": _short(r["previous_gbp"]),
-                "minimum": _short(r["minimum_gbp"]),
-                "planned": _short(r["planned_gbp"]),
-                "margin": _short(r["margin_gbp"], signed=True),
+                "previous": money_text(r["previous_gbp"], "£"),
+                "minimum": money_text(r["minimum_gbp"], "£"),
+                "planned": money_text(r["planned_gbp"], "£"),
+                "margin": money_text(r["margin_gbp"], "£", signed=True),
                 "allocation_growth": _percent(r["allocation_growth"]),
                 "spend_growth": _percent(r["spend_growth"]),
                 "met": r["met"],
@@ -486,9 +491,9 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
         out["delegation"] = [
             {
                 "place": names.get(p, p),
-                "allocation": _millions(t["allocation_gbp"]),
-                "delegated": _millions(t["delegated_gbp"]),
-                "retained": _millions(t["retained_gbp"]),
+                "allocation": money_text(t["allocation_gbp"], "£m"),
+                "delegated": money_text(t["delegated_gbp"], "£m"),
+                "retained": money_text(t["retained_gbp"], "£m"),
                 "share": _percent(
                     _distance(t["delegated_gbp"], t["allocation_gbp"]) + 1, signed=False
                 ),
@@ -498,22 +503,30 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
         ]
     if "finance_pooled_budget" in have:
         rows = _rows(engine, "finance_pooled_budget")
+        organisations = _organisation_names(engine, have)
+        partners = organisations | {"nhs": "NHS"}
         pools = list(dict.fromkeys(r["pool"] for r in rows))
         out["pools"] = [
             {
                 "name": pool,
                 "kind": "Better Care Fund" if mine[0]["kind"] == "bcf" else "Section 75",
-                "total": _short(sum(r["contribution_gbp"] for r in mine)),
+                "total": money_text(sum(r["contribution_gbp"] for r in mine), "£"),
                 "partners": [
                     {
-                        "partner": "NHS" if r["partner"] == "nhs" else r["partner"],
-                        "amount": _short(r["contribution_gbp"]),
+                        "partner": partners.get(r["partner"], r["partner"]),
+                        "code": r["partner"] if r["partner"] in organisations else "",
+                        "amount": money_text(r["contribution_gbp"], "£"),
                         "share": _percent(r["share_of_pool"], signed=False),
                     }
                     for r in mine
                 ],
                 "minimum": next(
-                    (r["explanation"] for r in mine if r["nhs_minimum_gbp"] is not None), ""
+                    (
+                        _named(r["explanation"], r["partner"], partners)
+                        for r in mine
+                        if r["nhs_minimum_gbp"] is not None
+                    ),
+                    "",
                 ),
             }
             for pool in pools
@@ -525,13 +538,22 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
 # --- payments -------------------------------------------------------------------------------
 
 
+def _organisation_names(engine: Engine, have: set[str]) -> dict[str, str]:
+    if "organisation" not in have:
+        return {}
+    return {r["organisation_code"]: r["organisation_name"] for r in _rows(engine, "organisation")}
+
+
+def _named(explanation: str, code: str, names: dict[str, str]) -> str:
+    """An explanation that opens with a code ("ZZL01: ...") opened with the name instead."""
+    if code in names and explanation.startswith(code + ":"):
+        return names[code] + explanation[len(code) :]
+    return explanation
+
+
 def _payments(engine: Engine) -> list[dict[str, Any]]:
     rows = _rows(engine, "finance_payment_line")
-    names = {}
-    if "organisation" in set(engine.table_names()):
-        names = {
-            r["organisation_code"]: r["organisation_name"] for r in _rows(engine, "organisation")
-        }
+    names = _organisation_names(engine, set(engine.table_names()))
 
     def key(r: dict[str, Any]) -> tuple[str, str, str]:
         return (r["provider_code"], r["financial_year"], r["rules"])
@@ -543,10 +565,12 @@ def _payments(engine: Engine) -> list[dict[str, Any]]:
             "code": code,
             "year": year,
             "rules": rules,
-            "total": _gbp(sum(r["amount_gbp"] for r in mine)),
+            "total": money_text(sum(r["amount_gbp"] for r in mine), "£"),
             "lines": [
-                {"line": r["line"].replace("_", " "), "pod": r["point_of_delivery"] or "",
-                 "amount": _gbp(r["amount_gbp"]), "explanation": r["explanation"]}
+                {"line": LINE_LABELS.get(r["line"], r["line"].replace("_", " ")),
+                 "pod": POD_LABELS.get(r["point_of_delivery"] or "", r["point_of_delivery"] or ""),
+                 "pod_code": r["point_of_delivery"] or "",
+                 "amount": money_text(r["amount_gbp"], "£"), "explanation": r["explanation"]}
                 for r in mine
             ],
         }
@@ -567,19 +591,20 @@ def _risk_share(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     for ax, scenario in zip(axes, scenarios, strict=True):
         mine = [r for r in rows if r["scenario"] == scenario]
         y = list(range(len(mine)))
-        ax.barh([i - 0.18 for i in y], [float(r["variance_gbp"]) / 1e6 for r in mine],
+        ax.barh([i - 0.18 for i in y], [-float(r["variance_gbp"]) / 1e6 for r in mine],
                 height=0.35, color=NHS_LIGHT_BLUE, label="variance")  # fmt: skip
-        ax.barh([i + 0.18 for i in y], [float(r["final_gbp"]) / 1e6 for r in mine],
+        ax.barh([i + 0.18 for i in y], [-float(r["final_gbp"]) / 1e6 for r in mine],
                 height=0.35, color=NHS_BLUE, label="after sharing")  # fmt: skip
         ax.axvline(0, color="black", linewidth=0.7)
         ax.set_title(scenario, fontsize=9)
-        ax.set_xlabel("£ million (loss positive)", fontsize=8)
+        ax.set_xlabel("£ million (underspend positive)", fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_yticks(range(len(parties)), parties, fontsize=7)
     axes[0].invert_yaxis()
     axes[0].legend(fontsize=7, frameon=False)
     description = (
-        "Bar charts, one per scenario, of each party's variance (overspend positive) and its "
+        "Bar charts, one per scenario, of each party's variance (underspend positive, "
+        "overspend negative) and its "
         "position after the risk share; the tables below give every figure and the sums."
     )
     agreement = settings.get("risk_share", {}).get("agreement", {})
@@ -591,17 +616,29 @@ def _risk_share(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         "scenarios": [
             {
                 "name": s,
-                "variance": _short(sum(r["variance_gbp"] for r in rows if r["scenario"] == s)),
+                "variance": money_text(
+                    -sum(r["variance_gbp"] for r in rows if r["scenario"] == s), "£", signed=True
+                ),
                 "rows": [
                     {
                         "party": r["party_name"],
                         "kind": r["party_kind"],
-                        "variance": _short(r["variance_gbp"], signed=True),
-                        "retained": _short(r["retained_gbp"], signed=True),
-                        "pool_share": _short(r["pool_share_gbp"], signed=True),
-                        "limit": _short(r["limit_adjustment_gbp"] + r["residual_gbp"], signed=True),
-                        "final": _short(r["final_gbp"], signed=True),
+                        "variance": money_text(-r["variance_gbp"], "£", signed=True),
+                        "retained": money_text(-r["retained_gbp"], "£", signed=True),
+                        "pool_share": money_text(-r["pool_share_gbp"], "£", signed=True),
+                        "limit": money_text(
+                            -(r["limit_adjustment_gbp"] + r["residual_gbp"]), "£", signed=True
+                        ),
+                        "final": money_text(-r["final_gbp"], "£", signed=True),
                         "explanation": r["explanation"],
+                        # Exact, with the page's sign: an underspend or gain is positive.
+                        "scenario": s,
+                        "party_code": r["party_code"],
+                        "variance_gbp": -r["variance_gbp"],
+                        "kept_gbp": -r["retained_gbp"],
+                        "pool_share_gbp": -r["pool_share_gbp"],
+                        "limits_gbp": -(r["limit_adjustment_gbp"] + r["residual_gbp"]),
+                        "final_gbp": -r["final_gbp"],
                     }
                     for r in rows
                     if r["scenario"] == s
@@ -645,33 +682,46 @@ def _control_total(engine: Engine) -> dict[str, Any]:
     ax.spines[["top", "right"]].set_visible(False)
     description = (
         f"Waterfall chart of the system's {system['financial_year']} position: from the planned "
-        f"surplus of {_short(steps[0]['running_total_gbp'])} through "
+        f"surplus of {money_text(steps[0]['running_total_gbp'], '£')} through "
         + "; ".join(
-            f"{s['label'].lower()} {_short(s['amount_gbp'], signed=True)}" for s in steps[1:-1]
+            f"{s['label'].lower()} {money_text(s['amount_gbp'], '£', signed=True)}"
+            for s in steps[1:-1]
         )
-        + f" to a forecast outturn of {_short(steps[-1]['running_total_gbp'])}."
+        + f" to a forecast outturn of {money_text(steps[-1]['running_total_gbp'], '£')}."
     )
     return {
         "year": system["financial_year"],
         "rule": system["rule"],
-        "explanation": system["explanation"],
+        "explanation": str(system["explanation"]).replace(" (SYSTEM)", "", 1),
         "svg": figure_svg(fig, "waterfall", "Control total waterfall", description),
         "description": description,
         "rows": [
             {
                 "name": r["organisation_name"],
                 "months": r["months_reported_count"],
-                "plan_ytd": _short(r["plan_ytd_gbp"]),
-                "actual_ytd": _short(r["actual_ytd_gbp"]),
-                "run_rate": _short(r["forecast_run_rate_gbp"]),
-                "trend": _short(r["forecast_trend_gbp"]),
-                "plan": _short(r["plan_full_year_gbp"]),
-                "variance": _short(r["forecast_variance_gbp"], signed=True),
+                "plan_ytd": money_text(r["plan_ytd_gbp"], "£"),
+                "actual_ytd": money_text(r["actual_ytd_gbp"], "£"),
+                "run_rate": money_text(r["forecast_run_rate_gbp"], "£"),
+                "trend": money_text(r["forecast_trend_gbp"], "£"),
+                "plan": money_text(r["plan_full_year_gbp"], "£"),
+                "variance": money_text(r["forecast_variance_gbp"], "£", signed=True),
                 "must": "yes" if r["must_break_even"] else "no",
                 "meets": ""
                 if r["meets_rule"] is None
                 else ("met" if r["meets_rule"] else "not met"),
                 "system": r["organisation_code"] == "SYSTEM",
+                "organisation_code": r["organisation_code"],
+                **{
+                    k: r[k]
+                    for k in (
+                        "plan_ytd_gbp",
+                        "actual_ytd_gbp",
+                        "forecast_run_rate_gbp",
+                        "forecast_trend_gbp",
+                        "plan_full_year_gbp",
+                        "forecast_variance_gbp",
+                    )
+                },
             }
             for r in positions
         ],
@@ -679,15 +729,15 @@ def _control_total(engine: Engine) -> dict[str, Any]:
         "steps": [
             {
                 "label": r["label"],
-                "amount": _short(r["amount_gbp"], signed=True),
-                "running": _short(r["running_total_gbp"]),
+                "amount": money_text(r["amount_gbp"], "£", signed=True),
+                "running": money_text(r["running_total_gbp"], "£"),
             }
             for r in steps
         ],
         "causes": [
             {
-                "category": r["category"].replace("_", " "),
-                "variance": _short(r["variance_gbp"], signed=True),
+                "category": r["category"].replace("_", " ").capitalize(),
+                "variance": money_text(r["variance_gbp"], "£", signed=True),
                 "favourable": r["favourable"],
             }
             for r in variances
@@ -699,17 +749,34 @@ def _control_total(engine: Engine) -> dict[str, Any]:
 # --- what-if ---------------------------------------------------------------------------------
 
 
-def _what_if(engine: Engine) -> dict[str, Any]:
+def _scenario_words(rows: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """Each stored scenario in words with places named, from the settings that made it (the
+    description stored with it otherwise)."""
+    words = {r["scenario"]: str(r["description"] or r["scenario"]) for r in rows}
+    names = {r["place_code"]: r["place_name"] for r in rows}
+    adapter: TypeAdapter[Any] = TypeAdapter(Driver)
+    for raw in settings.get("what_if") or []:
+        try:
+            driver = adapter.validate_python(raw)
+        except ValidationError:
+            continue  # settings of an older version: keep the stored description
+        if driver.name in words:
+            words[driver.name] = describe_driver(driver, names)
+    return words
+
+
+def _what_if(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     rows = _rows(engine, "finance_what_if")
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
     places = list(dict.fromkeys(r["place_name"] for r in rows))
+    words = _scenario_words(rows, settings)
     fig = new_figure(8.5, 0.8 + 0.6 * len(places))
     ax = fig.subplots()
     height = 0.8 / max(len(scenarios), 1)
     for i, s in enumerate(scenarios):
         values = [float(r["target_change_gbp"]) / 1e6 for r in rows if r["scenario"] == s]
         ax.barh([j + i * height for j in range(len(values))], values, height=height,
-                color=PLACE_COLOURS[i % len(PLACE_COLOURS)], label=s)  # fmt: skip
+                color=PLACE_COLOURS[i % len(PLACE_COLOURS)], label=words[s])  # fmt: skip
     ax.axvline(0, color="black", linewidth=0.7)
     ax.set_yticks(
         [j + height * (len(scenarios) - 1) / 2 for j in range(len(places))], places, fontsize=8
@@ -728,15 +795,27 @@ def _what_if(engine: Engine) -> dict[str, Any]:
         "scenarios": [
             {
                 "name": s,
-                "description": next(r["description"] for r in rows if r["scenario"] == s),
+                "description": words[s],
                 "year": next(r["financial_year"] for r in rows if r["scenario"] == s),
                 "rows": [
                     {
                         "place": r["place_name"],
-                        "cost": _short(r["cost_change_gbp"], signed=True),
+                        "cost": money_text(r["cost_change_gbp"], "£", signed=True),
                         "index": f"{r['baseline_index']:.3f} → {r['scenario_index']:.3f}",
-                        "target": _short(r["target_change_gbp"], signed=True),
-                        "allocation": _short(r["allocation_change_gbp"], signed=True),
+                        "target": money_text(r["target_change_gbp"], "£", signed=True),
+                        "allocation": money_text(r["allocation_change_gbp"], "£", signed=True),
+                        "scenario": s,
+                        "place_code": r["place_code"],
+                        **{
+                            k: r[k]
+                            for k in (
+                                "cost_change_gbp",
+                                "baseline_index",
+                                "scenario_index",
+                                "target_change_gbp",
+                                "allocation_change_gbp",
+                            )
+                        },
                     }
                     for r in rows
                     if r["scenario"] == s
