@@ -159,6 +159,8 @@ def splink_settings(
     columns: tuple[str, ...],
     compare: tuple[str, ...],
     table_columns: set[str],
+    *,
+    max_iterations: int = 25,
 ) -> SettingsCreator:
     """Splink settings for a `link_type` ("dedupe_only" or "link_only") run. An extract with
     none of the identity columns blocks on each extra column agreeing exactly."""
@@ -170,4 +172,5 @@ def splink_settings(
         blocking_rules_to_generate_predictions=[block_on(*rule) for rule in rules],
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
+        max_iterations=max_iterations,
     )

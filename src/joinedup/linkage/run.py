@@ -107,17 +107,19 @@ def _train(linker: Linker, settings: LinkageSettings, extract: Extract, progress
     rules = training_columns(columns) or [(c,) for c in extract.compare_columns]
     if not rules:
         raise JoinedupError(
-            f"{extract.path}: nothing to train the model on; give at least two of given_name, "
-            "family_name, birth_date and postcode, or --compare a column"
+            f"{extract.path}: nothing to train the model on; give birth_date, postcode or both "
+            "given_name and family_name, or --compare a column"
         )
     trained = 0
     for rule in rules:
         progress(f"estimating m by expectation maximisation, blocking on {' and '.join(rule)}")
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
-        except ValueError:
+        except ValueError as err:
             # Splink refuses an m that underflows to 0, which happens when every pair in a
             # block agrees (very clean data); the other blocks still estimate m.
+            if "m_probability" not in str(err):
+                raise
             continue
         trained += 1
     if not trained:
@@ -141,9 +143,8 @@ def _linker(
         extract.identity_columns,
         extract.compare_columns,
         set(extract.records.column_names),
+        max_iterations=settings.em_max_iterations,
     )
-    creator.em_convergence = 0.0001
-    creator.max_iterations = settings.em_max_iterations
     linker = Linker(inputs if len(inputs) > 1 else inputs[0], creator, log_level=logging.ERROR)
     return api, linker
 
