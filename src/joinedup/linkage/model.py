@@ -131,6 +131,8 @@ _BLOCKING = (
     ("family_soundex", "birth_year"),
     ("given_soundex", "birth_year"),
     ("postcode", "given_soundex"),
+    ("postcode", "family_soundex"),
+    ("postcode", "birth_year"),
     ("nhs_number_key",),
 )
 # Expectation maximisation runs once per rule; each estimates m for every column not in it.
