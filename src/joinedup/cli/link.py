@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from joinedup.cli.main import DEFAULT_SPARK_MASTER, EngineOption, SparkMasterOption, console
+from joinedup.cli.main import DEFAULT_SPARK_MASTER, SparkMasterOption, console
 from joinedup.cli.warehouse import write_result
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.linkage import (
@@ -45,6 +45,16 @@ ThresholdOption = Annotated[
     typer.Option(
         "--threshold",
         help="Match probability at or above which two records are linked (0 to 1, exclusive).",
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        "-e",
+        envvar="JOINEDUP_ENGINE",
+        help="Engine that runs the linkage: duckdb (embedded) or spark (a local or remote "
+        "session; for very large extracts).",
     ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for the random pairs behind u.")]
