@@ -140,6 +140,13 @@ def test_non_finite_numbers_and_booleans_and_aware_datetimes() -> None:
     assert [c.value for c in data[2]] == [True, None, None, datetime(2025, 6, 1, 12, 0)]
 
 
+def test_empty_text_is_an_empty_excel_cell() -> None:
+    rows = [{"area_code": "", "value": 1.0}]
+    assert read_csv(to_csv(table(rows)))[1][:2] == ["", "1.0"]
+    data = load_workbook(io.BytesIO(to_xlsx(table(rows))))["Data"]
+    assert data["A2"].value is None and data["B2"].value == 1.0
+
+
 def test_an_empty_table_still_has_its_header_and_notes() -> None:
     assert read_csv(to_csv(table([])))[0][0] == "Area code"
     book = load_workbook(io.BytesIO(to_xlsx(table([]))))

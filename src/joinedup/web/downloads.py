@@ -202,6 +202,8 @@ def _excel_value(value: Any) -> tuple[Any, str | None, bool]:
     if isinstance(value, date):
         return value, _DATE_FORMAT, False
     text = str(value)
+    if not text:
+        return None, None, False  # Excel has no empty text: an empty cell
     if _ISO_DATE.fullmatch(text):
         try:
             return date.fromisoformat(text), _DATE_FORMAT, False

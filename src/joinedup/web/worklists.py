@@ -4,7 +4,7 @@ opened with a reason, and every view or download written to the audit log."""
 from __future__ import annotations
 
 import hmac
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -242,7 +242,7 @@ def download_response(
             ("Definition", "People of this PCN on its case-finding worklists ("
              + "; ".join(f"{k}: {t}" for k, t in titles.items()) + f"); filters: {chosen}; "
              f"sorted by {sort} {'descending' if descending else 'ascending'}."),
-            ("Period", "As served on " + date.today().isoformat()),
+            ("Period", f"As served at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"),
             ("Disclosure", "Identifiable: for the PCN's clinicians only, for the reason given "
              f"({why}); this download is recorded in the audit log. Not for onward sharing."),
             ("Source", "joinedup worklists"),
