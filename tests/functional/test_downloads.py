@@ -1,0 +1,414 @@
+"""Downloads against the served dashboard: every table route's CSV and Excel hold the JSON's
+values cell for cell and the page's numbers, carry their definition, period and disclosure
+note, leave suppressed cells empty, refuse whom the JSON refuses, and never let text become a
+formula."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from typing import Any
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+
+from joinedup.indicators import shipped_definitions
+from joinedup.web.indicators import VALUE_COLUMNS
+from joinedup.web.worklists import WorklistRow
+
+pytestmark = pytest.mark.slow
+
+CSV = "text/csv; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+NOTE_LABELS = ["Definition", "Period", "Disclosure", "Source"]
+OVERVIEW_TABLES = [
+    "population-by-place", "population-by-age-and-sex", "segments", "risk-tiers",
+    "inequality-gaps", "deaths",
+]  # fmt: skip
+DATA_QUALITY_TABLES = [
+    "loads", "quarantine-reasons", "unmapped-codes", "load-unmapped-codes", "completeness",
+]  # fmt: skip
+FORMULA = '=HYPERLINK("http://example.invalid","click")'
+
+
+def sign_in(server: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=server, timeout=120)
+    answer = client.post(
+        "/api/v1/token", json={"username": username, "password": f"{username}-demo-2026"}
+    )
+    assert answer.status_code == 200, answer.text
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client
+
+
+@pytest.fixture(scope="module")
+def api(live_server: str) -> Iterator[dict[str, httpx.Client]]:
+    clients = {u: sign_in(live_server, u) for u in ("analyst", "clinician", "clinician2")}
+    yield clients
+    for c in clients.values():
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def browser_session(live_server: str) -> Iterator[httpx.Client]:
+    """The analyst signed in with a session cookie, as a browser is: for the pages."""
+    with httpx.Client(base_url=live_server, timeout=120) as client:
+        answer = client.post(
+            "/login", data={"username": "analyst", "password": "analyst-demo-2026"}
+        )
+        assert answer.status_code in (200, 303), answer.text
+        yield client
+
+
+# --- reading the files back ------------------------------------------------------------------
+
+
+def csv_of(answer: httpx.Response) -> tuple[list[str], list[list[str]]]:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == CSV
+    assert answer.headers["content-disposition"].startswith('attachment; filename="')
+    lines = list(csv.reader(io.StringIO(answer.content.decode("utf-8"))))
+    return lines[0], lines[1:]
+
+
+def xlsx_of(answer: httpx.Response) -> tuple[list[Any], list[list[Any]], dict[str, Any], Any]:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == XLSX
+    assert re.search(r'filename="[A-Za-z0-9-]+\.xlsx"', answer.headers["content-disposition"])
+    book = load_workbook(io.BytesIO(answer.content))
+    assert book.sheetnames == ["Data", "Notes"]
+    cells = [list(r) for r in book["Data"].iter_rows(values_only=True)]
+    notes: dict[str, Any] = {}
+    for r in book["Notes"].iter_rows(min_row=2, values_only=True):
+        if r and r[0] == "Column":  # the columns and their units follow the notes
+            break
+        if r and r[0]:
+            notes[r[0]] = r[1]
+    return list(cells[0]), cells[1:], notes, book
+
+
+def as_csv(value: Any) -> str:
+    """How a JSON value is written to CSV (text that looks like a formula gets a ')."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def as_excel(value: Any) -> Any:
+    """How a JSON value reads back from Excel: ISO dates as dates, empty text as an empty
+    cell, the rest as they are."""
+    if value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return datetime.combine(date.fromisoformat(value), datetime.min.time())
+    return value
+
+
+def same_cells(
+    answer_csv: httpx.Response, answer_xlsx: httpx.Response, expected: list[list[Any]]
+) -> tuple[list[str], list[list[str]], dict[str, Any]]:
+    """Assert both files hold `expected` (the JSON's values) cell for cell, the CSV with the
+    notes on every row; return the CSV header and rows and the Excel notes."""
+    header, rows = csv_of(answer_csv)
+    xheader, xrows, notes, _ = xlsx_of(answer_xlsx)
+    width = len(expected[0]) if expected else len(xheader)
+    assert header[:width] == xheader and header[width:] == NOTE_LABELS
+    assert len(rows) == len(xrows) == len(expected)
+    for i, want in enumerate(expected):
+        assert rows[i][:width] == [as_csv(v) for v in want], (i, rows[i], want)
+        assert xrows[i] == [as_excel(v) for v in want], (i, xrows[i], want)
+        # The notes repeated on every row, Fingertips-style.
+        assert rows[i][width:] == [notes[label] for label in NOTE_LABELS]
+    for label in NOTE_LABELS:
+        assert notes[label], f"the {label} note is empty"
+    disclosure = notes["Disclosure"].lower()
+    assert any(w in disclosure for w in ("suppress", "identifiable", "disclosure rule"))
+    return header, rows, notes
+
+
+def both(client: httpx.Client, path: str, **params: Any) -> tuple[httpx.Response, ...]:
+    return tuple(client.get(path, params={**params, "format": f}) for f in ("csv", "xlsx"))
+
+
+# --- every table equals its JSON --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/api/v1/overview/{t}" for t in OVERVIEW_TABLES]
+    + [f"/api/v1/data-quality/{t}" for t in DATA_QUALITY_TABLES],
+)
+def test_a_named_table_is_its_json_cell_for_cell(api: dict[str, httpx.Client], path: str) -> None:
+    client = api["analyst"]
+    data = client.get(path).json()
+    keys = [c["key"] for c in data["columns"]]
+    expected = [[row[k] for k in keys] for row in data["rows"]]
+    header, _, notes = same_cells(*both(client, path), expected)
+    assert [n["label"] for n in data["notes"]] == NOTE_LABELS
+    assert {n["label"]: n["text"] for n in data["notes"]} == {k: notes[k] for k in NOTE_LABELS}
+    assert len(header) == len(keys) + len(NOTE_LABELS)
+    if path.startswith("/api/v1/overview/"):
+        assert expected, f"{path} has no rows in a 30,000-person world"
+        assert re.search(r"\d{4}-\d{2}-\d{2}", notes["Period"]), notes["Period"]
+
+
+def test_an_unknown_table_is_404_in_every_format(api: dict[str, httpx.Client]) -> None:
+    for path in ("/api/v1/overview/nonsense", "/api/v1/data-quality/nonsense"):
+        for fmt in ("json", "csv", "xlsx"):
+            answer = api["analyst"].get(path, params={"format": fmt})
+            assert answer.status_code == 404, (path, fmt)
+            assert "choose from" in answer.json()["detail"]
+    assert api["analyst"].get("/api/v1/places", params={"format": "pdf"}).status_code == 422
+
+
+def test_places_and_pcns_downloads_are_their_json(api: dict[str, httpx.Client]) -> None:
+    client = api["analyst"]
+    places = client.get("/api/v1/places").json()
+    expected = [
+        [p["place_code"], p["place_name"], p["people"],
+         float(p["share"].rstrip("%")) if p["share"] else None, p["pcns"], p["practices"]]
+        for p in places
+    ]  # fmt: skip
+    same_cells(*both(client, "/api/v1/places"), expected)
+    place = places[0]["place_code"]
+    for params in ({}, {"place": place}):
+        pcns = client.get("/api/v1/pcns", params=params).json()
+        expected = [
+            [p["pcn_code"], p["pcn_name"], p["place_code"], p["place_name"], p["people"],
+             p["practices"]]
+            for p in pcns
+        ]  # fmt: skip
+        assert expected
+        same_cells(*both(client, "/api/v1/pcns", **params), expected)
+
+
+def test_indicator_definitions_download_is_the_json(api: dict[str, httpx.Client]) -> None:
+    client = api["analyst"]
+    definitions = client.get("/api/v1/indicators").json()
+    expected = []
+    for d in definitions:
+        parts = [
+            [d[p]["words"], d[p]["counts"], "; ".join(d[p]["where"])]
+            for p in ("numerator", "denominator")
+        ]
+        expected.append(
+            [d["id"], d["title"], *parts[0], *parts[1], d["population"], d["ages"], d["unit"],
+             d["method"], d["method_words"], d["ci_method"], d["ci_words"], d["polarity"],
+             d["period_type"], d["source"], d["disclosure"]]
+        )  # fmt: skip
+    assert len(expected) == len(list(shipped_definitions()))
+    same_cells(*both(client, "/api/v1/indicators"), expected)
+
+
+def test_indicator_values_one_row_per_area_period_and_suppressed_cells_empty(
+    api: dict[str, httpx.Client],
+) -> None:
+    client = api["clinician"]  # published aggregates: every role
+    keys = [c.key for c in VALUE_COLUMNS]
+    suppressed_seen = 0
+    for indicator in shipped_definitions():
+        path = f"/api/v1/indicators/{indicator.id}"
+        params = {"level": "practice", "period": "all"}
+        data = client.get(path, params=params).json()
+        assert all(set(r) == set(keys) for r in data["values"])  # no field left out
+        expected = [[r[k] for k in keys] for r in data["values"]]
+        header, rows, notes = same_cells(*both(client, path, **params), expected)
+        assert indicator.title in notes["Definition"]
+        assert all(p in notes["Period"] for p in data["periods"])
+        value = keys.index("value")
+        for row, json_row in zip(rows, data["values"], strict=True):
+            if json_row["suppressed"]:
+                suppressed_seen += 1
+                assert row[value] == "" and row[keys.index("suppressed")] == "true"
+        if suppressed_seen:
+            _, xrows, _, _ = xlsx_of(client.get(path, params={**params, "format": "xlsx"}))
+            hidden = [x for x, j in zip(xrows, data["values"], strict=True) if j["suppressed"]]
+            assert hidden and all(x[value] is None for x in hidden)
+            assert header[value].startswith("Value")
+            break
+    assert suppressed_seen, "no practice-level indicator value was suppressed: nothing tested"
+
+
+# --- the same numbers as the page ------------------------------------------------------------
+
+
+def page_cells(html: str, table_id: str, cls: str = "count") -> list[str]:
+    found = re.search(rf'<table id="{table_id}".*?</table>', html, re.S)
+    assert found, table_id
+    return re.findall(rf'<td class="{cls}[^"]*">([^<]*)</td>', found.group(0))
+
+
+def shown(value: Any) -> str:
+    return "*" if value is None else f"{value:,}"
+
+
+def rate_shown(value: float | None) -> str:
+    if value is None:
+        return "*"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def column(client: httpx.Client, table: str, key: str) -> list[Any]:
+    data = client.get(f"/api/v1/overview/{table}", params={"format": "xlsx"})
+    header, rows, _, _ = xlsx_of(data)
+    keys = [c["key"] for c in client.get(f"/api/v1/overview/{table}").json()["columns"]]
+    assert len(header) == len(keys)
+    return [r[keys.index(key)] for r in rows]
+
+
+def test_the_overview_downloads_hold_the_numbers_the_page_shows(
+    api: dict[str, httpx.Client], browser_session: httpx.Client
+) -> None:
+    client = api["analyst"]
+    html = browser_session.get("/").text
+    checks: list[tuple[str, list[str], Callable[[], list[str]]]] = [
+        ("places-table", page_cells(html, "places-table"),
+         lambda: [shown(v) for v in column(client, "population-by-place", "people")]),
+        ("pyramid-table", page_cells(html, "pyramid-table"),
+         lambda: [shown(v) for v in column(client, "population-by-age-and-sex", "people")]),
+        ("segment-table", page_cells(html, "segment-table"),
+         lambda: [shown(v) for v in column(client, "segments", "people")]),
+        ("tier-table", page_cells(html, "tier-table"),
+         lambda: [shown(v) for v in column(client, "risk-tiers", "people")]),
+        ("deaths-table", page_cells(html, "deaths-table"),
+         lambda: [shown(v) for pair in zip(column(client, "deaths", "events"),
+                                           column(client, "deaths", "people"), strict=True)
+                  for v in pair]),
+    ]  # fmt: skip
+    for name, on_page, in_file in checks:
+        assert on_page and on_page == in_file(), name
+    rates = page_cells(html, "deaths-table", "num")[0::2]  # rate, then its interval
+    assert rates == [rate_shown(v) for v in column(client, "deaths", "rate")]
+    # Each table's links are on the page, under it or in the downloads section.
+    for table in OVERVIEW_TABLES:
+        for fmt in ("csv", "xlsx"):
+            assert f'href="/api/v1/overview/{table}?format={fmt}"' in html, (table, fmt)
+    assert 'href="/api/v1/places?format=csv"' in html
+
+
+def test_the_pages_link_their_downloads(browser_session: httpx.Client) -> None:
+    places = browser_session.get("/places").text
+    assert ">Download CSV<" in places and 'href="/api/v1/places?format=xlsx"' in places
+    quality = browser_session.get("/data-quality").text
+    for table in ("unmapped-codes", "completeness"):
+        assert f'href="/api/v1/data-quality/{table}?format=csv"' in quality
+        # What the page links to answers with a file.
+        answer = browser_session.get(f"/api/v1/data-quality/{table}", params={"format": "xlsx"})
+        assert answer.headers["content-type"] == XLSX
+
+
+# --- worklists: identifiable, the same checks and audit, and no formula ------------------------
+
+
+def worklist_json(client: httpx.Client, pcn: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = client.get(
+            f"/api/v1/worklists/{pcn}",
+            params={"reason": "mdt", "limit": 500, "offset": len(rows)},
+        ).json()
+        rows += page["rows"]
+        if len(rows) >= page["total"]:
+            return rows
+
+
+def test_the_worklist_download_is_its_json_and_neutralises_a_formula_in_a_note(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    client = api["clinician"]
+    pcn = client.get("/api/v1/me").json()["pcn_code"]
+    rows = worklist_json(client, pcn)
+    target = rows[-1]
+    # A clinician types a formula as a status note, through the page's own form.
+    with httpx.Client(base_url=live_server, timeout=120) as page:
+        page.post("/login", data={"username": "clinician", "password": "clinician-demo-2026"})
+        html = page.get(f"/worklists/{pcn}", params={"reason": "mdt"}).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf
+
+        def note(text: str) -> None:
+            answer = page.post(
+                f"/worklists/{pcn}/status",
+                data={"csrf": csrf.group(1), "worklist_id": target["worklist_id"],
+                      "person_id": str(target["person_id"]), "status": target["status"],
+                      "note": text, "back": "reason=mdt"},
+            )  # fmt: skip
+            assert answer.status_code in (200, 303), answer.text
+
+        note(FORMULA)
+        try:
+            rows = worklist_json(client, pcn)
+            keys = list(WorklistRow.model_fields)
+            assert all(set(r) == set(keys) for r in rows)
+            expected = [[r[k] for k in keys] for r in rows]
+            answers = both(client, f"/api/v1/worklists/{pcn}", reason="mdt")
+            header, got, notes = same_cells(*answers, expected)
+            assert header[: len(keys)] == keys  # machine names, as the CSV always had
+            written = next(
+                r[keys.index("status_note")] for r in got if r[keys.index("status_note")]
+            )
+            assert written == "'" + FORMULA
+            book = xlsx_of(answers[1])[3]
+            cell = next(
+                c
+                for c in book["Data"].iter_rows(min_row=2)
+                if c[keys.index("status_note")].value == FORMULA
+            )[keys.index("status_note")]
+            assert cell.data_type == "s"  # text, never a formula
+            assert "audit" in notes["Disclosure"]
+            assert all(a.headers["cache-control"] == "no-store" for a in answers)
+            # The old route is an alias of format=csv.
+            old = client.get(f"/api/v1/worklists/{pcn}/csv", params={"reason": "mdt"})
+            old_header, old_rows = csv_of(old)
+            assert old_header == header
+            assert [r[: len(keys)] for r in old_rows] == [r[: len(keys)] for r in got]
+        finally:
+            note("")
+
+
+def test_downloads_are_refused_to_whom_the_json_is(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    pcn = api["clinician"].get("/api/v1/me").json()["pcn_code"]
+    refused = [
+        (api["clinician"], "/api/v1/data-quality/completeness", {}),
+        (api["clinician"], "/api/v1/data-quality/quarantine", {}),
+        (api["analyst"], f"/api/v1/worklists/{pcn}", {"reason": "mdt"}),
+        (api["clinician2"], f"/api/v1/worklists/{pcn}", {"reason": "mdt"}),
+    ]
+    for client, path, params in refused:
+        for fmt in ("json", "csv", "xlsx"):
+            answer = client.get(path, params={**params, "format": fmt})
+            assert answer.status_code == 403, (path, fmt, answer.status_code)
+            assert answer.headers["content-type"].startswith("application/json")
+    for fmt in ("csv", "xlsx"):
+        assert httpx.get(f"{live_server}/api/v1/places?format={fmt}").status_code == 401
+    # A worklist download without a reason is refused too, as its JSON is.
+    no_reason = api["clinician"].get(f"/api/v1/worklists/{pcn}", params={"format": "csv"})
+    assert no_reason.status_code == 422
+
+
+def test_a_worklist_download_is_audited(api: dict[str, httpx.Client]) -> None:
+    client = api["clinician"]
+    pcn = client.get("/api/v1/me").json()["pcn_code"]
+    admin = sign_in(str(client.base_url).rstrip("/"), "admin")
+    try:
+        before = admin.get("/api/v1/audit").json()["total"]
+        client.get(f"/api/v1/worklists/{pcn}", params={"reason": "follow-up", "format": "xlsx"})
+        log = admin.get("/api/v1/audit", params={"limit": 1}).json()
+        assert log["total"] == before + 1
+        (entry,) = log["entries"]
+        assert (entry["username"], entry["action"], entry["reason"]) == (
+            "clinician", "download", "follow-up",
+        )  # fmt: skip
+    finally:
+        admin.close()
