@@ -134,6 +134,10 @@ def routes(server: str) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+#: A table of each `{table}` route (the overview's otherwise).
+TABLE_OF = {"/api/v1/data-quality/{table}": "completeness"}
+
+
 def concrete(path: str, w: World) -> str:
     indicator = next(iter(shipped_definitions())).id
     return (
@@ -141,6 +145,7 @@ def concrete(path: str, w: World) -> str:
         .replace("{place_code}", w.place_code)
         .replace("{indicator_id}", indicator)
         .replace("{level}/{area_code}", f"place/{w.place_code}")
+        .replace("{table}", TABLE_OF.get(path, "segments"))
     )
 
 
@@ -175,6 +180,36 @@ def test_every_route_answers_each_role_and_identity_as_permissions_say(world: Wo
     assert checked >= 100  # every route was probed, not skipped
 
 
+def test_every_download_answers_each_role_as_its_json_does(world: World) -> None:
+    """Every route taking `format` gives CSV and Excel to exactly the roles it gives JSON,
+    and nothing without a session."""
+    media = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument"}
+    probed = set()
+    for method, path, op in routes(world.server):
+        if method != "GET" or "format" not in [p["name"] for p in op.get("parameters", [])]:
+            continue
+        url = concrete(path, world)
+        params = {"reason": "mdt"} if "worklists" in path else {}
+        area = area_of(path)
+        for fmt in ("csv", "xlsx"):
+            asked = {**params, "format": fmt}
+            for identity in ("none", "forged"):
+                answer = world.clients[f"anon:{identity}"].get(url, params=asked)
+                assert answer.status_code == 401, (identity, url, fmt, answer.status_code)
+            for role in ROLES:
+                answer = world.clients[role].get(url, params=asked)
+                clean(answer, f"{role} {url} {fmt}")
+                may = area is None or Role(role) in PERMISSIONS[area]
+                assert answer.status_code == (200 if may else 403), (role, url, fmt)
+                if may:
+                    assert answer.headers["content-type"].startswith(media[fmt]), (url, fmt)
+                    assert answer.headers["content-disposition"].startswith("attachment;")
+        probed.add(path)
+    # places, pcns, indicators and one indicator, the overview's and data quality's tables,
+    # quarantined records, a worklist: none may be left out of the probe.
+    assert len(probed) >= 8, probed
+
+
 def cross_pcn_variants(w: World) -> list[tuple[str, dict[str, str]]]:
     q, p = w.other_pcn, w.own_pcn
     mdt = {"reason": "mdt"}
@@ -185,6 +220,7 @@ def cross_pcn_variants(w: World) -> list[tuple[str, dict[str, str]]]:
     ]  # fmt: skip
     variants = [(f"/api/v1/worklists/{v}", mdt) for v in paths]
     variants += [(f"/api/v1/worklists/{q}/csv", mdt), (f"//api/v1/worklists/{q}", mdt)]
+    variants += [(f"/api/v1/worklists/{q}", {**mdt, "format": f}) for f in ("csv", "xlsx")]
     # Their own PCN, asking for a practice of the other PCN, or the other PCN by query.
     for extra in (
         {"practice": w.other_practice}, {"practice": w.other_practice.lower()},
