@@ -35,6 +35,8 @@ from joinedup.disclosure import (
     describe,
 )
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.finance import pipeline as finance_pipeline
+from joinedup.finance.config import FinanceConfig
 from joinedup.indicators.headlines import headlines as area_headlines
 from joinedup.population.codelists import load_codelists
 from joinedup.reports import finance as finance_report
@@ -316,6 +318,21 @@ class Dashboard:
         return self._kept(
             ("finance",), lambda: finance_report.report_context(self.engine, self.policy())
         )
+
+    def finance_need(self) -> tuple[finance_pipeline.Need, FinanceConfig]:
+        """Need fitted once on the warehouse with the last finance run's settings, for what-if
+        runs from the page: read under the engine lock, nothing written."""
+        if self.finance().get("need_source") != "population":
+            raise ConfigurationError(
+                "what-if changes the activity behind need estimated from the population; this "
+                "warehouse's finance run used published weights"
+            )
+
+        def build() -> tuple[finance_pipeline.Need, FinanceConfig]:
+            config = finance_pipeline.last_run_settings(self.engine)
+            return finance_pipeline.need_from_population(self.engine, config), config
+
+        return self._kept(("finance", "need"), build)
 
     def _period(self) -> Period | None:
         """The latest build's record, read by `period_of` (its one reader); None in a
