@@ -31,6 +31,7 @@ from typing import Any
 
 import joinedup
 from joinedup.warehouse import open_engine
+from joinedup.warehouse.engines import default_memory_limit
 from joinedup.warehouse.lake import Lake
 
 TARGET_PHM_PEAK_GB_AT_5M = 6.0
@@ -170,6 +171,12 @@ def code_measured() -> dict[str, Any]:
     return found
 
 
+def duckdb_memory_limit() -> str:
+    """The memory limit the measured commands give DuckDB: JOINEDUP_MEMORY_LIMIT if set (the
+    CLI reads it), else the product's default for this machine."""
+    return os.environ.get("JOINEDUP_MEMORY_LIMIT") or default_memory_limit()
+
+
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {message}", flush=True)
 
@@ -245,6 +252,7 @@ def _scale_point(
         "synth": built.synth.as_detail() if built.synth else None,
         "synth_reused_from": built.reused_from,
         "phm_run": phm.as_detail(),
+        "duckdb_memory_limit": duckdb_memory_limit(),
         "finance_run": finance.as_detail(),
         "warehouse_copy_to_lake": copy.as_detail(),
         "canonical_rows": rows,
@@ -319,7 +327,10 @@ def _scale_results(points: list[dict[str, Any]], code: dict[str, Any]) -> list[d
             "name": f"scale_phm_run_{label(n)}_peak_memory_gb",
             "value": peak_gb,
             "unit": "GB",
-            "detail": {"load_1m_before": p["phm_run"]["load_1m_before"]},
+            "detail": {
+                "load_1m_before": p["phm_run"]["load_1m_before"],
+                "duckdb_memory_limit": p.get("duckdb_memory_limit"),
+            },
         }
         if n == 5_000_000:
             memory |= {

@@ -59,8 +59,8 @@ MemoryLimitOption = Annotated[
     typer.Option(
         "--memory-limit",
         envvar="JOINEDUP_MEMORY_LIMIT",
-        help="DuckDB's memory limit, e.g. 4GB (default: a fifth of RAM, at least 2GB); beyond it "
-        "DuckDB spills to disk.",
+        help="DuckDB's memory limit, e.g. 4GB (default: a quarter of RAM less 2.5GB for the rest "
+        "of the process, at least 2GB); beyond it DuckDB spills to disk.",
     ),
 ]
 DEFAULT_SPARK_MASTER = "local[*]"

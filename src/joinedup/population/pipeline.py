@@ -273,19 +273,6 @@ def run_phm(
     )
     model = risk.fit_model(train.rows, CMS_NAMES, seed=seed)
     baseline = risk.fit_baseline(train.rows, seed=seed)
-    stage("scoring the population and assigning risk tiers")
-    engine.map_batches(
-        SCORES_SCRATCH,
-        _features("phm_person", None, False),
-        scoring.scorer(model),
-        scoring.SCORES_SCHEMA,
-    )
-    scored = engine.count(SCORES_SCRATCH)
-    engine.materialise(
-        "phm_risk", scoring.tiered(SCORES_SCRATCH, settings.risk.tier_shares, scored)
-    )
-    engine.drop(SCORES_SCRATCH)
-    rows["phm_risk"] = scored
     val_scores = model.predict(validation.rows)
     summary = risk.summarise_tiers(
         val_scores, validation.rows.column("person_id").to_numpy(), settings.risk.tier_shares
@@ -306,6 +293,22 @@ def run_phm(
         synthetic=synthetic,
         policy=sdc,
     )
+    # The samples are done with: free them before the population-sized steps, so the process
+    # holds only DuckDB's pool and the model while scoring.
+    del train, validation, val_scores
+    stage("scoring the population and assigning risk tiers")
+    engine.map_batches(
+        SCORES_SCRATCH,
+        _features("phm_person", None, False),
+        scoring.scorer(model),
+        scoring.SCORES_SCHEMA,
+    )
+    scored = engine.count(SCORES_SCRATCH)
+    engine.materialise(
+        "phm_risk", scoring.tiered(SCORES_SCRATCH, settings.risk.tier_shares, scored)
+    )
+    engine.drop(SCORES_SCRATCH)
+    rows["phm_risk"] = scored
     opted_in = exp.Not(this=col("national_data_opt_out", "p"))
     tier_counts = engine.execute(
         exp.select(

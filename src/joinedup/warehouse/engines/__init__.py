@@ -22,12 +22,19 @@ from joinedup.warehouse.lake import MANIFEST, Lake, Manifest, is_lake
 ENGINE_KINDS = ("duckdb", "spark")
 
 
-def default_memory_limit(share: float = 0.2, floor_mb: int = 2048) -> str:
-    """DuckDB's default memory limit: a fifth of this machine's RAM, and at least 2 GB.
-    Beyond it DuckDB spills to disk. (Within a larger limit DuckDB keeps what it reads in its
-    buffer pool, so peak memory grows with the population for no gain in speed that we
-    measured; see docs/scale.md.)"""
-    return f"{max(floor_mb, int(machine_memory() * share / 2**20))}MB"
+def default_memory_limit(
+    budget_share: float = 0.25, outside_mb: int = 2560, floor_mb: int = 2048
+) -> str:
+    """DuckDB's default memory limit for a job: the job as a whole is meant to fit in a quarter
+    of this machine's RAM, so DuckDB's buffer pool gets that budget less `outside_mb` (2.5 GB)
+    for what the process holds outside the pool, and at least 2 GB. Outside the pool are Python
+    and its libraries (0.25 GB), the risk model's bounded samples and batches, and DuckDB's own
+    allocations beyond its accounting: the whole process peaked 1.9 GB above the limit in
+    `phm run` at 5 million people (docs/scale.md). Beyond the limit DuckDB spills to disk;
+    within a larger one it keeps what it reads cached, so peak memory grows with the
+    population for no gain in speed that we measured."""
+    budget_mb = int(machine_memory() * budget_share / 2**20)
+    return f"{max(floor_mb, budget_mb - outside_mb)}MB"
 
 
 def stored_table(name: str) -> bool:
