@@ -39,6 +39,7 @@ AREA_OF: dict[str, str | None] = {
     "/api/v1/worklists": "worklists",
     "/api/v1/indicators": "overview",
     "/api/v1/headlines": "overview",
+    "/api/v1/profiles": "places",
     "/api/v1/me": None,
 }
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("POST", "/api/v1/token")}

@@ -6,6 +6,7 @@ import html
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -106,3 +107,143 @@ def calibration_chart(checks: Sequence[Check], path: Path) -> None:
     with mpl.rc_context({"svg.fonttype": "none"}):
         fig.savefig(tmp, metadata={"Date": None} if path.suffix == ".svg" else None)
     tmp.replace(path)
+
+
+# --- indicators: spine and trend charts ---------------------------------------------------------
+
+#: Fingertips' colours for a comparison (better, similar, worse; higher, lower where the
+#: indicator has no better direction); grey where there is none.
+COMPARISON_COLOURS: dict[str, str] = {
+    "better": "#007f3b",
+    "similar": "#ffb81c",
+    "worse": "#d5281b",
+    "higher": "#003087",
+    "lower": "#41b6e6",
+}
+NOT_COMPARED = "#aeb7bd"
+
+
+@dataclass(frozen=True)
+class SpineRow:
+    """One indicator of a spine chart: the area's value, the range it is placed on (lowest,
+    quartiles, highest) and the comparator marked on it."""
+
+    label: str
+    value: float | None
+    lowest: float | None
+    q1: float | None
+    q3: float | None
+    highest: float | None
+    comparator: float | None
+    comparison: str | None
+
+
+def spine_chart(rows: Sequence[SpineRow], key: str, title: str, description: str) -> Markup:
+    """A spine chart: one line per indicator, each scaled to its own range (so indicators of
+    different units sit side by side), the range as a light bar with its middle half darker,
+    the comparator as a black line and the area as a dot coloured by its comparison."""
+    fig = new_figure(9.0, 0.9 + 0.42 * max(len(rows), 1))
+    ax = fig.subplots()
+    for i, r in enumerate(rows):
+        points = [v for v in (r.lowest, r.highest, r.comparator, r.value) if v is not None]
+        if not points:
+            continue
+        low, high = min(points), max(points)
+        span = (high - low) or 1.0
+
+        def at(v: float, low: float = low, span: float = span) -> float:
+            return 0.05 + 0.9 * (v - low) / span
+
+        if r.lowest is not None and r.highest is not None:
+            ax.barh(i, at(r.highest) - at(r.lowest), left=at(r.lowest), height=0.5,
+                    color="#d8dde0")  # fmt: skip
+        if r.q1 is not None and r.q3 is not None:
+            ax.barh(i, max(at(r.q3) - at(r.q1), 0.004), left=at(r.q1), height=0.5,
+                    color="#aeb7bd")  # fmt: skip
+        if r.comparator is not None:
+            ax.plot([at(r.comparator)] * 2, [i - 0.35, i + 0.35], color="black", linewidth=2)
+        if r.value is not None:
+            colour = COMPARISON_COLOURS.get(r.comparison or "", NOT_COMPARED)
+            ax.plot([at(r.value)], [i], "o", color=colour, markeredgecolor="#212b32",
+                    markersize=9)  # fmt: skip
+    ax.set_yticks(list(range(len(rows))), [r.label for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xticks([])
+    ax.spines[["top", "right", "bottom"]].set_visible(False)
+    ax.set_xlabel("each line on its own scale: lowest to highest", fontsize=9)
+    return figure_svg(fig, key, title, description)
+
+
+@dataclass(frozen=True)
+class TrendSeries:
+    """One area's values of an indicator over the periods, with 95% limits (None: not
+    published)."""
+
+    label: str
+    values: list[float | None]
+    lower: list[float | None]
+    upper: list[float | None]
+    colour: str = NHS_BLUE
+
+
+def trend_chart(
+    periods: Sequence[str],
+    series: Sequence[TrendSeries],
+    comparator: Sequence[float | None],
+    ylabel: str,
+    key: str,
+    title: str,
+    description: str,
+) -> Markup:
+    """Each series' values over `periods` as a line with 95% whiskers, and England's as a
+    dashed line where known; a linear scale from zero so changes are not exaggerated."""
+    fig = new_figure(7.5, 3.6)
+    ax = fig.subplots()
+    x = list(range(len(periods)))
+    offsets = [0.0] if len(series) == 1 else [-0.06 + 0.12 * i / (len(series) - 1)
+                                              for i in range(len(series))]  # fmt: skip
+    top = 0.0
+    for s, dx in zip(series, offsets, strict=True):
+        points = zip(x, s.values, s.lower, s.upper, strict=True)
+        shown = [(i + dx, v, lo, hi) for i, v, lo, hi in points if v is not None]
+        if not shown:
+            continue
+        xs = [p[0] for p in shown]
+        ys = [p[1] for p in shown]
+        below = [max(p[1] - (p[2] if p[2] is not None else p[1]), 0) for p in shown]
+        above = [max((p[3] if p[3] is not None else p[1]) - p[1], 0) for p in shown]
+        ax.errorbar(xs, ys, yerr=[below, above], fmt="o-", color=s.colour, ecolor=s.colour,
+                    capsize=4, markersize=6, linewidth=1.5, label=s.label)  # fmt: skip
+        top = max(top, *(y + a for y, a in zip(ys, above, strict=True)))
+    known = [(i, v) for i, v in zip(x, comparator, strict=True) if v is not None]
+    if known:
+        ax.plot([k[0] for k in known], [k[1] for k in known], "--", color="black",
+                linewidth=1, marker="D", markersize=4, label="England")  # fmt: skip
+        top = max(top, *(k[1] for k in known))
+    ax.set_xticks(x, list(periods), fontsize=10)
+    ax.set_xlim(-0.5, len(periods) - 0.5)
+    ax.set_ylim(0, top * 1.12 or 1)
+    ax.set_ylabel(ylabel, fontsize=10)
+    ax.tick_params(axis="y", labelsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=9, frameon=False, loc="lower left")
+    return figure_svg(fig, key, title, description)
+
+
+#: matplotlib's link (it opens a new window, `target="_blank"`; a page's own links do not).
+_LINK = re.compile(r'<a xlink:href="([^"]+)"(?: target="_blank")?>')
+
+
+def linked(svg: Markup, labels: dict[str, str]) -> Markup:
+    """A chart whose parts link somewhere (matplotlib's `set_url`) made usable: each link
+    gains an `href` and a name from `labels` (by target), and the root is a group rather
+    than an image, so the links are reachable by keyboard and screen reader."""
+
+    def link(m: re.Match[str]) -> str:
+        href = m.group(1)
+        name = html.escape(labels.get(href, href))
+        return f'<a href="{href}" xlink:href="{href}" aria-label="{name}">'
+
+    text = _LINK.sub(link, str(svg)).replace('<svg role="img"', '<svg role="group"', 1)
+    return Markup(text)  # matplotlib output; the labels escaped

@@ -37,6 +37,7 @@ from joinedup.web import (
     headlines,
     indicators,
     overview,
+    profiles,
     signin,
     worklists,
 )
@@ -213,7 +214,8 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.include_router(service)
     areas = (
-        signin, overview, indicators, headlines, worklists, finance, data_quality, about, admin
+        signin, overview, indicators, profiles, headlines, worklists, finance, data_quality,
+        about, admin,
     )  # fmt: skip
     for area in (*areas, api_docs):
         app.include_router(area.router)

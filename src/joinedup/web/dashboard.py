@@ -38,10 +38,11 @@ from joinedup.errors import ConfigurationError, InputError
 from joinedup.finance import pipeline as finance_pipeline
 from joinedup.finance.config import FinanceConfig
 from joinedup.indicators.headlines import headlines as area_headlines
+from joinedup.indicators.values import TABLE as INDICATOR_VALUES
 from joinedup.population.codelists import load_codelists
 from joinedup.reports import finance as finance_report
 from joinedup.reports import phm as phm_report
-from joinedup.reports.charts import NHS_BLUE, figure_svg, new_figure
+from joinedup.reports.charts import NHS_BLUE, figure_svg, linked, new_figure
 from joinedup.warehouse import Engine
 from joinedup.warehouse.report import Period, period_of
 
@@ -399,6 +400,12 @@ class Dashboard:
 
         return self._kept(("headlines", level, code), build)
 
+    def indicator_values(self) -> list[dict[str, Any]]:
+        """Every published indicator value (`phm_indicator_values`: each indicator, period,
+        level and area, already disclosure-controlled and compared), read once; empty when
+        the warehouse has none."""
+        return self._kept(("indicator_values",), lambda: self._table(INDICATOR_VALUES))
+
     # --- data quality ----------------------------------------------------------------------
 
     def data_quality(self) -> dict[str, Any]:
@@ -681,8 +688,9 @@ class Dashboard:
                 faded = highlight is not None and code != highlight
                 for ring in polygons:
                     xs, ys = zip(*ring, strict=True)
-                    ax.fill(xs, ys, color=colour[code], alpha=0.25 if faded else 0.8,
-                            edgecolor="white", linewidth=0.8)  # fmt: skip
+                    for patch in ax.fill(xs, ys, color=colour[code], alpha=0.25 if faded else
+                                         0.8, edgecolor="white", linewidth=0.8):  # fmt: skip
+                        patch.set_url(f"/places/{code}")
             kind = "boundaries"
             source = "Local authority district boundaries, December 2021 (ONS, OGL v3)"
         else:
@@ -696,11 +704,15 @@ class Dashboard:
                     continue
                 faded = highlight is not None and code != highlight
                 xs, ys = zip(*pts, strict=True)
-                ax.scatter(xs, ys, s=40, color=colour[code], alpha=0.3 if faded else 0.9,
-                           edgecolor="white", linewidth=0.5, label=names[code])  # fmt: skip
+                dots = ax.scatter(
+                    xs, ys, s=40, color=colour[code], alpha=0.3 if faded else 0.9,
+                    edgecolor="white", linewidth=0.5, label=names[code],
+                )  # fmt: skip
+                dots.set_urls([f"/places/{code}"] * len(xs))
                 ax.annotate(
                     names[code], (sum(xs) / len(xs), sum(ys) / len(ys)), ha="center",
                     fontsize=8, weight="bold" if code == highlight else "normal",
+                    url=f"/places/{code}",
                 )  # fmt: skip
             kind = "schematic"
             source = "Schematic: each dot is a GP practice, coloured by place"
@@ -710,8 +722,11 @@ class Dashboard:
             + (f", with {names[highlight]} highlighted" if highlight else "")
             + f". {source}."
         )
+        # Each place's shapes, dots and name link to its profile.
+        svg = figure_svg(fig, f"map-{highlight or 'system'}", "Places", description)
+        targets = {f"/places/{c}": f"{n}: place profile" for c, n in names.items()}
         return {
-            "svg": figure_svg(fig, f"map-{highlight or 'system'}", "Places", description),
+            "svg": linked(svg, targets),
             "description": description,
             "kind": kind,
             "legend": [

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from joinedup.disclosure import describe
+from joinedup.errors import InputError
 from joinedup.indicators import Count, Indicator, shipped_definitions
 from joinedup.indicators.query import read_values
+from joinedup.reports.charts import NHS_BLUE, TrendSeries, trend_chart
+from joinedup.web import profiles
 from joinedup.web.access import User
+from joinedup.web.dashboard import Dashboard
 from joinedup.web.downloads import Column, Format, Table, cached_download
-from joinedup.web.site import allowed, api_user, cached_json, dashboard
+from joinedup.web.site import (
+    allowed,
+    api_user,
+    cached_json,
+    dashboard,
+    figures,
+    page_user,
+    render,
+)
 
 router = APIRouter()
 
@@ -253,3 +268,236 @@ def values_table(values: dict[str, Any]) -> Table:
     if len(periods) == 1:
         name += f"-{periods[0]}"
     return Table(name, d["title"], columns, values["values"], notes)
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+#: Levels a compare-areas table lists, in words.
+COMPARE_LEVELS: dict[str, str] = {"place": "Places", "pcn": "PCNs", "practice": "Practices"}
+#: Columns a compare-areas table sorts by, with their headings.
+SORT_KEYS: dict[str, str] = {
+    "area": "Area",
+    "parent": "Part of",
+    "numerator": "Numerator",
+    "denominator": "Denominator",
+    "value": "Value",
+    "england": "Compared with England",
+    "parent_comparison": "Compared with parent",
+    "trend": "Recent trend",
+}
+#: Comparisons in sort order: furthest below first ("lower" and "better" rank alike).
+_COMPARISON_RANK = {"worse": 0, "lower": 0, "similar": 1, "better": 2, "higher": 2}
+
+
+def _sort_value(row: dict[str, Any], key: str) -> Any:
+    """A row's value for sorting by `key` (None: sorted last whatever the order)."""
+    match key:
+        case "area":
+            return (row["area_name"].lower(), row["area_code"])
+        case "parent":
+            return row["parent_name"].lower() or None
+        case "numerator":
+            return row["numerator_count"]
+        case "denominator":
+            return row["denominator_count"]
+        case "value":
+            return row["value"]
+        case "england":
+            return _COMPARISON_RANK.get(row["england_comparison"] or "")
+        case "parent_comparison":
+            return _COMPARISON_RANK.get(row["parent_comparison"] or "")
+        case _:
+            return row["trend"]
+
+
+def sorted_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
+    """`rows` by `key` (ties by name), rows without a value for it last."""
+    present = [r for r in rows if _sort_value(r, key) is not None]
+    missing = [r for r in rows if _sort_value(r, key) is None]
+    present.sort(key=lambda r: (r["area_name"].lower(), r["area_code"]))
+    present.sort(key=lambda r: _sort_value(r, key), reverse=descending)
+    return present + sorted(missing, key=lambda r: (r["area_name"].lower(), r["area_code"]))
+
+
+def _definition(i: Indicator) -> dict[str, Any]:
+    return IndicatorOut.of(i).model_dump()
+
+
+def indicators_list(board: Dashboard) -> list[dict[str, Any]]:
+    """Every indicator with its definition and the system's latest value against England."""
+    idx = profiles.index(board)
+    system = str(board.ics().get("ics_code", ""))
+    out = []
+    for i in shipped_definitions():
+        period = idx.latest.get(i.id)
+        row = idx.rows.get((i.id, period, "system", system)) if period else None
+        out.append(
+            {
+                "definition": _definition(i),
+                "system": profiles.shown(row, i, board) if row else None,
+                "period_words": profiles.period_words(period) if period else "",
+            }
+        )
+    return out
+
+
+def indicator_page_context(
+    board: Dashboard, indicator_id: str, level: str, area: str | None
+) -> dict[str, Any]:
+    """The compare-areas rows of `indicator_id` at `level` in the latest period, and the trend
+    of the system (and of `area`, when one of that level is chosen) over every period."""
+    definition = shipped_definitions().get(indicator_id)
+    if level not in COMPARE_LEVELS:
+        raise InputError("level", f"{level!r} is not one of {', '.join(COMPARE_LEVELS)}")
+    idx = profiles.index(board)
+    period = idx.latest.get(indicator_id)
+    system_code = str(board.ics().get("ics_code", ""))
+    names = _area_names(board)
+    rows = []
+    for r in idx.by_level.get((indicator_id, period or "", level), []):
+        shown = profiles.shown(r, definition, board)
+        parent = r["parent_code"] or ""
+        shown["parent_name"] = names.get(parent, parent)
+        shown["href"] = profiles.href(level, r["area_code"])
+        rows.append(shown)
+    codes = {r["area_code"] for r in rows}
+    chosen = area if area in codes else None
+    periods = idx.periods.get(indicator_id, [])
+
+    def series(lv: str, code: str) -> list[dict[str, Any] | None]:
+        found = [idx.rows.get((indicator_id, p, lv, code)) for p in periods]
+        return [profiles.shown(r, definition, board) if r else None for r in found]
+
+    system = series("system", system_code)
+    picked = series(level, chosen) if chosen else None
+    system_row = system[-1] if system else None
+    return {
+        "definition": _definition(definition),
+        "level": level,
+        "level_words": COMPARE_LEVELS[level],
+        "period": period,
+        "period_words": profiles.period_words(period) if period else "",
+        "rows": rows,
+        "system": system_row,
+        "system_name": str(board.ics().get("ics_name", "System")),
+        "area": chosen,
+        "area_name": names.get(chosen or "", ""),
+        "periods": periods,
+        "trend": _trend(definition, periods, system, picked, names.get(chosen or "", "")),
+        "series_system": system,
+        "series_area": picked,
+        "disclosure": describe(board.policy()),
+    }
+
+
+def _area_names(board: Dashboard) -> dict[str, str]:
+    names = {str(board.ics().get("ics_code", "")): str(board.ics().get("ics_name", "System"))}
+    names |= board.place_names()
+    names |= {p["pcn_code"]: p["pcn_name"] for p in board.pcns()}
+    names |= {c: str(r["practice_name"]) for c, r in board.practices().items()}
+    return names
+
+
+def _trend(
+    definition: Indicator,
+    periods: list[str],
+    system: list[dict[str, Any] | None],
+    area: list[dict[str, Any] | None] | None,
+    area_name: str,
+) -> dict[str, Any]:
+    """The trend chart over `periods`, with its text alternative and the tested direction."""
+    labels = [p[:4] + "-" + p[13:15] if "/" in p else p for p in periods]
+
+    def line(name: str, shown: list[dict[str, Any] | None], colour: str) -> TrendSeries:
+        return TrendSeries(
+            label=name,
+            values=[s["value"] if s else None for s in shown],
+            lower=[s["lower"] if s else None for s in shown],
+            upper=[s["upper"] if s else None for s in shown],
+            colour=colour,
+        )
+
+    lines = [line("System", system, NHS_BLUE)]
+    if area is not None:
+        lines.append(line(area_name, area, "#ae2573"))
+    england = [s["england_value"] if s else None for s in system]
+
+    def words(name: str, shown: list[dict[str, Any] | None]) -> str:
+        values = ", ".join(
+            f"{label} {s['value_text'] if s else 'not published'}"
+            for label, s in zip(labels, shown, strict=True)
+        )
+        latest = shown[-1] if shown else None
+        return f"{name}: {values}; recent trend: {(latest or {}).get('trend_text', 'none')}"
+
+    description = (
+        f"Line chart of {definition.title} ({definition.unit}) by year with 95% confidence "
+        "intervals, England's value dashed. "
+        + "; ".join(
+            [words("System", system)]
+            + ([words(area_name, area)] if area is not None else [])
+            + (
+                [f"England: {', '.join(f'{x:,.1f}' for x in england if x is not None)}"]
+                if any(x is not None for x in england)
+                else []
+            )
+        )
+        + "."
+    )
+    svg = trend_chart(
+        labels,
+        lines,
+        england,
+        definition.unit,
+        f"trend-{definition.id}",
+        f"{definition.title} over time",
+        description,
+    )
+    return {"svg": svg, "description": description, "labels": labels}
+
+
+@router.get("/indicators", response_class=HTMLResponse, include_in_schema=False)
+def indicators_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
+    allowed(user, AREA)
+    board = dashboard(request)
+    items = figures(lambda: indicators_list(board))
+    return render(
+        request, "indicators.html.j2", user, items=items, disclosure=describe(board.policy())
+    )
+
+
+@router.get("/indicators/{indicator_id}", response_class=HTMLResponse, include_in_schema=False)
+def indicator_page(
+    request: Request,
+    indicator_id: str,
+    user: Annotated[User, Depends(page_user)],
+    level: str = "place",
+    sort: str = "area",
+    order: str | None = None,
+    area: str | None = None,
+) -> Response:
+    allowed(user, AREA)
+    if sort not in SORT_KEYS:
+        raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)}")
+    if order not in (None, "asc", "desc"):
+        raise HTTPException(422, "order must be asc or desc")
+    board = dashboard(request)
+    c = figures(
+        lambda: (
+            profiles.kept(
+                board,
+                ("indicator", indicator_id, level, area or ""),
+                lambda: indicator_page_context(board, indicator_id, level, area),
+            )
+            if area is None
+            else indicator_page_context(board, indicator_id, level, area)
+        )
+    )
+    c = {**c}  # sorted per request below; the kept context stays as made
+    descending = order == "desc"
+    c["rows"] = sorted_rows(c["rows"], sort, descending)
+    keep = {"level": level, **({"area": c["area"]} if c["area"] else {})}
+    return render(
+        request, "indicator.html.j2", user, c=c, sort=sort, descending=descending,
+        sort_keys=SORT_KEYS, unsorted=urlencode(keep), levels=COMPARE_LEVELS,
+    )  # fmt: skip

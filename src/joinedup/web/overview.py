@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from joinedup.disclosure import SUPPRESSED_MARK
 from joinedup.reports.phm import QUINTILE_LABELS
-from joinedup.web import headlines
+from joinedup.web import headlines, profiles
 from joinedup.web.access import User
 from joinedup.web.dashboard import Dashboard
 from joinedup.web.downloads import (
@@ -344,4 +344,5 @@ def place_page(
     board = dashboard(request)
     r = figures(lambda: board.place(place_code))
     h = headlines.for_page(request, "place", place_code)
-    return render(request, "place.html.j2", user, r=r, system=board.overview(), h=h)
+    p = profiles.profile(board, "place", place_code)  # the place exists: `r` was found
+    return render(request, "place.html.j2", user, r=r, system=board.overview(), h=h, p=p)
