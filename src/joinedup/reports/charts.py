@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib as mpl
 from markupsafe import Markup
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
 
 from joinedup.synth.calibration import Check
@@ -29,6 +30,7 @@ def figure_svg(fig: Figure, key: str, title: str, description: str) -> Markup:
     Text stays text (smaller, searchable); element ids get the prefix `key` so several charts
     can share one page; the root gets `role="img"`, a `<title>` and a `<desc>`.
     """
+    readable(fig)
     buffer = io.StringIO()
     with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": key}):
         fig.savefig(buffer, format="svg", metadata={"Date": None})
@@ -45,6 +47,21 @@ def figure_svg(fig: Figure, key: str, title: str, description: str) -> Markup:
         "<svg", f'<svg role="img" aria-labelledby="{key}-title {key}-desc"', 1
     )
     return Markup(root + label + text[head_end:])  # matplotlib output; labels escaped
+
+
+#: The smallest text a chart may hold, in points: 9 pt is 12 CSS px at the chart's own size,
+#: which pages never shrink it below (a narrow screen scrolls the chart instead).
+MIN_TEXT_PT = 9.0
+
+
+def readable(fig: Figure) -> None:
+    """Raise every piece of text in `fig` (ticks, labels, legends, annotations) to at least
+    MIN_TEXT_PT, so no chart is drawn with text too small to read."""
+    fig.draw_without_rendering()  # tick labels exist only once the figure is laid out
+    for text in fig.findobj(Text):
+        size = text.get_fontsize()
+        if text.get_text() and isinstance(size, float | int) and size < MIN_TEXT_PT:
+            text.set_fontsize(MIN_TEXT_PT)
 
 
 def new_figure(width: float, height: float) -> Figure:

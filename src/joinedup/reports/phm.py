@@ -724,7 +724,12 @@ def _table(lines: Sequence[str]) -> str:
         "<tr>" + "".join(f"<td{cls(i)}>{_inline(c)}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in body
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>"
+    # A wide table scrolls in its own box (focusable, named), not the page, on a phone.
+    label = html.escape("Model card table: " + ", ".join(header), quote=True)
+    return (
+        f'<div class="scroll jd-scroll" tabindex="0" role="region" aria-label="{label}">'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table></div>"
+    )
 
 
 def _blocks(lines: Iterable[str]) -> Iterable[tuple[str, list[str]]]:

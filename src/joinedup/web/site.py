@@ -181,6 +181,7 @@ def render(request: Request, name: str, user: User | None, **context: Any) -> HT
             synthetic=board.synthetic(),
             path=request.url.path,
             csrf=csrf_token(request) if user else "",
+            collapse_tables=True,  # charts first, their tables folded below (reports open)
             **context,
         )
     )
