@@ -4,7 +4,9 @@ the API's documentation pages (Swagger UI, ReDoc) are opened while every request
 makes is recorded, and any request to another host, any script error and any request the
 Content-Security-Policy had to block fails the test. Swagger UI and ReDoc must draw every
 operation (a blank documentation page is what users saw when both came from a CDN), and the
-About page must show the period the records cover."""
+About page must show the period the records cover. The same crawl checks that every page
+reads on a desktop (chart text of at least 12 px), on a 390 px phone (no sideways scrolling of
+the page) and on paper (printing cuts off no table column)."""
 
 from __future__ import annotations
 
@@ -75,6 +77,8 @@ class Traffic:
     elsewhere: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: Pages too wide for a phone, charts with text too small, tables print would cut.
+    layout: list[tuple[str, str]] = field(default_factory=list)
 
     def watch(self, context: BrowserContext) -> None:
         """Record every page `context` opens (`page.on("request")` on each)."""
@@ -136,6 +140,8 @@ def crawl(browser: Browser, base: str, user: str) -> tuple[list[str], Traffic]:
                     page.click("#open-worklist")
                 expect(page.locator("#worklist-table")).to_be_visible()
             page.wait_for_load_state("networkidle")
+            if user in LAYOUT_ROLES and path not in DOCS:
+                traffic.layout += [(path, problem) for problem in layout_problems(page)]
             visited.append(path)
             queue += [p for p in links(page, base) if p not in seen]
         traffic.opened = "/no-such-page"
@@ -145,6 +151,69 @@ def crawl(browser: Browser, base: str, user: str) -> tuple[list[str], Traffic]:
     finally:
         context.close()
     return visited, traffic
+
+
+#: Roles whose crawl also checks each page's layout (between them they reach every kind).
+LAYOUT_ROLES = ("admin", "clinician")
+#: The narrowest phone the pages are made for, and A4 paper's width in CSS pixels.
+PHONE_PX, PAPER_PX = 390, 794
+#: The smallest chart text, in CSS pixels as drawn (9 pt at the chart's own size).
+MIN_CHART_TEXT_PX = 12.0
+
+_CHART_TEXT = """() => Array.from(document.querySelectorAll('figure svg text'))
+  .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+  .map(t => {
+    const svg = t.ownerSVGElement, box = svg.viewBox.baseVal;
+    const scale = box && box.width ? svg.getBoundingClientRect().width / box.width : 1;
+    return [parseFloat(getComputedStyle(t).fontSize) * scale, t.textContent.trim().slice(0, 40)];
+  })"""
+_PAGE_WIDTH = """() => {
+  const wide = [];
+  const walk = (el, depth) => {
+    for (const c of el.children) {
+      if (depth < 14 && !(c instanceof SVGElement) && c.scrollWidth > window.innerWidth + 1
+          && getComputedStyle(c).overflowX === 'visible') {
+        wide.push(c.tagName + (c.id ? '#' + c.id : '') + ' ' + c.scrollWidth + 'px');
+        walk(c, depth + 1);
+      }
+    }
+  };
+  walk(document.body, 0);
+  return [document.documentElement.scrollWidth, window.innerWidth, wide.slice(-3)];
+}"""
+_CUT_CELLS = """() => Array.from(document.querySelectorAll('table')).flatMap(table => {
+    const right = document.documentElement.clientWidth + 1;
+    const cut = Array.from(table.querySelectorAll('th, td'))
+      .filter(c => c.getBoundingClientRect().right > right);
+    return cut.length ? [(table.id || table.className || 'table') + ': ' + cut.length] : [];
+  })"""
+
+
+def layout_problems(page: Page) -> list[str]:
+    """What a reader would notice on this page: chart text under 12 px on a desktop screen,
+    the page scrolling sideways on a 390 px phone, and table cells printed off the paper."""
+    problems = []
+    small = [(px, text) for px, text in page.evaluate(_CHART_TEXT) if px < MIN_CHART_TEXT_PX - 0.1]
+    if small:
+        problems.append(f"{len(small)} chart texts under 12 px, e.g. {small[:3]}")
+    size = page.viewport_size or {"width": 1280, "height": 900}
+    try:
+        page.set_viewport_size({"width": PHONE_PX, "height": 800})
+        # Opened afresh at phone width, as a phone opens it: the header's script lays out its
+        # menu once on load, and a resize mid-page races it.
+        page.reload(wait_until="networkidle")
+        wide, inner, culprits = page.evaluate(_PAGE_WIDTH)
+        if wide > inner + 1:
+            problems.append(f"at {PHONE_PX} px the page is {wide} px wide ({culprits})")
+        page.set_viewport_size({"width": PAPER_PX, "height": 1123})
+        page.emulate_media(media="print")
+        cut = page.evaluate(_CUT_CELLS)
+        if cut:
+            problems.append(f"printed, cells fall off the page: {cut[:4]}")
+    finally:
+        page.emulate_media(media="screen")
+        page.set_viewport_size(size)
+    return problems
 
 
 def links(page: Page, base: str) -> list[str]:
@@ -195,6 +264,18 @@ def test_every_page_asks_only_its_own_host(
     assert not traffic.elsewhere, f"{role}: requests to other hosts: {traffic.elsewhere}"
     assert not traffic.blocked, f"{role}: the security policy blocked: {traffic.blocked}"
     assert not traffic.errors, f"{role}: script errors: {traffic.errors}"
+
+
+@pytest.mark.parametrize("role", LAYOUT_ROLES)
+def test_every_page_reads_on_a_phone_a_desktop_and_paper(
+    role: str, crawled: dict[str, tuple[list[str], Traffic]]
+) -> None:
+    """Issue 15, item 6: charts drawn with text of at least 12 px, no page wider than a
+    390 px phone (wide tables and charts scroll inside their own box), and printing keeps
+    every column of every table on the paper."""
+    visited, traffic = crawled[role]
+    assert len(visited) > 5
+    assert not traffic.layout, "\n".join(f"{path}: {problem}" for path, problem in traffic.layout)
 
 
 def test_the_nhs_stylesheet_fetches_no_font_from_another_host(live_server: str) -> None:
