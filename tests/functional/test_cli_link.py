@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_run import joinedup
 
 GIVEN = [
     "Oliver",
@@ -32,16 +30,6 @@ FAMILY = ["Smith", "Jones", "Taylor", "Brown", "Wilson", "Davies", "Patel", "Rob
           "Wright", "Evans", "Walker", "White", "Green", "Hall", "Wood", "Khan"]  # fmt: skip
 POSTCODES = ["LS1 4AP", "LS6 2QT", "M1 1AE", "M14 5RB", "S10 2TN", "BD7 1DP"]
 HEADER = ["record_id", "given_name", "family_name", "birth_date", "sex", "postcode", "nhs_number"]
-
-
-def _joinedup(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("joinedup", path=str(Path(sys.executable).parent))
-    command = [exe] if exe else [sys.executable, "-c", "from joinedup.cli import main; main()"]
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run(
-        [*command, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
 
 
 def _nhs_number(rng: random.Random) -> str:
@@ -90,7 +78,7 @@ def test_dedupe_clusters_the_same_person(tmp_path: Path) -> None:
     rows.append(["p2b", p2[1] + "e", p2[2], p2[3], p2[4], p2[5], p2[6]])
     _write(tmp_path / "in.csv", rows)
 
-    run = _joinedup("link", "dedupe", "in.csv", "-o", "clusters.csv", cwd=tmp_path)
+    run = joinedup("link", "dedupe", "in.csv", "-o", "clusters.csv", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "123 records are" in run.stdout
     clusters = {r["record_id"]: r["cluster_id"] for r in _read(tmp_path / "clusters.csv")}
@@ -109,7 +97,7 @@ def test_pair_links_two_extracts_with_probabilities(tmp_path: Path) -> None:
     trust[0][2] = trust[0][2] + "s"
     _write(tmp_path / "trust.csv", trust)
 
-    run = _joinedup("link", "pair", "gp.csv", "trust.csv", "-o", "links.csv", cwd=tmp_path)
+    run = joinedup("link", "pair", "gp.csv", "trust.csv", "-o", "links.csv", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     links = _read(tmp_path / "links.csv")
     assert list(links[0]) == [
@@ -131,7 +119,7 @@ def test_a_bad_file_is_refused_in_one_line(tmp_path: Path) -> None:
     rows = _people(3, seed=1)
     rows[2][0] = rows[0][0]
     _write(tmp_path / "in.csv", rows)
-    run = _joinedup("link", "dedupe", "in.csv", "-o", "clusters.csv", cwd=tmp_path)
+    run = joinedup("link", "dedupe", "in.csv", "-o", "clusters.csv", cwd=tmp_path)
     assert run.returncode == 2
     assert run.stderr.strip() == (
         "error: in.csv row 3, column record_id: duplicate record_id 'p0' (first at row 1)"
@@ -140,7 +128,7 @@ def test_a_bad_file_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_help_names_the_columns(tmp_path: Path) -> None:
-    run = _joinedup("link", "--help", cwd=tmp_path)
+    run = joinedup("link", "--help", cwd=tmp_path)
     assert run.returncode == 0
     assert "nhs_number" in run.stdout
     assert "dedupe" in run.stdout and "pair" in run.stdout
