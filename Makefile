@@ -26,12 +26,12 @@ REDOC := frontend/node_modules/redoc/bundles
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup assets chromium comorbidipy-venv fhir4ds-venv java demo serve test test-fast test-security check bench calibration format clean
+.PHONY: help setup assets chromium comorbidipy-venv fhir4ds-venv java postgresql demo serve test test-fast test-security check bench calibration format clean
 
 help:
 	@echo "make demo         set up, build the demo ICS ($(DEMO_PEOPLE) people), run population health and finance, serve the dashboard"
 	@echo "make serve        serve the dashboard over an existing warehouse ($(WAREHOUSE)) at http://$(HOST):$(PORT)"
-	@echo "make test         set up everything the tests need (venv, Java for Spark) and run them all"
+	@echo "make test         set up everything the tests need (venv, Java for Spark, PostgreSQL) and run them all"
 	@echo "make test-fast    unit and spec tests on DuckDB only, for quick feedback while working"
 	@echo "make test-security  the security, fault and disclosure probes kept as tests (tests/security)"
 	@echo "make check        ruff lint + format check, mypy, import-linter contracts"
@@ -114,6 +114,16 @@ java:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; \
 	fi
 
+# The records store's tests start their own PostgreSQL server (initdb and pg_ctl into a
+# temporary folder, as the postgres user when run as root): they need only Debian's server.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		echo "postgresql: $$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)"; \
+	else \
+		echo "PostgreSQL not found: installing Debian's postgresql with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; \
+	fi
+
 demo: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE) \
 		--serve --host $(HOST) --port $(PORT)
@@ -121,7 +131,7 @@ demo: $(STAMP) $(ASSETS_STAMP)
 serve: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium
+test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium postgresql
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider --durations=30
 
 test-fast: $(STAMP) $(ASSETS_STAMP)
