@@ -282,7 +282,7 @@ def test_the_same_input_gives_the_same_index() -> None:
 
 
 def test_thresholds_in_the_wrong_order_are_refused() -> None:
-    with pytest.raises(JoinedupError, match="review threshold 0.95"):
+    with pytest.raises(JoinedupError, match=r"review threshold 0\.95"):
         build_index([gp(1)], [], threshold=0.9, review_threshold=0.95, run_at=RUN_1)
 
 
