@@ -1,28 +1,42 @@
-"""`joinedup link`: which records are the same person, in one extract or between two."""
+"""`joinedup link`: which records are the same person, in one extract or between two, and
+the master person index over several sources."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from joinedup import __version__
 from joinedup.cli.main import DEFAULT_SPARK_MASTER, SparkMasterOption, console
 from joinedup.cli.warehouse import write_result
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.linkage import (
     DEFAULT_SEED,
     DEFAULT_THRESHOLD,
+    Extract,
     LinkageSettings,
     dedupe,
     link_pair,
     read_extract,
 )
+from joinedup.linkage.mpi import DEFAULT_REVIEW_THRESHOLD, build_index, links_from_table
+from joinedup.linkage.mpi_files import (
+    PERSON_INDEX,
+    check_output,
+    read_decisions,
+    read_previous,
+    write_index,
+)
 from joinedup.linkage.run import Progress as Report
+from joinedup.linkage.run import link_sources
 from joinedup.warehouse import ENGINE_KINDS, open_empty_engine
 
 app = typer.Typer(
@@ -147,5 +161,154 @@ def pair_command(
     console.print(
         f"{links.num_rows:,} links between {len(left):,} and {len(right):,} records "
         f"(threshold {settings.threshold}, seed {settings.seed}, {engine}); "
+        f"wrote {escape(str(output))}."
+    )
+
+
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _sources(files: list[Path], named: list[str]) -> list[tuple[str, Path]]:
+    """Each source's name and file: a file's stem, or NAME=FILE; names must differ."""
+    sources = [(path.stem, path) for path in files]
+    for text in named:
+        name, sep, file = text.partition("=")
+        if not sep or not file:
+            raise ConfigurationError(f"--source {text}: give NAME=FILE")
+        sources.append((name, Path(file)))
+    if not sources:
+        raise ConfigurationError("give at least one source extract (SOURCE.csv or --source)")
+    seen: dict[str, Path] = {}
+    for name, path in sources:
+        if not _SOURCE_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"source name {name!r} ({path}): use letters, digits, '_', '-' and '.'; "
+                "name it with --source NAME=FILE"
+            )
+        if name in seen:
+            raise ConfigurationError(
+                f"source {name} given twice ({seen[name]} and {path}): name one with "
+                "--source NAME=FILE"
+            )
+        seen[name] = path
+    return sources
+
+
+@app.command("index")
+def index_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the index to.")],
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="SOURCE.csv...",
+            help="One extract per source system; the source is named by the file's stem.",
+        ),
+    ] = None,
+    named: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", metavar="NAME=FILE", help="A source named other than by its file."
+        ),
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            metavar="DIR",
+            help="The last index (a folder this command wrote): its person_ids and decisions "
+            "carry over. May be the output folder.",
+        ),
+    ] = None,
+    decisions: Annotated[
+        Path | None,
+        typer.Option(
+            "--decisions",
+            metavar="FILE",
+            help="Reviewers' decisions (CSV: left_source, left_record_id, right_source, "
+            "right_record_id, decision accept/reject, decided_by, decided_at, reason).",
+        ),
+    ] = None,
+    review_threshold: Annotated[
+        float,
+        typer.Option(
+            "--review-threshold",
+            help="Match probability from which an unlinked pair goes to the review queue.",
+        ),
+    ] = DEFAULT_REVIEW_THRESHOLD,
+    compare: CompareOption = None,
+    threshold: ThresholdOption = DEFAULT_THRESHOLD,
+    seed: SeedOption = DEFAULT_SEED,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+) -> None:
+    """Build the master person index of several sources: one person_id per person.
+
+    Writes to the folder person_index.csv (source, record_id, person_id, linked_by,
+    match_weight, needs_review), links.csv (each link with its evidence), review_queue.csv
+    (pairs for a person to decide), person_id_history.csv (ids minted, merged, split off,
+    retired), decisions.csv (every decision so far) and run.json. With --previous, person_ids
+    carry over: a cluster that is unchanged or gains records keeps its id. The output names
+    identifiable records: keep it where the extracts are kept.
+    """
+    if engine not in ENGINE_KINDS:
+        raise ConfigurationError(f"--engine {engine}: choose from {', '.join(ENGINE_KINDS)}")
+    settings = _settings(threshold, seed)
+    if not 0 < review_threshold <= settings.threshold:
+        raise ConfigurationError(
+            f"--review-threshold {review_threshold}: give a probability above 0 and no more "
+            f"than the link threshold ({settings.threshold})"
+        )
+    sources = _sources(files or [], named or [])
+    check_output(output)
+    if previous is None and (output / PERSON_INDEX).is_file():
+        raise ConfigurationError(
+            f"{output} holds an index: give --previous {output} to keep its person_ids, or "
+            "write to a new folder"
+        )
+    # Everything that can be refused is read before the linkage starts.
+    earlier = None if previous is None else read_previous(previous)
+    new_decisions = [] if decisions is None else read_decisions(decisions)
+    names = tuple(compare or ())
+    extracts: list[tuple[str, Extract]] = [(n, read_extract(p, names)) for n, p in sources]
+    with open_empty_engine(engine, spark_master=spark_master) as eng, _progress("Indexing") as step:
+        pairs = link_sources(eng, extracts, settings, review_threshold, progress=step)
+        step("building the index")
+        run_at = datetime.now(UTC)
+        index = build_index(
+            [(n, rid) for n, e in extracts for rid in e.records.column("record_id").to_pylist()],
+            links_from_table(pairs),
+            threshold=settings.threshold,
+            review_threshold=review_threshold,
+            previous=earlier,
+            decisions=new_decisions,
+            run_at=run_at,
+        )
+        step("writing")
+        run: dict[str, Any] = {
+            "run_at": run_at.isoformat(),
+            "sources": {name: str(path) for name, path in sources},
+            "compare": list(names),
+            "threshold": settings.threshold,
+            "review_threshold": review_threshold,
+            "seed": settings.seed,
+            "engine": engine,
+            "previous": None if previous is None else str(previous),
+            "decisions": None if decisions is None else str(decisions),
+            "joinedup_version": __version__,
+        }
+        write_index(index, output, run)
+    n = index.summary
+    carried = (
+        ""
+        if earlier is None
+        else f"{n.ids_kept:,} person_ids kept, {n.ids_merged:,} merged, "
+        f"{n.ids_split:,} split off, {n.ids_retired:,} retired; "
+    )
+    console.print(
+        f"{n.records:,} records from {len(sources)} sources are {n.people:,} people; "
+        f"{carried}{n.ids_created:,} new person_ids; {n.review:,} pairs to review"
+        + (f" ({n.conflicts:,} rejected pairs still joined)" if n.conflicts else "")
+        + f"; {n.decisions_applied:,} decisions applied (threshold {settings.threshold}, "
+        f"review threshold {review_threshold}, seed {settings.seed}, {engine}); "
         f"wrote {escape(str(output))}."
     )

@@ -11,19 +11,22 @@ same run works on DuckDB and on Spark.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from splink import Linker, block_on
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 from sqlglot import exp
 
 from joinedup.errors import JoinedupError
-from joinedup.linkage.extract import Extract
+from joinedup.linkage.extract import IDENTITY_COLUMNS, Extract
 from joinedup.linkage.model import (
     LinkageSettings,
     LinkType,
+    comparisons,
     splink_settings,
     training_columns,
 )
@@ -135,6 +138,8 @@ def _linker(
     link_type: LinkType,
     extract: Extract,
     settings: LinkageSettings,
+    *,
+    keep_levels: bool = False,
 ) -> tuple[Any, Linker]:
     api = engine.splink_api()
     inputs = [api.register(table, dataset_display_name=label) for table, label in tables]
@@ -145,6 +150,11 @@ def _linker(
         set(extract.records.column_names),
         max_iterations=settings.em_max_iterations,
     )
+    # Splink keeps each pair's comparison levels (gamma_ columns) only with the values it
+    # compared; the master person index wants the levels as evidence (the values stay in the
+    # engine: only the levels are read back).
+    if keep_levels:
+        creator.retain_matching_columns = True
     linker = Linker(inputs if len(inputs) > 1 else inputs[0], creator, log_level=logging.ERROR)
     return api, linker
 
@@ -274,3 +284,162 @@ def link_pair(
         .order_by("left_record_id", "right_record_id")
     )
     return rows.cast(_PAIRS_SCHEMA)
+
+
+#: The scored pairs `link_sources` returns, one row a pair of source records.
+SOURCE_PAIRS_SCHEMA = pa.schema(
+    [
+        ("left_source", pa.string()),
+        ("left_record_id", pa.string()),
+        ("right_source", pa.string()),
+        ("right_record_id", pa.string()),
+        ("match_probability", pa.float64()),
+        ("match_weight", pa.float64()),
+        ("matched_by", pa.string()),
+        ("evidence", pa.string()),
+    ]
+)
+_NHS_EVIDENCE = "same valid NHS number; birth date, a name and sex agree"
+
+
+def _evidence(creator_comparisons: list[Any]) -> exp.Func:
+    """Each pair's comparison levels in words, from Splink's gamma_ columns: the level's own
+    label, 'COLUMN missing' or 'COLUMN differs'."""
+    parts: list[exp.Expression] = []
+    for built in creator_comparisons:
+        # Levels and their labels are the same in every dialect; only the SQL differs.
+        comparison = built.get_comparison("duckdb")
+        gamma = exp.column(f"gamma_{comparison.output_column_name}")
+        name = comparison.output_column_name.removesuffix("_key")  # nhs_number_key
+        case = exp.case()
+        for level in comparison.comparison_levels:
+            value = level.comparison_vector_value
+            if level.is_null_level:
+                text = f"{name} missing"
+            elif value == 0:
+                text = f"{name} differs"
+            else:
+                text = level.label_for_charts.replace("nhs_number_key", "nhs_number")
+            case = case.when(
+                exp.EQ(this=gamma, expression=exp.Literal.number(value)), exp.Literal.string(text)
+            )
+        parts.append(case)
+    return exp.func("concat_ws", exp.Literal.string("; "), *parts)
+
+
+def combine_sources(sources: Sequence[tuple[str, Extract]]) -> Extract:
+    """The records of several sources as one extract whose `record_id` is the source's
+    position, a colon and the source's own record_id (unique across sources). Sources may lack
+    identity columns others have (their values are missing); all compare the same extra
+    columns."""
+    if not sources:
+        raise JoinedupError("give at least one source extract")
+    compare = sources[0][1].compare_columns
+    tables = []
+    for position, (_, extract) in enumerate(sources):
+        if extract.compare_columns != compare:
+            raise JoinedupError(f"{extract.path}: every source must compare the same columns")
+        ids = extract.records.column("record_id")
+        keys = pc.binary_join_element_wise(pa.scalar(str(position)), ids, ":")
+        tables.append(extract.records.set_column(0, "record_id", keys))
+    present = {c for _, e in sources for c in e.identity_columns}
+    return Extract(
+        Path(", ".join(str(e.path) for _, e in sources)),
+        pa.concat_tables(tables, promote_options="default"),
+        tuple(c for c in IDENTITY_COLUMNS if c in present),
+        compare,
+    )
+
+
+def link_sources(
+    engine: Engine,
+    sources: Sequence[tuple[str, Extract]],
+    settings: LinkageSettings | None = None,
+    review_threshold: float | None = None,
+    progress: Progress = _quiet,
+) -> pa.Table:
+    """Every pair of records, within or across the named `sources`, that is linked or worth a
+    look: the exact NHS number stage's pairs (`matched_by` nhs_number, probability 1) and
+    Splink's pairs at or above `review_threshold` (default: the link threshold), each with
+    Splink's match weight and its comparison levels in words (`evidence`). Deciding which
+    pairs link is left to the caller (the master person index)."""
+    settings = settings or LinkageSettings()
+    floor = settings.threshold if review_threshold is None else review_threshold
+    names = [name for name, _ in sources]
+    combined = combine_sources(sources)
+    engine.load(_RECORDS, combined.records)
+    progress("stage 1: exact NHS number")
+    nhs = nhs_number_pairs(_RECORDS, _RECORDS, combined.identity_columns, dedupe=True)
+    _, linker = _linker(
+        engine, [(_RECORDS, "records")], "dedupe_only", combined, settings, keep_levels=True
+    )
+    _train(linker, settings, combined, progress)
+    progress("stage 2: scoring blocked pairs with Splink")
+    predictions = linker.inference.predict(threshold_match_probability=floor)
+    evidence = _evidence(comparisons(combined.identity_columns, combined.compare_columns))
+    scored = exp.select(
+        exp.column("record_id_l"),
+        exp.column("record_id_r"),
+        exp.cast(exp.column("match_probability"), "DOUBLE").as_("match_probability"),
+        exp.cast(exp.column("match_weight"), "DOUBLE").as_("match_weight"),
+        evidence.as_("evidence"),
+    ).from_(exp.to_table(predictions.physical_name))
+    if nhs is None:
+        query: exp.Query = exp.select(
+            exp.column("record_id_l").as_("left_key"),
+            exp.column("record_id_r").as_("right_key"),
+            exp.column("match_probability"),
+            exp.column("match_weight"),
+            exp.Literal.string("splink").as_("matched_by"),
+            exp.column("evidence"),
+        ).from_(scored.subquery("s"))
+    else:
+        by_nhs = exp.not_(_col("n", "record_id_l").is_(exp.null()))
+        query = (
+            exp.select(
+                exp.func("coalesce", _col("s", "record_id_l"), _col("n", "record_id_l")).as_(
+                    "left_key"
+                ),
+                exp.func("coalesce", _col("s", "record_id_r"), _col("n", "record_id_r")).as_(
+                    "right_key"
+                ),
+                exp.case()
+                .when(by_nhs, exp.cast(exp.Literal.number(1), "DOUBLE"))
+                .else_(_col("s", "match_probability"))
+                .as_("match_probability"),
+                _col("s", "match_weight"),
+                exp.case()
+                .when(by_nhs, exp.Literal.string("nhs_number"))
+                .else_(exp.Literal.string("splink"))
+                .as_("matched_by"),
+                exp.func("coalesce", _col("s", "evidence"), exp.Literal.string(_NHS_EVIDENCE)).as_(
+                    "evidence"
+                ),
+            )
+            .from_(scored.subquery("s"))
+            .join(
+                nhs.subquery("n"),
+                on=exp.and_(
+                    exp.EQ(this=_col("s", "record_id_l"), expression=_col("n", "record_id_l")),
+                    exp.EQ(this=_col("s", "record_id_r"), expression=_col("n", "record_id_r")),
+                ),
+                join_type="full outer",
+            )
+        )
+    rows = engine.execute(
+        exp.select("*").from_(query.subquery("p")).order_by("left_key", "right_key")
+    )
+    return _split_keys(rows, names)
+
+
+def _split_keys(rows: pa.Table, names: list[str]) -> pa.Table:
+    """Turn combined keys (position:record_id) back into a source name and record_id."""
+    columns: dict[str, list[Any]] = {n: [] for n in SOURCE_PAIRS_SCHEMA.names}
+    for row in rows.to_pylist():
+        for side in ("left", "right"):
+            position, record_id = row[f"{side}_key"].split(":", 1)
+            columns[f"{side}_source"].append(names[int(position)])
+            columns[f"{side}_record_id"].append(record_id)
+        for name in ("match_probability", "match_weight", "matched_by", "evidence"):
+            columns[name].append(row[name])
+    return pa.table(columns, schema=SOURCE_PAIRS_SCHEMA)
