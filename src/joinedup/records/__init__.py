@@ -1,0 +1,55 @@
+"""The shared care record's store: FHIR R4 (UK Core) resources, versioned, searchable, written
+all-or-nothing, in SQLite or PostgreSQL. See docs/records.md."""
+
+from __future__ import annotations
+
+from joinedup.records.errors import (
+    InvalidResourceError,
+    InvalidSearchError,
+    PreconditionFailedError,
+    RecordsError,
+    ResourceDeletedError,
+    ResourceNotFoundError,
+    TransactionFailedError,
+    VersionConflictError,
+)
+from joinedup.records.loader import read_folder, read_resource
+from joinedup.records.operations import (
+    ConditionalUpdate,
+    Create,
+    Delete,
+    Operation,
+    Outcome,
+    Update,
+)
+from joinedup.records.parameters import SEARCH_PARAMETERS
+from joinedup.records.settings import DEFAULT_RECORDS, RecordsSettings
+from joinedup.records.store import HistoryEntry, RecordStore, SearchPage, database_url
+from joinedup.records.validation import validate_resource
+
+__all__ = [
+    "DEFAULT_RECORDS",
+    "SEARCH_PARAMETERS",
+    "ConditionalUpdate",
+    "Create",
+    "Delete",
+    "HistoryEntry",
+    "InvalidResourceError",
+    "InvalidSearchError",
+    "Operation",
+    "Outcome",
+    "PreconditionFailedError",
+    "RecordStore",
+    "RecordsError",
+    "RecordsSettings",
+    "ResourceDeletedError",
+    "ResourceNotFoundError",
+    "SearchPage",
+    "TransactionFailedError",
+    "Update",
+    "VersionConflictError",
+    "database_url",
+    "read_folder",
+    "read_resource",
+    "validate_resource",
+]

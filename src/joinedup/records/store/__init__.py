@@ -1,0 +1,489 @@
+"""The records store: FHIR resources, every version of each, and their search index, in SQLite
+(a file, the embedded default) or PostgreSQL (a URL), through SQLAlchemy.
+
+Every write is one database transaction that replaces the current version, appends to the
+history and rewrites the resource's index rows; a transaction of many writes is one database
+transaction too, so a failure anywhere in it leaves nothing written. The only module that
+imports SQLAlchemy or a database driver (an import-linter contract keeps it so).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+
+from joinedup.errors import ConfigurationError
+from joinedup.records.errors import (
+    InvalidResourceError,
+    PreconditionFailedError,
+    RecordsError,
+    ResourceDeletedError,
+    ResourceNotFoundError,
+    TransactionFailedError,
+    VersionConflictError,
+)
+from joinedup.records.operations import (
+    ConditionalUpdate,
+    Create,
+    Operation,
+    Outcome,
+    Update,
+)
+from joinedup.records.parameters import entries
+from joinedup.records.store import search as searching
+from joinedup.records.store.tables import (
+    INDEX_TABLES,
+    metadata,
+    resource_versions,
+    resources,
+    search_dates,
+    search_references,
+    search_strings,
+    search_tokens,
+)
+from joinedup.records.validation import validate_resource
+
+__all__ = ["HistoryEntry", "RecordStore", "SearchPage", "database_url"]
+
+
+def database_url(target: str | Path) -> str:
+    """The SQLAlchemy URL of a records location: a `postgresql://` URL (psycopg 3 is used), a
+    `sqlite:///` URL, or a file path for SQLite."""
+    text = str(target)
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigurationError("records: not a database URL") from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if url.drivername == "sqlite":
+        return text
+    raise ConfigurationError(
+        f"records: {url.drivername} is not a supported database (a SQLite file path, "
+        "sqlite:///PATH or postgresql://...)"
+    )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version of a resource: None for `resource` when the version is a deletion."""
+
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    resource: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a search: how many match in all, where the page starts, and its
+    resources."""
+
+    total: int
+    offset: int
+    count: int
+    resources: list[dict[str, Any]]
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _body(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+
+
+class RecordStore:
+    """A records store at `target` (a SQLite path or a database URL); its tables are created
+    when missing. `clock` gives the instant each write is stamped with (UTC)."""
+
+    def __init__(self, target: str | Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        url = database_url(target)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        if url.startswith("sqlite"):
+            database = make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = create_engine(url)
+            _serialise_sqlite(self._engine)
+        else:
+            self._engine = create_engine(
+                url, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True
+            )
+        try:
+            metadata.create_all(self._engine)
+        except OperationalError as err:
+            self._engine.dispose()
+            where = make_url(url).render_as_string(hide_password=True)
+            raise ConfigurationError(f"records: cannot open {where} ({err.orig})") from None
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(records_read=True)
+            yield conn
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def create(self, resource: dict[str, Any], *, if_none_exist: str | None = None) -> Outcome:
+        """Create `resource` with a new id (any id it carries is ignored). With
+        `if_none_exist`, a search: when one resource matches it is returned instead, created
+        False; more than one is PreconditionFailedError."""
+        with self._begin() as conn:
+            return self._create(conn, Create(resource, if_none_exist))
+
+    def update(self, resource: dict[str, Any], *, if_match: int | None = None) -> Outcome:
+        """Write a new version of `resource` at its id (creating it if absent or deleted).
+        With `if_match`, only if the current version is that number, else VersionConflictError."""
+        with self._begin() as conn:
+            return self._update(conn, resource, if_match)
+
+    def conditional_update(self, resource: dict[str, Any], criteria: str) -> Outcome:
+        """Update the one resource matching `criteria` (a search, such as an identifier),
+        create it when none does; PreconditionFailedError when several do."""
+        with self._begin() as conn:
+            return self._conditional_update(conn, ConditionalUpdate(resource, criteria))
+
+    def delete(self, resource_type: str, resource_id: str) -> Outcome | None:
+        """Delete a resource as a new version flagged deleted; None when there was nothing
+        to delete (absent, or deleted already)."""
+        with self._begin() as conn:
+            return self._delete(conn, resource_type, resource_id)
+
+    def transaction(self, operations: Iterable[Operation]) -> list[Outcome | None]:
+        """Apply every operation, in order, in one database transaction: all are written or,
+        when one fails (TransactionFailedError names it), none is."""
+        outcomes: list[Outcome | None] = []
+        with self._begin() as conn:
+            for index, operation in enumerate(operations):
+                try:
+                    outcomes.append(self._apply(conn, operation))
+                except RecordsError as err:
+                    raise TransactionFailedError(index, err) from err
+        return outcomes
+
+    def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
+        if isinstance(operation, Create):
+            return self._create(conn, operation)
+        if isinstance(operation, Update):
+            return self._update(conn, operation.resource, operation.if_match)
+        if isinstance(operation, ConditionalUpdate):
+            return self._conditional_update(conn, operation)
+        return self._delete(conn, operation.resource_type, operation.resource_id)
+
+    def _create(self, conn: Connection, operation: Create) -> Outcome:
+        resource = _resource_of(operation.resource)
+        kind = resource["resourceType"]
+        if operation.if_none_exist is not None:
+            matched = self._matching(conn, kind, operation.if_none_exist)
+            if len(matched) > 1:
+                raise PreconditionFailedError(
+                    f"{kind}?{operation.if_none_exist}: matches {len(matched)} resources"
+                )
+            if matched:
+                current = self._current(conn, kind, matched[0])
+                assert current is not None  # matched by a search over live resources
+                return Outcome(kind, matched[0], current[0], False, _loads(current[3]))
+        resource["id"] = str(uuid.uuid4())
+        return self._write(conn, resource, version_id=1, created=True, existing=False)
+
+    def _update(self, conn: Connection, given: dict[str, Any], if_match: int | None) -> Outcome:
+        resource = _resource_of(given)
+        kind, rid = resource["resourceType"], resource.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise InvalidResourceError(kind, [f"{kind}.id: an update needs the resource's id"])
+        current = self._current(conn, kind, rid)
+        if if_match is not None and (current is None or current[0] != if_match):
+            found = "does not exist" if current is None else f"is at version {current[0]}"
+            raise VersionConflictError(f"{kind}/{rid}: If-Match version {if_match}, but it {found}")
+        version = 1 if current is None else current[0] + 1
+        created = current is None or current[2]
+        return self._write(
+            conn,
+            resource,
+            version_id=version,
+            created=created,
+            existing=current is not None,
+            expected=None if current is None else current[0],
+        )
+
+    def _conditional_update(self, conn: Connection, operation: ConditionalUpdate) -> Outcome:
+        resource = _resource_of(operation.resource)
+        kind = resource["resourceType"]
+        matched = self._matching(conn, kind, operation.criteria)
+        if len(matched) > 1:
+            raise PreconditionFailedError(f"{kind}?{operation.criteria}: matches {len(matched)}")
+        if not matched:
+            return self._create(conn, Create(resource))
+        if resource.get("id") not in (None, matched[0]):
+            raise InvalidResourceError(
+                f"{kind}/{matched[0]}", [f"{kind}.id: differs from the resource the search found"]
+            )
+        resource["id"] = matched[0]
+        return self._update(conn, resource, None)
+
+    def _delete(self, conn: Connection, kind: str, rid: str) -> Outcome | None:
+        current = self._current(conn, kind, rid)
+        if current is None or current[2]:
+            return None
+        version, now = current[0] + 1, self._clock()
+        self._guarded_update(conn, kind, rid, current[0], version, now, True, None)
+        self._append(conn, kind, rid, version, now, True, None)
+        self._unindex(conn, kind, rid)
+        return Outcome(kind, rid, version, False, None)
+
+    def _write(
+        self,
+        conn: Connection,
+        resource: dict[str, Any],
+        *,
+        version_id: int,
+        created: bool,
+        existing: bool,
+        expected: int | None = None,
+    ) -> Outcome:
+        kind, rid = resource["resourceType"], resource["id"]
+        now = self._clock()
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version_id)
+        meta["lastUpdated"] = _instant(now)
+        resource["meta"] = meta
+        validate_resource(resource)
+        body = _body(resource)
+        if existing:
+            assert expected is not None
+            self._guarded_update(conn, kind, rid, expected, version_id, now, False, body)
+        else:
+            try:
+                conn.execute(
+                    insert(resources).values(
+                        resource_type=kind, resource_id=rid, version_id=version_id,
+                        last_updated=now, deleted=False, body=body,
+                    )
+                )  # fmt: skip
+            except IntegrityError:  # the whole transaction is rolled back after this
+                raise VersionConflictError(
+                    f"{kind}/{rid}: written by someone else meanwhile"
+                ) from None
+        self._append(conn, kind, rid, version_id, now, False, body)
+        self._unindex(conn, kind, rid)
+        self._index(conn, resource)
+        return Outcome(kind, rid, version_id, created, resource)
+
+    def _guarded_update(
+        self, conn: Connection, kind: str, rid: str, expected: int, version: int,
+        now: datetime, deleted: bool, body: str | None,
+    ) -> None:  # fmt: skip
+        """Move the current row from version `expected` to `version`; a writer that got there
+        first makes this a VersionConflictError rather than a lost update."""
+        done = conn.execute(
+            sql_update(resources)
+            .where(
+                resources.c.resource_type == kind,
+                resources.c.resource_id == rid,
+                resources.c.version_id == expected,
+            )
+            .values(version_id=version, last_updated=now, deleted=deleted, body=body)
+        )
+        if done.rowcount != 1:
+            raise VersionConflictError(f"{kind}/{rid}: written by someone else meanwhile")
+
+    def _append(
+        self, conn: Connection, kind: str, rid: str, version: int, now: datetime,
+        deleted: bool, body: str | None,
+    ) -> None:  # fmt: skip
+        conn.execute(
+            insert(resource_versions).values(
+                resource_type=kind, resource_id=rid, version_id=version, last_updated=now,
+                deleted=deleted, body=body,
+            )
+        )  # fmt: skip
+
+    def _unindex(self, conn: Connection, kind: str, rid: str) -> None:
+        for table in INDEX_TABLES:
+            conn.execute(
+                delete(table).where(table.c.resource_type == kind, table.c.resource_id == rid)
+            )
+
+    def _index(self, conn: Connection, resource: dict[str, Any]) -> None:
+        kind, rid = resource["resourceType"], resource["id"]
+        rows = entries(resource)
+        keys = {"resource_type": kind, "resource_id": rid}
+        batches: list[tuple[Any, list[dict[str, Any]]]] = [
+            (search_tokens, [{**keys, "parameter": p, "system": s, "code": c}
+                             for p, s, c in rows.tokens]),
+            (search_strings, [{**keys, "parameter": p, "value": v} for p, v in rows.strings]),
+            (search_dates, [{**keys, "parameter": p, "low": lo, "high": hi}
+                            for p, lo, hi in rows.dates]),
+            (search_references, [{**keys, "parameter": p, "target_type": t, "target_id": i}
+                                 for p, t, i in rows.references]),
+        ]  # fmt: skip
+        for table, values in batches:
+            if values:
+                conn.execute(insert(table), values)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _current(self, conn: Connection, kind: str, rid: str) -> tuple[Any, ...] | None:
+        row = conn.execute(
+            select(
+                resources.c.version_id,
+                resources.c.last_updated,
+                resources.c.deleted,
+                resources.c.body,
+            ).where(resources.c.resource_type == kind, resources.c.resource_id == rid)
+        ).first()
+        return None if row is None else tuple(row)
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """The current version; ResourceNotFoundError if never written, ResourceDeletedError if its
+        current version is a deletion."""
+        with self._reading() as conn:
+            current = self._current(conn, resource_type, resource_id)
+        if current is None:
+            raise ResourceNotFoundError(f"{resource_type}/{resource_id}: no such resource")
+        if current[2]:
+            raise ResourceDeletedError(f"{resource_type}/{resource_id}: deleted")
+        return _loads(current[3])
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> dict[str, Any]:
+        """One version; ResourceNotFoundError if there is no such version,
+        ResourceDeletedError if that version is a deletion."""
+        with self._reading() as conn:
+            row = conn.execute(
+                select(resource_versions.c.deleted, resource_versions.c.body).where(
+                    resource_versions.c.resource_type == resource_type,
+                    resource_versions.c.resource_id == resource_id,
+                    resource_versions.c.version_id == version_id,
+                )
+            ).first()
+        where = f"{resource_type}/{resource_id}/_history/{version_id}"
+        if row is None:
+            raise ResourceNotFoundError(f"{where}: no such version")
+        if row.deleted:
+            raise ResourceDeletedError(f"{where}: this version is a deletion")
+        return _loads(row.body)
+
+    def history(self, resource_type: str, resource_id: str) -> list[HistoryEntry]:
+        """Every version of a resource, newest first; ResourceNotFoundError if none."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(
+                    resource_versions.c.version_id,
+                    resource_versions.c.last_updated,
+                    resource_versions.c.deleted,
+                    resource_versions.c.body,
+                )
+                .where(
+                    resource_versions.c.resource_type == resource_type,
+                    resource_versions.c.resource_id == resource_id,
+                )
+                .order_by(resource_versions.c.version_id.desc())
+            ).all()
+        if not rows:
+            raise ResourceNotFoundError(f"{resource_type}/{resource_id}: no such resource")
+        return [
+            HistoryEntry(
+                r.version_id, r.last_updated, r.deleted, None if r.deleted else _loads(r.body)
+            )
+            for r in rows
+        ]
+
+    def search(self, resource_type: str, query: searching.Query = ()) -> SearchPage:
+        """Live resources of `resource_type` matching `query` (see `store.search`), one page
+        of `_count` (default 50) from `_offset`, in `_sort` order (by id when none)."""
+        parsed = searching.parse(resource_type, query)
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(resources).where(parsed.where)
+            ).scalar_one()
+            page = searching.ordered(
+                select(resources.c.body).where(parsed.where), resource_type, parsed.sort
+            )
+            bodies = conn.execute(page.limit(parsed.count).offset(parsed.offset)).scalars()
+            found = [_loads(b) for b in bodies]
+        return SearchPage(total, parsed.offset, parsed.count, found)
+
+    def _matching(self, conn: Connection, kind: str, criteria: str) -> list[str]:
+        """The ids of live resources matching a conditional write's criteria (two at most:
+        enough to tell none, one and several apart)."""
+        if not searching.pairs(criteria):
+            raise PreconditionFailedError(f"{kind}: a conditional write needs search criteria")
+        parsed = searching.parse(kind, criteria)
+        return list(
+            conn.execute(
+                select(resources.c.resource_id)
+                .where(parsed.where)
+                .order_by(resources.c.resource_id)
+                .limit(2)
+            ).scalars()
+        )
+
+
+def _resource_of(given: Any) -> dict[str, Any]:
+    """A copy of `given` to write (the caller's dict is left as it was), with its type
+    checked first so every later message can name it."""
+    if not isinstance(given, dict):
+        raise InvalidResourceError("resource", ["not a JSON object"])
+    kind = given.get("resourceType")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidResourceError("resource", ["resourceType is missing"])
+    copied: dict[str, Any] = json.loads(json.dumps(given))
+    return copied
+
+
+def _loads(body: str | None) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(body) if body else {}
+    return found
+
+
+def _serialise_sqlite(engine: Engine) -> None:
+    """SQLite: write-ahead logging, a wait for the lock rather than an error, and BEGIN
+    IMMEDIATE, so a write transaction holds the lock from its first read (the read of the
+    version it replaces) to its commit; reads take a snapshot and block no one."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN off: ours below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        reading = conn.get_execution_options().get("records_read")
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")

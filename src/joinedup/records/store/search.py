@@ -1,0 +1,213 @@
+"""Searches over the index tables, built as SQLAlchemy expressions (never SQL text).
+
+A search is (name, value) pairs: a name given twice must match both (AND), a value with commas
+matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (`date`, `-date`,
+`_lastUpdated`, `-_lastUpdated`) are understood besides the type's own parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+
+from joinedup.records.errors import InvalidSearchError
+from joinedup.records.parameters import Parameter, date_range, normalise, parameter, split_reference
+from joinedup.records.store.tables import (
+    resources,
+    search_dates,
+    search_references,
+    search_strings,
+    search_tokens,
+)
+
+#: The most resources one page may hold.
+MAX_COUNT = 1000
+DEFAULT_COUNT = 50
+
+Query = str | Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Search:
+    """A parsed search: the filter on `resources`, the page and the order."""
+
+    where: ColumnElement[bool]
+    count: int
+    offset: int
+    sort: str | None
+
+
+def pairs(query: Query) -> list[tuple[str, str]]:
+    """A query (`a=1&b=2`, a mapping, or pairs) as (name, value) pairs."""
+    if isinstance(query, str):
+        return parse_qsl(query, keep_blank_values=True)
+    if isinstance(query, Mapping):
+        found: list[tuple[str, str]] = []
+        for name, value in query.items():
+            values = [value] if isinstance(value, str) else list(value)
+            found.extend((name, v) for v in values)
+        return found
+    return list(query)
+
+
+def _number(name: str, value: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidSearchError(f"{name}: not a whole number from {low} to {high}")
+    return int(value)
+
+
+def parse(resource_type: str, query: Query) -> Search:
+    """The filter, page and order of a search, or InvalidSearchError naming the parameter."""
+    conditions: list[ColumnElement[bool]] = [
+        resources.c.resource_type == resource_type,
+        resources.c.deleted == false(),
+    ]
+    count, offset, sort = DEFAULT_COUNT, 0, None
+    for name, value in pairs(query):
+        if name == "_count":
+            count = _number(name, value, 0, MAX_COUNT)
+        elif name == "_offset":
+            offset = _number(name, value, 0, 10**9)
+        elif name == "_sort":
+            if value not in ("date", "-date", "_lastUpdated", "-_lastUpdated"):
+                raise InvalidSearchError(
+                    f"_sort: the store sorts by date or _lastUpdated, not {value}"
+                )
+            if value.lstrip("-") == "date":
+                parameter(resource_type, "date")
+            sort = value
+        else:
+            conditions.append(_condition(resource_type, name, value))
+    return Search(and_(*conditions), count, offset, sort)
+
+
+def _alternatives(value: str) -> list[str]:
+    return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
+
+
+def _condition(resource_type: str, name: str, value: str) -> ColumnElement[bool]:
+    base, _, modifier = name.partition(":")
+    values = _alternatives(value)
+    if base == "_id":
+        return resources.c.resource_id.in_(values)
+    known = parameter(resource_type, base)
+    table = {
+        "token": search_tokens,
+        "string": search_strings,
+        "date": search_dates,
+        "reference": search_references,
+    }[known.kind]
+    matches = [_match(known, base, modifier, v) for v in values]
+    rows = select(table.c.resource_id).where(
+        table.c.resource_type == resource_type, table.c.parameter == base, or_(*matches)
+    )
+    return resources.c.resource_id.in_(rows)
+
+
+def _match(known: Parameter, name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    if known.kind == "token":
+        return _token(name, modifier, value)
+    if known.kind == "string":
+        return _string(name, modifier, value)
+    if known.kind == "date":
+        return _date(name, modifier, value)
+    return _reference(known, name, modifier, value)
+
+
+def _unsupported(name: str, modifier: str) -> InvalidSearchError:
+    return InvalidSearchError(f"{name}:{modifier}: the store does not support this modifier")
+
+
+def _token(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    if modifier:
+        raise _unsupported(name, modifier)
+    columns = search_tokens.c
+    if "|" not in value:
+        return columns.code == value
+    system, code = value.split("|", 1)
+    if not system:
+        return and_(columns.system.is_(None), columns.code == code)
+    if not code:
+        return columns.system == system
+    return and_(columns.system == system, columns.code == code)
+
+
+def _string(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    column = search_strings.c.value
+    text = normalise(value)
+    if not modifier:
+        return column.startswith(text, autoescape=True)
+    if modifier == "contains":
+        return column.contains(text, autoescape=True)
+    raise _unsupported(name, modifier)
+
+
+_PREFIX = re.compile(r"(eq|ne|lt|gt|le|ge|sa|eb)?(.+)")
+
+
+def _date(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    """FHIR's date prefixes over ranges: [low, high) of the resource against the same of the
+    value; `eq` (the default) when the resource's range lies within the value's."""
+    if modifier:
+        raise _unsupported(name, modifier)
+    match = _PREFIX.fullmatch(value)
+    try:
+        low, high = date_range(match.group(2) if match else value)
+    except ValueError as err:
+        raise InvalidSearchError(f"{name}: {err}") from None
+    prefix = (match.group(1) if match else None) or "eq"
+    columns = search_dates.c
+    return {
+        "eq": and_(columns.low >= low, columns.high <= high),
+        "ne": or_(columns.low < low, columns.high > high),
+        "lt": columns.low < low,
+        "le": columns.low < high,
+        "gt": columns.high > high,
+        "ge": columns.high > low,
+        "sa": columns.low >= high,
+        "eb": columns.high <= low,
+    }[prefix]
+
+
+def _reference(known: Parameter, name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    columns = search_references.c
+    if modifier and modifier not in (known.targets or {modifier}):
+        raise InvalidSearchError(f"{name}:{modifier}: this parameter cannot point to {modifier}")
+    found = split_reference(value)
+    if found is None and "/" not in value:
+        found = (modifier, value) if modifier else ("", value)
+    if found is None:
+        raise InvalidSearchError(f"{name}: not a reference (Type/id or id)")
+    target_type, target_id = found
+    if target_type and known.targets and target_type not in known.targets:
+        return false()  # a type this parameter never points to: nothing matches
+    if not target_type:
+        return columns.target_id == target_id
+    return and_(columns.target_type == target_type, columns.target_id == target_id)
+
+
+def ordered(query: Select[Any], resource_type: str, sort: str | None) -> Select[Any]:
+    """`query` (over `resources`) in the order `sort` asks for, ties broken by id."""
+    if sort in ("date", "-date"):
+        bound = func.min(search_dates.c.low) if sort == "date" else func.max(search_dates.c.high)
+        keys = (
+            select(search_dates.c.resource_id, bound.label("sort_key"))
+            .where(
+                search_dates.c.resource_type == resource_type, search_dates.c.parameter == "date"
+            )
+            .group_by(search_dates.c.resource_id)
+            .subquery()
+        )
+        key = keys.c.sort_key.asc() if sort == "date" else keys.c.sort_key.desc()
+        query = query.outerjoin(keys, keys.c.resource_id == resources.c.resource_id).order_by(
+            key.nulls_last()
+        )
+    elif sort in ("_lastUpdated", "-_lastUpdated"):
+        column = resources.c.last_updated
+        query = query.order_by(column.asc() if sort == "_lastUpdated" else column.desc())
+    return query.order_by(resources.c.resource_id)
