@@ -18,7 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
@@ -288,17 +298,19 @@ class RecordStore:
         else:
             try:
                 conn.execute(
-                    insert(resources).values(
-                        resource_type=kind, resource_id=rid, version_id=version_id,
-                        last_updated=now, deleted=False, body=body,
-                    )
+                    insert(resources),
+                    {
+                        "resource_type": kind, "resource_id": rid, "version_id": version_id,
+                        "last_updated": now, "deleted": False, "body": body,
+                    },
                 )  # fmt: skip
             except IntegrityError:  # the whole transaction is rolled back after this
                 raise VersionConflictError(
                     f"{kind}/{rid}: written by someone else meanwhile"
                 ) from None
         self._append(conn, kind, rid, version_id, now, False, body)
-        self._unindex(conn, kind, rid)
+        if existing:  # a resource new to the store has no index rows to remove
+            self._unindex(conn, kind, rid)
         self._index(conn, resource)
         return Outcome(kind, rid, version_id, created, resource)
 
@@ -309,14 +321,12 @@ class RecordStore:
         """Move the current row from version `expected` to `version`; a writer that got there
         first makes this a VersionConflictError rather than a lost update."""
         done = conn.execute(
-            sql_update(resources)
-            .where(
-                resources.c.resource_type == kind,
-                resources.c.resource_id == rid,
-                resources.c.version_id == expected,
-            )
-            .values(version_id=version, last_updated=now, deleted=deleted, body=body)
-        )
+            _MOVE_CURRENT,
+            {
+                "kind": kind, "rid": rid, "expected": expected, "version_id": version,
+                "last_updated": now, "deleted": deleted, "body": body,
+            },
+        )  # fmt: skip
         if done.rowcount != 1:
             raise VersionConflictError(f"{kind}/{rid}: written by someone else meanwhile")
 
@@ -325,17 +335,16 @@ class RecordStore:
         deleted: bool, body: str | None,
     ) -> None:  # fmt: skip
         conn.execute(
-            insert(resource_versions).values(
-                resource_type=kind, resource_id=rid, version_id=version, last_updated=now,
-                deleted=deleted, body=body,
-            )
+            insert(resource_versions),
+            {
+                "resource_type": kind, "resource_id": rid, "version_id": version,
+                "last_updated": now, "deleted": deleted, "body": body,
+            },
         )  # fmt: skip
 
     def _unindex(self, conn: Connection, kind: str, rid: str) -> None:
-        for table in INDEX_TABLES:
-            conn.execute(
-                delete(table).where(table.c.resource_type == kind, table.c.resource_id == rid)
-            )
+        for statement in _UNINDEX:
+            conn.execute(statement, {"kind": kind, "rid": rid})
 
     def _index(self, conn: Connection, resource: dict[str, Any]) -> None:
         kind, rid = resource["resourceType"], resource["id"]
@@ -450,6 +459,22 @@ class RecordStore:
                 .limit(2)
             ).scalars()
         )
+
+
+#: Moving the current row on from the version a write read (none moves if another writer
+#: got there first).
+_MOVE_CURRENT = sql_update(resources).where(
+    resources.c.resource_type == bindparam("kind"),
+    resources.c.resource_id == bindparam("rid"),
+    resources.c.version_id == bindparam("expected"),
+)
+#: Removing a resource's index rows, one statement a table, built once.
+_UNINDEX = tuple(
+    delete(table).where(
+        table.c.resource_type == bindparam("kind"), table.c.resource_id == bindparam("rid")
+    )
+    for table in INDEX_TABLES
+)
 
 
 def _resource_of(given: Any) -> dict[str, Any]:

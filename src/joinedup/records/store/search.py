@@ -194,19 +194,19 @@ def _reference(known: Parameter, name: str, modifier: str, value: str) -> Column
 def ordered(query: Select[Any], resource_type: str, sort: str | None) -> Select[Any]:
     """`query` (over `resources`) in the order `sort` asks for, ties broken by id."""
     if sort in ("date", "-date"):
+        # each resource's earliest start (or latest end) of its dates, looked up through the
+        # index on (type, id) for the resources the page holds
         bound = func.min(search_dates.c.low) if sort == "date" else func.max(search_dates.c.high)
-        keys = (
-            select(search_dates.c.resource_id, bound.label("sort_key"))
+        key = (
+            select(bound)
             .where(
-                search_dates.c.resource_type == resource_type, search_dates.c.parameter == "date"
+                search_dates.c.resource_type == resource_type,
+                search_dates.c.resource_id == resources.c.resource_id,
+                search_dates.c.parameter == "date",
             )
-            .group_by(search_dates.c.resource_id)
-            .subquery()
+            .scalar_subquery()
         )
-        key = keys.c.sort_key.asc() if sort == "date" else keys.c.sort_key.desc()
-        query = query.outerjoin(keys, keys.c.resource_id == resources.c.resource_id).order_by(
-            key.nulls_last()
-        )
+        query = query.order_by((key.asc() if sort == "date" else key.desc()).nulls_last())
     elif sort in ("_lastUpdated", "-_lastUpdated"):
         column = resources.c.last_updated
         query = query.order_by(column.asc() if sort == "_lastUpdated" else column.desc())
