@@ -435,14 +435,13 @@ def _classify(
             found.match_weight,
             found.evidence,
         )
-        scored[link.pair] = link
-        decision = in_force.get(link.pair)
-        probability = link.match_probability or 0.0
-        linked = link.matched_by == "nhs_number" or probability >= threshold
-        if decision is not None:
+        pair = frozenset((left, right))
+        scored[pair] = link
+        if pair in in_force:
             continue  # accepted pairs are added as edges by the caller; rejected ones never
-        if linked:
-            edges[link.pair] = _Edge(
+        probability = link.match_probability or 0.0
+        if link.matched_by == "nhs_number" or probability >= threshold:
+            edges[pair] = _Edge(
                 left,
                 right,
                 link.matched_by,
