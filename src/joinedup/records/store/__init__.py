@@ -134,11 +134,20 @@ class RecordStore:
                 url, connect_args={"options": "-c timezone=UTC"}, pool_pre_ping=True
             )
         try:
-            metadata.create_all(self._engine)
+            self._create_tables()
         except OperationalError as err:
             self._engine.dispose()
             where = make_url(url).render_as_string(hide_password=True)
             raise ConfigurationError(f"records: cannot open {where} ({err.orig})") from None
+
+    def _create_tables(self) -> None:
+        """Create the tables that are missing, one opener at a time: two stores opening a new
+        database together would otherwise both try to create them (PostgreSQL: an advisory
+        lock for the transaction; SQLite: BEGIN IMMEDIATE)."""
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+            metadata.create_all(conn)
 
     @property
     def dialect(self) -> str:
@@ -460,6 +469,9 @@ class RecordStore:
             ).scalars()
         )
 
+
+#: The PostgreSQL advisory lock key held while the tables are created ("records" in ASCII).
+_SCHEMA_LOCK = 0x7265636F726473
 
 #: Moving the current row on from the version a write read (none moves if another writer
 #: got there first).
