@@ -160,7 +160,7 @@ def postgresql_server() -> Iterator[PostgresServer]:
             conf.write(
                 f"listen_addresses = ''\nport = {port}\nunix_socket_directories = '{folder}'\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "timezone = 'UTC'\nmax_connections = 50\n"
+                "timezone = 'UTC'\nmax_connections = 100\n"
             )
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
             "-w", "-t", "60", "start")  # fmt: skip
