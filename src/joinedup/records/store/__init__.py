@@ -138,7 +138,8 @@ class RecordStore:
         except OperationalError as err:
             self._engine.dispose()
             where = make_url(url).render_as_string(hide_password=True)
-            raise ConfigurationError(f"records: cannot open {where} ({err.orig})") from None
+            reason = (str(err.orig).splitlines() or ["no reason given"])[0]
+            raise ConfigurationError(f"records: cannot open {where} ({reason})") from None
 
     def _create_tables(self) -> None:
         """Create the tables that are missing, one opener at a time: two stores opening a new
