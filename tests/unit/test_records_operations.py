@@ -334,6 +334,7 @@ def test_search_pages_with_count_and_sorts_by_date(
         ("Patient", {"_count": "-1"}, r"_count: not a whole number"),
         ("Patient", {"_sort": "name"}, r"_sort: the store sorts by date"),
         ("Patient", {"gender:text": "male"}, r"gender:text: the store does not support"),
+        ("Banana", {}, r"Banana: not a FHIR R4 resource type"),
         ("Location", {"name": "x"}, r"Location\?name: not a search parameter .*\(none but _id\)"),
     ],
 )

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
+from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
 from joinedup.records.parameters import Parameter, date_range, normalise, parameter, split_reference
 from joinedup.records.store.tables import (
@@ -63,6 +64,8 @@ def _number(name: str, value: str, low: int, high: int) -> int:
 
 def parse(resource_type: str, query: Query) -> Search:
     """The filter, page and order of a search, or InvalidSearchError naming the parameter."""
+    if resource_type not in R4_RESOURCE_TYPES:
+        raise InvalidSearchError(f"{resource_type}: not a FHIR R4 resource type")
     conditions: list[ColumnElement[bool]] = [
         resources.c.resource_type == resource_type,
         resources.c.deleted == false(),
