@@ -112,49 +112,60 @@ def test_the_review_queue_and_decisions_that_persist(tmp_path: Path) -> None:
     assert set(queue) == {("u1", "p100"), ("u2", "p101")}
     for row in queue.values():
         assert 0.5 <= float(row["match_probability"]) < 0.9
-        assert row["reason"] == "uncertain" and "Exact match on family_name" in row["evidence"]
+        assert row["queued_for"] == "uncertain" and "Exact match on family_name" in row["evidence"]
     index = _index(tmp_path / "v1")
     assert index[("acute", "u1")] != index[("gp", "p100")]
 
-    # A reviewer accepts u1 = p100, rejects u2 = p101 and rejects the NHS number link of p3.
-    _decide(
-        tmp_path / "decisions.csv",
-        ["acute", "u1", "gp", "p100", "accept", "dana", "2026-12-05T18:00:00Z", "same GP letter"],
-        ["gp", "p101", "acute", "u2", "reject", "dana", "2026-12-05T18:01:00Z", "different person"],
-        ["gp", "p3", "acute", "p3t", "reject", "sam", "2026-12-05T18:02:00Z", "twin"],
+    # A reviewer fills in the queue (u1 is p100; u2 left for later) and adds a row rejecting
+    # the NHS number link of p3 (twins sharing a number).
+    rows = _read(tmp_path / "v1" / "review_queue.csv")
+    for row in rows:
+        if row["left_record_id"] == "u1":
+            row.update(decision="accept", decided_by="dana", reason="same GP letter",
+                       decided_at="2026-12-05T18:00:00Z")  # fmt: skip
+    rows.append(
+        {"left_source": "gp", "left_record_id": "p3", "right_source": "acute",
+         "right_record_id": "p3t", "decision": "reject", "decided_by": "sam",
+         "decided_at": "2026-12-05T19:00:00+01:00", "reason": "twin"}
     )  # fmt: skip
+    with (tmp_path / "reviewed.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
     run = joinedup(
         "link", "index", "gp.csv", "acute.csv", "-o", "v2", "--previous", "v1",
-        "--decisions", "decisions.csv", cwd=tmp_path,
+        "--decisions", "reviewed.csv", cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert "3 decisions applied" in flat(run.stdout)
+    assert "1 pairs to review; 2 decisions applied" in flat(run.stdout)
 
     # The next run is given no decisions file: the index's own log carries them.
     run = joinedup(
         "link", "index", "gp.csv", "acute.csv", "-o", "v3", "--previous", "v2", cwd=tmp_path
     )
     assert run.returncode == 0, run.stderr
-    assert "0 pairs to review; 3 decisions applied" in flat(run.stdout)
+    assert "1 pairs to review; 2 decisions applied" in flat(run.stdout)
     before = _index(tmp_path / "v1")
     # Two people of one record each merge: the older id (minted first) survives.
     older = min(before[("acute", "u1")], before[("gp", "p100")])
     for folder in ("v2", "v3"):
         index = _index(tmp_path / folder)
         assert index[("acute", "u1")] == index[("gp", "p100")] == older
-        assert index[("acute", "u2")] != index[("gp", "p101")]
         assert index[("acute", "p3t")] != index[("gp", "p3")]
-        assert _read(tmp_path / folder / "review_queue.csv") == []
+        queue = _read(tmp_path / folder / "review_queue.csv")
+        assert [(r["left_record_id"], r["right_record_id"], r["decision"]) for r in queue] == [
+            ("u2", "p101", "")
+        ]
         log = _read(tmp_path / folder / "decisions.csv")
-        assert [(d["decision"], d["decided_by"]) for d in log] == [
-            ("accept", "dana"),
-            ("reject", "dana"),
-            ("reject", "sam"),
+        assert [(d["decision"], d["decided_by"], d["decided_at"]) for d in log] == [
+            ("accept", "dana", "2026-12-05T18:00:00+00:00"),
+            ("reject", "sam", "2026-12-05T18:00:00+00:00"),
         ]
     links = _read(tmp_path / "v3" / "links.csv")
     accepted = [r for r in links if r["matched_by"] == "accepted"]
     assert [(r["left_record_id"], r["right_record_id"]) for r in accepted] == [("u1", "p100")]
     assert "accepted by dana at 2026-12-05T18:00:00+00:00" in accepted[0]["evidence"]
+    assert not any({r["left_record_id"], r["right_record_id"]} == {"p3", "p3t"} for r in links)
     # v2 split p3 from p3t and merged u1 with p100; v3 changed nothing.
     history = _read(tmp_path / "v2" / "person_id_history.csv")
     changes = sorted(h["event"] for h in history if h["event"] != "created")

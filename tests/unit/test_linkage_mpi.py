@@ -200,7 +200,7 @@ def test_uncertain_pairs_go_to_the_review_queue() -> None:
         splink(acute(3), gp(2), 0.6),  # uncertain
     ]
     index = build(records, links)
-    queue = [(i.left, i.right, i.match_probability, i.reason) for i in index.review]
+    queue = [(i.left, i.right, i.match_probability, i.queued_for) for i in index.review]
     assert queue == [
         (acute(1), gp(1), 0.7, REVIEW_UNCERTAIN),
         (acute(3), gp(2), 0.6, REVIEW_UNCERTAIN),
@@ -241,7 +241,7 @@ def test_a_rejected_pair_other_links_join_is_flagged_not_merged_silently() -> No
     index = build(records, links, decisions=[decide(acute(2), gp(1), "reject")])
     assert len(set(people(index).values())) == 1  # still joined through acute1
     assert all(e.needs_review for e in index.entries)
-    assert [(i.left, i.right, i.reason) for i in index.review] == [
+    assert [(i.left, i.right, i.queued_for) for i in index.review] == [
         (acute(2), gp(1), REVIEW_CONFLICT)
     ]
     assert index.summary.conflicts == 1

@@ -113,6 +113,27 @@ def test_decisions_are_read_with_their_time_in_utc(tmp_path: Path) -> None:
     assert (second.left, second.right, second.reason) == (("gp", "g2"), ("acute", "a2"), "")
 
 
+def test_rows_not_decided_yet_are_skipped(tmp_path: Path) -> None:
+    path = _decisions(
+        tmp_path,
+        "gp,g1,acute,a1,,,,",
+        "gp,g2,acute,a2,accept,sam,2026-12-05T18:00:00Z,",
+    )
+    assert [d.left for d in read_decisions(path)] == [("gp", "g2")]
+
+
+def test_a_filled_in_review_queue_is_a_decisions_file(tmp_path: Path) -> None:
+    write_index(_index(), tmp_path / "mpi", {})
+    queue = (tmp_path / "mpi" / "review_queue.csv").read_text().splitlines()
+    assert queue[0].endswith(",decision,decided_by,decided_at,reason")
+    assert read_decisions(tmp_path / "mpi" / "review_queue.csv") == []
+    filled = queue[1].removesuffix(",,,,") + ",accept,dana,2026-12-05T18:00:00Z,seen"
+    (tmp_path / "reviewed.csv").write_text("\n".join([queue[0], filled]) + "\n")
+    (decision,) = read_decisions(tmp_path / "reviewed.csv")
+    assert (decision.left, decision.right) == (("acute", "a2"), ("gp", "g2"))
+    assert (decision.decision, decision.reason) == ("accept", "seen")
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [

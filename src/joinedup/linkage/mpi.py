@@ -159,7 +159,7 @@ class ReviewItem:
     match_probability: float | None
     match_weight: float | None
     evidence: str
-    reason: str
+    queued_for: str
     left_person_id: str
     right_person_id: str
 

@@ -8,7 +8,7 @@ A folder is written whole or not at all: into a temporary folder beside it, then
 |---|---|
 | person_index.csv | source record: its person_id, how it was linked, its match weight |
 | links.csv | link the index rests on, with its evidence |
-| review_queue.csv | pair for a person to decide |
+| review_queue.csv | pair for a person to decide (with empty decision columns to fill in) |
 | person_id_history.csv | person_id minted or retired, over every run |
 | decisions.csv | reviewer's decision, over every run (the log; the latest per pair is in force) |
 | run.json | the run: when, sources, thresholds, seed, engine, version, counts |
@@ -104,11 +104,15 @@ def _required(row: dict[str, str], column: str, where: str) -> str:
 
 def read_decisions(path: Path) -> list[Decision]:
     """Reviewers' decisions from the CSV at `path` (columns `DECISION_COLUMNS`; `reason` may
-    be empty). Raises `InputError` naming the row and column."""
+    be empty). A row with no decision, decided_by, decided_at or reason is not decided yet and
+    is skipped, so a review queue with some rows filled in can be given as it is. Raises
+    `InputError` naming the row and column."""
     decisions = []
     for number, row in _rows(path, DECISION_COLUMNS[:-1]):
         where = f"{path} row {number}"
         row.setdefault("reason", "")
+        if not any(row[c] for c in DECISION_COLUMNS[4:]):
+            continue
         left: RecordKey = (
             _required(row, "left_source", where),
             _required(row, "left_record_id", where),
@@ -208,12 +212,12 @@ def _files(index: MasterPersonIndex) -> list[tuple[str, Sequence[str], list[list
         (
             REVIEW_QUEUE,
             ("left_source", "left_record_id", "right_source", "right_record_id",
-             "match_probability", "match_weight", "reason", "evidence", "left_person_id",
-             "right_person_id"),
+             "match_probability", "match_weight", "queued_for", "evidence", "left_person_id",
+             "right_person_id", *DECISION_COLUMNS[4:]),
             [
                 [*item.left, *item.right, _number(item.match_probability),
-                 _number(item.match_weight), item.reason, item.evidence,
-                 item.left_person_id, item.right_person_id]
+                 _number(item.match_weight), item.queued_for, item.evidence,
+                 item.left_person_id, item.right_person_id, "", "", "", ""]
                 for item in index.review
             ],
         ),
