@@ -100,6 +100,15 @@ def test_a_rerun_with_new_records_keeps_every_person_id(tmp_path: Path) -> None:
         "mpi",
     ]  # no partial or old folder left behind
 
+    # A run that fails once linkage has started leaves the index as it was.
+    saved = {f.name: f.read_bytes() for f in (tmp_path / "mpi").iterdir()}
+    (tmp_path / "sexonly.csv").write_text("record_id,sex\nx1,F\nx2,M\n", encoding="utf-8")
+    run = joinedup("link", "index", "sexonly.csv", "-o", "mpi", "--previous", "mpi", cwd=tmp_path)
+    assert run.returncode != 0
+    assert flat(run.stderr).startswith("error: sexonly.csv: nothing to train the model on")
+    assert {f.name: f.read_bytes() for f in (tmp_path / "mpi").iterdir()} == saved
+    assert len(list(tmp_path.iterdir())) == 5
+
 
 def test_the_review_queue_and_decisions_that_persist(tmp_path: Path) -> None:
     _sources(tmp_path)
