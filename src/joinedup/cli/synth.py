@@ -25,6 +25,7 @@ from joinedup.footprint import Footprint, default_footprint, footprint_from_refe
 from joinedup.reference import load_place_areas, load_place_ethnicity, load_practices_from_dir
 from joinedup.reports.charts import calibration_chart
 from joinedup.synth import calibration
+from joinedup.synth.extracts import ExtractSettings, write_extracts
 from joinedup.synth.run import (
     DEFAULT_START,
     DEFAULT_YEARS,
@@ -32,6 +33,7 @@ from joinedup.synth.run import (
     SynthResult,
     synthesise,
 )
+from joinedup.warehouse import open_engine
 from joinedup.warehouse.locks import holding
 
 app = typer.Typer(
@@ -220,3 +222,58 @@ def calibrate(
         console.print(f"Drew the comparison in {escape(str(chart))}")
     if passed < len(checks):
         raise typer.Exit(1)
+
+
+@app.command("extracts")
+def extracts(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for the extracts (created if need be).")
+    ],
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    seed: Annotated[
+        int, typer.Option("--seed", "-s", help="Random seed: same seed, same extracts.")
+    ] = 42,
+    error_scale: Annotated[
+        float,
+        typer.Option("--error-scale", help="Multiplier on every error rate (2 doubles them)."),
+    ] = 1.0,
+    every_system: Annotated[
+        bool,
+        typer.Option(
+            "--every-system",
+            help="Put every person in all five systems, not only those their activity sends "
+            "there (a fixed shape for benchmarks).",
+        ),
+    ] = False,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+) -> None:
+    """Write per-organisation person extracts (gp, acute, community, mental_health,
+    social_care .csv, the columns `joinedup link` reads) of the warehouse's people, with
+    identity errors at documented rates, and the truth apart in truth/truth.csv.
+
+    The extracts are identifiable (names, dates of birth, postcodes, NHS numbers): keep them
+    where identifiable data may be kept."""
+    if error_scale < 0:
+        raise ConfigurationError(f"--error-scale {error_scale}: give a multiplier of 0 or more")
+    settings = ExtractSettings(seed=seed, error_scale=error_scale, every_system=every_system)
+    with (
+        open_engine(engine, warehouse=warehouse, spark_master=spark_master) as opened,
+        console.status("Writing extracts") as status,
+    ):
+        written = write_extracts(
+            opened,
+            output,
+            settings,
+            progress=lambda done: status.update(f"Writing extracts: {done:,} people"),
+        )
+    table = Table(title=f"Extracts in {escape(str(output))}", show_edge=False)
+    table.add_column("system")
+    table.add_column("records", justify="right")
+    for system, count in written.records.items():
+        table.add_row(system, f"{count:,}")
+    console.print(table)
+    console.print(
+        f"{written.people:,} people, seed {seed}, error scale {error_scale:g}; the truth is in "
+        f"{escape(str(written.truth))} (keep it apart from the extracts)."
+    )

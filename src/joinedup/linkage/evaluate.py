@@ -2,17 +2,27 @@
 deterministic baseline (exact given name, family name and birth date) it is judged beside.
 
 These work on test sets held in memory (FEBRL, a synthetic extract's truth), not on a
-population: a pair is a frozenset of two record ids.
+population: a pair is a frozenset of two record ids. `measure_extracts` scores `joinedup link
+dedupe` over the per-organisation extracts `joinedup synth extracts` writes.
 """
 
 from __future__ import annotations
 
+import csv
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
 import pyarrow as pa
+
+from joinedup.errors import InputError
+from joinedup.linkage.extract import read_extract
+from joinedup.linkage.model import LinkageSettings
+from joinedup.linkage.run import Progress, dedupe
+from joinedup.warehouse import Engine
 
 Pair = frozenset[str]
 
@@ -97,3 +107,96 @@ def baseline_link(left: pa.Table, right: pa.Table) -> set[Pair]:
     for record_id, key in _keys(left):
         by_key[key].append(record_id)
     return {frozenset((a, b)) for b, key in _keys(right) for a in by_key.get(key, ())}
+
+
+def read_truth(path: Path) -> pa.Table:
+    """A truth file (`system, record_id, person_key`: which person each source record is),
+    as `joinedup synth extracts` writes it apart from the extracts."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"system", "record_id", "person_key"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path} header", f"no {', '.join(sorted(missing))} column")
+        rows = list(reader)
+    return pa.table(
+        {name: pa.array([r[name] for r in rows], pa.string()) for name in _TRUTH_COLUMNS}
+    )
+
+
+_TRUTH_COLUMNS = ("system", "record_id", "person_key")
+
+
+def truth_pairs(truth: pa.Table) -> set[Pair]:
+    """Every pair of records of one person, each named `system:record_id` (as
+    `concatenate_extracts` names them)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for system, record_id, person in zip(
+        *(truth.column(c).to_pylist() for c in _TRUTH_COLUMNS), strict=True
+    ):
+        members[person].append(f"{system}:{record_id}")
+    return {frozenset(p) for ids in members.values() for p in combinations(ids, 2)}
+
+
+def concatenate_extracts(folder: Path, systems: Iterable[str], out: Path) -> Path:
+    """Write the extracts `folder/<system>.csv` as one extract at `out`, each record_id
+    prefixed by its system and a colon (unique across systems). Every extract must have the
+    same header."""
+    header: list[str] | None = None
+    with out.open("w", newline="", encoding="utf-8") as target:
+        writer = csv.writer(target, lineterminator="\n")
+        for system in systems:
+            path = folder / f"{system}.csv"
+            with path.open(newline="", encoding="utf-8") as source:
+                reader = csv.reader(source)
+                own = next(reader, None)
+                if own is None or "record_id" not in own:
+                    raise InputError(f"{path} header", "no record_id column")
+                if header is None:
+                    header = own
+                    writer.writerow(header)
+                elif own != header:
+                    raise InputError(f"{path} header", f"columns differ from {header}")
+                at = own.index("record_id")
+                for row in reader:
+                    if row:
+                        row[at] = f"{system}:{row[at]}"
+                        writer.writerow(row)
+    return out
+
+
+@dataclass(frozen=True)
+class ExtractsMeasured:
+    """Linkage of per-organisation extracts against their truth, beside the baseline."""
+
+    records: int
+    true_pairs: int
+    splink: Scores
+    baseline: Scores
+    seconds: float
+
+
+def measure_extracts(
+    engine: Engine,
+    folder: Path,
+    truth: Path,
+    settings: LinkageSettings | None = None,
+    progress: Progress | None = None,
+) -> ExtractsMeasured:
+    """Dedupe the extracts in `folder` (one `<system>.csv` for each system the `truth` file
+    names) concatenated, as `joinedup link dedupe` would, and score the clusters and the
+    deterministic baseline (exact given name, family name and birth date) against the truth."""
+    truth_table = read_truth(truth)
+    systems = list(dict.fromkeys(truth_table.column("system").to_pylist()))
+    combined = concatenate_extracts(folder, systems, folder / "all_systems.csv")
+    extract = read_extract(combined)
+    began = time.perf_counter()
+    clusters = dedupe(engine, extract, settings, progress or (lambda _: None))
+    seconds = time.perf_counter() - began
+    true = truth_pairs(truth_table)
+    return ExtractsMeasured(
+        records=len(extract),
+        true_pairs=len(true),
+        splink=score(cluster_pairs(clusters), true),
+        baseline=score(baseline_dedupe(extract.records), true),
+        seconds=seconds,
+    )
