@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from joinedup.errors import InputError
 from joinedup.linkage.evaluate import (
+    cluster_pairs,
     concatenate_extracts,
     read_truth,
     score,
+    score_clusters,
     truth_pairs,
 )
 
@@ -47,3 +50,19 @@ def test_concatenated_extracts_prefix_each_record_id_with_its_system(tmp_path: P
     (tmp_path / "mental_health.csv").write_text("record_id,sex\nM1,F\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"mental_health\.csv header"):
         concatenate_extracts(tmp_path, ["gp", "mental_health"], tmp_path / "all.csv")
+
+
+def test_scores_counted_from_cluster_sizes_equal_scores_of_listed_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "truth.csv"
+    rows = [("gp", f"G{i}", f"p{i // 3}") for i in range(30)]
+    rows += [("acute", f"A{i}", f"p{i // 2}") for i in range(20)]
+    path.write_text(
+        "system,record_id,person_key\n" + "".join(f"{s},{r},{p}\n" for s, r, p in rows),
+        encoding="utf-8",
+    )
+    truth = read_truth(path)
+    ids = [f"{s}:{r}" for s, r, _ in rows]
+    clusters = pa.table({"record_id": ids, "cluster_id": [f"c{i % 7}" for i in range(len(ids))]})
+    expected = score(cluster_pairs(clusters), truth_pairs(truth))
+    assert score_clusters(clusters, truth) == expected
+    assert expected.true_positives > 0 and expected.false_positives > 0
