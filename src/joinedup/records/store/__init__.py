@@ -36,6 +36,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from joinedup.errors import ConfigurationError
 from joinedup.records.errors import (
     InvalidResourceError,
+    InvalidSearchError,
     PreconditionFailedError,
     RecordsError,
     ResourceDeletedError,
@@ -202,16 +203,27 @@ class RecordStore:
         with self._begin() as conn:
             return self._delete(conn, resource_type, resource_id)
 
-    def transaction(self, operations: Iterable[Operation]) -> list[Outcome | None]:
+    def transaction(
+        self,
+        operations: Iterable[Operation],
+        *,
+        on_outcome: Callable[[int, Outcome | None], None] | None = None,
+    ) -> list[Outcome | None]:
         """Apply every operation, in order, in one database transaction: all are written or,
-        when one fails (TransactionFailedError names it), none is."""
+        when one fails (TransactionFailedError names it), none is. `on_outcome` hears each
+        outcome as it happens, before the next operation is taken from `operations` (so a
+        generator can build later operations from earlier ids, as a FHIR transaction's
+        `urn:uuid` references need)."""
         outcomes: list[Outcome | None] = []
         with self._begin() as conn:
             for index, operation in enumerate(operations):
                 try:
-                    outcomes.append(self._apply(conn, operation))
+                    outcome = self._apply(conn, operation)
                 except RecordsError as err:
                     raise TransactionFailedError(index, err) from err
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(index, outcome)
         return outcomes
 
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
@@ -439,6 +451,44 @@ class RecordStore:
             )
             for r in rows
         ]
+
+    def type_history(
+        self, resource_type: str, *, count: int = searching.DEFAULT_COUNT, offset: int = 0
+    ) -> tuple[int, list[tuple[str, HistoryEntry]]]:
+        """Every version of every resource of `resource_type`, newest first (ties by id and
+        version), as (resource id, version) pairs: how many there are in all, and one page
+        of `count` from `offset`."""
+        if not 0 <= count <= searching.MAX_COUNT:
+            raise InvalidSearchError(f"_count: not a whole number from 0 to {searching.MAX_COUNT}")
+        versions = resource_versions.c
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.count())
+                .select_from(resource_versions)
+                .where(versions.resource_type == resource_type)
+            ).scalar_one()
+            rows = conn.execute(
+                select(
+                    versions.resource_id, versions.version_id, versions.last_updated,
+                    versions.deleted, versions.body,
+                )
+                .where(versions.resource_type == resource_type)
+                .order_by(
+                    versions.last_updated.desc(), versions.resource_id, versions.version_id.desc()
+                )
+                .limit(count)
+                .offset(offset)
+            ).all()  # fmt: skip
+        return total, [
+            (
+                r.resource_id,
+                HistoryEntry(
+                    r.version_id, r.last_updated, r.deleted,
+                    None if r.deleted else _loads(r.body),
+                ),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def search(self, resource_type: str, query: searching.Query = ()) -> SearchPage:
         """Live resources of `resource_type` matching `query` (see `store.search`), one page
