@@ -8,6 +8,7 @@ from joinedup.cli import footprint as _footprint
 from joinedup.cli import indicators as _indicators
 from joinedup.cli import link as _link
 from joinedup.cli import phm as _phm
+from joinedup.cli import records as _records
 from joinedup.cli import score as _score
 from joinedup.cli import synth as _synth
 from joinedup.cli import views as _views
@@ -30,3 +31,4 @@ main_app.command("summary")(_warehouse.summary)
 main_app.command("demo")(_warehouse.demo)
 main_app.command("serve")(_web.serve)
 main_app.add_typer(_web.users_app, name="users")
+main_app.add_typer(_records.app, name="records")

@@ -94,6 +94,14 @@ def serve(
         Path | None,
         typer.Option("--boundaries", help="ONS LAD boundaries GeoJSON for a real footprint's map."),
     ] = None,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            help="Also serve the FHIR R4 API at /fhir/R4 over this records store (a SQLite path "
+            "or postgresql:// URL; env JOINEDUP_RECORDS).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (docs at /api/docs) over a warehouse, read-only.
 
@@ -121,6 +129,13 @@ def serve(
             "on it first (and `joinedup finance run` for the finance page), or `joinedup demo`"
         )
     app = create_app(settings)
+    store = None
+    if records or os.environ.get("JOINEDUP_RECORDS"):
+        from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
+        from joinedup.web.records_api import mount_records  # noqa: PLC0415
+
+        store = open_records(records)
+        mount_records(app, store)
     address = f"http://{settings.host}:{settings.port}/"
     console.print(
         f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
@@ -128,13 +143,19 @@ def serve(
     console.print(
         f"Open [bold cyan]{address}[/] and sign in; API documentation at {address}api/docs"
     )
+    if store is not None:
+        console.print(f"FHIR R4 records API ({store.dialect}) at {address}fhir/R4")
     console.print("Press Ctrl+C to stop.")
     # proxy_headers off: the application itself believes X-Forwarded-For only from
     # JOINEDUP_TRUSTED_PROXIES (Uvicorn would believe it from any loopback client).
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
-        proxy_headers=False,
-    )  # fmt: skip
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
+            proxy_headers=False,
+        )  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
 
 
 @users_app.command("add")

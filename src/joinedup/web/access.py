@@ -51,6 +51,8 @@ class Role(StrEnum):
     FINANCE = "finance"
     BOARD = "board"
     ADMIN = "admin"
+    #: A feed or another system writing to the records API; no dashboard pages.
+    SYSTEM = "system"
 
 
 ROLE_LABELS: dict[Role, str] = {
@@ -59,18 +61,23 @@ ROLE_LABELS: dict[Role, str] = {
     Role.FINANCE: "Finance",
     Role.BOARD: "Board member",
     Role.ADMIN: "Administrator",
+    Role.SYSTEM: "System (feeds)",
 }
+
+_PEOPLE = frozenset(Role) - {Role.SYSTEM}
 
 #: What each part of the dashboard needs. Identifiable worklists are for clinicians only (and
 #: then only for their own PCN or practice, checked per request); nobody else sees a person.
 PERMISSIONS: dict[str, frozenset[Role]] = {
-    "overview": frozenset(Role),
-    "places": frozenset(Role),
-    "about": frozenset(Role),
+    "overview": _PEOPLE,
+    "places": _PEOPLE,
+    "about": _PEOPLE,
     "finance": frozenset({Role.FINANCE, Role.BOARD, Role.ANALYST, Role.ADMIN}),
     "data_quality": frozenset({Role.ANALYST, Role.ADMIN}),
     "worklists": frozenset({Role.CLINICIAN}),
     "audit": frozenset({Role.ADMIN}),
+    # The FHIR records API, until legitimate relationships are checked per record (issue 16).
+    "records": frozenset({Role.ADMIN, Role.SYSTEM}),
 }
 
 #: Why a clinician opens a worklist: recorded with every view and download.
@@ -825,6 +832,7 @@ DEMO_ROLES: tuple[tuple[str, Role, str], ...] = (
     ("finance", Role.FINANCE, "Fin Finance"),
     ("board", Role.BOARD, "Bo Board"),
     ("admin", Role.ADMIN, "Ash Admin"),
+    ("system", Role.SYSTEM, "Sys Feed"),
 )
 
 

@@ -1,0 +1,75 @@
+"""The FHIR R4 REST API over the records store (`/fhir/R4`): mounted in the dashboard by
+`joinedup serve --records`, or served alone by `joinedup records serve`. See docs/records.md."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from joinedup import __version__
+from joinedup.records import RecordStore
+from joinedup.web import signin
+from joinedup.web.access import AccessStore
+from joinedup.web.records_api.routes import PREFIX, router
+from joinedup.web.settings import WebSettings
+from joinedup.web.site import Site
+
+
+def mount_records(app: FastAPI, store: RecordStore) -> None:
+    """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
+    the caller closes `store` when the server stops."""
+    app.state.records = store
+    app.include_router(router)
+
+
+def create_records_app(settings: WebSettings, store: RecordStore) -> FastAPI:
+    """The FHIR API alone, with the dashboard's users, tokens and audit log (its access
+    store, beside the warehouse setting) and `POST /api/v1/token` to sign in."""
+    secret = (
+        settings.secret_key.get_secret_value().encode()
+        if settings.secret_key
+        else secrets.token_bytes(32)
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        users = AccessStore(
+            settings.access_path,
+            session_hours=settings.session_hours,
+            max_failures=settings.login_max_failures,
+            window_minutes=settings.login_window_minutes,
+            allow_demo_users=settings.mode == "demo",
+            durable=settings.audit_sync_every_write,
+            audit_key_path=settings.audit_key_path,
+        )
+        app.state.access = users
+        try:
+            yield
+        finally:
+            users.close()
+
+    app = FastAPI(
+        title="joinedup records (FHIR R4)",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.site = Site.of(settings, secret)
+    app.add_api_route(
+        "/api/v1/token", signin.api_token, methods=["POST"], response_model=signin.TokenOut,
+        tags=["access"],
+    )  # fmt: skip
+    app.add_api_route(
+        "/api/v1/token", signin.api_sign_out, methods=["DELETE"], status_code=204,
+        response_model=None, tags=["access"],
+    )  # fmt: skip
+    mount_records(app, store)
+    return app
+
+
+__all__ = ["PREFIX", "create_records_app", "mount_records", "router"]

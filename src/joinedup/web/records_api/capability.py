@@ -1,0 +1,95 @@
+"""The CapabilityStatement at `/fhir/R4/metadata`, made from what the server really does: the
+interactions the routes implement and the search parameters the store indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joinedup import __version__
+from joinedup.fhir.validate import R4_RESOURCE_TYPES
+from joinedup.records import SEARCH_PARAMETERS
+
+#: The interactions every resource type has (the routes in `routes`).
+INTERACTIONS = (
+    "read", "vread", "update", "delete", "history-instance", "history-type", "create",
+    "search-type",
+)  # fmt: skip
+PAGING = (
+    (
+        "_count",
+        "number",
+        "Resources a page holds (default 50, at most 1000; 0 for the total only).",
+    ),
+    ("_offset", "number", "Where the page starts (the Bundle's next and previous links set it)."),
+)
+
+
+def _search_parameters(kind: str) -> list[dict[str, Any]]:
+    found = [{"name": "_id", "type": "token", "documentation": "The resource's id."}]
+    for name, parameter in sorted(SEARCH_PARAMETERS.get(kind, {}).items()):
+        found.append(
+            {
+                "name": name,
+                "type": parameter.kind,
+                "documentation": "Reads " + ", ".join(parameter.paths) + ".",
+            }
+        )
+    return found
+
+
+def _resource(kind: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "interaction": [{"code": code} for code in INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalUpdate": True,
+        "conditionalDelete": "not-supported",
+        "searchParam": _search_parameters(kind),
+        "operation": [
+            {
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            }
+        ],
+    }
+
+
+def capability_statement(base: str, instant: str) -> dict[str, Any]:
+    """What this server does, for a client to read before it asks anything else."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant,
+        "publisher": "joinedup",
+        "kind": "instance",
+        "software": {"name": "joinedup", "version": __version__},
+        "implementation": {"description": "joinedup records store", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Only the admin and system roles may use this API until access by legitimate "
+                    "relationship is in place; every request is audited."
+                ),
+                "security": {"description": "A bearer token from POST /api/v1/token."},
+                "resource": [_resource(kind) for kind in sorted(R4_RESOURCE_TYPES)],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "searchParam": [
+                    {"name": name, "type": kind, "documentation": text}
+                    for name, kind, text in PAGING
+                ]
+                + [
+                    {
+                        "name": "_sort",
+                        "type": "string",
+                        "documentation": "_lastUpdated or date, - for descending.",
+                    }
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,547 @@
+"""The FHIR RESTful interactions over the records store, as plain functions from a request's
+parts to an `Answer` (status, body, headers): the routes send an answer as an HTTP response,
+and a batch Bundle turns each into an entry's `response`. HTTP itself stays in `routes`."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from joinedup.fhir.validate import R4_RESOURCE_TYPES
+from joinedup.records import (
+    ConditionalUpdate,
+    Create,
+    Delete,
+    HistoryEntry,
+    Operation,
+    Outcome,
+    RecordsError,
+    RecordStore,
+    TransactionFailedError,
+    Update,
+    validate_resource,
+)
+from joinedup.web.records_api.outcome import FhirError, from_records, operation_outcome
+
+#: Search parameters about the response's form, not which resources match; not passed on.
+FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
+HISTORY_PARAMETERS = frozenset({"_count", "_offset"})
+_DEFAULT_COUNT = 50
+
+
+@dataclass
+class Answer:
+    """What an interaction gives back: HTTP status, body (a resource, Bundle or
+    OperationOutcome; None for no body), headers, and the id it concerned (for the audit)."""
+
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+    resource_id: str | None = None
+
+
+def check_type(kind: str) -> str:
+    if kind not in R4_RESOURCE_TYPES:
+        raise FhirError.one(400, "not-supported", f"{kind}: not a FHIR R4 resource type")
+    return kind
+
+
+def parse_json(body: bytes, what: str = "request body") -> dict[str, Any]:
+    """A JSON object from a request body, or 400 saying why not."""
+    try:
+        found = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FhirError.one(
+            400, "structure", f"{what}: not JSON ({err.__class__.__name__})"
+        ) from None
+    if not isinstance(found, dict):
+        raise FhirError.one(400, "structure", f"{what}: not a FHIR resource (a JSON object)")
+    return found
+
+
+def resource_of(body: bytes, kind: str) -> dict[str, Any]:
+    """The resource in a request body, which must be of the type its URL names."""
+    resource = parse_json(body)
+    given = resource.get("resourceType")
+    if given != kind:
+        raise FhirError.one(
+            400, "invalid", f"resourceType is {given!r} but the URL names {kind}", "resourceType"
+        )
+    return resource
+
+
+_ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
+
+
+def version_of(header: str, name: str = "If-Match") -> int:
+    """The version a `W/"3"` ETag (or `"3"`, `3`) names, or 400 naming the header."""
+    found = _ETAG.match(header.strip())
+    if not found:
+        raise FhirError.one(400, "invalid", f'{name}: not a version ETag such as W/"3"', name)
+    return int(found.group(1))
+
+
+def http_date(instant: str) -> str:
+    """An RFC 7231 date (Last-Modified) from a FHIR instant."""
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(UTC)
+    return format_datetime(moment, usegmt=True)
+
+
+def version_headers(
+    base: str, resource: dict[str, Any], *, location: bool = False
+) -> dict[str, str]:
+    """ETag and Last-Modified of a stored resource, and with `location` its Location."""
+    meta = resource.get("meta") or {}
+    headers = {"ETag": f'W/"{meta.get("versionId")}"'}
+    if meta.get("lastUpdated"):
+        headers["Last-Modified"] = http_date(str(meta["lastUpdated"]))
+    if location:
+        headers["Location"] = (
+            f"{base}/{resource['resourceType']}/{resource['id']}/_history/{meta.get('versionId')}"
+        )
+    return headers
+
+
+def _written(base: str, outcome: Outcome) -> Answer:
+    resource = outcome.resource or {}
+    return Answer(
+        201 if outcome.created else 200,
+        resource,
+        version_headers(base, resource, location=True),
+        outcome.resource_id,
+    )
+
+
+# --- instance and type interactions ---------------------------------------------------------
+
+
+def read(store: RecordStore, base: str, kind: str, rid: str) -> Answer:
+    resource = store.read(kind, rid)
+    return Answer(200, resource, version_headers(base, resource), rid)
+
+
+def vread(store: RecordStore, base: str, kind: str, rid: str, version: str) -> Answer:
+    if not version.isdigit():
+        raise FhirError.one(404, "not-found", f"{kind}/{rid}/_history/{version}: no such version")
+    resource = store.vread(kind, rid, int(version))
+    return Answer(200, resource, version_headers(base, resource), rid)
+
+
+def create(
+    store: RecordStore, base: str, kind: str, body: bytes, if_none_exist: str | None
+) -> Answer:
+    resource = resource_of(body, kind)
+    outcome = store.create(resource, if_none_exist=if_none_exist or None)
+    return _written(base, outcome)
+
+
+def update(
+    store: RecordStore, base: str, kind: str, rid: str, body: bytes, if_match: str | None
+) -> Answer:
+    resource = resource_of(body, kind)
+    if "id" not in resource:
+        raise FhirError.one(400, "required", "an update needs the resource's id", f"{kind}.id")
+    if resource["id"] != rid:
+        raise FhirError.one(400, "invalid", "differs from the id in the URL", f"{kind}.id")
+    expected = None if if_match is None else version_of(if_match)
+    return _written(base, store.update(resource, if_match=expected))
+
+
+def conditional_update(
+    store: RecordStore, base: str, kind: str, criteria: str, body: bytes
+) -> Answer:
+    resource = resource_of(body, kind)
+    return _written(base, store.conditional_update(resource, criteria))
+
+
+def delete(store: RecordStore, kind: str, rid: str) -> Answer:
+    outcome = store.delete(kind, rid)
+    headers = {} if outcome is None else {"ETag": f'W/"{outcome.version_id}"'}
+    return Answer(204, None, headers, rid)
+
+
+def validate(kind: str, body: bytes) -> Answer:
+    """`$validate`: the resource (or a Parameters holding it as `resource`) checked as the
+    store would check it before writing, without writing; 200 with an OperationOutcome of
+    information when it passes, 422 naming each problem when not."""
+    given = parse_json(body)
+    if given.get("resourceType") == "Parameters":
+        found = [
+            p.get("resource")
+            for p in given.get("parameter") or []
+            if isinstance(p, dict) and p.get("name") == "resource"
+        ]
+        if len(found) != 1 or not isinstance(found[0], dict):
+            raise FhirError.one(
+                400, "required", "needs one parameter named resource", "Parameters.parameter"
+            )
+        given = found[0]
+    resource = resource_of(json.dumps(given).encode(), kind)
+    checked = {**resource, "id": resource.get("id") or "validate"}
+    try:
+        validate_resource(checked)
+    except RecordsError as err:
+        raise from_records(err) from None
+    return Answer(
+        200, operation_outcome([("informational", None, "no problems found")], "information")
+    )
+
+
+# --- search and history ---------------------------------------------------------------------
+
+
+def _page_links(
+    base: str, path: str, pairs: list[tuple[str, str]], total: int, offset: int, count: int
+) -> list[dict[str, str]]:
+    kept = [(n, v) for n, v in pairs if n not in ("_offset", "_count")]
+
+    def url(start: int) -> str:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(start))])
+        return f"{base}/{path}?{query}"
+
+    links = [{"relation": "self", "url": url(offset)}]
+    if count and offset + count < total:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if count and offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    return links
+
+
+def search(store: RecordStore, base: str, kind: str, pairs: list[tuple[str, str]]) -> Answer:
+    """A searchset Bundle of one page, with `self`, `next` and `previous` links."""
+    asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
+    page = store.search(kind, asked)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "total": page.total,
+        "link": _page_links(base, kind, asked, page.total, page.offset, page.count),
+        "entry": [
+            {
+                "fullUrl": f"{base}/{kind}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in page.resources
+        ],
+    }
+    return Answer(200, bundle)
+
+
+def _paging(pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    count, offset = _DEFAULT_COUNT, 0
+    for name, value in pairs:
+        if name in FORMAT_PARAMETERS:
+            continue
+        if name not in HISTORY_PARAMETERS:
+            raise FhirError.one(
+                400,
+                "not-supported",
+                "not a history parameter the server supports (_count, _offset)",
+                name,
+            )
+        if not value.isdigit():
+            raise FhirError.one(400, "invalid", "not a whole number", name)
+        if name == "_count":
+            count = min(int(value), 1000)
+        else:
+            offset = int(value)
+    return count, offset
+
+
+def _history_entry(base: str, kind: str, rid: str, version: HistoryEntry) -> dict[str, Any]:
+    method = "DELETE" if version.deleted else "POST" if version.version_id == 1 else "PUT"
+    url = kind if method == "POST" else f"{kind}/{rid}"
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
+    if version.resource is not None:
+        entry["resource"] = version.resource
+    entry["request"] = {"method": method, "url": url}
+    moment = version.last_updated.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    entry["response"] = {
+        "status": "204" if version.deleted else "201" if version.version_id == 1 else "200",
+        "etag": f'W/"{version.version_id}"',
+        "lastModified": moment,
+    }
+    return entry
+
+
+def _history_bundle(
+    base: str, path: str, pairs: list[tuple[str, str]], total: int, offset: int, count: int,
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "history",
+        "total": total,
+        "link": _page_links(base, path, pairs, total, offset, count),
+        "entry": entries,
+    }
+
+
+def instance_history(
+    store: RecordStore, base: str, kind: str, rid: str, pairs: list[tuple[str, str]]
+) -> Answer:
+    count, offset = _paging(pairs)
+    versions = store.history(kind, rid)
+    page = versions[offset : offset + count]
+    entries = [_history_entry(base, kind, rid, v) for v in page]
+    bundle = _history_bundle(
+        base, f"{kind}/{rid}/_history", pairs, len(versions), offset, count, entries
+    )
+    return Answer(200, bundle, resource_id=rid)
+
+
+def type_history(store: RecordStore, base: str, kind: str, pairs: list[tuple[str, str]]) -> Answer:
+    count, offset = _paging(pairs)
+    total, page = store.type_history(kind, count=count, offset=offset)
+    entries = [_history_entry(base, kind, rid, v) for rid, v in page]
+    return Answer(
+        200, _history_bundle(base, f"{kind}/_history", pairs, total, offset, count, entries)
+    )
+
+
+# --- transaction and batch Bundles ----------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """One entry of a transaction or batch Bundle, read."""
+
+    index: int
+    method: str
+    kind: str
+    rid: str | None
+    criteria: str | None
+    resource: dict[str, Any] | None
+    full_url: str | None
+    if_match: str | None
+    if_none_exist: str | None
+
+
+_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+
+def _entry(index: int, raw: Any) -> _Entry:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict):
+        raise FhirError.one(400, "structure", "not a JSON object", where)
+    request = raw.get("request")
+    if not isinstance(request, dict):
+        raise FhirError.one(400, "required", "an entry needs a request", f"{where}.request")
+    method = request.get("method")
+    if method not in _METHODS:
+        raise FhirError.one(
+            400, "not-supported", f"not one of {', '.join(_METHODS)}", f"{where}.request.method"
+        )
+    url = request.get("url")
+    if not isinstance(url, str) or not url:
+        raise FhirError.one(400, "required", "an entry needs a URL", f"{where}.request.url")
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] not in R4_RESOURCE_TYPES or len(parts) > 2:
+        raise FhirError.one(
+            400, "not-supported", "not Type, Type/id or Type?search", f"{where}.request.url"
+        )
+    kind, rid = parts[0], (parts[1] if len(parts) == 2 else None)
+    resource = raw.get("resource")
+    if method in ("POST", "PUT"):
+        if not isinstance(resource, dict):
+            raise FhirError.one(
+                400, "required", f"a {method} entry needs a resource", f"{where}.resource"
+            )
+        if resource.get("resourceType") != kind:
+            raise FhirError.one(
+                400, "invalid", f"resourceType differs from the request URL's {kind}",
+                f"{where}.resource.resourceType",
+            )  # fmt: skip
+    full_url = raw.get("fullUrl")
+    return _Entry(
+        index, method, kind, rid, query or None, resource if isinstance(resource, dict) else None,
+        full_url if isinstance(full_url, str) else None,
+        request.get("ifMatch"), request.get("ifNoneExist"),
+    )  # fmt: skip
+
+
+def _entries(bundle: dict[str, Any], kind: str) -> list[_Entry]:
+    raw = bundle.get("entry") or []
+    if not isinstance(raw, list):
+        raise FhirError.one(400, "structure", "not a list", "Bundle.entry")
+    entries = [_entry(i, e) for i, e in enumerate(raw)]
+    if kind == "transaction":
+        for e in entries:
+            if e.method == "GET":
+                raise FhirError.one(
+                    400, "not-supported", "GET is not supported in a transaction (use a batch)",
+                    f"Bundle.entry[{e.index}].request.method",
+                )  # fmt: skip
+            if e.method == "DELETE" and e.rid is None:
+                raise FhirError.one(
+                    400, "not-supported", "conditional delete is not supported",
+                    f"Bundle.entry[{e.index}].request.url",
+                )  # fmt: skip
+    return entries
+
+
+def _rewritten(node: Any, ids: dict[str, str], where: str) -> Any:
+    """`node` with every `reference` to a `urn:uuid:` fullUrl replaced by the server's
+    `Type/id`; a `urn:uuid:` the Bundle does not define is 400."""
+    if isinstance(node, list):
+        return [_rewritten(item, ids, where) for item in node]
+    if not isinstance(node, dict):
+        return node
+    found = {}
+    for key, value in node.items():
+        if key == "reference" and isinstance(value, str) and value.startswith("urn:"):
+            if value not in ids:
+                raise FhirError.one(
+                    400, "not-found", "refers to a urn that no entry of the Bundle creates",
+                    f"{where}.resource",
+                )  # fmt: skip
+            found[key] = ids[value]
+        else:
+            found[key] = _rewritten(value, ids, where)
+    return found
+
+
+def _operation(entry: _Entry, resource: dict[str, Any] | None) -> Operation:
+    """The store's write for one entry (its resource already rewritten)."""
+    where = f"Bundle.entry[{entry.index}]"
+    if entry.method == "DELETE":
+        assert entry.rid is not None  # checked when the entries were read
+        return Delete(entry.kind, entry.rid)
+    assert resource is not None
+    if entry.method == "POST":
+        if entry.if_none_exist:
+            return Create(resource, entry.if_none_exist)
+        return Update(resource)  # its id was given by the server beforehand
+    if entry.rid is None:
+        if not entry.criteria:
+            raise FhirError.one(
+                400, "required", "PUT needs Type/id or Type?search", f"{where}.request.url"
+            )
+        return ConditionalUpdate(resource, entry.criteria)
+    if resource.get("id") != entry.rid:
+        raise FhirError.one(
+            400, "invalid", "differs from the id in request.url", f"{where}.resource.id"
+        )
+    if_match = (
+        None if entry.if_match is None else version_of(entry.if_match, f"{where}.request.ifMatch")
+    )
+    return Update(resource, if_match)
+
+
+def _entry_response(base: str, outcome: Outcome | None) -> dict[str, Any]:
+    if outcome is None:
+        return {"response": {"status": "204 No Content"}}
+    if outcome.resource is None:
+        return {"response": {"status": "204 No Content", "etag": f'W/"{outcome.version_id}"'}}
+    headers = version_headers(base, outcome.resource, location=True)
+    meta = outcome.resource.get("meta") or {}
+    return {
+        "fullUrl": f"{base}/{outcome.resource_type}/{outcome.resource_id}",
+        "resource": outcome.resource,
+        "response": {
+            "status": "201 Created" if outcome.created else "200 OK",
+            "location": headers["Location"].removeprefix(f"{base}/"),
+            "etag": headers["ETag"],
+            "lastModified": meta.get("lastUpdated"),
+        },
+    }
+
+
+#: The order a transaction's entries are processed in (FHIR R4 3.1.0.11.2): deletes, then
+#: creates (conditional ones first, so references to them resolve), then updates.
+def _order(entry: _Entry) -> tuple[int, int]:
+    rank = {"DELETE": 0, "POST": 1 if entry.if_none_exist else 2, "PUT": 3}[entry.method]
+    return rank, entry.index
+
+
+def transaction(store: RecordStore, base: str, bundle: dict[str, Any]) -> Answer:
+    """Every entry in one database transaction, or none: `urn:uuid:` fullUrls of creates
+    become the server's ids everywhere they are referenced."""
+    entries = _entries(bundle, "transaction")
+    ids: dict[str, str] = {}
+    for e in entries:
+        if e.method == "POST" and not e.if_none_exist and e.resource is not None:
+            e.resource = {**e.resource, "id": str(uuid.uuid4())}
+            if e.full_url:
+                ids[e.full_url] = f"{e.kind}/{e.resource['id']}"
+    ordered = sorted(entries, key=_order)
+    outcomes: dict[int, Outcome | None] = {}
+
+    def operations() -> Iterator[Operation]:
+        for e in ordered:
+            where = f"Bundle.entry[{e.index}]"
+            resource = None if e.resource is None else _rewritten(e.resource, ids, where)
+            yield _operation(e, resource)
+
+    def heard(position: int, outcome: Outcome | None) -> None:
+        e = ordered[position]
+        outcomes[e.index] = outcome
+        if e.full_url and outcome is not None and e.method == "POST":
+            ids[e.full_url] = f"{outcome.resource_type}/{outcome.resource_id}"
+
+    try:
+        store.transaction(operations(), on_outcome=heard)
+    except TransactionFailedError as err:  # named by the Bundle's entry, not the order run
+        named = TransactionFailedError(ordered[err.index].index, err.cause)
+        raise from_records(named, if_match=ordered[err.index].if_match is not None) from None
+    response = [_entry_response(base, outcomes.get(e.index)) for e in entries]
+    return Answer(200, _response_bundle("transaction-response", response))
+
+
+def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind, "entry": entries}
+
+
+def batch(store: RecordStore, base: str, bundle: dict[str, Any]) -> Answer:
+    """Each entry on its own: one entry's failure is its own response (with an
+    OperationOutcome), and the others are written."""
+    raw = bundle.get("entry") or []
+    if not isinstance(raw, list):
+        raise FhirError.one(400, "structure", "not a list", "Bundle.entry")
+    response: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        try:
+            response.append(_batch_entry(store, base, _entry(index, item)))
+        except FhirError as err:
+            response.append(_failed(err.status, err.outcome()))
+        except RecordsError as err:
+            request = item.get("request") if isinstance(item, dict) else None
+            named = isinstance(request, dict) and request.get("ifMatch") is not None
+            refused = from_records(err, if_match=named)
+            response.append(_failed(refused.status, refused.outcome()))
+    return Answer(200, _response_bundle("batch-response", response))
+
+
+def _failed(status: int, outcome: dict[str, Any]) -> dict[str, Any]:
+    return {"response": {"status": str(status), "outcome": outcome}}
+
+
+def _batch_entry(store: RecordStore, base: str, e: _Entry) -> dict[str, Any]:
+    if e.method == "GET":
+        if e.rid is not None:
+            answer = read(store, base, e.kind, e.rid)
+        else:
+            answer = search(
+                store, base, e.kind, parse_qsl(e.criteria or "", keep_blank_values=True)
+            )
+        return {"resource": answer.body, "response": {"status": "200 OK"}}
+    if e.method == "DELETE" and e.rid is None:
+        raise FhirError.one(
+            400, "not-supported", "conditional delete is not supported",
+            f"Bundle.entry[{e.index}].request.url",
+        )  # fmt: skip
+    operation = _operation(e, e.resource)
+    if isinstance(operation, Update) and e.method == "POST":
+        return _entry_response(base, store.create(operation.resource))
+    return _entry_response(base, store.transaction([operation])[0])

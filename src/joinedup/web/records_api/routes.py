@@ -1,0 +1,308 @@
+"""The FHIR R4 REST API at `/fhir/R4` over the records store.
+
+Every request is signed in with the dashboard's bearer tokens; until access by legitimate
+relationship exists (issue 16), only the `admin` and `system` roles may use it and every other
+role gets 403. Every request, answered or refused, is written to the audit log: who, role,
+interaction, type and id, and the outcome (status, issue codes and elements) - never a search
+value, a name or an NHS number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from joinedup.records import RecordsError, RecordStore
+from joinedup.web.access import User
+from joinedup.web.records_api import interactions as fhir
+from joinedup.web.records_api.capability import capability_statement
+from joinedup.web.records_api.interactions import Answer
+from joinedup.web.records_api.outcome import FHIR_JSON, FhirError, from_records
+from joinedup.web.site import access, client, token_of
+
+PREFIX = "/fhir/R4"
+#: Why these requests are allowed, as the audit log records it.
+REASON = "records API: admin or system role (no per-record relationship check yet)"
+
+router = APIRouter(prefix=PREFIX, tags=["records (FHIR R4)"])
+
+
+def records(request: Request) -> RecordStore:
+    store: RecordStore = request.app.state.records
+    return store
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + PREFIX
+
+
+def _send(answer: Answer) -> Response:
+    body = b"" if answer.body is None else json.dumps(answer.body, ensure_ascii=False).encode()
+    return Response(
+        body if answer.status != 204 else None,
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type=FHIR_JSON if answer.status != 204 else None,
+    )
+
+
+def _refusal(err: FhirError) -> Answer:
+    return Answer(err.status, err.outcome(), dict(err.headers))
+
+
+def _summary(answer: Answer) -> str:
+    """The audit detail of an answer: its status and, for a refusal, the issue codes and the
+    elements they name (never their diagnostics, which may quote a request)."""
+    text = str(answer.status)
+    body = answer.body or {}
+    if body.get("resourceType") == "OperationOutcome" and answer.status >= 400:
+        for issue in body.get("issue", [])[:5]:
+            text += f"; {issue.get('code')}"
+            if issue.get("expression"):
+                text += f" {issue['expression'][0]}"
+    elif body.get("resourceType") == "Bundle" and "total" in body:
+        text += f"; {body['total']} in all, {len(body.get('entry', []))} sent"
+    elif body.get("resourceType") == "Bundle":
+        text += f"; {len(body.get('entry', []))} entries"
+    return text
+
+
+async def _serve(
+    request: Request,
+    interaction: str,
+    target: str,
+    work: Callable[[RecordStore, str, bytes], Answer],
+    *,
+    if_match: bool = False,
+) -> Response:
+    """Sign the request in, check the role, run `work` off the event loop, turn refusals into
+    OperationOutcomes and audit what happened. `target` is `Type`, `Type/id` or `Type?names`."""
+    store = access(request)
+    where = client(request)
+    token = token_of(request)
+    user: User | None = await run_in_threadpool(store.session_user, token)
+    if user is None:
+        answer = _refusal(
+            FhirError.one(
+                401,
+                "login",
+                "sign in first: a bearer token from POST /api/v1/token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        )
+        detail = "no token" if not token else "token unknown, expired or signed out"
+        await run_in_threadpool(
+            lambda: store.audit(
+                None,
+                f"fhir {interaction}",
+                f"fhir/{target}",
+                detail=f"401; {detail}",
+                reason="",
+                client=where,
+            )
+        )
+        return _send(answer)
+    if not user.may("records"):
+        answer = _refusal(
+            FhirError.one(
+                403,
+                "forbidden",
+                f"the {user.role.value} role may not use the records API yet: only admin and "
+                "system, until access by legitimate relationship is in place",
+            )
+        )
+    else:
+        body = await request.body()
+        answer = await run_in_threadpool(
+            _attempt, work, records(request), base_url(request), body, if_match
+        )
+    audited = answer.resource_id if answer.resource_id and "/" not in target else None
+    await run_in_threadpool(
+        lambda: store.audit(
+            user,
+            f"fhir {interaction}",
+            f"fhir/{target}" + (f"/{audited}" if audited else ""),
+            detail=_summary(answer),
+            reason=REASON,
+            client=where,
+        )
+    )
+    return _send(answer)
+
+
+def _attempt(
+    work: Callable[[RecordStore, str, bytes], Answer],
+    store: RecordStore,
+    base: str,
+    body: bytes,
+    if_match: bool,
+) -> Answer:
+    try:
+        return work(store, base, body)
+    except FhirError as err:
+        return _refusal(err)
+    except RecordsError as err:
+        return _refusal(from_records(err, if_match=if_match))
+
+
+def _query(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+def _names(pairs: list[tuple[str, str]]) -> str:
+    """The parameter names of a search, for the audit log (the values may identify someone)."""
+    return ",".join(dict.fromkeys(name for name, _ in pairs))
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    """The CapabilityStatement (signed in, like every other request)."""
+
+    def work(_: RecordStore, base: str, __: bytes) -> Answer:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Answer(200, capability_statement(base, now))
+
+    return await _serve(request, "capabilities", "metadata", work)
+
+
+@router.post("")
+async def bundle(request: Request) -> Response:
+    """A transaction (all or nothing) or batch (each entry on its own) Bundle."""
+
+    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+        given = fhir.parse_json(body)
+        if given.get("resourceType") != "Bundle":
+            raise FhirError.one(400, "invalid", "the base takes a Bundle", "resourceType")
+        if given.get("type") == "transaction":
+            return fhir.transaction(store, base, given)
+        if given.get("type") == "batch":
+            return fhir.batch(store, base, given)
+        raise FhirError.one(400, "not-supported", "must be transaction or batch", "Bundle.type")
+
+    return await _serve(request, "bundle", "Bundle", work, if_match=True)
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+
+@router.get("/{kind}/_history")
+async def type_history(request: Request, kind: str) -> Response:
+    pairs = _query(request)
+
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.type_history(store, base, fhir.check_type(kind), pairs)
+
+    return await _serve(request, "history-type", kind, work)
+
+
+@router.get("/{kind}")
+async def search(request: Request, kind: str) -> Response:
+    """Search by the parameters the store indexes; `_count`/`_offset` pages, `_sort`."""
+    pairs = _query(request)
+
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.search(store, base, fhir.check_type(kind), pairs)
+
+    return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
+
+
+@router.post("/{kind}/_search")
+async def search_by_post(request: Request, kind: str) -> Response:
+    """Search with the parameters in a form body (and the URL's), so they stay out of logs of
+    URLs."""
+    body = await request.body()
+    pairs = _query(request) + parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.search(store, base, fhir.check_type(kind), pairs)
+
+    return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
+
+
+@router.post("/{kind}/$validate")
+async def validate(request: Request, kind: str) -> Response:
+    def work(_: RecordStore, __: str, body: bytes) -> Answer:
+        return fhir.validate(fhir.check_type(kind), body)
+
+    return await _serve(request, "validate", kind, work)
+
+
+@router.post("/{kind}")
+async def create(request: Request, kind: str) -> Response:
+    """Create; with `If-None-Exist`, only when nothing matches that search."""
+    condition = request.headers.get("if-none-exist")
+
+    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+        return fhir.create(store, base, fhir.check_type(kind), body, condition)
+
+    return await _serve(request, "create", kind, work)
+
+
+@router.put("/{kind}")
+async def conditional_update(request: Request, kind: str) -> Response:
+    """Update the one resource the URL's search finds, or create it when none does."""
+    criteria = request.url.query
+
+    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+        if not criteria:
+            raise FhirError.one(400, "required", "an update needs Type/id or Type?search", "url")
+        return fhir.conditional_update(store, base, fhir.check_type(kind), criteria, body)
+
+    names = _names(parse_qsl(criteria, keep_blank_values=True))
+    return await _serve(request, "update", f"{kind}?{names}", work)
+
+
+# --- instances ---------------------------------------------------------------------------------
+
+
+@router.get("/{kind}/{rid}")
+async def read(request: Request, kind: str, rid: str) -> Response:
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.read(store, base, fhir.check_type(kind), rid)
+
+    return await _serve(request, "read", f"{kind}/{rid}", work)
+
+
+@router.put("/{kind}/{rid}")
+async def update(request: Request, kind: str, rid: str) -> Response:
+    """Update (or create at this id); with `If-Match`, only from that version (else 412)."""
+    if_match = request.headers.get("if-match")
+
+    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+        return fhir.update(store, base, fhir.check_type(kind), rid, body, if_match)
+
+    return await _serve(request, "update", f"{kind}/{rid}", work, if_match=if_match is not None)
+
+
+@router.delete("/{kind}/{rid}")
+async def delete(request: Request, kind: str, rid: str) -> Response:
+    def work(store: RecordStore, _: str, __: bytes) -> Answer:
+        return fhir.delete(store, fhir.check_type(kind), rid)
+
+    return await _serve(request, "delete", f"{kind}/{rid}", work)
+
+
+@router.get("/{kind}/{rid}/_history")
+async def history(request: Request, kind: str, rid: str) -> Response:
+    pairs = _query(request)
+
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.instance_history(store, base, fhir.check_type(kind), rid, pairs)
+
+    return await _serve(request, "history-instance", f"{kind}/{rid}", work)
+
+
+@router.get("/{kind}/{rid}/_history/{version}")
+async def vread(request: Request, kind: str, rid: str, version: str) -> Response:
+    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+        return fhir.vread(store, base, fhir.check_type(kind), rid, version)
+
+    return await _serve(request, "vread", f"{kind}/{rid}/_history/{version}", work)
