@@ -25,6 +25,7 @@ from joinedup.records.operations import (
 from joinedup.records.parameters import SEARCH_PARAMETERS
 from joinedup.records.settings import DEFAULT_RECORDS, RecordsSettings
 from joinedup.records.store import HistoryEntry, RecordStore, SearchPage, database_url
+from joinedup.records.store.person_index import PersonIndexStore, ReviewPair, ReviewRecord
 from joinedup.records.validation import validate_resource
 
 __all__ = [
@@ -38,12 +39,15 @@ __all__ = [
     "InvalidSearchError",
     "Operation",
     "Outcome",
+    "PersonIndexStore",
     "PreconditionFailedError",
     "RecordStore",
     "RecordsError",
     "RecordsSettings",
     "ResourceDeletedError",
     "ResourceNotFoundError",
+    "ReviewPair",
+    "ReviewRecord",
     "SearchPage",
     "TransactionFailedError",
     "Update",
