@@ -13,6 +13,7 @@ from joinedup import __version__
 from joinedup.records import RecordStore
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
+from joinedup.web.app import SecurityHeaders
 from joinedup.web.records_api.routes import PREFIX, router
 from joinedup.web.settings import WebSettings
 from joinedup.web.site import Site
@@ -60,6 +61,8 @@ def create_records_app(settings: WebSettings, store: RecordStore) -> FastAPI:
         openapi_url=None,
     )
     app.state.site = Site.of(settings, secret)
+    # The dashboard's headers: nosniff, no framing and, for records above all, no-store.
+    app.add_middleware(SecurityHeaders)
     app.add_api_route(
         "/api/v1/token", signin.api_token, methods=["POST"], response_model=signin.TokenOut,
         tags=["access"],
