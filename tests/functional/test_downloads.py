@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from openpyxl import load_workbook
 
+from joinedup.finance.money import money_text
 from joinedup.indicators import shipped_definitions
 from joinedup.web.indicators import VALUE_COLUMNS
 from joinedup.web.worklists import WorklistRow
@@ -27,8 +31,11 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 NOTE_LABELS = ["Definition", "Period", "Disclosure", "Source"]
 OVERVIEW_TABLES = [
     "population-by-place", "population-by-age-and-sex", "segments", "risk-tiers",
-    "inequality-gaps", "deaths",
+    "inequality-gaps", "rates-by-area", "slope-index-of-inequality", "core20plus5",
+    "segment-transitions", "deaths",
 ]  # fmt: skip
+#: The overview tables a place page shows at place level (`?place=`).
+PLACE_TABLES = ["population-by-age-and-sex", "segments", "risk-tiers", "rates-by-area", "deaths"]
 DATA_QUALITY_TABLES = [
     "loads", "quarantine-reasons", "unmapped-codes", "load-unmapped-codes", "completeness",
 ]  # fmt: skip
@@ -113,6 +120,16 @@ def as_excel(value: Any) -> Any:
     return value
 
 
+def excel_equal(got: list[Any], want: list[Any]) -> bool:
+    """Cells equal, a float to the 15 significant digits Excel keeps (openpyxl writes a double
+    with one digit fewer than Python's repr may need, as Excel itself holds 15)."""
+    return len(got) == len(want) and all(
+        g == w
+        or (isinstance(g, float) and isinstance(w, float) and math.isclose(g, w, rel_tol=1e-15))
+        for g, w in zip(got, want, strict=True)
+    )
+
+
 def same_cells(
     answer_csv: httpx.Response, answer_xlsx: httpx.Response, expected: list[list[Any]]
 ) -> tuple[list[str], list[list[str]], dict[str, Any]]:
@@ -125,7 +142,7 @@ def same_cells(
     assert len(rows) == len(xrows) == len(expected)
     for i, want in enumerate(expected):
         assert rows[i][:width] == [as_csv(v) for v in want], (i, rows[i], want)
-        assert xrows[i] == [as_excel(v) for v in want], (i, xrows[i], want)
+        assert excel_equal(xrows[i], [as_excel(v) for v in want]), (i, xrows[i], want)
         # The notes repeated on every row, Fingertips-style.
         assert rows[i][width:] == [notes[label] for label in NOTE_LABELS]
     for label in NOTE_LABELS:
@@ -159,6 +176,33 @@ def test_a_named_table_is_its_json_cell_for_cell(api: dict[str, httpx.Client], p
     if path.startswith("/api/v1/overview/"):
         assert expected, f"{path} has no rows in a 30,000-person world"
         assert re.search(r"\d{4}-\d{2}-\d{2}", notes["Period"]), notes["Period"]
+
+
+@pytest.fixture(scope="module")
+def place_code(api: dict[str, httpx.Client]) -> str:
+    code: str = api["analyst"].get("/api/v1/places").json()[0]["place_code"]
+    return code
+
+
+@pytest.mark.parametrize("table", PLACE_TABLES)
+def test_a_place_pages_table_is_its_json_cell_for_cell(
+    api: dict[str, httpx.Client], place_code: str, table: str
+) -> None:
+    client = api["analyst"]
+    path = f"/api/v1/overview/{table}"
+    data = client.get(path, params={"place": place_code}).json()
+    system = client.get(path).json()
+    keys = [c["key"] for c in data["columns"]]
+    expected = [[row[k] for k in keys] for row in data["rows"]]
+    assert expected
+    same_cells(*both(client, path, place=place_code), expected)
+    if "area_code" in keys:  # the place beside the system, as the page shows it
+        assert {r["area_code"] for r in data["rows"]} == {place_code, "system"}
+    else:  # the place's own figures, not the system's
+        assert data["rows"] != system["rows"]
+    answer = client.get("/api/v1/overview/core20plus5", params={"place": place_code})
+    assert answer.status_code == 422 and "system's only" in answer.json()["detail"]
+    assert client.get(path, params={"place": "NOPE1"}).status_code == 404
 
 
 def test_an_unknown_table_is_404_in_every_format(api: dict[str, httpx.Client]) -> None:
@@ -293,6 +337,162 @@ def test_the_overview_downloads_hold_the_numbers_the_page_shows(
         for fmt in ("csv", "xlsx"):
             assert f'href="/api/v1/overview/{table}?format={fmt}"' in html, (table, fmt)
     assert 'href="/api/v1/places?format=csv"' in html
+
+
+def rate_text(value: float | None) -> str:
+    """A rate as the report's tables show one that is not suppressed ("" when none)."""
+    if value is None:
+        return ""
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def json_rows(client: httpx.Client, table: str, **params: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = client.get(f"/api/v1/overview/{table}", params=params).json()[
+        "rows"
+    ]
+    return rows
+
+
+def file_rows(client: httpx.Client, table: str, **params: Any) -> list[dict[str, Any]]:
+    """The Excel download's rows by column key (numbers as numbers, empty cells None)."""
+    keys = [c["key"] for c in client.get(f"/api/v1/overview/{table}", params=params).json()[
+        "columns"]]  # fmt: skip
+    answer = client.get(f"/api/v1/overview/{table}", params={**params, "format": "xlsx"})
+    _, rows, _, _ = xlsx_of(answer)
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def test_the_inequality_and_transition_downloads_hold_the_page_numbers(
+    api: dict[str, httpx.Client], browser_session: httpx.Client
+) -> None:
+    client = api["analyst"]
+    html = browser_session.get("/").text
+    # Slope and relative index of inequality: each index and its interval.
+    sii = file_rows(client, "slope-index-of-inequality")
+    assert sii
+    expected = []
+    for r in sii:
+        for k in ("sii", "rii"):
+            interval = (
+                f"{rate_text(r[f'{k}_lower'])} to {rate_text(r[f'{k}_upper'])}"
+                if r[f"{k}_lower"] is not None and r[f"{k}_upper"] is not None
+                else ""
+            )
+            expected += [rate_text(r[k]), interval]
+    assert page_cells(html, "sii-table", "num") == expected
+    # Core20PLUS5: each group's percentage, interval and counts, and the gap.
+    core20 = file_rows(client, "core20plus5")
+    on_page = page_cells(html, "core20plus5-table", "num")
+    assert len(on_page) == 3 * len(core20) > 0
+    for i, r in enumerate(core20):
+        for j, prefix in enumerate(("core20plus", "rest")):
+            cell = on_page[3 * i + j]
+            if r[f"{prefix}_percent"] is None:
+                assert cell == "" or cell.startswith("*"), (i, prefix, cell)
+                continue
+            assert cell.startswith(f"{rate_text(r[f'{prefix}_percent'])}% ("), (i, cell)
+            if r[f"{prefix}_lower"] is not None:
+                assert f"({rate_text(r[f'{prefix}_lower'])} to " in cell
+            for part in ("numerator_count", "denominator_count"):
+                if r[f"{prefix}_{part}"] is not None:
+                    assert f"{r[f'{prefix}_{part}']:,}" in cell.split("), ")[1], (i, cell)
+        gap = on_page[3 * i + 2]
+        assert gap == (rate_text(r["gap_points"]) if r["gap_points"] is not None else gap)
+        assert r["gap_points"] is not None or gap in ("", "*")
+    # Segment transitions: the matrix cell by cell (no row: nobody moved, 0).
+    matrix = file_rows(client, "segment-transitions")
+    assert len(matrix) == 8
+    keys = [c["key"] for c in client.get("/api/v1/overview/segment-transitions").json()[
+        "columns"]][1:]  # fmt: skip
+    assert page_cells(html, "transition-table") == [shown(r[k]) for r in matrix for k in keys]
+    assert any(r[k] for r in matrix for k in keys)
+
+
+def test_a_place_pages_downloads_hold_its_numbers(
+    api: dict[str, httpx.Client], browser_session: httpx.Client, place_code: str
+) -> None:
+    client = api["analyst"]
+    html = browser_session.get(f"/places/{place_code}").text
+    for table_id, table in (
+        ("pyramid-table", "population-by-age-and-sex"),
+        ("segment-table", "segments"),
+        ("tier-table", "risk-tiers"),
+    ):
+        people = [shown(r["people"]) for r in file_rows(client, table, place=place_code)]
+        assert page_cells(html, table_id) == people, table_id
+    rates = file_rows(client, "rates-by-area", place=place_code)
+    compare = re.search(r'<table id="compare-table".*?</table>', html, re.S)
+    assert compare
+    for r in rates:
+        if r["area_code"] == place_code and r["rate"] is not None:
+            assert f">{rate_text(r['rate'])} (" in compare.group(0), r
+    for table in PLACE_TABLES:
+        for fmt in ("csv", "xlsx"):
+            href = f'href="/api/v1/overview/{table}?place={place_code}&amp;format={fmt}"'
+            assert href in html, (table, fmt)
+    assert f'href="/api/v1/pcns?place={place_code}&amp;format=csv"' in html
+    assert f'href="/api/v1/profiles/place/{place_code}?format=csv"' in html
+
+
+def test_the_what_if_result_downloads_are_the_page_and_the_json(
+    api: dict[str, httpx.Client], live_server: str, place_code: str
+) -> None:
+    client = api["analyst"]  # analysts may run what-ifs
+    scenario = {"place": place_code, "segment": "", "activity": "emergency_admission",
+                "change": "-12.5"}  # fmt: skip
+    data = client.get("/api/v1/finance/what-if", params=scenario).json()
+    posted = client.post(
+        "/api/v1/finance/what-if",
+        json={"place_code": place_code, "segment": None,
+              "activity_type": "emergency_admission", "change_percent": "-12.5"},
+    ).json()  # fmt: skip
+    assert posted["places"] == data["places"] and posted["total"] == data["total"]
+    keys = ["place_name", "place_code", "baseline_cost_gbp", "scenario_cost_gbp",
+            "cost_change_gbp", "baseline_index", "scenario_index", "baseline_target_gbp",
+            "scenario_target_gbp", "target_change_gbp", "baseline_allocation_gbp",
+            "scenario_allocation_gbp", "allocation_change_gbp"]  # fmt: skip
+    total = data["total"] | {"baseline_index": None, "scenario_index": None}
+    expected = [[r[k] for k in keys] for r in [*data["places"], total]]
+    header, rows = csv_of(
+        client.get("/api/v1/finance/what-if", params={**scenario, "format": "csv"})
+    )
+    xheader, xrows, notes, _ = xlsx_of(
+        client.get("/api/v1/finance/what-if", params={**scenario, "format": "xlsx"})
+    )
+    assert header[: len(keys)] == xheader
+    assert len(rows) == len(xrows) == len(expected) == len(data["places"]) + 1
+    for row, xrow, want in zip(rows, xrows, expected, strict=True):
+        for cell, xcell, value in zip(row, xrow, want, strict=False):
+            if value is None:
+                assert cell == "" and xcell is None
+            elif isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value):
+                # Money: exact pounds in the JSON (text), the CSV and Excel (a number).
+                assert float(cell) == float(value) == xcell, (cell, xcell, value)
+            else:
+                assert cell == as_csv(value), (cell, value)
+                assert excel_equal([xcell], [as_excel(value)]), (xcell, value)
+    assert "-12.5%" in notes["Definition"] or "12.5% fewer" in notes["Definition"]
+    assert notes["Signs"].startswith("Positive is more money")
+    # The page's result table shows the same figures, rounded to whole pounds.
+    with httpx.Client(base_url=live_server, timeout=120) as browser:
+        browser.post("/login", data={"username": "analyst", "password": "analyst-demo-2026"})
+        html = browser.get("/finance/what-if", params=scenario).text
+    table = re.search(r'<table id="what-if-result-table".*?</table>', html, re.S)
+    assert table
+    shown_rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", table.group(0), re.S)
+    assert len(shown_rows) == len(data["places"])
+    money = ("baseline_cost_gbp", "scenario_cost_gbp", "cost_change_gbp")
+    for tr, r in zip(shown_rows, data["places"], strict=True):
+        tds = re.findall(r'<td class="num">([^<]*)</td>', tr)
+        assert tds[:3] == [
+            money_text(Decimal(r[k]), signed=k.endswith("change_gbp")) for k in money
+        ]
+        assert tds[3:5] == [f"{r['baseline_index']:.3f}", f"{r['scenario_index']:.3f}"]
+    link = "/api/v1/finance/what-if?" + urlencode(scenario).replace("&", "&amp;")
+    assert f'href="{link}&amp;format=csv"' in html
+    # Whom finance is refused, the download is refused too.
+    refused = api["clinician"].get("/api/v1/finance/what-if", params={**scenario, "format": "csv"})
+    assert refused.status_code == 403
 
 
 def test_the_pages_link_their_downloads(browser_session: httpx.Client) -> None:

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from joinedup.disclosure import control_count
+from joinedup.disclosure import describe as describe_policy
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.finance import pipeline as fp
 from joinedup.finance.money import money_text, pounds
@@ -38,7 +39,7 @@ from joinedup.finance.whatif import (
 )
 from joinedup.web.access import User
 from joinedup.web.dashboard import Dashboard
-from joinedup.web.downloads import Column, Format, Table, respond
+from joinedup.web.downloads import XLSX_MEDIA_TYPE, Column, Format, Table, respond
 from joinedup.web.site import (
     access,
     allowed,
@@ -335,6 +336,7 @@ def result_view(result: WhatIfResult) -> dict[str, Any]:
         "rows": [row(p) for p in result.places],
         "total": row(t),
         "link": f"/finance/what-if?{query}",
+        "download": f"/api/v1/finance/what-if?{query}",
     }
 
 
@@ -477,6 +479,77 @@ async def api_what_if(
         return await _answer(request, user, scenario)
     except InputError as err:
         raise HTTPException(422, str(err)) from err
+
+
+#: The columns of a what-if result download: one row per place, then the system.
+WHAT_IF_COLUMNS = [
+    Column("place_name", "Place"), Column("place_code", "Place code"),
+    Column("baseline_cost_gbp", "Modelled cost, baseline", "£"),
+    Column("scenario_cost_gbp", "Modelled cost, scenario", "£"),
+    Column("cost_change_gbp", "Modelled cost change", "£"),
+    Column("baseline_index", "Overall need index, baseline"),
+    Column("scenario_index", "Overall need index, scenario"),
+    Column("baseline_target_gbp", "Target, baseline", "£"),
+    Column("scenario_target_gbp", "Target, scenario", "£"),
+    Column("target_change_gbp", "Target change", "£"),
+    Column("baseline_allocation_gbp", "First-year allocation, baseline", "£"),
+    Column("scenario_allocation_gbp", "First-year allocation, scenario", "£"),
+    Column("allocation_change_gbp", "First-year allocation change", "£"),
+]  # fmt: skip
+
+
+def what_if_table(result: WhatIfResult, disclosure: str) -> Table:
+    """A what-if result as its page shows it, baseline beside scenario, in exact pounds."""
+    # The system's need index is not a figure (each place's is relative to it): blank, as
+    # on the page.
+    total = result.total.model_dump() | {"baseline_index": None, "scenario_index": None}
+    rows = [*(p.model_dump() for p in result.places), total]
+    return Table(
+        name="finance-what-if-result",
+        title=f"What-if: {result.description}",
+        columns=WHAT_IF_COLUMNS,
+        rows=rows,
+        notes=[
+            ("Definition", f"{result.description}: each place's modelled cost, overall need "
+             "index, target and first-year allocation under the scenario beside the baseline, "
+             f"as `joinedup finance what-if` computes them; {result.people_in_scope:,} people "
+             "in scope; the last row is the system (every place summed)."),
+            ("Signs", SIGNS),
+            ("Period", f"Financial year {result.financial_year}"),
+            ("Disclosure", disclosure),
+            ("Source", f"joinedup finance run {result.run_id}, run from the dashboard"),
+        ],
+    )  # fmt: skip
+
+
+@router.get(
+    "/api/v1/finance/what-if", response_model=WhatIfResult, tags=["finance"],
+    responses={200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
+)  # fmt: skip
+async def api_what_if_get(
+    request: Request,
+    user: Annotated[User, Depends(finance_api_user)],
+    change: Annotated[str, Query(description="The activity change in percent (-10: 10% fewer).")],
+    place: Annotated[str, Query(description="A place code; empty: every place.")] = "",
+    segment: Annotated[str, Query(description="A segment; empty: every segment.")] = "",
+    activity: Annotated[str, Query(description="The activity type that changes.")] = (
+        "emergency_admission"
+    ),
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
+) -> Response:
+    """The what-if of the page's result link (`/finance/what-if?place=&segment=&activity=
+    &change=`) as JSON, CSV or Excel: the same figures as the page, money as exact pounds, and
+    the same as POST /api/v1/finance/what-if. Audited as a run."""
+    board = dashboard(request)
+    try:
+        scenario = checked(board, place, segment, activity, change)
+        result = await _answer(request, user, scenario)
+    except InputError as err:
+        raise HTTPException(422, str(err)) from err
+    if format == "json":
+        return Response(result.model_dump_json(), media_type="application/json")
+    table = what_if_table(result, describe_policy(board.policy()))
+    return await run_in_threadpool(respond, table, format)
 
 
 # --- the pages --------------------------------------------------------------------------------

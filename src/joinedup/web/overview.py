@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from joinedup.disclosure import SUPPRESSED_MARK
+from joinedup.population.conditions import SEGMENTS
 from joinedup.reports.phm import QUINTILE_LABELS
 from joinedup.web import headlines, profiles
 from joinedup.web.access import User
@@ -219,6 +220,110 @@ def _deaths(board: Dashboard, r: dict[str, Any]) -> Table:
     )  # fmt: skip
 
 
+def _slope_index(board: Dashboard, r: dict[str, Any]) -> Table:
+    rows = [
+        {"measure": x["measure_label"], "unit": x["unit"],
+         **{k: x[k] for k in ("sii", "sii_lower", "sii_upper", "rii", "rii_lower", "rii_upper")}}
+        for x in board._table("phm_inequality_index")
+    ]  # fmt: skip
+    return Table(
+        "slope-index-of-inequality",
+        "Slope and relative index of inequality across IMD quintiles, system",
+        [Column("measure", "Measure"), Column("unit", "Unit of the SII"),
+         Column("sii", "Slope index of inequality (SII)"),
+         Column("sii_lower", "SII lower 95% limit"), Column("sii_upper", "SII upper 95% limit"),
+         Column("rii", "Relative index of inequality (RII)", "ratio"),
+         Column("rii_lower", "RII lower 95% limit", "ratio"),
+         Column("rii_upper", "RII upper 95% limit", "ratio")],
+        rows,
+        _notes(r, "The slope index (SII) is the modelled gap in the age-standardised rate "
+               "between the most and least deprived ends of the system's population, in the "
+               "measure's own unit (positive: higher among the more deprived); the relative "
+               "index (RII) is the SII divided by the average rate. 95% confidence intervals by "
+               "simulation."),
+    )  # fmt: skip
+
+
+#: The two groups of a Core20PLUS5 row, by the prefix of their columns.
+_CORE20_GROUPS = (("core20plus", "Core20PLUS"), ("rest", "Everyone else"))
+
+
+def _core20plus5(board: Dashboard, r: dict[str, Any]) -> Table:
+    rows = []
+    for x in board._table("phm_core20plus5"):
+        row: dict[str, Any] = {"area": x["area"], "indicator": x["indicator"]}
+        for prefix, _ in _CORE20_GROUPS:
+            for part in ("numerator_count", "denominator_count", "percent", "lower", "upper"):
+                row[f"{prefix}_{part}"] = _published(x, f"{prefix}_{part}")
+        row["gap_points"] = _published(x, "gap_points")
+        row["note"] = x["note"] or ""
+        rows.append(row)
+    columns = [Column("area", "Clinical area"), Column("indicator", "Indicator")]
+    for prefix, words in _CORE20_GROUPS:
+        columns += [
+            Column(f"{prefix}_numerator_count", f"{words}: numerator", "people"),
+            Column(f"{prefix}_denominator_count", f"{words}: denominator", "people"),
+            Column(f"{prefix}_percent", f"{words}", "%"),
+            Column(f"{prefix}_lower", f"{words}: lower 95% limit", "%"),
+            Column(f"{prefix}_upper", f"{words}: upper 95% limit", "%"),
+        ]
+    columns += [Column("gap_points", "Gap", "percentage points"), Column("note", "Note")]
+    return Table(
+        "core20plus5", "Core20PLUS5 indicators, system", columns, rows,
+        _notes(r, "Each Core20PLUS5 indicator for the Core20PLUS population (the most deprived "
+               "20% and the system's PLUS groups) and for everyone else, with 95% confidence "
+               "intervals; the gap is Core20PLUS minus everyone else, in percentage points."),
+    )  # fmt: skip
+
+
+def _transitions(board: Dashboard, r: dict[str, Any]) -> Table:
+    order = sorted(SEGMENTS, key=lambda s: s.lynn_number)
+    found = {(x["from_segment"], x["to_segment"]): x
+             for x in board._table("phm_segment_transitions")}  # fmt: skip
+    rows = []
+    for s in order:
+        row: dict[str, Any] = {"from_segment": f"{s.lynn_number}. {s.label}"}
+        for t in order:
+            x = found.get((s.key, t.key))
+            # No row: nobody made that move (the page shows 0); suppressed: empty.
+            row[t.key] = 0 if x is None else _published(x, "people_count")
+        rows.append(row)
+    columns = [Column("from_segment", "Segment a year ago")] + [
+        Column(t.key, f"Now {t.lynn_number}. {t.label}", "people") for t in order
+    ]
+    return Table(
+        "segment-transitions",
+        "People by segment a year ago (rows) and on the index date (columns), system",
+        columns,
+        rows if found else [],
+        _notes(r, "People registered on both dates by their Bridges to Health segment a year "
+               "before the index date (rows) and on it (columns); the diagonal is people who "
+               "stayed.", f"The year to {r['index_date']} (data to {r['extract_date']})"),
+    )  # fmt: skip
+
+
+def _rates_by_area(board: Dashboard, r: dict[str, Any]) -> Table:
+    names = board.place_names()
+    rows = []
+    for x in board._table("phm_inequalities"):
+        if x["dimension"] not in ("system", "place_code"):
+            continue
+        code = "system" if x["dimension"] == "system" else str(x["group_value"])
+        area = "System" if code == "system" else names.get(code, code)
+        rows.append({"measure": x["measure_label"], "unit": x["unit"], "area_code": code,
+                     "area": area, **_rates(x)})  # fmt: skip
+    order = list(dict.fromkeys(x["measure"] for x in rows))
+    rows.sort(key=lambda d: (order.index(d["measure"]), d["area_code"] != "system", d["area"]))
+    return Table(
+        "rates-by-area", f"Age-standardised rates by place and for the system, {r['ics_name']}",
+        [Column("measure", "Measure"), Column("unit", "Unit of the rate"),
+         Column("area_code", "Area code"), Column("area", "Area"), *RATE_COLUMNS], rows,
+        _notes(r, "Each measure's age-standardised rate (European Standard Population 2013) "
+               "with its 95% confidence interval for the system and each place (a place page: "
+               "the place against the system); each rate in its measure's unit."),
+    )  # fmt: skip
+
+
 #: The overview's tables by the name their download route takes.
 OVERVIEW_TABLES: dict[str, Callable[[Dashboard, dict[str, Any]], Table]] = {
     "population-by-place": _by_place,
@@ -226,8 +331,15 @@ OVERVIEW_TABLES: dict[str, Callable[[Dashboard, dict[str, Any]], Table]] = {
     "segments": _segments,
     "risk-tiers": _tiers,
     "inequality-gaps": _inequality_gaps,
+    "rates-by-area": _rates_by_area,
+    "slope-index-of-inequality": _slope_index,
+    "core20plus5": _core20plus5,
+    "segment-transitions": _transitions,
     "deaths": _deaths,
 }
+#: Tables a place page shows at place level (`?place=`); the others are the system's on
+#: every page.
+PLACE_TABLES = ("population-by-age-and-sex", "segments", "risk-tiers", "rates-by-area", "deaths")
 
 
 @router.get(
@@ -243,23 +355,44 @@ async def api_overview_table(
     table: str,
     user: Annotated[User, Depends(api_user)],
     format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
-) -> Response:
+    place: Annotated[
+        str | None,
+        Query(description="A place's own figures, as its page shows them (population-by-age-"
+              "and-sex, segments, risk-tiers, rates-by-area, deaths); the system's when "
+              "omitted."),
+    ] = None,
+) -> Response:  # fmt: skip
     """One of the overview's tables (population-by-place, population-by-age-and-sex, segments,
-    risk-tiers, inequality-gaps, deaths) with its definition, period and disclosure note: as
-    JSON, or as a CSV or Excel download."""
+    risk-tiers, inequality-gaps, rates-by-area, slope-index-of-inequality, core20plus5,
+    segment-transitions, deaths) with its definition, period and disclosure note: as JSON, or
+    as a CSV or Excel download; `place` gives a place page's own version of the tables it
+    shows by place."""
     allowed(user, "overview")
     make = OVERVIEW_TABLES.get(table)
     if make is None:
         raise HTTPException(404, f"no overview table {table[:60]!r}; choose from "
                             + ", ".join(OVERVIEW_TABLES))  # fmt: skip
     board = dashboard(request)
+    if place is not None:
+        if table not in PLACE_TABLES:
+            raise HTTPException(422, f"place: the {table} table is the system's only; by place: "
+                                + ", ".join(PLACE_TABLES))  # fmt: skip
+        if place not in board.place_names():
+            raise HTTPException(404, f"place {place[:20]!r}: no such place in this footprint")
 
     def build() -> Table:
-        return make(board, board.overview())
+        if place is None:
+            return make(board, board.overview())
+        found = make(board, board.place(place))
+        if table in ("deaths", "rates-by-area"):  # the page's rows: the place and the system
+            keep = [r for r in found.rows if r["area_code"] in (place, "system")]
+            found = Table(found.name, found.title, found.columns, keep, found.notes)
+        return Table(f"{found.name}-{place}", found.title, found.columns, found.rows, found.notes)
 
+    key = ("overview-table", table, place or "")
     if format == "json":
-        return await cached_json(request, ("overview-table", table), lambda: as_json(build()))
-    return await cached_download(request, ("overview-table", table), build, format)
+        return await cached_json(request, key, lambda: as_json(build()))
+    return await cached_download(request, key, build, format)
 
 
 # --- places ----------------------------------------------------------------------------------
