@@ -136,7 +136,16 @@ _BLOCKING = (
     ("nhs_number_key",),
 )
 # Expectation maximisation runs once per rule; each estimates m for every column not in it.
-_TRAINING = (("birth_date",), ("family_name", "given_name"), ("postcode",))
+# Twins living together (one family name, birth date and postcode; two given names and NHS
+# numbers) are pairs EM takes for matches when it blocks on the birth date or the postcode
+# alone: it then learns that true matches often differ in sex, NHS number and given name, and
+# twins link. Under these rules twins never share a block (their given names and numbers
+# differ), so m is learnt from true matches.
+_TRAINING = (("nhs_number_key",), ("family_name", "given_name"), ("birth_date", "given_name"))
+# Used only when the rules above leave a column untrained (no NHS number: nothing estimates the
+# given name), in this order.
+_TRAINING_FALLBACK = (("birth_date",), ("postcode",))
+_COMPARED = ("given_name", "family_name", "birth_date", "sex", "postcode", "nhs_number_key")
 
 
 def available(columns: set[str], rules: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
@@ -149,8 +158,15 @@ def blocking_columns(columns: set[str]) -> list[tuple[str, ...]]:
 
 
 def training_columns(columns: set[str]) -> list[tuple[str, ...]]:
-    """The blocking rules expectation maximisation trains under, for these columns."""
-    return available(columns, _TRAINING)
+    """The blocking rules expectation maximisation trains under, for these columns: those
+    twins never share, then a fallback for each compared column they leave untrained."""
+    rules = available(columns, _TRAINING)
+    for fallback in available(columns, _TRAINING_FALLBACK):
+        compared = {c for c in _COMPARED if c in columns}
+        untrained = compared.intersection(*map(set, rules)) if rules else compared
+        if untrained - set(fallback):
+            rules.append(fallback)
+    return rules
 
 
 LinkType = Literal["dedupe_only", "link_only"]

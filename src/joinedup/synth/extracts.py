@@ -3,11 +3,11 @@
 Each of five systems (GP, acute PAS, community, mental health, social care) holds the people
 the population says it sees, under local record ids, keyed with the errors real systems carry:
 typos in names, nicknames, surnames changed on marriage but not updated everywhere, addresses
-moved, day and month transposed, missing fields, missing and mistyped NHS numbers, duplicate
-records within a system, and twins (two distinct people sharing a family name, birth date and
-postcode). Rates live in one settings object (`ExtractErrors`, documented in
-docs/synthetic-data.md); every draw takes the seed. The truth (which record is which person)
-is written apart, for measuring linkage.
+moved, day and month transposed, sex recorded wrongly, missing fields, missing and mistyped
+NHS numbers, duplicate records within a system, and twins (two distinct people sharing a
+family name, birth date and postcode). Rates live in one settings object (`ExtractErrors`,
+documented in docs/synthetic-data.md); every draw takes the seed. The truth (which record is
+which person) is written apart, for measuring linkage.
 
 Identity is read from the warehouse's `identity` table through an engine and a sqlglot query,
 as every other reader of it does, in Arrow batches; nothing here logs a name, date or number.
@@ -127,6 +127,7 @@ class ExtractErrors(BaseModel):
     missing_family_name: float = Field(0.001, ge=0, le=1)
     missing_birth_date: float = Field(0.002, ge=0, le=1)
     missing_sex: float = Field(0.01, ge=0, le=1)
+    sex_mistyped: float = Field(0.002, ge=0, le=1, description="Recorded as the other sex.")
     missing_postcode: float = Field(0.02, ge=0, le=1)
     nhs_number_gp: NhsNumberErrors = NhsNumberErrors(
         missing=0.002, invalid=0.001, wrong_valid=0.001
@@ -413,6 +414,8 @@ def _records(system: str, people: _People, rates: ExtractErrors,
         (postcode, rates.missing_postcode),
     ):
         column[hit(rate)] = None
+    for i in hit(rates.sex_mistyped):
+        sex[i] = {"F": "M", "M": "F"}.get(sex[i], sex[i])
     sex[hit(rates.missing_sex)] = ""
     table = pa.table(
         {
