@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from test_web_browser import AXE, AXE_TAGS, Api, Sessions, cells, open_ok
+from test_web_browser import AXE, AXE_TAGS, SHOTS, Api, Sessions, cells, open_ok
 
+from joinedup.indicators.headlines import figure
 from joinedup.web.access import PERMISSIONS, Role
+from joinedup.web.profiles import period_words
 
 pytestmark = pytest.mark.slow
 
@@ -345,3 +348,150 @@ def test_axe_finds_no_serious_accessibility_failures_on_the_new_pages(
         if v["impact"] in ("serious", "critical")
     ]
     assert not bad, f"axe on {name}: {bad}"
+
+
+# --- periods ---------------------------------------------------------------------------------
+
+
+def test_the_compare_table_shows_the_year_chosen_with_a_plain_form(
+    browser: Browser, signed_in: Sessions, api: Api
+) -> None:
+    got = api.get("analyst", f"/api/v1/indicators/{INDICATOR}", level="pcn", period="all")
+    periods = got["periods"]  # latest first
+    assert len(periods) >= 2
+    earlier = periods[1]
+    want = {v["area_code"]: v for v in got["values"] if v["period"] == earlier}
+    # With JavaScript off: the picker is a GET form the server answers.
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        context.add_cookies(signed_in("analyst").context.cookies())
+        page = context.new_page()
+        open_ok(page, f"{signed_in.base}/indicators/{INDICATOR}?level=pcn")
+        expect(page.locator("#period option")).to_have_count(len(periods))
+        expect(page.locator("#period option:checked")).to_contain_text("(latest)")
+        page.select_option("#period", earlier.split("/")[1])
+        with page.expect_navigation():
+            page.click("#show-level")
+        assert f"period={earlier.split('/')[1]}" in page.url
+        expect(page.locator("#period option:checked")).to_have_attribute(
+            "value", earlier.split("/")[1]
+        )
+        shown = {r[0].rsplit(" ", 1)[1]: r for r in cells(page, "#compare-table")}
+        assert set(shown) == set(want)
+        for code, v in want.items():
+            if not v["suppressed"]:
+                assert shown[code][4] == one_decimal(v["value"]), code
+        end = earlier.split("/")[1]
+        assert period_words(earlier) in page.locator("#compare-caption").inner_text()
+        # Sorting keeps the year; the downloads are the year's.
+        with page.expect_navigation():
+            page.click("#sort-value")
+        assert f"period={end}" in page.url
+        href = page.locator("#compare-downloads a").first.get_attribute("href") or ""
+        assert f"period={earlier}" in href
+        answer = api.raw("analyst", href.split("?")[0], **dict(
+            p.split("=", 1) for p in href.split("?")[1].split("&")))  # fmt: skip
+        assert len(list(csv.reader(io.StringIO(answer.text)))) == len(want) + 1
+        # Quarters are not made up: the page says why there are none.
+        expect(page.locator("#period-note")).to_contain_text("quarters cannot be computed")
+    finally:
+        context.close()
+    bad = signed_in("analyst").goto(f"{signed_in.base}/indicators/{INDICATOR}?period=1999-03-31")
+    assert bad is not None and bad.status == 404
+
+
+# --- the new analyst's path (issue 15's acceptance) --------------------------------------------
+
+#: Clicks a new analyst may need from the overview to the spine chart data of the place and
+#: the PCN significantly worse than England for emergency admissions.
+MAX_CLICKS = 4
+
+
+def profile_page_matches_csv(page: Page, base: str, level: str, code: str, text: str) -> None:
+    """The downloaded spine chart CSV holds the profile page's spine chart table cell by cell."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    open_ok(page, f"{base}/{'places' if level == 'place' else 'pcns'}/{code}")
+    table = cells(page, "#profile-table")
+    assert len(rows) == len(table) > 10
+    for shown, r in zip(table, rows, strict=True):
+        assert r["Area code"] == code
+        assert shown[0] == r["Indicator"]
+        unit = r["Unit"]
+        value = r["Value (unit of the indicator)"]
+        if value == "":
+            assert shown[1].startswith(("suppressed (fewer than ", "not computable")), shown
+        else:
+            assert shown[1] == figure(float(value), unit), (shown, r)
+            assert shown[2] == (
+                f"{one_decimal(float(r['Lower 95% limit']))} to "
+                f"{one_decimal(float(r['Upper 95% limit']))}"
+            )
+        england = r["England"]
+        assert shown[3] == ("" if england == "" else figure(float(england), unit))
+        assert shown[4] == (r["Compared with England"].capitalize() or "Not compared")
+        parent = r["Parent area"]
+        assert shown[5] == ("" if parent == "" else figure(float(parent), unit))
+        assert shown[6] == (r["Compared with parent area"].capitalize() or "Not compared")
+        low, high = (
+            r["Lowest in the system at this level"],
+            r["Highest in the system at this level"],
+        )
+        if low and high and shown[7]:
+            assert shown[7] == f"{one_decimal(float(low))} to {one_decimal(float(high))}"
+        assert (
+            shown[8].lower() == (r["Recent trend"] or "not tested (fewer than three years)").lower()
+        )
+
+
+def test_a_new_analyst_finds_the_worst_place_and_pcn_and_downloads_their_spine_chart_data(
+    signed_in: Sessions, api: Api
+) -> None:
+    """From the overview: the place and the PCN significantly worse than England for
+    emergency admissions, and both spine charts' data, in at most four clicks."""
+    page = signed_in("analyst")
+    base = signed_in.base
+    open_ok(page, f"{base}/")
+    clicks = 0
+
+    def click(target: Any) -> None:
+        nonlocal clicks
+        clicks += 1
+        target.click()
+
+    # Which areas the API says are significantly worse, furthest from England first.
+    worst = {}
+    for level in ("place", "pcn"):
+        values = api.get("analyst", f"/api/v1/indicators/{INDICATOR}", level=level)["values"]
+        worse = [v for v in values if v["england_comparison"] == "worse"]
+        assert worse, f"no {level} worse than England for {INDICATOR} in the test world"
+        worst[level] = max(worse, key=lambda v: abs(v["value"] - v["england_value"])
+                           / v["england_value"])  # fmt: skip
+
+    # 1. "In brief" names the indicator with places and PCNs worse than England.
+    link = page.locator(f"#headlines-worst-areas #worst-{INDICATOR}")
+    expect(link).to_contain_text("significantly worse than England")
+    with page.expect_navigation():
+        click(link)
+    assert page.url.startswith(f"{base}/indicators/{INDICATOR}")
+    downloads = {}
+    for level in ("place", "pcn"):
+        first = page.locator(f"#worse-{level} li").first
+        code = worst[level]["area_code"]
+        # The page names the worst area first, with its figures.
+        expect(first).to_have_id(f"worse-{level}-{code}")
+        expect(first).to_contain_text(worst[level]["area_name"])
+        # 2 and 3. Its spine chart data, straight from the list.
+        with page.expect_download() as info:
+            click(first.locator("a.jd-spine-csv"))
+        assert info.value.suggested_filename == f"profile-{level}-{code}.csv"
+        downloads[level] = (code, Path(info.value.path()).read_text(encoding="utf-8"))
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"new-user-{level}.png"), full_page=False)
+    assert clicks <= MAX_CLICKS, f"{clicks} clicks from the overview"
+
+    # What was downloaded is the profile page's spine chart table.
+    for level, (code, text) in downloads.items():
+        profile_page_matches_csv(page, base, level, code, text)
+        link = page.locator("#spine-csv")
+        expect(link).to_have_text("Download spine chart data (CSV)")
+        assert link.get_attribute("href") == f"/api/v1/profiles/{level}/{code}?format=csv"

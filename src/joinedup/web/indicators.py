@@ -341,16 +341,38 @@ def indicators_list(board: Dashboard) -> list[dict[str, Any]]:
     return out
 
 
+def period_label(period: str) -> str:
+    """`2025-04-01/2026-03-31` as the financial year "2025-26" (other periods as they are)."""
+    start, _, end = period.partition("/")
+    if start[5:] == "04-01" and end[5:] == "03-31" and int(end[:4]) == int(start[:4]) + 1:
+        return f"{start[:4]}-{end[2:4]}"
+    return period
+
+
+def chosen_period(periods: list[str], wanted: str | None) -> str | None:
+    """The period the `period=` parameter names (the period, its end date or its financial
+    year label; the latest when empty); InputError naming the choices otherwise."""
+    if not wanted or wanted == "latest":
+        return periods[-1] if periods else None
+    for p in periods:
+        if wanted in (p, p.split("/")[-1], period_label(p)):
+            return p
+    choices = ", ".join(period_label(p) for p in reversed(periods)) or "none"
+    raise InputError("period", f"no values for {wanted[:40]!r}; periods: {choices}")
+
+
 def indicator_page_context(
-    board: Dashboard, indicator_id: str, level: str, area: str | None
+    board: Dashboard, indicator_id: str, level: str, area: str | None, period: str | None = None
 ) -> dict[str, Any]:
-    """The compare-areas rows of `indicator_id` at `level` in the latest period, and the trend
-    of the system (and of `area`, when one of that level is chosen) over every period."""
+    """The compare-areas rows of `indicator_id` at `level` in `period` (the latest when None),
+    and the trend of the system (and of `area`, when one of that level is chosen) over every
+    period."""
     definition = shipped_definitions().get(indicator_id)
     if level not in COMPARE_LEVELS:
         raise InputError("level", f"{level!r} is not one of {', '.join(COMPARE_LEVELS)}")
     idx = profiles.index(board)
-    period = idx.latest.get(indicator_id)
+    latest = idx.latest.get(indicator_id)
+    period = chosen_period(idx.periods.get(indicator_id, []), period)
     system_code = str(board.ics().get("ics_code", ""))
     names = _area_names(board)
     rows = []
@@ -371,12 +393,23 @@ def indicator_page_context(
     system = series("system", system_code)
     picked = series(level, chosen) if chosen else None
     system_row = system[-1] if system else None
+    at_period = idx.rows.get((indicator_id, period or "", "system", system_code))
     return {
         "definition": _definition(definition),
         "level": level,
         "level_words": COMPARE_LEVELS[level],
         "period": period,
         "period_words": profiles.period_words(period) if period else "",
+        "period_label": period_label(period) if period else "",
+        "latest": latest,
+        "latest_words": profiles.period_words(latest) if latest else "",
+        "period_end": period.split("/")[-1] if period else "",
+        # (period, the value the form sends: its end date, words shown)
+        "period_choices": [
+            (p, p.split("/")[-1], profiles.period_words(p)) for p in reversed(periods)
+        ],
+        "worse": worse_areas(board, indicator_id),
+        "system_at_period": (profiles.shown(at_period, definition, board) if at_period else None),
         "rows": rows,
         "system": system_row,
         "system_name": str(board.ics().get("ics_name", "System")),
@@ -388,6 +421,67 @@ def indicator_page_context(
         "series_area": picked,
         "disclosure": describe(board.policy()),
     }
+
+
+#: Levels whose areas significantly worse than England are named on the overview.
+WORST_LEVELS = ("place", "pcn")
+
+
+def worse_areas(board: Dashboard, indicator_id: str, levels: tuple[str, ...] = WORST_LEVELS
+                ) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """The areas of each level significantly worse than England for `indicator_id` in its
+    latest period (the interval wholly on the worse side, as published), furthest from
+    England first, each with its profile page and its spine chart download."""
+    definition = shipped_definitions().get(indicator_id)
+    idx = profiles.index(board)
+    period = idx.latest.get(indicator_id) or ""
+    names = _area_names(board)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for level in levels:
+        found = []
+        for r in idx.by_level.get((indicator_id, period, level), []):
+            if r.get("england_comparison") != "worse" or r.get("value_suppressed"):
+                continue
+            row = profiles.shown(r, definition, board)
+            england = row["england_value"] or 0.0
+            row["distance"] = abs(row["value"] - england) / england if england else 0.0
+            row["parent_name"] = names.get(r["parent_code"] or "", r["parent_code"] or "")
+            row["href"] = profiles.href(level, r["area_code"])
+            row["spine_csv"] = f"/api/v1/profiles/{level}/{r['area_code']}?format=csv"
+            row["level_words"] = profiles.LEVEL_WORDS[level]
+            found.append(row)
+        out[level] = sorted(found, key=lambda x: (-x["distance"], x["area_name"]))
+    return out
+
+
+def worst_summary(board: Dashboard) -> list[dict[str, Any]]:
+    """For the overview's "In brief": each indicator with places or PCNs significantly worse
+    than England in its latest period, how many, and a link to them (made once)."""
+
+    def build() -> list[dict[str, Any]]:
+        out = []
+        for i in shipped_definitions():
+            found = worse_areas(board, i.id)
+            counts = {lv: len(found.get(lv, [])) for lv in WORST_LEVELS}
+            if not any(counts.values()):
+                continue
+            parts = [
+                f"{n} {profiles.LEVEL_WORDS[lv] if n == 1 else profiles.LEVEL_PLURAL[lv]}"
+                for lv, n in counts.items()
+                if n
+            ]
+            out.append(
+                {
+                    "indicator_id": i.id,
+                    "title": i.title,
+                    "counts": counts,
+                    "text": f"{i.title}: {' and '.join(parts)} significantly worse than England",
+                    "href": f"/indicators/{i.id}#worse-areas",
+                }
+            )
+        return out
+
+    return profiles.kept(board, ("worst-summary",), build)
 
 
 def _area_names(board: Dashboard) -> dict[str, str]:
@@ -475,6 +569,7 @@ def indicator_page(
     sort: str = "area",
     order: str | None = None,
     area: str | None = None,
+    period: str | None = None,
 ) -> Response:
     allowed(user, AREA)
     if sort not in SORT_KEYS:
@@ -486,17 +581,21 @@ def indicator_page(
         lambda: (
             profiles.kept(
                 board,
-                ("indicator", indicator_id, level, area or ""),
-                lambda: indicator_page_context(board, indicator_id, level, area),
+                ("indicator", indicator_id, level, area or "", period or ""),
+                lambda: indicator_page_context(board, indicator_id, level, area, period),
             )
             if area is None
-            else indicator_page_context(board, indicator_id, level, area)
+            else indicator_page_context(board, indicator_id, level, area, period)
         )
     )
     c = {**c}  # sorted per request below; the kept context stays as made
     descending = order == "desc"
     c["rows"] = sorted_rows(c["rows"], sort, descending)
-    keep = {"level": level, **({"area": c["area"]} if c["area"] else {})}
+    keep = {
+        "level": level,
+        **({"period": c["period_end"]} if c["period"] != c["latest"] else {}),
+        **({"area": c["area"]} if c["area"] else {}),
+    }
     return render(
         request, "indicator.html.j2", user, c=c, sort=sort, descending=descending,
         sort_keys=SORT_KEYS, unsorted=urlencode(keep), levels=COMPARE_LEVELS,

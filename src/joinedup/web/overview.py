@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from joinedup.disclosure import SUPPRESSED_MARK
 from joinedup.population.conditions import SEGMENTS
 from joinedup.reports.phm import QUINTILE_LABELS
-from joinedup.web import headlines, profiles
+from joinedup.web import headlines, indicators, profiles
 from joinedup.web.access import User
 from joinedup.web.dashboard import Dashboard
 from joinedup.web.downloads import (
@@ -66,8 +66,12 @@ async def api_overview(request: Request, user: Annotated[User, Depends(api_user)
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def overview_page(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
     allowed(user, "overview")
-    r = figures(dashboard(request).overview)
-    return render(request, "overview.html.j2", user, r=r, h=headlines.for_page(request, "system"))
+    board = dashboard(request)
+    r = figures(board.overview)
+    return render(
+        request, "overview.html.j2", user, r=r, h=headlines.for_page(request, "system"),
+        worst=indicators.worst_summary(board),
+    )  # fmt: skip
 
 
 # --- the overview's tables, for download ----------------------------------------------------
