@@ -3,6 +3,7 @@ the master person index over several sources."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -27,7 +30,13 @@ from joinedup.linkage import (
     link_pair,
     read_extract,
 )
-from joinedup.linkage.mpi import DEFAULT_REVIEW_THRESHOLD, build_index, links_from_table
+from joinedup.linkage.mpi import (
+    DEFAULT_REVIEW_THRESHOLD,
+    MasterPersonIndex,
+    RecordKey,
+    build_index,
+    links_from_table,
+)
 from joinedup.linkage.mpi_files import (
     PERSON_INDEX,
     check_output,
@@ -37,6 +46,7 @@ from joinedup.linkage.mpi_files import (
 )
 from joinedup.linkage.run import Progress as Report
 from joinedup.linkage.run import link_sources
+from joinedup.records import PersonIndexStore
 from joinedup.warehouse import ENGINE_KINDS, open_empty_engine
 
 app = typer.Typer(
@@ -196,7 +206,9 @@ def _sources(files: list[Path], named: list[str]) -> list[tuple[str, Path]]:
 
 @app.command("index")
 def index_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the index to.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder to write the index to.")
+    ] = None,
     files: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -228,6 +240,16 @@ def index_command(
             "right_record_id, decision accept/reject, decided_by, decided_at, reason).",
         ),
     ] = None,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            metavar="URL|PATH",
+            help="The records store (a SQLite file or a postgresql:// URL) to keep the index "
+            "in: its index is the previous one, and reviewers' decisions made in the "
+            "dashboard are applied.",
+        ),
+    ] = None,
     review_threshold: Annotated[
         float,
         typer.Option(
@@ -247,8 +269,11 @@ def index_command(
     match_weight, needs_review), links.csv (each link with its evidence), review_queue.csv
     (pairs for a person to decide), person_id_history.csv (ids minted, merged, split off,
     retired), decisions.csv (every decision so far) and run.json. With --previous, person_ids
-    carry over: a cluster that is unchanged or gains records keeps its id. The output names
-    identifiable records: keep it where the extracts are kept.
+    carry over: a cluster that is unchanged or gains records keeps its id. With --records the
+    index is kept in the records store (all of it or none, in one transaction): the index
+    there is the previous one, and the decisions reviewers made in the dashboard are applied;
+    -o may then be left out. The output names identifiable records: keep it where the
+    extracts are kept.
     """
     if engine not in ENGINE_KINDS:
         raise ConfigurationError(f"--engine {engine}: choose from {', '.join(ENGINE_KINDS)}")
@@ -259,45 +284,76 @@ def index_command(
             f"than the link threshold ({settings.threshold})"
         )
     sources = _sources(files or [], named or [])
-    check_output(output)
-    if previous is None and (output / PERSON_INDEX).is_file():
-        raise ConfigurationError(
-            f"{output} holds an index: give --previous {output} to keep its person_ids, or "
-            "write to a new folder"
-        )
-    # Everything that can be refused is read before the linkage starts.
-    earlier = None if previous is None else read_previous(previous)
-    new_decisions = [] if decisions is None else read_decisions(decisions)
-    names = tuple(compare or ())
-    extracts: list[tuple[str, Extract]] = [(n, read_extract(p, names)) for n, p in sources]
-    with open_empty_engine(engine, spark_master=spark_master) as eng, _progress("Indexing") as step:
-        pairs = link_sources(eng, extracts, settings, review_threshold, progress=step)
-        step("building the index")
-        run_at = datetime.now(UTC)
-        index = build_index(
-            [(n, rid) for n, e in extracts for rid in e.records.column("record_id").to_pylist()],
-            links_from_table(pairs),
-            threshold=settings.threshold,
-            review_threshold=review_threshold,
-            previous=earlier,
-            decisions=new_decisions,
-            run_at=run_at,
-        )
-        step("writing")
-        run: dict[str, Any] = {
-            "run_at": run_at.isoformat(),
-            "sources": {name: str(path) for name, path in sources},
-            "compare": list(names),
-            "threshold": settings.threshold,
-            "review_threshold": review_threshold,
-            "seed": settings.seed,
-            "engine": engine,
-            "previous": None if previous is None else str(previous),
-            "decisions": None if decisions is None else str(decisions),
-            "joinedup_version": __version__,
-        }
-        write_index(index, output, run)
+    if output is None and records is None:
+        raise ConfigurationError("give -o DIR, --records URL|PATH, or both: where to write")
+    if output is not None:
+        check_output(output)
+    with contextlib.ExitStack() as stack:
+        store = None if records is None else stack.enter_context(PersonIndexStore(records))
+        # Everything that can be refused is read before the linkage starts.
+        earlier = None if store is None else store.read_previous()
+        if earlier is not None and previous is not None:
+            raise ConfigurationError(
+                f"--previous {previous}: the records store holds an index already and it is "
+                "the previous one; leave out --previous"
+            )
+        if (
+            earlier is None
+            and previous is None
+            and output is not None
+            and (output / PERSON_INDEX).is_file()
+        ):
+            raise ConfigurationError(
+                f"{output} holds an index: give --previous {output} to keep its person_ids, "
+                "or write to a new folder"
+            )
+        if previous is not None:
+            earlier = read_previous(previous)
+        new_decisions = [] if decisions is None else read_decisions(decisions)
+        names = tuple(compare or ())
+        extracts: list[tuple[str, Extract]] = [(n, read_extract(p, names)) for n, p in sources]
+        with (
+            open_empty_engine(engine, spark_master=spark_master) as eng,
+            _progress("Indexing") as step,
+        ):
+            pairs = link_sources(eng, extracts, settings, review_threshold, progress=step)
+            step("building the index")
+            run_at = datetime.now(UTC)
+            index = build_index(
+                [
+                    (n, rid)
+                    for n, e in extracts
+                    for rid in e.records.column("record_id").to_pylist()
+                ],
+                links_from_table(pairs),
+                threshold=settings.threshold,
+                review_threshold=review_threshold,
+                previous=earlier,
+                decisions=new_decisions,
+                run_at=run_at,
+            )
+            step("writing")
+            run: dict[str, Any] = {
+                "run_at": run_at.isoformat(),
+                "sources": {name: str(path) for name, path in sources},
+                "compare": list(names),
+                "threshold": settings.threshold,
+                "review_threshold": review_threshold,
+                "seed": settings.seed,
+                "engine": engine,
+                "previous": None if previous is None else str(previous),
+                "decisions": None if decisions is None else str(decisions),
+                "records": None if store is None else store.location,
+                "joinedup_version": __version__,
+            }
+            if store is not None:
+                store.write_index(index, run, _queued_identities(index, extracts))
+            if output is not None:
+                write_index(index, output, run)
     n = index.summary
+    written = [] if output is None else [str(output)]
+    if store is not None:
+        written.append(f"the records store {store.location}")
     carried = (
         ""
         if earlier is None
@@ -310,5 +366,25 @@ def index_command(
         + (f" ({n.conflicts:,} rejected pairs still joined)" if n.conflicts else "")
         + f"; {n.decisions_applied:,} decisions applied (threshold {settings.threshold}, "
         f"review threshold {review_threshold}, seed {settings.seed}, {engine}); "
-        f"wrote {escape(str(output))}."
+        f"wrote {escape(', '.join(written))}."
     )
+
+
+def _queued_identities(
+    index: MasterPersonIndex, extracts: list[tuple[str, Extract]]
+) -> dict[RecordKey, dict[str, object]]:
+    """The identity fields of each record in the review queue (for reviewers to compare in
+    the dashboard; no other record's are kept in the store)."""
+    wanted: dict[str, set[str]] = {}
+    for item in index.review:
+        for source, record_id in (item.left, item.right):
+            wanted.setdefault(source, set()).add(record_id)
+    found: dict[RecordKey, dict[str, object]] = {}
+    for name, extract in extracts:
+        if name not in wanted:
+            continue
+        table = extract.records
+        rows = table.filter(pc.is_in(table.column("record_id"), pa.array(sorted(wanted[name]))))
+        for row in rows.select(["record_id", *extract.identity_columns]).to_pylist():
+            found[(name, row.pop("record_id"))] = row
+    return found

@@ -194,6 +194,8 @@ class PersonIndexStore:
 
     def __init__(self, target: str | Path) -> None:
         url = database_url(target)
+        self.location = make_url(url).render_as_string(hide_password=True)
+        """Where the store is, without its password."""
         if url.startswith("sqlite"):
             database = make_url(url).database
             if database and database != ":memory:":
