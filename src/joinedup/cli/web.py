@@ -129,13 +129,19 @@ def serve(
             "on it first (and `joinedup finance run` for the finance page), or `joinedup demo`"
         )
     app = create_app(settings)
-    store = None
+    store = people = None
     if records or os.environ.get("JOINEDUP_RECORDS"):
         from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
         from joinedup.web.records_api import mount_records  # noqa: PLC0415
 
         store = open_records(records)
         mount_records(app, store)
+        # The person index's review queue, in the same store (docs/linkage.md).
+        from joinedup.records import PersonIndexStore, RecordsSettings  # noqa: PLC0415
+        from joinedup.web.person_index import mount_person_index  # noqa: PLC0415
+
+        people = PersonIndexStore(records or RecordsSettings().records)
+        mount_person_index(app, people)
     address = f"http://{settings.host}:{settings.port}/"
     console.print(
         f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
@@ -156,6 +162,8 @@ def serve(
     finally:
         if store is not None:
             store.close()
+        if people is not None:
+            people.close()
 
 
 @users_app.command("add")

@@ -76,6 +76,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "data_quality": frozenset({Role.ANALYST, Role.ADMIN}),
     "worklists": frozenset({Role.CLINICIAN}),
     "audit": frozenset({Role.ADMIN}),
+    # The master person index's review queue: identifiable pairs of records (issue 17).
+    "person_index": frozenset({Role.ADMIN}),
     # The FHIR records API, until legitimate relationships are checked per record (issue 16).
     "records": frozenset({Role.ADMIN, Role.SYSTEM}),
 }
