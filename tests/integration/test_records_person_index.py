@@ -102,3 +102,21 @@ def test_a_failed_write_leaves_the_old_index(records_url: str) -> None:
             store.write_index(broken, {"run_at": SECOND.isoformat()}, IDENTITIES)
         assert store.read_previous() == before
         assert store.review_pairs()[0] == 1
+
+
+def test_a_decision_saved_while_a_run_is_under_way_is_kept(records_url: str) -> None:
+    with PersonIndexStore(records_url) as store:
+        _first(store)
+        previous = store.read_previous()  # a run starts, reading the index...
+        store.decide(  # ...a reviewer decides in the dashboard meanwhile...
+            Decision(("gp", "g2"), ("acute", "u1"), "reject", "ash", SECOND, "twins")
+        )
+        index = build_index([*GP, *ACUTE], LINKS, threshold=0.9, previous=previous, run_at=SECOND)
+        store.write_index(index, {"run_at": SECOND.isoformat()})  # ...and the run writes
+        assert [(d.decision, d.reason) for d in store.decisions()] == [("reject", "twins")]
+        # The pair stays queued (the run did not know of the decision); the next applies it.
+        assert store.review_pairs()[0] == 1
+        again = build_index(
+            [*GP, *ACUTE], LINKS, threshold=0.9, previous=store.read_previous(), run_at=SECOND
+        )
+        assert again.summary.decisions_applied == 1 and again.review == []
