@@ -20,7 +20,8 @@ from joinedup.errors import InputError
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
 from joinedup.records import SEARCH_PARAMETERS, RecordStore, read_resource
 from joinedup.web.access import AccessStore
-from joinedup.web.records_api import create_records_app
+from joinedup.web.app import create_app
+from joinedup.web.records_api import create_records_app, mount_records
 from joinedup.web.settings import WebSettings
 
 PASSWORD = "a long enough password"
@@ -379,3 +380,46 @@ def test_capability_statement_and_validate(api: Api) -> None:
     mismatch = _outcome(api("POST", "/Patient", json=_observation("Patient/x")), 400)
     assert mismatch[0]["expression"] == ["resourceType"]
     _outcome(api("GET", "/Patient/no-such-id"), 404)
+
+
+def test_anything_else_under_the_base_is_an_operation_outcome(api: Api) -> None:
+    assert _outcome(api("GET", "/Patient/a/b/c"), 404)[0]["code"] == "not-supported"
+    assert _outcome(api("PATCH", "/Patient/a", json=[]), 405)[0]["code"] == "not-supported"
+    assert api.audit()[0]["action"] == "fhir unsupported"
+
+
+@pytest.mark.slow
+def test_mounted_in_the_dashboard(web_settings: WebSettings, tmp_path: Path) -> None:
+    """`joinedup serve --records`: the dashboard's app with the API beside its pages, signed in
+    with the demo `system` user, refusing the demo clinician, audited in the dashboard's log."""
+    with RecordStore(tmp_path / "records.sqlite") as store:
+        app = create_app(web_settings, warm=False)
+        mount_records(app, store)
+        with TestClient(app) as client:
+            tokens = {
+                name: client.post(
+                    "/api/v1/token", json={"username": name, "password": f"{name}-demo-2026"}
+                ).json()["access_token"]
+                for name in ("system", "clinician")
+            }
+            made = client.post(
+                f"{BASE}/Patient", content=json.dumps(_patient("Mounted")),
+                headers={"Authorization": f"Bearer {tokens['system']}", "Content-Type": FHIR_JSON},
+            )  # fmt: skip
+            assert made.status_code == 201, made.text
+            assert made.headers["cache-control"] == "no-store"
+            refused = client.get(
+                made.headers["location"],
+                headers={"Authorization": f"Bearer {tokens['clinician']}"},
+            )
+            assert _outcome(refused, 403)[0]["code"] == "forbidden"
+            pages = client.get(
+                "/api/v1/overview", headers={"Authorization": f"Bearer {tokens['system']}"}
+            )
+            assert pages.status_code == 403  # a feed sees no dashboard page
+            logged = app.state.access.audit_entries(limit=20)[1]
+            assert any(
+                e["username"] == "clinician" and e["action"] == "fhir vread"
+                and e["detail"] == "403; forbidden"
+                for e in logged
+            )  # fmt: skip

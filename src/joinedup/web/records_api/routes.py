@@ -306,3 +306,20 @@ async def vread(request: Request, kind: str, rid: str, version: str) -> Response
         return fhir.vread(store, base, fhir.check_type(kind), rid, version)
 
     return await _serve(request, "vread", f"{kind}/{rid}/_history/{version}", work)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"])
+async def unsupported(request: Request, rest: str) -> Response:
+    """Anything else under the base: an OperationOutcome (and an audit entry), not the
+    dashboard's JSON error."""
+    method = request.method
+
+    def work(_: RecordStore, __: str, ___: bytes) -> Answer:
+        raise FhirError.one(
+            404 if method in ("GET", "HEAD") else 405, "not-supported",
+            f"{method} {PREFIX}/{rest}: not an interaction this server supports "
+            f"(see {PREFIX}/metadata)",
+        )  # fmt: skip
+
+    kind = rest.split("/", 1)[0] or "-"
+    return await _serve(request, "unsupported", kind, work)
