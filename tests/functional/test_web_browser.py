@@ -28,7 +28,7 @@ SHOTS = ROOT / "test-artifacts" / "browser"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 ROLES = ("analyst", "clinician", "clinician2", "finance", "board", "admin")
-EVERYONE = ("overview", "places", "place", "about")
+EVERYONE = ("overview", "places", "place", "indicators", "about")
 #: The pages each role may open, and the navigation links it should be offered (in order).
 PAGES: dict[str, tuple[str, ...]] = {
     "analyst": (*EVERYONE, "finance", "data-quality"),
@@ -39,10 +39,20 @@ PAGES: dict[str, tuple[str, ...]] = {
     "admin": (*EVERYONE, "finance", "data-quality", "audit"),
 }
 NAV_LABELS = {
-    "overview": "Overview", "places": "Places", "worklist": "Worklists", "finance": "Finance",
+    "overview": "Overview", "places": "Places", "indicators": "Indicators",
+    "worklist": "Worklists", "finance": "Finance",
     "data-quality": "Data quality", "about": "About this data", "audit": "Audit log",
 }  # fmt: skip
-NAV_ORDER = ("overview", "places", "worklist", "finance", "data-quality", "about", "audit")
+NAV_ORDER = (
+    "overview",
+    "places",
+    "indicators",
+    "worklist",
+    "finance",
+    "data-quality",
+    "about",
+    "audit",
+)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -206,6 +216,7 @@ def page_for(live_server: str, figures: dict[str, Any]) -> Callable[[str, str], 
         return {
             "overview": ("/", f"{ics}: system overview"),
             "places": ("/places", "Places"),
+            "indicators": ("/indicators", "Indicators"),
             "place": (f"/places/{figures['place_code']}", place["place_name"]),
             "about": ("/about", "About this data"),
             "finance": ("/finance", f"{ics}: the single pot"),
@@ -217,7 +228,8 @@ def page_for(live_server: str, figures: dict[str, Any]) -> Callable[[str, str], 
 
 
 TITLES = {
-    "overview": "System overview", "places": "Places", "about": "About this data",
+    "overview": "System overview", "places": "Places", "indicators": "Indicators",
+    "about": "About this data",
     "finance": "Finance", "data-quality": "Data quality", "audit": "Audit log",
 }  # fmt: skip
 CHARTED = {"overview", "places", "place", "finance"}
