@@ -102,6 +102,7 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     page = client.get("/person-index/review")
     assert page.status_code == 200, page.text
     assert page.headers["cache-control"] == "no-store"
+    assert 'href="/person-index/review" aria-current="page">Person index' in page.text
     text = unescape(page.text)
     assert "2 pairs to review" in text
     p100, p101 = people[100], people[101]
@@ -200,3 +201,12 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     )  # fmt: skip
     assert both.returncode != 0
     assert "leave out --previous" in flat(both.stderr)
+
+
+def test_a_dashboard_without_a_records_store_offers_no_review_queue(world: PhmWarehouse) -> None:
+    with TestClient(create_app(WebSettings(warehouse=world.path), warm=False)) as client:
+        client.cookies.set(SESSION_COOKIE, _token(client, "admin"))
+        about = client.get("/about")
+        assert about.status_code == 200 and "Audit log" in about.text
+        assert "/person-index/review" not in about.text
+        assert client.get("/person-index/review").status_code == 404

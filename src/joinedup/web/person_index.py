@@ -21,7 +21,7 @@ from joinedup.errors import InputError
 from joinedup.linkage.mpi import Decision, RecordKey, effective_decisions
 from joinedup.records import PersonIndexStore, ReviewPair
 from joinedup.web.access import User
-from joinedup.web.site import access, api_user, client, csrf_token, page_user, render
+from joinedup.web.site import Site, access, api_user, client, csrf_token, page_user, render
 
 router = APIRouter()
 
@@ -89,9 +89,12 @@ class DecisionOut(BaseModel):
 
 def mount_person_index(app: FastAPI, store: PersonIndexStore) -> None:
     """Serve the review queue of the index in `store` from `app`; the caller closes `store`
-    when the server stops."""
+    when the server stops. The navigation offers the queue (to whoever may open it) only in
+    an application that serves it."""
     app.state.person_index = store
     app.include_router(router)
+    site: Site = app.state.site
+    site.env.globals["person_index_review"] = True
 
 
 def _store(request: Request) -> PersonIndexStore:
