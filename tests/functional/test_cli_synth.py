@@ -214,3 +214,29 @@ def test_calibrate_draws_the_comparison_chart(tmp_path: Path) -> None:
     for title in ("Age and sex", "Emergency admissions by age", "Long-term conditions"):
         assert title in svg
     assert "figures within tolerance" in _flat(run.stdout)
+
+
+def test_synth_extracts_writes_five_systems_and_the_truth_apart(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    run = _joinedup("synth", "extracts", "--warehouse", str(warehouse), "-o", "out",
+                    "--seed", "3", "--error-scale", "2", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "out"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["acute.csv", "community.csv", "extracts.json", "gp.csv",
+                     "mental_health.csv", "social_care.csv", "truth"]  # fmt: skip
+    with (out / "gp.csv").open(encoding="utf-8", newline="") as handle:
+        gp = list(csv.DictReader(handle))
+    assert len(gp) >= PEOPLE
+    assert f"{len(gp):,}" in run.stdout and "truth" in _flat(run.stdout)
+    # What the command printed names nobody.
+    assert not any(r["family_name"] and r["family_name"] in run.stdout for r in gp[:500])
+    manifest = json.loads((out / "extracts.json").read_text(encoding="utf-8"))
+    assert manifest["seed"] == 3 and manifest["error_scale"] == 2
+    assert manifest["rates"]["nhs_number_other"]["missing"] == pytest.approx(0.06)
+
+    bad = _joinedup("synth", "extracts", "--warehouse", str(warehouse), "-o", "x",
+                    "--error-scale", "-1", cwd=tmp_path)  # fmt: skip
+    assert bad.returncode != 0
+    assert "--error-scale -1.0: give a multiplier of 0 or more" in _flat(bad.stderr)
