@@ -88,6 +88,8 @@ def test_each_new_page_opens_for_the_roles_allowed_and_refuses_the_rest(
             expect(page.locator("h1")).to_have_text(h1)
         if may and name in ("place", "pcn", "practice"):
             expect(page.locator("#spine-chart svg")).to_have_count(1)
+            # Every profile opens with its own "In brief" headlines.
+            expect(page.locator("#headline-summary")).to_contain_text("indicators compared")
             assert page.locator("#profile-table tbody tr").count() > 10
 
 
