@@ -23,31 +23,44 @@ from joinedup.records.operations import (
     Update,
 )
 from joinedup.records.parameters import SEARCH_PARAMETERS
+from joinedup.records.policy import (
+    BreakGlassError,
+    Decision,
+    Policy,
+    Requester,
+    Rule,
+)
 from joinedup.records.settings import DEFAULT_RECORDS, RecordsSettings
-from joinedup.records.store import HistoryEntry, RecordStore, SearchPage, database_url
+from joinedup.records.store import Grant, HistoryEntry, RecordStore, SearchPage, database_url
 from joinedup.records.store.person_index import PersonIndexStore, ReviewPair, ReviewRecord
 from joinedup.records.validation import validate_resource
 
 __all__ = [
     "DEFAULT_RECORDS",
     "SEARCH_PARAMETERS",
+    "BreakGlassError",
     "ConditionalUpdate",
     "Create",
+    "Decision",
     "Delete",
+    "Grant",
     "HistoryEntry",
     "InvalidResourceError",
     "InvalidSearchError",
     "Operation",
     "Outcome",
     "PersonIndexStore",
+    "Policy",
     "PreconditionFailedError",
     "RecordStore",
     "RecordsError",
     "RecordsSettings",
+    "Requester",
     "ResourceDeletedError",
     "ResourceNotFoundError",
     "ReviewPair",
     "ReviewRecord",
+    "Rule",
     "SearchPage",
     "TransactionFailedError",
     "Update",

@@ -80,7 +80,12 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "category",
         "clinicalStatus",
     ),
-    "Encounter": _clinical("subject", ("period",), ("type",), "class", "status"),
+    "Encounter": {
+        **_clinical("subject", ("period",), ("type",), "class", "status"),
+        "service-provider": Parameter(
+            "reference", ("serviceProvider",), frozenset({"Organization"})
+        ),
+    },
     "Observation": _clinical("subject", _EFFECTIVE, ("code",), "category", "status"),
     "MedicationRequest": _clinical(
         "subject", ("authoredOn",), ("medicationCodeableConcept",), "category", "status"
@@ -95,7 +100,28 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
     "Procedure": _clinical(
         "subject", ("performedDateTime", "performedPeriod"), ("code",), "category", "status"
     ),
-    "EpisodeOfCare": _clinical("patient", ("period",), ("type",), None, "status"),
+    "EpisodeOfCare": {
+        **_clinical("patient", ("period",), ("type",), None, "status"),
+        "organization": Parameter(
+            "reference", ("managingOrganization",), frozenset({"Organization"})
+        ),
+    },
+    # Referrals and care teams: read by the access policy (records.policy) as relationships.
+    "ServiceRequest": {
+        **_clinical(
+            "subject", ("authoredOn", "occurrenceDateTime"), ("code",), "category", "status"
+        ),
+        "performer": Parameter("reference", ("performer",)),
+        "intent": Parameter("token", ("intent",)),
+    },
+    "CareTeam": {
+        "patient": Parameter("reference", ("subject",), frozenset({"Patient"})),
+        "subject": Parameter("reference", ("subject",)),
+        "date": Parameter("date", ("period",)),
+        "category": Parameter("token", ("category",)),
+        "status": Parameter("token", ("status",)),
+        "participant": Parameter("reference", ("participant.member",)),
+    },
     "Consent": _clinical("patient", ("dateTime",), ("scope",), "category", "status"),
     "AuditEvent": {
         "patient": Parameter("reference", ("entity.what",), frozenset({"Patient"})),

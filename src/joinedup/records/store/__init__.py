@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import make_url
@@ -55,6 +57,7 @@ from joinedup.records.parameters import entries
 from joinedup.records.store import search as searching
 from joinedup.records.store.tables import (
     INDEX_TABLES,
+    access_grants,
     metadata,
     resource_versions,
     resources,
@@ -65,7 +68,7 @@ from joinedup.records.store.tables import (
 )
 from joinedup.records.validation import validate_resource
 
-__all__ = ["HistoryEntry", "RecordStore", "SearchPage", "database_url"]
+__all__ = ["Grant", "HistoryEntry", "RecordStore", "SearchPage", "database_url"]
 
 
 def database_url(target: str | Path) -> str:
@@ -107,6 +110,19 @@ class SearchPage:
     offset: int
     count: int
     resources: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A break-glass grant: `username` may read patient `patient_id`'s record from
+    `granted_at` until `expires_at`, for the `reason` they gave."""
+
+    grant_id: str
+    username: str
+    patient_id: str
+    reason: str
+    granted_at: datetime
+    expires_at: datetime
 
 
 def _instant(moment: datetime) -> str:
@@ -490,20 +506,93 @@ class RecordStore:
             for r in rows
         ]  # fmt: skip
 
-    def search(self, resource_type: str, query: searching.Query = ()) -> SearchPage:
+    def search(
+        self,
+        resource_type: str,
+        query: searching.Query = (),
+        *,
+        patients: Collection[str] | None = None,
+    ) -> SearchPage:
         """Live resources of `resource_type` matching `query` (see `store.search`), one page
-        of `_count` (default 50) from `_offset`, in `_sort` order (by id when none)."""
+        of `_count` (default 50) from `_offset`, in `_sort` order (by id when none). With
+        `patients`, only resources of those patients (Patient ids) count at all, in the total
+        as in the page: how a search is kept to the records a user may see."""
         parsed = searching.parse(resource_type, query)
+        where = parsed.where
+        if patients is not None:
+            where = and_(where, searching.of_patients(resource_type, patients))
         with self._reading() as conn:
             total = conn.execute(
-                select(func.count()).select_from(resources).where(parsed.where)
+                select(func.count()).select_from(resources).where(where)
             ).scalar_one()
             page = searching.ordered(
-                select(resources.c.body).where(parsed.where), resource_type, parsed.sort
+                select(resources.c.body).where(where), resource_type, parsed.sort
             )
             bodies = conn.execute(page.limit(parsed.count).offset(parsed.offset)).scalars()
             found = [_loads(b) for b in bodies]
         return SearchPage(total, parsed.offset, parsed.count, found)
+
+    def patient_ids(self, resource_type: str, query: searching.Query) -> set[str]:
+        """The ids of the patients whose live resources of `resource_type` match `query`
+        (paging ignored): the Patients' own ids, or the targets of the type's `patient`
+        parameter."""
+        parsed = searching.parse(resource_type, query)
+        with self._reading() as conn:
+            if resource_type == "Patient":
+                found = select(resources.c.resource_id).where(parsed.where)
+            else:
+                refs = search_references.c
+                found = (
+                    select(refs.target_id)
+                    .distinct()
+                    .where(
+                        refs.resource_type == resource_type,
+                        refs.parameter == "patient",
+                        refs.target_type == "Patient",
+                        refs.resource_id.in_(select(resources.c.resource_id).where(parsed.where)),
+                    )
+                )
+            return set(conn.execute(found).scalars())
+
+    # --- break-glass grants ------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The store's clock (UTC): what writes are stamped with and grants expire by."""
+        return self._clock()
+
+    def grant(self, username: str, patient_id: str, reason: str, hours: float) -> Grant:
+        """Record a break-glass grant to `username` for `patient_id`, from now for `hours`."""
+        at = self._clock()
+        found = Grant(
+            uuid.uuid4().hex, username, patient_id, reason, at, at + timedelta(hours=hours)
+        )
+        with self._begin() as conn:
+            conn.execute(
+                insert(access_grants).values(
+                    grant_id=found.grant_id, username=username, patient_id=patient_id,
+                    reason=reason, granted_at=found.granted_at, expires_at=found.expires_at,
+                )
+            )  # fmt: skip
+        return found
+
+    def active_grants(self, username: str, at: datetime) -> list[Grant]:
+        """The grants `username` holds at instant `at` (granted by then, not yet expired)."""
+        c = access_grants.c
+        return self._grants(and_(c.username == username, c.granted_at <= at, c.expires_at > at))
+
+    def grants(self, since: datetime | None = None) -> list[Grant]:
+        """Every grant made since `since` (all when None), newest first."""
+        c = access_grants.c
+        return self._grants(true() if since is None else c.granted_at >= since)
+
+    def _grants(self, where: Any) -> list[Grant]:
+        c = access_grants.c
+        query = select(
+            c.grant_id, c.username, c.patient_id, c.reason, c.granted_at, c.expires_at
+        ).where(where)
+        with self._reading() as conn:
+            rows = conn.execute(query.order_by(c.granted_at.desc(), c.grant_id)).all()
+        return [Grant(*row) for row in rows]
 
     def _matching(self, conn: Connection, kind: str, criteria: str) -> list[str]:
         """The ids of live resources matching a conditional write's criteria (two at most:

@@ -8,7 +8,7 @@ matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (`date`, `
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,7 +17,14 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
-from joinedup.records.parameters import Parameter, date_range, normalise, parameter, split_reference
+from joinedup.records.parameters import (
+    SEARCH_PARAMETERS,
+    Parameter,
+    date_range,
+    normalise,
+    parameter,
+    split_reference,
+)
 from joinedup.records.store.tables import (
     resources,
     search_dates,
@@ -192,6 +199,25 @@ def _reference(known: Parameter, name: str, modifier: str, value: str) -> Column
     if not target_type:
         return columns.target_id == target_id
     return and_(columns.target_type == target_type, columns.target_id == target_id)
+
+
+def of_patients(resource_type: str, patients: Collection[str]) -> ColumnElement[bool]:
+    """Resources of `resource_type` that belong to one of `patients` (Patient ids): the
+    Patients themselves, or resources whose `patient` parameter points to one of them; a type
+    without a `patient` parameter belongs to nobody, so none pass."""
+    if resource_type == "Patient":
+        return resources.c.resource_id.in_(list(patients))
+    if "patient" not in SEARCH_PARAMETERS.get(resource_type, {}):
+        return false()
+    refs = search_references.c
+    return resources.c.resource_id.in_(
+        select(refs.resource_id).where(
+            refs.resource_type == resource_type,
+            refs.parameter == "patient",
+            refs.target_type == "Patient",
+            refs.target_id.in_(list(patients)),
+        )
+    )
 
 
 def ordered(query: Select[Any], resource_type: str, sort: str | None) -> Select[Any]:

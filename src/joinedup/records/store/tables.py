@@ -120,3 +120,18 @@ search_references = Table(
 )
 
 INDEX_TABLES = (search_tokens, search_strings, search_dates, search_references)
+
+#: Break-glass grants (records.policy): who may read which patient's record until when, and
+#: the reason they gave. Append-only; a grant stops working at `expires_at`.
+access_grants = Table(
+    "access_grants",
+    metadata,
+    Column("grant_id", String(64), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("granted_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_access_grants_user", "username", "patient_id", "expires_at"),
+    Index("ix_access_grants_granted", "granted_at"),
+)
