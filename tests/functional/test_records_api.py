@@ -2,8 +2,8 @@
 examples (../shared/specs/uk-core, read by the loader) created, read back and searched;
 versions, ETags and If-Match; deletions answered 410; search pages followed by their links;
 transactions all or nothing with urn:uuid references rewritten; batches entry by entry;
-refusals as OperationOutcomes; a clinician refused, and every request in the audit log with no
-patient's name or NHS number in it."""
+refusals as OperationOutcomes; a clinician with no relationship refused, and every request in
+the audit log with no patient's name or NHS number in it (more on access: test_records_access)."""
 
 from __future__ import annotations
 
@@ -326,13 +326,16 @@ def test_batch_answers_each_entry_on_its_own(api: Api) -> None:
     assert result["entry"][3]["resource"]["total"] == 1
 
 
-def test_only_admin_and_system_may_use_it_and_every_request_is_audited(api: Api) -> None:
+def test_a_clinician_without_a_relationship_is_refused_and_every_request_audited(
+    api: Api,
+) -> None:
     made = api("POST", "/Patient", json=_patient("Secretname"), user="system")
     assert made.status_code == 201
     rid = made.json()["id"]
     api("GET", "/Patient", params={"identifier": f"{NHS_NUMBER_SYSTEM}|9000000009"})
     refused = _outcome(api("GET", f"/Patient/{rid}", user="clinician"), 403)
-    assert refused[0]["code"] == "forbidden" and "clinician" in refused[0]["diagnostics"]
+    assert refused[0]["code"] == "forbidden"
+    assert "no legitimate relationship" in refused[0]["diagnostics"]
     _outcome(api("POST", "/Patient", json=_patient("Other"), user="clinician"), 403)
     anonymous = api.client.get(f"{BASE}/Patient/{rid}")
     assert _outcome(anonymous, 401)[0]["code"] == "login"

@@ -78,8 +78,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "audit": frozenset({Role.ADMIN}),
     # The master person index's review queue: identifiable pairs of records (issue 17).
     "person_index": frozenset({Role.ADMIN}),
-    # The FHIR records API, until legitimate relationships are checked per record (issue 16).
-    "records": frozenset({Role.ADMIN, Role.SYSTEM}),
+    # The FHIR records API: clinicians only for patients they have a legitimate relationship
+    # with, checked per record (records.policy, web/records_api/gate.py).
+    "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN}),
 }
 
 #: Why a clinician opens a worklist: recorded with every view and download.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -214,10 +214,17 @@ def _page_links(
     return links
 
 
-def search(store: RecordStore, base: str, kind: str, pairs: list[tuple[str, str]]) -> Answer:
-    """A searchset Bundle of one page, with `self`, `next` and `previous` links."""
+def search(
+    store: RecordStore,
+    base: str,
+    kind: str,
+    pairs: list[tuple[str, str]],
+    patients: Collection[str] | None = None,
+) -> Answer:
+    """A searchset Bundle of one page, with `self`, `next` and `previous` links; with
+    `patients`, of those patients' resources alone (the total too)."""
     asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
-    page = store.search(kind, asked)
+    page = store.search(kind, asked, patients=patients)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),

@@ -1,10 +1,11 @@
 """The FHIR R4 REST API at `/fhir/R4` over the records store.
 
-Every request is signed in with the dashboard's bearer tokens; until access by legitimate
-relationship exists (issue 16), only the `admin` and `system` roles may use it and every other
-role gets 403. Every request, answered or refused, is written to the audit log: who, role,
-interaction, type and id, and the outcome (status, issue codes and elements) - never a search
-value, a name or an NHS number.
+Every request is signed in with the dashboard's bearer tokens. The `admin` and `system` roles
+are unrestricted; a clinician sees and writes a patient's record only with a legitimate
+relationship or a break-glass grant (gate.py, records.policy); other roles get 403. Every
+request, answered or refused, is written to the audit log: who, role, interaction, type and id,
+the rule that allowed it (or its refusal) and the outcome (status, issue codes and elements;
+`break-glass` when a grant allowed it) - never a search value, a name or an NHS number.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from joinedup.records import RecordsError, RecordStore
+from joinedup.records import BreakGlassError, Policy, RecordsError, RecordStore
 from joinedup.web.access import User
 from joinedup.web.records_api import interactions as fhir
 from joinedup.web.records_api.capability import capability_statement
+from joinedup.web.records_api.gate import RELATIONSHIP_ROLES, Gate
 from joinedup.web.records_api.interactions import Answer
 from joinedup.web.records_api.outcome import FHIR_JSON, FhirError, from_records
 from joinedup.web.site import access, client, token_of
 
 PREFIX = "/fhir/R4"
-#: Why these requests are allowed, as the audit log records it.
-REASON = "records API: admin or system role (no per-record relationship check yet)"
 
 router = APIRouter(prefix=PREFIX, tags=["records (FHIR R4)"])
 
@@ -35,6 +35,11 @@ router = APIRouter(prefix=PREFIX, tags=["records (FHIR R4)"])
 def records(request: Request) -> RecordStore:
     store: RecordStore = request.app.state.records
     return store
+
+
+def policy(request: Request) -> Policy:
+    found: Policy | None = getattr(request.app.state, "records_policy", None)
+    return found or Policy(records(request))
 
 
 def base_url(request: Request) -> str:
@@ -76,7 +81,7 @@ async def _serve(
     request: Request,
     interaction: str,
     target: str,
-    work: Callable[[RecordStore, str, bytes], Answer],
+    work: Callable[[RecordStore, str, bytes, Gate], Answer],
     *,
     if_match: bool = False,
 ) -> Response:
@@ -112,23 +117,28 @@ async def _serve(
             FhirError.one(
                 403,
                 "forbidden",
-                f"the {user.role.value} role may not use the records API yet: only admin and "
-                "system, until access by legitimate relationship is in place",
+                f"the {user.role.value} role may not use the records API (admin, system and "
+                "clinicians with a legitimate relationship may)",
             )
         )
+        reason = "records API: role not allowed"
     else:
         body = await request.body()
+        gate = Gate(user, policy(request), getattr(request.app.state, "pcn_practices", None))
         answer = await run_in_threadpool(
-            _attempt, work, records(request), base_url(request), body, if_match
+            _attempt, work, records(request), base_url(request), body, if_match, gate
         )
+        reason = gate.reason
+        if gate.break_glass:
+            reason = "BREAK-GLASS; " + reason
     audited = answer.resource_id if answer.resource_id and "/" not in target else None
     await run_in_threadpool(
         lambda: store.audit(
             user,
             f"fhir {interaction}",
             f"fhir/{target}" + (f"/{audited}" if audited else ""),
-            detail=_summary(answer),
-            reason=REASON,
+            detail=_summary(answer) + ("; break-glass" if "BREAK-GLASS" in reason else ""),
+            reason=reason,
             client=where,
         )
     )
@@ -136,14 +146,15 @@ async def _serve(
 
 
 def _attempt(
-    work: Callable[[RecordStore, str, bytes], Answer],
+    work: Callable[[RecordStore, str, bytes, Gate], Answer],
     store: RecordStore,
     base: str,
     body: bytes,
     if_match: bool,
+    gate: Gate,
 ) -> Answer:
     try:
-        return work(store, base, body)
+        return work(store, base, body, gate)
     except FhirError as err:
         return _refusal(err)
     except RecordsError as err:
@@ -166,7 +177,7 @@ def _names(pairs: list[tuple[str, str]]) -> str:
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement (signed in, like every other request)."""
 
-    def work(_: RecordStore, base: str, __: bytes) -> Answer:
+    def work(_: RecordStore, base: str, __: bytes, ___: Gate) -> Answer:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return Answer(200, capability_statement(base, now))
 
@@ -177,7 +188,8 @@ async def metadata(request: Request) -> Response:
 async def bundle(request: Request) -> Response:
     """A transaction (all or nothing) or batch (each entry on its own) Bundle."""
 
-    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+    def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
+        gate.only_unrestricted("a transaction or batch Bundle")
         given = fhir.parse_json(body)
         if given.get("resourceType") != "Bundle":
             raise FhirError.one(400, "invalid", "the base takes a Bundle", "resourceType")
@@ -190,6 +202,48 @@ async def bundle(request: Request) -> Response:
     return await _serve(request, "bundle", "Bundle", work, if_match=True)
 
 
+@router.post("/$break-glass")
+async def break_glass(request: Request) -> Response:
+    """Break glass: a clinician with no legitimate relationship states why they must see a
+    patient's record (Parameters: `patient` as a reference, `reason` as a string) and gets a
+    time-limited grant, audited as BREAK-GLASS and listed for the privacy officer."""
+
+    def work(_: RecordStore, __: str, body: bytes, gate: Gate) -> Answer:
+        if gate.user.role not in RELATIONSHIP_ROLES:
+            raise FhirError.one(403, "forbidden", "only clinicians break glass")
+        given = fhir.parse_json(body)
+        if given.get("resourceType") != "Parameters":
+            raise FhirError.one(400, "invalid", "$break-glass takes Parameters", "resourceType")
+        values = {p.get("name"): p for p in given.get("parameter", []) if isinstance(p, dict)}
+        reference = str(values.get("patient", {}).get("valueReference", {}).get("reference", ""))
+        reason = values.get("reason", {}).get("valueString")
+        if not reference.startswith("Patient/"):
+            raise FhirError.one(
+                400, "required", "name the patient as a reference Patient/id", "Parameters.patient"
+            )
+        if not isinstance(reason, str):
+            raise FhirError.one(400, "required", "state your reason", "Parameters.reason")
+        try:
+            grant = gate.policy.break_glass(gate.who, reference.split("/", 1)[1], reason)
+        except BreakGlassError as err:
+            where = "Parameters.reason" if str(err).startswith("reason") else "Parameters.patient"
+            raise FhirError.one(400, "invalid", str(err), where) from None
+        gate.rules.add("break-glass")
+        gate.break_glass = True
+        expires = grant.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        answer = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "grant", "valueString": grant.grant_id},
+                {"name": "patient", "valueReference": {"reference": reference}},
+                {"name": "expires", "valueInstant": expires},
+            ],
+        }
+        return Answer(201, answer, resource_id=grant.grant_id)
+
+    return await _serve(request, "break-glass", "$break-glass", work)
+
+
 # --- types ---------------------------------------------------------------------------------------
 
 
@@ -197,7 +251,8 @@ async def bundle(request: Request) -> Response:
 async def type_history(request: Request, kind: str) -> Response:
     pairs = _query(request)
 
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        gate.only_unrestricted("the history of a whole type")
         return fhir.type_history(store, base, fhir.check_type(kind), pairs)
 
     return await _serve(request, "history-type", kind, work)
@@ -208,8 +263,9 @@ async def search(request: Request, kind: str) -> Response:
     """Search by the parameters the store indexes; `_count`/`_offset` pages, `_sort`."""
     pairs = _query(request)
 
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
-        return fhir.search(store, base, fhir.check_type(kind), pairs)
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        checked = fhir.check_type(kind)
+        return fhir.search(store, base, checked, pairs, gate.search_patients(checked))
 
     return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
 
@@ -221,15 +277,16 @@ async def search_by_post(request: Request, kind: str) -> Response:
     body = await request.body()
     pairs = _query(request) + parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
 
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
-        return fhir.search(store, base, fhir.check_type(kind), pairs)
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        checked = fhir.check_type(kind)
+        return fhir.search(store, base, checked, pairs, gate.search_patients(checked))
 
     return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
 
 
 @router.post("/{kind}/$validate")
 async def validate(request: Request, kind: str) -> Response:
-    def work(_: RecordStore, __: str, body: bytes) -> Answer:
+    def work(_: RecordStore, __: str, body: bytes, ___: Gate) -> Answer:
         return fhir.validate(fhir.check_type(kind), body)
 
     return await _serve(request, "validate", kind, work)
@@ -240,8 +297,12 @@ async def create(request: Request, kind: str) -> Response:
     """Create; with `If-None-Exist`, only when nothing matches that search."""
     condition = request.headers.get("if-none-exist")
 
-    def work(store: RecordStore, base: str, body: bytes) -> Answer:
-        return fhir.create(store, base, fhir.check_type(kind), body, condition)
+    def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
+        checked = fhir.check_type(kind)
+        if condition:
+            gate.only_unrestricted("a conditional create")
+        gate.writing(checked, fhir.resource_of(body, checked))
+        return fhir.create(store, base, checked, body, condition)
 
     return await _serve(request, "create", kind, work)
 
@@ -251,7 +312,8 @@ async def conditional_update(request: Request, kind: str) -> Response:
     """Update the one resource the URL's search finds, or create it when none does."""
     criteria = request.url.query
 
-    def work(store: RecordStore, base: str, body: bytes) -> Answer:
+    def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
+        gate.only_unrestricted("a conditional update")
         if not criteria:
             raise FhirError.one(400, "required", "an update needs Type/id or Type?search", "url")
         return fhir.conditional_update(store, base, fhir.check_type(kind), criteria, body)
@@ -265,8 +327,9 @@ async def conditional_update(request: Request, kind: str) -> Response:
 
 @router.get("/{kind}/{rid}")
 async def read(request: Request, kind: str, rid: str) -> Response:
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
-        return fhir.read(store, base, fhir.check_type(kind), rid)
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        gate.stored(store, fhir.check_type(kind), rid)
+        return fhir.read(store, base, kind, rid)
 
     return await _serve(request, "read", f"{kind}/{rid}", work)
 
@@ -276,16 +339,22 @@ async def update(request: Request, kind: str, rid: str) -> Response:
     """Update (or create at this id); with `If-Match`, only from that version (else 412)."""
     if_match = request.headers.get("if-match")
 
-    def work(store: RecordStore, base: str, body: bytes) -> Answer:
-        return fhir.update(store, base, fhir.check_type(kind), rid, body, if_match)
+    def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
+        checked = fhir.check_type(kind)
+        gate.writing(checked, {"id": rid, **fhir.resource_of(body, checked)})
+        gate.replacing(store, checked, rid)
+        return fhir.update(store, base, checked, rid, body, if_match)
 
     return await _serve(request, "update", f"{kind}/{rid}", work, if_match=if_match is not None)
 
 
 @router.delete("/{kind}/{rid}")
 async def delete(request: Request, kind: str, rid: str) -> Response:
-    def work(store: RecordStore, _: str, __: bytes) -> Answer:
-        return fhir.delete(store, fhir.check_type(kind), rid)
+    def work(store: RecordStore, _: str, __: bytes, gate: Gate) -> Answer:
+        checked = fhir.check_type(kind)
+        gate.stored(store, checked, rid)
+        gate.writing(checked, store.read(checked, rid) if not gate.unrestricted else {})
+        return fhir.delete(store, checked, rid)
 
     return await _serve(request, "delete", f"{kind}/{rid}", work)
 
@@ -294,7 +363,8 @@ async def delete(request: Request, kind: str, rid: str) -> Response:
 async def history(request: Request, kind: str, rid: str) -> Response:
     pairs = _query(request)
 
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        gate.stored(store, fhir.check_type(kind), rid)
         return fhir.instance_history(store, base, fhir.check_type(kind), rid, pairs)
 
     return await _serve(request, "history-instance", f"{kind}/{rid}", work)
@@ -302,7 +372,8 @@ async def history(request: Request, kind: str, rid: str) -> Response:
 
 @router.get("/{kind}/{rid}/_history/{version}")
 async def vread(request: Request, kind: str, rid: str, version: str) -> Response:
-    def work(store: RecordStore, base: str, _: bytes) -> Answer:
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        gate.stored(store, fhir.check_type(kind), rid)
         return fhir.vread(store, base, fhir.check_type(kind), rid, version)
 
     return await _serve(request, "vread", f"{kind}/{rid}/_history/{version}", work)
@@ -314,7 +385,7 @@ async def unsupported(request: Request, rest: str) -> Response:
     dashboard's JSON error."""
     method = request.method
 
-    def work(_: RecordStore, __: str, ___: bytes) -> Answer:
+    def work(_: RecordStore, __: str, ___: bytes, ____: Gate) -> Answer:
         raise FhirError.one(
             404 if method in ("GET", "HEAD") else 405, "not-supported",
             f"{method} {PREFIX}/{rest}: not an interaction this server supports "

@@ -1,0 +1,167 @@
+"""Who may do what through the FHIR API, request by request (records.policy decides).
+
+Admin and system roles (feeds) are unrestricted. A clinician reads, searches, vreads and
+writes patient-compartment resources only for patients they have a legitimate relationship
+with (or a break-glass grant); searches are kept to those patients in the store's query, so
+neither the total nor the pages show anyone else. Types that hold no one's record
+(Organization, Practitioner, ...) are open to read; everything else - AuditEvent, types the
+store does not index by patient, Bundles, conditional and type-wide interactions - is refused.
+A refusal never says whether the record exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from joinedup.records import RecordsError, RecordStore
+from joinedup.records.parameters import SEARCH_PARAMETERS, entries
+from joinedup.records.policy import Decision, Policy, Requester
+from joinedup.web.access import Role, User
+from joinedup.web.records_api.outcome import FhirError
+
+#: Roles the policy does not restrict (feeds and administrators).
+UNRESTRICTED = frozenset({Role.ADMIN, Role.SYSTEM})
+#: Roles that see records by legitimate relationship.
+RELATIONSHIP_ROLES = frozenset({Role.CLINICIAN})
+#: Types that hold no person's record, open to read and search for the roles above.
+DIRECTORY_TYPES = frozenset(
+    {"Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
+     "Medication", "Endpoint"}
+)  # fmt: skip
+#: Types with a patient parameter that are still not for clinicians (the audit trail).
+CLOSED_TYPES = frozenset({"AuditEvent"})
+BREAK_GLASS_HINT = (
+    "no legitimate relationship with this patient: if you must see the record, break glass "
+    "with POST /fhir/R4/$break-glass (Parameters: patient, reason), which is audited and "
+    "reported to the privacy officer"
+)
+
+PcnPractices = Callable[[str], frozenset[str]]
+
+
+def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requester:
+    """The policy's view of a user: their practice and PCN as organisations, and the
+    practices whose registered patients they care for."""
+    organisations = frozenset(c for c in (user.practice_code, user.pcn_code) if c)
+    practices = {user.practice_code} if user.practice_code else set()
+    if user.pcn_code and not user.practice_code and pcn_practices is not None:
+        practices |= pcn_practices(user.pcn_code)
+    return Requester(user.username, organisations, frozenset(practices))
+
+
+def in_compartment(kind: str) -> bool:
+    return kind == "Patient" or "patient" in SEARCH_PARAMETERS.get(kind, {})
+
+
+def patients_of(resource: dict[str, Any]) -> set[str]:
+    """The Patient ids a resource belongs to (its own id for a Patient)."""
+    if resource.get("resourceType") == "Patient":
+        return {str(resource.get("id"))}
+    return {tid for name, ttype, tid in entries(resource).references
+            if name == "patient" and ttype == "Patient"}  # fmt: skip
+
+
+def _forbidden(text: str) -> FhirError:
+    return FhirError.one(403, "forbidden", text)
+
+
+class Gate:
+    """One request's access checks; `rules` and `break_glass` say what allowed it, for the
+    audit entry."""
+
+    def __init__(self, user: User, policy: Policy, pcn_practices: PcnPractices | None) -> None:
+        self.user = user
+        self.policy = policy
+        self.who = requester(user, pcn_practices)
+        self.rules: set[str] = set()
+        self.break_glass = False
+        self.refused = False
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.user.role in UNRESTRICTED
+
+    @property
+    def reason(self) -> str:
+        """Why the request was allowed or refused, for the audit log."""
+        if self.unrestricted:
+            return f"records API: {self.user.role.value} role (unrestricted)"
+        if self.refused:
+            return "no legitimate relationship"
+        if self.rules:
+            return "legitimate relationship: " + ",".join(sorted(self.rules))
+        return "records API: no patient's record involved"
+
+    def only_unrestricted(self, what: str) -> None:
+        if not self.unrestricted:
+            raise _forbidden(f"{what}: only the admin and system roles may do this")
+
+    def _type(self, kind: str) -> None:
+        if kind in CLOSED_TYPES or not (kind in DIRECTORY_TYPES or in_compartment(kind)):
+            raise _forbidden(
+                f"{kind}: not open to the {self.user.role.value} role (only patient-compartment "
+                "resources the store indexes by patient, and directory resources)"
+            )
+
+    def _decide(self, patients: set[str]) -> None:
+        if not patients:
+            self.refused = True
+            raise _forbidden(BREAK_GLASS_HINT)
+        for patient in patients:
+            decision: Decision = self.policy.decide(self.who, patient)
+            if not decision.allowed:
+                self.refused = True
+                raise _forbidden(BREAK_GLASS_HINT)
+            self.rules.add(str(decision.rule))
+            self.break_glass |= decision.rule == "break-glass"
+
+    def stored(self, store: RecordStore, kind: str, rid: str) -> None:
+        """Allow reading (or changing) `kind/rid` only for a patient the user may see; what
+        is missing or deleted is refused alike, so a refusal says nothing of existence."""
+        if self.unrestricted:
+            return
+        self._type(kind)
+        if kind in DIRECTORY_TYPES:
+            return
+        try:
+            resource = store.read(kind, rid)
+        except RecordsError:
+            self.refused = True
+            raise _forbidden(BREAK_GLASS_HINT) from None
+        self._decide(patients_of(resource))
+
+    def writing(self, kind: str, resource: dict[str, Any]) -> None:
+        """Allow writing `resource` only for patients the user may see (never a new Patient:
+        registration comes from the feeds)."""
+        if self.unrestricted:
+            return
+        if self.user.role not in RELATIONSHIP_ROLES or kind in DIRECTORY_TYPES:
+            raise _forbidden(f"{kind}: the {self.user.role.value} role may not write this")
+        self._type(kind)
+        if kind == "Patient" and "id" not in resource:
+            raise _forbidden("Patient: new patients come from the feeds (admin or system)")
+        self._decide(patients_of(resource))
+
+    def replacing(self, store: RecordStore, kind: str, rid: str) -> None:
+        """Allow replacing or deleting `kind/rid` only when its current version is for a
+        patient the user may see (nothing there: nothing to check)."""
+        if self.unrestricted:
+            return
+        try:
+            current = store.read(kind, rid)
+        except RecordsError:
+            return
+        self._decide(patients_of(current))
+
+    def search_patients(self, kind: str) -> set[str] | None:
+        """The patients a search is kept to (None: no restriction)."""
+        if self.unrestricted:
+            return None
+        self._type(kind)
+        if kind in DIRECTORY_TYPES:
+            return None
+        permitted = self.policy.permitted(self.who)
+        self.rules |= set(permitted.values())
+        self.break_glass |= "break-glass" in permitted.values()
+        return set(permitted)
