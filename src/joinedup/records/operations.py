@@ -19,10 +19,13 @@ class Create:
 @dataclass(frozen=True)
 class Update:
     """Write a new version of `resource` (at its `id`; created if absent). With `if_match`,
-    only when the current version is that number."""
+    only when the current version is that number. With `if_changed`, nothing is written when
+    the current version already holds the same content (`meta.versionId` and
+    `meta.lastUpdated` aside), so a bulk load run twice makes no new versions."""
 
     resource: dict[str, Any]
     if_match: int | None = None
+    if_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,12 @@ Operation = Create | Update | ConditionalUpdate | Delete
 @dataclass(frozen=True)
 class Outcome:
     """What a write did: the resource as stored (None for a delete), whether it was created
-    rather than updated, and the version it now has."""
+    rather than updated, and the version it now has. `changed` is False when an update
+    `if_changed` found the same content stored and wrote nothing."""
 
     resource_type: str
     resource_id: str
     version_id: int
     created: bool
     resource: dict[str, Any] | None
+    changed: bool = True

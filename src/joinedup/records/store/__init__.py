@@ -246,7 +246,7 @@ class RecordStore:
         if isinstance(operation, Create):
             return self._create(conn, operation)
         if isinstance(operation, Update):
-            return self._update(conn, operation.resource, operation.if_match)
+            return self._update(conn, operation.resource, operation.if_match, operation.if_changed)
         if isinstance(operation, ConditionalUpdate):
             return self._conditional_update(conn, operation)
         return self._delete(conn, operation.resource_type, operation.resource_id)
@@ -267,7 +267,10 @@ class RecordStore:
         resource["id"] = str(uuid.uuid4())
         return self._write(conn, resource, version_id=1, created=True, existing=False)
 
-    def _update(self, conn: Connection, given: dict[str, Any], if_match: int | None) -> Outcome:
+    def _update(
+        self, conn: Connection, given: dict[str, Any], if_match: int | None,
+        if_changed: bool = False,
+    ) -> Outcome:  # fmt: skip
         resource = _resource_of(given)
         kind, rid = resource["resourceType"], resource.get("id")
         if not isinstance(rid, str) or not rid:
@@ -276,6 +279,10 @@ class RecordStore:
         if if_match is not None and (current is None or current[0] != if_match):
             found = "does not exist" if current is None else f"is at version {current[0]}"
             raise VersionConflictError(f"{kind}/{rid}: If-Match version {if_match}, but it {found}")
+        if if_changed and current is not None and not current[2]:
+            stored = _loads(current[3])
+            if _content(stored) == _content(resource):
+                return Outcome(kind, rid, current[0], False, stored, changed=False)
         version = 1 if current is None else current[0] + 1
         created = current is None or current[2]
         return self._write(
@@ -532,6 +539,25 @@ class RecordStore:
             found = [_loads(b) for b in bodies]
         return SearchPage(total, parsed.offset, parsed.count, found)
 
+    def current_resources(
+        self, resource_type: str | None = None, *, since: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every current, not deleted resource (of `resource_type`; last updated at or after
+        `since`), by type then id, streamed in batches rather than read into memory whole."""
+        query = (
+            select(resources.c.body)
+            .where(resources.c.deleted.is_(False))
+            .order_by(resources.c.resource_type, resources.c.resource_id)
+        )
+        if resource_type is not None:
+            query = query.where(resources.c.resource_type == resource_type)
+        if since is not None:
+            query = query.where(resources.c.last_updated >= since.astimezone(UTC))
+        with self._reading() as conn:
+            for partition in conn.execution_options(yield_per=1000).execute(query).partitions():
+                for (body,) in partition:
+                    yield _loads(body)
+
     def patient_ids(self, resource_type: str, query: searching.Query) -> set[str]:
         """The ids of the patients whose live resources of `resource_type` match `query`
         (paging ignored): the Patients' own ids, or the targets of the type's `patient`
@@ -639,6 +665,18 @@ def _resource_of(given: Any) -> dict[str, Any]:
         raise InvalidResourceError("resource", ["resourceType is missing"])
     copied: dict[str, Any] = json.loads(json.dumps(given))
     return copied
+
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    """`resource` without what the server stamps on each version (meta.versionId and
+    meta.lastUpdated), for telling whether an update would change anything."""
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    rest = {k: v for k, v in resource.items() if k != "meta"}
+    return {**rest, "meta": meta} if meta else rest
 
 
 def _loads(body: str | None) -> dict[str, Any]:
