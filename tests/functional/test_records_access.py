@@ -65,6 +65,7 @@ def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
     users.add_user("feed", PASSWORD, "system")
     users.add_user("gp", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("analyst", PASSWORD, "analyst")
+    users.add_user("privacy", PASSWORD, "privacy-officer")
     users.close()
     clock = Clock()
     with (
@@ -72,7 +73,7 @@ def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
         TestClient(create_records_app(settings, store)) as c,
     ):
         tokens = {}
-        for name in ("feed", "gp", "analyst"):
+        for name in ("feed", "gp", "analyst", "privacy"):
             answer = c.post("/api/v1/token", json={"username": name, "password": PASSWORD})
             assert answer.status_code == 200, answer.text
             tokens[name] = answer.json()["access_token"]
@@ -205,3 +206,25 @@ def test_searches_hold_only_permitted_patients(api: Api) -> None:
     searches = [e for e in api.audit() if e["username"] == "gp" and e["action"] == "fhir search"]
     assert searches[0]["reason"] == "legitimate relationship: registered"
     assert searches[0]["detail"] == "200; 1 in all, 1 sent"
+
+
+def test_the_privacy_officer_lists_break_glass_grants(api: Api) -> None:
+    other = _patient(api, "B22222", "Otherpractice", "9434765919")
+    ask = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{other}"}},
+        {"name": "reason", "valueString": REASON},
+    ]}  # fmt: skip
+    assert api("POST", "/$break-glass", json=ask, user="gp").status_code == 201
+
+    def listed(user: str) -> Any:
+        headers = {"Authorization": f"Bearer {api.tokens[user]}"}
+        return api.client.get("/api/v1/privacy/break-glass", headers=headers)
+
+    assert listed("gp").status_code == 403
+    assert listed("feed").status_code == 403
+    shown = listed("privacy").json()["grants"]
+    assert [(g["username"], g["patient"], g["reason"], g["active"]) for g in shown] == [
+        ("gp", f"Patient/{other}", REASON, True)
+    ]
+    api.clock.now = NOW + timedelta(hours=5)
+    assert listed("privacy").json()["grants"][0]["active"] is False

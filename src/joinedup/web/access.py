@@ -51,6 +51,8 @@ class Role(StrEnum):
     FINANCE = "finance"
     BOARD = "board"
     ADMIN = "admin"
+    #: Reviews break-glass access to records and the records audit (issue 16).
+    PRIVACY_OFFICER = "privacy-officer"
     #: A feed or another system writing to the records API; no dashboard pages.
     SYSTEM = "system"
 
@@ -61,6 +63,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.FINANCE: "Finance",
     Role.BOARD: "Board member",
     Role.ADMIN: "Administrator",
+    Role.PRIVACY_OFFICER: "Privacy officer",
     Role.SYSTEM: "System (feeds)",
 }
 
@@ -81,6 +84,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # The FHIR records API: clinicians only for patients they have a legitimate relationship
     # with, checked per record (records.policy, web/records_api/gate.py).
     "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN}),
+    # Break-glass grants to records, for review (issue 16).
+    "privacy": frozenset({Role.PRIVACY_OFFICER}),
 }
 
 #: Why a clinician opens a worklist: recorded with every view and download.
@@ -835,6 +840,7 @@ DEMO_ROLES: tuple[tuple[str, Role, str], ...] = (
     ("finance", Role.FINANCE, "Fin Finance"),
     ("board", Role.BOARD, "Bo Board"),
     ("admin", Role.ADMIN, "Ash Admin"),
+    ("privacy-officer", Role.PRIVACY_OFFICER, "Pip Privacy"),
     ("system", Role.SYSTEM, "Sys Feed"),
 )
 

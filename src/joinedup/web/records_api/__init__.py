@@ -14,6 +14,7 @@ from joinedup.records import RecordStore
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.app import SecurityHeaders
+from joinedup.web.records_api.privacy import router as privacy_router
 from joinedup.web.records_api.routes import PREFIX, router
 from joinedup.web.settings import WebSettings
 from joinedup.web.site import Site
@@ -23,6 +24,7 @@ def mount_records(app: FastAPI, store: RecordStore) -> None:
     """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
     the caller closes `store` when the server stops."""
     app.state.records = store
+    app.include_router(privacy_router)
     app.include_router(router)
 
 
