@@ -495,6 +495,23 @@ def test_the_what_if_result_downloads_are_the_page_and_the_json(
     assert refused.status_code == 403
 
 
+def test_the_indicators_page_links_its_values_and_definitions(
+    api: dict[str, httpx.Client], browser_session: httpx.Client
+) -> None:
+    client = api["analyst"]
+    html = browser_session.get("/indicators").text
+    ics = client.get("/api/v1/overview").json()["ics_code"]
+    for url in (f"/api/v1/profiles/system/{ics}", "/api/v1/indicators"):
+        for fmt in ("csv", "xlsx"):
+            assert f'href="{url}?format={fmt}"' in html, (url, fmt)
+    # The system's values on the page are its profile download's, one by one.
+    shown = re.findall(r'<span class="jd-value">([^<]*)</span>', html)
+    rows = client.get(f"/api/v1/profiles/system/{ics}").json()
+    assert shown and shown == [r["value_text"] for r in rows]
+    _, file_rows_ = csv_of(client.get(f"/api/v1/profiles/system/{ics}", params={"format": "csv"}))
+    assert [r[0] for r in file_rows_] == [r["title"] for r in rows]
+
+
 def test_the_pages_link_their_downloads(browser_session: httpx.Client) -> None:
     places = browser_session.get("/places").text
     assert ">Download CSV<" in places and 'href="/api/v1/places?format=xlsx"' in places
