@@ -1,17 +1,24 @@
 """`joinedup records serve`: the FHIR R4 API over the records store on its own, signed in with
-the dashboard's users and audited in its audit log."""
+the dashboard's users and audited in its audit log; `joinedup records load` and `export`: bulk
+NDJSON and Bundles in, NDJSON out in the layout `joinedup ingest fhir` reads."""
 
 from __future__ import annotations
 
 import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
 from joinedup.cli.web import HostOption, PortOption, SettingsOption
+from joinedup.errors import InputError
 from joinedup.records import RecordsSettings, RecordStore
+from joinedup.records.bulk import CHUNK_SIZE, export, load
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -70,4 +77,121 @@ def serve(
         store.close()
 
 
-__all__ = ["RecordsOption", "app", "open_records", "serve"]
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} resources"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@app.command("load")
+def load_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="NDJSON (plain or .gz), Bundle, resource or FHIR XML files, or folders.",
+        ),
+    ],
+    records: RecordsOption = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Resources per transaction (each all or nothing).")
+    ] = CHUNK_SIZE,
+) -> None:
+    """Load FHIR resources into the records store, each at its own id.
+
+    Chunks of --chunk-size resources are written one transaction each. A resource already
+    stored with the same content is left as it is, so running the same load again makes no
+    new versions. Resources that cannot be read, have no id or fail validation are reported
+    with file, line and element and skipped; the rest load. Exit code 1 when any was skipped.
+    """
+    store = open_records(records)
+    started = time.monotonic()
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"loading into {store.dialect}", total=None)
+            result = load(
+                store,
+                paths,
+                chunk_size=chunk_size,
+                on_progress=lambda n: progress.advance(task, n),
+                on_invalid=lambda m: err_console.print(
+                    f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
+                ),
+            )
+    finally:
+        store.close()
+    seconds = time.monotonic() - started
+    rate = result.read / seconds if seconds > 0 else 0.0
+    console.print(
+        f"Read {result.read:,} resources in {seconds:.1f} s ({rate:,.0f}/s): "
+        f"{result.created:,} created, {result.updated:,} updated, "
+        f"{result.unchanged:,} unchanged, {len(result.invalid):,} skipped as invalid.",
+        soft_wrap=True,
+    )
+    if result.invalid:
+        raise typer.Exit(1)
+
+
+def _instant(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            "--since", f"{value!r} is not an instant such as 2026-01-31T09:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write (must not exist, or be empty): <Type>.ndjson files.",
+        ),
+    ],
+    records: RecordsOption = None,
+    resource_types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this resource type (repeat for more)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only resources last updated at or after this instant (UTC if no offset).",
+        ),
+    ] = None,
+) -> None:
+    """Write the store's current resources (not deleted ones) as NDJSON, one file a type.
+
+    The folder is written whole or not at all (in a temporary folder, then renamed), in the
+    layout `joinedup ingest fhir` and `joinedup views run` read: records export then ingest
+    fhir builds the warehouse from the store.
+    """
+    moment = _instant(since) if since is not None else None
+    store = open_records(records)
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"exporting from {store.dialect}", total=None)
+            counts = export(
+                store,
+                out,
+                resource_types=resource_types or (),
+                since=moment,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    finally:
+        store.close()
+    total = sum(counts.values())
+    console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
+
+
+__all__ = ["RecordsOption", "app", "export_command", "load_command", "open_records", "serve"]
