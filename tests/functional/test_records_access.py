@@ -174,6 +174,8 @@ def test_break_glass_is_granted_audited_listed_and_expires(api: Api) -> None:
     assert expires == "2026-06-01T16:00:00Z"
 
     assert api("GET", f"/Patient/{other}", user="gp").status_code == 200
+    found = api("GET", "/Patient", params={"gender": "female"}, user="gp").json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [other]
     api.clock.now = NOW + timedelta(hours=3, minutes=59)
     assert api("GET", f"/Patient/{other}", user="gp").status_code == 200
     api.clock.now = NOW + timedelta(hours=4)
@@ -181,7 +183,12 @@ def test_break_glass_is_granted_audited_listed_and_expires(api: Api) -> None:
 
     gp = [e for e in api.audit() if e["username"] == "gp"]
     glass = [e for e in gp if e["reason"].startswith("BREAK-GLASS")]
-    assert [e["action"] for e in glass] == ["fhir break-glass", "fhir read", "fhir read"]
+    assert [e["action"] for e in glass] == [
+        "fhir break-glass",
+        "fhir read",
+        "fhir search",
+        "fhir read",
+    ]
     assert all(e["detail"].endswith("; break-glass") for e in glass)
     assert REASON not in json.dumps(gp)  # the stated reason is for the privacy officer's list
     assert gp[-1]["reason"] == "no legitimate relationship"
@@ -204,7 +211,7 @@ def test_searches_hold_only_permitted_patients(api: Api) -> None:
     assert api("GET", "/AuditEvent", user="gp").status_code == 403
     assert api("GET", "/Observation/_history", user="gp").status_code == 403
     searches = [e for e in api.audit() if e["username"] == "gp" and e["action"] == "fhir search"]
-    assert searches[0]["reason"] == "legitimate relationship: registered"
+    assert searches[0]["reason"] == ("legitimate relationship: search kept to permitted patients")
     assert searches[0]["detail"] == "200; 1 in all, 1 sent"
 
 

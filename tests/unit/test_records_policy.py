@@ -117,3 +117,24 @@ def test_break_glass_needs_a_reason_and_expires(world: Any) -> None:
     assert not policy.decide(GP, pid).allowed
     assert policy.permitted(GP) == {}
     assert store.grants() == [grant]
+
+
+def test_a_search_is_kept_to_the_patients_in_scope(world: Any) -> None:
+    store, policy, _ = world
+    mine, other, granted = (_patient(store, p) for p in ("A11111", "B99999", "B99999"))
+    for pid in (mine, other, granted):
+        subject = {"reference": f"Patient/{pid}"}
+        _add(store, {"resourceType": "Observation", "status": "final",
+                     "code": {"text": "weight"}, "subject": subject})  # fmt: skip
+    policy.break_glass(GP, granted, "Unconscious in the emergency department")
+    searches, held = policy.scope(GP)
+    assert held == {granted}
+    page = store.search("Observation", [], patients_of=searches)
+    assert page.total == 2
+    assert {r["subject"]["reference"] for r in page.resources} == {
+        f"Patient/{mine}",
+        f"Patient/{granted}",
+    }
+    assert store.search("Patient", [], patients_of=searches).total == 2
+    assert store.search("Observation", [], patients_of=[]).total == 0
+    assert store.search("Observation").total == 3

@@ -147,6 +147,15 @@ class Policy:
             found.setdefault(grant.patient_id, "break-glass")
         return found
 
+    def scope(self, who: Requester) -> tuple[list[tuple[str, list[tuple[str, str]]]], set[str]]:
+        """The searches (type, query) whose patients `who` may see now, for the store to keep
+        a search to inside its query, and the patients of their break-glass grants."""
+        searches = [(kind, query) for _, kind, query in self._queries(who)]
+        granted = {g.patient_id for g in self._store.active_grants(who.username, self._clock())}
+        if granted:
+            searches.append(("Patient", [("_id", ",".join(sorted(granted)))]))
+        return searches, granted
+
     def break_glass(self, who: Requester, patient_id: str, reason: str) -> Grant:
         """Grant `who` access to `patient_id` for the configured hours, for `reason` (at
         least MIN_REASON_LENGTH characters); BreakGlassError when it cannot be given."""

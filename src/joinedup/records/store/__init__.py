@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -518,16 +518,17 @@ class RecordStore:
         resource_type: str,
         query: searching.Query = (),
         *,
-        patients: Collection[str] | None = None,
+        patients_of: Sequence[tuple[str, searching.Query]] | None = None,
     ) -> SearchPage:
         """Live resources of `resource_type` matching `query` (see `store.search`), one page
         of `_count` (default 50) from `_offset`, in `_sort` order (by id when none). With
-        `patients`, only resources of those patients (Patient ids) count at all, in the total
-        as in the page: how a search is kept to the records a user may see."""
+        `patients_of`, searches (type, query), only resources of the patients those find
+        count at all, in the total as in the page: how a search is kept to the records a user
+        may see, inside the database's query (an empty list: nothing)."""
         parsed = searching.parse(resource_type, query)
         where = parsed.where
-        if patients is not None:
-            where = and_(where, searching.of_patients(resource_type, patients))
+        if patients_of is not None:
+            where = and_(where, searching.of_patients(resource_type, patients_of))
         with self._reading() as conn:
             total = conn.execute(
                 select(func.count()).select_from(resources).where(where)
@@ -562,22 +563,8 @@ class RecordStore:
         """The ids of the patients whose live resources of `resource_type` match `query`
         (paging ignored): the Patients' own ids, or the targets of the type's `patient`
         parameter."""
-        parsed = searching.parse(resource_type, query)
+        found = searching.patients_found(resource_type, query)
         with self._reading() as conn:
-            if resource_type == "Patient":
-                found = select(resources.c.resource_id).where(parsed.where)
-            else:
-                refs = search_references.c
-                found = (
-                    select(refs.target_id)
-                    .distinct()
-                    .where(
-                        refs.resource_type == resource_type,
-                        refs.parameter == "patient",
-                        refs.target_type == "Patient",
-                        refs.resource_id.in_(select(resources.c.resource_id).where(parsed.where)),
-                    )
-                )
             return set(conn.execute(found).scalars())
 
     # --- break-glass grants ------------------------------------------------------------------

@@ -8,12 +8,12 @@ matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (`date`, `
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
@@ -201,12 +201,36 @@ def _reference(known: Parameter, name: str, modifier: str, value: str) -> Column
     return and_(columns.target_type == target_type, columns.target_id == target_id)
 
 
-def of_patients(resource_type: str, patients: Collection[str]) -> ColumnElement[bool]:
-    """Resources of `resource_type` that belong to one of `patients` (Patient ids): the
-    Patients themselves, or resources whose `patient` parameter points to one of them; a type
-    without a `patient` parameter belongs to nobody, so none pass."""
+def patients_found(kind: str, query: Query) -> Select[Any]:
+    """The Patient ids a search finds: the Patients themselves, or the targets of the type's
+    `patient` parameter. Never correlated with an enclosing query over the same tables."""
+    parsed = parse(kind, query)
+    if kind == "Patient":
+        return select(resources.c.resource_id).where(parsed.where).correlate(None)
+    refs = search_references.c
+    matched = select(resources.c.resource_id).where(parsed.where).correlate(None)
+    return (
+        select(refs.target_id)
+        .where(
+            refs.resource_type == kind,
+            refs.parameter == "patient",
+            refs.target_type == "Patient",
+            refs.resource_id.in_(matched),
+        )
+        .correlate(None)
+    )
+
+
+def of_patients(resource_type: str, searches: Sequence[tuple[str, Query]]) -> ColumnElement[bool]:
+    """Resources of `resource_type` that belong to a patient one of `searches` (type, query)
+    finds: the Patients themselves, or resources whose `patient` parameter points to one; a
+    type without a `patient` parameter belongs to nobody, so none pass."""
+    if not searches:
+        return false()
+    found = [patients_found(kind, query) for kind, query in searches]
+    patients = union(*found) if len(found) > 1 else found[0]
     if resource_type == "Patient":
-        return resources.c.resource_id.in_(list(patients))
+        return resources.c.resource_id.in_(patients)
     if "patient" not in SEARCH_PARAMETERS.get(resource_type, {}):
         return false()
     refs = search_references.c
@@ -215,7 +239,7 @@ def of_patients(resource_type: str, patients: Collection[str]) -> ColumnElement[
             refs.resource_type == resource_type,
             refs.parameter == "patient",
             refs.target_type == "Patient",
-            refs.target_id.in_(list(patients)),
+            refs.target_id.in_(patients),
         )
     )
 

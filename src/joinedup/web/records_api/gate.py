@@ -77,6 +77,7 @@ class Gate:
         self.rules: set[str] = set()
         self.break_glass = False
         self.refused = False
+        self._granted: set[str] = set()
 
     @property
     def unrestricted(self) -> bool:
@@ -154,14 +155,20 @@ class Gate:
             return
         self._decide(patients_of(current))
 
-    def search_patients(self, kind: str) -> set[str] | None:
-        """The patients a search is kept to (None: no restriction)."""
+    def search_scope(self, kind: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
+        """The searches whose patients a search is kept to (None: no restriction)."""
         if self.unrestricted:
             return None
         self._type(kind)
         if kind in DIRECTORY_TYPES:
             return None
-        permitted = self.policy.permitted(self.who)
-        self.rules |= set(permitted.values())
-        self.break_glass |= "break-glass" in permitted.values()
-        return set(permitted)
+        searches, self._granted = self.policy.scope(self.who)
+        self.rules.add("search kept to permitted patients")
+        return searches
+
+    def shown(self, resources: list[dict[str, Any]]) -> None:
+        """Note a search's page: a resource of a patient seen by break-glass makes the
+        request a break-glass access."""
+        if any(patients_of(r) & self._granted for r in resources):
+            self.rules.add("break-glass")
+            self.break_glass = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -219,12 +219,12 @@ def search(
     base: str,
     kind: str,
     pairs: list[tuple[str, str]],
-    patients: Collection[str] | None = None,
+    patients_of: Sequence[tuple[str, list[tuple[str, str]]]] | None = None,
 ) -> Answer:
     """A searchset Bundle of one page, with `self`, `next` and `previous` links; with
-    `patients`, of those patients' resources alone (the total too)."""
+    `patients_of`, of the resources of patients those searches find alone (the total too)."""
     asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
-    page = store.search(kind, asked, patients=patients)
+    page = store.search(kind, asked, patients_of=patients_of)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),

@@ -265,7 +265,9 @@ async def search(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-        return fhir.search(store, base, checked, pairs, gate.search_patients(checked))
+        answer = fhir.search(store, base, checked, pairs, gate.search_scope(checked))
+        gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
+        return answer
 
     return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
 
@@ -279,7 +281,9 @@ async def search_by_post(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-        return fhir.search(store, base, checked, pairs, gate.search_patients(checked))
+        answer = fhir.search(store, base, checked, pairs, gate.search_scope(checked))
+        gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
+        return answer
 
     return await _serve(request, "search", f"{kind}?{_names(pairs)}", work)
 
