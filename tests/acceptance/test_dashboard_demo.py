@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"
 USER_ROW = re.compile(r"^\| `([a-z0-9]+)` \| `([^`]+)` \|", re.MULTILINE)
 NAV_LINK = re.compile(r'class="nhsuk-header__navigation-link" href="([^"]+)"')
-NUMBER = re.compile(r"<td[^>]*>\s*[£+−-]?\d[\d,.]*")  # a table cell holding a figure
+# a table cell, or an indicator list's headline value, holding a figure
+NUMBER = re.compile(r"(?:<td[^>]*>|class=\"jd-value\">)\s*[£+−-]?\d[\d,.]*")
 
 
 def readme_users() -> list[tuple[str, str]]:

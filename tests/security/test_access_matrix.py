@@ -48,6 +48,17 @@ SIGN_OUT = ("DELETE", "/api/v1/token")  # probed without a session only: it woul
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/finance/what-if"): {"change_percent": -10},
 }
+#: Query parameters each route needs, so an allowed role gets 200.
+QUERIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/api/v1/finance/what-if"): {"change": "-10"},
+}
+
+
+def query_of(method: str, path: str) -> dict[str, Any]:
+    base = {"reason": "mdt"} if "worklists" in path else {}
+    return {**base, **QUERIES.get((method, path), {})}
+
+
 LEAKS = ("Traceback", 'File "', "sqlite3.", "duckdb.", "Exception")
 
 
@@ -167,7 +178,7 @@ def test_every_route_answers_each_role_and_identity_as_permissions_say(world: Wo
         if (method, path) in PUBLIC:
             continue
         url = concrete(path, world)
-        params = {"reason": "mdt"} if "worklists" in path else {}
+        params = query_of(method, path)
         body = BODIES.get((method, path))
         for identity in ("none", "expired", "forged", "tampered-cookie"):
             answer = world.clients[f"anon:{identity}"].request(
@@ -197,7 +208,7 @@ def test_every_download_answers_each_role_as_its_json_does(world: World) -> None
         if method != "GET" or "format" not in [p["name"] for p in op.get("parameters", [])]:
             continue
         url = concrete(path, world)
-        params = {"reason": "mdt"} if "worklists" in path else {}
+        params = query_of(method, path)
         area = area_of(path)
         for fmt in ("csv", "xlsx"):
             asked = {**params, "format": fmt}
