@@ -14,6 +14,12 @@ the store's search index (never by reading bodies):
   of their organisations among its participants;
 - `break-glass`: otherwise, a time-limited grant the user asked for with a stated reason.
 
+Consent and sensitive categories (records.consent) come before the rules and after them: a
+person's active objection to sharing withholds their whole record from every user outside the
+organisations that recorded it, whatever the relationship, and a resource coded in a sensitive
+category is withheld from users outside the organisation that recorded it; break-glass shows
+both. A withheld record is refused like one without a relationship, with the reason recorded.
+
 Plain logic over a RecordStore: no HTTP, no audit writing (the caller audits the decision).
 """
 
@@ -22,10 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
+from joinedup.records.consent import (
+    SensitiveCodes,
+    configured_sensitive_codes,
+    recording_organisations,
+)
 from joinedup.records.errors import RecordsError
 from joinedup.records.store import Grant, RecordStore
+from joinedup.records.store.withholding import Permitted, Withholding
 
 Rule = Literal["registered", "episode", "encounter", "referral", "care-team", "break-glass"]
 
@@ -67,24 +79,31 @@ class Requester:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether access is allowed and by which rule; `grant` when by break-glass."""
+    """Whether access is allowed and by which rule; `grant` when by break-glass. `withheld`
+    says what consent rule refused it, or what a break-glass grant overrode."""
 
     allowed: bool
     rule: Rule | None
     grant: Grant | None = None
+    withheld: str | None = None
 
     @property
     def label(self) -> str:
         """The decision as the audit log records it."""
-        return f"legitimate relationship: {self.rule}" if self.allowed else "no relationship"
+        if self.allowed:
+            overrode = f"; {self.withheld} overridden by break-glass" if self.withheld else ""
+            return f"legitimate relationship: {self.rule}{overrode}"
+        return f"withheld: {self.withheld}" if self.withheld else "no relationship"
 
 
 REFUSED = Decision(False, None)
+OBJECTION = "objection to sharing recorded by another organisation"
 
 
 class Policy:
     """Relationship checks over `store`. `recent_days` is how far back an Encounter still
-    counts; `break_glass_hours` how long a grant lasts; `clock` defaults to the store's."""
+    counts; `break_glass_hours` how long a grant lasts; `clock` defaults to the store's;
+    `sensitive` the sensitive code lists (default: the configured ones, else those shipped)."""
 
     def __init__(
         self,
@@ -93,11 +112,13 @@ class Policy:
         recent_days: float = DEFAULT_RECENT_DAYS,
         break_glass_hours: float = DEFAULT_BREAK_GLASS_HOURS,
         clock: Callable[[], datetime] | None = None,
+        sensitive: SensitiveCodes | None = None,
     ) -> None:
         self._store = store
         self._recent = timedelta(days=recent_days)
         self._hours = break_glass_hours
         self._clock = clock or store.now
+        self.sensitive = sensitive or configured_sensitive_codes()
 
     def _queries(self, who: Requester) -> list[tuple[Rule, str, list[tuple[str, str]]]]:
         """The searches whose patients each rule covers."""
@@ -126,35 +147,65 @@ class Policy:
         return found
 
     def decide(self, who: Requester, patient_id: str) -> Decision:
-        """Whether `who` may see patient `patient_id`'s record, and why."""
+        """Whether `who` may see patient `patient_id`'s record, and why: never, but by
+        break-glass, when the patient objects to sharing and no objection of theirs was
+        recorded by one of `who`'s organisations."""
+        objections = self._store.objections(patient_id)
+        if objections and not any(orgs & who.organisations for orgs in objections):
+            grant = self.grant_for(who, patient_id)
+            if grant is None:
+                return Decision(False, None, withheld=OBJECTION)
+            return Decision(True, "break-glass", grant, withheld="objection to sharing")
         for rule, kind, query in self._queries(who):
             key = "_id" if kind == "Patient" else "patient"
             value = patient_id if kind == "Patient" else f"Patient/{patient_id}"
             if self._store.patient_ids(kind, [*query, (key, value)]):
                 return Decision(True, rule)
+        grant = self.grant_for(who, patient_id)
+        return REFUSED if grant is None else Decision(True, "break-glass", grant)
+
+    def grant_for(self, who: Requester, patient_id: str) -> Grant | None:
+        """`who`'s active break-glass grant for `patient_id`, if they hold one."""
         for grant in self._store.active_grants(who.username, self._clock()):
             if grant.patient_id == patient_id:
-                return Decision(True, "break-glass", grant)
-        return REFUSED
+                return grant
+        return None
+
+    def withheld(self, who: Requester, resource: dict[str, Any]) -> str | None:
+        """Why `resource` is withheld from `who` even with a relationship: coded in a
+        sensitive category and recorded by none of their organisations (only a break-glass
+        grant for its patient shows it). None when it is not."""
+        categories = self.sensitive.categories_of(resource)
+        if not categories:
+            return None
+        if recording_organisations(resource) & who.organisations:
+            return None
+        return f"sensitive category {','.join(categories)} recorded by another organisation"
 
     def permitted(self, who: Requester) -> dict[str, Rule]:
-        """Every patient `who` may see now, with the first rule that allows each."""
+        """Every patient `who` may see now, with the first rule that allows each (none whose
+        objection to sharing withholds them, but by break-glass)."""
         found: dict[str, Rule] = {}
         for rule, kind, query in self._queries(who):
             for patient in self._store.patient_ids(kind, query):
                 found.setdefault(patient, rule)
+        withheld = self._store.objected_patients(who.organisations)
+        found = {p: r for p, r in found.items() if p not in withheld}
         for grant in self._store.active_grants(who.username, self._clock()):
             found.setdefault(grant.patient_id, "break-glass")
         return found
 
-    def scope(self, who: Requester) -> tuple[list[tuple[str, list[tuple[str, str]]]], set[str]]:
+    def scope(self, who: Requester) -> tuple[Permitted, set[str]]:
         """The searches (type, query) whose patients `who` may see now, for the store to keep
-        a search to inside its query, and the patients of their break-glass grants."""
+        a search to inside its query, carrying what is withheld from them (objections to
+        sharing and sensitive categories recorded elsewhere, but for break-glass grants); and
+        the patients of their break-glass grants."""
         searches = [(kind, query) for _, kind, query in self._queries(who)]
         granted = {g.patient_id for g in self._store.active_grants(who.username, self._clock())}
         if granted:
             searches.append(("Patient", [("_id", ",".join(sorted(granted)))]))
-        return searches, granted
+        withholding = Withholding(who.organisations, frozenset(granted), self.sensitive.pairs)
+        return Permitted(searches, withholding), granted
 
     def break_glass(self, who: Requester, patient_id: str, reason: str) -> Grant:
         """Grant `who` access to `patient_id` for the configured hours, for `reason` (at

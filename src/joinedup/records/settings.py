@@ -1,7 +1,10 @@
 """Where the records store lives: `JOINEDUP_RECORDS` (a SQLite file path, the default
-`data/records.sqlite`, or a `postgresql://` URL)."""
+`data/records.sqlite`, or a `postgresql://` URL); `JOINEDUP_RECORDS_SENSITIVE_CODES`, a CSV of
+sensitive codes to use instead of the shipped list (records.consent)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,3 +17,5 @@ class RecordsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOINEDUP_")
 
     records: str = DEFAULT_RECORDS
+    #: A CSV of sensitive codes (records.consent) to use instead of the shipped list.
+    records_sensitive_codes: Path | None = None

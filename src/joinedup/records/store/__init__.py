@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from joinedup.errors import ConfigurationError
+from joinedup.records import consent
 from joinedup.records.errors import (
     InvalidResourceError,
     InvalidSearchError,
@@ -55,6 +56,7 @@ from joinedup.records.operations import (
 )
 from joinedup.records.parameters import entries
 from joinedup.records.store import search as searching
+from joinedup.records.store import withholding
 from joinedup.records.store.tables import (
     INDEX_TABLES,
     access_grants,
@@ -394,6 +396,9 @@ class RecordStore:
     def _index(self, conn: Connection, resource: dict[str, Any]) -> None:
         kind, rid = resource["resourceType"], resource["id"]
         rows = entries(resource)
+        internal_tokens, internal_references = consent.index_entries(resource)
+        rows.tokens.extend(internal_tokens)
+        rows.references.extend(internal_references)
         keys = {"resource_type": kind, "resource_id": rid}
         batches: list[tuple[Any, list[dict[str, Any]]]] = [
             (search_tokens, [{**keys, "parameter": p, "system": s, "code": c}
@@ -566,6 +571,33 @@ class RecordStore:
         found = searching.patients_found(resource_type, query)
         with self._reading() as conn:
             return set(conn.execute(found).scalars())
+
+    # --- consent ----------------------------------------------------------------------------
+
+    def objections(self, patient_id: str) -> list[frozenset[str]]:
+        """The recording organisations of each active objection to sharing `patient_id` has
+        (records.consent.is_objection); an empty set for one that names no organisation."""
+        found: dict[str, set[str]] = {}
+        with self._reading() as conn:
+            for consent_id, organisation in conn.execute(
+                withholding.objection_organisations(patient_id)
+            ):
+                found.setdefault(consent_id, set())
+                if organisation is not None:
+                    found[consent_id].add(organisation)
+        return [frozenset(found[k]) for k in sorted(found)]
+
+    def objected_patients(self, organisations: frozenset[str]) -> set[str]:
+        """The Patient ids whose active objection to sharing withholds their record from
+        users of `organisations` (none of their objections was recorded by one of them)."""
+        with self._reading() as conn:
+            return set(conn.execute(withholding.objected(organisations)).scalars())
+
+    def opted_out_patients(self) -> set[str]:
+        """The Patient ids with an active national data opt-out (records.consent.is_opt_out):
+        for secondary use (warehouse outputs) to leave out, never for direct care."""
+        with self._reading() as conn:
+            return set(conn.execute(withholding.opted_out()).scalars())
 
     # --- break-glass grants ------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from joinedup.records.parameters import (
     parameter,
     split_reference,
 )
+from joinedup.records.store import withholding
 from joinedup.records.store.tables import (
     resources,
     search_dates,
@@ -224,7 +225,16 @@ def patients_found(kind: str, query: Query) -> Select[Any]:
 def of_patients(resource_type: str, searches: Sequence[tuple[str, Query]]) -> ColumnElement[bool]:
     """Resources of `resource_type` that belong to a patient one of `searches` (type, query)
     finds: the Patients themselves, or resources whose `patient` parameter points to one; a
-    type without a `patient` parameter belongs to nobody, so none pass."""
+    type without a `patient` parameter belongs to nobody, so none pass. When `searches` are
+    `withholding.Permitted`, less what their withholding keeps back (objections to sharing,
+    sensitive categories recorded by other organisations: records.consent)."""
+    found = _belonging(resource_type, searches)
+    if isinstance(searches, withholding.Permitted):
+        return and_(found, withholding.shown(resource_type, searches.withholding))
+    return found
+
+
+def _belonging(resource_type: str, searches: Sequence[tuple[str, Query]]) -> ColumnElement[bool]:
     if not searches:
         return false()
     found = [patients_found(kind, query) for kind, query in searches]

@@ -77,6 +77,8 @@ class Gate:
         self.rules: set[str] = set()
         self.break_glass = False
         self.refused = False
+        self.withheld: str | None = None  # the consent rule that refused the request
+        self.notes: set[str] = set()  # what a break-glass grant overrode
         self._granted: set[str] = set()
 
     @property
@@ -89,9 +91,10 @@ class Gate:
         if self.unrestricted:
             return f"records API: {self.user.role.value} role (unrestricted)"
         if self.refused:
-            return "no legitimate relationship"
+            return f"withheld: {self.withheld}" if self.withheld else "no legitimate relationship"
         if self.rules:
-            return "legitimate relationship: " + ",".join(sorted(self.rules))
+            overrode = "".join(f"; {n}" for n in sorted(self.notes))
+            return "legitimate relationship: " + ",".join(sorted(self.rules)) + overrode
         return "records API: no patient's record involved"
 
     def only_unrestricted(self, what: str) -> None:
@@ -113,13 +116,33 @@ class Gate:
             decision: Decision = self.policy.decide(self.who, patient)
             if not decision.allowed:
                 self.refused = True
+                self.withheld = decision.withheld
                 raise _forbidden(BREAK_GLASS_HINT)
             self.rules.add(str(decision.rule))
             self.break_glass |= decision.rule == "break-glass"
+            if decision.withheld:
+                self.notes.add(f"{decision.withheld} overridden by break-glass")
 
-    def stored(self, store: RecordStore, kind: str, rid: str) -> None:
-        """Allow reading (or changing) `kind/rid` only for a patient the user may see; what
-        is missing or deleted is refused alike, so a refusal says nothing of existence."""
+    def _sensitive(self, resource: dict[str, Any]) -> None:
+        """Refuse a resource coded in a sensitive category that none of the user's
+        organisations recorded (as if there were no relationship), unless by break-glass."""
+        why = self.policy.withheld(self.who, resource)
+        if why is None:
+            return
+        for patient in patients_of(resource):
+            if self.policy.grant_for(self.who, patient) is None:
+                self.refused = True
+                self.withheld = why
+                raise _forbidden(BREAK_GLASS_HINT)
+        self.rules.add("break-glass")
+        self.break_glass = True
+        self.notes.add("sensitive category shown by break-glass")
+
+    def stored(self, store: RecordStore, kind: str, rid: str, *, versions: bool = False) -> None:
+        """Allow reading (or changing) `kind/rid` only for a patient the user may see, and
+        not when it is withheld (sensitive, recorded elsewhere; with `versions`, any of its
+        versions is, for history and vread); what is missing or deleted is refused alike, so
+        a refusal says nothing of existence."""
         if self.unrestricted:
             return
         self._type(kind)
@@ -131,6 +154,12 @@ class Gate:
             self.refused = True
             raise _forbidden(BREAK_GLASS_HINT) from None
         self._decide(patients_of(resource))
+        self._sensitive(resource)
+        if versions:
+            for version in store.history(kind, rid):
+                if version.resource is not None:
+                    self._decide(patients_of(version.resource))
+                    self._sensitive(version.resource)
 
     def writing(self, kind: str, resource: dict[str, Any]) -> None:
         """Allow writing `resource` only for patients the user may see (never a new Patient:
@@ -154,6 +183,7 @@ class Gate:
         except RecordsError:
             return
         self._decide(patients_of(current))
+        self._sensitive(current)
 
     def search_scope(self, kind: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
         """The searches whose patients a search is kept to (None: no restriction)."""

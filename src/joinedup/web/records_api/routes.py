@@ -368,7 +368,7 @@ async def history(request: Request, kind: str, rid: str) -> Response:
     pairs = _query(request)
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
-        gate.stored(store, fhir.check_type(kind), rid)
+        gate.stored(store, fhir.check_type(kind), rid, versions=True)
         return fhir.instance_history(store, base, fhir.check_type(kind), rid, pairs)
 
     return await _serve(request, "history-instance", f"{kind}/{rid}", work)
@@ -377,7 +377,7 @@ async def history(request: Request, kind: str, rid: str) -> Response:
 @router.get("/{kind}/{rid}/_history/{version}")
 async def vread(request: Request, kind: str, rid: str, version: str) -> Response:
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
-        gate.stored(store, fhir.check_type(kind), rid)
+        gate.stored(store, fhir.check_type(kind), rid, versions=True)
         return fhir.vread(store, base, fhir.check_type(kind), rid, version)
 
     return await _serve(request, "vread", f"{kind}/{rid}/_history/{version}", work)

@@ -1,0 +1,166 @@
+"""What a search keeps back from a user beyond their legitimate relationships (issue 16), as
+SQLAlchemy expressions over the internal index rows `records.consent` writes: the records of
+people with an objection to sharing recorded by another organisation, and resources coded in a
+sensitive category recorded by another organisation; neither for patients the user holds a
+break-glass grant for. Also who has a national data opt-out, for secondary use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
+
+from joinedup.records.consent import CODED, OBJECTION, OPT_OUT, RECORDED_BY
+from joinedup.records.parameters import SEARCH_PARAMETERS
+from joinedup.records.store.tables import resources, search_references, search_tokens
+
+
+@dataclass(frozen=True)
+class Withholding:
+    """What to keep back from one user: `organisations` are theirs (what those recorded is
+    not kept back from them), `granted` the patients of their break-glass grants (nothing of
+    theirs is kept back), `sensitive` the (system, code) pairs of the sensitive categories."""
+
+    organisations: frozenset[str]
+    granted: frozenset[str] = frozenset()
+    sensitive: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+
+class Permitted(list[tuple[str, Any]]):
+    """The searches (type, query) whose patients a user may see, carrying what is still kept
+    back from those patients' records (`withholding`): wherever a search, an `_include` or
+    `$everything` is kept to these patients, the withholding applies too."""
+
+    def __init__(self, searches: Sequence[tuple[str, Any]], withholding: Withholding) -> None:
+        super().__init__(searches)
+        self.withholding = withholding
+
+
+def _tokens(kind: str, parameter: str) -> Select[Any]:
+    t = search_tokens.c
+    return select(t.resource_id).where(t.resource_type == kind, t.parameter == parameter)
+
+
+def _recorded_by(kind: str, organisations: frozenset[str]) -> Select[Any]:
+    r = search_references.c
+    return select(r.resource_id).where(
+        r.resource_type == kind,
+        r.parameter == RECORDED_BY,
+        r.target_type == "Organization",
+        r.target_id.in_(sorted(organisations)) if organisations else false(),
+    )
+
+
+def _consent_patients(consents: Select[Any]) -> Select[Any]:
+    r = search_references.c
+    return select(r.target_id).where(
+        r.resource_type == "Consent",
+        r.parameter == "patient",
+        r.target_type == "Patient",
+        r.resource_id.in_(consents),
+    )
+
+
+def objected(organisations: frozenset[str]) -> Select[Any]:
+    """Patients with an active objection to sharing and none recorded by `organisations`."""
+    objections = _tokens("Consent", OBJECTION)
+    ours = objections.where(search_tokens.c.resource_id.in_(_recorded_by("Consent", organisations)))
+    return _consent_patients(objections).where(
+        search_references.c.target_id.not_in(_consent_patients(ours))
+    )
+
+
+def objection_organisations(patient_id: str) -> Select[Any]:
+    """(Consent id, recording organisation or None) of each active objection of
+    `patient_id`."""
+    r = search_references.c
+    recorded = search_references.alias("recorded")
+    consents = _tokens("Consent", OBJECTION)
+    return (
+        select(r.resource_id, recorded.c.target_id)
+        .select_from(
+            search_references.outerjoin(
+                recorded,
+                and_(
+                    recorded.c.resource_type == "Consent",
+                    recorded.c.resource_id == r.resource_id,
+                    recorded.c.parameter == RECORDED_BY,
+                ),
+            )
+        )
+        .where(
+            r.resource_type == "Consent",
+            r.parameter == "patient",
+            r.target_type == "Patient",
+            r.target_id == patient_id,
+            r.resource_id.in_(consents),
+        )
+    )
+
+
+def opted_out() -> Select[Any]:
+    """Patients with an active national data opt-out."""
+    return _consent_patients(_tokens("Consent", OPT_OUT)).distinct()
+
+
+def _of(kind: str, patients: Select[Any] | Sequence[str]) -> ColumnElement[bool]:
+    """Resources of `kind` belonging to `patients` (a subquery or ids)."""
+    if kind == "Patient":
+        return resources.c.resource_id.in_(patients)
+    r = search_references.c
+    return resources.c.resource_id.in_(
+        select(r.resource_id).where(
+            r.resource_type == kind,
+            r.parameter == "patient",
+            r.target_type == "Patient",
+            r.target_id.in_(patients),
+        )
+    )
+
+
+def _sensitive(kind: str, pairs: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
+    by_system: dict[str, list[str]] = defaultdict(list)
+    for system, code in sorted(pairs):
+        by_system[system].append(code)
+    t = search_tokens.c
+    matches = [and_(t.system == s, t.code.in_(codes)) for s, codes in by_system.items()]
+    return resources.c.resource_id.in_(_tokens(kind, CODED).where(or_(*matches)))
+
+
+def kept_back(kind: str, withholding: Withholding) -> ColumnElement[bool]:
+    """Resources of `kind` that `withholding` keeps back (to be excluded from a search)."""
+    if kind != "Patient" and "patient" not in SEARCH_PARAMETERS.get(kind, {}):
+        return false()  # nobody's record
+    objection = _of(kind, objected(withholding.organisations))
+    held = [objection]
+    if withholding.sensitive:
+        held.append(
+            and_(
+                _sensitive(kind, withholding.sensitive),
+                resources.c.resource_id.not_in(_recorded_by(kind, withholding.organisations)),
+            )
+        )
+    found = or_(*held)
+    if withholding.granted:
+        found = and_(found, ~_of(kind, sorted(withholding.granted)))
+    return found
+
+
+def shown(kind: str, withholding: Withholding | None) -> ColumnElement[bool]:
+    """The filter a search keeps: everything but what `withholding` keeps back."""
+    return true() if withholding is None else ~kept_back(kind, withholding)
+
+
+__all__ = [
+    "Permitted",
+    "Withholding",
+    "kept_back",
+    "objected",
+    "objection_organisations",
+    "opted_out",
+    "shown",
+]

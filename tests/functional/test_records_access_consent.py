@@ -1,0 +1,331 @@
+"""Consent and sensitive categories through the FHIR API, over HTTP on SQLite and PostgreSQL
+(issue 16): the access matrix of role x relationship x consent x sensitive x break-glass.
+
+Two GP practices (A11111 and B22222), a clinician at each, a feed and an analyst. A person's
+objection to sharing keeps their record from everyone outside the organisation that recorded
+it, relationship or not, until withdrawn or until break-glass; a resource coded in a sensitive
+category is shown only within the organisation that recorded it (searches count it for no one
+else, page by page); the national data opt-out changes nothing in direct care. Every refusal
+looks like a no-relationship refusal and is audited with the consent rule that applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from joinedup.records import RecordStore
+from joinedup.web.access import AccessStore
+from joinedup.web.records_api import create_records_app
+from joinedup.web.settings import WebSettings
+
+PASSWORD = "a long enough password"
+BASE = "/fhir/R4"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+REASON = "Unconscious in the emergency department, no history available"
+SCT = "http://snomed.info/sct"
+HIV = "86406008"  # Human immunodeficiency virus infection (disorder), in the shipped list
+HIV_POSITIVE = "165816005"
+ASTHMA = "195967001"
+RECORDED_BY = "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation"
+NDOP = "https://digital.nhs.uk/services/national-data-opt-out"
+NHS_NUMBERS = ("9000000009", "9434765919", "9434765870", "9434765889", "9434765897")
+
+
+class Api:
+    def __init__(self, client: TestClient, tokens: dict[str, str], store: RecordStore) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.store = store
+
+    def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        if "json" in kwargs:
+            kwargs["content"] = json.dumps(kwargs.pop("json"))
+            headers["Content-Type"] = "application/fhir+json"
+        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+
+    def made(self, resource: dict[str, Any]) -> str:
+        answer = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
+        assert answer.status_code == 201, answer.text
+        rid: str = answer.json()["id"]
+        return rid
+
+    def status(self, path: str, user: str) -> int:
+        code: int = self("GET", path, user=user).status_code
+        return code
+
+    def ids(self, path: str, user: str, **params: str) -> tuple[int, list[str]]:
+        found = self("GET", path, user=user, params=params).json()
+        return found["total"], [e["resource"]["id"] for e in found.get("entry", [])]
+
+    def audit(self, user: str) -> list[dict[str, Any]]:
+        """The API's audit entries of `user`, oldest first."""
+        store: AccessStore = self.client.app.state.access  # type: ignore[attr-defined]
+        entries = store.audit_entries(limit=100000)[1]
+        return [e for e in reversed(entries) if e["username"] == user]
+
+
+@pytest.fixture
+def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
+    settings = WebSettings(warehouse=tmp_path / "warehouse.duckdb")
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    users.add_user("feed", PASSWORD, "system")
+    users.add_user("gp-a", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
+    users.add_user("gp-b", PASSWORD, "clinician", pcn_code="U22222", practice_code="B22222")
+    users.add_user("analyst", PASSWORD, "analyst")
+    users.close()
+    with (
+        RecordStore(records_url, clock=lambda: NOW) as store,
+        TestClient(create_records_app(settings, store)) as c,
+    ):
+        tokens = {}
+        for name in ("feed", "gp-a", "gp-b", "analyst"):
+            answer = c.post("/api/v1/token", json={"username": name, "password": PASSWORD})
+            tokens[name] = answer.json()["access_token"]
+        yield Api(c, tokens, store)
+
+
+def _patient(api: Api, nhs_number: str) -> str:
+    """A patient registered at practice A11111 and seen today at B22222 (an Encounter under
+    way), so both clinicians have a legitimate relationship."""
+    pid = api.made({
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+        "name": [{"family": "Consentcase", "given": ["Jo"]}],
+        "gender": "female",
+        "birthDate": "1980-02-03",
+        "generalPractitioner": [{"reference": "Organization/A11111"}],
+    })  # fmt: skip
+    api.made({
+        "resourceType": "Encounter", "status": "in-progress", "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "serviceProvider": {"reference": "Organization/B22222"},
+        "period": {"start": "2026-06-01T11:00:00Z"},
+    })  # fmt: skip
+    return pid
+
+
+def objection(pid: str, organisation: str, status: str = "active") -> dict[str, Any]:
+    """A person's objection to sharing their record, as docs/records.md gives its shape."""
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+            "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "dateTime": "2026-05-01T09:00:00Z",
+        "organization": [{"identifier": {
+            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
+        "policyRule": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }  # fmt: skip
+
+
+def opt_out(pid: str) -> dict[str, Any]:
+    """A national data opt-out as `joinedup export fhir` writes it."""
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "policy": [{"uri": NDOP}],
+        "provision": {"type": "deny"},
+    }  # fmt: skip
+
+
+def condition(pid: str, code: str, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+            "code": "active"}]},
+        "code": {"coding": [{"system": SCT, "code": code}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "recordedDate": "2026-05-01",
+    }  # fmt: skip
+    return {**found, **(recorded or {})}
+
+
+def by_extension(organisation: str) -> dict[str, Any]:
+    ref = {"reference": f"Organization/{organisation}"}
+    return {"extension": [{"url": RECORDED_BY, "valueReference": ref}]}
+
+
+def by_contained_role(organisation: str) -> dict[str, Any]:
+    role = {
+        "resourceType": "PractitionerRole",
+        "id": "role",
+        "organization": {"reference": f"Organization/{organisation}"},
+    }
+    return {"contained": [role], "recorder": {"reference": "#role"}}
+
+
+def _refused(answer: Any) -> None:
+    """A consent refusal looks exactly like a no-relationship refusal."""
+    assert answer.status_code == 403, answer.text
+    issue = answer.json()["issue"][0]
+    assert issue["code"] == "forbidden"
+    assert issue["diagnostics"].startswith("no legitimate relationship with this patient")
+
+
+def _break_glass(api: Api, user: str, pid: str) -> None:
+    ask = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{pid}"}},
+        {"name": "reason", "valueString": REASON},
+    ]}  # fmt: skip
+    assert api("POST", "/$break-glass", json=ask, user=user).status_code == 201
+
+
+def test_an_objection_withholds_the_record_outside_the_recording_organisation(api: Api) -> None:
+    objects_at_a, objects_at_b, withdrawn, opted_out = (_patient(api, n) for n in NHS_NUMBERS[:4])
+    api.made(objection(objects_at_a, "A11111"))
+    api.made(objection(objects_at_b, "B22222"))
+    consent = api.made(objection(withdrawn, "B22222"))
+    api.made(opt_out(opted_out))
+    notes = {p: api.made(condition(p, ASTHMA)) for p in (objects_at_a, objects_at_b, withdrawn)}
+
+    # role x objection: inside the recording organisation (with a relationship) or not
+    expected = {
+        ("gp-a", objects_at_a): 200, ("gp-b", objects_at_a): 403,
+        ("gp-a", objects_at_b): 403, ("gp-b", objects_at_b): 200,
+        ("gp-a", withdrawn): 403, ("gp-b", withdrawn): 200,
+        ("gp-a", opted_out): 200, ("gp-b", opted_out): 200,
+        ("feed", objects_at_a): 200, ("analyst", objects_at_a): 403,
+    }  # fmt: skip
+    for (user, pid), status in expected.items():
+        assert api.status(f"/Patient/{pid}", user) == status, (user, pid)
+        if pid in notes:
+            assert api.status(f"/Condition/{notes[pid]}", user) == status, (user, pid)
+    _refused(api("GET", f"/Patient/{objects_at_a}", user="gp-b"))
+    _refused(api("GET", f"/Condition/{notes[objects_at_a]}/_history/1", user="gp-b"))
+    _refused(api("POST", "/Condition", json=condition(objects_at_a, ASTHMA), user="gp-b"))
+
+    # searches: the withheld are in no total, whatever the relationship
+    assert sorted(api.ids("/Patient", "gp-a", gender="female")[1]) == sorted(
+        [objects_at_a, opted_out]
+    )
+    total, found = api.ids("/Condition", "gp-b", code=ASTHMA)
+    assert total == 2 and sorted(found) == sorted([notes[objects_at_b], notes[withdrawn]])
+    assert api.ids("/Condition", "gp-b", patient=objects_at_a) == (0, [])
+
+    # withdrawn: the objection stops applying
+    withdrawal = {**objection(withdrawn, "B22222", status="inactive"), "id": consent}
+    assert api("PUT", f"/Consent/{consent}", json=withdrawal, user="feed").status_code == 200
+    assert api.status(f"/Patient/{withdrawn}", "gp-a") == 200
+    assert api.ids("/Condition", "gp-a", patient=withdrawn)[0] == 1
+
+    # Consent is searchable by patient and status, kept to permitted patients like the rest
+    assert api.ids("/Consent", "feed", patient=objects_at_a, status="active")[0] == 1
+    assert api.ids("/Consent", "feed", patient=objects_at_a, status="inactive")[0] == 0
+    assert api.ids("/Consent", "feed", patient=withdrawn, status="inactive")[1] == [consent]
+    assert api.ids("/Consent", "gp-a", patient=opted_out, status="active")[0] == 1
+    assert api.ids("/Consent", "gp-b", patient=objects_at_a)[0] == 0
+
+    # break-glass shows the record, audited as overriding the objection
+    _break_glass(api, "gp-b", objects_at_a)
+    assert api.status(f"/Patient/{objects_at_a}", "gp-b") == 200
+    assert api.ids("/Condition", "gp-b", patient=objects_at_a)[1] == [notes[objects_at_a]]
+
+    gp_b = api.audit("gp-b")
+    refusals = [e for e in gp_b if e["detail"].startswith("403")]
+    assert {e["reason"] for e in refusals} == {
+        "withheld: objection to sharing recorded by another organisation"
+    }
+    assert any(
+        e["action"] == "fhir read"
+        and e["reason"]
+        == "BREAK-GLASS; legitimate relationship: break-glass; objection to "
+        "sharing overridden by break-glass"
+        for e in gp_b
+    )
+    logged = json.dumps(api.audit("gp-a") + gp_b).lower()
+    assert not any(n in logged for n in NHS_NUMBERS) and "consentcase" not in logged
+
+
+def test_the_national_data_opt_out_is_for_secondary_use_only(api: Api) -> None:
+    opted_out, other = (_patient(api, n) for n in NHS_NUMBERS[:2])
+    api.made(opt_out(opted_out))
+    api.made(objection(other, "A11111"))
+    note = api.made(condition(opted_out, ASTHMA))
+    assert api.store.opted_out_patients() == {opted_out}  # what warehouse outputs leave out
+    for user in ("gp-a", "gp-b"):  # direct care is not affected
+        assert api.status(f"/Patient/{opted_out}", user) == 200
+        assert api.status(f"/Condition/{note}", user) == 200
+    assert api.ids("/Condition", "gp-b", patient=opted_out) == (1, [note])
+    withdrawn = api.ids("/Consent", "feed", patient=opted_out)[1][0]
+    update = {**opt_out(opted_out), "id": withdrawn, "status": "inactive"}
+    assert api("PUT", f"/Consent/{withdrawn}", json=update, user="feed").status_code == 200
+    assert api.store.opted_out_patients() == set()
+
+
+def test_sensitive_categories_only_within_the_recording_organisation(api: Api) -> None:
+    pid = _patient(api, NHS_NUMBERS[0])
+    hiv_at_a = api.made(condition(pid, HIV, by_extension("A11111")))
+    hiv_at_b = api.made(condition(pid, HIV, by_contained_role("B22222")))
+    hiv_nowhere = api.made(condition(pid, HIV))  # no recording organisation: no one's
+    asthma = api.made(condition(pid, ASTHMA))
+    result = api.made({
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "7917-8"}]},
+        "valueCodeableConcept": {"coding": [{"system": SCT, "code": HIV_POSITIVE}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "performer": [{"reference": "Organization/A11111"}],
+        "effectiveDateTime": "2026-05-01",
+    })  # fmt: skip
+
+    # role x sensitive (both clinicians have a relationship)
+    expected = {
+        hiv_at_a: {"gp-a": 200, "gp-b": 403, "feed": 200},
+        hiv_at_b: {"gp-a": 403, "gp-b": 200, "feed": 200},
+        hiv_nowhere: {"gp-a": 403, "gp-b": 403, "feed": 200},
+        asthma: {"gp-a": 200, "gp-b": 200, "feed": 200},
+    }
+    for rid, statuses in expected.items():
+        for user, status in statuses.items():
+            assert api.status(f"/Condition/{rid}", user) == status, (rid, user)
+            assert api.status(f"/Condition/{rid}/_history", user) == status, (rid, user)
+    assert api.status(f"/Observation/{result}", "gp-b") == 403
+    assert api.status(f"/Observation/{result}", "gp-a") == 200
+    _refused(api("GET", f"/Condition/{hiv_at_a}", user="gp-b"))
+    _refused(api("DELETE", f"/Condition/{hiv_at_a}", user="gp-b"))
+    assert api.status(f"/Condition/{hiv_at_a}", "feed") == 200  # not deleted
+
+    # searches leave them out in the query: totals and every page agree
+    assert api.ids("/Condition", "gp-b", patient=pid) == (2, sorted([hiv_at_b, asthma]))
+    assert api.ids("/Condition", "gp-a", code=HIV)[1] == [hiv_at_a]
+    pages = [api.ids("/Condition", "gp-a", patient=pid, _count="1", _offset=str(n)) for n in (0, 1)]
+    assert [p[0] for p in pages] == [2, 2]
+    assert sorted(p[1][0] for p in pages) == sorted([hiv_at_a, asthma])
+    assert api.ids("/Observation", "gp-b", patient=pid)[0] == 0
+    assert api.ids("/Condition", "feed", patient=pid)[0] == 4
+
+    # re-coded as not sensitive: shown; a version that was is still withheld by vread
+    recoded = {**condition(pid, ASTHMA, by_extension("A11111")), "id": hiv_at_a}
+    assert api("PUT", f"/Condition/{hiv_at_a}", json=recoded, user="feed").status_code == 200
+    assert api.ids("/Condition", "gp-b", patient=pid)[0] == 3
+    assert api.status(f"/Condition/{hiv_at_a}", "gp-b") == 200
+    assert api.status(f"/Condition/{hiv_at_a}/_history/1", "gp-b") == 403
+
+    # break-glass shows every sensitive resource of that patient
+    _break_glass(api, "gp-a", pid)
+    assert api.status(f"/Condition/{hiv_at_b}", "gp-a") == 200
+    assert api.ids("/Condition", "gp-a", patient=pid)[0] == 4
+
+    withheld = [e for e in api.audit("gp-b") if e["detail"].startswith("403")]
+    assert {e["reason"] for e in withheld} == {
+        "withheld: sensitive category hiv recorded by another organisation"
+    }
+    glass = [e for e in api.audit("gp-a") if e["reason"].startswith("BREAK-GLASS")]
+    assert any("sensitive category shown by break-glass" in e["reason"] for e in glass)
