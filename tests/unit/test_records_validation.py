@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from joinedup.records import InvalidResourceError, validate_resource
+from joinedup.errors import InputError
+from joinedup.records import (
+    CodeSystems,
+    InvalidResourceError,
+    read_code_systems,
+    validate_resource,
+)
 
 
 def _problems(resource: Any) -> list[str]:
@@ -81,3 +89,63 @@ def test_the_problem_never_repeats_the_value() -> None:
 )
 def test_what_is_not_an_r4_resource_is_refused(resource: Any) -> None:
     assert _problems(resource)
+
+
+# --- codings against code systems (the UK Core CodeSystems given through the loader) ---------
+
+ETHNIC = "https://fhir.hl7.org.uk/CodeSystem/UKCore-EthnicCategoryEngland"
+
+
+def _code_system(url: str, content: str = "complete", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "CodeSystem", "url": url, "status": "active", "content": content,
+        "concept": [{"code": "A", "concept": [{"code": "A1"}]}, {"code": "B"}], **extra,
+    }  # fmt: skip
+
+
+def _coded(code: str, system: str = ETHNIC) -> dict[str, Any]:
+    coding = {"system": system, "code": code}
+    extension = {"url": "https://example.org/ethnic", "valueCodeableConcept": {"coding": [coding]}}
+    return _patient(extension=[extension])
+
+
+def test_a_code_outside_its_code_system_names_the_element_not_the_code() -> None:
+    systems = CodeSystems.of([_code_system(ETHNIC)])
+    with pytest.raises(InvalidResourceError) as caught:
+        validate_resource(_coded("QQ"), systems)
+    assert caught.value.problems == [
+        f"Patient.extension[0].valueCodeableConcept.coding[0].code: not a code of the code "
+        f"system {ETHNIC}"
+    ]
+    assert "QQ" not in str(caught.value)
+    validate_resource(_coded("QQ"))  # without code systems, no such check
+
+
+@pytest.mark.parametrize("code", ["A", "A1", "B"])
+def test_codes_and_nested_codes_of_the_system_pass(code: str) -> None:
+    validate_resource(_coded(code), CodeSystems.of([_code_system(ETHNIC)]))
+
+
+def test_only_complete_code_systems_are_checked_and_case_follows_the_system() -> None:
+    systems = CodeSystems.of(
+        [
+            _code_system(ETHNIC, content="fragment"),
+            _code_system("https://example.org/folded", caseSensitive=False),
+        ]
+    )
+    assert len(systems) == 1
+    validate_resource(_coded("QQ"), systems)  # a fragment may lack a right code
+    validate_resource(_coded("a1", "https://example.org/folded"), systems)
+    validate_resource(_coded("QQ", "http://snomed.info/sct"), systems)  # not a loaded system
+    with pytest.raises(InvalidResourceError):
+        validate_resource(_coded("C", "https://example.org/folded"), systems)
+
+
+def test_the_loader_reads_the_code_systems_of_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "cs.json").write_text(json.dumps(_code_system(ETHNIC)))
+    (tmp_path / "patient.json").write_text(json.dumps(_patient()))
+    systems = read_code_systems(tmp_path)
+    assert len(systems) == 1 and systems.codes[ETHNIC] == {"A", "A1", "B"}
+    (tmp_path / "cs.json").unlink()
+    with pytest.raises(InputError, match="holds no CodeSystem"):
+        read_code_systems(tmp_path)

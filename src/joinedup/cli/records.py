@@ -17,7 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
 from joinedup.cli.web import HostOption, PortOption, SettingsOption
 from joinedup.errors import InputError
-from joinedup.records import RecordsSettings, RecordStore
+from joinedup.records import CodeSystems, RecordsSettings, RecordStore, read_code_systems
 from joinedup.records.bulk import CHUNK_SIZE, export, load
 from joinedup.web.settings import load_settings
 
@@ -34,9 +34,26 @@ RecordsOption = Annotated[
 ]
 
 
+CodeSystemsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--code-systems",
+        help="A folder of CodeSystem resources (XML or JSON; e.g. the UK Core package's) that "
+        "$validate checks codings against (env JOINEDUP_RECORDS_CODE_SYSTEMS).",
+        show_default=False,
+    ),
+]
+
+
 def open_records(target: str | None) -> RecordStore:
     """The records store at `target`, else where JOINEDUP_RECORDS says."""
     return RecordStore(target or RecordsSettings().records)
+
+
+def open_code_systems(folder: Path | None) -> CodeSystems | None:
+    """The code systems in `folder`, else in JOINEDUP_RECORDS_CODE_SYSTEMS, else none."""
+    chosen = folder or RecordsSettings().records_code_systems
+    return None if chosen is None else read_code_systems(chosen)
 
 
 @app.command("serve")
@@ -46,12 +63,14 @@ def serve(
     host: HostOption = None,
     port: PortOption = None,
     settings_file: SettingsOption = None,
+    code_systems: CodeSystemsOption = None,
 ) -> None:
     """Serve the FHIR R4 API at /fhir/R4 over the records store.
 
     Sign in with POST /api/v1/token as a user of the dashboard (the access store beside
-    --warehouse); only the admin and system roles may use the API for now, and every request
-    is written to the audit log.
+    --warehouse); the admin and system roles may use the whole API, clinicians the records of
+    patients they have a legitimate relationship with, and every request is written to the
+    audit log. With --code-systems, $validate also checks codings against those code systems.
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
@@ -61,13 +80,16 @@ def serve(
         warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
     )
     settings = load_settings(settings_file, warehouse=given, host=host, port=port)
+    codes = open_code_systems(code_systems)
     store = open_records(records)
     try:
-        app = create_records_app(settings, store)
+        app = create_records_app(settings, store, codes)
         address = f"http://{settings.host}:{settings.port}/fhir/R4"
         console.print(
             f"[bold]joinedup records[/] ({store.dialect}) at [bold cyan]{escape(address)}[/]"
         )
+        if codes is not None:
+            console.print(f"$validate checks codings against {len(codes)} code systems")
         console.print("Press Ctrl+C to stop.")
         uvicorn.run(
             app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
@@ -194,4 +216,13 @@ def export_command(
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
-__all__ = ["RecordsOption", "app", "export_command", "load_command", "open_records", "serve"]
+__all__ = [
+    "CodeSystemsOption",
+    "RecordsOption",
+    "app",
+    "export_command",
+    "load_command",
+    "open_code_systems",
+    "open_records",
+    "serve",
+]

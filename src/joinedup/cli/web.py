@@ -102,6 +102,14 @@ def serve(
             "or postgresql:// URL; env JOINEDUP_RECORDS).",
         ),
     ] = None,
+    code_systems: Annotated[
+        Path | None,
+        typer.Option(
+            "--code-systems",
+            help="With --records: a folder of CodeSystem resources (e.g. UK Core's) that the "
+            "FHIR API's $validate checks codings against (env JOINEDUP_RECORDS_CODE_SYSTEMS).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard and its JSON API (docs at /api/docs) over a warehouse, read-only.
 
@@ -131,11 +139,15 @@ def serve(
     app = create_app(settings)
     store = people = None
     if records or os.environ.get("JOINEDUP_RECORDS"):
-        from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
+        from joinedup.cli.records import (  # noqa: PLC0415 - it imports this module
+            open_code_systems,
+            open_records,
+        )
         from joinedup.web.records_api import mount_records  # noqa: PLC0415
 
+        codes = open_code_systems(code_systems)
         store = open_records(records)
-        mount_records(app, store)
+        mount_records(app, store, codes)
         # The person index's review queue, in the same store (docs/linkage.md).
         from joinedup.records import PersonIndexStore, RecordsSettings  # noqa: PLC0415
         from joinedup.web.person_index import mount_person_index  # noqa: PLC0415

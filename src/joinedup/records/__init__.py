@@ -13,7 +13,7 @@ from joinedup.records.errors import (
     TransactionFailedError,
     VersionConflictError,
 )
-from joinedup.records.loader import read_folder, read_resource
+from joinedup.records.loader import read_code_systems, read_folder, read_resource
 from joinedup.records.operations import (
     ConditionalUpdate,
     Create,
@@ -33,12 +33,13 @@ from joinedup.records.policy import (
 from joinedup.records.settings import DEFAULT_RECORDS, RecordsSettings
 from joinedup.records.store import Grant, HistoryEntry, RecordStore, SearchPage, database_url
 from joinedup.records.store.person_index import PersonIndexStore, ReviewPair, ReviewRecord
-from joinedup.records.validation import validate_resource
+from joinedup.records.validation import CodeSystems, validate_resource
 
 __all__ = [
     "DEFAULT_RECORDS",
     "SEARCH_PARAMETERS",
     "BreakGlassError",
+    "CodeSystems",
     "ConditionalUpdate",
     "Create",
     "Decision",
@@ -66,6 +67,7 @@ __all__ = [
     "Update",
     "VersionConflictError",
     "database_url",
+    "read_code_systems",
     "read_folder",
     "read_resource",
     "validate_resource",

@@ -11,6 +11,7 @@ from typing import Any
 
 from joinedup.errors import InputError
 from joinedup.fhir.xml import read_xml_resource
+from joinedup.records.validation import CodeSystems
 
 
 def read_resource(path: Path) -> dict[str, Any]:
@@ -33,3 +34,14 @@ def read_folder(folder: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in sorted(folder.iterdir()):
         if path.suffix in (".xml", ".json") and path.is_file():
             yield path, read_resource(path)
+
+
+def read_code_systems(folder: Path) -> CodeSystems:
+    """The CodeSystem resources in `folder` (FHIR XML or JSON files, such as the UK Core
+    package's), for `$validate` to check codings against. Files holding other resources are
+    passed over, so a whole package's folder may be given; a folder with no CodeSystem is an
+    error."""
+    found = [r for _, r in read_folder(folder) if r.get("resourceType") == "CodeSystem"]
+    if not found:
+        raise InputError(str(folder), "holds no CodeSystem resource (.xml or .json)")
+    return CodeSystems.of(found)

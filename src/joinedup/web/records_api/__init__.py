@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from joinedup import __version__
-from joinedup.records import RecordStore
+from joinedup.records import CodeSystems, RecordStore
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.app import SecurityHeaders
@@ -20,15 +20,21 @@ from joinedup.web.settings import WebSettings
 from joinedup.web.site import Site
 
 
-def mount_records(app: FastAPI, store: RecordStore) -> None:
+def mount_records(
+    app: FastAPI, store: RecordStore, code_systems: CodeSystems | None = None
+) -> None:
     """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
-    the caller closes `store` when the server stops."""
+    the caller closes `store` when the server stops. `$validate` checks codings against
+    `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems)."""
     app.state.records = store
     app.include_router(privacy_router)
+    app.state.records_code_systems = code_systems
     app.include_router(router)
 
 
-def create_records_app(settings: WebSettings, store: RecordStore) -> FastAPI:
+def create_records_app(
+    settings: WebSettings, store: RecordStore, code_systems: CodeSystems | None = None
+) -> FastAPI:
     """The FHIR API alone, with the dashboard's users, tokens and audit log (its access
     store, beside the warehouse setting) and `POST /api/v1/token` to sign in."""
     secret = (
@@ -73,7 +79,7 @@ def create_records_app(settings: WebSettings, store: RecordStore) -> FastAPI:
         "/api/v1/token", signin.api_sign_out, methods=["DELETE"], status_code=204,
         response_model=None, tags=["access"],
     )  # fmt: skip
-    mount_records(app, store)
+    mount_records(app, store, code_systems)
     return app
 
 

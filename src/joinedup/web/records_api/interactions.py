@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records import (
+    CodeSystems,
     ConditionalUpdate,
     Create,
     Delete,
@@ -167,10 +168,12 @@ def delete(store: RecordStore, kind: str, rid: str) -> Answer:
     return Answer(204, None, headers, rid)
 
 
-def validate(kind: str, body: bytes) -> Answer:
+def validate(kind: str, body: bytes, code_systems: CodeSystems | None = None) -> Answer:
     """`$validate`: the resource (or a Parameters holding it as `resource`) checked as the
-    store would check it before writing, without writing; 200 with an OperationOutcome of
-    information when it passes, 422 naming each problem when not."""
+    store would check it before writing, and against `code_systems` when given, without
+    writing. 200 either way, as FHIR's Resource-validate says (a 4xx means the validation
+    could not be done): an OperationOutcome of information when it passes, of an error naming
+    each problem's element when not."""
     given = parse_json(body)
     if given.get("resourceType") == "Parameters":
         found = [
@@ -186,9 +189,9 @@ def validate(kind: str, body: bytes) -> Answer:
     resource = resource_of(json.dumps(given).encode(), kind)
     checked = {**resource, "id": resource.get("id") or "validate"}
     try:
-        validate_resource(checked)
+        validate_resource(checked, code_systems)
     except RecordsError as err:
-        raise from_records(err) from None
+        return Answer(200, from_records(err).outcome())
     return Answer(
         200, operation_outcome([("informational", None, "no problems found")], "information")
     )

@@ -61,12 +61,14 @@ def _refusal(err: FhirError) -> Answer:
 
 
 def _summary(answer: Answer) -> str:
-    """The audit detail of an answer: its status and, for a refusal, the issue codes and the
-    elements they name (never their diagnostics, which may quote a request)."""
+    """The audit detail of an answer: its status and, for a refusal or a `$validate` that
+    found errors, the issue codes and the elements they name (never their diagnostics, which
+    may quote a request)."""
     text = str(answer.status)
     body = answer.body or {}
-    if body.get("resourceType") == "OperationOutcome" and answer.status >= 400:
-        for issue in body.get("issue", [])[:5]:
+    issues = body.get("issue", []) if body.get("resourceType") == "OperationOutcome" else []
+    if issues and (answer.status >= 400 or issues[0].get("severity") == "error"):
+        for issue in issues[:5]:
             text += f"; {issue.get('code')}"
             if issue.get("expression"):
                 text += f" {issue['expression'][0]}"
@@ -186,13 +188,15 @@ async def metadata(request: Request) -> Response:
 
 @router.post("")
 async def bundle(request: Request) -> Response:
-    """A transaction (all or nothing) or batch (each entry on its own) Bundle."""
+    """A transaction (all or nothing) or batch (each entry on its own) Bundle, posted to the
+    base with or without its closing slash (fhirpy posts a Bundle to `[base]/`)."""
 
     def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
         gate.only_unrestricted("a transaction or batch Bundle")
         given = fhir.parse_json(body)
         if given.get("resourceType") != "Bundle":
             raise FhirError.one(400, "invalid", "the base takes a Bundle", "resourceType")
+@router.post("/", include_in_schema=False)
         if given.get("type") == "transaction":
             return fhir.transaction(store, base, given)
         if given.get("type") == "batch":
@@ -291,7 +295,7 @@ async def search_by_post(request: Request, kind: str) -> Response:
 @router.post("/{kind}/$validate")
 async def validate(request: Request, kind: str) -> Response:
     def work(_: RecordStore, __: str, body: bytes, ___: Gate) -> Answer:
-        return fhir.validate(fhir.check_type(kind), body)
+        return fhir.validate(fhir.check_type(kind), body, code_systems)
 
     return await _serve(request, "validate", kind, work)
 
@@ -303,6 +307,8 @@ async def create(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
+    code_systems = getattr(request.app.state, "records_code_systems", None)
+
         if condition:
             gate.only_unrestricted("a conditional create")
         gate.writing(checked, fhir.resource_of(body, checked))
