@@ -27,8 +27,8 @@ def mount_records(
     the caller closes `store` when the server stops. `$validate` checks codings against
     `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems)."""
     app.state.records = store
-    app.include_router(privacy_router)
     app.state.records_code_systems = code_systems
+    app.include_router(privacy_router)
     app.include_router(router)
 
 

@@ -187,6 +187,7 @@ async def metadata(request: Request) -> Response:
 
 
 @router.post("")
+@router.post("/", include_in_schema=False)
 async def bundle(request: Request) -> Response:
     """A transaction (all or nothing) or batch (each entry on its own) Bundle, posted to the
     base with or without its closing slash (fhirpy posts a Bundle to `[base]/`)."""
@@ -196,7 +197,6 @@ async def bundle(request: Request) -> Response:
         given = fhir.parse_json(body)
         if given.get("resourceType") != "Bundle":
             raise FhirError.one(400, "invalid", "the base takes a Bundle", "resourceType")
-@router.post("/", include_in_schema=False)
         if given.get("type") == "transaction":
             return fhir.transaction(store, base, given)
         if given.get("type") == "batch":
@@ -294,6 +294,8 @@ async def search_by_post(request: Request, kind: str) -> Response:
 
 @router.post("/{kind}/$validate")
 async def validate(request: Request, kind: str) -> Response:
+    code_systems = getattr(request.app.state, "records_code_systems", None)
+
     def work(_: RecordStore, __: str, body: bytes, ___: Gate) -> Answer:
         return fhir.validate(fhir.check_type(kind), body, code_systems)
 
@@ -307,8 +309,6 @@ async def create(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-    code_systems = getattr(request.app.state, "records_code_systems", None)
-
         if condition:
             gate.only_unrestricted("a conditional create")
         gate.writing(checked, fhir.resource_of(body, checked))
