@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from joinedup.errors import ConfigurationError
 from joinedup.records import RecordStore
 from joinedup.web.access import AccessStore
 from joinedup.web.records_api import create_records_app
@@ -329,3 +330,17 @@ def test_sensitive_categories_only_within_the_recording_organisation(api: Api) -
     }
     glass = [e for e in api.audit("gp-a") if e["reason"].startswith("BREAK-GLASS")]
     assert any("sensitive category shown by break-glass" in e["reason"] for e in glass)
+
+
+def test_a_bad_sensitive_code_list_stops_the_server_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = tmp_path / "sensitive.csv"
+    listed.write_text(f"category,system,code,display,source\nhiv,{SCT},,HIV,local\n")
+    monkeypatch.setenv("JOINEDUP_RECORDS_SENSITIVE_CODES", str(listed))
+    settings = WebSettings(warehouse=tmp_path / "warehouse.duckdb")
+    with (
+        RecordStore(tmp_path / "records.sqlite") as store,
+        pytest.raises(ConfigurationError, match=f"{listed}: row 2: code is empty"),
+    ):
+        create_records_app(settings, store)

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from joinedup import __version__
-from joinedup.records import CodeSystems, RecordStore
+from joinedup.records import CodeSystems, Policy, RecordStore
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.app import SecurityHeaders
@@ -28,6 +28,8 @@ def mount_records(
     `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems)."""
     app.state.records = store
     app.state.records_code_systems = code_systems
+    # one policy for the server, reading the sensitive code list now: a bad one fails at start
+    app.state.records_policy = Policy(store)
     app.include_router(privacy_router)
     app.include_router(router)
 
