@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import json
 import secrets
 import sqlite3
 import threading
@@ -30,12 +31,15 @@ from joinedup.errors import ConfigurationError, InputError
 from joinedup.web.audit import (
     AUDIT_FIELDS,
     CHECKPOINT_EVERY,
+    CONTEXT_FIELDS,
     GENESIS,
     MAX_DETAIL_LENGTH,
     MAX_FIELD_LENGTH,
+    MAX_PATIENTS,
     AuditCheck,
     Mark,
     capped,
+    chained_values,
     entry_hash,
     load_key,
     mark_mac,
@@ -86,6 +90,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN}),
     # Break-glass grants to records, for review (issue 16).
     "privacy": frozenset({Role.PRIVACY_OFFICER}),
+    # The records API's audit trail as FHIR AuditEvents (GET /fhir/R4/AuditEvent).
+    "records_audit": frozenset({Role.PRIVACY_OFFICER, Role.ADMIN}),
 }
 
 #: Why a clinician opens a worklist: recorded with every view and download.
@@ -150,14 +156,26 @@ class AuditEvent:
     detail: str
     reason: str
     client: str
+    #: The user's organisation (ODS code), the purpose of use (v3 ActReason code) and the FHIR
+    #: Patient ids the request touched (CONTEXT_FIELDS): empty outside the records API.
+    organisation: str = ""
+    purpose: str = ""
+    patients: tuple[str, ...] = ()
 
     def fields(self, at: str) -> dict[str, str]:
-        """The entry's fields, each cut to its limit."""
+        """The entry's fields, each cut to its limit (Patient ids listed up to MAX_PATIENTS,
+        the rest counted as `+N`)."""
         entry = {"at": at, **{k: getattr(self, k) for k in AUDIT_FIELDS if k != "at"}}
-        return {
+        entry |= {"organisation": self.organisation, "purpose": self.purpose}
+        capped_entry = {
             k: capped(str(v), MAX_DETAIL_LENGTH if k == "detail" else MAX_FIELD_LENGTH)
             for k, v in entry.items()
         }
+        ids = sorted(set(self.patients))
+        listed = " ".join(ids[:MAX_PATIENTS])
+        if len(ids) > MAX_PATIENTS:
+            listed += f" +{len(ids) - MAX_PATIENTS}"
+        return {**capped_entry, "patients": listed}
 
 
 #: Where a PCN team is with a person on a worklist; everyone starts at "to contact".
@@ -168,6 +186,52 @@ WORKLIST_STATUSES: dict[str, str] = {
     "done": "Done",
 }
 MAX_NOTE_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class RecordsAuditQuery:
+    """Which of the records API's audit entries to find (AccessStore.records_audit): each
+    field None to not filter on it. `actions` are the actions to keep, `not_actions` those to
+    leave out; `patients` is a list of sets, an entry naming one of each; `outcomes` are the
+    first digits of the HTTP status; `since` and `before` are instants as the log writes them
+    (`at >= since`, `at < before`); `through` the newest entry to look at (the last one the
+    chain was checked to)."""
+
+    seq: int | None = None
+    through: int | None = None
+    since: str | None = None
+    before: str | None = None
+    actions: frozenset[str] | None = None
+    not_actions: frozenset[str] | None = None
+    usernames: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
+    purposes: frozenset[str] | None = None
+    outcomes: frozenset[str] | None = None
+    patients: tuple[frozenset[str], ...] | None = None
+    oldest_first: bool = False
+
+    def parameters(self) -> dict[str, Any]:
+        def array(values: frozenset[str] | None) -> str | None:
+            return None if values is None else json.dumps(sorted(values))
+
+        return {
+            "seq": self.seq,
+            "through": self.through,
+            "oldest": self.oldest_first,
+            "since": self.since,
+            "before": self.before,
+            "actions": array(self.actions),
+            "not_actions": array(self.not_actions),
+            "usernames": array(self.usernames),
+            "roles": array(self.roles),
+            "purposes": array(self.purposes),
+            "outcomes": array(self.outcomes),
+            "patients": (
+                None
+                if self.patients is None
+                else json.dumps([sorted(ids) for ids in self.patients])
+            ),
+        }
 
 
 @dataclass(frozen=True)
@@ -223,7 +287,10 @@ CREATE TABLE IF NOT EXISTS audit (
     reason TEXT NOT NULL,
     client TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    organisation TEXT NOT NULL DEFAULT '',
+    purpose TEXT NOT NULL DEFAULT '',
+    patients TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -262,10 +329,25 @@ _CHECKPOINT_COLUMNS = "SELECT name FROM pragma_table_info('audit_checkpoint')"
 _RENAME_ENTRIES = "ALTER TABLE audit_checkpoint RENAME COLUMN entries TO entries_count"
 
 
+#: The context columns (CONTEXT_FIELDS) came with the records API's AuditEvents: a log written
+#: before gets them, empty, when it opens (ADD COLUMN changes no row, so no trigger fires; an
+#: entry with them empty hashes as before).
+_AUDIT_COLUMNS = "SELECT name FROM pragma_table_info('audit')"
+_ADD_CONTEXT = {
+    "organisation": "ALTER TABLE audit ADD COLUMN organisation TEXT NOT NULL DEFAULT ''",
+    "purpose": "ALTER TABLE audit ADD COLUMN purpose TEXT NOT NULL DEFAULT ''",
+    "patients": "ALTER TABLE audit ADD COLUMN patients TEXT NOT NULL DEFAULT ''",
+}
+
+
 def _rename_old_columns(con: sqlite3.Connection) -> None:
     names = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
     if "entries" in names and "entries_count" not in names:
         con.execute(_RENAME_ENTRIES)
+    audit_names = {row[0] for row in con.execute(_AUDIT_COLUMNS)}
+    for name in CONTEXT_FIELDS:
+        if name not in audit_names:
+            con.execute(_ADD_CONTEXT[name])
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -288,9 +370,49 @@ _AUDIT_PAGE = (
     "WHERE seq <= ? ORDER BY seq DESC LIMIT ?"
 )
 _AUDIT_AFTER = (
-    "SELECT seq, at, username, role, action, resource, detail, reason, client, prev_hash, hash "
-    "FROM audit WHERE seq > ? ORDER BY seq LIMIT 20000"
+    "SELECT seq, at, username, role, action, resource, detail, reason, client, organisation, "
+    "purpose, patients, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT 20000"
 )
+_AUDIT_INSERT = (
+    "INSERT INTO audit (at, username, role, action, resource, detail, reason, client, "
+    "organisation, purpose, patients, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The records API's entries (action `fhir ...`) as AuditEvents, and how many match: every
+# filter is optional (NULL when not asked for); sets of values come as JSON arrays, the
+# patients as an array of arrays (each inner array one parameter: an entry names any of its
+# ids, for every parameter). One row always (the count), with the page's entries joined on.
+_RECORDS_AUDIT = """
+WITH matched AS (
+    SELECT seq FROM audit
+    WHERE action LIKE 'fhir %'
+    AND (:seq IS NULL OR seq = :seq) AND (:through IS NULL OR seq <= :through)
+    AND (:since IS NULL OR at >= :since) AND (:before IS NULL OR at < :before)
+    AND (:actions IS NULL OR action IN (SELECT value FROM json_each(:actions)))
+    AND (:not_actions IS NULL OR action NOT IN (SELECT value FROM json_each(:not_actions)))
+    AND (:usernames IS NULL OR username IN (SELECT value FROM json_each(:usernames)))
+    AND (:roles IS NULL OR role IN (SELECT value FROM json_each(:roles)))
+    AND (:purposes IS NULL OR purpose IN (SELECT value FROM json_each(:purposes)))
+    AND (:outcomes IS NULL OR substr(detail, 1, 1) IN (SELECT value FROM json_each(:outcomes)))
+    AND (:patients IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:patients) AS wanted WHERE NOT EXISTS (
+            SELECT 1 FROM json_each(wanted.value) AS one
+            WHERE instr(' ' || audit.patients || ' ', ' ' || one.value || ' ') > 0)))
+), page AS (
+    SELECT seq FROM matched
+    ORDER BY CASE WHEN :oldest THEN seq ELSE -seq END LIMIT :lim OFFSET :off
+)
+SELECT (SELECT count(*) FROM matched), audit.seq, audit.at, audit.username, audit.role,
+    audit.action, audit.resource, audit.detail, audit.reason, audit.client,
+    audit.organisation, audit.purpose, audit.patients, audit.prev_hash, audit.hash
+FROM (SELECT 1) AS one
+LEFT JOIN page ON 1
+LEFT JOIN audit ON audit.seq = page.seq
+ORDER BY CASE WHEN :oldest THEN audit.seq ELSE -audit.seq END
+"""
+RECORDS_AUDIT_COLUMNS = (
+    "seq", *AUDIT_FIELDS, *CONTEXT_FIELDS, "prev_hash", "hash",
+)  # fmt: skip
 
 
 _UPSERT_STATUS = (
@@ -627,15 +749,21 @@ class AccessStore:
         reason: str,
         client: str,
         username: str | None = None,
+        organisation: str = "",
+        purpose: str = "",
+        patients: Sequence[str] = (),
     ) -> int:
         """Append one entry: `user` did `action` to `resource` (with `detail`) for `reason`.
         Without a user (a failed sign-in, a request without a valid token) `username` says
         who, if anyone. `detail` is cut to MAX_DETAIL_LENGTH characters, the rest to
-        MAX_FIELD_LENGTH, each ending TRUNCATED when cut; returns the entry's number."""
+        MAX_FIELD_LENGTH, each ending TRUNCATED when cut; returns the entry's number. The
+        records API adds the user's `organisation`, the `purpose` of use and the FHIR
+        `patients` (ids) the request touched, for its AuditEvents."""
         event = AuditEvent(
             username=user.username if user else (username or "-"),
             role=user.role.value if user else "-",
             action=action, resource=resource, detail=detail, reason=reason, client=client,
+            organisation=organisation, purpose=purpose, patients=tuple(patients),
         )  # fmt: skip
         return self.audit_all([event])
 
@@ -656,13 +784,10 @@ class AccessStore:
                 for event in events:
                     entry = event.fields(at)
                     digest = entry_hash(self._audit_key, prev, entry)
-                    rows.append((*(entry[k] for k in AUDIT_FIELDS), prev, digest))
+                    values = (entry[k] for k in (*AUDIT_FIELDS, *CONTEXT_FIELDS))
+                    rows.append((*values, prev, digest))
                     prev = digest
-                con.executemany(
-                    "INSERT INTO audit (at, username, role, action, resource, detail, reason, "
-                    "client, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                con.executemany(_AUDIT_INSERT, rows)
                 # Numbers run on from 1 without gaps (AUTOINCREMENT; nothing is deleted), so
                 # the newest entry's number is also how many there are.
                 seq = int(con.execute("SELECT max(seq) FROM audit").fetchone()[0])
@@ -679,6 +804,21 @@ class AccessStore:
         total = int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
         rows = self._con.execute(_AUDIT_PAGE, (total - offset, limit)).fetchall()
         return total, [dict(zip(("seq", *AUDIT_FIELDS), r, strict=True)) for r in rows]
+
+    def records_audit(
+        self, query: RecordsAuditQuery, limit: int = 50, offset: int = 0
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The records API's entries (`fhir ...`) that `query` asks for, how many in all and a
+        page of them (newest first unless `query.oldest_first`), each with every column of
+        RECORDS_AUDIT_COLUMNS (its number, fields, context and both hashes). Scans the log:
+        the filters are on the entries' own (hashed) fields, with no index beside them that
+        could be changed to hide an entry."""
+        params = {**query.parameters(), "lim": limit, "off": offset}
+        with self._lock:
+            rows = self._con.execute(_RECORDS_AUDIT, params).fetchall()
+        total = int(rows[0][0])
+        rows = [r[1:] for r in rows if r[1] is not None]
+        return total, [dict(zip(RECORDS_AUDIT_COLUMNS, r, strict=True)) for r in rows]
 
     def _mark_legacy_entries(self) -> None:
         """On a log that had entries before it had a key (a key file made just now, and no
@@ -799,13 +939,14 @@ class AccessStore:
             for row in rows:
                 seq = int(row[0])
                 key = None if seq <= legacy.seq else self._audit_key
+                entry = dict(zip((*AUDIT_FIELDS, *CONTEXT_FIELDS), row[1:-2], strict=True))
                 problem = None
                 if row[-2] != prev or seq != last + 1:
                     problem = (
                         f"entry {seq} does not follow entry {last}: entries between were "
                         "removed, or one was changed"
                     )
-                elif row[-1] != values_hash(key, prev, row[1:-2]):
+                elif row[-1] != values_hash(key, prev, chained_values(entry)):
                     problem = (
                         f"entry {seq} does not match its hash: it was changed, or written "
                         "without the audit key"

@@ -26,6 +26,13 @@ from pathlib import Path
 from joinedup.errors import ConfigurationError
 
 AUDIT_FIELDS = ("at", "username", "role", "action", "resource", "detail", "reason", "client")
+#: Who and what else an entry names, for its AuditEvent (issue 16): the user's organisation
+#: (ODS code), the purpose of use (a v3 ActReason code: TREAT, BTG, ...) and the FHIR Patient
+#: ids the request touched (space-separated; ids only, never an NHS number or a name). Hashed
+#: after AUDIT_FIELDS when any is set, so an entry without them hashes as entries always have.
+CONTEXT_FIELDS = ("organisation", "purpose", "patients")
+#: The most Patient ids one entry lists; more are counted (`+N`), not listed.
+MAX_PATIENTS = 1000
 GENESIS = "0" * 64
 #: The longest `detail` kept; longer ones are cut and end with TRUNCATED.
 MAX_DETAIL_LENGTH = 1000
@@ -91,7 +98,15 @@ def load_key(path: Path) -> tuple[bytes, bool]:
 def entry_hash(key: bytes | None, prev: str, entry: dict[str, str]) -> str:
     """The hash of an entry after `prev`: keyed (HMAC-SHA256), or with `key` None the plain
     SHA-256 of entries written before the log had a key."""
-    return values_hash(key, prev, [entry[k] for k in AUDIT_FIELDS])
+    return values_hash(key, prev, chained_values(entry))
+
+
+def chained_values(entry: dict[str, str]) -> list[str]:
+    """The values an entry's hash covers: AUDIT_FIELDS, then CONTEXT_FIELDS when any is set
+    (an entry without them hashes as every entry did before they existed)."""
+    values = [entry[k] for k in AUDIT_FIELDS]
+    context = [entry.get(k, "") for k in CONTEXT_FIELDS]
+    return values + context if any(context) else values
 
 
 def values_hash(key: bytes | None, prev: str, values: Sequence[str]) -> str:
@@ -176,13 +191,16 @@ class AuditCheck:
 __all__ = [
     "AUDIT_FIELDS",
     "CHECKPOINT_EVERY",
+    "CONTEXT_FIELDS",
     "GENESIS",
     "MAX_DETAIL_LENGTH",
     "MAX_FIELD_LENGTH",
+    "MAX_PATIENTS",
     "TRUNCATED",
     "AuditCheck",
     "Mark",
     "capped",
+    "chained_values",
     "entry_hash",
     "load_key",
     "mark_mac",

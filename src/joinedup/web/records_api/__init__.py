@@ -14,6 +14,7 @@ from joinedup.records import CodeSystems, Policy, RecordStore
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.app import SecurityHeaders
+from joinedup.web.records_api.audit_events import router as audit_router
 from joinedup.web.records_api.privacy import router as privacy_router
 from joinedup.web.records_api.routes import PREFIX, router
 from joinedup.web.settings import WebSettings
@@ -31,6 +32,7 @@ def mount_records(
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     app.state.records_policy = Policy(store)
     app.include_router(privacy_router)
+    app.include_router(audit_router)  # before `router`: its AuditEvent routes win
     app.include_router(router)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from joinedup import __version__
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records import SEARCH_PARAMETERS
+from joinedup.web.records_api import audit_events
 
 #: The interactions every resource type has (the routes in `routes`).
 INTERACTIONS = (
@@ -38,6 +39,8 @@ def _search_parameters(kind: str) -> list[dict[str, Any]]:
 
 
 def _resource(kind: str) -> dict[str, Any]:
+    if kind == "AuditEvent":  # the audit trail: read and search only
+        return audit_events.capability()
     return {
         "type": kind,
         "interaction": [{"code": code} for code in INTERACTIONS],

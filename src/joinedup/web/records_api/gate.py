@@ -76,6 +76,8 @@ class Gate:
         self.who = requester(user, pcn_practices)
         self.rules: set[str] = set()
         self.break_glass = False
+        #: The patients the request's checks were about (allowed or not), for its AuditEvent.
+        self.patients: set[str] = set()
         self.refused = False
         self.withheld: str | None = None  # the consent rule that refused the request
         self.notes: set[str] = set()  # what a break-glass grant overrode
@@ -109,6 +111,7 @@ class Gate:
             )
 
     def _decide(self, patients: set[str]) -> None:
+        self.patients |= patients
         if not patients:
             self.refused = True
             raise _forbidden(BREAK_GLASS_HINT)

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from joinedup.records import BreakGlassError, Policy, RecordsError, RecordStore
 from joinedup.web.access import User
 from joinedup.web.records_api import interactions as fhir
+from joinedup.web.records_api.audit_events import audit_context, refuse_audit_writes
 from joinedup.web.records_api.capability import capability_statement
 from joinedup.web.records_api.gate import RELATIONSHIP_ROLES, Gate
 from joinedup.web.records_api.interactions import Answer
@@ -111,9 +112,12 @@ async def _serve(
                 detail=f"401; {detail}",
                 reason="",
                 client=where,
+                **audit_context(None, None, target, b"", answer),
             )
         )
         return _send(answer)
+    gate: Gate | None = None
+    body = b""
     if not user.may("records"):
         answer = _refusal(
             FhirError.one(
@@ -142,6 +146,7 @@ async def _serve(
             detail=_summary(answer) + ("; break-glass" if "BREAK-GLASS" in reason else ""),
             reason=reason,
             client=where,
+            **audit_context(user, gate, target, body, answer),
         )
     )
     return _send(answer)
@@ -197,6 +202,7 @@ async def bundle(request: Request) -> Response:
         given = fhir.parse_json(body)
         if given.get("resourceType") != "Bundle":
             raise FhirError.one(400, "invalid", "the base takes a Bundle", "resourceType")
+        refuse_audit_writes(given)
         if given.get("type") == "transaction":
             return fhir.transaction(store, base, given)
         if given.get("type") == "batch":
