@@ -8,8 +8,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from joinedup.errors import InputError
+from joinedup.records import read_resource
 from joinedup.web.access import AccessStore, RecordsAuditQuery, Role
 from joinedup.web.audit import MAX_PATIENTS
+from joinedup.web.records_api.audit_events import patients_in
+from joinedup.web.records_api.gate import patients_of
 
 
 def _store(tmp_path: Path) -> AccessStore:
@@ -90,3 +94,29 @@ def test_many_patients_are_counted_and_found_by_any_of_them(tmp_path: Path) -> N
     assert oldest[0] == 2 and [r["seq"] for r in oldest[1]] == [2]
     assert store.records_audit(RecordsAuditQuery(), limit=5, offset=9) == (2, [])
     assert store.verify_audit(full=True).intact
+
+
+def test_the_audited_patients_are_the_compartments_patients(uk_core_examples: Path) -> None:
+    """The AuditEvent's patients (found along the `patient` parameter's paths only) are those
+    the access checks use (gate.patients_of, which indexes the whole resource), on every UK
+    Core example; a Bundle's are its entries' and the Patients its responses locate."""
+    compared = 0
+    for path in sorted(uk_core_examples.glob("*.xml")):
+        try:
+            resource = read_resource(path)
+        except InputError:
+            continue
+        if resource["resourceType"] in ("Bundle", "Parameters"):
+            continue
+        assert patients_in(resource) == patients_of(resource), path.name
+        compared += 1
+    assert compared > 200
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/a"}}},
+            {"response": {"location": "Patient/b/_history/1"}},
+            {"resource": {"resourceType": "Patient"}},  # no id yet: nobody
+        ],
+    }
+    assert patients_in(bundle) == {"a", "b"}

@@ -25,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from joinedup import __version__
 from joinedup.fhir.ukcore import JOINEDUP_BASE
-from joinedup.records.parameters import date_range
+from joinedup.records.parameters import SEARCH_PARAMETERS as SEARCH_PARAMETERS_OF
+from joinedup.records.parameters import date_range, split_reference
 from joinedup.web.access import ROLE_LABELS, AccessStore, RecordsAuditQuery, Role, User
-from joinedup.web.records_api.gate import Gate, patients_of
+from joinedup.web.records_api.gate import Gate
 from joinedup.web.records_api.interactions import Answer
 from joinedup.web.records_api.outcome import FHIR_JSON, FhirError
 from joinedup.web.site import access, client, token_of
@@ -130,7 +131,7 @@ def purpose_of(user: User | None, break_glass: bool = False) -> str:
     return "BTG" if break_glass else PURPOSE_OF_ROLE.get(user.role, "")
 
 
-def _patient_ids(resource: Any) -> set[str]:
+def patients_in(resource: Any) -> set[str]:
     """The Patient ids `resource` belongs to; for a Bundle, its entries' (their resources and
     the Patients their responses locate); for Parameters, a `patient` reference."""
     if not isinstance(resource, dict):
@@ -141,7 +142,7 @@ def _patient_ids(resource: Any) -> set[str]:
         for entry in resource.get("entry") or []:
             if not isinstance(entry, dict):
                 continue
-            found |= _patient_ids(entry.get("resource"))
+            found |= patients_in(entry.get("resource"))
             location = str((entry.get("response") or {}).get("location") or "")
             matched = _PATIENT_TARGET.match(location)
             if matched:
@@ -156,14 +157,35 @@ def _patient_ids(resource: Any) -> set[str]:
                 if matched:
                     found.add(matched.group(1))
         return found
-    if kind == "Patient" and not _ID.fullmatch(str(resource.get("id") or "")):
-        return set()
-    if not isinstance(kind, str):
-        return set()
-    try:
-        return {p for p in patients_of(resource) if _ID.fullmatch(p)}
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return set()
+    if kind == "Patient":
+        rid = str(resource.get("id") or "")
+        return {rid} if _ID.fullmatch(rid) else set()
+    return _compartment(resource, kind)
+
+
+def _compartment(resource: dict[str, Any], kind: Any) -> set[str]:
+    """The Patients `resource` belongs to: where its `patient` search parameter points (what
+    gate.patients_of finds, without indexing the whole resource)."""
+    parameter = SEARCH_PARAMETERS_OF.get(kind, {}).get("patient") if isinstance(kind, str) else None
+    found: set[str] = set()
+    for path in parameter.paths if parameter else ():
+        nodes: list[Any] = [resource]
+        for step in path.split("."):
+            nodes = [
+                value
+                for node in nodes
+                for item in (node if isinstance(node, list) else [node])
+                if isinstance(item, dict)
+                for value in [item.get(step)]
+                if value is not None
+            ]
+        for node in nodes:
+            for item in node if isinstance(node, list) else [node]:
+                reference = item.get("reference") if isinstance(item, dict) else None
+                target = split_reference(reference) if isinstance(reference, str) else None
+                if target and target[0] == "Patient":
+                    found.add(target[1])
+    return found
 
 
 def _json(body: bytes) -> Any:
@@ -188,9 +210,9 @@ def audit_context(
     if gate is not None:
         patients |= {p for p in getattr(gate, "patients", set()) if _ID.fullmatch(p)}
     if answer.status < 400 and answer.body is not None:
-        patients |= _patient_ids(answer.body)
+        patients |= patients_in(answer.body)
     if answer.status < 400 and body:
-        patients |= _patient_ids(_json(body))
+        patients |= patients_in(_json(body))
     return AuditContext(
         organisation=organisation_of(user),
         purpose=purpose_of(user, bool(gate and gate.break_glass)),
