@@ -305,3 +305,70 @@ def parameter(resource_type: str, name: str) -> Parameter:
             f"{resource_type}?{name}: not a search parameter the store indexes ({listed})"
         )
     return known[name]
+
+
+@dataclass(frozen=True)
+class Link:
+    """An `_include` or `_revinclude` of a search: resources of `source` point through its
+    reference parameters `names` to resources of `target` (None: any type those parameters
+    point to)."""
+
+    source: str
+    names: tuple[str, ...]
+    target: str | None
+
+
+def link(searched: str, value: str, *, reverse: bool) -> Link:
+    """`_include` (or with `reverse`, `_revinclude`) `Source:parameter[:Target]` of a search
+    of `searched`, checked against the indexed reference parameters; `Source:*` is every one
+    of them. InvalidSearchError names the parameter and says what is wrong."""
+    name = "_revinclude" if reverse else "_include"
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidSearchError(f"{name}: {value!r} is not Type:parameter or Type:parameter:Type")
+    source, given, target = parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    for kind in (source, target):
+        if kind is not None and kind not in R4_RESOURCE_TYPES:
+            raise InvalidSearchError(f"{name}: {kind} is not a FHIR R4 resource type")
+    if not reverse and source != searched:
+        raise InvalidSearchError(
+            f"{name}: {value} starts from {source}, but the search is of {searched} "
+            "(_include:iterate is not supported)"
+        )
+    known = {n: p for n, p in SEARCH_PARAMETERS.get(source, {}).items() if p.kind == "reference"}
+    if given == "*":
+        names = tuple(sorted(known))
+    elif given in known:
+        names = (given,)
+    else:
+        listed = ", ".join(sorted(known)) or "none"
+        raise InvalidSearchError(
+            f"{name}: {source}:{given} is not a reference parameter the store indexes ({listed})"
+        )
+    if reverse:
+        if target not in (None, searched):
+            raise InvalidSearchError(f"{name}: {value} points to {target}, not to {searched}")
+        names = tuple(n for n in names if not known[n].targets or searched in known[n].targets)
+        if not names:
+            raise InvalidSearchError(f"{name}: {value} never points to {searched}")
+        target = searched
+    elif target is not None:
+        names = tuple(n for n in names if not known[n].targets or target in known[n].targets)
+        if not names:
+            raise InvalidSearchError(f"{name}: {value} never points to {target}")
+    return Link(source, names, target)
+
+
+def patient_references() -> dict[str, tuple[str, ...]]:
+    """By resource type, its indexed reference parameters that may point to a Patient (what
+    `Patient/$everything` follows back to the patient)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for kind, known in SEARCH_PARAMETERS.items():
+        names = tuple(
+            name
+            for name, p in known.items()
+            if p.kind == "reference" and (not p.targets or "Patient" in p.targets)
+        )
+        if names:
+            found[kind] = names
+    return found

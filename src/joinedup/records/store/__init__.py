@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,7 +54,7 @@ from joinedup.records.operations import (
     Outcome,
     Update,
 )
-from joinedup.records.parameters import entries
+from joinedup.records.parameters import Link, entries
 from joinedup.records.store import search as searching
 from joinedup.records.store import withholding
 from joinedup.records.store.tables import (
@@ -545,6 +545,91 @@ class RecordStore:
             found = [_loads(b) for b in bodies]
         return SearchPage(total, parsed.offset, parsed.count, found)
 
+    def link_targets(self, link: Link, source_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """What resources `source_ids` of `link.source` point to through the link's
+        parameters, as (type, id) pairs, each once (an `_include`; the targets may not exist)."""
+        found: dict[tuple[str, str], None] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(source_ids):
+                rows = conn.execute(searching.linked_targets(link, chunk)).all()
+                found.update(((str(t), str(i)), None) for t, i in rows)
+        return list(found)
+
+    def resources_by_id(
+        self,
+        resource_type: str,
+        resource_ids: Sequence[str],
+        *,
+        patients_of: Sequence[tuple[str, searching.Query]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The live resources of `resource_type` among `resource_ids`, by id; with
+        `patients_of`, only those of the patients those searches find (as `search`)."""
+        found: list[dict[str, Any]] = []
+        with self._reading() as conn:
+            for chunk in _chunks(sorted(set(resource_ids))):
+                where = and_(
+                    resources.c.resource_type == resource_type,
+                    resources.c.deleted.is_(False),
+                    resources.c.resource_id.in_(chunk),
+                )
+                if patients_of is not None:
+                    where = and_(where, searching.of_patients(resource_type, patients_of))
+                query = select(resources.c.body).where(where).order_by(resources.c.resource_id)
+                found.extend(_loads(b) for b in conn.execute(query).scalars())
+        return found
+
+    def linking_to(
+        self,
+        link: Link,
+        target_ids: Sequence[str],
+        *,
+        patients_of: Sequence[tuple[str, searching.Query]] | None = None,
+        limit: int = searching.MAX_COUNT,
+    ) -> list[dict[str, Any]]:
+        """The live resources of `link.source` that point to `target_ids` (of `link.target`)
+        through the link's parameters (a `_revinclude`), by id, at most `limit`; with
+        `patients_of`, only those of the patients those searches find."""
+        found: list[dict[str, Any]] = []
+        with self._reading() as conn:
+            for chunk in _chunks(sorted(set(target_ids))):
+                where = searching.linking_to(link, chunk)
+                if patients_of is not None:
+                    where = and_(where, searching.of_patients(link.source, patients_of))
+                query = select(resources.c.body).where(where).order_by(resources.c.resource_id)
+                rows = conn.execute(query.limit(limit - len(found))).scalars()
+                found.extend(_loads(b) for b in rows)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def everything(
+        self,
+        patient_id: str,
+        types: Mapping[str, Sequence[tuple[str, searching.Query]] | None],
+        *,
+        since: datetime | None = None,
+        count: int = searching.DEFAULT_COUNT,
+        offset: int = 0,
+    ) -> SearchPage:
+        """`Patient/$everything`: the live Patient `patient_id` and every live resource of
+        `types` that points to them (found through the reference index), updated at or after
+        `since`, one page of `count` from `offset`, the Patient first then by type and id.
+        Each type's value is the searches whose patients its resources are kept to (as
+        `search`'s `patients_of`; None: not kept to anyone)."""
+        if not 0 <= count <= searching.MAX_COUNT:
+            raise InvalidSearchError(f"_count: not a whole number from 0 to {searching.MAX_COUNT}")
+        where = searching.everything(
+            patient_id, types, None if since is None else since.astimezone(UTC)
+        )
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(resources).where(where)
+            ).scalar_one()
+            page = searching.everything_order(select(resources.c.body).where(where))
+            bodies = conn.execute(page.limit(count).offset(offset)).scalars()
+            found = [_loads(b) for b in bodies]
+        return SearchPage(total, offset, count, found)
+
     def current_resources(
         self, resource_type: str | None = None, *, since: datetime | None = None
     ) -> Iterator[dict[str, Any]]:
@@ -672,6 +757,15 @@ _UNINDEX = tuple(
     )
     for table in INDEX_TABLES
 )
+
+
+#: How many ids one IN list of a query holds (below every database's limit on parameters).
+_CHUNK = 500
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
 
 
 def _resource_of(given: Any) -> dict[str, Any]:

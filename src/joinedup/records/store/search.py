@@ -10,19 +10,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
 from joinedup.records.parameters import (
     SEARCH_PARAMETERS,
+    Link,
     Parameter,
     date_range,
     normalise,
     parameter,
+    patient_references,
     split_reference,
 )
 from joinedup.records.store import withholding
@@ -274,3 +277,76 @@ def ordered(query: Select[Any], resource_type: str, sort: str | None) -> Select[
         column = resources.c.last_updated
         query = query.order_by(column.asc() if sort == "_lastUpdated" else column.desc())
     return query.order_by(resources.c.resource_id)
+
+
+def linked_targets(link: Link, source_ids: Sequence[str]) -> Select[Any]:
+    """The (type, id) of what `source_ids` (of `link.source`) point to through the link's
+    parameters (an `_include`), each once, in order."""
+    refs = search_references.c
+    query = select(refs.target_type, refs.target_id).where(
+        refs.resource_type == link.source,
+        refs.parameter.in_(link.names),
+        refs.resource_id.in_(source_ids),
+    )
+    if link.target is not None:
+        query = query.where(refs.target_type == link.target)
+    return query.distinct().order_by(refs.target_type, refs.target_id)
+
+
+def linking_to(link: Link, target_ids: Sequence[str]) -> ColumnElement[bool]:
+    """Live resources of `link.source` that point to `target_ids` (of `link.target`) through
+    the link's parameters (a `_revinclude`)."""
+    refs = search_references.c
+    pointing = select(refs.resource_id).where(
+        refs.resource_type == link.source,
+        refs.parameter.in_(link.names),
+        refs.target_type == link.target,
+        refs.target_id.in_(target_ids),
+    )
+    return and_(
+        resources.c.resource_type == link.source,
+        resources.c.deleted == false(),
+        resources.c.resource_id.in_(pointing),
+    )
+
+
+Scope = Sequence[tuple[str, Query]] | None
+
+
+def everything(
+    patient_id: str, types: Mapping[str, Scope], since: datetime | None
+) -> ColumnElement[bool]:
+    """Live resources of `Patient/$everything`: the Patient and every resource of `types`
+    that points to them through a parameter that may point to a Patient (the reference
+    index), each type kept to the patients its scope's searches find (None: no one's
+    record is kept back), updated at or after `since` when given."""
+    refs = search_references.c
+    follows = patient_references()
+    reached: list[ColumnElement[bool]] = []
+    for kind, scope in types.items():
+        if kind == "Patient":
+            found = resources.c.resource_id == patient_id
+        elif kind in follows:
+            pointing = select(refs.resource_id).where(
+                refs.resource_type == kind,
+                refs.parameter.in_(follows[kind]),
+                refs.target_type == "Patient",
+                refs.target_id == patient_id,
+            )
+            found = resources.c.resource_id.in_(pointing)
+        else:
+            continue  # a type that never points to a patient
+        kept = [resources.c.resource_type == kind, found]
+        if scope is not None:
+            kept.append(of_patients(kind, scope))
+        reached.append(and_(*kept))
+    conditions = [resources.c.deleted == false(), or_(*reached) if reached else false()]
+    if since is not None:
+        conditions.append(resources.c.last_updated >= since)
+    return and_(*conditions)
+
+
+def everything_order(query: Select[Any]) -> Select[Any]:
+    """`Patient/$everything`'s order: the Patient first, then by type and id."""
+    first = case((resources.c.resource_type == "Patient", 0), else_=1)
+    return query.order_by(first, resources.c.resource_type, resources.c.resource_id)

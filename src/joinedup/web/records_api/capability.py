@@ -38,9 +38,44 @@ def _search_parameters(kind: str) -> list[dict[str, Any]]:
     return found
 
 
+def _includes(kind: str) -> list[str]:
+    """`_include` values of a search of `kind`: each indexed reference parameter, and `*`."""
+    known = SEARCH_PARAMETERS.get(kind, {})
+    found = [f"{kind}:{name}" for name, p in sorted(known.items()) if p.kind == "reference"]
+    return [*found, f"{kind}:*"] if found else []
+
+
+def _revincludes(kind: str) -> list[str]:
+    """`_revinclude` values of a search of `kind`: the indexed reference parameters of every
+    type that may point to a `kind`."""
+    return [
+        f"{source}:{name}"
+        for source, known in sorted(SEARCH_PARAMETERS.items())
+        for name, p in sorted(known.items())
+        if p.kind == "reference" and (not p.targets or kind in p.targets)
+    ]
+
+
 def _resource(kind: str) -> dict[str, Any]:
     if kind == "AuditEvent":  # the audit trail: read and search only
         return audit_events.capability()
+    operations = [
+        {
+            "name": "validate",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+        }
+    ]
+    if kind == "Patient":
+        operations.append(
+            {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                "documentation": (
+                    "GET Patient/{id}/$everything: the patient and every resource pointing to "
+                    "them, paged by _count (next links); _since and _type supported."
+                ),
+            }
+        )
     return {
         "type": kind,
         "interaction": [{"code": code} for code in INTERACTIONS],
@@ -50,13 +85,10 @@ def _resource(kind: str) -> dict[str, Any]:
         "conditionalCreate": True,
         "conditionalUpdate": True,
         "conditionalDelete": "not-supported",
+        **({"searchInclude": _includes(kind)} if _includes(kind) else {}),
+        **({"searchRevInclude": _revincludes(kind)} if _revincludes(kind) else {}),
         "searchParam": _search_parameters(kind),
-        "operation": [
-            {
-                "name": "validate",
-                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-            }
-        ],
+        "operation": operations,
     }
 
 

@@ -82,6 +82,7 @@ class Gate:
         self.withheld: str | None = None  # the consent rule that refused the request
         self.notes: set[str] = set()  # what a break-glass grant overrode
         self._granted: set[str] = set()
+        self._searches: list[tuple[str, list[tuple[str, str]]]] | None = None
 
     @property
     def unrestricted(self) -> bool:
@@ -195,9 +196,10 @@ class Gate:
         self._type(kind)
         if kind in DIRECTORY_TYPES:
             return None
-        searches, self._granted = self.policy.scope(self.who)
+        if self._searches is None:  # once a request: a search's includes ask again
+            self._searches, self._granted = self.policy.scope(self.who)
         self.rules.add("search kept to permitted patients")
-        return searches
+        return self._searches
 
     def shown(self, resources: list[dict[str, Any]]) -> None:
         """Note a search's page: a resource of a patient seen by break-glass makes the

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -29,12 +29,15 @@ from joinedup.records import (
     Update,
     validate_resource,
 )
+from joinedup.records.parameters import Link, date_range, link, patient_references
 from joinedup.web.records_api.outcome import FhirError, from_records, operation_outcome
 
 #: Search parameters about the response's form, not which resources match; not passed on.
 FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
 HISTORY_PARAMETERS = frozenset({"_count", "_offset"})
 _DEFAULT_COUNT = 50
+#: The most resources one page may hold (as the store's search).
+_MAX_COUNT = 1000
 
 
 @dataclass
@@ -217,33 +220,195 @@ def _page_links(
     return links
 
 
+#: What an included resource of a type is kept to: the searches whose patients it must
+#: belong to (None: not kept), or FhirError (403) when the type is closed to the user.
+ScopeOf = Callable[[str], Sequence[tuple[str, list[tuple[str, str]]]] | None]
+#: The most included resources one page holds (beyond it, an outcome entry says so).
+MAX_INCLUDES = 1000
+LINK_PARAMETERS = frozenset({"_include", "_revinclude"})
+
+
+def unrestricted(_: str) -> None:
+    """The scope of an unrestricted user: nothing kept back."""
+    return None
+
+
+def _links(kind: str, pairs: list[tuple[str, str]]) -> list[tuple[bool, Link]]:
+    """The search's `_include`s and `_revinclude`s as (reverse, link), in the order given."""
+    found: list[tuple[bool, Link]] = []
+    for name, value in pairs:
+        if name.partition(":")[0] in LINK_PARAMETERS and name not in LINK_PARAMETERS:
+            raise FhirError.one(
+                400, "not-supported", f"{name}: only {name.partition(':')[0]} without a "
+                "modifier is supported (no :iterate)", name,
+            )  # fmt: skip
+        if name in LINK_PARAMETERS:
+            reverse = name == "_revinclude"
+            found.extend((reverse, link(kind, part, reverse=reverse)) for part in value.split(","))
+    return found
+
+
+def _included(
+    store: RecordStore,
+    kind: str,
+    matches: list[dict[str, Any]],
+    links: list[tuple[bool, Link]],
+    scope_of: ScopeOf,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The resources a page's links bring in, each once and none that is a match, every one
+    through the same scope as the matches; and whether MAX_INCLUDES cut them short. A type
+    closed to the user is never included (`_include`) or refused (`_revinclude`)."""
+    ids = [str(r["id"]) for r in matches]
+    seen = {(kind, i) for i in ids}
+    found: list[dict[str, Any]] = []
+
+    def add(resources: list[dict[str, Any]]) -> None:
+        for r in resources:
+            key = (str(r["resourceType"]), str(r["id"]))
+            if key not in seen:
+                seen.add(key)
+                found.append(r)
+
+    for reverse, linked in links:
+        if not ids or len(found) > MAX_INCLUDES:
+            break
+        if reverse:
+            add(store.linking_to(linked, ids, patients_of=scope_of(linked.source),
+                                 limit=MAX_INCLUDES + 1))  # fmt: skip
+            continue
+        targets: dict[str, list[str]] = {}
+        for target_type, target_id in store.link_targets(linked, ids):
+            if (target_type, target_id) not in seen:
+                targets.setdefault(target_type, []).append(target_id)
+        for target_type, target_ids in targets.items():
+            try:
+                scope = scope_of(target_type)
+            except FhirError:
+                continue  # a type the user may not see at all: not shown, not counted
+            add(store.resources_by_id(target_type, target_ids, patients_of=scope))
+    return found[:MAX_INCLUDES], len(found) > MAX_INCLUDES
+
+
 def search(
     store: RecordStore,
     base: str,
     kind: str,
     pairs: list[tuple[str, str]],
     patients_of: Sequence[tuple[str, list[tuple[str, str]]]] | None = None,
+    scope_of: ScopeOf = unrestricted,
 ) -> Answer:
     """A searchset Bundle of one page, with `self`, `next` and `previous` links; with
-    `patients_of`, of the resources of patients those searches find alone (the total too)."""
+    `patients_of`, of the resources of patients those searches find alone (the total too).
+    `_include` and `_revinclude` add the resources the page's matches point to, or that
+    point to them, marked `include` and kept by `scope_of` (the total counts matches only)."""
     asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
-    page = store.search(kind, asked, patients_of=patients_of)
+    links = _links(kind, asked)
+    page = store.search(
+        kind, [(n, v) for n, v in asked if n not in LINK_PARAMETERS], patients_of=patients_of
+    )
+    included, cut = _included(store, kind, page.resources, links, scope_of)
+    entries = [
+        {"fullUrl": f"{base}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+        for r in page.resources
+    ] + [
+        {
+            "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "include"},
+        }
+        for r in included
+    ]
+    if cut:
+        warning = (
+            f"included resources cut at {MAX_INCLUDES}: ask for a smaller _count to see them all"
+        )
+        entries.append(
+            {
+                "resource": operation_outcome([("too-costly", None, warning)], "warning"),
+                "search": {"mode": "outcome"},
+            }
+        )
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "type": "searchset",
         "total": page.total,
         "link": _page_links(base, kind, asked, page.total, page.offset, page.count),
+        "entry": entries,
+    }
+    return Answer(200, bundle)
+
+
+EVERYTHING_PARAMETERS = frozenset({"_since", "_type", "_count", "_offset"})
+
+
+def everything(
+    store: RecordStore,
+    base: str,
+    rid: str,
+    pairs: list[tuple[str, str]],
+    scope_of: ScopeOf = unrestricted,
+) -> Answer:
+    """`Patient/{rid}/$everything`: a searchset Bundle of the Patient and every resource that
+    points to them (the reference index), one page of `_count` from `_offset`, updated at or
+    after `_since`, of the `_type`s given; each type kept by `scope_of` (a type closed to the
+    user is left out)."""
+    count, offset = _DEFAULT_COUNT, 0
+    since: datetime | None = None
+    types: set[str] | None = None
+    asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
+    for name, value in asked:
+        if name not in EVERYTHING_PARAMETERS:
+            raise FhirError.one(
+                400, "not-supported", "not a parameter of $everything this server supports "
+                "(_since, _type, _count, _offset)", name,
+            )  # fmt: skip
+        if name in ("_count", "_offset"):
+            highest = _MAX_COUNT if name == "_count" else 10**9
+            if not value.isdigit() or int(value) > highest:
+                raise FhirError.one(400, "invalid", f"not a whole number from 0 to {highest}", name)
+            count, offset = (int(value), offset) if name == "_count" else (count, int(value))
+        elif name == "_since":
+            try:  # a `+` of an offset left unescaped in the URL arrives as a space
+                since = date_range(value.replace(" ", "+"))[0]
+            except ValueError as err:
+                raise FhirError.one(400, "invalid", f"{err} (an instant)", name) from None
+        else:
+            given = [t.strip() for t in value.split(",") if t.strip()]
+            unknown = [t for t in given if t not in R4_RESOURCE_TYPES]
+            if unknown or not given:
+                raise FhirError.one(
+                    400, "invalid", f"not FHIR R4 resource types: {', '.join(unknown) or value!r}",
+                    name,
+                )  # fmt: skip
+            types = (types or set()) | set(given)
+    store.read("Patient", rid)  # 404 or 410 (a restricted user was refused before this)
+    kept: dict[str, Sequence[tuple[str, list[tuple[str, str]]]] | None] = {}
+    for kind in ("Patient", *sorted(patient_references())):
+        if types is not None and kind not in types:
+            continue
+        try:
+            kept[kind] = scope_of(kind)
+        except FhirError:
+            continue  # a type the user may not see at all (the audit trail): left out
+    page = store.everything(rid, kept, since=since, count=count, offset=offset)
+    path = f"Patient/{rid}/$everything"
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "total": page.total,
+        "link": _page_links(base, path, asked, page.total, page.offset, page.count),
         "entry": [
             {
-                "fullUrl": f"{base}/{kind}/{r['id']}",
+                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
                 "resource": r,
                 "search": {"mode": "match"},
             }
             for r in page.resources
         ],
     }
-    return Answer(200, bundle)
+    return Answer(200, bundle, resource_id=rid)
 
 
 def _paging(pairs: list[tuple[str, str]]) -> tuple[int, int]:
@@ -261,7 +426,7 @@ def _paging(pairs: list[tuple[str, str]]) -> tuple[int, int]:
         if not value.isdigit():
             raise FhirError.one(400, "invalid", "not a whole number", name)
         if name == "_count":
-            count = min(int(value), 1000)
+            count = min(int(value), _MAX_COUNT)
         else:
             offset = int(value)
     return count, offset

@@ -74,7 +74,10 @@ def _summary(answer: Answer) -> str:
             if issue.get("expression"):
                 text += f" {issue['expression'][0]}"
     elif body.get("resourceType") == "Bundle" and "total" in body:
-        text += f"; {body['total']} in all, {len(body.get('entry', []))} sent"
+        modes = [e.get("search", {}).get("mode") for e in body.get("entry", [])]
+        text += f"; {body['total']} in all, {modes.count('match')} sent"
+        if "include" in modes:
+            text += f", {modes.count('include')} included"
     elif body.get("resourceType") == "Bundle":
         text += f"; {len(body.get('entry', []))} entries"
     return text
@@ -275,7 +278,9 @@ async def search(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-        answer = fhir.search(store, base, checked, pairs, gate.search_scope(checked))
+        answer = fhir.search(
+            store, base, checked, pairs, gate.search_scope(checked), gate.search_scope
+        )
         gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
         return answer
 
@@ -291,7 +296,9 @@ async def search_by_post(request: Request, kind: str) -> Response:
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-        answer = fhir.search(store, base, checked, pairs, gate.search_scope(checked))
+        answer = fhir.search(
+            store, base, checked, pairs, gate.search_scope(checked), gate.search_scope
+        )
         gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
         return answer
 
@@ -373,6 +380,21 @@ async def delete(request: Request, kind: str, rid: str) -> Response:
         return fhir.delete(store, checked, rid)
 
     return await _serve(request, "delete", f"{kind}/{rid}", work)
+
+
+@router.get("/Patient/{rid}/$everything")
+async def everything(request: Request, rid: str) -> Response:
+    """`Patient/$everything`: the patient and every resource pointing to them, paged; allowed
+    as reading the patient is, each resource kept to the patients the user may see."""
+    pairs = _query(request)
+
+    def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
+        gate.stored(store, "Patient", rid)
+        answer = fhir.everything(store, base, rid, pairs, gate.search_scope)
+        gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
+        return answer
+
+    return await _serve(request, "everything", f"Patient/{rid}/$everything", work)
 
 
 @router.get("/{kind}/{rid}/_history")
