@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlglot import exp
 from joinedup.disclosure import DisclosurePolicy, control_count, describe
 from joinedup.errors import ConfigurationError
 from joinedup.finance.calendar import start_year
+from joinedup.finance.capitation import index_dates
 from joinedup.finance.money import money_text
 from joinedup.finance.whatif import ACTIVITY_LABELS, Driver
 from joinedup.finance.whatif import describe as describe_driver
@@ -101,6 +103,7 @@ def report_context(engine: Engine, policy: DisclosurePolicy | None = None) -> di
     }
     if "finance_need_index" in have:
         context["need"] = _need(engine, sdc, settings)
+        context["need"]["period"] = _need_period(engine, str(context["need_source"]))
     if "finance_allocation" in have:
         context["allocation"] = _allocation(engine, settings)
     if "finance_what_if" in have:
@@ -142,9 +145,27 @@ def _percent(value: float | None, *, signed: bool = True) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+def _published(value: int | None, policy: DisclosurePolicy) -> int | None:
+    """A count as published: disclosure-controlled, None when suppressed or missing."""
+    return control_count(int(value), policy) if value is not None else None
+
+
 def _count(value: int | None, policy: DisclosurePolicy) -> str:
-    published = control_count(int(value), policy) if value is not None else None
+    published = _published(value, policy)
     return "*" if published is None else f"{published:,}"
+
+
+def _need_period(engine: Engine, need_source: str) -> str:
+    """The period need describes, in words: the population health run's index date when need
+    was estimated from the population, the settings' weights otherwise."""
+    if need_source != "population" or "phm_run" not in set(engine.table_names()):
+        return f"Need from {need_source or 'the settings'}, as at the finance run"
+    index_date, _ = index_dates(engine)
+    return (
+        f"Practice lists at the index date {index_date.isoformat()}; the need model from cost "
+        f"and deaths in the year before it ({(index_date - timedelta(days=365)).isoformat()} "
+        f"to {(index_date - timedelta(days=1)).isoformat()})"
+    )
 
 
 # --- need ------------------------------------------------------------------------------------
@@ -164,6 +185,10 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
             "name": r["name"],
             "population": _count(round(r["registered_count"]), policy),
             "indices": [f"{r[f'{c}_index']:.3f}" for c in components],
+            # Exact figures, for downloads and the API (the population as published).
+            "place_code": r["code"],
+            "population_count": _published(round(r["registered_count"]), policy),
+            **{f"{c}_index": r[f"{c}_index"] for c in components},
         }
         for r in places
     ]
@@ -174,6 +199,9 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
             "parent": r["parent_code"],
             "population": _count(round(r["registered_count"]), policy),
             "final": f"{r.get('final_index', float('nan')):.3f}",
+            "pcn_code": r["code"],
+            "population_count": _published(round(r["registered_count"]), policy),
+            "final_index": r.get("final_index"),
         }
         for r in pcns
     ]
@@ -204,6 +232,7 @@ def _need(engine: Engine, policy: DisclosurePolicy, settings: dict[str, Any]) ->
     model = _model(engine, policy) if "finance_cost_curve" in set(engine.table_names()) else None
     return {
         "components": [COMPONENT_LABELS[c] for c in components],
+        "component_keys": components,
         "rows": table,
         "pcns": pcn_table,
         "svg": figure_svg(fig, "need", "Need index by place", description),
@@ -245,6 +274,7 @@ def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
     curve_table = []
     for band in bands:
         cells = []
+        exact: dict[str, Decimal | None] = {}
         for component in by_component:
             for sex in ("female", "male"):
                 found = cost.get((component, band, sex))
@@ -252,18 +282,18 @@ def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
                 cells.append(
                     "" if found is None else "*" if value is None else money_text(value, "£")
                 )
-        curve_table.append({"band": band, "cells": cells})
+                exact[f"{component}_{sex}_gbp"] = value
+        curve_table.append({"band": band, "cells": cells, "age_band": band, **exact})
     ratios = _rows(engine, "finance_need_adjustment")
-    ratio_table: dict[tuple[int, str], dict[str, str]] = defaultdict(dict)
+    ratio_table: dict[tuple[int, str], dict[str, float | None]] = defaultdict(dict)
     for r in ratios:
-        ratio_table[(r["imd_quintile"], r["ltc_band"])][r["component"]] = (
-            "*" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        )
+        ratio_table[(r["imd_quintile"], r["ltc_band"])][r["component"]] = r["ratio"]
     hi = _rows(engine, "finance_health_inequalities")
     return {
         "svg": figure_svg(fig, "curves", "Cost curves by age and sex", description),
         "description": description,
         "curve_components": [COMPONENT_LABELS[c] for c in by_component],
+        "curve_keys": list(by_component),
         "curves": curve_table,
         "ratio_components": [COMPONENT_LABELS[c] for c in by_component],
         "ratio_keys": list(by_component),
@@ -271,30 +301,40 @@ def _model(engine: Engine, policy: DisclosurePolicy) -> dict[str, Any]:
             {
                 "quintile": _quintile(q),
                 "ltc": band,
-                "cells": [values.get(c, "") for c in by_component],
+                "cells": [_ratio_text(values, c) for c in by_component],
+                "imd_quintile": q,
+                "ltc_band": band,
+                **{f"{c}_ratio": values.get(c) for c in by_component},
             }
             for (q, band), values in sorted(ratio_table.items())
         ],
         "smr": [
             {
                 "quintile": _quintile(r["imd_quintile"]),
-                "people": _count(r["people_count"], policy)
-                if r["people_count"] is not None
-                else "*",
+                "people": _count(r["people_count"], policy),
                 "deaths": "*" if r["deaths_count"] is None else f"{r['deaths_count']:,}",
                 "smr": "*" if r["smr"] is None else f"{r['smr']:.2f}",
+                # Exact figures as published (already disclosure-controlled when stored).
+                "imd_quintile": r["imd_quintile"],
+                "people_count": _published(r["people_count"], policy),
+                "deaths_count": r["deaths_count"],
+                "standardised_mortality_ratio": r["smr"],
             }
             for r in hi
         ],
     }
 
 
+def _ratio_text(values: dict[str, float | None], component: str) -> str:
+    """A need adjustment ratio as shown: two places, * when suppressed, empty when none."""
+    if component not in values:
+        return ""
+    value = values[component]
+    return "*" if value is None else f"{value:.2f}"
+
+
 def _ratio(part: Decimal, whole: Decimal) -> float:
     return float(part / whole) if whole else 0.0
-
-
-def _distance(allocation: Decimal, target: Decimal) -> float:
-    return float((allocation - target) / target) if target else 0.0
 
 
 def _quintile(q: int) -> str:
@@ -407,6 +447,8 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
                 "share": _percent(float(gap / r["head_count_gbp"])),
                 "gap": gap,
                 "ratio": float(gap / r["head_count_gbp"]),
+                "difference_gbp": gap,
+                "difference_ratio": float(gap / r["head_count_gbp"]),
                 "place_code": p,
                 "target_gbp": r["target_gbp"],
                 "head_count_gbp": r["head_count_gbp"],
@@ -433,6 +475,8 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         {
             "place": names.get(p, p),
             "cells": [money_text(sectors.get((p, s)), "£m") for s in sector_names],
+            "place_code": p,
+            **{f"{s}_gbp": sectors.get((p, s)) for s in sector_names},
         }
         for p in places
     ]
@@ -449,6 +493,7 @@ def _allocation(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
         "head_count": head_count,
         "head_count_summary": head_count_summary,
         "sectors": [SECTOR_LABELS.get(s, s) for s in sector_names],
+        "sector_keys": sector_names,
         "sector_rows": sector_table,
         "pace": settings.get("allocation", {}).get("pace", {}),
     }
@@ -474,6 +519,11 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
                 "spend_growth": _percent(r["spend_growth"]),
                 "met": r["met"],
                 "explanation": r["explanation"],
+                # Exact figures, for downloads and the API.
+                "guarantee": r["guarantee"],
+                **{k: r[k] for k in ("previous_gbp", "minimum_gbp", "planned_gbp", "margin_gbp")},
+                "allocation_growth_rate": r["allocation_growth"],
+                "spend_growth_rate": r["spend_growth"],
             }
             for r in _rows(engine, "finance_guarantee")
         ]
@@ -494,12 +544,14 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
                 "allocation": money_text(t["allocation_gbp"], "£m"),
                 "delegated": money_text(t["delegated_gbp"], "£m"),
                 "retained": money_text(t["retained_gbp"], "£m"),
-                "share": _percent(
-                    _distance(t["delegated_gbp"], t["allocation_gbp"]) + 1, signed=False
-                ),
+                "share": _percent(share, signed=False),
+                "place_code": p,
+                **t,
+                "delegated_share": share,
             }
             for p in places
-            for t in [totals[p]]
+            for t in [dict(totals[p])]
+            for share in [_ratio(t["delegated_gbp"], t["allocation_gbp"])]
         ]
     if "finance_pooled_budget" in have:
         rows = _rows(engine, "finance_pooled_budget")
@@ -511,12 +563,15 @@ def _budgets(engine: Engine, have: set[str]) -> dict[str, Any]:
                 "name": pool,
                 "kind": "Better Care Fund" if mine[0]["kind"] == "bcf" else "Section 75",
                 "total": money_text(sum(r["contribution_gbp"] for r in mine), "£"),
+                "year": mine[0]["financial_year"],
                 "partners": [
                     {
                         "partner": partners.get(r["partner"], r["partner"]),
                         "code": r["partner"] if r["partner"] in organisations else "",
                         "amount": money_text(r["contribution_gbp"], "£"),
                         "share": _percent(r["share_of_pool"], signed=False),
+                        "contribution_gbp": r["contribution_gbp"],
+                        "contribution_share": r["share_of_pool"],
                     }
                     for r in mine
                 ],
@@ -570,7 +625,8 @@ def _payments(engine: Engine) -> list[dict[str, Any]]:
                 {"line": LINE_LABELS.get(r["line"], r["line"].replace("_", " ")),
                  "pod": POD_LABELS.get(r["point_of_delivery"] or "", r["point_of_delivery"] or ""),
                  "pod_code": r["point_of_delivery"] or "",
-                 "amount": money_text(r["amount_gbp"], "£"), "explanation": r["explanation"]}
+                 "amount": money_text(r["amount_gbp"], "£"), "explanation": r["explanation"],
+                 "line_code": r["line"], "amount_gbp": r["amount_gbp"]}
                 for r in mine
             ],
         }
@@ -731,6 +787,9 @@ def _control_total(engine: Engine) -> dict[str, Any]:
                 "label": r["label"],
                 "amount": money_text(r["amount_gbp"], "£", signed=True),
                 "running": money_text(r["running_total_gbp"], "£"),
+                "step": r["step"],
+                "amount_gbp": r["amount_gbp"],
+                "running_total_gbp": r["running_total_gbp"],
             }
             for r in steps
         ],
@@ -739,6 +798,8 @@ def _control_total(engine: Engine) -> dict[str, Any]:
                 "category": r["category"].replace("_", " ").capitalize(),
                 "variance": money_text(r["variance_gbp"], "£", signed=True),
                 "favourable": r["favourable"],
+                "category_code": r["category"],
+                "variance_gbp": r["variance_gbp"],
             }
             for r in variances
             if r["organisation_code"] == "SYSTEM"

@@ -40,6 +40,7 @@ from joinedup.finance.whatif import (
 from joinedup.web.access import User
 from joinedup.web.dashboard import Dashboard
 from joinedup.web.downloads import XLSX_MEDIA_TYPE, Column, Format, Table, respond
+from joinedup.web.finance_tables import DOWNLOADS, SIGNS, finance_download, table_names
 from joinedup.web.site import (
     access,
     allowed,
@@ -340,96 +341,6 @@ def result_view(result: WhatIfResult) -> dict[str, Any]:
     }
 
 
-# --- downloads ------------------------------------------------------------------------------
-
-SIGNS = (
-    "Positive is more money for whoever the row is about (above target, a surplus, an "
-    "underspend, a favourable variance) or a rise against the baseline; negative is less."
-)
-#: Each finance table that can be downloaded: its title, the context rows it reads, its columns.
-DOWNLOADS: dict[str, tuple[str, str, list[Column]]] = {
-    "allocation": ("Allocation by place and year", "allocation.rows", [
-        Column("year", "Financial year"), Column("place", "Place"),
-        Column("place_code", "Place code"), Column("baseline_gbp", "Baseline", "£"),
-        Column("target_gbp", "Target", "£"), Column("allocation_gbp", "Allocation", "£"),
-        Column("growth_rate", "Growth", "fraction"),
-        Column("distance_from_target", "Distance from target", "fraction"),
-        Column("head_count_gbp", "Head-count split", "£"),
-    ]),
-    "head-count": ("Target by need against a head-count split", "allocation.head_count", [
-        Column("place", "Place"), Column("place_code", "Place code"),
-        Column("target_gbp", "Target (need)", "£"),
-        Column("head_count_gbp", "Head-count split", "£"),
-        Column("gap", "Difference", "£"), Column("ratio", "Difference", "fraction"),
-    ]),
-    "control-total": ("Position and forecast outturn by organisation", "control_total.rows", [
-        Column("name", "Organisation"), Column("organisation_code", "Organisation code"),
-        Column("months", "Months reported"), Column("plan_ytd_gbp", "Plan to date", "£"),
-        Column("actual_ytd_gbp", "Actual to date", "£"),
-        Column("forecast_run_rate_gbp", "Forecast (run rate)", "£"),
-        Column("forecast_trend_gbp", "Forecast (trend)", "£"),
-        Column("plan_full_year_gbp", "Full-year plan", "£"),
-        Column("forecast_variance_gbp", "Forecast against plan", "£"),
-        Column("must", "Must break even"), Column("meets", "Rule"),
-    ]),
-    "risk-share": ("Risk share by scenario and party", "risk_share.scenarios", [
-        Column("scenario", "Scenario"), Column("party", "Party"),
-        Column("party_code", "Party code"), Column("kind", "Kind"),
-        Column("variance_gbp", "Variance", "£"), Column("kept_gbp", "Kept", "£"),
-        Column("pool_share_gbp", "Share of pool", "£"),
-        Column("limits_gbp", "Caps, collars, residual", "£"),
-        Column("final_gbp", "After sharing", "£"),
-    ]),
-    "what-if": ("Stored what-if scenarios by place", "what_if.scenarios", [
-        Column("description", "Scenario"), Column("scenario", "Scenario name"),
-        Column("place", "Place"), Column("place_code", "Place code"),
-        Column("cost_change_gbp", "Modelled cost change", "£"),
-        Column("baseline_index", "Overall need index, baseline"),
-        Column("scenario_index", "Overall need index, scenario"),
-        Column("target_change_gbp", "Target change", "£"),
-        Column("allocation_change_gbp", "Allocation change", "£"),
-    ]),
-}  # fmt: skip
-
-
-def _context_rows(r: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    section, key = where.split(".")
-    found = (r.get(section) or {}).get(key) or []
-    if key == "scenarios":  # one row per scenario and row, the scenario's words on each
-        return [
-            {**row, "description": s.get("description", s["name"])}
-            for s in found
-            for row in s["rows"]
-        ]
-    return list(found)
-
-
-def finance_download(r: dict[str, Any], name: str) -> Table:
-    """One of the finance page's tables, its rows as the API gives them, exact pounds."""
-    if name not in DOWNLOADS:
-        raise InputError("name", f"no finance table {name!r}; choose from {', '.join(DOWNLOADS)}")
-    title, where, columns = DOWNLOADS[name]
-    rows = _context_rows(r, where)
-    if not rows:
-        raise ConfigurationError(f"this warehouse's finance run has no {title.lower()}")
-    run = r.get("run", {})
-    return Table(
-        name=f"finance-{name}",
-        title=f"{r.get('ics_name', '')}: {title}",
-        columns=columns,
-        rows=[{c.key: row.get(c.key) for c in columns} for row in rows],
-        notes=[
-            ("Definition", f"{title}, from the finance page; money in pounds, exact."),
-            ("Signs", SIGNS),
-            ("Period", ", ".join(sorted({str(row.get("year", "")) for row in rows} - {""}))
-             or "the finance run's years"),
-            ("Disclosure", str(r.get("disclosure_rule", ""))),
-            ("Source", f"joinedup finance run {run.get('run_id', '')} ({run.get('run_at', '')}), "
-             f"need from {r.get('need_source', '')}"),
-        ],
-    )  # fmt: skip
-
-
 # --- the API ----------------------------------------------------------------------------------
 
 
@@ -441,15 +352,28 @@ async def api_finance(request: Request, user: Annotated[User, Depends(api_user)]
     return await cached_json(request, ("finance",), dashboard(request).finance)
 
 
-@router.get("/api/v1/finance/table", response_model=list[dict[str, Any]], tags=["finance"])
+@router.get(
+    "/api/v1/finance/table", response_model=list[dict[str, Any]], tags=["finance"],
+    responses={200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
+)  # fmt: skip
 async def api_finance_table(
     request: Request,
     user: Annotated[User, Depends(api_user)],
-    name: Annotated[str, Query(description=", ".join(DOWNLOADS))] = "allocation",
+    name: Annotated[
+        str,
+        Query(
+            description=f"The table, in the finance page's order: {table_names()}.",
+            json_schema_extra={"enum": list(DOWNLOADS)},
+        ),
+    ] = "allocation",
     format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
 ) -> Response:
-    """One finance table's rows with exact pounds (the page's figures before rounding), as
-    JSON, CSV or Excel with its notes (definition, signs, period, disclosure, source)."""
+    """One table of the finance page, every table having one: its rows with exact figures
+    (pounds to the penny, indices and rates unrounded: the page's figures before rounding;
+    counts as published, a suppressed one null), as JSON, CSV or Excel with its notes
+    (definition, signs, period, disclosure, source). Column keys carry their unit: `_gbp`
+    pounds, `_index` need index, `_ratio`, `_rate` and `_share` fractions, `_count` people.
+    An unknown name is 404, naming the tables."""
     allowed(user, "finance")
     board = dashboard(request)
     table = await run_in_threadpool(figures, lambda: finance_download(board.finance(), name))
