@@ -814,8 +814,11 @@ class AccessStore:
         the filters are on the entries' own (hashed) fields, with no index beside them that
         could be changed to hide an entry."""
         params = {**query.parameters(), "lim": limit, "off": offset}
-        with self._lock:
-            rows = self._con.execute(_RECORDS_AUDIT, params).fetchall()
+        # On a connection of its own, read-only: a long scan runs beside the writers (WAL)
+        # rather than holding the store's lock, which every audited request waits for.
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+            rows = con.execute(_RECORDS_AUDIT, params).fetchall()
         total = int(rows[0][0])
         rows = [r[1:] for r in rows if r[1] is not None]
         return total, [dict(zip(RECORDS_AUDIT_COLUMNS, r, strict=True)) for r in rows]
