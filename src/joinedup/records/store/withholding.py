@@ -66,12 +66,23 @@ def _consent_patients(consents: Select[Any]) -> Select[Any]:
 
 
 def objected(organisations: frozenset[str]) -> Select[Any]:
-    """Patients with an active objection to sharing and none recorded by `organisations`."""
+    """Patients with an active objection to sharing and none recorded by `organisations`
+    (NOT EXISTS rather than NOT IN, so PostgreSQL can plan it as an anti-join)."""
     objections = _tokens("Consent", OBJECTION)
-    ours = objections.where(search_tokens.c.resource_id.in_(_recorded_by("Consent", organisations)))
-    return _consent_patients(objections).where(
-        search_references.c.target_id.not_in(_consent_patients(ours))
+    theirs = search_references.alias("objecting")
+    ours = (
+        select(theirs.c.resource_id)
+        .where(
+            theirs.c.resource_type == "Consent",
+            theirs.c.parameter == "patient",
+            theirs.c.target_type == "Patient",
+            theirs.c.target_id == search_references.c.target_id,
+            theirs.c.resource_id.in_(objections),
+            theirs.c.resource_id.in_(_recorded_by("Consent", organisations)),
+        )
+        .correlate(search_references)
     )
+    return _consent_patients(objections).where(~ours.exists())
 
 
 def objection_organisations(patient_id: str) -> Select[Any]:
@@ -107,41 +118,79 @@ def opted_out() -> Select[Any]:
     return _consent_patients(_tokens("Consent", OPT_OUT)).distinct()
 
 
+# Each test below is an EXISTS correlated with the enclosing query's `resources` row, so that
+# its negation is an anti-join on PostgreSQL (a NOT IN over a subquery it cannot hash would be
+# run again for every row).
+
+
 def _of(kind: str, patients: Select[Any] | Sequence[str]) -> ColumnElement[bool]:
-    """Resources of `kind` belonging to `patients` (a subquery or ids)."""
+    """The `resources` row is of `kind` and belongs to `patients` (a subquery or ids)."""
     if kind == "Patient":
         return resources.c.resource_id.in_(patients)
     r = search_references.c
-    return resources.c.resource_id.in_(
-        select(r.resource_id).where(
+    return (
+        select(r.resource_id)
+        .where(
             r.resource_type == kind,
+            r.resource_id == resources.c.resource_id,
             r.parameter == "patient",
             r.target_type == "Patient",
             r.target_id.in_(patients),
         )
+        .correlate(resources)
+        .exists()
     )
 
 
 def _sensitive(kind: str, pairs: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
+    """The `resources` row is coded in one of `pairs` (system, code)."""
     by_system: dict[str, list[str]] = defaultdict(list)
     for system, code in sorted(pairs):
         by_system[system].append(code)
     t = search_tokens.c
     matches = [and_(t.system == s, t.code.in_(codes)) for s, codes in by_system.items()]
-    return resources.c.resource_id.in_(_tokens(kind, CODED).where(or_(*matches)))
+    return (
+        select(t.resource_id)
+        .where(
+            t.resource_type == kind,
+            t.resource_id == resources.c.resource_id,
+            t.parameter == CODED,
+            or_(*matches),
+        )
+        .correlate(resources)
+        .exists()
+    )
+
+
+def _ours(kind: str, organisations: frozenset[str]) -> ColumnElement[bool]:
+    """The `resources` row was recorded by one of `organisations`."""
+    if not organisations:
+        return false()
+    r = search_references.c
+    return (
+        select(r.resource_id)
+        .where(
+            r.resource_type == kind,
+            r.resource_id == resources.c.resource_id,
+            r.parameter == RECORDED_BY,
+            r.target_type == "Organization",
+            r.target_id.in_(sorted(organisations)),
+        )
+        .correlate(resources)
+        .exists()
+    )
 
 
 def kept_back(kind: str, withholding: Withholding) -> ColumnElement[bool]:
     """Resources of `kind` that `withholding` keeps back (to be excluded from a search)."""
     if kind != "Patient" and "patient" not in SEARCH_PARAMETERS.get(kind, {}):
         return false()  # nobody's record
-    objection = _of(kind, objected(withholding.organisations))
-    held = [objection]
+    held = [_of(kind, objected(withholding.organisations))]
     if withholding.sensitive:
         held.append(
             and_(
                 _sensitive(kind, withholding.sensitive),
-                resources.c.resource_id.not_in(_recorded_by(kind, withholding.organisations)),
+                ~_ours(kind, withholding.organisations),
             )
         )
     found = or_(*held)
