@@ -132,10 +132,10 @@ serve: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium postgresql
-	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider --durations=30
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider --durations=40 -n 2 --dist loadfile
 
 test-fast: $(STAMP) $(ASSETS_STAMP)
-	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider tests/unit tests/spec \
+	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider -n 2 tests/unit tests/spec \
 		-m "not spark and not slow"
 
 test-security: $(STAMP) $(ASSETS_STAMP) chromium
