@@ -280,8 +280,8 @@ def test_validate_passes_every_supported_example_and_names_the_broken_element(
 ) -> None:
     client = served.client
     for name, example in examples.items():
-        if name in NOT_STORED:
-            continue
+        if NOT_STORED.get(name) == "Patient.identifier[0].value":
+            continue  # BabyPatient, broken below; the AuditEvent example is valid FHIR
         assert client.resource(example["resourceType"], **example).is_valid(), name
 
     richard = "UKCore-Patient-RichardSmith-Example.xml"
