@@ -234,6 +234,8 @@ def test_an_objection_withholds_the_record_outside_the_recording_organisation(ap
     assert api.ids("/Consent", "gp-a", patient=opted_out, status="active")[0] == 1
     assert api.ids("/Consent", "gp-b", patient=objects_at_a)[0] == 0
 
+    _refused(api("GET", f"/Patient/{objects_at_a}/$everything", user="gp-b"))
+
     # break-glass shows the record, audited as overriding the objection
     _break_glass(api, "gp-b", objects_at_a)
     assert api.status(f"/Patient/{objects_at_a}", "gp-b") == 200
@@ -311,6 +313,18 @@ def test_sensitive_categories_only_within_the_recording_organisation(api: Api) -
     assert sorted(p[1][0] for p in pages) == sorted([hiv_at_a, asthma])
     assert api.ids("/Observation", "gp-b", patient=pid)[0] == 0
     assert api.ids("/Condition", "feed", patient=pid)[0] == 4
+
+    # _revinclude and $everything leave out the same
+    bundle = api(
+        "GET", "/Patient", user="gp-b", params={"_id": pid, "_revinclude": "Condition:patient"}
+    )
+    entries = bundle.json()["entry"]
+    included = [e["resource"]["id"] for e in entries if e["search"]["mode"] == "include"]
+    assert sorted(included) == sorted([hiv_at_b, asthma])
+    everything = api("GET", f"/Patient/{pid}/$everything", user="gp-b").json()
+    shown = {e["resource"]["id"] for e in everything["entry"]}
+    assert {hiv_at_b, asthma} <= shown and not {hiv_at_a, hiv_nowhere, result} & shown
+    assert everything["total"] == len(shown)
 
     # re-coded as not sensitive: shown; a version that was is still withheld by vread
     recoded = {**condition(pid, ASTHMA, by_extension("A11111")), "id": hiv_at_a}
