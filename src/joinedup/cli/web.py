@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlglot import exp
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console
+from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.lake import Lake
@@ -228,6 +228,31 @@ def list_users(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
         print_users(store.users())
     finally:
         store.close()
+
+
+@users_app.command("token")
+def issue_token(
+    username: Annotated[str, typer.Argument(help="The user the token signs in as.")],
+    hours: Annotated[
+        float, typer.Option("--hours", help="How long it lasts (at most a year: 8784).")
+    ] = 24.0,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """Print a bearer token for a user, for a feed or API client (send it as
+    `Authorization: Bearer TOKEN` to /api/v1 and /fhir/R4). No password is asked: whoever can
+    run this holds the access database. Only the token's hash is stored; the issue is audited;
+    `DELETE /api/v1/token` with it revokes it. The token alone goes to standard output."""
+    store = _store(_settings(warehouse))
+    try:
+        user, token, expires = store.issue_token(username, hours)
+    finally:
+        store.close()
+    err_console.print(
+        f"Token for {escape(user.username)} ({ROLE_LABELS[user.role]}), valid until "
+        f"{expires:%Y-%m-%d %H:%M} UTC:",
+        highlight=False,
+    )
+    typer.echo(token)  # alone on standard output, for scripts: TOKEN=$(joinedup users token …)
 
 
 @users_app.command("demo")

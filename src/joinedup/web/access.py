@@ -470,6 +470,10 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+#: The longest a token issued at the command line lasts (a year): feeds renew theirs.
+MAX_TOKEN_HOURS = 24 * 366.0
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -705,6 +709,35 @@ class AccessStore:
     def sign_out(self, token: str) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    def issue_token(
+        self, username: str, hours: float, *, client: str = "command line"
+    ) -> tuple[User, str, datetime]:
+        """A bearer token for `username`, valid for `hours`, issued without their password to
+        whoever holds this database (as `users add` is): for a feed or an API client that
+        cannot sign in interactively. Only the token's hash is kept; the issue is audited.
+        Returns the user, the token and when it expires."""
+        if not 0 < hours <= MAX_TOKEN_HOURS:
+            raise InputError("--hours", f"must be more than 0 and at most {MAX_TOKEN_HOURS:g}")
+        found = self._user(username)
+        if found is None:
+            raise InputError("NAME", f"{username!r} is not an active user (see `users list`)")
+        user = found[0]
+        if user.demo and not self.allow_demo_users:
+            raise InputError("NAME", f"{username!r} is a demo account: tokens only in demo mode")
+        token = secrets.token_urlsafe(32)
+        issued = _now()
+        expires = issued + timedelta(hours=hours)
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (_token_hash(token), user.username, "issued", _iso(issued), _iso(expires)),
+            )
+        self.audit(
+            user, "token issued", "users/token", detail=f"valid for {hours:g} h",
+            reason="", client=client,
+        )  # fmt: skip
+        return user, token, expires
 
     # --- worklist status ---------------------------------------------------------------------
 
