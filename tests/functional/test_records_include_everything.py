@@ -355,3 +355,52 @@ def test_everything_is_allowed_and_refused_as_reading_the_patient(
         (f"fhir/Patient/{other}/$everything", "200; 4 in all, 4 sent; break-glass",
          "BREAK-GLASS; legitimate relationship: break-glass,search kept to permitted patients"),
     ]  # fmt: skip
+
+
+def test_consent_and_sensitive_categories_hold_for_includes_and_everything(
+    api: Api, world: dict[str, str]
+) -> None:
+    mine, other = world["mine"], world["other"]
+    api.make({
+        "resourceType": "Encounter", "status": "in-progress", "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient/{other}"},
+        "serviceProvider": {"reference": "Organization/A11111"},
+        "period": {"start": "2026-06-01T11:00:00Z"},
+    })  # fmt: skip
+    hiv = api.make({
+        **_condition(mine),
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
+        "extension": [{
+            "url": "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation",
+            "valueReference": {"reference": "Organization/B22222"}}],
+    })  # fmt: skip
+    carers = [("patient", mine), ("_include", "CareTeam:participant")]
+    conditions = [("_id", mine), ("_revinclude", "Condition:subject")]
+    assert _kinds(api("GET", "/CareTeam", params=carers, user="gp").json(), "include") == [
+        f"Patient/{other}"  # a relationship with the carer: an encounter under way
+    ]
+    # HIV recorded by another organisation: shown to the feed, to no clinician outside it
+    assert f"Condition/{hiv}" in _kinds(api("GET", "/Patient", params=conditions).json(), "include")
+    own = api("GET", "/Patient", params=conditions, user="gp").json()
+    assert _kinds(own, "include") == [f"Condition/{world['cond']}"]
+    assert f"Condition/{hiv}" not in _kinds(_everything(api, mine, user="gp").json(), "match")
+
+    objection = {
+        "resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{other}"},
+        "dateTime": "2026-05-01T09:00:00Z",
+        "organization": [{"identifier": {
+            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "B22222"}}],
+        "policyRule": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }  # fmt: skip
+    api.make(objection)  # the carer objects to sharing outside practice B22222
+    assert _kinds(api("GET", "/CareTeam", params=carers, user="gp").json(), "include") == []
+    everything = _everything(api, mine, user="gp").json()
+    assert f"CareTeam/{world['team_of_other']}" not in _kinds(everything, "match")
+    assert everything["total"] == 6  # the patient, 2 encounters, condition, observation, team
+    assert _everything(api, other, user="gp").status_code == 403

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
@@ -314,39 +314,29 @@ Scope = Sequence[tuple[str, Query]] | None
 
 
 def everything(
-    patient_id: str, types: Mapping[str, Scope], since: datetime | None
-) -> ColumnElement[bool]:
-    """Live resources of `Patient/$everything`: the Patient and every resource of `types`
-    that points to them through a parameter that may point to a Patient (the reference
-    index), each type kept to the patients its scope's searches find (None: no one's
-    record is kept back), updated at or after `since` when given."""
+    kind: str, patient_id: str, scope: Scope, since: datetime | None
+) -> ColumnElement[bool] | None:
+    """Live resources of `kind` in `Patient/$everything`: the Patient itself, or those that
+    point to them through a parameter that may point to a Patient (the reference index), kept
+    to the patients `scope`'s searches find (None: not kept), updated at or after `since`
+    when given; None for a type that never points to a patient."""
     refs = search_references.c
     follows = patient_references()
-    reached: list[ColumnElement[bool]] = []
-    for kind, scope in types.items():
-        if kind == "Patient":
-            found = resources.c.resource_id == patient_id
-        elif kind in follows:
-            pointing = select(refs.resource_id).where(
-                refs.resource_type == kind,
-                refs.parameter.in_(follows[kind]),
-                refs.target_type == "Patient",
-                refs.target_id == patient_id,
-            )
-            found = resources.c.resource_id.in_(pointing)
-        else:
-            continue  # a type that never points to a patient
-        kept = [resources.c.resource_type == kind, found]
-        if scope is not None:
-            kept.append(of_patients(kind, scope))
-        reached.append(and_(*kept))
-    conditions = [resources.c.deleted == false(), or_(*reached) if reached else false()]
+    if kind == "Patient":
+        found = resources.c.resource_id == patient_id
+    elif kind in follows:
+        pointing = select(refs.resource_id).where(
+            refs.resource_type == kind,
+            refs.parameter.in_(follows[kind]),
+            refs.target_type == "Patient",
+            refs.target_id == patient_id,
+        )
+        found = resources.c.resource_id.in_(pointing)
+    else:
+        return None
+    conditions = [resources.c.resource_type == kind, resources.c.deleted == false(), found]
+    if scope is not None:
+        conditions.append(of_patients(kind, scope))
     if since is not None:
         conditions.append(resources.c.last_updated >= since)
     return and_(*conditions)
-
-
-def everything_order(query: Select[Any]) -> Select[Any]:
-    """`Patient/$everything`'s order: the Patient first, then by type and id."""
-    first = case((resources.c.resource_type == "Patient", 0), else_=1)
-    return query.order_by(first, resources.c.resource_type, resources.c.resource_id)
