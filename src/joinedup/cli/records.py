@@ -69,8 +69,11 @@ def serve(
 
     Sign in with POST /api/v1/token as a user of the dashboard (the access store beside
     --warehouse); the admin and system roles may use the whole API, clinicians the records of
-    patients they have a legitimate relationship with, and every request is written to the
-    audit log. With --code-systems, $validate also checks codings against those code systems.
+    patients they have a legitimate relationship with (less a record whose objection to sharing
+    another organisation recorded, and resources in sensitive categories recorded elsewhere,
+    but by break-glass; JOINEDUP_RECORDS_SENSITIVE_CODES names a CSV of sensitive codes to use
+    instead of the shipped list), and every request is written to the audit log. With
+    --code-systems, $validate also checks codings against those code systems.
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
