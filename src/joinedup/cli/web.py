@@ -154,6 +154,10 @@ def serve(
 
         people = PersonIndexStore(records or RecordsSettings().records)
         mount_person_index(app, people)
+        # One person's joined-up record and the break-glass review, as pages (docs/web.md).
+        from joinedup.web.records_pages import mount_records_pages  # noqa: PLC0415
+
+        mount_records_pages(app)
     address = f"http://{settings.host}:{settings.port}/"
     console.print(
         f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
