@@ -77,7 +77,10 @@ def serve(
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    from joinedup.web.records_api import create_records_app  # noqa: PLC0415 - loads FastAPI
+    from joinedup.web.records_api import (  # noqa: PLC0415 - loads FastAPI
+        create_records_app,
+        open_exports,
+    )
 
     given = (
         warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
@@ -86,7 +89,7 @@ def serve(
     codes = open_code_systems(code_systems)
     store = open_records(records)
     try:
-        app = create_records_app(settings, store, codes)
+        app = create_records_app(settings, store, codes, open_exports(store, records))
         address = f"http://{settings.host}:{settings.port}/fhir/R4"
         console.print(
             f"[bold]joinedup records[/] ({store.dialect}) at [bold cyan]{escape(address)}[/]"

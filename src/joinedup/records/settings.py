@@ -2,12 +2,15 @@
 `data/records.sqlite`, or a `postgresql://` URL); and `JOINEDUP_RECORDS_CODE_SYSTEMS`, a folder
 of CodeSystem resources (the UK Core ones) that `$validate` checks codings against;
 `JOINEDUP_RECORDS_SENSITIVE_CODES`, a CSV of sensitive codes to use instead of the shipped list
-(records.consent)."""
+(records.consent); `JOINEDUP_RECORDS_EXPORTS`, the folder Bulk Data `$export` writes its
+files in (default `records-exports` beside a SQLite store, else `data/records-exports`), and
+`JOINEDUP_RECORDS_EXPORT_HOURS`, how long a finished export's files are kept (default 24)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RECORDS = "data/records.sqlite"
@@ -22,3 +25,20 @@ class RecordsSettings(BaseSettings):
     records_code_systems: Path | None = None
     #: A CSV of sensitive codes (records.consent) to use instead of the shipped list.
     records_sensitive_codes: Path | None = None
+    #: Where Bulk Data `$export` writes its files (records.exports); see `exports_folder`.
+    records_exports: Path | None = None
+    #: Hours a finished export's files are kept before they are removed.
+    records_export_hours: float = Field(default=24.0, gt=0)
+
+    def exports_folder(self, records: str | None = None) -> Path:
+        """The exports folder for the store at `records` (else this setting's): the
+        `records_exports` setting, else `records-exports` beside a SQLite store's file, else
+        `data/records-exports`."""
+        if self.records_exports is not None:
+            return self.records_exports
+        target = records or self.records
+        if "://" not in target:
+            return Path(target).parent / "records-exports"
+        if target.startswith("sqlite:///") and target != "sqlite:///:memory:":
+            return Path(target.removeprefix("sqlite:///")).parent / "records-exports"
+        return Path("data/records-exports")

@@ -6,38 +6,61 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from joinedup import __version__
-from joinedup.records import CodeSystems, Policy, RecordStore
+from joinedup.records import CodeSystems, Policy, RecordsSettings, RecordStore
+from joinedup.records.exports import Exports
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.app import SecurityHeaders
 from joinedup.web.records_api.audit_events import router as audit_router
+from joinedup.web.records_api.bulk_export import router as bulk_export_router
 from joinedup.web.records_api.privacy import router as privacy_router
 from joinedup.web.records_api.routes import PREFIX, router
 from joinedup.web.settings import WebSettings
 from joinedup.web.site import Site
 
 
+def open_exports(store: RecordStore, records: str | None = None) -> Exports:
+    """Bulk Data exports of `store` (at `records`, else where JOINEDUP_RECORDS says) in the
+    folder and for the retention the records settings give."""
+    settings = RecordsSettings()
+    return Exports(
+        store,
+        settings.exports_folder(records),
+        timedelta(hours=settings.records_export_hours),
+    )
+
+
 def mount_records(
-    app: FastAPI, store: RecordStore, code_systems: CodeSystems | None = None
+    app: FastAPI,
+    store: RecordStore,
+    code_systems: CodeSystems | None = None,
+    exports: Exports | None = None,
 ) -> None:
     """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
     the caller closes `store` when the server stops. `$validate` checks codings against
-    `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems)."""
+    `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems);
+    `$export` writes its files where `exports` says (else `open_exports(store)`)."""
     app.state.records = store
+    app.state.records_exports = exports or open_exports(store)
     app.state.records_code_systems = code_systems
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     app.state.records_policy = Policy(store)
     app.include_router(privacy_router)
     app.include_router(audit_router)  # before `router`: its AuditEvent routes win
+    app.include_router(bulk_export_router)  # before `router`: $export is not a type
     app.include_router(router)
 
 
 def create_records_app(
-    settings: WebSettings, store: RecordStore, code_systems: CodeSystems | None = None
+    settings: WebSettings,
+    store: RecordStore,
+    code_systems: CodeSystems | None = None,
+    exports: Exports | None = None,
 ) -> FastAPI:
     """The FHIR API alone, with the dashboard's users, tokens and audit log (its access
     store, beside the warehouse setting) and `POST /api/v1/token` to sign in."""
@@ -83,8 +106,8 @@ def create_records_app(
         "/api/v1/token", signin.api_sign_out, methods=["DELETE"], status_code=204,
         response_model=None, tags=["access"],
     )  # fmt: skip
-    mount_records(app, store, code_systems)
+    mount_records(app, store, code_systems, exports)
     return app
 
 
-__all__ = ["PREFIX", "create_records_app", "mount_records", "router"]
+__all__ = ["PREFIX", "create_records_app", "mount_records", "open_exports", "router"]

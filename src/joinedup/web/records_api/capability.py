@@ -15,6 +15,13 @@ INTERACTIONS = (
     "read", "vread", "update", "delete", "history-instance", "history-type", "create",
     "search-type",
 )  # fmt: skip
+#: What the Bulk Data operations do (web.records_api.bulk_export).
+BULK_EXPORT = (
+    "SMART/HL7 Bulk Data kick-off: GET with Prefer: respond-async; _type, _since and "
+    "_outputFormat (application/fhir+ndjson) supported; 202 with the status URL in "
+    "Content-Location, whose manifest lists NDJSON files that need the same bearer token. "
+    "System and admin roles only."
+)
 PAGING = (
     (
         "_count",
@@ -76,6 +83,14 @@ def _resource(kind: str) -> dict[str, Any]:
                 ),
             }
         )
+        operations.append(
+            {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                "documentation": BULK_EXPORT
+                + " Patient/$export writes Patient and the types indexed by patient.",
+            }
+        )
     return {
         "type": kind,
         "interaction": [{"code": code} for code in INTERACTIONS],
@@ -102,6 +117,7 @@ def capability_statement(base: str, instant: str) -> dict[str, Any]:
         "kind": "instance",
         "software": {"name": "joinedup", "version": __version__},
         "implementation": {"description": "joinedup records store", "url": base},
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "rest": [
@@ -114,6 +130,13 @@ def capability_statement(base: str, instant: str) -> dict[str, Any]:
                 "security": {"description": "A bearer token from POST /api/v1/token."},
                 "resource": [_resource(kind) for kind in sorted(R4_RESOURCE_TYPES)],
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                        "documentation": BULK_EXPORT,
+                    }
+                ],
                 "searchParam": [
                     {"name": name, "type": kind, "documentation": text}
                     for name, kind, text in PAGING
