@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from joinedup.indicators import shipped_definitions
-from joinedup.web.access import PERMISSIONS, Role
+from joinedup.web.access import PERMISSIONS, AccessStore, Role
 from joinedup.web.app import SESSION_COOKIE
 from joinedup.web.settings import WebSettings
 
@@ -94,6 +94,16 @@ def token(server: str, user: str) -> str:
 
 @pytest.fixture(scope="module")
 def world(security_server: str, security_settings: WebSettings) -> Iterator[World]:
+    # A citizen, as `users demo` makes one only beside a records store (this server has none):
+    # every route but /api/v1/me is closed to them, as PERMISSIONS says.
+    users = AccessStore(
+        security_settings.access_path, audit_key_path=security_settings.audit_key_path
+    )
+    users.add_user(
+        "citizen", "citizen-demo-2026", Role.CITIZEN, patient_id="demo-citizen", demo=True,
+        replace=True,
+    )  # fmt: skip
+    users.close()
     clients = {}
     for user in (*ROLES, "clinician2"):
         client = httpx.Client(base_url=security_server, timeout=60)

@@ -20,6 +20,7 @@ from joinedup.web.access import (
     AccessStore,
     Role,
     User,
+    create_demo_citizens,
     create_demo_users,
     demo_password,
 )
@@ -76,11 +77,26 @@ def print_users(users: list[User], *, demo: bool = False) -> None:
     console.print(table)
 
 
-def add_demo_users(warehouse: Path) -> list[User]:
+def _patients_for_demo(records: str | None) -> list[str]:
+    """Two Patients of the records store (--records, else JOINEDUP_RECORDS) for the demo
+    citizens: none when no store is configured or it has no patients."""
+    if not (records or os.environ.get("JOINEDUP_RECORDS")):
+        return []
+    from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
+
+    with open_records(records) as store:
+        return [str(p["id"]) for p in store.search("Patient", [("_count", "2")]).resources]
+
+
+def add_demo_users(warehouse: Path, records: str | None = None) -> list[User]:
+    """The demo user of each role and, when a records store is configured and has patients,
+    the demo citizens linked to two of them."""
     settings = _settings(warehouse)
+    patients = _patients_for_demo(records)
     store = _store(settings)
     try:
-        return create_demo_users(store, _pcns_for_demo(settings.warehouse))
+        users = create_demo_users(store, _pcns_for_demo(settings.warehouse))
+        return users + create_demo_citizens(store, patients)
     finally:
         store.close()
 
@@ -192,10 +208,17 @@ def add_user(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name shown on pages.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Reset an existing user.")] = False,
+    patient: Annotated[
+        str | None,
+        typer.Option(
+            "--patient", help="A citizen's own record: its FHIR Patient id in the records store."
+        ),
+    ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Add a user. The password is asked for (or read from JOINEDUP_NEW_PASSWORD), at least
-    12 characters; it is stored only as an Argon2id hash."""
+    12 characters; it is stored only as an Argon2id hash. A citizen (--role citizen) is linked
+    to their own record with --patient and sees only that."""
     password = os.environ.get("JOINEDUP_NEW_PASSWORD") or typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
@@ -215,7 +238,7 @@ def add_user(
             pcn = str(found[0]["pcn_code"])
         user = store.add_user(
             username, password, role, display_name=name, pcn_code=pcn,
-            practice_code=practice, replace=replace,
+            practice_code=practice, replace=replace, patient_id=patient,
         )  # fmt: skip
     finally:
         store.close()
@@ -260,6 +283,17 @@ def issue_token(
 
 
 @users_app.command("demo")
-def demo_users(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
-    """Create (or reset) the demo user of each role; they sign in in demo mode only."""
-    print_users(add_demo_users(warehouse), demo=True)
+def demo_users(
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            help="A records store (SQLite path or postgresql:// URL; env JOINEDUP_RECORDS) "
+            "whose first two patients the demo citizens are linked to.",
+        ),
+    ] = None,
+) -> None:
+    """Create (or reset) the demo user of each role, and the two demo citizens when a records
+    store is configured and has patients; they sign in in demo mode only."""
+    print_users(add_demo_users(warehouse, records), demo=True)

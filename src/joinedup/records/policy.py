@@ -14,6 +14,10 @@ the store's search index (never by reading bodies):
   of their organisations among its participants;
 - `break-glass`: otherwise, a time-limited grant the user asked for with a stated reason.
 
+A citizen (a Requester with `patient_id`) sees their own record and nobody else's, by the rule
+`self`: every other patient is refused as if there were no relationship, and nothing of their
+own is withheld from them (neither their objection to sharing nor a sensitive category).
+
 Consent and sensitive categories (records.consent) come before the rules and after them: a
 person's active objection to sharing withholds their whole record from every user outside the
 organisations that recorded it, whatever the relationship, and a resource coded in a sensitive
@@ -39,7 +43,7 @@ from joinedup.records.errors import RecordsError
 from joinedup.records.store import Grant, RecordStore
 from joinedup.records.store.withholding import Permitted, Withholding
 
-Rule = Literal["registered", "episode", "encounter", "referral", "care-team", "break-glass"]
+Rule = Literal["registered", "episode", "encounter", "referral", "care-team", "break-glass", "self"]
 
 #: The rules in the order they are tried (the first that holds is the one recorded).
 RULES: tuple[Rule, ...] = (
@@ -70,11 +74,13 @@ class BreakGlassError(RecordsError):
 class Requester:
     """Who is asking: their username (as a care team's `Practitioner/<username>`), the ODS
     codes of their organisations (practice, PCN, trust or council), and the practices whose
-    registered patients they care for (their practice, or their PCN's practices)."""
+    registered patients they care for (their practice, or their PCN's practices). A
+    citizen's `patient_id` is their own record's, the only one they may see."""
 
     username: str
     organisations: frozenset[str]
     practices: frozenset[str]
+    patient_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,9 @@ class Policy:
     def decide(self, who: Requester, patient_id: str) -> Decision:
         """Whether `who` may see patient `patient_id`'s record, and why: never, but by
         break-glass, when the patient objects to sharing and no objection of theirs was
-        recorded by one of `who`'s organisations."""
+        recorded by one of `who`'s organisations. A citizen: their own record only."""
+        if who.patient_id is not None:
+            return Decision(True, "self") if patient_id == who.patient_id else REFUSED
         objections = self._store.objections(patient_id)
         if objections and not any(orgs & who.organisations for orgs in objections):
             grant = self.grant_for(who, patient_id)
@@ -174,7 +182,10 @@ class Policy:
     def withheld(self, who: Requester, resource: dict[str, Any]) -> str | None:
         """Why `resource` is withheld from `who` even with a relationship: coded in a
         sensitive category and recorded by none of their organisations (only a break-glass
-        grant for its patient shows it). None when it is not."""
+        grant for its patient shows it). None when it is not (and never for a citizen: only
+        their own record reaches them)."""
+        if who.patient_id is not None:
+            return None
         categories = self.sensitive.categories_of(resource)
         if not categories:
             return None
@@ -185,6 +196,8 @@ class Policy:
     def permitted(self, who: Requester) -> dict[str, Rule]:
         """Every patient `who` may see now, with the first rule that allows each (none whose
         objection to sharing withholds them, but by break-glass)."""
+        if who.patient_id is not None:
+            return {who.patient_id: "self"}
         found: dict[str, Rule] = {}
         for rule, kind, query in self._queries(who):
             for patient in self._store.patient_ids(kind, query):
@@ -199,7 +212,11 @@ class Policy:
         """The searches (type, query) whose patients `who` may see now, for the store to keep
         a search to inside its query, carrying what is withheld from them (objections to
         sharing and sensitive categories recorded elsewhere, but for break-glass grants); and
-        the patients of their break-glass grants."""
+        the patients of their break-glass grants. A citizen: their own record, all of it."""
+        if who.patient_id is not None:
+            own = frozenset({who.patient_id})
+            withholding = Withholding(frozenset(), own, self.sensitive.pairs)
+            return Permitted([("Patient", [("_id", who.patient_id)])], withholding), set()
         searches = [(kind, query) for _, kind, query in self._queries(who)]
         granted = {g.patient_id for g in self._store.active_grants(who.username, self._clock())}
         if granted:

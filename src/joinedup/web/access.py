@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import re
 import secrets
 import sqlite3
 import threading
@@ -59,6 +60,9 @@ class Role(StrEnum):
     PRIVACY_OFFICER = "privacy-officer"
     #: A feed or another system writing to the records API; no dashboard pages.
     SYSTEM = "system"
+    #: A person seeing their own record and who has looked at it (issue 16): linked to one
+    #: FHIR Patient id in the records store, and nothing else.
+    CITIZEN = "citizen"
 
 
 ROLE_LABELS: dict[Role, str] = {
@@ -69,9 +73,11 @@ ROLE_LABELS: dict[Role, str] = {
     Role.ADMIN: "Administrator",
     Role.PRIVACY_OFFICER: "Privacy officer",
     Role.SYSTEM: "System (feeds)",
+    Role.CITIZEN: "Citizen",
 }
 
-_PEOPLE = frozenset(Role) - {Role.SYSTEM}
+#: Staff: everyone who signs in to the dashboard's aggregate pages (not feeds, not citizens).
+_PEOPLE = frozenset(Role) - {Role.SYSTEM, Role.CITIZEN}
 
 #: What each part of the dashboard needs. Identifiable worklists are for clinicians only (and
 #: then only for their own PCN or practice, checked per request); nobody else sees a person.
@@ -87,11 +93,15 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "person_index": frozenset({Role.ADMIN}),
     # The FHIR records API: clinicians only for patients they have a legitimate relationship
     # with, checked per record (records.policy, web/records_api/gate.py).
-    "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN}),
+    # A citizen only their own record (records.policy's `self` rule).
+    "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN, Role.CITIZEN}),
     # Break-glass grants to records, for review (issue 16).
     "privacy": frozenset({Role.PRIVACY_OFFICER}),
     # The records API's audit trail as FHIR AuditEvents (GET /fhir/R4/AuditEvent).
-    "records_audit": frozenset({Role.PRIVACY_OFFICER, Role.ADMIN}),
+    # A citizen searches it too, kept to the entries naming their own record.
+    "records_audit": frozenset({Role.PRIVACY_OFFICER, Role.ADMIN, Role.CITIZEN}),
+    # A citizen's own record and who has looked at it (/my-record).
+    "my_record": frozenset({Role.CITIZEN}),
 }
 
 #: Why a clinician opens a worklist: recorded with every view and download.
@@ -115,6 +125,8 @@ class User:
     pcn_code: str | None = None
     practice_code: str | None = None
     demo: bool = False
+    #: A citizen's own FHIR Patient id in the records store (None for everyone else).
+    patient_id: str | None = None
 
     def may(self, area: str) -> bool:
         return self.role in PERMISSIONS[area]
@@ -130,6 +142,8 @@ class User:
             return f"practice {self.practice_code} (PCN {self.pcn_code})"
         if self.pcn_code:
             return f"PCN {self.pcn_code}"
+        if self.patient_id:
+            return "their own record"
         return "aggregates only"
 
     def public(self) -> dict[str, Any]:
@@ -261,7 +275,8 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     demo INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    patient_id TEXT
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,
@@ -340,6 +355,12 @@ _ADD_CONTEXT = {
 }
 
 
+#: A citizen's link to their FHIR Patient came with the citizen role: a users table written
+#: before gets the column, empty, when it opens.
+_USER_COLUMNS = "SELECT name FROM pragma_table_info('users')"
+_ADD_PATIENT = "ALTER TABLE users ADD COLUMN patient_id TEXT"
+
+
 def _rename_old_columns(con: sqlite3.Connection) -> None:
     names = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
     if "entries" in names and "entries_count" not in names:
@@ -348,6 +369,8 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
     for name in CONTEXT_FIELDS:
         if name not in audit_names:
             con.execute(_ADD_CONTEXT[name])
+    if "patient_id" not in {row[0] for row in con.execute(_USER_COLUMNS)}:
+        con.execute(_ADD_PATIENT)
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -355,11 +378,20 @@ _SYNC_FULL = "PRAGMA synchronous=FULL"
 _SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
 _INSERT_USER = (
     "INSERT INTO users (username, display_name, role, pcn_code, practice_code, password_hash, "
-    "demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
+    "demo, active, created_at, patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
 )
 _REPLACE_USER = (
     "INSERT OR REPLACE INTO users (username, display_name, role, pcn_code, practice_code, "
-    "password_hash, demo, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
+    "password_hash, demo, active, created_at, patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+)
+# A user's columns (as _user_of reads them): every active user, and one with their hash.
+_USERS = (
+    "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id FROM users "
+    "WHERE active = 1 ORDER BY role, username"
+)
+_USER = (
+    "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id, "
+    "password_hash FROM users WHERE username = ? AND active = 1"
 )
 _FAILURES_OF_NAME = "SELECT at FROM login_failures WHERE username = ? AND at > ? ORDER BY at"
 _FAILURES_FROM_CLIENT = "SELECT at FROM login_failures WHERE client = ? AND at > ? ORDER BY at"
@@ -462,6 +494,15 @@ def client_address(
     return client
 
 
+#: A FHIR resource id (FHIR R4 `id`), as a citizen's patient link must be.
+_PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _user_of(row: Sequence[Any]) -> User:
+    """A user from a row of _USERS (or _USER)."""
+    return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6])
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -552,8 +593,10 @@ class AccessStore:
         practice_code: str | None = None,
         demo: bool = False,
         replace: bool = False,
+        patient_id: str | None = None,
     ) -> User:
-        """Create (or with `replace`, reset) a user; clinicians need a PCN or practice."""
+        """Create (or with `replace`, reset) a user; clinicians need a PCN or practice, a
+        citizen the FHIR Patient id of their own record (`patient_id`), nobody else one."""
         try:
             role = Role(role)
         except ValueError:
@@ -567,7 +610,16 @@ class AccessStore:
             raise InputError("pcn", "a clinician belongs to a PCN or practice: give one")
         if role is not Role.CLINICIAN and (pcn_code or practice_code):
             raise InputError("pcn", "only clinicians are tied to a PCN or practice")
-        user = User(username, display_name or username, role, pcn_code, practice_code, demo=demo)
+        if role is Role.CITIZEN and not patient_id:
+            raise InputError("patient", "a citizen is linked to their own record: give its id")
+        if role is not Role.CITIZEN and patient_id:
+            raise InputError("patient", "only citizens are linked to a patient's record")
+        if patient_id is not None and not _PATIENT_ID.fullmatch(patient_id):
+            raise InputError("patient", "a FHIR id: letters, digits, '-' and '.', 1-64 long")
+        user = User(
+            username, display_name or username, role, pcn_code, practice_code, demo=demo,
+            patient_id=patient_id,
+        )  # fmt: skip
         with self._tx() as con:
             if (
                 not replace
@@ -578,28 +630,21 @@ class AccessStore:
                 _REPLACE_USER if replace else _INSERT_USER,
                 (
                     username, user.display_name, role.value, pcn_code, practice_code,
-                    _HASHER.hash(password), int(demo), _iso(_now()),
+                    _HASHER.hash(password), int(demo), _iso(_now()), patient_id,
                 ),
             )  # fmt: skip
             con.execute("DELETE FROM sessions WHERE username = ?", (username,))
         return user
 
     def users(self) -> list[User]:
-        rows = self._con.execute(
-            "SELECT username, display_name, role, pcn_code, practice_code, demo FROM users "
-            "WHERE active = 1 ORDER BY role, username"
-        ).fetchall()
-        return [User(r[0], r[1], Role(r[2]), r[3], r[4], bool(r[5])) for r in rows]
+        rows = self._con.execute(_USERS).fetchall()
+        return [_user_of(r) for r in rows]
 
     def _user(self, username: str) -> tuple[User, str] | None:
-        row = self._con.execute(
-            "SELECT username, display_name, role, pcn_code, practice_code, demo, password_hash "
-            "FROM users WHERE username = ? AND active = 1",
-            (username,),
-        ).fetchone()
+        row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
             return None
-        return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5])), row[6]
+        return _user_of(row), row[7]
 
     # --- sign-in ---------------------------------------------------------------------------
 
@@ -1043,4 +1088,29 @@ def create_demo_users(store: AccessStore, pcn_codes: list[str]) -> list[User]:
             replace=True,
         )
         for name, role, display in DEMO_ROLES
+    ]
+
+
+#: The demo citizens (`joinedup users demo` with a records store that has patients): each is
+#: linked to one Patient of the store, chosen by create_demo_citizens.
+DEMO_CITIZENS: tuple[tuple[str, str], ...] = (
+    ("citizen", "Cy Citizen"),
+    ("citizen2", "Cass Citizen"),
+)
+
+
+def create_demo_citizens(store: AccessStore, patient_ids: Sequence[str]) -> list[User]:
+    """The demo citizens, linked to the first patients of `patient_ids` in turn (as many
+    citizens as there are patients, up to two)."""
+    return [
+        store.add_user(
+            name,
+            demo_password(name),
+            Role.CITIZEN,
+            display_name=display,
+            demo=True,
+            replace=True,
+            patient_id=patient,
+        )
+        for (name, display), patient in zip(DEMO_CITIZENS, patient_ids, strict=False)
     ]

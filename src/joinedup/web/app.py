@@ -36,6 +36,7 @@ from joinedup.web import (
     finance,
     headlines,
     indicators,
+    my_record,
     overview,
     profiles,
     signin,
@@ -215,7 +216,7 @@ def create_app(
     app.include_router(service)
     areas = (
         signin, overview, indicators, profiles, headlines, worklists, finance, data_quality,
-        about, admin,
+        about, admin, my_record,
     )  # fmt: skip
     for area in (*areas, api_docs):
         app.include_router(area.router)

@@ -84,7 +84,10 @@ def login(
         if result.locked_seconds:
             response.headers["Retry-After"] = str(result.locked_seconds)
         return response
-    redirect = RedirectResponse(safe_next(next), status_code=303)
+    target = safe_next(next)
+    if target == "/" and result.user.may("my_record"):  # a citizen's home is their record
+        target = "/my-record"
+    redirect = RedirectResponse(target, status_code=303)
     redirect.set_cookie(
         SESSION_COOKIE, result.token, httponly=True, samesite="lax",
         secure=settings.secure_cookies, max_age=int(settings.session_hours * 3600),

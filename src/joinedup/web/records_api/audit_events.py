@@ -43,6 +43,7 @@ PURPOSE_OF_ROLE: dict[Role, str] = {
     Role.SYSTEM: "HOPERAT",
     Role.ADMIN: "HSYSADMIN",
     Role.PRIVACY_OFFICER: "HCOMPL",
+    Role.CITIZEN: "PATRQT",
 }
 PURPOSE_LABELS = {
     "TREAT": "treatment",
@@ -50,6 +51,7 @@ PURPOSE_LABELS = {
     "HOPERAT": "healthcare operations",
     "HSYSADMIN": "health system administration",
     "HCOMPL": "health compliance",
+    "PATRQT": "requested by the patient",
 }
 #: FHIR AuditEvent.action of each interaction as the log names it (`fhir <interaction>`);
 #: anything else (search, bundle, operations such as $validate or $break-glass) is E.
@@ -652,7 +654,7 @@ async def _serve(request: Request, interaction: str, target: str, work: Work | N
         ).outcome()  # fmt: skip
         reason = "records audit: role not allowed"
     else:
-        reason = "records audit review"
+        reason = "records audit: own record" if user.patient_id else "records audit review"
         try:
             status, body, patients = await run_in_threadpool(work, log, user, str(request.base_url))
         except FhirError as err:
@@ -688,9 +690,24 @@ def _page_link(base: str, pairs: list[tuple[str, str]], offset: int, count: int)
     )
 
 
+def own_record(query: RecordsAuditQuery, user: User) -> RecordsAuditQuery:
+    """A citizen's search kept to the entries naming their own record: a `patient` they give
+    must be theirs (403 otherwise, as reading another's record is), and their own is added
+    when they give none."""
+    if user.patient_id is None:
+        return query
+    asked = {p for ids in query.patients or () for p in ids}
+    if asked - {user.patient_id}:
+        raise FhirError.one(
+            403, "forbidden", "not your record: a citizen sees only their own record's audit"
+        )
+    return replace(query, patients=(frozenset({user.patient_id}),))
+
+
 def _search(pairs: list[tuple[str, str]]) -> Work:
-    def work(log: AccessStore, _: User, root: str) -> tuple[int, dict[str, Any], list[str]]:
+    def work(log: AccessStore, user: User, root: str) -> tuple[int, dict[str, Any], list[str]]:
         query, count, offset = parse_search(pairs)
+        query = own_record(query, user)
         through = _verified(log)
         total, rows = log.records_audit(replace(query, through=through), count, offset)
         base = root.rstrip("/") + PREFIX
@@ -731,7 +748,7 @@ def _search(pairs: list[tuple[str, str]]) -> Work:
 
 
 def _read(seq: str, version: str | None = None) -> Work:
-    def work(log: AccessStore, _: User, __: str) -> tuple[int, dict[str, Any], list[str]]:
+    def work(log: AccessStore, user: User, __: str) -> tuple[int, dict[str, Any], list[str]]:
         if version is not None and version != "1":
             raise FhirError.one(404, "not-found", "an AuditEvent has one version, 1")
         through = _verified(log)
@@ -740,6 +757,9 @@ def _read(seq: str, version: str | None = None) -> Work:
             if seq.isdigit()
             else []
         )
+        mine = user.patient_id
+        if mine is not None and rows and mine not in str(rows[0]["patients"]).split():
+            rows = []  # a citizen reads only the entries naming their own record
         if not rows:
             raise FhirError.one(404, "not-found", f"AuditEvent/{seq}: no such entry")
         row = rows[0]
@@ -822,7 +842,8 @@ def capability() -> dict[str, Any]:
         "documentation": (
             "The records API's own audit trail, one AuditEvent per request (IHE Basic Audit "
             "Log Patterns style), rendered from the append-only, hash-chained audit log; "
-            "for the privacy officer and admin. The chain is checked before every answer; "
+            "for the privacy officer and admin, and for a citizen the entries naming their own "
+            "record (their `patient` only). The chain is checked before every answer; "
             f"the {CHAIN_EXTENSION} extension gives each entry's number and hashes. Never "
             "created, changed or deleted through the API (405)."
         ),

@@ -36,18 +36,20 @@ BREAK_GLASS_HINT = (
     "with POST /fhir/R4/$break-glass (Parameters: patient, reason), which is audited and "
     "reported to the privacy officer"
 )
+#: A citizen's refusal: only their own record is theirs to see (no break-glass for them).
+NOT_YOURS = "not your record: a citizen sees only their own record"
 
 PcnPractices = Callable[[str], frozenset[str]]
 
 
 def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requester:
     """The policy's view of a user: their practice and PCN as organisations, and the
-    practices whose registered patients they care for."""
+    practices whose registered patients they care for (a citizen: their own record)."""
     organisations = frozenset(c for c in (user.practice_code, user.pcn_code) if c)
     practices = {user.practice_code} if user.practice_code else set()
     if user.pcn_code and not user.practice_code and pcn_practices is not None:
         practices |= pcn_practices(user.pcn_code)
-    return Requester(user.username, organisations, frozenset(practices))
+    return Requester(user.username, organisations, frozenset(practices), user.patient_id)
 
 
 def in_compartment(kind: str) -> bool:
@@ -82,6 +84,7 @@ class Gate:
         self.withheld: str | None = None  # the consent rule that refused the request
         self.notes: set[str] = set()  # what a break-glass grant overrode
         self._granted: set[str] = set()
+        self._hint = NOT_YOURS if user.patient_id is not None else BREAK_GLASS_HINT
         self._searches: list[tuple[str, list[tuple[str, str]]]] | None = None
 
     @property
@@ -115,13 +118,13 @@ class Gate:
         self.patients |= patients
         if not patients:
             self.refused = True
-            raise _forbidden(BREAK_GLASS_HINT)
+            raise _forbidden(self._hint)
         for patient in patients:
             decision: Decision = self.policy.decide(self.who, patient)
             if not decision.allowed:
                 self.refused = True
                 self.withheld = decision.withheld
-                raise _forbidden(BREAK_GLASS_HINT)
+                raise _forbidden(self._hint)
             self.rules.add(str(decision.rule))
             self.break_glass |= decision.rule == "break-glass"
             if decision.withheld:
@@ -137,7 +140,7 @@ class Gate:
             if self.policy.grant_for(self.who, patient) is None:
                 self.refused = True
                 self.withheld = why
-                raise _forbidden(BREAK_GLASS_HINT)
+                raise _forbidden(self._hint)
         self.rules.add("break-glass")
         self.break_glass = True
         self.notes.add("sensitive category shown by break-glass")
@@ -156,7 +159,7 @@ class Gate:
             resource = store.read(kind, rid)
         except RecordsError:
             self.refused = True
-            raise _forbidden(BREAK_GLASS_HINT) from None
+            raise _forbidden(self._hint) from None
         self._decide(patients_of(resource))
         self._sensitive(resource)
         if versions:

@@ -1,0 +1,258 @@
+"""A citizen's own record (`/my-record`, issue 16): what the records store holds about them
+across settings, grouped by type with each item's source organisation, and who has looked at
+it, from the records API's audit trail (newest first). Only the citizen role sees the page,
+and only their own record (the Patient their account is linked to); the view is audited.
+Needs the dashboard served with a records store (`joinedup serve --records`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from joinedup.records import RecordsError, RecordStore
+from joinedup.records.consent import recording_organisations
+from joinedup.web.access import ROLE_LABELS, RecordsAuditQuery, Role, User
+from joinedup.web.site import PAGE_SIZE, access, allowed, client, page_user, pages, render
+
+router = APIRouter()
+
+#: The groups of the page: a heading and the resource types shown under it.
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Conditions", ("Condition",)),
+    ("Medicines", ("MedicationRequest", "MedicationStatement")),
+    ("Allergies", ("AllergyIntolerance",)),
+    ("Observations and results", ("Observation",)),
+    ("Appointments and stays", ("Encounter",)),
+)
+#: The most items of one type shown (the newest first); the page says how many there are.
+MAX_ITEMS = 200
+#: Where each type keeps the date an item is shown with, in order of preference.
+DATE_ELEMENTS = (
+    "onsetDateTime", "recordedDate", "effectiveDateTime", "issued", "authoredOn",
+    "dateAsserted", "assertedDate",
+)  # fmt: skip
+#: What each interaction of the records API is, in plain English.
+DID = {
+    "read": "looked at part of your record",
+    "vread": "looked at an earlier version of part of your record",
+    "history-instance": "looked at the history of part of your record",
+    "search": "searched records including yours",
+    "everything": "opened your whole record",
+    "create": "added to your record",
+    "update": "changed your record",
+    "delete": "removed part of your record",
+    "break-glass": "asked for emergency access to your record",
+    "bundle": "sent several changes including your record",
+}
+WHY = {
+    "TREAT": "Your care",
+    "BTG": "Emergency access (break-glass), reviewed by the privacy officer",
+    "HOPERAT": "Keeping records up to date (a system feed)",
+    "HSYSADMIN": "Running the system",
+    "HCOMPL": "Checking who has looked at records (privacy review)",
+    "PATRQT": "You asked to see it",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing in the record: what, when, its status and who recorded it."""
+
+    text: str
+    date: str
+    status: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Look:
+    """One entry of who has looked: when, who (name, role, organisation), what and why, and
+    whether they were let in."""
+
+    at: str
+    who: str
+    role: str
+    organisation: str
+    did: str
+    why: str
+    allowed: bool
+
+
+def _text(resource: dict[str, Any]) -> str:
+    """What an item is: its code's text or first display, else its type."""
+    for key in ("code", "medicationCodeableConcept", "type"):
+        concept = resource.get(key)
+        if isinstance(concept, list):
+            concept = concept[0] if concept else None
+        if isinstance(concept, dict):
+            if concept.get("text"):
+                return str(concept["text"])
+            for coding in concept.get("coding") or []:
+                if coding.get("display"):
+                    return str(coding["display"])
+            for coding in concept.get("coding") or []:
+                if coding.get("code"):
+                    return f"code {coding['code']}"
+    reference = (resource.get("medicationReference") or {}).get("display")
+    return str(reference) if reference else str(resource.get("resourceType"))
+
+
+def _date(resource: dict[str, Any]) -> str:
+    for key in DATE_ELEMENTS:
+        if resource.get(key):
+            return str(resource[key])[:10]
+    for key in ("period", "effectivePeriod", "onsetPeriod"):
+        start = (resource.get(key) or {}).get("start")
+        if start:
+            return str(start)[:10]
+    return ""
+
+
+def _status(resource: dict[str, Any]) -> str:
+    for key in ("clinicalStatus", "verificationStatus"):
+        concept = resource.get(key) or {}
+        for coding in concept.get("coding") or []:
+            if coding.get("code"):
+                return str(coding["code"])
+    return str(resource.get("status") or "")
+
+
+class _Organisations:
+    """Organisation names by ODS code, read once each from the store (the code when the store
+    has no Organization of that id)."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self._names: dict[str, str] = {}
+
+    def name(self, code: str) -> str:
+        if code not in self._names:
+            try:
+                found = self._store.read("Organization", code).get("name")
+            except RecordsError:
+                found = None
+            self._names[code] = f"{found} ({code})" if found else code
+        return self._names[code]
+
+
+def record_groups(store: RecordStore, patient_id: str) -> list[tuple[str, int, list[Item]]]:
+    """The person's record by group: its heading, how many items there are, and the newest
+    MAX_ITEMS of them with their source organisations."""
+    names = _Organisations(store)
+    groups = []
+    for heading, kinds in GROUPS:
+        total, items = 0, []
+        for kind in kinds:
+            page = store.search(
+                kind, [("patient", f"Patient/{patient_id}"), ("_count", str(MAX_ITEMS))]
+            )
+            total += page.total
+            for resource in page.resources:
+                sources = sorted(recording_organisations(resource))
+                items.append(
+                    Item(
+                        _text(resource),
+                        _date(resource),
+                        _status(resource),
+                        ", ".join(names.name(s) for s in sources) or "not recorded",
+                    )
+                )
+        items.sort(key=lambda i: i.date, reverse=True)
+        groups.append((heading, total, items[:MAX_ITEMS]))
+    return groups
+
+
+def _person(store: RecordStore, patient_id: str) -> dict[str, str]:
+    """The person's name, date of birth and GP practice, as the record has them."""
+    try:
+        patient = store.read("Patient", patient_id)
+    except RecordsError:
+        return {}
+    name = (patient.get("name") or [{}])[0]
+    given = " ".join(name.get("given") or [])
+    gps = [
+        str(g.get("reference", "")).removeprefix("Organization/")
+        for g in patient.get("generalPractitioner") or []
+        if str(g.get("reference", "")).startswith("Organization/")
+    ]
+    names = _Organisations(store)
+    return {
+        "name": name.get("text") or " ".join(filter(None, [given, name.get("family")])),
+        "birth_date": str(patient.get("birthDate") or ""),
+        "practice": ", ".join(names.name(g) for g in gps),
+    }
+
+
+def looks(request: Request, user: User, page: int) -> tuple[int, list[Look], bool]:
+    """Who has looked at `user`'s record through the records API, newest first (a page of
+    PAGE_SIZE): how many entries in all, the page, and whether the audit log's hash chain
+    checks (when it does not, no entry is shown)."""
+    log = access(request)
+    check = log.verify_audit()
+    if not check.intact:
+        return 0, [], False
+    query = RecordsAuditQuery(
+        through=check.verified_through, patients=(frozenset({str(user.patient_id)}),)
+    )
+    total, rows = log.records_audit(query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    people = {u.username: u for u in log.users()}
+    found = []
+    for row in rows:
+        username, role = str(row["username"]), str(row["role"])
+        known = people.get(username)
+        who = "You" if username == user.username else known.display_name if known else username
+        label = ROLE_LABELS[Role(role)] if role in Role._value2member_map_ else role
+        interaction = str(row["action"]).removeprefix("fhir ")
+        found.append(
+            Look(
+                at=str(row["at"])[:16].replace("T", " "),
+                who=who,
+                role=label,
+                organisation=str(row["organisation"]) or "-",
+                did=DID.get(interaction, interaction),
+                why=WHY.get(str(row["purpose"]), str(row["purpose"]) or "-"),
+                allowed=str(row["detail"])[:1] in ("1", "2", "3"),
+            )
+        )
+    return total, found, True
+
+
+@router.get("/my-record", response_class=HTMLResponse, include_in_schema=False)
+def my_record_page(
+    request: Request,
+    user: Annotated[User, Depends(page_user)],
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    """A citizen's own record and who has looked at it (the citizen role only)."""
+    log = access(request)
+    if not user.may("my_record"):
+        log.audit(
+            user, "my-record view", "my-record", detail="403", reason="role not allowed",
+            client=client(request),
+        )  # fmt: skip
+    allowed(user, "my_record")
+    store: RecordStore | None = getattr(request.app.state, "records", None)
+    patient_id = str(user.patient_id)
+    if store is None:
+        log.audit(
+            user, "my-record view", "my-record", detail="409; no records store",
+            reason="own record", client=client(request), patients=[patient_id],
+        )  # fmt: skip
+        response = render(request, "my_record.html.j2", user, served=False)
+        response.status_code = 409
+        return response
+    groups = record_groups(store, patient_id)
+    total, found, intact = looks(request, user, page)
+    log.audit(
+        user, "my-record view", "my-record",
+        detail=f"200; {sum(g[1] for g in groups)} items, {total} audit entries",
+        reason="own record", client=client(request), patients=[patient_id],
+    )  # fmt: skip
+    return render(
+        request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
+        groups=groups, looks=found, looks_total=total, intact=intact, page=page,
+        pages=pages(total), base="/my-record?",
+    )  # fmt: skip

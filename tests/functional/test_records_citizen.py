@@ -1,0 +1,296 @@
+"""Citizen access (issue 16): a person signs in and sees their own record and who has looked at
+it. Through the FHIR API, on SQLite and PostgreSQL: a citizen reads and searches their own
+Patient and Conditions (rule `self`), is refused another patient's (403, audited as a refusal),
+writes nothing, and searches AuditEvent only for their own record, where a clinician's
+break-glass read appears. In the dashboard (SQLite): /my-record shows their items with the
+organisation that recorded each and the who-looked table; other roles get 403; without a
+records store the page says so. An access store from before the citizen role gets the column.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_run import PhmWarehouse
+from fastapi.testclient import TestClient
+
+from joinedup.errors import InputError
+from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
+from joinedup.records import RecordStore
+from joinedup.web.access import AccessStore, RecordsAuditQuery, Role
+from joinedup.web.app import create_app
+from joinedup.web.records_api import create_records_app, mount_records
+from joinedup.web.settings import WebSettings
+from joinedup.web.site import SESSION_COOKIE
+
+PASSWORD = "a long enough password"
+BASE = "/fhir/R4"
+REASON = "Unconscious in the emergency department, no history available"
+
+
+def _patient(practice: str, family: str, nhs_number: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": nhs_number}],
+        "name": [{"family": family, "given": ["Ann"]}],
+        "birthDate": "1980-02-03",
+        "generalPractitioner": [{"reference": f"Organization/{practice}"}],
+    }
+
+
+def _condition(pid: str, text: str, recorder: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}],
+                 "text": text},
+        "subject": {"reference": f"Patient/{pid}"},
+        "onsetDateTime": "2020-01-01",
+        "asserter": {"reference": f"Organization/{recorder}"},
+        "recorder": {"reference": f"Organization/{recorder}"},
+    }  # fmt: skip
+
+
+class Api:
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.tokens: dict[str, str] = {}
+
+    @property
+    def log(self) -> AccessStore:
+        store: AccessStore = self.client.app.state.access  # type: ignore[attr-defined]
+        return store
+
+    def sign_in(self, name: str) -> None:
+        answer = self.client.post("/api/v1/token", json={"username": name, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        self.tokens[name] = answer.json()["access_token"]
+
+    def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        if "json" in kwargs:
+            kwargs["content"] = json.dumps(kwargs.pop("json"))
+            headers["Content-Type"] = "application/fhir+json"
+        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+
+    def created(self, resource: dict[str, Any]) -> str:
+        made = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
+        assert made.status_code == 201, made.text
+        rid: str = made.json()["id"]
+        return rid
+
+
+@pytest.fixture
+def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
+    settings = WebSettings(warehouse=tmp_path / "warehouse.duckdb")
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    users.add_user("feed", PASSWORD, "system")
+    users.add_user("er", PASSWORD, "clinician", pcn_code="U99999", practice_code="Z99999")
+    users.close()
+    with RecordStore(records_url) as store, TestClient(create_records_app(settings, store)) as c:
+        client = Api(c)
+        client.sign_in("feed")
+        client.sign_in("er")
+        yield client
+
+
+def test_a_citizen_sees_only_their_own_record_and_its_audit(api: Api) -> None:
+    mine = api.created(_patient("A11111", "Own", "9000000009"))
+    other = api.created(_patient("B22222", "Other", "9434765919"))
+    my_condition = api.created(_condition(mine, "Asthma", "A11111"))
+    their_condition = api.created(_condition(other, "Diabetes", "B22222"))
+    api.log.add_user("cy", PASSWORD, Role.CITIZEN, patient_id=mine)
+    api.sign_in("cy")
+
+    # Their own: the Patient, a Condition by id and every search, kept to them.
+    assert api("GET", f"/Patient/{mine}", user="cy").json()["id"] == mine
+    assert api("GET", f"/Condition/{my_condition}", user="cy").status_code == 200
+    for query, expected in (
+        ({"patient": f"Patient/{mine}"}, [my_condition]),
+        ({}, [my_condition]),
+        ({"patient": f"Patient/{other}"}, []),
+    ):
+        found = api("GET", "/Condition", params=query, user="cy").json()
+        ids = [e["resource"]["id"] for e in found.get("entry", [])]
+        assert ids == expected, query
+        assert found["total"] == len(ids)
+    assert api("GET", "/Patient", user="cy").json()["total"] == 1
+
+    # Anyone else's: refused as without a relationship, whether it exists or not; no writes.
+    for path in (f"/Patient/{other}", f"/Condition/{their_condition}", "/Patient/nobody"):
+        refused = api("GET", path, user="cy")
+        assert refused.status_code == 403, path
+        assert "not your record" in refused.json()["issue"][0]["diagnostics"]
+        assert "break-glass" not in refused.json()["issue"][0]["diagnostics"]
+    assert api("POST", "/Condition", json=_condition(mine, "Hay fever", "A11111"),
+               user="cy").status_code == 403  # fmt: skip
+    assert api("POST", "/$break-glass", user="cy", json={}).status_code == 403
+
+    entries = [e for e in reversed(api.log.audit_entries(limit=1000)[1]) if e["username"] == "cy"]
+    reads = {e["resource"]: e["reason"] for e in entries if e["action"] == "fhir read"}
+    assert reads[f"fhir/Patient/{mine}"] == "legitimate relationship: self"
+    assert reads[f"fhir/Patient/{other}"] == "no legitimate relationship"
+    assert all(e["detail"].startswith("403") for e in entries
+               if e["resource"] == f"fhir/Patient/{other}")  # fmt: skip
+
+    # A clinician with no relationship breaks glass and reads the citizen's record.
+    grant = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueReference": {"reference": f"Patient/{mine}"}},
+            {"name": "reason", "valueString": REASON},
+        ],
+    }
+    assert api("GET", f"/Patient/{mine}", user="er").status_code == 403
+    assert api("POST", "/$break-glass", json=grant, user="er").status_code == 201
+    assert api("GET", f"/Patient/{mine}", user="er").status_code == 200
+    api("GET", f"/Patient/{other}", user="er")  # about the other person only
+
+    # The citizen's AuditEvents: every one names them; the break-glass read is there.
+    seen = api("GET", "/AuditEvent", params={"_count": "200"}, user="cy").json()
+    events = [e["resource"] for e in seen["entry"]]
+    assert seen["total"] == len(events) > 0
+    for event in events:
+        assert f"Patient/{mine}" in [x.get("what", {}).get("reference") for x in event["entity"]]
+    by_er = [e for e in events if e["agent"][0]["who"]["identifier"]["value"] == "er"]
+    purposes = {c["code"] for e in by_er for p in e.get("purposeOfEvent", [])
+                for c in p["coding"]}  # fmt: skip
+    assert "BTG" in purposes
+    assert {e["outcome"] for e in by_er} == {"0", "4"}  # refused first, then let in
+    # Asking for anyone else's audit is refused; so is reading an entry not about them.
+    asked = api("GET", "/AuditEvent", params={"patient": other}, user="cy")
+    assert asked.status_code == 403
+    theirs = api.log.records_audit(RecordsAuditQuery(patients=(frozenset({other}),)), 1)[1][0]
+    assert mine not in theirs["patients"].split()
+    assert api("GET", f"/AuditEvent/{theirs['seq']}", user="cy").status_code == 404
+    assert api("GET", "/AuditEvent", params={"patient": mine}, user="cy").json()["total"] > 0
+
+
+def test_a_user_other_than_a_citizen_has_no_patient_and_older_stores_gain_the_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:  # the users table as it was before citizens
+        con.execute(
+            "CREATE TABLE users (username TEXT PRIMARY KEY, display_name TEXT NOT NULL, "
+            "role TEXT NOT NULL, pcn_code TEXT, practice_code TEXT, password_hash TEXT NOT NULL, "
+            "demo INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1, "
+            "created_at TEXT NOT NULL)"
+        )
+        con.execute(
+            "INSERT INTO users VALUES ('old', 'Old', 'analyst', NULL, NULL, 'x', 0, 1, '2025')"
+        )
+    store = AccessStore(path)
+    try:
+        assert [u.patient_id for u in store.users()] == [None]
+        cy = store.add_user("cy", PASSWORD, "citizen", patient_id="p-1")
+        assert (cy.patient_id, cy.scope) == ("p-1", "their own record")
+        assert {u.username: u.patient_id for u in store.users()} == {"old": None, "cy": "p-1"}
+        with pytest.raises(InputError, match="patient"):
+            store.add_user("cy2", PASSWORD, "citizen")
+        with pytest.raises(InputError, match="only citizens"):
+            store.add_user("an", PASSWORD, "analyst", patient_id="p-1")
+        with pytest.raises(InputError, match="FHIR id"):
+            store.add_user("cy3", PASSWORD, "citizen", patient_id="9000000009 OR 1")
+    finally:
+        store.close()
+
+
+# --- the dashboard page ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def page_site(web_warehouse: PhmWarehouse, tmp_path: Path) -> Iterator[TestClient]:
+    settings = WebSettings(warehouse=web_warehouse.path, access_db=tmp_path / "access.sqlite")
+    app = create_app(settings, warm=False)
+    with RecordStore(str(tmp_path / "records.sqlite")) as store:
+        mount_records(app, store)
+        with TestClient(app) as client:
+            yield client
+
+
+def _browser(client: TestClient, name: str) -> None:
+    client.cookies.clear()
+    answer = client.post(
+        "/login", data={"username": name, "password": PASSWORD}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    client.cookies.set(SESSION_COOKIE, answer.cookies[SESSION_COOKIE])
+
+
+def test_my_record_page_shows_the_citizens_items_and_who_looked(page_site: TestClient) -> None:
+    client = page_site
+    log: AccessStore = client.app.state.access  # type: ignore[attr-defined]
+    store: RecordStore = client.app.state.records  # type: ignore[attr-defined]
+    store.update({"resourceType": "Organization", "id": "A11111", "name": "Riverside Surgery"})
+    mine = store.create(_patient("A11111", "Own", "9000000009")).resource["id"]
+    other = store.create(_patient("B22222", "Other", "9434765919")).resource["id"]
+    store.create(_condition(mine, "Asthma", "A11111"))
+    store.create(_condition(other, "Diabetes", "B22222"))
+    store.create({
+        "resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{mine}"},
+        "code": {"text": "Penicillin"}, "recorder": {"reference": "Organization/A11111"},
+    })  # fmt: skip
+    log.add_user("cy", PASSWORD, "citizen", patient_id=mine, display_name="Cy Citizen")
+    log.add_user("er", PASSWORD, "clinician", pcn_code="U9", practice_code="Z9",
+                 display_name="Dr Emma Room")  # fmt: skip
+    er = client.post("/api/v1/token", json={"username": "er", "password": PASSWORD}).json()
+    bearer = {"Authorization": f"Bearer {er['access_token']}", "Content-Type": "application/json"}
+    grant = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{mine}"}},
+        {"name": "reason", "valueString": REASON}]}  # fmt: skip
+    assert client.get(f"{BASE}/Patient/{mine}", headers=bearer).status_code == 403
+    assert client.post(f"{BASE}/$break-glass", json=grant, headers=bearer).status_code == 201
+    assert client.get(f"{BASE}/Patient/{mine}", headers=bearer).status_code == 200
+
+    # The citizen's home is their record; the other pages are not theirs.
+    client.cookies.clear()
+    signed = client.post("/login", data={"username": "cy", "password": PASSWORD},
+                         follow_redirects=False)  # fmt: skip
+    assert signed.headers["location"] == "/my-record"
+    page = client.get("/my-record", headers={"accept": "text/html"})
+    assert page.status_code == 200, page.text
+    text = unescape(page.text)
+    assert 'href="/my-record"' in text
+    assert "Asthma" in text and "Penicillin" in text and "Diabetes" not in text
+    assert "Riverside Surgery (A11111)" in text
+    looked = text.split('id="who-looked-table"')[1]
+    assert "Dr Emma Room (Clinician)" in looked
+    assert "Emergency access (break-glass)" in looked
+    body = looked.split("<tbody")[1].split("</tbody>")[0]
+    rows = [re.sub(r"<[^>]+>", "|", r) for r in body.split("<tr")[1:]]
+    # Newest first: the read by break-glass, the grant, and the refusal before it.
+    assert len(rows) == 3, rows
+    assert "looked at part of your record" in rows[0] and "|Yes|" in rows[0]
+    assert "asked for emergency access" in rows[1]
+    assert "looked at part of your record" in rows[2] and "No, refused" in rows[2]
+    assert "|Your care|" in rows[2]  # refused, so not by break-glass
+    assert "Z9" in rows[0]  # the clinician's organisation
+    assert client.get("/", headers={"accept": "text/html"}).status_code == 403
+    assert client.get("/api/v1/overview").status_code == 403
+    views = [e for e in log.audit_entries(limit=500)[1] if e["action"] == "my-record view"]
+    assert views and views[0]["username"] == "cy" and views[0]["detail"].startswith("200")
+
+    # Nobody else has a /my-record.
+    _browser(client, "er")
+    assert client.get("/my-record", headers={"accept": "text/html"}).status_code == 403
+
+
+def test_my_record_says_so_without_a_records_store(
+    web_warehouse: PhmWarehouse, tmp_path: Path
+) -> None:
+    settings = WebSettings(warehouse=web_warehouse.path, access_db=tmp_path / "access.sqlite")
+    with TestClient(create_app(settings, warm=False)) as client:
+        log: AccessStore = client.app.state.access  # type: ignore[attr-defined]
+        log.add_user("cy", PASSWORD, "citizen", patient_id="p1")
+        _browser(client, "cy")
+        page = client.get("/my-record", headers={"accept": "text/html"})
+        assert page.status_code == 409
+        assert "not connected to the shared care record" in page.text
