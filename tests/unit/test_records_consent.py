@@ -16,6 +16,7 @@ from joinedup.errors import ConfigurationError
 from joinedup.records import Policy, RecordStore, Requester, read_resource
 from joinedup.records.consent import (
     configured_sensitive_codes,
+    index_entries,
     is_objection,
     is_opt_out,
     read_sensitive_codes,
@@ -210,3 +211,24 @@ def test_sensitive_resources_and_an_overriding_list(store: RecordStore, tmp_path
     for policy, seen in ((shipped, 1), (strict, 0)):
         scope, _ = policy.scope(GP_B)
         assert store.search("Condition", patients_of=scope).total == seen
+
+
+def test_internal_index_rows_hold_only_what_the_search_index_lacks() -> None:
+    hiv = {"system": SCT, "code": "165816005"}
+    condition = {
+        "resourceType": "Condition",
+        "code": {"coding": [hiv]},
+        "asserter": {"reference": "#r"},
+        "contained": [{"resourceType": "PractitionerRole", "id": "r",
+                       "organization": {"reference": "Organization/A11111"}}],
+    }  # fmt: skip
+    tokens, references = index_entries(condition)
+    assert tokens == []  # its code is indexed already as the `code` parameter
+    assert references == [("_recorded-by", "Organization", "A11111")]
+    observation = {
+        "resourceType": "Observation",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "7917-8"}]},
+        "valueCodeableConcept": {"coding": [hiv]},
+    }
+    assert index_entries(observation) == ([("_coded", SCT, "165816005")], [])
+    assert index_entries(_objection("p", "A11111"))[0] == [("_objection", None, "true")]

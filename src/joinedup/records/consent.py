@@ -20,14 +20,15 @@ from typing import Any
 
 from joinedup.errors import ConfigurationError
 from joinedup.fhir.ukcore import NATIONAL_DATA_OPT_OUT, ODS_ORGANISATION, RECORDED_BY_EXTENSION
-from joinedup.records.parameters import MAX_INDEXED, split_reference
+from joinedup.records.parameters import MAX_INDEXED, SEARCH_PARAMETERS, split_reference
 from joinedup.records.settings import RecordsSettings
 
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 
 #: Internal index parameters (a leading `_` and not in SEARCH_PARAMETERS, so no search can
-#: name them): an active objection to sharing, an active national data opt-out, every coding a
-#: resource is about, and its recording organisations.
+#: name them): an active objection to sharing, an active national data opt-out, the codings a
+#: resource is about that its type's `code` parameter does not index already, and its
+#: recording organisations.
 OBJECTION = "_objection"
 OPT_OUT = "_opt-out"
 CODED = "_coded"
@@ -81,11 +82,22 @@ def _codings(value: Any) -> Iterator[tuple[str | None, str]]:
 
 def codings(resource: dict[str, Any]) -> set[tuple[str | None, str]]:
     """Every (system, code) of the elements in CODED_ELEMENTS."""
+    return _codings_of(resource, CODED_ELEMENTS)
+
+
+def _codings_of(resource: dict[str, Any], paths: tuple[str, ...]) -> set[tuple[str | None, str]]:
     found: set[tuple[str | None, str]] = set()
-    for path in CODED_ELEMENTS:
+    for path in paths:
         for value in _values(resource, path.split(".")):
             found.update(_codings(value))
     return found
+
+
+def _searched(resource: dict[str, Any]) -> set[tuple[str | None, str]]:
+    """The codings the type's `code` search parameter indexes already (a sensitive code is
+    looked for there and among the `_coded` rows, which hold only the rest)."""
+    known = SEARCH_PARAMETERS.get(str(resource.get("resourceType")), {}).get("code")
+    return set() if known is None else _codings_of(resource, known.paths)
 
 
 def _organisation(
@@ -186,8 +198,9 @@ def index_entries(
         tokens.append((OBJECTION, None, "true"))
     if is_opt_out(resource):
         tokens.append((OPT_OUT, None, "true"))
+    rest = codings(resource) - _searched(resource)
     tokens += sorted(
-        ((CODED, s[:MAX_INDEXED] if s else s, c[:MAX_INDEXED]) for s, c in codings(resource)),
+        ((CODED, s[:MAX_INDEXED] if s else s, c[:MAX_INDEXED]) for s, c in rest),
         key=lambda t: (t[1] or "", t[2]),
     )
     references = [

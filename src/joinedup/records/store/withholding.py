@@ -143,7 +143,8 @@ def _of(kind: str, patients: Select[Any] | Sequence[str]) -> ColumnElement[bool]
 
 
 def _sensitive(kind: str, pairs: frozenset[tuple[str, str]]) -> ColumnElement[bool]:
-    """The `resources` row is coded in one of `pairs` (system, code)."""
+    """The `resources` row is coded in one of `pairs` (system, code): among its `code`
+    parameter's tokens or the `_coded` rows that hold its other codings."""
     by_system: dict[str, list[str]] = defaultdict(list)
     for system, code in sorted(pairs):
         by_system[system].append(code)
@@ -154,7 +155,7 @@ def _sensitive(kind: str, pairs: frozenset[tuple[str, str]]) -> ColumnElement[bo
         .where(
             t.resource_type == kind,
             t.resource_id == resources.c.resource_id,
-            t.parameter == CODED,
+            t.parameter.in_(("code", CODED)),
             or_(*matches),
         )
         .correlate(resources)
