@@ -205,6 +205,7 @@ def test_a_gp_finds_the_person_and_sees_their_joined_up_record(site: Site) -> No
     text = unescape(page.text)
     assert "Ann JONES" in text and "943 476 5919" in text and "1950-02-03" in text
     assert "Riverside Surgery" in text.split('id="practice"', 1)[1][:200]
+    assert "Why you can see this record: the person is registered with your practice." in text
     rows = _timeline(page.text)
     dates = [d for d, _, _ in rows]
     assert dates == sorted(dates, reverse=True)  # newest first
@@ -268,6 +269,7 @@ def test_no_relationship_shows_nothing_until_break_glass(site: Site) -> None:
     assert page.status_code == 200
     text = unescape(page.text)
     assert "Break-glass access" in text and "Type 2 diabetes mellitus" in text
+    assert "Why you can see this record: your break-glass grant." in text
     # Break-glass shows what a sensitive category withheld from the GP, as the API does.
     assert "Human immunodeficiency virus infection" in text
     entries = [(e["username"], e["action"], e["detail"], e["reason"]) for e in site.audit()

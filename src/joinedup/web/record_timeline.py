@@ -395,7 +395,7 @@ def trends(resources: list[dict[str, Any]], source: Any) -> list[Trend]:
 
 #: The trend chart's size (CSS px) and margins for its axes' labels.
 CHART_WIDTH, CHART_HEIGHT = 560, 220
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 16, 40
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 44, 16, 40  # room for the last date's label
 _COLOURS = ("#005eb8", "#d5281b", "#007f3b", "#330072")
 
 

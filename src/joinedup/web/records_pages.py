@@ -54,6 +54,22 @@ PAGE_ROLES = frozenset({*RELATIONSHIP_ROLES, Role.ADMIN})
 #: Grants this recent are raised as an alert on the privacy officer's page.
 ALERT_DAYS = 7
 MAX_RESOURCES = 1000  # $everything's largest page: the record is read in pages of this
+#: The policy's rules (records.policy.RULES) as the page words them.
+RULE_WORDS = {
+    "registered": "the person is registered with your practice",
+    "episode": "an open episode of care with your organisation",
+    "encounter": "a current or recent encounter with your organisation",
+    "referral": "an active referral to your organisation",
+    "care-team": "a care team you or your organisation are on",
+    "break-glass": "your break-glass grant",
+}
+
+
+def shown_by(gate: Gate) -> str:
+    """Why the user may see the record, in words (the audit log keeps the rule's name)."""
+    if gate.unrestricted:
+        return f"your {gate.user.role.value} role, which sees every record"
+    return "; ".join(RULE_WORDS[r] for r in sorted(gate.rules) if r in RULE_WORDS)
 
 
 def mount_records_pages(app: FastAPI) -> None:
@@ -208,7 +224,7 @@ async def record_page(
     charts = [trend_svg(t) for t in record.trends]
     return render(
         request, "records_patient.html.j2", user, record=record, charts=charts,
-        break_glass=gate.break_glass, rule=gate.reason,
+        break_glass=gate.break_glass, rule=shown_by(gate),
     )  # fmt: skip
 
 
