@@ -115,7 +115,8 @@ def serve(
         typer.Option(
             "--records",
             help="Also serve the FHIR R4 API at /fhir/R4 over this records store (a SQLite path "
-            "or postgresql:// URL; env JOINEDUP_RECORDS).",
+            "or postgresql:// URL; env JOINEDUP_RECORDS), with a person's joined-up record at "
+            "/records and break-glass grants at /privacy/break-glass.",
         ),
     ] = None,
     code_systems: Annotated[
