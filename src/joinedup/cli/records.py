@@ -73,7 +73,10 @@ def serve(
     another organisation recorded, and resources in sensitive categories recorded elsewhere,
     but by break-glass; JOINEDUP_RECORDS_SENSITIVE_CODES names a CSV of sensitive codes to use
     instead of the shipped list), and every request is written to the audit log. With
-    --code-systems, $validate also checks codings against those code systems.
+    --code-systems, $validate also checks codings against those code systems. Bulk Data
+    $export (system and admin roles) writes its files under JOINEDUP_RECORDS_EXPORTS (default
+    records-exports beside a SQLite store) and keeps them JOINEDUP_RECORDS_EXPORT_HOURS
+    (default 24).
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
