@@ -9,17 +9,31 @@ files in (default `records-exports` beside a SQLite store, else `data/records-ex
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from joinedup.errors import ConfigurationError
 
 DEFAULT_RECORDS = "data/records.sqlite"
 
 
 class RecordsSettings(BaseSettings):
-    """The records store's settings, read from the environment."""
+    """The records store's settings, read from the environment; a bad one is a
+    ConfigurationError naming its variable."""
 
     model_config = SettingsConfigDict(env_prefix="JOINEDUP_")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"JOINEDUP_{'.'.join(str(x) for x in e['loc']).upper()}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ConfigurationError(f"records settings: {problems}") from None
 
     records: str = DEFAULT_RECORDS
     records_code_systems: Path | None = None
