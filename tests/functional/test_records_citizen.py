@@ -21,6 +21,7 @@ import pytest
 from cli_run import PhmWarehouse
 from fastapi.testclient import TestClient
 
+from joinedup.cli.web import add_demo_users
 from joinedup.errors import InputError
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
 from joinedup.records import RecordStore
@@ -230,6 +231,7 @@ def test_my_record_page_shows_the_citizens_items_and_who_looked(page_site: TestC
     log: AccessStore = client.app.state.access  # type: ignore[attr-defined]
     store: RecordStore = client.app.state.records  # type: ignore[attr-defined]
     store.update({"resourceType": "Organization", "id": "A11111", "name": "Riverside Surgery"})
+    store.update({"resourceType": "Organization", "id": "Z9", "name": "Coast Hospital ED"})
     mine = store.create(_patient("A11111", "Own", "9000000009")).resource["id"]
     other = store.create(_patient("B22222", "Other", "9434765919")).resource["id"]
     store.create(_condition(mine, "Asthma", "A11111"))
@@ -272,7 +274,7 @@ def test_my_record_page_shows_the_citizens_items_and_who_looked(page_site: TestC
     assert "asked for emergency access" in rows[1]
     assert "looked at part of your record" in rows[2] and "No, refused" in rows[2]
     assert "|Your care|" in rows[2]  # refused, so not by break-glass
-    assert "Z9" in rows[0]  # the clinician's organisation
+    assert "|Coast Hospital ED (Z9)|" in rows[0]  # the clinician's organisation
     assert client.get("/", headers={"accept": "text/html"}).status_code == 403
     assert client.get("/api/v1/overview").status_code == 403
     views = [e for e in log.audit_entries(limit=500)[1] if e["action"] == "my-record view"]
@@ -294,3 +296,25 @@ def test_my_record_says_so_without_a_records_store(
         page = client.get("/my-record", headers={"accept": "text/html"})
         assert page.status_code == 409
         assert "not connected to the shared care record" in page.text
+
+
+def test_demo_citizens_only_beside_a_records_store_with_patients(
+    web_warehouse: PhmWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOINEDUP_ACCESS_DB", str(tmp_path / "access.sqlite"))
+    monkeypatch.delenv("JOINEDUP_RECORDS", raising=False)
+    records = str(tmp_path / "records.sqlite")
+    assert not [u for u in add_demo_users(web_warehouse.path) if u.role is Role.CITIZEN]
+    with RecordStore(records):  # a store with no patients yet
+        pass
+    assert not [u for u in add_demo_users(web_warehouse.path, records) if u.role is Role.CITIZEN]
+    with RecordStore(records) as store:
+        patients = [
+            _patient("A11111", "One", "9000000009"),
+            _patient("A11111", "Two", "9434765919"),
+            {"resourceType": "Patient", "gender": "unknown"},
+        ]
+        ids = sorted(store.create(p).resource["id"] for p in patients)  # the first two by id
+    made = add_demo_users(web_warehouse.path, records)
+    citizens = {u.username: u.patient_id for u in made if u.role is Role.CITIZEN}
+    assert citizens == {"citizen": ids[0], "citizen2": ids[1]}

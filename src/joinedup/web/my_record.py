@@ -186,10 +186,12 @@ def _person(store: RecordStore, patient_id: str) -> dict[str, str]:
     }
 
 
-def looks(request: Request, user: User, page: int) -> tuple[int, list[Look], bool]:
+def looks(
+    request: Request, user: User, page: int, names: _Organisations
+) -> tuple[int, list[Look], bool]:
     """Who has looked at `user`'s record through the records API, newest first (a page of
-    PAGE_SIZE): how many entries in all, the page, and whether the audit log's hash chain
-    checks (when it does not, no entry is shown)."""
+    PAGE_SIZE), their organisations named by `names`: how many entries in all, the page, and
+    whether the audit log's hash chain checks (when it does not, no entry is shown)."""
     log = access(request)
     check = log.verify_audit()
     if not check.intact:
@@ -211,7 +213,7 @@ def looks(request: Request, user: User, page: int) -> tuple[int, list[Look], boo
                 at=str(row["at"])[:16].replace("T", " "),
                 who=who,
                 role=label,
-                organisation=str(row["organisation"]) or "-",
+                organisation=names.name(str(row["organisation"])) if row["organisation"] else "-",
                 did=DID.get(interaction, interaction),
                 why=WHY.get(str(row["purpose"]), str(row["purpose"]) or "-"),
                 allowed=str(row["detail"])[:1] in ("1", "2", "3"),
@@ -245,7 +247,7 @@ def my_record_page(
         response.status_code = 409
         return response
     groups = record_groups(store, patient_id)
-    total, found, intact = looks(request, user, page)
+    total, found, intact = looks(request, user, page, _Organisations(store))
     log.audit(
         user, "my-record view", "my-record",
         detail=f"200; {sum(g[1] for g in groups)} items, {total} audit entries",
