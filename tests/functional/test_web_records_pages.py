@@ -148,6 +148,13 @@ def _load(store: RecordStore) -> str:
                  "valueQuantity": {"value": diastolic, "unit": "mmHg"}},
             ],
         })  # fmt: skip
+    store.create({
+        "resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": subject,
+        "title": "Frailty care plan", "description": "Falls prevention and home support",
+        "period": {"start": "2025-10-06"}, "author": {"reference": "Organization/A11111"},
+        "activity": [{"detail": {"status": "scheduled",
+                                 "code": {"text": "Strength and balance classes"}}}],
+    })  # fmt: skip
     return str(pid)
 
 
@@ -223,7 +230,10 @@ def test_a_gp_finds_the_person_and_sees_their_joined_up_record(site: Site) -> No
             "County Hospital NHS Trust (RXX01)") in rows  # fmt: skip
     assert ("2025-01-11", "Medicine prescribed: Metformin 500mg tablets",
             "Riverside Surgery (A11111)") in rows  # fmt: skip
-    assert len(rows) == 5 + 2 + 1 + 1 + 3 + 2  # encounters, problems, medicine, allergy, results
+    assert ("2025-10-06", "Care plan: Frailty care plan", "Riverside Surgery (A11111)") in rows
+    assert "Strength and balance classes" in text.split('id="timeline"', 1)[1]
+    # encounters, problems, medicine, allergy, results, care plan
+    assert len(rows) == 5 + 2 + 1 + 1 + 3 + 2 + 1
     assert "Human immunodeficiency virus" not in text  # sensitive, recorded by the hospital
     problems = text.split('id="problems"', 1)[1].split("</ul>", 1)[0]
     assert "Type 2 diabetes mellitus" in problems and "active" in problems

@@ -122,6 +122,15 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "status": Parameter("token", ("status",)),
         "participant": Parameter("reference", ("participant.member",)),
     },
+    # Care plans (care planning: who is doing what for the person, e.g. a frailty plan).
+    "CarePlan": {
+        "patient": Parameter("reference", ("subject",), frozenset({"Patient"})),
+        "subject": Parameter("reference", ("subject",)),
+        "date": Parameter("date", ("period",)),
+        "category": Parameter("token", ("category",)),
+        "status": Parameter("token", ("status",)),
+        "intent": Parameter("token", ("intent",)),
+    },
     "Consent": _clinical("patient", ("dateTime",), ("scope",), "category", "status"),
     "AuditEvent": {
         "patient": Parameter("reference", ("entity.what",), frozenset({"Patient"})),

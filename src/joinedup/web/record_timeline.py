@@ -19,7 +19,7 @@ from joinedup.records.consent import recording_organisations
 RECORD_TYPES = (
     "Patient", "Encounter", "EpisodeOfCare", "Condition", "MedicationRequest",
     "MedicationStatement", "AllergyIntolerance", "Observation", "Immunization", "Procedure",
-    "ServiceRequest",
+    "ServiceRequest", "CarePlan",
 )  # fmt: skip
 
 #: What each type is called on the page.
@@ -34,6 +34,7 @@ KIND_LABELS = {
     "Immunization": "Immunisation",
     "Procedure": "Procedure",
     "ServiceRequest": "Referral",
+    "CarePlan": "Care plan",
 }
 
 #: Encounter.class codes (v3 ActCode) in words.
@@ -104,7 +105,8 @@ def when_of(resource: dict[str, Any]) -> str:
     return _first(
         resource, "period.start", "effectiveDateTime", "effectivePeriod.start", "onsetDateTime",
         "onsetPeriod.start", "recordedDate", "authoredOn", "occurrenceDateTime",
-        "performedDateTime", "performedPeriod.start", "dateAsserted", "issued", "meta.lastUpdated",
+        "performedDateTime", "performedPeriod.start", "dateAsserted", "issued", "created",
+        "meta.lastUpdated",
     )  # fmt: skip
 
 
@@ -247,6 +249,9 @@ def _title(resource: dict[str, Any]) -> str:
         )
     if kind == "Immunization":
         return concept_text(resource.get("vaccineCode"))
+    if kind == "CarePlan":
+        categories = [concept_text(c) for c in resource.get("category") or []]
+        return _first(resource, "title") or next((c for c in categories if c), "Care plan")
     return concept_text(resource.get("code"))
 
 
@@ -265,6 +270,13 @@ def _detail(resource: dict[str, Any]) -> str:
             for m in r.get("manifestation") or []
         ]  # fmt: skip
         return ", ".join(r for r in reactions if r)
+    if kind == "CarePlan":
+        activities = [
+            concept_text((a.get("detail") or {}).get("code"))
+            for a in resource.get("activity") or [] if isinstance(a, dict)
+        ]  # fmt: skip
+        said = [_first(resource, "description"), *(a for a in activities if a)]
+        return "; ".join(t for t in said if t)
     if kind == "Encounter":
         end = _first(resource, "period.end")
         return f"until {end[:10]}" if end and end[:10] != when_of(resource)[:10] else ""
