@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cli_run import PhmWarehouse
 from fastapi.testclient import TestClient
+from test_records_access_consent import objection
 
 from joinedup.cli.web import add_demo_users
 from joinedup.errors import InputError
@@ -280,6 +281,16 @@ def test_my_record_page_shows_the_citizens_items_and_who_looked(page_site: TestC
     views = [e for e in log.audit_entries(limit=500)[1] if e["action"] == "my-record view"]
     assert views and views[0]["username"] == "cy" and views[0]["detail"].startswith("200")
 
+    # As a carer for the other person: their record, less the sensitive category.
+    store.create({**_condition(other, "HIV infection", "B22222"), "code": {"coding": [HIV]}})
+    log.set_proxy("cy", other, "carer")
+    theirs = unescape(client.get("/my-record", params={"patient": other}).text)
+    assert "Diabetes" in theirs and "HIV" not in theirs and "Asthma" not in theirs
+    assert 'id="proxy-note"' in theirs and "Ann Other" in theirs
+    assert f'href="/my-record?patient={other}"' in unescape(client.get("/my-record").text)
+    stranger = client.get("/my-record", params={"patient": "someone-else"})
+    assert stranger.status_code == 403
+
     # Nobody else has a /my-record.
     _browser(client, "er")
     assert client.get("/my-record", headers={"accept": "text/html"}).status_code == 403
@@ -318,3 +329,53 @@ def test_demo_citizens_only_beside_a_records_store_with_patients(
     made = add_demo_users(web_warehouse.path, records)
     citizens = {u.username: u.patient_id for u in made if u.role is Role.CITIZEN}
     assert citizens == {"citizen": ids[0], "citizen2": ids[1]}
+
+
+HIV = {"system": "http://snomed.info/sct", "code": "86406008"}  # shipped sensitive (hiv)
+
+
+def test_a_proxy_sees_the_person_they_act_for_less_what_is_withheld(api: Api) -> None:
+    parent = api.created(_patient("A11111", "Parent", "9000000009"))
+    child = api.created(_patient("A11111", "Child", "9434765919"))
+    stranger = api.created(_patient("A11111", "Stranger", "9434765870"))
+    plain = api.created(_condition(child, "Eczema", "A11111"))
+    sensitive = api.created({**_condition(child, "HIV", "A11111"), "code": {"coding": [HIV]}})
+    api.log.add_user("pa", PASSWORD, Role.CITIZEN, patient_id=parent)
+    api.sign_in("pa")
+    assert api("GET", f"/Patient/{child}", user="pa").status_code == 403  # no proxy yet
+
+    user = api.log.set_proxy("pa", child, "parent")
+    assert user.proxy_for == frozenset({child})
+    granted = api.log.audit_entries(limit=1)[1][0]
+    assert (granted["action"], granted["detail"]) == ("proxy granted", "as parent")
+    with pytest.raises(InputError, match="relationship"):
+        api.log.set_proxy("pa", child, "neighbour")
+    with pytest.raises(InputError, match="citizen"):
+        api.log.set_proxy("er", child, "parent")
+
+    # every request reads the user afresh: their sessions carry the relationship at once
+    assert api("GET", f"/Patient/{child}", user="pa").status_code == 200
+    assert api("GET", f"/Condition/{plain}", user="pa").status_code == 200
+    assert api("GET", f"/Condition/{sensitive}", user="pa").status_code == 403
+    assert api("GET", f"/Patient/{stranger}", user="pa").status_code == 403
+    found = api("GET", "/Condition", params={"patient": child}, user="pa").json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [plain]
+    assert found["total"] == 1  # the sensitive one is not counted either
+    assert api("GET", "/Patient", user="pa").json()["total"] == 2  # their own and the child's
+    reasons = {
+        e["resource"]: e["reason"]
+        for e in reversed(api.log.audit_entries(limit=50)[1])  # the newest kept
+        if e["username"] == "pa" and e["action"] == "fhir read"
+    }
+    assert reasons[f"fhir/Patient/{child}"] == "legitimate relationship: proxy"
+    assert api("GET", "/AuditEvent", params={"patient": child}, user="pa").status_code == 200
+    assert api("GET", "/AuditEvent", params={"patient": stranger}, user="pa").status_code == 403
+
+    # The child objects to sharing: withheld from the proxy too. Then revoked: refused.
+    api.created(objection(child, "A11111"))
+    assert api("GET", f"/Patient/{child}", user="pa").status_code == 403
+    assert api("GET", "/Condition", params={"patient": child}, user="pa").json()["total"] == 0
+    api.log.set_proxy("pa", child, "parent", revoke=True)
+    assert api.log.audit_entries(limit=1)[1][0]["action"] == "proxy revoked"
+    api.sign_in("pa")
+    assert api("GET", "/Patient", user="pa").json()["total"] == 1

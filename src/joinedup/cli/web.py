@@ -16,6 +16,7 @@ from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.lake import Lake
 from joinedup.web.access import (
+    PROXY_RELATIONSHIPS,
     ROLE_LABELS,
     AccessStore,
     Role,
@@ -245,6 +246,36 @@ def add_user(
         store.close()
     console.print(
         f"Added {escape(user.username)} ({ROLE_LABELS[user.role]}, {escape(user.scope)})."
+    )
+
+
+@users_app.command("proxy")
+def proxy(
+    username: Annotated[str, typer.Argument(help="The citizen who is the proxy.")],
+    patient: Annotated[
+        str, typer.Option("--patient", help="The FHIR Patient id of the person they act for.")
+    ],
+    relationship: Annotated[
+        str,
+        typer.Option(
+            "--relationship", help=f"How they are related: {', '.join(PROXY_RELATIONSHIPS)}."
+        ),
+    ],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the access away.")] = False,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """Give a citizen proxy access to another person's record (a parent to their child's, a
+    carer to the person they care for), or take it away with --revoke. Record the relationship
+    only once it has been checked; both are audited with the person's Patient id."""
+    store = _store(_settings(warehouse))
+    try:
+        user = store.set_proxy(username, patient, relationship, revoke=revoke)
+    finally:
+        store.close()
+    done = "no longer sees" if revoke else f"now sees, as {relationship},"
+    console.print(
+        f"{escape(user.username)} {done} Patient/{escape(patient)}'s record; proxy for "
+        f"{len(user.proxy_for)} in all."
     )
 
 

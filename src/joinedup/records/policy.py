@@ -17,6 +17,9 @@ the store's search index (never by reading bodies):
 A citizen (a Requester with `patient_id`) sees their own record and nobody else's, by the rule
 `self`: every other patient is refused as if there were no relationship, and nothing of their
 own is withheld from them (neither their objection to sharing nor a sensitive category).
+Through a proxy relationship (a parent's child, a carer's person: `proxy_for`) they see that
+person's record by the rule `proxy`, but not what is withheld from anyone outside the recording
+organisation: a sensitive category, or the whole record when that person objects to sharing.
 
 Consent and sensitive categories (records.consent) come before the rules and after them: a
 person's active objection to sharing withholds their whole record from every user outside the
@@ -43,7 +46,9 @@ from joinedup.records.errors import RecordsError
 from joinedup.records.store import Grant, RecordStore
 from joinedup.records.store.withholding import Permitted, Withholding
 
-Rule = Literal["registered", "episode", "encounter", "referral", "care-team", "break-glass", "self"]
+Rule = Literal[
+    "registered", "episode", "encounter", "referral", "care-team", "break-glass", "self", "proxy"
+]
 
 #: The rules in the order they are tried (the first that holds is the one recorded).
 RULES: tuple[Rule, ...] = (
@@ -75,12 +80,14 @@ class Requester:
     """Who is asking: their username (as a care team's `Practitioner/<username>`), the ODS
     codes of their organisations (practice, PCN, trust or council), and the practices whose
     registered patients they care for (their practice, or their PCN's practices). A
-    citizen's `patient_id` is their own record's, the only one they may see."""
+    citizen's `patient_id` is their own record's, and `proxy_for` the records they see as a
+    proxy; they may see no other."""
 
     username: str
     organisations: frozenset[str]
     practices: frozenset[str]
     patient_id: str | None = None
+    proxy_for: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,13 @@ class Policy:
         break-glass, when the patient objects to sharing and no objection of theirs was
         recorded by one of `who`'s organisations. A citizen: their own record only."""
         if who.patient_id is not None:
-            return Decision(True, "self") if patient_id == who.patient_id else REFUSED
+            if patient_id == who.patient_id:
+                return Decision(True, "self")
+            if patient_id not in who.proxy_for:
+                return REFUSED
+            if self._store.objections(patient_id):
+                return Decision(False, None, withheld=OBJECTION)
+            return Decision(True, "proxy")
         objections = self._store.objections(patient_id)
         if objections and not any(orgs & who.organisations for orgs in objections):
             grant = self.grant_for(who, patient_id)
@@ -184,7 +197,7 @@ class Policy:
         sensitive category and recorded by none of their organisations (only a break-glass
         grant for its patient shows it). None when it is not (and never for a citizen: only
         their own record reaches them)."""
-        if who.patient_id is not None:
+        if who.patient_id is not None and _belongs_to(resource, who.patient_id):
             return None
         categories = self.sensitive.categories_of(resource)
         if not categories:
@@ -197,7 +210,11 @@ class Policy:
         """Every patient `who` may see now, with the first rule that allows each (none whose
         objection to sharing withholds them, but by break-glass)."""
         if who.patient_id is not None:
-            return {who.patient_id: "self"}
+            objected = {p for p in who.proxy_for if self._store.objections(p)}
+            seen: dict[str, Rule] = {who.patient_id: "self"}
+            for proxied in who.proxy_for - objected:
+                seen[proxied] = "proxy"
+            return seen
         found: dict[str, Rule] = {}
         for rule, kind, query in self._queries(who):
             for patient in self._store.patient_ids(kind, query):
@@ -212,11 +229,13 @@ class Policy:
         """The searches (type, query) whose patients `who` may see now, for the store to keep
         a search to inside its query, carrying what is withheld from them (objections to
         sharing and sensitive categories recorded elsewhere, but for break-glass grants); and
-        the patients of their break-glass grants. A citizen: their own record, all of it."""
+        the patients of their break-glass grants. A citizen: their own record, all of it,
+        and those they are a proxy for, less what is withheld from outsiders."""
         if who.patient_id is not None:
             own = frozenset({who.patient_id})
+            ids = ",".join(sorted(own | who.proxy_for))
             withholding = Withholding(frozenset(), own, self.sensitive.pairs)
-            return Permitted([("Patient", [("_id", who.patient_id)])], withholding), set()
+            return Permitted([("Patient", [("_id", ids)])], withholding), set()
         searches = [(kind, query) for _, kind, query in self._queries(who)]
         granted = {g.patient_id for g in self._store.active_grants(who.username, self._clock())}
         if granted:
@@ -238,6 +257,17 @@ class Policy:
         except RecordsError:
             raise BreakGlassError(f"patient: no Patient/{patient_id} in the records") from None
         return self._store.grant(who.username, patient_id, stated, self._hours)
+
+
+def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
+    """Whether `resource` is Patient `patient_id` or names them as its patient or subject."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id")) == patient_id
+    wanted = f"Patient/{patient_id}"
+    return any(
+        isinstance(resource.get(k), dict) and resource[k].get("reference") == wanted
+        for k in ("patient", "subject", "beneficiary")
+    )
 
 
 __all__ = [

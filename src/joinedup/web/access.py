@@ -10,6 +10,7 @@ missing entry shows when the chain is checked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -127,6 +128,9 @@ class User:
     demo: bool = False
     #: A citizen's own FHIR Patient id in the records store (None for everyone else).
     patient_id: str | None = None
+    #: The Patients a citizen has proxy access to (a parent's child, a carer's person), each
+    #: by an explicit relationship recorded and audited by `AccessStore.set_proxy`.
+    proxy_for: frozenset[str] = frozenset()
 
     def may(self, area: str) -> bool:
         return self.role in PERMISSIONS[area]
@@ -277,6 +281,14 @@ CREATE TABLE IF NOT EXISTS users (
     active INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL,
     patient_id TEXT
+);
+CREATE TABLE IF NOT EXISTS proxies (
+    username TEXT NOT NULL REFERENCES users(username),
+    patient_id TEXT NOT NULL,
+    relationship TEXT NOT NULL,
+    granted_at TEXT NOT NULL,
+    revoked_at TEXT,
+    PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,
@@ -498,9 +510,28 @@ def client_address(
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-def _user_of(row: Sequence[Any]) -> User:
-    """A user from a row of _USERS (or _USER)."""
-    return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6])
+def _user_of(row: Sequence[Any], proxy_for: frozenset[str] = frozenset()) -> User:
+    """A user from a row of _USERS (or _USER), with the Patients they are a proxy for."""
+    return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6], proxy_for)
+
+
+#: Who a citizen may be a proxy for, by their relationship to that person.
+PROXY_RELATIONSHIPS: dict[str, str] = {
+    "parent": "Parent (of a child under 16)",
+    "guardian": "Legal guardian",
+    "carer": "Carer, with the person's consent",
+    "attorney": "Lasting power of attorney (health and welfare)",
+}
+_PROXIES_OF = (
+    "SELECT patient_id FROM proxies WHERE username = ? AND revoked_at IS NULL ORDER BY patient_id"
+)
+_GRANT_PROXY = (
+    "INSERT OR REPLACE INTO proxies (username, patient_id, relationship, granted_at, revoked_at) "
+    "VALUES (?, ?, ?, ?, NULL)"
+)
+_REVOKE_PROXY = (
+    "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
+)
 
 
 def _now() -> datetime:
@@ -644,7 +675,43 @@ class AccessStore:
         row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
             return None
-        return _user_of(row), row[7]
+        proxies = frozenset(str(r[0]) for r in self._con.execute(_PROXIES_OF, (row[0],)).fetchall())
+        return _user_of(row, proxies), row[7]
+
+    def set_proxy(
+        self,
+        username: str,
+        patient_id: str,
+        relationship: str,
+        *,
+        revoke: bool = False,
+        client: str = "command line",
+    ) -> User:
+        """Give citizen `username` proxy access to Patient `patient_id` as their
+        `relationship` (PROXY_RELATIONSHIPS), or with `revoke` take it away; audited either
+        way with the patient's id. Returns the user as they now are."""
+        found = self._user(username)
+        if found is None or found[0].role is not Role.CITIZEN:
+            raise InputError("NAME", f"{username!r} is not an active citizen (see `users list`)")
+        if not _PATIENT_ID.fullmatch(patient_id):
+            raise InputError("--patient", "a FHIR id: letters, digits, '-' and '.', 1-64 long")
+        if relationship not in PROXY_RELATIONSHIPS:
+            choices = ", ".join(PROXY_RELATIONSHIPS)
+            raise InputError("--relationship", f"{relationship!r}: choose from {choices}")
+        if patient_id == found[0].patient_id:
+            raise InputError("--patient", "that is their own record")
+        with self._tx() as con:
+            if revoke:
+                con.execute(_REVOKE_PROXY, (_iso(_now()), username, patient_id))
+            else:
+                con.execute(_GRANT_PROXY, (username, patient_id, relationship, _iso(_now())))
+        self.audit(
+            found[0], "proxy revoked" if revoke else "proxy granted", f"users/proxy/{username}",
+            detail=f"as {relationship}", reason="proxy access", client=client,
+            patients=[patient_id],
+        )  # fmt: skip
+        now = found[0].proxy_for - {patient_id} if revoke else found[0].proxy_for | {patient_id}
+        return dataclasses.replace(found[0], proxy_for=frozenset(now))
 
     # --- sign-in ---------------------------------------------------------------------------
 

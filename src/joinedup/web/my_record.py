@@ -6,14 +6,17 @@ Needs the dashboard served with a records store (`joinedup serve --records`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from joinedup.records import RecordsError, RecordStore
+from joinedup.records import Policy, RecordsError, RecordStore
 from joinedup.records.consent import recording_organisations
+from joinedup.records.policy import Requester
 from joinedup.web.access import ROLE_LABELS, RecordsAuditQuery, Role, User
 from joinedup.web.site import PAGE_SIZE, access, allowed, client, page_user, pages, render
 
@@ -138,9 +141,12 @@ class _Organisations:
         return self._names[code]
 
 
-def record_groups(store: RecordStore, patient_id: str) -> list[tuple[str, int, list[Item]]]:
+def record_groups(
+    store: RecordStore, patient_id: str, shown: Callable[[dict[str, Any]], bool] = bool
+) -> list[tuple[str, int, list[Item]]]:
     """The person's record by group: its heading, how many items there are, and the newest
-    MAX_ITEMS of them with their source organisations."""
+    MAX_ITEMS of them with their source organisations; only resources `shown` allows (what
+    the policy withholds from a proxy is neither listed nor counted)."""
     names = _Organisations(store)
     groups = []
     for heading, kinds in GROUPS:
@@ -149,8 +155,9 @@ def record_groups(store: RecordStore, patient_id: str) -> list[tuple[str, int, l
             page = store.search(
                 kind, [("patient", f"Patient/{patient_id}"), ("_count", str(MAX_ITEMS))]
             )
-            total += page.total
-            for resource in page.resources:
+            kept = [r for r in page.resources if shown(r)]
+            total += page.total - (len(page.resources) - len(kept))
+            for resource in kept:
                 sources = sorted(recording_organisations(resource))
                 items.append(
                     Item(
@@ -187,18 +194,17 @@ def _person(store: RecordStore, patient_id: str) -> dict[str, str]:
 
 
 def looks(
-    request: Request, user: User, page: int, names: _Organisations
+    request: Request, user: User, patient_id: str, page: int, names: _Organisations
 ) -> tuple[int, list[Look], bool]:
-    """Who has looked at `user`'s record through the records API, newest first (a page of
-    PAGE_SIZE), their organisations named by `names`: how many entries in all, the page, and
-    whether the audit log's hash chain checks (when it does not, no entry is shown)."""
+    """Who has looked at `patient_id`'s record (`user`'s own, or one they are a proxy for)
+    through the records API, newest first (a page of PAGE_SIZE), their organisations named
+    by `names`: how many entries in all, the page, and whether the audit log's hash chain
+    checks (when it does not, no entry is shown)."""
     log = access(request)
     check = log.verify_audit()
     if not check.intact:
         return 0, [], False
-    query = RecordsAuditQuery(
-        through=check.verified_through, patients=(frozenset({str(user.patient_id)}),)
-    )
+    query = RecordsAuditQuery(through=check.verified_through, patients=(frozenset({patient_id}),))
     total, rows = log.records_audit(query, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     people = {u.username: u for u in log.users()}
     found = []
@@ -227,8 +233,10 @@ def my_record_page(
     request: Request,
     user: Annotated[User, Depends(page_user)],
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    patient: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
-    """A citizen's own record and who has looked at it (the citizen role only)."""
+    """A citizen's own record and who has looked at it (the citizen role only); with
+    `patient`, the record of someone they are a proxy for, less what the policy withholds."""
     log = access(request)
     if not user.may("my_record"):
         log.audit(
@@ -236,25 +244,46 @@ def my_record_page(
             client=client(request),
         )  # fmt: skip
     allowed(user, "my_record")
+    own = str(user.patient_id)
+    patient_id = patient or own
+    reason = "own record" if patient_id == own else "proxy access"
+    if patient_id not in {own} | user.proxy_for:
+        log.audit(
+            user, "my-record view", "my-record", detail="403; not theirs", reason=reason,
+            client=client(request),
+        )  # fmt: skip
+        raise HTTPException(403, "That is not your record, nor one you are a proxy for.")
     store: RecordStore | None = getattr(request.app.state, "records", None)
-    patient_id = str(user.patient_id)
     if store is None:
         log.audit(
             user, "my-record view", "my-record", detail="409; no records store",
-            reason="own record", client=client(request), patients=[patient_id],
+            reason=reason, client=client(request), patients=[patient_id],
         )  # fmt: skip
         response = render(request, "my_record.html.j2", user, served=False)
         response.status_code = 409
         return response
-    groups = record_groups(store, patient_id)
-    total, found, intact = looks(request, user, page, _Organisations(store))
+    policy: Policy = request.app.state.records_policy
+    who = Requester(user.username, frozenset(), frozenset(), own, user.proxy_for)  # a citizen
+    decision = policy.decide(who, patient_id)
+    if not decision.allowed:
+        log.audit(
+            user, "my-record view", "my-record", detail="403; withheld", reason=decision.label,
+            client=client(request), patients=[patient_id],
+        )  # fmt: skip
+        raise HTTPException(
+            403, "This person has asked for their record not to be shared, so it is not shown."
+        )
+    groups = record_groups(store, patient_id, lambda r: policy.withheld(who, r) is None)
+    total, found, intact = looks(request, user, patient_id, page, _Organisations(store))
     log.audit(
         user, "my-record view", "my-record",
         detail=f"200; {sum(g[1] for g in groups)} items, {total} audit entries",
-        reason="own record", client=client(request), patients=[patient_id],
+        reason=f"{reason}; {decision.label}", client=client(request), patients=[patient_id],
     )  # fmt: skip
+    others = [(p, _person(store, p).get("name") or p) for p in sorted(user.proxy_for)]
     return render(
         request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
         groups=groups, looks=found, looks_total=total, intact=intact, page=page,
-        pages=pages(total), base="/my-record?",
+        pages=pages(total), own=patient_id == own, others=others, chosen=patient_id,
+        base="/my-record?" + ("" if patient_id == own else f"patient={quote(patient_id)}"),
     )  # fmt: skip

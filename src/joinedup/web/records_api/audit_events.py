@@ -691,17 +691,18 @@ def _page_link(base: str, pairs: list[tuple[str, str]], offset: int, count: int)
 
 
 def own_record(query: RecordsAuditQuery, user: User) -> RecordsAuditQuery:
-    """A citizen's search kept to the entries naming their own record: a `patient` they give
-    must be theirs (403 otherwise, as reading another's record is), and their own is added
-    when they give none."""
+    """A citizen's search kept to the entries naming their own record or one they are a proxy
+    for: a `patient` they give must be one of those (403 otherwise, as reading another's
+    record is), and all of them are asked for when they give none."""
     if user.patient_id is None:
         return query
+    theirs = {user.patient_id} | user.proxy_for
     asked = {p for ids in query.patients or () for p in ids}
-    if asked - {user.patient_id}:
+    if asked - theirs:
         raise FhirError.one(
             403, "forbidden", "not your record: a citizen sees only their own record's audit"
         )
-    return replace(query, patients=(frozenset({user.patient_id}),))
+    return replace(query, patients=(frozenset(asked or theirs),))
 
 
 def _search(pairs: list[tuple[str, str]]) -> Work:
@@ -757,9 +758,10 @@ def _read(seq: str, version: str | None = None) -> Work:
             if seq.isdigit()
             else []
         )
-        mine = user.patient_id
-        if mine is not None and rows and mine not in str(rows[0]["patients"]).split():
-            rows = []  # a citizen reads only the entries naming their own record
+        if user.patient_id is not None and rows:  # a citizen: entries naming theirs only
+            theirs = {user.patient_id} | user.proxy_for
+            if not theirs & set(str(rows[0]["patients"]).split()):
+                rows = []
         if not rows:
             raise FhirError.one(404, "not-found", f"AuditEvent/{seq}: no such entry")
         row = rows[0]

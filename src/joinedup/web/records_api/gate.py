@@ -44,12 +44,15 @@ PcnPractices = Callable[[str], frozenset[str]]
 
 def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requester:
     """The policy's view of a user: their practice and PCN as organisations, and the
-    practices whose registered patients they care for (a citizen: their own record)."""
+    practices whose registered patients they care for (a citizen: their own record and those
+    they are a proxy for)."""
     organisations = frozenset(c for c in (user.practice_code, user.pcn_code) if c)
     practices = {user.practice_code} if user.practice_code else set()
     if user.pcn_code and not user.practice_code and pcn_practices is not None:
         practices |= pcn_practices(user.pcn_code)
-    return Requester(user.username, organisations, frozenset(practices), user.patient_id)
+    return Requester(
+        user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for
+    )
 
 
 def in_compartment(kind: str) -> bool:
