@@ -5,6 +5,8 @@ writes nothing, and searches AuditEvent only for their own record, where a clini
 break-glass read appears. In the dashboard (SQLite): /my-record shows their items with the
 organisation that recorded each and the who-looked table; other roles get 403; without a
 records store the page says so. An access store from before the citizen role gets the column.
+Sharing choices (SQLite): the citizen objects to sharing outside their GP practice and
+withdraws it on /my-record; a proxy may not.
 """
 
 from __future__ import annotations
@@ -379,3 +381,91 @@ def test_a_proxy_sees_the_person_they_act_for_less_what_is_withheld(api: Api) ->
     assert api.log.audit_entries(limit=1)[1][0]["action"] == "proxy revoked"
     api.sign_in("pa")
     assert api("GET", "/Patient", user="pa").json()["total"] == 1
+
+
+def _choose(client: TestClient, choice: str, **form: str) -> Any:
+    page = client.get("/my-record", headers={"accept": "text/html"})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf, page.text
+    return client.post(
+        "/my-record/sharing", data={"csrf": csrf.group(1), "choice": choice, **form},
+        follow_redirects=False,
+    )  # fmt: skip
+
+
+def test_a_citizen_objects_to_sharing_and_withdraws_it(page_site: TestClient) -> None:
+    client = page_site
+    log: AccessStore = client.app.state.access  # type: ignore[attr-defined]
+    store: RecordStore = client.app.state.records  # type: ignore[attr-defined]
+    store.update({"resourceType": "Organization", "id": "A11111", "name": "Riverside Surgery"})
+    mine = store.create(_patient("A11111", "Own", "9000000009")).resource["id"]
+    child = store.create(_patient("A11111", "Child", "9434765919")).resource["id"]
+    store.create({
+        "resourceType": "EpisodeOfCare", "status": "active",
+        "patient": {"reference": f"Patient/{mine}"},
+        "managingOrganization": {"reference": "Organization/H1"},
+        "period": {"start": "2026-01-01"},
+    })  # fmt: skip
+    log.add_user("cy", PASSWORD, "citizen", patient_id=mine)
+    log.add_user("gp", PASSWORD, "clinician", pcn_code="U1", practice_code="A11111")
+    log.add_user("ward", PASSWORD, "clinician", pcn_code="U2", practice_code="H1")
+    bearer = {}
+    for name in ("gp", "ward"):
+        token = client.post("/api/v1/token", json={"username": name, "password": PASSWORD})
+        bearer[name] = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    def status(name: str) -> int:
+        return int(client.get(f"{BASE}/Patient/{mine}", headers=bearer[name]).status_code)
+
+    assert (status("gp"), status("ward")) == (200, 200)  # registered; an open episode
+
+    _browser(client, "cy")
+    page = unescape(client.get("/my-record").text)
+    assert 'data-objected="no"' in page and "not objected to sharing your record" in page
+    assert "Riverside Surgery (A11111)" in page.split('id="sharing-choice"')[1]
+    assert 'href="https://www.nhs.uk/your-nhs-data-matters/"' in page
+
+    # Without the form's token: refused, nothing written.
+    refused = client.post("/my-record/sharing", data={"csrf": "x", "choice": "object"})
+    assert refused.status_code == 403 and not store.objections(mine)
+
+    made = _choose(client, "object")
+    assert (made.status_code, made.headers["location"]) == (303, "/my-record#sharing")
+    assert store.objections(mine) == [frozenset({"A11111"})]
+    consent = store.search("Consent", [("patient", f"Patient/{mine}")]).resources[0]
+    assert consent["performer"] == [{"reference": f"Patient/{mine}"}]
+    assert (status("gp"), status("ward")) == (200, 403)  # the hospital is outside the practice
+    page = unescape(client.get("/my-record").text)
+    assert 'data-objected="yes"' in page and "You have objected to sharing your record" in page
+    assert "Only staff at Riverside Surgery (A11111)" in page
+    assert "emergency access (break-glass)" in page and "Withdraw my objection" in page
+    assert "changed the sharing choices" in page.split('id="who-looked-table"')[1]
+    assert _choose(client, "object").status_code == 303  # again: nothing more written
+    assert len(store.search("Consent", [("patient", f"Patient/{mine}")]).resources) == 1
+
+    # A proxy sees the child's choice but may not change it.
+    log.set_proxy("cy", child, "parent")
+    theirs = unescape(client.get("/my-record", params={"patient": child}).text)
+    assert "They have not objected" in theirs and 'id="sharing-form"' not in theirs
+    proxy = _choose(client, "object", patient=child)
+    assert proxy.status_code == 403 and "Only the person themselves" in proxy.text
+    assert not store.objections(child)
+
+    withdrawn = _choose(client, "withdraw")
+    assert withdrawn.status_code == 303 and not store.objections(mine)
+    history = store.history("Consent", consent["id"])
+    assert [h.resource["status"] for h in history if h.resource] == ["inactive", "active"]
+    assert (status("gp"), status("ward")) == (200, 200)
+    assert 'data-objected="no"' in client.get("/my-record").text
+    assert _choose(client, "nonsense").status_code == 400
+
+    mine_only = RecordsAuditQuery(patients=(frozenset({mine}),))
+    changes = [(e["action"], e["resource"], e["detail"][:3], e["patients"])
+               for e in log.records_audit(mine_only, 100)[1]
+               if e["reason"] == "self; sharing choice"]  # fmt: skip
+    assert changes == [("fhir update", f"fhir/Consent/{consent['id']}", "200", mine),
+                       ("fhir create", f"fhir/Consent/{consent['id']}", "201", mine)]  # fmt: skip
+    entries = [e for e in log.audit_entries(limit=200)[1] if e["username"] == "cy"]
+    refusals = [e["detail"] for e in entries if e["reason"] == "sharing choice refused"]
+    assert refusals == ["400; bad choice", "403; not their own record"]
+    assert not any("9000000009" in str(e) or "Own" in str(e) for e in entries)

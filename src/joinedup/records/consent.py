@@ -188,6 +188,36 @@ def is_objection(resource: dict[str, Any]) -> bool:
     return (CONSENT_SCOPE, "patient-privacy") in scope and provision.get("type") == "deny"
 
 
+def registered_practices(patient: dict[str, Any]) -> list[str]:
+    """The ODS codes of the organisations a Patient's `generalPractitioner` names
+    (`Organization/X` or a logical reference by ODS code); a Practitioner is not one."""
+    found: list[str] = []
+    for reference in patient.get("generalPractitioner") or []:
+        code = _organisation(reference, {})
+        if code and code not in found:
+            found.append(code)
+    return found
+
+
+def citizen_objection(patient_id: str, organisations: list[str], at: str) -> dict[str, Any]:
+    """A person's own objection to sharing their record outside `organisations` (their GP
+    practice; ODS codes), made by them (`performer`) at `at` (FHIR dateTime): the Consent
+    shape that is_objection reads, as docs/records.md gives it."""
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "dateTime": at,
+        "performer": [{"reference": f"Patient/{patient_id}"}],
+        "organization": [{"reference": f"Organization/{o}"} for o in organisations],
+        "policyRule": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }  # fmt: skip
+
+
 def index_entries(
     resource: dict[str, Any],
 ) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str, str]]]:
@@ -309,6 +339,7 @@ __all__ = [
     "RECORDED_BY",
     "SensitiveCode",
     "SensitiveCodes",
+    "citizen_objection",
     "codings",
     "configured_sensitive_codes",
     "index_entries",
@@ -316,4 +347,5 @@ __all__ = [
     "is_opt_out",
     "read_sensitive_codes",
     "recording_organisations",
+    "registered_practices",
 ]

@@ -1,24 +1,43 @@
 """A citizen's own record (`/my-record`, issue 16): what the records store holds about them
 across settings, grouped by type with each item's source organisation, and who has looked at
-it, from the records API's audit trail (newest first). Only the citizen role sees the page,
-and only their own record (the Patient their account is linked to); the view is audited.
-Needs the dashboard served with a records store (`joinedup serve --records`)."""
+it, from the records API's audit trail (newest first), and their sharing choices: an objection
+to sharing their record outside their GP practice, made and withdrawn here
+(`POST /my-record/sharing`). Only the citizen role sees the page, and only their own record
+(the Patient their account is linked to) or one they are a proxy for; the view and every
+change are audited. Needs the dashboard served with a records store
+(`joinedup serve --records`)."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
-from joinedup.records import Policy, RecordsError, RecordStore
-from joinedup.records.consent import recording_organisations
+from joinedup.records import Policy, RecordsError, RecordStore, VersionConflictError
+from joinedup.records.consent import (
+    citizen_objection,
+    is_objection,
+    recording_organisations,
+    registered_practices,
+)
 from joinedup.records.policy import Requester
 from joinedup.web.access import ROLE_LABELS, RecordsAuditQuery, Role, User
-from joinedup.web.site import PAGE_SIZE, access, allowed, client, page_user, pages, render
+from joinedup.web.records_api.audit_events import organisation_of, purpose_of
+from joinedup.web.site import (
+    PAGE_SIZE,
+    access,
+    allowed,
+    client,
+    csrf_token,
+    page_user,
+    pages,
+    render,
+)
 
 router = APIRouter()
 
@@ -58,6 +77,8 @@ WHY = {
     "HCOMPL": "Checking who has looked at records (privacy review)",
     "PATRQT": "You asked to see it",
 }
+#: What `detail` of an audit entry starts its sharing-choice part with.
+SHARING = "sharing choice"
 
 
 @dataclass(frozen=True)
@@ -180,11 +201,7 @@ def _person(store: RecordStore, patient_id: str) -> dict[str, str]:
         return {}
     name = (patient.get("name") or [{}])[0]
     given = " ".join(name.get("given") or [])
-    gps = [
-        str(g.get("reference", "")).removeprefix("Organization/")
-        for g in patient.get("generalPractitioner") or []
-        if str(g.get("reference", "")).startswith("Organization/")
-    ]
+    gps = registered_practices(patient)
     names = _Organisations(store)
     return {
         "name": name.get("text") or " ".join(filter(None, [given, name.get("family")])),
@@ -214,14 +231,17 @@ def looks(
         who = "You" if username == user.username else known.display_name if known else username
         label = ROLE_LABELS[Role(role)] if role in Role._value2member_map_ else role
         interaction = str(row["action"]).removeprefix("fhir ")
+        sharing = SHARING in str(row["detail"])
         found.append(
             Look(
                 at=str(row["at"])[:16].replace("T", " "),
                 who=who,
                 role=label,
                 organisation=names.name(str(row["organisation"])) if row["organisation"] else "-",
-                did=DID.get(interaction, interaction),
-                why=WHY.get(str(row["purpose"]), str(row["purpose"]) or "-"),
+                did="changed the sharing choices" if sharing else DID.get(interaction, interaction),
+                why="A sharing choice made on this page"
+                if sharing
+                else WHY.get(str(row["purpose"]), str(row["purpose"]) or "-"),
                 allowed=str(row["detail"])[:1] in ("1", "2", "3"),
             )
         )
@@ -283,7 +303,150 @@ def my_record_page(
     others = [(p, _person(store, p).get("name") or p) for p in sorted(user.proxy_for)]
     return render(
         request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
+        sharing=sharing_choice(store, patient_id), nhs_opt_out=NATIONAL_OPT_OUT_SERVICE,
         groups=groups, looks=found, looks_total=total, intact=intact, page=page,
         pages=pages(total), own=patient_id == own, others=others, chosen=patient_id,
         base="/my-record?" + ("" if patient_id == own else f"patient={quote(patient_id)}"),
     )  # fmt: skip
+
+
+# --- sharing choices -------------------------------------------------------------------------
+
+#: Where a person makes (or changes) their national data opt-out: NHS England's service, not
+#: this page (it is about secondary use, research and planning, not their care).
+NATIONAL_OPT_OUT_SERVICE = "https://www.nhs.uk/your-nhs-data-matters/"
+
+
+@dataclass(frozen=True)
+class SharingChoice:
+    """A person's current choice: whether they object to sharing their record (an active
+    objection, whoever recorded it), since when, which organisations may still see it (by
+    name), and their registered GP practice (by name; empty when the record names none, and
+    then an objection cannot be made here)."""
+
+    objected: bool
+    since: str
+    within: str
+    practice: str
+
+
+def _objections(store: RecordStore, patient_id: str) -> list[dict[str, Any]]:
+    page = store.search(
+        "Consent",
+        [("patient", f"Patient/{patient_id}"), ("status", "active"), ("_count", "100")],
+    )
+    return [r for r in page.resources if is_objection(r)]
+
+
+def sharing_choice(store: RecordStore, patient_id: str) -> SharingChoice:
+    """`patient_id`'s sharing choice as the records store has it."""
+    names = _Organisations(store)
+    objections = _objections(store, patient_id)
+    within = sorted({o for r in objections for o in recording_organisations(r)})
+    dates = sorted(str(r.get("dateTime") or "")[:10] for r in objections)
+    try:
+        practices = registered_practices(store.read("Patient", patient_id))
+    except RecordsError:
+        practices = []
+    return SharingChoice(
+        objected=bool(objections),
+        since=dates[0] if dates else "",
+        within=", ".join(names.name(o) for o in within),
+        practice=", ".join(names.name(p) for p in practices),
+    )
+
+
+def _sharing_refused(
+    request: Request, user: User, status: int, detail: str, message: str, patient: str
+) -> HTTPException:
+    access(request).audit(
+        user, "sharing choice", "my-record/sharing", detail=f"{status}; {detail}",
+        reason="sharing choice refused", client=client(request),
+        patients=[patient] if patient else [],
+    )  # fmt: skip
+    return HTTPException(status, message)
+
+
+@router.post("/my-record/sharing", include_in_schema=False)
+def sharing_choice_form(
+    request: Request,
+    user: Annotated[User, Depends(page_user)],
+    csrf: Annotated[str, Form()] = "",
+    choice: Annotated[str, Form(max_length=16)] = "",
+    patient: Annotated[str, Form(max_length=64)] = "",
+) -> RedirectResponse:
+    """The citizen's own sharing choice: `choice` `object` records an objection to sharing
+    their record outside their GP practice (a Consent, records.consent.citizen_objection);
+    `withdraw` makes each active objection inactive (a new version of it). Only for their own
+    record: a proxy (`patient` another person's) is refused, 403. Each write is audited as a
+    records API entry with their Patient id, so it is in their "who has looked"; then back to
+    the page."""
+    if not hmac.compare_digest(csrf, csrf_token(request)):
+        raise HTTPException(403, "This form has expired: open your record again")
+    log = access(request)
+    if not user.may("my_record"):
+        raise _sharing_refused(request, user, 403, "role not allowed", "Citizens only", "")
+    own = str(user.patient_id)
+    if patient and patient != own:
+        raise _sharing_refused(
+            request, user, 403, "not their own record",
+            "Only the person themselves can change who their record is shared with: as their "
+            "proxy you can see it, not change its sharing. They can do it here, or ask their GP "
+            "practice to record it.",
+            patient if patient in user.proxy_for else "",
+        )  # fmt: skip
+    if choice not in ("object", "withdraw"):
+        raise _sharing_refused(
+            request, user, 400, "bad choice", "choice must be object or withdraw", own
+        )
+    store: RecordStore | None = getattr(request.app.state, "records", None)
+    if store is None:
+        raise _sharing_refused(
+            request, user, 409, "no records store",
+            "This dashboard is not connected to the shared care record.", own,
+        )  # fmt: skip
+    current = _objections(store, own)
+    context = {"organisation": organisation_of(user), "purpose": purpose_of(user)}
+    if choice == "object" and not current:
+        try:
+            practices = registered_practices(store.read("Patient", own))
+        except RecordsError:
+            practices = []
+        if not practices:
+            raise _sharing_refused(
+                request, user, 409, "no registered practice",
+                "Your record names no GP practice, so an objection to sharing outside it "
+                "cannot be made here: ask your GP practice to record it.", own,
+            )  # fmt: skip
+        at = store.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+        made = store.create(citizen_objection(own, practices, at)).resource or {}
+        log.audit(
+            user, "fhir create", f"fhir/Consent/{made.get('id')}",
+            detail=f"201; {SHARING}: objected to sharing outside the GP practice",
+            reason="self; sharing choice", client=client(request), patients=[own], **context,
+        )  # fmt: skip
+    elif choice == "withdraw" and current:
+        for objection in current:
+            try:
+                store.update(
+                    {**objection, "status": "inactive"},
+                    if_match=int(objection["meta"]["versionId"]),
+                )
+            except VersionConflictError:
+                raise _sharing_refused(
+                    request, user, 409, "changed meanwhile",
+                    "Your sharing choice was changed at the same time: open your record and "
+                    "try again.", own,
+                ) from None  # fmt: skip
+            log.audit(
+                user, "fhir update", f"fhir/Consent/{objection['id']}",
+                detail=f"200; {SHARING}: withdrew the objection to sharing",
+                reason="self; sharing choice", client=client(request), patients=[own],
+                **context,
+            )  # fmt: skip
+    else:  # objecting again, or withdrawing nothing: nothing changes
+        log.audit(
+            user, "sharing choice", "my-record/sharing", detail=f"303; {choice}: unchanged",
+            reason="self; sharing choice", client=client(request), patients=[own],
+        )  # fmt: skip
+    return RedirectResponse("/my-record#sharing", status_code=303)
