@@ -11,6 +11,7 @@ import hmac
 import json
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from joinedup.web.access import AccessStore, AuditEvent, Role, User
 from joinedup.web.app import create_app
-from joinedup.web.audit import AUDIT_FIELDS, MAX_DETAIL_LENGTH, TRUNCATED
+from joinedup.web.audit import AUDIT_FIELDS, MAX_DETAIL_LENGTH, TRUNCATED, Mark, read_head
 from joinedup.web.settings import WebSettings
 
 pytestmark = pytest.mark.security
@@ -125,6 +126,36 @@ def test_entries_cut_from_the_end_show(tmp_path: Path) -> None:
     store.audit_head_path.unlink()
     check = AccessStore(store.path).verify_audit(full=True)
     assert not check.intact and check.problem and "head file" in check.problem
+
+
+def test_concurrent_writers_share_head_writes_yet_each_returns_vouched_for(
+    tmp_path: Path,
+) -> None:
+    # The records API audits from many threads at once; they share the head's writes (one
+    # rename can vouch for several entries), but no entry is ever left without a head that
+    # covers it once its audit call has returned, so cutting it off always shows.
+    store, gp = logged(tmp_path, n=0)
+    returned: list[tuple[int, int]] = []
+
+    def write(worker: int) -> None:
+        for i in range(25):
+            seq = store.audit(gp, "view", f"worklist/U{worker}", detail=f"{i}", reason="mdt",
+                              client="x")  # fmt: skip
+            head = read_head(store.audit_head_path, store._audit_key)
+            assert isinstance(head, Mark)
+            returned.append((seq, head.seq))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seq for seq, _ in returned) == list(range(1, 201))
+    assert all(head >= seq for seq, head in returned)
+    assert store.verify_audit(full=True).intact
+    tamper(store.path, "DELETE FROM audit WHERE seq = 200;")
+    check = AccessStore(store.path).verify_audit(full=True)
+    assert not check.intact and check.problem and "ends at entry 199" in check.problem
 
 
 def test_an_edit_between_checks_is_found_and_the_answer_stays_broken(tmp_path: Path) -> None:

@@ -586,6 +586,12 @@ class AccessStore:
         self._lock = threading.RLock()  # re-entered to write the audit head after commit
         self._verify_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        # The signed head is written after each commit, outside `_lock` (see _publish_head):
+        # `_head_lock` orders the writes, `_head_newest` is the newest committed entry's head,
+        # `_head_written` the number of the entry the head on disk vouches for.
+        self._head_lock = threading.Lock()
+        self._head_newest: Mark | None = None
+        self._head_written = 0
         self._verified: Mark | None = None  # the newest entry this process has checked
         self._broken: AuditCheck | None = None  # once found broken, it stays so
         self._audit_key, made = load_key(self.audit_key_path)
@@ -936,12 +942,32 @@ class AccessStore:
                 # Numbers run on from 1 without gaps (AUTOINCREMENT; nothing is deleted), so
                 # the newest entry's number is also how many there are.
                 seq = int(con.execute("SELECT max(seq) FROM audit").fetchone()[0])
-                head = Mark(seq, seq, prev)
             # After the commit: a crash in between leaves the head behind the log (a shorter
             # log vouched for), never ahead of it (which would look like entries removed).
-            # Still under the lock, so heads are written in the order of their entries.
-            write_head(self.audit_head_path, self._audit_key, head)
+            self._head_newest = Mark(seq, seq, prev)
+            if not self._head_written:
+                # The first head this process writes is written under the lock, so that no
+                # check ever finds entries beyond the legacy mark and no head file at all.
+                self._publish_head(seq)
+        self._publish_head(seq)
         return seq
+
+    def _publish_head(self, seq: int) -> None:
+        """Return once the signed head on disk vouches for entry `seq` (or a later one).
+
+        Each head is a new file renamed over the old, about a millisecond on ext4; a head
+        vouches for every entry before its own, so concurrent writers share one write (group
+        commit): whoever holds `_head_lock` writes the newest committed entry's head, and a
+        writer whose entry it covers returns without writing. Every audit call still returns
+        only after a head covering its entry is on disk, as when each wrote its own."""
+        with self._head_lock:
+            if self._head_written >= seq:
+                return
+            head = self._head_newest  # set after each commit, in commit order: never behind seq
+            if head is None or head.seq < seq:
+                raise RuntimeError(f"audit entry {seq} committed without its head")
+            write_head(self.audit_head_path, self._audit_key, head)
+            self._head_written = head.seq
 
     def audit_entries(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         """The newest entries first, and how many there are in all (the newest entry's number:

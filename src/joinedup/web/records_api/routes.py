@@ -119,40 +119,45 @@ async def _serve(
             )
         )
         return _send(answer)
+    signed_in: User = user
     gate: Gate | None = None
     body = b""
-    if not user.may("records"):
-        answer = _refusal(
-            FhirError.one(
-                403,
-                "forbidden",
-                f"the {user.role.value} role may not use the records API (admin, system and "
-                "clinicians with a legitimate relationship may)",
-            )
-        )
-        reason = "records API: role not allowed"
-    else:
+    if signed_in.may("records"):
         body = await request.body()
-        gate = Gate(user, policy(request), getattr(request.app.state, "pcn_practices", None))
-        answer = await run_in_threadpool(
-            _attempt, work, records(request), base_url(request), body, if_match, gate
-        )
-        reason = gate.reason
-        if gate.break_glass:
-            reason = "BREAK-GLASS; " + reason
-    audited = answer.resource_id if answer.resource_id and "/" not in target else None
-    await run_in_threadpool(
-        lambda: store.audit(
-            user,
+        gate = Gate(signed_in, policy(request), getattr(request.app.state, "pcn_practices", None))
+    answered_by = gate
+    base = base_url(request)
+
+    def answer_and_audit() -> Answer:
+        # One thread hand-off for the work and its audit entry, not one each.
+        if answered_by is None:
+            answer = _refusal(
+                FhirError.one(
+                    403,
+                    "forbidden",
+                    f"the {signed_in.role.value} role may not use the records API (admin, "
+                    "system and clinicians with a legitimate relationship may)",
+                )
+            )
+            reason = "records API: role not allowed"
+        else:
+            answer = _attempt(work, records(request), base, body, if_match, answered_by)
+            reason = answered_by.reason
+            if answered_by.break_glass:
+                reason = "BREAK-GLASS; " + reason
+        audited = answer.resource_id if answer.resource_id and "/" not in target else None
+        store.audit(
+            signed_in,
             f"fhir {interaction}",
             f"fhir/{target}" + (f"/{audited}" if audited else ""),
             detail=_summary(answer) + ("; break-glass" if "BREAK-GLASS" in reason else ""),
             reason=reason,
             client=where,
-            **audit_context(user, gate, target, body, answer),
+            **audit_context(signed_in, answered_by, target, body, answer),
         )
-    )
-    return _send(answer)
+        return answer
+
+    return _send(await run_in_threadpool(answer_and_audit))
 
 
 def _attempt(
