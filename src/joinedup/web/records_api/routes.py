@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from joinedup.records import BreakGlassError, Policy, RecordsError, RecordStore
-from joinedup.web.access import User
+from joinedup.web.access import AccessStore, User
 from joinedup.web.records_api import interactions as fhir
 from joinedup.web.records_api.audit_events import audit_context, refuse_audit_writes
 from joinedup.web.records_api.capability import capability_statement
@@ -92,72 +92,86 @@ async def _serve(
     if_match: bool = False,
 ) -> Response:
     """Sign the request in, check the role, run `work` off the event loop, turn refusals into
-    OperationOutcomes and audit what happened. `target` is `Type`, `Type/id` or `Type?names`."""
+    OperationOutcomes and audit what happened. `target` is `Type`, `Type/id` or `Type?names`.
+
+    A request without a body (every read and search by GET) is signed in, answered and
+    audited in one thread hand-off; one with a body is signed in first, so that nobody's
+    body is read before their token is checked."""
     store = access(request)
     where = client(request)
     token = token_of(request)
-    user: User | None = await run_in_threadpool(store.session_user, token)
-    if user is None:
-        answer = _refusal(
-            FhirError.one(
-                401,
-                "login",
-                "sign in first: a bearer token from POST /api/v1/token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        )
-        detail = "no token" if not token else "token unknown, expired or signed out"
-        await run_in_threadpool(
-            lambda: store.audit(
-                None,
-                f"fhir {interaction}",
-                f"fhir/{target}",
-                detail=f"401; {detail}",
-                reason="",
-                client=where,
-                **audit_context(None, None, target, b"", answer),
-            )
-        )
-        return _send(answer)
-    signed_in: User = user
-    gate: Gate | None = None
-    body = b""
-    if signed_in.may("records"):
-        body = await request.body()
-        gate = Gate(signed_in, policy(request), getattr(request.app.state, "pcn_practices", None))
-    answered_by = gate
+    policy_now = policy(request)
+    practices = getattr(request.app.state, "pcn_practices", None)
     base = base_url(request)
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    checked: User | None = None
+    body = b""
+    if has_body:
+        checked = await run_in_threadpool(store.session_user, token)
+        if checked is not None and checked.may("records"):
+            body = await request.body()
 
     def answer_and_audit() -> Answer:
-        # One thread hand-off for the work and its audit entry, not one each.
-        if answered_by is None:
+        user = checked if has_body else store.session_user(token)
+        if user is None:
+            return _unauthenticated(store, interaction, target, token, where)
+        gate: Gate | None = None
+        if not user.may("records"):
             answer = _refusal(
                 FhirError.one(
                     403,
                     "forbidden",
-                    f"the {signed_in.role.value} role may not use the records API (admin, "
-                    "system and clinicians with a legitimate relationship may)",
+                    f"the {user.role.value} role may not use the records API (admin, system "
+                    "and clinicians with a legitimate relationship may)",
                 )
             )
             reason = "records API: role not allowed"
         else:
-            answer = _attempt(work, records(request), base, body, if_match, answered_by)
-            reason = answered_by.reason
-            if answered_by.break_glass:
+            gate = Gate(user, policy_now, practices)
+            answer = _attempt(work, records(request), base, body, if_match, gate)
+            reason = gate.reason
+            if gate.break_glass:
                 reason = "BREAK-GLASS; " + reason
         audited = answer.resource_id if answer.resource_id and "/" not in target else None
         store.audit(
-            signed_in,
+            user,
             f"fhir {interaction}",
             f"fhir/{target}" + (f"/{audited}" if audited else ""),
             detail=_summary(answer) + ("; break-glass" if "BREAK-GLASS" in reason else ""),
             reason=reason,
             client=where,
-            **audit_context(signed_in, answered_by, target, body, answer),
+            **audit_context(user, gate, target, body, answer),
         )
         return answer
 
     return _send(await run_in_threadpool(answer_and_audit))
+
+
+def _unauthenticated(
+    store: AccessStore, interaction: str, target: str, token: str | None, where: str
+) -> Answer:
+    """The 401 for a request with no valid token, audited."""
+    answer = _refusal(
+        FhirError.one(
+            401,
+            "login",
+            "sign in first: a bearer token from POST /api/v1/token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    )
+    detail = "no token" if not token else "token unknown, expired or signed out"
+    store.audit(
+        None,
+        f"fhir {interaction}",
+        f"fhir/{target}",
+        detail=f"401; {detail}",
+        reason="",
+        client=where,
+        **audit_context(None, None, target, b"", answer),
+    )
+    return answer
 
 
 def _attempt(
