@@ -38,22 +38,20 @@ def test_a_feed_token_from_the_command_line_writes_to_the_fhir_api(tmp_path: Pat
     assert "valid until" in flat(issued.stderr)
 
     settings = WebSettings(warehouse=Path(warehouse))
-    with RecordStore(tmp_path / "records.sqlite") as store:
-        with TestClient(create_records_app(settings, store)) as client:
-            made = client.post(
-                "/fhir/R4/Patient", content=json.dumps(PATIENT),
-                headers={"Authorization": f"Bearer {token}",
-                         "Content-Type": "application/fhir+json"},
-            )  # fmt: skip
-            assert made.status_code == 201, made.text
-            wrong = client.get(
-                "/fhir/R4/Patient", headers={"Authorization": f"Bearer {token[:-2]}xx"}
-            )
-            assert wrong.status_code == 401
-            revoked = client.delete("/api/v1/token", headers={"Authorization": f"Bearer {token}"})
-            assert revoked.status_code == 204
-            after = client.get("/fhir/R4/Patient", headers={"Authorization": f"Bearer {token}"})
-            assert after.status_code == 401
+    store = RecordStore(tmp_path / "records.sqlite")
+    with store, TestClient(create_records_app(settings, store)) as client:
+        made = client.post(
+            "/fhir/R4/Patient", content=json.dumps(PATIENT),
+            headers={"Authorization": f"Bearer {token}",
+                     "Content-Type": "application/fhir+json"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        wrong = client.get("/fhir/R4/Patient", headers={"Authorization": f"Bearer {token[:-2]}xx"})
+        assert wrong.status_code == 401
+        revoked = client.delete("/api/v1/token", headers={"Authorization": f"Bearer {token}"})
+        assert revoked.status_code == 204
+        after = client.get("/fhir/R4/Patient", headers={"Authorization": f"Bearer {token}"})
+        assert after.status_code == 401
 
     access = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     try:
