@@ -95,6 +95,23 @@ def _postcode() -> cl.CustomComparison:
     )
 
 
+def _nhs_number() -> cl.CustomComparison:
+    """A mistyped NHS number that still passes Modulus 11 differs from the true one in a digit
+    and its check digit (two characters); another person's number, a twin's included, differs
+    in nearly all ten. Keeping the two apart lets EM learn that true matches almost never
+    carry wholly different numbers, which is the evidence that keeps twins apart."""
+    return cl.CustomComparison(
+        comparison_levels=[
+            cll.NullLevel("nhs_number_key"),
+            cll.ExactMatchLevel("nhs_number_key"),
+            cll.DamerauLevenshteinLevel("nhs_number_key", 2),
+            cll.ElseLevel(),
+        ],
+        output_column_name="nhs_number_key",
+        comparison_description="nhs_number_key: exact, a mistyped digit (two characters)",
+    )
+
+
 def _exact(column: str) -> cl.CustomComparison:
     return cl.CustomComparison(
         comparison_levels=[cll.NullLevel(column), cll.ExactMatchLevel(column), cll.ElseLevel()],
@@ -117,7 +134,7 @@ def comparisons(columns: tuple[str, ...], compare: tuple[str, ...]) -> list[Any]
             built.append(_postcode())
         elif column == "nhs_number":
             # Only Modulus 11 valid numbers take part (the reader's nhs_number_key).
-            built.append(_exact("nhs_number_key"))
+            built.append(_nhs_number())
         elif column == "sex":
             built.append(_exact("sex"))
     built.extend(cl.JaroWinklerAtThresholds(c, [0.92, 0.8]) for c in compare)
