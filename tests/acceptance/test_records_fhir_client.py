@@ -202,7 +202,7 @@ def test_every_supported_uk_core_example_round_trips_through_fhirpy(
     ]
     assert len(stored) == 212
     # Only RichardSmith among the Patients carries an NHS number the store accepts.
-    assert searched == {"identifier": 1, "patient": 87, "_id": 124}
+    assert searched == {"identifier": 1, "patient": 88, "_id": 123}  # CarePlan by patient
 
 
 def _patient(nhs_number: str) -> dict[str, Any]:
