@@ -15,6 +15,7 @@ from joinedup.records import CodeSystems, Policy, RecordsSettings, RecordStore
 from joinedup.records.exports import Exports
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
+from joinedup.web.headers import SecurityHeaders
 from joinedup.web.records_api.audit_events import router as audit_router
 from joinedup.web.records_api.bulk_export import router as bulk_export_router
 from joinedup.web.records_api.privacy import router as privacy_router
@@ -96,10 +97,6 @@ def create_records_app(
     )
     app.state.site = Site.of(settings, secret)
     # The dashboard's headers: nosniff, no framing and, for records above all, no-store.
-    # Imported here: the dashboard's app imports pages that use this package (my_record), so
-    # a module-level import would be circular whichever is imported first.
-    from joinedup.web.app import SecurityHeaders  # noqa: PLC0415
-
     app.add_middleware(SecurityHeaders)
     app.add_api_route(
         "/api/v1/token", signin.api_token, methods=["POST"], response_model=signin.TokenOut,
