@@ -629,3 +629,58 @@ def test_a_worklist_download_is_audited(api: dict[str, httpx.Client]) -> None:
         )  # fmt: skip
     finally:
         admin.close()
+
+
+# --- an area's child areas: a place's PCNs, a PCN's practices ---------------------------------
+
+
+def test_a_pcn_pages_practices_download_is_its_table_and_json(
+    api: dict[str, httpx.Client], browser_session: httpx.Client, place_code: str
+) -> None:
+    client = api["analyst"]
+    pcn = client.get("/api/v1/pcns", params={"place": place_code}).json()[0]
+    path = f"/api/v1/profiles/pcn/{pcn['pcn_code']}/children"
+    data = client.get(path).json()
+    keys = [c["key"] for c in data["columns"]]
+    assert keys == ["code", "name", "parent_code", "parent_name"]  # no counts: none published
+    expected = [[row[k] for k in keys] for row in data["rows"]]
+    assert expected
+    _, rows, notes = same_cells(*both(client, path), expected)
+    assert pcn["pcn_name"] in notes["Definition"]
+    # The page's table, row by row: the practice's name (linked) and code.
+    html = browser_session.get(f"/pcns/{pcn['pcn_code']}").text
+    table = re.search(r'<table id="children-table".*?</table>', html, re.S)
+    assert table
+    on_page = re.findall(
+        r'<th scope="row"><a href="/practices/([^"]+)">([^<]*)</a>', table.group(0)
+    )
+    assert [(code, name.replace("&amp;", "&").replace("&#39;", "'")) for code, name in on_page] \
+        == [(r[0], r[1]) for r in rows]  # fmt: skip
+    assert len(on_page) == pcn["practices"]
+    for fmt in ("csv", "xlsx"):
+        assert f'href="{path}?format={fmt}"' in html, fmt
+
+
+def test_a_place_profiles_child_download_holds_its_pcns_people(
+    api: dict[str, httpx.Client], place_code: str, live_server: str
+) -> None:
+    client = api["analyst"]
+    path = f"/api/v1/profiles/place/{place_code}/children"
+    data = client.get(path).json()
+    keys = [c["key"] for c in data["columns"]]
+    assert keys[-1] == "people"
+    expected = [[row[k] for k in keys] for row in data["rows"]]
+    same_cells(*both(client, path), expected)
+    # The same people as the place page's PCN table (its own download, /api/v1/pcns?place=).
+    pcns = client.get("/api/v1/pcns", params={"place": place_code}).json()
+    assert sorted((r[0], r[-1]) for r in expected) == sorted(
+        (p["pcn_code"], p["people"]) for p in pcns
+    )
+    # A practice has none; an unknown area is 404 in every format; signed out, 401.
+    practice = data and client.get(f"/api/v1/profiles/pcn/{expected[0][0]}/children").json()
+    for bad in (f"/api/v1/profiles/practice/{practice['rows'][0]['code']}/children",
+                "/api/v1/profiles/pcn/NOPE1/children"):  # fmt: skip
+        for fmt in ("json", "csv", "xlsx"):
+            assert client.get(bad, params={"format": fmt}).status_code == 404, (bad, fmt)
+    for fmt in ("csv", "xlsx"):
+        assert httpx.get(f"{live_server}{path}?format={fmt}").status_code == 401

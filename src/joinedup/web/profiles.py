@@ -29,7 +29,15 @@ from joinedup.reports.charts import SpineRow, spine_chart
 from joinedup.web import headlines
 from joinedup.web.access import User
 from joinedup.web.dashboard import Dashboard
-from joinedup.web.downloads import Column, Format, Table, respond
+from joinedup.web.downloads import (
+    Column,
+    Format,
+    Table,
+    TableOut,
+    as_json,
+    cached_download,
+    respond,
+)
 from joinedup.web.site import allowed, api_user, cached_json, dashboard, figures, page_user, render
 
 router = APIRouter()
@@ -259,13 +267,21 @@ def children(board: Dashboard, area: Area) -> list[dict[str, Any]]:
     """The areas one level down, by name, with their codes and registered people."""
     if area.level == "system":
         return [{"level": "place", "code": p["place_code"], "name": p["place_name"],
-                 "people_text": p["people_text"]} for p in board.places()]  # fmt: skip
+                 "people": p["people"], "people_text": p["people_text"]}
+                for p in board.places()]  # fmt: skip
     if area.level == "place":
         return [{"level": "pcn", "code": p["pcn_code"], "name": p["pcn_name"],
-                 "people_text": p["people_text"]} for p in board.pcns(area.code)]  # fmt: skip
+                 "people": p["people"], "people_text": p["people_text"]}
+                for p in board.pcns(area.code)]  # fmt: skip
     if area.level == "pcn":
         found = [
-            {"level": "practice", "code": code, "name": r["practice_name"], "people_text": ""}
+            {
+                "level": "practice",
+                "code": code,
+                "name": r["practice_name"],
+                "people": None,
+                "people_text": "",
+            }
             for code, r in board.practices().items()
             if r["pcn_code"] == area.code
         ]
@@ -374,6 +390,7 @@ def _profile(board: Dashboard, level: str, code: str) -> dict[str, Any]:
         "spine_caption": scale,
         "disclosure": describe(board.policy()),
         "downloads": f"/api/v1/profiles/{level}/{code}",
+        "children_downloads": f"/api/v1/profiles/{level}/{code}/children",
     }
 
 
@@ -485,6 +502,83 @@ async def api_profile(
         ],
     )
     return respond(table, format)
+
+
+CHILD_LEVEL: dict[str, str] = {"system": "place", "place": "pcn", "pcn": "practice"}
+
+
+def children_table(board: Dashboard, level: str, code: str) -> Table:
+    """The child areas of an area as its page lists them: code, name and, for places and
+    PCNs, the registered people the places and PCNs tables publish (practices' people are
+    not published, so a PCN's practices table has names and codes only, as on the page)."""
+    area = find_area(board, level, code)
+    child = CHILD_LEVEL.get(level)
+    if child is None:
+        raise InputError(f"{LEVEL_WORDS[level]} {code}", "a practice has no child areas")
+    r = board.overview()
+    rows = [
+        {"code": c["code"], "name": c["name"], "level": LEVEL_WORDS[child],
+         "parent_code": code, "parent_name": area.name, "people": c["people"]}
+        for c in children(board, area)
+    ]  # fmt: skip
+    columns = [
+        Column("code", f"{LEVEL_WORDS[child].capitalize() if child != 'pcn' else 'PCN'} code"),
+        Column("name", LEVEL_WORDS[child].capitalize() if child != "pcn" else "PCN"),
+        Column("parent_code", f"{LEVEL_WORDS[level].capitalize() if level != 'pcn' else 'PCN'}"
+               " code"),
+        Column("parent_name", LEVEL_WORDS[level].capitalize() if level != "pcn" else "PCN"),
+    ]  # fmt: skip
+    rule = describe(board.policy())
+    if child == "practice":
+        definition = (f"The GP practices in {area.name} (PCN {code}), by name, from the "
+                      "warehouse's practice table (NHS ODS codes).")  # fmt: skip
+        disclosure = ("No people are counted in this table, so nothing is suppressed; "
+                      f"counts elsewhere follow the disclosure rule: {rule}.")  # fmt: skip
+    else:
+        columns.append(Column("people", "People", "people"))
+        definition = (f"The {LEVEL_PLURAL[child]} in {area.name} with the people registered "
+                      "with their practices on the index date, national data opt-outs "
+                      "excluded.")  # fmt: skip
+        disclosure = f"{rule[:1].upper()}{rule[1:]}; a suppressed cell is left empty."
+    return Table(
+        name=f"{LEVEL_PLURAL[child].lower()}-in-{level}-{code}",
+        title=f"{LEVEL_PLURAL[child]} in {area.name}",
+        columns=columns,
+        rows=rows,
+        notes=[
+            ("Definition", definition),
+            ("Period", f"Areas as held on the index date {r['index_date']} (data to "
+             f"{r['extract_date']})"),
+            ("Disclosure", disclosure),
+            ("Source", f"joinedup population health run {r['run_id']}, {r['ics_name']}"),
+        ],
+    )  # fmt: skip
+
+
+@router.get(
+    "/api/v1/profiles/{level}/{area_code}/children", response_model=TableOut,
+    tags=["places"], responses={404: {"description": "No such area, or a practice"}},
+)  # fmt: skip
+async def api_profile_children(
+    request: Request,
+    level: Level,
+    area_code: str,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[Format, Query(description="json, or csv or xlsx to download.")] = "json",
+) -> Response:
+    """The child areas an area's page lists (a system's places, a place's PCNs with their
+    people, a PCN's practices) with the table's definition, period and disclosure note."""
+    allowed(user, AREA)
+    board = dashboard(request)
+    figures(lambda: find_area(board, level, area_code))  # unknown: 404, nothing kept
+
+    def build() -> Table:
+        return children_table(board, level, area_code)
+
+    key = ("profile-children", level, area_code)
+    if format == "json":
+        return await cached_json(request, key, lambda: as_json(build()))
+    return await cached_download(request, key, build, format)
 
 
 # --- pages -----------------------------------------------------------------------------------
