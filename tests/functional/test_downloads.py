@@ -684,3 +684,29 @@ def test_a_place_profiles_child_download_holds_its_pcns_people(
             assert client.get(bad, params={"format": fmt}).status_code == 404, (bad, fmt)
     for fmt in ("csv", "xlsx"):
         assert httpx.get(f"{live_server}{path}?format={fmt}").status_code == 401
+
+
+# --- About ------------------------------------------------------------------------------------
+
+
+def test_the_about_tables_download_is_its_json_and_the_page(
+    api: dict[str, httpx.Client], browser_session: httpx.Client, live_server: str
+) -> None:
+    client = api["clinician"]  # About is every staff role's
+    path = "/api/v1/about/tables"
+    data = client.get(path).json()
+    assert [c["key"] for c in data["columns"]] == ["table", "rows"]
+    expected = [[r["table"], r["rows"]] for r in data["rows"]]
+    assert expected == [[k, v] for k, v in client.get("/api/v1/about").json()["tables"].items()]
+    _, rows, notes = same_cells(*both(client, path), expected)
+    assert re.search(r"\d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2}", notes["Period"]), notes["Period"]
+    html = browser_session.get("/about").text
+    table = re.search(r'<table id="tables-table".*?</table>', html, re.S)
+    assert table
+    on_page = re.findall(
+        r'<th scope="row"><code>([^<]*)</code></th><td class="num">([^<]*)</td>', table.group(0)
+    )
+    assert on_page == [(r[0], f"{int(r[1]):,}") for r in rows] and len(on_page) > 5
+    for fmt in ("csv", "xlsx"):
+        assert f'href="{path}?format={fmt}"' in html
+        assert httpx.get(f"{live_server}{path}?format={fmt}").status_code == 401
