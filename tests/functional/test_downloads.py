@@ -710,3 +710,50 @@ def test_the_about_tables_download_is_its_json_and_the_page(
     for fmt in ("csv", "xlsx"):
         assert f'href="{path}?format={fmt}"' in html
         assert httpx.get(f"{live_server}{path}?format={fmt}").status_code == 401
+
+
+# --- the audit log: admins only, and the download is itself audited --------------------------
+
+
+def test_the_audit_log_download_is_its_json_audited_and_admins_only(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    admin = sign_in(live_server, "admin")
+    try:
+        keys = ["seq", "at", "username", "role", "action", "resource", "detail", "reason",
+                "client"]  # fmt: skip
+        params = {"limit": 20, "offset": 0}
+        for fmt in ("csv", "xlsx"):
+            data = admin.get("/api/v1/audit", params=params).json()
+            expected = [[e[k] for k in keys] for e in data["entries"]]
+            assert expected
+            answer = admin.get("/api/v1/audit", params={**params, "format": fmt})
+            if fmt == "csv":
+                header, rows = csv_of(answer)
+                assert header[len(keys) :] == NOTE_LABELS
+                assert [r[: len(keys)] for r in rows] == [[as_csv(v) for v in e] for e in expected]
+            else:
+                _, xrows, notes, _ = xlsx_of(answer)
+                assert xrows == [[as_excel(v) for v in e] for e in expected]
+                assert "no disclosure rule" in notes["Disclosure"]
+                assert "never a patient's NHS number" in notes["Disclosure"]
+            # The download is the newest entry now, naming only the range and format.
+            (entry,) = admin.get("/api/v1/audit", params={"limit": 1}).json()["entries"]
+            assert entry["seq"] == data["entries"][0]["seq"] + 1
+            assert (entry["username"], entry["action"], entry["resource"]) == (
+                "admin", "download", "audit",
+            )  # fmt: skip
+            assert entry["detail"] == f"{len(expected)} entries from offset 0 as {fmt}"
+        # The page links its own entries' download.
+        with httpx.Client(base_url=live_server, timeout=120) as page:
+            page.post("/login", data={"username": "admin", "password": "admin-demo-2026"})
+            html = page.get("/admin/audit", params={"page": 2}).text
+        assert 'href="/api/v1/audit?limit=50&amp;offset=50&amp;format=csv"' in html
+        # Whom the log is refused, its download is refused.
+        for fmt in ("json", "csv", "xlsx"):
+            for user in ("analyst", "clinician"):
+                answer = api[user].get("/api/v1/audit", params={"format": fmt})
+                assert answer.status_code == 403, (user, fmt)
+            assert httpx.get(f"{live_server}/api/v1/audit?format={fmt}").status_code == 401
+    finally:
+        admin.close()
