@@ -757,3 +757,45 @@ def test_the_audit_log_download_is_its_json_audited_and_admins_only(
             assert httpx.get(f"{live_server}/api/v1/audit?format={fmt}").status_code == 401
     finally:
         admin.close()
+
+
+def test_the_worklist_cohort_counts_download_is_the_page_and_the_json(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    client = api["clinician"]
+    pcn = client.get("/api/v1/me").json()["pcn_code"]
+    path = f"/api/v1/worklists/{pcn}/cohorts"
+    data = client.get(path, params={"reason": "mdt"}).json()
+    keys = [c["key"] for c in data["columns"]]
+    expected = [[r[k] for k in keys] for r in data["rows"]]
+    # The worklist's own JSON counts the same cohorts.
+    page_json = client.get(f"/api/v1/worklists/{pcn}", params={"reason": "mdt", "limit": 1})
+    assert expected == [[c[k] for k in keys] for c in page_json.json()["cohorts"]]
+    assert any(r[-1] for r in expected)
+    _, _, notes = same_cells(*both(client, path, reason="mdt"), expected)
+    assert "audit" in notes["Disclosure"]
+    with httpx.Client(base_url=live_server, timeout=120) as browser:
+        browser.post("/login", data={"username": "clinician", "password": "clinician-demo-2026"})
+        html = browser.get(f"/worklists/{pcn}", params={"reason": "mdt"}).text
+    table = re.search(r'<table id="cohort-table".*?</table>', html, re.S)
+    assert table
+    counts = re.findall(r'<td class="num">([^<]*)</td>', table.group(0))
+    assert counts == [f"{r[-1]:,}" for r in expected]
+    for fmt in ("csv", "xlsx"):
+        assert f'href="{path}?reason=mdt&amp;format={fmt}"' in html, fmt
+    # The worklist's checks: another PCN's clinician, an analyst, no reason; audited.
+    for who, params, status in (("clinician2", {"reason": "mdt"}, 403),
+                                ("analyst", {"reason": "mdt"}, 403),
+                                ("clinician", {}, 422)):  # fmt: skip
+        for fmt in ("json", "csv", "xlsx"):
+            answer = api[who].get(path, params={**params, "format": fmt})
+            assert answer.status_code == status, (who, fmt, answer.status_code)
+    admin = sign_in(live_server, "admin")
+    try:
+        client.get(path, params={"reason": "follow-up", "format": "csv"})
+        (entry,) = admin.get("/api/v1/audit", params={"limit": 1}).json()["entries"]
+        assert (entry["username"], entry["action"], entry["resource"], entry["reason"]) == (
+            "clinician", "download", f"worklist/{pcn}/cohorts", "follow-up",
+        )  # fmt: skip
+    finally:
+        admin.close()

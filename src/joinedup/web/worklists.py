@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from joinedup.errors import InputError
 from joinedup.web.access import PURPOSES, WORKLIST_STATUSES, User
 from joinedup.web.dashboard import TIERS, Dashboard, WorklistPage
-from joinedup.web.downloads import Column, Format, Table, respond
+from joinedup.web.downloads import Column, Format, Table, TableOut, as_json, respond
 from joinedup.web.site import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -285,6 +285,61 @@ def api_worklist(
     return page
 
 
+COHORT_COLUMNS = [
+    Column("id", "Cohort id"),
+    Column("title", "Cohort"),
+    Column("purpose", "Why it exists"),
+    Column("people", "People", "people"),
+]
+
+
+@router.get(
+    "/api/v1/worklists/{pcn_code}/cohorts", response_model=TableOut, tags=["worklists"],
+    responses={403: {"description": "Not a clinician of this PCN"}},
+)  # fmt: skip
+def api_worklist_cohorts(
+    request: Request,
+    pcn_code: str,
+    user: Annotated[User, Depends(api_user)],
+    reason: Annotated[
+        str | None, Query(description="Why: " + ", ".join(PURPOSES) + " (required).")
+    ] = None,
+    practice: Annotated[str | None, Query(description="Only this practice (ODS code).")] = None,
+    format: Annotated[Format, Query(description="json, csv or xlsx (Excel).")] = "json",
+) -> Any:
+    """The worklist page's cohort table: each cohort, why it exists and how many of the PCN's
+    (or the practice's) people are on it; the worklist's access checks, audited."""
+    board = dashboard(request)
+    limited = worklist_scope(request, user, pcn_code, board)
+    why = checked_reason(reason)
+    where = limited or practice or None
+    cohorts = board.worklist(pcn_code, practice=where, limit=1).cohorts
+    table = Table(
+        f"worklist-cohorts-{pcn_code}", f"Worklist cohorts of PCN {pcn_code}", COHORT_COLUMNS,
+        cohorts,
+        [
+            ("Definition", "People of this PCN" + (f" (practice {where})" if where else "")
+             + " who meet each case-finding cohort's rules, as the worklist page counts them; "
+             "a person may be in more than one cohort."),
+            ("Period", f"As served at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"),
+            ("Disclosure", "Counts of the PCN's own patients for direct care, not a published "
+             "aggregate: not suppressed, for the PCN's clinicians only, for the reason given "
+             f"({why}); recorded in the audit log. Not for onward sharing."),
+            ("Source", "joinedup worklists"),
+        ],
+    )  # fmt: skip
+    access(request).audit(
+        user, "view" if format == "json" else "download", f"worklist/{pcn_code}/cohorts",
+        detail=f"cohort counts{f', practice={where}' if where else ''}; {len(cohorts)} rows",
+        reason=why, client=client(request),
+    )  # fmt: skip
+    if format == "json":
+        return as_json(table)
+    answer = respond(table, format)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
 @router.get(
     "/api/v1/worklists/{pcn_code}/csv", tags=["worklists"],
     response_class=PlainTextResponse,
@@ -342,6 +397,9 @@ def worklist_page(
         practices=[] if limited else practices, query=urlencode(query),
         unsorted=urlencode(unsorted), sort=sort, descending=descending, sort_keys=SORT_KEYS,
         statuses=WORKLIST_STATUSES, pages=pages(result.total),
+        cohorts_download=f"/api/v1/worklists/{pcn_code}/cohorts?" + urlencode(
+            {"reason": why} | ({"practice": q.practice} if q.practice and not limited else {})
+        ),
     )  # fmt: skip
 
 
