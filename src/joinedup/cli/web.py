@@ -293,17 +293,29 @@ def list_users(warehouse: WarehouseOption = DEFAULT_WAREHOUSE) -> None:
 def issue_token(
     username: Annotated[str, typer.Argument(help="The user the token signs in as.")],
     hours: Annotated[
-        float, typer.Option("--hours", help="How long it lasts (at most a year: 8784).")
-    ] = 24.0,
+        str,
+        typer.Option("--hours", metavar="HOURS", help="How long it lasts (at most a year: 8784)."),
+    ] = "24",
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Print a bearer token for a user, for a feed or API client (send it as
     `Authorization: Bearer TOKEN` to /api/v1 and /fhir/R4). No password is asked: whoever can
     run this holds the access database. Only the token's hash is stored; the issue is audited;
     `DELETE /api/v1/token` with it revokes it. The token alone goes to standard output."""
-    store = _store(_settings(warehouse))
+    # Parsed here rather than by Typer, so a non-number is refused in one line like the rest.
     try:
-        user, token, expires = store.issue_token(username, hours)
+        lifetime = float(hours)
+    except ValueError:
+        raise InputError("--hours", f"{hours!r} is not a number of hours") from None
+    settings = _settings(warehouse)
+    if not settings.access_path.exists():  # refused without creating an empty access database
+        raise InputError(
+            "NAME",
+            f"{username!r} is not an active user (no access database at {settings.access_path})",
+        )
+    store = _store(settings)
+    try:
+        user, token, expires = store.issue_token(username, lifetime)
     finally:
         store.close()
     err_console.print(
