@@ -376,6 +376,8 @@ def test_capability_statement_and_validate(api: Api) -> None:
     assert names == {"_id", *SEARCH_PARAMETERS["Patient"]}
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch"}
     assert {i["code"] for i in patient["interaction"]} >= {"read", "vread", "create", "update"}
+    validate = next(o for o in patient["operation"] if o["name"] == "validate")
+    assert "{type}/{id}/$validate" in validate["documentation"]
     good = api("POST", "/Patient/$validate", json=_patient("Valid"))
     assert good.status_code == 200 and good.json()["issue"][0]["severity"] == "information"
     # 200 whether or not the resource is valid (FHIR's Resource-validate); errors name elements
@@ -389,6 +391,44 @@ def test_capability_statement_and_validate(api: Api) -> None:
     mismatch = _outcome(api("POST", "/Patient", json=_observation("Patient/x")), 400)
     assert mismatch[0]["expression"] == ["resourceType"]
     _outcome(api("GET", "/Patient/no-such-id"), 404)
+
+
+def test_instance_validate_checks_an_update_of_that_id(api: Api) -> None:
+    """`{type}/{id}/$validate`: the resource checked as an update of that id would be, without
+    writing; its id must be there and be the URL's (an error naming Patient.id, in a 200 as
+    Resource-validate answers); mode, from the URL or the Parameters, only `update`."""
+    body = {**_patient("Instance"), "id": "p1"}
+    good = api("POST", "/Patient/p1/$validate", json=body)
+    assert good.status_code == 200 and good.json()["issue"][0]["severity"] == "information"
+    wrapped = {"resourceType": "Parameters", "parameter": [
+        {"name": "mode", "valueCode": "update"},
+        {"name": "resource", "resource": body},
+    ]}  # fmt: skip
+    assert api("POST", "/Patient/p1/$validate", json=wrapped).json()["issue"][0]["severity"] == (
+        "information"
+    )
+    other = _outcome(api("POST", "/Patient/p1/$validate", json={**_patient("I"), "id": "p2"}), 200)
+    assert other[0]["expression"] == ["Patient.id"] and "differs" in other[0]["diagnostics"]
+    assert api.audit()[0]["detail"] == "200; invalid Patient.id"
+    assert api.audit()[0]["resource"] == "fhir/Patient/p1"
+    missing = _outcome(api("POST", "/Patient/p1/$validate", json=_patient("I")), 200)
+    assert missing[0]["expression"] == ["Patient.id"]
+    # the store's own checks, as the type-level $validate makes them
+    bad = {**_patient("I"), "id": "p1", "gender": "x"}
+    assert _outcome(api("POST", "/Patient/p1/$validate", json=bad), 200)[0]["expression"] == [
+        "Patient.gender"
+    ]
+    for mode in ("create", "delete", "profile"):
+        refused = _outcome(api("POST", f"/Patient/p1/$validate?mode={mode}", json=body), 400)
+        assert refused[0]["expression"] == ["mode"] and mode in refused[0]["diagnostics"]
+    in_parameters = {**wrapped, "parameter": [{"name": "mode", "valueCode": "create"}, *wrapped[
+        "parameter"][1:]]}  # fmt: skip
+    assert _outcome(api("POST", "/Patient/p1/$validate", json=in_parameters), 400)
+    mismatch = _outcome(api("POST", "/Patient/p1/$validate", json=_observation("Patient/x")), 400)
+    assert mismatch[0]["expression"] == ["resourceType"]
+    # nothing written: p1 was never created, and no Patient of that name exists
+    _outcome(api("GET", "/Patient/p1"), 404)
+    assert api("GET", "/Patient", params={"family": "instance"}).json()["total"] == 0
 
 
 def test_anything_else_under_the_base_is_an_operation_outcome(api: Api) -> None:

@@ -70,6 +70,10 @@ def _resource(kind: str) -> dict[str, Any]:
         {
             "name": "validate",
             "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            "documentation": (
+                "POST {type}/$validate, or POST {type}/{id}/$validate to check it as an update "
+                "of that id (its id must be the URL's; mode, if given, update)."
+            ),
         }
     ]
     if kind == "Patient":

@@ -171,33 +171,65 @@ def delete(store: RecordStore, kind: str, rid: str) -> Answer:
     return Answer(204, None, headers, rid)
 
 
+def _to_validate(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """The resource given to `$validate` (alone, or in a Parameters as `resource`) and the
+    Parameters' `mode`, if any."""
+    given = parse_json(body)
+    if given.get("resourceType") != "Parameters":
+        return given, None
+    parameters = [p for p in given.get("parameter") or [] if isinstance(p, dict)]
+    found = [p.get("resource") for p in parameters if p.get("name") == "resource"]
+    if len(found) != 1 or not isinstance(found[0], dict):
+        raise FhirError.one(
+            400, "required", "needs one parameter named resource", "Parameters.parameter"
+        )
+    modes = [p.get("valueCode") for p in parameters if p.get("name") == "mode"]
+    return found[0], (str(modes[0]) if modes else None)
+
+
+def _checked(resource: dict[str, Any], code_systems: CodeSystems | None) -> Answer:
+    try:
+        validate_resource(resource, code_systems)
+    except RecordsError as err:
+        return Answer(200, from_records(err).outcome())
+    return Answer(
+        200, operation_outcome([("informational", None, "no problems found")], "information")
+    )
+
+
 def validate(kind: str, body: bytes, code_systems: CodeSystems | None = None) -> Answer:
     """`$validate`: the resource (or a Parameters holding it as `resource`) checked as the
     store would check it before writing, and against `code_systems` when given, without
     writing. 200 either way, as FHIR's Resource-validate says (a 4xx means the validation
     could not be done): an OperationOutcome of information when it passes, of an error naming
     each problem's element when not."""
-    given = parse_json(body)
-    if given.get("resourceType") == "Parameters":
-        found = [
-            p.get("resource")
-            for p in given.get("parameter") or []
-            if isinstance(p, dict) and p.get("name") == "resource"
-        ]
-        if len(found) != 1 or not isinstance(found[0], dict):
-            raise FhirError.one(
-                400, "required", "needs one parameter named resource", "Parameters.parameter"
-            )
-        given = found[0]
+    given, _ = _to_validate(body)
     resource = resource_of(json.dumps(given).encode(), kind)
-    checked = {**resource, "id": resource.get("id") or "validate"}
-    try:
-        validate_resource(checked, code_systems)
-    except RecordsError as err:
-        return Answer(200, from_records(err).outcome())
-    return Answer(
-        200, operation_outcome([("informational", None, "no problems found")], "information")
-    )
+    return _checked({**resource, "id": resource.get("id") or "validate"}, code_systems)
+
+
+def validate_instance(
+    kind: str, rid: str, body: bytes, mode: str | None, code_systems: CodeSystems | None = None
+) -> Answer:
+    """`{type}/{id}/$validate`: the resource checked as an update of `rid` would check it,
+    without writing: as `validate`, and its id must be there and be `rid` (else an error
+    issue naming `{type}.id`). The mode (the URL's `mode`, or the Parameters'), when given,
+    must be `update`: the only mode joinedup validates at instance level."""
+    given, given_mode = _to_validate(body)
+    mode = mode if mode is not None else given_mode
+    if mode is not None and mode != "update":
+        raise FhirError.one(
+            400, "not-supported", f"mode {mode!r}: only update is validated at instance level",
+            "mode",
+        )  # fmt: skip
+    resource = resource_of(json.dumps(given).encode(), kind)
+    if "id" not in resource:
+        problem = "an update needs the resource's id"
+    elif resource["id"] != rid:
+        problem = "differs from the id in the URL"
+    else:
+        return _checked(resource, code_systems)
+    return Answer(200, operation_outcome([("invalid", f"{kind}.id", problem)], "error"))
 
 
 # --- search and history ---------------------------------------------------------------------

@@ -334,6 +334,19 @@ async def validate(request: Request, kind: str) -> Response:
     return await _serve(request, "validate", kind, work)
 
 
+@router.post("/{kind}/{rid}/$validate")
+async def validate_instance(request: Request, kind: str, rid: str) -> Response:
+    """Resource-validate at instance level: the resource checked as an update of `rid`,
+    without writing (nothing is read either, so it reveals nothing stored)."""
+    code_systems = getattr(request.app.state, "records_code_systems", None)
+    mode = request.query_params.get("mode")
+
+    def work(_: RecordStore, __: str, body: bytes, ___: Gate) -> Answer:
+        return fhir.validate_instance(fhir.check_type(kind), rid, body, mode, code_systems)
+
+    return await _serve(request, "validate", f"{kind}/{rid}", work)
+
+
 @router.post("/{kind}")
 async def create(request: Request, kind: str) -> Response:
     """Create; with `If-None-Exist`, only when nothing matches that search."""
