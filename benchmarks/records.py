@@ -1,12 +1,12 @@
 """Benchmark: the shared care record's FHIR API and bulk load on PostgreSQL, each against the
 same work done by PostgreSQL alone on the same database in the same run.
 
-A throwaway PostgreSQL cluster is made for the run, as the tests' `postgresql_server` fixture
-makes one (`initdb` and `pg_ctl` as the `postgres` user under root, listening on a unix socket
-only, trust authentication), but with PostgreSQL's durable defaults (fsync, synchronous
-commit and full page writes on) and 1 GB of shared buffers. It is stopped and deleted at the
-end. A synthetic population (`joinedup synth`, seed 42) is exported as FHIR NDJSON (`joinedup
-export fhir`); then:
+A throwaway PostgreSQL cluster is made for the run by the code that makes the tests'
+`postgresql_server` (tests/postgres_cluster.py: `initdb` and `pg_ctl` as the `postgres` user
+under root, listening on a unix socket only, trust authentication), but with PostgreSQL's
+durable defaults (fsync, synchronous commit and full page writes on) and 1 GB of shared
+buffers. It is stopped and deleted at the end. A synthetic population (`joinedup synth`,
+seed 42) is exported as FHIR NDJSON (`joinedup export fhir`); then:
 
 - records_ingest_resources_per_s: `joinedup records load` of that NDJSON into an empty store,
   the command as a user runs it (validation, versions, search index, 500 resources a
@@ -45,7 +45,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import pwd
 import random
 import shutil
 import statistics
@@ -56,7 +55,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -64,8 +62,11 @@ from urllib.parse import quote, urlencode
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from api import _cpu_seconds, _free_port, _joinedup, _machine_busy_seconds, _stop, percentile
+from postgres_cluster import PostgresServer as Cluster
+from postgres_cluster import postgresql_cluster
 
 #: People in the synthetic population; about 42 resources each (3,000 people: 126,516). The
 #: load's rate, not memory, limits the size on the 2-core machine (see docs/benchmarks.md).
@@ -100,103 +101,27 @@ SERVER_CONF = {
 # --- a throwaway PostgreSQL server -----------------------------------------------------------
 
 
-def _postgresql_bin() -> Path:
-    """pg_ctl and initdb: JOINEDUP_POSTGRESQL_BIN, PATH, or Debian's newest installation."""
-    configured = os.environ.get("JOINEDUP_POSTGRESQL_BIN")
-    if configured:
-        return Path(configured)
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    debian = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
-    )
-    if not debian:
-        raise RuntimeError(
-            "PostgreSQL not found (`make postgresql` installs Debian's postgresql, or set "
-            "JOINEDUP_POSTGRESQL_BIN to its bin folder)"
-        )
-    return debian[-1].parent
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A running PostgreSQL server reached through the unix socket in `folder`."""
-
-    folder: Path
-    port: int
-    data: Path
-    bindir: Path
-    run_as: str | None
-    superuser: str = "joinedup"
-
-    def url(self, database: str) -> str:
-        """The records store's URL of `database`."""
-        return f"postgresql://{self.superuser}@/{database}?host={self.folder}&port={self.port}"
-
-    def conninfo(self, database: str) -> str:
-        """psycopg's connection string for `database`."""
-        return f"host={self.folder} port={self.port} user={self.superuser} dbname={database}"
-
-    def create_database(self, name: str) -> None:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def cpu_seconds(self) -> float:
-        """CPU of the postmaster, its live backends and the backends it has reaped."""
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-        total = ticks / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        for child in children.read_text().split() if children.exists() else ():
-            try:
-                total += _cpu_seconds(int(child))
-            except (FileNotFoundError, ProcessLookupError):
-                continue  # a backend that ended meanwhile is counted in cutime next time
-        return total
+def _cluster_cpu_seconds(cluster: Cluster) -> float:
+    """CPU of the postmaster, its live backends and the backends it has reaped."""
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    total = ticks / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else ():
+        try:
+            total += _cpu_seconds(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a backend that ended meanwhile is counted in cutime next time
+    return total
 
 
 @contextmanager
-def postgresql_cluster() -> Iterator[Cluster]:
-    """A new PostgreSQL cluster in a temporary folder, stopped and deleted afterwards."""
-    bindir = _postgresql_bin()
-    run_as = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        run_as = "postgres"
-        pwd.getpwnam(run_as)
-    folder = Path(tempfile.mkdtemp(prefix="joinedup-bench-pg-"))
-    if run_as is not None:
-        entry = pwd.getpwnam(run_as)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-    data = folder / "data"
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        done = subprocess.run(args, user=run_as, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr or done.stdout}")
-
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "joinedup",
-            "-E", "UTF8", "--locale=C")  # fmt: skip
-        settings = {**SERVER_CONF, "port": str(port), "unix_socket_directories": f"'{folder}'"}
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
-            "-w", "-t", "60", "start")  # fmt: skip
-        yield Cluster(folder, port, data, bindir, run_as)
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                user=run_as, capture_output=True, check=False,
-            )  # fmt: skip
-        shutil.rmtree(folder, ignore_errors=True)
+def bench_cluster() -> Iterator[Cluster]:
+    """A new PostgreSQL cluster with SERVER_CONF (tests/postgres_cluster.py starts it, as it
+    does the tests' own), stopped and deleted afterwards."""
+    with postgresql_cluster(SERVER_CONF, prefix="joinedup-bench-pg-") as cluster:
+        yield cluster
 
 
 # --- the population --------------------------------------------------------------------------
@@ -609,13 +534,13 @@ def bench_queries(
             loadavg = _loadavg()
             server, pg, busy = (
                 _cpu_seconds(proc.pid),
-                cluster.cpu_seconds(),
+                _cluster_cpu_seconds(cluster),
                 _machine_busy_seconds(),
             )
             load = _in_child(side, target, token, cycle, clients, duration)
             summary = summarise(load)
             summary["api_server_cpu_s"] = round(_cpu_seconds(proc.pid) - server, 2)
-            summary["postgresql_cpu_s"] = round(cluster.cpu_seconds() - pg, 2)
+            summary["postgresql_cpu_s"] = round(_cluster_cpu_seconds(cluster) - pg, 2)
             summary["machine_busy_cpu_s"] = round(_machine_busy_seconds() - busy, 2)
             summary["loadavg_before"] = loadavg
             summary["alone_median_ms"] = alone[side]
@@ -638,7 +563,7 @@ def bench_records(
     warehouse, ndjson = build_population(work, people)
     resources = _lines(ndjson)
     patients = sample_patients(ndjson, SAMPLE)
-    with postgresql_cluster() as cluster:
+    with bench_cluster() as cluster:
         loadavg_copy = _loadavg()
         copy_s = copy_floor(cluster, ndjson)
         loadavg_load = _loadavg()
