@@ -31,7 +31,7 @@ from typing import Any
 
 import joinedup
 from joinedup.warehouse import open_engine
-from joinedup.warehouse.engines import default_memory_limit
+from joinedup.warehouse.engines import default_memory_limit, machine_memory
 from joinedup.warehouse.lake import Lake
 
 TARGET_PHM_PEAK_GB_AT_5M = 6.0
@@ -373,7 +373,8 @@ def bench_spark_vs_duckdb_pipeline(lake: Path, people: int) -> list[dict[str, An
         "people": people,
         "duckdb": duck.as_detail(),
         "spark_local2": spark.as_detail(),
-        "spark_driver_memory": "2g (the engine's default)",
+        # What the engine gives a local driver by default: a quarter of RAM, at least 2 GB.
+        "spark_driver_memory": f"{max(2048, machine_memory() // 2**22)}m (the engine's default)",
         "code": code,
     }
     return [
