@@ -147,6 +147,15 @@ def test_empty_text_is_an_empty_excel_cell() -> None:
     assert data["A2"].value is None and data["B2"].value == 1.0
 
 
+def test_control_characters_do_not_fail_the_excel_download() -> None:
+    # Found by the schema fuzzer: a request path with control characters reached the audit log,
+    # and its Excel download failed with a 500. Excel cannot store them: each shows as U+FFFD.
+    rows = [{"area_code": "worklist/\x01a\x1fb", "value": 1.0}]
+    data = load_workbook(io.BytesIO(to_xlsx(table(rows))))["Data"]
+    assert data["A2"].value == "worklist/\ufffda\ufffdb"
+    assert read_csv(to_csv(table(rows)))[1][0] == "worklist/\x01a\x1fb"
+
+
 def test_an_empty_table_still_has_its_header_and_notes() -> None:
     assert read_csv(to_csv(table([])))[0][0] == "Area code"
     book = load_workbook(io.BytesIO(to_xlsx(table([]))))

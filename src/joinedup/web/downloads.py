@@ -26,6 +26,7 @@ from typing import Any, Literal
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
 from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 from pydantic import BaseModel
@@ -209,7 +210,9 @@ def _excel_value(value: Any) -> tuple[Any, str | None, bool]:
             return date.fromisoformat(text), _DATE_FORMAT, False
         except ValueError:
             pass
-    return text[:_EXCEL_CELL_LIMIT], None, True
+    # Control characters (a request path copied into the audit log may hold them) cannot be
+    # stored in a worksheet: each is shown as U+FFFD rather than failing the whole download.
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)[:_EXCEL_CELL_LIMIT], None, True
 
 
 def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
