@@ -507,6 +507,11 @@ async def api_profile(
 CHILD_LEVEL: dict[str, str] = {"system": "place", "place": "pcn", "pcn": "practice"}
 
 
+def _heading(level: str) -> str:
+    """A level as a column heading: "Place", "PCN", "Practice"."""
+    return "PCN" if level == "pcn" else LEVEL_WORDS[level].capitalize()
+
+
 def children_table(board: Dashboard, level: str, code: str) -> Table:
     """The child areas of an area as its page lists them: code, name and, for places and
     PCNs, the registered people the places and PCNs tables publish (practices' people are
@@ -521,13 +526,13 @@ def children_table(board: Dashboard, level: str, code: str) -> Table:
          "parent_code": code, "parent_name": area.name, "people": c["people"]}
         for c in children(board, area)
     ]  # fmt: skip
+    child_word, parent_word = _heading(child), _heading(level)
     columns = [
-        Column("code", f"{LEVEL_WORDS[child].capitalize() if child != 'pcn' else 'PCN'} code"),
-        Column("name", LEVEL_WORDS[child].capitalize() if child != "pcn" else "PCN"),
-        Column("parent_code", f"{LEVEL_WORDS[level].capitalize() if level != 'pcn' else 'PCN'}"
-               " code"),
-        Column("parent_name", LEVEL_WORDS[level].capitalize() if level != "pcn" else "PCN"),
-    ]  # fmt: skip
+        Column("code", f"{child_word} code"),
+        Column("name", child_word),
+        Column("parent_code", f"{parent_word} code"),
+        Column("parent_name", parent_word),
+    ]
     rule = describe(board.policy())
     if child == "practice":
         definition = (f"The GP practices in {area.name} (PCN {code}), by name, from the "
