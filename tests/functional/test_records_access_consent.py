@@ -37,6 +37,8 @@ ASTHMA = "195967001"
 RECORDED_BY = "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation"
 NDOP = "https://digital.nhs.uk/services/national-data-opt-out"
 NHS_NUMBERS = ("9000000009", "9434765919", "9434765870", "9434765889", "9434765897")
+TRUST = "RXX"  # an NHS trust: a user's organisation beyond practices and PCNs
+COUNCIL = "ZZL01"  # a council, as the synthetic footprint codes them
 
 
 class Api:
@@ -81,13 +83,14 @@ def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
     users.add_user("gp-a", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("gp-b", PASSWORD, "clinician", pcn_code="U22222", practice_code="B22222")
     users.add_user("analyst", PASSWORD, "analyst")
+    users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
     users.close()
     with (
         RecordStore(records_url, clock=lambda: NOW) as store,
         TestClient(create_records_app(settings, store)) as c,
     ):
         tokens = {}
-        for name in ("feed", "gp-a", "gp-b", "analyst"):
+        for name in ("feed", "gp-a", "gp-b", "analyst", "trust"):
             answer = c.post("/api/v1/token", json={"username": name, "password": PASSWORD})
             tokens[name] = answer.json()["access_token"]
         yield Api(c, tokens, store)
@@ -358,3 +361,67 @@ def test_a_bad_sensitive_code_list_stops_the_server_at_start(
         pytest.raises(ConfigurationError, match=f"{listed}: row 2: code is empty"),
     ):
         create_records_app(settings, store)
+
+
+def registered(api: Api, nhs_number: str, practice: str = "A11111") -> str:
+    """A patient registered at `practice` and nothing else."""
+    return api.made({
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+        "name": [{"family": "Orgcase", "given": ["Sam"]}],
+        "gender": "male",
+        "birthDate": "1950-07-08",
+        "generalPractitioner": [{"reference": f"Organization/{practice}"}],
+    })  # fmt: skip
+
+
+def relationship(kind: str, pid: str, organisation: str, status: str) -> dict[str, Any]:
+    """An EpisodeOfCare, ServiceRequest or CareTeam linking `pid` to `organisation`."""
+    subject = {"reference": f"Patient/{pid}"}
+    ours = {"reference": f"Organization/{organisation}"}
+    if kind == "EpisodeOfCare":
+        return {"resourceType": kind, "status": status, "patient": subject,
+                "managingOrganization": ours}  # fmt: skip
+    if kind == "ServiceRequest":
+        return {"resourceType": kind, "status": status, "intent": "order", "subject": subject,
+                "performer": [ours]}  # fmt: skip
+    return {"resourceType": kind, "status": status, "subject": subject,
+            "participant": [{"member": ours}]}  # fmt: skip
+
+
+def test_a_trust_is_a_users_organisation_for_every_relationship_rule(api: Api) -> None:
+    episode, referral, team, closed, unrelated = (registered(api, n) for n in NHS_NUMBERS)
+    api.made(relationship("EpisodeOfCare", episode, TRUST, "active"))
+    api.made(relationship("ServiceRequest", referral, TRUST, "active"))
+    api.made(relationship("CareTeam", team, TRUST, "active"))
+    api.made(relationship("EpisodeOfCare", closed, TRUST, "finished"))
+    api.made(relationship("ServiceRequest", closed, TRUST, "completed"))
+    api.made(relationship("EpisodeOfCare", unrelated, COUNCIL, "active"))
+    notes = {p: api.made(condition(p, ASTHMA)) for p in (episode, closed, unrelated)}
+
+    # the trust's clinician: through the trust's open episode, referral and care team only,
+    # never by registration (a trust has no registered list)
+    expected = {episode: 200, referral: 200, team: 200, closed: 403, unrelated: 403}
+    for pid, status in expected.items():
+        assert api.status(f"/Patient/{pid}", "trust") == status, pid
+        assert api.status(f"/Patient/{pid}/$everything", "trust") == status, pid
+    assert api.status(f"/Condition/{notes[episode]}", "trust") == 200
+    for pid in (closed, unrelated):
+        _refused(api("GET", f"/Condition/{notes[pid]}", user="trust"))
+        _refused(api("GET", f"/Condition/{notes[pid]}/_history/1", user="trust"))
+        _refused(api("POST", "/Condition", json=condition(pid, ASTHMA), user="trust"))
+    assert sorted(api.ids("/Patient", "trust", gender="male")[1]) == sorted(
+        [episode, referral, team]
+    )
+    assert api.ids("/Condition", "trust", code=ASTHMA) == (1, [notes[episode]])
+    assert api.ids("/Condition", "trust", patient=unrelated) == (0, [])
+    # the practice's GP still sees them all by registration; another practice's none
+    assert api.ids("/Patient", "gp-a", gender="male")[0] == 5
+    assert api.ids("/Patient", "gp-b", gender="male")[0] == 0
+
+    reasons = [(e["action"], e["reason"]) for e in api.audit("trust")]
+    assert ("fhir read", "legitimate relationship: episode") in reasons
+    assert ("fhir read", "legitimate relationship: referral") in reasons
+    assert ("fhir read", "legitimate relationship: care-team") in reasons
+    refused = [e for e in api.audit("trust") if e["detail"].startswith("403")]
+    assert len(refused) == 10 and {e["reason"] for e in refused} == {"no legitimate relationship"}

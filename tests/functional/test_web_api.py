@@ -378,3 +378,43 @@ def test_serve_refuses_a_warehouse_without_population_health(tmp_path: Path) -> 
     assert "lacks phm_run" in flat(served.stderr) and "joinedup phm run" in flat(served.stderr)
     missing = joinedup("serve", "-w", "nowhere.duckdb", cwd=tmp_path, timeout=60)
     assert missing.returncode == 2 and "does not exist" in flat(missing.stderr)
+
+
+def test_a_users_organisation_is_found_in_the_warehouse(
+    web_warehouse: PhmWarehouse, tmp_path: Path
+) -> None:
+    env = {
+        "JOINEDUP_ACCESS_DB": str(tmp_path / "access.sqlite"),
+        "JOINEDUP_NEW_PASSWORD": "a long enough password",
+    }
+    warehouse = str(web_warehouse.path)
+    con = duckdb.connect(warehouse, read_only=True)
+    (trust,) = con.execute(
+        "SELECT organisation_code FROM organisation WHERE organisation_type = 'acute_trust' "
+        "ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    practice, pcn = con.execute(
+        "SELECT practice_code, pcn_code FROM practice ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    con.close()
+
+    def add(name: str, *options: str) -> Any:
+        return joinedup(
+            "users", "add", name, "--role", "clinician", *options, "-w", warehouse,
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+
+    badly_spelt = add("a", "--organisation", "rxx!")
+    assert badly_spelt.returncode == 2
+    assert "--organisation: 'rxx!' is not an ODS code" in flat(badly_spelt.stderr)
+    unknown = add("b", "--organisation", "QQQ99")
+    assert unknown.returncode == 2
+    assert "--organisation: QQQ99 is not a practice, PCN or organisation in the warehouse" in (
+        flat(unknown.stderr)
+    )
+    at_trust = add("consultant", "--organisation", trust)
+    assert at_trust.returncode == 0, at_trust.stderr
+    assert f"organisation {trust}" in flat(at_trust.stdout)
+    at_practice = add("gp", "--organisation", practice)  # a practice: registration counts
+    assert at_practice.returncode == 0, at_practice.stderr
+    assert f"practice {practice} (PCN {pcn})" in flat(at_practice.stdout)

@@ -41,6 +41,42 @@ def test_users_are_checked_before_they_are_stored(store: AccessStore) -> None:
         store.add_user("ana", "another long password", Role.ANALYST)
 
 
+def test_a_users_organisation_is_an_ods_code_kept_with_them(store: AccessStore) -> None:
+    password = "long enough password"
+    for bad in ("rxx", "R-X", "RX", "A" * 11, ""):
+        with pytest.raises(InputError, match=r"^organisation: .* is not an ODS code: 3 to 10"):
+            store.add_user("nurse", password, Role.CLINICIAN, organisation_code=bad)
+    with pytest.raises(InputError, match=r"^organisation: only clinicians"):
+        store.add_user("ana", password, Role.ANALYST, organisation_code="RXX")
+    made = store.add_user("nurse", password, Role.CLINICIAN, organisation_code="RXX")
+    assert made.scope == "organisation RXX" and made.public()["organisation_code"] == "RXX"
+    signed_in = store.sign_in("nurse", password, "10.0.0.1").user
+    assert signed_in is not None and signed_in.organisation_code == "RXX"
+    assert [u.organisation_code for u in store.users()] == ["RXX"]
+
+
+def test_an_access_database_from_before_organisations_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "access.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE TABLE users (username TEXT PRIMARY KEY, display_name TEXT NOT NULL, role TEXT "
+        "NOT NULL, pcn_code TEXT, practice_code TEXT, password_hash TEXT NOT NULL, demo INTEGER "
+        "NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, "
+        "patient_id TEXT)"
+    )
+    con.execute(
+        "INSERT INTO users VALUES ('gp', 'GP', 'clinician', 'U1', 'A11111', 'x', 0, 1, '', NULL)"
+    )
+    con.commit()
+    con.close()
+    store = AccessStore(path)
+    try:
+        (old,) = store.users()
+        assert (old.practice_code, old.organisation_code) == ("A11111", None)
+    finally:
+        store.close()
+
+
 def test_a_name_is_locked_after_repeated_failures_even_with_the_right_password(
     store: AccessStore,
 ) -> None:

@@ -16,6 +16,7 @@ from joinedup.errors import ConfigurationError, InputError
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.lake import Lake
 from joinedup.web.access import (
+    ODS_CODE,
     PROXY_RELATIONSHIPS,
     ROLE_LABELS,
     AccessStore,
@@ -66,6 +67,37 @@ def _pcns_for_demo(warehouse: Path) -> list[str]:
         (r for r in rows if first and r[1] != first[1]), rows[1] if len(rows) > 1 else None
     )
     return [str(r[0]) for r in (first, other) if r is not None]
+
+
+def _organisation_kind(warehouse: Path, code: str) -> str:
+    """What the warehouse knows ODS code `code` as: `practice`, `pcn`, or the organisation's
+    type (acute_trust, local_authority, ...); InputError naming --organisation when none."""
+    if not ODS_CODE.fullmatch(code):
+        raise InputError(
+            "--organisation", f"{code!r} is not an ODS code: 3 to 10 capital letters and digits"
+        )
+    if not warehouse.exists():
+        raise InputError("--organisation", f"no warehouse at {warehouse} to find {code} in")
+    value = exp.convert(code)
+    queries = (
+        exp.select(exp.Literal.string("practice").as_("kind"))
+        .from_("practice")
+        .where(exp.column("practice_code").eq(value)),
+        exp.select(exp.Literal.string("pcn").as_("kind"))
+        .from_("pcn")
+        .where(exp.column("pcn_code").eq(value)),
+        exp.select(exp.column("organisation_type").as_("kind"))
+        .from_("organisation")
+        .where(exp.column("organisation_code").eq(value)),
+    )
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        for query in queries:
+            found = engine.execute(query).to_pylist()
+            if found:
+                return str(found[0]["kind"])
+    raise InputError(
+        "--organisation", f"{code} is not a practice, PCN or organisation in the warehouse"
+    )
 
 
 def print_users(users: list[User], *, demo: bool = False) -> None:
@@ -216,17 +248,33 @@ def add_user(
             "--patient", help="A citizen's own record: its FHIR Patient id in the records store."
         ),
     ] = None,
+    organisation: Annotated[
+        str | None,
+        typer.Option(
+            "--organisation",
+            help="The ODS code of the organisation a clinician or care worker works for: a GP "
+            "practice, a PCN, an NHS trust or a council in the warehouse.",
+        ),
+    ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Add a user. The password is asked for (or read from JOINEDUP_NEW_PASSWORD), at least
     12 characters; it is stored only as an Argon2id hash. A citizen (--role citizen) is linked
-    to their own record with --patient and sees only that."""
+    to their own record with --patient and sees only that. A care worker (--role care-worker)
+    needs --organisation (their council, say) and sees a person's record only through that
+    organisation's relationship with them; a clinician of a trust gives --organisation too."""
     password = os.environ.get("JOINEDUP_NEW_PASSWORD") or typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
     settings = _settings(warehouse)
     store = _store(settings)
     try:
+        if organisation is not None:
+            kind = _organisation_kind(settings.warehouse, organisation)
+            if role is Role.CLINICIAN and kind == "practice" and not practice:
+                practice, organisation = organisation, None  # registration counts too
+            elif role is Role.CLINICIAN and kind == "pcn" and not pcn:
+                pcn, organisation = organisation, None
         if practice and not pcn:
             query = (
                 exp.select("pcn_code")
@@ -241,6 +289,7 @@ def add_user(
         user = store.add_user(
             username, password, role, display_name=name, pcn_code=pcn,
             practice_code=practice, replace=replace, patient_id=patient,
+            organisation_code=organisation,
         )  # fmt: skip
     finally:
         store.close()

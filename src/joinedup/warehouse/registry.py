@@ -1042,6 +1042,12 @@ _ACCESS_TABLES: tuple[Table, ...] = (
             _c("active", "BIGINT", "1 while the user may sign in.", null=False, measure="flag"),
             _c("created_at", "VARCHAR", _TEXT_AT, null=False),
             _c("patient_id", "VARCHAR", "A citizen's own FHIR Patient id (citizens only)."),
+            _c(
+                "organisation_code",
+                "VARCHAR",
+                "ODS code of the organisation a clinician or care worker works for (a trust, a "
+                "council), beyond a practice and PCN.",
+            ),
         ),
         identifiable=True,
     ),

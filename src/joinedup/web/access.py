@@ -131,6 +131,9 @@ class User:
     #: The Patients a citizen has proxy access to (a parent's child, a carer's person), each
     #: by an explicit relationship recorded and audited by `AccessStore.set_proxy`.
     proxy_for: frozenset[str] = frozenset()
+    #: The organisation they work for by ODS code, beyond a clinician's practice and PCN: an
+    #: NHS trust, a council, or any other (a care worker's is required).
+    organisation_code: str | None = None
 
     def may(self, area: str) -> bool:
         return self.role in PERMISSIONS[area]
@@ -142,6 +145,8 @@ class User:
     @property
     def scope(self) -> str:
         """The population whose records this user may see, in words."""
+        if self.organisation_code and not (self.practice_code or self.pcn_code):
+            return f"organisation {self.organisation_code}"
         if self.practice_code:
             return f"practice {self.practice_code} (PCN {self.pcn_code})"
         if self.pcn_code:
@@ -158,6 +163,7 @@ class User:
             "role_label": ROLE_LABELS[self.role],
             "pcn_code": self.pcn_code,
             "practice_code": self.practice_code,
+            "organisation_code": self.organisation_code,
             "scope": self.scope,
             "areas": sorted(a for a in PERMISSIONS if self.may(a)),
         }
@@ -280,7 +286,8 @@ CREATE TABLE IF NOT EXISTS users (
     demo INTEGER NOT NULL DEFAULT 0,
     active INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL,
-    patient_id TEXT
+    patient_id TEXT,
+    organisation_code TEXT
 );
 CREATE TABLE IF NOT EXISTS proxies (
     username TEXT NOT NULL REFERENCES users(username),
@@ -371,6 +378,8 @@ _ADD_CONTEXT = {
 #: before gets the column, empty, when it opens.
 _USER_COLUMNS = "SELECT name FROM pragma_table_info('users')"
 _ADD_PATIENT = "ALTER TABLE users ADD COLUMN patient_id TEXT"
+#: So did a user's organisation beyond their practice and PCN (a trust, a council).
+_ADD_ORGANISATION = "ALTER TABLE users ADD COLUMN organisation_code TEXT"
 
 
 def _rename_old_columns(con: sqlite3.Connection) -> None:
@@ -381,8 +390,11 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
     for name in CONTEXT_FIELDS:
         if name not in audit_names:
             con.execute(_ADD_CONTEXT[name])
-    if "patient_id" not in {row[0] for row in con.execute(_USER_COLUMNS)}:
+    user_names = {row[0] for row in con.execute(_USER_COLUMNS)}
+    if "patient_id" not in user_names:
         con.execute(_ADD_PATIENT)
+    if "organisation_code" not in user_names:
+        con.execute(_ADD_ORGANISATION)
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -390,20 +402,22 @@ _SYNC_FULL = "PRAGMA synchronous=FULL"
 _SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
 _INSERT_USER = (
     "INSERT INTO users (username, display_name, role, pcn_code, practice_code, password_hash, "
-    "demo, active, created_at, patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+    "demo, active, created_at, patient_id, organisation_code) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
 )
 _REPLACE_USER = (
     "INSERT OR REPLACE INTO users (username, display_name, role, pcn_code, practice_code, "
-    "password_hash, demo, active, created_at, patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+    "password_hash, demo, active, created_at, patient_id, organisation_code) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
 )
 # A user's columns (as _user_of reads them): every active user, and one with their hash.
 _USERS = (
-    "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id FROM users "
-    "WHERE active = 1 ORDER BY role, username"
+    "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id, "
+    "organisation_code FROM users WHERE active = 1 ORDER BY role, username"
 )
 _USER = (
     "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id, "
-    "password_hash FROM users WHERE username = ? AND active = 1"
+    "organisation_code, password_hash FROM users WHERE username = ? AND active = 1"
 )
 _FAILURES_OF_NAME = "SELECT at FROM login_failures WHERE username = ? AND at > ? ORDER BY at"
 _FAILURES_FROM_CLIENT = "SELECT at FROM login_failures WHERE client = ? AND at > ? ORDER BY at"
@@ -506,13 +520,21 @@ def client_address(
     return client
 
 
+#: An ODS organisation code as a user's organisation must be spelt: a GP practice (A81001), a
+#: PCN (U12345), an NHS trust (RXX) or one of its sites, a council, a voluntary organisation.
+ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")
+#: The roles that belong to an organisation beyond a practice or PCN.
+ORGANISATION_ROLES = frozenset({Role.CLINICIAN})
+
 #: A FHIR resource id (FHIR R4 `id`), as a citizen's patient link must be.
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def _user_of(row: Sequence[Any], proxy_for: frozenset[str] = frozenset()) -> User:
     """A user from a row of _USERS (or _USER), with the Patients they are a proxy for."""
-    return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6], proxy_for)
+    return User(
+        row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6], proxy_for, row[7]
+    )
 
 
 #: Who a citizen may be a proxy for, by their relationship to that person.
@@ -631,9 +653,12 @@ class AccessStore:
         demo: bool = False,
         replace: bool = False,
         patient_id: str | None = None,
+        organisation_code: str | None = None,
     ) -> User:
-        """Create (or with `replace`, reset) a user; clinicians need a PCN or practice, a
-        citizen the FHIR Patient id of their own record (`patient_id`), nobody else one."""
+        """Create (or with `replace`, reset) a user; clinicians need a PCN, practice or
+        organisation (`organisation_code`, an ODS code: a trust, a council, ...), a care
+        worker an organisation (and no practice or PCN: they see no one by registration), a
+        citizen the FHIR Patient id of their own record (`patient_id`), nobody else any."""
         try:
             role = Role(role)
         except ValueError:
@@ -643,10 +668,20 @@ class AccessStore:
             raise InputError("username", "use letters, digits, dots and hyphens only")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise InputError("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-        if role is Role.CLINICIAN and not (pcn_code or practice_code):
-            raise InputError("pcn", "a clinician belongs to a PCN or practice: give one")
+        if organisation_code is not None and not ODS_CODE.fullmatch(organisation_code):
+            raise InputError(
+                "organisation", f"{organisation_code!r} is not an ODS code: 3 to 10 capital "
+                "letters and digits (a practice A81001, a PCN U12345, a trust RXX, a council)",
+            )  # fmt: skip
+        if role is Role.CLINICIAN and not (pcn_code or practice_code or organisation_code):
+            raise InputError(
+                "pcn",
+                "a clinician belongs to a PCN or practice (or another organisation): give one",
+            )
         if role is not Role.CLINICIAN and (pcn_code or practice_code):
             raise InputError("pcn", "only clinicians are tied to a PCN or practice")
+        if role not in ORGANISATION_ROLES and organisation_code:
+            raise InputError("organisation", "only clinicians belong to an organisation")
         if role is Role.CITIZEN and not patient_id:
             raise InputError("patient", "a citizen is linked to their own record: give its id")
         if role is not Role.CITIZEN and patient_id:
@@ -655,7 +690,7 @@ class AccessStore:
             raise InputError("patient", "a FHIR id: letters, digits, '-' and '.', 1-64 long")
         user = User(
             username, display_name or username, role, pcn_code, practice_code, demo=demo,
-            patient_id=patient_id,
+            patient_id=patient_id, organisation_code=organisation_code,
         )  # fmt: skip
         with self._tx() as con:
             if (
@@ -668,6 +703,7 @@ class AccessStore:
                 (
                     username, user.display_name, role.value, pcn_code, practice_code,
                     _HASHER.hash(password), int(demo), _iso(_now()), patient_id,
+                    organisation_code,
                 ),
             )  # fmt: skip
             con.execute("DELETE FROM sessions WHERE username = ?", (username,))
@@ -682,7 +718,7 @@ class AccessStore:
         if row is None:
             return None
         proxies = frozenset(str(r[0]) for r in self._con.execute(_PROXIES_OF, (row[0],)).fetchall())
-        return _user_of(row, proxies), row[7]
+        return _user_of(row, proxies), row[8]
 
     def set_proxy(
         self,

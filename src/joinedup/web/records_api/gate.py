@@ -43,10 +43,11 @@ PcnPractices = Callable[[str], frozenset[str]]
 
 
 def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requester:
-    """The policy's view of a user: their practice and PCN as organisations, and the
-    practices whose registered patients they care for (a citizen: their own record and those
-    they are a proxy for)."""
-    organisations = frozenset(c for c in (user.practice_code, user.pcn_code) if c)
+    """The policy's view of a user: their practice, PCN and organisation (a trust, a council)
+    as organisations, and the practices whose registered patients they care for (a
+    citizen: their own record and those they are a proxy for)."""
+    codes = (user.practice_code, user.pcn_code, user.organisation_code)
+    organisations = frozenset(c for c in codes if c)
     practices = {user.practice_code} if user.practice_code else set()
     if user.pcn_code and not user.practice_code and pcn_practices is not None:
         practices |= pcn_practices(user.pcn_code)
