@@ -11,14 +11,18 @@ and column; a value that is merely wrong (a mistyped NHS number) is data, and is
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.fhir.validate import is_valid_nhs_number
@@ -128,13 +132,15 @@ def transposed(birth: date) -> str | None:
     return date(birth.year, birth.day, birth.month).isoformat()
 
 
-def _decode(path: Path) -> str:
+def _decode(path: Path) -> bytes:
+    """The file's bytes without a byte order mark, once they are known to be UTF-8 text."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
         row = data[: err.start].count(b"\n")  # the header is line 1, its first record row 1
         raise InputError(f"{path} row {row}", "not UTF-8 text (save the file as UTF-8)") from err
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
 def _header(path: Path, header: list[str] | None, compare: tuple[str, ...]) -> list[str]:
@@ -172,8 +178,134 @@ def _birth_date(text: str, where: str) -> date | None:
 
 def read_extract(path: Path, compare: tuple[str, ...] = ()) -> Extract:
     """Read and clean the extract at `path`, comparing the extra columns `compare` as strings.
-    Raises `InputError` naming the row (1 = the first after the header) and column."""
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    Raises `InputError` naming the row (1 = the first after the header) and column.
+
+    Arrow parses the file and each distinct value is cleaned once (names, dates and postcodes
+    repeat), so a million records take seconds; a file Arrow cannot parse, or one whose checks
+    fail, is read again row by row (`_read_by_row`, the reference) to name the first bad row
+    exactly as before."""
+    data = _decode(path)
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+    try:
+        header = next(csv.reader(text), None)
+    except csv.Error:
+        return _read_by_row(path, data, compare)
+    names = _header(path, header, compare)
+    present = tuple(c for c in IDENTITY_COLUMNS if c in names)
+    wanted = ("record_id", *present, *compare)
+    keys = [str(i) for i in range(len(names))]
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=keys, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(keys, pa.string()),
+                include_columns=[keys[names.index(n)] for n in wanted],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                check_utf8=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return _read_by_row(path, data, compare)
+    if table.num_rows == 0:
+        return _read_by_row(path, data, compare)
+    raw = {n: table.column(keys[names.index(n)]).combine_chunks() for n in wanted}
+    ids = pc.utf8_trim_whitespace(raw["record_id"])  # the same characters as str.strip
+    columns: dict[str, pa.Array] = {"record_id": ids}
+    if pc.any(pc.equal(ids, "")).as_py() or pc.count_distinct(ids).as_py() != len(ids):
+        return _read_by_row(path, data, compare)  # it names the first bad row
+    for name in present:
+        produced, types, clean = _CLEAN[name]
+        found = _by_value(raw[name], clean, types)
+        if found is None:
+            return _read_by_row(path, data, compare)
+        columns.update(zip(produced, found, strict=True))
+    for name in compare:
+        columns[name] = _by_value(raw[name], _compared, (_STRING,))[0]  # type: ignore[index]
+    derived = [d for source in present for d in _DERIVED[source]]
+    records = pa.table(
+        {name: columns[name] for name in ("record_id", *present, *compare, *derived)}
+    )
+    return Extract(path, records, present, compare)
+
+
+def _by_value(
+    column: pa.Array,
+    clean: Callable[[str], tuple[object, ...] | None],
+    types: tuple[pa.DataType, ...],
+) -> list[pa.Array] | None:
+    """`clean` of the stripped text of each distinct value of `column` (names, dates and
+    postcodes repeat), spread back over the rows, one array per type in `types`; None when
+    `clean` refuses a value."""
+    encoded = pc.dictionary_encode(column)
+    results = [clean(v.strip()) for v in encoded.dictionary.to_pylist()]
+    if any(r is None for r in results):
+        return None
+    return [
+        pc.take(pa.array([r[i] for r in results], type_), encoded.indices)  # type: ignore[index]
+        for i, type_ in enumerate(types)
+    ]
+
+
+def _name(text: str) -> tuple[object, ...]:
+    name = clean_name(text)
+    return name, None if name is None else soundex(name)
+
+
+def _birth(text: str) -> tuple[object, ...] | None:
+    try:
+        birth = _birth_date(text, "")
+    except InputError:
+        return None
+    if birth is None:
+        return None, None, None
+    return birth.isoformat(), birth.year, transposed(birth)
+
+
+def _sex(text: str) -> tuple[object, ...] | None:
+    key = text.lower()
+    return (_SEX[key],) if key in _SEX else None
+
+
+def _postcode(text: str) -> tuple[object, ...]:
+    postcode = text.upper().replace(" ", "") or None
+    return postcode, None if postcode is None else postcode_district(postcode)
+
+
+def _nhs_number(text: str) -> tuple[object, ...]:
+    nhs = text.replace(" ", "").replace("-", "") or None
+    # The key linkage compares: Modulus 11 valid numbers only (a mistyped one links nothing).
+    return nhs, nhs if nhs is not None and is_valid_nhs_number(nhs) else None
+
+
+def _compared(text: str) -> tuple[object, ...]:
+    return (_SPACES.sub(" ", text.upper()) or None,)
+
+
+_STRING = pa.string()
+#: How each identity column is cleaned: the columns it gives (itself, then its derived keys),
+#: their types, and the function of one value (None: the value is refused).
+_CLEAN: dict[
+    str, tuple[tuple[str, ...], tuple[pa.DataType, ...], Callable[[str], tuple[object, ...] | None]]
+] = {
+    "given_name": (("given_name", "given_soundex"), (_STRING, _STRING), _name),
+    "family_name": (("family_name", "family_soundex"), (_STRING, _STRING), _name),
+    "birth_date": (
+        ("birth_date", "birth_year", "birth_date_transposed"),
+        (_STRING, pa.int32(), _STRING),
+        _birth,
+    ),
+    "sex": (("sex",), (_STRING,), _sex),
+    "postcode": (("postcode", "postcode_district"), (_STRING, _STRING), _postcode),
+    "nhs_number": (("nhs_number", "nhs_number_key"), (_STRING, _STRING), _nhs_number),
+}
+
+
+def _read_by_row(path: Path, data: bytes, compare: tuple[str, ...]) -> Extract:
+    """The reference reader: row by row in Python, refusing the first bad row by number."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
     try:
         names = _header(path, next(reader, None), compare)
         present = tuple(c for c in IDENTITY_COLUMNS if c in names)
