@@ -35,6 +35,7 @@ are in `detail`, with the load average before each part (the machine may be shar
 Run alone:
 
     .venv/bin/python benchmarks/records.py --people 2000 --duration 15
+    .venv/bin/python benchmarks/records.py --people 1000 --ingest-only   # the load alone
 """
 
 from __future__ import annotations
@@ -554,9 +555,15 @@ def bench_queries(
 
 
 def bench_records(
-    work: Path, *, people: int = PEOPLE, clients: int = 50, duration: float = 60.0
+    work: Path,
+    *,
+    people: int = PEOPLE,
+    clients: int = 50,
+    duration: float = 60.0,
+    ingest_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """records_ingest_resources_per_s, fhir_read_p95_ms and fhir_search_p95_ms (see above)."""
+    """records_ingest_resources_per_s, fhir_read_p95_ms and fhir_search_p95_ms (see above);
+    with `ingest_only`, the first alone."""
     work = work / "records-bench"
     work.mkdir(parents=True, exist_ok=True)
     loadavg_build = _loadavg()
@@ -568,8 +575,12 @@ def bench_records(
         copy_s = copy_floor(cluster, ndjson)
         loadavg_load = _loadavg()
         load_s, summary = records_load(cluster, ndjson, "records")
-        parts = bench_queries(
-            cluster, "records", warehouse, patients, work, clients=clients, duration=duration
+        parts = (
+            {}
+            if ingest_only
+            else bench_queries(
+                cluster, "records", warehouse, patients, work, clients=clients, duration=duration
+            )
         )
     ndjson_bytes = sum(p.stat().st_size for p in _files(ndjson))
     shutil.rmtree(work, ignore_errors=True)
@@ -597,6 +608,8 @@ def bench_records(
             },
         }
     ]
+    if ingest_only:
+        return results
     api, sql = parts["api"], parts["sql"]
     for name, kind, target in (
         ("fhir_read_p95_ms", "read", TARGET_READ_P95_MS),
@@ -633,12 +646,21 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds of load each side.")
     parser.add_argument("--clients", type=int, default=50, help="Concurrent clients each side.")
     parser.add_argument("--out", type=Path, help="Also write the results here (JSON).")
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="Measure records_ingest_resources_per_s alone (no API load: minutes, not an hour).",
+    )
     args = parser.parse_args()
     if args.people < 10 or args.clients < 1 or args.duration <= 0:
         parser.error("--people must be at least 10, --clients at least 1, --duration above 0")
     with tempfile.TemporaryDirectory(prefix="joinedup-bench-") as tmp:
         results = bench_records(
-            Path(tmp), people=args.people, clients=args.clients, duration=args.duration
+            Path(tmp),
+            people=args.people,
+            clients=args.clients,
+            duration=args.duration,
+            ingest_only=args.ingest_only,
         )
     text = json.dumps(results, indent=2)
     if args.out:

@@ -18,8 +18,12 @@ from typing import Any
 
 from joinedup.errors import InputError
 from joinedup.fhir.reader import Record, records
-from joinedup.records.errors import InvalidResourceError, TransactionFailedError
-from joinedup.records.operations import Update
+from joinedup.records.errors import (
+    InvalidResourceError,
+    TransactionFailedError,
+    VersionConflictError,
+)
+from joinedup.records.operations import Outcome, Update
 from joinedup.records.store import RecordStore
 
 #: Resources written per database transaction: each chunk is all or nothing.
@@ -92,35 +96,64 @@ def load(
                 invalid(record, f"{kind}.id: missing (a load keeps each resource at its own id)")
             else:
                 pending.append(record)
-        while pending:
+        if pending:
             try:
-                outcomes = store.transaction(
-                    [Update(_as_given(r.resource), if_changed=True) for r in pending]
-                )
-            except TransactionFailedError as err:
-                if not isinstance(err.cause, InvalidResourceError):
-                    bad = pending[err.index]
-                    raise InputError(
-                        bad.where,
-                        f"{bad.context}{err.cause}; its chunk of {len(pending)} was not written "
-                        f"({result.created + result.updated + result.unchanged:,} before it were)",
-                    ) from None
-                # Report the invalid resource and write the rest of the chunk without it.
-                invalid(pending[err.index], str(err.cause))
-                del pending[err.index]
-                continue
-            for outcome in outcomes:
-                assert outcome is not None  # an update always has an outcome
-                if outcome.created:
-                    result.created += 1
-                elif outcome.changed:
-                    result.updated += 1
-                else:
-                    result.unchanged += 1
-            break
+                written = store.load_chunk([_as_given(r.resource) for r in pending])
+            except VersionConflictError:
+                # Another writer got to one of them: the chunk was not written. Write it one
+                # resource at a time instead, which names the resource if it fails again.
+                _one_at_a_time(store, pending, result, invalid)
+            else:
+                for record, outcome in zip(pending, written, strict=True):
+                    if isinstance(outcome, InvalidResourceError):
+                        invalid(record, str(outcome))
+                    else:
+                        _count(result, outcome)
         if on_progress is not None:
             on_progress(len(chunk))
     return result
+
+
+def _count(result: LoadResult, outcome: Outcome | None) -> None:
+    assert outcome is not None  # an update always has an outcome
+    if outcome.created:
+        result.created += 1
+    elif outcome.changed:
+        result.updated += 1
+    else:
+        result.unchanged += 1
+
+
+def _one_at_a_time(
+    store: RecordStore,
+    pending: list[Record],
+    result: LoadResult,
+    invalid: Callable[[Record, str], None],
+) -> None:
+    """Write a chunk through `RecordStore.transaction`, one update at a time: the chunk all
+    or nothing, its invalid resources reported and left out (the transaction is retried
+    without each), any other failure an InputError naming the resource's file and line."""
+    pending = list(pending)
+    while pending:
+        try:
+            outcomes = store.transaction(
+                [Update(_as_given(r.resource), if_changed=True) for r in pending]
+            )
+        except TransactionFailedError as err:
+            if not isinstance(err.cause, InvalidResourceError):
+                bad = pending[err.index]
+                raise InputError(
+                    bad.where,
+                    f"{bad.context}{err.cause}; its chunk of {len(pending)} was not written "
+                    f"({result.created + result.updated + result.unchanged:,} before it were)",
+                ) from None
+            # Report the invalid resource and write the rest of the chunk without it.
+            invalid(pending[err.index], str(err.cause))
+            del pending[err.index]
+            continue
+        for outcome in outcomes:
+            _count(result, outcome)
+        break
 
 
 def _as_given(resource: dict[str, Any] | None) -> dict[str, Any]:

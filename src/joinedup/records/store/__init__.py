@@ -244,6 +244,145 @@ class RecordStore:
                     on_outcome(index, outcome)
         return outcomes
 
+    def load_chunk(self, given: Sequence[dict[str, Any]]) -> list[Outcome | InvalidResourceError]:
+        """Write each of `given` at its own id as `Update(resource, if_changed=True)` in
+        `transaction` would, in order and in one database transaction, but with the database
+        work done a table at a time (one query for the current versions, then one multi-row
+        statement a table) rather than a resource at a time: the bulk load's path. The
+        versions, index rows and outcomes are those `transaction` gives. A resource that fails
+        validation is not written: its place in the answer holds the InvalidResourceError
+        `transaction` would have failed with, and the others are written. Any other failure
+        writes nothing: VersionConflictError when another writer wrote one of them meanwhile
+        (without naming which; `transaction` does)."""
+        prepared: list[dict[str, Any] | InvalidResourceError] = []
+        for item in given:
+            try:
+                copied = _resource_of(item)
+                kind, rid = copied["resourceType"], copied.get("id")
+                if not isinstance(rid, str) or not rid:
+                    raise InvalidResourceError(
+                        kind, [f"{kind}.id: an update needs the resource's id"]
+                    )
+            except InvalidResourceError as err:
+                prepared.append(err)
+                continue
+            prepared.append(copied)
+        outcomes: list[Outcome | InvalidResourceError] = []
+        with self._begin() as conn:
+            keys = {(r["resourceType"], r["id"]) for r in prepared if isinstance(r, dict)}
+            stored = self._current_many(conn, keys)
+            # Each resource's (version, deleted, body) as the chunk so far leaves it, so a
+            # resource given twice in one chunk is compared with, and versioned after, itself.
+            state = dict(stored)
+            written: dict[tuple[str, str], dict[str, Any]] = {}  # the last version of each
+            versions: list[dict[str, Any]] = []
+            for resource in prepared:
+                if isinstance(resource, InvalidResourceError):
+                    outcomes.append(resource)
+                    continue
+                key = kind, rid = resource["resourceType"], resource["id"]
+                current = state.get(key)
+                if current is not None and not current[1]:
+                    held = _loads(current[2])
+                    if _content(held) == _content(resource):
+                        outcomes.append(Outcome(kind, rid, current[0], False, held, changed=False))
+                        continue
+                version = 1 if current is None else current[0] + 1
+                now = self._clock()
+                _stamp(resource, version, now)
+                try:
+                    validate_resource(resource)
+                except InvalidResourceError as err:
+                    outcomes.append(err)
+                    continue
+                body = _body(resource)
+                state[key] = (version, False, body)
+                row = {
+                    "resource_type": kind, "resource_id": rid, "version_id": version,
+                    "last_updated": now, "deleted": False, "body": body,
+                }  # fmt: skip
+                versions.append(row)
+                written[key] = {**row, "resource": resource}
+                outcomes.append(
+                    Outcome(kind, rid, version, current is None or current[1], resource)
+                )
+            self._write_many(conn, stored, written, versions)
+        return outcomes
+
+    def _current_many(
+        self, conn: Connection, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, bool, str | None]]:
+        """The current (version, deleted, body) of each of `keys` that is stored: one query a
+        type and 500 ids."""
+        by_kind: dict[str, list[str]] = {}
+        for kind, rid in keys:
+            by_kind.setdefault(kind, []).append(rid)
+        c = resources.c
+        found: dict[tuple[str, str], tuple[int, bool, str | None]] = {}
+        for kind, ids in sorted(by_kind.items()):
+            for chunk in _chunks(sorted(ids)):
+                rows = conn.execute(
+                    select(c.resource_id, c.version_id, c.deleted, c.body).where(
+                        c.resource_type == kind, c.resource_id.in_(chunk)
+                    )
+                )
+                found.update(((kind, r[0]), (r[1], r[2], r[3])) for r in rows)
+        return found
+
+    def _write_many(
+        self,
+        conn: Connection,
+        stored: Mapping[tuple[str, str], tuple[int, bool, str | None]],
+        written: Mapping[tuple[str, str], dict[str, Any]],
+        versions: list[dict[str, Any]],
+    ) -> None:
+        """`load_chunk`'s writes, one multi-row statement a table: the current rows (inserted
+        when new to the store, else moved on from the version read, as `_guarded_update`),
+        every version, and the index rows of each resource's last version (those of a resource
+        already stored removed first)."""
+        if not versions:
+            return
+        columns = ("resource_type", "resource_id", "version_id", "last_updated", "deleted", "body")
+        new = [{c: row[c] for c in columns} for k, row in written.items() if k not in stored]
+        moved = [k for k in written if k in stored]
+        if new:
+            try:
+                conn.execute(insert(resources), new)
+            except IntegrityError:  # the whole transaction is rolled back after this
+                raise VersionConflictError(
+                    f"one of {len(new)} resources new to the store was written by someone else "
+                    "meanwhile"
+                ) from None
+        if moved:
+            done = conn.execute(
+                _MOVE_CURRENT,
+                [
+                    {
+                        "kind": kind, "rid": rid, "expected": stored[(kind, rid)][0],
+                        "version_id": written[(kind, rid)]["version_id"],
+                        "last_updated": written[(kind, rid)]["last_updated"], "deleted": False,
+                        "body": written[(kind, rid)]["body"],
+                    }
+                    for kind, rid in moved
+                ],
+            )  # fmt: skip
+            if done.rowcount != len(moved):
+                raise VersionConflictError(
+                    f"one of {len(moved)} stored resources was written by someone else meanwhile"
+                )
+        conn.execute(insert(resource_versions), versions)
+        if moved:
+            gone = [{"kind": kind, "rid": rid} for kind, rid in moved]
+            for statement in _UNINDEX:
+                conn.execute(statement, gone)
+        rows: dict[Any, list[dict[str, Any]]] = {table: [] for table in INDEX_TABLES}
+        for row in written.values():
+            for table, values in _index_rows(row["resource"]):
+                rows[table].extend(values)
+        for table, values in rows.items():
+            if values:
+                conn.execute(insert(table), values)
+
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
         if isinstance(operation, Create):
             return self._create(conn, operation)
@@ -333,10 +472,7 @@ class RecordStore:
     ) -> Outcome:
         kind, rid = resource["resourceType"], resource["id"]
         now = self._clock()
-        meta = dict(resource.get("meta") or {})
-        meta["versionId"] = str(version_id)
-        meta["lastUpdated"] = _instant(now)
-        resource["meta"] = meta
+        _stamp(resource, version_id, now)
         validate_resource(resource)
         body = _body(resource)
         if existing:
@@ -394,22 +530,7 @@ class RecordStore:
             conn.execute(statement, {"kind": kind, "rid": rid})
 
     def _index(self, conn: Connection, resource: dict[str, Any]) -> None:
-        kind, rid = resource["resourceType"], resource["id"]
-        rows = entries(resource)
-        internal_tokens, internal_references = consent.index_entries(resource)
-        rows.tokens.extend(internal_tokens)
-        rows.references.extend(internal_references)
-        keys = {"resource_type": kind, "resource_id": rid}
-        batches: list[tuple[Any, list[dict[str, Any]]]] = [
-            (search_tokens, [{**keys, "parameter": p, "system": s, "code": c}
-                             for p, s, c in rows.tokens]),
-            (search_strings, [{**keys, "parameter": p, "value": v} for p, v in rows.strings]),
-            (search_dates, [{**keys, "parameter": p, "low": lo, "high": hi}
-                            for p, lo, hi in rows.dates]),
-            (search_references, [{**keys, "parameter": p, "target_type": t, "target_id": i}
-                                 for p, t, i in rows.references]),
-        ]  # fmt: skip
-        for table, values in batches:
+        for table, values in _index_rows(resource):
             if values:
                 conn.execute(insert(table), values)
 
@@ -780,6 +901,34 @@ _CHUNK = 500
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]
+
+
+def _stamp(resource: dict[str, Any], version_id: int, now: datetime) -> None:
+    """Set the `meta.versionId` and `meta.lastUpdated` of the version being written."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = _instant(now)
+    resource["meta"] = meta
+
+
+def _index_rows(resource: dict[str, Any]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """The rows of each index table for `resource`: its search parameters' values
+    (`parameters.entries`) and the internal ones consent withholding searches by."""
+    kind, rid = resource["resourceType"], resource["id"]
+    rows = entries(resource)
+    internal_tokens, internal_references = consent.index_entries(resource)
+    rows.tokens.extend(internal_tokens)
+    rows.references.extend(internal_references)
+    keys = {"resource_type": kind, "resource_id": rid}
+    return [
+        (search_tokens, [{**keys, "parameter": p, "system": s, "code": c}
+                         for p, s, c in rows.tokens]),
+        (search_strings, [{**keys, "parameter": p, "value": v} for p, v in rows.strings]),
+        (search_dates, [{**keys, "parameter": p, "low": lo, "high": hi}
+                        for p, lo, hi in rows.dates]),
+        (search_references, [{**keys, "parameter": p, "target_type": t, "target_id": i}
+                             for p, t, i in rows.references]),
+    ]  # fmt: skip
 
 
 def _resource_of(given: Any) -> dict[str, Any]:
