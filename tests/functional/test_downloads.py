@@ -799,3 +799,136 @@ def test_the_worklist_cohort_counts_download_is_the_page_and_the_json(
         )  # fmt: skip
     finally:
         admin.close()
+
+
+# --- the whole audit log: streamed, every entry the JSON pages hold --------------------------
+
+AUDIT_KEYS = ["seq", "at", "username", "role", "action", "resource", "detail", "reason", "client"]
+
+
+def audit_log_as_json(admin: httpx.Client) -> list[dict[str, Any]]:
+    """Every entry of the log, newest first, read through the JSON's pages of at most 500."""
+    entries: list[dict[str, Any]] = []
+    while True:
+        page = admin.get("/api/v1/audit", params={"limit": 500, "offset": len(entries)})
+        assert page.status_code == 200, page.text
+        data = page.json()
+        entries += data["entries"]
+        if len(entries) >= data["total"]:
+            return entries
+
+
+def test_the_whole_audit_log_export_is_every_json_entry_in_range_audited_and_admins_only(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    admin = sign_in(live_server, "admin")
+    try:
+        # More entries than one JSON page holds: each unauthenticated request is one entry.
+        total = admin.get("/api/v1/audit", params={"limit": 1}).json()["total"]
+        with httpx.Client(base_url=live_server, timeout=60) as anonymous:
+            for _ in range(max(0, 620 - total)):
+                assert anonymous.get("/api/v1/audit").status_code == 401
+        for fmt in ("csv", "xlsx"):
+            entries = audit_log_as_json(admin)
+            assert len(entries) > 600
+            assert [e["seq"] for e in entries] == list(range(len(entries), 0, -1))
+            expected = [[e[k] for k in AUDIT_KEYS] for e in entries]
+            answer = admin.get("/api/v1/audit/export", params={"format": fmt})
+            if fmt == "csv":
+                header, rows = csv_of(answer)
+                assert header[len(AUDIT_KEYS) :] == NOTE_LABELS
+                assert [r[: len(AUDIT_KEYS)] for r in rows] == [
+                    [as_csv(v) for v in e] for e in expected
+                ]
+                notes = dict(zip(NOTE_LABELS, rows[0][len(AUDIT_KEYS) :], strict=True))
+            else:
+                _, rows, notes, _ = xlsx_of(answer)
+                assert rows == [[as_excel(v) for v in e] for e in expected]
+            n = len(entries)
+            assert (
+                f"chain intact: every entry from the first to {n} was checked"
+                in notes["Definition"]
+            )
+            assert notes["Period"].startswith(
+                f"{n:,} entries, numbers 1 to {n}, newest first, written from the first entry "
+                "to the newest (UTC)"
+            )
+            assert "never a patient's NHS number" in notes["Disclosure"]
+            # The export is the newest entry now, naming only how many, the range and format.
+            (entry,) = admin.get("/api/v1/audit", params={"limit": 1}).json()["entries"]
+            assert (entry["seq"], entry["username"], entry["action"], entry["resource"]) == (
+                n + 1, "admin", "export", "audit",
+            )  # fmt: skip
+            assert entry["detail"] == (
+                f"{n} entries (1 to {n}) from the first entry to the newest (UTC) as {fmt}"
+            )
+
+        # A period: entries written from one entry's instant until another's, both included.
+        entries = audit_log_as_json(admin)
+        since, until = entries[450]["at"], entries[30]["at"]
+        wanted = [e for e in entries if since <= e["at"] <= until]
+        assert 400 <= len(wanted) < len(entries)
+        answer = admin.get(
+            "/api/v1/audit/export", params={"format": "csv", "since": since, "until": until}
+        )
+        _, rows = csv_of(answer)
+        assert [r[0] for r in rows] == [str(e["seq"]) for e in wanted]
+        period = rows[0][len(AUDIT_KEYS) + 1]
+        assert period.startswith(f"{len(wanted):,} entries, numbers {wanted[-1]['seq']} to ")
+        assert f"written from {since} until {until} (UTC)" in period
+        (entry,) = admin.get("/api/v1/audit", params={"limit": 1}).json()["entries"]
+        assert entry["detail"] == (
+            f"{len(wanted)} entries ({wanted[-1]['seq']} to {wanted[0]['seq']}) from {since} "
+            f"until {until} (UTC) as csv"
+        )
+        # Dates are whole UTC days: today's entries are all of them; none until yesterday.
+        today = datetime.fromisoformat(entries[0]["at"]).date()
+        first_day = datetime.fromisoformat(entries[-1]["at"]).date()
+        answer = admin.get(
+            "/api/v1/audit/export", params={"since": first_day.isoformat(), "until": str(today)}
+        )
+        _, rows = csv_of(answer)
+        assert len(rows) == len(entries) + 1  # the export just above
+        answer = admin.get("/api/v1/audit/export", params={"until": "2000-01-01"})
+        header, rows = csv_of(answer)
+        assert rows == [] and header[0] == "Entry"
+        answer = admin.get("/api/v1/audit/export", params={"until": "2000-01-01", "format": "xlsx"})
+        _, xrows, notes, _ = xlsx_of(answer)
+        assert xrows == [] and notes["Period"].startswith("no entries")
+
+        # Bad parameters: 422 naming the parameter; nothing exported, nothing audited.
+        newest = admin.get("/api/v1/audit", params={"limit": 1}).json()["total"]
+        for params, named in [
+            ({"since": "2026-13-01"}, "since"),
+            ({"until": "soon"}, "until"),
+            ({"since": "2026-02-01", "until": "2026-01-31"}, "until"),
+            ({"since": "2026-02-01T10:00:00Z", "until": "2026-02-01T10:00:00Z"}, None),
+        ]:
+            answer = admin.get("/api/v1/audit/export", params=params)
+            if named is None:  # one instant, both ends included: a valid (empty) period
+                assert answer.status_code == 200, answer.text
+                continue
+            assert answer.status_code == 422, (params, answer.text)
+            assert answer.json()["detail"].startswith(f"{named}: "), answer.text
+        answer = admin.get("/api/v1/audit/export", params={"format": "pdf"})
+        assert answer.status_code == 422 and "format" in answer.text
+        assert admin.get("/api/v1/audit", params={"limit": 1}).json()["total"] == newest + 1
+
+        # The page offers the export; whom the log is refused, its export is refused.
+        with httpx.Client(base_url=live_server, timeout=120) as page:
+            page.post("/login", data={"username": "admin", "password": "admin-demo-2026"})
+            html = page.get("/admin/audit").text
+        assert 'action="/api/v1/audit/export"' in html
+        for user in ("analyst", "clinician"):
+            answer = api[user].get("/api/v1/audit/export", params={"format": "csv"})
+            assert answer.status_code == 403, user
+        # The privacy officer reviews the records API's AuditEvents, not the dashboard's log.
+        officer = sign_in(live_server, "privacy-officer")
+        try:
+            assert officer.get("/api/v1/audit").status_code == 403
+            assert officer.get("/api/v1/audit/export").status_code == 403
+        finally:
+            officer.close()
+        assert httpx.get(f"{live_server}/api/v1/audit/export").status_code == 401
+    finally:
+        admin.close()

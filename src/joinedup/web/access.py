@@ -427,6 +427,19 @@ _AUDIT_PAGE = (
     "SELECT seq, at, username, role, action, resource, detail, reason, client FROM audit "
     "WHERE seq <= ? ORDER BY seq DESC LIMIT ?"
 )
+#: The whole log, or the entries in a period, up to a fixed entry (`through`, so entries added
+#: while an export runs, its own among them, are not in it): how many, and the first and last.
+_AUDIT_SPAN = (
+    "SELECT count(*), min(seq), max(seq) FROM audit WHERE seq <= :through "
+    "AND (:since IS NULL OR at >= :since) AND (:before IS NULL OR at < :before)"
+)
+#: The same entries, newest first, one batch below `below` at a time (keyset paging).
+_AUDIT_EXPORT = (
+    "SELECT seq, at, username, role, action, resource, detail, reason, client FROM audit "
+    "WHERE seq <= :through AND seq < :below "
+    "AND (:since IS NULL OR at >= :since) AND (:before IS NULL OR at < :before) "
+    "ORDER BY seq DESC LIMIT :batch"
+)
 _AUDIT_AFTER = (
     "SELECT seq, at, username, role, action, resource, detail, reason, client, organisation, "
     "purpose, patients, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT 20000"
@@ -566,6 +579,27 @@ def _iso(moment: datetime) -> str:
 
 #: The longest a token issued at the command line lasts (a year): feeds renew theirs.
 MAX_TOKEN_HOURS = 24 * 366.0
+
+
+@dataclass(frozen=True)
+class AuditSpan:
+    """Entries of the log in a period: how many, and the first and last by number (0 when
+    there are none)."""
+
+    entries_count: int
+    first: int
+    last: int
+
+
+def _span_parameters(
+    through: int, since: datetime | None, before: datetime | None
+) -> dict[str, Any]:
+    # Entries are stamped `_iso` in UTC, one fixed width, so they compare as text.
+    return {
+        "through": through,
+        "since": _iso(since.astimezone(UTC)) if since else None,
+        "before": _iso(before.astimezone(UTC)) if before else None,
+    }
 
 
 def _token_hash(token: str) -> str:
@@ -1011,6 +1045,50 @@ class AccessStore:
         total = int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
         rows = self._con.execute(_AUDIT_PAGE, (total - offset, limit)).fetchall()
         return total, [dict(zip(("seq", *AUDIT_FIELDS), r, strict=True)) for r in rows]
+
+    def newest_entry(self) -> int:
+        """The newest entry's number (how many entries there are: numbered without gaps)."""
+        with self._lock:
+            return int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
+
+    def audit_span(
+        self, through: int, since: datetime | None = None, before: datetime | None = None
+    ) -> AuditSpan:
+        """How many entries up to entry `through` were written from `since` (inclusive) to
+        `before` (exclusive), either open, and the first and last of them by number."""
+        params = _span_parameters(through, since, before)
+        with self._read_only() as con:
+            count, first, last = con.execute(_AUDIT_SPAN, params).fetchone()
+        return AuditSpan(int(count), int(first or 0), int(last or 0))
+
+    def iter_audit(
+        self,
+        through: int,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        *,
+        batch: int = 5_000,
+    ) -> Iterator[dict[str, Any]]:
+        """The entries `audit_span` counts, newest first, as `audit_entries` gives them, read
+        `batch` at a time on a read-only connection of their own: a whole-log export holds
+        neither the log in memory nor the store's lock (writers carry on beside it, WAL)."""
+        params = {**_span_parameters(through, since, before), "batch": batch}
+        below = through + 1
+        with self._read_only() as con:
+            while True:
+                rows = con.execute(_AUDIT_EXPORT, {**params, "below": below}).fetchall()
+                for row in rows:
+                    yield dict(zip(("seq", *AUDIT_FIELDS), row, strict=True))
+                if len(rows) < batch:
+                    return
+                below = int(rows[-1][0])
+
+    @contextmanager
+    def _read_only(self) -> Iterator[sqlite3.Connection]:
+        # Any thread may run the next step of a streamed download, hence check_same_thread.
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, check_same_thread=False)) as con:
+            yield con
 
     def records_audit(
         self, query: RecordsAuditQuery, limit: int = 50, offset: int = 0

@@ -3,14 +3,21 @@ users."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from joinedup.web.access import PURPOSES, User
-from joinedup.web.downloads import Column, Format, Table, respond
+from joinedup.web.access import PURPOSES, AuditSpan, User
+from joinedup.web.audit import AuditCheck
+from joinedup.web.downloads import Column, Format, Table, csv_chunks, respond, streamed, write_xlsx
 from joinedup.web.site import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -133,6 +140,138 @@ def api_audit(
         client=client(request),
     )  # fmt: skip
     return respond(table, format)
+
+
+# --- the whole log, or a period of it, as one file -------------------------------------------
+
+
+def _instant(name: str, text: str | None, *, end: bool) -> datetime | None:
+    """`since` or `until` as an instant in UTC: a date is that whole UTC day (from its start
+    for `since`, to its end for `until`, so the bound returned for `until` is the next day's
+    start, exclusive); a date-time without an offset is taken as UTC. None when not given."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        if _DATE_ONLY.fullmatch(text):
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise HTTPException(
+            422,
+            f"{name}: {text[:40]!r} is not a date (YYYY-MM-DD) or a date and time "
+            "(YYYY-MM-DDTHH:MM:SS, UTC unless it gives an offset)",
+        )
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # A date-time `until` includes its own instant: entries before the next microsecond.
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _period_text(since: str | None, until: str | None) -> str:
+    start = f"from {since.strip()}" if since and since.strip() else "from the first entry"
+    end = f"until {until.strip()}" if until and until.strip() else "to the newest"
+    return f"{start} {end} (UTC)"
+
+
+def audit_export_table(check: AuditCheck, span: AuditSpan, through: int, period: str) -> Table:
+    """The head of a whole-log export: the page's columns, and notes naming the period, the
+    entries in it and how far the hash chain was checked (the rows are streamed)."""
+    chain = (
+        f"chain intact: every entry from the first to {check.verified_through} was checked "
+        "when this file was made"
+        if check.intact
+        else f"CHAIN BROKEN: {check.problem}"
+    )
+    if check.legacy_entries:
+        chain += f"; the first {check.legacy_entries:,} are unkeyed legacy entries (plain SHA-256)"
+    span_text = (
+        f"{span.entries_count:,} entries, numbers {span.first} to {span.last}"
+        if span.entries_count
+        else "no entries"
+    )
+    name = f"audit-log-{span.first}-{span.last}" if span.entries_count else "audit-log-empty"
+    return Table(
+        name=name,
+        title="Audit log of identifiable views and downloads, newest first",
+        columns=AUDIT_COLUMNS,
+        rows=[],
+        notes=[
+            ("Definition", "Every view and download of identifiable data and every refused or "
+             "unauthenticated request: who (user and role), what (action and resource), when "
+             "(UTC), why (the purpose given: " + "; ".join(PURPOSES) + ") and from where. "
+             f"Append-only, each entry chained to the one before by a keyed hash: {chain}."),
+            ("Period", f"{span_text}, newest first, written {period}; the log up to entry "
+             f"{through} when this file was made (later entries, this export's own among "
+             "them, are not in it)"),
+            ("Disclosure", "Not an aggregate, so no disclosure rule applies and nothing is "
+             "suppressed: an admin-only record of access. It names staff and FHIR resource "
+             "ids, never a patient's NHS number or name; the export itself is audited."),
+            ("Source", "joinedup access store's audit log"),
+        ],
+    )  # fmt: skip
+
+
+def _xlsx_chunks(table: Table, rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """The workbook written (write-only) to an unnamed temporary file, then sent from it in
+    pieces: a zip cannot be sent before it is finished, but it need not sit in memory."""
+    with tempfile.TemporaryFile() as spool:
+        write_xlsx(spool, table, rows)
+        spool.seek(0)
+        while chunk := spool.read(1 << 16):
+            yield chunk
+
+
+@router.get("/api/v1/audit/export", tags=["access"], response_class=StreamingResponse)
+async def api_audit_export(
+    request: Request,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[
+        Literal["csv", "xlsx"], Query(description="csv (streamed) or xlsx (Excel).")
+    ] = "csv",
+    since: Annotated[
+        str | None,
+        Query(description="Entries written from this UTC date (YYYY-MM-DD) or date-time on."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(description="Entries written up to this UTC date (the whole day) or date-time."),
+    ] = None,
+) -> Response:
+    """The whole audit log, or the entries written from `since` until `until`, newest first,
+    as one CSV (streamed) or Excel file, with the page's columns and notes naming the period
+    and the hash chain's check (every entry checked first). Admins only, as the page is; the
+    export is itself audited (how many entries, their numbers, the period and the format)."""
+    allowed(user, "audit")
+    start, before = _instant("since", since, end=False), _instant("until", until, end=True)
+    if start is not None and before is not None and start >= before:
+        raise HTTPException(422, "until: must be after since")
+    store = access(request)
+    # Every entry is checked before any is sent, so the notes vouch for the whole file.
+    check = await run_in_threadpool(store.verify_audit, full=True)
+    through = check.verified_through if check.intact else store.newest_entry()
+    span = await run_in_threadpool(store.audit_span, through, start, before)
+    period = _period_text(since, until)
+    table = audit_export_table(check, span, through, period)
+    # Audited before the file is sent, so an export broken off part-way is still recorded;
+    # the entry names how many entries, their numbers and the period, never their content.
+    await run_in_threadpool(
+        partial(
+            store.audit, user, "export", "audit", reason="", client=client(request),
+            detail=f"{span.entries_count} entries ({span.first} to {span.last}) {period} "
+            f"as {format}",
+        )
+    )  # fmt: skip
+    rows = store.iter_audit(through, start, before)
+    if format == "csv":
+        return streamed(csv_chunks(table, rows), table.name, "csv")
+    return streamed(_xlsx_chunks(table, rows), table.name, "xlsx")
 
 
 @router.get("/admin/audit", response_class=HTMLResponse, include_in_schema=False)

@@ -17,15 +17,17 @@ import csv
 import io
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
 from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
@@ -42,12 +44,15 @@ __all__ = [
     "TableOut",
     "as_json",
     "cached_download",
+    "csv_chunks",
     "file_stem",
     "neutralised",
     "percent",
     "respond",
+    "streamed",
     "to_csv",
     "to_xlsx",
+    "write_xlsx",
 ]
 
 Format = Literal["json", "csv", "xlsx"]
@@ -62,6 +67,8 @@ _DATE_FORMAT = "yyyy-mm-dd"
 _DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 #: Excel's limit on the characters of one cell.
 _EXCEL_CELL_LIMIT = 32_767
+#: Excel's rows a worksheet, less the header.
+_EXCEL_ROWS = 1_048_575
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,15 @@ def _csv_cell(value: Any) -> str:
 def to_csv(table: Table) -> bytes:
     """The table as UTF-8 CSV: a header of headings, then one line a row, each row ending
     with the notes (definition, period, disclosure, source) repeated, as Fingertips does."""
+    return b"".join(csv_chunks(table, table.rows))
+
+
+def csv_chunks(
+    table: Table, rows: Iterable[Mapping[str, Any]], *, chunk_bytes: int = 1 << 16
+) -> Iterator[bytes]:
+    """`to_csv` of `table`'s columns and notes with `rows` (read once, as they come) in
+    pieces of about `chunk_bytes`: a file as long as the whole audit log is streamed, never
+    held in memory."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(
@@ -187,9 +203,14 @@ def to_csv(table: Table) -> bytes:
         + [neutralised(label) for label, _ in table.notes]
     )
     notes = [neutralised(text) for _, text in table.notes]
-    for row in table.rows:
+    for row in rows:
         writer.writerow([_csv_cell(row.get(c.key)) for c in table.columns] + notes)
-    return out.getvalue().encode("utf-8")
+        if out.tell() >= chunk_bytes:
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
+    if out.tell():
+        yield out.getvalue().encode("utf-8")
 
 
 def _excel_value(value: Any) -> tuple[Any, str | None, bool]:
@@ -279,6 +300,110 @@ def to_xlsx(table: Table, *, generated_at: datetime | None = None) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _write_only_value(sheet: Any, value: Any, font: Any = None) -> Any:
+    """One cell of a write-only sheet, as `_put` writes it: a plain value where it needs
+    nothing more (most numbers), else a cell with its format, text kept as text."""
+    shown, number_format, text = _excel_value(value)
+    if shown is None or (not number_format and not text and font is None):
+        return shown
+    cell = WriteOnlyCell(sheet, value=shown)
+    if number_format:
+        cell.number_format = number_format
+    if text:
+        cell.data_type = "s"
+        if shown.startswith(_FORMULA_STARTS):
+            cell.quotePrefix = True
+    if font is not None:
+        cell.font = font
+    return cell
+
+
+def write_xlsx(
+    out: BinaryIO,
+    table: Table,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    generated_at: datetime | None = None,
+) -> int:
+    """`to_xlsx` of `table`'s columns and notes with `rows`, written to `out` by openpyxl's
+    write-only mode: each row goes to the sheet's temporary file as it comes, so memory stays
+    flat however long the log. The same sheets and cells as `to_xlsx`, except that column
+    widths follow the headings (the rows are not known in advance) and a table longer than a
+    worksheet's 1,048,575 rows runs on to "Data 2", "Data 3"... Returns the rows written."""
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
+    written = 0
+    sheets = 0
+    data: Any = None
+    in_sheet = _EXCEL_ROWS  # so the first row opens the first sheet
+
+    def open_sheet() -> Any:
+        nonlocal sheets
+        sheets += 1
+        sheet = book.create_sheet("Data" if sheets == 1 else f"Data {sheets}")
+        for j, column in enumerate(table.columns, start=1):
+            width = max(len(column.label), 12) + 2
+            sheet.column_dimensions[get_column_letter(j)].width = width
+        sheet.freeze_panes = "A2"
+        sheet.append([_write_only_value(sheet, c.label, bold) for c in table.columns])
+        return sheet
+
+    def close_sheet(sheet: Any, count: int) -> None:
+        if table.columns:
+            last = get_column_letter(len(table.columns))
+            sheet.auto_filter.ref = f"A1:{last}{count + 1}"
+
+    for row in rows:
+        if in_sheet >= _EXCEL_ROWS:
+            if data is not None:
+                close_sheet(data, in_sheet)
+            data, in_sheet = open_sheet(), 0
+        data.append([_write_only_value(data, row.get(c.key)) for c in table.columns])
+        in_sheet += 1
+        written += 1
+    if data is None:
+        data, in_sheet = open_sheet(), 0
+    close_sheet(data, in_sheet)
+
+    notes = book.create_sheet("Notes")
+    notes.column_dimensions["A"].width = 28
+    notes.column_dimensions["B"].width = 100
+    wrap = Alignment(wrap_text=True, vertical="top")
+    title = _write_only_value(notes, table.title, Font(bold=True, size=14))
+    notes.append([title])
+    notes.append([])
+    for label, text in table.notes:
+        note = _write_only_value(notes, text, Font())
+        if note is not None:
+            note.alignment = wrap
+        notes.append([_write_only_value(notes, label, bold), note])
+    when = _utc_naive(generated_at or datetime.now(UTC))
+    notes.append([_write_only_value(notes, "Generated at (UTC)", bold),
+                  _write_only_value(notes, when)])  # fmt: skip
+    notes.append([])
+    notes.append([_write_only_value(notes, "Column", bold),
+                  _write_only_value(notes, "Unit", bold)])  # fmt: skip
+    for column in table.columns:
+        notes.append([_write_only_value(notes, column.heading),
+                      _write_only_value(notes, column.unit)])  # fmt: skip
+    book.properties.title = table.title[:255]
+    book.save(out)
+    return written
+
+
+def streamed(chunks: Iterable[bytes], name: str, fmt: Literal["csv", "xlsx"]) -> StreamingResponse:
+    """`chunks` as a download named `name` (an attachment of `fmt`'s media type), sent as
+    they come: Starlette runs a plain iterator's steps in worker threads."""
+    return StreamingResponse(
+        iter(chunks),
+        media_type=CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{file_stem(name)}.{fmt}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def respond(table: Table, fmt: Literal["csv", "xlsx"]) -> Response:
