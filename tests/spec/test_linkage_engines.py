@@ -100,3 +100,26 @@ def test_duckdb_and_spark_make_the_same_clusters(tmp_path: Path, spark_engine: E
 def cluster_pairs_of(rows: list[tuple[str, str]]) -> set[frozenset[str]]:
     table = pa.table({"record_id": [r for r, _ in rows], "cluster_id": [c for _, c in rows]})
     return cluster_pairs(table)
+
+
+def test_a_wide_blocking_rule_is_dropped_when_its_blocks_are_large(tmp_path: Path) -> None:
+    """Fifty records born on one day make one block of 1,225 pairs (24.5 a record): blocking on
+    the birth date alone is dropped, while the rules whose blocks stay small are kept."""
+    from joinedup.linkage.run import wide_rules
+
+    path = tmp_path / "one_day.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["record_id", "given_name", "family_name", "birth_date"])
+        for n in range(50):
+            writer.writerow([f"r{n}", GIVEN[n % 20], FAMILY[n // 20 * 7 % 20], "1980-01-01"])
+    extract = read_extract(path)
+    with DuckDBEngine() as engine:
+        engine.load("records", extract.records)
+        chosen = wide_rules(engine, ["records"], extract, LinkageSettings())
+        everything = wide_rules(
+            engine, ["records"], extract, LinkageSettings(wide_rule_pairs_per_record=25)
+        )
+    assert ("birth_date",) not in chosen
+    assert ("family_soundex", "given_soundex") in chosen
+    assert ("birth_date",) in everything

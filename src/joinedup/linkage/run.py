@@ -29,6 +29,7 @@ from joinedup.linkage.model import (
     comparisons,
     splink_settings,
     training_columns,
+    wide_blocking_columns,
 )
 from joinedup.warehouse import Engine
 
@@ -132,6 +133,47 @@ def _train(linker: Linker, settings: LinkageSettings, extract: Extract, progress
         )
 
 
+def _block_pairs(engine: Engine, tables: list[str], rule: tuple[str, ...]) -> int:
+    """How many pairs of records (of all `tables` together) agree on every column of `rule`:
+    the size of its blocks, counted in the engine without forming the pairs."""
+    columns = [exp.column(c) for c in rule]
+    parts = [exp.select(*columns).from_(table) for table in tables]
+    union: exp.Query = parts[0]
+    for part in parts[1:]:
+        union = exp.union(union, part, distinct=False)
+    known = exp.and_(*[exp.not_(c.is_(exp.null())) for c in columns])
+    blocks = (
+        exp.select(exp.func("count", exp.Star()).as_("n"))
+        .from_(union.subquery("records"))
+        .where(known)
+        .group_by(*columns)
+    )
+    n = exp.cast(exp.column("n"), "BIGINT")
+    less_one = exp.paren(exp.Sub(this=n, expression=exp.Literal.number(1)))
+    pairs = exp.Div(
+        this=exp.paren(exp.Mul(this=n, expression=less_one)), expression=exp.Literal.number(2)
+    )
+    total = engine.execute(
+        exp.select(
+            exp.func("coalesce", exp.func("sum", pairs), exp.Literal.number(0)).as_("pairs")
+        ).from_(blocks.subquery("blocks"))
+    )
+    return int(total.column("pairs")[0].as_py())
+
+
+def wide_rules(
+    engine: Engine, tables: list[str], extract: Extract, settings: LinkageSettings
+) -> list[tuple[str, ...]]:
+    """The wide blocking rules whose blocks, over the records of `tables`, hold at most
+    `settings.wide_rule_pairs_per_record` pairs per record."""
+    budget = settings.wide_rule_pairs_per_record * len(extract)
+    return [
+        rule
+        for rule in wide_blocking_columns(set(extract.records.column_names))
+        if _block_pairs(engine, tables, rule) <= budget
+    ]
+
+
 def _linker(
     engine: Engine,
     tables: list[tuple[str, str]],
@@ -143,12 +185,14 @@ def _linker(
 ) -> tuple[Any, Linker]:
     api = engine.splink_api()
     inputs = [api.register(table, dataset_display_name=label) for table, label in tables]
+    wide = wide_rules(engine, [table for table, _ in tables], extract, settings)
     creator = splink_settings(
         link_type,
         extract.identity_columns,
         extract.compare_columns,
         set(extract.records.column_names),
         max_iterations=settings.em_max_iterations,
+        wide_rules=wide,
     )
     # Splink keeps each pair's comparison levels (gamma_ columns) only with the values it
     # compared; the master person index wants the levels as evidence (the values stay in the
