@@ -1,9 +1,11 @@
-"""`_include`, `_revinclude` and `Patient/$everything` through the FHIR API, end to end over
-HTTP on SQLite and PostgreSQL: included resources come back once each, marked `include`, with
-the total counting matches only; a clinician never gets an included resource (or an
-$everything entry) of a patient they may not see, and no count betrays one; $everything pages
-by its next links, filters by `_type` and `_since`, and is refused like a read (a 403 that
-says nothing of whether the patient exists); every request audited."""
+"""`_include`, `_revinclude` (with and without `:iterate`) and `Patient/$everything` through
+the FHIR API, end to end over HTTP on SQLite and PostgreSQL: included resources come back once
+each, marked `include`, with the total counting matches only; `:iterate` follows links from
+included resources, level by level, to a bound it says it stopped at; a clinician never gets an
+included resource (or an $everything entry) of a patient they may not see, at any level, and
+no count betrays one; $everything pages by its next links, filters by `_type` and `_since`, and
+is refused like a read (a 403 that says nothing of whether the patient exists); every request
+audited."""
 
 from __future__ import annotations
 
@@ -209,7 +211,8 @@ def test_includes_come_once_marked_include_and_outside_the_total(
         ([("_include", "Observation:subject")], "_include"),  # not the searched type
         ([("_include", "Encounter:code")], "_include"),  # not a reference parameter
         ([("_revinclude", "Observation:performer")], "_revinclude"),
-        ([("_include:iterate", "Encounter:subject")], "_include:iterate"),
+        ([("_include:recurse", "Encounter:subject")], "_include:recurse"),  # STU3's name
+        ([("_revinclude:iterate", "Condition:patient:Organization")], "_revinclude:iterate"),
     ):
         refused = api("GET", "/Encounter", params=bad)
         assert refused.status_code == 400, refused.text
@@ -404,3 +407,123 @@ def test_consent_and_sensitive_categories_hold_for_includes_and_everything(
     assert f"CareTeam/{world['team_of_other']}" not in _kinds(everything, "match")
     assert everything["total"] == 6  # the patient, 2 encounters, condition, observation, team
     assert _everything(api, other, user="gp").status_code == 403
+
+
+# --- _include:iterate and _revinclude:iterate --------------------------------------------------
+
+#: From the clinician's patient's encounters to the patient, the care teams they are a carer
+#: on, those teams' patients and those patients' observations: a chain across two records.
+CHAIN = [
+    ("_include:iterate", "Encounter:subject"),
+    ("_revinclude:iterate", "CareTeam:participant"),
+    ("_include:iterate", "CareTeam:subject"),
+    ("_revinclude:iterate", "Observation:subject"),
+]
+
+
+def test_iterate_follows_links_from_included_resources_level_by_level(
+    api: Api, world: dict[str, str]
+) -> None:
+    mine, other = world["mine"], world["other"]
+    for code in ("A11111", "B22222"):
+        practice = {"resourceType": "Organization", "id": code, "name": f"Practice {code}"}
+        assert api("PUT", f"/Organization/{code}", json=practice).status_code == 201
+    # Without :iterate a link must start from the searched type; with it, from any included.
+    practices = [("patient", mine), ("_include", "Encounter:subject")]
+    refused = api(
+        "GET", "/Encounter", params=[*practices, ("_include", "Patient:general-practitioner")]
+    )
+    assert refused.status_code == 400  # fmt: skip
+    found = api("GET", "/Encounter", params=[
+        *practices, ("_include:iterate", "Patient:general-practitioner")]).json()  # fmt: skip
+    assert found["total"] == 2
+    assert _kinds(found, "include") == ["Organization/A11111", f"Patient/{mine}"]
+    # An iterate link is followed from the matches too (R4: the whole result set).
+    own = api(
+        "GET", "/Encounter", params=[("patient", mine), ("_include:iterate", "Encounter:subject")]
+    ).json()
+    assert _kinds(own, "include") == [f"Patient/{mine}"]  # fmt: skip
+
+    chain = api("GET", "/Encounter", params=[("patient", mine), *CHAIN]).json()
+    assert chain["total"] == 2 and len(_kinds(chain, "match")) == 2
+    assert _kinds(chain, "include") == sorted([
+        f"Patient/{mine}", f"CareTeam/{world['team_of_other']}", f"Observation/{world['obs']}",
+        f"Patient/{other}", f"CareTeam/{world['team_of_mine']}",
+        f"Observation/{world['other_obs']}",
+    ])  # fmt: skip
+    assert _kinds(chain, "outcome") == []  # the chain ended (back at mine) within the bound
+    # Each once, a match never again as an include, however many paths lead to it.
+    listed = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in chain["entry"]]
+    assert len(listed) == len(set(listed))
+    after = next((link["url"] for link in chain["link"] if link["relation"] == "self"), "")
+    assert "_revinclude%3Aiterate=CareTeam%3Aparticipant" in after
+
+    # From a practice: encounters it provided, their patient, the patient's care teams as a
+    # carer, those teams' patient... The fifth level (the other patient's observation) is past
+    # the bound: left out, and an outcome entry says so.
+    longer = [("_id", "RXX"), ("_revinclude:iterate", "Encounter:service-provider"), *CHAIN]
+    deep = api("GET", "/Organization", params=longer).json()
+    assert deep["total"] == 1
+    assert _kinds(deep, "include") == sorted([
+        f"Encounter/{world['enc1']}", f"Encounter/{world['enc2']}", f"Patient/{mine}",
+        f"CareTeam/{world['team_of_other']}", f"Observation/{world['obs']}", f"Patient/{other}",
+    ])  # fmt: skip
+    (outcome,) = [e["resource"] for e in deep["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcome["issue"][0]["code"] == "too-costly"
+    assert "followed 4 levels" in outcome["issue"][0]["diagnostics"]
+
+
+def test_iterate_never_includes_what_the_clinician_may_not_see(
+    api: Api, world: dict[str, str]
+) -> None:
+    mine, other = world["mine"], world["other"]
+    hiv = api.make({
+        **_condition(mine),
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
+        "extension": [{
+            "url": "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation",
+            "valueReference": {"reference": "Organization/B22222"}}],
+    })  # fmt: skip
+    query = [("patient", mine), *CHAIN, ("_revinclude:iterate", "Condition:subject")]
+    everyone = api("GET", "/Encounter", params=query).json()
+    assert {f"Patient/{other}", f"Condition/{hiv}"} <= set(_kinds(everyone, "include"))
+
+    # The clinician: the chain stops at the other patient's care team (the other's record,
+    # though it names theirs as a carer), so nothing of the other comes in at any level; the
+    # HIV condition recorded elsewhere is left out as a read would refuse it; nothing counts
+    # or mentions what was left out.
+    seen = api("GET", "/Encounter", params=query, user="gp")
+    assert seen.status_code == 200
+    assert _kinds(seen.json(), "include") == sorted(
+        [f"Patient/{mine}", f"Observation/{world['obs']}", f"Condition/{world['cond']}"]
+    )
+    assert seen.json()["total"] == 2 and _kinds(seen.json(), "outcome") == []
+    assert OTHER_NHS not in seen.text and "Otherpractice" not in seen.text
+    assert hiv not in seen.text
+    # A type closed to clinicians is refused at whatever level it would come in.
+    closed = api("GET", "/Encounter", user="gp", params=[
+        ("patient", mine), ("_include:iterate", "Encounter:subject"),
+        ("_revinclude:iterate", "AuditEvent:patient")])  # fmt: skip
+    assert closed.status_code == 403
+
+    ask = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{other}"}},
+        {"name": "reason", "valueString": REASON},
+    ]}  # fmt: skip
+    assert api("POST", "/$break-glass", json=ask, user="gp").status_code == 201
+    glass = api("GET", "/Encounter", params=[("patient", mine), *CHAIN], user="gp").json()
+    assert _kinds(glass, "include") == _kinds(
+        api("GET", "/Encounter", params=[("patient", mine), *CHAIN]).json(), "include"
+    )
+
+    searches = [e for e in api.audit("gp") if e["action"] == "fhir search"]
+    assert [(e["resource"], e["detail"], e["reason"].startswith("BREAK-GLASS"))
+            for e in searches] == [
+        ("fhir/Encounter?patient,_include:iterate,_revinclude:iterate",
+         "200; 2 in all, 2 sent, 3 included", False),
+        ("fhir/Encounter?patient,_include:iterate,_revinclude:iterate", "403; forbidden", False),
+        ("fhir/Encounter?patient,_include:iterate,_revinclude:iterate",
+         "200; 2 in all, 2 sent, 6 included; break-glass", True),
+    ]  # fmt: skip
+    logged = json.dumps(api.audit("gp")).lower()
+    assert OTHER_NHS not in logged and "otherpractice" not in logged

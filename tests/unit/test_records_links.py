@@ -8,7 +8,7 @@ import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from joinedup.records import InvalidSearchError
-from joinedup.records.parameters import Link, link, patient_references
+from joinedup.records.parameters import Link, link, patient_references, toward
 from joinedup.web.records_api.capability import capability_statement
 
 
@@ -27,6 +27,25 @@ def test_links_name_their_source_parameters_and_target() -> None:
     assert link("Organization", "Encounter:*", reverse=True).names == (
         "service-provider", "subject",
     )  # fmt: skip
+
+
+def test_iterate_links_start_from_any_type_and_narrow_toward_each() -> None:
+    # `_include:iterate` starts from an included type, not only the searched one.
+    assert link("Encounter", "Patient:general-practitioner", reverse=False, iterate=True) == Link(
+        "Patient", ("general-practitioner",), None
+    )
+    # `_revinclude:iterate` without a target points to whatever its parameters may point to,
+    # narrowed to each included type as it is followed.
+    back = link("Encounter", "CareTeam:*", reverse=True, iterate=True)
+    assert back == Link("CareTeam", ("participant", "patient", "subject"), None)
+    assert toward(back, "Patient") == Link("CareTeam", back.names, "Patient")
+    assert toward(back, "Practitioner") == Link(
+        "CareTeam", ("participant", "subject"), "Practitioner"
+    )
+    assert toward(link("Encounter", "Encounter:service-provider", reverse=True, iterate=True),
+                  "Patient") is None  # fmt: skip
+    with pytest.raises(InvalidSearchError, match=r"_revinclude:iterate: .* never points to Group"):
+        link("Encounter", "Condition:patient:Group", reverse=True, iterate=True)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +88,8 @@ def test_the_capability_statement_declares_includes_and_everything() -> None:
     assert "Encounter:service-provider" in by_type["Encounter"]["searchInclude"]
     assert "searchInclude" not in by_type["Organization"]
     assert "Encounter:service-provider" in by_type["Organization"]["searchRevInclude"]
+    assert "_include:iterate, _revinclude:iterate" in statement["rest"][0]["documentation"]
+    assert "4 levels from the matches" in statement["rest"][0]["documentation"]
     operations = {o["name"]: o["definition"] for o in patient["operation"]}
     assert operations["everything"].endswith("OperationDefinition/Patient-everything")
     assert "everything" not in {o["name"] for o in by_type["Observation"]["operation"]}

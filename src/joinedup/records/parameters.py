@@ -327,11 +327,14 @@ class Link:
     target: str | None
 
 
-def link(searched: str, value: str, *, reverse: bool) -> Link:
+def link(searched: str, value: str, *, reverse: bool, iterate: bool = False) -> Link:
     """`_include` (or with `reverse`, `_revinclude`) `Source:parameter[:Target]` of a search
     of `searched`, checked against the indexed reference parameters; `Source:*` is every one
-    of them. InvalidSearchError names the parameter and says what is wrong."""
-    name = "_revinclude" if reverse else "_include"
+    of them. With `iterate` (`_include:iterate`), the link is followed from the included
+    resources too, so it may start from (or, reversed, point to) any type, and a reversed one
+    without a target points to whatever its parameters may (`toward` narrows it to one type).
+    InvalidSearchError names the parameter and says what is wrong."""
+    name = ("_revinclude" if reverse else "_include") + (":iterate" if iterate else "")
     parts = value.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise InvalidSearchError(f"{name}: {value!r} is not Type:parameter or Type:parameter:Type")
@@ -339,10 +342,10 @@ def link(searched: str, value: str, *, reverse: bool) -> Link:
     for kind in (source, target):
         if kind is not None and kind not in R4_RESOURCE_TYPES:
             raise InvalidSearchError(f"{name}: {kind} is not a FHIR R4 resource type")
-    if not reverse and source != searched:
+    if not reverse and not iterate and source != searched:
         raise InvalidSearchError(
             f"{name}: {value} starts from {source}, but the search is of {searched} "
-            "(_include:iterate is not supported)"
+            "(_include:iterate follows links from included resources)"
         )
     known = {n: p for n, p in SEARCH_PARAMETERS.get(source, {}).items() if p.kind == "reference"}
     if given == "*":
@@ -354,7 +357,12 @@ def link(searched: str, value: str, *, reverse: bool) -> Link:
         raise InvalidSearchError(
             f"{name}: {source}:{given} is not a reference parameter the store indexes ({listed})"
         )
-    if reverse:
+    if reverse and iterate:
+        if target is not None:
+            names = tuple(n for n in names if not known[n].targets or target in known[n].targets)
+            if not names:
+                raise InvalidSearchError(f"{name}: {value} never points to {target}")
+    elif reverse:
         if target not in (None, searched):
             raise InvalidSearchError(f"{name}: {value} points to {target}, not to {searched}")
         names = tuple(n for n in names if not known[n].targets or searched in known[n].targets)
@@ -366,6 +374,16 @@ def link(searched: str, value: str, *, reverse: bool) -> Link:
         if not names:
             raise InvalidSearchError(f"{name}: {value} never points to {target}")
     return Link(source, names, target)
+
+
+def toward(linked: Link, kind: str) -> Link | None:
+    """`linked` (a `_revinclude`) kept to the parameters that may point to a `kind`, with
+    `kind` as its target; None when none may (or its target is another type)."""
+    if linked.target not in (None, kind):
+        return None
+    known = SEARCH_PARAMETERS.get(linked.source, {})
+    names = tuple(n for n in linked.names if not known[n].targets or kind in known[n].targets)
+    return Link(linked.source, names, kind) if names else None
 
 
 def patient_references() -> dict[str, tuple[str, ...]]:

@@ -9,6 +9,7 @@ from joinedup import __version__
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records import SEARCH_PARAMETERS
 from joinedup.web.records_api import audit_events
+from joinedup.web.records_api.interactions import MAX_INCLUDE_DEPTH, MAX_INCLUDES
 
 #: The interactions every resource type has (the routes in `routes`).
 INTERACTIONS = (
@@ -129,7 +130,11 @@ def capability_statement(base: str, instant: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Only the admin and system roles may use this API until access by legitimate "
-                    "relationship is in place; every request is audited."
+                    "relationship is in place; every request is audited. Searches take the "
+                    "searchInclude and searchRevInclude values listed, and with :iterate "
+                    "(_include:iterate, _revinclude:iterate) any type's, followed from the "
+                    f"included resources too, {MAX_INCLUDE_DEPTH} levels from the matches at "
+                    f"most, {MAX_INCLUDES:,} included a page at most."
                 ),
                 "security": {"description": "A bearer token from POST /api/v1/token."},
                 "resource": [_resource(kind) for kind in sorted(R4_RESOURCE_TYPES)],

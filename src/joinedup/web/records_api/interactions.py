@@ -29,7 +29,7 @@ from joinedup.records import (
     Update,
     validate_resource,
 )
-from joinedup.records.parameters import Link, date_range, link, patient_references
+from joinedup.records.parameters import Link, date_range, link, patient_references, toward
 from joinedup.web.records_api.outcome import FhirError, from_records, operation_outcome
 
 #: Search parameters about the response's form, not which resources match; not passed on.
@@ -257,7 +257,22 @@ def _page_links(
 ScopeOf = Callable[[str], Sequence[tuple[str, list[tuple[str, str]]]] | None]
 #: The most included resources one page holds (beyond it, an outcome entry says so).
 MAX_INCLUDES = 1000
+#: How many levels `:iterate` links are followed beyond the page's matches: the first level
+#: is the includes of the matches, each further one the includes of the level before. A chain
+#: longer than this (an Organization's partOf, a care team of a carer's care team...) stops
+#: here, with an outcome entry saying so, rather than running through the store.
+MAX_INCLUDE_DEPTH = 4
 LINK_PARAMETERS = frozenset({"_include", "_revinclude"})
+ITERATE_PARAMETERS = frozenset({"_include:iterate", "_revinclude:iterate"})
+
+
+@dataclass(frozen=True)
+class _Linked:
+    """One `_include` or `_revinclude` of a search, with or without `:iterate`."""
+
+    reverse: bool
+    iterate: bool
+    link: Link
 
 
 def unrestricted(_: str) -> None:
@@ -265,60 +280,126 @@ def unrestricted(_: str) -> None:
     return None
 
 
-def _links(kind: str, pairs: list[tuple[str, str]]) -> list[tuple[bool, Link]]:
-    """The search's `_include`s and `_revinclude`s as (reverse, link), in the order given."""
-    found: list[tuple[bool, Link]] = []
+def _links(kind: str, pairs: list[tuple[str, str]]) -> list[_Linked]:
+    """The search's `_include`s and `_revinclude`s (`:iterate` or not), in the order given."""
+    found: list[_Linked] = []
     for name, value in pairs:
-        if name.partition(":")[0] in LINK_PARAMETERS and name not in LINK_PARAMETERS:
+        base, _, modifier = name.partition(":")
+        if base not in LINK_PARAMETERS:
+            continue
+        if modifier and modifier != "iterate":
             raise FhirError.one(
-                400, "not-supported", f"{name}: only {name.partition(':')[0]} without a "
-                "modifier is supported (no :iterate)", name,
+                400, "not-supported", f"{name}: the only modifier of {base} is :iterate "
+                "(R4; STU3's :recurse is :iterate)", name,
             )  # fmt: skip
-        if name in LINK_PARAMETERS:
-            reverse = name == "_revinclude"
-            found.extend((reverse, link(kind, part, reverse=reverse)) for part in value.split(","))
+        reverse, iterate = base == "_revinclude", modifier == "iterate"
+        for part in value.split(","):
+            checked = link(kind, part, reverse=reverse, iterate=iterate)
+            found.append(_Linked(reverse, iterate, checked))
     return found
+
+
+class _Including:
+    """The resources a search page's links bring in, level by level: each once, none that is
+    a match, every one through the same scope (`scope_of`) as the matches."""
+
+    def __init__(
+        self, store: RecordStore, kind: str, matches: list[dict[str, Any]], scope_of: ScopeOf
+    ) -> None:
+        self.store, self.scope_of = store, scope_of
+        self.seen = {(kind, str(r["id"])) for r in matches}
+        self.found: list[dict[str, Any]] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.found) > MAX_INCLUDES
+
+    def _add(self, resources: list[dict[str, Any]], level: list[dict[str, Any]]) -> None:
+        for r in resources:
+            key = (str(r["resourceType"]), str(r["id"]))
+            if key not in self.seen:
+                self.seen.add(key)
+                self.found.append(r)
+                level.append(r)
+
+    def follow(
+        self, linked: _Linked, sources: list[dict[str, Any]], level: list[dict[str, Any]]
+    ) -> None:
+        """Add to `level` what `linked` brings in from `sources` (any types)."""
+        by_type: dict[str, list[str]] = {}
+        for r in sources:
+            by_type.setdefault(str(r["resourceType"]), []).append(str(r["id"]))
+        if linked.reverse:
+            for target_type, ids in sorted(by_type.items()):
+                pointing = toward(linked.link, target_type)
+                if pointing is None or self.full:
+                    continue
+                scope = self.scope_of(pointing.source)  # a closed type: 403, as ever
+                limit = MAX_INCLUDES + 1 - len(self.found)
+                self._add(self.store.linking_to(pointing, ids, patients_of=scope, limit=limit),
+                          level)  # fmt: skip
+            return
+        ids = by_type.get(linked.link.source, [])
+        targets: dict[str, list[str]] = {}
+        for target_type, target_id in self.store.link_targets(linked.link, ids) if ids else []:
+            if (target_type, target_id) not in self.seen:
+                targets.setdefault(target_type, []).append(target_id)
+        for target_type, target_ids in targets.items():
+            try:
+                scope = self.scope_of(target_type)
+            except FhirError:
+                continue  # a type the user may not see at all: not shown, not counted
+            self._add(self.store.resources_by_id(target_type, target_ids, patients_of=scope),
+                      level)  # fmt: skip
 
 
 def _included(
     store: RecordStore,
     kind: str,
     matches: list[dict[str, Any]],
-    links: list[tuple[bool, Link]],
+    links: list[_Linked],
     scope_of: ScopeOf,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The resources a page's links bring in, each once and none that is a match, every one
-    through the same scope as the matches; and whether MAX_INCLUDES cut them short. A type
-    closed to the user is never included (`_include`) or refused (`_revinclude`)."""
-    ids = [str(r["id"]) for r in matches]
-    seen = {(kind, i) for i in ids}
-    found: list[dict[str, Any]] = []
+    through the same scope as the matches; and what cut them short (MAX_INCLUDES, or
+    `:iterate` links still finding more after MAX_INCLUDE_DEPTH levels), for outcome entries.
 
-    def add(resources: list[dict[str, Any]]) -> None:
-        for r in resources:
-            key = (str(r["resourceType"]), str(r["id"]))
-            if key not in seen:
-                seen.add(key)
-                found.append(r)
-
-    for reverse, linked in links:
-        if not ids or len(found) > MAX_INCLUDES:
+    As FHIR R4's search ("Including other resources in result"): the links without `:iterate`
+    are followed from the matches; those with it from the matches and then from every resource
+    they bring in, level by level, until nothing new comes. A type closed to the user is never
+    included (`_include`) or refused (`_revinclude`), at whatever level."""
+    including = _Including(store, kind, matches, scope_of)
+    cut: list[str] = []
+    level: list[dict[str, Any]] = []
+    for linked in links:
+        if not matches or including.full:
             break
-        if reverse:
-            add(store.linking_to(linked, ids, patients_of=scope_of(linked.source),
-                                 limit=MAX_INCLUDES + 1))  # fmt: skip
-            continue
-        targets: dict[str, list[str]] = {}
-        for target_type, target_id in store.link_targets(linked, ids):
-            if (target_type, target_id) not in seen:
-                targets.setdefault(target_type, []).append(target_id)
-        for target_type, target_ids in targets.items():
-            try:
-                scope = scope_of(target_type)
-            except FhirError:
-                continue  # a type the user may not see at all: not shown, not counted
-            add(store.resources_by_id(target_type, target_ids, patients_of=scope))
-    return found[:MAX_INCLUDES], len(found) > MAX_INCLUDES
+        including.follow(linked, matches, level)
+    iterating = [linked for linked in links if linked.iterate]
+    depth = 1
+    while iterating and level and not including.full:
+        sources, level = level, []
+        if depth == MAX_INCLUDE_DEPTH:  # one more level, only to say whether it brings more
+            before = len(including.found)
+            for linked in iterating:
+                including.follow(linked, sources, level)
+            if len(including.found) > before:
+                cut.append(
+                    f"_include:iterate and _revinclude:iterate are followed {MAX_INCLUDE_DEPTH} "
+                    "levels from the matches; resources further along were not included"
+                )
+            del including.found[before:]
+            break
+        for linked in iterating:
+            if including.full:
+                break
+            including.follow(linked, sources, level)
+        depth += 1
+    if including.full:
+        cut.append(
+            f"included resources cut at {MAX_INCLUDES}: ask for a smaller _count to see them all"
+        )
+    return including.found[:MAX_INCLUDES], cut
 
 
 def search(
@@ -336,7 +417,9 @@ def search(
     asked = [(n, v) for n, v in pairs if n not in FORMAT_PARAMETERS]
     links = _links(kind, asked)
     page = store.search(
-        kind, [(n, v) for n, v in asked if n not in LINK_PARAMETERS], patients_of=patients_of
+        kind,
+        [(n, v) for n, v in asked if n.partition(":")[0] not in LINK_PARAMETERS],
+        patients_of=patients_of,
     )
     included, cut = _included(store, kind, page.resources, links, scope_of)
     entries = [
@@ -351,12 +434,9 @@ def search(
         for r in included
     ]
     if cut:
-        warning = (
-            f"included resources cut at {MAX_INCLUDES}: ask for a smaller _count to see them all"
-        )
         entries.append(
             {
-                "resource": operation_outcome([("too-costly", None, warning)], "warning"),
+                "resource": operation_outcome([("too-costly", None, w) for w in cut], "warning"),
                 "search": {"mode": "outcome"},
             }
         )
