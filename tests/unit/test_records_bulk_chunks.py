@@ -25,6 +25,7 @@ from joinedup.records.errors import (
     ResourceNotFoundError,
     TransactionFailedError,
 )
+from postgres_cluster import PostgresServer
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 SNOMED = "http://snomed.info/sct"
@@ -280,3 +281,33 @@ def test_a_chunk_stopped_half_way_leaves_nothing_and_a_rerun_completes(
         rerun = load(store, [source], chunk_size=5)
         assert (rerun.created, rerun.updated, rerun.unchanged) == (0, 0, 12)
         assert store.type_history("Patient", count=100)[0] == 12
+
+
+def test_a_chunk_another_writer_got_to_first_is_written_one_at_a_time(
+    postgresql_server: PostgresServer, tmp_path: Path
+) -> None:
+    """PostgreSQL (SQLite lets one writer at a time): another writer creates one of the
+    chunk's resources after the chunk read the current versions, so the chunk's multi-row
+    insert conflicts; the chunk is then written one resource at a time, on top of it."""
+    url = postgresql_server.create_database(f"records_bulk_race_{os.getpid()}")
+    source = tmp_path / "feed.ndjson"
+    source.write_text("".join(json.dumps(patient(n)) + "\n" for n in range(5)))
+    with RecordStore(url) as other:
+        calls: list[datetime] = []
+
+        def racing_clock() -> datetime:
+            if not calls:  # inside the chunk's transaction, after its read
+                other.update(patient(3, gender="other"))
+            calls.append(datetime.now(UTC))
+            return calls[-1]
+
+        with RecordStore(url, clock=racing_clock) as store:
+            result = load(store, [source], chunk_size=5)
+            assert (result.created, result.updated, result.unchanged) == (4, 1, 0)
+            history = store.history("Patient", "p3")
+            assert [(h.version_id, h.resource and h.resource["gender"]) for h in history] == [
+                (2, "female"),
+                (1, "other"),
+            ]
+            assert store.type_history("Patient", count=100)[0] == 6
+            assert store.search("Patient", {"gender": "other"}).total == 0
