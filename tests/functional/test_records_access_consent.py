@@ -12,6 +12,8 @@ looks like a no-relationship refusal and is audited with the consent rule that a
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +48,10 @@ class Api:
         self.client = client
         self.tokens = tokens
         self.store = store
+        self.calls: Counter[str] = Counter()  # API requests made, by user
 
     def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
+        self.calls[user] += 1
         headers = {"Authorization": f"Bearer {self.tokens[user]}"}
         if "json" in kwargs:
             kwargs["content"] = json.dumps(kwargs.pop("json"))
@@ -84,13 +88,15 @@ def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
     users.add_user("gp-b", PASSWORD, "clinician", pcn_code="U22222", practice_code="B22222")
     users.add_user("analyst", PASSWORD, "analyst")
     users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
+    users.add_user("carer", PASSWORD, "care-worker", organisation_code=COUNCIL)
+    users.add_user("carer-a", PASSWORD, "care-worker", organisation_code="A11111")
     users.close()
     with (
         RecordStore(records_url, clock=lambda: NOW) as store,
         TestClient(create_records_app(settings, store)) as c,
     ):
         tokens = {}
-        for name in ("feed", "gp-a", "gp-b", "analyst", "trust"):
+        for name in ("feed", "gp-a", "gp-b", "analyst", "trust", "carer", "carer-a"):
             answer = c.post("/api/v1/token", json={"username": name, "password": PASSWORD})
             tokens[name] = answer.json()["access_token"]
         yield Api(c, tokens, store)
@@ -425,3 +431,112 @@ def test_a_trust_is_a_users_organisation_for_every_relationship_rule(api: Api) -
     assert ("fhir read", "legitimate relationship: care-team") in reasons
     refused = [e for e in api.audit("trust") if e["detail"].startswith("403")]
     assert len(refused) == 10 and {e["reason"] for e in refused} == {"no legitimate relationship"}
+
+
+def observation(pid: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": "2026-05-01", "valueQuantity": {"value": 70, "unit": "kg"},
+    }  # fmt: skip
+
+
+def test_a_care_worker_sees_the_care_types_through_their_organisation_only(api: Api) -> None:
+    episode, referral, team, objects, unrelated = (registered(api, n) for n in NHS_NUMBERS)
+    api.made(relationship("EpisodeOfCare", episode, COUNCIL, "active"))
+    api.made(relationship("ServiceRequest", referral, COUNCIL, "active"))
+    api.made(relationship("CareTeam", team, COUNCIL, "proposed"))
+    api.made(relationship("EpisodeOfCare", objects, COUNCIL, "active"))
+    api.made(objection(objects, "A11111"))
+    api.made(relationship("EpisodeOfCare", unrelated, COUNCIL, "finished"))
+    notes = {p: api.made(condition(p, ASTHMA)) for p in (episode, objects, unrelated)}
+    hiv = api.made(condition(episode, HIV, by_extension("A11111")))
+    weight = api.made(observation(episode))
+    plan = api.made({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                     "subject": {"reference": f"Patient/{episode}"}})  # fmt: skip
+
+    # every read route: only through the council's open episode, referral or care team
+    expected = {episode: 200, referral: 200, team: 200, objects: 403, unrelated: 403}
+    for pid, status in expected.items():
+        for path in ("", "/_history", "/_history/1", "/$everything"):
+            assert api.status(f"/Patient/{pid}{path}", "carer") == status, (pid, path)
+    for path in ("", "/_history", "/_history/1"):
+        assert api.status(f"/Condition/{notes[episode]}{path}", "carer") == 200
+        assert api.status(f"/CarePlan/{plan}{path}", "carer") == 200
+        for pid in (objects, unrelated):
+            _refused(api("GET", f"/Condition/{notes[pid]}{path}", user="carer"))
+        _refused(api("GET", f"/Condition/{hiv}{path}", user="carer"))  # sensitive, A's
+    # a care worker of the practice itself sees none of its registered patients
+    for pid in expected:
+        assert api.status(f"/Patient/{pid}", "carer-a") == 403
+    assert api.ids("/Patient", "carer-a", gender="male") == (0, [])
+    assert api.ids("/Patient", "gp-a", gender="male")[0] == 5
+
+    # searches: the permitted patients only, in the total and the pages
+    assert sorted(api.ids("/Patient", "carer", gender="male")[1]) == sorted(
+        [episode, referral, team]
+    )
+    assert api.ids("/Condition", "carer", code=ASTHMA) == (1, [notes[episode]])
+    assert api.ids("/Condition", "carer", patient=episode) == (1, [notes[episode]])
+    assert api.ids("/Condition", "carer", patient=objects) == (0, [])
+    everything = api("GET", f"/Patient/{episode}/$everything", user="carer").json()
+    shown = {e["resource"]["resourceType"] for e in everything["entry"]}
+    assert shown == {"Patient", "EpisodeOfCare", "Condition", "CarePlan"}
+    assert everything["total"] == 4  # not the Observation, nor the sensitive Condition
+
+    # types a care worker does not see: refused even with a relationship
+    for path in (f"/Observation/{weight}", f"/Observation/{weight}/_history"):
+        refusal = api("GET", path, user="carer")
+        assert refusal.status_code == 403
+        assert "not open to the care-worker role" in refusal.json()["issue"][0]["diagnostics"]
+    assert api.status("/Observation", "carer") == 403
+    assert api.status(f"/Observation?patient={episode}", "carer") == 403
+    included = api("GET", "/Patient", user="carer", params={
+        "_id": episode, "_revinclude": "Observation:patient"})  # fmt: skip
+    assert included.status_code == 403
+    assert api.status("/AuditEvent", "carer") == 403
+
+    # writes: none, with a relationship or not
+    assert (
+        api("POST", "/Condition", json=condition(episode, ASTHMA), user="carer").status_code == 403
+    )
+    update = {**condition(episode, ASTHMA), "id": notes[episode]}
+    assert api("PUT", f"/Condition/{notes[episode]}", json=update, user="carer").status_code == 403
+    assert api("DELETE", f"/Condition/{notes[episode]}", user="carer").status_code == 403
+    assert api.status(f"/Condition/{notes[episode]}", "feed") == 200  # not deleted
+
+    # break-glass: the objecting person's record, still only the care types
+    _break_glass(api, "carer", objects)
+    assert api.status(f"/Patient/{objects}", "carer") == 200
+    assert api.ids("/Condition", "carer", patient=objects) == (1, [notes[objects]])
+    assert api.status(f"/Observation?patient={objects}", "carer") == 403
+
+    # every request audited, refusals with the rule that refused them; no identifiers
+    audited = [e for e in api.audit("carer") if e["action"].startswith("fhir")]
+    assert len(audited) == api.calls["carer"]
+    reasons = {e["reason"] for e in audited if e["detail"].startswith("403")}
+    assert reasons >= {
+        "no legitimate relationship",
+        "withheld: objection to sharing recorded by another organisation",
+        "withheld: sensitive category hiv recorded by another organisation",
+    }
+    allowed = {e["reason"] for e in audited if e["detail"].startswith("200")}
+    assert {"legitimate relationship: episode", "legitimate relationship: referral",
+            "legitimate relationship: care-team"} <= allowed  # fmt: skip
+    assert any(e["reason"].startswith("BREAK-GLASS") for e in audited)
+    assert (
+        len([e for e in api.audit("carer-a") if e["action"].startswith("fhir")])
+        == (api.calls["carer-a"])
+    )
+    logged = json.dumps(audited).lower()
+    assert not any(n in logged for n in NHS_NUMBERS) and "orgcase" not in logged
+    access: AccessStore = api.client.app.state.access  # type: ignore[attr-defined]
+    with sqlite3.connect(access.path) as con:
+        context = set(
+            con.execute(
+                "SELECT organisation, purpose FROM audit WHERE username = 'carer' "
+                "AND action LIKE 'fhir %'"
+            ).fetchall()
+        )
+    assert context == {(COUNCIL, "COC"), (COUNCIL, "BTG")}

@@ -393,6 +393,10 @@ def test_a_users_organisation_is_found_in_the_warehouse(
         "SELECT organisation_code FROM organisation WHERE organisation_type = 'acute_trust' "
         "ORDER BY 1 LIMIT 1"
     ).fetchone()
+    (council,) = con.execute(
+        "SELECT organisation_code FROM organisation WHERE organisation_type = 'local_authority' "
+        "ORDER BY 1 LIMIT 1"
+    ).fetchone()
     practice, pcn = con.execute(
         "SELECT practice_code, pcn_code FROM practice ORDER BY 1 LIMIT 1"
     ).fetchone()
@@ -418,3 +422,21 @@ def test_a_users_organisation_is_found_in_the_warehouse(
     at_practice = add("gp", "--organisation", practice)  # a practice: registration counts
     assert at_practice.returncode == 0, at_practice.stderr
     assert f"practice {practice} (PCN {pcn})" in flat(at_practice.stdout)
+
+    def care_worker(name: str, *options: str) -> Any:
+        return joinedup(
+            "users", "add", name, "--role", "care-worker", *options, "-w", warehouse,
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+
+    alone = care_worker("c")
+    assert alone.returncode == 2
+    assert "organisation: a care worker belongs to an organisation" in flat(alone.stderr)
+    with_practice = care_worker("d", "--practice", practice, "--organisation", council)
+    assert with_practice.returncode == 2 and "only clinicians" in flat(with_practice.stderr)
+    social = care_worker("social", "--organisation", council)
+    assert social.returncode == 0, social.stderr
+    assert f"Care worker, organisation {council}" in flat(social.stdout)
+    # a care worker of a practice keeps it as their organisation: no registered patients
+    at_gp = care_worker("link-worker", "--organisation", practice)
+    assert at_gp.returncode == 0 and f"organisation {practice}" in flat(at_gp.stdout)

@@ -22,6 +22,8 @@ from joinedup.records.consent import (
     read_sensitive_codes,
     recording_organisations,
 )
+from joinedup.web.access import Role, User
+from joinedup.web.records_api.gate import requester
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SCT = "http://snomed.info/sct"
@@ -232,3 +234,38 @@ def test_internal_index_rows_hold_only_what_the_search_index_lacks() -> None:
     }
     assert index_entries(observation) == ([("_coded", SCT, "165816005")], [])
     assert index_entries(_objection("p", "A11111"))[0] == [("_objection", None, "true")]
+
+
+def test_a_care_worker_sees_through_their_organisation_never_by_registration(
+    store: RecordStore,
+) -> None:
+    ids = _world(store)
+    # a care worker of practice A11111 itself, even one given a PCN: its registered patients
+    # are not theirs
+    at_practice = requester(
+        User("carer", "Carer", Role.CARE_WORKER, pcn_code="U11111", organisation_code="A11111"),
+        lambda _: frozenset({"A11111"}),
+    )
+    council = requester(User("social", "Social", Role.CARE_WORKER, organisation_code="ZZL01"))
+    assert at_practice.practices == frozenset() and council.organisations == {"ZZL01"}
+    policy = Policy(store)
+    assert policy.decide(at_practice, ids["plain"]).label == "no relationship"
+    assert policy.permitted(at_practice) == {}
+    store.create({
+        "resourceType": "EpisodeOfCare", "status": "active",
+        "patient": {"reference": f"Patient/{ids['plain']}"},
+        "managingOrganization": {"reference": "Organization/ZZL01"},
+    })  # fmt: skip
+    store.create({
+        "resourceType": "EpisodeOfCare", "status": "active",
+        "patient": {"reference": f"Patient/{ids['objects']}"},
+        "managingOrganization": {"reference": "Organization/ZZL01"},
+    })  # fmt: skip
+    store.create(_objection(ids["objects"], "A11111"))
+    assert policy.decide(council, ids["plain"]).label == "legitimate relationship: episode"
+    assert policy.decide(council, ids["objects"]).label == (
+        "withheld: objection to sharing recorded by another organisation"
+    )
+    assert policy.permitted(council) == {ids["plain"]: "episode"}
+    scope, _ = policy.scope(council)
+    assert store.search("Patient", patients_of=scope).total == 1

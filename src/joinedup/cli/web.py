@@ -100,6 +100,20 @@ def _organisation_kind(warehouse: Path, code: str) -> str:
     )
 
 
+def _council_for_demo(warehouse: Path) -> str | None:
+    """The first council of the footprint, for the demo care worker (None: there is none)."""
+    query = (
+        exp.select("organisation_code")
+        .from_("organisation")
+        .where(exp.column("organisation_type").eq(exp.convert("local_authority")))
+        .order_by("organisation_code")
+        .limit(1)
+    )
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        found = engine.execute(query).to_pylist()
+    return str(found[0]["organisation_code"]) if found else None
+
+
 def print_users(users: list[User], *, demo: bool = False) -> None:
     table = Table(title="Dashboard users", show_edge=False)
     for col in ("username", "role", "sees", *(("password",) if demo else ())):
@@ -128,7 +142,9 @@ def add_demo_users(warehouse: Path, records: str | None = None) -> list[User]:
     patients = _patients_for_demo(records)
     store = _store(settings)
     try:
-        users = create_demo_users(store, _pcns_for_demo(settings.warehouse))
+        users = create_demo_users(
+            store, _pcns_for_demo(settings.warehouse), _council_for_demo(settings.warehouse)
+        )
         return users + create_demo_citizens(store, patients)
     finally:
         store.close()

@@ -27,6 +27,11 @@ organisations that recorded it, whatever the relationship, and a resource coded 
 category is withheld from users outside the organisation that recorded it; break-glass shows
 both. A withheld record is refused like one without a relationship, with the reason recorded.
 
+A care worker (social care staff, a council's say) is a Requester with their organisation and
+no practices: the `registered` rule never holds for them, only their organisation's open
+episode, encounter, referral or care team, or break-glass. Of a record they may see, they see
+only CARE_WORKER_TYPES (the API's gate keeps them to it).
+
 Plain logic over a RecordStore: no HTTP, no audit writing (the caller audits the decision).
 """
 
@@ -66,6 +71,17 @@ UNDER_WAY_ENCOUNTER = "in-progress,arrived,triaged"
 REAL_ENCOUNTER = "planned,arrived,triaged,in-progress,onleave,finished,unknown"
 ACTIVE_REFERRAL = "active"
 ACTIVE_CARE_TEAM = "active,proposed"
+#: What a care worker sees of a record they have a relationship with: who the person is
+#: (Patient), what could harm them (AllergyIntolerance), their problems (Condition) and
+#: medicines (MedicationStatement, MedicationRequest), the care they are under and who gives it
+#: (EpisodeOfCare, Encounter, ServiceRequest, CarePlan, CareTeam) and their sharing choices
+#: (Consent). Not results, observations, procedures, immunisations, diagnostic reports or
+#: documents: the clinical detail behind a problem is for clinicians. Resources in a sensitive
+#: category stay withheld as from anyone outside the recording organisation.
+CARE_WORKER_TYPES = frozenset(
+    {"Patient", "AllergyIntolerance", "Condition", "MedicationStatement", "MedicationRequest",
+     "EpisodeOfCare", "Encounter", "ServiceRequest", "CarePlan", "CareTeam", "Consent"}
+)  # fmt: skip
 DEFAULT_RECENT_DAYS = 30.0
 DEFAULT_BREAK_GLASS_HOURS = 4.0
 MIN_REASON_LENGTH = 20
@@ -271,6 +287,7 @@ def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
 
 
 __all__ = [
+    "CARE_WORKER_TYPES",
     "DEFAULT_BREAK_GLASS_HOURS",
     "DEFAULT_RECENT_DAYS",
     "MIN_REASON_LENGTH",

@@ -64,6 +64,10 @@ class Role(StrEnum):
     #: A person seeing their own record and who has looked at it (issue 16): linked to one
     #: FHIR Patient id in the records store, and nothing else.
     CITIZEN = "citizen"
+    #: Social care staff (a council's, say): a person's record only through their
+    #: organisation's relationship with them (never by registration at a practice), and only
+    #: the resource types care needs (records.policy.CARE_WORKER_TYPES).
+    CARE_WORKER = "care-worker"
 
 
 ROLE_LABELS: dict[Role, str] = {
@@ -75,6 +79,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.PRIVACY_OFFICER: "Privacy officer",
     Role.SYSTEM: "System (feeds)",
     Role.CITIZEN: "Citizen",
+    Role.CARE_WORKER: "Care worker",
 }
 
 #: Staff: everyone who signs in to the dashboard's aggregate pages (not feeds, not citizens).
@@ -94,8 +99,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "person_index": frozenset({Role.ADMIN}),
     # The FHIR records API: clinicians only for patients they have a legitimate relationship
     # with, checked per record (records.policy, web/records_api/gate.py).
-    # A citizen only their own record (records.policy's `self` rule).
-    "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN, Role.CITIZEN}),
+    # A citizen only their own record (records.policy's `self` rule); a care worker only by
+    # their organisation's relationship, and only records.policy.CARE_WORKER_TYPES.
+    "records": frozenset({Role.ADMIN, Role.SYSTEM, Role.CLINICIAN, Role.CITIZEN, Role.CARE_WORKER}),
     # Break-glass grants to records, for review (issue 16).
     "privacy": frozenset({Role.PRIVACY_OFFICER}),
     # The records API's audit trail as FHIR AuditEvents (GET /fhir/R4/AuditEvent).
@@ -537,7 +543,7 @@ def client_address(
 #: PCN (U12345), an NHS trust (RXX) or one of its sites, a council, a voluntary organisation.
 ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")
 #: The roles that belong to an organisation beyond a practice or PCN.
-ORGANISATION_ROLES = frozenset({Role.CLINICIAN})
+ORGANISATION_ROLES = frozenset({Role.CLINICIAN, Role.CARE_WORKER})
 
 #: A FHIR resource id (FHIR R4 `id`), as a citizen's patient link must be.
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -712,10 +718,16 @@ class AccessStore:
                 "pcn",
                 "a clinician belongs to a PCN or practice (or another organisation): give one",
             )
+        if role is Role.CARE_WORKER and not organisation_code:
+            raise InputError(
+                "organisation", "a care worker belongs to an organisation: give its ODS code"
+            )
         if role is not Role.CLINICIAN and (pcn_code or practice_code):
             raise InputError("pcn", "only clinicians are tied to a PCN or practice")
         if role not in ORGANISATION_ROLES and organisation_code:
-            raise InputError("organisation", "only clinicians belong to an organisation")
+            raise InputError(
+                "organisation", "only clinicians and care workers belong to an organisation"
+            )
         if role is Role.CITIZEN and not patient_id:
             raise InputError("patient", "a citizen is linked to their own record: give its id")
         if role is not Role.CITIZEN and patient_id:
@@ -1271,6 +1283,7 @@ DEMO_ROLES: tuple[tuple[str, Role, str], ...] = (
     ("admin", Role.ADMIN, "Ash Admin"),
     ("privacy-officer", Role.PRIVACY_OFFICER, "Pip Privacy"),
     ("system", Role.SYSTEM, "Sys Feed"),
+    ("care-worker", Role.CARE_WORKER, "Cam Careworker"),
 )
 
 
@@ -1278,9 +1291,12 @@ def demo_password(username: str) -> str:
     return f"{username}-demo-2026"
 
 
-def create_demo_users(store: AccessStore, pcn_codes: list[str]) -> list[User]:
+def create_demo_users(
+    store: AccessStore, pcn_codes: list[str], council_code: str | None = None
+) -> list[User]:
     """One demo user per role; the two clinicians belong to different PCNs (the first two in
-    `pcn_codes`, in different places where the caller orders them so)."""
+    `pcn_codes`, in different places where the caller orders them so), the care worker to the
+    council `council_code` (no care worker without one)."""
     if len(pcn_codes) < 2:
         raise ConfigurationError("the demo needs a footprint with at least two PCNs")
     pcns = iter(pcn_codes[:2])
@@ -1291,10 +1307,12 @@ def create_demo_users(store: AccessStore, pcn_codes: list[str]) -> list[User]:
             role,
             display_name=display,
             pcn_code=next(pcns) if role is Role.CLINICIAN else None,
+            organisation_code=council_code if role is Role.CARE_WORKER else None,
             demo=True,
             replace=True,
         )
         for name, role, display in DEMO_ROLES
+        if role is not Role.CARE_WORKER or council_code
     ]
 
 

@@ -1,11 +1,12 @@
 """The joined-up record in the dashboard (issue 16, item 6), served beside the FHIR API by
 `joinedup serve --records`:
 
-- `/records`: find a person by NHS number (clinicians and admins);
+- `/records`: find a person by NHS number (clinicians, care workers and admins);
 - `/records/patient/{id}`: their record across settings, allowed exactly as the records API
   allows `Patient/{id}/$everything` for the same user (the API's gate and records.policy:
   a legitimate relationship, or a break-glass grant), with nothing withheld by consent or a
-  sensitive category shown; a refusal shows no clinical content and, to a clinician, a
+  sensitive category shown (a care worker: only the types records.policy.CARE_WORKER_TYPES
+  names); a refusal shows no clinical content and, to a clinician or care worker, a
   break-glass form that grants through the same policy as `POST /fhir/R4/$break-glass`;
 - `/privacy/break-glass`: the privacy officer's list of break-glass grants, with an alert for
   those of the last 7 days.
@@ -106,7 +107,7 @@ def _page_roles(request: Request, user: User, target: str) -> None:
         return
     message = (
         f"Your role ({user.role.value}) may not open a person's record: records are for "
-        "clinicians with a legitimate relationship (and administrators)"
+        "clinicians and care workers with a legitimate relationship (and administrators)"
     )
     access(request).audit(
         user, "denied", f"records/{target}", detail="403", reason="records page: role not allowed",
@@ -251,7 +252,7 @@ def break_glass(
         raise HTTPException(403, "This form has expired: open the record again")
     _page_roles(request, user, f"patient/{pid}/break-glass")
     if user.role not in RELATIONSHIP_ROLES:
-        raise HTTPException(403, "Only clinicians break glass")
+        raise HTTPException(403, "Only clinicians and care workers break glass")
     gate = Gate(user, policy(request), getattr(request.app.state, "pcn_practices", None))
     try:
         grant = gate.policy.break_glass(gate.who, pid, reason)

@@ -44,6 +44,7 @@ PURPOSE_OF_ROLE: dict[Role, str] = {
     Role.ADMIN: "HSYSADMIN",
     Role.PRIVACY_OFFICER: "HCOMPL",
     Role.CITIZEN: "PATRQT",
+    Role.CARE_WORKER: "COC",
 }
 PURPOSE_LABELS = {
     "TREAT": "treatment",
@@ -52,6 +53,7 @@ PURPOSE_LABELS = {
     "HSYSADMIN": "health system administration",
     "HCOMPL": "health compliance",
     "PATRQT": "requested by the patient",
+    "COC": "coordination of care",
 }
 #: FHIR AuditEvent.action of each interaction as the log names it (`fhir <interaction>`);
 #: anything else (search, bundle, operations such as $validate or $break-glass) is E.
@@ -121,10 +123,11 @@ class AuditContext(TypedDict):
 
 
 def organisation_of(user: User | None) -> str:
-    """The user's organisation: their practice, else their PCN ("" for neither)."""
+    """The user's organisation: their practice, else their PCN, else the organisation they
+    work for (a trust, a council; "" for none)."""
     if user is None:
         return ""
-    return user.practice_code or user.pcn_code or ""
+    return user.practice_code or user.pcn_code or user.organisation_code or ""
 
 
 def purpose_of(user: User | None, break_glass: bool = False) -> str:

@@ -3,7 +3,9 @@
 Admin and system roles (feeds) are unrestricted. A clinician reads, searches, vreads and
 writes patient-compartment resources only for patients they have a legitimate relationship
 with (or a break-glass grant); searches are kept to those patients in the store's query, so
-neither the total nor the pages show anyone else. Types that hold no one's record
+neither the total nor the pages show anyone else. A care worker likewise, through their
+organisation only (never registration), reads and searches only CARE_WORKER_TYPES and writes
+nothing. Types that hold no one's record
 (Organization, Practitioner, ...) are open to read; everything else - AuditEvent, types the
 store does not index by patient, Bundles, conditional and type-wide interactions - is refused.
 A refusal never says whether the record exists.
@@ -16,14 +18,16 @@ from typing import Any
 
 from joinedup.records import RecordsError, RecordStore
 from joinedup.records.parameters import SEARCH_PARAMETERS, entries
-from joinedup.records.policy import Decision, Policy, Requester
+from joinedup.records.policy import CARE_WORKER_TYPES, Decision, Policy, Requester
 from joinedup.web.access import Role, User
 from joinedup.web.records_api.outcome import FhirError
 
 #: Roles the policy does not restrict (feeds and administrators).
 UNRESTRICTED = frozenset({Role.ADMIN, Role.SYSTEM})
-#: Roles that see records by legitimate relationship.
-RELATIONSHIP_ROLES = frozenset({Role.CLINICIAN})
+#: Roles that see records by legitimate relationship (and may break glass).
+RELATIONSHIP_ROLES = frozenset({Role.CLINICIAN, Role.CARE_WORKER})
+#: Roles that write records by legitimate relationship (social care systems write as feeds).
+WRITING_ROLES = frozenset({Role.CLINICIAN})
 #: Types that hold no person's record, open to read and search for the roles above.
 DIRECTORY_TYPES = frozenset(
     {"Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
@@ -51,6 +55,8 @@ def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requeste
     practices = {user.practice_code} if user.practice_code else set()
     if user.pcn_code and not user.practice_code and pcn_practices is not None:
         practices |= pcn_practices(user.pcn_code)
+    if user.role is Role.CARE_WORKER:
+        practices = set()  # never by registration at a practice
     return Requester(
         user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for
     )
@@ -117,6 +123,15 @@ class Gate:
                 f"{kind}: not open to the {self.user.role.value} role (only patient-compartment "
                 "resources the store indexes by patient, and directory resources)"
             )
+        if (
+            self.user.role is Role.CARE_WORKER
+            and kind not in CARE_WORKER_TYPES
+            and kind not in DIRECTORY_TYPES
+        ):
+            raise _forbidden(
+                f"{kind}: not open to the care-worker role (a care worker sees "
+                f"{', '.join(sorted(CARE_WORKER_TYPES))}, and directory resources)"
+            )
 
     def _decide(self, patients: set[str]) -> None:
         self.patients |= patients
@@ -177,7 +192,7 @@ class Gate:
         registration comes from the feeds)."""
         if self.unrestricted:
             return
-        if self.user.role not in RELATIONSHIP_ROLES or kind in DIRECTORY_TYPES:
+        if self.user.role not in WRITING_ROLES or kind in DIRECTORY_TYPES:
             raise _forbidden(f"{kind}: the {self.user.role.value} role may not write this")
         self._type(kind)
         if kind == "Patient" and "id" not in resource:

@@ -123,8 +123,8 @@ async def _serve(
                 FhirError.one(
                     403,
                     "forbidden",
-                    f"the {user.role.value} role may not use the records API (admin, system "
-                    "and clinicians with a legitimate relationship may)",
+                    f"the {user.role.value} role may not use the records API (admin, system, "
+                    "and clinicians and care workers with a legitimate relationship may)",
                 )
             )
             reason = "records API: role not allowed"
@@ -242,7 +242,7 @@ async def break_glass(request: Request) -> Response:
 
     def work(_: RecordStore, __: str, body: bytes, gate: Gate) -> Answer:
         if gate.user.role not in RELATIONSHIP_ROLES:
-            raise FhirError.one(403, "forbidden", "only clinicians break glass")
+            raise FhirError.one(403, "forbidden", "only clinicians and care workers break glass")
         given = fhir.parse_json(body)
         if given.get("resourceType") != "Parameters":
             raise FhirError.one(400, "invalid", "$break-glass takes Parameters", "resourceType")
