@@ -123,3 +123,12 @@ def test_a_wide_blocking_rule_is_dropped_when_its_blocks_are_large(tmp_path: Pat
     assert ("birth_date",) not in chosen
     assert ("family_soundex", "given_soundex") in chosen
     assert ("birth_date",) in everything
+
+
+def test_training_on_both_names_narrows_to_a_birth_year_only_when_asked() -> None:
+    from joinedup.linkage.model import narrower_training
+
+    names = ("family_name", "given_name")
+    assert narrower_training(names, {*names, "birth_year"}) == (*names, "birth_year")
+    assert narrower_training(names, set(names)) is None  # no birth year to narrow by
+    assert narrower_training(("nhs_number_key",), {"nhs_number_key", "birth_year"}) is None

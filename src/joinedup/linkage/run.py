@@ -27,6 +27,7 @@ from joinedup.linkage.model import (
     LinkageSettings,
     LinkType,
     comparisons,
+    narrower_training,
     splink_settings,
     training_columns,
     wide_blocking_columns,
@@ -98,7 +99,14 @@ def nhs_number_pairs(
     )
 
 
-def _train(linker: Linker, settings: LinkageSettings, extract: Extract, progress: Progress) -> None:
+def _train(
+    linker: Linker,
+    settings: LinkageSettings,
+    extract: Extract,
+    progress: Progress,
+    engine: Engine,
+    tables: list[str],
+) -> None:
     columns = set(extract.records.column_names)
     if {"given_name", "family_name", "birth_date"} <= columns:
         linker.training.estimate_probability_two_random_records_match(
@@ -114,8 +122,13 @@ def _train(linker: Linker, settings: LinkageSettings, extract: Extract, progress
             f"{extract.path}: nothing to train the model on; give birth_date, postcode or both "
             "given_name and family_name, or --compare a column"
         )
+    budget = settings.wide_rule_pairs_per_record * len(extract)
     trained = 0
-    for rule in rules:
+    for wide in rules:
+        narrower = narrower_training(wide, columns)
+        rule = wide
+        if narrower is not None and _block_pairs(engine, tables, wide) > budget:
+            rule = narrower
         progress(f"estimating m by expectation maximisation, blocking on {' and '.join(rule)}")
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
@@ -216,7 +229,7 @@ def dedupe(
     progress("stage 1: exact NHS number")
     nhs = nhs_number_pairs(_RECORDS, _RECORDS, extract.identity_columns, dedupe=True)
     api, linker = _linker(engine, [(_RECORDS, "records")], "dedupe_only", extract, settings)
-    _train(linker, settings, extract, progress)
+    _train(linker, settings, extract, progress, engine, [_RECORDS])
     progress("stage 2: scoring blocked pairs with Splink")
     predictions = linker.inference.predict(threshold_match_probability=settings.threshold)
     edges: exp.Query = exp.select(
@@ -280,7 +293,7 @@ def link_pair(
         left.compare_columns,
     )
     _, linker = _linker(engine, [(_LEFT, "left"), (_RIGHT, "right")], "link_only", merged, settings)
-    _train(linker, settings, merged, progress)
+    _train(linker, settings, merged, progress, engine, [_LEFT, _RIGHT])
     progress("stage 2: scoring blocked pairs with Splink")
     predictions = exp.to_table(
         linker.inference.predict(threshold_match_probability=settings.threshold).physical_name
@@ -417,7 +430,7 @@ def link_sources(
     _, linker = _linker(
         engine, [(_RECORDS, "records")], "dedupe_only", combined, settings, keep_levels=True
     )
-    _train(linker, settings, combined, progress)
+    _train(linker, settings, combined, progress, engine, [_RECORDS])
     progress("stage 2: scoring blocked pairs with Splink")
     predictions = linker.inference.predict(threshold_match_probability=floor)
     evidence = _evidence(comparisons(combined.identity_columns, combined.compare_columns))
