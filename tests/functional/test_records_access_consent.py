@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -540,3 +541,51 @@ def test_a_care_worker_sees_the_care_types_through_their_organisation_only(api: 
             ).fetchall()
         )
     assert context == {(COUNCIL, "COC"), (COUNCIL, "BTG")}
+
+
+def test_a_pcn_clinician_sees_the_registered_patients_of_the_pcns_practices(
+    records_url: str, tmp_path: Path
+) -> None:
+    """The server reads each PCN's practices from the warehouse's practice table at start."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.execute("CREATE TABLE practice (practice_code VARCHAR, pcn_code VARCHAR)")
+    con.execute(
+        "INSERT INTO practice VALUES ('A11111', 'U11111'), ('A11112', 'U11111'), "
+        "('B22222', 'U22222')"
+    )
+    con.close()
+    without = WebSettings(warehouse=tmp_path / "none" / "warehouse.duckdb")
+    settings = WebSettings(warehouse=warehouse, access_db=without.access_path)
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    users.add_user("feed", PASSWORD, "system")
+    users.add_user("pcn-lead", PASSWORD, "clinician", pcn_code="U11111")
+    users.close()
+    practices = ("A11111", "A11112", "B22222")
+    found: dict[str, Any] = {}
+    with RecordStore(records_url, clock=lambda: NOW) as store:
+        for name, given in (("with", settings), ("without", without)):
+            with TestClient(create_records_app(given, store)) as c:
+                tokens = {}
+                for user in ("feed", "pcn-lead"):
+                    answer = c.post("/api/v1/token", json={"username": user, "password": PASSWORD})
+                    tokens[user] = answer.json()["access_token"]
+                api = Api(c, tokens, store)
+                if name == "with":
+                    ids = [
+                        registered(api, n, p)
+                        for p, n in zip(practices, NHS_NUMBERS[:3], strict=True)
+                    ]
+                total, shown = api.ids("/Patient", "pcn-lead", gender="male")
+                found[name] = (total, sorted(shown))
+                found[f"{name} reads"] = [api.status(f"/Patient/{p}", "pcn-lead") for p in ids]
+                reads = [e for e in api.audit("pcn-lead") if e["action"] == "fhir read"]
+                found[f"{name} audit"] = [e["reason"] for e in reads[-3:]]
+    assert found["with"] == (2, sorted(ids[:2]))
+    assert found["with reads"] == [200, 200, 403]
+    registration = "legitimate relationship: registered"
+    assert found["with audit"] == [registration, registration, "no legitimate relationship"]
+    # without a warehouse to read the PCN's practices from, registration finds no one
+    assert found["without"] == (0, [])
+    assert found["without reads"] == [403, 403, 403]
+    assert found["without audit"] == ["no legitimate relationship"] * 3

@@ -69,10 +69,13 @@ def serve(
 
     Sign in with POST /api/v1/token as a user of the dashboard (the access store beside
     --warehouse); the admin and system roles may use the whole API, clinicians the records of
-    patients they have a legitimate relationship with (less a record whose objection to sharing
-    another organisation recorded, and resources in sensitive categories recorded elsewhere,
-    but by break-glass; JOINEDUP_RECORDS_SENSITIVE_CODES names a CSV of sensitive codes to use
-    instead of the shipped list), and every request is written to the audit log. With
+    patients they have a legitimate relationship with (a PCN's clinicians the registered
+    patients of its practices, read from the practice table of --warehouse when it exists;
+    care workers through their organisation only, and only the types care needs; less a
+    record whose objection to sharing another organisation recorded, and resources in
+    sensitive categories recorded elsewhere, but by break-glass;
+    JOINEDUP_RECORDS_SENSITIVE_CODES names a CSV of sensitive codes to use instead of the
+    shipped list), and every request is written to the audit log. With
     --code-systems, $validate also checks codings against those code systems. Bulk Data
     $export (system and admin roles) writes its files under JOINEDUP_RECORDS_EXPORTS (default
     records-exports beside a SQLite store) and keeps them JOINEDUP_RECORDS_EXPORT_HOURS

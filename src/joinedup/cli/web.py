@@ -209,11 +209,18 @@ def serve(
             open_code_systems,
             open_records,
         )
-        from joinedup.web.records_api import mount_records, open_exports  # noqa: PLC0415
+        from joinedup.web.records_api import (  # noqa: PLC0415
+            mount_records,
+            open_exports,
+            read_pcn_practices,
+        )
 
         codes = open_code_systems(code_systems)
         store = open_records(records)
-        mount_records(app, store, codes, open_exports(store, records))
+        mount_records(
+            app, store, codes, open_exports(store, records),
+            read_pcn_practices(settings.warehouse),
+        )  # fmt: skip
         # The person index's review queue, in the same store (docs/linkage.md).
         from joinedup.records import PersonIndexStore, RecordsSettings  # noqa: PLC0415
         from joinedup.web.person_index import mount_person_index  # noqa: PLC0415

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
+from sqlglot import exp
 
 from joinedup import __version__
 from joinedup.records import CodeSystems, Policy, RecordsSettings, RecordStore
 from joinedup.records.exports import Exports
+from joinedup.warehouse import open_engine
 from joinedup.web import signin
 from joinedup.web.access import AccessStore
 from joinedup.web.headers import SecurityHeaders
@@ -35,16 +38,40 @@ def open_exports(store: RecordStore, records: str | None = None) -> Exports:
     )
 
 
+def read_pcn_practices(warehouse: Path) -> dict[str, frozenset[str]] | None:
+    """Each PCN's practices, from the warehouse's `practice` table (practice_code, pcn_code):
+    the practices whose registered patients a PCN-level clinician cares for. None when there
+    is no warehouse at `warehouse` or it has no practice table (`records serve` without one)."""
+    if not warehouse.exists():
+        return None
+    query = exp.select("pcn_code", "practice_code").from_("practice")
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        if "practice" not in engine.table_names():
+            return None
+        rows = engine.execute(query).to_pylist()
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        if row["pcn_code"] and row["practice_code"]:
+            found.setdefault(str(row["pcn_code"]), set()).add(str(row["practice_code"]))
+    return {pcn: frozenset(practices) for pcn, practices in found.items()}
+
+
 def mount_records(
     app: FastAPI,
     store: RecordStore,
     code_systems: CodeSystems | None = None,
     exports: Exports | None = None,
+    pcn_practices: Mapping[str, frozenset[str]] | None = None,
 ) -> None:
     """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
     the caller closes `store` when the server stops. `$validate` checks codings against
     `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems);
-    `$export` writes its files where `exports` says (else `open_exports(store)`)."""
+    `$export` writes its files where `exports` says (else `open_exports(store)`);
+    `pcn_practices` (read_pcn_practices) gives a PCN-level clinician their PCN's practices
+    for the `registered` rule (without it they have none)."""
+    if pcn_practices is not None:
+        practices = dict(pcn_practices)
+        app.state.pcn_practices = lambda pcn: practices.get(pcn, frozenset())
     app.state.records = store
     app.state.records_exports = exports or open_exports(store)
     app.state.records_code_systems = code_systems
@@ -63,7 +90,8 @@ def create_records_app(
     exports: Exports | None = None,
 ) -> FastAPI:
     """The FHIR API alone, with the dashboard's users, tokens and audit log (its access
-    store, beside the warehouse setting) and `POST /api/v1/token` to sign in."""
+    store, beside the warehouse setting) and `POST /api/v1/token` to sign in; each PCN's
+    practices are read from the warehouse when there is one (read_pcn_practices)."""
     secret = (
         settings.secret_key.get_secret_value().encode()
         if settings.secret_key
@@ -106,8 +134,15 @@ def create_records_app(
         "/api/v1/token", signin.api_sign_out, methods=["DELETE"], status_code=204,
         response_model=None, tags=["access"],
     )  # fmt: skip
-    mount_records(app, store, code_systems, exports)
+    mount_records(app, store, code_systems, exports, read_pcn_practices(settings.warehouse))
     return app
 
 
-__all__ = ["PREFIX", "create_records_app", "mount_records", "open_exports", "router"]
+__all__ = [
+    "PREFIX",
+    "create_records_app",
+    "mount_records",
+    "open_exports",
+    "read_pcn_practices",
+    "router",
+]
