@@ -17,11 +17,13 @@ from joinedup.web.downloads import (
     XLSX_MEDIA_TYPE,
     Column,
     Table,
+    csv_chunks,
     file_stem,
     neutralised,
     respond,
     to_csv,
     to_xlsx,
+    write_xlsx,
 )
 
 NOTES = [
@@ -195,3 +197,43 @@ def test_neutralised_leaves_ordinary_text_alone() -> None:
     assert neutralised("Leeds PCN") == "Leeds PCN"
     assert neutralised("") == ""
     assert neutralised("=A1") == "'=A1"
+
+
+# --- streamed: a table too long to hold (the whole audit log) ---------------------------------
+
+AWKWARD: list[dict[str, Any]] = [
+    *ROWS,
+    {"area_code": "=1+1", "value": float("nan"), "count": 0, "period_date": "#N/A"},
+    {"area_code": "bell\x07", "value": -3, "count": True, "period_date": "#DIV/0!"},
+    {"area_code": "", "value": 1e-9, "count": 7, "period_date": datetime(2026, 1, 2, 3, 4, 5)},
+]
+
+
+def test_streamed_csv_is_the_csv_in_pieces() -> None:
+    pieces = list(csv_chunks(table(AWKWARD), iter(AWKWARD * 50), chunk_bytes=200))
+    assert len(pieces) > 10
+    assert b"".join(pieces) == to_csv(table(AWKWARD * 50))
+
+
+def test_write_only_excel_holds_the_cells_of_the_excel_and_runs_on_to_more_sheets() -> None:
+    def cells(body: bytes, sheet: str) -> list[tuple[Any, ...]]:
+        return list(load_workbook(io.BytesIO(body))[sheet].iter_rows(values_only=True))
+
+    whole = to_xlsx(table(AWKWARD))
+    out = io.BytesIO()
+    assert write_xlsx(out, table(AWKWARD), iter(AWKWARD)) == len(AWKWARD)
+    streamed = out.getvalue()
+    assert cells(streamed, "Data") == cells(whole, "Data")
+    assert cells(streamed, "Notes")[:6] == cells(whole, "Notes")[:6]  # then the time written
+    data = load_workbook(io.BytesIO(streamed))["Data"]
+    assert data["A4"].data_type == "s" and data["A4"].quotePrefix  # "=1+1" is text
+    assert data["D4"].data_type == "s"  # "#N/A" is text, not Excel's error
+    assert data.freeze_panes == "A2" and data.auto_filter.ref == "A1:D6"
+
+    out = io.BytesIO()
+    write_xlsx(out, table(AWKWARD), iter(AWKWARD * 3), rows_per_sheet=6)
+    book = load_workbook(io.BytesIO(out.getvalue()))
+    assert book.sheetnames == ["Data", "Data 2", "Data 3", "Notes"]
+    rows = [r for name in ("Data", "Data 2", "Data 3") for r in cells(out.getvalue(), name)[1:]]
+    assert rows == cells(to_xlsx(table(AWKWARD * 3)), "Data")[1:]
+    assert [book[n].max_row for n in ("Data", "Data 2", "Data 3")] == [7, 7, 4]

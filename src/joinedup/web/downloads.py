@@ -28,7 +28,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from openpyxl import Workbook  # type: ignore[import-untyped]
 from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
+from openpyxl.cell.cell import (  # type: ignore[import-untyped]
+    ERROR_CODES,
+    ILLEGAL_CHARACTERS_RE,
+)
 from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 from pydantic import BaseModel
@@ -308,6 +311,11 @@ def _write_only_value(sheet: Any, value: Any, font: Any = None) -> Any:
     shown, number_format, text = _excel_value(value)
     if shown is None or (not number_format and not text and font is None):
         return shown
+    if (
+        text and font is None
+        and not shown.startswith(_FORMULA_STARTS) and shown not in ERROR_CODES
+    ):  # fmt: skip
+        return shown  # stored as text as it is: no cell object (a quarter faster a row)
     cell = WriteOnlyCell(sheet, value=shown)
     if number_format:
         cell.number_format = number_format
@@ -326,6 +334,7 @@ def write_xlsx(
     rows: Iterable[Mapping[str, Any]],
     *,
     generated_at: datetime | None = None,
+    rows_per_sheet: int = _EXCEL_ROWS,
 ) -> int:
     """`to_xlsx` of `table`'s columns and notes with `rows`, written to `out` by openpyxl's
     write-only mode: each row goes to the sheet's temporary file as it comes, so memory stays
@@ -337,7 +346,7 @@ def write_xlsx(
     written = 0
     sheets = 0
     data: Any = None
-    in_sheet = _EXCEL_ROWS  # so the first row opens the first sheet
+    in_sheet = rows_per_sheet  # so the first row opens the first sheet
 
     def open_sheet() -> Any:
         nonlocal sheets
@@ -356,7 +365,7 @@ def write_xlsx(
             sheet.auto_filter.ref = f"A1:{last}{count + 1}"
 
     for row in rows:
-        if in_sheet >= _EXCEL_ROWS:
+        if in_sheet >= rows_per_sheet:
             if data is not None:
                 close_sheet(data, in_sheet)
             data, in_sheet = open_sheet(), 0
