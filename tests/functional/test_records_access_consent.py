@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from joinedup.errors import ConfigurationError
 from joinedup.records import RecordStore
+from joinedup.records.consent import citizen_objection
 from joinedup.web.access import AccessStore
 from joinedup.web.records_api import create_records_app
 from joinedup.web.settings import WebSettings
@@ -91,13 +92,15 @@ def api(records_url: str, tmp_path: Path) -> Iterator[Api]:
     users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
     users.add_user("carer", PASSWORD, "care-worker", organisation_code=COUNCIL)
     users.add_user("carer-a", PASSWORD, "care-worker", organisation_code="A11111")
+    users.add_user("cy", PASSWORD, "citizen", patient_id="cy")
+    users.set_proxy("cy", "cy-child", "parent")
     users.close()
     with (
         RecordStore(records_url, clock=lambda: NOW) as store,
         TestClient(create_records_app(settings, store)) as c,
     ):
         tokens = {}
-        for name in ("feed", "gp-a", "gp-b", "analyst", "trust", "carer", "carer-a"):
+        for name in ("feed", "gp-a", "gp-b", "analyst", "trust", "carer", "carer-a", "cy"):
             answer = c.post("/api/v1/token", json={"username": name, "password": PASSWORD})
             tokens[name] = answer.json()["access_token"]
         yield Api(c, tokens, store)
@@ -589,3 +592,66 @@ def test_a_pcn_clinician_sees_the_registered_patients_of_the_pcns_practices(
     assert found["without"] == (0, [])
     assert found["without reads"] == [403, 403, 403]
     assert found["without audit"] == ["no legitimate relationship"] * 3
+
+
+def test_a_citizen_sets_their_own_sharing_choice_through_the_api(api: Api) -> None:
+    for pid, nhs_number in (("cy", NHS_NUMBERS[0]), ("cy-child", NHS_NUMBERS[1])):
+        made = api("PUT", f"/Patient/{pid}", user="feed", json={
+            "resourceType": "Patient", "id": pid,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+            "name": [{"family": "Choicecase"}], "gender": "female",
+            "generalPractitioner": [{"reference": "Organization/A11111"}],
+        })  # fmt: skip
+        assert made.status_code == 201, made.text
+        api.made(relationship("EpisodeOfCare", pid, "B22222", "active"))
+    childs = api.made(objection("cy-child", "A11111"))
+    own = citizen_objection("cy", ["A11111"], "2026-06-01T12:00:00Z")
+
+    def problem(resource: dict[str, Any], method: str = "POST", path: str = "/Consent") -> Any:
+        answer = api(method, path, json=resource, user="cy")
+        assert answer.status_code == 422, answer.text
+        issue = answer.json()["issue"][0]
+        return issue["expression"][0], issue["diagnostics"]
+
+    # what is not theirs to choose, or not a sharing choice made by them at their practice
+    assert problem({**own, "patient": {"reference": "Patient/cy-child"}})[0] == "Consent.patient"
+    assert problem({**own, "performer": []})[0] == "Consent.performer"
+    elsewhere = {**own, "organization": [{"reference": "Organization/B22222"}]}
+    assert problem(elsewhere) == (
+        "Consent.organization",
+        "your sharing choice is recorded by your registered GP practice: Organization/A11111",
+    )
+    assert problem({**own, "policy": [{"uri": NDOP}]})[0] == "Consent.scope"
+    assert problem({**own, "scope": {"text": "research"}})[0] == "Consent.scope"
+    assert api("POST", "/Observation", json=observation("cy"), user="cy").status_code == 403
+    assert api.status("/Patient/cy", "gp-b") == 200  # nothing was written
+
+    # an objection: the record is withheld outside their practice at once
+    made = api("POST", "/Consent", json=own, user="cy")
+    assert made.status_code == 201, made.text
+    consent = made.json()["id"]
+    _refused(api("GET", "/Patient/cy", user="gp-b"))
+    assert api.status("/Patient/cy", "gp-a") == 200
+    assert api.status("/Patient/cy", "cy") == 200  # never withheld from them
+
+    # withdrawn by updating it; never deleted; another's choice is not theirs to change
+    assert api("DELETE", f"/Consent/{consent}", user="cy").status_code == 403
+    withdrawal = {**own, "id": consent, "status": "inactive"}
+    assert api("PUT", f"/Consent/{consent}", json=withdrawal, user="cy").status_code == 200
+    assert api.status("/Patient/cy", "gp-b") == 200
+    over_childs = {**own, "id": childs, "status": "inactive"}
+    assert api("PUT", f"/Consent/{childs}", json=over_childs, user="cy").status_code == 403
+    assert api.ids("/Consent", "feed", patient="cy-child", status="active")[0] == 1
+
+    # every request audited, with the patient's id only
+    audited = [e for e in api.audit("cy") if e["action"].startswith("fhir")]
+    assert len(audited) == api.calls["cy"]
+    written = [e for e in audited if e["action"] in ("fhir create", "fhir update")]
+    assert [
+        (e["action"], e["detail"][:3], e["reason"]) for e in written if e["detail"][0] == "2"
+    ] == [
+        ("fhir create", "201", "legitimate relationship: self"),
+        ("fhir update", "200", "legitimate relationship: self"),
+    ]
+    logged = json.dumps(audited).lower()
+    assert not any(n in logged for n in NHS_NUMBERS) and "choicecase" not in logged

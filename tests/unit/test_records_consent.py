@@ -15,6 +15,9 @@ import pytest
 from joinedup.errors import ConfigurationError
 from joinedup.records import Policy, RecordStore, Requester, read_resource
 from joinedup.records.consent import (
+    NATIONAL_DATA_OPT_OUT,
+    citizen_choice_problem,
+    citizen_objection,
     configured_sensitive_codes,
     index_entries,
     is_objection,
@@ -269,3 +272,29 @@ def test_a_care_worker_sees_through_their_organisation_never_by_registration(
     assert policy.permitted(council) == {ids["plain"]: "episode"}
     scope, _ = policy.scope(council)
     assert store.search("Patient", patients_of=scope).total == 1
+
+
+def test_what_a_citizen_may_write_as_their_sharing_choice() -> None:
+    own = citizen_objection("cy", ["A11111"], "2026-06-01T12:00:00Z")
+    assert citizen_choice_problem(own, "cy", ["A11111"]) is None
+    withdrawn = {**own, "status": "inactive"}
+    assert citizen_choice_problem(withdrawn, "cy", ["A11111"]) is None
+    by_ods = {**own, "organization": [{"identifier": {"system": ODS, "value": "A11111"}}]}
+    assert citizen_choice_problem(by_ods, "cy", ["A11111"]) is None
+    wrong = {
+        "resourceType": ({**own, "resourceType": "Observation"}, ["A11111"]),
+        "Consent.scope": ({**own, "policy": [{"uri": NATIONAL_DATA_OPT_OUT}]}, ["A11111"]),
+        "Consent.patient": ({**own, "patient": {"reference": "Patient/other"}}, ["A11111"]),
+        "Consent.performer": (
+            {**own, "performer": [{"reference": "Patient/cy"}, {"reference": "Patient/x"}]},
+            ["A11111"],
+        ),
+        "Consent.organization": (own, ["A11111", "A11112"]),
+    }
+    for element, (resource, practices) in wrong.items():
+        problem = citizen_choice_problem(resource, "cy", practices)
+        assert problem is not None and problem[0] == element, (element, problem)
+    assert citizen_choice_problem(own, "cy", []) == (
+        "Consent.organization",
+        "your record names no GP practice to record this choice: ask your practice",
+    )

@@ -218,6 +218,55 @@ def citizen_objection(patient_id: str, organisations: list[str], at: str) -> dic
     }  # fmt: skip
 
 
+def is_sharing_choice(resource: dict[str, Any]) -> bool:
+    """A Consent about sharing the record for direct care (scope `patient-privacy`), whatever
+    its status and provision, and not a national data opt-out: what a citizen may make and
+    change for themselves."""
+    return (
+        resource.get("resourceType") == "Consent"
+        and (CONSENT_SCOPE, "patient-privacy") in set(_codings(resource.get("scope")))
+        and NATIONAL_DATA_OPT_OUT not in _policies(resource)
+    )
+
+
+def citizen_choice_problem(
+    resource: dict[str, Any], patient_id: str, practices: list[str]
+) -> tuple[str, str] | None:
+    """Why `resource` is not a sharing choice citizen `patient_id` may write for themselves
+    (an objection to sharing, or its withdrawal), as (element, reason); None when it is. It
+    must be a Consent with scope `patient-privacy` (not the national data opt-out), about them
+    (`patient`), made by them (`performer` their Patient alone) and recorded by their
+    registered practices (`practices`, ODS codes; `organization` naming exactly those), as
+    citizen_objection makes it."""
+    if resource.get("resourceType") != "Consent":
+        return "resourceType", "a citizen writes only their own sharing choices (Consent)"
+    if not is_sharing_choice(resource):
+        return "Consent.scope", (
+            f"a sharing choice has the scope {CONSENT_SCOPE}|patient-privacy and is not the "
+            "national data opt-out (that is made nationally, not here)"
+        )
+    own = f"Patient/{patient_id}"
+    patient = resource.get("patient")
+    if not isinstance(patient, dict) or patient.get("reference") != own:
+        return "Consent.patient", f"a citizen's sharing choice is about them: {own}"
+    performers = resource.get("performer") or []
+    if [p.get("reference") if isinstance(p, dict) else None for p in performers] != [own]:
+        return "Consent.performer", f"name yourself ({own}) as who made this choice, alone"
+    if not practices:
+        return "Consent.organization", (
+            "your record names no GP practice to record this choice: ask your practice"
+        )
+    named = {
+        _organisation(o, {}) for o in resource.get("organization") or [] if isinstance(o, dict)
+    }
+    if named != set(practices):
+        wanted = ", ".join(f"Organization/{p}" for p in practices)
+        return "Consent.organization", (
+            f"your sharing choice is recorded by your registered GP practice: {wanted}"
+        )
+    return None
+
+
 def index_entries(
     resource: dict[str, Any],
 ) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str, str]]]:
@@ -339,12 +388,14 @@ __all__ = [
     "RECORDED_BY",
     "SensitiveCode",
     "SensitiveCodes",
+    "citizen_choice_problem",
     "citizen_objection",
     "codings",
     "configured_sensitive_codes",
     "index_entries",
     "is_objection",
     "is_opt_out",
+    "is_sharing_choice",
     "read_sensitive_codes",
     "recording_organisations",
     "registered_practices",

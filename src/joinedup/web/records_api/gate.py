@@ -5,10 +5,11 @@ writes patient-compartment resources only for patients they have a legitimate re
 with (or a break-glass grant); searches are kept to those patients in the store's query, so
 neither the total nor the pages show anyone else. A care worker likewise, through their
 organisation only (never registration), reads and searches only CARE_WORKER_TYPES and writes
-nothing. Types that hold no one's record
-(Organization, Practitioner, ...) are open to read; everything else - AuditEvent, types the
-store does not index by patient, Bundles, conditional and type-wide interactions - is refused.
-A refusal never says whether the record exists.
+nothing. A citizen reads their own record and writes only their own sharing choices (a
+Consent objecting to sharing, or withdrawing that objection: records.consent's rules).
+Types that hold no one's record (Organization, Practitioner, ...) are open to read;
+everything else - AuditEvent, types the store does not index by patient, Bundles, conditional
+and type-wide interactions - is refused. A refusal never says whether the record exists.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from joinedup.records import RecordsError, RecordStore
+from joinedup.records.consent import (
+    citizen_choice_problem,
+    is_sharing_choice,
+    registered_practices,
+)
 from joinedup.records.parameters import SEARCH_PARAMETERS, entries
 from joinedup.records.policy import CARE_WORKER_TYPES, Decision, Policy, Requester
 from joinedup.web.access import Role, User
@@ -187,10 +193,21 @@ class Gate:
                     self._decide(patients_of(version.resource))
                     self._sensitive(version.resource)
 
-    def writing(self, kind: str, resource: dict[str, Any]) -> None:
+    def writing(
+        self,
+        kind: str,
+        resource: dict[str, Any],
+        store: RecordStore | None = None,
+        *,
+        deleting: bool = False,
+    ) -> None:
         """Allow writing `resource` only for patients the user may see (never a new Patient:
-        registration comes from the feeds)."""
+        registration comes from the feeds); a citizen only their own sharing choice (`store`
+        gives their registered practices), never a deletion."""
         if self.unrestricted:
+            return
+        if self.user.role is Role.CITIZEN and kind == "Consent":
+            self._citizen_choice(resource, store, deleting)
             return
         if self.user.role not in WRITING_ROLES or kind in DIRECTORY_TYPES:
             raise _forbidden(f"{kind}: the {self.user.role.value} role may not write this")
@@ -199,15 +216,41 @@ class Gate:
             raise _forbidden("Patient: new patients come from the feeds (admin or system)")
         self._decide(patients_of(resource))
 
+    def _citizen_choice(
+        self, resource: dict[str, Any], store: RecordStore | None, deleting: bool
+    ) -> None:
+        own = str(self.user.patient_id)
+        self.patients.add(own)
+        if deleting or store is None:
+            raise _forbidden(
+                "Consent: a citizen withdraws a sharing choice by updating it with status "
+                "inactive, never by deleting it"
+            )
+        try:
+            practices = registered_practices(store.read("Patient", own))
+        except RecordsError:
+            practices = []
+        problem = citizen_choice_problem(resource, own, practices)
+        if problem is not None:
+            element, reason = problem
+            raise FhirError.one(422, "business-rule", reason, element)
+        self._decide({own})
+
     def replacing(self, store: RecordStore, kind: str, rid: str) -> None:
         """Allow replacing or deleting `kind/rid` only when its current version is for a
-        patient the user may see (nothing there: nothing to check)."""
+        patient the user may see (nothing there: nothing to check); a citizen only their own
+        sharing choice."""
         if self.unrestricted:
             return
         try:
             current = store.read(kind, rid)
         except RecordsError:
             return
+        if self.user.role is Role.CITIZEN and not (
+            is_sharing_choice(current) and patients_of(current) == {self.user.patient_id}
+        ):
+            self.refused = True
+            raise _forbidden(self._hint)
         self._decide(patients_of(current))
         self._sensitive(current)
 

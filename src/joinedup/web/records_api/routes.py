@@ -356,7 +356,7 @@ async def create(request: Request, kind: str) -> Response:
         checked = fhir.check_type(kind)
         if condition:
             gate.only_unrestricted("a conditional create")
-        gate.writing(checked, fhir.resource_of(body, checked))
+        gate.writing(checked, fhir.resource_of(body, checked), store)
         return fhir.create(store, base, checked, body, condition)
 
     return await _serve(request, "create", kind, work)
@@ -396,7 +396,7 @@ async def update(request: Request, kind: str, rid: str) -> Response:
 
     def work(store: RecordStore, base: str, body: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
-        gate.writing(checked, {"id": rid, **fhir.resource_of(body, checked)})
+        gate.writing(checked, {"id": rid, **fhir.resource_of(body, checked)}, store)
         gate.replacing(store, checked, rid)
         return fhir.update(store, base, checked, rid, body, if_match)
 
@@ -408,7 +408,8 @@ async def delete(request: Request, kind: str, rid: str) -> Response:
     def work(store: RecordStore, _: str, __: bytes, gate: Gate) -> Answer:
         checked = fhir.check_type(kind)
         gate.stored(store, checked, rid)
-        gate.writing(checked, store.read(checked, rid) if not gate.unrestricted else {})
+        current = store.read(checked, rid) if not gate.unrestricted else {}
+        gate.writing(checked, current, store, deleting=True)
         return fhir.delete(store, checked, rid)
 
     return await _serve(request, "delete", f"{kind}/{rid}", work)
