@@ -57,6 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> PhmWarehouse:
     users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     users.add_user("gp", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("stranger", PASSWORD, "clinician", pcn_code="U22222", practice_code="B22222")
+    users.add_user("social", PASSWORD, "care-worker", organisation_code="LA001")
     for name, role in (("analyst", "analyst"), ("finance", "finance"),
                        ("privacy", "privacy-officer"), ("admin", "admin")):  # fmt: skip
         users.add_user(name, PASSWORD, role)
@@ -334,3 +335,40 @@ def test_analysts_finance_and_the_privacy_officer_open_no_record(site: Site) -> 
     assert "Type 2 diabetes mellitus" in admin.get(f"/records/patient/{site.pid}").text
     assert site.audit()[-1]["reason"] == "records API: admin role (unrestricted)"
     assert admin.get("/records/patient/no-such-person").status_code == 404
+
+
+def test_a_care_worker_sees_the_care_parts_of_the_record_through_their_council(
+    site: Site,
+) -> None:
+    social = site.as_("social")
+    assert 'href="/records"' in social.get("/records").text  # the navigation offers it
+    refused = social.get(f"/records/patient/{site.pid}")  # a finished visit long ago: no one's
+    assert refused.status_code == 403 and "diabetes" not in refused.text
+    assert "Break glass only in an emergency" in refused.text
+    store: RecordStore = site.client.app.state.records  # type: ignore[attr-defined]
+    store.create({
+        "resourceType": "EpisodeOfCare", "status": "active",
+        "patient": {"reference": f"Patient/{site.pid}"},
+        "managingOrganization": {"reference": "Organization/LA001"},
+    })  # fmt: skip
+    page = social.get(f"/records/patient/{site.pid}")
+    assert page.status_code == 200, page.text
+    text = unescape(page.text)
+    assert "Why you can see this record: an open episode of care with your organisation." in text
+    rows = _timeline(page.text)
+    assert ("2025-10-05", "Encounter (home visit): Social care needs assessment",
+            "County Council Adult Social Care (LA001)") in rows  # fmt: skip
+    for shown in ("Type 2 diabetes mellitus", "Metformin 500mg tablets", "Allergy to penicillin",
+                  "Frailty care plan"):  # fmt: skip
+        assert shown in text
+    # results are for clinicians; a sensitive problem recorded elsewhere for no one outside
+    for hidden in ("HbA1c", "Blood pressure", "mmol/mol", "Human immunodeficiency virus"):
+        assert hidden not in text
+    # encounters, problems, medicine, allergy, care plan, and the council's episode
+    assert len(rows) == 5 + 2 + 1 + 1 + 1 + 1
+    views = [(e["username"], e["detail"][:3], e["reason"]) for e in site.audit()
+             if e["resource"] == f"fhir/Patient/{site.pid}/$everything"]  # fmt: skip
+    assert views == [
+        ("social", "403", "no legitimate relationship"),
+        ("social", "200", "legitimate relationship: episode,search kept to permitted patients"),
+    ]
