@@ -226,12 +226,19 @@ def test_every_identifiable_view_and_download_is_audited(api: dict[str, httpx.Cl
     assert api["analyst"].get("/api/v1/audit").status_code == 403
 
 
-def test_the_audit_log_cannot_be_changed(web_settings: WebSettings) -> None:
+def test_the_audit_log_cannot_be_changed(web_settings: WebSettings, live_server: str) -> None:
+    # An entry of its own first (a request without a token is audited): on an empty log the
+    # UPDATE and DELETE touch no row, so no trigger would fire and nothing would be tested.
+    assert httpx.get(f"{live_server}/api/v1/me", timeout=60).status_code == 401
     con = sqlite3.connect(web_settings.access_path)
     try:
+        (before,) = con.execute("SELECT count(*) FROM audit").fetchone()
+        assert before > 0
         for statement in ("UPDATE audit SET reason = 'x'", "DELETE FROM audit"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 con.execute(statement)
+        con.rollback()
+        assert con.execute("SELECT count(*) FROM audit WHERE reason = 'x'").fetchone() == (0,)
     finally:
         con.close()
 
