@@ -23,8 +23,11 @@ from joinedup.cli.main import (
     console,
 )
 from joinedup.cli.synth import resolve_footprint
+from joinedup.errors import ConfigurationError
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
+from joinedup.linkage.mpi_files import read_previous
+from joinedup.records import PersonIndexStore
 from joinedup.synth.shapes import shapes_for
 from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
 from joinedup.warehouse.lake import Lake, is_lake
@@ -90,6 +93,26 @@ def ingest(
     ] = "2GB",
     engine: EngineOption = "duckdb",
     spark_master: SparkMasterOption = DEFAULT_SPARK_MASTER,
+    person_index: Annotated[
+        str | None,
+        typer.Option(
+            "--person-index",
+            metavar="DIR|PATH|URL",
+            help="A master person index: a folder `joinedup link index -o` wrote, or the "
+            "records store (SQLite path or postgresql:// URL) `link index --records` wrote to. "
+            "Patients it holds (an identifier's system and value, or meta.source and id, as "
+            "its source and record_id) are one person per person_id.",
+        ),
+    ] = None,
+    index_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--index-source",
+            metavar="NAME=SYSTEM",
+            help="The FHIR identifier system of the local ids of the index's source NAME "
+            "(repeatable), e.g. acute=https://trust.example.org/pas-number.",
+        ),
+    ] = None,
 ) -> None:
     """Load FHIR R4 records into the warehouse, all or nothing, and report on their quality.
 
@@ -100,7 +123,16 @@ def ingest(
     fhir_quarantine with file, line and reason; the rest load. Running the same load again
     changes nothing. A warehouse that does not exist yet is created for the footprint. On a
     lake warehouse either engine loads (--engine spark needs a lake).
+
+    With --person-index, Patients the master person index holds are placed by their
+    person_id, so one person's Patients from several organisations are one person even when
+    an NHS number is missing or mistyped; the rest are matched by NHS number as without it.
+    The report and the build record say how many Patients the index placed.
     """
+    index = None if person_index is None else _read_person_index(person_index)
+    systems = _index_systems(index_source or [])
+    if systems and index is None:
+        raise ConfigurationError("--index-source needs --person-index")
     if not warehouse.exists() or (is_lake(warehouse) and not Lake(warehouse).exists()):
         console.print(f"Creating warehouse {escape(str(warehouse))} for the footprint.")
         warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -129,12 +161,51 @@ def ingest(
             staging_dir=warehouse.parent,
             on_stage=lambda s: progress.update(task, description=s),
             on_record=lambda n: progress.advance(task, n),
+            person_index=index,
+            index_systems=systems,
         )
     _print_report(result)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
         console.print(f"Wrote the quality report to {escape(str(report))}.")
+
+
+def _index_systems(given: list[str]) -> dict[str, str]:
+    """NAME=SYSTEM pairs, each name once."""
+    systems: dict[str, str] = {}
+    for text in given:
+        name, sep, system = text.partition("=")
+        if not sep or not name or not system:
+            raise ConfigurationError(f"--index-source {text}: give NAME=SYSTEM")
+        if name in systems:
+            raise ConfigurationError(f"--index-source: source {name} given twice")
+        systems[name] = system
+    return systems
+
+
+def _read_person_index(target: str) -> pa.Table:
+    """The index's (source, record_id, person_id) from a `link index` folder or a records
+    store; anything else is refused in one line naming it."""
+    path = Path(target)
+    if "://" not in target and path.is_dir():
+        people = read_previous(path).people
+    elif "://" in target or path.is_file():
+        with PersonIndexStore(target) as store:
+            previous = store.read_previous()
+            where = store.location
+        if previous is None:
+            raise ConfigurationError(f"--person-index: {where} holds no person index")
+        people = previous.people
+    else:
+        raise ConfigurationError(f"--person-index: {target} is no folder or file")
+    return pa.table(
+        {
+            "source": [source for source, _ in people],
+            "record_id": [record_id for _, record_id in people],
+            "person_id": list(people.values()),
+        }
+    )
 
 
 def _print_report(result: LoadReport) -> None:
@@ -165,6 +236,11 @@ def _print_report(result: LoadReport) -> None:
         console.print(quality)
         if len(result.quality) > 40:
             console.print(f"... {len(result.quality) - 40} more lines (see --report).")
+    if result.person_index_records is not None:
+        console.print(
+            f"Person index: {result.person_index_records:,} records; "
+            f"{result.patients_indexed:,} Patients placed by their person_id."
+        )
     total = sum(result.resources_in.values())
     console.print(
         f"{total:,} resources from {result.files:,} files in {result.seconds:.1f} s: "

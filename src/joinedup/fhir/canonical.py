@@ -2,9 +2,13 @@
 
 Every rule that turns FHIR into a canonical value is here, as sqlglot syntax trees the engine
 renders, in one place:
-- **People.** A Patient is the person already known by its NHS number, or else by its source
-  system (`meta.source`, or `fhir`) and id; otherwise a new person, numbered after the highest
-  person id so far. Patients sharing an NHS number are one person. A Patient without an NHS
+- **People.** Patients the master person index given to the load holds (by an identifier's
+  system and value, or by source system and id, as the index's source and record_id) are one
+  person per index person_id, and a Patient it lacks joins an indexed Patient with its NHS
+  number. Otherwise a Patient is the person already known by its NHS number, or else by its
+  source system (`meta.source`, or `fhir`) and id; otherwise a new person, numbered after the
+  highest person id so far. Patients sharing an NHS number are one person unless the index
+  holds them as two. A Patient without an NHS
   number still loads, by source system and id, and is counted in the quality report.
 - **Codes.** SNOMED CT first, then ICD-10 (stored without the dot); observations by the SNOMED
   or LOINC codes in `ukcore.OBSERVATION_CODES`, with blood pressure panels read through their
@@ -70,6 +74,9 @@ _SETTING_OF_ACTIVITY = {
 }
 _DEAD_STATUSES = ("entered-in-error", "cancelled")
 PERSON_KEY = "fhir_person_key"
+#: The master person index given to a load (source, record_id, person_id); empty without one.
+#: A session table (`Engine.load_session`), never stored, so not in the registry.
+PERSON_INDEX = "fhir_person_index"
 ENCOUNTER_ACTIVITY = "fhir_encounter_activity"
 OUT = "fhir_out"
 
@@ -112,19 +119,60 @@ def _with_person(source: str, alias: str, *, left: bool = False) -> exp.Select:
 
 
 def person_keys() -> exp.Query:
-    """Each incoming Patient's person id: known by NHS number, else by source system and id,
-    else numbered after the highest person id so far."""
+    """Each incoming Patient's person id: by the master person index when it holds the
+    Patient, else by NHS number, else by source system and id; known ones keep the id they
+    have, the rest are numbered after the highest person id so far."""
     source = coalesce(c("source"), lit("fhir"))
-    incoming = exp.select(
-        c("patient_key"),
-        source.as_("source_system"),
-        c("id").as_("source_id"),
-        c("nhs_number"),
-        coalesce(
-            concat(lit("nhs:"), c("nhs_number")),
-            concat(lit("src:"), source.copy(), lit("|"), c("id")),
-        ).as_("match_key"),
-    ).from_("v_patient")
+    # A Patient's keys as the index knows records: each identifier's system and value, and
+    # its source system (meta.source, or fhir) and id.
+    keys = union_all(
+        exp.select(c("patient_key"), c("system").as_("source"), c("value").as_("record_id"))
+        .from_("v_patient_identifier")
+        .where(not_null(c("system")), not_null(c("value"))),
+        exp.select(c("patient_key"), source.as_("source"), c("id").as_("record_id")).from_(
+            "v_patient"
+        ),
+    )
+    indexed = (
+        exp.select(c("k.patient_key"), exp.Min(this=c("x.person_id")).as_("index_person_id"))
+        .from_(keys.subquery("k"))
+        .join(t(PERSON_INDEX, "x"), using=["source", "record_id"])
+        .group_by(c("k.patient_key"))
+    )
+    patients = (
+        exp.select(
+            c("p.patient_key"),
+            source.as_("source_system"),
+            c("p.id").as_("source_id"),
+            c("p.nhs_number"),
+            c("x.index_person_id"),
+        )
+        .from_(t("v_patient", "p"))
+        .join(indexed.subquery("x"), using=["patient_key"], join_type="left")
+    )
+    # A Patient the index lacks joins the person of an indexed Patient with its NHS number.
+    by_number = (
+        exp.select(c("nhs_number"), exp.Min(this=c("index_person_id")).as_("number_person_id"))
+        .from_("patients")
+        .where(not_null(c("nhs_number")), not_null(c("index_person_id")))
+        .group_by(c("nhs_number"))
+    )
+    incoming = (
+        exp.select(
+            c("p.patient_key"),
+            c("p.source_system"),
+            c("p.source_id"),
+            c("p.nhs_number"),
+            c("p.index_person_id"),
+            coalesce(
+                concat(lit("mpi:"), coalesce(c("p.index_person_id"), c("b.number_person_id"))),
+                concat(lit("nhs:"), c("p.nhs_number")),
+                concat(lit("src:"), c("p.source_system"), lit("|"), c("p.source_id")),
+            ).as_("match_key"),
+        )
+        .from_(t("patients", "p"))
+        .join(by_number.subquery("b"), using=["nhs_number"], join_type="left")
+    )
     by_nhs = (
         exp.select(c("nhs_number"), exp.Min(this=c("person_id")).as_("person_id"))
         .from_("identity")
@@ -165,9 +213,11 @@ def person_keys() -> exp.Query:
             *(c(f"i.{n}") for n in ("patient_key", "source_system", "source_id", "nhs_number")),
             c("i.match_key"),
             c("n.person_id"),
+            c("i.index_person_id"),
         )
         .from_(t("incoming", "i"))
         .join(t("numbered", "n"), using=["match_key"])
+        .with_("patients", as_=patients)
         .with_("incoming", as_=incoming)
         .with_("known", as_=known)
         .with_("numbered", as_=numbered)
@@ -950,6 +1000,13 @@ def _people() -> exp.Query:
             is_null(_year("birth_date")),
         ),
         fact("Patients merged by NHS number", "several records, one person", merged, PERSON_KEY),
+        fact(
+            "Patients found in the person index",
+            "placed by their person_id",
+            count_star(),
+            PERSON_KEY,
+            not_null(c("index_person_id")),
+        ),
         fact(
             "LSOAs outside the footprint",
             "no IMD decile",

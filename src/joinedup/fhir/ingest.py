@@ -40,13 +40,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlglot import exp
 
@@ -219,10 +220,23 @@ class LoadReport:
     reasons: Counter[str] = field(default_factory=Counter)
     rows_out: dict[str, int] = field(default_factory=dict)
     quality: list[tuple[str, str, str, int]] = field(default_factory=list)
+    #: Records in the person index given to the load (None: no index given).
+    person_index_records: int | None = None
+    #: Patients the person index placed by their person_id.
+    patients_indexed: int = 0
     seconds: float = 0.0
 
     def section(self, name: str) -> list[tuple[str, str, int]]:
         return [(item, detail, n) for s, item, detail, n in self.quality if s == name]
+
+    def person_index(self) -> dict[str, int] | None:
+        """What the person index did, as the report and build record give it."""
+        if self.person_index_records is None:
+            return None
+        return {
+            "records_count": self.person_index_records,
+            "patients_mapped_count": self.patients_indexed,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         sections: dict[str, list[dict[str, Any]]] = {}
@@ -237,6 +251,7 @@ class LoadReport:
             "unchanged": dict(sorted(self.unchanged.items())),
             "quarantined": dict(sorted(self.quarantined.items())),
             "rows_out": self.rows_out,
+            "person_index": self.person_index(),
             "quality": sections,
         }
 
@@ -348,6 +363,38 @@ def _reason_kind(reason: str) -> str:
     return reason[:80]
 
 
+#: Columns of a person index, as `joinedup link index` names them.
+PERSON_INDEX_COLUMNS = ("source", "record_id", "person_id")
+
+
+def _person_index_table(index: pa.Table | None, systems: Mapping[str, str]) -> pa.Table:
+    """The person index as three text columns (empty when none is given), each source
+    named in `systems` given as its identifier system; a table lacking a column is refused
+    naming it."""
+    schema = pa.schema([(name, pa.string()) for name in PERSON_INDEX_COLUMNS])
+    if index is None:
+        return schema.empty_table()
+    missing = [name for name in PERSON_INDEX_COLUMNS if name not in index.column_names]
+    if missing:
+        raise JoinedupError(f"person index: no {', '.join(missing)} column")
+    index = index.select(list(PERSON_INDEX_COLUMNS)).cast(schema)
+    if systems:
+        names = pa.array(list(systems), pa.string())
+        position = pc.index_in(index.column("source"), value_set=names)
+        system = pc.take(pa.array(list(systems.values()), pa.string()), position)
+        index = index.set_column(0, "source", pc.coalesce(system, index.column("source")))
+    return index
+
+
+def _patients_indexed(engine: Engine) -> int:
+    found = (
+        exp.select(count_star().as_("n"))
+        .from_(canonical.PERSON_KEY)
+        .where(exp.Not(this=exp.Is(this=c("index_person_id"), expression=exp.Null())))
+    )
+    return int(engine.execute(found).column("n")[0].as_py())
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -360,6 +407,8 @@ def ingest_fhir(
     on_stage: Callable[[str], None] | None = None,
     on_record: Callable[[int], None] | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    person_index: pa.Table | None = None,
+    index_systems: Mapping[str, str] | None = None,
 ) -> LoadReport:
     """Load FHIR files into the warehouse `engine` (a DuckDB file, or a lake on DuckDB or
     Spark) as one transaction.
@@ -372,8 +421,17 @@ def ingest_fhir(
     Nothing in the files can stop a load: a line that cannot be read (not UTF-8, not JSON,
     nested too deep, longer than `max_line_bytes`, a broken gzip stream) is quarantined like
     one that fails a check.
+
+    `person_index` is a master person index (`source`, `record_id`, `person_id`, as `joinedup
+    link index` writes): each Patient it holds, by an identifier's system and value or by its
+    source system and id, is placed with the other Patients of its person_id
+    (`canonical.person_keys`); the count placed so is in the report and the build record.
+    `index_systems` names the identifier system of each index source's record ids (index
+    source names are short, `gp`; systems are URIs): a source it names is matched by that
+    system, any other by its own name.
     """
     files = input_files(list(paths))
+    index = _person_index_table(person_index, index_systems or {})
     stage = on_stage or (lambda _: None)
     began = time.perf_counter()
     started = _now()
@@ -392,6 +450,7 @@ def ingest_fhir(
         stage("reading and checking resources")
         staged = _Staged(schema, scratch)
         _stage_records(engine, staged, files, report, on_record, max_line_bytes)
+        engine.load_session(canonical.PERSON_INDEX, index)
         with engine.transaction():
             seq = _next_load_seq(engine)
             stage("storing resources")
@@ -402,11 +461,14 @@ def ingest_fhir(
             stage("rebuilding the canonical tables")
             report.rows_out = canonical.rebuild(engine)
             report.quality = canonical.quality(engine)
+            report.person_index_records = index.num_rows if person_index is not None else None
+            report.patients_indexed = _patients_indexed(engine)
             report.seconds = time.perf_counter() - began
             _record_load(engine, report, seq, started, files)
             _record_build(engine, report)
             for name in (*SCRATCH, *(f"v_{v}" for v in shipped_views())):
                 engine.drop(name)
+        engine.drop(canonical.PERSON_INDEX)
         if schema is None:  # views over the scratch folder's Parquet, about to be removed
             for name in (staged.incoming, staged.bad):
                 engine.drop(name)
@@ -782,7 +844,11 @@ def _record_build(engine: Engine, report: LoadReport) -> None:
         footprint=footprint,
         history_start=start,
         history_end=end,
-        parameters={"load_id": report.load_id, "history_from": [n for n, _ in HISTORY_EVENTS]},
+        parameters={
+            "load_id": report.load_id,
+            "history_from": [n for n, _ in HISTORY_EVENTS],
+            "person_index": report.person_index(),
+        },
     )
     engine.run(exp.delete(BUILD.name, where=exp.column("source").eq(exp.Literal.string("fhir"))))
     engine.append(BUILD.name, info.table())

@@ -1005,7 +1005,10 @@ _SCRATCH_TABLES: tuple[Table, ...] = (
             ("fhir_arrived", "The records of this load beside any stored version of each."),
             ("fhir_new", "The versions this load adds to the raw store."),
             ("fhir_current", "The latest version of every stored resource."),
-            ("fhir_person_key", "Each FHIR patient's person key, by NHS number or source id."),
+            (
+                "fhir_person_key",
+                "Each FHIR patient's person key, by the person index, NHS number or source id.",
+            ),
             ("fhir_encounter_activity", "Encounters as activity, with their person keys."),
             ("fhir_out", "One canonical table's rows before they replace the table's contents."),
             (
