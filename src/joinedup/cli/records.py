@@ -4,6 +4,8 @@ NDJSON and Bundles in, NDJSON out in the layout `joinedup ingest fhir` reads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -12,13 +14,25 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from sqlglot import exp
 
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
-from joinedup.cli.web import HostOption, PortOption, SettingsOption
+from joinedup.cli.web import HostOption, PortOption, SettingsOption, pcns_for_demo
 from joinedup.errors import InputError
+from joinedup.fhir.export import export_fhir
+from joinedup.fhir.sqltree import ordered, row_number
 from joinedup.records import CodeSystems, RecordsSettings, RecordStore, read_code_systems
-from joinedup.records.bulk import CHUNK_SIZE, export, load
+from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
+from joinedup.warehouse import open_engine
+from joinedup.warehouse.scratch import scratch_folder
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -228,12 +242,121 @@ def export_command(
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
+#: People whose records `joinedup demo` loads by default: about a minute's load on two cores
+#: (some 42 resources a person at 700-900 resources/s; docs/benchmarks.md).
+DEMO_RECORDS_PEOPLE = 1_000
+
+
+def demo_people(pcns: list[str], limit: int) -> exp.Select:
+    """The person_ids of up to `limit` people registered at the practices of PCNs `pcns`,
+    taken from each PCN in turn (lowest person_id first), so each PCN's clinicians have
+    patients."""
+    ranked = (
+        exp.select(
+            exp.column("person_id"),
+            exp.column("pcn_code"),
+            row_number([exp.column("pcn_code")], [ordered(exp.column("person_id"))]).as_("n"),
+        )
+        .from_("person")
+        .join("practice", using=["practice_code"])
+        .where(exp.column("pcn_code").isin(*(exp.convert(p) for p in pcns)))
+    )
+    return (
+        exp.select("person_id")
+        .from_(ranked.subquery("r"))
+        .order_by(ordered(exp.column("n")), ordered(exp.column("pcn_code")))
+        .limit(limit)
+    )
+
+
+def _demo_build(warehouse: Path, people: int) -> str:
+    """What the demo's records are made from: the build's seed, size, footprint, history and
+    parameters (not its id or time: the same command builds the same population again) and
+    how many people were asked for."""
+    query = exp.select("*").from_("build").order_by(exp.column("built_at").desc()).limit(1)
+    with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
+        rows = engine.execute(query).to_pylist()
+    row = {k: v for k, v in (rows[0] if rows else {}).items() if k not in ("build_id", "built_at")}
+    text = json.dumps({"build": row, "records_people": people}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _stamp(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".demo-build")
+
+
+def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadResult | None:
+    """Load the FHIR records of up to `people` people of the demo warehouse into the SQLite
+    records store at `store_path` (those registered at the demo clinicians' PCNs' practices,
+    with every organisation), through the warehouse's FHIR export and the bulk load, with a
+    progress bar. None when `people` is 0 or the store was already loaded from the same build
+    (a stamp file beside the store says which); a store the demo loaded from another build is
+    replaced."""
+    if people <= 0:
+        return None
+    build = _demo_build(warehouse, people)
+    stamp = _stamp(store_path)
+    if stamp.is_file() and store_path.is_file():
+        if stamp.read_text(encoding="utf-8").strip() == build:
+            console.print(
+                f"Records store {escape(str(store_path))} already holds this build's records."
+            )
+            return None
+        for old in (
+            store_path,
+            *(store_path.with_name(store_path.name + s) for s in ("-wal", "-shm")),
+        ):
+            old.unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    chosen = demo_people(pcns_for_demo(warehouse), people)
+    with scratch_folder(store_path.parent, "demo-records") as folder:
+        with (
+            open_engine("duckdb", warehouse=warehouse, read_only=True) as engine,
+            console.status("Writing the demo people's FHIR records"),
+        ):
+            counts = export_fhir(engine, folder, people=chosen)
+        store = RecordStore(store_path)
+        try:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("records", total=sum(counts.values()))
+                result = load(
+                    store,
+                    [folder],
+                    on_progress=lambda n: bar.advance(task, n),
+                    on_invalid=lambda m: err_console.print(
+                        f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
+                    ),
+                )
+        finally:
+            store.close()
+    stamp.write_text(build + "\n", encoding="utf-8")
+    seconds = time.monotonic() - started
+    console.print(
+        f"Loaded the FHIR records of {counts.get('Patient', 0):,} people ({result.read:,} "
+        f"resources) into {escape(str(store_path))} in {seconds:.1f} s.",
+        soft_wrap=True,
+    )
+    return result
+
+
 __all__ = [
+    "DEMO_RECORDS_PEOPLE",
     "CodeSystemsOption",
     "RecordsOption",
     "app",
+    "demo_people",
     "export_command",
     "load_command",
+    "load_demo_records",
     "open_code_systems",
     "open_records",
     "serve",

@@ -25,6 +25,7 @@ from joinedup.cli.main import (
     WarehouseOption,
     console,
 )
+from joinedup.cli.records import DEMO_RECORDS_PEOPLE, load_demo_records
 from joinedup.cli.synth import build
 from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
@@ -356,11 +357,32 @@ def demo(
     ] = False,
     host: Annotated[str, typer.Option("--host", help="Dashboard address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Dashboard port.")] = 8000,
+    records_people: Annotated[
+        int,
+        typer.Option(
+            "--records-people",
+            help="Load the FHIR records of this many people into the shared care record's "
+            "store: people registered at the demo clinicians' two PCNs, half from each (loading "
+            "runs at under 1,000 resources/s, some 42 a person, so the default takes about a "
+            "minute on 2 cores and the whole population would take hours); 0 loads none.",
+        ),
+    ] = DEMO_RECORDS_PEOPLE,
+    records: Annotated[
+        Path | None,
+        typer.Option(
+            "--records",
+            help="The SQLite records store the demo loads and serves (default records.sqlite "
+            "beside --warehouse); not loaded again when it holds the same build's records.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Build the demo ICS, run every analytic on DuckDB, print a summary of the system, then
     run population health management and the single pot (need, allocation, guarantees,
-    budgets, payments, the control total, what-if), write both reports, create a demo user per
-    role and, with --serve, serve the dashboard."""
+    budgets, payments, the control total, what-if), write both reports, load the FHIR records
+    of --records-people people into the shared care record's store, create a demo user per
+    role (and the demo citizens, two of those people) and, with --serve, serve the dashboard
+    with the FHIR API at /fhir/R4 and the joined-up record at /records over that store."""
     from joinedup.cli import finance, phm, web  # noqa: PLC0415 - all import this module
 
     build(
@@ -390,6 +412,13 @@ def demo(
     console.print(
         f"Warehouse: {escape(str(warehouse))} (query it with DuckDB, or `joinedup warehouse run`)."
     )
-    web.print_users(web.add_demo_users(warehouse), demo=True)
+    store = None
+    if records_people > 0:
+        store = str(records or warehouse.parent / "records.sqlite")
+        load_demo_records(warehouse, Path(store), records_people)
+    web.print_users(web.add_demo_users(warehouse, store), demo=True)
     if serve:
-        web.serve(warehouse=warehouse, host=host, port=port, settings_file=None, boundaries=None)
+        web.serve(
+            warehouse=warehouse, host=host, port=port, settings_file=None, boundaries=None,
+            records=store,
+        )  # fmt: skip

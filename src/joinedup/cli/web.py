@@ -58,7 +58,7 @@ def _store(settings: WebSettings) -> AccessStore:
     )  # fmt: skip
 
 
-def _pcns_for_demo(warehouse: Path) -> list[str]:
+def pcns_for_demo(warehouse: Path) -> list[str]:
     """Two PCNs in different places, so the demo clinicians can show each other's refusal."""
     with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
         rows = sorted(engine.fetch("SELECT pcn_code, place_code FROM pcn"))
@@ -143,7 +143,7 @@ def add_demo_users(warehouse: Path, records: str | None = None) -> list[User]:
     store = _store(settings)
     try:
         users = create_demo_users(
-            store, _pcns_for_demo(settings.warehouse), _council_for_demo(settings.warehouse)
+            store, pcns_for_demo(settings.warehouse), _council_for_demo(settings.warehouse)
         )
         return users + create_demo_citizens(store, patients)
     finally:

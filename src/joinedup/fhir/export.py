@@ -90,8 +90,13 @@ def _concept(system: str, code: _Json, display: _Json | None = None) -> exp.Expr
 
 
 def _ods(code: str) -> exp.Expr:
+    """A reference to the Organization the export writes at its ODS code (so a store's search
+    index and access rules can follow it), with the ODS code as its identifier too."""
     identifier = obj({"system": uk.ODS_ORGANISATION, "value": c(code)})
-    return _unless_null(c(code), obj({"type": "Organization", "identifier": identifier}))
+    reference = concat(lit("Organization/"), c(code))
+    return _unless_null(
+        c(code), obj({"reference": reference, "type": "Organization", "identifier": identifier})
+    )
 
 
 def _patient(column: str = "person_id") -> exp.Expr:
@@ -424,6 +429,13 @@ def _without_nulls(query: exp.Select) -> exp.Query:
     return exp.select(cast(patched, "VARCHAR").as_("resource")).from_(query.subquery("r"))
 
 
+def _of(query: exp.Select, stem: str, people: exp.Query | None) -> exp.Select:
+    """`query` kept to the person_ids `people` selects (Organization is nobody's)."""
+    if people is None or stem == "Organization":
+        return query
+    return query.where(c("person_id").isin(query=people.copy()))
+
+
 def _writer(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return typing.cast(IO[bytes], gzip.open(path, "wb", compresslevel=1))
@@ -437,8 +449,12 @@ def export_fhir(
     types: tuple[str, ...] = RESOURCE_TYPES,
     gzip_files: bool = False,
     on_batch: Callable[[str, int], None] | None = None,
+    people: exp.Query | None = None,
 ) -> dict[str, int]:
     """Write one NDJSON file per resource type into `out_dir`; returns resources by type.
+
+    With `people` (a query of person_id), only those people's resources are written, with
+    every Organization; each keeps the id it has in a whole export.
 
     Files are written under temporary names and renamed when complete, so an interrupted export
     leaves no truncated file behind a finished-looking name.
@@ -459,7 +475,7 @@ def export_fhir(
             for stem, query in EXPORTS:
                 if stem != name:
                     continue
-                for batch in engine.stream(_without_nulls(query)):
+                for batch in engine.stream(_without_nulls(_of(query, stem, people))):
                     lines = batch.column(0).to_pylist()
                     if not lines:
                         continue
