@@ -18,9 +18,10 @@ from cli_run import PhmWarehouse, flat, joinedup
 from fastapi.testclient import TestClient
 
 from joinedup.errors import ConfigurationError
-from joinedup.web.access import AccessStore, create_demo_users
+from joinedup.web.access import AccessStore, Role, create_demo_users
 from joinedup.web.app import create_app
 from joinedup.web.settings import WebSettings, load_settings
+from joinedup.web.worklists import NO_WORKLISTS
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +196,47 @@ def test_worklists_are_refused_to_everyone_else(api: dict[str, httpx.Client]) ->
     denied = {(e["username"], e["resource"]) for e in log if e["action"] == "denied"}
     assert ("clinician", f"worklist/{other}") in denied
     assert ("analyst", f"worklist/{pcn}") in denied
+
+
+def test_worklists_are_offered_only_to_a_pcns_or_practices_clinicians(
+    web_warehouse: PhmWarehouse, tmp_path: Path
+) -> None:
+    # A trust's clinician (an organisation, no PCN or practice) has no worklist: no menu link,
+    # and the URLs refuse them saying why, audited like every refusal of a worklist.
+    settings = WebSettings(warehouse=web_warehouse.path, access_db=tmp_path / "access.sqlite")
+    store = AccessStore(settings.access_path)
+    create_demo_users(store, ["U99001", "U99002"])
+    store.add_user("consultant", "consultant-pass-2026", Role.CLINICIAN, organisation_code="RXX")
+    store.close()
+
+    def menu(client: TestClient) -> str:
+        page = client.get("/")
+        assert page.status_code == 200, page.text
+        return page.text.split('aria-label="Menu"')[1].split("</nav>")[0]
+
+    with TestClient(create_app(settings, warm=False)) as client:
+        for username, password, offered in (
+            ("clinician", "clinician-demo-2026", True), ("analyst", "analyst-demo-2026", False),
+            ("consultant", "consultant-pass-2026", False),
+        ):  # fmt: skip
+            client.cookies.clear()
+            client.post("/login", data={"username": username, "password": password})
+            items = menu(client)
+            assert 'href="/places"' in items, username  # signed in, the menu is there
+            assert ('href="/worklists"' in items) is offered, username
+        html = {"accept": "text/html"}
+        for path, headers in (
+            ("/worklists", html), ("/worklists/U99001?reason=mdt", html),
+            ("/api/v1/worklists/U99001?reason=mdt", {}),
+        ):  # fmt: skip
+            answer = client.get(path, headers=headers)
+            assert answer.status_code == 403, path
+            assert NO_WORKLISTS in answer.text, path
+    store = AccessStore(settings.access_path)
+    _, entries = store.audit_entries(limit=50)
+    store.close()
+    denied = [e for e in entries if (e["username"], e["action"]) == ("consultant", "denied")]
+    assert [e["detail"] for e in denied] == [NO_WORKLISTS] * 3
 
 
 def test_the_csv_download_is_the_whole_filtered_list(api: dict[str, httpx.Client]) -> None:

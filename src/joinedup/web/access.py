@@ -149,6 +149,12 @@ class User:
         return self.role is Role.CLINICIAN
 
     @property
+    def has_worklists(self) -> bool:
+        """Whether any worklist is theirs to open: worklists are for the clinicians of a PCN
+        or a practice, so not for a trust's or any other organisation's clinician."""
+        return self.may("worklists") and bool(self.pcn_code or self.practice_code)
+
+    @property
     def scope(self) -> str:
         """The population whose records this user may see, in words."""
         if self.organisation_code and not (self.practice_code or self.pcn_code):

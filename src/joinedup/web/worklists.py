@@ -20,7 +20,6 @@ from joinedup.web.site import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
     access,
-    allowed,
     api_user,
     client,
     csrf_token,
@@ -140,12 +139,16 @@ def _with_people_and_status(
     return rows
 
 
+#: Why someone without a PCN or practice is refused every worklist.
+NO_WORKLISTS = "Worklists are only for the clinicians of a PCN or a GP practice."
+
+
 def worklist_scope(request: Request, user: User, pcn: str, board: Dashboard) -> str | None:
     """The practice a clinician is limited to (None: the whole PCN); 403 if not theirs, and
     the refusal is audited too, so an admin sees attempts on identifiable data."""
     message = None
-    if not user.is_clinical:
-        message = "Worklists are for clinicians of that PCN only"
+    if not user.has_worklists:
+        message = NO_WORKLISTS
     else:
         own = user.pcn_code
         if user.practice_code and not own:
@@ -357,8 +360,9 @@ def api_worklist_csv(
 
 @router.get("/worklists", include_in_schema=False)
 def worklists_home(request: Request, user: Annotated[User, Depends(page_user)]) -> Response:
-    allowed(user, "worklists")
     board = dashboard(request)
+    if not user.has_worklists:
+        worklist_scope(request, user, "", board)  # refused, audited, saying why
     pcn = user.pcn_code or (board.practices().get(user.practice_code or "") or {}).get("pcn_code")
     return RedirectResponse(f"/worklists/{pcn}", status_code=303)
 
