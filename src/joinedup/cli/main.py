@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from joinedup import __version__
 from joinedup.errors import JoinedupError
@@ -17,6 +18,20 @@ DEFAULT_WAREHOUSE = Path("data/joinedup.duckdb")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """A bar of done out of a known total, kept on screen when done (a build's people, the
+    demo's records)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
 
 app = typer.Typer(
     name="joinedup",

@@ -14,17 +14,16 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlglot import exp
 
-from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
+from joinedup.cli.main import (
+    DEFAULT_WAREHOUSE,
+    WarehouseOption,
+    console,
+    err_console,
+    progress_bar,
+)
 from joinedup.cli.web import HostOption, PortOption, SettingsOption, pcns_for_demo
 from joinedup.errors import InputError
 from joinedup.fhir.export import export_fhir
@@ -319,14 +318,7 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
             counts = export_fhir(engine, folder, people=chosen)
         store = RecordStore(store_path)
         try:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            ) as bar:
+            with progress_bar() as bar:
                 task = bar.add_task("records", total=sum(counts.values()))
                 result = load(
                     store,

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from joinedup.cli.main import (
@@ -19,6 +18,7 @@ from joinedup.cli.main import (
     SparkMasterOption,
     WarehouseOption,
     console,
+    progress_bar,
 )
 from joinedup.errors import ConfigurationError
 from joinedup.footprint import Footprint, default_footprint, footprint_from_reference
@@ -90,14 +90,7 @@ def build(
             f"({len(fp.places)} places, {len(fp.practices)} practices), seed {seed}, "
             f"{years} years from {DEFAULT_START:%d %b %Y}"
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("people", total=people)
             result = synthesise(
                 fp,
