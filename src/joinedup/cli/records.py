@@ -242,8 +242,8 @@ def export_command(
 
 
 #: People whose records `joinedup demo` loads by default: about a minute's load on two cores
-#: (some 42 resources a person at 700-900 resources/s; docs/benchmarks.md).
-DEMO_RECORDS_PEOPLE = 1_000
+#: (57,748 resources in 53 s on the 1.2 M demo, 6 December 2026; docs/records.md).
+DEMO_RECORDS_PEOPLE = 1_500
 
 
 def demo_people(pcns: list[str], limit: int) -> exp.Select:

@@ -363,8 +363,8 @@ def demo(
             "--records-people",
             help="Load the FHIR records of this many people into the shared care record's "
             "store: people registered at the demo clinicians' two PCNs, half from each (loading "
-            "runs at under 1,000 resources/s, some 42 a person, so the default takes about a "
-            "minute on 2 cores and the whole population would take hours); 0 loads none.",
+            "runs at about 1,000 resources/s, some 40 a person, so the default takes about a "
+            "minute on 2 cores and the whole population would take half a day); 0 loads none.",
         ),
     ] = DEMO_RECORDS_PEOPLE,
     records: Annotated[
