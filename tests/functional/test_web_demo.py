@@ -52,7 +52,7 @@ def test_demo_ends_serving_the_dashboard_at_the_printed_address(tmp_path: Path) 
     assert exe
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOINEDUP_")}
     demo = subprocess.Popen(
-        [exe, "demo", "--people", "8000", "--seed", "3", "-w", str(tmp_path / "demo.duckdb"),
+        [exe, "demo", "--people", "5000", "--seed", "3", "-w", str(tmp_path / "demo.duckdb"),
          "--outputs", str(tmp_path / "outputs"), "--serve", "--port", str(port),
          "--records-people", str(RECORDS_PEOPLE)],
         cwd=tmp_path, env={**env, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
