@@ -128,8 +128,12 @@ demo: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/joinedup demo --people $(DEMO_PEOPLE) --seed $(DEMO_SEED) --warehouse $(WAREHOUSE) \
 		--serve --host $(HOST) --port $(PORT)
 
+# The demo's records store sits beside the warehouse; serve it too when it is there.
+RECORDS ?= $(dir $(WAREHOUSE))records.sqlite
+
 serve: $(STAMP) $(ASSETS_STAMP)
-	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
+	$(BIN)/joinedup serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT) \
+		$(if $(wildcard $(RECORDS)),--records $(RECORDS))
 
 test: $(STAMP) $(ASSETS_STAMP) $(COMORBIDIPY_STAMP) java chromium postgresql
 	JOINEDUP_REFERENCE_DIR=$(REFERENCE_DIR) $(BIN)/pytest -p no:cacheprovider --durations=40 -n 2 --dist loadfile
