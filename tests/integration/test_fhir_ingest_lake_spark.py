@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlglot import exp
+from test_fhir_person_index import write_world
 from typer.testing import CliRunner
 
 from joinedup.cli import app
@@ -34,8 +35,8 @@ PER_LOAD = {
 }
 
 
-def _ingest(lake: Path, engine: str) -> str:
-    args = ["ingest", "fhir", str(SYNTHEA), "-w", f"{lake}/", "--engine", engine]
+def _ingest(lake: Path, engine: str, *more: str, source: Path = SYNTHEA) -> str:
+    args = ["ingest", "fhir", str(source), "-w", f"{lake}/", "--engine", engine, *more]
     if engine == "spark":
         args += ["--spark-master", "local[2]"]
     result = CliRunner().invoke(app, args)
@@ -77,6 +78,12 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             first = _rows(lake)
             second_output = _ingest(lake, engine)
             out[engine] = {"first": first, "second": _rows(lake), "output": second_output}
+            # The person index's small world (tests/integration/test_fhir_person_index.py).
+            small = folder / f"{engine}-indexed"
+            small.mkdir()
+            world, index = write_world(small)
+            _ingest(small / "lake", engine, "--person-index", str(index), source=world)
+            out[engine]["indexed"] = _rows(small / "lake")
     yield out
 
 
@@ -86,6 +93,20 @@ def test_both_engines_write_the_same_tables_row_for_row(loaded: dict[str, Any]) 
         assert sorted(spark) == sorted(duck), when
         for name in duck:
             assert spark[name] == duck[name], f"{name} after the {when} load"
+
+
+def test_both_engines_place_patients_by_the_person_index_alike(loaded: dict[str, Any]) -> None:
+    """One woman's Patients from two organisations, one NHS number mistyped, linked by the
+    index: one person with both encounters, on Spark as on DuckDB."""
+    kept = [n for n in loaded["duckdb"]["indexed"] if not n.startswith("fhir_")]  # not paths
+    duck, spark = ({n: loaded[e]["indexed"][n] for n in kept} for e in ENGINES)
+    assert spark == duck
+    activity = [json.loads(r) for r in spark["activity"]]
+    assert sorted(r["activity_type"] for r in activity) == ["ae_attendance", "gp_consultation"]
+    assert len({r["person_id"] for r in activity}) == 1
+    assert len(spark["person"]) == 1
+    build = json.loads(spark["build"][0])["parameters"]
+    assert build["person_index"] == {"records_count": 3, "patients_mapped_count": 2}
 
 
 def test_the_comparison_covers_the_load(loaded: dict[str, Any]) -> None:

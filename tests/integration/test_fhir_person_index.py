@@ -1,6 +1,7 @@
 """`ingest fhir` with a master person index: one person's Patients from two organisations, one
 with a mistyped (still Modulus 11 valid) NHS number, are one person in the warehouse when the
-index links their local ids, and two without it, as NHS-number matching alone gives."""
+index links their local ids, and two without it, as NHS-number matching alone gives (on
+Spark as on DuckDB: `test_fhir_ingest_lake_spark.py`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ INDEX = pa.table(
         "person_id": ["P000000001", "P000000001", "P000000002"],
     }
 )
+
+
+def write_world(folder: Path) -> tuple[Path, Path]:
+    """The world as NDJSON and the index as a `link index` folder's person_index.csv, in
+    `folder`; returns (the NDJSON file, the index folder)."""
+    source = folder / "world.ndjson"
+    source.write_text("".join(json.dumps(r) + "\n" for r in WORLD))
+    index = folder / "mpi"
+    index.mkdir()
+    lines = ["source,record_id,person_id"]
+    lines += [f"{r['source']},{r['record_id']},{r['person_id']}" for r in INDEX.to_pylist()]
+    (index / "person_index.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return source, index
 
 
 def _load(tmp_path: Path, index: pa.Table | None) -> tuple[list[dict[str, Any]], Any, Any]:
