@@ -6,6 +6,7 @@ Spark as on DuckDB: `test_fhir_ingest_lake_spark.py`)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 from joinedup.cli import app
 from joinedup.errors import JoinedupError
 from joinedup.fhir.ingest import ingest_fhir
+from joinedup.linkage.mpi import Link, build_index
+from joinedup.records import PersonIndexStore
 from joinedup.warehouse import ALL_TABLES, open_engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
 
@@ -24,6 +27,7 @@ NHS = "https://fhir.nhs.uk/Id/nhs-number"
 GP_IDS = "https://gp.example.org/patient-id"
 PAS_IDS = "https://acute.example.org/pas-number"
 ACTIVITY = "https://fhir.joinedup.org/CodeSystem/activity-type"
+RUN_AT = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
 
 
 def _patient(pid: str, source: str, local: tuple[str, str], nhs: str) -> dict[str, Any]:
@@ -186,3 +190,31 @@ def test_the_command_reads_the_index_folder_link_index_writes(tmp_path: Path) ->
         refused = CliRunner().invoke(app, bad)
         assert isinstance(refused.exception, JoinedupError), refused.output
         assert str(refused.exception).endswith(message)
+
+
+def test_the_command_reads_the_index_from_the_records_store(
+    tmp_path: Path, records_url: str
+) -> None:
+    """`--person-index URL|PATH`: the index `link index --records` keeps in the records store
+    (SQLite and PostgreSQL); a store without one is refused naming it."""
+    source, _ = write_world(tmp_path)
+    warehouse = tmp_path / "w.duckdb"
+    args = ["ingest", "fhir", str(source), "-w", str(warehouse), "--person-index", records_url]
+    with PersonIndexStore(records_url) as store:  # a store no `link index` has written to
+        assert not store.has_index()
+    refused = CliRunner().invoke(app, args)
+    assert isinstance(refused.exception, JoinedupError), refused.output
+    assert str(refused.exception).startswith("--person-index: ")
+    assert str(refused.exception).endswith(" holds no person index")
+    link = Link(("gp", "G-17"), ("acute", "PAS-903"), "splink", 0.99, 11.2, "evidence")
+    index = build_index(
+        [("gp", "G-17"), ("acute", "PAS-903")], [link], threshold=0.9, run_at=RUN_AT
+    )
+    with PersonIndexStore(records_url) as store:
+        store.write_index(index, {"seed": 1})
+    systems = ["--index-source", f"gp={GP_IDS}", "--index-source", f"acute={PAS_IDS}"]
+    result = CliRunner().invoke(app, [*args, *systems])
+    assert result.exit_code == 0, result.output
+    assert "Person index: 2 records; 2 Patients placed by their person_id." in result.output
+    with open_engine("duckdb", warehouse=warehouse) as reader:
+        assert reader.count("person") == 1
