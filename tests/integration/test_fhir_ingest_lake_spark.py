@@ -107,6 +107,11 @@ def test_both_engines_place_patients_by_the_person_index_alike(loaded: dict[str,
     assert len(spark["person"]) == 1
     build = json.loads(spark["build"][0])["parameters"]
     assert build["person_index"] == {"records_count": 3, "patients_mapped_count": 2}
+    # A fresh lake's first load on both engines, although Spark's session had loaded other
+    # lakes before it: nothing of theirs is seen.
+    for engine in ENGINES:
+        loads = [json.loads(r) for r in loaded[engine]["indexed"]["fhir_load"]]
+        assert [r["load_seq"] for r in loads] == [1], engine
 
 
 def test_the_comparison_covers_the_load(loaded: dict[str, Any]) -> None:

@@ -109,6 +109,10 @@ class SparkEngine(Engine):
             ) from err
         self.session.sparkContext.setLogLevel("ERROR")
         self.master = master
+        # The views this engine made: in a session it shares (a notebook's, another engine's)
+        # they are forgotten on close, so the next engine never reads this one's tables (a
+        # second lake opened in the session would otherwise see the first lake's fhir_load).
+        self._views: set[str] = set()
 
     @classmethod
     def from_parquet_dir(
@@ -133,6 +137,7 @@ class SparkEngine(Engine):
         if not paths:
             raise JoinedupError(f"no Parquet files to read for table {name}")
         self.session.read.parquet(*paths).createOrReplaceTempView(name)
+        self._views.add(name)
 
     def execute(self, query: exp.Query) -> pa.Table:
         sql = query.sql(dialect=self.dialect)
@@ -166,6 +171,7 @@ class SparkEngine(Engine):
     def _keep(self, name: str, frame: Any) -> None:
         """Keep `frame` as table `name`: the one place a computed or loaded frame is stored."""
         frame.createOrReplaceTempView(name)
+        self._views.add(name)
 
     def view_parquet(self, name: str, files: Iterable[Path]) -> None:
         """Table `name` as a view over Parquet `files` (a lake's current version)."""
@@ -183,6 +189,7 @@ class SparkEngine(Engine):
     def drop(self, name: str) -> None:
         """Forget the view `name` (no error if there is none)."""
         self.session.catalog.dropTempView(name)
+        self._views.discard(name)
 
     def splink_api(self) -> Any:
         """Splink's Spark API over this engine's session. Splink's intermediate tables are
@@ -200,6 +207,10 @@ class SparkEngine(Engine):
     def close(self) -> None:
         if self._owns_session:
             self.session.stop()
+            return
+        for name in sorted(self._views):
+            self.session.catalog.dropTempView(name)
+        self._views.clear()
 
 
 def _splink_similarity_jar() -> str | None:
