@@ -61,7 +61,8 @@ def _store(settings: WebSettings) -> AccessStore:
 def pcns_for_demo(warehouse: Path) -> list[str]:
     """Two PCNs in different places, so the demo clinicians can show each other's refusal."""
     with open_engine("duckdb", warehouse=warehouse, read_only=True) as engine:
-        rows = sorted(engine.fetch("SELECT pcn_code, place_code FROM pcn"))
+        found = engine.execute(exp.select("pcn_code", "place_code").from_("pcn")).to_pylist()
+    rows = sorted((r["pcn_code"], r["place_code"]) for r in found)
     first = rows[0] if rows else None
     other = next(
         (r for r in rows if first and r[1] != first[1]), rows[1] if len(rows) > 1 else None
