@@ -244,11 +244,16 @@ def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
     shown, number_format, text = _excel_value(value)
     cell = sheet.cell(row=row, column=column)
     cell.value = shown
+    return _formatted(cell, shown, number_format, text)
+
+
+def _formatted(cell: Any, shown: Any, number_format: str | None, text: bool) -> Any:
+    """`cell` with its number format, and text kept as text: openpyxl reads a string starting
+    "=" as a formula, so force it to be text, and mark it quote-prefixed as Excel itself does
+    for text typed with a leading apostrophe."""
     if number_format:
         cell.number_format = number_format
     if text:
-        # openpyxl reads a string starting "=" as a formula; force it to be text, and mark it
-        # quote-prefixed as Excel itself does for text typed with a leading apostrophe.
         cell.data_type = "s"
         if shown.startswith(_FORMULA_STARTS):
             cell.quotePrefix = True
@@ -316,13 +321,7 @@ def _write_only_value(sheet: Any, value: Any, font: Any = None) -> Any:
         and not shown.startswith(_FORMULA_STARTS) and shown not in ERROR_CODES
     ):  # fmt: skip
         return shown  # stored as text as it is: no cell object (a quarter faster a row)
-    cell = WriteOnlyCell(sheet, value=shown)
-    if number_format:
-        cell.number_format = number_format
-    if text:
-        cell.data_type = "s"
-        if shown.startswith(_FORMULA_STARTS):
-            cell.quotePrefix = True
+    cell = _formatted(WriteOnlyCell(sheet, value=shown), shown, number_format, text)
     if font is not None:
         cell.font = font
     return cell
@@ -405,14 +404,7 @@ def write_xlsx(
 def streamed(chunks: Iterable[bytes], name: str, fmt: Literal["csv", "xlsx"]) -> StreamingResponse:
     """`chunks` as a download named `name` (an attachment of `fmt`'s media type), sent as
     they come: Starlette runs a plain iterator's steps in worker threads."""
-    return StreamingResponse(
-        iter(chunks),
-        media_type=CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'attachment; filename="{file_stem(name)}.{fmt}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return StreamingResponse(iter(chunks), **_as_file(name, fmt))
 
 
 def respond(table: Table, fmt: Literal["csv", "xlsx"]) -> Response:
@@ -427,14 +419,18 @@ def respond(table: Table, fmt: Literal["csv", "xlsx"]) -> Response:
 
 
 def _attachment(body: bytes, name: str, fmt: Literal["csv", "xlsx"]) -> Response:
-    return Response(
-        body,
-        media_type=CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
-        headers={
+    return Response(body, **_as_file(name, fmt))
+
+
+def _as_file(name: str, fmt: Literal["csv", "xlsx"]) -> dict[str, Any]:
+    """A response's media type and headers for a download named `name` in `fmt`."""
+    return {
+        "media_type": CSV_MEDIA_TYPE if fmt == "csv" else XLSX_MEDIA_TYPE,
+        "headers": {
             "Content-Disposition": f'attachment; filename="{file_stem(name)}.{fmt}"',
             "X-Content-Type-Options": "nosniff",
         },
-    )
+    }
 
 
 async def cached_download(
