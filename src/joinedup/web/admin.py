@@ -95,21 +95,36 @@ def audit_table(data: dict[str, Any]) -> Table:
         if data["chain_intact"]
         else f"CHAIN BROKEN: {data['chain_problem']}"
     )
+    return _audit_log_table(
+        f"audit-log-{data['offset'] + 1}-{data['offset'] + len(entries)}",
+        [{k: e[k] for k in AuditEntry.model_fields} for e in entries],
+        chain,
+        f"{span} of {data['total']:,}, newest first (offset {data['offset']}, "
+        f"limit {data['limit']})",
+        "download",
+    )
+
+
+def _audit_log_table(
+    name: str, rows: list[dict[str, Any]], chain: str, period: str, made_by: str
+) -> Table:
+    """The audit log's table with its notes: what an entry records and the state of the
+    chain, the period covered, and why no disclosure rule applies (`made_by` the download or
+    the export, which is audited itself)."""
     return Table(
-        name=f"audit-log-{data['offset'] + 1}-{data['offset'] + len(entries)}",
+        name=name,
         title="Audit log of identifiable views and downloads, newest first",
         columns=AUDIT_COLUMNS,
-        rows=[{k: e[k] for k in AuditEntry.model_fields} for e in entries],
+        rows=rows,
         notes=[
             ("Definition", "Every view and download of identifiable data and every refused or "
              "unauthenticated request: who (user and role), what (action and resource), when "
              "(UTC), why (the purpose given: " + "; ".join(PURPOSES) + ") and from where. "
              f"Append-only, each entry chained to the one before by a keyed hash: {chain}."),
-            ("Period", f"{span} of {data['total']:,}, newest first (offset {data['offset']}, "
-             f"limit {data['limit']})"),
+            ("Period", period),
             ("Disclosure", "Not an aggregate, so no disclosure rule applies and nothing is "
              "suppressed: an admin-only record of access. It names staff and FHIR resource "
-             "ids, never a patient's NHS number or name; the download itself is audited."),
+             f"ids, never a patient's NHS number or name; the {made_by} itself is audited."),
             ("Source", "joinedup access store's audit log"),
         ],
     )  # fmt: skip
@@ -197,25 +212,14 @@ def audit_export_table(check: AuditCheck, span: AuditSpan, through: int, period:
         else "no entries"
     )
     name = f"audit-log-{span.first}-{span.last}" if span.entries_count else "audit-log-empty"
-    return Table(
-        name=name,
-        title="Audit log of identifiable views and downloads, newest first",
-        columns=AUDIT_COLUMNS,
-        rows=[],
-        notes=[
-            ("Definition", "Every view and download of identifiable data and every refused or "
-             "unauthenticated request: who (user and role), what (action and resource), when "
-             "(UTC), why (the purpose given: " + "; ".join(PURPOSES) + ") and from where. "
-             f"Append-only, each entry chained to the one before by a keyed hash: {chain}."),
-            ("Period", f"{span_text}, newest first, written {period}; the log up to entry "
-             f"{through} when this file was made (later entries, this export's own among "
-             "them, are not in it)"),
-            ("Disclosure", "Not an aggregate, so no disclosure rule applies and nothing is "
-             "suppressed: an admin-only record of access. It names staff and FHIR resource "
-             "ids, never a patient's NHS number or name; the export itself is audited."),
-            ("Source", "joinedup access store's audit log"),
-        ],
-    )  # fmt: skip
+    return _audit_log_table(
+        name,
+        [],
+        chain,
+        f"{span_text}, newest first, written {period}; the log up to entry {through} when "
+        "this file was made (later entries, this export's own among them, are not in it)",
+        "export",
+    )
 
 
 def _xlsx_chunks(table: Table, rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
