@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +16,15 @@ import pytest
 from joinedup.errors import InputError
 from joinedup.records import RecordStore, Update
 from joinedup.records.bulk import export, load
+from ticking_clock import Clock
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 NUMBERS = ["9000000009", "9000000017", "9000000025"]
 
 
-class Clock:
-    """A clock that moves a minute each time it is read."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(minutes=1)
-        return self.now
-
-
 @pytest.fixture
 def store(records_url: str) -> Iterator[RecordStore]:
-    with RecordStore(records_url, clock=Clock()) as opened:
+    with RecordStore(records_url, clock=Clock(timedelta(minutes=1))) as opened:
         yield opened
 
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +26,10 @@ from joinedup.records.errors import (
     TransactionFailedError,
 )
 from postgres_cluster import PostgresServer
+from ticking_clock import Clock
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 SNOMED = "http://snomed.info/sct"
-
-
-class Clock:
-    """A clock that moves a second each time it is read, the same in both stores."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 def _nhs(seed: int) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,21 +25,11 @@ from joinedup.records import (
     Update,
     VersionConflictError,
 )
+from ticking_clock import Clock
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 # Valid NHS numbers (Modulus 11) from the range kept for testing.
 NUMBERS = ["9000000009", "9000000017", "9000000025", "9000000033", "9000000041"]
-
-
-class Clock:
-    """A clock that moves a second each time it is read, so instants are known exactly."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @pytest.fixture
