@@ -122,6 +122,17 @@ def _condition(pid: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _hiv_recorded_elsewhere(patient: str) -> dict[str, Any]:
+    """An HIV diagnosis (a sensitive category) recorded by another organisation (B22222)."""
+    return {
+        **_condition(patient),
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
+        "extension": [{
+            "url": "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation",
+            "valueReference": {"reference": "Organization/B22222"}}],
+    }  # fmt: skip
+
+
 def _encounter(pid: str, provider: str) -> dict[str, Any]:
     return {
         "resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
@@ -370,13 +381,7 @@ def test_consent_and_sensitive_categories_hold_for_includes_and_everything(
         "serviceProvider": {"reference": "Organization/A11111"},
         "period": {"start": "2026-06-01T11:00:00Z"},
     })  # fmt: skip
-    hiv = api.make({
-        **_condition(mine),
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
-        "extension": [{
-            "url": "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation",
-            "valueReference": {"reference": "Organization/B22222"}}],
-    })  # fmt: skip
+    hiv = api.make(_hiv_recorded_elsewhere(mine))
     carers = [("patient", mine), ("_include", "CareTeam:participant")]
     conditions = [("_id", mine), ("_revinclude", "Condition:subject")]
     assert _kinds(api("GET", "/CareTeam", params=carers, user="gp").json(), "include") == [
@@ -477,13 +482,7 @@ def test_iterate_never_includes_what_the_clinician_may_not_see(
     api: Api, world: dict[str, str]
 ) -> None:
     mine, other = world["mine"], world["other"]
-    hiv = api.make({
-        **_condition(mine),
-        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "86406008"}]},
-        "extension": [{
-            "url": "https://fhir.joinedup.org/StructureDefinition/recorded-by-organisation",
-            "valueReference": {"reference": "Organization/B22222"}}],
-    })  # fmt: skip
+    hiv = api.make(_hiv_recorded_elsewhere(mine))
     query = [("patient", mine), *CHAIN, ("_revinclude:iterate", "Condition:subject")]
     everyone = api("GET", "/Encounter", params=query).json()
     assert {f"Patient/{other}", f"Condition/{hiv}"} <= set(_kinds(everyone, "include"))
