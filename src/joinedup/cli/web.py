@@ -291,25 +291,27 @@ def add_user(
         "Password", hide_input=True, confirmation_prompt=True
     )
     settings = _settings(warehouse)
+    # A bad organisation or practice is refused before the access database is opened (or
+    # created), so a mistyped command leaves nothing behind.
+    if organisation is not None:
+        kind = _organisation_kind(settings.warehouse, organisation)
+        if role is Role.CLINICIAN and kind == "practice" and not practice:
+            practice, organisation = organisation, None  # registration counts too
+        elif role is Role.CLINICIAN and kind == "pcn" and not pcn:
+            pcn, organisation = organisation, None
+    if practice and not pcn:
+        query = (
+            exp.select("pcn_code")
+            .from_("practice")
+            .where(exp.column("practice_code").eq(exp.convert(practice)))
+        )
+        with open_engine("duckdb", warehouse=settings.warehouse, read_only=True) as engine:
+            found = engine.execute(query).to_pylist()
+        if not found:
+            raise InputError("--practice", f"{practice} is not a practice in the warehouse")
+        pcn = str(found[0]["pcn_code"])
     store = _store(settings)
     try:
-        if organisation is not None:
-            kind = _organisation_kind(settings.warehouse, organisation)
-            if role is Role.CLINICIAN and kind == "practice" and not practice:
-                practice, organisation = organisation, None  # registration counts too
-            elif role is Role.CLINICIAN and kind == "pcn" and not pcn:
-                pcn, organisation = organisation, None
-        if practice and not pcn:
-            query = (
-                exp.select("pcn_code")
-                .from_("practice")
-                .where(exp.column("practice_code").eq(exp.convert(practice)))
-            )
-            with open_engine("duckdb", warehouse=settings.warehouse, read_only=True) as engine:
-                found = engine.execute(query).to_pylist()
-            if not found:
-                raise InputError("--practice", f"{practice} is not a practice in the warehouse")
-            pcn = str(found[0]["pcn_code"])
         user = store.add_user(
             username, password, role, display_name=name, pcn_code=pcn,
             practice_code=practice, replace=replace, patient_id=patient,
