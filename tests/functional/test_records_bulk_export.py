@@ -3,13 +3,15 @@ PostgreSQL: kick-off, status polling, the manifest and its NDJSON files; `_type`
 `Patient/$export`; bad parameters named; only the system and admin roles export, only whoever
 started an export (or an admin) reads it; cancelling and expiry remove the files; every request
 audited with no patient's name or NHS number; and the UK Core examples exported and loaded with
-the load that `joinedup records load` runs into a fresh store come back identical."""
+the load that `joinedup records load` runs into a fresh store come back identical, as do the
+demo population's records exported from the demo's SQLite store into a fresh PostgreSQL one."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from joinedup.cli.main import app as cli
+from joinedup.cli.records import load_demo_records
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
 from joinedup.records import RecordStore
 from joinedup.records.bulk import load
@@ -36,8 +39,10 @@ ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 USERS = (("ada", "admin"), ("feed", "system"), ("other", "system"), ("cai", "clinician"))
 NHS_NUMBER = "9000000009"
 FAMILY = "Exportwright"
-#: People in the synthetic world of the slow round trip.
-WORLD = 20
+#: The demo build of the acceptance round trip, and the people whose records it loads: the
+#: smallest whose two demo PCNs give both clinicians patients (10 people give none).
+DEMO_PEOPLE = 500
+DEMO_RECORDS = 40
 
 
 class Clock:
@@ -325,10 +330,10 @@ def test_one_export_at_a_time_progress_and_cancel_while_running(
         api.finished(api.kick_off("/$export?_type=Organization"))
 
 
-def _canonical(resource: dict[str, Any]) -> str:
-    meta = {
-        k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")
-    }
+def _canonical(resource: dict[str, Any], *, keep_version: bool = False) -> str:
+    """`resource` as JSON with sorted keys, without what a store stamps on each version."""
+    stamped = ("lastUpdated",) if keep_version else ("versionId", "lastUpdated")
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in stamped}
     rest = {k: v for k, v in resource.items() if k != "meta"}
     return json.dumps({**rest, **({"meta": meta} if meta else {})}, sort_keys=True)
 
@@ -372,37 +377,61 @@ def joinedup(*args: str) -> Any:  # a click Result
     return CliRunner().invoke(cli, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
+def _by_type(found: dict[tuple[str, str], str]) -> dict[str, int]:
+    return dict(sorted(Counter(kind for kind, _ in found).items()))
+
+
 @pytest.mark.slow
-def test_a_synthetic_world_round_trips_through_export_and_records_load(
+def test_the_demo_population_round_trips_through_export_into_a_fresh_postgresql_store(
     postgresql_server: Any, site: Path, tmp_path: Path, clock: Clock
 ) -> None:
-    """The acceptance item on PostgreSQL: a small synthetic world's FHIR in store A, exported
-    over HTTP and loaded with `joinedup records load` into a fresh store B, identical."""
-    warehouse = str(tmp_path / "w.duckdb")
-    made = joinedup("synth", "-n", str(WORLD), "--seed", "7", "-w", warehouse)
+    """The acceptance item: the records `joinedup demo` loads (its own step, on a
+    DEMO_PEOPLE-person build) in the demo's SQLite store, exported over HTTP by a system
+    user, every file downloaded and loaded with `joinedup records load` into a fresh store
+    on PostgreSQL: the same resources, type by type, id by id, content for content.
+
+    Compared: each resource's JSON with sorted keys, `meta.versionId` included (both stores
+    hold each as its first version); `meta.lastUpdated` left out, since a store stamps each
+    version with the instant it wrote it (checked to be no earlier than the original's)."""
+    warehouse = tmp_path / "demo.duckdb"
+    made = joinedup("synth", "-n", str(DEMO_PEOPLE), "--seed", "7", "-w", str(warehouse))
     assert made.exit_code == 0, made.output
-    fhir = joinedup("export", "fhir", "--out", str(tmp_path / "world"), "-w", warehouse)
-    assert fhir.exit_code == 0, fhir.output
-    first = postgresql_server.create_database(f"records_world_a_{time.time_ns()}")
-    fresh = postgresql_server.create_database(f"records_world_b_{time.time_ns()}")
-    for api in _app(first, site, tmp_path, clock):
+    demo_store = tmp_path / "records.sqlite"  # where `joinedup demo` puts it
+    loaded = load_demo_records(warehouse, demo_store, DEMO_RECORDS)
+    assert loaded is not None and loaded.invalid == []
+    assert loaded.created == loaded.read > DEMO_RECORDS * 20
+    fresh = postgresql_server.create_database(f"records_demo_copy_{time.time_ns()}")
+    for api in _app(str(demo_store), site, tmp_path, clock):
         store: RecordStore = api.client.app.state.records  # type: ignore[attr-defined]
-        loaded = load(store, [tmp_path / "world"])
-        assert loaded.invalid == [] and loaded.created > WORLD * 20
         manifest = api.finished(api.kick_off("/$export"))
         files = tmp_path / "downloaded"
         files.mkdir()
         for output in manifest["output"]:
-            (files / f"{output['type']}.ndjson").write_bytes(api("GET", output["url"]).content)
-        assert {o["type"] for o in manifest["output"]} >= {"Patient", "Encounter", "Condition"}
+            answer = api("GET", output["url"])
+            assert answer.status_code == 200, answer.text
+            (files / f"{output['type']}.ndjson").write_bytes(answer.content)
+        original = {(r["resourceType"], r["id"]): r for r in store.current_resources()}
 
-        done = joinedup("records", "load", str(files), "--records", fresh)
-        assert done.exit_code == 0, done.output
-        assert f"{loaded.created:,} created, 0 updated, 0 unchanged, 0 skipped" in flat(done.output)
-        original = {(r["resourceType"], r["id"]): _canonical(r) for r in store.current_resources()}
-        with RecordStore(fresh) as other:
-            copied = {
-                (r["resourceType"], r["id"]): _canonical(r) for r in other.current_resources()
-            }
-        assert len(copied) == loaded.created
-        assert copied == original
+    done = joinedup("records", "load", str(files), "--records", fresh)
+    assert done.exit_code == 0, done.output
+    assert f"{loaded.read:,} created, 0 updated, 0 unchanged, 0 skipped" in flat(done.output)
+    with RecordStore(fresh) as other:
+        assert other.dialect == "postgresql"
+        copied = {(r["resourceType"], r["id"]): r for r in other.current_resources()}
+
+    wanted = {(r["resourceType"], r["id"]): _canonical(r, keep_version=True)
+              for r in original.values()}  # fmt: skip
+    found = {key: _canonical(r, keep_version=True) for key, r in copied.items()}
+    counts = _by_type(wanted)
+    assert {o["type"]: o["count"] for o in manifest["output"]} == counts
+    assert {"Patient", "Organization", "Encounter", "Condition", "Observation"} <= set(counts)
+    assert counts["Patient"] > DEMO_RECORDS // 2
+    assert sum(counts.values()) == loaded.read
+    assert _by_type(found) == counts
+    assert sorted(set(wanted) - set(found)) == [] and sorted(set(found) - set(wanted)) == []
+    differing = sorted(key for key in wanted if wanted[key] != found[key])
+    assert differing == []
+    assert all(
+        copied[key]["meta"]["lastUpdated"] >= original[key]["meta"]["lastUpdated"]
+        for key in original
+    )
