@@ -202,24 +202,26 @@ _LOADER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from sqlalchemy import event
+    import joinedup.records.store as records_store
     from joinedup.records import RecordStore
     from joinedup.records.bulk import load
 
     url, source, how = sys.argv[1:4]
     store = RecordStore(url)
     seen = []
+    sent = records_store.insert_rows
 
-    @event.listens_for(store._engine, "after_cursor_execute")
-    def _after(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("INSERT INTO resource_versions"):
-            seen.append(statement)
+    def _after(conn, table, rows):  # the rows are sent (INSERT, or COPY on PostgreSQL)
+        sent(conn, table, rows)
+        if table.name == "resource_versions":
+            seen.append(rows)
             if len(seen) == 2:
                 if how == "raise":
                     raise RuntimeError("failed half-way through a chunk")
                 print("mid-chunk", flush=True)
                 time.sleep(120)
 
+    records_store.insert_rows = _after
     load(store, [Path(source)], chunk_size=5)
     """
 )

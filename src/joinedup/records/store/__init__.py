@@ -57,6 +57,7 @@ from joinedup.records.operations import (
 from joinedup.records.parameters import Link, entries
 from joinedup.records.store import search as searching
 from joinedup.records.store import withholding
+from joinedup.records.store.rows import insert_rows
 from joinedup.records.store.tables import (
     INDEX_TABLES,
     access_grants,
@@ -339,7 +340,8 @@ class RecordStore:
         """`load_chunk`'s writes, one multi-row statement a table: the current rows (inserted
         when new to the store, else moved on from the version read, as `_guarded_update`),
         every version, and the index rows of each resource's last version (those of a resource
-        already stored removed first)."""
+        already stored removed first). New rows go in with `rows.insert_rows` (COPY on
+        PostgreSQL)."""
         if not versions:
             return
         columns = ("resource_type", "resource_id", "version_id", "last_updated", "deleted", "body")
@@ -347,7 +349,7 @@ class RecordStore:
         moved = [k for k in written if k in stored]
         if new:
             try:
-                conn.execute(insert(resources), new)
+                insert_rows(conn, resources, new)
             except IntegrityError:  # the whole transaction is rolled back after this
                 raise VersionConflictError(
                     f"one of {len(new)} resources new to the store was written by someone else "
@@ -370,7 +372,7 @@ class RecordStore:
                 raise VersionConflictError(
                     f"one of {len(moved)} stored resources was written by someone else meanwhile"
                 )
-        conn.execute(insert(resource_versions), versions)
+        insert_rows(conn, resource_versions, versions)
         if moved:
             gone = [{"kind": kind, "rid": rid} for kind, rid in moved]
             for statement in _UNINDEX:
@@ -380,8 +382,7 @@ class RecordStore:
             for table, values in _index_rows(row["resource"]):
                 rows[table].extend(values)
         for table, values in rows.items():
-            if values:
-                conn.execute(insert(table), values)
+            insert_rows(conn, table, values)
 
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
         if isinstance(operation, Create):
