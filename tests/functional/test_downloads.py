@@ -762,6 +762,56 @@ def test_the_audit_log_download_is_its_json_audited_and_admins_only(
         admin.close()
 
 
+def test_the_accounts_download_is_its_json_audited_admins_only_and_names_no_record(
+    api: dict[str, httpx.Client], live_server: str
+) -> None:
+    admin = sign_in(live_server, "admin")
+    try:
+        data = admin.get("/api/v1/accounts").json()
+        keys = [c["key"] for c in data["columns"]]
+        rows = {r["username"]: r for r in data["rows"]}
+        # Everyone the demo made, each with when they last signed in: the admin just did.
+        assert {"admin", "analyst", "clinician", "clinician2"} <= set(rows)
+        assert rows["admin"]["last_sign_in_at"] >= rows["admin"]["created_at"]
+        assert rows["admin"]["live_sessions_count"] >= 1
+        assert rows["clinician"]["sees"].startswith("PCN ")
+        expected = [[r[k] for k in keys] for r in data["rows"]]
+        for fmt in ("csv", "xlsx"):
+            answer = admin.get("/api/v1/accounts", params={"format": fmt})
+            if fmt == "csv":
+                header, got = csv_of(answer)
+                assert header[: len(keys)] == [
+                    c["heading"] + (f" ({c['unit']})" if c["unit"] else "") for c in data["columns"]
+                ]
+                assert [r[: len(keys)] for r in got] == [[as_csv(v) for v in e] for e in expected]
+            else:
+                _, xrows, notes, _ = xlsx_of(answer)
+                assert xrows == [[as_excel(v) for v in e] for e in expected]
+                assert "no Patient id" in notes["Disclosure"]
+            # Audited, naming how many accounts and the format only.
+            (entry,) = admin.get("/api/v1/audit", params={"limit": 1}).json()["entries"]
+            assert (entry["username"], entry["action"], entry["resource"], entry["detail"]) == (
+                "admin", "download", "accounts", f"{len(expected)} accounts as {fmt}",
+            )  # fmt: skip
+        # A citizen's row names the account, never the record it opens.
+        for row in data["rows"]:
+            if row["role"] == "Citizen":
+                assert row["sees"] == "their own record"
+        # The page shows when each last signed in and links the download.
+        with httpx.Client(base_url=live_server, timeout=120) as page:
+            page.post("/login", data={"username": "admin", "password": "admin-demo-2026"})
+            html = page.get("/admin/audit").text
+        assert "Last signed in (UTC)" in html
+        assert 'href="/api/v1/accounts?format=xlsx"' in html
+        for fmt in ("json", "csv", "xlsx"):
+            for user in ("analyst", "clinician"):
+                answer = api[user].get("/api/v1/accounts", params={"format": fmt})
+                assert answer.status_code == 403, (user, fmt)
+            assert httpx.get(f"{live_server}/api/v1/accounts?format={fmt}").status_code == 401
+    finally:
+        admin.close()
+
+
 def test_the_worklist_cohort_counts_download_is_the_page_and_the_json(
     api: dict[str, httpx.Client], live_server: str
 ) -> None:

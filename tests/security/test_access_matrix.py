@@ -36,6 +36,7 @@ AREA_OF: dict[str, str | None] = {
     "/api/v1/data-quality": "data_quality",
     "/api/v1/about": "about",
     "/api/v1/audit": "audit",
+    "/api/v1/accounts": "audit",
     "/api/v1/worklists": "worklists",
     "/api/v1/indicators": "overview",
     "/api/v1/headlines": "overview",

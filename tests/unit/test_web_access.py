@@ -73,8 +73,35 @@ def test_an_access_database_from_before_organisations_gains_the_column(tmp_path:
     try:
         (old,) = store.users()
         assert (old.practice_code, old.organisation_code) == ("A11111", None)
+        # Nor did it record sign-ins: the review says so (None) rather than guessing.
+        (review,) = store.account_review()
+        assert (review.user.username, review.last_sign_in_at) == ("gp", None)
     finally:
         store.close()
+
+
+def test_the_account_review_says_when_each_last_signed_in_and_counts_proxies(
+    store: AccessStore,
+) -> None:
+    password = "long enough password"
+    store.add_user("ana", password, Role.ANALYST)
+    store.add_user("mum", password, Role.CITIZEN, patient_id="child-parent")
+    store.set_proxy("mum", "child-1", "parent")
+    store.set_proxy("mum", "child-2", "parent")
+    store.set_proxy("mum", "child-2", "parent", revoke=True)
+    before = {a.user.username: a for a in store.account_review()}
+    assert before["ana"].last_sign_in_at is None and before["ana"].live_sessions_count == 0
+    assert before["mum"].proxies_count == 1  # the revoked one is not counted
+    assert store.sign_in("ana", "wrong password here", "10.0.0.1").user is None
+    assert store.account_review()[0].last_sign_in_at is None  # a failure is not a sign-in
+    signed = store.sign_in("ana", password, "10.0.0.1")
+    assert signed.token is not None
+    after = {a.user.username: a for a in store.account_review()}
+    assert after["ana"].last_sign_in_at is not None
+    assert after["ana"].last_sign_in_at >= after["ana"].created_at
+    assert after["ana"].live_sessions_count == 1
+    store.sign_out(signed.token)
+    assert {a.user.username: a for a in store.account_review()}["ana"].live_sessions_count == 0
 
 
 def test_a_name_is_locked_after_repeated_failures_even_with_the_right_password(

@@ -299,7 +299,8 @@ CREATE TABLE IF NOT EXISTS users (
     active INTEGER NOT NULL DEFAULT 1,
     created_at TEXT NOT NULL,
     patient_id TEXT,
-    organisation_code TEXT
+    organisation_code TEXT,
+    last_sign_in_at TEXT
 );
 CREATE TABLE IF NOT EXISTS proxies (
     username TEXT NOT NULL REFERENCES users(username),
@@ -392,6 +393,8 @@ _USER_COLUMNS = "SELECT name FROM pragma_table_info('users')"
 _ADD_PATIENT = "ALTER TABLE users ADD COLUMN patient_id TEXT"
 #: So did a user's organisation beyond their practice and PCN (a trust, a council).
 _ADD_ORGANISATION = "ALTER TABLE users ADD COLUMN organisation_code TEXT"
+#: And when each last signed in, for the administrators' review of accounts.
+_ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 
 
 def _rename_old_columns(con: sqlite3.Connection) -> None:
@@ -407,6 +410,8 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PATIENT)
     if "organisation_code" not in user_names:
         con.execute(_ADD_ORGANISATION)
+    if "last_sign_in_at" not in user_names:
+        con.execute(_ADD_LAST_SIGN_IN)
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -430,6 +435,17 @@ _USERS = (
 _USER = (
     "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id, "
     "organisation_code, password_hash FROM users WHERE username = ? AND active = 1"
+)
+_SIGNED_IN = "UPDATE users SET last_sign_in_at = ? WHERE username = ?"
+#: Every active account for the administrators' review: when made and last signed in, how
+#: many people it is a proxy for and how many sessions or tokens it holds now (counts only:
+#: no Patient id leaves the access store this way).
+_REVIEW = (
+    "SELECT u.username, u.display_name, u.role, u.pcn_code, u.practice_code, u.demo, "
+    "u.patient_id, u.organisation_code, u.created_at, u.last_sign_in_at, "
+    "(SELECT count(*) FROM proxies p WHERE p.username = u.username AND p.revoked_at IS NULL), "
+    "(SELECT count(*) FROM sessions s WHERE s.username = u.username AND s.expires_at > ?) "
+    "FROM users u WHERE u.active = 1 ORDER BY u.role, u.username"
 )
 _FAILURES_OF_NAME = "SELECT at FROM login_failures WHERE username = ? AND at > ? ORDER BY at"
 _FAILURES_FROM_CLIENT = "SELECT at FROM login_failures WHERE client = ? AND at > ? ORDER BY at"
@@ -579,6 +595,19 @@ _GRANT_PROXY = (
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
 )
+
+
+@dataclass(frozen=True)
+class AccountReview:
+    """An account as an administrator reviews it: who, since when, when they last signed in
+    (None: never, or not since the access store began recording it), how many people they
+    act for as a proxy, and how many sessions and tokens are live now."""
+
+    user: User
+    created_at: str
+    last_sign_in_at: str | None
+    proxies_count: int
+    live_sessions_count: int
 
 
 def _now() -> datetime:
@@ -765,6 +794,11 @@ class AccessStore:
         rows = self._con.execute(_USERS).fetchall()
         return [_user_of(r) for r in rows]
 
+    def account_review(self) -> list[AccountReview]:
+        """Every active account with what an access review asks of it (see AccountReview)."""
+        rows = self._con.execute(_REVIEW, (_iso(_now()),)).fetchall()
+        return [AccountReview(_user_of(r[:8]), r[8], r[9], int(r[10]), int(r[11])) for r in rows]
+
     def _user(self, username: str) -> tuple[User, str] | None:
         row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
@@ -888,6 +922,7 @@ class AccessStore:
                     (_HASHER.hash(password), user.username),
                 )
             con.execute("DELETE FROM login_failures WHERE username = ?", (name,))
+            con.execute(_SIGNED_IN, (_iso(_now()), user.username))
             con.execute("DELETE FROM sessions WHERE expires_at < ?", (_iso(_now()),))
             con.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",

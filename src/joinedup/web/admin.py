@@ -15,9 +15,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from joinedup.web.access import PURPOSES, AuditSpan, User
+from joinedup.web.access import PURPOSES, ROLE_LABELS, AccountReview, AuditSpan, User
 from joinedup.web.audit import AuditCheck
-from joinedup.web.downloads import Column, Format, Table, csv_chunks, respond, streamed, write_xlsx
+from joinedup.web.downloads import (
+    Column,
+    Format,
+    Table,
+    TableOut,
+    as_json,
+    csv_chunks,
+    respond,
+    streamed,
+    write_xlsx,
+)
 from joinedup.web.site import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -278,6 +288,87 @@ async def api_audit_export(
     return streamed(_xlsx_chunks(table, rows), table.name, "xlsx")
 
 
+# --- the accounts, for an access review ----------------------------------------------------
+
+ACCOUNT_COLUMNS = [
+    Column("username", "Username"),
+    Column("name", "Name"),
+    Column("role", "Role"),
+    Column("organisation", "Organisation", "ODS code"),
+    Column("practice", "Practice", "ODS code"),
+    Column("pcn", "PCN", "ODS code"),
+    Column("sees", "Sees"),
+    Column("demo", "Demo account"),
+    Column("created_at", "Created", "UTC"),
+    Column("last_sign_in_at", "Last signed in", "UTC"),
+    Column("proxies_count", "Proxy for", "people"),
+    Column("live_sessions_count", "Live sessions and tokens"),
+]
+
+
+def accounts_table(accounts: list[AccountReview]) -> Table:
+    """Every active account with what a periodic access review asks (who, what they may see,
+    since when, last sign-in): the page's users table, and more, as a downloadable table."""
+    rows = [
+        {
+            "username": a.user.username,
+            "name": a.user.display_name,
+            "role": ROLE_LABELS[a.user.role],
+            "organisation": a.user.organisation_code,
+            "practice": a.user.practice_code,
+            "pcn": a.user.pcn_code,
+            "sees": a.user.scope,
+            "demo": "yes" if a.user.demo else "no",
+            "created_at": a.created_at,
+            "last_sign_in_at": a.last_sign_in_at,
+            "proxies_count": a.proxies_count,
+            "live_sessions_count": a.live_sessions_count,
+        }
+        for a in accounts
+    ]
+    return Table(
+        name="accounts",
+        title="Who may sign in: active accounts for an access review",
+        columns=ACCOUNT_COLUMNS,
+        rows=rows,
+        notes=[
+            ("Definition", "Every active account of the dashboard and the records API: its "
+             "role and the population whose records it may see, when it was made, when it "
+             "last signed in with a password (empty: never, or not since the access store "
+             "began recording sign-ins), how many people a citizen acts for as a proxy, and "
+             "how many sessions and tokens are live now. Review accounts not signed in for "
+             "a long time and roles that no longer fit the person's work."),
+            ("Disclosure", "Not an aggregate, so no disclosure rule applies: an admin-only "
+             "list of accounts. A citizen's account names the person who holds it but not "
+             "their record: no Patient id, NHS number or proxy's Patient leaves the access "
+             "store this way, only counts. The download itself is audited."),
+            ("Source", "joinedup access store's users, proxies and sessions"),
+        ],
+    )  # fmt: skip
+
+
+@router.get("/api/v1/accounts", response_model=TableOut, tags=["access"])
+def api_accounts(
+    request: Request,
+    user: Annotated[User, Depends(api_user)],
+    format: Annotated[
+        Format, Query(description="json, or csv or xlsx to download the accounts (audited).")
+    ] = "json",
+) -> Any:
+    """Every active account for an access review (admins only): role, what it may see,
+    created, last sign-in, proxies and live sessions; every answer is audited, naming only
+    how many accounts and the format."""
+    allowed(user, "audit")
+    table = accounts_table(access(request).account_review())
+    access(request).audit(
+        user, "download" if format != "json" else "view", "accounts", reason="",
+        detail=f"{len(table.rows)} accounts as {format}", client=client(request),
+    )  # fmt: skip
+    if format == "json":
+        return as_json(table)
+    return respond(table, format)
+
+
 @router.get("/admin/audit", response_class=HTMLResponse, include_in_schema=False)
 def audit_page(
     request: Request,
@@ -288,6 +379,6 @@ def audit_page(
     data = audit_page_data(request, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return render(
         request, "audit.html.j2", user, audit=data, page=page, pages=pages(data["total"]),
-        users=access(request).users(),
+        accounts=access(request).account_review(),
         download=f"/api/v1/audit?limit={PAGE_SIZE}&offset={(page - 1) * PAGE_SIZE}",
     )  # fmt: skip
