@@ -4,7 +4,8 @@ of CodeSystem resources (the UK Core ones) that `$validate` checks codings again
 `JOINEDUP_RECORDS_SENSITIVE_CODES`, a CSV of sensitive codes to use instead of the shipped list
 (records.consent); `JOINEDUP_RECORDS_EXPORTS`, the folder Bulk Data `$export` writes its
 files in (default `records-exports` beside a SQLite store, else `data/records-exports`), and
-`JOINEDUP_RECORDS_EXPORT_HOURS`, how long a finished export's files are kept (default 24)."""
+`JOINEDUP_RECORDS_EXPORT_HOURS`, how long a finished export's files are kept (default 24);
+`JOINEDUP_RECORDS_INDEX_SOURCES`, each person index source's identifier system, as JSON."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class RecordsSettings(BaseSettings):
     records_exports: Path | None = None
     #: Hours a finished export's files are kept before they are removed.
     records_export_hours: float = Field(default=24.0, gt=0)
+    #: The identifier system of each master person index source's local ids, as JSON
+    #: (`{"gp": "https://gp.example.org/patient-id"}`): how `$everything` finds the same
+    #: person's other Patients (`ingest fhir --index-source NAME=SYSTEM`'s rule).
+    records_index_sources: dict[str, str] = Field(default_factory=dict)
 
     def exports_folder(self, records: str | None = None) -> Path:
         """The exports folder for the store at `records` (else this setting's): the

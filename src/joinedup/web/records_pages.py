@@ -20,6 +20,7 @@ number.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM, is_valid_nhs_number
 from joinedup.records import BreakGlassError, RecordsError, RecordStore
+from joinedup.records.linked_access import PersonAccess
 from joinedup.records.policy import MIN_REASON_LENGTH
 from joinedup.web.access import Role, User
 from joinedup.web.record_timeline import (
@@ -42,6 +44,7 @@ from joinedup.web.records_api import interactions as fhir
 from joinedup.web.records_api.audit_events import audit_context
 from joinedup.web.records_api.gate import RELATIONSHIP_ROLES, Gate
 from joinedup.web.records_api.interactions import Answer
+from joinedup.web.records_api.linked import index_systems, linked_audit
 from joinedup.web.records_api.outcome import FhirError, from_records
 from joinedup.web.records_api.privacy import break_glass_grants
 from joinedup.web.records_api.routes import PREFIX, policy
@@ -161,44 +164,54 @@ def _find(
 # --- one person's record ---------------------------------------------------------------------
 
 
-def _everything(store: RecordStore, base: str, pid: str, gate: Gate) -> list[dict[str, Any]]:
-    """The person's resources the user may see, as `Patient/{pid}/$everything` gives them
-    (the same gate: relationship or break-glass, consent and sensitive categories), page by
-    page. FhirError or RecordsError when refused or not there."""
+def _everything(
+    store: RecordStore, base: str, pid: str, gate: Gate, systems: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], PersonAccess]:
+    """The person's resources the user may see, as `Patient/{pid}/$everything?linked=true`
+    gives them (the same gate: relationship or break-glass, consent and sensitive
+    categories; the same person's other Patients by the person index, `systems` giving its
+    sources' identifier systems, each decided on its own), page by page, and the decisions
+    on those Patients. FhirError or RecordsError when refused or not there."""
     gate.stored(store, "Patient", pid)
+    person = gate.linked(store, pid, systems)
+    shown = person.shown
     found: list[dict[str, Any]] = []
     while True:
         pairs = [
             ("_type", ",".join(RECORD_TYPES)), ("_count", str(MAX_RESOURCES)),
             ("_offset", str(len(found))),
         ]  # fmt: skip
-        answer = fhir.everything(store, base, pid, pairs, gate.search_scope)
+        answer = fhir.everything(store, base, pid, pairs, gate.search_scope, shown)
         body = answer.body or {}
         page = [e["resource"] for e in body.get("entry") or []]
         found += page
         if not page or len(found) >= int(body.get("total", 0)):
             break
     gate.shown(found)
-    return found
+    return found, person
 
 
-def _record(request: Request, user: User, pid: str) -> tuple[Record | None, Gate, Answer]:
+def _record(
+    request: Request, user: User, pid: str
+) -> tuple[Record | None, Gate, Answer, PersonAccess | None]:
+    """The record page's view of `pid`, following the person index whenever the store holds
+    one (the page is the joined-up record; docs/records.md says why the API asks)."""
     store = _store(request)
     gate = Gate(user, policy(request), getattr(request.app.state, "pcn_practices", None))
     base = str(request.base_url).rstrip("/") + PREFIX
     try:
-        resources = _everything(store, base, pid, gate)
+        resources, person = _everything(store, base, pid, gate, index_systems(request))
     except FhirError as err:
-        return None, gate, Answer(err.status, err.outcome())
+        return None, gate, Answer(err.status, err.outcome()), None
     except RecordsError as err:
         refusal = from_records(err)
-        return None, gate, Answer(refusal.status, refusal.outcome())
+        return None, gate, Answer(refusal.status, refusal.outcome()), None
     names = {
         str(o.get("id")): str(o.get("name") or "")
         for o in store.resources_by_id("Organization", sorted(organisation_ids(resources)))
     }
     bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
-    return build_record(pid, resources, names), gate, Answer(200, bundle)
+    return build_record(pid, resources, names), gate, Answer(200, bundle), person
 
 
 @router.get("/records/patient/{pid}", response_class=HTMLResponse, include_in_schema=False)
@@ -207,7 +220,7 @@ async def record_page(
 ) -> Response:
     """One person's joined-up record, or the refusal (with break-glass for a clinician)."""
     _page_roles(request, user, f"patient/{pid}")
-    record, gate, answer = await run_in_threadpool(_record, request, user, pid)
+    record, gate, answer, person = await run_in_threadpool(_record, request, user, pid)
     target = f"Patient/{pid}/$everything"
     shown = "; dashboard record page"
     if record is None:
@@ -222,10 +235,14 @@ async def record_page(
         _audit, request, user, "everything", target, answer, gate,
         f"200; {len(record.timeline) + 1} resources{shown}", gate.reason,
     )  # fmt: skip
+    linked = person.shown if person is not None else []
+    if person is not None and person.linked:
+        events = linked_audit(user, gate, pid, person, answer, client(request))
+        await run_in_threadpool(access(request).audit_all, events)
     charts = [trend_svg(t) for t in record.trends]
     return render(
         request, "records_patient.html.j2", user, record=record, charts=charts,
-        break_glass=gate.break_glass, rule=shown_by(gate),
+        break_glass=gate.break_glass, rule=shown_by(gate), linked=linked,
     )  # fmt: skip
 
 

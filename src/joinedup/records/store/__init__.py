@@ -55,8 +55,9 @@ from joinedup.records.operations import (
     Update,
 )
 from joinedup.records.parameters import Link, entries
+from joinedup.records.store import person_links, withholding
 from joinedup.records.store import search as searching
-from joinedup.records.store import withholding
+from joinedup.records.store.person_links import LinkedPatient
 from joinedup.records.store.rows import insert_rows
 from joinedup.records.store.tables import (
     INDEX_TABLES,
@@ -71,7 +72,14 @@ from joinedup.records.store.tables import (
 )
 from joinedup.records.validation import validate_resource
 
-__all__ = ["Grant", "HistoryEntry", "RecordStore", "SearchPage", "database_url"]
+__all__ = [
+    "Grant",
+    "HistoryEntry",
+    "LinkedPatient",
+    "RecordStore",
+    "SearchPage",
+    "database_url",
+]
 
 
 def database_url(target: str | Path) -> str:
@@ -732,12 +740,15 @@ class RecordStore:
         since: datetime | None = None,
         count: int = searching.DEFAULT_COUNT,
         offset: int = 0,
+        also: Sequence[str] = (),
     ) -> SearchPage:
         """`Patient/$everything`: the live Patient `patient_id` and every live resource of
         `types` that points to them (found through the reference index), updated at or after
         `since`, one page of `count` from `offset`, the Patient first then by type and id.
         Each type's value is the searches whose patients its resources are kept to (as
-        `search`'s `patients_of`; None: not kept to anyone)."""
+        `search`'s `patients_of`; None: not kept to anyone). `also` adds other Patients and
+        their resources alike (the same person's, through the person index), their Patients
+        after the first."""
         if not 0 <= count <= searching.MAX_COUNT:
             raise InvalidSearchError(f"_count: not a whole number from 0 to {searching.MAX_COUNT}")
         moment = None if since is None else since.astimezone(UTC)
@@ -746,11 +757,13 @@ class RecordStore:
         keys: list[tuple[int, str, str]] = []
         found: list[dict[str, Any]] = []
         with self._reading() as conn:
+            wanted_patients = [patient_id, *(p for p in also if p != patient_id)]
             for kind, scope in types.items():
-                where = searching.everything(kind, patient_id, scope, moment)
+                where = searching.everything(kind, wanted_patients, scope, moment)
                 if where is not None:
                     ids = conn.execute(select(resources.c.resource_id).where(where)).scalars()
-                    keys.extend((0 if kind == "Patient" else 1, kind, str(i)) for i in ids)
+                    keys.extend((_everything_rank(kind, str(i), patient_id), kind, str(i))
+                                for i in ids)  # fmt: skip
             keys.sort()
             page = keys[offset : offset + count]
             bodies: dict[tuple[str, str], dict[str, Any]] = {}
@@ -765,6 +778,16 @@ class RecordStore:
             found = [bodies[(k, i)] for _, k, i in page if (k, i) in bodies]
         total = len(keys)
         return SearchPage(total, offset, count, found)
+
+    def linked_patients(self, patient_id: str, systems: Mapping[str, str]) -> list[LinkedPatient]:
+        """The other live Patients of Patient `patient_id`'s person in the master person index
+        (store.person_links: by identifier system and value, `systems` giving each index
+        source's system), each with how it was linked; empty when the index holds none."""
+        with self._reading() as conn:
+            current = self._current(conn, "Patient", patient_id)
+            if current is None or current[2]:
+                return []
+            return person_links.linked_patients(conn, _loads(current[3]), systems)
 
     def current_resources(
         self, resource_type: str | None = None, *, since: datetime | None = None
@@ -954,6 +977,13 @@ def _content(resource: dict[str, Any]) -> dict[str, Any]:
     }
     rest = {k: v for k, v in resource.items() if k != "meta"}
     return {**rest, "meta": meta} if meta else rest
+
+
+def _everything_rank(kind: str, resource_id: str, first: str) -> int:
+    """Where a resource sorts in `$everything`: the asked Patient, other Patients, the rest."""
+    if kind != "Patient":
+        return 2
+    return 0 if resource_id == first else 1
 
 
 def _loads(body: str | None) -> dict[str, Any]:

@@ -314,22 +314,23 @@ Scope = Sequence[tuple[str, Query]] | None
 
 
 def everything(
-    kind: str, patient_id: str, scope: Scope, since: datetime | None
+    kind: str, patient_ids: Sequence[str], scope: Scope, since: datetime | None
 ) -> ColumnElement[bool] | None:
-    """Live resources of `kind` in `Patient/$everything`: the Patient itself, or those that
-    point to them through a parameter that may point to a Patient (the reference index), kept
+    """Live resources of `kind` in `Patient/$everything`: the Patients `patient_ids` (the
+    asked one, and the same person's through the person index), or those that point to them
+    through a parameter that may point to a Patient (the reference index), kept
     to the patients `scope`'s searches find (None: not kept), updated at or after `since`
     when given; None for a type that never points to a patient."""
     refs = search_references.c
     follows = patient_references()
     if kind == "Patient":
-        found = resources.c.resource_id == patient_id
+        found = resources.c.resource_id.in_(patient_ids)
     elif kind in follows:
         pointing = select(refs.resource_id).where(
             refs.resource_type == kind,
             refs.parameter.in_(follows[kind]),
             refs.target_type == "Patient",
-            refs.target_id == patient_id,
+            refs.target_id.in_(patient_ids),
         )
         found = resources.c.resource_id.in_(pointing)
     else:

@@ -62,19 +62,25 @@ def mount_records(
     code_systems: CodeSystems | None = None,
     exports: Exports | None = None,
     pcn_practices: Mapping[str, frozenset[str]] | None = None,
+    index_systems: Mapping[str, str] | None = None,
 ) -> None:
     """Serve the FHIR API over `store` from `app` (whose lifespan opens the access store);
     the caller closes `store` when the server stops. `$validate` checks codings against
     `code_systems` when given (`records.read_code_systems`, e.g. the UK Core CodeSystems);
     `$export` writes its files where `exports` says (else `open_exports(store)`);
     `pcn_practices` (read_pcn_practices) gives a PCN-level clinician their PCN's practices
-    for the `registered` rule (without it they have none)."""
+    for the `registered` rule (without it they have none); `index_systems` each person index
+    source's identifier system for `$everything?linked=true` (default: the
+    `JOINEDUP_RECORDS_INDEX_SOURCES` setting)."""
     if pcn_practices is not None:
         practices = dict(pcn_practices)
         app.state.pcn_practices = lambda pcn: practices.get(pcn, frozenset())
     app.state.records = store
     app.state.records_exports = exports or open_exports(store)
     app.state.records_code_systems = code_systems
+    app.state.records_index_systems = dict(
+        RecordsSettings().records_index_sources if index_systems is None else index_systems
+    )
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     app.state.records_policy = Policy(store)
     app.include_router(privacy_router)

@@ -14,7 +14,7 @@ and type-wide interactions - is refused. A refusal never says whether the record
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from joinedup.records import RecordsError, RecordStore
@@ -23,6 +23,7 @@ from joinedup.records.consent import (
     is_sharing_choice,
     registered_practices,
 )
+from joinedup.records.linked_access import LinkedAccess, PersonAccess, person_access
 from joinedup.records.parameters import SEARCH_PARAMETERS, entries
 from joinedup.records.policy import CARE_WORKER_TYPES, Decision, Policy, Requester
 from joinedup.web.access import Role, User
@@ -272,3 +273,23 @@ class Gate:
         if any(patients_of(r) & self._granted for r in resources):
             self.rules.add("break-glass")
             self.break_glass = True
+
+    def linked(self, store: RecordStore, rid: str, systems: Mapping[str, str]) -> PersonAccess:
+        """The same person's other Patients through the person index, each decided on its own
+        (records.linked_access; the unrestricted roles: all of them); refused (403) when an
+        objection to sharing recorded against another of the person's Patients withholds
+        `rid` too, unless a break-glass grant for `rid` shows it."""
+        if self.unrestricted:
+            found = store.linked_patients(rid, systems)
+            allowed = Decision(True, None)
+            return PersonAccess(None, tuple(LinkedAccess(p, allowed) for p in found))
+        access = person_access(store, self.policy, self.who, rid, systems)
+        if access.asked is not None:
+            if not access.asked.allowed:
+                self.refused = True
+                self.withheld = access.asked.withheld
+                raise _forbidden(self._hint)
+            self.rules.add("break-glass")
+            self.break_glass = True
+            self.notes.add(f"{access.asked.withheld} overridden by break-glass")
+        return access

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from joinedup.fhir.ukcore import JOINEDUP_BASE
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records import (
     CodeSystems,
@@ -30,6 +31,8 @@ from joinedup.records import (
     validate_resource,
 )
 from joinedup.records.parameters import Link, date_range, link, patient_references, toward
+from joinedup.records.store import LinkedPatient
+from joinedup.web.records_api.gate import patients_of
 from joinedup.web.records_api.outcome import FhirError, from_records, operation_outcome
 
 #: Search parameters about the response's form, not which resources match; not passed on.
@@ -451,7 +454,46 @@ def search(
     return Answer(200, bundle)
 
 
-EVERYTHING_PARAMETERS = frozenset({"_since", "_type", "_count", "_offset"})
+EVERYTHING_PARAMETERS = frozenset({"_since", "_type", "_count", "_offset", "linked"})
+#: The extension on a `$everything` entry's `search` saying it came through the master person
+#: index: the Patient it belongs to, and how the index linked that Patient's record.
+PERSON_INDEX_LINK = f"{JOINEDUP_BASE}/StructureDefinition/person-index-link"
+
+
+def follows_index(pairs: list[tuple[str, str]]) -> bool:
+    """Whether `$everything` was asked to follow the person index (`linked=true`); any value
+    but true or false is refused (400)."""
+    values = [v for n, v in pairs if n == "linked"]
+    for value in values:
+        if value not in ("true", "false"):
+            raise FhirError.one(400, "invalid", "linked: true or false", "linked")
+    return bool(values) and values[-1] == "true"
+
+
+def _index_link(patient: LinkedPatient, asked: str) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "patient", "valueReference": {"reference": f"Patient/{patient.patient_id}"}},
+        {"url": "linkedTo", "valueReference": {"reference": f"Patient/{asked}"}},
+    ]
+    if patient.linked_by:
+        parts.append({"url": "linkedBy", "valueCode": patient.linked_by})
+    if patient.match_weight is not None:
+        parts.append({"url": "matchWeight", "valueDecimal": round(patient.match_weight, 4)})
+    return {"url": PERSON_INDEX_LINK, "extension": parts}
+
+
+def _everything_entry(
+    base: str, resource: dict[str, Any], asked: str, linked: dict[str, LinkedPatient]
+) -> dict[str, Any]:
+    search: dict[str, Any] = {"mode": "match"}
+    owners = patients_of(resource) & set(linked)
+    if owners and asked not in patients_of(resource):
+        search = {"extension": [_index_link(linked[p], asked) for p in sorted(owners)], **search}
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": search,
+    }
 
 
 def everything(
@@ -460,11 +502,13 @@ def everything(
     rid: str,
     pairs: list[tuple[str, str]],
     scope_of: ScopeOf = unrestricted,
+    linked: Sequence[LinkedPatient] = (),
 ) -> Answer:
     """`Patient/{rid}/$everything`: a searchset Bundle of the Patient and every resource that
     points to them (the reference index), one page of `_count` from `_offset`, updated at or
     after `_since`, of the `_type`s given; each type kept by `scope_of` (a type closed to the
-    user is left out)."""
+    user is left out). `linked` adds the same person's other Patients (the person index,
+    already decided one by one), each of their entries marked PERSON_INDEX_LINK."""
     count, offset = _DEFAULT_COUNT, 0
     since: datetime | None = None
     types: set[str] | None = None
@@ -473,8 +517,11 @@ def everything(
         if name not in EVERYTHING_PARAMETERS:
             raise FhirError.one(
                 400, "not-supported", "not a parameter of $everything this server supports "
-                "(_since, _type, _count, _offset)", name,
+                "(_since, _type, _count, _offset, linked)", name,
             )  # fmt: skip
+        if name == "linked":
+            follows_index([(name, value)])
+            continue
         if name in ("_count", "_offset"):
             highest = _MAX_COUNT if name == "_count" else 10**9
             if not value.isdigit() or int(value) > highest:
@@ -503,7 +550,8 @@ def everything(
             kept[kind] = scope_of(kind)
         except FhirError:
             continue  # a type the user may not see at all (the audit trail): left out
-    page = store.everything(rid, kept, since=since, count=count, offset=offset)
+    others = {p.patient_id: p for p in linked}
+    page = store.everything(rid, kept, since=since, count=count, offset=offset, also=list(others))
     path = f"Patient/{rid}/$everything"
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
@@ -511,14 +559,7 @@ def everything(
         "type": "searchset",
         "total": page.total,
         "link": _page_links(base, path, asked, page.total, page.offset, page.count),
-        "entry": [
-            {
-                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "match"},
-            }
-            for r in page.resources
-        ],
+        "entry": [_everything_entry(base, r, rid, others) for r in page.resources],
     }
     return Answer(200, bundle, resource_id=rid)
 

@@ -25,6 +25,7 @@ from joinedup.web.records_api.audit_events import audit_context, refuse_audit_wr
 from joinedup.web.records_api.capability import capability_statement
 from joinedup.web.records_api.gate import RELATIONSHIP_ROLES, Gate
 from joinedup.web.records_api.interactions import Answer
+from joinedup.web.records_api.linked import index_systems, linked_audit
 from joinedup.web.records_api.outcome import FHIR_JSON, FhirError, from_records
 from joinedup.web.site import access, client, token_of
 
@@ -418,13 +419,21 @@ async def delete(request: Request, kind: str, rid: str) -> Response:
 @router.get("/Patient/{rid}/$everything")
 async def everything(request: Request, rid: str) -> Response:
     """`Patient/$everything`: the patient and every resource pointing to them, paged; allowed
-    as reading the patient is, each resource kept to the patients the user may see."""
+    as reading the patient is, each resource kept to the patients the user may see. With
+    `linked=true`, also the same person's other Patients through the person index, each
+    decided and audited as its own access (linked.py)."""
     pairs = _query(request)
+    systems = index_systems(request)
+    users, where = access(request), client(request)
 
     def work(store: RecordStore, base: str, _: bytes, gate: Gate) -> Answer:
         gate.stored(store, "Patient", rid)
-        answer = fhir.everything(store, base, rid, pairs, gate.search_scope)
+        person = gate.linked(store, rid, systems) if fhir.follows_index(pairs) else None
+        shown = person.shown if person is not None else []
+        answer = fhir.everything(store, base, rid, pairs, gate.search_scope, shown)
         gate.shown([e["resource"] for e in (answer.body or {}).get("entry", [])])
+        if person is not None:
+            users.audit_all(linked_audit(gate.user, gate, rid, person, answer, where))
         return answer
 
     return await _serve(request, "everything", f"Patient/{rid}/$everything", work)

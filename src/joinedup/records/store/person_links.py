@@ -1,0 +1,154 @@
+"""From a store Patient to the other Patients of the same person in the master person index
+(issue 17), by the rule `ingest fhir --person-index` uses: a Patient is the index's record
+(`source`, `record_id`) when one of its identifiers has the source's system and the record id
+as value (`systems` maps a source to the system of its local ids; a source without one is
+compared as named, with identifier systems, and with the Patient's `meta.source`, its id then
+being the record id).
+
+Computed by a join at read time, not kept as a table: every step is an indexed point query
+(the Patient's identifiers are in its body; the index's records by primary key and by
+person_id; Patients by the token index on identifier), so the lookup is always as current as
+both the index and the Patients, with nothing to rebuild when either changes
+(docs/linkage.md gives its cost).
+
+Only certain links are followed: the index's person_ids are made of links at or above the
+link threshold, NHS-number links and reviewers' accepts; a record awaiting review
+(`needs_review`) is neither followed from nor to; and a Patient the index places in two
+people (its identifiers name records of different person_ids) is followed nowhere, as a false
+link would show one person's record as another's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, false, select, tuple_
+
+from joinedup.records.store.tables import resources, search_tokens
+
+#: The system a Patient's `meta.source` is compared as (ingest's rule: `meta.source`, else fhir).
+DEFAULT_SOURCE = "fhir"
+
+
+@dataclass(frozen=True)
+class LinkedPatient:
+    """Another Patient of the same person: its id and how the index linked its record
+    (`linked_by`: `nhs_number`, `splink` or `accepted`; its `match_weight`)."""
+
+    patient_id: str
+    linked_by: str | None
+    match_weight: float | None
+
+
+def patient_keys(patient: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """A Patient's keys as the index knows records: (system, value) of each identifier, and
+    (its meta.source, else `fhir`; its id)."""
+    keys: set[tuple[str, str]] = set()
+    for identifier in patient.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+            keys.add((str(identifier["system"]), str(identifier["value"])))
+    meta = patient.get("meta") if isinstance(patient.get("meta"), dict) else {}
+    if patient.get("id"):
+        keys.add((str((meta or {}).get("source") or DEFAULT_SOURCE), str(patient["id"])))
+    return keys
+
+
+def linked_patients(
+    conn: Connection, patient: Mapping[str, Any], systems: Mapping[str, str]
+) -> list[LinkedPatient]:
+    """The other live Patients of `patient`'s person, by id; empty when the index does not
+    hold it, holds it awaiting review, or holds it in two people."""
+    from joinedup.records.store.person_index import mpi_person_index  # noqa: PLC0415 - cycle
+
+    index = mpi_person_index.c
+    person = _person_of(conn, patient, systems)
+    if person is None:
+        return []
+    records = conn.execute(
+        select(index.source, index.record_id, index.linked_by, index.match_weight)
+        .where(index.person_id == person, index.needs_review == false())
+        .order_by(index.source, index.record_id)
+    ).all()
+    found: dict[str, LinkedPatient] = {}
+    for record in records:
+        system = systems.get(record.source, record.source)
+        for patient_id in _patients_of(conn, system, record.record_id):
+            if patient_id != patient.get("id") and patient_id not in found:
+                found[patient_id] = LinkedPatient(patient_id, record.linked_by, record.match_weight)
+    # A Patient reached from this person whose own keys place it in another person too is
+    # not followed (the same rule as for the asked Patient).
+    return [p for p in found.values() if _person_of_id(conn, p.patient_id, systems) == person]
+
+
+def _person_of(
+    conn: Connection, patient: Mapping[str, Any], systems: Mapping[str, str]
+) -> str | None:
+    """The person_id of the index's records `patient` is; None when it is none, more than
+    one person's, or awaiting review."""
+    from joinedup.records.store.person_index import mpi_person_index  # noqa: PLC0415 - cycle
+
+    index = mpi_person_index.c
+    sources_of: dict[str, list[str]] = {}
+    for source, system in systems.items():
+        sources_of.setdefault(system, []).append(source)
+    candidates = sorted(
+        (source, value)
+        for system, value in patient_keys(patient)
+        for source in [*sources_of.get(system, []), *([system] if system not in systems else [])]
+    )
+    if not candidates:
+        return None
+    rows = conn.execute(
+        select(index.person_id, index.needs_review).where(
+            tuple_(index.source, index.record_id).in_(candidates)
+        )
+    ).all()
+    people = {r.person_id for r in rows}
+    if len(people) != 1 or any(r.needs_review for r in rows):
+        return None
+    return str(people.pop())
+
+
+def _person_of_id(conn: Connection, patient_id: str, systems: Mapping[str, str]) -> str | None:
+    body = conn.execute(
+        select(resources.c.body).where(
+            resources.c.resource_type == "Patient", resources.c.resource_id == patient_id
+        )
+    ).scalar()
+    return None if body is None else _person_of(conn, json.loads(body), systems)
+
+
+def _patients_of(conn: Connection, system: str, record_id: str) -> list[str]:
+    """Live Patients with identifier `system|record_id`, and the Patient `record_id` when its
+    meta.source (else `fhir`) is `system`."""
+    tokens = search_tokens.c
+    by_identifier = select(tokens.resource_id).where(
+        tokens.resource_type == "Patient",
+        tokens.parameter == "identifier",
+        tokens.code == record_id,
+        tokens.system == system,
+    )
+    found = set(
+        conn.execute(
+            select(resources.c.resource_id).where(
+                resources.c.resource_type == "Patient",
+                resources.c.deleted == false(),
+                resources.c.resource_id.in_(by_identifier),
+            )
+        ).scalars()
+    )
+    body = conn.execute(
+        select(resources.c.body).where(
+            and_(
+                resources.c.resource_type == "Patient",
+                resources.c.resource_id == record_id,
+                resources.c.deleted == false(),
+            )
+        )
+    ).scalar()
+    if body is not None and (system, record_id) in patient_keys(json.loads(body)):
+        found.add(record_id)
+    return sorted(str(p) for p in found)

@@ -1,0 +1,337 @@
+"""`Patient/$everything?linked=true` follows the master person index (issue 17), over HTTP on
+SQLite and PostgreSQL.
+
+One person has a Patient at a GP practice (A11111, local id G-17) and one at an acute trust
+(RXX, PAS number PAS-903), with different NHS numbers (one mistyped), so only the index says
+they are one person. The index's rows are written as `link index --records` writes them. A
+clinician with a relationship to both sees both; one with a relationship to one sees that one
+only, and nothing in the total shows the other; an objection to sharing on either Patient
+withholds both; a link awaiting review is not followed; every linked Patient's access is its
+own audit entry; and no identifier reaches the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, insert, update
+
+from joinedup.records import RecordStore
+from joinedup.records.store import database_url
+from joinedup.records.store.person_index import mpi_person_index, mpi_runs
+from joinedup.web.access import AccessStore, RecordsAuditQuery
+from joinedup.web.records_api import create_records_app
+from joinedup.web.records_api.interactions import PERSON_INDEX_LINK
+from joinedup.web.settings import WebSettings
+
+PASSWORD = "a long enough password"
+BASE = "/fhir/R4"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+GP_IDS = "https://gp.example.org/patient-id"
+PAS_IDS = "https://trust.example.org/pas-number"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+SYSTEMS = {"gp": GP_IDS, "acute": PAS_IDS}
+TRUST = "RXX"
+COUNCIL = "ZZL01"
+REASON = "Unconscious in the emergency department, no history available"
+IDENTIFIERS = ("G-17", "PAS-903", "9434765919", "9434765870", "Linkcase")
+USERS = ("feed", "gp-both", "gp-a", "trust", "admin")
+
+
+class World:
+    """The records API over one store, the two Patients' ids and how to call as a user."""
+
+    def __init__(self, client: TestClient, store: RecordStore, url: str) -> None:
+        self.client = client
+        self.store = store
+        self.url = url
+        self.tokens: dict[str, str] = {}
+        self.gp = self.acute = ""
+
+    def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        if "json" in kwargs:
+            kwargs["content"] = json.dumps(kwargs.pop("json"))
+            headers["Content-Type"] = "application/fhir+json"
+        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+
+    def made(self, resource: dict[str, Any]) -> str:
+        answer = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def everything(self, pid: str, user: str, linked: bool = True) -> Any:
+        params = {"linked": "true"} if linked else {}
+        return self("GET", f"/Patient/{pid}/$everything", user=user, params=params)
+
+    def ids(self, pid: str, user: str, linked: bool = True) -> tuple[int, set[str]]:
+        answer = self.everything(pid, user, linked)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return body["total"], {e["resource"]["id"] for e in body.get("entry", [])}
+
+    def audit(self, user: str, since: int) -> list[dict[str, Any]]:
+        """`user`'s records API entries after entry `since`, oldest first."""
+        users: AccessStore = self.client.app.state.access  # type: ignore[attr-defined]
+        query = RecordsAuditQuery(usernames=frozenset({user}), oldest_first=True)
+        return [e for e in users.records_audit(query, limit=1000)[1] if e["seq"] > since]
+
+    def newest(self) -> int:
+        users: AccessStore = self.client.app.state.access  # type: ignore[attr-defined]
+        return users.newest_entry()
+
+    def set_review(self, needs_review: bool) -> None:
+        """Mark the person's index records awaiting review (as a rejected pair that other
+        links still join marks them), or not."""
+        engine = create_engine(database_url(self.url))
+        with engine.begin() as conn:
+            conn.execute(update(mpi_person_index).values(needs_review=needs_review))
+        engine.dispose()
+
+
+def _patient(local: str, system: str, nhs: str, **more: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": system, "value": local}, {"system": NHS, "value": nhs}],
+        "name": [{"family": "Linkcase", "given": ["Jo"]}],
+        "birthDate": "1980-02-03",
+        **more,
+    }
+
+
+def _condition(pid: str, code: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "recordedDate": "2026-05-01",
+    }
+
+
+def _objection(pid: str, organisation: str, status: str = "active") -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+            "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "dateTime": "2026-05-01T09:00:00Z",
+        "organization": [{"identifier": {
+            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
+        "policyRule": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "deny"},
+    }  # fmt: skip
+
+
+def _build(world: World) -> None:
+    world.gp = world.made(
+        _patient("G-17", GP_IDS, "9434765919",
+                 generalPractitioner=[{"reference": "Organization/A11111"}])
+    )  # fmt: skip
+    world.acute = world.made(_patient("PAS-903", PAS_IDS, "9434765870"))
+    world.made(_condition(world.gp, "195967001"))  # asthma, at the practice
+    world.made(_condition(world.acute, "22298006"))  # myocardial infarction, at the trust
+    world.made({
+        "resourceType": "Encounter", "status": "in-progress", "class": {"code": "IMP"},
+        "subject": {"reference": f"Patient/{world.acute}"},
+        "serviceProvider": {"reference": f"Organization/{TRUST}"},
+        "period": {"start": "2026-06-01T08:00:00Z"},
+    })  # fmt: skip
+    # gp-both is on the acute Patient's care team by name: a relationship with both Patients
+    world.made({
+        "resourceType": "CareTeam", "status": "active",
+        "subject": {"reference": f"Patient/{world.acute}"},
+        "participant": [{"member": {"reference": "Practitioner/gp-both"}}],
+    })  # fmt: skip
+    engine = create_engine(database_url(world.url))
+    with engine.begin() as conn:  # as `joinedup link index --records` writes the index
+        conn.execute(insert(mpi_person_index), [
+            {"source": "gp", "record_id": "G-17", "person_id": "P000000001",
+             "linked_by": "splink", "match_weight": 11.2, "needs_review": False},
+            {"source": "acute", "record_id": "PAS-903", "person_id": "P000000001",
+             "linked_by": "splink", "match_weight": 11.2, "needs_review": False},
+            {"source": "acute", "record_id": "PAS-111", "person_id": "P000000002",
+             "linked_by": None, "match_weight": None, "needs_review": False},
+        ])  # fmt: skip
+        conn.execute(insert(mpi_runs), {"run_at": NOW, "record": "{}"})
+    engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One world per database, shared by the tests (each undoes what it changes)."""
+    folder = tmp_path_factory.mktemp(f"linked-{request.param}")
+    if request.param == "sqlite":
+        url = str(folder / "records.sqlite")
+    else:
+        url = request.getfixturevalue("postgresql_server").create_database(
+            f"linked_{folder.name.replace('-', '_')}"
+        )
+    settings = WebSettings(warehouse=folder / "warehouse.duckdb")
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    users.add_user("feed", PASSWORD, "system")
+    users.add_user("admin", PASSWORD, "admin")
+    users.add_user("gp-both", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
+    users.add_user("gp-a", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
+    users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
+    users.close()
+    with RecordStore(url, clock=lambda: NOW) as store:
+        app = create_records_app(settings, store)
+        app.state.records_index_systems = SYSTEMS
+        with TestClient(app) as client:
+            found = World(client, store, url)
+            for name in USERS:
+                answer = client.post("/api/v1/token", json={"username": name, "password": PASSWORD})
+                found.tokens[name] = answer.json()["access_token"]
+            _build(found)
+            yield found
+
+
+def test_a_clinician_with_both_relationships_sees_both_marked(world: World) -> None:
+    total, ids = world.ids(world.gp, "gp-both")
+    alone, own = world.ids(world.gp, "gp-both", linked=False)
+    assert world.acute in ids and own < ids and world.acute not in own
+    assert total == alone + 4  # the acute Patient, its Condition, Encounter and CareTeam
+    body = world.everything(world.gp, "gp-both").json()
+    assert body["entry"][0]["resource"]["id"] == world.gp  # the asked Patient first
+    marked = {}
+    for entry in body["entry"]:
+        links = [x for x in entry["search"].get("extension", []) if x["url"] == PERSON_INDEX_LINK]
+        if links:
+            parts = {p["url"]: p for p in links[0]["extension"]}
+            marked[entry["resource"]["id"]] = parts
+            assert parts["patient"]["valueReference"]["reference"] == f"Patient/{world.acute}"
+            assert parts["linkedTo"]["valueReference"]["reference"] == f"Patient/{world.gp}"
+            assert parts["linkedBy"]["valueCode"] == "splink"
+            assert parts["matchWeight"]["valueDecimal"] == 11.2
+    assert set(marked) == ids - own  # exactly the entries that came by the index
+    # and from the other side
+    total_back, back = world.ids(world.acute, "gp-both")
+    assert world.gp in back and total_back == total
+
+
+def test_a_relationship_with_one_shows_that_one_only(world: World) -> None:
+    """gp-a (registration at the practice only) and trust (the encounter only) each see their
+    own Patient's records, the same total as without the index."""
+    assert world.ids(world.gp, "gp-a") == world.ids(world.gp, "gp-a", linked=False)
+    assert world.acute not in world.ids(world.gp, "gp-a")[1]
+    assert world.ids(world.acute, "trust") == world.ids(world.acute, "trust", linked=False)
+    assert world.gp not in world.ids(world.acute, "trust")[1]
+    # the other Patient stays refused read directly too
+    assert world("GET", f"/Patient/{world.acute}", user="gp-a").status_code == 403
+
+
+def test_an_objection_on_either_patient_withholds_both(world: World) -> None:
+    for objecting in (world.gp, world.acute):
+        consent = world.made(_objection(objecting, COUNCIL))
+        try:
+            before = world.newest()
+            assert world.everything(world.gp, "gp-both").status_code == 403
+            assert world.everything(world.acute, "gp-both").status_code == 403
+            reasons = [e["reason"] for e in world.audit("gp-both", before)]
+            assert reasons and all(r.startswith("withheld: objection to sharing") for r in reasons)
+        finally:
+            withdrawn = {**_objection(objecting, COUNCIL, "inactive"), "id": consent}
+            assert (
+                world("PUT", f"/Consent/{consent}", json=withdrawn, user="feed").status_code == 200
+            )
+    assert world.acute in world.ids(world.gp, "gp-both")[1]  # withdrawn: both again
+
+
+def test_a_link_awaiting_review_is_not_followed(world: World) -> None:
+    world.set_review(True)
+    try:
+        assert world.ids(world.gp, "gp-both") == world.ids(world.gp, "gp-both", linked=False)
+        assert world.acute not in world.ids(world.gp, "gp-both")[1]
+    finally:
+        world.set_review(False)
+    assert world.acute in world.ids(world.gp, "gp-both")[1]
+
+
+def test_every_access_is_audited_on_its_own(world: World) -> None:
+    before = world.newest()
+    _, ids = world.ids(world.gp, "gp-both")
+    _, own = world.ids(world.gp, "gp-both", linked=False)
+    world.ids(world.gp, "gp-a")
+    both = world.audit("gp-both", before)[:2]
+    assert [(e["action"], e["resource"]) for e in both] == [
+        ("fhir everything", f"fhir/Patient/{world.acute}"),
+        ("fhir everything", f"fhir/Patient/{world.gp}/$everything"),
+    ]
+    linked = both[0]
+    assert linked["reason"] == "legitimate relationship: care-team"
+    assert linked["patients"] == world.acute and linked["purpose"] == "TREAT"
+    how = f"linked to Patient/{world.gp} by the person index (splink)"
+    assert linked["detail"] == f"200; {how}; {len(ids - own)} on this page"
+    refused = world.audit("gp-a", before)[0]
+    assert refused["resource"] == f"fhir/Patient/{world.acute}"
+    assert refused["reason"] == "no relationship" and refused["detail"].startswith("403; ")
+    # by a break-glass grant for the acute Patient: shown, audited as break-glass
+    ask = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{world.acute}"}},
+        {"name": "reason", "valueString": REASON}]}  # fmt: skip
+    assert world("POST", "/$break-glass", json=ask, user="gp-a").status_code == 201
+    before = world.newest()
+    assert world.acute in world.ids(world.gp, "gp-a")[1]
+    glass = world.audit("gp-a", before)[0]
+    assert glass["reason"] == "BREAK-GLASS; legitimate relationship: break-glass"
+    assert glass["purpose"] == "BTG" and glass["detail"].endswith("; break-glass")
+
+
+def test_no_identifier_reaches_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    before = world.newest()
+    with caplog.at_level(logging.DEBUG):
+        world.ids(world.gp, "gp-both")
+        world.ids(world.gp, "admin")
+        world.everything(world.gp, "gp-both", linked=True)
+    entries = json.dumps(world.audit("gp-both", before) + world.audit("admin", before))
+    for identifier in IDENTIFIERS:
+        assert identifier not in caplog.text
+        assert identifier not in entries
+
+
+def test_a_bad_linked_value_is_refused_naming_it(world: World) -> None:
+    answer = world("GET", f"/Patient/{world.gp}/$everything", user="gp-both",
+                   params={"linked": "yes"})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.json()["issue"][0]["expression"] == ["linked"]
+
+
+def test_the_lookup_rule(world: World) -> None:
+    """The store's lookup: each source's system, a Patient placed in two people followed
+    nowhere, and sources compared as named without a system."""
+    store = world.store
+    assert [p.patient_id for p in store.linked_patients(world.gp, SYSTEMS)] == [world.acute]
+    assert store.linked_patients(world.gp, {}) == []  # gp/acute are not identifier systems
+    assert store.linked_patients(world.gp, {"gp": GP_IDS}) == []  # acute's system unknown
+    second = world.made(_patient("PAS-111", PAS_IDS, "9000000009"))
+    try:
+        # a Patient whose identifiers name records of two people is followed nowhere
+        world("PUT", f"/Patient/{second}", user="feed", json={
+            **_patient("PAS-111", PAS_IDS, "9000000009"), "id": second,
+            "identifier": [{"system": PAS_IDS, "value": "PAS-111"},
+                           {"system": GP_IDS, "value": "G-17"}]})  # fmt: skip
+        assert store.linked_patients(second, SYSTEMS) == []
+        assert world.acute in {p.patient_id for p in store.linked_patients(world.gp, SYSTEMS)}
+        assert second not in {p.patient_id for p in store.linked_patients(world.gp, SYSTEMS)}
+    finally:
+        assert world("DELETE", f"/Patient/{second}", user="feed").status_code in (200, 204)
+
+
+def test_everything_without_linked_is_unchanged_for_admin(world: World) -> None:
+    """Opt-in: the API's `$everything` is one Patient's compartment unless asked."""
+    total, ids = world.ids(world.gp, "admin", linked=False)
+    assert world.acute not in ids
+    linked_total, linked = world.ids(world.gp, "admin")
+    assert world.acute in linked and linked_total > total
