@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, false, select, tuple_
+from sqlalchemy import Connection, and_, false, or_, select
 
 from joinedup.records.store.tables import resources, search_tokens
 
@@ -101,9 +101,14 @@ def _person_of(
     )
     if not candidates:
         return None
+    by_source: dict[str, list[str]] = {}
+    for source, value in candidates:
+        by_source.setdefault(source, []).append(value)
+    # One (source = s AND record_id IN ...) a source, so both databases use the primary key
+    # (SQLite scans the table for a row-value IN).
     rows = conn.execute(
         select(index.person_id, index.needs_review).where(
-            tuple_(index.source, index.record_id).in_(candidates)
+            or_(*(and_(index.source == s, index.record_id.in_(v)) for s, v in by_source.items()))
         )
     ).all()
     people = {r.person_id for r in rows}

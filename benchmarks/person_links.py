@@ -1,0 +1,155 @@
+"""Measurement: what following the master person index costs `Patient/$everything` in the
+records store (docs/linkage.md, "Using the index: the records store").
+
+The lookup from a store Patient to the same person's other Patients is a join at read time
+(records.store.person_links), not a table kept beside the index; this measures whether that
+is cheap enough. A store holds `--people` people, each with a Patient at a practice and one
+at a trust (local ids under two identifier systems) and a Condition on each; the index holds
+their records and, to make it index-sized, `--filler` more records of other people (two a
+person). Then for `--sample` Patients: `RecordStore.linked_patients` alone, and
+`RecordStore.everything` of the Patient alone and with its linked Patient (no access filter),
+each timed; medians and 95th percentiles in ms. On SQLite (a file) and, with `--postgresql`,
+on a throwaway PostgreSQL cluster (tests/postgres_cluster.py, the tests' settings).
+
+    .venv/bin/python benchmarks/person_links.py --people 5000 --filler 190000 --postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from joinedup.records import RecordStore  # noqa: E402
+from joinedup.records.store import database_url  # noqa: E402
+from joinedup.records.store.person_index import mpi_person_index, mpi_runs  # noqa: E402
+from postgres_cluster import postgresql_cluster  # noqa: E402
+
+GP_IDS = "https://gp.example.org/patient-id"
+PAS_IDS = "https://trust.example.org/pas-number"
+SYSTEMS = {"gp": GP_IDS, "acute": PAS_IDS}
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _resources(people: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for n in range(people):
+        for side, system in (("g", GP_IDS), ("a", PAS_IDS)):
+            pid = f"{side}{n}"
+            found.append(
+                {
+                    "resourceType": "Patient",
+                    "id": pid,
+                    "identifier": [{"system": system, "value": f"{side.upper()}-{n}"}],
+                }
+            )
+            found.append({"resourceType": "Condition", "id": f"c{pid}",
+                          "code": {"coding": [{"system": "http://snomed.info/sct",
+                                               "code": "195967001"}]},
+                          "subject": {"reference": f"Patient/{pid}"}})  # fmt: skip
+    return found
+
+
+def _index_rows(people: int, filler: int) -> list[dict[str, Any]]:
+    rows = []
+    for n in range(people):
+        for source, local in (("gp", f"G-{n}"), ("acute", f"A-{n}")):
+            rows.append({"source": source, "record_id": local, "person_id": f"P{n:09d}",
+                         "linked_by": "splink", "match_weight": 12.0,
+                         "needs_review": False})  # fmt: skip
+    for n in range(filler):
+        rows.append({"source": ("gp", "acute")[n % 2], "record_id": f"F-{n}",
+                     "person_id": f"Q{n // 2:09d}", "linked_by": "splink",
+                     "match_weight": 12.0, "needs_review": False})  # fmt: skip
+    return rows
+
+
+def _timed(work: Callable[[], object], repeat: list[float]) -> None:
+    start = time.perf_counter()
+    work()
+    repeat.append((time.perf_counter() - start) * 1000)
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {
+        "median_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+    }
+
+
+def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
+    with RecordStore(url, clock=lambda: NOW) as store:
+        resources = _resources(people)
+        start = time.perf_counter()
+        for at in range(0, len(resources), 500):
+            store.load_chunk(resources[at : at + 500])
+        loaded = time.perf_counter() - start
+        engine = create_engine(database_url(url))
+        rows = _index_rows(people, filler)
+        with engine.begin() as conn:
+            for at in range(0, len(rows), 10_000):
+                conn.execute(insert(mpi_person_index), rows[at : at + 10_000])
+            conn.execute(insert(mpi_runs), {"run_at": NOW, "record": "{}"})
+        engine.dispose()
+        chosen = random.Random(42).sample(range(people), sample)
+        lookup: list[float] = []
+        alone: list[float] = []
+        linked: list[float] = []
+        types = {"Patient": None, "Condition": None}
+        for n in chosen:
+            pid = f"g{n}"
+            found: list[Any] = []
+            _timed(lambda pid=pid, found=found: found.extend(store.linked_patients(pid, SYSTEMS)),
+                   lookup)  # fmt: skip
+            if [p.patient_id for p in found] != [f"a{n}"]:
+                raise SystemExit(f"Patient g{n}: linked {found}, not a{n}")
+            _timed(lambda pid=pid: store.everything(pid, types), alone)
+            also = [p.patient_id for p in found]
+            _timed(lambda pid=pid, also=also: store.everything(pid, types, also=also), linked)
+        return {
+            "resources": len(resources),
+            "index_records": len(rows),
+            "load_s": round(loaded, 1),
+            "lookup": _summary(lookup),
+            "everything_alone": _summary(alone),
+            "everything_linked": _summary(linked),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=5000)
+    parser.add_argument("--filler", type=int, default=190_000)
+    parser.add_argument("--sample", type=int, default=300)
+    parser.add_argument("--postgresql", action="store_true")
+    args = parser.parse_args()
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    results: dict[str, Any] = {"load_before": load}
+    with tempfile.TemporaryDirectory() as folder:
+        url = str(Path(folder) / "records.sqlite")
+        results["sqlite"] = measure(url, args.people, args.filler, args.sample)
+    if args.postgresql:
+        settings = {"fsync": "off", "synchronous_commit": "off", "timezone": "'UTC'"}
+        with postgresql_cluster(settings, stop_mode="immediate") as server:
+            url = server.create_database("person_links")
+            results["postgresql"] = measure(url, args.people, args.filler, args.sample)
+    results["load_after"] = Path("/proc/loadavg").read_text().split()[:3] if load else []
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
