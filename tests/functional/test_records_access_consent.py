@@ -501,7 +501,7 @@ def test_a_care_worker_sees_the_care_types_through_their_organisation_only(api: 
     assert included.status_code == 403
     assert api.status("/AuditEvent", "carer") == 403
 
-    # writes: none, with a relationship or not
+    # writes: not a Condition, with a relationship or not (the care types' writes: below)
     assert (
         api("POST", "/Condition", json=condition(episode, ASTHMA), user="carer").status_code == 403
     )
@@ -655,3 +655,121 @@ def test_a_citizen_sets_their_own_sharing_choice_through_the_api(api: Api) -> No
     ]
     logged = json.dumps(audited).lower()
     assert not any(n in logged for n in NHS_NUMBERS) and "choicecase" not in logged
+
+
+def _audit_column(api: Api, user: str, column: str) -> list[str]:
+    """One context column (`purpose`, `organisation`) of `user`'s API entries, oldest first."""
+    access: AccessStore = api.client.app.state.access  # type: ignore[attr-defined]
+    with sqlite3.connect(access.path) as con:
+        rows = con.execute(
+            f"SELECT {column} FROM audit WHERE username = ? AND action LIKE 'fhir %' "  # noqa: S608
+            "ORDER BY seq",
+            (user,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def care_record(kind: str, pid: str, organisation: str) -> dict[str, Any]:
+    """A resource a care worker writes, recorded by `organisation` where the rules look."""
+    subject = {"reference": f"Patient/{pid}"}
+    ours = {"reference": f"Organization/{organisation}"}
+    return {
+        "CarePlan": {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                     "subject": subject, "author": ours,
+                     "title": "Care and support plan (Care Act 2014)"},
+        "CareTeam": {"resourceType": "CareTeam", "status": "active", "subject": subject,
+                     "managingOrganization": [ours], "participant": [{"member": ours}]},
+        "EpisodeOfCare": {"resourceType": "EpisodeOfCare", "status": "active",
+                          "patient": subject, "managingOrganization": ours},
+        "Encounter": {"resourceType": "Encounter", "status": "finished",
+                      "class": {"code": "HH"}, "subject": subject, "serviceProvider": ours,
+                      "period": {"start": "2026-05-30T10:00:00Z", "end": "2026-05-30T11:00:00Z"}},
+        "ServiceRequest": {"resourceType": "ServiceRequest", "status": "active",
+                           "intent": "order", "subject": subject, "requester": ours,
+                           "performer": [{"reference": f"Organization/{TRUST}"}]},
+    }[kind]  # fmt: skip
+
+
+CARE_KINDS = ("CarePlan", "CareTeam", "EpisodeOfCare", "Encounter", "ServiceRequest")
+
+
+def test_a_care_worker_writes_their_organisations_care_records_and_nothing_else(
+    api: Api,
+) -> None:
+    episode, objects, unrelated, glass = (registered(api, n) for n in NHS_NUMBERS[:4])
+    for pid in (episode, objects):
+        api.made(relationship("EpisodeOfCare", pid, COUNCIL, "active"))
+    api.made(objection(objects, "A11111"))
+    gps_plan = api.made(care_record("CarePlan", episode, "A11111"))
+    note = api.made(condition(episode, ASTHMA))
+
+    def write(method: str, resource: dict[str, Any], rid: str = "", user: str = "carer") -> Any:
+        path = f"/{resource['resourceType']}" + (f"/{rid}" if rid else "")
+        return api(method, path, json={**resource, **({"id": rid} if rid else {})}, user=user)
+
+    def refused(answer: Any, says: str) -> None:
+        assert answer.status_code == 403, answer.text
+        assert says in answer.json()["issue"][0]["diagnostics"], answer.text
+
+    # each care type, recorded by the council, for the person it has an open episode with
+    made = {}
+    for kind in CARE_KINDS:
+        answer = write("POST", care_record(kind, episode, COUNCIL))
+        assert answer.status_code == 201, (kind, answer.text)
+        made[kind] = answer.json()["id"]
+    revised = {**care_record("CarePlan", episode, COUNCIL), "status": "revoked"}
+    assert write("PUT", revised, made["CarePlan"]).status_code == 200
+    assert api("GET", f"/CarePlan/{made['CarePlan']}", user="feed").json()["status"] == "revoked"
+
+    # not theirs to record: other types, another organisation's entry, or no organisation
+    for resource in (condition(episode, ASTHMA), observation(episode),
+                     objection(episode, COUNCIL)):  # fmt: skip
+        refused(write("POST", resource), "not written by the care-worker role")
+    refused(write("PUT", {**condition(episode, ASTHMA)}, note), "not written by the care-worker")
+    refused(write("POST", care_record("CarePlan", episode, "A11111")), "CarePlan.author")
+    unsigned = {k: v for k, v in care_record("Encounter", episode, COUNCIL).items()
+                if k != "serviceProvider"}  # fmt: skip
+    refused(write("POST", unsigned), "Encounter.serviceProvider")
+    refused(write("PUT", care_record("CarePlan", episode, COUNCIL), gps_plan), "CarePlan.author")
+    taken = care_record("CarePlan", episode, "A11111")
+    refused(write("PUT", taken, made["CarePlan"]), "CarePlan.author")  # not handed to the GP
+    refused(api("DELETE", f"/CarePlan/{made['CarePlan']}", user="carer"), "deletes nothing")
+    assert api.status(f"/CarePlan/{made['CarePlan']}", "feed") == 200
+
+    # nor for a person without the council's relationship, who objects, or by break-glass
+    _refused(write("POST", care_record("CarePlan", unrelated, COUNCIL)))
+    _refused(write("POST", care_record("CarePlan", objects, COUNCIL)))
+    _break_glass(api, "carer", glass)
+    assert api.status(f"/Patient/{glass}", "carer") == 200
+    refused(write("POST", care_record("CarePlan", glass, COUNCIL)), "not by break-glass")
+    # the practice's own care worker has no relationship with its registered patients
+    _refused(write("POST", care_record("CarePlan", episode, "A11111"), user="carer-a"))
+    assert api.ids("/CarePlan", "feed", patient=glass) == (0, [])
+    assert api.ids("/CarePlan", "feed", patient=unrelated) == (0, [])
+
+    # every request audited: writes by the relationship, refusals by the rule that refused
+    audited = [e for e in api.audit("carer") if e["action"].startswith("fhir")]
+    assert len(audited) == api.calls["carer"]
+    writes = [(e["action"], e["reason"]) for e in audited if e["detail"][:1] == "2"]
+    assert writes[: len(CARE_KINDS) + 1] == [
+        ("fhir create", "legitimate relationship: episode")
+    ] * 5 + [("fhir update", "legitimate relationship: episode")]
+    refusals = [e["reason"] for e in audited if e["detail"][:3] == "403"]
+    assert refusals == [
+        "withheld: care worker write: Condition not theirs",
+        "withheld: care worker write: Observation not theirs",
+        "withheld: care worker write: Consent not theirs",
+        "withheld: care worker write: Condition not theirs",
+        "withheld: care worker write: not recorded by their organisation",
+        "withheld: care worker write: not recorded by their organisation",
+        "withheld: care worker write: not recorded by their organisation",
+        "withheld: care worker write: not recorded by their organisation",
+        "withheld: care worker write: deletion",
+        "no legitimate relationship",
+        "withheld: objection to sharing recorded by another organisation",
+        "withheld: care worker write: not by break-glass",
+    ]
+    assert set(_audit_column(api, "carer", "organisation")) == {COUNCIL}
+    assert "COC" in _audit_column(api, "carer", "purpose")
+    carer_a = [e for e in api.audit("carer-a") if e["action"].startswith("fhir")]
+    assert [e["reason"] for e in carer_a] == ["no legitimate relationship"]

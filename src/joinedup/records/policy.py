@@ -30,7 +30,9 @@ both. A withheld record is refused like one without a relationship, with the rea
 A care worker (social care staff, a council's say) is a Requester with their organisation and
 no practices: the `registered` rule never holds for them, only their organisation's open
 episode, encounter, referral or care team, or break-glass. Of a record they may see, they see
-only CARE_WORKER_TYPES (the API's gate keeps them to it).
+only CARE_WORKER_TYPES (the API's gate keeps them to it). They write only
+CARE_WORKER_WRITE_TYPES, recorded by their own organisation, for a person they have one of
+CARE_WORKER_WRITE_RULES with (care_worker_write_refusal, care_worker_rule_refusal).
 
 Plain logic over a RecordStore: no HTTP, no audit writing (the caller audits the decision).
 """
@@ -275,6 +277,69 @@ class Policy:
         return self._store.grant(who.username, patient_id, stated, self._hours)
 
 
+# --- a care worker's writes ---------------------------------------------------------------
+
+#: What a care worker may write, each with the element that must name their own organisation
+#: (and only it) as the one recording it: a care and support plan (CarePlan.author), who gives
+#: the care (CareTeam.managingOrganization), a social care episode, opened and closed
+#: (EpisodeOfCare.managingOrganization), a visit or assessment (Encounter.serviceProvider)
+#: and a referral they make (ServiceRequest.requester). Never the person (Patient: from the
+#: feeds), their problems, medicines, allergies or results (the clinicians' record), nor their
+#: sharing choices (Consent: the person's own, or their GP's).
+CARE_WORKER_WRITE_TYPES: dict[str, str] = {
+    "CarePlan": "author",
+    "CareTeam": "managingOrganization",
+    "EpisodeOfCare": "managingOrganization",
+    "Encounter": "serviceProvider",
+    "ServiceRequest": "requester",
+}
+#: The relationships a care worker writes under: their organisation's open episode, recent
+#: encounter, active referral or care team. Not break-glass: that shows a record in an
+#: emergency, it does not make the care worker one of those who keep it.
+CARE_WORKER_WRITE_RULES: frozenset[Rule] = frozenset(
+    {"episode", "encounter", "referral", "care-team"}
+)
+
+
+def care_worker_write_refusal(who: Requester, kind: str, resource: dict[str, Any]) -> str | None:
+    """Why care worker `who` may not write `resource` (a `kind`, as created or as the version
+    it replaces), in words for the refusal; None when its type and recording organisation
+    allow it. The person's record is decided apart (Policy.decide, care_worker_rule_refusal)."""
+    element = CARE_WORKER_WRITE_TYPES.get(kind)
+    if element is None:
+        allowed = ", ".join(sorted(CARE_WORKER_WRITE_TYPES))
+        return f"{kind}: not written by the care-worker role (a care worker writes {allowed})"
+    named = recording_organisations(
+        {
+            "resourceType": kind,
+            element: resource.get(element),
+            "contained": resource.get("contained"),
+        }
+    )
+    ours = ", ".join(f"Organization/{o}" for o in sorted(who.organisations)) or "none"
+    if (
+        not named
+        or not named <= who.organisations
+        or not (recording_organisations(resource) & who.organisations)
+    ):
+        return (
+            f"{kind}.{element}: a care worker writes only what their own organisation records "
+            f"({ours}), naming it there"
+        )
+    return None
+
+
+def care_worker_rule_refusal(decision: Decision) -> str | None:
+    """Why an allowed `decision` still does not let a care worker write (None: it does)."""
+    if decision.allowed and decision.rule not in CARE_WORKER_WRITE_RULES:
+        rules = ", ".join(sorted(CARE_WORKER_WRITE_RULES))
+        return (
+            f"a care worker writes only for a person their organisation has a relationship "
+            f"with ({rules}), not by {decision.rule}"
+        )
+    return None
+
+
 def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
     """Whether `resource` is Patient `patient_id` or names them as its patient or subject."""
     if resource.get("resourceType") == "Patient":
@@ -288,6 +353,8 @@ def _belongs_to(resource: dict[str, Any], patient_id: str) -> bool:
 
 __all__ = [
     "CARE_WORKER_TYPES",
+    "CARE_WORKER_WRITE_RULES",
+    "CARE_WORKER_WRITE_TYPES",
     "DEFAULT_BREAK_GLASS_HOURS",
     "DEFAULT_RECENT_DAYS",
     "MIN_REASON_LENGTH",
@@ -297,4 +364,6 @@ __all__ = [
     "Policy",
     "Requester",
     "Rule",
+    "care_worker_rule_refusal",
+    "care_worker_write_refusal",
 ]

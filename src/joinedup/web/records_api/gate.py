@@ -4,9 +4,12 @@ Admin and system roles (feeds) are unrestricted. A clinician reads, searches, vr
 writes patient-compartment resources only for patients they have a legitimate relationship
 with (or a break-glass grant); searches are kept to those patients in the store's query, so
 neither the total nor the pages show anyone else. A care worker likewise, through their
-organisation only (never registration), reads and searches only CARE_WORKER_TYPES and writes
-nothing. A citizen reads their own record and writes only their own sharing choices (a
-Consent objecting to sharing, or withdrawing that objection: records.consent's rules).
+organisation only (never registration), reads and searches only CARE_WORKER_TYPES, and writes
+only what records.policy's care_worker_write_refusal allows (CARE_WORKER_WRITE_TYPES their
+organisation records, under its relationship, never by break-glass; no deletions). A citizen
+reads their own record (and those they are a proxy for, each access audited with the
+relationship) and writes only their own sharing choices (a Consent objecting to sharing, or
+withdrawing that objection: records.consent's rules).
 Types that hold no one's record (Organization, Practitioner, ...) are open to read;
 everything else - AuditEvent, types the store does not index by patient, Bundles, conditional
 and type-wide interactions - is refused. A refusal never says whether the record exists.
@@ -25,7 +28,15 @@ from joinedup.records.consent import (
 )
 from joinedup.records.linked_access import LinkedAccess, PersonAccess, person_access
 from joinedup.records.parameters import SEARCH_PARAMETERS, entries
-from joinedup.records.policy import CARE_WORKER_TYPES, Decision, Policy, Requester
+from joinedup.records.policy import (
+    CARE_WORKER_TYPES,
+    CARE_WORKER_WRITE_TYPES,
+    Decision,
+    Policy,
+    Requester,
+    care_worker_rule_refusal,
+    care_worker_write_refusal,
+)
 from joinedup.web.access import Role, User
 from joinedup.web.records_api.outcome import FhirError
 
@@ -33,7 +44,8 @@ from joinedup.web.records_api.outcome import FhirError
 UNRESTRICTED = frozenset({Role.ADMIN, Role.SYSTEM})
 #: Roles that see records by legitimate relationship (and may break glass).
 RELATIONSHIP_ROLES = frozenset({Role.CLINICIAN, Role.CARE_WORKER})
-#: Roles that write records by legitimate relationship (social care systems write as feeds).
+#: Roles that write records by legitimate relationship (a care worker too, within the narrower
+#: rules of Gate._care_worker_writing; social care systems' bulk feeds write as the system role).
 WRITING_ROLES = frozenset({Role.CLINICIAN})
 #: Types that hold no person's record, open to read and search for the roles above.
 DIRECTORY_TYPES = frozenset(
@@ -210,12 +222,52 @@ class Gate:
         if self.user.role is Role.CITIZEN and kind == "Consent":
             self._citizen_choice(resource, store, deleting)
             return
+        if self.user.role is Role.CARE_WORKER:
+            self._care_worker_writing(kind, resource, deleting)
+            return
         if self.user.role not in WRITING_ROLES or kind in DIRECTORY_TYPES:
             raise _forbidden(f"{kind}: the {self.user.role.value} role may not write this")
         self._type(kind)
         if kind == "Patient" and "id" not in resource:
             raise _forbidden("Patient: new patients come from the feeds (admin or system)")
         self._decide(patients_of(resource))
+
+    def _care_worker_refused(self, label: str, text: str) -> FhirError:
+        self.refused = True
+        self.withheld = f"care worker write: {label}"
+        return _forbidden(text)
+
+    def _care_worker_writing(self, kind: str, resource: dict[str, Any], deleting: bool) -> None:
+        """A care worker writes (or replaces the current version of) only what
+        records.policy allows: CARE_WORKER_WRITE_TYPES recorded by their own organisation, for
+        a person whose record they see by one of CARE_WORKER_WRITE_RULES (not break-glass);
+        they delete nothing (a mistaken entry is corrected by an update)."""
+        patients = patients_of(resource)
+        self.patients |= patients
+        if deleting:
+            raise self._care_worker_refused(
+                "deletion",
+                f"{kind}: a care worker deletes nothing; correct an entry by updating it "
+                "(for example with status entered-in-error)",
+            )
+        why = care_worker_write_refusal(self.who, kind, resource)
+        if why is not None:
+            theirs = kind in CARE_WORKER_WRITE_TYPES
+            label = "not recorded by their organisation" if theirs else f"{kind} not theirs"
+            raise self._care_worker_refused(label, why)
+        if not patients:
+            self.refused = True
+            raise _forbidden(self._hint)
+        for patient in patients:
+            decision = self.policy.decide(self.who, patient)
+            if not decision.allowed:
+                self.refused = True
+                self.withheld = decision.withheld
+                raise _forbidden(self._hint)
+            rule_refusal = care_worker_rule_refusal(decision)
+            if rule_refusal is not None:
+                raise self._care_worker_refused(f"not by {decision.rule}", rule_refusal)
+            self.rules.add(str(decision.rule))
 
     def _citizen_choice(
         self, resource: dict[str, Any], store: RecordStore | None, deleting: bool
@@ -252,6 +304,9 @@ class Gate:
         ):
             self.refused = True
             raise _forbidden(self._hint)
+        if self.user.role is Role.CARE_WORKER:
+            self._care_worker_writing(kind, current, deleting=False)
+            return
         self._decide(patients_of(current))
         self._sensitive(current)
 
