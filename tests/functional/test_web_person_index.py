@@ -93,8 +93,10 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
         "/api/v1/person-index/review", headers={"Authorization": f"Bearer {clinician}"}
     )
     assert refused.status_code == 403
+    analyst = {"Authorization": f"Bearer {_token(client, 'analyst')}"}
+    assert client.get("/api/v1/person-index/review", headers=analyst).status_code == 403
     denied = [e for e in _audit(client, start) if e["action"] == "denied"]
-    assert [e["username"] for e in denied] == ["clinician", "clinician"]
+    assert [e["username"] for e in denied] == ["analyst", "clinician", "clinician"]  # newest first
 
     # The administrator sees both uncertain pairs, the evidence and both records.
     admin = _token(client, "admin")
@@ -139,8 +141,8 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     assert "Accepted</strong> by admin" in client.get("/person-index/review").text
     client.cookies.delete(SESSION_COOKIE)
 
-    # Reject u2 ~ p101 through the JSON API; a pair not in the queue is 404.
-    bearer = {"Authorization": f"Bearer {admin}"}
+    # A data engineer rejects u2 ~ p101 through the JSON API; a pair not in the queue is 404.
+    bearer = {"Authorization": f"Bearer {_token(client, 'data-engineer')}"}
     queue = client.get("/api/v1/person-index/review", headers=bearer).json()
     assert queue["total"] == 2
     (u2,) = [p for p in queue["pairs"] if "u2" in p["pair"]]
@@ -161,7 +163,7 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     assert missing.status_code == 404
     assert [(d.decision, d.decided_by, d.reason) for d in store.decisions()] == [
         ("accept", "admin", "same discharge letter"),
-        ("reject", "admin", "different mothers"),
+        ("reject", "data-engineer", "different mothers"),
     ]
 
     # Audited: who, the pair, the decision and reason; never a name or NHS number.
@@ -173,7 +175,7 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     )
     assert decisions == [
         ("person-index/pair/acute:u1~gp:p100", "accept", "same discharge letter", "admin"),
-        ("person-index/pair/acute:u2~gp:p101", "reject", "different mothers", "admin"),
+        ("person-index/pair/acute:u2~gp:p101", "reject", "different mothers", "data-engineer"),
     ]
     views = [e for e in entries if e["action"] == "view" and e["resource"] == "person-index/review"]
     assert len(views) == 3 and "acute:u1~gp:p100" in views[0]["detail"]

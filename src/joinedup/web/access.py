@@ -68,6 +68,9 @@ class Role(StrEnum):
     #: organisation's relationship with them (never by registration at a practice), and only
     #: the resource types care needs (records.policy.CARE_WORKER_TYPES).
     CARE_WORKER = "care-worker"
+    #: Keeps the data flowing and joined up: the data quality pages, and the master person
+    #: index's review queue (pairs of identifiable records to accept or reject, issue 17).
+    DATA_ENGINEER = "data-engineer"
 
 
 ROLE_LABELS: dict[Role, str] = {
@@ -80,6 +83,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.SYSTEM: "System (feeds)",
     Role.CITIZEN: "Citizen",
     Role.CARE_WORKER: "Care worker",
+    Role.DATA_ENGINEER: "Data engineer",
 }
 
 #: Staff: everyone who signs in to the dashboard's aggregate pages (not feeds, not citizens).
@@ -92,11 +96,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "places": _PEOPLE,
     "about": _PEOPLE,
     "finance": frozenset({Role.FINANCE, Role.BOARD, Role.ANALYST, Role.ADMIN}),
-    "data_quality": frozenset({Role.ANALYST, Role.ADMIN}),
+    "data_quality": frozenset({Role.ANALYST, Role.ADMIN, Role.DATA_ENGINEER}),
     "worklists": frozenset({Role.CLINICIAN}),
     "audit": frozenset({Role.ADMIN}),
     # The master person index's review queue: identifiable pairs of records (issue 17).
-    "person_index": frozenset({Role.ADMIN}),
+    "person_index": frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
     # The FHIR records API: clinicians only for patients they have a legitimate relationship
     # with, checked per record (records.policy, web/records_api/gate.py).
     # A citizen only their own record (records.policy's `self` rule); a care worker only by
@@ -1325,6 +1329,7 @@ DEMO_ROLES: tuple[tuple[str, Role, str], ...] = (
     ("privacy-officer", Role.PRIVACY_OFFICER, "Pip Privacy"),
     ("system", Role.SYSTEM, "Sys Feed"),
     ("care-worker", Role.CARE_WORKER, "Cam Careworker"),
+    ("data-engineer", Role.DATA_ENGINEER, "Dev Engineer"),
 )
 
 

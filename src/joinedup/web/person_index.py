@@ -112,7 +112,7 @@ def _reviewer(request: Request, user: User, resource: str) -> None:
     """403 for anyone but a reviewer, and the refusal audited."""
     if user.may(AREA):
         return
-    message = "The person index's review queue is for administrators only"
+    message = "The person index's review queue is for administrators and data engineers only"
     access(request).audit(
         user, "denied", resource, detail=message, reason="", client=client(request)
     )
@@ -209,7 +209,7 @@ def api_review_queue(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReviewQueueOut:
     """Pairs waiting for a decision, with their evidence and both records (identifiable:
-    administrators only; audited)."""
+    administrators and data engineers only; audited)."""
     _reviewer(request, user, "person-index/review")
     return _queue(request, user, limit, offset)
 
