@@ -22,7 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert, update
 
-from joinedup.records import RecordStore
+from joinedup.errors import ConfigurationError
+from joinedup.records import RecordsSettings, RecordStore
 from joinedup.records.store import database_url
 from joinedup.records.store.person_index import mpi_person_index, mpi_runs
 from joinedup.web.access import AccessStore, RecordsAuditQuery
@@ -335,3 +336,21 @@ def test_everything_without_linked_is_unchanged_for_admin(world: World) -> None:
     assert world.acute not in ids
     linked_total, linked = world.ids(world.gp, "admin")
     assert world.acute in linked and linked_total > total
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("nope", "records settings: JOINEDUP_RECORDS_INDEX_SOURCES: not valid JSON"),
+        ('["gp"]', "records settings: JOINEDUP_RECORDS_INDEX_SOURCES: Input should be a valid"),
+    ],
+)
+def test_a_bad_index_sources_setting_is_refused_naming_it(
+    given: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOINEDUP_RECORDS_INDEX_SOURCES", given)
+    with pytest.raises(ConfigurationError) as refused:
+        RecordsSettings()
+    assert str(refused.value).startswith(message)
+    monkeypatch.setenv("JOINEDUP_RECORDS_INDEX_SOURCES", json.dumps(SYSTEMS))
+    assert RecordsSettings().records_index_sources == SYSTEMS

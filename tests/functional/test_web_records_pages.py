@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 from cli_run import PhmWarehouse, joinedup
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, insert
 
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
 from joinedup.records import RecordStore
+from joinedup.records.store import database_url
+from joinedup.records.store.person_index import mpi_person_index
 from joinedup.web.access import AccessStore
 from joinedup.web.app import create_app
 from joinedup.web.records_api import mount_records
@@ -372,3 +375,54 @@ def test_a_care_worker_sees_the_care_parts_of_the_record_through_their_council(
         ("social", "403", "no legitimate relationship"),
         ("social", "200", "legitimate relationship: episode,search kept to permitted patients"),
     ]
+
+
+def test_the_page_follows_the_person_index(site: Site, tmp_path: Path) -> None:
+    """With a master person index in the store, the page brings in the same person's Patient
+    at the trust (its own PAS number, no NHS number) for a clinician with a relationship with
+    it too, names it under the access rule, and audits it as its own access; without that
+    relationship the page is the practice's Patient alone, the trust's not mentioned."""
+    gp_ids, pas_ids = "https://gp.example.org/patient-id", "https://trust.example.org/pas-number"
+    app = site.client.app
+    app.state.records_index_systems = {"gp": gp_ids, "acute": pas_ids}  # type: ignore[attr-defined]
+    store: RecordStore = app.state.records  # type: ignore[attr-defined]
+    patient = store.read("Patient", site.pid)
+    patient["identifier"].append({"system": gp_ids, "value": "G-1"})
+    store.update(patient)
+    acute = store.create({
+        "resourceType": "Patient", "identifier": [{"system": pas_ids, "value": "PAS-1"}],
+        "name": [{"family": "Jones", "given": ["Ann"]}], "birthDate": "1950-02-03",
+    }).resource_id  # fmt: skip
+    store.create({
+        "resourceType": "Condition", "subject": {"reference": f"Patient/{acute}"},
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": _coded("49436004", "Atrial fibrillation"), "onsetDateTime": "2025-11-02",
+        "asserter": {"reference": "Organization/RXX01"},
+    })  # fmt: skip
+    team = store.create({
+        "resourceType": "CareTeam", "status": "active",
+        "subject": {"reference": f"Patient/{acute}"},
+        "participant": [{"member": {"reference": "Practitioner/gp"}}],
+    }).resource_id  # fmt: skip
+    engine = create_engine(database_url(tmp_path / "records.sqlite"))
+    with engine.begin() as conn:  # as `joinedup link index --records` writes the index
+        conn.execute(insert(mpi_person_index), [
+            {"source": source, "record_id": record, "person_id": "P000000001",
+             "linked_by": "splink", "match_weight": 9.5, "needs_review": False}
+            for source, record in (("gp", "G-1"), ("acute", "PAS-1"))
+        ])  # fmt: skip
+    engine.dispose()
+    gp = site.as_("gp")
+    page = unescape(gp.get(f"/records/patient/{site.pid}").text)
+    assert f"Patient {acute} (linked by probabilistic match)" in page
+    assert "Atrial fibrillation" in page
+    store.delete("CareTeam", team)  # no relationship with the trust's Patient any more
+    page = unescape(gp.get(f"/records/patient/{site.pid}").text)
+    assert "Type 2 diabetes mellitus" in page
+    assert 'id="linked-records"' not in page and "Atrial fibrillation" not in page
+    linked = [e for e in site.audit() if e["resource"] == f"fhir/Patient/{acute}"]
+    assert [e["reason"] for e in linked] == [
+        "legitimate relationship: care-team",
+        "no relationship",
+    ]
+    assert linked[0]["detail"].startswith(f"200; linked to Patient/{site.pid} by the person index")

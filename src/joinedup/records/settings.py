@@ -9,11 +9,12 @@ files in (default `records-exports` beside a SQLite store, else `data/records-ex
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from joinedup.errors import ConfigurationError
 
@@ -29,6 +30,10 @@ class RecordsSettings(BaseSettings):
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
+        except SettingsError as err:  # a value that should be JSON and is not
+            field = re.search(r'field "(\w+)"', str(err))
+            name = f"JOINEDUP_{field.group(1).upper()}" if field else "a JOINEDUP_ variable"
+            raise ConfigurationError(f"records settings: {name}: not valid JSON") from None
         except ValidationError as err:
             problems = "; ".join(
                 f"JOINEDUP_{'.'.join(str(x) for x in e['loc']).upper()}: {e['msg']}"

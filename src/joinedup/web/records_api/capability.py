@@ -84,7 +84,11 @@ def _resource(kind: str) -> dict[str, Any]:
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                 "documentation": (
                     "GET Patient/{id}/$everything: the patient and every resource pointing to "
-                    "them, paged by _count (next links); _since and _type supported."
+                    "them, paged by _count (next links); _since and _type supported. "
+                    "linked=true adds the same person's other Patients by the master person "
+                    "index, each allowed and audited on its own, their entries marked with the "
+                    "extension https://fhir.joinedup.org/StructureDefinition/person-index-link "
+                    "on Bundle.entry.search."
                 ),
             }
         )
