@@ -354,3 +354,21 @@ def test_a_bad_index_sources_setting_is_refused_naming_it(
     assert str(refused.value).startswith(message)
     monkeypatch.setenv("JOINEDUP_RECORDS_INDEX_SOURCES", json.dumps(SYSTEMS))
     assert RecordsSettings().records_index_sources == SYSTEMS
+
+
+def test_the_pages_follow_the_index_to_the_end(world: World) -> None:
+    """`next` links keep `linked=true`: two at a time, the pages hold what one page holds."""
+    total, everything = world.ids(world.gp, "gp-both")
+    seen: list[str] = []
+    answer = world("GET", f"/Patient/{world.gp}/$everything", user="gp-both",
+                   params={"linked": "true", "_count": "2"}).json()  # fmt: skip
+    while True:
+        assert answer["total"] == total
+        seen += [e["resource"]["id"] for e in answer.get("entry", [])]
+        following = [link["url"] for link in answer["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        assert "linked=true" in following[0]
+        path = following[0].split(BASE, 1)[1]
+        answer = world("GET", path, user="gp-both").json()
+    assert len(seen) == total and set(seen) == everything
