@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from joinedup.errors import ConfigurationError
+from joinedup.errors import ConfigurationError, InputError
 from joinedup.records import RecordStore
 from joinedup.records.consent import citizen_objection
 from joinedup.web.access import AccessStore
@@ -667,6 +667,95 @@ def _audit_column(api: Api, user: str, column: str) -> list[str]:
             (user,),
         ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def test_a_proxy_reads_the_record_only_while_the_relationship_is_recorded(api: Api) -> None:
+    own, child, stranger = (registered(api, n) for n in NHS_NUMBERS[:3])
+    note = api.made(condition(child, ASTHMA))
+    hiv = api.made(condition(child, HIV, by_extension("A11111")))  # sensitive: never a proxy's
+    access: AccessStore = api.client.app.state.access  # type: ignore[attr-defined]
+    access.add_user("mum", PASSWORD, "citizen", patient_id=own)
+    token = api.client.post("/api/v1/token", json={"username": "mum", "password": PASSWORD})
+    api.tokens["mum"] = token.json()["access_token"]
+    today = datetime.now(UTC).date()
+
+    def reads() -> list[int]:
+        return [
+            api.status(f"/Patient/{child}", "mum"),
+            api.status(f"/Patient/{child}/_history/1", "mum"),
+            api.status(f"/Condition/{note}", "mum"),
+            api.status(f"/Condition/{note}/_history", "mum"),
+            api.status(f"/Patient/{child}/$everything", "mum"),
+            api.status(f"/AuditEvent?patient={child}", "mum"),
+        ]
+
+    # no relationship recorded: refused on every route, searches find nothing of theirs
+    assert reads() == [403] * 6
+    assert api.ids("/Condition", "mum", patient=child) == (0, [])
+
+    # recorded through today: the same view a citizen has of their own, less sensitive items
+    with pytest.raises(InputError, match="--until"):
+        access.set_proxy("mum", child, "parent", until=date(2020, 1, 1))
+    access.set_proxy("mum", child, "parent", until=today)
+    granted = access.audit_entries(limit=1)[1][0]
+    assert (granted["action"], granted["detail"]) == ("proxy granted", f"as parent until {today}")
+    assert reads() == [200] * 6
+    assert api.ids("/Condition", "mum", patient=child) == (1, [note])  # not the HIV one
+    everything = api("GET", f"/Patient/{child}/$everything", user="mum").json()
+    assert hiv not in {e["resource"]["id"] for e in everything["entry"]}
+    _refused_citizen = [
+        api("GET", f"/Condition/{hiv}", user="mum"),
+        api("GET", f"/Patient/{stranger}", user="mum"),
+        api("POST", "/Condition", json=condition(child, ASTHMA), user="mum"),
+        api("PUT", f"/Condition/{note}", json={**condition(child, ASTHMA), "id": note}, user="mum"),
+        api("DELETE", f"/Condition/{note}", user="mum"),
+        api("GET", f"/AuditEvent?patient={stranger}", user="mum"),
+    ]
+    assert [a.status_code for a in _refused_citizen] == [403] * 6
+    assert api.status(f"/Condition/{note}", "feed") == 200  # nothing written or deleted
+    ask = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{stranger}"}},
+        {"name": "reason", "valueString": REASON},
+    ]}  # fmt: skip
+    assert api("POST", "/$break-glass", json=ask, user="mum").status_code == 403
+
+    # its last day passes (as it would overnight): refused again at the next request
+    with sqlite3.connect(access.path) as con:
+        con.execute("UPDATE proxies SET until_date = '2020-01-01' WHERE username = 'mum'")
+    assert reads() == [403] * 6
+    assert [p.status(today) for p in access.proxies("mum")] == ["expired"]
+
+    # recorded again as carer, then revoked: allowed as carer, then refused
+    access.set_proxy("mum", child, "carer")
+    assert api.status(f"/Patient/{child}", "mum") == 200
+    access.set_proxy("mum", child, "carer", revoke=True)
+    assert reads() == [403] * 6
+    [listed] = access.proxies("mum")
+    assert (listed.relationship, listed.until_date, listed.status(today)) == (
+        "carer", None, "revoked"
+    )  # fmt: skip
+
+    # every request audited, naming the relationship and the purpose it gave; no identifiers
+    audited = [e for e in api.audit("mum") if e["action"].startswith("fhir")]
+    assert len(audited) == api.calls["mum"]
+    allowed = [e["reason"] for e in audited if e["detail"][:1] == "2"]
+    assert set(allowed) == {
+        "legitimate relationship: proxy as parent",
+        "legitimate relationship: proxy as carer",
+        "legitimate relationship: search kept to permitted patients",
+        "legitimate relationship: proxy as parent,search kept to permitted patients",
+        "records audit: own record",
+    }
+    refusals = {e["reason"] for e in audited if e["detail"][:3] == "403"}
+    assert "no legitimate relationship" in refusals
+    assert "withheld: sensitive category hiv recorded by another organisation" in refusals
+    reasons = [e["reason"] for e in audited]
+    purposes = dict(zip(reasons, _audit_column(api, "mum", "purpose"), strict=True))
+    assert purposes["legitimate relationship: proxy as parent"] == "FAMRQT"
+    assert purposes["legitimate relationship: proxy as carer"] == "SUPNWK"
+    assert purposes["no legitimate relationship"] == "PATRQT"
+    logged = json.dumps(access.audit_entries(limit=100000)[1]).lower()
+    assert not any(n in logged for n in NHS_NUMBERS) and "orgcase" not in logged
 
 
 def care_record(kind: str, pid: str, organisation: str) -> dict[str, Any]:

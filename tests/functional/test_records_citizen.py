@@ -369,7 +369,7 @@ def test_a_proxy_sees_the_person_they_act_for_less_what_is_withheld(api: Api) ->
         for e in reversed(api.log.audit_entries(limit=50)[1])  # the newest kept
         if e["username"] == "pa" and e["action"] == "fhir read"
     }
-    assert reasons[f"fhir/Patient/{child}"] == "legitimate relationship: proxy"
+    assert reasons[f"fhir/Patient/{child}"] == "legitimate relationship: proxy as parent"
     assert api("GET", "/AuditEvent", params={"patient": child}, user="pa").status_code == 200
     assert api("GET", "/AuditEvent", params={"patient": stranger}, user="pa").status_code == 403
 

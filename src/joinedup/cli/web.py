@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -337,21 +338,68 @@ def proxy(
         ),
     ],
     revoke: Annotated[bool, typer.Option("--revoke", help="Take the access away.")] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="DATE",
+            help="Its last day, YYYY-MM-DD (UTC); the access ends after it. Default: no end.",
+        ),
+    ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Give a citizen proxy access to another person's record (a parent to their child's, a
-    carer to the person they care for), or take it away with --revoke. Record the relationship
-    only once it has been checked; both are audited with the person's Patient id."""
+    carer to the person they care for), until --until's day if given, or take it away with
+    --revoke. Record the relationship only once it has been checked (who the proxy is, and the
+    person's consent or the legal authority); both are audited with the person's Patient id
+    and the relationship. `users proxies` lists them."""
+    last_day = _date("--until", until) if until is not None else None
     store = _store(_settings(warehouse))
     try:
-        user = store.set_proxy(username, patient, relationship, revoke=revoke)
+        user = store.set_proxy(username, patient, relationship, revoke=revoke, until=last_day)
     finally:
         store.close()
-    done = "no longer sees" if revoke else f"now sees, as {relationship},"
+    ends = f" through {last_day.isoformat()}" if last_day and not revoke else ""
+    done = "no longer sees" if revoke else f"now sees, as {relationship}{ends},"
     console.print(
         f"{escape(user.username)} {done} Patient/{escape(patient)}'s record; proxy for "
         f"{len(user.proxy_for)} in all."
     )
+
+
+def _date(option: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(option, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@users_app.command("proxies")
+def list_proxies(
+    username: Annotated[
+        str | None, typer.Argument(help="Only this citizen's (default: everyone's).")
+    ] = None,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """List the proxy relationships recorded: who acts for which Patient, how related, since
+    when, until when, and whether active, expired or revoked (ended ones stay listed)."""
+    settings = _settings(warehouse)
+    if not settings.access_path.exists():  # not created empty by a listing
+        raise InputError("--warehouse", f"no access database at {settings.access_path}")
+    store = _store(settings)
+    try:
+        records = store.proxies(username)
+    finally:
+        store.close()
+    today = datetime.now(UTC).date()
+    table = Table("proxy", "for Patient", "relationship", "granted", "until", "status")
+    for r in records:
+        table.add_row(
+            escape(r.username), escape(r.patient_id), r.relationship, r.granted_at[:10],
+            r.until_date or "-", r.status(today),
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"{len(records)} recorded.")
 
 
 @users_app.command("list")

@@ -319,6 +319,16 @@ def _let_value(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     )
 
 
+def _let_strict(value: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
+    """`_let_value` for a `body` that gives NULL for NULL: a value `CASE WHEN c THEN x END`
+    with `x` cheap (a `where()` read in one pass) becomes `CASE WHEN c THEN body(x) END`,
+    with no list and lambda to bind it."""
+    ifs = value.args.get("ifs") or [] if isinstance(value, exp.Case) else []
+    if len(ifs) == 1 and value.args.get("default") is None and _cheap(ifs[0].args["true"]):
+        return _case((ifs[0].this, body(ifs[0].args["true"])))
+    return _let_value(value, scope, body)
+
+
 def _size(collection: exp.Expr, d: JsonDialect) -> exp.Expr:
     return d.fn("len", collection)
 
@@ -425,12 +435,14 @@ def compile_first(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
         def first(values: exp.Expr) -> exp.Expr:
             value = _one(values)
             if value is not None:
-                return _let_value(value, scope, d.first_of)
+                return _let_strict(value, scope, d.first_of)
             return d.first(_spread_all(values, scope))
 
         return _per_branch(_values(node, context, scope), first)
     if isinstance(node, Call) and node.function == "first" and not node.args:
         return compile_first(node.target, context, scope)
+    if isinstance(node, Call) and node.function == "getResourceKey":
+        return d.value(exp.paren(_resource_key_text(scope)))  # a value, not a list of one
     if isinstance(node, Call) and node.function == "getReferenceKey":
         references = _values(Member(node.target, "reference"), context, scope)
         return _reference_key(node).first(references, scope)
@@ -465,7 +477,7 @@ def _only(node: Node, context: exp.Expr, scope: _Scope, error: exp.Expr) -> exp.
         def only_value(values: exp.Expr) -> exp.Expr:
             value = _one(values)
             if value is not None:
-                return _let_value(value, scope, lambda v: d.sole_of(v, error))
+                return _let_strict(value, scope, lambda v: d.sole_of(v, error))
             return only(_spread_all(values, scope))
 
         return _per_branch(_values(node, context, scope), only_value)
@@ -554,6 +566,14 @@ class _ReferenceKey:
         wanted = d.fn("starts_with", key, _string(f"{self.check}/"))
         return d.fn("list_filter", found, _lambda(wanted, key))
 
+    def first_in(self, text: exp.Expr, scope: _Scope) -> exp.Expr:
+        """The key (at most one) in a reference's text, as text; NULL when there is none."""
+        if self.check is not None:
+            return scope.dialect.first(self.keys_in(text, scope))
+        d = scope.dialect
+        found = d.first(d.fn("regexp_extract_all", text, _string(self.search), _number(1)))
+        return _case((d.matches_fully(text, self.plain), text.copy()), default=found)
+
     def collection(self, references: exp.Expr, scope: _Scope) -> exp.Expr:
         """The keys of `references` (Reference.reference values, see `_values`)."""
         d = scope.dialect
@@ -583,7 +603,7 @@ class _ReferenceKey:
             ref = _one(references)
             if ref is None:
                 return d.first(self.collection(references, scope))
-            return d.value(d.first(self.keys_in(d.text(ref), scope)))
+            return d.value(self.first_in(d.text(ref), scope))
 
         return _per_branch(references, first)
 
@@ -666,22 +686,21 @@ def _values(node: Member, context: exp.Expr, scope: _Scope) -> exp.Expr:
     return scope.dialect.fn("flatten", _map(items, scope, lambda item: _chain(item, names, scope)))
 
 
-def _where_test(node: Node, scope: _Scope) -> tuple[Node, str, str, bool] | None:
-    """For `a.b.where(f = 'text')` or `a.b.extension('text')`: (`a.b`, `f`, the text, whether
-    an array `f` counts by its first item, as `where` compares and `extension` does not);
-    None for any other node."""
+def _where_test(node: Node, scope: _Scope) -> tuple[Node, str, str] | None:
+    """For `a.b.where(f = 'text')` or `a.b.extension('text')`: (`a.b`, `f`, the text); None
+    for any other node."""
     if not isinstance(node, Call) or len(node.args) != 1:
         return None
     if node.function == "extension":
         text = _text_constant(node.args[0], scope)
-        return None if text is None else (Member(node.target, "extension"), "url", text, False)
+        return None if text is None else (Member(node.target, "extension"), "url", text)
     criterion = node.args[0]
     if node.function != "where" or not isinstance(criterion, Binary) or criterion.op != "=":
         return None
     for member, other in ((criterion.left, criterion.right), (criterion.right, criterion.left)):
         text = _text_constant(other, scope)
         if text is not None and isinstance(member, Member) and isinstance(member.target, This):
-            return node.target, member.name, text, True
+            return node.target, member.name, text
     return None
 
 
@@ -692,17 +711,19 @@ def _where_values(
     `where(f = 'text')` (or `extension('text')`) over a chain of members of the resource, read
     in the one pass that reads the resource (`_Prefetch`); None for any other node.
 
-    Each step of the chain then usually holds one item: an object, or an array of one. Its
-    children are read at both paths (`a.f` and `a[0].f`: at most one exists), so neither the
-    array nor its item is serialised, parsed again and filtered. Where a step holds more than
-    one item (its second item, or for an element FHIR R4 says holds one value its first, is
-    present), the general path, read on its own from the resource, gives the values."""
+    Each step of the chain then usually holds one item: an array of one, or an object where
+    FHIR R4 says the element holds one value. Only that item's `f` and value are read (at
+    `a[0].f`), so neither the array nor its item is serialised, parsed again and filtered.
+    Where a step holds more than one item (its second item, or for an element FHIR R4 says
+    holds one value its first, is present), where `f` is at another place (`a.f`: an object
+    where an array belongs) or `f` is an array, the general path, read on its own from the
+    resource, gives the values."""
     test = _where_test(node, scope)
     item = _sole(context)
     base = None if item is None or scope.prefetch is None else scope.path_of(item)
     if test is None or base is None or scope.prefetch is None or not names:
         return None
-    target, name, text, first = test
+    target, name, text = test
     chain: list[str] = []
     while isinstance(target, Member):
         chain.insert(0, target.name)
@@ -720,14 +741,25 @@ def _where_values(
         guards += [(*path, step, 1) for path in paths]
         paths = [p for path in paths for p in ((*path, step), (*path, step, 0))]
     d = scope.dialect
-    leaves = [(*path, name) for path in paths] + ([(*p, name, 0) for p in paths] if first else [])
-    texts = exp.Array(expressions=[d.text(prefetch.read(leaf)) for leaf in leaves])
-    matched = d.fn("list_contains", texts, _string(text))
-    value = exp.func("coalesce", *[prefetch.read((*path, names[0])) for path in paths])
-    one: exp.Expr = exp.Array(expressions=[_case((matched, value))])
-    for step in names[1:]:
+    # The last place is the one a valid resource uses (each step an array, or an object where
+    # FHIR R4 says it holds one value); `f` at any other place, or an array `f`, takes the
+    # general path, so only this place's `f` and value are read and compared.
+    leaf = prefetch.read((*paths[-1], name))
+    matched = exp.EQ(this=d.text(leaf), expression=_string(text))
+    # An extension's `value[x]` holds one value (R4: 0..1): its child is read in the same pass,
+    # not the value serialised and parsed again; a value that is an array is its first item's
+    # guard.
+    deep = names[:2] if len(names) > 1 and names[0].startswith("value") else names[:1]
+    if len(deep) > 1:
+        guards.append((*paths[-1], names[0], 0))
+    one: exp.Expr = exp.Array(expressions=[_case((matched, prefetch.read((*paths[-1], *deep))))])
+    for step in names[len(deep) :]:
         one = _per_branch(one, functools.partial(_children_of, name=step, scope=scope))
-    single = exp.and_(*[prefetch.read(guard).is_(exp.null()) for guard in guards])
+    single = exp.and_(
+        *[prefetch.read(guard).is_(exp.null()) for guard in guards],
+        *[prefetch.read((*path, name)).is_(exp.null()) for path in paths[:-1]],
+        exp.Not(this=exp.func("coalesce", d.is_array(leaf.copy()), exp.false())),
+    )
     direct = _Scope(scope.resource, scope.constants, d, scope.row_index, scope.counter, direct=True)
     members = Member(node, names[0])
     for step in names[1:]:
@@ -829,15 +861,19 @@ def _unsupported(node: Call) -> InputError:
     return InputError(f"FHIRPath function {node.function}()", "is not supported")
 
 
-def _resource_key(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+def _resource_key_text(scope: _Scope) -> exp.Expr:
+    """`Type/id` of the resource as text; NULL without an id."""
     d = scope.dialect
-    key = exp.DPipe(
+    return exp.DPipe(
         this=exp.DPipe(
             this=d.text(scope.child(scope.resource, "resourceType")), expression=_string("/")
         ),
         expression=d.text(scope.child(scope.resource, "id")),
     )
-    return _wrap(key, d)
+
+
+def _resource_key(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:
+    return _wrap(_resource_key_text(scope), scope.dialect)
 
 
 def _reference_keys(node: Call, context: exp.Expr, scope: _Scope) -> exp.Expr:

@@ -10,7 +10,6 @@ missing entry shows when the chain is checked.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -21,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -144,6 +143,13 @@ class User:
     #: The organisation they work for by ODS code, beyond a clinician's practice and PCN: an
     #: NHS trust, a council, or any other (a care worker's is required).
     organisation_code: str | None = None
+    #: Each of `proxy_for` with the relationship recorded for it (PROXY_RELATIONSHIPS), as
+    #: (Patient id, relationship) pairs: the audit names the relationship of every access.
+    proxy_relationships: tuple[tuple[str, str], ...] = ()
+
+    def proxy_relationship(self, patient_id: str) -> str | None:
+        """How this citizen is related to `patient_id` as their proxy (None: they are not)."""
+        return next((r for p, r in self.proxy_relationships if p == patient_id), None)
 
     def may(self, area: str) -> bool:
         return self.role in PERMISSIONS[area]
@@ -312,6 +318,7 @@ CREATE TABLE IF NOT EXISTS proxies (
     relationship TEXT NOT NULL,
     granted_at TEXT NOT NULL,
     revoked_at TEXT,
+    until_date TEXT,
     PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -397,6 +404,10 @@ _USER_COLUMNS = "SELECT name FROM pragma_table_info('users')"
 _ADD_PATIENT = "ALTER TABLE users ADD COLUMN patient_id TEXT"
 #: So did a user's organisation beyond their practice and PCN (a trust, a council).
 _ADD_ORGANISATION = "ALTER TABLE users ADD COLUMN organisation_code TEXT"
+#: A proxy relationship's last day came with `users proxy --until`: a proxies table written
+#: before gets the column, empty (no end), when it opens.
+_PROXY_COLUMNS = "SELECT name FROM pragma_table_info('proxies')"
+_ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date TEXT"
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 
@@ -414,6 +425,8 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PATIENT)
     if "organisation_code" not in user_names:
         con.execute(_ADD_ORGANISATION)
+    if "until_date" not in {row[0] for row in con.execute(_PROXY_COLUMNS)}:
+        con.execute(_ADD_PROXY_UNTIL)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
 
@@ -575,11 +588,14 @@ ORGANISATION_ROLES = frozenset({Role.CLINICIAN, Role.CARE_WORKER})
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
-def _user_of(row: Sequence[Any], proxy_for: frozenset[str] = frozenset()) -> User:
-    """A user from a row of _USERS (or _USER), with the Patients they are a proxy for."""
+def _user_of(row: Sequence[Any], proxies: Sequence[Sequence[Any]] = ()) -> User:
+    """A user from a row of _USERS (or _USER), with the Patients they are a proxy for (rows
+    of _PROXIES_OF: Patient id, relationship)."""
+    pairs = tuple((str(p[0]), str(p[1])) for p in proxies)
     return User(
-        row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6], proxy_for, row[7]
-    )
+        row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6],
+        frozenset(p for p, _ in pairs), row[7], pairs,
+    )  # fmt: skip
 
 
 #: Who a citizen may be a proxy for, by their relationship to that person.
@@ -589,12 +605,20 @@ PROXY_RELATIONSHIPS: dict[str, str] = {
     "carer": "Carer, with the person's consent",
     "attorney": "Lasting power of attorney (health and welfare)",
 }
+#: The relationships in force today: not revoked, and not past their last day (`until_date`,
+#: an ISO date, compared as text with today's in UTC).
 _PROXIES_OF = (
-    "SELECT patient_id FROM proxies WHERE username = ? AND revoked_at IS NULL ORDER BY patient_id"
+    "SELECT patient_id, relationship FROM proxies WHERE username = ? AND revoked_at IS NULL "
+    "AND (until_date IS NULL OR until_date >= ?) ORDER BY patient_id"
 )
 _GRANT_PROXY = (
-    "INSERT OR REPLACE INTO proxies (username, patient_id, relationship, granted_at, revoked_at) "
-    "VALUES (?, ?, ?, ?, NULL)"
+    "INSERT OR REPLACE INTO proxies "
+    "(username, patient_id, relationship, granted_at, revoked_at, until_date) "
+    "VALUES (?, ?, ?, ?, NULL, ?)"
+)
+_LIST_PROXIES = (
+    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at "
+    "FROM proxies WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
 )
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
@@ -612,6 +636,31 @@ class AccountReview:
     last_sign_in_at: str | None
     proxies_count: int
     live_sessions_count: int
+
+
+@dataclass(frozen=True)
+class ProxyRecord:
+    """One recorded proxy relationship, as `users proxies` lists it: who acts for which
+    Patient, how related, since when, their last day (None: no end) and when revoked."""
+
+    username: str
+    patient_id: str
+    relationship: str
+    granted_at: str
+    until_date: str | None
+    revoked_at: str | None
+
+    def status(self, today: date) -> str:
+        """`active`, `revoked` or `expired` on `today`."""
+        if self.revoked_at:
+            return "revoked"
+        if self.until_date and self.until_date < today.isoformat():
+            return "expired"
+        return "active"
+
+
+def _today() -> date:
+    return _now().date()
 
 
 def _now() -> datetime:
@@ -807,7 +856,7 @@ class AccessStore:
         row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
             return None
-        proxies = frozenset(str(r[0]) for r in self._con.execute(_PROXIES_OF, (row[0],)).fetchall())
+        proxies = self._con.execute(_PROXIES_OF, (row[0], _today().isoformat())).fetchall()
         return _user_of(row, proxies), row[8]
 
     def set_proxy(
@@ -817,11 +866,13 @@ class AccessStore:
         relationship: str,
         *,
         revoke: bool = False,
+        until: date | None = None,
         client: str = "command line",
     ) -> User:
         """Give citizen `username` proxy access to Patient `patient_id` as their
-        `relationship` (PROXY_RELATIONSHIPS), or with `revoke` take it away; audited either
-        way with the patient's id. Returns the user as they now are."""
+        `relationship` (PROXY_RELATIONSHIPS), through `until` (its last day, UTC; None: until
+        revoked), or with `revoke` take it away; audited either way with the patient's id and
+        the relationship. Returns the user as they now are."""
         found = self._user(username)
         if found is None or found[0].role is not Role.CITIZEN:
             raise InputError("NAME", f"{username!r} is not an active citizen (see `users list`)")
@@ -832,18 +883,29 @@ class AccessStore:
             raise InputError("--relationship", f"{relationship!r}: choose from {choices}")
         if patient_id == found[0].patient_id:
             raise InputError("--patient", "that is their own record")
+        if until is not None and not revoke and until < _today():
+            raise InputError("--until", f"{until.isoformat()} has passed (UTC today: {_today()})")
+        last_day = until.isoformat() if until is not None and not revoke else None
         with self._tx() as con:
             if revoke:
                 con.execute(_REVOKE_PROXY, (_iso(_now()), username, patient_id))
             else:
-                con.execute(_GRANT_PROXY, (username, patient_id, relationship, _iso(_now())))
+                con.execute(
+                    _GRANT_PROXY, (username, patient_id, relationship, _iso(_now()), last_day)
+                )
         self.audit(
             found[0], "proxy revoked" if revoke else "proxy granted", f"users/proxy/{username}",
-            detail=f"as {relationship}", reason="proxy access", client=client,
-            patients=[patient_id],
+            detail=f"as {relationship}" + (f" until {last_day}" if last_day else ""),
+            reason="proxy access", client=client, patients=[patient_id],
         )  # fmt: skip
-        now = found[0].proxy_for - {patient_id} if revoke else found[0].proxy_for | {patient_id}
-        return dataclasses.replace(found[0], proxy_for=frozenset(now))
+        now = self._user(username)
+        return now[0] if now is not None else found[0]
+
+    def proxies(self, username: str | None = None) -> list[ProxyRecord]:
+        """Every proxy relationship recorded (of `username` alone, when given), in force or
+        not: revoked and expired ones stay, as the record of who could see what."""
+        rows = self._con.execute(_LIST_PROXIES, (username, username)).fetchall()
+        return [ProxyRecord(*r) for r in rows]
 
     # --- sign-in ---------------------------------------------------------------------------
 

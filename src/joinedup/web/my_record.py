@@ -76,6 +76,10 @@ WHY = {
     "HSYSADMIN": "Running the system",
     "HCOMPL": "Checking who has looked at records (privacy review)",
     "PATRQT": "You asked to see it",
+    "FAMRQT": "Your parent or guardian, with access to your record, looked at it for you",
+    "PWATRNY": "Your attorney looked at it for you",
+    "SUPNWK": "Your carer looked at it for you",
+    "COC": "Your social care",
 }
 #: What `detail` of an audit entry starts its sharing-choice part with.
 SHARING = "sharing choice"
@@ -266,7 +270,14 @@ def my_record_page(
     allowed(user, "my_record")
     own = str(user.patient_id)
     patient_id = patient or own
-    reason = "own record" if patient_id == own else "proxy access"
+    relationship = user.proxy_relationship(patient_id)
+    reason = (
+        "own record"
+        if patient_id == own
+        else f"proxy access as {relationship}"
+        if relationship
+        else "proxy access"
+    )
     if patient_id not in {own} | user.proxy_for:
         log.audit(
             user, "my-record view", "my-record", detail="403; not theirs", reason=reason,

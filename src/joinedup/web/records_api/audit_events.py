@@ -54,6 +54,18 @@ PURPOSE_LABELS = {
     "HCOMPL": "health compliance",
     "PATRQT": "requested by the patient",
     "COC": "coordination of care",
+    "FAMRQT": "family requested",
+    "PWATRNY": "power of attorney",
+    "SUPNWK": "support network",
+}
+#: Purpose of use (v3 ActReason) of a citizen acting as a proxy, by their relationship: a
+#: parent or guardian is family (FAMRQT), an attorney acts by power of attorney (PWATRNY), a
+#: carer is the person's support network (SUPNWK).
+PURPOSE_OF_PROXY: dict[str, str] = {
+    "parent": "FAMRQT",
+    "guardian": "FAMRQT",
+    "attorney": "PWATRNY",
+    "carer": "SUPNWK",
 }
 #: FHIR AuditEvent.action of each interaction as the log names it (`fhir <interaction>`);
 #: anything else (search, bundle, operations such as $validate or $break-glass) is E.
@@ -220,9 +232,16 @@ def audit_context(
         patients |= patients_in(_json(body))
     return AuditContext(
         organisation=organisation_of(user),
-        purpose=purpose_of(user, bool(gate and gate.break_glass)),
+        purpose=_proxy_purpose(gate) or purpose_of(user, bool(gate and gate.break_glass)),
         patients=sorted(patients),
     )
+
+
+def _proxy_purpose(gate: Gate | None) -> str | None:
+    """The purpose of a request a proxy relationship allowed (one relationship; several, as
+    in a search across two people they act for: the first by name)."""
+    relationships = sorted(getattr(gate, "proxy_relationships", ()) or ())
+    return PURPOSE_OF_PROXY.get(relationships[0]) if relationships else None
 
 
 def refuse_audit_writes(bundle: dict[str, Any]) -> None:

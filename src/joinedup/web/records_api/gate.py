@@ -112,6 +112,8 @@ class Gate:
         self.refused = False
         self.withheld: str | None = None  # the consent rule that refused the request
         self.notes: set[str] = set()  # what a break-glass grant overrode
+        #: The proxy relationships (parent, carer, ...) the request was allowed by, if any.
+        self.proxy_relationships: set[str] = set()
         self._granted: set[str] = set()
         self._hint = NOT_YOURS if user.patient_id is not None else BREAK_GLASS_HINT
         self._searches: list[tuple[str, list[tuple[str, str]]]] | None = None
@@ -163,10 +165,19 @@ class Gate:
                 self.refused = True
                 self.withheld = decision.withheld
                 raise _forbidden(self._hint)
-            self.rules.add(str(decision.rule))
+            self.rules.add(self._rule_label(decision, patient))
             self.break_glass |= decision.rule == "break-glass"
             if decision.withheld:
                 self.notes.add(f"{decision.withheld} overridden by break-glass")
+
+    def _rule_label(self, decision: Decision, patient: str) -> str:
+        """The rule as the audit names it: a proxy's with the relationship recorded for them
+        (`proxy as parent`)."""
+        if decision.rule != "proxy":
+            return str(decision.rule)
+        relationship = self.user.proxy_relationship(patient) or "unrecorded"
+        self.proxy_relationships.add(relationship)
+        return f"proxy as {relationship}"
 
     def _sensitive(self, resource: dict[str, Any]) -> None:
         """Refuse a resource coded in a sensitive category that none of the user's
@@ -328,6 +339,9 @@ class Gate:
         if any(patients_of(r) & self._granted for r in resources):
             self.rules.add("break-glass")
             self.break_glass = True
+        if self.user.proxy_for:  # a proxy's search: name each relationship it showed
+            for patient in {p for r in resources for p in patients_of(r)} & self.user.proxy_for:
+                self.rules.add(self._rule_label(Decision(True, "proxy"), patient))
 
     def linked(self, store: RecordStore, rid: str, systems: Mapping[str, str]) -> PersonAccess:
         """The same person's other Patients through the person index, each decided on its own

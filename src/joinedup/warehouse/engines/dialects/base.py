@@ -85,6 +85,11 @@ class JsonDialect(ABC):
         unless it is one; only dialects that `prefetch` have it."""
         raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
 
+    def is_array(self, value: exp.Expr) -> exp.Expr:
+        """Whether `value`, read by `read_all`, is an array; only dialects that `prefetch`
+        have it."""
+        raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
+
     # JSON values
     @abstractmethod
     def child(self, item: exp.Expr, name: str) -> exp.Expr:

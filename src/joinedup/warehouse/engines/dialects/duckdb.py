@@ -54,6 +54,11 @@ class DuckDBJson(JsonDialect):
             own=own,
         )
 
+    def is_array(self, value: exp.Expr) -> exp.Expr:
+        """Whether `value`, read by `read_all` (compact JSON), is an array: its first
+        character tells, with no parse."""
+        return call("starts_with", value, string("["))
+
     def child_text(self, item: exp.Expr, name: str) -> exp.Expr:
         """`text(child(item, name))` in one step."""
         return call("json_extract_string", item, string(f'$."{name}"'))
