@@ -195,12 +195,15 @@ def copy_floor(cluster: Cluster, ndjson: Path) -> float:
     return seconds
 
 
-def records_load(cluster: Cluster, ndjson: Path, database: str) -> tuple[float, str]:
+def records_load(
+    cluster: Cluster, ndjson: Path, database: str, validation_workers: int = 0
+) -> tuple[float, str]:
     """Seconds of `joinedup records load` into a new database, and its summary line."""
     cluster.create_database(database)
     began = time.perf_counter()
     done = subprocess.run(
-        [_joinedup(), "records", "load", str(ndjson), "--records", cluster.url(database)],
+        [_joinedup(), "records", "load", str(ndjson), "--records", cluster.url(database),
+         "--validation-workers", str(validation_workers)],
         capture_output=True, text=True, check=False,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
@@ -561,6 +564,7 @@ def bench_records(
     clients: int = 50,
     duration: float = 60.0,
     ingest_only: bool = False,
+    validation_workers: int = 0,
 ) -> list[dict[str, Any]]:
     """records_ingest_resources_per_s, fhir_read_p95_ms and fhir_search_p95_ms (see above);
     with `ingest_only`, the first alone."""
@@ -574,7 +578,7 @@ def bench_records(
         loadavg_copy = _loadavg()
         copy_s = copy_floor(cluster, ndjson)
         loadavg_load = _loadavg()
-        load_s, summary = records_load(cluster, ndjson, "records")
+        load_s, summary = records_load(cluster, ndjson, "records", validation_workers)
         parts = (
             {}
             if ingest_only
@@ -601,6 +605,7 @@ def bench_records(
                 "load_s": round(load_s, 2),
                 "copy_s": round(copy_s, 2),
                 "load_summary": summary,
+                "validation_workers": validation_workers,
                 "ndjson_bytes": ndjson_bytes,
                 "loadavg_before_synth": loadavg_build,
                 "loadavg_before_copy": loadavg_copy,
@@ -651,6 +656,12 @@ def main() -> None:
         action="store_true",
         help="Measure records_ingest_resources_per_s alone (no API load: minutes, not an hour).",
     )
+    parser.add_argument(
+        "--validation-workers",
+        type=int,
+        default=0,
+        help="records load --validation-workers (processes validating alongside the writes).",
+    )
     args = parser.parse_args()
     if args.people < 10 or args.clients < 1 or args.duration <= 0:
         parser.error("--people must be at least 10, --clients at least 1, --duration above 0")
@@ -661,6 +672,7 @@ def main() -> None:
             clients=args.clients,
             duration=args.duration,
             ingest_only=args.ingest_only,
+            validation_workers=args.validation_workers,
         )
     text = json.dumps(results, indent=2)
     if args.out:

@@ -303,3 +303,37 @@ def test_a_chunk_another_writer_got_to_first_is_written_one_at_a_time(
             ]
             assert store.type_history("Patient", count=100)[0] == 6
             assert store.search("Patient", {"gender": "other"}).total == 0
+
+
+def test_validating_in_worker_processes_gives_the_same_store_and_messages(
+    records_url: str, tmp_path: Path
+) -> None:
+    """`load(validation_workers=2)` (each chunk validated in two worker processes while the
+    one before it is written) leaves the store and reports the problems, file, line and
+    element, as validating in the loader does; a line the same as the version before it is
+    unchanged, not re-judged."""
+    source = tmp_path / "feed.ndjson"
+    given = [*feed(), patient(20, gender="bloke"), patient(21, birthDate="2020-02-30")]
+    given += [observation(21, 1, status="guessed", valueQuantity={"value": "high"})]
+    given += [patient(n) for n in range(30, 42)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in given) + "not json\n")
+    other = str(tmp_path / "inline.sqlite")
+    results = []
+    with (
+        RecordStore(records_url, clock=Clock()) as pooled,
+        RecordStore(other, clock=Clock()) as inline,
+    ):
+        for store, workers in ((pooled, 2), (inline, 0)):
+            results.append(load(store, [source], chunk_size=4, validation_workers=workers))
+        assert _state(pooled) == _state(inline)
+    first, first_inline = results
+    assert first == first_inline
+    counts = first.read, first.created, first.updated, first.unchanged, len(first.invalid)
+    assert counts == (66, 60, 1, 1, 4)
+    assert [m.split(": ")[:2] for m in first.invalid] == [
+        [f"{source}, line 51", "Patient/p20"],
+        [f"{source}, line 52", "Patient/p21"],
+        [f"{source}, line 53", "Observation/o21"],
+        [f"{source}, line 66", "not JSON (Expecting value)"],
+    ]
+    assert "Patient.gender" in first.invalid[0] and "Patient.birthDate" in first.invalid[1]

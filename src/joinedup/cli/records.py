@@ -148,6 +148,14 @@ def load_command(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", help="Resources per transaction (each all or nothing).")
     ] = CHUNK_SIZE,
+    validation_workers: Annotated[
+        int,
+        typer.Option(
+            "--validation-workers",
+            help="Processes validating the next chunk while one is written (0: validate in "
+            "this one). Faster only with idle cores: on a busy machine it is slower.",
+        ),
+    ] = 0,
 ) -> None:
     """Load FHIR resources into the records store, each at its own id.
 
@@ -165,6 +173,7 @@ def load_command(
                 store,
                 paths,
                 chunk_size=chunk_size,
+                validation_workers=validation_workers,
                 on_progress=lambda n: progress.advance(task, n),
                 on_invalid=lambda m: err_console.print(
                     f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True

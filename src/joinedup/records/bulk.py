@@ -6,12 +6,15 @@ store. See docs/records.md, "Bulk load and export"."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,15 @@ from joinedup.records.errors import (
 )
 from joinedup.records.operations import Outcome, Update
 from joinedup.records.store import RecordStore
+from joinedup.records.validation import validate_resource
 
 #: Resources written per database transaction: each chunk is all or nothing.
 CHUNK_SIZE = 500
+
+#: A stamp like the one the store gives each version (any version's is valid alike).
+_STAMP = datetime(2000, 1, 1, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+Verdict = tuple[str, list[str]] | bool
 
 
 @dataclass
@@ -57,6 +66,52 @@ def _chunks(found: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
+def _pending(chunk: list[Record]) -> list[tuple[Record, str | None]]:
+    """Each record of `chunk` with why it cannot be written (None: it goes to the store)."""
+    found: list[tuple[Record, str | None]] = []
+    for record in chunk:
+        resource = record.resource
+        if record.problem is not None or resource is None:
+            found.append((record, record.problem or "not a FHIR resource"))
+        elif not isinstance(resource.get("id"), str) or not resource["id"]:
+            kind = resource.get("resourceType")
+            found.append((record, f"{kind}.id: missing (a load keeps each resource at its own id)"))
+        else:
+            found.append((record, None))
+    return found
+
+
+def _verdicts(given: list[dict[str, Any]]) -> list[Verdict]:
+    """In a worker process: what the store's validation finds in each resource once stamped
+    with a version (`RecordStore.load_chunk` checks the same copy): True valid, the
+    InvalidResourceError's (where, problems), or False when the worker could not tell (the
+    store then validates it itself, and reports whatever it raises)."""
+    found: list[Verdict] = []
+    for item in given:
+        try:
+            resource = json.loads(json.dumps(item))
+            resource["meta"] = {**(resource.get("meta") or {}), "versionId": "1",
+                                "lastUpdated": _STAMP}  # fmt: skip
+            validate_resource(resource)
+        except InvalidResourceError as err:
+            found.append((err.where, err.problems))
+        except Exception:  # left to the store, which raises it as it would
+            found.append(False)
+        else:
+            found.append(True)
+    return found
+
+
+def _parts(given: list[dict[str, Any]], count: int) -> list[list[dict[str, Any]]]:
+    """`given` in up to `count` runs of about equal length, in order."""
+    size = max(1, -(-len(given) // max(count, 1)))
+    return [given[i : i + size] for i in range(0, len(given), size)]
+
+
+def _checked(verdicts: list[Verdict]) -> list[InvalidResourceError | bool]:
+    return [v if isinstance(v, bool) else InvalidResourceError(*v) for v in verdicts]
+
+
 def load(
     store: RecordStore,
     paths: Iterable[Path],
@@ -64,6 +119,7 @@ def load(
     chunk_size: int = CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
     on_invalid: Callable[[str], None] | None = None,
+    validation_workers: int = 0,
 ) -> LoadResult:
     """Write every resource in `paths` (NDJSON plain or gzip, Bundles, single resources; files
     or folders) to the store at its own id, `chunk_size` resources per transaction.
@@ -73,9 +129,18 @@ def load(
     has no id, or fails validation is reported (file, line, element) and skipped; the rest of
     its chunk is written. A failure of any other kind refuses the chunk being written and
     stops the load: the chunks before it stay written, whole.
+
+    `validation_workers` above 0 validates each chunk in that many worker processes while
+    the chunk before it is written; the store then skips its own check of those, so the
+    results and messages are the same. It pays only with idle cores (docs/records.md). The
+    workers are new processes (`spawn`, no copy of the store's connections), so a script
+    calling this with workers needs the `if __name__ == "__main__":` guard.
     """
     if chunk_size < 1:
         raise InputError("--chunk-size", "must be at least 1")
+    if validation_workers < 0:
+        raise InputError("--validation-workers", "must be 0 or more")
+    workers = validation_workers
     result = LoadResult()
 
     def invalid(record: Record, reason: str) -> None:
@@ -84,34 +149,83 @@ def load(
         if on_invalid is not None:
             on_invalid(message)
 
-    for chunk in _chunks(records(list(paths)), chunk_size):
-        result.read += len(chunk)
-        pending: list[Record] = []
-        for record in chunk:
-            resource = record.resource
-            if record.problem is not None or resource is None:
-                invalid(record, record.problem or "not a FHIR resource")
-            elif not isinstance(resource.get("id"), str) or not resource["id"]:
-                kind = resource.get("resourceType")
-                invalid(record, f"{kind}.id: missing (a load keeps each resource at its own id)")
-            else:
-                pending.append(record)
-        if pending:
-            try:
-                written = store.load_chunk([_as_given(r.resource) for r in pending])
-            except VersionConflictError:
-                # Another writer got to one of them: the chunk was not written. Write it one
-                # resource at a time instead, which names the resource if it fails again.
-                _one_at_a_time(store, pending, result, invalid)
-            else:
-                for record, outcome in zip(pending, written, strict=True):
-                    if isinstance(outcome, InvalidResourceError):
-                        invalid(record, str(outcome))
-                    else:
-                        _count(result, outcome)
-        if on_progress is not None:
-            on_progress(len(chunk))
+    with ExitStack() as stack:
+        pool: list[ProcessPoolExecutor] = []
+
+        def ahead(chunks: Iterator[list[Record]]) -> Iterator[_Chunk]:
+            """Each chunk, with its validation (in the workers) started before the chunk
+            before it is given back, so the two overlap. A failure reading the next chunk
+            comes after the chunk before it is written, as it would without workers."""
+            before = None
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except BaseException:
+                    if before is not None:
+                        yield before
+                    raise
+                if workers and not pool:
+                    context = multiprocessing.get_context("spawn")  # no copy of the store
+                    pool.append(
+                        stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+                    )
+                sorted_out = _pending(chunk)
+                given = [_as_given(r.resource) for r, why in sorted_out if why is None]
+                futures = (
+                    [pool[0].submit(_verdicts, p) for p in _parts(given, workers)] if pool else []
+                )
+                if before is not None:
+                    yield before
+                before = _Chunk(chunk, sorted_out, futures)
+            if before is not None:
+                yield before
+
+        for item in ahead(_chunks(records(list(paths)), chunk_size)):
+            _write_chunk(store, item, result, invalid)
+            if on_progress is not None:
+                on_progress(len(item.records))
     return result
+
+
+@dataclass
+class _Chunk:
+    """A chunk read: its records, each with why it cannot be written (or None), and the
+    workers' validation of those that can, part by part (none when validated in-process)."""
+
+    records: list[Record]
+    sorted_out: list[tuple[Record, str | None]]
+    futures: list[Future[list[Verdict]]]
+
+
+def _write_chunk(
+    store: RecordStore,
+    chunk: _Chunk,
+    result: LoadResult,
+    invalid: Callable[[Record, str], None],
+) -> None:
+    result.read += len(chunk.records)
+    pending: list[Record] = []
+    for record, why in chunk.sorted_out:
+        if why is not None:
+            invalid(record, why)
+        else:
+            pending.append(record)
+    checked = _checked([v for f in chunk.futures for v in f.result()]) if chunk.futures else None
+    if pending:
+        try:
+            written = store.load_chunk([_as_given(r.resource) for r in pending], checked=checked)
+        except VersionConflictError:
+            # Another writer got to one of them: the chunk was not written. Write it one
+            # resource at a time instead, which names the resource if it fails again.
+            _one_at_a_time(store, pending, result, invalid)
+        else:
+            for record, outcome in zip(pending, written, strict=True):
+                if isinstance(outcome, InvalidResourceError):
+                    invalid(record, str(outcome))
+                else:
+                    _count(result, outcome)
 
 
 def _count(result: LoadResult, outcome: Outcome | None) -> None:

@@ -253,7 +253,12 @@ class RecordStore:
                     on_outcome(index, outcome)
         return outcomes
 
-    def load_chunk(self, given: Sequence[dict[str, Any]]) -> list[Outcome | InvalidResourceError]:
+    def load_chunk(
+        self,
+        given: Sequence[dict[str, Any]],
+        *,
+        checked: Sequence[InvalidResourceError | bool] | None = None,
+    ) -> list[Outcome | InvalidResourceError]:
         """Write each of `given` at its own id as `Update(resource, if_changed=True)` in
         `transaction` would, in order and in one database transaction, but with the database
         work done a table at a time (one query for the current versions, then one multi-row
@@ -262,7 +267,11 @@ class RecordStore:
         validation is not written: its place in the answer holds the InvalidResourceError
         `transaction` would have failed with, and the others are written. Any other failure
         writes nothing: VersionConflictError when another writer wrote one of them meanwhile
-        (without naming which; `transaction` does)."""
+        (without naming which; `transaction` does).
+
+        `checked`, one a resource, is what validation found in it already, stamped as it would
+        be (the bulk load's worker processes, `records.bulk`): True valid, the
+        InvalidResourceError it fails with, or False when not checked (validated here)."""
         prepared: list[dict[str, Any] | InvalidResourceError] = []
         for item in given:
             try:
@@ -285,7 +294,7 @@ class RecordStore:
             state = dict(stored)
             written: dict[tuple[str, str], dict[str, Any]] = {}  # the last version of each
             versions: list[dict[str, Any]] = []
-            for resource in prepared:
+            for index, resource in enumerate(prepared):
                 if isinstance(resource, InvalidResourceError):
                     outcomes.append(resource)
                     continue
@@ -299,11 +308,16 @@ class RecordStore:
                 version = 1 if current is None else current[0] + 1
                 now = self._clock()
                 _stamp(resource, version, now)
-                try:
-                    validate_resource(resource)
-                except InvalidResourceError as err:
-                    outcomes.append(err)
+                verdict = False if checked is None else checked[index]
+                if isinstance(verdict, InvalidResourceError):
+                    outcomes.append(verdict)
                     continue
+                if verdict is False:
+                    try:
+                        validate_resource(resource)
+                    except InvalidResourceError as err:
+                        outcomes.append(err)
+                        continue
                 body = _body(resource)
                 state[key] = (version, False, body)
                 row = {
