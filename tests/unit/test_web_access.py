@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from ipaddress import ip_network
 from pathlib import Path
 
@@ -89,9 +90,14 @@ def test_the_account_review_says_when_each_last_signed_in_and_counts_proxies(
     store.set_proxy("mum", "child-1", "parent")
     store.set_proxy("mum", "child-2", "parent")
     store.set_proxy("mum", "child-2", "parent", revoke=True)
+    store.set_proxy("mum", "child-3", "parent", until=date.today() + timedelta(days=1))
+    lapse = sqlite3.connect(store.path)  # as if its last day had passed
+    lapse.execute("UPDATE proxies SET until_date = '2000-01-01' WHERE patient_id = 'child-3'")
+    lapse.commit()
+    lapse.close()
     before = {a.user.username: a for a in store.account_review()}
     assert before["ana"].last_sign_in_at is None and before["ana"].live_sessions_count == 0
-    assert before["mum"].proxies_count == 1  # the revoked one is not counted
+    assert before["mum"].proxies_count == 1  # neither the revoked nor the lapsed one
     assert store.sign_in("ana", "wrong password here", "10.0.0.1").user is None
     assert store.account_review()[0].last_sign_in_at is None  # a failure is not a sign-in
     signed = store.sign_in("ana", password, "10.0.0.1")

@@ -460,7 +460,8 @@ _SIGNED_IN = "UPDATE users SET last_sign_in_at = ? WHERE username = ?"
 _REVIEW = (
     "SELECT u.username, u.display_name, u.role, u.pcn_code, u.practice_code, u.demo, "
     "u.patient_id, u.organisation_code, u.created_at, u.last_sign_in_at, "
-    "(SELECT count(*) FROM proxies p WHERE p.username = u.username AND p.revoked_at IS NULL), "
+    "(SELECT count(*) FROM proxies p WHERE p.username = u.username AND p.revoked_at IS NULL "
+    "AND (p.until_date IS NULL OR p.until_date >= ?)), "
     "(SELECT count(*) FROM sessions s WHERE s.username = u.username AND s.expires_at > ?) "
     "FROM users u WHERE u.active = 1 ORDER BY u.role, u.username"
 )
@@ -849,7 +850,7 @@ class AccessStore:
 
     def account_review(self) -> list[AccountReview]:
         """Every active account with what an access review asks of it (see AccountReview)."""
-        rows = self._con.execute(_REVIEW, (_iso(_now()),)).fetchall()
+        rows = self._con.execute(_REVIEW, (_today().isoformat(), _iso(_now()))).fetchall()
         return [AccountReview(_user_of(r[:8]), r[8], r[9], int(r[10]), int(r[11])) for r in rows]
 
     def _user(self, username: str) -> tuple[User, str] | None:
