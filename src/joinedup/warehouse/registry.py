@@ -1051,6 +1051,12 @@ _ACCESS_TABLES: tuple[Table, ...] = (
                 "ODS code of the organisation a clinician or care worker works for (a trust, a "
                 "council), beyond a practice and PCN.",
             ),
+            _c(
+                "last_sign_in_at",
+                "VARCHAR",
+                "When they last signed in with a password (ISO text, UTC); empty: never, or not "
+                "since sign-ins were recorded. For the administrators' review of accounts.",
+            ),
         ),
         identifiable=True,
     ),
