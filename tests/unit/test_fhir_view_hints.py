@@ -76,7 +76,17 @@ _SHAPES = [
     {"extension": [{"url": "u", "valueString": "e1"}]},
     {"extension": {"url": "u", "valueString": "e2"}},
     {"extension": [{"url": "v", "valueString": "no"}, {"url": "u", "valueString": "e3"}]},
+    {"extension": [{"url": "m", "valueMoney": {"value": 5}}]},
+    {"extension": [{"url": "m", "valueMoney": [{"value": 6}, {"value": 7}]}]},
+    {"extension": [{"url": "m", "valueMoney": []}, {"url": "m", "valueMoney": "text"}]},
+    {"extension": [{"url": "m", "valueMoney": None}]},
 ]  # fmt: skip
+#: The same system and url written with JSON escapes (`\u0061` is `a`, `\/` is `/`): the
+#: single pass compares texts as JSON, so these must still match.
+_ESCAPED = (
+    '{"resourceType": "Encounter", "id": "escaped", "identifier": [{"system": "\\u0061", '
+    '"value": "9"}], "extension": [{"url": "\\u0075", "valueString": "e\\/9"}]}'
+)
 
 
 def test_single_pass_where_follows_every_shape(
@@ -89,12 +99,14 @@ def test_single_pass_where_follows_every_shape(
             {"name": "value", "path": "identifier.where(system = 'a').value", "collection": True},
             {"name": "code", "path": "type.coding.where(system = 's').code.first()"},
             {"name": "ext", "path": "extension('u').value.ofType(string)", "collection": True},
+            {"name": "money", "path": "extension('m').value.ofType(Money).value",
+             "collection": True},
         ]}],
     }  # fmt: skip
     lines = [
         json.dumps({"resourceType": "Encounter", "id": str(i), **shape})
         for i, shape in enumerate(_SHAPES)
-    ]
+    ] + [_ESCAPED]
     data = tmp_path / "Encounter.ndjson"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     fast = views.compile_view(view, dialect="duckdb")
@@ -103,7 +115,10 @@ def test_single_pass_where_follows_every_shape(
         general = views.compile_view(view, dialect="duckdb")
     assert fast.sql() != general.sql()  # the single pass was used
     with open_empty_engine("duckdb") as engine:
-        assert load_files(engine, [data]) == len(_SHAPES)
+        assert load_files(engine, [data]) == len(_SHAPES) + 1
         got = execute_view(fast, None, engine)
         assert got.equals(execute_view(general, None, engine))
     assert got.column("value").to_pylist()[:4] == ['["1"]', '["2"]', '["3"]', '["4"]']
+    assert got.column("money").to_pylist()[11:13] == ["[5]", "[6,7]"]
+    assert got.column("value").to_pylist()[-1] == '["9"]'
+    assert got.column("ext").to_pylist()[-1] == '["e/9"]'

@@ -745,7 +745,9 @@ def _where_values(
     # FHIR R4 says it holds one value); `f` at any other place, or an array `f`, takes the
     # general path, so only this place's `f` and value are read and compared.
     leaf = prefetch.read((*paths[-1], name))
-    matched = exp.EQ(this=d.text(leaf), expression=_string(text))
+    # JSON writing is canonical, so two strings are equal exactly when their JSON is, and no
+    # other value's JSON is a string's: compared as JSON, `f` is not parsed again.
+    matched = exp.EQ(this=leaf, expression=d.value(_string(text)))
     # An extension's `value[x]` holds one value (R4: 0..1): its child is read in the same pass,
     # not the value serialised and parsed again; a value that is an array is its first item's
     # guard.
