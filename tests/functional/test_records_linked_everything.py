@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert, update
+from test_records_access_consent import objection
 
 from joinedup.errors import ConfigurationError
 from joinedup.records import RecordsSettings, RecordStore
@@ -113,24 +114,6 @@ def _condition(pid: str, code: str) -> dict[str, Any]:
         "subject": {"reference": f"Patient/{pid}"},
         "recordedDate": "2026-05-01",
     }
-
-
-def _objection(pid: str, organisation: str, status: str = "active") -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-            "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "dateTime": "2026-05-01T09:00:00Z",
-        "organization": [{"identifier": {
-            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
-        "policyRule": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }  # fmt: skip
 
 
 def _build(world: World) -> None:
@@ -235,7 +218,7 @@ def test_a_relationship_with_one_shows_that_one_only(world: World) -> None:
 
 def test_an_objection_on_either_patient_withholds_both(world: World) -> None:
     for objecting in (world.gp, world.acute):
-        consent = world.made(_objection(objecting, COUNCIL))
+        consent = world.made(objection(objecting, COUNCIL))
         try:
             before = world.newest()
             assert world.everything(world.gp, "gp-both").status_code == 403
@@ -243,7 +226,7 @@ def test_an_objection_on_either_patient_withholds_both(world: World) -> None:
             reasons = [e["reason"] for e in world.audit("gp-both", before)]
             assert reasons and all(r.startswith("withheld: objection to sharing") for r in reasons)
         finally:
-            withdrawn = {**_objection(objecting, COUNCIL, "inactive"), "id": consent}
+            withdrawn = {**objection(objecting, COUNCIL, "inactive"), "id": consent}
             assert (
                 world("PUT", f"/Consent/{consent}", json=withdrawn, user="feed").status_code == 200
             )
