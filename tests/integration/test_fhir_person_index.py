@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from joinedup.cli import app
 from joinedup.errors import JoinedupError
 from joinedup.fhir.ingest import ingest_fhir
-from joinedup.linkage.mpi import Link, build_index
+from joinedup.linkage.mpi import Link, build_index, link_table, record_table
 from joinedup.records import PersonIndexStore
 from joinedup.warehouse import ALL_TABLES, open_engine
 from joinedup.warehouse.engines.duckdb import DuckDBEngine
@@ -207,11 +207,10 @@ def test_the_command_reads_the_index_from_the_records_store(
     assert str(refused.exception).startswith("--person-index: ")
     assert str(refused.exception).endswith(" holds no person index")
     link = Link(("gp", "G-17"), ("acute", "PAS-903"), "splink", 0.99, 11.2, "evidence")
-    index = build_index(
-        [("gp", "G-17"), ("acute", "PAS-903")], [link], threshold=0.9, run_at=RUN_AT
-    )
-    with PersonIndexStore(records_url) as store:
-        store.write_index(index, {"seed": 1})
+    with DuckDBEngine() as engine, PersonIndexStore(records_url) as store:
+        records = record_table([("gp", "G-17"), ("acute", "PAS-903")])
+        index = build_index(engine, records, link_table([link]), threshold=0.9, run_at=RUN_AT)
+        store.write_index(engine, index, None, {"seed": 1})
     systems = ["--index-source", f"gp={GP_IDS}", "--index-source", f"acute={PAS_IDS}"]
     result = CliRunner().invoke(app, [*args, *systems])
     assert result.exit_code == 0, result.output

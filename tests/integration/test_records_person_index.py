@@ -1,15 +1,31 @@
-"""The master person index in the records store, on SQLite and PostgreSQL: written whole,
-read back as the previous index, person_ids kept across runs, reviewers' decisions kept in
-the store and applied by the next run, and a failed write leaves the old index."""
+"""The master person index in the records store, on SQLite and PostgreSQL: read back as the
+previous index, person_ids kept across runs, each run writing only what changed, reviewers'
+decisions kept in the store and applied by the next run, and a failed write (or a run that
+read an index another run has replaced since) leaves the old index."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from joinedup.linkage.mpi import Decision, Link, build_index
+from joinedup.linkage.mpi import (
+    Decision,
+    Link,
+    MasterPersonIndex,
+    PreviousIndex,
+    build_index,
+    link_table,
+    record_table,
+    review_items,
+)
 from joinedup.records import PersonIndexStore, RecordsError
+from joinedup.warehouse import Engine
+from joinedup.warehouse.engines import DuckDBEngine
 
 FIRST = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SECOND = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -27,21 +43,39 @@ IDENTITIES = {
 }
 
 
-def _first(store: PersonIndexStore) -> None:
-    index = build_index([*GP, *ACUTE], LINKS, threshold=0.9, run_at=FIRST)
-    store.write_index(index, {"run_at": FIRST.isoformat(), "seed": 1}, IDENTITIES)
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    with DuckDBEngine() as duck:
+        yield duck
 
 
-def test_the_index_is_read_back_as_the_previous_one(records_url: str) -> None:
+def _build(
+    engine: Engine, records: list[tuple[str, str]], links: list[Link], **options: Any
+) -> MasterPersonIndex:
+    return build_index(engine, record_table(records), link_table(links), threshold=0.9, **options)
+
+
+def _people(previous: PreviousIndex) -> dict[tuple[str, str], str]:
+    return {(r["source"], r["record_id"]): r["person_id"] for r in previous.people.to_pylist()}
+
+
+def _first(store: PersonIndexStore, engine: Engine) -> None:
+    index = _build(engine, [*GP, *ACUTE], LINKS, run_at=FIRST)
+    store.write_index(engine, index, None, {"run_at": FIRST.isoformat(), "seed": 1}, IDENTITIES)
+
+
+def test_the_index_is_read_back_as_the_previous_one(records_url: str, engine: Engine) -> None:
     with PersonIndexStore(records_url) as store:
         assert store.read_previous() is None and not store.has_index()
-        _first(store)
+        _first(store, engine)
         previous = store.read_previous()
     assert previous is not None
-    assert len(previous.people) == 9 and len(set(previous.people.values())) == 7
-    assert previous.people[("gp", "g0")] == previous.people[("acute", "a0")]
-    assert [e.event for e in previous.history] == ["created"] * 7
-    assert previous.history[0].run_at == FIRST
+    people = _people(previous)
+    assert len(people) == 9 and len(set(people.values())) == 7
+    assert people[("gp", "g0")] == people[("acute", "a0")]
+    history = previous.history.to_pylist()
+    assert [e["event"] for e in history] == ["created"] * 7
+    assert history[0]["run_at"] == FIRST
     # The review queue holds the uncertain pair with both records' identity fields.
     with PersonIndexStore(records_url) as store:
         total, pairs = store.review_pairs()
@@ -52,14 +86,14 @@ def test_the_index_is_read_back_as_the_previous_one(records_url: str) -> None:
     sides = {(r.source, r.record_id): r for r in (pair.left, pair.right)}
     assert sides[("gp", "g2")].fields["given_name"] == "ALICE"
     assert sides[("acute", "u1")].fields["nhs_number"] is None
-    assert sides[("gp", "g2")].person_id == previous.people[("gp", "g2")]
+    assert sides[("gp", "g2")].person_id == people[("gp", "g2")]
 
 
 def test_a_rerun_keeps_person_ids_and_applies_a_decision_saved_in_the_store(
-    records_url: str,
+    records_url: str, engine: Engine
 ) -> None:
     with PersonIndexStore(records_url) as store:
-        _first(store)
+        _first(store, engine)
         before = store.read_previous()
         assert before is not None
         store.decide(
@@ -69,54 +103,86 @@ def test_a_rerun_keeps_person_ids_and_applies_a_decision_saved_in_the_store(
     with PersonIndexStore(records_url) as store:
         previous = store.read_previous()
         assert previous is not None and len(previous.decisions) == 1
-        index = build_index(
-            [*GP, *ACUTE, ("community", "c1")], LINKS, threshold=0.9, previous=previous,
-            run_at=SECOND,
-        )  # fmt: skip
-        store.write_index(index, {"run_at": SECOND.isoformat()})
+        index = _build(
+            engine, [*GP, *ACUTE, ("community", "c1")], LINKS, previous=previous, run_at=SECOND
+        )
+        changes = store.write_index(engine, index, previous, {"run_at": SECOND.isoformat()})
         after = store.read_previous()
         total, _ = store.review_pairs()
     assert after is not None
     assert index.summary.decisions_applied == 1 and total == 0
-    older = min(before.people[("gp", "g2")], before.people[("acute", "u1")])
-    assert after.people[("gp", "g2")] == after.people[("acute", "u1")] == older
-    for key, person_id in before.people.items():
+    old, new = _people(before), _people(after)
+    older = min(old[("gp", "g2")], old[("acute", "u1")])
+    assert new[("gp", "g2")] == new[("acute", "u1")] == older
+    for key, person_id in old.items():
         if key not in (("gp", "g2"), ("acute", "u1")):
-            assert after.people[key] == person_id
+            assert new[key] == person_id
+    # Only what changed was written: the rows of the two records the accept linked (new id
+    # and linked_by) and the new record's, the accepted link, the queue's one pair and its
+    # two records gone, and two history events (merged_into, created).
+    assert changes.entries.deleted.num_rows == 2 and changes.entries.inserted.num_rows == 3
+    assert changes.links.deleted.num_rows == 0 and changes.links.inserted.num_rows == 1
+    assert changes.review.deleted.num_rows == 1 and changes.review.inserted.num_rows == 0
+    assert changes.review_records.deleted.num_rows == 2
+    assert changes.history.num_rows == 2 and changes.rows() == 11
     assert [(d.decided_by, d.decided_at, d.reason) for d in after.decisions] == [
         ("ash", SECOND, "same letter")
     ]  # kept once, not again from the run's log
-    assert [e.event for e in after.history].count("merged_into") == 1
+    assert [e["event"] for e in after.history.to_pylist()].count("merged_into") == 1
 
 
-def test_a_failed_write_leaves_the_old_index(records_url: str) -> None:
+def test_a_failed_write_leaves_the_old_index(records_url: str, engine: Engine) -> None:
     with PersonIndexStore(records_url) as store:
-        _first(store)
+        _first(store, engine)
         before = store.read_previous()
-        index = build_index([*GP, *ACUTE], LINKS, threshold=0.9, run_at=SECOND)
+        assert before is not None
+        index = _build(engine, [*GP, *ACUTE, ("community", "c1")], LINKS, run_at=SECOND)
+        # A new record twice: the store refuses the second row part-way through the
+        # transaction (after the deletions and the first rows).
+        new = index.entries.filter(pc.equal(index.entries.column("source"), "community"))
         broken = type(index)(
-            [*index.entries, index.entries[0]], index.links, index.review, index.history,
-            index.decisions, index.summary,
+            pa.concat_tables([index.entries, new]), index.links,
+            index.review, index.history, index.decisions, index.summary,
         )  # fmt: skip
+        engine.load("mpi_out_entries", broken.entries.append_column(
+            "node", pa.array(range(broken.entries.num_rows), pa.int64())))  # fmt: skip
         with pytest.raises(RecordsError, match="not written, the old one stands"):
-            store.write_index(broken, {"run_at": SECOND.isoformat()}, IDENTITIES)
+            store.write_index(engine, broken, before, {"run_at": SECOND.isoformat()}, IDENTITIES)
         assert store.read_previous() == before
         assert store.review_pairs()[0] == 1
 
 
-def test_a_decision_saved_while_a_run_is_under_way_is_kept(records_url: str) -> None:
+def test_a_run_that_read_an_index_replaced_since_is_refused(
+    records_url: str, engine: Engine
+) -> None:
     with PersonIndexStore(records_url) as store:
-        _first(store)
+        _first(store, engine)
+        stale = store.read_previous()
+        index = _build(engine, [*GP, *ACUTE], LINKS, previous=stale, run_at=SECOND)
+        store.write_index(engine, index, stale, {"run_at": SECOND.isoformat()})
+        written = store.read_previous()
+        again = _build(engine, [*GP, *ACUTE, ("community", "c1")], LINKS, previous=stale,
+                       run_at=SECOND)  # fmt: skip
+        with pytest.raises(RecordsError, match="another run wrote it after this one read it"):
+            store.write_index(engine, again, stale, {"run_at": SECOND.isoformat()})
+        assert store.read_previous() == written
+
+
+def test_a_decision_saved_while_a_run_is_under_way_is_kept(
+    records_url: str, engine: Engine
+) -> None:
+    with PersonIndexStore(records_url) as store:
+        _first(store, engine)
         previous = store.read_previous()  # a run starts, reading the index...
         store.decide(  # ...a reviewer decides in the dashboard meanwhile...
             Decision(("gp", "g2"), ("acute", "u1"), "reject", "ash", SECOND, "twins")
         )
-        index = build_index([*GP, *ACUTE], LINKS, threshold=0.9, previous=previous, run_at=SECOND)
-        store.write_index(index, {"run_at": SECOND.isoformat()})  # ...and the run writes
+        index = _build(engine, [*GP, *ACUTE], LINKS, previous=previous, run_at=SECOND)
+        # ...and the run writes
+        store.write_index(engine, index, previous, {"run_at": SECOND.isoformat()})
         assert [(d.decision, d.reason) for d in store.decisions()] == [("reject", "twins")]
         # The pair stays queued (the run did not know of the decision); the next applies it.
         assert store.review_pairs()[0] == 1
-        again = build_index(
-            [*GP, *ACUTE], LINKS, threshold=0.9, previous=store.read_previous(), run_at=SECOND
-        )
-        assert again.summary.decisions_applied == 1 and again.review == []
+        again = _build(engine, [*GP, *ACUTE], LINKS, previous=store.read_previous(),
+                       run_at=SECOND)  # fmt: skip
+        assert again.summary.decisions_applied == 1 and review_items(again.review) == []

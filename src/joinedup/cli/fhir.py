@@ -199,13 +199,7 @@ def _read_person_index(target: str) -> pa.Table:
         people = previous.people
     else:
         raise ConfigurationError(f"--person-index: {target} is no folder or file")
-    return pa.table(
-        {
-            "source": [source for source, _ in people],
-            "record_id": [record_id for _, record_id in people],
-            "person_id": list(people.values()),
-        }
-    )
+    return people.select(["source", "record_id", "person_id"])
 
 
 def _print_report(result: LoadReport) -> None:

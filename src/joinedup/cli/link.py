@@ -32,10 +32,10 @@ from joinedup.linkage import (
 )
 from joinedup.linkage.mpi import (
     DEFAULT_REVIEW_THRESHOLD,
+    RECORDS_SCHEMA,
     MasterPersonIndex,
     RecordKey,
     build_index,
-    links_from_table,
 )
 from joinedup.linkage.mpi_files import (
     PERSON_INDEX,
@@ -291,7 +291,8 @@ def index_command(
     with contextlib.ExitStack() as stack:
         store = None if records is None else stack.enter_context(PersonIndexStore(records))
         # Everything that can be refused is read before the linkage starts.
-        earlier = None if store is None else store.read_previous()
+        stored = None if store is None else store.read_previous()
+        earlier = stored
         if earlier is not None and previous is not None:
             raise ConfigurationError(
                 f"--previous {previous}: the records store holds an index already and it is "
@@ -319,13 +320,19 @@ def index_command(
             pairs = link_sources(eng, extracts, settings, review_threshold, progress=step)
             step("building the index")
             run_at = datetime.now(UTC)
-            index = build_index(
+            records_table = pa.concat_tables(
                 [
-                    (n, rid)
+                    pa.table(
+                        [pa.array([n] * len(e), pa.string()), e.records.column("record_id")],
+                        schema=RECORDS_SCHEMA,
+                    )
                     for n, e in extracts
-                    for rid in e.records.column("record_id").to_pylist()
-                ],
-                links_from_table(pairs),
+                ]
+            )
+            index = build_index(
+                eng,
+                records_table,
+                pairs,
                 threshold=settings.threshold,
                 review_threshold=review_threshold,
                 previous=earlier,
@@ -347,7 +354,7 @@ def index_command(
                 "joinedup_version": __version__,
             }
             if store is not None:
-                store.write_index(index, run, _queued_identities(index, extracts))
+                store.write_index(eng, index, stored, run, _queued_identities(index, extracts))
             if output is not None:
                 write_index(index, output, run)
     n = index.summary
@@ -376,9 +383,9 @@ def _queued_identities(
     """The identity fields of each record in the review queue (for reviewers to compare in
     the dashboard; no other record's are kept in the store)."""
     wanted: dict[str, set[str]] = {}
-    for item in index.review:
-        for source, record_id in (item.left, item.right):
-            wanted.setdefault(source, set()).add(record_id)
+    for item in index.review.to_pylist():
+        for side in ("left", "right"):
+            wanted.setdefault(item[f"{side}_source"], set()).add(item[f"{side}_record_id"])
     found: dict[RecordKey, dict[str, object]] = {}
     for name, extract in extracts:
         if name not in wanted:

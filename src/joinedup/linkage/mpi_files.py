@@ -1,7 +1,7 @@
 """The master person index as a folder of CSV files, and the reviewers' decisions file.
 
-This is the index's store until the records store (issue 16) holds it: `read_previous` and
-`write_index` are the seam, taking and giving the plain values of `joinedup.linkage.mpi`.
+`read_previous` and `write_index` give and take the Arrow tables of `joinedup.linkage.mpi`
+(the records store, `joinedup.records.store.person_index`, is the other home of an index).
 A folder is written whole or not at all: into a temporary folder beside it, then renamed.
 
 | file | one row per |
@@ -21,20 +21,23 @@ import io
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from joinedup.errors import InputError
 from joinedup.linkage.mpi import (
+    HISTORY_SCHEMA,
     Decision,
-    HistoryEvent,
     MasterPersonIndex,
     PreviousIndex,
     RecordKey,
     is_person_id,
+    people_table,
 )
 
 PERSON_INDEX = "person_index.csv"
@@ -150,7 +153,7 @@ def read_previous(folder: Path) -> PreviousIndex:
         if key in people:
             raise InputError(f"{where}, column record_id", "the same source record twice")
         people[key] = person_id
-    history = []
+    history: list[dict[str, Any]] = []
     path = folder / HISTORY
     if path.exists():
         columns = ("person_id", "event", "related_person_id", "record_count", "run_at")
@@ -165,81 +168,71 @@ def read_previous(folder: Path) -> PreviousIndex:
             if not row["record_count"].isdigit():
                 raise InputError(f"{where}, column record_count", "not a whole number")
             history.append(
-                HistoryEvent(
-                    row["person_id"],
-                    row["event"],  # type: ignore[arg-type]
-                    row["related_person_id"] or None,
-                    int(row["record_count"]),
-                    _instant(row["run_at"], f"{where}, column run_at"),
-                )
+                {
+                    "seq": len(history),
+                    "person_id": row["person_id"],
+                    "event": row["event"],
+                    "related_person_id": row["related_person_id"] or None,
+                    "record_count": int(row["record_count"]),
+                    "run_at": _instant(row["run_at"], f"{where}, column run_at"),
+                }
             )
     decisions = read_decisions(folder / DECISIONS) if (folder / DECISIONS).exists() else []
-    return PreviousIndex(people, history, decisions)
+    return PreviousIndex(
+        people_table(people), pa.Table.from_pylist(history, schema=HISTORY_SCHEMA), decisions
+    )
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else repr(value)
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
 
 
-def _files(index: MasterPersonIndex) -> list[tuple[str, Sequence[str], list[list[Any]]]]:
+def _text(value: Any) -> Any:
+    """A cell as `link index` has always written it: floats as Python gives them, booleans
+    as true/false, instants in UTC, nothing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def _rows_of(table: pa.Table, columns: Sequence[str], blank: int = 0) -> Iterator[list[Any]]:
+    """The rows of `columns` of `table`, a batch at a time, with `blank` empty cells after."""
+    for batch in table.select(list(columns)).to_batches(max_chunksize=50_000):
+        for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+            yield [*(_text(v) for v in row), *([""] * blank)]
+
+
+_PAIR_COLUMNS = ("left_source", "left_record_id", "right_source", "right_record_id")
+
+
+def _files(index: MasterPersonIndex) -> list[tuple[str, Sequence[str], Iterable[Sequence[Any]]]]:
+    entries = ("source", "record_id", "person_id", "linked_by", "match_weight", "needs_review")
+    links = (*_PAIR_COLUMNS, "person_id", "matched_by", "match_probability", "match_weight",
+             "evidence")  # fmt: skip
+    review = (*_PAIR_COLUMNS, "match_probability", "match_weight", "queued_for", "evidence",
+              "left_person_id", "right_person_id")  # fmt: skip
+    history = ("person_id", "event", "related_person_id", "record_count", "run_at")
+    decisions = (
+        [*d.left, *d.right, d.decision, d.decided_by, d.decided_at.astimezone(UTC).isoformat(),
+         d.reason]
+        for d in index.decisions
+    )  # fmt: skip
     return [
-        (
-            PERSON_INDEX,
-            ("source", "record_id", "person_id", "linked_by", "match_weight", "needs_review"),
-            [
-                [e.source, e.record_id, e.person_id, e.linked_by or "",
-                 _number(e.match_weight), "true" if e.needs_review else "false"]
-                for e in index.entries
-            ],
-        ),
-        (
-            LINKS,
-            ("left_source", "left_record_id", "right_source", "right_record_id", "person_id",
-             "matched_by", "match_probability", "match_weight", "evidence"),
-            [
-                [*link.left, *link.right, link.person_id, link.matched_by,
-                 _number(link.match_probability), _number(link.match_weight), link.evidence]
-                for link in index.links
-            ],
-        ),
-        (
-            REVIEW_QUEUE,
-            ("left_source", "left_record_id", "right_source", "right_record_id",
-             "match_probability", "match_weight", "queued_for", "evidence", "left_person_id",
-             "right_person_id", *DECISION_COLUMNS[4:]),
-            [
-                [*item.left, *item.right, _number(item.match_probability),
-                 _number(item.match_weight), item.queued_for, item.evidence,
-                 item.left_person_id, item.right_person_id, "", "", "", ""]
-                for item in index.review
-            ],
-        ),
-        (
-            HISTORY,
-            ("person_id", "event", "related_person_id", "record_count", "run_at"),
-            [
-                [e.person_id, e.event, e.related_person_id or "", e.record_count,
-                 e.run_at.astimezone(UTC).isoformat()]
-                for e in index.history
-            ],
-        ),
-        (
-            DECISIONS,
-            DECISION_COLUMNS,
-            [
-                [*d.left, *d.right, d.decision, d.decided_by,
-                 d.decided_at.astimezone(UTC).isoformat(), d.reason]
-                for d in index.decisions
-            ],
-        ),
-    ]  # fmt: skip
+        (PERSON_INDEX, entries, _rows_of(index.entries, entries)),
+        (LINKS, links, _rows_of(index.links, links)),
+        (REVIEW_QUEUE, (*review, *DECISION_COLUMNS[4:]), _rows_of(index.review, review, 4)),
+        (HISTORY, history, _rows_of(index.history, history)),
+        (DECISIONS, DECISION_COLUMNS, decisions),
+    ]
 
 
 def check_output(folder: Path) -> None:

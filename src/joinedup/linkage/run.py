@@ -32,6 +32,7 @@ from joinedup.linkage.model import (
     training_columns,
     wide_blocking_columns,
 )
+from joinedup.linkage.mpi import PAIRS_SCHEMA
 from joinedup.warehouse import Engine
 
 Progress = Callable[[str], None]
@@ -344,18 +345,7 @@ def link_pair(
 
 
 #: The scored pairs `link_sources` returns, one row a pair of source records.
-SOURCE_PAIRS_SCHEMA = pa.schema(
-    [
-        ("left_source", pa.string()),
-        ("left_record_id", pa.string()),
-        ("right_source", pa.string()),
-        ("right_record_id", pa.string()),
-        ("match_probability", pa.float64()),
-        ("match_weight", pa.float64()),
-        ("matched_by", pa.string()),
-        ("evidence", pa.string()),
-    ]
-)
+SOURCE_PAIRS_SCHEMA = PAIRS_SCHEMA
 _NHS_EVIDENCE = "same valid NHS number; birth date, a name and sex agree"
 
 
@@ -491,12 +481,12 @@ def link_sources(
 
 def _split_keys(rows: pa.Table, names: list[str]) -> pa.Table:
     """Turn combined keys (position:record_id) back into a source name and record_id."""
-    columns: dict[str, list[Any]] = {n: [] for n in SOURCE_PAIRS_SCHEMA.names}
-    for row in rows.to_pylist():
-        for side in ("left", "right"):
-            position, record_id = row[f"{side}_key"].split(":", 1)
-            columns[f"{side}_source"].append(names[int(position)])
-            columns[f"{side}_record_id"].append(record_id)
-        for name in ("match_probability", "match_weight", "matched_by", "evidence"):
-            columns[name].append(row[name])
-    return pa.table(columns, schema=SOURCE_PAIRS_SCHEMA)
+    columns: dict[str, Any] = {}
+    for side in ("left", "right"):
+        parts = pc.split_pattern(rows.column(f"{side}_key"), ":", max_splits=1)
+        position = pc.cast(pc.list_element(parts, 0), pa.int64())
+        columns[f"{side}_source"] = pc.take(pa.array(names, pa.string()), position)
+        columns[f"{side}_record_id"] = pc.list_element(parts, 1)
+    for name in ("match_probability", "match_weight", "matched_by", "evidence"):
+        columns[name] = rows.column(name)
+    return pa.table(columns).select(SOURCE_PAIRS_SCHEMA.names).cast(SOURCE_PAIRS_SCHEMA)

@@ -12,9 +12,11 @@ back as the previous index of the next `joinedup link index` run.
 | mpi_decisions | reviewer's decision, over every run (append-only; the latest is in force) |
 | mpi_runs | run: when, its settings and counts (JSON) |
 
-A run replaces the index, links, queue and history tables and adds the decisions it brought;
-decisions are only ever added, so one a reviewer saves while a run is under way is kept and
-applied by the next run.
+A run writes only what changed since the run before (the difference is found in the engine
+that built the index, `joinedup.linkage.mpi.index_changes`): rows of the index, links, queue
+and queued records deleted or inserted, history events appended, and the decisions it
+brought, all in one transaction. Decisions are only ever added, so one a reviewer saves
+while a run is under way is kept and applied by the next run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import (
     Boolean,
     Column,
@@ -42,22 +45,30 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.linkage.mpi import (
+    ENTRIES_SCHEMA,
+    HISTORY_SCHEMA,
+    LINKS_SCHEMA,
+    REVIEW_SCHEMA,
     Decision,
-    HistoryEvent,
+    IndexChanges,
     MasterPersonIndex,
     PreviousIndex,
     RecordKey,
     ReviewItem,
+    TableChange,
+    index_changes,
 )
 from joinedup.records.errors import RecordsError
 from joinedup.records.store import _SCHEMA_LOCK, _serialise_sqlite, database_url
 from joinedup.records.store.tables import UtcDateTime, metadata
+from joinedup.warehouse import Engine
 
 __all__ = ["REVIEW_FIELDS", "PersonIndexStore", "ReviewPair", "ReviewRecord"]
 
@@ -156,8 +167,11 @@ mpi_runs = Table(
 #: reviewer) never interleave ("mpi" in ASCII).
 _INDEX_LOCK = 0x6D7069
 
-_REPLACED = (mpi_person_index, mpi_links, mpi_review_queue, mpi_review_records,
-             mpi_person_id_history)  # fmt: skip
+#: The queued records' identity fields, as the store keeps them.
+REVIEW_RECORDS_SCHEMA = pa.schema(
+    [("source", pa.string()), ("record_id", pa.string()),
+     *((name, pa.string()) for name in REVIEW_FIELDS)]
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -248,26 +262,24 @@ class PersonIndexStore:
             return conn.execute(select(func.count()).select_from(mpi_runs)).scalar_one() > 0
 
     def read_previous(self) -> PreviousIndex | None:
-        """The index the last run wrote (None when there is none), with the id history and
-        every decision so far, reviewers' ones from the dashboard included."""
+        """The index the last run wrote (None when there is none): its tables whole, as the
+        previous index of the next run and what that run's changes are found against, with
+        the id history, every decision so far (reviewers' ones from the dashboard included)
+        and the run it was (`run_seq`)."""
         with self._reading() as conn:
-            if conn.execute(select(func.count()).select_from(mpi_runs)).scalar_one() == 0:
+            run_seq = conn.execute(select(func.max(mpi_runs.c.seq))).scalar_one()
+            if run_seq is None:
                 return None
-            p = mpi_person_index.c
-            people = {
-                (r.source, r.record_id): r.person_id
-                for r in conn.execute(select(p.source, p.record_id, p.person_id))
-            }
-            h = mpi_person_id_history.c
-            history = [
-                HistoryEvent(r.person_id, r.event, r.related_person_id, r.record_count, r.run_at)
-                for r in conn.execute(
-                    select(h.person_id, h.event, h.related_person_id, h.record_count, h.run_at)
-                    .order_by(h.seq)
-                )
-            ]  # fmt: skip
-            decisions = self._decisions(conn)
-        return PreviousIndex(people, history, decisions)
+            h, q = mpi_person_id_history.c, mpi_review_queue.c
+            return PreviousIndex(
+                people=_arrow(conn, select(mpi_person_index), ENTRIES_SCHEMA),
+                history=_arrow(conn, select(mpi_person_id_history).order_by(h.seq), HISTORY_SCHEMA),
+                decisions=self._decisions(conn),
+                links=_arrow(conn, select(mpi_links), LINKS_SCHEMA),
+                review=_arrow(conn, select(mpi_review_queue).order_by(q.position), REVIEW_SCHEMA),
+                review_records=_arrow(conn, select(mpi_review_records), REVIEW_RECORDS_SCHEMA),
+                run_seq=run_seq,
+            )
 
     def _decisions(self, conn: Connection) -> list[Decision]:
         d = mpi_decisions.c
@@ -292,68 +304,57 @@ class PersonIndexStore:
 
     def write_index(
         self,
+        engine: Engine,
         index: MasterPersonIndex,
+        previous: PreviousIndex | None,
         run: Mapping[str, Any],
         identities: Mapping[RecordKey, Mapping[str, object]] | None = None,
-    ) -> None:
-        """Replace the index with `index` in one transaction (a failure anywhere leaves the
-        old one), add the decisions of its log not stored yet, and record the run `run` with
-        the index's counts. `identities` gives the identity fields of records (only those of
-        records in the review queue are kept, for reviewers to compare)."""
-        identities = identities or {}
-        queued = {key for item in index.review for key in (item.left, item.right)}
-        record = json.dumps({**run, "counts": asdict(index.summary)}, default=str)
+    ) -> IndexChanges:
+        """Make the store hold `index`, built in `engine` from `previous` (what
+        `read_previous` gave, or None for an empty store), writing only what changed, in one
+        transaction (a failure anywhere, or a kill, leaves the old index); add the decisions
+        of its log not stored yet, and record the run `run` with the index's counts and the
+        rows written. `identities` gives the identity fields of records (only those of
+        records in the review queue are kept, for reviewers to compare). Refused when
+        another run has written the index since `previous` was read."""
+        queued = _queued_records(index.review, identities or {})
+        changes = index_changes(engine, index, previous, queued)
+        record = json.dumps(
+            {**run, "counts": asdict(index.summary), "rows_written": changes.rows()}, default=str
+        )
         try:
-            self._write(index, run, record, identities, queued)
+            self._write(changes, index.decisions, run, record)
         except SQLAlchemyError as err:
             reason = (str(getattr(err, "orig", None) or err).splitlines() or ["no reason"])[0]
             raise RecordsError(
                 f"records: the person index was not written, the old one stands ({reason})"
             ) from None
+        return changes
 
     def _write(
         self,
-        index: MasterPersonIndex,
+        changes: IndexChanges,
+        decisions: Sequence[Decision],
         run: Mapping[str, Any],
         record: str,
-        identities: Mapping[RecordKey, Mapping[str, object]],
-        queued: set[RecordKey],
     ) -> None:
         with self._writing() as conn:
-            for table in _REPLACED:
-                conn.execute(delete(table))
-            _insert(conn, mpi_person_index, [
-                {"source": e.source, "record_id": e.record_id, "person_id": e.person_id,
-                 "linked_by": e.linked_by, "match_weight": e.match_weight,
-                 "needs_review": e.needs_review}
-                for e in index.entries
-            ])  # fmt: skip
-            _insert(conn, mpi_links, [
-                {**_pair(link.left, link.right), "person_id": link.person_id,
-                 "matched_by": link.matched_by, "match_probability": link.match_probability,
-                 "match_weight": link.match_weight, "evidence": link.evidence}
-                for link in index.links
-            ])  # fmt: skip
-            _insert(conn, mpi_review_queue, [
-                {"position": i, **_pair(item.left, item.right),
-                 "match_probability": item.match_probability, "match_weight": item.match_weight,
-                 "queued_for": item.queued_for, "evidence": item.evidence,
-                 "left_person_id": item.left_person_id, "right_person_id": item.right_person_id}
-                for i, item in enumerate(index.review)
-            ])  # fmt: skip
-            _insert(conn, mpi_review_records, [
-                {"source": key[0], "record_id": key[1],
-                 **{f: _text(identities.get(key, {}).get(f)) for f in REVIEW_FIELDS}}
-                for key in sorted(queued)
-            ])  # fmt: skip
-            _insert(conn, mpi_person_id_history, [
-                {"seq": i, "person_id": e.person_id, "event": e.event,
-                 "related_person_id": e.related_person_id, "record_count": e.record_count,
-                 "run_at": e.run_at}
-                for i, e in enumerate(index.history)
-            ])  # fmt: skip
+            latest = conn.execute(select(func.max(mpi_runs.c.seq))).scalar_one()
+            if latest != changes.run_seq:
+                raise RecordsError(
+                    "records: the person index was not written, the old one stands (another "
+                    "run wrote it after this one read it; run again)"
+                )
+            for table, change in (
+                (mpi_person_index, changes.entries),
+                (mpi_links, changes.links),
+                (mpi_review_queue, changes.review),
+                (mpi_review_records, changes.review_records),
+            ):
+                _apply(conn, table, change)
+            _insert(conn, mpi_person_id_history, changes.history.to_pylist())
             stored = set(self._decisions(conn))
-            _insert(conn, mpi_decisions, [_decision_row(d) for d in index.decisions
+            _insert(conn, mpi_decisions, [_decision_row(d) for d in decisions
                                           if d not in stored])  # fmt: skip
             conn.execute(insert(mpi_runs), {"run_at": _run_at(run), "record": record})
 
@@ -438,6 +439,40 @@ def _pair(left: RecordKey, right: RecordKey) -> dict[str, str]:
 def _decision_row(d: Decision) -> dict[str, Any]:
     return {**_pair(d.left, d.right), "decision": d.decision, "decided_by": d.decided_by,
             "decided_at": d.decided_at, "reason": d.reason}  # fmt: skip
+
+
+def _arrow(conn: Connection, query: Any, schema: pa.Schema) -> pa.Table:
+    """The rows of `query` as an Arrow table of `schema` (its columns by name)."""
+    result = conn.execute(query)
+    names = list(result.keys())
+    columns = list(zip(*result.all(), strict=True)) or [() for _ in names]
+    found = dict(zip(names, columns, strict=True))
+    return pa.table({f.name: pa.array(found[f.name], f.type) for f in schema}, schema=schema)
+
+
+def _queued_records(
+    review: pa.Table, identities: Mapping[RecordKey, Mapping[str, object]]
+) -> pa.Table:
+    """The identity fields of each record in the review queue, in record order."""
+    keys = sorted(
+        {(r[f"{side}_source"], r[f"{side}_record_id"]) for r in review.to_pylist()
+         for side in ("left", "right")}
+    )  # fmt: skip
+    rows = [
+        {"source": key[0], "record_id": key[1],
+         **{f: _text(identities.get(key, {}).get(f)) for f in REVIEW_FIELDS}}
+        for key in keys
+    ]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=REVIEW_RECORDS_SCHEMA)
+
+
+def _apply(conn: Connection, table: Table, change: TableChange) -> None:
+    """Delete the rows of `change.deleted` (by key) and insert `change.inserted`."""
+    key = tuple_(*(table.c[k] for k in change.keys))
+    deleted = [tuple(r.values()) for r in change.deleted.to_pylist()]
+    for start in range(0, len(deleted), 500):
+        conn.execute(delete(table).where(key.in_(deleted[start : start + 500])))
+    _insert(conn, table, change.inserted.to_pylist())
 
 
 def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

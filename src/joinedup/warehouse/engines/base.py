@@ -64,6 +64,12 @@ class Engine(ABC):
         can do it without moving rows through Python override this."""
         self.load(name, self.execute(query))
 
+    def materialise_now(self, name: str, query: exp.Query) -> None:
+        """Store the result of `query` as table `name`, computed now and kept: for working
+        tables read again and again (an iterative computation), which an engine whose
+        `materialise` is a lazy view would compute afresh at each read."""
+        self.materialise(name, query)
+
     def map_batches(
         self,
         name: str,

@@ -154,6 +154,12 @@ class SparkEngine(Engine):
         without collecting rows to the driver."""
         self._keep(name, self.session.sql(query.sql(dialect=self.dialect)))
 
+    def materialise_now(self, name: str, query: exp.Query) -> None:
+        """The query's rows computed now and kept in the executors (a local checkpoint, which
+        also cuts the plan's lineage), so later reads neither recompute nor re-plan them."""
+        frame = self.session.sql(query.sql(dialect=self.dialect))
+        self._keep(name, frame.localCheckpoint(eager=True))
+
     def map_batches(
         self,
         name: str,
