@@ -1069,7 +1069,7 @@ _ACCESS_TABLES: tuple[Table, ...] = (
             _c("relationship", "VARCHAR", "parent, guardian, carer or attorney.", null=False),
             _c("granted_at", "VARCHAR", _TEXT_AT, null=False),
             _c("revoked_at", "VARCHAR", "When it was revoked (ISO text); empty while in force."),
-            _c("until_date", "VARCHAR", "Its last day (ISO date, UTC); empty: until revoked."),
+            _c("until_date", "DATE", "Its last day (UTC); empty: until revoked."),
         ),
         identifiable=True,
     ),

@@ -318,7 +318,7 @@ CREATE TABLE IF NOT EXISTS proxies (
     relationship TEXT NOT NULL,
     granted_at TEXT NOT NULL,
     revoked_at TEXT,
-    until_date TEXT,
+    until_date DATE,
     PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -405,9 +405,10 @@ _ADD_PATIENT = "ALTER TABLE users ADD COLUMN patient_id TEXT"
 #: So did a user's organisation beyond their practice and PCN (a trust, a council).
 _ADD_ORGANISATION = "ALTER TABLE users ADD COLUMN organisation_code TEXT"
 #: A proxy relationship's last day came with `users proxy --until`: a proxies table written
-#: before gets the column, empty (no end), when it opens.
+#: before gets the column, empty (no end), when it opens. Declared DATE (registered so), it
+#: holds the ISO day as text, which SQLite keeps as text and compares as text.
 _PROXY_COLUMNS = "SELECT name FROM pragma_table_info('proxies')"
-_ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date TEXT"
+_ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date DATE"
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 
