@@ -122,3 +122,24 @@ def test_single_pass_where_follows_every_shape(
     assert got.column("money").to_pylist()[11:13] == ["[5]", "[6,7]"]
     assert got.column("value").to_pylist()[-1] == '["9"]'
     assert got.column("ext").to_pylist()[-1] == '["e/9"]'
+
+
+def test_resource_type_read_from_the_start_or_parsed(tmp_path: Path) -> None:
+    """`load_files` reads `resourceType` from the start of a line when it is written first
+    and parses the resource otherwise; every line gets the type the JSON says."""
+    lines = [
+        '{"resourceType":"Encounter","id":"plain"}',
+        '{ "resourceType" : "Encounter", "id": "spaced"}',
+        '{"id":"later","resourceType":"Encounter"}',
+        '{"resourceType":"Enc\\u006funter","id":"escaped"}',
+        '{"resourceType":"Encounter","id":"twice","resourceType":"Patient"}',
+        '{"resourceType":"Patient","id":"other"}',
+    ]
+    data = tmp_path / "mixed.ndjson"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    view = {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+            "select": [{"column": [{"name": "id", "path": "id", "type": "string"}]}]}  # fmt: skip
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, [data]) == len(lines)
+        got = execute_view(views.compile_view(view, dialect="duckdb"), None, engine)
+    assert sorted(got.column("id").to_pylist()) == ["escaped", "later", "plain", "spaced", "twice"]

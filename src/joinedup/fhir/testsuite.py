@@ -81,7 +81,7 @@ def load_files(engine: Engine, paths: Iterable[Path]) -> int:
             engine.materialise(
                 RESOURCE_TABLE,
                 exp.select(
-                    dialect.child_text(exp.column("json"), "resourceType").as_("resource_type"),
+                    dialect.resource_type(exp.column("json")).as_("resource_type"),
                     exp.column("json").as_("resource"),
                 ).from_(_LINES),
             )

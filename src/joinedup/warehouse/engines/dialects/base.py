@@ -85,6 +85,10 @@ class JsonDialect(ABC):
         unless it is one; only dialects that `prefetch` have it."""
         raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
 
+    def resource_type(self, resource: exp.Expr) -> exp.Expr:
+        """A resource's `resourceType` as text."""
+        return self.child_text(resource, "resourceType")
+
     def is_array(self, value: exp.Expr) -> exp.Expr:
         """Whether `value`, read by `read_all`, is an array; only dialects that `prefetch`
         have it."""

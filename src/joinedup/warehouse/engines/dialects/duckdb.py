@@ -54,6 +54,18 @@ class DuckDBJson(JsonDialect):
             own=own,
         )
 
+    def resource_type(self, resource: exp.Expr) -> exp.Expr:
+        """A resource's `resourceType` as text. Bulk NDJSON writes it first, as plain
+        letters: a match anchored at the start reads it without parsing the whole resource
+        (which adds 40 % to reading the file). When a key appears twice,
+        `json_extract_string` reads the first, as the match does. Any other text is parsed."""
+        found = call(
+            "regexp_extract", resource, string('^[{]"resourceType":"([A-Za-z]+)"'), number(1)
+        )
+        return call(
+            "coalesce", call("nullif", found, string("")), self.child_text(resource, "resourceType")
+        )
+
     def is_array(self, value: exp.Expr) -> exp.Expr:
         """Whether `value`, read by `read_all` (compact JSON), is an array: its first
         character tells, with no parse."""
