@@ -43,7 +43,7 @@ TRUST = "RXX"
 COUNCIL = "ZZL01"
 REASON = "Unconscious in the emergency department, no history available"
 IDENTIFIERS = ("G-17", "PAS-903", "9434765919", "9434765870", "Linkcase")
-USERS = ("feed", "gp-both", "gp-a", "trust", "admin")
+USERS = ("feed", "gp-both", "gp-a", "trust", "admin", "parent")
 
 
 class World:
@@ -169,6 +169,7 @@ def world(
     users.add_user("gp-both", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("gp-a", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
+    users.add_user("parent", PASSWORD, "citizen", patient_id="parent-own")
     users.close()
     with RecordStore(url, clock=lambda: NOW) as store:
         app = create_records_app(settings, store)
@@ -271,6 +272,24 @@ def test_every_access_is_audited_on_its_own(world: World) -> None:
     glass = world.audit("gp-a", before)[0]
     assert glass["reason"] == "BREAK-GLASS; legitimate relationship: break-glass"
     assert glass["purpose"] == "BTG" and glass["detail"].endswith("; break-glass")
+
+
+def test_a_proxy_for_both_patients_is_audited_with_the_relationship_on_each(
+    world: World,
+) -> None:
+    """The linked Patient's entry names the proxy's relationship and its purpose of use, as
+    the request's own entry does, not the person's own (PATRQT)."""
+    users: AccessStore = world.client.app.state.access  # type: ignore[attr-defined]
+    for pid in (world.gp, world.acute):
+        users.set_proxy("parent", pid, "parent")
+    before = world.newest()
+    assert world.acute in world.ids(world.gp, "parent")[1]
+    linked, asked = world.audit("parent", before)[:2]
+    assert asked["resource"] == f"fhir/Patient/{world.gp}/$everything"
+    assert linked["resource"] == f"fhir/Patient/{world.acute}"
+    assert asked["reason"].startswith("legitimate relationship: proxy as parent,")
+    assert linked["reason"] == "legitimate relationship: proxy as parent"
+    assert asked["purpose"] == linked["purpose"] == "FAMRQT"
 
 
 def test_no_identifier_reaches_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -170,14 +170,22 @@ class Gate:
             if decision.withheld:
                 self.notes.add(f"{decision.withheld} overridden by break-glass")
 
-    def _rule_label(self, decision: Decision, patient: str) -> str:
+    def rule_label(self, decision: Decision, patient: str) -> str:
         """The rule as the audit names it: a proxy's with the relationship recorded for them
         (`proxy as parent`)."""
         if decision.rule != "proxy":
             return str(decision.rule)
-        relationship = self.user.proxy_relationship(patient) or "unrecorded"
-        self.proxy_relationships.add(relationship)
-        return f"proxy as {relationship}"
+        return f"proxy as {self.proxy_relationship(patient)}"
+
+    def proxy_relationship(self, patient: str) -> str:
+        """The user's relationship to `patient` as their proxy (`unrecorded`: none)."""
+        return self.user.proxy_relationship(patient) or "unrecorded"
+
+    def _rule_label(self, decision: Decision, patient: str) -> str:
+        """`rule_label`, keeping a proxy's relationship for the request's purpose of use."""
+        if decision.rule == "proxy":
+            self.proxy_relationships.add(self.proxy_relationship(patient))
+        return self.rule_label(decision, patient)
 
     def _sensitive(self, resource: dict[str, Any]) -> None:
         """Refuse a resource coded in a sensitive category that none of the user's

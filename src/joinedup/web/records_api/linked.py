@@ -3,7 +3,8 @@ index's sources' identifier systems come from, and the audit entry of each linke
 
 Each linked Patient's access is its own entry in the audit trail, beside the request's own:
 the interaction `everything` on `Patient/<linked id>`, that Patient's rule (or why it was
-withheld; `BREAK-GLASS` and the purpose BTG when a grant showed it), how the index linked it,
+withheld; `BREAK-GLASS` and the purpose BTG when a grant showed it; a proxy's relationship and
+its purpose, `proxy as parent` and FAMRQT, as on the request's own), how the index linked it,
 and how many of its resources the page held. Ids only: no NHS number or name.
 """
 
@@ -15,7 +16,7 @@ from fastapi import Request
 
 from joinedup.records.linked_access import PersonAccess
 from joinedup.web.access import AuditEvent, User
-from joinedup.web.records_api.audit_events import organisation_of, purpose_of
+from joinedup.web.records_api.audit_events import PURPOSE_OF_PROXY, organisation_of, purpose_of
 from joinedup.web.records_api.gate import Gate, patients_of
 from joinedup.web.records_api.interactions import Answer
 
@@ -37,8 +38,12 @@ def linked_audit(
         patient = linked.patient.patient_id
         decision = linked.decision
         break_glass = decision.rule == "break-glass"
+        purpose = purpose_of(user, break_glass)
         if gate.unrestricted:
             reason = f"records API: {user.role.value} role (unrestricted)"
+        elif decision.allowed and decision.rule == "proxy":
+            reason = f"legitimate relationship: {gate.rule_label(decision, patient)}"
+            purpose = PURPOSE_OF_PROXY.get(gate.proxy_relationship(patient), purpose)
         else:
             reason = ("BREAK-GLASS; " if break_glass else "") + decision.label
         how = linked.patient.linked_by or "no link of its own"
@@ -54,7 +59,7 @@ def linked_audit(
                 resource=f"fhir/Patient/{patient}",
                 detail=detail + ("; break-glass" if break_glass else ""), reason=reason,
                 client=where, organisation=organisation_of(user),
-                purpose=purpose_of(user, break_glass), patients=(patient,),
+                purpose=purpose, patients=(patient,),
             )
         )  # fmt: skip
     return events
