@@ -40,12 +40,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     func,
     insert,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -110,6 +110,8 @@ mpi_links = Table(
     Column("match_weight", Float, nullable=True),
     Column("evidence", Text, nullable=False),
     Index("ix_mpi_links_person", "person_id"),
+    # A run deletes the links that changed by their two records.
+    Index("ix_mpi_links_pair", "left_source", "left_record_id", "right_source", "right_record_id"),
 )
 
 mpi_review_queue = Table(
@@ -468,10 +470,12 @@ def _queued_records(
 
 def _apply(conn: Connection, table: Table, change: TableChange) -> None:
     """Delete the rows of `change.deleted` (by key) and insert `change.inserted`."""
-    key = tuple_(*(table.c[k] for k in change.keys))
-    deleted = [tuple(r.values()) for r in change.deleted.to_pylist()]
-    for start in range(0, len(deleted), 500):
-        conn.execute(delete(table).where(key.in_(deleted[start : start + 500])))
+    # One statement a key, sent as one batch: each finds its row by the table's key index
+    # (a row-value IN list makes SQLite scan the table).
+    statement = delete(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in change.keys))
+    keys = [{f"key_{k}": v for k, v in row.items()} for row in change.deleted.to_pylist()]
+    for start in range(0, len(keys), 10_000):
+        conn.execute(statement, keys[start : start + 10_000])
     _insert(conn, table, change.inserted.to_pylist())
 
 
