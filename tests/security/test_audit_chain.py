@@ -158,6 +158,40 @@ def test_concurrent_writers_share_head_writes_yet_each_returns_vouched_for(
     assert not check.intact and check.problem and "ends at entry 199" in check.problem
 
 
+def test_calls_written_together_each_get_their_own_entries_in_order(tmp_path: Path) -> None:
+    # Concurrent calls are committed in groups (one transaction and one head for all the
+    # calls waiting): each call's number is still its own last entry, a call's entries stay
+    # together and in its order, and the chain checks.
+    store, gp = logged(tmp_path, n=0)
+    returned: list[tuple[int, int, int]] = []
+    start = threading.Barrier(8)
+
+    def write(worker: int) -> None:
+        start.wait()
+        for i in range(20):
+            where = f"worklist/U{worker}"
+            events = [
+                AuditEvent(gp.username, gp.role.value, "view", where, f"{i}.{part}", "mdt", "x")
+                for part in range(1 + i % 3)
+            ]
+            returned.append((store.audit_all(events), worker, i))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with sqlite3.connect(store.path) as con:
+        found = con.execute("SELECT seq, resource, detail FROM audit").fetchall()
+    rows = {seq: (resource, detail) for seq, resource, detail in found}
+    assert len(rows) == sum(1 + i % 3 for i in range(20)) * 8
+    for seq, worker, i in returned:
+        parts = 1 + i % 3
+        mine = [rows[seq - parts + 1 + k] for k in range(parts)]
+        assert mine == [(f"worklist/U{worker}", f"{i}.{k}") for k in range(parts)]
+    assert store.verify_audit(full=True).intact
+
+
 def test_an_edit_between_checks_is_found_and_the_answer_stays_broken(tmp_path: Path) -> None:
     store, gp = logged(tmp_path)
     assert store.verify_audit().intact

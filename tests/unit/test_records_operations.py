@@ -310,6 +310,12 @@ def test_search_pages_with_count_and_sorts_by_date(
     )
     rest = store.search("Observation", {**query, "_offset": "3"})
     assert [r["effectiveDateTime"] for r in rest.resources] == ["2024"]
+    # The total is the same on every page: a short last page ends it, a full one or one past
+    # the end is counted.
+    assert rest.total == 4
+    assert store.search("Observation", {**query, "_count": "2", "_offset": "2"}).total == 4
+    past = store.search("Observation", {**query, "_offset": "9"})
+    assert (past.total, past.resources) == (4, [])
     newest = store.search("Observation", {**query, "_sort": "-date", "_count": "2"})
     assert [r["effectiveDateTime"] for r in newest.resources] == ["2024", "2023-03-01T10:00:00Z"]
     assert store.search("Observation", {"_count": "0"}).resources == []

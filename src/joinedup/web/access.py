@@ -698,6 +698,17 @@ def _span_parameters(
     }
 
 
+@dataclass
+class _Waiting:
+    """One audit_all call's entries waiting for a group commit; `seq` (its last entry's
+    number) or `error` is set when they are written or have failed, then `done`."""
+
+    events: tuple[AuditEvent, ...]
+    seq: int = 0
+    error: BaseException | None = None
+    done: bool = False
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -744,6 +755,10 @@ class AccessStore:
         self._head_lock = threading.Lock()
         self._head_newest: Mark | None = None
         self._head_written = 0
+        # Audit calls waiting for a group commit (audit_all), and whether one is being written.
+        self._group = threading.Condition(threading.Lock())
+        self._waiting: list[_Waiting] = []
+        self._writing = False
         self._verified: Mark | None = None  # the newest entry this process has checked
         self._broken: AuditCheck | None = None  # once found broken, it stays so
         self._audit_key, made = load_key(self.audit_key_path)
@@ -1111,9 +1126,44 @@ class AccessStore:
 
     def audit_all(self, events: Sequence[AuditEvent]) -> int:
         """Append `events` in one transaction (so a batch costs one commit, not one each);
-        returns the number of the last entry."""
+        returns the number of the last entry.
+
+        Concurrent calls are written together (group commit): a call that finds no write
+        under way writes every call waiting then, in one transaction followed by one head,
+        while calls arriving meanwhile wait for the next. Each call still returns only once
+        its own entries are committed and a head covering them is on disk, as when each
+        wrote its own; if the write fails, every call it held raises its error."""
         if not events:
             return 0
+        mine = _Waiting(tuple(events))
+        with self._group:
+            self._waiting.append(mine)
+            while self._writing and not mine.done:
+                self._group.wait()
+            leading = not mine.done
+            if leading:
+                self._writing = True
+                batch, self._waiting = self._waiting, []
+        if leading:
+            try:
+                self._write_group(batch)
+            except BaseException as err:
+                for waiting in batch:
+                    waiting.error = err
+                raise
+            finally:
+                with self._group:
+                    for waiting in batch:
+                        waiting.done = True
+                    self._writing = False
+                    self._group.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        return mine.seq
+
+    def _write_group(self, batch: Sequence[_Waiting]) -> None:
+        """Append the entries of `batch`, in order, in one transaction, then the head; note
+        the number of each call's last entry."""
         at = _iso(_now())
         with self._lock:
             with self._tx() as con:
@@ -1121,14 +1171,16 @@ class AccessStore:
                     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
                 prev = last[1] if last else GENESIS
-                seq = int(last[0]) if last else 0
                 rows = []
-                for event in events:
-                    entry = event.fields(at)
-                    digest = entry_hash(self._audit_key, prev, entry)
-                    values = (entry[k] for k in (*AUDIT_FIELDS, *CONTEXT_FIELDS))
-                    rows.append((*values, prev, digest))
-                    prev = digest
+                ends = []
+                for waiting in batch:
+                    for event in waiting.events:
+                        entry = event.fields(at)
+                        digest = entry_hash(self._audit_key, prev, entry)
+                        values = (entry[k] for k in (*AUDIT_FIELDS, *CONTEXT_FIELDS))
+                        rows.append((*values, prev, digest))
+                        prev = digest
+                    ends.append(len(rows))
                 con.executemany(_AUDIT_INSERT, rows)
                 # Numbers run on from 1 without gaps (AUTOINCREMENT; nothing is deleted), so
                 # the newest entry's number is also how many there are.
@@ -1141,7 +1193,9 @@ class AccessStore:
                 # check ever finds entries beyond the legacy mark and no head file at all.
                 self._publish_head(seq)
         self._publish_head(seq)
-        return seq
+        first = seq - len(rows)
+        for waiting, end in zip(batch, ends, strict=True):
+            waiting.seq = first + end
 
     def _publish_head(self, seq: int) -> None:
         """Return once the signed head on disk vouches for entry `seq` (or a later one).

@@ -163,7 +163,7 @@ def write_head(path: Path, key: bytes, mark: Mark) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(body, out)
+        out.write(json.dumps(body))  # one write, not json.dump's one a token
     try:
         tmp.replace(path)
     except OSError:

@@ -10,13 +10,15 @@ the rule that allowed it (or its refusal) and the outcome (status, issue codes a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from joinedup.records import BreakGlassError, Policy, RecordsError, RecordStore
 from joinedup.web.access import AccessStore, User
@@ -32,6 +34,17 @@ from joinedup.web.site import access, client, token_of
 PREFIX = "/fhir/R4"
 
 router = APIRouter(prefix=PREFIX, tags=["records (FHIR R4)"])
+
+#: Threads for the blocking part of requests (the access store, the records store), as many
+#: as AnyIO's default. A pool of our own: handing a call to it costs the event loop about a
+#: sixth of AnyIO's thread hand-off under load (13 against 83 µs of CPU, 20 at a time).
+THREADS = 40
+_threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="records-api")
+_T = TypeVar("_T")
+
+
+async def _in_thread(call: Callable[[], _T]) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_threads, call)
 
 
 def records(request: Request) -> RecordStore:
@@ -49,7 +62,12 @@ def base_url(request: Request) -> str:
 
 
 def _send(answer: Answer) -> Response:
-    body = b"" if answer.body is None else json.dumps(answer.body, ensure_ascii=False).encode()
+    # Compact (no spaces after separators): less to encode and to send, the same JSON.
+    body = (
+        b""
+        if answer.body is None
+        else json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode()
+    )
     return Response(
         body if answer.status != 204 else None,
         status_code=answer.status,
@@ -110,7 +128,7 @@ async def _serve(
     checked: User | None = None
     body = b""
     if has_body:
-        checked = await run_in_threadpool(store.session_user, token)
+        checked = await _in_thread(lambda: store.session_user(token))
         if checked is not None and checked.may("records"):
             body = await request.body()
 
@@ -147,7 +165,7 @@ async def _serve(
         )
         return answer
 
-    return _send(await run_in_threadpool(answer_and_audit))
+    return _send(await _in_thread(answer_and_audit))
 
 
 def _unauthenticated(
