@@ -186,3 +186,24 @@ def test_a_decision_saved_while_a_run_is_under_way_is_kept(
         again = _build(engine, [*GP, *ACUTE], LINKS, previous=store.read_previous(),
                        run_at=SECOND)  # fmt: skip
         assert again.summary.decisions_applied == 1 and review_items(again.review) == []
+
+
+def test_a_rerun_of_the_same_links_writes_nothing(records_url: str, engine: Engine) -> None:
+    """Weights that differ only in the last bits (Splink's parallel sums) are unchanged."""
+    with PersonIndexStore(records_url) as store:
+        _first(store, engine)
+        previous = store.read_previous()
+        noisy = [
+            Link(k.left, k.right, k.matched_by, k.match_probability,
+                 None if k.match_weight is None else k.match_weight * (1 + 1e-13), k.evidence)
+            for k in LINKS
+        ]  # fmt: skip
+        index = _build(engine, [*GP, *ACUTE], noisy, previous=previous, run_at=SECOND)
+        changes = store.write_index(engine, index, previous, {}, IDENTITIES)
+        assert changes.rows() == 0
+        moved = [Link(k.left, k.right, k.matched_by, k.match_probability, 9.2, k.evidence)
+                 if k.match_weight == 9.1 else k for k in LINKS]  # fmt: skip
+        index = _build(engine, [*GP, *ACUTE], moved, previous=store.read_previous(), run_at=SECOND)
+        changes = store.write_index(engine, index, store.read_previous(), {}, IDENTITIES)
+        # The link's weight, and the two records whose strongest link it is.
+        assert (changes.links.inserted.num_rows, changes.entries.inserted.num_rows) == (1, 2)

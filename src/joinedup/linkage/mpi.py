@@ -355,9 +355,7 @@ def _ordered(*keys: tuple[exp.Expr, bool]) -> exp.Order:
     return exp.Order(expressions=[exp.Ordered(this=k, desc=d, nulls_first=not d) for k, d in keys])
 
 
-def _row_number(
-    partition: Sequence[exp.Expr], *order: tuple[exp.Expr, bool]
-) -> exp.Window:
+def _row_number(partition: Sequence[exp.Expr], *order: tuple[exp.Expr, bool]) -> exp.Window:
     return exp.Window(this=exp.RowNumber(), partition_by=list(partition), order=_ordered(*order))
 
 
@@ -1149,6 +1147,25 @@ class IndexChanges:
         return written + int(self.history.num_rows)
 
 
+#: Two match weights or probabilities closer than this (relative) are the same: the sums
+#: behind Splink's estimates run in parallel, so two runs on the same input can differ in the
+#: last bits, and a re-run would otherwise rewrite thousands of unchanged links.
+_FLOAT_TOLERANCE = 1e-9
+
+
+def _same(a: exp.Expr, b: exp.Expr, kind: pa.DataType) -> exp.Expr:
+    """Whether two values are the same, null equal to null; floats within the tolerance."""
+    if not pa.types.is_floating(kind):
+        return exp.NullSafeEQ(this=a, expression=b)
+    scale = exp.Greatest(this=_n(1), expressions=[exp.Abs(this=a), exp.Abs(this=b)])
+    close = exp.LTE(
+        this=exp.Abs(this=exp.Sub(this=a, expression=b)),
+        expression=exp.Mul(this=_n(_FLOAT_TOLERANCE), expression=scale),
+    )
+    both = exp.and_(exp.not_(_null(a)), exp.not_(_null(b)), close)
+    return exp.paren(exp.or_(exp.and_(_null(a), _null(b)), both))
+
+
 def _difference(
     engine: Engine, new: str, old: pa.Table, keys: Sequence[str], schema: pa.Schema
 ) -> TableChange:
@@ -1162,7 +1179,7 @@ def _difference(
         same_key = exp.and_(*[_eq(_c(k, "a"), _c(k, "b")) for k in keys])
         differs = exp.or_(
             _null(_c(keys[0], "b")),
-            *[exp.not_(exp.NullSafeEQ(this=_c(v, "a"), expression=_c(v, "b"))) for v in values],
+            *[exp.not_(_same(_c(v, "a"), _c(v, "b"), schema.field(v).type)) for v in values],
         )
         inserted = _fetch(
             engine,
