@@ -5,6 +5,9 @@ read an index another run has replaced since) leaves the old index."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -207,3 +210,51 @@ def test_a_rerun_of_the_same_links_writes_nothing(records_url: str, engine: Engi
         changes = store.write_index(engine, index, store.read_previous(), {}, IDENTITIES)
         # The link's weight, and the two records whose strongest link it is.
         assert (changes.links.inserted.num_rows, changes.entries.inserted.num_rows) == (1, 2)
+
+
+_KILLED_WRITER = """
+import sys, time
+from datetime import UTC, datetime
+from sqlalchemy import event
+from joinedup.linkage.mpi import Link, build_index, link_table, record_table
+from joinedup.records import PersonIndexStore
+from joinedup.warehouse.engines import DuckDBEngine
+
+records = [("gp", f"g{i}") for i in range(6)] + [("acute", "a0"), ("acute", "a1"),
+           ("acute", "u1"), ("community", "c1")]
+links = [Link(("gp", "g0"), ("acute", "a0"), "nhs_number", None, None, "NHS number agrees"),
+         Link(("gp", "g1"), ("community", "c1"), "splink", 0.99, 9.9, "new")]
+with DuckDBEngine() as engine, PersonIndexStore(sys.argv[1]) as store:
+    previous = store.read_previous()
+    index = build_index(engine, record_table(records), link_table(links), threshold=0.9,
+                        previous=previous, run_at=datetime(2026, 12, 3, tzinfo=UTC))
+
+    def stop(conn, cursor, statement, *_):
+        if statement.startswith("INSERT INTO mpi_person_index"):
+            print("inside the transaction", flush=True)
+            time.sleep(600)
+
+    event.listen(store._engine, "before_cursor_execute", stop)
+    store.write_index(engine, index, previous, {})
+"""
+
+
+def test_a_run_killed_while_writing_leaves_the_old_index(records_url: str, engine: Engine) -> None:
+    """kill -9 of the writing process after it has deleted rows, before it inserts or
+    commits: the store still holds the previous index, whole."""
+    with PersonIndexStore(records_url) as store:
+        _first(store, engine)
+        before = store.read_previous()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, records_url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "inside the transaction"
+    finally:
+        writer.kill()  # SIGKILL: no rollback, no close, no atexit
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    with PersonIndexStore(records_url) as store:
+        assert store.read_previous() == before
+        assert store.review_pairs()[0] == 1
