@@ -701,6 +701,11 @@ def test_a_proxy_reads_the_record_only_while_the_relationship_is_recorded(api: A
     assert (granted["action"], granted["detail"]) == ("proxy granted", f"as parent until {today}")
     assert reads() == [200] * 6
     assert api.ids("/Condition", "mum", patient=child) == (1, [note])  # not the HIV one
+    # a search names the relationship of the person it showed, as a read does
+    searched = api.audit("mum")[-1]
+    assert (searched["action"], searched["reason"]) == (
+        "fhir search", "legitimate relationship: proxy as parent,search kept to permitted patients"
+    )  # fmt: skip
     everything = api("GET", f"/Patient/{child}/$everything", user="mum").json()
     assert hiv not in {e["resource"]["id"] for e in everything["entry"]}
     _refused_citizen = [

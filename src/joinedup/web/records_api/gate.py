@@ -344,9 +344,8 @@ class Gate:
     def shown(self, resources: list[dict[str, Any]]) -> None:
         """Note a search's page: a resource of a patient seen by break-glass makes the
         request a break-glass access."""
-        if not self._granted:  # no grant (an unrestricted user has none): nothing to find
-            return
-        if any(patients_of(r) & self._granted for r in resources):
+        # no grant (an unrestricted user has none): no page to scan for one
+        if self._granted and any(patients_of(r) & self._granted for r in resources):
             self.rules.add("break-glass")
             self.break_glass = True
         if self.user.proxy_for:  # a proxy's search: name each relationship it showed
