@@ -19,6 +19,7 @@ from joinedup.linkage.mpi import (
     Link,
     MasterPersonIndex,
     PreviousIndex,
+    index_changes,
     link_table,
     record_table,
 )
@@ -169,6 +170,16 @@ def _run(engine: Engine, step: int, previous: MasterPersonIndex | None) -> Maste
     )  # fmt: skip
 
 
+_QUEUED = pa.table({"source": pa.array([], pa.string()), "record_id": pa.array([], pa.string())})
+
+
+def _stored(index: MasterPersonIndex) -> PreviousIndex:
+    """`index` as a records store would give it back."""
+    return PreviousIndex(
+        index.entries, index.history, index.decisions, index.links, index.review, _QUEUED, 1
+    )
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_the_index_is_built_the_same_on_duckdb_and_spark(spark_engine: Engine) -> None:
@@ -178,9 +189,19 @@ def test_the_index_is_built_the_same_on_duckdb_and_spark(spark_engine: Engine) -
         first = _run(duck, 0, None)
         second = _run(duck, 1, first)
         on_duckdb = _run(duck, 2, second)
+        duck_changes = index_changes(duck, on_duckdb, _stored(second), _QUEUED)
     on_spark = _run(spark_engine, 2, second)
+    spark_changes = index_changes(spark_engine, on_spark, _stored(second), _QUEUED)
     assert on_spark == on_duckdb
     assert on_spark.summary == on_duckdb.summary
+    # What a store holding the second run's index would change, the same on both engines.
+    assert spark_changes.rows() == duck_changes.rows() > 0
+    for name in ("entries", "links", "review", "review_records"):
+        spark_part, duck_part = getattr(spark_changes, name), getattr(duck_changes, name)
+        for side in ("deleted", "inserted"):
+            spark_rows, duck_rows = getattr(spark_part, side), getattr(duck_part, side)
+            keys = [(k, "ascending") for k in spark_part.keys]
+            assert spark_rows.sort_by(keys) == duck_rows.sort_by(keys), (name, side)
     events = {e["event"] for e in on_duckdb.history.slice(second.history.num_rows).to_pylist()}
     assert events == {"created", "split_from", "merged_into", "retired"}
     assert on_duckdb.summary.conflicts == 1 and on_duckdb.summary.records_gone == 2
