@@ -38,9 +38,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
                 copy.write_row(
                     [
                         value if process is None else process(value)
-                        for value, process in zip(
-                            (row[n] for n in names), processors, strict=True
-                        )
+                        for value, process in zip((row[n] for n in names), processors, strict=True)
                     ]
                 )
     except psycopg.Error as err:
