@@ -95,6 +95,8 @@ def test_the_account_review_says_when_each_last_signed_in_and_counts_proxies(
     lapse.execute("UPDATE proxies SET until_date = '2000-01-01' WHERE patient_id = 'child-3'")
     lapse.commit()
     lapse.close()
+    with pytest.raises(InputError, match=r"^--until: a revocation ends the access now"):
+        store.set_proxy("mum", "child-1", "parent", revoke=True, until=date.today())
     before = {a.user.username: a for a in store.account_review()}
     assert before["ana"].last_sign_in_at is None and before["ana"].live_sessions_count == 0
     assert before["mum"].proxies_count == 1  # neither the revoked nor the lapsed one

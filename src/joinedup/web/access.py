@@ -900,7 +900,9 @@ class AccessStore:
             raise InputError("--relationship", f"{relationship!r}: choose from {choices}")
         if patient_id == found[0].patient_id:
             raise InputError("--patient", "that is their own record")
-        if until is not None and not revoke and until < _today():
+        if until is not None and revoke:
+            raise InputError("--until", "a revocation ends the access now: --until is for a grant")
+        if until is not None and until < _today():
             raise InputError("--until", f"{until.isoformat()} has passed (UTC today: {_today()})")
         last_day = until.isoformat() if until is not None and not revoke else None
         with self._tx() as con:
