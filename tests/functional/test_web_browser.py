@@ -27,7 +27,10 @@ AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "test-artifacts" / "browser"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
-ROLES = ("analyst", "clinician", "clinician2", "finance", "board", "admin")
+ROLES = (
+    "analyst", "clinician", "clinician2", "finance", "board", "admin", "privacy-officer",
+    "care-worker", "data-engineer",
+)  # fmt: skip
 EVERYONE = ("overview", "places", "place", "indicators", "about")
 #: The pages each role may open, and the navigation links it should be offered (in order).
 PAGES: dict[str, tuple[str, ...]] = {
@@ -37,6 +40,11 @@ PAGES: dict[str, tuple[str, ...]] = {
     "finance": (*EVERYONE, "finance"),
     "board": (*EVERYONE, "finance"),
     "admin": (*EVERYONE, "finance", "data-quality", "audit"),
+    # Without a records store these see the aggregate pages (the break-glass review, a care
+    # worker's records and the person index need `--records`; tested in the records tests).
+    "privacy-officer": EVERYONE,
+    "care-worker": EVERYONE,
+    "data-engineer": (*EVERYONE, "data-quality"),
 }
 NAV_LABELS = {
     "overview": "Overview", "places": "Places", "indicators": "Indicators",

@@ -34,7 +34,10 @@ from joinedup.web.site import NHSUK_VERSION
 
 pytestmark = pytest.mark.slow
 
-ROLES = ("analyst", "clinician", "clinician2", "finance", "board", "admin")
+ROLES = (
+    "analyst", "clinician", "clinician2", "finance", "board", "admin", "privacy-officer",
+    "care-worker", "data-engineer",
+)  # fmt: skip
 DOCS = ("/api/docs", "/api/redoc")
 #: The kinds of page each role must reach by following links (a path, or a pattern where a
 #: code varies); the crawl finds any others, such as pages added later.
@@ -45,6 +48,9 @@ MUST_REACH: dict[str, set[str]] = {
     "finance": {"/", "/places", "/places/*", "/about", "/finance"},
     "board": {"/", "/places", "/places/*", "/about", "/finance"},
     "admin": {"/", "/places", "/places/*", "/about", "/finance", "/data-quality", "/admin/audit"},
+    "privacy-officer": {"/", "/places", "/places/*", "/about"},
+    "care-worker": {"/", "/places", "/places/*", "/about"},
+    "data-engineer": {"/", "/places", "/places/*", "/about", "/data-quality"},
 }
 #: Pages of one kind look alike; a few of each is enough, and keeps the crawl short.
 PER_KIND = 2
