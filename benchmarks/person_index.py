@@ -27,7 +27,6 @@ import itertools
 import json
 import resource
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +47,7 @@ from joinedup.linkage.mpi import (  # noqa: E402
 )
 from joinedup.records import PersonIndexStore  # noqa: E402
 from joinedup.warehouse import Engine, open_empty_engine  # noqa: E402
-from postgres_cluster import postgresql_cluster  # noqa: E402
+from postgres_cluster import measured_on_both  # noqa: E402
 
 SYSTEMS = ("gp", "acute", "community", "mental_health", "social_care")
 FIRST = datetime(2026, 12, 1, tzinfo=UTC)
@@ -178,16 +177,11 @@ def main() -> None:
     if args.records:
         results["build"] = measure_build(args.records, args.new, args.rewired)
     if args.store:
-        with tempfile.TemporaryDirectory() as folder:
-            url = str(Path(folder) / "records.sqlite")
-            results["sqlite"] = measure_store(url, args.store_records, args.new, args.rewired)
-        if args.postgresql:
-            settings = {"fsync": "off", "synchronous_commit": "off", "timezone": "'UTC'"}
-            with postgresql_cluster(settings, stop_mode="immediate") as server:
-                url = server.create_database("person_index")
-                results["postgresql"] = measure_store(
-                    url, args.store_records, args.new, args.rewired
-                )
+        results |= measured_on_both(
+            "person_index",
+            lambda url: measure_store(url, args.store_records, args.new, args.rewired),
+            postgresql=args.postgresql,
+        )
     results["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     print(json.dumps(results, indent=2))
 

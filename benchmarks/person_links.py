@@ -21,7 +21,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from joinedup.records import RecordStore  # noqa: E402
 from joinedup.records.store import database_url  # noqa: E402
 from joinedup.records.store.person_index import mpi_person_index, mpi_runs  # noqa: E402
-from postgres_cluster import postgresql_cluster  # noqa: E402
+from postgres_cluster import measured_on_both  # noqa: E402
 
 GP_IDS = "https://gp.example.org/patient-id"
 PAS_IDS = "https://trust.example.org/pas-number"
@@ -139,14 +138,11 @@ def main() -> None:
     args = parser.parse_args()
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     results: dict[str, Any] = {"load_before": load}
-    with tempfile.TemporaryDirectory() as folder:
-        url = str(Path(folder) / "records.sqlite")
-        results["sqlite"] = measure(url, args.people, args.filler, args.sample)
-    if args.postgresql:
-        settings = {"fsync": "off", "synchronous_commit": "off", "timezone": "'UTC'"}
-        with postgresql_cluster(settings, stop_mode="immediate") as server:
-            url = server.create_database("person_links")
-            results["postgresql"] = measure(url, args.people, args.filler, args.sample)
+    results |= measured_on_both(
+        "person_links",
+        lambda url: measure(url, args.people, args.filler, args.sample),
+        postgresql=args.postgresql,
+    )
     results["load_after"] = Path("/proc/loadavg").read_text().split()[:3] if load else []
     print(json.dumps(results, indent=2))
 

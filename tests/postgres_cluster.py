@@ -10,10 +10,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -132,3 +133,19 @@ def postgresql_cluster(
                 user=run_as, capture_output=True, check=False,
             )  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def measured_on_both(
+    name: str, measure: Callable[[str], Any], *, postgresql: bool
+) -> dict[str, Any]:
+    """`measure(url)` on a throwaway SQLite file and, when `postgresql`, on a throwaway
+    database `name` of a fast (unsynced) cluster: the figures by database, for a records
+    store benchmark."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        results["sqlite"] = measure(str(Path(folder) / "records.sqlite"))
+    if postgresql:
+        settings = {"fsync": "off", "synchronous_commit": "off", "timezone": "'UTC'"}
+        with postgresql_cluster(settings, stop_mode="immediate") as server:
+            results["postgresql"] = measure(server.create_database(name))
+    return results
