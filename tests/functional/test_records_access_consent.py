@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
+from fhir_calls import created_id, fhir_request
 
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.records import RecordStore
@@ -31,7 +32,6 @@ from joinedup.web.records_api import create_records_app
 from joinedup.web.settings import WebSettings
 
 PASSWORD = "a long enough password"
-BASE = "/fhir/R4"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 REASON = "Unconscious in the emergency department, no history available"
 SCT = "http://snomed.info/sct"
@@ -54,17 +54,10 @@ class Api:
 
     def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
         self.calls[user] += 1
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        if "json" in kwargs:
-            kwargs["content"] = json.dumps(kwargs.pop("json"))
-            headers["Content-Type"] = "application/fhir+json"
-        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+        return fhir_request(self.client, self.tokens[user], method, path, **kwargs)
 
     def made(self, resource: dict[str, Any]) -> str:
-        answer = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
-        assert answer.status_code == 201, answer.text
-        rid: str = answer.json()["id"]
-        return rid
+        return created_id(self("POST", f"/{resource['resourceType']}", json=resource, user="feed"))
 
     def status(self, path: str, user: str) -> int:
         code: int = self("GET", path, user=user).status_code

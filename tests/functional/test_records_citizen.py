@@ -11,7 +11,6 @@ withdraws it on /my-record; a proxy may not.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from cli_run import PhmWarehouse
 from fastapi.testclient import TestClient
+from fhir_calls import BASE, created_id, fhir_request
 from test_records_access_consent import objection
 
 from joinedup.cli.web import add_demo_users
@@ -35,7 +35,6 @@ from joinedup.web.settings import WebSettings
 from joinedup.web.site import SESSION_COOKIE
 
 PASSWORD = "a long enough password"
-BASE = "/fhir/R4"
 REASON = "Unconscious in the emergency department, no history available"
 
 
@@ -78,17 +77,10 @@ class Api:
         self.tokens[name] = answer.json()["access_token"]
 
     def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        if "json" in kwargs:
-            kwargs["content"] = json.dumps(kwargs.pop("json"))
-            headers["Content-Type"] = "application/fhir+json"
-        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+        return fhir_request(self.client, self.tokens[user], method, path, **kwargs)
 
     def created(self, resource: dict[str, Any]) -> str:
-        made = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
-        assert made.status_code == 201, made.text
-        rid: str = made.json()["id"]
-        return rid
+        return created_id(self("POST", f"/{resource['resourceType']}", json=resource, user="feed"))
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir_calls import BASE, created_id, fhir_request
 
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
 from joinedup.records import RecordStore
@@ -26,7 +27,6 @@ from joinedup.web.records_api import create_records_app
 from joinedup.web.settings import WebSettings
 
 PASSWORD = "a long enough password"
-BASE = "/fhir/R4"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 REASON = "Unconscious in the emergency department, no history available"
 MINE_NHS = "9000000009"
@@ -48,17 +48,10 @@ class Api:
         self.clock = clock
 
     def __call__(self, method: str, path: str, *, user: str = "feed", **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        if "json" in kwargs:
-            kwargs["content"] = json.dumps(kwargs.pop("json"))
-            headers["Content-Type"] = "application/fhir+json"
-        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+        return fhir_request(self.client, self.tokens[user], method, path, **kwargs)
 
     def make(self, resource: dict[str, Any]) -> str:
-        made = self("POST", f"/{resource['resourceType']}", json=resource)
-        assert made.status_code == 201, made.text
-        rid: str = made.json()["id"]
-        return rid
+        return created_id(self("POST", f"/{resource['resourceType']}", json=resource))
 
     def audit(self, user: str) -> list[dict[str, Any]]:
         """The API's audit entries for `user`, oldest first."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir_calls import BASE, created_id, fhir_request
 from sqlalchemy import create_engine, insert, update
 from test_records_access_consent import objection
 
@@ -33,7 +34,6 @@ from joinedup.web.records_api.interactions import PERSON_INDEX_LINK
 from joinedup.web.settings import WebSettings
 
 PASSWORD = "a long enough password"
-BASE = "/fhir/R4"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GP_IDS = "https://gp.example.org/patient-id"
 PAS_IDS = "https://trust.example.org/pas-number"
@@ -57,16 +57,10 @@ class World:
         self.gp = self.acute = ""
 
     def __call__(self, method: str, path: str, *, user: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        if "json" in kwargs:
-            kwargs["content"] = json.dumps(kwargs.pop("json"))
-            headers["Content-Type"] = "application/fhir+json"
-        return self.client.request(method, BASE + path, headers=headers, **kwargs)
+        return fhir_request(self.client, self.tokens[user], method, path, **kwargs)
 
     def made(self, resource: dict[str, Any]) -> str:
-        answer = self("POST", f"/{resource['resourceType']}", json=resource, user="feed")
-        assert answer.status_code == 201, answer.text
-        return str(answer.json()["id"])
+        return created_id(self("POST", f"/{resource['resourceType']}", json=resource, user="feed"))
 
     def everything(self, pid: str, user: str, linked: bool = True) -> Any:
         params = {"linked": "true"} if linked else {}
