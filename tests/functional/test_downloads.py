@@ -715,6 +715,15 @@ def test_the_about_tables_download_is_its_json_and_the_page(
 # --- the audit log: admins only, and the download is itself audited --------------------------
 
 
+def assert_admins_only(api: dict[str, httpx.Client], live_server: str, path: str) -> None:
+    """`path` in every format is 403 to the analyst and the clinician, 401 signed out."""
+    for fmt in ("json", "csv", "xlsx"):
+        for user in ("analyst", "clinician"):
+            answer = api[user].get(path, params={"format": fmt})
+            assert answer.status_code == 403, (user, fmt)
+        assert httpx.get(f"{live_server}{path}?format={fmt}").status_code == 401
+
+
 def test_the_audit_log_download_is_its_json_audited_and_admins_only(
     api: dict[str, httpx.Client], live_server: str
 ) -> None:
@@ -753,11 +762,7 @@ def test_the_audit_log_download_is_its_json_audited_and_admins_only(
             html = page.get("/admin/audit", params={"page": 2}).text
         assert 'href="/api/v1/audit?limit=50&amp;offset=50&amp;format=csv"' in html
         # Whom the log is refused, its download is refused.
-        for fmt in ("json", "csv", "xlsx"):
-            for user in ("analyst", "clinician"):
-                answer = api[user].get("/api/v1/audit", params={"format": fmt})
-                assert answer.status_code == 403, (user, fmt)
-            assert httpx.get(f"{live_server}/api/v1/audit?format={fmt}").status_code == 401
+        assert_admins_only(api, live_server, "/api/v1/audit")
     finally:
         admin.close()
 
@@ -803,11 +808,7 @@ def test_the_accounts_download_is_its_json_audited_admins_only_and_names_no_reco
             html = page.get("/admin/audit").text
         assert "Last signed in (UTC)" in html
         assert 'href="/api/v1/accounts?format=xlsx"' in html
-        for fmt in ("json", "csv", "xlsx"):
-            for user in ("analyst", "clinician"):
-                answer = api[user].get("/api/v1/accounts", params={"format": fmt})
-                assert answer.status_code == 403, (user, fmt)
-            assert httpx.get(f"{live_server}/api/v1/accounts?format={fmt}").status_code == 401
+        assert_admins_only(api, live_server, "/api/v1/accounts")
     finally:
         admin.close()
 
