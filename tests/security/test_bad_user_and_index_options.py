@@ -2,7 +2,9 @@
 them: `joinedup users add --organisation` (a code that is no ODS code, or no warehouse to find
 it in), `--practice` with no warehouse, and `joinedup ingest fhir --person-index` naming
 nothing. Each is refused in one line naming the option, with a non-zero exit code, and leaves
-the folder as it was: no access database, audit key or warehouse is created on the way."""
+the folder as it was: no access database, audit key or warehouse is created on the way; and
+`joinedup users proxy --revoke --until`, refused naming --until with the relationship left in
+force."""
 
 from __future__ import annotations
 
@@ -75,3 +77,32 @@ def test_a_person_index_that_is_not_there_is_refused_before_any_warehouse_is_mad
             "--person-index", str(tmp_path / "no-index"))  # fmt: skip
     assert_refused(args, tmp_path, "--person-index", "is no folder or file")
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_revocation_with_an_until_day_is_refused_and_the_proxy_stays_in_force(
+    tmp_path: Path,
+) -> None:
+    """`users proxy --revoke --until DAY`: a revocation ends access at once, so a last day
+    beside it is a mistake; refused in one line naming --until, and the relationship is left
+    as it was (not revoked)."""
+    from joinedup.web.access import AccessStore
+    from joinedup.web.settings import WebSettings
+
+    settings = WebSettings(warehouse=tmp_path / "w.duckdb")
+    store = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    store.add_user("mum", ENV["JOINEDUP_NEW_PASSWORD"], "citizen", patient_id="mum-1")
+    store.set_proxy("mum", "child-1", "parent")
+    store.close()
+    run = joinedup(
+        "users", "proxy", "mum", "--patient", "child-1", "--relationship", "parent", "--revoke",
+        "--until", "2030-01-01", "-w", str(settings.warehouse), cwd=tmp_path, env=ENV,
+    )  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode != 0 and len(lines) == 1, run.stdout + run.stderr
+    assert lines[0].startswith("error: --until: a revocation ends the access now"), lines[0]
+    store = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    try:
+        (record,) = store.proxies("mum")
+        assert record.revoked_at is None  # still in force: nothing was half-done
+    finally:
+        store.close()
