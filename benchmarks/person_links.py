@@ -8,7 +8,11 @@ at a trust (local ids under two identifier systems) and a Condition on each; the
 their records and, to make it index-sized, `--filler` more records of other people (two a
 person). Then for `--sample` Patients: `RecordStore.linked_patients` alone, and
 `RecordStore.everything` of the Patient alone and with its linked Patient (no access filter),
-each timed; medians and 95th percentiles in ms. On SQLite (a file) and, with `--postgresql`,
+each timed; medians and 95th percentiles in ms. Also what a plain read's access decision
+asks of the store about objections to sharing: before objections followed the person, the
+Patient's own (`RecordStore.objections`), and now the one statement for it and every Patient
+the index links to it (`RecordStore.person_objections`), beside the read itself, with the
+process CPU time of each. On SQLite (a file) and, with `--postgresql`,
 on a throwaway PostgreSQL cluster (tests/postgres_cluster.py, the tests' settings).
 
     .venv/bin/python benchmarks/person_links.py --people 5000 --filler 190000 --postgresql
@@ -108,6 +112,10 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
         lookup: list[float] = []
         alone: list[float] = []
         linked: list[float] = []
+        read: list[float] = []
+        own: list[float] = []
+        person: list[float] = []
+        cpu = {"own": 0.0, "person": 0.0}
         types = {"Patient": None, "Condition": None}
         for n in chosen:
             pid = f"g{n}"
@@ -119,6 +127,13 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             _timed(lambda pid=pid: store.everything(pid, types), alone)
             also = [p.patient_id for p in found]
             _timed(lambda pid=pid, also=also: store.everything(pid, types, also=also), linked)
+            _timed(lambda pid=pid: store.read("Patient", pid), read)
+            began = time.process_time()
+            _timed(lambda pid=pid: store.objections(pid), own)
+            cpu["own"] += time.process_time() - began
+            began = time.process_time()
+            _timed(lambda pid=pid: store.person_objections(pid, SYSTEMS), person)
+            cpu["person"] += time.process_time() - began
         return {
             "resources": len(resources),
             "index_records": len(rows),
@@ -126,6 +141,11 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             "lookup": _summary(lookup),
             "everything_alone": _summary(alone),
             "everything_linked": _summary(linked),
+            "read": _summary(read),
+            "objections_own": _summary(own),
+            "objections_person": _summary(person),
+            "objections_own_cpu_ms": round(cpu["own"] * 1000 / sample, 2),
+            "objections_person_cpu_ms": round(cpu["person"] * 1000 / sample, 2),
         }
 
 

@@ -26,6 +26,7 @@ from test_records_access_consent import objection
 
 from joinedup.errors import ConfigurationError
 from joinedup.records import RecordsSettings, RecordStore
+from joinedup.records.policy import PERSON_OBJECTION
 from joinedup.records.store import database_url
 from joinedup.records.store.person_index import mpi_person_index, mpi_runs
 from joinedup.web.access import AccessStore, RecordsAuditQuery
@@ -43,7 +44,7 @@ TRUST = "RXX"
 COUNCIL = "ZZL01"
 REASON = "Unconscious in the emergency department, no history available"
 IDENTIFIERS = ("G-17", "PAS-903", "9434765919", "9434765870", "Linkcase")
-USERS = ("feed", "gp-both", "gp-a", "trust", "admin", "parent")
+USERS = ("feed", "gp-both", "gp-a", "gp-c", "trust", "admin", "parent")
 
 
 class World:
@@ -162,6 +163,7 @@ def world(
     users.add_user("admin", PASSWORD, "admin")
     users.add_user("gp-both", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("gp-a", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
+    users.add_user("gp-c", PASSWORD, "clinician", pcn_code="U11111", practice_code="A11111")
     users.add_user("trust", PASSWORD, "clinician", organisation_code=TRUST)
     users.add_user("parent", PASSWORD, "citizen", patient_id="parent-own")
     users.close()
@@ -368,3 +370,122 @@ def test_the_pages_follow_the_index_to_the_end(world: World) -> None:
         path = following[0].split(BASE, 1)[1]
         answer = world("GET", path, user="gp-both").json()
     assert len(seen) == total and set(seen) == everything
+
+
+# --- an objection follows the person into every read and search -------------------------
+
+
+class Objecting:
+    """An objection to sharing on one Patient, recorded by `organisation`, for a `with`."""
+
+    def __init__(self, world: World, pid: str, organisation: str) -> None:
+        self.world, self.pid, self.organisation = world, pid, organisation
+        self.consent = ""
+
+    def __enter__(self) -> None:
+        self.consent = self.world.made(objection(self.pid, self.organisation))
+
+    def __exit__(self, *_: object) -> None:
+        withdrawn = {**objection(self.pid, self.organisation, "inactive"), "id": self.consent}
+        answer = self.world("PUT", f"/Consent/{self.consent}", json=withdrawn, user="feed")
+        assert answer.status_code == 200, answer.text
+
+
+def _sees(world: World, user: str, pid: str) -> dict[str, Any]:
+    """What `user` gets of Patient `pid` without following the index: the read's status,
+    its Condition's, $everything's, and how many of its Conditions and Patients a search
+    finds (a refused search: -1)."""
+    condition = world("GET", "/Condition", user="admin", params={"patient": pid}).json()
+    cid = condition["entry"][0]["resource"]["id"]
+
+    def total(path: str, **params: str) -> int:
+        answer = world("GET", path, user=user, params=params)
+        return int(answer.json()["total"]) if answer.status_code == 200 else -1
+
+    return {
+        "read": world("GET", f"/Patient/{pid}", user=user).status_code,
+        "condition": world("GET", f"/Condition/{cid}", user=user).status_code,
+        "everything": world.everything(pid, user, linked=False).status_code,
+        "conditions found": total("/Condition", patient=pid),
+        "patients found": total("/Patient", _id=pid),
+    }
+
+
+SEEN = {"read": 200, "condition": 200, "everything": 200, "conditions found": 1,
+        "patients found": 1}  # fmt: skip
+WITHHELD = {"read": 403, "condition": 403, "everything": 403, "conditions found": 0,
+            "patients found": 0}  # fmt: skip
+
+
+def test_an_objection_at_another_organisation_withholds_a_plain_read_and_search(
+    world: World,
+) -> None:
+    """The person objected at the trust (on its Patient, recorded by the trust): gp-a, who
+    sees the practice's Patient by registration, is refused it, its resources and
+    `$everything` (each audited as withheld by the person's objection), and finds nothing of
+    it by search; the trust, which recorded the objection, still sees its own Patient."""
+    assert _sees(world, "gp-a", world.gp) == SEEN
+    with Objecting(world, world.acute, TRUST):
+        before = world.newest()
+        assert _sees(world, "gp-a", world.gp) == WITHHELD
+        refused = [e for e in world.audit("gp-a", before) if e["detail"].startswith("403")]
+        assert refused and {e["reason"] for e in refused} == {f"withheld: {PERSON_OBJECTION}"}
+        assert _sees(world, "trust", world.acute) == SEEN
+    assert _sees(world, "gp-a", world.gp) == SEEN  # withdrawn: seen again
+
+
+def test_the_recording_organisation_still_sees_the_persons_other_patients(
+    world: World,
+) -> None:
+    """The practice recorded the objection on its own Patient: the trust is refused its
+    Patient of the same person, while gp-both (the practice, and on the trust Patient's care
+    team) still sees both, the practice's objection being its own."""
+    assert _sees(world, "trust", world.acute) == SEEN
+    with Objecting(world, world.gp, "A11111"):
+        assert _sees(world, "trust", world.acute) == WITHHELD
+        assert _sees(world, "gp-both", world.acute) == SEEN
+        assert _sees(world, "gp-both", world.gp) == SEEN
+        assert _sees(world, "gp-a", world.gp) == SEEN
+
+
+def test_break_glass_shows_a_patient_withheld_by_the_persons_objection(world: World) -> None:
+    with Objecting(world, world.acute, TRUST):
+        assert _sees(world, "gp-c", world.gp) == WITHHELD
+        ask = {"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueReference": {"reference": f"Patient/{world.gp}"}},
+            {"name": "reason", "valueString": REASON}]}  # fmt: skip
+        assert world("POST", "/$break-glass", json=ask, user="gp-c").status_code == 201
+        before = world.newest()
+        assert _sees(world, "gp-c", world.gp) == SEEN
+        read = next(e for e in world.audit("gp-c", before) if e["action"] == "fhir read")
+        assert read["reason"] == (
+            f"BREAK-GLASS; legitimate relationship: break-glass; {PERSON_OBJECTION} "
+            "overridden by break-glass"
+        )
+
+
+def test_a_link_awaiting_review_does_not_carry_the_objection(world: World) -> None:
+    with Objecting(world, world.acute, TRUST):
+        world.set_review(True)
+        try:
+            assert _sees(world, "gp-a", world.gp) == SEEN
+        finally:
+            world.set_review(False)
+        assert _sees(world, "gp-a", world.gp) == WITHHELD
+
+
+def test_a_patient_the_index_places_in_two_people_carries_no_objection(world: World) -> None:
+    """The statement rule agrees with `linked_patients`: a Patient whose identifiers name
+    records of two people neither carries its objection to them nor takes theirs."""
+    second = world.made({
+        **_patient("PAS-111", PAS_IDS, "9000000009"),
+        "identifier": [{"system": PAS_IDS, "value": "PAS-111"},
+                       {"system": GP_IDS, "value": "G-17"}]})  # fmt: skip
+    try:
+        with Objecting(world, second, COUNCIL):
+            assert _sees(world, "gp-a", world.gp) == SEEN
+            assert world.store.objected_patients(frozenset(), SYSTEMS) == {second}
+        with Objecting(world, world.acute, COUNCIL):
+            assert world.store.objected_patients(frozenset(), SYSTEMS) == {world.acute, world.gp}
+    finally:
+        assert world("DELETE", f"/Patient/{second}", user="feed").status_code in (200, 204)

@@ -21,11 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from joinedup.records.policy import Decision, Policy, Requester
+from joinedup.records.policy import PERSON_OBJECTION, Decision, Policy, Requester
 from joinedup.records.store import LinkedPatient, RecordStore
-
-#: Why a Patient is withheld when another of the person's Patients carries the objection.
-PERSON_OBJECTION = "objection to sharing recorded against another of this person's records"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ person's active objection to sharing withholds their whole record from every use
 organisations that recorded it, whatever the relationship, and a resource coded in a sensitive
 category is withheld from users outside the organisation that recorded it; break-glass shows
 both. A withheld record is refused like one without a relationship, with the reason recorded.
+The objection follows the person: one recorded against another Patient the master person index
+links to this one (confirmed links only, store.person_links) withholds this one alike, in
+every decision and search (PERSON_OBJECTION), but from the organisations that recorded it.
 
 A care worker (social care staff, a council's say) is a Requester with their organisation and
 no practices: the `registered` rule never holds for them, only their organisation's open
@@ -39,7 +42,7 @@ Plain logic over a RecordStore: no HTTP, no audit writing (the caller audits the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -129,12 +132,16 @@ class Decision:
 
 REFUSED = Decision(False, None)
 OBJECTION = "objection to sharing recorded by another organisation"
+#: Why a Patient is withheld when another of the person's Patients carries the objection.
+PERSON_OBJECTION = "objection to sharing recorded against another of this person's records"
 
 
 class Policy:
     """Relationship checks over `store`. `recent_days` is how far back an Encounter still
     counts; `break_glass_hours` how long a grant lasts; `clock` defaults to the store's;
-    `sensitive` the sensitive code lists (default: the configured ones, else those shipped)."""
+    `sensitive` the sensitive code lists (default: the configured ones, else those shipped);
+    `index_systems` gives each master person index source's identifier system when asked (as
+    `$everything?linked=true` follows it; default: none, sources compared as named)."""
 
     def __init__(
         self,
@@ -144,12 +151,23 @@ class Policy:
         break_glass_hours: float = DEFAULT_BREAK_GLASS_HOURS,
         clock: Callable[[], datetime] | None = None,
         sensitive: SensitiveCodes | None = None,
+        index_systems: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._store = store
         self._recent = timedelta(days=recent_days)
         self._hours = break_glass_hours
         self._clock = clock or store.now
         self.sensitive = sensitive or configured_sensitive_codes()
+        self._index_systems = index_systems or dict
+
+    def _objections(
+        self, patient_id: str
+    ) -> tuple[list[frozenset[str]], list[list[frozenset[str]]]]:
+        """The objections to sharing of `patient_id`, and of each other Patient of the same
+        person in the master person index (one statement)."""
+        found = self._store.person_objections(patient_id, self._index_systems())
+        own = found.pop(patient_id, [])
+        return own, list(found.values())
 
     def _queries(self, who: Requester) -> list[tuple[Rule, str, list[tuple[str, str]]]]:
         """The searches whose patients each rule covers."""
@@ -186,15 +204,18 @@ class Policy:
                 return Decision(True, "self")
             if patient_id not in who.proxy_for:
                 return REFUSED
-            if self._store.objections(patient_id):
-                return Decision(False, None, withheld=OBJECTION)
+            own, others = self._objections(patient_id)
+            if _objected(own, others):
+                return Decision(False, None, withheld=OBJECTION if own else PERSON_OBJECTION)
             return Decision(True, "proxy")
-        objections = self._store.objections(patient_id)
-        if objections and not any(orgs & who.organisations for orgs in objections):
+        own, others = self._objections(patient_id)
+        if _withholds(own, who) or any(_withholds(o, who) for o in others):
+            why = OBJECTION if _withholds(own, who) else PERSON_OBJECTION
             grant = self.grant_for(who, patient_id)
             if grant is None:
-                return Decision(False, None, withheld=OBJECTION)
-            return Decision(True, "break-glass", grant, withheld="objection to sharing")
+                return Decision(False, None, withheld=why)
+            overridden = "objection to sharing" if why == OBJECTION else why
+            return Decision(True, "break-glass", grant, withheld=overridden)
         for rule, kind, query in self._queries(who):
             key = "_id" if kind == "Patient" else "patient"
             value = patient_id if kind == "Patient" else f"Patient/{patient_id}"
@@ -228,7 +249,7 @@ class Policy:
         """Every patient `who` may see now, with the first rule that allows each (none whose
         objection to sharing withholds them, but by break-glass)."""
         if who.patient_id is not None:
-            objected = {p for p in who.proxy_for if self._store.objections(p)}
+            objected = {p for p in who.proxy_for if _objected(*self._objections(p))}
             seen: dict[str, Rule] = {who.patient_id: "self"}
             for proxied in who.proxy_for - objected:
                 seen[proxied] = "proxy"
@@ -237,7 +258,7 @@ class Policy:
         for rule, kind, query in self._queries(who):
             for patient in self._store.patient_ids(kind, query):
                 found.setdefault(patient, rule)
-        withheld = self._store.objected_patients(who.organisations)
+        withheld = self._store.objected_patients(who.organisations, self._index_systems())
         found = {p: r for p, r in found.items() if p not in withheld}
         for grant in self._store.active_grants(who.username, self._clock()):
             found.setdefault(grant.patient_id, "break-glass")
@@ -252,14 +273,19 @@ class Policy:
         if who.patient_id is not None:
             own = frozenset({who.patient_id})
             ids = ",".join(sorted(own | who.proxy_for))
-            withholding = Withholding(frozenset(), own, self.sensitive.pairs)
+            withholding = Withholding(frozenset(), own, self.sensitive.pairs, self._sources())
             return Permitted([("Patient", [("_id", ids)])], withholding), set()
         searches = [(kind, query) for _, kind, query in self._queries(who)]
         granted = {g.patient_id for g in self._store.active_grants(who.username, self._clock())}
         if granted:
             searches.append(("Patient", [("_id", ",".join(sorted(granted)))]))
-        withholding = Withholding(who.organisations, frozenset(granted), self.sensitive.pairs)
+        withholding = Withholding(
+            who.organisations, frozenset(granted), self.sensitive.pairs, self._sources()
+        )
         return Permitted(searches, withholding), granted
+
+    def _sources(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self._index_systems().items()))
 
     def break_glass(self, who: Requester, patient_id: str, reason: str) -> Grant:
         """Grant `who` access to `patient_id` for the configured hours, for `reason` (at
@@ -275,6 +301,17 @@ class Policy:
         except RecordsError:
             raise BreakGlassError(f"patient: no Patient/{patient_id} in the records") from None
         return self._store.grant(who.username, patient_id, stated, self._hours)
+
+
+def _objected(own: list[frozenset[str]], others: list[list[frozenset[str]]]) -> bool:
+    """Whether the Patient or another of the person's has an objection to sharing."""
+    return bool(own) or any(others)
+
+
+def _withholds(objections: list[frozenset[str]], who: Requester) -> bool:
+    """Whether `objections` (of one Patient) withhold it from `who`: there is one and none
+    was recorded by one of their organisations."""
+    return bool(objections) and not any(orgs & who.organisations for orgs in objections)
 
 
 # --- a care worker's writes ---------------------------------------------------------------

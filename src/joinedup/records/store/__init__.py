@@ -860,7 +860,7 @@ class RecordStore:
         (records.consent.is_objection); an empty set for one that names no organisation."""
         found: dict[str, set[str]] = {}
         with self._reading() as conn:
-            for consent_id, organisation in conn.execute(
+            for consent_id, organisation, _ in conn.execute(
                 withholding.objection_organisations(patient_id)
             ):
                 found.setdefault(consent_id, set())
@@ -868,11 +868,35 @@ class RecordStore:
                     found[consent_id].add(organisation)
         return [frozenset(found[k]) for k in sorted(found)]
 
-    def objected_patients(self, organisations: frozenset[str]) -> set[str]:
-        """The Patient ids whose active objection to sharing withholds their record from
-        users of `organisations` (none of their objections was recorded by one of them)."""
+    def person_objections(
+        self, patient_id: str, systems: Mapping[str, str]
+    ) -> dict[str, list[frozenset[str]]]:
+        """`objections` of `patient_id` and of each Patient the master person index links to
+        it by confirmed links (store.person_links; `systems` each index source's identifier
+        system), by Patient id (only those with an objection): one statement."""
+        found: dict[str, dict[str, set[str]]] = {}
         with self._reading() as conn:
-            return set(conn.execute(withholding.objected(organisations)).scalars())
+            for consent_id, organisation, patient in conn.execute(
+                withholding.person_objection_organisations(systems), {"patient_id": patient_id}
+            ):
+                held = found.setdefault(str(patient), {}).setdefault(str(consent_id), set())
+                if organisation is not None:
+                    held.add(str(organisation))
+        return {p: [frozenset(c[k]) for k in sorted(c)] for p, c in sorted(found.items())}
+
+    def objected_patients(
+        self, organisations: frozenset[str], systems: Mapping[str, str] | None = None
+    ) -> set[str]:
+        """The Patient ids whose active objection to sharing withholds their record from
+        users of `organisations` (none of their objections was recorded by one of them); with
+        `systems`, and those the master person index links to them."""
+        query = (
+            withholding.objected(organisations)
+            if systems is None
+            else withholding.person_objected(organisations, systems)
+        )
+        with self._reading() as conn:
+            return set(conn.execute(query).scalars())
 
     def opted_out_patients(self) -> set[str]:
         """The Patient ids with an active national data opt-out (records.consent.is_opt_out):

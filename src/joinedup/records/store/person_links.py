@@ -16,16 +16,39 @@ link threshold, NHS-number links and reviewers' accepts; a record awaiting revie
 (`needs_review`) is neither followed from nor to; and a Patient the index places in two
 people (its identifiers name records of different person_ids) is followed nowhere, as a false
 link would show one person's record as another's.
+
+`same_person` is the same rule as one SQL statement (a select of Patient ids), for what must
+be decided inside a query or in one round trip: an objection to sharing follows the person
+into every read and search (store.withholding), not only when `$everything` follows the index.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, false, or_, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from joinedup.records.store.tables import resources, search_tokens
 
@@ -157,3 +180,115 @@ def _patients_of(conn: Connection, system: str, record_id: str) -> list[str]:
     if body is not None and (system, record_id) in patient_keys(json.loads(body)):
         found.add(record_id)
     return sorted(str(p) for p in found)
+
+
+# --- the same rule as one statement ---------------------------------------------------------
+
+
+class _MetaSource(FunctionElement[str]):
+    """A stored body's `meta.source` (NULL when it has none), read by the database."""
+
+    type = String()
+    inherit_cache = True
+    name = "meta_source"
+
+
+@compiles(_MetaSource)
+def _meta_source(element: _MetaSource, compiler: SQLCompiler, **kw: Any) -> str:
+    (body,) = element.clauses
+    return compiler.process(func.json_extract(body, "$.meta.source"), **kw)
+
+
+@compiles(_MetaSource, "postgresql")
+def _meta_source_postgresql(element: _MetaSource, compiler: SQLCompiler, **kw: Any) -> str:
+    (body,) = element.clauses
+    return compiler.process(func.json_extract_path_text(cast(body, JSON), "meta", "source"), **kw)
+
+
+Patients = Select[Any] | Sequence[str]
+
+
+def _named_rows(
+    systems: Mapping[str, str], *, patients: Patients | None = None, persons: Any = None
+) -> CompoundSelect[Any]:
+    """(patient_id, person_id, needs_review) for each index record a live Patient is, by
+    `patient_keys`' rule: of `patients` (ids or a select of them), or the records of
+    `persons` (a select of person_ids) that are not awaiting review. One arm a way a Patient
+    can name a record, so each finds its rows by an index whichever side it starts from."""
+    from joinedup.records.store.person_index import mpi_person_index  # noqa: PLC0415 - cycle
+
+    index = mpi_person_index.c
+    tokens, live = search_tokens.c, resources.c
+    named = sorted(systems)
+    source_of = func.coalesce(_MetaSource(live.body), DEFAULT_SOURCE)
+    unnamed_system = tokens.system.not_in(named) if named else true()
+    unnamed_source = source_of.not_in(named) if named else true()
+    arms: list[Select[Any]] = []
+    identifier = (tokens.resource_type == "Patient", tokens.parameter == "identifier")
+    for source, system in [
+        *((index.source == s, tokens.system == v) for s, v in sorted(systems.items())),
+        (index.source == tokens.system, unnamed_system),
+    ]:
+        arms.append(
+            select(tokens.resource_id.label("patient_id"), index.person_id, index.needs_review)
+            .select_from(
+                search_tokens.join(mpi_person_index, and_(source, index.record_id == tokens.code))
+            )
+            .where(*identifier, system, _kept(tokens.resource_id, index, patients, persons))
+        )
+    for source, system in [
+        *((index.source == s, source_of == v) for s, v in sorted(systems.items())),
+        (index.source == source_of, unnamed_source),
+    ]:
+        arms.append(
+            select(live.resource_id.label("patient_id"), index.person_id, index.needs_review)
+            .select_from(
+                resources.join(mpi_person_index, and_(source, index.record_id == live.resource_id))
+            )
+            .where(
+                live.resource_type == "Patient",
+                live.deleted == false(),
+                system,
+                _kept(live.resource_id, index, patients, persons),
+            )
+        )
+    return union_all(*arms)
+
+
+def _kept(
+    patient: ColumnElement[str], index: Any, patients: Patients | None, persons: Any
+) -> ColumnElement[bool]:
+    found: list[ColumnElement[bool]] = []
+    if patients is not None:
+        found.append(patient.in_(patients))
+    if persons is not None:
+        found += [index.person_id.in_(persons), index.needs_review == false()]
+    return and_(true(), *found)
+
+
+def _one_person(rows: Select[Any]) -> Select[Any]:
+    """(patient_id, person_id) of the Patients among `rows` that are one person's records
+    and none awaiting review (`_person_of`'s rule)."""
+    found = rows.subquery()
+    return (
+        select(found.c.patient_id, func.min(found.c.person_id).label("person_id"))
+        .group_by(found.c.patient_id)
+        .having(
+            func.count(found.c.person_id.distinct()) == 1,
+            func.max(case((found.c.needs_review, 1), else_=0)) == 0,
+        )
+    )
+
+
+def same_person(patients: Patients, systems: Mapping[str, str]) -> Select[Any]:
+    """The live Patients of the same person as any of `patients` (ids, or a select of
+    them) in the master person index, those among `patients` too: `linked_patients`' rule as
+    one statement (records awaiting review followed neither from nor to; a Patient the index
+    places in two people followed nowhere). Every step finds its rows by an index: the
+    Patients' identifiers, the index by primary key then by person_id, Patients by the
+    token index on identifier. Each step is a common table expression, so none is repeated."""
+    asked = _named_rows(systems, patients=patients).cte()
+    people = _one_person(select(asked)).cte()
+    candidates = _named_rows(systems, persons=select(people.c.person_id)).cte()
+    rows = _named_rows(systems, patients=select(candidates.c.patient_id)).cte()
+    return select(_one_person(select(rows)).subquery().c.patient_id)

@@ -2,20 +2,36 @@
 SQLAlchemy expressions over the internal index rows `records.consent` writes: the records of
 people with an objection to sharing recorded by another organisation, and resources coded in a
 sensitive category recorded by another organisation; neither for patients the user holds a
-break-glass grant for. Also who has a national data opt-out, for secondary use.
+break-glass grant for. An objection follows the person: with the master person index
+followed (`Withholding.person_sources`), the records of every Patient the index links to an
+objecting one are kept back too (store.person_links.same_person). Also who has a national data
+opt-out, for secondary use.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    false,
+    or_,
+    select,
+    true,
+    union,
+)
 
 from joinedup.records.consent import CODED, OBJECTION, OPT_OUT, RECORDED_BY
 from joinedup.records.parameters import SEARCH_PARAMETERS
+from joinedup.records.store.person_links import same_person
 from joinedup.records.store.tables import resources, search_references, search_tokens
 
 
@@ -23,11 +39,14 @@ from joinedup.records.store.tables import resources, search_references, search_t
 class Withholding:
     """What to keep back from one user: `organisations` are theirs (what those recorded is
     not kept back from them), `granted` the patients of their break-glass grants (nothing of
-    theirs is kept back), `sensitive` the (system, code) pairs of the sensitive categories."""
+    theirs is kept back), `sensitive` the (system, code) pairs of the sensitive categories;
+    `person_sources` each person index source's identifier system, to keep back the records
+    of the same person's other Patients too (None: the index is not followed)."""
 
     organisations: frozenset[str]
     granted: frozenset[str] = frozenset()
     sensitive: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    person_sources: tuple[tuple[str, str], ...] | None = None
 
 
 class Permitted(list[tuple[str, Any]]):
@@ -85,14 +104,51 @@ def objected(organisations: frozenset[str]) -> Select[Any]:
     return _consent_patients(objections).where(~ours.exists())
 
 
+def person_objected(organisations: frozenset[str], systems: Mapping[str, str]) -> Select[Any]:
+    """Patients whose record an objection to sharing withholds from users of
+    `organisations`: their own (`objected`), or one of another Patient the master person index
+    links them to (by confirmed links)."""
+    return _person_objected(organisations, tuple(sorted(systems.items())))
+
+
+# Made once for each set of organisations (a few hundred at most: practices, PCNs, trusts,
+# councils) and reused, as building it costs a search more than running it.
+@lru_cache(maxsize=1024)
+def _person_objected(
+    organisations: frozenset[str], sources: tuple[tuple[str, str], ...]
+) -> Select[Any]:
+    systems = dict(sources)
+    own = objected(organisations)
+    return select(union(own, same_person(own, systems)).subquery().c[0])
+
+
 def objection_organisations(patient_id: str) -> Select[Any]:
-    """(Consent id, recording organisation or None) of each active objection of
+    """(Consent id, recording organisation or None, Patient id) of each active objection of
     `patient_id`."""
+    return _objection_organisations(search_references.c.target_id == patient_id)
+
+
+def person_objection_organisations(systems: Mapping[str, str]) -> Select[Any]:
+    """`objection_organisations` of the Patient bound as `patient_id` and of the Patients the
+    master person index links to it (`systems`: each source's identifier system). Made once
+    for each `systems` and reused: building the statement costs more than running it."""
+    return _person_objection_organisations(tuple(sorted(systems.items())))
+
+
+@lru_cache(maxsize=16)
+def _person_objection_organisations(systems: tuple[tuple[str, str], ...]) -> Select[Any]:
+    asked = bindparam("patient_id", type_=String())
+    target = search_references.c.target_id
+    patients = same_person(select(asked), dict(systems))
+    return _objection_organisations(or_(target == asked, target.in_(patients)))
+
+
+def _objection_organisations(patients: ColumnElement[bool]) -> Select[Any]:
     r = search_references.c
     recorded = search_references.alias("recorded")
     consents = _tokens("Consent", OBJECTION)
     return (
-        select(r.resource_id, recorded.c.target_id)
+        select(r.resource_id, recorded.c.target_id.label("organisation"), r.target_id)
         .select_from(
             search_references.outerjoin(
                 recorded,
@@ -107,7 +163,7 @@ def objection_organisations(patient_id: str) -> Select[Any]:
             r.resource_type == "Consent",
             r.parameter == "patient",
             r.target_type == "Patient",
-            r.target_id == patient_id,
+            patients,
             r.resource_id.in_(consents),
         )
     )
@@ -186,7 +242,11 @@ def kept_back(kind: str, withholding: Withholding) -> ColumnElement[bool]:
     """Resources of `kind` that `withholding` keeps back (to be excluded from a search)."""
     if kind != "Patient" and "patient" not in SEARCH_PARAMETERS.get(kind, {}):
         return false()  # nobody's record
-    held = [_of(kind, objected(withholding.organisations))]
+    if withholding.person_sources is None:
+        held = [_of(kind, objected(withholding.organisations))]
+    else:
+        systems = dict(withholding.person_sources)
+        held = [_of(kind, person_objected(withholding.organisations, systems))]
     if withholding.sensitive:
         held.append(
             and_(
@@ -212,5 +272,7 @@ __all__ = [
     "objected",
     "objection_organisations",
     "opted_out",
+    "person_objected",
+    "person_objection_organisations",
     "shown",
 ]

@@ -82,7 +82,8 @@ def mount_records(
         RecordsSettings().records_index_sources if index_systems is None else index_systems
     )
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
-    app.state.records_policy = Policy(store)
+    # objections follow the person through the index's sources as the server has them now
+    app.state.records_policy = Policy(store, index_systems=lambda: app.state.records_index_systems)
     app.include_router(privacy_router)
     app.include_router(audit_router)  # before `router`: its AuditEvent routes win
     app.include_router(bulk_export_router)  # before `router`: $export is not a type
