@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -391,12 +391,11 @@ def list_proxies(
         records = store.proxies(username)
     finally:
         store.close()
-    today = datetime.now(UTC).date()
     table = Table("proxy", "for Patient", "relationship", "granted", "until", "status")
     for r in records:
         table.add_row(
             escape(r.username), escape(r.patient_id), r.relationship, r.granted_at[:10],
-            r.until_date or "-", r.status(today),
+            r.until_date or "-", r.status,
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(records)} recorded.")

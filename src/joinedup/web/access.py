@@ -411,6 +411,19 @@ _PROXY_COLUMNS = "SELECT name FROM pragma_table_info('proxies')"
 _ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date DATE"
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
+#: The one place the rule for a proxy relationship being in force is written: `active` when
+#: not revoked and not past its last day (`until_date`, an ISO day compared as text with
+#: SQLite's `date('now')`, today in UTC), else `revoked` or `expired`. Who a citizen acts for
+#: (_PROXIES_OF), how many an account review counts (_REVIEW) and the status `users proxies`
+#: lists (_LIST_PROXIES) all read it. A view made once: a change to the rule is a new view
+#: name, as IF NOT EXISTS keeps an old definition.
+_PROXY_STATUS = (
+    "CREATE VIEW IF NOT EXISTS proxy_status AS "
+    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, "
+    "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
+    "WHEN until_date IS NOT NULL AND until_date < date('now') THEN 'expired' "
+    "ELSE 'active' END AS status FROM proxies"
+)
 
 
 def _rename_old_columns(con: sqlite3.Connection) -> None:
@@ -430,6 +443,7 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PROXY_UNTIL)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
+    con.execute(_PROXY_STATUS)  # after until_date is there: the view reads it
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -461,8 +475,8 @@ _SIGNED_IN = "UPDATE users SET last_sign_in_at = ? WHERE username = ?"
 _REVIEW = (
     "SELECT u.username, u.display_name, u.role, u.pcn_code, u.practice_code, u.demo, "
     "u.patient_id, u.organisation_code, u.created_at, u.last_sign_in_at, "
-    "(SELECT count(*) FROM proxies p WHERE p.username = u.username AND p.revoked_at IS NULL "
-    "AND (p.until_date IS NULL OR p.until_date >= ?)), "
+    "(SELECT count(*) FROM proxy_status p WHERE p.username = u.username "
+    "AND p.status = 'active'), "
     "(SELECT count(*) FROM sessions s WHERE s.username = u.username AND s.expires_at > ?) "
     "FROM users u WHERE u.active = 1 ORDER BY u.role, u.username"
 )
@@ -607,11 +621,10 @@ PROXY_RELATIONSHIPS: dict[str, str] = {
     "carer": "Carer, with the person's consent",
     "attorney": "Lasting power of attorney (health and welfare)",
 }
-#: The relationships in force today: not revoked, and not past their last day (`until_date`,
-#: an ISO date, compared as text with today's in UTC).
+#: The relationships in force today (by the rule in _PROXY_STATUS).
 _PROXIES_OF = (
-    "SELECT patient_id, relationship FROM proxies WHERE username = ? AND revoked_at IS NULL "
-    "AND (until_date IS NULL OR until_date >= ?) ORDER BY patient_id"
+    "SELECT patient_id, relationship FROM proxy_status WHERE username = ? "
+    "AND status = 'active' ORDER BY patient_id"
 )
 _GRANT_PROXY = (
     "INSERT OR REPLACE INTO proxies "
@@ -619,8 +632,8 @@ _GRANT_PROXY = (
     "VALUES (?, ?, ?, ?, NULL, ?)"
 )
 _LIST_PROXIES = (
-    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at "
-    "FROM proxies WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
+    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status "
+    "FROM proxy_status WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
 )
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
@@ -643,7 +656,9 @@ class AccountReview:
 @dataclass(frozen=True)
 class ProxyRecord:
     """One recorded proxy relationship, as `users proxies` lists it: who acts for which
-    Patient, how related, since when, their last day (None: no end) and when revoked."""
+    Patient, how related, since when, their last day (None: no end), when revoked, and its
+    `status` today (`active`, `revoked` or `expired`, by the rule that decides whether it is
+    in force: _PROXY_STATUS)."""
 
     username: str
     patient_id: str
@@ -651,14 +666,7 @@ class ProxyRecord:
     granted_at: str
     until_date: str | None
     revoked_at: str | None
-
-    def status(self, today: date) -> str:
-        """`active`, `revoked` or `expired` on `today`."""
-        if self.revoked_at:
-            return "revoked"
-        if self.until_date and self.until_date < today.isoformat():
-            return "expired"
-        return "active"
+    status: str
 
 
 def _today() -> date:
@@ -866,14 +874,14 @@ class AccessStore:
 
     def account_review(self) -> list[AccountReview]:
         """Every active account with what an access review asks of it (see AccountReview)."""
-        rows = self._con.execute(_REVIEW, (_today().isoformat(), _iso(_now()))).fetchall()
+        rows = self._con.execute(_REVIEW, (_iso(_now()),)).fetchall()
         return [AccountReview(_user_of(r[:8]), r[8], r[9], int(r[10]), int(r[11])) for r in rows]
 
     def _user(self, username: str) -> tuple[User, str] | None:
         row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
             return None
-        proxies = self._con.execute(_PROXIES_OF, (row[0], _today().isoformat())).fetchall()
+        proxies = self._con.execute(_PROXIES_OF, (row[0],)).fetchall()
         return _user_of(row, proxies), row[8]
 
     def set_proxy(
