@@ -1,7 +1,8 @@
 """The person index's review queue end to end, on SQLite and PostgreSQL: `joinedup link index
 --records` fills the store, an administrator sees the uncertain pairs with both records and
 decides them in the dashboard (a form without JavaScript, and the JSON API), every view and
-decision is audited without names or NHS numbers, a clinician is refused, and the next
+decision is audited by the store's own ids, without names, NHS numbers or local record ids, a
+clinician is refused, and the next
 `link index --records` run applies the decisions."""
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
     )  # fmt: skip
     assert decided.status_code == 201, decided.text
     assert decided.json()["pair"] == "acute:u2~gp:p101"
+    assert decided.json()["decision_id"] == 2  # the store's own number for it
     missing = client.post(
         "/api/v1/person-index/decisions", headers=bearer,
         json={"left_source": "gp", "left_record_id": "p1", "right_source": "gp",
@@ -173,23 +175,32 @@ def test_a_reviewer_decides_in_the_dashboard_and_the_next_run_applies_it(
         ("reject", "data-engineer", "different mothers"),
     ]
 
-    # Audited: who, the pair, the decision and reason; never a name or NHS number.
+    # Audited: who, the decision by its number in the store's log, the pair by its records'
+    # person_ids, the reason; never a name, an NHS number or a source's local record id.
     entries = _audit(client, start)
     decisions = sorted(
         (e["resource"], e["detail"], e["reason"], e["username"])
         for e in entries
         if e["action"] == "decide"
     )
+
+    def people_of(*keys: tuple[str, str]) -> str:
+        return "~".join(sorted(first[k] for k in keys))
+
+    u1_p100 = people_of(("acute", "u1"), ("gp", "p100"))
+    u2_p101 = people_of(("acute", "u2"), ("gp", "p101"))
     assert decisions == [
-        ("person-index/pair/acute:u1~gp:p100", "accept", "same discharge letter", "admin"),
-        ("person-index/pair/acute:u2~gp:p101", "reject", "different mothers", "data-engineer"),
+        ("person-index/decision/1", f"accept: {u1_p100}", "same discharge letter", "admin"),
+        ("person-index/decision/2", f"reject: {u2_p101}", "different mothers", "data-engineer"),
     ]
     views = [e for e in entries if e["action"] == "view" and e["resource"] == "person-index/review"]
-    assert len(views) == 3 and "acute:u1~gp:p100" in views[0]["detail"]
-    logged = " ".join(" ".join(str(v) for v in e.values()) for e in entries).upper()
+    assert len(views) == 3 and u1_p100 in views[0]["detail"]
+    logged = " ".join(" ".join(str(v) for v in e.values()) for e in entries)
     for person in (p100, p101):
-        assert person[1].upper() not in logged and person[2].upper() not in logged
+        assert person[1].upper() not in logged.upper() and person[2].upper() not in logged.upper()
         assert person[6] not in logged
+    for local in ("u1", "u2", "p100", "p101"):  # the PAS's and the practice's record ids
+        assert not re.search(rf"\b{local}\b", logged), local
 
     # The next run, from the store alone, applies both decisions and keeps every other id.
     again = joinedup("link", "index", "gp.csv", "acute.csv", "--records", records_url, cwd=tmp_path)

@@ -4,7 +4,10 @@ with the evidence in words and both records side by side, for a reviewer (the ad
 records store's decision log and are applied by the next `joinedup link index --records` run.
 
 The records are identifiable, so only the reviewer's role sees them; every view, decision and
-refusal is audited by pair (sources and local record ids, never names or NHS numbers).
+refusal is audited by the store's own ids: each pair by its records' person_ids, a decision by
+its number in the store's decision log. Never a name, an NHS number or a source system's local
+record id (a hospital number is an identifier too); the decision log, behind the same access,
+says which records a decision was about.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from joinedup.errors import InputError
-from joinedup.linkage.mpi import Decision, RecordKey, effective_decisions
+from joinedup.linkage.mpi import Decision, RecordKey, ReviewItem, effective_decisions
 from joinedup.records import PersonIndexStore, ReviewPair
 from joinedup.web.access import User
 from joinedup.web.site import Site, access, api_user, client, csrf_token, page_user, render
@@ -50,7 +53,11 @@ class PendingDecision(BaseModel):
 
 
 class ReviewPairOut(BaseModel):
-    pair: str = Field(description="The pair as the audit log names it: source:id~source:id.")
+    pair: str = Field(
+        description="The pair by its records' sources and local ids (source:id~source:id), "
+        "for the reviewer; the audit log names it by person_id (`people`)."
+    )
+    people: str = Field(description="The pair as the audit log names it: person_id~person_id.")
     queued_for: str
     match_probability: float | None
     match_weight: float | None
@@ -80,6 +87,9 @@ class DecisionIn(BaseModel):
 
 class DecisionOut(BaseModel):
     pair: str
+    decision_id: int = Field(
+        description="The decision's number in the store's log, as the audit log names it."
+    )
     decision: Literal["accept", "reject"]
     decided_by: str
     decided_at: datetime
@@ -103,9 +113,17 @@ def _store(request: Request) -> PersonIndexStore:
 
 
 def pair_ref(left: RecordKey, right: RecordKey) -> str:
-    """A pair as the audit log names it: its sources and local record ids, in order."""
+    """A pair as the reviewer names it: its sources and local record ids, in order (never
+    in the audit log: see `people_ref`)."""
     a, b = sorted((left, right))
     return f"{a[0]}:{a[1]}~{b[0]}:{b[1]}"
+
+
+def people_ref(item: ReviewItem) -> str:
+    """A queued pair as the audit log names it: its records' person_ids, in the store's own
+    ids rather than the source systems' local record ids."""
+    a, b = sorted((item.left_person_id, item.right_person_id))
+    return f"{a}~{b}"
 
 
 def _reviewer(request: Request, user: User, resource: str) -> None:
@@ -127,6 +145,7 @@ def _pairs_out(store: PersonIndexStore, pairs: list[ReviewPair]) -> list[ReviewP
         out.append(
             ReviewPairOut(
                 pair=pair_ref(p.item.left, p.item.right),
+                people=people_ref(p.item),
                 queued_for=p.item.queued_for,
                 match_probability=p.item.match_probability,
                 match_weight=p.item.match_weight,
@@ -163,7 +182,7 @@ def _queue(request: Request, user: User, limit: int, offset: int) -> ReviewQueue
     access(request).audit(
         user, "view", "person-index/review",
         detail=f"{len(shown)} of {total} pairs from offset {offset}: "
-        + ", ".join(p.pair for p in shown),
+        + ", ".join(p.people for p in shown),
         reason="review", client=client(request),
     )  # fmt: skip
     return ReviewQueueOut(total=total, limit=limit, offset=offset, pairs=shown)
@@ -175,22 +194,23 @@ def _decide(request: Request, user: User, given: DecisionIn) -> DecisionOut:
     right = (given.right_source, given.right_record_id)
     ref = pair_ref(left, right)
     store = _store(request)
-    if left == right or store.queued(left, right) is None:
+    queued = None if left == right else store.queued(left, right)
+    if queued is None:
         raise HTTPException(404, f"Pair {ref} is not in the review queue")
     reason = given.reason.strip()
     if not reason:
         raise HTTPException(422, "Give a reason for the decision")
     decision = Decision(left, right, given.decision, user.username, datetime.now(UTC), reason)
     try:
-        store.decide(decision)
+        number = store.decide(decision)
     except InputError as err:
         raise HTTPException(422, str(err)) from err
     access(request).audit(
-        user, "decide", f"person-index/pair/{ref}", detail=given.decision, reason=reason,
-        client=client(request),
+        user, "decide", f"person-index/decision/{number}",
+        detail=f"{given.decision}: {people_ref(queued)}", reason=reason, client=client(request),
     )  # fmt: skip
     return DecisionOut(
-        pair=ref, decision=given.decision, decided_by=user.username,
+        pair=ref, decision_id=number, decision=given.decision, decided_by=user.username,
         decided_at=decision.decided_at, reason=reason,
     )  # fmt: skip
 

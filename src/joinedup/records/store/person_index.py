@@ -423,14 +423,17 @@ class PersonIndexStore:
                     )  # fmt: skip
         return None
 
-    def decide(self, decision: Decision) -> None:
-        """Add a reviewer's decision to the log (applied by the next `link index` run)."""
+    def decide(self, decision: Decision) -> int:
+        """Add a reviewer's decision to the log (applied by the next `link index` run);
+        returns its number in the log, the store's own id for it."""
         if decision.left == decision.right:
             raise InputError("decision", "a record paired with itself")
         if decision.decision not in ("accept", "reject"):
             raise InputError("decision", "decision is not accept or reject")
         with self._writing() as conn:
-            conn.execute(insert(mpi_decisions), _decision_row(decision))
+            written = conn.execute(insert(mpi_decisions).values(**_decision_row(decision)))
+            number: int = written.inserted_primary_key[0]  # type: ignore[index]
+            return number
 
 
 def _pair(left: RecordKey, right: RecordKey) -> dict[str, str]:
