@@ -12,7 +12,9 @@ each timed; medians and 95th percentiles in ms. Also what a plain read's access 
 asks of the store about objections to sharing: before objections followed the person, the
 Patient's own (`RecordStore.objections`), and now the one statement for it and every Patient
 the index links to it (`RecordStore.person_objections`), beside the read itself, with the
-process CPU time of each. On SQLite (a file) and, with `--postgresql`,
+process CPU time of each; and a clinician's search for the Patient's Conditions kept to them
+with what is withheld, the Patient's own objections only and then the person's, one person in
+a hundred having objected at the trust. On SQLite (a file) and, with `--postgresql`,
 on a throwaway PostgreSQL cluster (tests/postgres_cluster.py, the tests' settings).
 
     .venv/bin/python benchmarks/person_links.py --people 5000 --filler 190000 --postgresql
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from joinedup.records import RecordStore  # noqa: E402
 from joinedup.records.store import database_url  # noqa: E402
 from joinedup.records.store.person_index import mpi_person_index, mpi_runs  # noqa: E402
+from joinedup.records.store.withholding import Permitted, Withholding  # noqa: E402
 from postgres_cluster import measured_on_both  # noqa: E402
 
 GP_IDS = "https://gp.example.org/patient-id"
@@ -64,6 +67,20 @@ def _resources(people: int) -> list[dict[str, Any]]:
                                                "code": "195967001"}]},
                           "subject": {"reference": f"Patient/{pid}"}})  # fmt: skip
     return found
+
+
+def _objection(pid: str) -> dict[str, Any]:
+    """An objection to sharing recorded by the trust (docs/records.md gives its shape)."""
+    return {"resourceType": "Consent", "id": f"o{pid}", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": f"Patient/{pid}"}, "dateTime": "2026-05-01T09:00:00Z",
+            "organization": [{"identifier": {
+                "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXX"}}],
+            "policyRule": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+            "provision": {"type": "deny"}}  # fmt: skip
 
 
 def _index_rows(people: int, filler: int) -> list[dict[str, Any]]:
@@ -96,7 +113,8 @@ def _summary(times: list[float]) -> dict[str, float]:
 
 def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
     with RecordStore(url, clock=lambda: NOW) as store:
-        resources = _resources(people)
+        # one person in a hundred objected at the trust (on the trust's Patient)
+        resources = _resources(people) + [_objection(f"a{n}") for n in range(0, people, 100)]
         start = time.perf_counter()
         for at in range(0, len(resources), 500):
             store.load_chunk(resources[at : at + 500])
@@ -109,6 +127,7 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             conn.execute(insert(mpi_runs), {"run_at": NOW, "record": "{}"})
         engine.dispose()
         chosen = random.Random(42).sample(range(people), sample)
+        chosen[:3] = [0, 100, 200]  # three whose person objected at the trust
         lookup: list[float] = []
         alone: list[float] = []
         linked: list[float] = []
@@ -116,6 +135,8 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
         own: list[float] = []
         person: list[float] = []
         cpu = {"own": 0.0, "person": 0.0}
+        searched: dict[str, list[float]] = {"own": [], "person": []}
+        practice = frozenset({"A11111"})
         types = {"Patient": None, "Condition": None}
         for n in chosen:
             pid = f"g{n}"
@@ -134,6 +155,18 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             began = time.process_time()
             _timed(lambda pid=pid: store.person_objections(pid, SYSTEMS), person)
             cpu["person"] += time.process_time() - began
+            # a clinician's search for the Patient's Conditions, kept to them with what is
+            # withheld: the Patient's own objections only, then the person's too
+            for how, sources in (("own", None), ("person", tuple(sorted(SYSTEMS.items())))):
+                scope = Permitted([("Patient", [("_id", pid)])], Withholding(practice,
+                                  person_sources=sources))  # fmt: skip
+                page: list[Any] = []
+                _timed(lambda pid=pid, scope=scope, page=page: page.append(store.search(
+                    "Condition", {"patient": f"Patient/{pid}"}, patients_of=scope)),
+                    searched[how])  # fmt: skip
+                expected = 0 if how == "person" and n % 100 == 0 else 1
+                if page[0].total != expected:
+                    raise SystemExit(f"Patient g{n}: {how} search found {page[0].total}")
         return {
             "resources": len(resources),
             "index_records": len(rows),
@@ -144,6 +177,8 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             "read": _summary(read),
             "objections_own": _summary(own),
             "objections_person": _summary(person),
+            "search_own_objections": _summary(searched["own"]),
+            "search_person_objections": _summary(searched["person"]),
             "objections_own_cpu_ms": round(cpu["own"] * 1000 / sample, 2),
             "objections_person_cpu_ms": round(cpu["person"] * 1000 / sample, 2),
         }

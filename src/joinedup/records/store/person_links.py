@@ -208,62 +208,117 @@ def _meta_source_postgresql(element: _MetaSource, compiler: SQLCompiler, **kw: A
 Patients = Select[Any] | Sequence[str]
 
 
-def _named_rows(
-    systems: Mapping[str, str], *, patients: Patients | None = None, persons: Any = None
-) -> CompoundSelect[Any]:
-    """(patient_id, person_id, needs_review) for each index record a live Patient is, by
-    `patient_keys`' rule: of `patients` (ids or a select of them), or the records of
-    `persons` (a select of person_ids) that are not awaiting review. One arm a way a Patient
-    can name a record, so each finds its rows by an index whichever side it starts from."""
+def _index() -> Any:
     from joinedup.records.store.person_index import mpi_person_index  # noqa: PLC0415 - cycle
 
-    index = mpi_person_index.c
-    tokens, live = search_tokens.c, resources.c
+    return mpi_person_index
+
+
+def _source_of(body: Any) -> ColumnElement[str]:
+    """The system a Patient's id is compared as: its `meta.source`, else `fhir`."""
+    return func.coalesce(_MetaSource(body), DEFAULT_SOURCE)
+
+
+def _records_of(systems: Mapping[str, str], patients: Patients) -> CompoundSelect[Any]:
+    """(patient_id, person_id, needs_review) of each index record one of `patients` (ids or
+    a select of them) is, by `patient_keys`' rule: one arm a way a Patient names a record,
+    each starting from the Patients (their identifier tokens, their rows) and reaching the
+    index by its primary key. The token's parameter is compared as an expression so that
+    SQLite, which keeps no statistics here, starts from the Patient ids rather than from
+    every Patient identifier."""
+    mpi = _index()
+    index, tokens, live = mpi.c, search_tokens.c, resources.c
     named = sorted(systems)
-    source_of = func.coalesce(_MetaSource(live.body), DEFAULT_SOURCE)
-    unnamed_system = tokens.system.not_in(named) if named else true()
-    unnamed_source = source_of.not_in(named) if named else true()
+    source_of = _source_of(live.body)
+    identifier = (
+        tokens.resource_type == "Patient",
+        (tokens.parameter + "") == "identifier",
+        tokens.resource_id.in_(patients),
+    )
     arms: list[Select[Any]] = []
-    identifier = (tokens.resource_type == "Patient", tokens.parameter == "identifier")
     for source, system in [
         *((index.source == s, tokens.system == v) for s, v in sorted(systems.items())),
-        (index.source == tokens.system, unnamed_system),
+        (index.source == tokens.system, tokens.system.not_in(named) if named else true()),
     ]:
         arms.append(
             select(tokens.resource_id.label("patient_id"), index.person_id, index.needs_review)
-            .select_from(
-                search_tokens.join(mpi_person_index, and_(source, index.record_id == tokens.code))
-            )
-            .where(*identifier, system, _kept(tokens.resource_id, index, patients, persons))
+            .select_from(search_tokens.join(mpi, and_(source, index.record_id == tokens.code)))
+            .where(*identifier, system)
         )
     for source, system in [
         *((index.source == s, source_of == v) for s, v in sorted(systems.items())),
-        (index.source == source_of, unnamed_source),
+        (index.source == source_of, source_of.not_in(named) if named else true()),
     ]:
         arms.append(
             select(live.resource_id.label("patient_id"), index.person_id, index.needs_review)
-            .select_from(
-                resources.join(mpi_person_index, and_(source, index.record_id == live.resource_id))
-            )
+            .select_from(resources.join(mpi, and_(source, index.record_id == live.resource_id)))
             .where(
                 live.resource_type == "Patient",
                 live.deleted == false(),
+                live.resource_id.in_(patients),
                 system,
-                _kept(live.resource_id, index, patients, persons),
             )
         )
     return union_all(*arms)
 
 
-def _kept(
-    patient: ColumnElement[str], index: Any, patients: Patients | None, persons: Any
-) -> ColumnElement[bool]:
-    found: list[ColumnElement[bool]] = []
-    if patients is not None:
-        found.append(patient.in_(patients))
-    if persons is not None:
-        found += [index.person_id.in_(persons), index.needs_review == false()]
-    return and_(true(), *found)
+def _patients_named(systems: Mapping[str, str], persons: Select[Any]) -> CompoundSelect[Any]:
+    """The live Patients that name a record of `persons` (a select of person_ids) not
+    awaiting review: each arm starts from the index's records of those people (by
+    person_id) and reaches the Patients through the token index on identifier (system and
+    value) or by id."""
+    mpi = _index()
+    index, tokens, live = mpi.c, search_tokens.c, resources.c
+    named = sorted(systems)
+
+    def records(*where: ColumnElement[bool], column: Any = index.record_id) -> Select[Any]:
+        return select(column).where(
+            index.person_id.in_(persons), index.needs_review == false(), *where
+        )
+
+    # (The source as an expression: SQLite, without statistics, would otherwise read every
+    # record of the source by the primary key rather than the few of these people.)
+    by_source = index.source + ""
+
+    def exact(source: ColumnElement[str], record_id: ColumnElement[str]) -> ColumnElement[bool]:
+        """The unnamed sources' pairing of source and record id, checked row by row."""
+        return (
+            select(index.record_id)
+            .where(index.source == source, index.record_id == record_id)
+            .where(index.person_id.in_(persons), index.needs_review == false())
+            .exists()
+        )
+
+    identifier = (tokens.resource_type == "Patient", tokens.parameter == "identifier")
+    arms: list[Select[Any]] = [
+        select(tokens.resource_id).where(
+            *identifier, tokens.system == system, tokens.code.in_(records(by_source == source))
+        )
+        for source, system in sorted(systems.items())
+    ]
+    unnamed = index.source.not_in(named) if named else true()
+    arms.append(
+        select(tokens.resource_id).where(
+            *identifier,
+            tokens.code.in_(records(unnamed)),
+            tokens.system.in_(records(unnamed, column=index.source)),
+            exact(tokens.system, tokens.code),
+        )
+    )
+    patient = (live.resource_type == "Patient", live.deleted == false())
+    source_of = _source_of(live.body)
+    arms += [
+        select(live.resource_id).where(
+            *patient, live.resource_id.in_(records(by_source == source)), source_of == system
+        )
+        for source, system in sorted(systems.items())
+    ]
+    arms.append(
+        select(live.resource_id).where(
+            *patient, live.resource_id.in_(records(unnamed)), exact(source_of, live.resource_id)
+        )
+    )
+    return union_all(*arms)
 
 
 def _one_person(rows: Select[Any]) -> Select[Any]:
@@ -287,8 +342,8 @@ def same_person(patients: Patients, systems: Mapping[str, str]) -> Select[Any]:
     places in two people followed nowhere). Every step finds its rows by an index: the
     Patients' identifiers, the index by primary key then by person_id, Patients by the
     token index on identifier. Each step is a common table expression, so none is repeated."""
-    asked = _named_rows(systems, patients=patients).cte()
+    asked = _records_of(systems, patients).cte()
     people = _one_person(select(asked)).cte()
-    candidates = _named_rows(systems, persons=select(people.c.person_id)).cte()
-    rows = _named_rows(systems, patients=select(candidates.c.patient_id)).cte()
+    candidates = _patients_named(systems, select(people.c.person_id)).cte()
+    rows = _records_of(systems, select(candidates.c[0])).cte()
     return select(_one_person(select(rows)).subquery().c.patient_id)
