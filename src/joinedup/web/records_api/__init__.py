@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from sqlglot import exp
+from starlette.middleware import Middleware
 
 from joinedup import __version__
 from joinedup.records import CodeSystems, Policy, RecordsSettings, RecordStore
@@ -21,6 +22,7 @@ from joinedup.web.access import AccessStore
 from joinedup.web.headers import SecurityHeaders
 from joinedup.web.records_api.audit_events import router as audit_router
 from joinedup.web.records_api.bulk_export import router as bulk_export_router
+from joinedup.web.records_api.fast_path import FastReads
 from joinedup.web.records_api.privacy import router as privacy_router
 from joinedup.web.records_api.routes import PREFIX, router
 from joinedup.web.settings import WebSettings
@@ -88,6 +90,9 @@ def mount_records(
     app.include_router(audit_router)  # before `router`: its AuditEvent routes win
     app.include_router(bulk_export_router)  # before `router`: $export is not a type
     app.include_router(router)
+    # Reads and searches go straight to their handlers (fast_path.py), inside every
+    # middleware the app already has (its security headers, its 500 for an error).
+    app.user_middleware.append(Middleware(FastReads))
 
 
 def create_records_app(

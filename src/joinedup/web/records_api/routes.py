@@ -19,6 +19,7 @@ from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
+from starlette.types import Scope
 
 from joinedup.records import BreakGlassError, Policy, RecordsError, RecordStore
 from joinedup.web.access import AccessStore, User
@@ -76,6 +77,15 @@ def _send(answer: Answer) -> Response:
     )
 
 
+def has_body(scope: Scope) -> bool:
+    """Whether a request says it has a body, from its raw headers (the short path asks
+    before there is a Request, and a Headers look-up of a missing name raises inside)."""
+    for name, value in scope["headers"]:
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
 def _refusal(err: FhirError) -> Answer:
     return Answer(err.status, err.outcome(), dict(err.headers))
 
@@ -122,18 +132,16 @@ async def _serve(
     policy_now = policy(request)
     practices = getattr(request.app.state, "pcn_practices", None)
     base = base_url(request)
-    has_body = request.headers.get("content-length", "0") != "0" or (
-        "transfer-encoding" in request.headers
-    )
+    with_body = has_body(request.scope)
     checked: User | None = None
     body = b""
-    if has_body:
+    if with_body:
         checked = await _in_thread(lambda: store.session_user(token))
         if checked is not None and checked.may("records"):
             body = await request.body()
 
     def answer_and_audit() -> Answer:
-        user = checked if has_body else store.session_user(token)
+        user = checked if with_body else store.session_user(token)
         if user is None:
             return _unauthenticated(store, interaction, target, token, where)
         gate: Gate | None = None
