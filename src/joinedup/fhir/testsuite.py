@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from joinedup.errors import InputError, JoinedupError
 from joinedup.fhir.reader import input_files, read_resources
+from joinedup.fhir.typed import TYPE_COLUMN, TYPED_SOURCE
 from joinedup.fhir.views import (
     _PRIMITIVE_TYPES,
     _TEXT_TYPES,
@@ -52,6 +53,8 @@ def resource_table(resources: Iterable[dict[str, Any]]) -> pa.Table:
 def load_resources(engine: Engine, resources: pa.Table) -> None:
     """Make `resources` (a `resource_table`) the engine's resource table, JSON parsed."""
     dialect = JSON_DIALECTS[engine.dialect]
+    engine.drop(_FILES)
+    engine.drop(_HELD)
     engine.load_session("incoming_resources", resources)
     engine.materialise(
         RESOURCE_TABLE,
@@ -63,43 +66,161 @@ def load_resources(engine: Engine, resources: pa.Table) -> None:
 
 
 _LINES = "fhir_lines"
+_LINE_TYPES = "fhir_line_types"
+#: NDJSON files given to `load_files` and the resource types in each, in the order given
+#: (`file`, `position`, `resource_type`, `resource_count`); the resource table is built from
+#: them only when a view needs it.
+_FILES = "fhir_files"
+#: The files whose resources the resource table holds, when `load_files` left them in files.
+_HELD = "fhir_resource_files"
 
 
 def load_files(engine: Engine, paths: Iterable[Path]) -> int:
-    """Make the resources in `paths` the engine's resource table; returns how many.
+    """Make the resources in `paths` what `execute_view` reads; returns how many.
 
-    Plain or gzipped NDJSON goes straight into DuckDB (`read_ndjson_objects`, no Python per
-    resource). Anything else (Bundles, single resources, XML, other engines), or NDJSON DuckDB
-    refuses, is read by `reader.read_resources`, which names the file and line of a bad record.
+    Plain or gzipped NDJSON stays in its files, inside DuckDB: one pass reads each line's
+    `resourceType` (and checks it is JSON), then each view reads only the files that hold
+    its resource type, typed (`fhir.typed`), or, where that fails, the table of parsed
+    resources (`read_ndjson_objects`), built from those files when first needed. NDJSON
+    that the typed pass refuses (a key written twice) goes into that table at once.
+    Anything else (Bundles, single resources, XML, other engines), or NDJSON DuckDB
+    refuses, is read by `reader.read_resources`, which names the file and line of a bad
+    record.
     """
     files = input_files(list(paths))
     ndjson = all(".ndjson" in f.name or ".jsonl" in f.name for f in files)
     if ndjson:
-        try:
-            engine.load_json_lines(_LINES, files)
-            dialect = JSON_DIALECTS[engine.dialect]
-            engine.materialise(
-                RESOURCE_TABLE,
-                exp.select(
-                    dialect.resource_type(exp.column("json")).as_("resource_type"),
-                    exp.column("json").as_("resource"),
-                ).from_(_LINES),
-            )
-            kind = exp.column("resource_type")
-            bundles = (
-                exp.select(exp.Count(this=exp.Star()).as_("n"))
-                .from_(RESOURCE_TABLE)
-                .where(exp.or_(kind.eq(exp.Literal.string("Bundle")), kind.copy().is_(exp.null())))
-            )
-            if engine.execute(bundles).column("n")[0].as_py() == 0:
-                return engine.count(RESOURCE_TABLE)
-        except NotImplementedError:  # engines that cannot read lines themselves
-            pass
-        except Exception:  # the careful reader below names the file and line DuckDB refused
-            pass
+        for load in (_list_files, _load_lines):
+            try:
+                loaded = load(engine, files)
+            except NotImplementedError:  # engines that cannot read lines themselves
+                break
+            except Exception:  # the next way, or the careful reader below names the line
+                continue
+            if loaded is not None:
+                return loaded
     resources = resource_table(read_resources(files))
     load_resources(engine, resources)
     return int(resources.num_rows)
+
+
+def _list_files(engine: Engine, files: list[Path]) -> int | None:
+    """List the resource types in each file (`_FILES`), reading only `resourceType`;
+    the number of resources, or None when a line is a Bundle or has no type."""
+    for name in (_FILES, _HELD, RESOURCE_TABLE):
+        engine.drop(name)
+    varchar = exp.DataType.build("VARCHAR")
+    engine.read_json_columns(_LINE_TYPES, files, {TYPE_COLUMN: varchar}, filename=True)
+    kind = exp.column(TYPE_COLUMN, quoted=True)
+    counted = engine.execute(
+        exp.select(
+            exp.column("filename").as_("file"),
+            kind.as_("resource_type"),
+            exp.Count(this=exp.Star()).as_("resource_count"),
+        )
+        .from_(_LINE_TYPES)
+        .group_by(exp.column("filename"), kind.copy())
+    ).to_pylist()
+    if any(c["resource_type"] in (None, "Bundle") for c in counted):
+        return None
+    order = {str(f): i for i, f in enumerate(files)}
+    counted.sort(key=lambda c: (order.get(c["file"], len(order)), c["resource_type"]))
+    engine.load(
+        _FILES,
+        pa.table(
+            {
+                "file": pa.array([c["file"] for c in counted], pa.string()),
+                "position": [order.get(c["file"], len(order)) for c in counted],
+                "resource_type": [c["resource_type"] for c in counted],
+                "resource_count": [c["resource_count"] for c in counted],
+            }
+        ),
+    )
+    return sum(int(c["resource_count"]) for c in counted)
+
+
+def _load_lines(engine: Engine, files: list[Path]) -> int | None:
+    """The table of parsed resources from every file at once; the number of resources, or
+    None when a line is a Bundle or has no type."""
+    for name in (_FILES, _HELD):
+        engine.drop(name)
+    _parse_lines(engine, files)
+    kind = exp.column("resource_type")
+    bundles = (
+        exp.select(exp.Count(this=exp.Star()).as_("n"))
+        .from_(RESOURCE_TABLE)
+        .where(exp.or_(kind.eq(exp.Literal.string("Bundle")), kind.copy().is_(exp.null())))
+    )
+    if engine.execute(bundles).column("n")[0].as_py() != 0:
+        return None
+    return engine.count(RESOURCE_TABLE)
+
+
+def _parse_lines(engine: Engine, files: list[Path]) -> None:
+    """The table of parsed resources from `files`: `read_ndjson_objects`, each line's type
+    read from its start where it is written first."""
+    engine.load_json_lines(_LINES, files)
+    dialect = JSON_DIALECTS[engine.dialect]
+    engine.materialise(
+        RESOURCE_TABLE,
+        exp.select(
+            dialect.resource_type(exp.column("json")).as_("resource_type"),
+            exp.column("json").as_("resource"),
+        ).from_(_LINES),
+    )
+
+
+def _listed_files(engine: Engine) -> list[tuple[str, str]]:
+    """The (file, resource type) pairs `load_files` left in their files, in order; empty
+    when the resources were loaded into the resource table."""
+    if _FILES not in engine.table_names():
+        return []
+    listed = engine.execute(
+        exp.select("file", "resource_type").from_(_FILES).order_by("position", "resource_type")
+    )
+    return [(r["file"], r["resource_type"]) for r in listed.to_pylist()]
+
+
+def _resource_table(engine: Engine, files: list[Path]) -> None:
+    """Make the table of parsed resources hold (at least) the resources in `files`, which
+    `load_files` listed: `read_ndjson_objects`, each line's type read from its start where it
+    is written first. Files already in it are not read again unless it must be rebuilt."""
+    tables = engine.table_names()
+    held: list[Path] = []
+    if RESOURCE_TABLE in tables and _HELD in tables:
+        held = [
+            Path(f)
+            for f in engine.execute(exp.select("file").from_(_HELD)).column("file").to_pylist()
+        ]
+        if set(files) <= set(held):
+            return
+    wanted = list(dict.fromkeys([*held, *files]))
+    dialect = JSON_DIALECTS[engine.dialect]
+    if not wanted:  # no file holds the view's resource type
+        nothing = exp.select(
+            exp.cast(exp.null(), "VARCHAR").as_("resource_type"),
+            dialect.parse(exp.cast(exp.null(), "VARCHAR")).as_("resource"),
+        ).where(exp.false())
+        engine.materialise(RESOURCE_TABLE, nothing)
+        return
+    _parse_lines(engine, wanted)
+    engine.load(_HELD, pa.table({"file": pa.array([str(f) for f in wanted], pa.string())}))
+
+
+def _loaded_rows(compiled: CompiledView, engine: Engine) -> pa.Table:
+    """The rows of `compiled` over what `load_files` loaded: typed from the files that hold
+    its resource type where it can, else over the table of parsed resources."""
+    listed = _listed_files(engine)
+    mine = list(dict.fromkeys(Path(f) for f, kind in listed if kind == compiled.resource))
+    if compiled.typed is not None and mine:
+        try:
+            engine.read_json_columns(TYPED_SOURCE, mine, compiled.typed.columns)
+            return engine.execute(compiled.typed.query)
+        except Exception:  # a shape the typed read does not take: the general query below
+            pass
+    if listed:
+        _resource_table(engine, mine)
+    return engine.execute(compiled.query)
 
 
 def execute_view(
@@ -115,7 +236,10 @@ def execute_view(
     the text itself rather than quoted JSON (for CSV)."""
     if resources is not None:
         load_resources(engine, resources)
-    table = engine.execute(compiled.query).select([c.name for c in compiled.columns])
+        table = engine.execute(compiled.query)
+    else:
+        table = _loaded_rows(compiled, engine)
+    table = table.select([c.name for c in compiled.columns])
     if not plain_strings:
         return table
     for i, col in enumerate(compiled.columns):

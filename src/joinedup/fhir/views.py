@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from joinedup.fhir.fhirpath import (
     TypeName,
     parse,
 )
+from joinedup.fhir.typed import GENERAL_PATH, TYPE_COLUMN, TYPED_SOURCE, typed_plan
 from joinedup.warehouse import JSON_DIALECTS, JsonDialect
 
 RESOURCE_TABLE = "fhir_resource"
@@ -1198,13 +1199,25 @@ def _union_columns(branches: list[Any], where: str) -> list[Column]:
 
 
 @dataclass(frozen=True)
+class TypedQuery:
+    """The same view read from NDJSON with a column schema (`fhir.typed`): `query` reads
+    the session view `typed.TYPED_SOURCE` of the lines, read into `columns`. It fails where
+    a resource needs the general path; `query` then gives the rows."""
+
+    columns: dict[str, exp.DataType]
+    query: exp.Query
+
+
+@dataclass(frozen=True)
 class CompiledView:
-    """A validated view: its output columns and the query that produces its rows."""
+    """A validated view: its output columns and the query that produces its rows (and, on an
+    engine that reads NDJSON typed, a faster query for the usual shapes)."""
 
     resource: str
     columns: tuple[Column, ...]
     query: exp.Query
     dialect: str = "duckdb"
+    typed: TypedQuery | None = None
 
     def sql(self) -> str:
         return self.query.sql(dialect=self.dialect)
@@ -1455,12 +1468,91 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         .where(exp.EQ(this=exp.column("resource_type"), expression=_string(resource)))
     )
     top = _used_paths(scope.prefetch, rows, conditions, scope.parts) if scope.prefetch else []
+    parts = scope.parts or []
+    typed = None
+    if d.typed_reads and top:
+        typed = _typed_query(resource, top, rows, parts, conditions, columns, d)
     if top:
         source = source.select(d.read_all(exp.column("resource"), top).as_(TOP))
-    if scope.parts:
-        passed = [exp.column("resource", "r")] + ([exp.column(TOP, "r")] if top else [])
+    passed = [exp.column("resource", "r")] + ([exp.column(TOP, "r")] if top else [])
+    query = _assembled(source, rows, parts, conditions, columns, d, passed)
+    return CompiledView(resource, tuple(columns), query, dialect, typed)
+
+
+def _typed_query(
+    resource: str,
+    top: list[Path],
+    rows: exp.Expr,
+    parts: list[exp.Expr],
+    conditions: list[exp.Expr],
+    columns: list[Column],
+    d: JsonDialect,
+) -> TypedQuery:
+    """The view over its lines read typed (`fhir.typed`): each prefetched value is read from
+    the typed columns where it is used, so the engine simplifies what the usual shape makes
+    constant (a position in an object, a key in an array), and the resource itself, which a
+    typed read does not have, fails the query where the general path reads it."""
+    plan = typed_plan(resource, top, single_paths(resource), d, "r")
+    r = exp.column("resource", "r")
+    top_column = exp.column(TOP, "r")
+    # nothing (a position in an object, a key in a list) is written where it is used, so
+    # the engine folds away the guards it makes always pass. Other values stay columns:
+    # written in place, DuckDB evaluates a cast in a CASE branch for rows that do not take
+    # it (and folds a constant's at planning), and fails.
+    constant = {
+        i
+        for i, v in enumerate(plan.values)
+        if isinstance(v, exp.Cast) and isinstance(v.this, exp.Null)
+    }
+
+    def typed(tree: exp.Expr) -> exp.Expr:
+        def swap(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Bracket) and node.this == top_column:
+                position = int(node.expressions[0].name)
+                if position in constant:
+                    return plan.values[position].copy()
+                return exp.column(f"{TOP}{position}", "r")
+            if node == r:
+                return d.present_or_error(exp.true(), GENERAL_PATH)
+            return node
+
+        return tree.transform(swap)
+
+    read = [(i, v) for i, v in enumerate(plan.values) if i not in constant]
+    kind = exp.column(TYPE_COLUMN, "r", quoted=True)
+    lines = (
+        exp.select(*([v.as_(f"{TOP}{i}") for i, v in read] or [kind]))
+        .from_(exp.alias_(exp.to_table(TYPED_SOURCE), "r"))
+        .where(kind.copy().eq(_string(resource)))
+    )
+    passed = [exp.column(f"{TOP}{i}", "r") for i, _ in read] or [kind.copy()]
+    query = _assembled(
+        lines,
+        typed(rows),
+        [typed(p) for p in parts],
+        [typed(c) for c in conditions],
+        columns,
+        d,
+        passed,
+    )
+    return TypedQuery(plan.columns, query)
+
+
+def _assembled(
+    source: exp.Select,
+    rows: exp.Expr,
+    parts: list[exp.Expr],
+    conditions: list[exp.Expr],
+    columns: list[Column],
+    d: JsonDialect,
+    passed: Sequence[exp.Expr],
+) -> exp.Query:
+    """The view's query: `source` (what each resource gives, `passed` on to the rows), the
+    parts computed once per resource, the rows unnested, each column read out with its
+    type."""
+    if parts:
         source = (
-            exp.select(*passed, *[p.as_(f"{PART}{i}") for i, p in enumerate(scope.parts)])
+            exp.select(*passed, *[p.as_(f"{PART}{i}") for i, p in enumerate(parts)])
             .from_(source.subquery("r"))
             .where(*conditions)
         )
@@ -1469,7 +1561,6 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
     each_row = one.as_("row") if one is not None else d.unnest(rows).as_("row")
     unnested = exp.select(each_row).from_(source.subquery("r")).where(*conditions)
     row = exp.column("row", "u")
-    query = exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(
+    return exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(
         unnested.subquery("u")
     )
-    return CompiledView(resource, tuple(columns), query, dialect)

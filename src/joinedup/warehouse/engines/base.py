@@ -94,6 +94,20 @@ class Engine(ABC):
         files, in column `json`, read inside the engine; engines that cannot say so."""
         raise NotImplementedError(f"the {self.name} engine cannot read JSON lines itself")
 
+    def read_json_columns(
+        self,
+        name: str,
+        files: Iterable[Path],
+        columns: dict[str, exp.DataType],
+        *,
+        filename: bool = False,
+    ) -> None:
+        """Session view `name` of the (optionally gzipped) NDJSON files read into `columns`
+        (each line's keys of those names, as those types; other keys are not kept), with the
+        file's name in column `filename` when asked. Reading it fails on a line whose value
+        has another shape (an array where a STRUCT is named). Engines that cannot say so."""
+        raise NotImplementedError(f"the {self.name} engine cannot read typed JSON lines itself")
+
     @contextmanager
     def staging(self, path: Path) -> Iterator[str | None]:
         """A scratch database in the file `path` for working tables too large for memory,

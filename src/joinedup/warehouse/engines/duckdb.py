@@ -305,6 +305,46 @@ class DuckDBEngine(Engine):
         )
         self.con.execute(statement.sql(dialect=self.dialect))
 
+    def read_json_columns(
+        self,
+        name: str,
+        files: Iterable[Path],
+        columns: dict[str, exp.DataType],
+        *,
+        filename: bool = False,
+    ) -> None:
+        """A TEMPORARY view of `read_json` with a column schema: DuckDB reads each line into
+        those columns as it parses it (no JSON text is written out for a STRUCT or list) and
+        fails on a value of another shape."""
+        paths = exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
+        schema = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(
+                    this=exp.Literal.string(key),
+                    expression=exp.Literal.string(kind.sql(dialect=self.dialect)),
+                )
+                for key, kind in columns.items()
+            ]
+        )
+        options = {
+            "format": exp.Literal.string("newline_delimited"),
+            "columns": schema,
+            "filename": exp.Boolean(this=filename),
+        }
+        read = exp.Anonymous(
+            this="read_json",
+            expressions=[paths]
+            + [exp.EQ(this=exp.column(k), expression=v) for k, v in options.items()],
+        )
+        statement = exp.Create(
+            this=exp.to_table(name),
+            kind="VIEW",
+            replace=True,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+            expression=exp.select(exp.Star()).from_(exp.Table(this=read)),
+        )
+        self.con.execute(statement.sql(dialect=self.dialect))
+
     @contextmanager
     def staging(self, path: Path) -> Iterator[str | None]:
         """The DuckDB file `path` attached as schema `joinedup_staging` (its tables spill to

@@ -85,6 +85,24 @@ class JsonDialect(ABC):
         unless it is one; only dialects that `prefetch` have it."""
         raise NotImplementedError(f"the {self.name} dialect reads each path on its own")
 
+    #: Whether the engine can read NDJSON straight into typed columns (`typed_field`,
+    #: `typed_item`, `present_or_error`), so a view can skip the table of parsed resources.
+    typed_reads = False
+
+    def typed_field(self, value: exp.Expr, name: str) -> exp.Expr:
+        """Field `name` of a STRUCT read typed from NDJSON; only dialects with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
+    def typed_item(self, value: exp.Expr, position: int) -> exp.Expr:
+        """Item `position` (0-based) of a list read typed from NDJSON, NULL past its end;
+        only dialects with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
+    def present_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
+        """NULL (as JSON) when `value` is NULL, else an error with `message`; only dialects
+        with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
     def resource_type(self, resource: exp.Expr) -> exp.Expr:
         """A resource's `resourceType` as text."""
         return self.child_text(resource, "resourceType")

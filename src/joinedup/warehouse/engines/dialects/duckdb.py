@@ -27,6 +27,24 @@ class DuckDBJson(JsonDialect):
     #: parse the whole resource once per column.
     prefetch = True
 
+    #: `read_json` with a column schema reads NDJSON into STRUCTs, lists and JSON leaves.
+    typed_reads = True
+
+    def typed_field(self, value: exp.Expr, name: str) -> exp.Expr:
+        return call("struct_extract", value, string(name))
+
+    def typed_item(self, value: exp.Expr, position: int) -> exp.Expr:
+        return call("list_extract", value, number(position + 1))
+
+    def present_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
+        """CASE evaluates its branch only for the rows that take it, so the error is raised
+        only where `value` is there."""
+        return template(
+            "CASE WHEN {v} IS NOT NULL THEN CAST({err} AS JSON) END",
+            v=value,
+            err=self.error(message),
+        )
+
     # JSON values
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return call("json_extract", item, string(f'$."{name}"'))

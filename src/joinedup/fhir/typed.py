@@ -1,0 +1,193 @@
+"""A view's prefetched values read from NDJSON into typed columns, not from parsed JSON text.
+
+The compiler reads every value a view needs from a resource at chains of object keys and
+array positions (`views._Prefetch`). On an engine that can read NDJSON with a column schema
+(DuckDB's `read_json`), those paths give the schema: an element FHIR R4 says holds one value
+(`fhir.elements`), or one only stepped through by name, is a STRUCT; one stepped through by
+position is a list; a value read whole, and every leaf, stays JSON, written exactly as
+`json_extract` writes it. Each line is then parsed once, into those columns only, and the
+view reads fields instead of parsing text again.
+
+The schema is a bet on the usual shape, never a rule: a line whose values have another
+shape fails the read, and a value that only the general path can handle (a second item of
+an array, an array read whole) fails the query where it occurs. Either way the caller runs
+the view's general query over the table of parsed resources instead, with the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from joinedup.warehouse import JsonDialect
+
+#: The session view the typed query reads: the files holding the view's resource type.
+TYPED_SOURCE = "fhir_typed_lines"
+#: The column naming each line's resource type (read as text, never JSON).
+TYPE_COLUMN = "resourceType"
+#: Raised inside a typed query where a resource needs the general path.
+GENERAL_PATH = "typed read: this resource needs the general path"
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class _Node:
+    """The paths below one element: its children by name and position, and whether a path
+    ends at it (it is read whole)."""
+
+    children: dict[str | int, _Node] = field(default_factory=dict)
+    whole: bool = False
+
+    def add(self, steps: Path) -> None:
+        node = self
+        for step in steps:
+            node = node.children.setdefault(step, _Node())
+        node.whole = True
+
+    def merged(self, other: _Node) -> _Node:
+        out = _Node(dict(self.children), self.whole or other.whole)
+        for step, child in other.children.items():
+            mine = out.children.get(step)
+            out.children[step] = child if mine is None else mine.merged(child)
+        return out
+
+
+@dataclass(frozen=True)
+class _Json:
+    """A value kept as JSON text."""
+
+
+@dataclass(frozen=True)
+class _Struct:
+    fields: dict[str, _Kind]
+
+
+@dataclass(frozen=True)
+class _List:
+    item: _Kind
+
+
+_Kind = _Json | _Struct | _List
+_JSON = _Json()
+
+
+def _names(node: _Node) -> dict[str, _Node]:
+    return {k: v for k, v in node.children.items() if isinstance(k, str)}
+
+
+def _items(node: _Node) -> _Node | None:
+    """Every position's paths merged: a list's items share one type."""
+    found: _Node | None = None
+    for step, child in node.children.items():
+        if isinstance(step, int):
+            found = child if found is None else found.merged(child)
+    return found
+
+
+def _kind(node: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
+    """How an element reached by name is read: JSON when read whole or a leaf; a STRUCT when
+    FHIR R4 says it holds one value or it is read by name and not through an item; a list
+    when read through an item; else JSON."""
+    names = _names(node)
+    if node.whole or not node.children:
+        return _JSON
+    items = _items(node)
+    if items is not None and items.children and names and path is None:
+        return _JSON  # read by name and through an item, with no R4 hint which it holds
+    if names and (path in single or items is None or not items.children):
+        # read by name; a position read whole is a guard the compiler puts on an element
+        # that usually holds one value (`$.subject[0]`), nothing in an object
+        return _Struct(
+            {
+                name: _kind(child, None if path is None else (*path, name), single)
+                for name, child in names.items()
+            }
+        )
+    if items is not None and items.children:  # read through an item (`$.identifier[0].value`)
+        return _List(_item_kind(items, single))
+    return _JSON
+
+
+def _item_kind(item: _Node, single: frozenset[Path]) -> _Kind:
+    """An array item: a STRUCT when read by name below it (a whole read of one then needs
+    the general path), else JSON."""
+    names = _names(item)
+    if not names or _items(item) is not None:
+        return _JSON
+    return _Struct({name: _kind(child, None, single) for name, child in names.items()})
+
+
+def _data_type(kind: _Kind) -> exp.DataType:
+    if isinstance(kind, _Json):
+        return exp.DataType.build("JSON")
+    if isinstance(kind, _List):
+        return exp.DataType(
+            this=exp.DataType.Type.ARRAY, expressions=[_data_type(kind.item)], nested=True
+        )
+    return exp.DataType(
+        this=exp.DataType.Type.STRUCT,
+        expressions=[
+            exp.ColumnDef(this=exp.to_identifier(name, quoted=True), kind=_data_type(child))
+            for name, child in kind.fields.items()
+        ],
+        nested=True,
+    )
+
+
+def _null() -> exp.Expr:
+    return exp.cast(exp.null(), exp.DataType.build("JSON"))
+
+
+def _value(value: exp.Expr, kind: _Kind, steps: Path, d: JsonDialect) -> exp.Expr:
+    """What `json_extract` gives at `steps` below `value`, from the typed read. A key on an
+    array and a position on an object give nothing, as they do in `json_extract`."""
+    if not steps:
+        return value if isinstance(kind, _Json) else d.present_or_error(value, GENERAL_PATH)
+    if isinstance(kind, _Json):
+        return d.read_path(value, steps)
+    step, rest = steps[0], steps[1:]
+    if isinstance(kind, _Struct):
+        if isinstance(step, int):
+            return _null()
+        return _value(d.typed_field(value, step), kind.fields[step], rest, d)
+    if isinstance(step, str):
+        return _null()
+    return _value(d.typed_item(value, step), kind.item, rest, d)
+
+
+@dataclass(frozen=True)
+class TypedPlan:
+    """The columns to read each line into, and the value at each prefetched path."""
+
+    columns: dict[str, exp.DataType]
+    values: list[exp.Expr]
+
+
+def typed_plan(
+    resource_type: str, paths: list[Path], single: frozenset[Path], d: JsonDialect, table: str
+) -> TypedPlan:
+    """The typed read for the prefetched `paths` of a view of `resource_type`; the values
+    read the columns of `table`."""
+    root = _Node()
+    for path in paths:
+        if path and path[0] != TYPE_COLUMN:
+            root.add(path)
+    kinds = {name: _kind(child, (name,), single) for name, child in _names(root).items()}
+    columns = {TYPE_COLUMN: exp.DataType.build("VARCHAR")}
+    columns.update({name: _data_type(kind) for name, kind in kinds.items()})
+    values = []
+    for path in paths:
+        if not path:
+            values.append(
+                d.present_or_error(exp.column(TYPE_COLUMN, table, quoted=True), GENERAL_PATH)
+            )
+        elif path[0] == TYPE_COLUMN:  # the filter keeps only `resource_type`'s lines
+            values.append(_value(d.value(exp.Literal.string(resource_type)), _JSON, path[1:], d))
+        elif isinstance(path[0], int):
+            values.append(_null())  # a resource is an object
+        else:
+            column = exp.column(path[0], table, quoted=True)
+            values.append(_value(column, kinds[path[0]], path[1:], d))
+    return TypedPlan(columns, values)

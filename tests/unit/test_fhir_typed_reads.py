@@ -1,0 +1,113 @@
+"""Views over NDJSON read typed (`fhir.typed`) give the rows of the general query over the
+table of parsed resources, whatever shape a resource takes, and are used for the usual one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from joinedup.fhir import views
+from joinedup.fhir.ingest import shipped_views
+from joinedup.fhir.reader import read_resources
+from joinedup.fhir.testsuite import execute_view, load_files, resource_table
+from joinedup.fhir.views import RESOURCE_TABLE
+from joinedup.warehouse import open_empty_engine
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "synthea"
+
+#: An Encounter as the export writes it.
+_USUAL: dict[str, Any] = {
+    "resourceType": "Encounter", "id": "usual",
+    "extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                   "valueMoney": {"value": 42.5, "currency": "GBP"}}],
+    "identifier": [{"system": "https://fhir.joinedup.org/Id/activity", "value": "a1"}],
+    "status": "finished", "class": {"code": "AMB"},
+    "type": [{"coding": [{"system": "https://fhir.joinedup.org/CodeSystem/activity-type",
+                          "code": "gp"}]}],
+    "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-01-02"},
+    "serviceProvider": {"reference": "Organization/Z1",
+                        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                                       "value": "Z1"}},
+}  # fmt: skip
+
+#: Changes to the usual Encounter, each a shape the typed read must hand on or read alike:
+#: nulls, empty and second items, arrays where one value belongs and back, texts that look
+#: like JSON, escapes, numbers written long.
+_CHANGES: list[dict[str, Any]] = [
+    {"status": None}, {"status": ["a", "b"]}, {"status": ["only"]}, {"status": "[not json"},
+    {"status": 'quote " and \\ é'}, {"id": 7}, {"subject": None}, {"subject": {"reference": None}},
+    {"subject": [{"reference": "Patient/p2"}]}, {"subject": "Patient/p3"}, {"subject": {}},
+    {"identifier": [None, {"system": "https://fhir.joinedup.org/Id/activity", "value": "a2"}]},
+    {"identifier": [{"system": "x", "value": "1"},
+                    {"system": "https://fhir.joinedup.org/Id/activity", "value": "a3"}]},
+    {"identifier": {"system": "https://fhir.joinedup.org/Id/activity", "value": "a4"}},
+    {"identifier": []}, {"identifier": None}, {"identifier": ["text"]},
+    {"identifier": [{"system": ["https://fhir.joinedup.org/Id/activity"], "value": "a5"}]},
+    {"type": [{"coding": []}]}, {"type": [{"coding": None}]}, {"type": [[{"coding": []}]]},
+    {"period": {"start": "2024-01-02", "end": None}}, {"period": [{"start": "2024-02-03"}]},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": {"value": 1.50}}]},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": [{"value": 6}, {"value": 7}]}]},
+    {"extension": [None]}, {"extension": {"url": "u"}},
+    {"class": {"code": None}}, {"class": [{"code": "IMP"}, {"code": "EMER"}]},
+    {"priority": {"coding": [{"code": "U"}]}}, {"priority": {"coding": {"code": "V"}}},
+    {"length": {"value": 12345678901234567890, "code": "min"}},
+]  # fmt: skip
+
+
+def _general(view: dict[str, Any], files: list[Path]) -> list[dict[str, Any]]:
+    """The rows of the general query over the table of parsed resources."""
+    compiled = views.compile_view(view, dialect="duckdb")
+    with open_empty_engine("duckdb") as engine:
+        rows = execute_view(compiled, resource_table(read_resources(files)), engine)
+    return rows.to_pylist()
+
+
+def _typed(view: dict[str, Any], files: list[Path]) -> tuple[list[dict[str, Any]], bool]:
+    """The rows `load_files` and `execute_view` give, and whether the table of parsed
+    resources was left unbuilt (the typed read gave them)."""
+    compiled = views.compile_view(view, dialect="duckdb")
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, files) > 0
+        rows = execute_view(compiled, None, engine)
+        return rows.to_pylist(), RESOURCE_TABLE not in engine.table_names()
+
+
+@pytest.mark.parametrize("change", _CHANGES, ids=lambda c: json.dumps(c)[:60])
+def test_every_shape_gives_the_general_rows(change: dict[str, Any], tmp_path: Path) -> None:
+    data = tmp_path / "Encounter.ndjson"
+    lines = [_USUAL, {**_USUAL, "id": "changed", **change}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    view = shipped_views()["encounter"]
+    try:
+        expected = _general(view, [data])
+    except Exception as err:  # the general query refuses it (several values): so must typed
+        with pytest.raises(type(err)):
+            _typed(view, [data])
+        return
+    got, _ = _typed(view, [data])
+    assert got == expected
+
+
+def test_the_usual_shape_is_read_typed(tmp_path: Path) -> None:
+    """The typed read gives the rows, and no table of parsed resources is built."""
+    data = tmp_path / "Encounter.ndjson"
+    data.write_text(json.dumps(_USUAL) + "\n", encoding="utf-8")
+    view = shipped_views()["encounter"]
+    got, typed = _typed(view, [data])
+    assert typed
+    assert got == _general(view, [data])
+    assert got[0]["activity_id"] == "a1" and got[0]["cost"] == 42.5
+    assert got[0]["provider_ods"] == "Z1" and got[0]["patient_key"] == "Patient/p1"
+
+
+@pytest.mark.parametrize("name", sorted(shipped_views()))
+def test_shipped_views_over_a_sample_give_the_general_rows(name: str) -> None:
+    files = sorted(SAMPLE.glob("*.ndjson"))
+    view = shipped_views()[name]
+    got, _ = _typed(view, files)
+    assert got == _general(view, files)
