@@ -254,7 +254,7 @@ def http_requests(patients: list[tuple[str, str]]) -> list[Request]:
 def sql_requests(patients: list[tuple[str, str]]) -> list[Request]:
     """The same requests as the statements RecordStore.read and RecordStore.search send to
     PostgreSQL, compiled from the store's own query code (psycopg's parameter style)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
     from sqlalchemy.dialects.postgresql import psycopg as pg
 
     from joinedup.records.store import search as searching
@@ -262,17 +262,17 @@ def sql_requests(patients: list[tuple[str, str]]) -> list[Request]:
 
     dialect = pg.dialect()  # type: ignore[no-untyped-call]
 
-    def compiled(statement: Any) -> tuple[str, dict[str, Any]]:
+    def compiled(
+        statement: Any, values: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         done = statement.compile(dialect=dialect)
-        return str(done), dict(done.params)
+        return str(done), dict(done.construct_params(values))
 
     def search(kind: str, query: dict[str, str]) -> list[Statement]:
-        parsed = searching.parse(kind, query)
-        total = select(func.count()).select_from(resources).where(parsed.where)
-        page = searching.ordered(select(resources.c.body).where(parsed.where), kind, parsed.sort)
+        ready = searching.prepared(kind, query)  # as RecordStore.search, for the system user
         return [
-            (*compiled(page.limit(parsed.count).offset(parsed.offset)), None),
-            (*compiled(total), (parsed.count, parsed.offset)),
+            (*compiled(ready.page, ready.values), None),
+            (*compiled(ready.total, ready.values), (ready.count, ready.offset)),
         ]
 
     def read(kind: str, rid: str) -> list[Statement]:

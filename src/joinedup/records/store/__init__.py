@@ -692,25 +692,29 @@ class RecordStore:
         `patients_of`, searches (type, query), only resources of the patients those find
         count at all, in the total as in the page: how a search is kept to the records a user
         may see, inside the database's query (an empty list: nothing)."""
-        parsed = searching.parse(resource_type, query)
-        where = parsed.where
-        if patients_of is not None:
-            where = and_(where, searching.of_patients(resource_type, patients_of))
-        with self._reading() as conn:
-            page = searching.ordered(
-                select(resources.c.body).where(where), resource_type, parsed.sort
+        if patients_of is None:  # statements built once for every search of this shape
+            ready = searching.prepared(resource_type, query)
+            page, every, values = ready.page, ready.total, ready.values
+            count, offset = ready.count, ready.offset
+        else:
+            parsed = searching.parse(resource_type, query)
+            where = and_(parsed.where, searching.of_patients(resource_type, patients_of))
+            page = (
+                searching.ordered(select(resources.c.body).where(where), resource_type, parsed.sort)
+                .limit(parsed.count)
+                .offset(parsed.offset)
             )
-            bodies = conn.execute(page.limit(parsed.count).offset(parsed.offset)).scalars()
-            found = [_loads(b) for b in bodies]
-            if parsed.count > 0 and len(found) < parsed.count and (found or not parsed.offset):
+            every = select(func.count()).select_from(resources).where(where)
+            values, count, offset = {}, parsed.count, parsed.offset
+        with self._reading() as conn:
+            found = [_loads(b) for b in conn.execute(page, values).scalars()]
+            if count > 0 and len(found) < count and (found or not offset):
                 # A page short of `_count` is the last: the total is where it ends, and the
                 # count (a second statement, as costly as the page) is not needed.
-                total = parsed.offset + len(found)
+                total = offset + len(found)
             else:
-                total = conn.execute(
-                    select(func.count()).select_from(resources).where(where)
-                ).scalar_one()
-        return SearchPage(total, parsed.offset, parsed.count, found)
+                total = conn.execute(every, values).scalar_one()
+        return SearchPage(total, offset, count, found)
 
     def link_targets(self, link: Link, source_ids: Sequence[str]) -> list[tuple[str, str]]:
         """What resources `source_ids` of `link.source` point to through the link's

@@ -7,14 +7,28 @@ matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (`date`, `
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    union,
+)
 
 from joinedup.fhir.validate import R4_RESOURCE_TYPES
 from joinedup.records.errors import InvalidSearchError
@@ -75,12 +89,70 @@ def _number(name: str, value: str, low: int, high: int) -> int:
 
 def parse(resource_type: str, query: Query) -> Search:
     """The filter, page and order of a search, or InvalidSearchError naming the parameter."""
+    shaped = _shaped(resource_type, query)
+    values = iter(shaped.values)
+    where = _where(resource_type, shaped.shapes, lambda: next(values))
+    return Search(where, shaped.count, shaped.offset, shaped.sort)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A search as statements built once for every search of its shape (the same type,
+    parameters, modifiers, kinds of value and order), with this search's values to bind."""
+
+    page: Select[Any]
+    total: Select[Any]
+    values: dict[str, Any]
+    count: int
+    offset: int
+
+
+def prepared(resource_type: str, query: Query) -> Prepared:
+    """`parse`'s search as its page (bound: `page_count`, `page_offset`) and count
+    statements, taken from a cache of one pair a shape, and the values to execute them with;
+    building and keying a new statement each request cost more CPU than running it."""
+    shaped = _shaped(resource_type, query)
+    page, total = _statements(resource_type, shaped.shapes, shaped.sort)
+    values = {f"p{i}": value for i, value in enumerate(shaped.values)}
+    values.update(page_count=shaped.count, page_offset=shaped.offset)
+    return Prepared(page, total, values, shaped.count, shaped.offset)
+
+
+@lru_cache(maxsize=512)
+def _statements(
+    resource_type: str, shapes: tuple[Shape, ...], sort: str | None
+) -> tuple[Select[Any], Select[Any]]:
+    numbers = itertools.count()
+    where = _where(resource_type, shapes, lambda: bindparam(f"p{next(numbers)}"))
+    page = ordered(select(resources.c.body).where(where), resource_type, sort)
+    count, offset = bindparam("page_count", type_=Integer), bindparam("page_offset", type_=Integer)
+    page = page.limit(count).offset(offset)
+    return page, select(func.count()).select_from(resources).where(where)
+
+
+#: What decides a condition's SQL, never its values: (parameter, kind, one tag for each of
+#: its alternatives); the values go apart, in the order the condition is built with them.
+Shape = tuple[Any, ...]
+#: Gives the next value as the condition is built: the value itself, or a bound parameter.
+Take = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    shapes: tuple[Shape, ...]
+    values: list[Any]
+    count: int
+    offset: int
+    sort: str | None
+
+
+def _shaped(resource_type: str, query: Query) -> _Shaped:
+    """A search checked (InvalidSearchError naming the parameter) and taken apart into the
+    shape of each condition and their values."""
     if resource_type not in R4_RESOURCE_TYPES:
         raise InvalidSearchError(f"{resource_type}: not a FHIR R4 resource type")
-    conditions: list[ColumnElement[bool]] = [
-        resources.c.resource_type == resource_type,
-        resources.c.deleted == false(),
-    ]
+    shapes: list[Shape] = []
+    values: list[Any] = []
     count, offset, sort = DEFAULT_COUNT, 0, None
     for name, value in pairs(query):
         if name == "_count":
@@ -96,75 +168,102 @@ def parse(resource_type: str, query: Query) -> Search:
                 parameter(resource_type, "date")
             sort = value
         else:
-            conditions.append(_condition(resource_type, name, value))
-    return Search(and_(*conditions), count, offset, sort)
+            shapes.append(_condition(resource_type, name, value, values))
+    return _Shaped(tuple(shapes), values, count, offset, sort)
+
+
+def _where(resource_type: str, shapes: tuple[Shape, ...], take: Take) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [
+        resources.c.resource_type == resource_type,
+        resources.c.deleted == false(),
+    ]
+    conditions += [_built(resource_type, shape, take) for shape in shapes]
+    return and_(*conditions)
 
 
 def _alternatives(value: str) -> list[str]:
     return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
 
 
-def _condition(resource_type: str, name: str, value: str) -> ColumnElement[bool]:
+_TABLES = {
+    "token": search_tokens,
+    "string": search_strings,
+    "date": search_dates,
+    "reference": search_references,
+}
+
+
+def _condition(resource_type: str, name: str, value: str, values: list[Any]) -> Shape:
+    """One parameter's condition checked: its shape, its values added to `values`."""
     base, _, modifier = name.partition(":")
-    values = _alternatives(value)
+    alternatives = _alternatives(value)
     if base == "_id":
-        return resources.c.resource_id.in_(values)
+        values.append(alternatives)
+        return ("_id",)
     known = parameter(resource_type, base)
-    table = {
-        "token": search_tokens,
-        "string": search_strings,
-        "date": search_dates,
-        "reference": search_references,
-    }[known.kind]
-    matches = [_match(known, base, modifier, v) for v in values]
+    tags = tuple(_match(known, base, modifier, v, values) for v in alternatives)
+    return (base, known.kind, tags)
+
+
+def _built(resource_type: str, shape: Shape, take: Take) -> ColumnElement[bool]:
+    if shape[0] == "_id":
+        alternatives = take()
+        if isinstance(alternatives, BindParameter):  # a list bound as one: expanding
+            return resources.c.resource_id.in_(bindparam(alternatives.key, expanding=True))
+        return resources.c.resource_id.in_(cast(list[str], alternatives))
+    base, kind, tags = shape
+    table = _TABLES[kind]
+    matches = [_MATCHES[tag[0]](tag, take) for tag in tags]
     rows = select(table.c.resource_id).where(
         table.c.resource_type == resource_type, table.c.parameter == base, or_(*matches)
     )
     return resources.c.resource_id.in_(rows)
 
 
-def _match(known: Parameter, name: str, modifier: str, value: str) -> ColumnElement[bool]:
+def _match(known: Parameter, name: str, modifier: str, value: str, values: list[Any]) -> Shape:
     if known.kind == "token":
-        return _token(name, modifier, value)
+        return _token(name, modifier, value, values)
     if known.kind == "string":
-        return _string(name, modifier, value)
+        return _string(name, modifier, value, values)
     if known.kind == "date":
-        return _date(name, modifier, value)
-    return _reference(known, name, modifier, value)
+        return _date(name, modifier, value, values)
+    return _reference(known, name, modifier, value, values)
 
 
 def _unsupported(name: str, modifier: str) -> InvalidSearchError:
     return InvalidSearchError(f"{name}:{modifier}: the store does not support this modifier")
 
 
-def _token(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+def _token(name: str, modifier: str, value: str, values: list[Any]) -> Shape:
     if modifier:
         raise _unsupported(name, modifier)
-    columns = search_tokens.c
     if "|" not in value:
-        return columns.code == value
+        values.append(value)
+        return ("code",)
     system, code = value.split("|", 1)
     if not system:
-        return and_(columns.system.is_(None), columns.code == code)
+        values.append(code)
+        return ("code without system",)
     if not code:
-        return columns.system == system
-    return and_(columns.system == system, columns.code == code)
+        values.append(system)
+        return ("system",)
+    values += [system, code]
+    return ("system and code",)
 
 
-def _string(name: str, modifier: str, value: str) -> ColumnElement[bool]:
-    column = search_strings.c.value
-    text = normalise(value)
-    if not modifier:
-        return column.startswith(text, autoescape=True)
-    if modifier == "contains":
-        return column.contains(text, autoescape=True)
-    raise _unsupported(name, modifier)
+def _string(name: str, modifier: str, value: str, values: list[Any]) -> Shape:
+    if modifier not in ("", "contains"):
+        raise _unsupported(name, modifier)
+    # escaped here, as autoescape would a literal, so that the value can be bound
+    text = normalise(value).replace("/", "//").replace("%", "/%").replace("_", "/_")
+    values.append(text)
+    return ("contains" if modifier else "starts",)
 
 
 _PREFIX = re.compile(r"(eq|ne|lt|gt|le|ge|sa|eb)?(.+)")
 
 
-def _date(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+def _date(name: str, modifier: str, value: str, values: list[Any]) -> Shape:
     """FHIR's date prefixes over ranges: [low, high) of the resource against the same of the
     value; `eq` (the default) when the resource's range lies within the value's."""
     if modifier:
@@ -174,22 +273,11 @@ def _date(name: str, modifier: str, value: str) -> ColumnElement[bool]:
         low, high = date_range(match.group(2) if match else value)
     except ValueError as err:
         raise InvalidSearchError(f"{name}: {err}") from None
-    prefix = (match.group(1) if match else None) or "eq"
-    columns = search_dates.c
-    return {
-        "eq": and_(columns.low >= low, columns.high <= high),
-        "ne": or_(columns.low < low, columns.high > high),
-        "lt": columns.low < low,
-        "le": columns.low < high,
-        "gt": columns.high > high,
-        "ge": columns.high > low,
-        "sa": columns.low >= high,
-        "eb": columns.high <= low,
-    }[prefix]
+    values += [low, high]
+    return ("date", (match.group(1) if match else None) or "eq")
 
 
-def _reference(known: Parameter, name: str, modifier: str, value: str) -> ColumnElement[bool]:
-    columns = search_references.c
+def _reference(known: Parameter, name: str, modifier: str, value: str, values: list[Any]) -> Shape:
     if modifier and modifier not in (known.targets or {modifier}):
         raise InvalidSearchError(f"{name}:{modifier}: this parameter cannot point to {modifier}")
     found = split_reference(value)
@@ -199,10 +287,72 @@ def _reference(known: Parameter, name: str, modifier: str, value: str) -> Column
         raise InvalidSearchError(f"{name}: not a reference (Type/id or id)")
     target_type, target_id = found
     if target_type and known.targets and target_type not in known.targets:
-        return false()  # a type this parameter never points to: nothing matches
+        return ("nothing",)  # a type this parameter never points to: nothing matches
     if not target_type:
-        return columns.target_id == target_id
-    return and_(columns.target_type == target_type, columns.target_id == target_id)
+        values.append(target_id)
+        return ("id",)
+    values += [target_type, target_id]
+    return ("type and id",)
+
+
+def _token_sql(tag: Shape, take: Take) -> ColumnElement[bool]:
+    columns = search_tokens.c
+    if tag[0] == "code":
+        return columns.code == take()
+    if tag[0] == "code without system":
+        return and_(columns.system.is_(None), columns.code == take())
+    if tag[0] == "system":
+        return columns.system == take()
+    return and_(columns.system == take(), columns.code == take())
+
+
+def _string_sql(tag: Shape, take: Take) -> ColumnElement[bool]:
+    column = search_strings.c.value
+    if tag[0] == "starts":
+        return column.startswith(take(), escape="/")
+    return column.contains(take(), escape="/")
+
+
+def _date_sql(tag: Shape, take: Take) -> ColumnElement[bool]:
+    low, high = take(), take()
+    columns = search_dates.c
+    prefix = tag[1]
+    if prefix == "eq":
+        return and_(columns.low >= low, columns.high <= high)
+    if prefix == "ne":
+        return or_(columns.low < low, columns.high > high)
+    found: ColumnElement[bool] = {
+        "lt": columns.low < low,
+        "le": columns.low < high,
+        "gt": columns.high > high,
+        "ge": columns.high > low,
+        "sa": columns.low >= high,
+        "eb": columns.high <= low,
+    }[prefix]
+    return found
+
+
+def _reference_sql(tag: Shape, take: Take) -> ColumnElement[bool]:
+    columns = search_references.c
+    if tag[0] == "nothing":
+        return false()
+    if tag[0] == "id":
+        return columns.target_id == take()
+    return and_(columns.target_type == take(), columns.target_id == take())
+
+
+_MATCHES: dict[str, Callable[[Shape, Take], ColumnElement[bool]]] = {
+    "code": _token_sql,
+    "code without system": _token_sql,
+    "system": _token_sql,
+    "system and code": _token_sql,
+    "starts": _string_sql,
+    "contains": _string_sql,
+    "date": _date_sql,
+    "nothing": _reference_sql,
+    "id": _reference_sql,
+    "type and id": _reference_sql,
+}
 
 
 def patients_found(kind: str, query: Query) -> Select[Any]:
