@@ -17,6 +17,7 @@ from joinedup.fhir.views import RESOURCE_TABLE
 from joinedup.warehouse import open_empty_engine
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "synthea"
+_ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 
 #: An Encounter as the export writes it.
 _USUAL: dict[str, Any] = {
@@ -111,3 +112,34 @@ def test_shipped_views_over_a_sample_give_the_general_rows(name: str) -> None:
     view = shipped_views()[name]
     got, _ = _typed(view, files)
     assert got == _general(view, files)
+
+
+#: A Patient's General Practitioners (a list of References, each with at most one
+#: `identifier`) in the shapes the R4 hint must hand on or read alike.
+_PRACTICES: list[Any] = [
+    [{"reference": "Organization/A", "identifier": {"system": _ODS, "value": "A"}}],
+    [{"identifier": [{"system": _ODS, "value": "B"}]}],
+    [{"identifier": [{"system": "x", "value": "C1"}, {"system": _ODS, "value": "C2"}]}],
+    [{"identifier": {"system": "x", "value": "D"}}, {"identifier": {"system": _ODS, "value": "E"}}],
+    {"identifier": {"system": _ODS, "value": "F"}},
+    [{"identifier": {"system": [_ODS], "value": "G"}}],
+    [{"identifier": None}], [], None, [{"reference": "Organization/H"}],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("practices", _PRACTICES, ids=lambda p: json.dumps(p)[:60])
+def test_general_practitioners_in_every_shape(
+    practices: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed, with the hint and without it, the patient view gives the same rows."""
+    data = tmp_path / "Patient.ndjson"
+    usual = {"resourceType": "Patient", "id": "usual", "generalPractitioner": _PRACTICES[0]}
+    changed = {"resourceType": "Patient", "id": "changed", "generalPractitioner": practices}
+    data.write_text("".join(json.dumps(r) + "\n" for r in (usual, changed)), encoding="utf-8")
+    view = shipped_views()["patient"]
+    got, _ = _typed(view, [data])
+    assert got == _general(view, [data])
+    with monkeypatch.context() as patched:
+        patched.setattr(views, "single_paths", lambda resource_type: frozenset())
+        assert got == _general(view, [data])
+    assert got[0]["practice_ods"] == "A"

@@ -60,6 +60,31 @@ _RESOURCES: dict[str, dict[str, str]] = {
                          "organization": "Reference", "period": "Period"},
 }  # fmt: skip
 
+#: Lists of complex elements whose items have single-valued complex elements of their own,
+#: and the items' data types: `Patient.generalPractitioner` is a list of Reference, each
+#: with at most one `identifier`.
+_ITEMS: dict[str, dict[str, str]] = {
+    "Patient": {"identifier": "Identifier", "generalPractitioner": "Reference"},
+    "Condition": {"identifier": "Identifier"},
+    "Encounter": {"identifier": "Identifier", "episodeOfCare": "Reference",
+                  "basedOn": "Reference", "account": "Reference"},
+    "Observation": {"identifier": "Identifier", "basedOn": "Reference", "partOf": "Reference",
+                    "performer": "Reference", "hasMember": "Reference",
+                    "derivedFrom": "Reference"},
+    "Procedure": {"identifier": "Identifier", "basedOn": "Reference", "partOf": "Reference"},
+    "MedicationRequest": {"identifier": "Identifier", "basedOn": "Reference"},
+    "MedicationStatement": {"identifier": "Identifier", "basedOn": "Reference",
+                            "partOf": "Reference"},
+    "ServiceRequest": {"identifier": "Identifier", "basedOn": "Reference"},
+    "EpisodeOfCare": {"identifier": "Identifier", "referralRequest": "Reference",
+                      "account": "Reference"},
+    "Consent": {"identifier": "Identifier", "organization": "Reference"},
+    "Organization": {"identifier": "Identifier", "endpoint": "Reference"},
+    "Practitioner": {"identifier": "Identifier"},
+    "PractitionerRole": {"identifier": "Identifier", "location": "Reference",
+                         "healthcareService": "Reference", "endpoint": "Reference"},
+}  # fmt: skip
+
 #: Each data type's single-valued complex elements and their data types.
 _TYPES: dict[str, dict[str, str]] = {
     "Reference": {"identifier": "Identifier"},
@@ -79,8 +104,10 @@ _DEPTH = 3
 
 @functools.cache
 def single_paths(resource_type: str) -> frozenset[tuple[str | int, ...]]:
-    """The paths from a resource of `resource_type` to complex elements that hold at most
-    one value, every step on the way single too (empty for a type not listed)."""
+    """The paths (by name) from a resource of `resource_type` to complex elements that hold
+    at most one value in the resource or in each item of a list on the way, every other
+    step single too (empty for a type not listed): `subject.identifier`, and
+    `generalPractitioner.identifier` for the `identifier` of each General Practitioner."""
     found: set[tuple[str | int, ...]] = set()
 
     def walk(path: tuple[str, ...], elements: dict[str, str]) -> None:
@@ -90,4 +117,6 @@ def single_paths(resource_type: str) -> frozenset[tuple[str | int, ...]]:
                 walk((*path, name), _TYPES.get(type_name, {}))
 
     walk((), _RESOURCES.get(resource_type, {}))
+    for name, type_name in _ITEMS.get(resource_type, {}).items():
+        walk((name,), _TYPES.get(type_name, {}))
     return frozenset(found)

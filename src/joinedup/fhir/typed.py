@@ -106,17 +106,22 @@ def _kind(node: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
             }
         )
     if items is not None and items.children:  # read through an item (`$.identifier[0].value`)
-        return _List(_item_kind(items, single))
+        return _List(_item_kind(items, path, single))
     return _JSON
 
 
-def _item_kind(item: _Node, single: frozenset[Path]) -> _Kind:
-    """An array item: a STRUCT when read by name below it (a whole read of one then needs
-    the general path), else JSON."""
+def _item_kind(item: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
+    """An item of the array at `path` (by name): a STRUCT when read by name below it (a
+    whole read of one then needs the general path), else JSON."""
     names = _names(item)
     if not names or _items(item) is not None:
         return _JSON
-    return _Struct({name: _kind(child, None, single) for name, child in names.items()})
+    return _Struct(
+        {
+            name: _kind(child, None if path is None else (*path, name), single)
+            for name, child in names.items()
+        }
+    )
 
 
 def _data_type(kind: _Kind) -> exp.DataType:

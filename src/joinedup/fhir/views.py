@@ -735,9 +735,9 @@ def _where_values(
     guards: list[Path] = []  # paths that are all missing when every step holds one item
     paths: list[Path] = [base]  # where that one item may be (at most one exists)
     for step in chain:
-        if (*paths[0], step) in prefetch.single and len(paths) == 1:
-            guards.append((*paths[0], step, 0))
-            paths = [(*paths[0], step)]
+        if all(_named((*path, step)) in prefetch.single for path in paths):
+            guards += [(*path, step, 0) for path in paths]
+            paths = [(*path, step) for path in paths]
             continue
         guards += [(*path, step, 1) for path in paths]
         paths = [p for path in paths for p in ((*path, step), (*path, step, 0))]
@@ -768,6 +768,11 @@ def _where_values(
     for step in names[1:]:
         members = Member(members, step)
     return _case((single, one), default=_values(members, context, direct))
+
+
+def _named(path: Path) -> Path:
+    """`path` without its array positions: the element it reaches, by name."""
+    return tuple(step for step in path if isinstance(step, str))
 
 
 def _chain(item: exp.Expr, names: list[str], scope: _Scope) -> exp.Expr:
