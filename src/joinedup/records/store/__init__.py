@@ -163,8 +163,13 @@ class RecordStore:
         # PostgreSQL: reads in autocommit, one round trip a statement, with no BEGIN before
         # them nor ROLLBACK after (each statement sees what was committed when it began, as
         # in the READ COMMITTED transactions they ran in before); writes stay transactions.
+        # Reads keep every connection they open (as many as writes may have open at once):
+        # the API reads on up to 40 threads at once, and a connection closed when handed back
+        # costs PostgreSQL a new backend process at the next burst.
         self._reader = (
-            _postgresql_engine(url, isolation_level="AUTOCOMMIT")
+            _postgresql_engine(
+                url, isolation_level="AUTOCOMMIT", kept=POOL_CONNECTIONS + POOL_OVERFLOW, more=0
+            )
             if self._engine.dialect.name == "postgresql"
             else self._engine
         )
@@ -1071,15 +1076,22 @@ POOL_OVERFLOW = 10
 IDLE_CHECK_S = 10.0
 
 
-def _postgresql_engine(url: str, isolation_level: str | None = None) -> Engine:
-    """An engine for PostgreSQL (UTC sessions) whose pool checks connections left idle for
-    more than IDLE_CHECK_S before handing them out."""
+def _postgresql_engine(
+    url: str,
+    isolation_level: str | None = None,
+    *,
+    kept: int = POOL_CONNECTIONS,
+    more: int = POOL_OVERFLOW,
+) -> Engine:
+    """An engine for PostgreSQL (UTC sessions) keeping `kept` connections (and opening `more`
+    while they are busy), whose pool checks connections left idle for more than IDLE_CHECK_S
+    before handing them out."""
     options = {} if isolation_level is None else {"isolation_level": isolation_level}
     engine = create_engine(
         url,
         connect_args={"options": "-c timezone=UTC"},
-        pool_size=POOL_CONNECTIONS,
-        max_overflow=POOL_OVERFLOW,
+        pool_size=kept,
+        max_overflow=more,
         **options,
     )
 
