@@ -145,21 +145,41 @@ def _null() -> exp.Expr:
     return exp.cast(exp.null(), exp.DataType.build("JSON"))
 
 
-def _value(value: exp.Expr, kind: _Kind, steps: Path, d: JsonDialect) -> exp.Expr:
+@dataclass
+class _JsonReads:
+    """The paths read below each value kept as JSON, so that value is parsed once for all
+    of them: first collected (`done` false), then read."""
+
+    below: dict[str, list[Path]] = field(default_factory=dict)
+    done: bool = False
+
+    def read(self, value: exp.Expr, steps: Path, d: JsonDialect) -> exp.Expr:
+        paths = self.below.setdefault(value.sql(), [])
+        if not self.done and steps not in paths:
+            paths.append(steps)
+        if not self.done or len(paths) == 1:
+            return d.read_path(value, steps)
+        # the same list written for each path: the engine computes it once per row
+        return d.typed_item(d.read_all(value, paths), paths.index(steps))
+
+
+def _value(
+    value: exp.Expr, kind: _Kind, steps: Path, d: JsonDialect, reads: _JsonReads
+) -> exp.Expr:
     """What `json_extract` gives at `steps` below `value`, from the typed read. A key on an
     array and a position on an object give nothing, as they do in `json_extract`."""
     if not steps:
         return value if isinstance(kind, _Json) else d.present_or_error(value, GENERAL_PATH)
     if isinstance(kind, _Json):
-        return d.read_path(value, steps)
+        return reads.read(value, steps, d)
     step, rest = steps[0], steps[1:]
     if isinstance(kind, _Struct):
         if isinstance(step, int):
             return _null()
-        return _value(d.typed_field(value, step), kind.fields[step], rest, d)
+        return _value(d.typed_field(value, step), kind.fields[step], rest, d, reads)
     if isinstance(step, str):
         return _null()
-    return _value(d.typed_item(value, step), kind.item, rest, d)
+    return _value(d.typed_item(value, step), kind.item, rest, d, reads)
 
 
 @dataclass(frozen=True)
@@ -182,17 +202,26 @@ def typed_plan(
     kinds = {name: _kind(child, (name,), single) for name, child in _names(root).items()}
     columns = {TYPE_COLUMN: exp.DataType.build("VARCHAR")}
     columns.update({name: _data_type(kind) for name, kind in kinds.items()})
-    values = []
-    for path in paths:
-        if not path:
-            values.append(
-                d.present_or_error(exp.column(TYPE_COLUMN, table, quoted=True), GENERAL_PATH)
-            )
-        elif path[0] == TYPE_COLUMN:  # the filter keeps only `resource_type`'s lines
-            values.append(_value(d.value(exp.Literal.string(resource_type)), _JSON, path[1:], d))
-        elif isinstance(path[0], int):
-            values.append(_null())  # a resource is an object
-        else:
-            column = exp.column(path[0], table, quoted=True)
-            values.append(_value(column, kinds[path[0]], path[1:], d))
+    reads = _JsonReads()
+    for done in (False, True):  # collect the paths read below JSON values, then read them
+        reads.done = done
+        values = [_path_value(path, resource_type, kinds, d, table, reads) for path in paths]
     return TypedPlan(columns, values)
+
+
+def _path_value(
+    path: Path,
+    resource_type: str,
+    kinds: dict[str, _Kind],
+    d: JsonDialect,
+    table: str,
+    reads: _JsonReads,
+) -> exp.Expr:
+    if not path:
+        return d.present_or_error(exp.column(TYPE_COLUMN, table, quoted=True), GENERAL_PATH)
+    if path[0] == TYPE_COLUMN:  # the filter keeps only `resource_type`'s lines
+        return _value(d.value(exp.Literal.string(resource_type)), _JSON, path[1:], d, reads)
+    if isinstance(path[0], int):
+        return _null()  # a resource is an object
+    column = exp.column(path[0], table, quoted=True)
+    return _value(column, kinds[path[0]], path[1:], d, reads)
