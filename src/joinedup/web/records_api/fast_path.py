@@ -1,7 +1,7 @@
 """A short path to the FHIR API's busiest interactions: a GET of `/fhir/R4/{type}` (search) or
 `/fhir/R4/{type}/{id}` (read) goes straight to its handler in routes.py, past FastAPI's
 routing (every dashboard and records route before it), dependency solving and inner
-middleware, which took about half the server's CPU a request under load (docs/records.md).
+middleware: a quarter to a third of the server's CPU a request under load (docs/records.md).
 
 The handlers are the same functions FastAPI calls for those URLs, so the sign-in, access
 checks, audit entry and OperationOutcome errors are theirs; the app's outer middleware (the
