@@ -489,3 +489,30 @@ def test_a_patient_the_index_places_in_two_people_carries_no_objection(world: Wo
             assert world.store.objected_patients(frozenset(), SYSTEMS) == {world.acute, world.gp}
     finally:
         assert world("DELETE", f"/Patient/{second}", user="feed").status_code in (200, 204)
+
+
+def test_a_search_naming_one_patient_withholds_what_a_wider_search_does(world: World) -> None:
+    """A search kept to one Patient (`patient`, `subject`, a Patient's `_id`) checks that
+    person's objections alone; it withholds exactly what a search naming nobody does: gp-a
+    finds the practice's asthma by any of them until the person objects at the trust, then
+    by none; the trust, which recorded the objection, still finds its own Patient's."""
+
+    def found(user: str, path: str, **params: str) -> int:
+        answer = world("GET", path, user=user, params=params)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["total"])
+
+    def searches(user: str, pid: str, code: str) -> list[int]:
+        return [
+            found(user, "/Condition", patient=pid),
+            found(user, "/Condition", patient=f"Patient/{pid}"),
+            found(user, "/Condition", subject=f"Patient/{pid}"),
+            found(user, "/Condition", code=code),
+            found(user, "/Patient", _id=pid),
+        ]
+
+    assert searches("gp-a", world.gp, "195967001") == [1, 1, 1, 1, 1]
+    with Objecting(world, world.acute, TRUST):
+        assert searches("gp-a", world.gp, "195967001") == [0, 0, 0, 0, 0]
+        assert searches("trust", world.acute, "22298006") == [1, 1, 1, 1, 1]
+    assert searches("gp-a", world.gp, "195967001") == [1, 1, 1, 1, 1]
