@@ -209,8 +209,14 @@ class Policy:
                 return Decision(False, None, withheld=OBJECTION if own else PERSON_OBJECTION)
             return Decision(True, "proxy")
         own, others = self._objections(patient_id)
-        if _withholds(own, who) or any(_withholds(o, who) for o in others):
-            why = OBJECTION if _withholds(own, who) else PERSON_OBJECTION
+        why = (
+            OBJECTION
+            if _withholds(own, who)
+            else PERSON_OBJECTION
+            if any(_withholds(o, who) for o in others)
+            else None
+        )
+        if why is not None:
             grant = self.grant_for(who, patient_id)
             if grant is None:
                 return Decision(False, None, withheld=why)
