@@ -42,6 +42,7 @@ from joinedup.web.audit import (
     capped,
     chained_values,
     entry_hash,
+    head_lock,
     load_key,
     mark_mac,
     read_head,
@@ -738,6 +739,7 @@ class AccessStore:
         self.path = path
         self.audit_key_path = audit_key_path or path.with_name(path.name + ".audit-key")
         self.audit_head_path = path.with_name(path.name + ".audit-head")
+        self.audit_head_lock_path = path.with_name(path.name + ".audit-head.lock")
         self.session_length = timedelta(hours=session_hours)
         self.max_failures = max_failures
         self.window = timedelta(minutes=window_minutes)
@@ -1221,7 +1223,14 @@ class AccessStore:
             head = self._head_newest  # set after each commit, in commit order: never behind seq
             if head is None or head.seq < seq:
                 raise RuntimeError(f"audit entry {seq} committed without its head")
-            write_head(self.audit_head_path, self._audit_key, head)
+            # Other processes append to the same log (`records serve --workers N`): under a
+            # lock on the head, it only moves forward, and one of theirs may already cover us.
+            with head_lock(self.audit_head_lock_path):
+                on_disk = read_head(self.audit_head_path, self._audit_key)
+                if isinstance(on_disk, Mark) and on_disk.seq >= seq:
+                    self._head_written = on_disk.seq
+                    return
+                write_head(self.audit_head_path, self._audit_key, head)
             self._head_written = head.seq
 
     def audit_entries(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
@@ -1304,7 +1313,8 @@ class AccessStore:
                 return
             mark = Mark(int(last[0]), int(last[0]), str(last[1]))
             self._insert_mark(con, "legacy", mark)
-        write_head(self.audit_head_path, self._audit_key, mark)
+        with head_lock(self.audit_head_lock_path):
+            write_head(self.audit_head_path, self._audit_key, mark)
 
     def _insert_mark(self, con: sqlite3.Connection, kind: str, mark: Mark) -> None:
         con.execute(
@@ -1360,9 +1370,12 @@ class AccessStore:
                 False, 0, 0, legacy.entries,
                 f"entries up to {start.seq} were changed or removed after they were checked",
             )  # fmt: skip
+        # The head is read before the walk: it is written only after its entries commit, so
+        # the walk reaches it, however many entries this or another process adds meanwhile.
+        head = read_head(self.audit_head_path, self._audit_key)
         end, checked, problem = self._walk(start, legacy)
         if problem is None:
-            problem = self._head_problem(end.seq, legacy)
+            problem = self._head_problem(end.seq, legacy, head)
         if problem is not None:
             return AuditCheck(False, end.seq, checked, legacy.entries, problem)
         self._verified = end
@@ -1428,15 +1441,20 @@ class AccessStore:
                     return Mark(last, entries, prev), checked, problem
                 prev, last, entries, checked = row[-1], seq, entries + 1, checked + 1
 
-    def _head_problem(self, last: int, legacy: Mark) -> str | None:
-        """What is wrong with the signed head, given that the log checks through `last`."""
-        head = read_head(self.audit_head_path, self._audit_key)
+    def _head_problem(self, last: int, legacy: Mark, head: Mark | str | None) -> str | None:
+        """What is wrong with the signed `head` (read before the log was walked), given that
+        the log checks through `last`."""
+        if head is None:
+            # none before the walk: the first entries' writer may have written it since
+            head = read_head(self.audit_head_path, self._audit_key)
+            if head is None:
+                if last > legacy.seq:
+                    return f"the audit head file {self.audit_head_path} is missing"
+                return None
+            if isinstance(head, Mark) and head.seq > last:
+                return None  # written after the walk: checked by the next check
         if isinstance(head, str):
             return head
-        if head is None:
-            if last > legacy.seq:
-                return f"the audit head file {self.audit_head_path} is missing"
-            return None
         if head.seq > last or not self._holds(head):
             return (
                 f"the log ends at entry {last} but its signed head is entry {head.seq} of "

@@ -13,13 +13,14 @@ signed with the key and rewritten at every entry, so entries removed from the en
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,18 @@ def read_head(path: Path, key: bytes) -> Mark | str | None:
     return mark
 
 
+@contextlib.contextmanager
+def head_lock(path: Path) -> Iterator[None]:
+    """Hold the lock on the audit head (the file `path`), which every process appending to the
+    log takes to read and replace the head, so that the head only ever moves forward."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_head(path: Path, key: bytes, mark: Mark) -> None:
     """Replace the head in `path` with `mark`, signed (a new file renamed over the old, so a
     crash leaves the old head or the new, never half of one)."""
@@ -202,6 +215,7 @@ __all__ = [
     "capped",
     "chained_values",
     "entry_hash",
+    "head_lock",
     "load_key",
     "mark_mac",
     "read_head",
