@@ -267,10 +267,12 @@ def test_type_since_patient_export_and_expiry(api: Api, tmp_path: Path, clock: C
         assert _issue(api("GET", url, headers=headers), 400)["expression"] == [named], url
 
     # a finished export's files are removed once the retention has passed
-    assert len(list((tmp_path / "exports").iterdir())) == 3
+    folder = tmp_path / "exports"
+    assert len([p for p in folder.iterdir() if p.is_dir()]) == 3
+    assert len(list(folder.glob("*.json"))) == 3  # one job file each
     clock.at += timedelta(hours=1, seconds=1)
     assert api("GET", manifest["output"][0]["url"]).status_code == 404
-    assert list((tmp_path / "exports").iterdir()) == []
+    assert [p.name for p in folder.iterdir()] == [".jobs.lock"]
 
 
 def test_clinicians_may_not_export_and_the_operation_is_declared(api: Api) -> None:
