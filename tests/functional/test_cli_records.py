@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -90,3 +91,113 @@ def test_records_serve_refuses_a_store_it_cannot_use(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "mysql is not a supported database" in lines[0]
     assert "secret" not in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_records_serve_with_two_workers_shares_sign_in_audit_and_exports(
+    tmp_path: Path,
+) -> None:
+    """Two server processes on one port over one SQLite store: a token issued by one works on
+    both, concurrent reads and writes all succeed, an export started on one is polled to its
+    manifest whichever answers, and the audit log both wrote checks whole."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    settings = WebSettings(warehouse=warehouse)
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    users.add_user("feed", PASSWORD, "system")
+    users.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOINEDUP_")}
+    server = subprocess.Popen(
+        [*_command(), "records", "serve", "--records", str(tmp_path / "records.sqlite"),
+         "--warehouse", str(warehouse), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2"],
+        cwd=tmp_path, env={**env, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                answer = httpx.post(
+                    f"{address}/api/v1/token", json={"username": "feed", "password": PASSWORD}
+                )
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "the server did not start within 90 s"
+                time.sleep(0.3)
+        assert answer.status_code == 200, answer.text
+        assert len(_children(server.pid)) >= 2
+        headers = {
+            "Authorization": f"Bearer {answer.json()['access_token']}",
+            "Content-Type": "application/fhir+json",
+        }
+
+        def work(n: int) -> list[int]:
+            statuses = []
+            with httpx.Client(base_url=f"{address}/fhir/R4", headers=headers) as client:
+                for i in range(15):
+                    made = client.put(
+                        f"/Patient/w{n}-{i}",
+                        json={"resourceType": "Patient", "id": f"w{n}-{i}", "gender": "unknown"},
+                    )
+                    statuses += [made.status_code, client.get(f"/Patient/w{n}-{i}").status_code]
+            return statuses
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = [s for batch in pool.map(work, range(6)) for s in batch]
+        assert statuses.count(201) == 90 and statuses.count(200) == 90, statuses
+
+        with httpx.Client(headers=headers) as client:  # a new connection each poll below
+            kick = client.get(f"{address}/fhir/R4/$export", headers={"Prefer": "respond-async"})
+        assert kick.status_code == 202, kick.text
+        polled = []
+        while not polled or polled[-1] == 202:
+            assert time.monotonic() < deadline + 60, polled
+            with httpx.Client(headers=headers) as client:
+                polled.append(client.get(kick.headers["content-location"]).status_code)
+        assert polled[-1] == 200, polled
+        for _ in range(6):  # whichever process answers, the job is known
+            with httpx.Client(headers=headers) as client:
+                again = client.get(kick.headers["content-location"])
+            assert again.status_code == 200
+            assert again.json()["output"] == [
+                {**again.json()["output"][0], "type": "Patient", "count": 90}
+            ]
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "2 processes" in output
+    assert "Traceback" not in output, output
+    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
+    check = users.verify_audit(full=True)
+    _, entries = users.audit_entries(limit=1000)
+    users.close()
+    assert check.intact, check.problem
+    # every request either process answered is in the one log
+    fhir = [e["action"] for e in entries if e["action"].startswith("fhir ")]
+    assert len(fhir) == 180 + 1 + len(polled) + 6, fhir
+
+
+def test_records_serve_refuses_workers_over_an_in_memory_store(tmp_path: Path) -> None:
+    result = joinedup(
+        "records", "serve", "--records", "sqlite:///:memory:", "--workers", "2",
+        "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "in-memory SQLite store cannot be shared" in result.stderr

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -69,6 +70,44 @@ def open_code_systems(folder: Path | None) -> CodeSystems | None:
     return None if chosen is None else read_code_systems(chosen)
 
 
+#: How `records serve --workers N` hands its options to each worker process (JSON).
+WORKER_OPTIONS = "JOINEDUP_RECORDS_SERVE_WORKER"
+
+
+def _records_app(options: dict[str, Any], *, close_store: bool = False) -> tuple[Any, Any]:
+    """The records API app for `options` (as `serve` takes them) and the settings it serves
+    with; the app closes its store when it stops if `close_store`."""
+    from joinedup.web.records_api import (  # noqa: PLC0415 - loads FastAPI
+        create_records_app,
+        open_exports,
+    )
+
+    settings = load_settings(
+        None if options["settings_file"] is None else Path(options["settings_file"]),
+        warehouse=options["warehouse"], host=options["host"], port=options["port"],
+        secret_key=options.get("secret_key"),
+    )  # fmt: skip
+    codes = open_code_systems(
+        None if options["code_systems"] is None else Path(options["code_systems"])
+    )
+    store = open_records(options["records"])
+    try:
+        exports = open_exports(store, options["records"])
+        app = create_records_app(settings, store, codes, exports, close_store=close_store)
+    except BaseException:
+        store.close()
+        raise
+    return app, (settings, store, codes)
+
+
+def worker_app() -> Any:
+    """One worker process of `records serve --workers N` (Uvicorn imports and calls this):
+    the app for the options its parent put in WORKER_OPTIONS."""
+    options = json.loads(os.environ[WORKER_OPTIONS])
+    app, _ = _records_app(options, close_store=True)
+    return app
+
+
 @app.command("serve")
 def serve(
     records: RecordsOption = None,
@@ -77,6 +116,17 @@ def serve(
     port: PortOption = None,
     settings_file: SettingsOption = None,
     code_systems: CodeSystemsOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes answering on the one port. Each is a Python interpreter of "
+            "its own, so more than one uses more cores under many concurrent clients; users, "
+            "sessions, the audit log and export jobs are shared through the stores. Not with "
+            "an in-memory SQLite store.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the FHIR R4 API at /fhir/R4 over the records store.
 
@@ -92,36 +142,55 @@ def serve(
     --code-systems, $validate also checks codings against those code systems. Bulk Data
     $export (system and admin roles) writes its files under JOINEDUP_RECORDS_EXPORTS (default
     records-exports beside a SQLite store) and keeps them JOINEDUP_RECORDS_EXPORT_HOURS
-    (default 24).
+    (default 24). With --workers N, N processes share the port (see docs/records.md).
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from joinedup.web.records_api import (  # noqa: PLC0415 - loads FastAPI
-        create_records_app,
-        open_exports,
-    )
 
     given = (
         warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
     )
-    settings = load_settings(settings_file, warehouse=given, host=host, port=port)
-    codes = open_code_systems(code_systems)
-    store = open_records(records)
+    options: dict[str, Any] = {
+        "records": records,
+        "warehouse": None if given is None else str(given),
+        "host": host,
+        "port": port,
+        "settings_file": None if settings_file is None else str(settings_file),
+        "code_systems": None if code_systems is None else str(code_systems),
+    }
+    # Opened here whatever the workers: a bad store, setting or code system fails now, once.
+    app_, (settings, store, codes) = _records_app(options)
     try:
-        app = create_records_app(settings, store, codes, open_exports(store, records))
+        if workers > 1 and store.in_memory:
+            raise typer.BadParameter(
+                "an in-memory SQLite store cannot be shared: give a file or a postgresql:// URL",
+                param_hint="--workers",
+            )
         address = f"http://{settings.host}:{settings.port}/fhir/R4"
+        processes = f", {workers} processes" if workers > 1 else ""
         console.print(
-            f"[bold]joinedup records[/] ({store.dialect}) at [bold cyan]{escape(address)}[/]"
+            f"[bold]joinedup records[/] ({store.dialect}{processes}) at "
+            f"[bold cyan]{escape(address)}[/]"
         )
         if codes is not None:
             console.print(f"$validate checks codings against {len(codes)} code systems")
         console.print("Press Ctrl+C to stop.")
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, access_log=False, log_level="warning",
-            proxy_headers=False,
-        )  # fmt: skip
+        if workers == 1:
+            uvicorn.run(
+                app_, host=settings.host, port=settings.port, access_log=False,
+                log_level="warning", proxy_headers=False,
+            )  # fmt: skip
+            return
     finally:
         store.close()
+    # Workers: each builds its own app and store from these options. Form tokens must check
+    # in every worker, so they share one secret (the configured one, else one made now).
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    options["secret_key"] = secret or secrets.token_hex(32)
+    os.environ[WORKER_OPTIONS] = json.dumps(options)
+    uvicorn.run(
+        f"{__name__}:worker_app", factory=True, workers=workers, host=settings.host,
+        port=settings.port, access_log=False, log_level="warning", proxy_headers=False,
+    )  # fmt: skip
 
 
 def _progress() -> Progress:

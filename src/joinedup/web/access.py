@@ -17,6 +17,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -449,6 +450,8 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
 _SYNC_FULL = "PRAGMA synchronous=FULL"
+#: The longest a write waits for the access database's write lock before it fails.
+BUSY_WAIT_S = 30.0
 _SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
 _INSERT_USER = (
     "INSERT INTO users (username, display_name, role, pcn_code, practice_code, password_hash, "
@@ -783,10 +786,27 @@ class AccessStore:
             self.verify_audit(checkpoint=True)
         self._con.close()
 
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting up to BUSY_WAIT_S for the write lock. SQLite's own wait
+        (the connection's timeout) does not cover every case once other processes write
+        (`records serve --workers N`): a read another thread has open on this connection
+        may be behind their newest commit, and then SQLite answers 'locked' at once."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        pause = 0.0005
+        while True:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._con
             except BaseException:

@@ -195,6 +195,12 @@ class RecordStore:
         """`sqlite` or `postgresql`."""
         return self._engine.dialect.name
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the store is an in-memory SQLite database (this process's alone)."""
+        database = self._engine.url.database
+        return self.dialect == "sqlite" and database in (None, "", ":memory:")
+
     def close(self) -> None:
         self._reader.dispose()
         self._engine.dispose()

@@ -100,10 +100,13 @@ def create_records_app(
     store: RecordStore,
     code_systems: CodeSystems | None = None,
     exports: Exports | None = None,
+    *,
+    close_store: bool = False,
 ) -> FastAPI:
     """The FHIR API alone, with the dashboard's users, tokens and audit log (its access
     store, beside the warehouse setting) and `POST /api/v1/token` to sign in; each PCN's
-    practices are read from the warehouse when there is one (read_pcn_practices)."""
+    practices are read from the warehouse when there is one (read_pcn_practices). With
+    `close_store` the app closes `store` when it stops (a worker process of its own)."""
     secret = (
         settings.secret_key.get_secret_value().encode()
         if settings.secret_key
@@ -126,6 +129,8 @@ def create_records_app(
             yield
         finally:
             users.close()
+            if close_store:
+                store.close()
 
     app = FastAPI(
         title="joinedup records (FHIR R4)",
