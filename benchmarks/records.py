@@ -13,23 +13,23 @@ seed 42) is exported as FHIR NDJSON (`joinedup export fhir`); then:
   transaction), wall time. Floor: PostgreSQL's own `COPY ... FROM STDIN` of the same lines,
   byte for byte, into a one-column `jsonb` table of another database on the same server (each
   line parsed as JSON; no index), committed. Ratio = load seconds / COPY seconds.
-- fhir_read_p95_ms, fhir_search_p95_ms: `joinedup records serve` (one Uvicorn process) over
-  the loaded store, signed in as the demo `system` user (a feed: no relationship filter), 50
-  concurrent keep-alive clients (closed loop, one connection each) for `duration` seconds on
-  loopback. The clients are KeepAlive below, a minimal HTTP/1.1 client on asyncio streams:
-  about 0.07-0.08 ms of CPU a request here against httpx's 1.2-1.7 ms, which on the shared 2
-  cores took CPU from the server being measured; before the timed runs it is checked to get
-  the same statuses, resources and totals as httpx for the checked requests. Each client
-  walks a cycle of sampled patients, four requests each: Patient by NHS number (`identifier`
-  search), Patient read, the patient's Conditions and the patient's Observations (`patient`
-  search, first page of 50). Read = the Patient read;
-  search = the other three. Floor: the statements the store sends to PostgreSQL for the same
-  requests (compiled from its own search code: for a search the page, then the count only
-  when the page is full, as the store does; for a read the current-version row), run through
-  psycopg by 50 concurrent connections in autocommit (the store's reads send no BEGIN or
-  ROLLBACK), closed loop, for the same duration; the rows are fetched, not parsed. Ratio =
-  API p95 / SQL p95. Before the timed runs one pass over the first patients checks that the
-  API and the floor return the same resources and totals.
+- fhir_read_p95_ms, fhir_search_p95_ms: `joinedup records serve --workers 2` (two Uvicorn
+  processes on one port, one a core; `--workers 1` for one) over the loaded store, signed in as
+  the demo `system` user (a feed: no relationship filter), 50 concurrent keep-alive clients
+  (closed loop, one connection each) for `duration` seconds on loopback. The clients are
+  KeepAlive below, a minimal HTTP/1.1 client on asyncio streams: about 0.07-0.08 ms of CPU a
+  request here against httpx's 1.2-1.7 ms, which on the shared 2 cores took CPU from the server
+  being measured; before the timed runs it is checked to get the same statuses, resources and
+  totals as httpx for the checked requests. Each client walks a cycle of sampled patients, four
+  requests each: Patient by NHS number (`identifier` search), Patient read, the patient's
+  Conditions and the patient's Observations (`patient` search, first page of 50). Read = the
+  Patient read; search = the other three. Floor: the statements the store sends to PostgreSQL
+  for the same requests (compiled from its own search code: for a search the page, then the
+  count only when the page is full, as the store does; for a read the current-version row), run
+  through psycopg by 50 concurrent connections in autocommit (the store's reads send no BEGIN or
+  ROLLBACK), closed loop, for the same duration; the rows are fetched, not parsed. Ratio = API
+  p95 / SQL p95. Before the timed runs one pass over the first patients checks that the API and
+  the floor return the same resources and totals.
 
 Each client sends one untimed request first (opening its connection), and the clock starts
 when every client has; clients start at points spread over the cycle and over the four kinds
@@ -105,6 +105,27 @@ SERVER_CONF = {
 
 
 # --- a throwaway PostgreSQL server -----------------------------------------------------------
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and of every process under it, live or reaped (a server's workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        todo.extend(children.get(current, []))
+    return total
 
 
 def _cluster_cpu_seconds(cluster: Cluster) -> float:
@@ -617,8 +638,10 @@ def bench_queries(
     *,
     clients: int,
     duration: float,
+    workers: int = 2,
 ) -> dict[str, Any]:
-    """The API's load and the floor's, on the loaded store: summaries and CPU of each part."""
+    """The API's load and the floor's, on the loaded store: summaries and CPU of each part;
+    the API served by `workers` processes."""
     import psycopg
 
     with psycopg.connect(cluster.conninfo(database), autocommit=True) as conn:
@@ -637,7 +660,8 @@ def bench_queries(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [_joinedup(), "records", "serve", "--records", cluster.url(database),
-             "-w", str(warehouse), "--host", "127.0.0.1", "--port", str(port)],
+             "-w", str(warehouse), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -651,13 +675,14 @@ def bench_queries(
         for side, target, cycle in (("sql", conninfo, sql_cycle), ("api", base_url, api_cycle)):
             loadavg = _loadavg()
             server, pg, busy = (
-                _cpu_seconds(proc.pid),
+                _tree_cpu_seconds(proc.pid),
                 _cluster_cpu_seconds(cluster),
                 _machine_busy_seconds(),
             )
             load = _in_child(side, target, token, cycle, clients, duration)
             summary = summarise(load)
-            summary["api_server_cpu_s"] = round(_cpu_seconds(proc.pid) - server, 2)
+            summary["api_server_cpu_s"] = round(_tree_cpu_seconds(proc.pid) - server, 2)
+            summary["api_server_workers"] = workers
             summary["postgresql_cpu_s"] = round(_cluster_cpu_seconds(cluster) - pg, 2)
             summary["machine_busy_cpu_s"] = round(_machine_busy_seconds() - busy, 2)
             summary["loadavg_before"] = loadavg
@@ -679,6 +704,7 @@ def bench_records(
     duration: float = 60.0,
     ingest_only: bool = False,
     validation_workers: int = 0,
+    workers: int = 2,
 ) -> list[dict[str, Any]]:
     """records_ingest_resources_per_s, fhir_read_p95_ms and fhir_search_p95_ms (see above);
     with `ingest_only`, the first alone."""
@@ -697,7 +723,14 @@ def bench_records(
             {}
             if ingest_only
             else bench_queries(
-                cluster, "records", warehouse, patients, work, clients=clients, duration=duration
+                cluster,
+                "records",
+                warehouse,
+                patients,
+                work,
+                clients=clients,
+                duration=duration,
+                workers=workers,
             )
         )
     ndjson_bytes = sum(p.stat().st_size for p in _files(ndjson))
@@ -776,6 +809,9 @@ def main() -> None:
         default=0,
         help="records load --validation-workers (processes validating alongside the writes).",
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="records serve --workers (server processes)."
+    )
     args = parser.parse_args()
     if args.people < 10 or args.clients < 1 or args.duration <= 0:
         parser.error("--people must be at least 10, --clients at least 1, --duration above 0")
@@ -787,6 +823,7 @@ def main() -> None:
             duration=args.duration,
             ingest_only=args.ingest_only,
             validation_workers=args.validation_workers,
+            workers=args.workers,
         )
     text = json.dumps(results, indent=2)
     if args.out:
