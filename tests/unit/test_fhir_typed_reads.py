@@ -3,13 +3,15 @@ table of parsed resources, whatever shape a resource takes, and are used for the
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from joinedup.fhir import views
+from joinedup.errors import InputError
+from joinedup.fhir import reader, views
 from joinedup.fhir.ingest import shipped_views
 from joinedup.fhir.reader import read_resources
 from joinedup.fhir.testsuite import execute_view, load_files, resource_table
@@ -143,3 +145,70 @@ def test_general_practitioners_in_every_shape(
         patched.setattr(views, "single_paths", lambda resource_type: frozenset())
         assert got == _general(view, [data])
     assert got[0]["practice_ods"] == "A"
+
+
+def _compact(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, separators=(",", ":"))
+
+
+_E = _compact({"resourceType": "Encounter", "id": "e"})
+
+#: File contents and what `leading_type` says of them: the type every line starts with and
+#: how many lines, or None where a line starts otherwise.
+_STARTS: list[tuple[bytes, tuple[str, int] | None]] = [
+    (f"{_E}\n{_E}\n".encode(), ("Encounter", 2)),
+    (f"{_E}\r\n{_E}\r\n".encode(), ("Encounter", 2)),
+    (f"{_E}\n{_E}".encode(), ("Encounter", 2)),  # no newline at the end
+    (f"{_E}\n\n{_E}\n".encode(), None),  # a blank line
+    (f"{_E}\n{_E}\n\n".encode(), None),
+    (b"\xef\xbb\xbf" + f"{_E}\n".encode(), None),  # a byte order mark
+    (f"{_E}\n{_compact({'resourceType': 'Patient', 'id': 'p'})}\n".encode(), None),
+    (f"{_E}\n{_compact({'resourceType': 'EncounterHistory', 'id': 'h'})}\n".encode(), None),
+    (f'{_E}\n{{"id":"later","resourceType":"Encounter"}}\n'.encode(), None),
+    (f'{_E}\n{{ "resourceType": "Encounter"}}\n'.encode(), None),
+    (b'{"resourceType":"Enc\\u006funter","id":"x"}\n', None),
+    (f"{_E}\n{{}}".encode(), None),  # a last line shorter than the start
+    (b"", None),
+]
+
+
+@pytest.mark.parametrize("blocks", [32 * 1024 * 1024, 7], ids=["one block", "7-byte blocks"])
+@pytest.mark.parametrize(("data", "found"), _STARTS, ids=lambda v: repr(v)[:50])
+def test_leading_type_reads_only_starts_it_can_trust(
+    data: bytes,
+    found: tuple[str, int] | None,
+    blocks: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lines that start otherwise are left to the parse; a file listed from its starts
+    gives the count and the rows the general query gives, across block boundaries."""
+    monkeypatch.setattr(reader, "SCAN_BYTES", blocks)
+    path = tmp_path / "Encounter.ndjson"
+    path.write_bytes(data)
+    assert reader.leading_type(path) == found
+    if not data:
+        return
+    view = {"resourceType": "ViewDefinition", "resource": "Encounter", "status": "active",
+            "select": [{"column": [{"name": "id", "path": "id", "type": "string"}]}]}  # fmt: skip
+    compiled = views.compile_view(view, dialect="duckdb")
+    try:
+        expected, count = _general(view, [path]), len(list(read_resources([path])))
+    except InputError:  # the general reading refuses a line: so must the views
+        with pytest.raises(InputError, match="line 2"), open_empty_engine("duckdb") as engine:
+            load_files(engine, [path])
+            execute_view(compiled, None, engine)
+        return
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, [path]) == count
+        got = execute_view(compiled, None, engine)
+    assert got.to_pylist() == expected
+
+
+def test_a_gzipped_file_is_parsed_to_list_it(tmp_path: Path) -> None:
+    path = tmp_path / "Encounter.ndjson.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(f"{_E}\n{_E}\n")
+    assert reader.leading_type(path) is None
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, [path]) == 2

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import mmap
 import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
+
+import numpy as np
+import numpy.typing as npt
 
 from joinedup.errors import InputError
 
@@ -292,3 +296,53 @@ def read_resources(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
         if record.resource is None:
             raise InputError(record.where, record.problem or "unreadable")
         yield record.resource
+
+
+#: How bulk NDJSON starts every line: the resource type written first, as plain letters.
+_TYPE_HEAD = b'{"resourceType":"'
+_TYPE_NAME = re.compile(rb"[A-Za-z]{1,64}")
+#: Bytes of a file scanned at once by `leading_type` (what it holds in memory, besides the
+#: line starts found in them).
+SCAN_BYTES = 32 * 1024 * 1024
+
+
+def leading_type(path: Path) -> tuple[str, int] | None:
+    """The resource type every line of a plain (not gzip) NDJSON file starts with, written
+    first as bulk exports write it (`{"resourceType":"Encounter"`), and how many lines; None
+    when a line starts otherwise (spaces, another type, a blank line, another key first).
+
+    This finds which files hold which type without parsing any line, as the type the JSON
+    says is the first one written (`dialects.resource_type`): a line that is not JSON past
+    its start is found by whatever parses it. The bytes are scanned in blocks with numpy
+    (line starts, then each byte of the start at all of them); nothing per line is Python.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with path.open("rb") as handle:
+        first = handle.read(len(_TYPE_HEAD) + 66)
+        if not first.startswith(_TYPE_HEAD):
+            return None
+        name = _TYPE_NAME.match(first, len(_TYPE_HEAD))
+        if name is None or first[name.end() : name.end() + 1] != b'"':
+            return None
+        head = np.frombuffer(first[: name.end() + 1], dtype=np.uint8)
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            lines = _lines_starting(np.frombuffer(mapped, dtype=np.uint8), head)
+    return None if lines is None else (name.group().decode("ascii"), lines)
+
+
+def _lines_starting(data: npt.NDArray[np.uint8], head: npt.NDArray[np.uint8]) -> int | None:
+    """How many lines `data` holds when every one starts with `head`, else None."""
+    size, lines = len(data), 0
+    for low in range(0, size, SCAN_BYTES):
+        starts = np.flatnonzero(data[low : low + SCAN_BYTES] == 10) + (low + 1)
+        if low == 0:
+            starts = np.concatenate((np.zeros(1, dtype=starts.dtype), starts))
+        starts = starts[starts < size]  # the newline that ends the file starts no line
+        if len(starts) and int(starts[-1]) + len(head) > size:
+            return None
+        for offset, byte in enumerate(head.tolist()):
+            if np.count_nonzero(data[starts + offset] != byte):
+                return None
+        lines += len(starts)
+    return lines

@@ -18,7 +18,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from joinedup.errors import InputError, JoinedupError
-from joinedup.fhir.reader import input_files, read_resources
+from joinedup.fhir.reader import input_files, leading_type, read_resources
 from joinedup.fhir.typed import TYPE_COLUMN, TYPED_SOURCE
 from joinedup.fhir.views import (
     _PRIMITIVE_TYPES,
@@ -78,14 +78,16 @@ _HELD = "fhir_resource_files"
 def load_files(engine: Engine, paths: Iterable[Path]) -> int:
     """Make the resources in `paths` what `execute_view` reads; returns how many.
 
-    Plain or gzipped NDJSON stays in its files, inside DuckDB: one pass reads each line's
-    `resourceType` (and checks it is JSON), then each view reads only the files that hold
-    its resource type, typed (`fhir.typed`), or, where that fails, the table of parsed
-    resources (`read_ndjson_objects`), built from those files when first needed. NDJSON
-    that the typed pass refuses (a key written twice) goes into that table at once.
-    Anything else (Bundles, single resources, XML, other engines), or NDJSON DuckDB
-    refuses, is read by `reader.read_resources`, which names the file and line of a bad
-    record.
+    Plain or gzipped NDJSON stays in its files, inside DuckDB. Which types each file holds
+    is read from the start of its lines where every line starts with the same type, as
+    bulk exports write them (no line parsed), else by one pass reading each line's
+    `resourceType`. Each view then reads only the files that hold its resource type,
+    typed (`fhir.typed`), or, where that fails, the table of parsed resources
+    (`read_ndjson_objects`), built from those files when first needed. NDJSON that the
+    typed pass refuses (a key written twice) goes into that table at once. Anything else
+    (Bundles, single resources, XML, other engines), or NDJSON DuckDB refuses, is read by
+    `reader.read_resources`, which names the file and line of a bad record: at once, or
+    when a view first reads the file of a line that starts as bulk NDJSON does.
     """
     files = input_files(list(paths))
     ndjson = all(".ndjson" in f.name or ".jsonl" in f.name for f in files)
@@ -105,22 +107,36 @@ def load_files(engine: Engine, paths: Iterable[Path]) -> int:
 
 
 def _list_files(engine: Engine, files: list[Path]) -> int | None:
-    """List the resource types in each file (`_FILES`), reading only `resourceType`;
-    the number of resources, or None when a line is a Bundle or has no type."""
+    """List the resource types in each file (`_FILES`); the number of resources, or None
+    when a line is a Bundle or has no type. A file whose every line starts with the same
+    type, as bulk exports write them, is listed from that start with no line parsed
+    (`reader.leading_type`); the others are read for `resourceType` alone. A line that is
+    not JSON is then found by the view that reads its file (`_loaded_rows`)."""
     for name in (_FILES, _HELD, RESOURCE_TABLE):
         engine.drop(name)
     varchar = exp.DataType.build("VARCHAR")
+    # an engine that cannot read lines itself says so here, before any file is scanned
     engine.read_json_columns(_LINE_TYPES, files, {TYPE_COLUMN: varchar}, filename=True)
-    kind = exp.column(TYPE_COLUMN, quoted=True)
-    counted = engine.execute(
-        exp.select(
-            exp.column("filename").as_("file"),
-            kind.as_("resource_type"),
-            exp.Count(this=exp.Star()).as_("resource_count"),
-        )
-        .from_(_LINE_TYPES)
-        .group_by(exp.column("filename"), kind.copy())
-    ).to_pylist()
+    leading = {f: leading_type(f) for f in files}
+    rest = [f for f in files if leading[f] is None]
+    if rest and len(rest) < len(files):
+        engine.read_json_columns(_LINE_TYPES, rest, {TYPE_COLUMN: varchar}, filename=True)
+    counted: list[dict[str, Any]] = [
+        {"file": str(f), "resource_type": found[0], "resource_count": found[1]}
+        for f, found in leading.items()
+        if found is not None
+    ]
+    if rest:
+        kind = exp.column(TYPE_COLUMN, quoted=True)
+        counted += engine.execute(
+            exp.select(
+                exp.column("filename").as_("file"),
+                kind.as_("resource_type"),
+                exp.Count(this=exp.Star()).as_("resource_count"),
+            )
+            .from_(_LINE_TYPES)
+            .group_by(exp.column("filename"), kind.copy())
+        ).to_pylist()
     if any(c["resource_type"] in (None, "Bundle") for c in counted):
         return None
     order = {str(f): i for i, f in enumerate(files)}
@@ -130,9 +146,11 @@ def _list_files(engine: Engine, files: list[Path]) -> int | None:
         pa.table(
             {
                 "file": pa.array([c["file"] for c in counted], pa.string()),
-                "position": [order.get(c["file"], len(order)) for c in counted],
-                "resource_type": [c["resource_type"] for c in counted],
-                "resource_count": [c["resource_count"] for c in counted],
+                "position": pa.array(
+                    [order.get(c["file"], len(order)) for c in counted], pa.int64()
+                ),
+                "resource_type": pa.array([c["resource_type"] for c in counted], pa.string()),
+                "resource_count": pa.array([c["resource_count"] for c in counted], pa.int64()),
             }
         ),
     )
@@ -219,7 +237,14 @@ def _loaded_rows(compiled: CompiledView, engine: Engine) -> pa.Table:
         except Exception:  # a shape the typed read does not take: the general query below
             pass
     if listed:
-        _resource_table(engine, mine)
+        try:
+            _resource_table(engine, mine)
+        except JoinedupError:
+            raise
+        except Exception:  # DuckDB refuses a line: read every file as `load_files` would
+            # have, so a line that is not JSON is named with its file and line
+            everything = list(dict.fromkeys(Path(f) for f, _ in listed))
+            load_resources(engine, resource_table(read_resources(everything)))
     return engine.execute(compiled.query)
 
 
