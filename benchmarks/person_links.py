@@ -14,7 +14,10 @@ Patient's own (`RecordStore.objections`), and now the one statement for it and e
 the index links to it (`RecordStore.person_objections`), beside the read itself, with the
 process CPU time of each; and a clinician's search for the Patient's Conditions kept to them
 with what is withheld, the Patient's own objections only and then the person's, one person in
-a hundred having objected at the trust. On SQLite (a file) and, with `--postgresql`,
+a hundred having objected at the trust. Last, what a Patient write costs with each Patient's
+person kept (store.person_links): the sampled Patients updated one at a time, then every
+Patient written again through the bulk load's path, and every Patient's person kept again
+(what an index run adds). On SQLite (a file) and, with `--postgresql`,
 on a throwaway PostgreSQL cluster (tests/postgres_cluster.py, the tests' settings), with
 `ANALYZE` after the load on PostgreSQL.
 
@@ -126,6 +129,11 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
             for at in range(0, len(rows), 10_000):
                 conn.execute(insert(mpi_person_index), rows[at : at + 10_000])
             conn.execute(insert(mpi_runs), {"run_at": NOW, "record": "{}"})
+        # The person of each Patient kept for these systems (as the first read asking with
+        # them would), before the statistics are gathered (code before it had none).
+        keep = getattr(store, "keep_people", None)
+        if keep is not None:
+            keep(SYSTEMS)
         if engine.dialect.name == "postgresql":
             # Statistics, as autovacuum would gather soon after a bulk load: without them the
             # planner guesses, and an autovacuum ANALYZE during the run can change the plans
@@ -176,7 +184,31 @@ def measure(url: str, people: int, filler: int, sample: int) -> dict[str, Any]:
                 expected = 0 if how == "person" and n % 100 == 0 else 1
                 if page[0].total != expected:
                     raise SystemExit(f"Patient g{n}: {how} search found {page[0].total}")
+        # What keeping each Patient's person costs a write: one Patient updated at a time,
+        # then every Patient written again in chunks of 500 (the bulk load's path).
+        wrote: list[float] = []
+        began = time.process_time()
+        for n in chosen:
+            patient = {"resourceType": "Patient", "id": f"g{n}", "active": True,
+                       "identifier": [{"system": GP_IDS, "value": f"G-{n}"}]}  # fmt: skip
+            _timed(lambda patient=patient: store.update(patient), wrote)
+        cpu["write"] = time.process_time() - began
+        again = [{**r, "active": False} for r in resources if r["resourceType"] == "Patient"]
+        start = time.perf_counter()
+        for at in range(0, len(again), 500):
+            store.load_chunk(again[at : at + 500])
+        reloaded = time.perf_counter() - start
+        # and what an index run adds: every Patient's person kept again
+        refresh = getattr(store, "refresh_person_links", None)
+        start = time.perf_counter()
+        if refresh is not None:
+            refresh()
+        rebuilt = time.perf_counter() - start if refresh is not None else None
         return {
+            "people_rebuilt_s": None if rebuilt is None else round(rebuilt, 2),
+            "patient_update": _summary(wrote),
+            "patient_update_cpu_ms": round(cpu["write"] * 1000 / sample, 2),
+            "patients_rewritten_s": round(reloaded, 2),
             "resources": len(resources),
             "index_records": len(rows),
             "load_s": round(loaded, 1),

@@ -90,6 +90,7 @@ class World:
         with engine.begin() as conn:
             conn.execute(update(mpi_person_index).values(needs_review=needs_review))
         engine.dispose()
+        self.store.refresh_person_links()  # as a run writing the index does
 
 
 def _patient(local: str, system: str, nhs: str, **more: Any) -> dict[str, Any]:
@@ -143,6 +144,7 @@ def _build(world: World) -> None:
         ])  # fmt: skip
         conn.execute(insert(mpi_runs), {"run_at": NOW, "record": "{}"})
     engine.dispose()
+    world.store.refresh_person_links()  # as a run writing the index does
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

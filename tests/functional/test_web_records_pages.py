@@ -412,6 +412,7 @@ def test_the_page_follows_the_person_index(site: Site, tmp_path: Path) -> None:
             for source, record in (("gp", "G-1"), ("acute", "PAS-1"))
         ])  # fmt: skip
     engine.dispose()
+    store.refresh_person_links()  # as a run writing the index does
     gp = site.as_("gp")
     page = unescape(gp.get(f"/records/patient/{site.pid}").text)
     assert f"Patient {acute} (linked by probabilistic match)" in page

@@ -152,6 +152,9 @@ class RecordStore:
     def __init__(self, target: str | Path, *, clock: Callable[[], datetime] | None = None) -> None:
         url = database_url(target)
         self._clock = clock or (lambda: datetime.now(UTC))
+        # The identifier systems mappings whose people this store knows are kept
+        # (store.person_links.start_keeping): kept once, kept for good.
+        self._people_kept: set[tuple[tuple[str, str], ...]] = set()
         if url.startswith("sqlite"):
             database = make_url(url).database
             if database and database != ":memory:":
@@ -434,6 +437,7 @@ class RecordStore:
                 rows[table].extend(values)
         for table, values in rows.items():
             insert_rows(conn, table, values)
+        person_links.keep_people(conn, [rid for kind, rid in written if kind == "Patient"])
 
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
         if isinstance(operation, Create):
@@ -510,6 +514,8 @@ class RecordStore:
         self._guarded_update(conn, kind, rid, current[0], version, now, True, None)
         self._append(conn, kind, rid, version, now, True, None)
         self._unindex(conn, kind, rid)
+        if kind == "Patient":
+            person_links.keep_people(conn, [rid])
         return Outcome(kind, rid, version, False, None)
 
     def _write(
@@ -547,6 +553,8 @@ class RecordStore:
         if existing:  # a resource new to the store has no index rows to remove
             self._unindex(conn, kind, rid)
         self._index(conn, resource)
+        if kind == "Patient":
+            person_links.keep_people(conn, [rid])
         return Outcome(kind, rid, version_id, created, resource)
 
     def _guarded_update(
@@ -703,6 +711,7 @@ class RecordStore:
         `patients_of`, searches (type, query), only resources of the patients those find
         count at all, in the total as in the page: how a search is kept to the records a user
         may see, inside the database's query (an empty list: nothing)."""
+        self._keep_people_of(patients_of)
         if patients_of is None:  # statements built once for every search of this shape
             ready = searching.prepared(resource_type, query)
             page, every, values = ready.page, ready.total, ready.values
@@ -746,6 +755,7 @@ class RecordStore:
     ) -> list[dict[str, Any]]:
         """The live resources of `resource_type` among `resource_ids`, by id; with
         `patients_of`, only those of the patients those searches find (as `search`)."""
+        self._keep_people_of(patients_of)
         found: list[dict[str, Any]] = []
         with self._reading() as conn:
             for chunk in _chunks(sorted(set(resource_ids))):
@@ -771,6 +781,7 @@ class RecordStore:
         """The live resources of `link.source` that point to `target_ids` (of `link.target`)
         through the link's parameters (a `_revinclude`), by id, at most `limit`; with
         `patients_of`, only those of the patients those searches find."""
+        self._keep_people_of(patients_of)
         found: list[dict[str, Any]] = []
         with self._reading() as conn:
             for chunk in _chunks(sorted(set(target_ids))):
@@ -806,6 +817,8 @@ class RecordStore:
         moment = None if since is None else since.astimezone(UTC)
         # One short indexed query a type (a single query ORing them all makes PostgreSQL scan
         # every resource); a person's keys, not their bodies, are sorted here for the page.
+        for scope in types.values():
+            self._keep_people_of(scope)
         keys: list[tuple[int, str, str]] = []
         found: list[dict[str, Any]] = []
         with self._reading() as conn:
@@ -889,6 +902,7 @@ class RecordStore:
         """`objections` of `patient_id` and of each Patient the master person index links to
         it by confirmed links (store.person_links; `systems` each index source's identifier
         system), by Patient id (only those with an objection): one statement."""
+        self.keep_people(systems)
         found: dict[str, dict[str, set[str]]] = {}
         with self._reading() as conn:
             for consent_id, organisation, patient in conn.execute(
@@ -905,6 +919,8 @@ class RecordStore:
         """The Patient ids whose active objection to sharing withholds their record from
         users of `organisations` (none of their objections was recorded by one of them); with
         `systems`, and those the master person index links to them."""
+        if systems is not None:
+            self.keep_people(systems)
         query = (
             withholding.objected(organisations)
             if systems is None
@@ -912,6 +928,31 @@ class RecordStore:
         )
         with self._reading() as conn:
             return set(conn.execute(query).scalars())
+
+    def keep_people(self, systems: Mapping[str, str]) -> None:
+        """Make sure the person of each Patient is kept for `systems` (store.person_links),
+        as what is withheld by the person's objections is read from those rows: the first
+        time a mapping is asked for, every Patient's person is written, in a transaction."""
+        mapping = tuple(sorted(systems.items()))
+        if mapping in self._people_kept:
+            return
+        with self._begin() as conn:
+            person_links.start_keeping(conn, dict(mapping))
+        self._people_kept.add(mapping)
+
+    def _keep_people_of(self, patients_of: object) -> None:
+        """`keep_people` for the systems a search's withholding follows the index by."""
+        if isinstance(patients_of, withholding.Permitted):
+            sources = patients_of.withholding.person_sources
+            if sources is not None:
+                self.keep_people(dict(sources))
+
+    def refresh_person_links(self) -> None:
+        """Keep every Patient's person again from the master person index as it is now, as
+        `PersonIndexStore.write_index` does in its own transaction: for an index written into
+        the store's tables by other means."""
+        with self._begin() as conn:
+            person_links.rebuild_people(conn)
 
     def opted_out_patients(self) -> set[str]:
         """The Patient ids with an active national data opt-out (records.consent.is_opt_out):

@@ -66,7 +66,7 @@ from joinedup.linkage.mpi import (
     index_changes,
 )
 from joinedup.records.errors import RecordsError
-from joinedup.records.store import _SCHEMA_LOCK, _serialise_sqlite, database_url
+from joinedup.records.store import _SCHEMA_LOCK, _serialise_sqlite, database_url, person_links
 from joinedup.records.store.tables import UtcDateTime, metadata
 from joinedup.warehouse import Engine
 
@@ -359,6 +359,9 @@ class PersonIndexStore:
             _insert(conn, mpi_decisions, [_decision_row(d) for d in decisions
                                           if d not in stored])  # fmt: skip
             conn.execute(insert(mpi_runs), {"run_at": _run_at(run), "record": record})
+            # The person each records Patient is, kept for withholding by the person's
+            # objections, follows the index in the same transaction.
+            person_links.rebuild_people(conn)
 
     # --- the review queue ----------------------------------------------------------------
 

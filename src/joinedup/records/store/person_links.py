@@ -5,11 +5,13 @@ as value (`systems` maps a source to the system of its local ids; a source witho
 compared as named, with identifier systems, and with the Patient's `meta.source`, its id then
 being the record id).
 
-Computed by a join at read time, not kept as a table: every step is an indexed point query
-(the Patient's identifiers are in its body; the index's records by primary key and by
-person_id; Patients by the token index on identifier), so the lookup is always as current as
-both the index and the Patients, with nothing to rebuild when either changes
-(docs/linkage.md gives its cost).
+`linked_patients` (for `$everything`) is computed by a join at read time: every step is an
+indexed point query (the Patient's identifiers are in its body; the index's records by primary
+key and by person_id; Patients by the token index on identifier), so the lookup is always as
+current as both the index and the Patients (docs/linkage.md gives its cost). What withholds
+by the person's objections reads the person each Patient is from rows kept beside the index
+instead (`person_link_people`, below), written in the same transaction as each Patient write
+and each index run.
 
 Only certain links are followed: the index's person_ids are made of links at or above the
 link threshold, NHS-number links and reviewers' accepts; a record awaiting review
@@ -17,30 +19,42 @@ link threshold, NHS-number links and reviewers' accepts; a record awaiting revie
 people (its identifiers name records of different person_ids) is followed nowhere, as a false
 link would show one person's record as another's.
 
-`same_person` is the same rule as one SQL statement (a select of Patient ids), for what must
-be decided inside a query or in one round trip: an objection to sharing follows the person
-into every read and search (store.withholding), not only when `$everything` follows the index.
+`same_person` is the same rule as one SQL statement (a select of Patient ids), and
+`same_person_kept` the same answer from the kept rows, for what must be decided inside a query
+or in one round trip: an objection to sharing follows the person into every read and search
+(store.withholding), not only when `$everything` follows the index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
+    Column,
     ColumnElement,
     CompoundSelect,
     Connection,
+    Index,
     Select,
     String,
+    Table,
+    Text,
     and_,
+    bindparam,
     case,
     cast,
+    delete,
     false,
     func,
+    insert,
+    literal,
     or_,
     select,
     true,
@@ -50,7 +64,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from joinedup.records.store.tables import resources, search_tokens
+from joinedup.records.store.tables import metadata, resources, search_tokens
+from joinedup.records.store.written import inlined
 
 #: The system a Patient's `meta.source` is compared as (ingest's rule: `meta.source`, else fhir).
 DEFAULT_SOURCE = "fhir"
@@ -205,7 +220,7 @@ def _meta_source_postgresql(element: _MetaSource, compiler: SQLCompiler, **kw: A
     return compiler.process(func.json_extract_path_text(cast(body, JSON), "meta", "source"), **kw)
 
 
-Patients = Select[Any] | Sequence[str]
+Patients = Select[Any] | Sequence[str] | BindParameter[Any]
 
 
 def _index() -> Any:
@@ -347,3 +362,145 @@ def same_person(patients: Patients, systems: Mapping[str, str]) -> Select[Any]:
     candidates = _patients_named(systems, select(people.c.person_id)).cte()
     rows = _records_of(systems, select(candidates.c[0])).cte()
     return select(_one_person(select(rows)).subquery().c.patient_id)
+
+
+# --- the person of each Patient, kept -------------------------------------------------------
+#
+# `same_person` as a join at read time costs every read and search that withholds by the
+# person's objections the whole rule (four steps, a dozen arms), and a search the rule over
+# every objecting Patient in the store. So the person each Patient is (`_one_person` of its
+# own records: one person's, none awaiting review) is kept as a row, for each identifier
+# systems mapping a reader has asked with, and written in the same transaction as whatever
+# changes it: a Patient written or deleted (`keep_people`: its keys are its identifiers, id
+# and meta.source, and nothing else decides its person) and the index written
+# (`rebuild_people`: every Patient again). `same_person_kept` is then one indexed join.
+# Readers and writers of these rows on PostgreSQL take an advisory lock: shared by the
+# writers of Patients, exclusive for a rebuild or a new mapping, so that whichever commits
+# second sees what the first wrote (READ COMMITTED) and the rows can never be stale.
+
+person_link_systems = Table(
+    "person_link_systems",
+    metadata,
+    Column("systems_key", String(64), primary_key=True),
+    Column("systems", Text, nullable=False),  # JSON: {source: identifier system}
+)
+
+person_link_people = Table(
+    "person_link_people",
+    metadata,
+    Column("systems_key", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("person_id", String(16), nullable=False),
+    Index("ix_person_link_people_person", "systems_key", "person_id"),
+)
+
+#: The advisory lock (PostgreSQL) that orders writes of the kept people.
+_PEOPLE_LOCK = 0x7065726F6E73
+
+
+def systems_key(systems: Mapping[str, str]) -> str:
+    """The key the people kept for `systems` are stored under."""
+    given = json.dumps(sorted(systems.items()), separators=(",", ":"))
+    return hashlib.sha256(given.encode()).hexdigest()[:32]
+
+
+def _live_patients() -> Select[Any]:
+    live = resources.c
+    return select(live.resource_id).where(live.resource_type == "Patient", live.deleted == false())
+
+
+def _fill(
+    conn: Connection, key: str, systems: Mapping[str, str], patient_ids: Sequence[str] | None
+) -> None:
+    """Insert the kept person of each of `patient_ids` (None: every live Patient) that is one
+    person's (none awaiting review), under `key`."""
+    statement = _filling(key, tuple(sorted(systems.items())), patient_ids is None)
+    conn.execute(statement, {} if patient_ids is None else {"patient_ids": list(patient_ids)})
+
+
+# Built once for each mapping (building one costs more than running it for a Patient), with
+# the mapping's values written into the SQL text so PostgreSQL plans it once (store.written).
+@lru_cache(maxsize=64)
+def _filling(key: str, systems: tuple[tuple[str, str], ...], every: bool) -> Any:
+    asked: BindParameter[Any] = bindparam("patient_ids", expanding=True)
+    records = _records_of(dict(systems), _live_patients() if every else asked).subquery()
+    found = _one_person(select(records)).subquery()
+    rows = inlined(
+        select(literal(key, String()), found.c.patient_id, found.c.person_id),
+        keep=frozenset({"patient_ids"}),
+    )
+    people = person_link_people.c
+    return insert(person_link_people).from_select(
+        [people.systems_key, people.patient_id, people.person_id], rows
+    )
+
+
+def _kept(conn: Connection) -> list[tuple[str, dict[str, str]]]:
+    rows = conn.execute(
+        select(person_link_systems.c.systems_key, person_link_systems.c.systems).order_by(
+            person_link_systems.c.systems_key
+        )
+    ).all()
+    return [(str(k), dict(json.loads(v))) for k, v in rows]
+
+
+def keep_people(conn: Connection, patient_ids: Iterable[str]) -> None:
+    """The Patients `patient_ids` were written or deleted in `conn`'s transaction: keep
+    their person again under every systems mapping kept."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock_shared(_PEOPLE_LOCK)))
+    people = person_link_people.c
+    for key, systems in _kept(conn):
+        for at in range(0, len(ids), 500):
+            chunk = ids[at : at + 500]
+            conn.execute(
+                delete(person_link_people).where(
+                    people.systems_key == key, people.patient_id.in_(chunk)
+                )
+            )
+            _fill(conn, key, systems, chunk)
+
+
+def rebuild_people(conn: Connection) -> None:
+    """The index was written in `conn`'s transaction: keep every Patient's person again
+    under every systems mapping kept."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_PEOPLE_LOCK)))
+    for key, systems in _kept(conn):
+        conn.execute(delete(person_link_people).where(person_link_people.c.systems_key == key))
+        _fill(conn, key, systems, None)
+
+
+def start_keeping(conn: Connection, systems: Mapping[str, str]) -> str:
+    """Keep the people of `systems` from now on (every Patient's, written now, when they
+    were not kept yet, in `conn`'s transaction); their key."""
+    key = systems_key(systems)
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_PEOPLE_LOCK)))
+    known = person_link_systems.c
+    if conn.execute(select(known.systems_key).where(known.systems_key == key)).first() is None:
+        given = json.dumps(dict(sorted(systems.items())))
+        conn.execute(insert(person_link_systems), {"systems_key": key, "systems": given})
+        _fill(conn, key, systems, None)
+    return key
+
+
+def same_person_kept(patients: Patients, systems: Mapping[str, str]) -> Select[Any]:
+    """`same_person` from the people kept for `systems` (`start_keeping` first): one join by
+    index."""
+    key = systems_key(systems)
+    asked, same = person_link_people.alias("asked"), person_link_people.alias("same")
+    return (
+        select(same.c.patient_id)
+        .select_from(
+            asked.join(
+                same,
+                and_(same.c.systems_key == asked.c.systems_key,
+                     same.c.person_id == asked.c.person_id),
+            )
+        )
+        .where(asked.c.systems_key == key, asked.c.patient_id.in_(patients))
+    )  # fmt: skip

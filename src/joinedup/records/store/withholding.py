@@ -4,8 +4,9 @@ people with an objection to sharing recorded by another organisation, and resour
 sensitive category recorded by another organisation; neither for patients the user holds a
 break-glass grant for. An objection follows the person: with the master person index
 followed (`Withholding.person_sources`), the records of every Patient the index links to an
-objecting one are kept back too (store.person_links.same_person). Also who has a national data
-opt-out, for secondary use.
+objecting one are kept back too (store.person_links.same_person_kept: from the person each
+Patient is, kept as rows beside the index). Also who has a national data opt-out, for
+secondary use.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Select,
     String,
@@ -29,17 +29,12 @@ from sqlalchemy import (
     true,
     union,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import (
-    InternalTraversal,
-    replacement_traverse,
-)
 
 from joinedup.records.consent import CODED, OBJECTION, OPT_OUT, RECORDED_BY
 from joinedup.records.parameters import SEARCH_PARAMETERS
-from joinedup.records.store.person_links import same_person
+from joinedup.records.store.person_links import same_person_kept
 from joinedup.records.store.tables import resources, search_references, search_tokens
+from joinedup.records.store.written import inlined
 
 
 @dataclass(frozen=True)
@@ -111,58 +106,6 @@ def objected(organisations: frozenset[str]) -> Select[Any]:
     return _consent_patients(objections).where(~ours.exists())
 
 
-class _Written(ColumnElement[Any]):
-    """A value written into the statement's SQL text when it is compiled (escaped by the
-    dialect, as SQLAlchemy writes a literal), not sent as a bound parameter. Part of the
-    statement's cache key, so statements with different values are compiled apart."""
-
-    inherit_cache = True
-    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy's declaration, a list
-        ("value", InternalTraversal.dp_plain_obj),
-        ("type", InternalTraversal.dp_type),
-        ("expanding", InternalTraversal.dp_boolean),
-    ]
-
-    def __init__(self, bound: BindParameter[Any]) -> None:
-        value: Any = bound.value
-        self.value = tuple(value) if bound.expanding else value
-        self.type = bound.type
-        self.expanding = bound.expanding
-
-
-@compiles(_Written)
-def _write(element: _Written, compiler: SQLCompiler, **kw: Any) -> str:
-    kw.pop("literal_binds", None)
-    given: Any = element.value
-    value = list(given) if element.expanding else given
-    bound = bindparam(None, value, type_=element.type, expanding=element.expanding)
-    return compiler.process(bound, literal_binds=True, **kw)
-
-
-def _inlined(statement: Select[Any], *, keep: frozenset[str] = frozenset()) -> Select[Any]:
-    """`statement` with every value written into its SQL text (the identifier systems, the
-    parameters' names, the organisations) but the parameters named in `keep`. PostgreSQL
-    then plans it knowing them: as bound parameters (81 in the person objection check) a
-    generic plan knows none of them and is far worse than a custom one, so every execution
-    of the prepared statement was planned afresh (2 ms to plan, 0.3 ms to run the read's
-    check); with them in the text the plan made once is kept and reused. Written when the
-    statement is compiled, not at each execution (SQLAlchemy's `literal_execute` would
-    render them again every time: 0.3 ms of CPU a read's check)."""
-
-    def written(element: Any, **_: Any) -> Any:
-        if (
-            isinstance(element, BindParameter)
-            and element.key not in keep
-            and element.callable is None
-            and not (element.expanding and not element.value)
-        ):
-            return _Written(element)
-        return None
-
-    options: dict[str, Any] = {}
-    return cast(Select[Any], replacement_traverse(statement, options, written))
-
-
 def person_objected(organisations: frozenset[str], systems: Mapping[str, str]) -> Select[Any]:
     """Patients whose record an objection to sharing withholds from users of
     `organisations`: their own (`objected`), or one of another Patient the master person index
@@ -177,11 +120,10 @@ def _person_objected(
     organisations: frozenset[str], sources: tuple[tuple[str, str], ...]
 ) -> Select[Any]:
     systems = dict(sources)
-    # The objecting Patients once, as a common table expression: as a subquery each of
-    # same_person's arms ran it again (a dozen times).
+    # The objecting Patients once, as a common table expression.
     own = objected(organisations).cte()
-    found = union(select(own.c[0]), same_person(select(own.c[0]), systems))
-    return _inlined(select(found.subquery().c[0]))
+    found = union(select(own.c[0]), same_person_kept(select(own.c[0]), systems))
+    return inlined(select(found.subquery().c[0]))
 
 
 def objection_organisations(patient_id: str) -> Select[Any]:
@@ -201,9 +143,9 @@ def person_objection_organisations(systems: Mapping[str, str]) -> Select[Any]:
 def _person_objection_organisations(systems: tuple[tuple[str, str], ...]) -> Select[Any]:
     asked = bindparam("patient_id", type_=String())
     target = search_references.c.target_id
-    patients = same_person(select(asked), dict(systems))
+    patients = same_person_kept(select(asked), dict(systems))
     found = _objection_organisations(or_(target == asked, target.in_(patients)))
-    return _inlined(found, keep=frozenset({"patient_id"}))
+    return inlined(found, keep=frozenset({"patient_id"}))
 
 
 def _objection_organisations(patients: ColumnElement[bool]) -> Select[Any]:
