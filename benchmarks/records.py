@@ -690,6 +690,9 @@ def bench_queries(
             parts[side] = summary
     finally:
         _stop(proc)
+        if any(part.get("errors") for part in locals().get("parts", {}).values()):
+            # the work folder goes at the end: show why requests failed while it is there
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
     return parts
 
 
