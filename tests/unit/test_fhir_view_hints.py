@@ -80,6 +80,10 @@ _SHAPES = [
     {"extension": [{"url": "m", "valueMoney": [{"value": 6}, {"value": 7}]}]},
     {"extension": [{"url": "m", "valueMoney": []}, {"url": "m", "valueMoney": "text"}]},
     {"extension": [{"url": "m", "valueMoney": None}]},
+    {"type": [{"coding": [{"system": "t", "code": "r"}]}]},
+    {"type": [{"coding": [{"system": "u", "code": "n"}]}]},
+    {"type": [{"coding": [{"code": "no system"}]}]},
+    {"type": [{"coding": [{"system": 7, "code": "number"}]}]},
 ]  # fmt: skip
 #: The same system and url written with JSON escapes (`\u0061` is `a`, `\/` is `/`): the
 #: single pass compares texts as JSON, so these must still match.
@@ -98,6 +102,10 @@ def test_single_pass_where_follows_every_shape(
             {"name": "id", "path": "id"},
             {"name": "value", "path": "identifier.where(system = 'a').value", "collection": True},
             {"name": "code", "path": "type.coding.where(system = 's').code.first()"},
+            {"name": "either", "path": "type.coding.where(system = 's' or system = 't').code",
+             "collection": True},
+            {"name": "mixed", "path": "identifier.where(system = 'b' or value = '3').value",
+             "collection": True},
             {"name": "ext", "path": "extension('u').value.ofType(string)", "collection": True},
             {"name": "money", "path": "extension('m').value.ofType(Money).value",
              "collection": True},
@@ -121,6 +129,8 @@ def test_single_pass_where_follows_every_shape(
     assert got.column("value").to_pylist()[:4] == ['["1"]', '["2"]', '["3"]', '["4"]']
     assert got.column("money").to_pylist()[11:13] == ["[5]", "[6,7]"]
     assert got.column("value").to_pylist()[-1] == '["9"]'
+    either = got.column("either").to_pylist()
+    assert either[0] == '["x"]' and either[-5:-1] == ['["r"]', "[]", "[]", "[]"]
     assert got.column("ext").to_pylist()[-1] == '["e/9"]'
 
 

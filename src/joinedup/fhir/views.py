@@ -687,21 +687,33 @@ def _values(node: Member, context: exp.Expr, scope: _Scope) -> exp.Expr:
     return scope.dialect.fn("flatten", _map(items, scope, lambda item: _chain(item, names, scope)))
 
 
-def _where_test(node: Node, scope: _Scope) -> tuple[Node, str, str] | None:
-    """For `a.b.where(f = 'text')` or `a.b.extension('text')`: (`a.b`, `f`, the text); None
-    for any other node."""
+def _where_test(node: Node, scope: _Scope) -> tuple[Node, str, tuple[str, ...]] | None:
+    """For `a.b.where(f = 'text')`, `a.b.where(f = 'x' or f = 'y')` or
+    `a.b.extension('text')`: (`a.b`, `f`, the texts); None for any other node."""
     if not isinstance(node, Call) or len(node.args) != 1:
         return None
     if node.function == "extension":
         text = _text_constant(node.args[0], scope)
-        return None if text is None else (Member(node.target, "extension"), "url", text)
-    criterion = node.args[0]
-    if node.function != "where" or not isinstance(criterion, Binary) or criterion.op != "=":
+        return None if text is None else (Member(node.target, "extension"), "url", (text,))
+    found = _equal_texts(node.args[0], scope) if node.function == "where" else None
+    return None if found is None else (node.target, found[0], found[1])
+
+
+def _equal_texts(criterion: Node, scope: _Scope) -> tuple[str, tuple[str, ...]] | None:
+    """For `f = 'text'`, or such tests of the same `f` joined by `or`: (`f`, the texts)."""
+    if not isinstance(criterion, Binary):
+        return None
+    if criterion.op == "or":
+        left, right = _equal_texts(criterion.left, scope), _equal_texts(criterion.right, scope)
+        if left is None or right is None or left[0] != right[0]:
+            return None
+        return left[0], left[1] + right[1]
+    if criterion.op != "=":
         return None
     for member, other in ((criterion.left, criterion.right), (criterion.right, criterion.left)):
         text = _text_constant(other, scope)
         if text is not None and isinstance(member, Member) and isinstance(member.target, This):
-            return node.target, member.name, text
+            return member.name, (text,)
     return None
 
 
@@ -724,12 +736,12 @@ def _where_values(
     base = None if item is None or scope.prefetch is None else scope.path_of(item)
     if test is None or base is None or scope.prefetch is None or not names:
         return None
-    target, name, text = test
+    target, name, texts = test
     chain: list[str] = []
     while isinstance(target, Member):
         chain.insert(0, target.name)
         target = _choice(target.target)
-    if not isinstance(target, This) or not chain or text.startswith("["):
+    if not isinstance(target, This) or not chain or any(t.startswith("[") for t in texts):
         return None
     prefetch = scope.prefetch
     guards: list[Path] = []  # paths that are all missing when every step holds one item
@@ -747,8 +759,9 @@ def _where_values(
     # general path, so only this place's `f` and value are read and compared.
     leaf = prefetch.read((*paths[-1], name))
     # JSON writing is canonical, so two strings are equal exactly when their JSON is, and no
-    # other value's JSON is a string's: compared as JSON, `f` is not parsed again.
-    matched = exp.EQ(this=leaf, expression=d.value(_string(text)))
+    # other value's JSON is a string's: compared as JSON, `f` is not parsed again. Tests
+    # joined by `or` on one value are true when any is (an empty `f` makes each empty).
+    matched = exp.or_(*[exp.EQ(this=leaf.copy(), expression=d.value(_string(t))) for t in texts])
     # An extension's `value[x]` holds one value (R4: 0..1): its child is read in the same pass,
     # not the value serialised and parsed again; a value that is an array is its first item's
     # guard.
