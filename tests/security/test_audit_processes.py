@@ -5,6 +5,7 @@ log broken."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from joinedup.web.access import AccessStore, AuditEvent
-from joinedup.web.audit import Mark, read_head
+from joinedup.web.audit import HEAD_SLOT, Mark, advance_head, mark_mac, read_head
 
 pytestmark = pytest.mark.security
 
@@ -68,3 +69,38 @@ def test_two_processes_append_one_chain_and_the_head_ends_on_the_newest(tmp_path
     assert found.verified_through == total
     assert checks > 0
     checker.close()
+
+
+def _old_head(path: Path, key: bytes, mark: Mark) -> None:
+    """A head as written before the two slots: one JSON object, the whole file."""
+    mac = mark_mac(key, "head", mark.seq, mark.entries, mark.hash)
+    body = {"seq": mark.seq, "entries": mark.entries, "hash": mark.hash, "mac": mac}
+    path.write_text(json.dumps(body))
+
+
+def test_the_head_moves_only_forward_and_a_changed_slot_shows(tmp_path: Path) -> None:
+    key, path = b"k" * 32, tmp_path / "access.sqlite.audit-head"
+    _old_head(path, key, Mark(5, 5, "a" * 64))  # a log from before the slots still opens
+    assert read_head(path, key) == Mark(5, 5, "a" * 64)
+    assert advance_head(path, key, Mark(7, 7, "b" * 64)) == 7
+    assert advance_head(path, key, Mark(6, 6, "c" * 64)) == 7  # never backwards
+    assert read_head(path, key) == Mark(7, 7, "b" * 64)
+    assert advance_head(path, key, Mark(9, 9, "d" * 64)) == 9  # over the older slot
+    assert read_head(path, key) == Mark(9, 9, "d" * 64)
+    assert path.stat().st_size == 2 * HEAD_SLOT
+    # someone without the key edits either slot: the head no longer checks
+    for slot in (0, 1):
+        data = bytearray(path.read_bytes())
+        saved = bytes(data)
+        at = data.index(b'"seq": ', slot * HEAD_SLOT) + 7
+        data[at : at + 1] = b"8" if data[at : at + 1] != b"8" else b"1"
+        path.write_bytes(bytes(data))
+        found = read_head(path, key)
+        assert isinstance(found, str) and "not signed" in found
+        path.write_bytes(saved)
+    # a slot cut to nothing (a blank) leaves the other
+    data = bytearray(path.read_bytes())
+    newest_slot = 0 if b'"seq": 9' in data[:HEAD_SLOT] else 1
+    data[(1 - newest_slot) * HEAD_SLOT : (2 - newest_slot) * HEAD_SLOT] = b" " * HEAD_SLOT
+    path.write_bytes(bytes(data))
+    assert read_head(path, key) == Mark(9, 9, "d" * 64)

@@ -40,15 +40,14 @@ from joinedup.web.audit import (
     MAX_PATIENTS,
     AuditCheck,
     Mark,
+    advance_head,
     capped,
     chained_values,
     entry_hash,
-    head_lock,
     load_key,
     mark_mac,
     read_head,
     values_hash,
-    write_head,
 )
 
 
@@ -742,7 +741,6 @@ class AccessStore:
         self.path = path
         self.audit_key_path = audit_key_path or path.with_name(path.name + ".audit-key")
         self.audit_head_path = path.with_name(path.name + ".audit-head")
-        self.audit_head_lock_path = path.with_name(path.name + ".audit-head.lock")
         self.session_length = timedelta(hours=session_hours)
         self.max_failures = max_failures
         self.window = timedelta(minutes=window_minutes)
@@ -1232,26 +1230,21 @@ class AccessStore:
     def _publish_head(self, seq: int) -> None:
         """Return once the signed head on disk vouches for entry `seq` (or a later one).
 
-        Each head is a new file renamed over the old, about a millisecond on ext4; a head
-        vouches for every entry before its own, so concurrent writers share one write (group
-        commit): whoever holds `_head_lock` writes the newest committed entry's head, and a
-        writer whose entry it covers returns without writing. Every audit call still returns
-        only after a head covering its entry is on disk, as when each wrote its own."""
+        A head is written in place into the older of the head file's two slots (audit.py,
+        advance_head); a head vouches for every entry before its own, so concurrent writers
+        share one write (group commit): whoever holds `_head_lock` writes the newest
+        committed entry's head, and a writer whose entry it covers returns without writing.
+        Every audit call still returns only after a head covering its entry is on disk, as
+        when each wrote its own."""
         with self._head_lock:
             if self._head_written >= seq:
                 return
             head = self._head_newest  # set after each commit, in commit order: never behind seq
             if head is None or head.seq < seq:
                 raise RuntimeError(f"audit entry {seq} committed without its head")
-            # Other processes append to the same log (`records serve --workers N`): under a
-            # lock on the head, it only moves forward, and one of theirs may already cover us.
-            with head_lock(self.audit_head_lock_path):
-                on_disk = read_head(self.audit_head_path, self._audit_key)
-                if isinstance(on_disk, Mark) and on_disk.seq >= seq:
-                    self._head_written = on_disk.seq
-                    return
-                write_head(self.audit_head_path, self._audit_key, head)
-            self._head_written = head.seq
+            # Other processes append to the same log (`records serve --workers N`): the head
+            # only moves forward, and one of theirs may already cover this entry.
+            self._head_written = advance_head(self.audit_head_path, self._audit_key, head)
 
     def audit_entries(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         """The newest entries first, and how many there are in all (the newest entry's number:
@@ -1333,8 +1326,7 @@ class AccessStore:
                 return
             mark = Mark(int(last[0]), int(last[0]), str(last[1]))
             self._insert_mark(con, "legacy", mark)
-        with head_lock(self.audit_head_lock_path):
-            write_head(self.audit_head_path, self._audit_key, mark)
+        advance_head(self.audit_head_path, self._audit_key, mark)
 
     def _insert_mark(self, con: sqlite3.Connection, kind: str, mark: Mark) -> None:
         con.execute(

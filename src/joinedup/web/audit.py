@@ -7,7 +7,9 @@ entry's own fields, so nobody without the key can write a chain that checks, eve
 hash recomputed. The key is in a file of its own (`<access db>.audit-key` unless
 `JOINEDUP_AUDIT_KEY_FILE` names another place), created with mode 0600 at first use. The head
 file (`<access db>.audit-head`) holds the sequence number, count and hash of the newest entry,
-signed with the key and rewritten at every entry, so entries removed from the end show too.
+signed with the key and rewritten at every entry (in the older of two slots, in place, under a
+lock on the file, moving only forward whichever process writes it), so entries removed from
+the end show too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,52 +139,81 @@ class Mark:
         return hmac.compare_digest(mac, mark_mac(key, kind, self.seq, self.entries, self.hash))
 
 
-def read_head(path: Path, key: bytes) -> Mark | str | None:
-    """The signed head in `path`; None when there is none; a reason when it does not check."""
+#: Bytes in each of the head file's two slots (a signed head is about 200).
+HEAD_SLOT = 256
+
+
+def _slot(text: bytes, key: bytes, path: Path) -> Mark | str | None:
+    """The head in one slot; None when the slot is blank; a reason when it does not check."""
+    text = text.strip(b" \n\x00")
+    if not text:
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         mark = Mark(int(data["seq"]), int(data["entries"]), str(data["hash"]))
         mac = str(data["mac"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return f"the audit head file {path} is unreadable"
     if not mark.signed(key, "head", mac):
         return f"the audit head file {path} is not signed with the audit key"
     return mark
 
 
-@contextlib.contextmanager
-def head_lock(path: Path) -> Iterator[None]:
-    """Hold the lock on the audit head (the file `path`), which every process appending to the
-    log takes to read and replace the head, so that the head only ever moves forward."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _newest(data: bytes, key: bytes, path: Path) -> tuple[Mark | str | None, int]:
+    """The newest head in the file's bytes `data` (or what is wrong with a slot), and the slot
+    the next head goes in: a blank or unreadable one, else the older."""
+    if len(data) > 2 * HEAD_SLOT:
+        return f"the audit head file {path} is unreadable", 0
+    found = [_slot(data[i * HEAD_SLOT : (i + 1) * HEAD_SLOT], key, path) for i in (0, 1)]
+    problem = next((f for f in found if isinstance(f, str)), None)
+    marks = [(f.seq, i) for i, f in enumerate(found) if isinstance(f, Mark)]
+    newest: Mark | str | None = problem
+    if problem is None and marks:
+        newest = found[max(marks)[1]]
+    free = next((i for i, f in enumerate(found) if not isinstance(f, Mark)), None)
+    return newest, (free if free is not None else min(marks)[1])
 
 
-def write_head(path: Path, key: bytes, mark: Mark) -> None:
-    """Replace the head in `path` with `mark`, signed (a new file renamed over the old, so a
-    crash leaves the old head or the new, never half of one)."""
+def read_head(path: Path, key: bytes) -> Mark | str | None:
+    """The signed head in `path`; None when there is none; a reason when it does not check."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return f"the audit head file {path} is unreadable"
+    return _newest(data, key, path)[0]
+
+
+def advance_head(path: Path, key: bytes, mark: Mark) -> int:
+    """Make the signed head in `path` vouch for `mark`, unless it already vouches for a later
+    entry; give the entry it vouches for now.
+
+    Every process appending to the log calls this (`records serve --workers N`), under a lock
+    on the file itself, so the head only moves forward. The file holds two slots, and a new
+    head is written in place over the older one (or a blank or unreadable one): a crash leaves
+    the other whole, and a write costs microseconds, not the millisecond or more that a new
+    file renamed into place took. A head written before the slots (a single JSON object) is
+    read as slot 0."""
     body = {
         "seq": mark.seq,
         "entries": mark.entries,
         "hash": mark.hash,
         "mac": mark_mac(key, "head", mark.seq, mark.entries, mark.hash),
     }
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(json.dumps(body))  # one write, not json.dump's one a token
+    text = json.dumps(body).encode()
+    if len(text) >= HEAD_SLOT:
+        raise ValueError(f"an audit head of {len(text)} bytes does not fit its slot")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        tmp.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed
+        newest, slot = _newest(os.pread(fd, 2 * HEAD_SLOT + 1, 0), key, path)
+        if isinstance(newest, Mark) and newest.seq >= mark.seq:
+            return newest.seq
+        os.pwrite(fd, text.ljust(HEAD_SLOT - 1) + b"\n", slot * HEAD_SLOT)
+        return mark.seq
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -206,19 +237,19 @@ __all__ = [
     "CHECKPOINT_EVERY",
     "CONTEXT_FIELDS",
     "GENESIS",
+    "HEAD_SLOT",
     "MAX_DETAIL_LENGTH",
     "MAX_FIELD_LENGTH",
     "MAX_PATIENTS",
     "TRUNCATED",
     "AuditCheck",
     "Mark",
+    "advance_head",
     "capped",
     "chained_values",
     "entry_hash",
-    "head_lock",
     "load_key",
     "mark_mac",
     "read_head",
     "values_hash",
-    "write_head",
 ]
