@@ -839,8 +839,11 @@ class Dashboard:
         risk_tier: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        order: Callable[[pa.Table], pa.Array] | None = None,
     ) -> WorklistPage:
-        """One page of a PCN's worklist rows (in `practice` only, when given), filtered."""
+        """One page of a PCN's worklist rows (in `practice` only, when given), filtered; in the
+        order `order` gives (the filtered rows' indices, in Arrow), else the table's own, so only
+        the page's rows become Python objects."""
         filters = {"practice": practice, "cohort": cohort, "risk_tier": risk_tier}
         scope, chosen = self._worklist_rows(pcn_code, filters)
         titles = self.worklist_titles()
@@ -855,7 +858,12 @@ class Dashboard:
             for key, n in found.items()
             if key not in titles
         ]
-        rows = chosen.slice(offset, limit).to_pylist() if offset < chosen.num_rows else []
+        if offset >= chosen.num_rows:
+            rows = []
+        elif order is None:
+            rows = chosen.slice(offset, limit).to_pylist()
+        else:
+            rows = chosen.take(order(chosen).slice(offset, limit)).to_pylist()
         for r in rows:
             r["cohort"] = titles.get(r["worklist_id"], {}).get("title", r["worklist_id"])
             r["risk_score"] = None if r["risk_score"] is None else round(float(r["risk_score"]), 4)

@@ -4,16 +4,19 @@ opened with a reason, and every view or download written to the audit log."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from joinedup.errors import InputError
-from joinedup.web.access import PURPOSES, WORKLIST_STATUSES, User
+from joinedup.web.access import PURPOSES, WORKLIST_STATUSES, User, WorklistStatus
 from joinedup.web.dashboard import TIERS, Dashboard, WorklistPage
 from joinedup.web.downloads import Column, Format, Table, TableOut, as_json, respond
 from joinedup.web.site import (
@@ -117,13 +120,104 @@ def sorted_rows(rows: list[dict[str, Any]], sort: str, descending: bool) -> list
     return present + missing
 
 
+#: Sorts a page is cut by in Arrow before any row becomes Python: all but those needing names
+#: and dates of birth (identity) or statuses (the access store), which sort the whole list.
+ARROW_SORTS = frozenset(SORT_KEYS) - {"name", "birth_date", "status"}
+#: The worklist table's column each of those sorts reads, where it is not the sort's name.
+_SORT_COLUMNS = {"cohort": "worklist_id", "practice": "practice_code"}
+#: Scores beyond this are not probabilities: their rounding is left to Python (see _rounded).
+_MAX_ARROW_SCORE = 1_000.0
+
+
+class _ArrowOrderError(Exception):
+    """The rows hold values whose Python order Arrow cannot reproduce (NaN scores)."""
+
+
+def _ranks(column: pa.Array, key: Callable[[Any], Any]) -> pa.Array:
+    """Each value's dense rank by `key` (None where `key` gives None: a missing value), from
+    the column's distinct values only: codes, tiers, ages and reasons are few."""
+    distinct = pc.unique(column)
+    keys = [key(v) for v in distinct.to_pylist()]
+    rank = {k: i for i, k in enumerate(sorted({k for k in keys if k is not None}))}
+    ranked = pa.array([None if k is None else rank[k] for k in keys], pa.int64())
+    return pc.take(ranked, pc.index_in(column, value_set=distinct, skip_nulls=False))
+
+
+def _rounded(scores: pa.Array) -> pa.Array:
+    """Risk scores as the page shows and sorts them, `round(score, 4)`, computed in Arrow:
+    round(score * 10^4) / 10^4 is Python's answer except within rounding error of a half-way
+    point, and those few scores are rounded by Python itself."""
+    if not pa.types.is_floating(scores.type):
+        raise _ArrowOrderError
+    if pc.any(pc.is_nan(scores)).as_py() or (pc.max(pc.abs(scores)).as_py() or 0) > (
+        _MAX_ARROW_SCORE
+    ):
+        raise _ArrowOrderError
+    scaled = pc.multiply(scores, 10_000.0)
+    rounded = pc.divide(pc.round(scaled, round_mode="half_to_even"), 10_000.0)
+    from_half = pc.abs(pc.subtract(pc.subtract(scaled, pc.floor(scaled)), 0.5))
+    near = pc.fill_null(pc.less(from_half, 1e-6), False)
+    if pc.any(near).as_py():
+        exact = [round(float(v), 4) for v in pc.filter(scores, near).to_pylist()]
+        rounded = pc.replace_with_mask(rounded, near, pa.array(exact, pa.float64()))
+    return rounded
+
+
+def arrow_order(board: Dashboard, sort: str, descending: bool) -> Callable[[pa.Table], pa.Array]:
+    """The order `sorted_rows` gives the enriched rows, computed on the filtered worklist table
+    in Arrow: `sort`'s values (missing last, in the table's order), then NHS number, then the
+    table's order (Python's sorts are stable)."""
+
+    def order(table: pa.Table) -> pa.Array:
+        column = table[_SORT_COLUMNS.get(sort, sort)].combine_chunks()
+        nhs = table["nhs_number"].combine_chunks()
+        if sort == "risk_score":
+            values = _rounded(column)
+        elif sort == "nhs_number" and pc.all(pc.string_is_ascii(nhs)).as_py() is not False:
+            values = pc.ascii_lower(nhs)  # str.lower() on ASCII, without a Python string each
+        elif sort == "practice":
+            names = {c: (p or {}).get("practice_name") for c, p in board.practices().items()}
+            values = _ranks(
+                column,
+                lambda v: _sort_value({"practice_code": v, "practice_name": names.get(v)}, sort),
+            )
+        elif sort == "cohort":
+            titles = board.worklist_titles()
+            values = _ranks(
+                column,
+                lambda v: _sort_value({"cohort": titles.get(v, {}).get("title", v)}, sort),
+            )
+        else:
+            values = _ranks(column, lambda v: _sort_value({sort: v}, sort))
+        missing = pc.is_null(values)
+        keys = pa.table(
+            {
+                "missing": pc.cast(missing, pa.int8()),
+                "value": values,
+                "nhs": pc.if_else(missing, "", pc.fill_null(nhs, "")),
+                "at": pa.array(range(table.num_rows), pa.int64()),
+            }
+        )
+        return pc.sort_indices(
+            keys,
+            sort_keys=[
+                ("missing", "ascending"),
+                ("value", "descending" if descending else "ascending"),
+                ("nhs", "ascending"),
+                ("at", "ascending"),
+            ],
+        )
+
+    return order
+
+
 def _with_people_and_status(
-    request: Request, board: Dashboard, pcn_code: str, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    board: Dashboard, statuses: Mapping[tuple[str, int], WorklistStatus],
+    rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:  # fmt: skip
     """Each row with its name and date of birth (identity), practice name and status."""
     people = board.worklist_people()
     practices = board.practices()
-    statuses = access(request).worklist_statuses(pcn_code)
     for r in rows:
         who = people.get(int(r["person_id"]), {})
         r["given_name"] = who.get("given_name")
@@ -200,18 +294,45 @@ def worklist_result(
     if q.order not in (None, "", "asc", "desc"):
         raise HTTPException(422, "order must be asc or desc")
     descending = q.order == "desc" if q.order else sort == "risk_score"
-    every = board.worklist(
-        pcn_code, practice=filters["practice"], cohort=filters["cohort"],
-        risk_tier=filters["risk_tier"], limit=10_000_000, offset=0,
-    )  # fmt: skip
-    rows = _with_people_and_status(request, board, pcn_code, every.rows)
-    if q.status:
-        rows = [r for r in rows if r["status"] == q.status]
-    rows = sorted_rows(rows, sort, descending)
-    page = WorklistPage(
-        pcn_code, len(rows), limit, offset, every.cohorts, rows[offset : offset + limit]
+    statuses = access(request).worklist_statuses(pcn_code)
+    page = worklist_rows(
+        board, statuses, pcn_code, filters, q.status, sort, descending, limit, offset
     )
     return page, sort, descending
+
+
+def worklist_rows(
+    board: Dashboard, statuses: Mapping[tuple[str, int], WorklistStatus], pcn_code: str,
+    filters: dict[str, str | None], status: str | None, sort: str, descending: bool,
+    limit: int, offset: int, *, whole_list: bool = False,
+) -> WorklistPage:  # fmt: skip
+    """One page of the filtered worklist, enriched. With no status filter and a sort Arrow can
+    do, the page is cut in Arrow and only its rows are enriched; otherwise (or `whole_list`)
+    every row is enriched, filtered by status and sorted in Python. Both give the same page."""
+    practice, cohort, risk_tier = filters["practice"], filters["cohort"], filters["risk_tier"]
+    if not whole_list and not status and sort in ARROW_SORTS:
+        try:
+            page = board.worklist(
+                pcn_code, practice=practice, cohort=cohort, risk_tier=risk_tier, limit=limit,
+                offset=offset,
+                order=arrow_order(board, sort, descending),
+            )  # fmt: skip
+        except _ArrowOrderError:
+            pass
+        else:
+            rows = _with_people_and_status(board, statuses, page.rows)
+            return WorklistPage(pcn_code, page.total, limit, offset, page.cohorts, rows)
+    every = board.worklist(
+        pcn_code, practice=practice, cohort=cohort, risk_tier=risk_tier, limit=10_000_000,
+        offset=0,
+    )  # fmt: skip
+    rows = _with_people_and_status(board, statuses, every.rows)
+    if status:
+        rows = [r for r in rows if r["status"] == status]
+    rows = sorted_rows(rows, sort, descending)
+    return WorklistPage(
+        pcn_code, len(rows), limit, offset, every.cohorts, rows[offset : offset + limit]
+    )
 
 
 def audit_worklist(
