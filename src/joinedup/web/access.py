@@ -471,6 +471,13 @@ _USER = (
     "SELECT username, display_name, role, pcn_code, practice_code, demo, patient_id, "
     "organisation_code, password_hash FROM users WHERE username = ? AND active = 1"
 )
+#: The active user a session token (its hash) signs in, while the session lasts; as _USER.
+_SESSION_USER = (
+    "SELECT u.username, u.display_name, u.role, u.pcn_code, u.practice_code, u.demo, "
+    "u.patient_id, u.organisation_code, u.password_hash FROM sessions AS s "
+    "JOIN users AS u ON u.username = s.username "
+    "WHERE s.token_hash = ? AND s.expires_at > ? AND u.active = 1"
+)
 _SIGNED_IN = "UPDATE users SET last_sign_in_at = ? WHERE username = ?"
 #: Every active account for the administrators' review: when made and last signed in, how
 #: many people it is a proxy for and how many sessions or tokens it holds now (counts only:
@@ -901,8 +908,14 @@ class AccessStore:
         row = self._con.execute(_USER, (username,)).fetchone()
         if row is None:
             return None
-        proxies = self._con.execute(_PROXIES_OF, (row[0],)).fetchall()
-        return _user_of(row, proxies), row[8]
+        return self._user_of_row(row), row[8]
+
+    def _user_of_row(self, row: Sequence[Any]) -> User:
+        """The user of a row of _USER, with the Patients they are a proxy for: only a citizen
+        may be one (set_proxy), so only a citizen's are looked up."""
+        if row[2] != Role.CITIZEN.value:
+            return _user_of(row)
+        return _user_of(row, self._con.execute(_PROXIES_OF, (row[0],)).fetchall())
 
     def set_proxy(
         self,
@@ -1049,16 +1062,14 @@ class AccessStore:
     def session_user(self, token: str | None) -> User | None:
         if not token:
             return None
-        row = self._con.execute(
-            "SELECT username FROM sessions WHERE token_hash = ? AND expires_at > ?",
-            (_token_hash(token), _iso(_now())),
-        ).fetchone()
+        # One statement for the session and its user (this runs for every API request).
+        row = self._con.execute(_SESSION_USER, (_token_hash(token), _iso(_now()))).fetchone()
         if row is None:
             return None
-        found = self._user(row[0])
-        if found is None or (found[0].demo and not self.allow_demo_users):
+        user = self._user_of_row(row)
+        if user.demo and not self.allow_demo_users:
             return None
-        return found[0]
+        return user
 
     def sign_out(self, token: str) -> None:
         with self._tx() as con:
