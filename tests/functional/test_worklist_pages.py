@@ -2,7 +2,8 @@
 gives (every row enriched, filtered by status and sorted in Python): the same rows in the same
 order, totals, cohorts and audit entries, for pages, sorts, orders and filters, over a real
 warehouse whose scores were made to tie, to sit half-way between two shown values, and to be
-missing, and whose reasons start with a capital accent."""
+missing, and whose reasons start with a capital accent, with statuses recorded for some people.
+"""
 
 from __future__ import annotations
 
@@ -117,6 +118,8 @@ def test_a_page_cut_in_arrow_is_the_whole_lists_page(
         {"practice": practice, "sort": "reasons", "order": "desc"},
         {"status": "contacted"},
         {"status": "done", "sort": "nhs_number"},
+        {"status": "to-contact", "cohort": cohort},
+        {"status": "declined", "sort": "status", "order": "desc"},
     ]
     assert {v.get("sort") for v in views} >= ARROW_SORTS
     checked = 0

@@ -842,8 +842,9 @@ class Dashboard:
         order: Callable[[pa.Table], pa.Array] | None = None,
     ) -> WorklistPage:
         """One page of a PCN's worklist rows (in `practice` only, when given), filtered; in the
-        order `order` gives (the filtered rows' indices, in Arrow), else the table's own, so only
-        the page's rows become Python objects."""
+        table's own order, or as `order` gives them (the indices, in Arrow, of the filtered rows
+        to show, in order: it may leave rows out), so only the page's rows become Python
+        objects."""
         filters = {"practice": practice, "cohort": cohort, "risk_tier": risk_tier}
         scope, chosen = self._worklist_rows(pcn_code, filters)
         titles = self.worklist_titles()
@@ -858,16 +859,17 @@ class Dashboard:
             for key, n in found.items()
             if key not in titles
         ]
-        if offset >= chosen.num_rows:
-            rows = []
-        elif order is None:
-            rows = chosen.slice(offset, limit).to_pylist()
+        shown = chosen.num_rows
+        if order is None:
+            rows = chosen.slice(offset, limit).to_pylist() if offset < shown else []
         else:
-            rows = chosen.take(order(chosen).slice(offset, limit)).to_pylist()
+            ordered = order(chosen)
+            shown = len(ordered)
+            rows = chosen.take(ordered.slice(offset, limit)).to_pylist() if offset < shown else []
         for r in rows:
             r["cohort"] = titles.get(r["worklist_id"], {}).get("title", r["worklist_id"])
             r["risk_score"] = None if r["risk_score"] is None else round(float(r["risk_score"]), 4)
-        return WorklistPage(pcn_code, chosen.num_rows, limit, offset, cohorts, rows)
+        return WorklistPage(pcn_code, shown, limit, offset, cohorts, rows)
 
     def worklist_csv_rows(
         self, pcn_code: str, *, practice: str | None, cohort: str | None, risk_tier: str | None

@@ -121,8 +121,8 @@ def sorted_rows(rows: list[dict[str, Any]], sort: str, descending: bool) -> list
 
 
 #: Sorts a page is cut by in Arrow before any row becomes Python: all but those needing names
-#: and dates of birth (identity) or statuses (the access store), which sort the whole list.
-ARROW_SORTS = frozenset(SORT_KEYS) - {"name", "birth_date", "status"}
+#: and dates of birth (identity), which sort the whole list.
+ARROW_SORTS = frozenset(SORT_KEYS) - {"name", "birth_date"}
 #: The worklist table's column each of those sorts reads, where it is not the sort's name.
 _SORT_COLUMNS = {"cohort": "worklist_id", "practice": "practice_code"}
 #: Scores beyond this are not probabilities: their rounding is left to Python (see _rounded).
@@ -163,14 +163,37 @@ def _rounded(scores: pa.Array) -> pa.Array:
     return rounded
 
 
-def arrow_order(board: Dashboard, sort: str, descending: bool) -> Callable[[pa.Table], pa.Array]:
-    """The order `sorted_rows` gives the enriched rows, computed on the filtered worklist table
-    in Arrow: `sort`'s values (missing last, in the table's order), then NHS number, then the
-    table's order (Python's sorts are stable)."""
+def _row_statuses(table: pa.Table, statuses: Mapping[tuple[str, int], WorklistStatus]) -> pa.Array:
+    """Each row's status, as `_with_people_and_status` gives it ("to-contact" where none is
+    recorded), looked up in Python only for the rows of people with a status recorded."""
+    shown = pa.repeat(pa.scalar("to-contact", pa.string()), table.num_rows)
+    people = pa.array(sorted({person for _, person in statuses}), pa.int64())
+    if not len(people):
+        return shown
+    marked = pc.fill_null(pc.is_in(table["person_id"].combine_chunks(), value_set=people), False)
+    if not pc.any(marked).as_py():
+        return shown
+    found = []
+    for r in table.filter(marked).select(["worklist_id", "person_id"]).to_pylist():
+        kept = statuses.get((r["worklist_id"], int(r["person_id"])))
+        found.append(kept.status if kept else "to-contact")
+    return pc.replace_with_mask(shown, marked, pa.array(found, pa.string()))
+
+
+def arrow_order(
+    board: Dashboard, sort: str, descending: bool,
+    statuses: Mapping[tuple[str, int], WorklistStatus], status: str | None,
+) -> Callable[[pa.Table], pa.Array]:  # fmt: skip
+    """The rows `sorted_rows` gives of the enriched rows of `status` (all, when None), as
+    indices of the filtered worklist table computed in Arrow: by `sort`'s values (missing last,
+    in the table's order), then NHS number, then the table's order (Python's sorts are
+    stable)."""
 
     def order(table: pa.Table) -> pa.Array:
-        column = table[_SORT_COLUMNS.get(sort, sort)].combine_chunks()
         nhs = table["nhs_number"].combine_chunks()
+        kept = _row_statuses(table, statuses) if status or sort == "status" else None
+        column = kept if sort == "status" else table[_SORT_COLUMNS.get(sort, sort)]
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if sort == "risk_score":
             values = _rounded(column)
         elif sort == "nhs_number" and pc.all(pc.string_is_ascii(nhs)).as_py() is not False:
@@ -198,7 +221,7 @@ def arrow_order(board: Dashboard, sort: str, descending: bool) -> Callable[[pa.T
                 "at": pa.array(range(table.num_rows), pa.int64()),
             }
         )
-        return pc.sort_indices(
+        ordered = pc.sort_indices(
             keys,
             sort_keys=[
                 ("missing", "ascending"),
@@ -207,6 +230,9 @@ def arrow_order(board: Dashboard, sort: str, descending: bool) -> Callable[[pa.T
                 ("at", "ascending"),
             ],
         )
+        if status and kept is not None:
+            ordered = pc.filter(ordered, pc.take(pc.equal(kept, status), ordered))
+        return ordered
 
     return order
 
@@ -306,16 +332,17 @@ def worklist_rows(
     filters: dict[str, str | None], status: str | None, sort: str, descending: bool,
     limit: int, offset: int, *, whole_list: bool = False,
 ) -> WorklistPage:  # fmt: skip
-    """One page of the filtered worklist, enriched. With no status filter and a sort Arrow can
-    do, the page is cut in Arrow and only its rows are enriched; otherwise (or `whole_list`)
-    every row is enriched, filtered by status and sorted in Python. Both give the same page."""
+    """One page of the filtered worklist, enriched. With a sort Arrow can do, the page is cut
+    in Arrow (statuses looked up for the people who have one) and only its rows are enriched;
+    otherwise (or `whole_list`) every row is enriched, filtered by status and sorted in Python.
+    Both give the same page."""
     practice, cohort, risk_tier = filters["practice"], filters["cohort"], filters["risk_tier"]
-    if not whole_list and not status and sort in ARROW_SORTS:
+    if not whole_list and sort in ARROW_SORTS:
         try:
             page = board.worklist(
                 pcn_code, practice=practice, cohort=cohort, risk_tier=risk_tier, limit=limit,
                 offset=offset,
-                order=arrow_order(board, sort, descending),
+                order=arrow_order(board, sort, descending, statuses, status),
             )  # fmt: skip
         except _ArrowOrderError:
             pass
