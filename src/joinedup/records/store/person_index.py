@@ -360,8 +360,9 @@ class PersonIndexStore:
                                           if d not in stored])  # fmt: skip
             conn.execute(insert(mpi_runs), {"run_at": _run_at(run), "record": record})
             # The person each records Patient is, kept for withholding by the person's
-            # objections, follows the index in the same transaction.
-            person_links.rebuild_people(conn)
+            # objections, follows the index in the same transaction: that of the Patients
+            # naming a record whose row changed.
+            person_links.rebuild_people(conn, _record_ids(changes.entries))
 
     # --- the review queue ----------------------------------------------------------------
 
@@ -483,6 +484,15 @@ def _apply(conn: Connection, table: Table, change: TableChange) -> None:
     for start in range(0, len(keys), 10_000):
         conn.execute(statement, keys[start : start + 10_000])
     _insert(conn, table, change.inserted.to_pylist())
+
+
+def _record_ids(change: TableChange) -> list[str]:
+    """The record ids of the index rows `change` deletes or inserts."""
+    return [
+        str(row["record_id"])
+        for rows in (change.deleted, change.inserted)
+        for row in rows.select(["record_id"]).to_pylist()
+    ]
 
 
 def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
