@@ -83,6 +83,10 @@ def mount_records(
     app.state.records_index_systems = dict(
         RecordsSettings().records_index_sources if index_systems is None else index_systems
     )
+    if app.state.records_index_systems:
+        # each Patient's person under these sources, kept in the store from now on (written
+        # with every Patient write and index run): built here, not by the first read
+        store.keep_people(app.state.records_index_systems)
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     # objections follow the person through the index's sources as the server has them now
     app.state.records_policy = Policy(store, index_systems=lambda: app.state.records_index_systems)
