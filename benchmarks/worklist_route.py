@@ -36,8 +36,9 @@ from joinedup.web.access import AccessStore, WorklistStatus, create_demo_users, 
 from joinedup.web.app import create_app
 from joinedup.web.settings import WebSettings
 
-#: Views asked for: the default (risk score, highest first), a second page, two other sorts the
-#: Arrow path takes, a sort and a filter that need the whole list either way, and the download.
+#: Views asked for: the default (risk score, highest first), a later page, other sorts (by the
+#: practice's name, the status, the person's name from identity), a status filter, and the
+#: download (the whole list either way).
 VIEWS = {
     "default, page 1": {},
     "default, page 3": {"offset": "100"},
@@ -45,7 +46,8 @@ VIEWS = {
     "sort=practice desc": {"sort": "practice", "order": "desc"},
     "status=to-contact": {"status": "to-contact"},
     "sort=status desc": {"sort": "status", "order": "desc"},
-    "sort=name (whole list either way)": {"sort": "name"},
+    "sort=name": {"sort": "name"},
+    "sort=birth_date desc": {"sort": "birth_date", "order": "desc"},
     "format=csv": {"format": "csv"},
 }
 

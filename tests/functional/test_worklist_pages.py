@@ -2,8 +2,8 @@
 gives (every row enriched, filtered by status and sorted in Python): the same rows in the same
 order, totals, cohorts and audit entries, for pages, sorts, orders and filters, over a real
 warehouse whose scores were made to tie, to sit half-way between two shown values, and to be
-missing, and whose reasons start with a capital accent, with statuses recorded for some people.
-"""
+missing, whose reasons start with a capital accent and some of whose people have no name, with
+statuses recorded for some people."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ MOVED = (
     "WHERE pcn_code <> 'U99001'"
 )
 #: Rows of the clinician's PCN made awkward: ties at 4 decimals (scores cut to 2), scores a
-#: hair from half-way between two shown values, missing scores and ages, non-ASCII reasons.
+#: hair from half-way between two shown values, missing scores and ages, non-ASCII reasons,
+#: family names in capitals and people with no identity row (no name, no date of birth).
 AWKWARD = (
     "UPDATE phm_worklist SET risk_score = round(risk_score, 2) "
     "WHERE pcn_code = 'U99001' AND person_id % 3 = 0",
@@ -45,6 +46,9 @@ AWKWARD = (
     "UPDATE phm_worklist SET age = NULL WHERE pcn_code = 'U99001' AND person_id % 13 = 3",
     "UPDATE phm_worklist SET reasons = 'Évalué: ' || reasons "
     "WHERE pcn_code = 'U99001' AND person_id % 5 = 4",
+    "UPDATE identity SET family_name = upper(family_name) WHERE person_id % 2 = 0",
+    "DELETE FROM identity WHERE person_id IN "
+    "(SELECT person_id FROM phm_worklist WHERE pcn_code = 'U99001' AND person_id % 17 = 5)",
 )
 
 
@@ -101,6 +105,10 @@ def test_the_warehouse_is_as_awkward_as_meant(served: tuple[TestClient, AccessSt
     ]
     assert len(shown) - len(set(shown)) > 20, "ties in the shown score"
     assert None in scores and halves, "missing scores, and scores half-way between two shown"
+    people = board.worklist_people()
+    ids = [int(p) for p in raw["person_id"].to_pylist()]
+    assert any(p not in people for p in ids), "people with no identity row"
+    assert any(str(people[p]["family_name"]).isupper() for p in ids if p in people)
 
 
 def test_a_page_cut_in_arrow_is_the_whole_lists_page(

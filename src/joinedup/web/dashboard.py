@@ -816,6 +816,27 @@ class Dashboard:
 
         return self._kept(("worklist_people",), build)
 
+    def worklist_person_ranks(
+        self, name: str, key: Callable[[dict[str, Any]], Any]
+    ) -> tuple[pa.Array, pa.Array, int | None]:
+        """Every on-list person's dense rank by `key` of their identity row (null where `key`
+        gives None), as (person_id, rank), and the rank of a person with no identity row
+        (`key({})`); built once per `name` and kept, so a sort by name ranks rows in Arrow."""
+
+        def build() -> tuple[pa.Array, pa.Array, int | None]:
+            people = self.worklist_people()
+            keys = [key(who) for who in people.values()]
+            nobody = key({})
+            present = {k for k in [*keys, nobody] if k is not None}
+            rank = {k: i for i, k in enumerate(sorted(present))}
+            return (
+                pa.array(list(people), pa.int64()),
+                pa.array([None if k is None else rank[k] for k in keys], pa.int64()),
+                None if nobody is None else rank[nobody],
+            )
+
+        return self._kept(("worklist_person_ranks", name), build)
+
     def _worklist_rows(
         self, pcn_code: str, filters: dict[str, str | None]
     ) -> tuple[pa.Table, pa.Table]:

@@ -120,9 +120,11 @@ def sorted_rows(rows: list[dict[str, Any]], sort: str, descending: bool) -> list
     return present + missing
 
 
-#: Sorts a page is cut by in Arrow before any row becomes Python: all but those needing names
-#: and dates of birth (identity), which sort the whole list.
-ARROW_SORTS = frozenset(SORT_KEYS) - {"name", "birth_date"}
+#: Sorts a page is cut by in Arrow before any row becomes Python: all of them (emptied, every
+#: request takes the whole-list path, as benchmarks/worklist_route.py does to compare).
+ARROW_SORTS = frozenset(SORT_KEYS)
+#: Sorts by a person's identity row (ranked once per person, `Dashboard.worklist_person_ranks`).
+_IDENTITY_SORTS = frozenset({"name", "birth_date"})
 #: The worklist table's column each of those sorts reads, where it is not the sort's name.
 _SORT_COLUMNS = {"cohort": "worklist_id", "practice": "practice_code"}
 #: Scores beyond this are not probabilities: their rounding is left to Python (see _rounded).
@@ -130,7 +132,8 @@ _MAX_ARROW_SCORE = 1_000.0
 
 
 class _ArrowOrderError(Exception):
-    """The rows hold values whose Python order Arrow cannot reproduce (NaN scores)."""
+    """The rows hold values whose Python order Arrow cannot reproduce: scores that are NaN,
+    over _MAX_ARROW_SCORE or not floating point."""
 
 
 def _ranks(column: pa.Array, key: Callable[[Any], Any]) -> pa.Array:
@@ -192,9 +195,22 @@ def arrow_order(
     def order(table: pa.Table) -> pa.Array:
         nhs = table["nhs_number"].combine_chunks()
         kept = _row_statuses(table, statuses) if status or sort == "status" else None
-        column = kept if sort == "status" else table[_SORT_COLUMNS.get(sort, sort)]
+        if sort == "status":
+            column = kept
+        elif sort in _IDENTITY_SORTS:
+            column = table["person_id"]
+        else:
+            column = table[_SORT_COLUMNS.get(sort, sort)]
         column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        if sort == "risk_score":
+        if sort in _IDENTITY_SORTS:
+            ids, ranks, nobody = board.worklist_person_ranks(
+                sort, lambda who: _sort_value(_identity_fields(who), sort)
+            )
+            found = pc.index_in(column, value_set=ids)
+            values = pc.take(ranks, found)
+            if nobody is not None:  # no identity row: the key of an empty one
+                values = pc.if_else(pc.is_null(found), nobody, values)
+        elif sort == "risk_score":
             values = _rounded(column)
         elif sort == "nhs_number" and pc.all(pc.string_is_ascii(nhs)).as_py() is not False:
             values = pc.ascii_lower(nhs)  # str.lower() on ASCII, without a Python string each
@@ -237,6 +253,16 @@ def arrow_order(
     return order
 
 
+def _identity_fields(who: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's name and date of birth from the person's identity row (empty: none)."""
+    born = who.get("birth_date")
+    return {
+        "given_name": who.get("given_name"),
+        "family_name": who.get("family_name"),
+        "birth_date": born.isoformat() if isinstance(born, date) else born,
+    }
+
+
 def _with_people_and_status(
     board: Dashboard, statuses: Mapping[tuple[str, int], WorklistStatus],
     rows: list[dict[str, Any]],
@@ -245,11 +271,7 @@ def _with_people_and_status(
     people = board.worklist_people()
     practices = board.practices()
     for r in rows:
-        who = people.get(int(r["person_id"]), {})
-        r["given_name"] = who.get("given_name")
-        r["family_name"] = who.get("family_name")
-        born = who.get("birth_date")
-        r["birth_date"] = born.isoformat() if isinstance(born, date) else born
+        r.update(_identity_fields(people.get(int(r["person_id"]), {})))
         r["practice_name"] = (practices.get(r["practice_code"]) or {}).get("practice_name")
         found = statuses.get((r["worklist_id"], int(r["person_id"])))
         r["status"] = found.status if found else "to-contact"
@@ -332,10 +354,10 @@ def worklist_rows(
     filters: dict[str, str | None], status: str | None, sort: str, descending: bool,
     limit: int, offset: int, *, whole_list: bool = False,
 ) -> WorklistPage:  # fmt: skip
-    """One page of the filtered worklist, enriched. With a sort Arrow can do, the page is cut
-    in Arrow (statuses looked up for the people who have one) and only its rows are enriched;
-    otherwise (or `whole_list`) every row is enriched, filtered by status and sorted in Python.
-    Both give the same page."""
+    """One page of the filtered worklist, enriched. The page is cut in Arrow (`arrow_order`)
+    and only its rows are enriched; with `whole_list`, or where Arrow cannot give Python's
+    order, every row is enriched, filtered by status and sorted in Python (the reference the
+    Arrow path is tested against). Both give the same page."""
     practice, cohort, risk_tier = filters["practice"], filters["cohort"], filters["risk_tier"]
     if not whole_list and sort in ARROW_SORTS:
         try:
