@@ -754,7 +754,9 @@ class AccessStore:
         self.allow_demo_users = allow_demo_users
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._con = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=BUSY_WAIT_S
+            )
             self._con.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed entry
             # survives the server crashing; only a power cut can lose the last moments' entries.
@@ -765,6 +767,9 @@ class AccessStore:
         except sqlite3.Error as err:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
         self._lock = threading.RLock()  # re-entered to write the audit head after commit
+        self._readers = threading.local()  # each thread's connection for reads (_reader)
+        self._readers_lock = threading.Lock()
+        self._reader_connections: list[sqlite3.Connection] = []
         self._verify_lock = threading.Lock()
         self._count_lock = threading.Lock()
         # The signed head is written after each commit, outside `_lock` (see _publish_head):
@@ -789,13 +794,33 @@ class AccessStore:
         """Check the entries added since the last check and sign a checkpoint; then close."""
         with contextlib.suppress(sqlite3.Error):
             self.verify_audit(checkpoint=True)
+        with self._readers_lock:
+            for con in self._reader_connections:
+                con.close()
+            self._reader_connections.clear()
         self._con.close()
 
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection for reads made outside the store's lock (sign-in above
+        all, on every API request). Not the writers' connection: a read on it would run inside
+        whatever transaction another thread has open there, and an error in it (SQLite's
+        'busy', which other processes writing the file can cause) rolls that transaction back
+        under the writer (seen with `records serve --workers 2` under load)."""
+        con: sqlite3.Connection | None = getattr(self._readers, "con", None)
+        if con is None:
+            con = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_WAIT_S
+            )
+            self._readers.con = con
+            with self._readers_lock:
+                self._reader_connections.append(con)
+        return con
+
     def _begin(self) -> None:
-        """BEGIN IMMEDIATE, waiting up to BUSY_WAIT_S for the write lock. SQLite's own wait
-        (the connection's timeout) does not cover every case once other processes write
-        (`records serve --workers N`): a read another thread has open on this connection
-        may be behind their newest commit, and then SQLite answers 'locked' at once."""
+        """BEGIN IMMEDIATE, waiting up to BUSY_WAIT_S for the write lock, also where SQLite
+        answers 'locked' at once rather than waiting (its busy handler is not called when a
+        connection's snapshot is behind another process's commit: `records serve --workers
+        N`)."""
         deadline = time.monotonic() + BUSY_WAIT_S
         pause = 0.0005
         while True:
@@ -896,16 +921,16 @@ class AccessStore:
         return user
 
     def users(self) -> list[User]:
-        rows = self._con.execute(_USERS).fetchall()
+        rows = self._reader().execute(_USERS).fetchall()
         return [_user_of(r) for r in rows]
 
     def account_review(self) -> list[AccountReview]:
         """Every active account with what an access review asks of it (see AccountReview)."""
-        rows = self._con.execute(_REVIEW, (_iso(_now()),)).fetchall()
+        rows = self._reader().execute(_REVIEW, (_iso(_now()),)).fetchall()
         return [AccountReview(_user_of(r[:8]), r[8], r[9], int(r[10]), int(r[11])) for r in rows]
 
     def _user(self, username: str) -> tuple[User, str] | None:
-        row = self._con.execute(_USER, (username,)).fetchone()
+        row = self._reader().execute(_USER, (username,)).fetchone()
         if row is None:
             return None
         return self._user_of_row(row), row[8]
@@ -915,7 +940,7 @@ class AccessStore:
         may be one (set_proxy), so only a citizen's are looked up."""
         if row[2] != Role.CITIZEN.value:
             return _user_of(row)
-        return _user_of(row, self._con.execute(_PROXIES_OF, (row[0],)).fetchall())
+        return _user_of(row, self._reader().execute(_PROXIES_OF, (row[0],)).fetchall())
 
     def set_proxy(
         self,
@@ -964,7 +989,7 @@ class AccessStore:
     def proxies(self, username: str | None = None) -> list[ProxyRecord]:
         """Every proxy relationship recorded (of `username` alone, when given), in force or
         not: revoked and expired ones stay, as the record of who could see what."""
-        rows = self._con.execute(_LIST_PROXIES, (username, username)).fetchall()
+        rows = self._reader().execute(_LIST_PROXIES, (username, username)).fetchall()
         return [ProxyRecord(*r) for r in rows]
 
     # --- sign-in ---------------------------------------------------------------------------
@@ -1063,7 +1088,7 @@ class AccessStore:
         if not token:
             return None
         # One statement for the session and its user (this runs for every API request).
-        row = self._con.execute(_SESSION_USER, (_token_hash(token), _iso(_now()))).fetchone()
+        row = self._reader().execute(_SESSION_USER, (_token_hash(token), _iso(_now()))).fetchone()
         if row is None:
             return None
         user = self._user_of_row(row)
@@ -1260,8 +1285,9 @@ class AccessStore:
     def audit_entries(self, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
         """The newest entries first, and how many there are in all (the newest entry's number:
         they are numbered from 1 without gaps, so neither needs a scan of the whole log)."""
-        total = int(self._con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
-        rows = self._con.execute(_AUDIT_PAGE, (total - offset, limit)).fetchall()
+        con = self._reader()
+        total = int(con.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
+        rows = con.execute(_AUDIT_PAGE, (total - offset, limit)).fetchall()
         return total, [dict(zip(("seq", *AUDIT_FIELDS), r, strict=True)) for r in rows]
 
     def newest_entry(self) -> int:
