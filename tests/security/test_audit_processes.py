@@ -12,22 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from joinedup.web.access import AccessStore, AuditEvent
+from joinedup.web.access import AccessStore, AuditEvent, Role
 from joinedup.web.audit import HEAD_SLOT, Mark, advance_head, mark_mac, read_head
 
 pytestmark = pytest.mark.security
 
 PROCESSES = 2
-THREADS = 4
-EACH = 40
+THREADS = 8
+EACH = 150
 
 
-def _append(path: str, worker: int) -> None:
-    """One server process: THREADS request threads, each auditing EACH requests."""
+def _append(path: str, worker: int, token: str) -> None:
+    """One server process: THREADS request threads, each signing in and auditing EACH
+    requests, as the records API does for every request."""
     store = AccessStore(Path(path))
 
     def requests(thread: int) -> None:
         for i in range(EACH):
+            assert store.session_user(token) is not None
             event = AuditEvent(
                 username="system", role="system", action="fhir read", resource="fhir/Patient/x",
                 detail=f"200; worker {worker} thread {thread} request {i}", reason="test",
@@ -45,9 +47,12 @@ def _append(path: str, worker: int) -> None:
 
 def test_two_processes_append_one_chain_and_the_head_ends_on_the_newest(tmp_path: Path) -> None:
     path = tmp_path / "access.sqlite"
-    AccessStore(path).close()  # the key and the schema, as the server's start makes them
+    made = AccessStore(path)  # the key and the schema, as the server's start makes them
+    made.add_user("feed", "a long enough password", Role.SYSTEM)
+    token = made.issue_token("feed", 1)[1]
+    made.close()
     spawn = multiprocessing.get_context("spawn")
-    workers = [spawn.Process(target=_append, args=(str(path), w)) for w in range(PROCESSES)]
+    workers = [spawn.Process(target=_append, args=(str(path), w, token)) for w in range(PROCESSES)]
     for worker in workers:
         worker.start()
     # a privacy officer's check while both write: never a false alarm
@@ -60,7 +65,7 @@ def test_two_processes_append_one_chain_and_the_head_ends_on_the_newest(tmp_path
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    total = PROCESSES * THREADS * EACH
+    total = PROCESSES * THREADS * EACH + 1  # and the token's issue
     assert checker.newest_entry() == total
     head = read_head(checker.audit_head_path, checker._audit_key)
     assert isinstance(head, Mark) and head.seq == total

@@ -177,11 +177,19 @@ def _newest(data: bytes, key: bytes, path: Path) -> tuple[Mark | str | None, int
 def read_head(path: Path, key: bytes) -> Mark | str | None:
     """The signed head in `path`; None when there is none; a reason when it does not check."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError:
         return f"the audit head file {path} is unreadable"
+    try:
+        # shared: no writer is half-way through a slot while it is read
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        data = os.pread(fd, 2 * HEAD_SLOT + 1, 0)
+    except OSError:
+        return f"the audit head file {path} is unreadable"
+    finally:
+        os.close(fd)
     return _newest(data, key, path)[0]
 
 
