@@ -10,9 +10,11 @@ missing entry shows when the chain is checked.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -768,6 +770,15 @@ class AccessStore:
             raise ConfigurationError(f"cannot open the access database {path}: {err}") from err
         self._lock = threading.RLock()  # re-entered to write the audit head after commit
         self._readers = threading.local()  # each thread's connection for reads (_reader)
+        # held around each write transaction, by every process writing the file (_tx)
+        lock_path = path.with_name(path.name + ".write-lock")
+        try:
+            self._write_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            self._con.close()
+            raise ConfigurationError(
+                f"cannot open the access database's lock {lock_path}: {err}"
+            ) from err
         self._readers_lock = threading.Lock()
         self._reader_connections: list[sqlite3.Connection] = []
         self._verify_lock = threading.Lock()
@@ -799,6 +810,7 @@ class AccessStore:
                 con.close()
             self._reader_connections.clear()
         self._con.close()
+        os.close(self._write_lock)
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's connection for reads made outside the store's lock (sign-in above
@@ -836,13 +848,20 @@ class AccessStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._begin()
+            # Processes sharing the file (`records serve --workers N`) queue on a lock the
+            # kernel hands on at once, not on SQLite's busy wait, which polls in sleeps of up
+            # to 100 ms and so put tenths of a second on requests waiting to audit.
+            fcntl.flock(self._write_lock, fcntl.LOCK_EX)
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                self._begin()
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     # --- users -----------------------------------------------------------------------------
 

@@ -36,10 +36,13 @@ PREFIX = "/fhir/R4"
 
 router = APIRouter(prefix=PREFIX, tags=["records (FHIR R4)"])
 
-#: Threads for the blocking part of requests (the access store, the records store), as many
-#: as AnyIO's default. A pool of our own: handing a call to it costs the event loop about a
-#: sixth of AnyIO's thread hand-off under load (13 against 83 µs of CPU, 20 at a time).
-THREADS = 40
+#: Threads for the blocking part of requests (the access store, the records store), a pool
+#: of our own: handing a call to it costs the event loop about a sixth of AnyIO's thread
+#: hand-off under load (13 against 83 µs of CPU, 20 at a time). 16 a process, not AnyIO's 40:
+#: with 50 clients on two workers, fewer threads contending for each interpreter gave read p95
+#: 41-50 ms at 1,836-1,961 requests/s against 53-55 ms at 1,626-1,820 with 40, and 48-54 ms
+#: at 1,526-1,752 with 8 (benchmarks/records.py, 7 December 2026, docs/benchmarks.md).
+THREADS = 16
 _threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="records-api")
 _T = TypeVar("_T")
 
