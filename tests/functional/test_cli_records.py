@@ -12,6 +12,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cli_run import joinedup
@@ -28,35 +29,46 @@ def _command() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from joinedup.cli import main; main()"]
 
 
+def _serve(args: list[str], tmp_path: Path, wait_s: float) -> tuple[Any, str, httpx.Response]:
+    """`joinedup records serve` with `args` on a free port, as a user runs it; the process,
+    its address, and the answer to signing in as `feed` once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOINEDUP_")}
+    server = subprocess.Popen(
+        [*_command(), "records", "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env={**env, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            answer = httpx.post(
+                f"{address}/api/v1/token", json={"username": "feed", "password": PASSWORD}
+            )
+            return server, address, answer
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() >= deadline:
+                server.terminate()
+                output, _ = server.communicate(timeout=30)
+                raise AssertionError(
+                    f"the server did not start within {wait_s:.0f} s:\n{output}"
+                ) from None
+            time.sleep(0.3)
+
+
 def test_records_serve_answers_fhir_over_http(records_url: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     settings = WebSettings(warehouse=warehouse)
     users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     users.add_user("feed", PASSWORD, "system")
     users.close()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOINEDUP_")}
-    server = subprocess.Popen(
-        [*_command(), "records", "serve", "--records", records_url, "--warehouse", str(warehouse),
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env={**env, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    address = f"http://127.0.0.1:{port}"
+    server, address, answer = _serve(
+        ["--records", records_url, "--warehouse", str(warehouse)], tmp_path, 60
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                answer = httpx.post(
-                    f"{address}/api/v1/token", json={"username": "feed", "password": PASSWORD}
-                )
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "the server did not start within 60 s"
-                time.sleep(0.3)
         assert answer.status_code == 200, answer.text
         headers = {
             "Authorization": f"Bearer {answer.json()['access_token']}",
@@ -117,30 +129,13 @@ def test_records_serve_with_two_workers_shares_sign_in_audit_and_exports(
     users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     users.add_user("feed", PASSWORD, "system")
     users.close()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOINEDUP_")}
-    server = subprocess.Popen(
-        [*_command(), "records", "serve", "--records", str(tmp_path / "records.sqlite"),
-         "--warehouse", str(warehouse), "--host", "127.0.0.1", "--port", str(port),
+    server, address, answer = _serve(
+        ["--records", str(tmp_path / "records.sqlite"), "--warehouse", str(warehouse),
          "--workers", "2"],
-        cwd=tmp_path, env={**env, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        tmp_path, 90,
     )  # fmt: skip
-    address = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                answer = httpx.post(
-                    f"{address}/api/v1/token", json={"username": "feed", "password": PASSWORD}
-                )
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "the server did not start within 90 s"
-                time.sleep(0.3)
         assert answer.status_code == 200, answer.text
         assert len(_children(server.pid)) >= 2
         headers = {

@@ -235,13 +235,8 @@ class Exports:
     ) -> ExportJob:
         """Start exporting in a background thread and give the job; ExportBusyError when
         `owner` already has one running (in this process or another sharing the folder)."""
-        self.sweep()
         with self._locked():
-            for job_id in self._job_ids():
-                other = self._read(job_id)
-                if other is None:
-                    continue
-                other = self._settle(other)
+            for other in self._swept():
                 if other.owner == owner and other.state == "running":
                     raise ExportBusyError(other)
             job_id = uuid.uuid4().hex
@@ -315,10 +310,8 @@ class Exports:
         """The job `job_id`, unless it is unknown, cancelled or expired."""
         if not _JOB_ID.fullmatch(job_id):
             return None
-        self.sweep()
         with self._locked():
-            job = self._read(job_id)
-            return None if job is None else self._settle(job)
+            return next((job for job in self._swept() if job.job_id == job_id), None)
 
     def cancel(self, job_id: str) -> ExportJob | None:
         """Stop `job_id` if it is running and remove its files; the job, or None if unknown.
@@ -337,13 +330,22 @@ class Exports:
 
     def sweep(self) -> None:
         """Forget the jobs that finished more than the retention ago, and remove their files."""
-        now = self._clock()
         with self._locked():
-            for job_id in self._job_ids():
-                job = self._read(job_id)
-                if job is None:
-                    continue
-                job = self._settle(job)
-                if job.finished_at is not None and now - job.finished_at >= self.retention:
-                    self._path(job_id).unlink()
-                    self._remove_files(job_id)
+            self._swept()
+
+    def _swept(self) -> list[ExportJob]:
+        """Every job there is, each read once, settled, and removed with its files when it
+        finished more than the retention ago; the rest. Under the lock."""
+        now = self._clock()
+        kept = []
+        for job_id in self._job_ids():
+            job = self._read(job_id)
+            if job is None:
+                continue
+            job = self._settle(job)
+            if job.finished_at is not None and now - job.finished_at >= self.retention:
+                self._path(job_id).unlink()
+                self._remove_files(job_id)
+            else:
+                kept.append(job)
+        return kept

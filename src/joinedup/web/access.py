@@ -19,7 +19,6 @@ import re
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -828,23 +827,6 @@ class AccessStore:
                 self._reader_connections.append(con)
         return con
 
-    def _begin(self) -> None:
-        """BEGIN IMMEDIATE, waiting up to BUSY_WAIT_S for the write lock, also where SQLite
-        answers 'locked' at once rather than waiting (its busy handler is not called when a
-        connection's snapshot is behind another process's commit: `records serve --workers
-        N`)."""
-        deadline = time.monotonic() + BUSY_WAIT_S
-        pause = 0.0005
-        while True:
-            try:
-                self._con.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -853,7 +835,7 @@ class AccessStore:
             # to 100 ms and so put tenths of a second on requests waiting to audit.
             fcntl.flock(self._write_lock, fcntl.LOCK_EX)
             try:
-                self._begin()
+                self._con.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._con
                 except BaseException:
