@@ -1,0 +1,70 @@
+"""Bad options and forged names around `joinedup records serve --workers` and the shared
+export jobs: a worker count below one, an in-memory store that several processes cannot share,
+a job id made to reach outside the exports folder, and a job file someone has damaged. Each
+is refused (exit code 2, naming --workers and why, no traceback) or treated as unknown, and
+nothing in the folder is created, changed or removed on the way."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cli_run import joinedup
+
+from joinedup.records.exports import Exports
+from joinedup.records.store import RecordStore
+
+pytestmark = pytest.mark.security
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("records", "workers", "words"),
+    [
+        ("records.sqlite", "0", "greater than or equal to 1"),
+        ("records.sqlite", "two", "valid integer"),
+        ("sqlite:///:memory:", "2", "in-memory SQLite store cannot be shared"),
+    ],
+)
+def test_bad_workers_are_refused_in_one_line_naming_the_option(
+    tmp_path: Path, records: str, workers: str, words: str
+) -> None:
+    before = snapshot(tmp_path)
+    run = joinedup(
+        "records", "serve", "--records", records, "--workers", workers,
+        "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "--workers" in run.stderr and words in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_forged_and_damaged_export_jobs_are_unknown_and_nothing_else_is_touched(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (tmp_path / "secret.json").write_text('{"keep": true}')
+    (folder / ("b" * 32 + ".json")).write_text("{not json")  # a damaged job file
+    with RecordStore(str(tmp_path / "records.sqlite")) as store:
+        exports = Exports(store, folder, timedelta(hours=1))
+        before = snapshot(tmp_path)
+        for job_id in ("../secret", "..%2Fsecret", "B" * 32, "b" * 31, "b" * 32):
+            assert exports.get(job_id) is None
+            assert exports.cancel(job_id) is None
+        assert (tmp_path / "secret.json").read_text() == '{"keep": true}'
+        # the damaged file is not another user's running export: a new one starts
+        job = exports.start("system", "http://x/fhir/R4/$export")
+        assert job.state == "running"
+        after = snapshot(tmp_path)
+        assert {k: v for k, v in after.items() if k in before} == before
