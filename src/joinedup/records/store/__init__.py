@@ -9,6 +9,7 @@ imports SQLAlchemy or a database driver (an import-linter contract keeps it so).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     and_,
@@ -217,7 +219,11 @@ class RecordStore:
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
         with self._engine.begin() as conn:
-            yield conn
+            conn.info[_LOCKED] = set()
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_LOCKED, None)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -267,14 +273,21 @@ class RecordStore:
         operations: Iterable[Operation],
         *,
         on_outcome: Callable[[int, Outcome | None], None] | None = None,
+        criteria: Iterable[tuple[str, str]] = (),
     ) -> list[Outcome | None]:
         """Apply every operation, in order, in one database transaction: all are written or,
         when one fails (TransactionFailedError names it), none is. `on_outcome` hears each
         outcome as it happens, before the next operation is taken from `operations` (so a
         generator can build later operations from earlier ids, as a FHIR transaction's
-        `urn:uuid` references need)."""
+        `urn:uuid` references need). The conditional writes' criteria are locked before
+        anything is written, all in one order, so that two transactions never wait on each
+        other: a generator, which cannot be read ahead, names them in `criteria` as
+        (resource type, criteria) pairs (a list of operations needs not)."""
+        if isinstance(operations, Sequence):
+            criteria = [*criteria, *_conditions(operations)]
         outcomes: list[Outcome | None] = []
         with self._begin() as conn:
+            self._lock_criteria(conn, criteria)
             for index, operation in enumerate(operations):
                 try:
                     outcome = self._apply(conn, operation)
@@ -452,6 +465,7 @@ class RecordStore:
         resource = _resource_of(operation.resource)
         kind = resource["resourceType"]
         if operation.if_none_exist is not None:
+            self._lock_criteria(conn, [(kind, operation.if_none_exist)])
             matched = self._matching(conn, kind, operation.if_none_exist)
             if len(matched) > 1:
                 raise PreconditionFailedError(
@@ -494,6 +508,7 @@ class RecordStore:
     def _conditional_update(self, conn: Connection, operation: ConditionalUpdate) -> Outcome:
         resource = _resource_of(operation.resource)
         kind = resource["resourceType"]
+        self._lock_criteria(conn, [(kind, operation.criteria)])
         matched = self._matching(conn, kind, operation.criteria)
         if len(matched) > 1:
             raise PreconditionFailedError(f"{kind}?{operation.criteria}: matches {len(matched)}")
@@ -1000,6 +1015,21 @@ class RecordStore:
             rows = conn.execute(query.order_by(c.granted_at.desc(), c.grant_id)).all()
         return [Grant(*row) for row in rows]
 
+    def _lock_criteria(self, conn: Connection, criteria: Iterable[tuple[str, str]]) -> None:
+        """Hold, until the transaction ends, the lock of each (resource type, criteria) of a
+        conditional write not held yet, in the order of their keys: a writer that finds no
+        match and creates one has committed before any other writer with the same criteria
+        searches, so that one finds it. PostgreSQL: a transaction-scoped advisory lock keyed
+        by the criteria. SQLite: nothing to do, as every write transaction holds the
+        database's one write lock from its BEGIN IMMEDIATE, and its search sees every commit
+        before it."""
+        if conn.dialect.name != "postgresql":
+            return
+        held: set[int] = conn.info.setdefault(_LOCKED, set())
+        for key in sorted({_criteria_key(kind, c) for kind, c in criteria} - held):
+            conn.execute(_LOCK_CRITERIA, {"key": key})
+            held.add(key)
+
     def _matching(self, conn: Connection, kind: str, criteria: str) -> list[str]:
         """The ids of live resources matching a conditional write's criteria (two at most:
         enough to tell none, one and several apart)."""
@@ -1018,6 +1048,40 @@ class RecordStore:
 
 #: The PostgreSQL advisory lock key held while the tables are created ("records" in ASCII).
 _SCHEMA_LOCK = 0x7265636F726473
+#: Where a write connection keeps the keys of the criteria locks its transaction holds.
+_LOCKED = "records_criteria_locked"
+#: Taking one criteria lock (PostgreSQL), built once. A statement of its own, before the
+#: search: a READ COMMITTED statement sees what was committed when it began, so a search
+#: that took the lock itself would not see what the lock's last holder committed.
+_LOCK_CRITERIA = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
+
+
+def _criteria_key(kind: str, criteria: str) -> int:
+    """The advisory lock key of a conditional write's criteria: a 64-bit hash of the resource
+    type and the criteria's (name, value) pairs, decoded and sorted, so the same search
+    written in another order or encoding (`%7C` for `|`) takes the same lock. Two different
+    criteria sharing a key only wait for each other."""
+    canonical = json.dumps([kind, sorted(searching.pairs(criteria))], ensure_ascii=False)
+    digest = hashlib.blake2b(canonical.encode(), digest_size=8, person=b"joinedup-records")
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _conditions(operations: Sequence[Operation]) -> list[tuple[str, str]]:
+    """The (resource type, criteria) of the conditional writes among `operations`."""
+    found = []
+    for operation in operations:
+        if isinstance(operation, Create) and operation.if_none_exist is not None:
+            criteria = operation.if_none_exist
+        elif isinstance(operation, ConditionalUpdate):
+            criteria = operation.criteria
+        else:
+            continue
+        given = operation.resource
+        kind = given.get("resourceType") if isinstance(given, dict) else None
+        if isinstance(kind, str) and kind:
+            found.append((kind, criteria))
+    return found
+
 
 #: Moving the current row on from the version a write read (none moves if another writer
 #: got there first).

@@ -793,6 +793,15 @@ def _order(entry: _Entry) -> tuple[int, int]:
     return rank, entry.index
 
 
+def _conditional_criteria(entry: _Entry) -> str | None:
+    """The search of a conditional create or update entry; None for any other entry."""
+    if entry.method == "POST":
+        return entry.if_none_exist or None
+    if entry.method == "PUT" and entry.rid is None:
+        return entry.criteria
+    return None
+
+
 def transaction(store: RecordStore, base: str, bundle: dict[str, Any]) -> Answer:
     """Every entry in one database transaction, or none: `urn:uuid:` fullUrls of creates
     become the server's ids everywhere they are referenced."""
@@ -818,8 +827,10 @@ def transaction(store: RecordStore, base: str, bundle: dict[str, Any]) -> Answer
         if e.full_url and outcome is not None and e.method == "POST":
             ids[e.full_url] = f"{outcome.resource_type}/{outcome.resource_id}"
 
+    # the conditional entries' criteria, for the store to lock before anything is written
+    conditional = [(e.kind, c) for e in ordered if (c := _conditional_criteria(e))]
     try:
-        store.transaction(operations(), on_outcome=heard)
+        store.transaction(operations(), on_outcome=heard, criteria=conditional)
     except TransactionFailedError as err:  # named by the Bundle's entry, not the order run
         named = TransactionFailedError(ordered[err.index].index, err.cause)
         raise from_records(named, if_match=ordered[err.index].if_match is not None) from None
