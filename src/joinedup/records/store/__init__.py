@@ -1019,14 +1019,15 @@ class RecordStore:
         """Hold, until the transaction ends, the lock of each (resource type, criteria) of a
         conditional write not held yet, in the order of their keys: a writer that finds no
         match and creates one has committed before any other writer with the same criteria
-        searches, so that one finds it. PostgreSQL: a transaction-scoped advisory lock keyed
-        by the criteria. SQLite: nothing to do, as every write transaction holds the
+        searches, so that one finds it. PostgreSQL: a transaction-scoped advisory lock for
+        each of the criteria's keys (_criteria_keys). SQLite: nothing to do, as every write transaction holds the
         database's one write lock from its BEGIN IMMEDIATE, and its search sees every commit
         before it."""
         if conn.dialect.name != "postgresql":
             return
         held: set[int] = conn.info.setdefault(_LOCKED, set())
-        for key in sorted({_criteria_key(kind, c) for kind, c in criteria} - held):
+        wanted = {key for kind, c in criteria for key in _criteria_keys(kind, c)}
+        for key in sorted(wanted - held):
             conn.execute(_LOCK_CRITERIA, {"key": key})
             held.add(key)
 
@@ -1056,12 +1057,31 @@ _LOCKED = "records_criteria_locked"
 _LOCK_CRITERIA = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 
 
-def _criteria_key(kind: str, criteria: str) -> int:
-    """The advisory lock key of a conditional write's criteria: a 64-bit hash of the resource
+def _criteria_keys(kind: str, criteria: str) -> set[int]:
+    """The advisory lock keys of a conditional write's criteria. When the criteria name
+    identifiers (`identifier=SYSTEM|VALUE`, or the value alone; several joined by commas), one
+    key for each identifier value of the type, whatever the system and the other parameters:
+    feeds writing the same NHS number as `identifier=S|V`, `identifier=V` or `identifier=S|V&
+    birthdate=...` find the same record and so must take turns. Otherwise one key for the
     type and the criteria's (name, value) pairs, decoded and sorted, so the same search
-    written in another order or encoding (`%7C` for `|`) takes the same lock. Two different
-    criteria sharing a key only wait for each other."""
-    canonical = json.dumps([kind, sorted(searching.pairs(criteria))], ensure_ascii=False)
+    written in another order or encoding (`%7C` for `|`) takes the same lock. Keys are 64-bit
+    hashes: two criteria sharing one only wait for each other."""
+    pairs = searching.pairs(criteria)
+    identifiers = {
+        alternative.rpartition("|")[2].strip().lower()
+        for name, value in pairs
+        if name == "identifier"
+        for alternative in searching.or_values(value)
+    }
+    named: list[Any] = (
+        [[kind, "identifier", value] for value in identifiers]
+        if identifiers and "" not in identifiers
+        else [[kind, sorted(pairs)]]
+    )
+    return {_key(json.dumps(n, ensure_ascii=False)) for n in named}
+
+
+def _key(canonical: str) -> int:
     digest = hashlib.blake2b(canonical.encode(), digest_size=8, person=b"joinedup-records")
     return int.from_bytes(digest.digest(), "big", signed=True)
 

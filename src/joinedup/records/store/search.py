@@ -181,7 +181,8 @@ def _where(resource_type: str, shapes: tuple[Shape, ...], take: Take) -> ColumnE
     return and_(*conditions)
 
 
-def _alternatives(value: str) -> list[str]:
+def or_values(value: str) -> list[str]:
+    """The values a search value joins by commas (OR), `\\,` being a comma within one."""
     return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
 
 
@@ -196,7 +197,7 @@ _TABLES = {
 def _condition(resource_type: str, name: str, value: str, values: list[Any]) -> Shape:
     """One parameter's condition checked: its shape, its values added to `values`."""
     base, _, modifier = name.partition(":")
-    alternatives = _alternatives(value)
+    alternatives = or_values(value)
     if base == "_id":
         values.append(alternatives)
         return ("_id",)
