@@ -366,14 +366,16 @@ def test_a_bad_sensitive_code_list_stops_the_server_at_start(
         create_records_app(settings, store)
 
 
-def registered(api: Api, nhs_number: str, practice: str = "A11111") -> str:
+def registered(
+    api: Api, nhs_number: str, practice: str = "A11111", born: str = "1950-07-08"
+) -> str:
     """A patient registered at `practice` and nothing else."""
     return api.made({
         "resourceType": "Patient",
         "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
         "name": [{"family": "Orgcase", "given": ["Sam"]}],
         "gender": "male",
-        "birthDate": "1950-07-08",
+        "birthDate": born,
         "generalPractitioner": [{"reference": f"Organization/{practice}"}],
     })  # fmt: skip
 
@@ -663,7 +665,8 @@ def _audit_column(api: Api, user: str, column: str) -> list[str]:
 
 
 def test_a_proxy_reads_the_record_only_while_the_relationship_is_recorded(api: Api) -> None:
-    own, child, stranger = (registered(api, n) for n in NHS_NUMBERS[:3])
+    own, stranger = registered(api, NHS_NUMBERS[0]), registered(api, NHS_NUMBERS[2])
+    child = registered(api, NHS_NUMBERS[1], born="2018-04-05")  # a parent's: until they are 16
     note = api.made(condition(child, ASTHMA))
     hiv = api.made(condition(child, HIV, by_extension("A11111")))  # sensitive: never a proxy's
     access: AccessStore = api.client.app.state.access  # type: ignore[attr-defined]

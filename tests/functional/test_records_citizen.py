@@ -38,12 +38,14 @@ PASSWORD = "a long enough password"
 REASON = "Unconscious in the emergency department, no history available"
 
 
-def _patient(practice: str, family: str, nhs_number: str) -> dict[str, Any]:
+def _patient(
+    practice: str, family: str, nhs_number: str, born: str = "1980-02-03"
+) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": nhs_number}],
         "name": [{"family": family, "given": ["Ann"]}],
-        "birthDate": "1980-02-03",
+        "birthDate": born,
         "generalPractitioner": [{"reference": f"Organization/{practice}"}],
     }
 
@@ -326,11 +328,13 @@ def test_demo_citizens_only_beside_a_records_store_with_patients(
 
 
 HIV = {"system": "http://snomed.info/sct", "code": "86406008"}  # shipped sensitive (hiv)
+#: A child's birth date: a parent's access ends at their 16th birthday (records.proxy_age).
+CHILD_BORN = "2018-04-05"
 
 
 def test_a_proxy_sees_the_person_they_act_for_less_what_is_withheld(api: Api) -> None:
     parent = api.created(_patient("A11111", "Parent", "9000000009"))
-    child = api.created(_patient("A11111", "Child", "9434765919"))
+    child = api.created(_patient("A11111", "Child", "9434765919", CHILD_BORN))
     stranger = api.created(_patient("A11111", "Stranger", "9434765870"))
     plain = api.created(_condition(child, "Eczema", "A11111"))
     sensitive = api.created({**_condition(child, "HIV", "A11111"), "code": {"coding": [HIV]}})
@@ -391,7 +395,7 @@ def test_a_citizen_objects_to_sharing_and_withdraws_it(page_site: TestClient) ->
     store: RecordStore = client.app.state.records  # type: ignore[attr-defined]
     store.update({"resourceType": "Organization", "id": "A11111", "name": "Riverside Surgery"})
     mine = store.create(_patient("A11111", "Own", "9000000009")).resource["id"]
-    child = store.create(_patient("A11111", "Child", "9434765919")).resource["id"]
+    child = store.create(_patient("A11111", "Child", "9434765919", CHILD_BORN)).resource["id"]
     store.create({
         "resourceType": "EpisodeOfCare", "status": "active",
         "patient": {"reference": f"Patient/{mine}"},
@@ -439,6 +443,8 @@ def test_a_citizen_objects_to_sharing_and_withdraws_it(page_site: TestClient) ->
     log.set_proxy("cy", child, "parent")
     theirs = unescape(client.get("/my-record", params={"patient": child}).text)
     assert "They have not objected" in theirs and 'id="sharing-form"' not in theirs
+    ends = theirs.split('id="access-ends">')[1].split("</p>")[0]  # when, and why
+    assert "as their parent ends after 2034-04-04, the day before the person's 16th" in ends
     proxy = _choose(client, "object", patient=child)
     assert proxy.status_code == 403 and "Only the person themselves" in proxy.text
     assert not store.objections(child)

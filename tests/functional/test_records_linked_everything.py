@@ -276,18 +276,19 @@ def test_a_proxy_for_both_patients_is_audited_with_the_relationship_on_each(
     world: World,
 ) -> None:
     """The linked Patient's entry names the proxy's relationship and its purpose of use, as
-    the request's own entry does, not the person's own (PATRQT)."""
+    the request's own entry does, not the person's own (PATRQT). The person is an adult, so
+    the proxy is their attorney (a parent's access ended at their 16th birthday)."""
     users: AccessStore = world.client.app.state.access  # type: ignore[attr-defined]
     for pid in (world.gp, world.acute):
-        users.set_proxy("parent", pid, "parent")
+        users.set_proxy("parent", pid, "attorney")
     before = world.newest()
     assert world.acute in world.ids(world.gp, "parent")[1]
     linked, asked = world.audit("parent", before)[:2]
     assert asked["resource"] == f"fhir/Patient/{world.gp}/$everything"
     assert linked["resource"] == f"fhir/Patient/{world.acute}"
-    assert asked["reason"].startswith("legitimate relationship: proxy as parent,")
-    assert linked["reason"] == "legitimate relationship: proxy as parent"
-    assert asked["purpose"] == linked["purpose"] == "FAMRQT"
+    assert asked["reason"].startswith("legitimate relationship: proxy as attorney,")
+    assert linked["reason"] == "legitimate relationship: proxy as attorney"
+    assert asked["purpose"] == linked["purpose"] == "PWATRNY"
 
 
 def test_no_identifier_reaches_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:

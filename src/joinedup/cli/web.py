@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +14,8 @@ from sqlglot import exp
 
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.records import Policy, RecordsError, RecordsSettings
+from joinedup.records.proxy_age import AGE_LIMITED_RELATIONSHIPS, ProxyAgeEnd
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.lake import Lake
 from joinedup.web.access import (
@@ -343,7 +345,17 @@ def proxy(
         typer.Option(
             "--until",
             metavar="DATE",
-            help="Its last day, YYYY-MM-DD (UTC); the access ends after it. Default: no end.",
+            help="Its last day, YYYY-MM-DD (UTC); the access ends after it. Default: no end "
+            "(a parent's or guardian's: the day before the child's 16th birthday).",
+        ),
+    ] = None,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            help="The records store holding the Patient (a SQLite path or postgresql:// URL; "
+            "env JOINEDUP_RECORDS): a parent's or guardian's access is checked against the "
+            "child's Patient.birthDate there.",
         ),
     ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
@@ -352,19 +364,66 @@ def proxy(
     carer to the person they care for), until --until's day if given, or take it away with
     --revoke. Record the relationship only once it has been checked (who the proxy is, and the
     person's consent or the legal authority); both are audited with the person's Patient id
-    and the relationship. `users proxies` lists them."""
+    and the relationship. `users proxies` lists them.
+
+    A parent's or guardian's access ends on the child's 16th birthday, read from their
+    Patient's birthDate in the records store (NHS England: at 16 a person is presumed able to
+    decide, and parent and guardian access stops; JOINEDUP_RECORDS_PROXY_END_AGE for an
+    earlier age). It is refused for someone already 16, or with no birthDate; from 16, the
+    person themselves can agree to a proxy, recorded as --relationship carer. A carer's or an
+    attorney's access does not end by age."""
     last_day = _date("--until", until) if until is not None else None
-    store = _store(_settings(warehouse))
+    settings = _settings(warehouse)
+    ages: list[ProxyAgeEnd | None] = []
+
+    def age_check() -> ProxyAgeEnd | None:
+        ages.append(_proxy_age_end(records, patient, relationship))
+        return ages[-1]
+
+    limited = relationship in AGE_LIMITED_RELATIONSHIPS
+    store = _store(settings)
     try:
-        user = store.set_proxy(username, patient, relationship, revoke=revoke, until=last_day)
+        user = store.set_proxy(
+            username, patient, relationship, revoke=revoke, until=last_day,
+            age_check=age_check if limited else None,
+        )  # fmt: skip
     finally:
         store.close()
+    age_end = ages[0] if ages else None
+    if age_end is not None and age_end.last_day and (not last_day or age_end.last_day < last_day):
+        last_day = age_end.last_day
     ends = f" through {last_day.isoformat()}" if last_day and not revoke else ""
     done = "no longer sees" if revoke else f"now sees, as {relationship}{ends},"
     console.print(
         f"{escape(user.username)} {done} Patient/{escape(patient)}'s record; proxy for "
         f"{len(user.proxy_for)} in all."
     )
+
+
+def _proxy_age_end(records: str | None, patient: str, relationship: str) -> ProxyAgeEnd | None:
+    """When `relationship`'s access to Patient `patient` ends by their age, read from the
+    records store at `records` (else JOINEDUP_RECORDS); InputError naming --records when
+    there is no store to read, --patient when the Patient is not in it."""
+    from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
+
+    target = records or os.environ.get("JOINEDUP_RECORDS")
+    why = "a parent's or guardian's access is checked against the child's Patient.birthDate"
+    if not target:
+        raise InputError("--records", f"name the records store holding the Patient: {why}")
+    if "://" not in target and not Path(target).is_file():
+        raise InputError("--records", f"no records store at {target} ({why} there)")
+    settings = RecordsSettings()
+    with open_records(target) as store:
+        try:
+            store.read("Patient", patient)
+        except RecordsError:
+            raise InputError("--patient", f"no Patient/{patient} in the records store") from None
+        policy = Policy(store, proxy_end_age=settings.records_proxy_end_age, clock=_utc_now)
+        return policy.proxy_age_end(patient, relationship)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _date(option: str, text: str) -> date:
@@ -382,7 +441,9 @@ def list_proxies(
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """List the proxy relationships recorded: who acts for which Patient, how related, since
-    when, until when, and whether active, expired or revoked (ended ones stay listed)."""
+    when, until when and why it ends then (--until, or the day before a child's 16th
+    birthday for a parent or guardian), and whether active, expired or revoked (ended ones
+    stay listed)."""
     settings = _settings(warehouse)
     if not settings.access_path.exists():  # not created empty by a listing
         raise InputError("--warehouse", f"no access database at {settings.access_path}")
@@ -391,11 +452,13 @@ def list_proxies(
         records = store.proxies(username)
     finally:
         store.close()
-    table = Table("proxy", "for Patient", "relationship", "granted", "until", "status")
+    table = Table(
+        "proxy", "for Patient", "relationship", "granted", "until", "why it ends", "status"
+    )
     for r in records:
         table.add_row(
             escape(r.username), escape(r.patient_id), r.relationship, r.granted_at[:10],
-            r.until_date or "-", r.status,
+            r.until_date or "-", escape(r.until_reason or "-"), r.status,
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(records)} recorded.")

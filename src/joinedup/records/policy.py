@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from joinedup.records.consent import (
@@ -53,6 +53,7 @@ from joinedup.records.consent import (
     recording_organisations,
 )
 from joinedup.records.errors import RecordsError
+from joinedup.records.proxy_age import DEFAULT_PROXY_END_AGE, ProxyAgeEnd, proxy_age_end
 from joinedup.records.store import Grant, RecordStore
 from joinedup.records.store.withholding import Permitted, Withholding
 
@@ -102,13 +103,21 @@ class Requester:
     codes of their organisations (practice, PCN, trust or council), and the practices whose
     registered patients they care for (their practice, or their PCN's practices). A
     citizen's `patient_id` is their own record's, and `proxy_for` the records they see as a
-    proxy; they may see no other."""
+    proxy, each with its relationship in `proxy_relationships` (a parent's or guardian's
+    ends at the person's 16th birthday, records.proxy_age); they may see no other."""
 
     username: str
     organisations: frozenset[str]
     practices: frozenset[str]
     patient_id: str | None = None
     proxy_for: frozenset[str] = frozenset()
+    #: (Patient id, relationship) for each of `proxy_for`; one missing counts as a parent's.
+    proxy_relationships: tuple[tuple[str, str], ...] = ()
+
+    def proxy_relationship(self, patient_id: str) -> str:
+        """How they are related to `patient_id` as a proxy: with none recorded, `parent`, so
+        that the age rule is never skipped for want of it."""
+        return next((r for p, r in self.proxy_relationships if p == patient_id), "parent")
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,9 @@ class Decision:
     rule: Rule | None
     grant: Grant | None = None
     withheld: str | None = None
+    #: What the requester is told of a refusal, when it is more than "no relationship" (a
+    #: parent's proxy access ended by the person's age).
+    refusal: str | None = None
 
     @property
     def label(self) -> str:
@@ -141,7 +153,9 @@ class Policy:
     counts; `break_glass_hours` how long a grant lasts; `clock` defaults to the store's;
     `sensitive` the sensitive code lists (default: the configured ones, else those shipped);
     `index_systems` gives each master person index source's identifier system when asked (as
-    `$everything?linked=true` follows it; default: none, sources compared as named)."""
+    `$everything?linked=true` follows it; default: none, sources compared as named);
+    `proxy_end_age` the birthday on which a parent's or guardian's proxy access ends
+    (records.proxy_age, default 16)."""
 
     def __init__(
         self,
@@ -152,13 +166,39 @@ class Policy:
         clock: Callable[[], datetime] | None = None,
         sensitive: SensitiveCodes | None = None,
         index_systems: Callable[[], Mapping[str, str]] | None = None,
+        proxy_end_age: int = DEFAULT_PROXY_END_AGE,
     ) -> None:
         self._store = store
+        self.proxy_end_age = proxy_end_age
         self._recent = timedelta(days=recent_days)
         self._hours = break_glass_hours
         self._clock = clock or store.now
         self.sensitive = sensitive or configured_sensitive_codes()
         self._index_systems = index_systems or dict
+
+    def today(self) -> date:
+        """Today in UTC, by the policy's clock (the store's unless given)."""
+        return self._clock().date()
+
+    def proxy_age_end(self, patient_id: str, relationship: str) -> ProxyAgeEnd | None:
+        """When `relationship`'s proxy access to `patient_id` ends by the person's age, from
+        their Patient's birthDate now (None: a relationship age does not end)."""
+        try:
+            patient: dict[str, Any] | None = self._store.read("Patient", patient_id)
+        except RecordsError:
+            patient = None
+        return proxy_age_end(patient_id, patient, relationship, self.proxy_end_age)
+
+    def ended_proxies(self, who: Requester) -> dict[str, ProxyAgeEnd]:
+        """The people `who` is recorded as a proxy for whose age has ended that access (or
+        who have no birth date to show it has not), each with when and why."""
+        today = self.today()
+        ended: dict[str, ProxyAgeEnd] = {}
+        for patient in sorted(who.proxy_for):
+            end = self.proxy_age_end(patient, who.proxy_relationship(patient))
+            if end is not None and not end.in_force(today):
+                ended[patient] = end
+        return ended
 
     def _objections(
         self, patient_id: str
@@ -204,6 +244,9 @@ class Policy:
                 return Decision(True, "self")
             if patient_id not in who.proxy_for:
                 return REFUSED
+            end = self.proxy_age_end(patient_id, who.proxy_relationship(patient_id))
+            if end is not None and not end.in_force(self.today()):
+                return Decision(False, None, withheld=end.label, refusal=end.refusal())
             own, others = self._objections(patient_id)
             if _objected(own, others):
                 return Decision(False, None, withheld=OBJECTION if own else PERSON_OBJECTION)
@@ -255,9 +298,10 @@ class Policy:
         """Every patient `who` may see now, with the first rule that allows each (none whose
         objection to sharing withholds them, but by break-glass)."""
         if who.patient_id is not None:
-            objected = {p for p in who.proxy_for if _objected(*self._objections(p))}
+            proxied_now = who.proxy_for - set(self.ended_proxies(who))
+            objected = {p for p in proxied_now if _objected(*self._objections(p))}
             seen: dict[str, Rule] = {who.patient_id: "self"}
-            for proxied in who.proxy_for - objected:
+            for proxied in proxied_now - objected:
                 seen[proxied] = "proxy"
             return seen
         found: dict[str, Rule] = {}
@@ -275,10 +319,11 @@ class Policy:
         a search to inside its query, carrying what is withheld from them (objections to
         sharing and sensitive categories recorded elsewhere, but for break-glass grants); and
         the patients of their break-glass grants. A citizen: their own record, all of it,
-        and those they are a proxy for, less what is withheld from outsiders."""
+        and those they are a proxy for (less those whose age has ended it), less what is
+        withheld from outsiders."""
         if who.patient_id is not None:
             own = frozenset({who.patient_id})
-            ids = ",".join(sorted(own | who.proxy_for))
+            ids = ",".join(sorted(own | (who.proxy_for - set(self.ended_proxies(who)))))
             withholding = Withholding(frozenset(), own, self.sensitive.pairs, self._sources())
             return Permitted([("Patient", [("_id", ids)])], withholding), set()
         searches = [(kind, query) for _, kind, query in self._queries(who)]

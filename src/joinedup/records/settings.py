@@ -5,7 +5,9 @@ of CodeSystem resources (the UK Core ones) that `$validate` checks codings again
 (records.consent); `JOINEDUP_RECORDS_EXPORTS`, the folder Bulk Data `$export` writes its
 files in (default `records-exports` beside a SQLite store, else `data/records-exports`), and
 `JOINEDUP_RECORDS_EXPORT_HOURS`, how long a finished export's files are kept (default 24);
-`JOINEDUP_RECORDS_INDEX_SOURCES`, each person index source's identifier system, as JSON."""
+`JOINEDUP_RECORDS_INDEX_SOURCES`, each person index source's identifier system, as JSON;
+`JOINEDUP_RECORDS_PROXY_END_AGE`, the birthday on which a parent's or guardian's proxy
+access ends (default and most 16, records.proxy_age)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from joinedup.errors import ConfigurationError
+from joinedup.records.proxy_age import DEFAULT_PROXY_END_AGE
 
 DEFAULT_RECORDS = "data/records.sqlite"
 
@@ -53,6 +56,12 @@ class RecordsSettings(BaseSettings):
     #: (`{"gp": "https://gp.example.org/patient-id"}`): how `$everything` finds the same
     #: person's other Patients (`ingest fhir --index-source NAME=SYSTEM`'s rule).
     records_index_sources: dict[str, str] = Field(default_factory=dict)
+    #: The birthday on which a parent's or guardian's proxy access ends (records.proxy_age):
+    #: 16 by NHS England's rule that clinical systems suspend proxy access at 16; a practice
+    #: may choose an earlier one, never a later one.
+    records_proxy_end_age: int = Field(
+        default=DEFAULT_PROXY_END_AGE, ge=1, le=DEFAULT_PROXY_END_AGE
+    )
 
     def exports_folder(self, records: str | None = None) -> Path:
         """The exports folder for the store at `records` (else this setting's): the

@@ -19,7 +19,7 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +31,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from joinedup.errors import ConfigurationError, InputError
+from joinedup.records.proxy_age import ProxyAgeEnd
 from joinedup.web.audit import (
     AUDIT_FIELDS,
     CHECKPOINT_EVERY,
@@ -148,6 +149,9 @@ class User:
     #: Each of `proxy_for` with the relationship recorded for it (PROXY_RELATIONSHIPS), as
     #: (Patient id, relationship) pairs: the audit names the relationship of every access.
     proxy_relationships: tuple[tuple[str, str], ...] = ()
+    #: Those recorded as theirs whose age has ended a parent's or guardian's access
+    #: (records.proxy_age), taken out of `proxy_for` by the records API for a request.
+    proxies_ended: tuple[ProxyAgeEnd, ...] = ()
 
     def proxy_relationship(self, patient_id: str) -> str | None:
         """How this citizen is related to `patient_id` as their proxy (None: they are not)."""
@@ -321,6 +325,7 @@ CREATE TABLE IF NOT EXISTS proxies (
     granted_at TEXT NOT NULL,
     revoked_at TEXT,
     until_date DATE,
+    until_reason TEXT,
     PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -411,17 +416,22 @@ _ADD_ORGANISATION = "ALTER TABLE users ADD COLUMN organisation_code TEXT"
 #: holds the ISO day as text, which SQLite keeps as text and compares as text.
 _PROXY_COLUMNS = "SELECT name FROM pragma_table_info('proxies')"
 _ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date DATE"
+#: Why it ends on that day (`--until`, or the person's 16th birthday for a parent's or a
+#: guardian's access) came with the age rule (records.proxy_age): empty in a table before.
+_ADD_PROXY_UNTIL_REASON = "ALTER TABLE proxies ADD COLUMN until_reason TEXT"
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 #: The one place the rule for a proxy relationship being in force is written: `active` when
 #: not revoked and not past its last day (`until_date`, an ISO day compared as text with
 #: SQLite's `date('now')`, today in UTC), else `revoked` or `expired`. Who a citizen acts for
 #: (_PROXIES_OF), how many an account review counts (_REVIEW) and the status `users proxies`
-#: lists (_LIST_PROXIES) all read it. A view made once: a change to the rule is a new view
-#: name, as IF NOT EXISTS keeps an old definition.
+#: lists (_LIST_PROXIES) all read it, with why it ends then (`until_reason`). A view made
+#: once: a change to the rule is a new view name, as IF NOT EXISTS keeps an old definition;
+#: a view from before `until_reason` is made again with it (_proxy_status_view), same rule.
 _PROXY_STATUS = (
     "CREATE VIEW IF NOT EXISTS proxy_status AS "
     "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, "
+    "until_reason, "
     "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
     "WHEN until_date IS NOT NULL AND until_date < date('now') THEN 'expired' "
     "ELSE 'active' END AS status FROM proxies"
@@ -441,11 +451,36 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PATIENT)
     if "organisation_code" not in user_names:
         con.execute(_ADD_ORGANISATION)
-    if "until_date" not in {row[0] for row in con.execute(_PROXY_COLUMNS)}:
+    proxy_names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
+    if "until_date" not in proxy_names:
         con.execute(_ADD_PROXY_UNTIL)
+    if "until_reason" not in proxy_names:
+        con.execute(_ADD_PROXY_UNTIL_REASON)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
-    con.execute(_PROXY_STATUS)  # after until_date is there: the view reads it
+    _proxy_status_view(con)  # after until_date and until_reason are there: the view reads them
+
+
+_VIEW_COLUMNS = "SELECT name FROM pragma_table_info('proxy_status')"
+_DROP_PROXY_STATUS = "DROP VIEW IF EXISTS proxy_status"
+
+
+def _proxy_status_view(con: sqlite3.Connection) -> None:
+    """The proxy_status view, made again (in one transaction, so no reader finds it missing)
+    when it was made before `until_reason`."""
+    names = {row[0] for row in con.execute(_VIEW_COLUMNS)}
+    if names and "until_reason" not in names:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if "until_reason" not in {row[0] for row in con.execute(_VIEW_COLUMNS)}:
+                con.execute(_DROP_PROXY_STATUS)
+            con.execute(_PROXY_STATUS)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return
+    con.execute(_PROXY_STATUS)
 
 
 # Every statement is constant text with its values bound as parameters (never formatted in).
@@ -627,8 +662,8 @@ def _user_of(row: Sequence[Any], proxies: Sequence[Sequence[Any]] = ()) -> User:
 
 #: Who a citizen may be a proxy for, by their relationship to that person.
 PROXY_RELATIONSHIPS: dict[str, str] = {
-    "parent": "Parent (of a child under 16)",
-    "guardian": "Legal guardian",
+    "parent": "Parent (of a child under 16: ends at their 16th birthday)",
+    "guardian": "Legal guardian (of a child under 16: ends at their 16th birthday)",
     "carer": "Carer, with the person's consent",
     "attorney": "Lasting power of attorney (health and welfare)",
 }
@@ -639,11 +674,12 @@ _PROXIES_OF = (
 )
 _GRANT_PROXY = (
     "INSERT OR REPLACE INTO proxies "
-    "(username, patient_id, relationship, granted_at, revoked_at, until_date) "
-    "VALUES (?, ?, ?, ?, NULL, ?)"
+    "(username, patient_id, relationship, granted_at, revoked_at, until_date, until_reason) "
+    "VALUES (?, ?, ?, ?, NULL, ?, ?)"
 )
 _LIST_PROXIES = (
-    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status "
+    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status, "
+    "until_reason "
     "FROM proxy_status WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
 )
 _REVOKE_PROXY = (
@@ -667,9 +703,10 @@ class AccountReview:
 @dataclass(frozen=True)
 class ProxyRecord:
     """One recorded proxy relationship, as `users proxies` lists it: who acts for which
-    Patient, how related, since when, their last day (None: no end), when revoked, and its
+    Patient, how related, since when, their last day (None: no end), when revoked, its
     `status` today (`active`, `revoked` or `expired`, by the rule that decides whether it is
-    in force: _PROXY_STATUS)."""
+    in force: _PROXY_STATUS), and why it ends on its last day (`until_reason`: `--until`, or
+    the day before the person's 16th birthday; None: recorded before reasons were)."""
 
     username: str
     patient_id: str
@@ -678,6 +715,7 @@ class ProxyRecord:
     until_date: str | None
     revoked_at: str | None
     status: str
+    until_reason: str | None = None
 
 
 def _today() -> date:
@@ -951,12 +989,17 @@ class AccessStore:
         *,
         revoke: bool = False,
         until: date | None = None,
+        age_check: Callable[[], ProxyAgeEnd | None] | None = None,
         client: str = "command line",
     ) -> User:
         """Give citizen `username` proxy access to Patient `patient_id` as their
         `relationship` (PROXY_RELATIONSHIPS), through `until` (its last day, UTC; None: until
         revoked), or with `revoke` take it away; audited either way with the patient's id and
-        the relationship. Returns the user as they now are."""
+        the relationship. A parent's or guardian's grant takes `age_check`, called once the rest
+        is found good, for when it ends by the person's age (Policy.proxy_age_end, from their
+        Patient's birthDate): one already ended is refused, naming --patient, and audited
+        `proxy refused`; otherwise it lasts through the earlier of `until` and the day before
+        that birthday, and says which. Returns the user as they now are."""
         found = self._user(username)
         if found is None or found[0].role is not Role.CITIZEN:
             raise InputError("NAME", f"{username!r} is not an active citizen (see `users list`)")
@@ -971,17 +1014,37 @@ class AccessStore:
             raise InputError("--until", "a revocation ends the access now: --until is for a grant")
         if until is not None and until < _today():
             raise InputError("--until", f"{until.isoformat()} has passed (UTC today: {_today()})")
+        age_end = age_check() if age_check is not None and not revoke else None
+        if age_end is not None and (
+            age_end.patient_id != patient_id or age_end.relationship != relationship
+        ):
+            raise InputError("--patient", "the age check was made for another relationship")
+        if not revoke and age_end is not None and not age_end.in_force(_today()):
+            self.audit(
+                found[0], "proxy refused", f"users/proxy/{username}",
+                detail=f"as {relationship}", reason=f"withheld: {age_end.label}",
+                client=client, patients=[patient_id],
+            )  # fmt: skip
+            raise InputError("--patient", age_end.grant_refusal())
         last_day = until.isoformat() if until is not None and not revoke else None
+        why = "--until" if last_day else None
+        aged = age_end.last_day if age_end is not None and not revoke else None
+        if age_end is not None and aged is not None and (until is None or aged < until):
+            last_day, why = aged.isoformat(), f"the day before {age_end.rule}"
         with self._tx() as con:
             if revoke:
                 con.execute(_REVOKE_PROXY, (_iso(_now()), username, patient_id))
             else:
                 con.execute(
-                    _GRANT_PROXY, (username, patient_id, relationship, _iso(_now()), last_day)
+                    _GRANT_PROXY,
+                    (username, patient_id, relationship, _iso(_now()), last_day, why),
                 )
+        # The day an age ends the access on is the record's birth date told another way:
+        # the audit names the rule, not the day.
+        ends = f" until {last_day}" if why == "--until" else f" until {why}" if why else ""
         self.audit(
             found[0], "proxy revoked" if revoke else "proxy granted", f"users/proxy/{username}",
-            detail=f"as {relationship}" + (f" until {last_day}" if last_day else ""),
+            detail=f"as {relationship}" + ends,
             reason="proxy access", client=client, patients=[patient_id],
         )  # fmt: skip
         now = self._user(username)
@@ -991,7 +1054,7 @@ class AccessStore:
         """Every proxy relationship recorded (of `username` alone, when given), in force or
         not: revoked and expired ones stay, as the record of who could see what."""
         rows = self._reader().execute(_LIST_PROXIES, (username, username)).fetchall()
-        return [ProxyRecord(*r) for r in rows]
+        return [ProxyRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     # --- sign-in ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from joinedup.records.consent import (
 from joinedup.records.policy import Requester
 from joinedup.web.access import ROLE_LABELS, RecordsAuditQuery, Role, User
 from joinedup.web.records_api.audit_events import organisation_of, purpose_of
+from joinedup.web.records_api.gate import in_force
 from joinedup.web.site import (
     PAGE_SIZE,
     access,
@@ -294,7 +295,9 @@ def my_record_page(
         response.status_code = 409
         return response
     policy: Policy = request.app.state.records_policy
-    who = Requester(user.username, frozenset(), frozenset(), own, user.proxy_for)  # a citizen
+    who = Requester(
+        user.username, frozenset(), frozenset(), own, user.proxy_for, user.proxy_relationships
+    )  # a citizen
     decision = policy.decide(who, patient_id)
     if not decision.allowed:
         log.audit(
@@ -302,8 +305,12 @@ def my_record_page(
             client=client(request), patients=[patient_id],
         )  # fmt: skip
         raise HTTPException(
-            403, "This person has asked for their record not to be shared, so it is not shown."
+            403,
+            decision.refusal
+            or "This person has asked for their record not to be shared, so it is not shown.",
         )
+    # a parent's or guardian's access: the day it ends, and why (records.proxy_age)
+    age_end = None if patient_id == own else policy.proxy_age_end(patient_id, str(relationship))
     groups = record_groups(store, patient_id, lambda r: policy.withheld(who, r) is None)
     total, found, intact = looks(request, user, patient_id, page, _Organisations(store))
     log.audit(
@@ -311,11 +318,15 @@ def my_record_page(
         detail=f"200; {sum(g[1] for g in groups)} items, {total} audit entries",
         reason=f"{reason}; {decision.label}", client=client(request), patients=[patient_id],
     )  # fmt: skip
-    others = [(p, _person(store, p).get("name") or p) for p in sorted(user.proxy_for)]
+    in_force_now = in_force(user, policy).proxy_for
+    others = [(p, _person(store, p).get("name") or p) for p in sorted(in_force_now)]
     return render(
         request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
         sharing=sharing_choice(store, patient_id), nhs_opt_out=NATIONAL_OPT_OUT_SERVICE,
         groups=groups, looks=found, looks_total=total, intact=intact, page=page,
+        access_ends=age_end.last_day if age_end is not None else None,
+        access_ends_why=age_end.rule if age_end is not None else "",
+        relationship=relationship or "",
         pages=pages(total), own=patient_id == own, others=others, chosen=patient_id,
         base="/my-record?" + ("" if patient_id == own else f"patient={quote(patient_id)}"),
     )  # fmt: skip

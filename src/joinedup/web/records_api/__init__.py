@@ -80,8 +80,9 @@ def mount_records(
     app.state.records = store
     app.state.records_exports = exports or open_exports(store)
     app.state.records_code_systems = code_systems
+    settings = RecordsSettings()
     app.state.records_index_systems = dict(
-        RecordsSettings().records_index_sources if index_systems is None else index_systems
+        settings.records_index_sources if index_systems is None else index_systems
     )
     if app.state.records_index_systems:
         # each Patient's person under these sources, kept in the store from now on (written
@@ -89,7 +90,12 @@ def mount_records(
         store.keep_people(app.state.records_index_systems)
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     # objections follow the person through the index's sources as the server has them now
-    app.state.records_policy = Policy(store, index_systems=lambda: app.state.records_index_systems)
+    # a parent's or guardian's proxy access ends at the configured birthday (default 16)
+    app.state.records_policy = Policy(
+        store,
+        index_systems=lambda: app.state.records_index_systems,
+        proxy_end_age=settings.records_proxy_end_age,
+    )
     app.include_router(privacy_router)
     app.include_router(audit_router)  # before `router`: its AuditEvent routes win
     app.include_router(bulk_export_router)  # before `router`: $export is not a type

@@ -28,7 +28,7 @@ from joinedup.fhir.ukcore import JOINEDUP_BASE
 from joinedup.records.parameters import SEARCH_PARAMETERS as SEARCH_PARAMETERS_OF
 from joinedup.records.parameters import date_range, split_reference
 from joinedup.web.access import ROLE_LABELS, AccessStore, RecordsAuditQuery, Role, User
-from joinedup.web.records_api.gate import Gate
+from joinedup.web.records_api.gate import Gate, in_force
 from joinedup.web.records_api.interactions import Answer
 from joinedup.web.records_api.outcome import FHIR_JSON, FhirError
 from joinedup.web.site import access, client, token_of
@@ -677,10 +677,15 @@ async def _serve(request: Request, interaction: str, target: str, work: Work | N
         reason = "records audit: role not allowed"
     else:
         reason = "records audit: own record" if user.patient_id else "records audit review"
+        policy = getattr(request.app.state, "records_policy", None)
         try:
-            status, body, patients = await run_in_threadpool(work, log, user, str(request.base_url))
+            status, body, patients = await run_in_threadpool(
+                lambda: work(log, in_force(user, policy), str(request.base_url))
+            )
         except FhirError as err:
             status, body = err.status, err.outcome()
+            if isinstance(err, ProxyEndedError):
+                reason, patients = f"withheld: {err.label}", [err.patient_id]
     await run_in_threadpool(
         lambda: log.audit(
             user, f"fhir {interaction}", f"fhir/{target}", detail=_detail(status, body),
@@ -712,6 +717,16 @@ def _page_link(base: str, pairs: list[tuple[str, str]], offset: int, count: int)
     )
 
 
+class ProxyEndedError(FhirError):
+    """A proxy's search of the audit of a person whose age has ended their access: 403 saying
+    why, audited with `label` as the reason."""
+
+    def __init__(self, patient_id: str, label: str, reason: str) -> None:
+        super().__init__(403, [("forbidden", None, reason)])
+        self.patient_id = patient_id
+        self.label = label
+
+
 def own_record(query: RecordsAuditQuery, user: User) -> RecordsAuditQuery:
     """A citizen's search kept to the entries naming their own record or one they are a proxy
     for: a `patient` they give must be one of those (403 otherwise, as reading another's
@@ -720,6 +735,9 @@ def own_record(query: RecordsAuditQuery, user: User) -> RecordsAuditQuery:
         return query
     theirs = {user.patient_id} | user.proxy_for
     asked = {p for ids in query.patients or () for p in ids}
+    ended = [e for e in user.proxies_ended if e.patient_id in asked]
+    if ended:  # a proxy the person's age has ended (records.proxy_age): say so
+        raise ProxyEndedError(ended[0].patient_id, ended[0].label, ended[0].refusal())
     if asked - theirs:
         raise FhirError.one(
             403, "forbidden", "not your record: a citizen sees only their own record's audit"

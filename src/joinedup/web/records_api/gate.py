@@ -18,6 +18,7 @@ and type-wide interactions - is refused. A refusal never says whether the record
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from joinedup.records import RecordsError, RecordStore
@@ -77,7 +78,27 @@ def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requeste
     if user.role is Role.CARE_WORKER:
         practices = set()  # never by registration at a practice
     return Requester(
-        user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for
+        user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for,
+        user.proxy_relationships,
+    )  # fmt: skip
+
+
+def in_force(user: User, policy: Policy | None) -> User:
+    """`user` with only the proxy relationships in force now: those a person's age has ended
+    (a parent's or guardian's at 16, records.proxy_age) moved to `proxies_ended`. For the
+    routes that read `proxy_for` themselves (the AuditEvent search, the citizen's pages);
+    the policy applies the same rule to every decision and search of its own."""
+    if policy is None or not user.proxy_for:
+        return user
+    ended = policy.ended_proxies(requester(user))
+    if not ended:
+        return user
+    kept = tuple((p, r) for p, r in user.proxy_relationships if p not in ended)
+    return replace(
+        user,
+        proxy_for=user.proxy_for - set(ended),
+        proxy_relationships=kept,
+        proxies_ended=tuple(ended.values()),
     )
 
 
@@ -164,7 +185,7 @@ class Gate:
             if not decision.allowed:
                 self.refused = True
                 self.withheld = decision.withheld
-                raise _forbidden(self._hint)
+                raise _forbidden(decision.refusal or self._hint)
             self.rules.add(self._rule_label(decision, patient))
             self.break_glass |= decision.rule == "break-glass"
             if decision.withheld:
@@ -366,7 +387,7 @@ class Gate:
             if not access.asked.allowed:
                 self.refused = True
                 self.withheld = access.asked.withheld
-                raise _forbidden(self._hint)
+                raise _forbidden(access.asked.refusal or self._hint)
             self.rules.add("break-glass")
             self.break_glass = True
             self.notes.add(f"{access.asked.withheld} overridden by break-glass")
