@@ -59,6 +59,16 @@ _CHANGES: list[dict[str, Any]] = [
     {"class": {"code": None}}, {"class": [{"code": "IMP"}, {"code": "EMER"}]},
     {"priority": {"coding": [{"code": "U"}]}}, {"priority": {"coding": {"code": "V"}}},
     {"length": {"value": 12345678901234567890, "code": "min"}},
+    # leaves read as text, which read_json fills from any JSON value: numbers written with
+    # an exponent where DuckDB writes one and json_extract_string none, texts that look like
+    # those, booleans, objects, numbers where a compared `system` belongs
+    {"status": 1e21}, {"status": 1e-7}, {"status": 100000000000000000000.0}, {"status": 12.50},
+    {"status": True}, {"status": {"text": "x"}}, {"id": "1e+21"}, {"id": "{x"},
+    {"period": {"start": 20240102, "end": 2.5e-3}}, {"class": {"code": "[x"}},
+    {"identifier": [{"system": 7, "value": "a6"}]},
+    {"identifier": [{"system": "https://fhir.joinedup.org/Id/activity", "value": 8e30}]},
+    {"length": {"value": "12.50", "code": 1e300}}, {"length": {"value": 1e-7}},
+    {"subject": {"reference": 5e22}},
 ]  # fmt: skip
 
 
@@ -106,6 +116,65 @@ def test_the_usual_shape_is_read_typed(tmp_path: Path) -> None:
     assert got == _general(view, [data])
     assert got[0]["activity_id"] == "a1" and got[0]["cost"] == 42.5
     assert got[0]["provider_ods"] == "Z1" and got[0]["patient_key"] == "Patient/p1"
+
+
+#: A view comparing a leaf with texts that are JSON of a number and of a boolean, and with
+#: one that is not, and reading a boolean and a number.
+_COMPARED: dict[str, Any] = {
+    "resourceType": "ViewDefinition", "resource": "Patient", "status": "active",
+    "select": [{"column": [
+        {"name": "n", "path": "identifier.where(system = '12').value.first()", "type": "string"},
+        {"name": "t", "path": "identifier.where(system = 'true').value.first()",
+         "type": "string"},
+        {"name": "s", "path": "identifier.where(system = 's').value.first()", "type": "string"},
+        {"name": "deceased", "path": "deceased.ofType(boolean)", "type": "boolean"},
+        {"name": "births", "path": "multipleBirth.ofType(integer)", "type": "integer"},
+    ]}],
+}  # fmt: skip
+
+#: Patients whose compared and typed leaves hold other JSON types than the usual.
+_LEAVES: list[dict[str, Any]] = [
+    {"identifier": [{"system": 12, "value": "number"}]},
+    {"identifier": [{"system": "12", "value": "text"}]},
+    {"identifier": [{"system": True, "value": "boolean"}]},
+    {"identifier": [{"system": "true", "value": "text"}]},
+    {"identifier": [{"system": "s", "value": 1e21}]},
+    {"deceasedBoolean": "true"}, {"deceasedBoolean": 1}, {"deceasedBoolean": [True]},
+    {"multipleBirthInteger": "2"}, {"multipleBirthInteger": 2.0}, {"multipleBirthInteger": 3e21},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change", _LEAVES, ids=lambda c: json.dumps(c)[:60])
+def test_leaves_read_as_text_give_the_general_rows(change: dict[str, Any], tmp_path: Path) -> None:
+    """A leaf read as text holds a number's or a boolean's text as well as a string's: a
+    comparison with a text that is such JSON, an exponent and an array still give the
+    general path's rows."""
+    data = tmp_path / "Patient.ndjson"
+    usual = {"resourceType": "Patient", "id": "usual", "deceasedBoolean": False,
+             "identifier": [{"system": "s", "value": "v"}], "multipleBirthInteger": 1}  # fmt: skip
+    lines = [usual, {**usual, "id": "changed", **change}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    try:
+        expected = _general(_COMPARED, [data])
+    except Exception as err:  # the general query refuses it: so must typed
+        with pytest.raises(type(err)):
+            _typed(_COMPARED, [data])
+        return
+    got, _ = _typed(_COMPARED, [data])
+    assert got == expected
+    assert got[0] == {"n": None, "t": None, "s": "v", "deceased": False, "births": 1}
+
+
+def test_leaves_read_only_as_text_are_read_as_text() -> None:
+    """The encounter view reads its leaves of text as VARCHAR, but not a `system` it
+    compares with a text that could be another JSON value's."""
+    typed = views.compile_view(shipped_views()["encounter"], dialect="duckdb").typed
+    assert typed is not None
+    assert typed.columns["status"].sql("duckdb") == "TEXT"
+    assert "JSON" not in typed.columns["period"].sql("duckdb")
+    compared = views.compile_view(_COMPARED, dialect="duckdb").typed
+    assert compared is not None
+    assert compared.columns["identifier"].sql("duckdb") == 'STRUCT("system" JSON, "value" TEXT)[]'
 
 
 @pytest.mark.parametrize("name", sorted(shipped_views()))

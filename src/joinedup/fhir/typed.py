@@ -4,8 +4,9 @@ The compiler reads every value a view needs from a resource at chains of object 
 array positions (`views._Prefetch`). On an engine that can read NDJSON with a column schema
 (DuckDB's `read_json`), those paths give the schema: an element FHIR R4 says holds one value
 (`fhir.elements`), or one only stepped through by name, is a STRUCT; one stepped through by
-position is a list; a value read whole, and every leaf, stays JSON, written exactly as
-`json_extract` writes it. Each line is then parsed once, into those columns only, and the
+position is a list; a value read whole stays JSON, written exactly as `json_extract` writes
+it, and so does every leaf but those the compiler reads only as text (`text`), which are
+VARCHAR. Each line is then parsed once, into those columns only, and the
 view reads fields instead of parsing text again.
 
 The schema is a bet on the usual shape, never a rule: a line whose values have another
@@ -69,8 +70,14 @@ class _List:
     item: _Kind
 
 
-_Kind = _Json | _Struct | _List
+@dataclass(frozen=True)
+class _Text:
+    """A leaf read as VARCHAR: the compiler reads it only as text (`typed_plan`'s `text`)."""
+
+
+_Kind = _Json | _Text | _Struct | _List
 _JSON = _Json()
+_TEXT = _Text()
 
 
 def _names(node: _Node) -> dict[str, _Node]:
@@ -86,11 +93,16 @@ def _items(node: _Node) -> _Node | None:
     return found
 
 
-def _kind(node: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
-    """How an element reached by name is read: JSON when read whole or a leaf; a STRUCT when
+def _kind(
+    node: _Node, path: Path | None, single: frozenset[Path], text: frozenset[Path] = frozenset()
+) -> _Kind:
+    """How an element reached by name is read: VARCHAR when a leaf read only as text
+    (`path` in `text`); JSON when read whole or another leaf; a STRUCT when
     FHIR R4 says it holds one value or it is read by name and not through an item; a list
     when read through an item; else JSON."""
     names = _names(node)
+    if not node.children and path is not None and path in text:
+        return _TEXT
     if node.whole or not node.children:
         return _JSON
     items = _items(node)
@@ -101,16 +113,18 @@ def _kind(node: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
         # that usually holds one value (`$.subject[0]`), nothing in an object
         return _Struct(
             {
-                name: _kind(child, None if path is None else (*path, name), single)
+                name: _kind(child, None if path is None else (*path, name), single, text)
                 for name, child in names.items()
             }
         )
     if items is not None and items.children:  # read through an item (`$.identifier[0].value`)
-        return _List(_item_kind(items, path, single))
+        return _List(_item_kind(items, path, single, text))
     return _JSON
 
 
-def _item_kind(item: _Node, path: Path | None, single: frozenset[Path]) -> _Kind:
+def _item_kind(
+    item: _Node, path: Path | None, single: frozenset[Path], text: frozenset[Path]
+) -> _Kind:
     """An item of the array at `path` (by name): a STRUCT when read by name below it (a
     whole read of one then needs the general path), else JSON."""
     names = _names(item)
@@ -118,7 +132,7 @@ def _item_kind(item: _Node, path: Path | None, single: frozenset[Path]) -> _Kind
         return _JSON
     return _Struct(
         {
-            name: _kind(child, None if path is None else (*path, name), single)
+            name: _kind(child, None if path is None else (*path, name), single, text)
             for name, child in names.items()
         }
     )
@@ -127,6 +141,8 @@ def _item_kind(item: _Node, path: Path | None, single: frozenset[Path]) -> _Kind
 def _data_type(kind: _Kind) -> exp.DataType:
     if isinstance(kind, _Json):
         return exp.DataType.build("JSON")
+    if isinstance(kind, _Text):
+        return exp.DataType.build("VARCHAR")
     if isinstance(kind, _List):
         return exp.DataType(
             this=exp.DataType.Type.ARRAY, expressions=[_data_type(kind.item)], nested=True
@@ -169,7 +185,11 @@ def _value(
     """What `json_extract` gives at `steps` below `value`, from the typed read. A key on an
     array and a position on an object give nothing, as they do in `json_extract`."""
     if not steps:
+        if isinstance(kind, _Text):
+            return d.text_or_error(value, GENERAL_PATH)
         return value if isinstance(kind, _Json) else d.present_or_error(value, GENERAL_PATH)
+    if isinstance(kind, _Text):  # nothing is read below a leaf read as text
+        return _null()
     if isinstance(kind, _Json):
         return reads.read(value, steps, d)
     step, rest = steps[0], steps[1:]
@@ -188,25 +208,50 @@ class TypedPlan:
 
     columns: dict[str, exp.DataType]
     values: list[exp.Expr]
+    #: The positions of the paths read as text (`typed_plan`'s `text`).
+    text: frozenset[int] = frozenset()
 
 
 def typed_plan(
-    resource_type: str, paths: list[Path], single: frozenset[Path], d: JsonDialect, table: str
+    resource_type: str,
+    paths: list[Path],
+    single: frozenset[Path],
+    d: JsonDialect,
+    table: str,
+    text: frozenset[Path] = frozenset(),
 ) -> TypedPlan:
     """The typed read for the prefetched `paths` of a view of `resource_type`; the values
-    read the columns of `table`."""
+    read the columns of `table`. A leaf whose path by name is in `text` is read as VARCHAR,
+    and its value is that text, or an error where the text may not be the general path's
+    (`JsonDialect.text_or_error`): the compiler reads such a leaf only as text."""
     root = _Node()
     for path in paths:
         if path and path[0] != TYPE_COLUMN:
             root.add(path)
-    kinds = {name: _kind(child, (name,), single) for name, child in _names(root).items()}
+    kinds = {name: _kind(child, (name,), single, text) for name, child in _names(root).items()}
     columns = {TYPE_COLUMN: exp.DataType.build("VARCHAR")}
     columns.update({name: _data_type(kind) for name, kind in kinds.items()})
     reads = _JsonReads()
     for done in (False, True):  # collect the paths read below JSON values, then read them
         reads.done = done
         values = [_path_value(path, resource_type, kinds, d, table, reads) for path in paths]
-    return TypedPlan(columns, values)
+    read_as_text = frozenset(i for i, path in enumerate(paths) if _is_text(kinds, path))
+    return TypedPlan(columns, values, read_as_text)
+
+
+def _is_text(kinds: dict[str, _Kind], path: Path) -> bool:
+    """Whether the value at `path` is a leaf read as text."""
+    if not path or not isinstance(path[0], str) or path[0] not in kinds:
+        return False
+    kind: _Kind = kinds[path[0]]
+    for step in path[1:]:
+        if isinstance(kind, _Struct) and isinstance(step, str) and step in kind.fields:
+            kind = kind.fields[step]
+        elif isinstance(kind, _List) and isinstance(step, int):
+            kind = kind.item
+        else:
+            return False
+    return isinstance(kind, _Text)
 
 
 def _path_value(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -296,6 +297,21 @@ def _wrap(value: exp.Expr, d: JsonDialect) -> exp.Expr:
     )
 
 
+def _single_of(value: exp.Expr, error: exp.Expr | None) -> exp.Expr:
+    """`value`, the first (`error` None) or only item of one value's spread, marked so a
+    typed query can read its text from a leaf read as text (`_text_reads`)."""
+    value.meta["single_of"] = error
+    return value
+
+
+def _text_value(text: exp.Expr, d: JsonDialect) -> exp.Expr:
+    """`text` (SQL text) as a JSON value, marked so a typed query reads its text as `text`
+    (`_text_reads`)."""
+    value = d.value(text)
+    value.meta["text_value"] = True
+    return value
+
+
 def _let(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
     """`body(c)` with the collection bound to a lambda variable `c`, so a large expression
     used several times is written (and evaluated) once. `body` returns a collection."""
@@ -436,14 +452,14 @@ def compile_first(node: Node, context: exp.Expr, scope: _Scope) -> exp.Expr:
         def first(values: exp.Expr) -> exp.Expr:
             value = _one(values)
             if value is not None:
-                return _let_strict(value, scope, d.first_of)
+                return _let_strict(value, scope, lambda v: _single_of(d.first_of(v), None))
             return d.first(_spread_all(values, scope))
 
         return _per_branch(_values(node, context, scope), first)
     if isinstance(node, Call) and node.function == "first" and not node.args:
         return compile_first(node.target, context, scope)
     if isinstance(node, Call) and node.function == "getResourceKey":
-        return d.value(exp.paren(_resource_key_text(scope)))  # a value, not a list of one
+        return _text_value(exp.paren(_resource_key_text(scope)), d)  # a value, not a list
     if isinstance(node, Call) and node.function == "getReferenceKey":
         references = _values(Member(node.target, "reference"), context, scope)
         return _reference_key(node).first(references, scope)
@@ -478,7 +494,7 @@ def _only(node: Node, context: exp.Expr, scope: _Scope, error: exp.Expr) -> exp.
         def only_value(values: exp.Expr) -> exp.Expr:
             value = _one(values)
             if value is not None:
-                return _let_strict(value, scope, lambda v: d.sole_of(v, error))
+                return _let_strict(value, scope, lambda v: _single_of(d.sole_of(v, error), error))
             return only(_spread_all(values, scope))
 
         return _per_branch(_values(node, context, scope), only_value)
@@ -604,7 +620,7 @@ class _ReferenceKey:
             ref = _one(references)
             if ref is None:
                 return d.first(self.collection(references, scope))
-            return d.value(self.first_in(d.text(ref), scope))
+            return _text_value(self.first_in(d.text(ref), scope), d)
 
         return _per_branch(references, first)
 
@@ -1400,7 +1416,11 @@ def _bind_rows(rows: exp.Expr, scope: _Scope) -> exp.Expr:
 
 
 def _output(col: Column, row: exp.Expr, d: JsonDialect) -> exp.Expr:
-    value = d.row_get(row, col.name)
+    return _output_value(col, d.row_get(row, col.name), d)
+
+
+def _output_value(col: Column, value: exp.Expr, d: JsonDialect) -> exp.Expr:
+    """Column `col`'s value (JSON) read out with its type."""
     if col.collection:
         return d.json_text(value)
     if col.type in _PRIMITIVE_TYPES:
@@ -1509,8 +1529,25 @@ def _typed_query(
     """The view over its lines read typed (`fhir.typed`): each prefetched value is read from
     the typed columns where it is used, so the engine simplifies what the usual shape makes
     constant (a position in an object, a key in an array), and the resource itself, which a
-    typed read does not have, fails the query where the general path reads it."""
-    plan = typed_plan(resource, top, single_paths(resource), d, "r")
+    typed read does not have, fails the query where the general path reads it.
+
+    A leaf the view reads only as text is read as text (`_text_reads`). When each resource
+    gives one row, its columns are read out of their values directly, with no row STRUCT of
+    JSON values between, so a column that is such a leaf's text is read out as it is."""
+    cells, row_part = _row_cells(rows, parts, columns)
+    outputs = None if cells is None else [_output_value(c, cells[c.name], d) for c in columns]
+    kept = [(i, p) for i, p in enumerate(parts) if i != row_part]
+    trees: list[exp.Expr] = [*(outputs or [rows]), *(p for _, p in kept), *conditions]
+    single = single_paths(resource)
+    requested = frozenset(_named(p) for p in top if p and p[0] != TYPE_COLUMN)
+    while True:  # fewer leaves as text until every read of each is as text
+        plan = typed_plan(resource, top, single, d, "r", requested)
+        read = [_text_reads(t, top, plan.text, resource, d) for t in trees]
+        left = {int(b.expressions[0].name) for t in read for b in _top_reads(t)}
+        mixed = {_named(top[i]) for i in plan.text & left}
+        if not mixed:
+            break
+        requested -= mixed
     r = exp.column("resource", "r")
     top_column = exp.column(TOP, "r")
     # nothing (a position in an object, a key in a list) is written where it is used, so
@@ -1536,24 +1573,160 @@ def _typed_query(
 
         return tree.transform(swap)
 
-    read = [(i, v) for i, v in enumerate(plan.values) if i not in constant]
+    values = [(i, v) for i, v in enumerate(plan.values) if i not in constant]
     kind = exp.column(TYPE_COLUMN, "r", quoted=True)
     lines = (
-        exp.select(*([v.as_(f"{TOP}{i}") for i, v in read] or [kind]))
+        exp.select(*([v.as_(f"{TOP}{i}") for i, v in values] or [kind]))
         .from_(exp.alias_(exp.to_table(TYPED_SOURCE), "r"))
         .where(kind.copy().eq(_string(resource)))
     )
-    passed = [exp.column(f"{TOP}{i}", "r") for i, _ in read] or [kind.copy()]
-    query = _assembled(
-        lines,
-        typed(rows),
-        [typed(p) for p in parts],
-        [typed(c) for c in conditions],
-        columns,
-        d,
-        passed,
+    passed = [exp.column(f"{TOP}{i}", "r") for i, _ in values] or [kind.copy()]
+    typed_trees = [typed(t) for t in read]
+    found = typed_trees[: len(columns) if outputs is not None else 1]
+    typed_parts = typed_trees[len(found) : len(found) + len(kept)]
+    typed_conditions = typed_trees[len(found) + len(kept) :]
+    if outputs is None:
+        query = _assembled(lines, found[0], typed_parts, typed_conditions, columns, d, passed)
+        return TypedQuery(plan.columns, query)
+    source = lines
+    if kept:
+        source = (
+            exp.select(
+                *passed, *[p.as_(f"{PART}{i}") for (i, _), p in zip(kept, typed_parts, strict=True)]
+            )
+            .from_(lines.subquery("r"))
+            .where(*typed_conditions)
+        )
+        typed_conditions = []
+    query = (
+        exp.select(*[o.as_(c.name) for o, c in zip(found, columns, strict=True)])
+        .from_(source.subquery("r"))
+        .where(*typed_conditions)
     )
     return TypedQuery(plan.columns, query)
+
+
+def _row_cells(
+    rows: exp.Expr, parts: list[exp.Expr], columns: list[Column]
+) -> tuple[dict[str, exp.Expr] | None, int | None]:
+    """When `rows` is always one row built of its columns' values (a resource gives one
+    row): those values by column, and the part the row is computed in (None if none)."""
+    row, index = _one(rows), None
+    if isinstance(row, exp.Column) and row.table == "r" and row.name.startswith(PART):
+        index = int(row.name[len(PART) :])
+        row = parts[index]
+    if not isinstance(row, exp.Anonymous) or row.name.lower() != "struct_pack":
+        return None, None
+    cells = {
+        pair.this.name: pair.expression
+        for pair in row.expressions
+        if isinstance(pair, exp.PropertyEQ)
+    }
+    if len(cells) != len(row.expressions) or set(cells) != {c.name for c in columns}:
+        return None, None
+    return cells, index
+
+
+def _json_string(value: exp.Expr) -> str | None:
+    """The text of `to_json('text')` when no other JSON value's text could be that text
+    (it is not itself JSON: a number, `true`, an array...), else None. A leaf read as text
+    holds a number's or `true`'s text as it is, so it equals such a text exactly when the
+    general path's JSON string would."""
+    if not (isinstance(value, exp.Anonymous) and value.name.lower() == "to_json"):
+        return None
+    literal = value.expressions[0] if len(value.expressions) == 1 else None
+    if not isinstance(literal, exp.Literal) or not literal.is_string:
+        return None
+    text = str(literal.this)
+    try:
+        json.loads(text)
+    except ValueError:
+        return text
+    return None
+
+
+def _top_reads(tree: exp.Expr) -> list[exp.Bracket]:
+    """The prefetched values `tree` reads (`r.top[i]`)."""
+    top = exp.column(TOP, "r")
+    return [b for b in tree.find_all(exp.Bracket) if b.this == top]
+
+
+def _text_reads(
+    tree: exp.Expr, top: list[Path], text: frozenset[int], resource: str, d: JsonDialect
+) -> exp.Expr:
+    """`tree` with the text of each prefetched leaf read as text (positions `text`) read
+    from its column: the text of the value itself, or of the first or only item of its
+    spread, which for a leaf that is not an array (else the typed read fails) is the same.
+    The resource type's text is the view's own (the typed read keeps only its lines)."""
+    reads = _TextReads(top, text, resource, d)
+    return tree.copy().transform(reads.swap, copy=False)
+
+
+@dataclass(frozen=True)
+class _TextReads:
+    """How `_text_reads` rewrites one node."""
+
+    top: list[Path]
+    text: frozenset[int]
+    resource: str
+    d: JsonDialect
+
+    def leaf(self, value: exp.Expr) -> int | None:
+        """The position of the prefetched leaf `value` is, or is the first or only item of
+        (`_single_of`); None for any other value."""
+        reads = {int(b.expressions[0].name) for b in _top_reads(value)}
+        if len(reads) != 1:
+            return None
+        position = reads.pop()
+        item = exp.Bracket(this=exp.column(TOP, "r"), expressions=[_number(position)])
+        if value == item:
+            return position
+        if "single_of" not in value.meta:
+            return None
+        error = value.meta["single_of"]
+        again = self.d.first_of(item) if error is None else self.d.sole_of(item, error)
+        return position if again == value else None
+
+    def column(self, value: exp.Expr) -> exp.Expr | None:
+        """The column of the leaf read as text that `value` is, else None."""
+        position = self.leaf(value) if isinstance(value, exp.Bracket) else None
+        return None if position not in self.text else exp.column(f"{TOP}{position}", "r")
+
+    def swap(self, node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.EQ):  # `f = 'text'` in a one-pass where(): see `_json_string`
+            mine, other = self.column(node.this), _json_string(node.expression)
+            return node if mine is None or other is None else mine.eq(_string(other))
+        if not isinstance(node, exp.Anonymous) or len(node.expressions) != 2:
+            return node
+        name, (value, arg) = node.name.lower(), node.expressions
+        if name == "starts_with" and arg == _string("["):  # is_array: never, as the read holds
+            mine = self.column(value)
+            return node if mine is None else exp.paren(exp.and_(mine.is_(exp.null()), exp.null()))
+        if name == "json_extract_string" and arg == _string("$"):
+            return self.text_of(value, node)
+        return node
+
+    def text_of(self, value: exp.Expr, node: exp.Expr) -> exp.Expr:
+        """`node`, the text of `value`, read from a leaf read as text where it can be."""
+        if "text_value" in value.meta:  # the JSON string of a text: that text
+            inner: exp.Expr = value.expressions[0]
+            return inner.transform(self.swap, copy=False)
+        position = self.leaf(value)
+        if position is None and isinstance(value, exp.Case):  # each branch's value's text
+            default = value.args.get("default")
+            spread = exp.Case(
+                this=value.args.get("this"),
+                ifs=[
+                    exp.If(this=c.this, true=self.d.text(c.args["true"])) for c in value.args["ifs"]
+                ],
+                default=None if default is None else self.d.text(default),
+            )
+            return spread.transform(self.swap, copy=False)
+        if position is not None and self.top[position] == (TYPE_COLUMN,):
+            return _string(self.resource)
+        if position is not None and position in self.text:
+            return exp.column(f"{TOP}{position}", "r")
+        return node
 
 
 def _assembled(

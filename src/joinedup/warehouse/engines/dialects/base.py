@@ -103,6 +103,12 @@ class JsonDialect(ABC):
         with `typed_reads`."""
         raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
 
+    def text_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
+        """A leaf read typed as text, or an error with `message` where that text may not be
+        what the general path reads as the leaf's text (an array's or object's JSON, a
+        number written another way); only dialects with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
     def resource_type(self, resource: exp.Expr) -> exp.Expr:
         """A resource's `resourceType` as text."""
         return self.child_text(resource, "resourceType")
