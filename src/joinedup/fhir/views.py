@@ -1537,6 +1537,9 @@ def _typed_query(
     cells, row_part = _row_cells(rows, parts, columns)
     outputs = None if cells is None else [_output_value(c, cells[c.name], d) for c in columns]
     kept = [(i, p) for i, p in enumerate(parts) if i != row_part]
+    if outputs is None:  # rows of values read out, so their leaves can be read as text
+        rows = _rows_read_out(rows, columns, d)
+        kept = [(i, _rows_read_out(p, columns, d)) for i, p in kept]
     trees: list[exp.Expr] = [*(outputs or [rows]), *(p for _, p in kept), *conditions]
     single = single_paths(resource)
     requested = frozenset(_named(p) for p in top if p and p[0] != TYPE_COLUMN)
@@ -1586,7 +1589,9 @@ def _typed_query(
     typed_parts = typed_trees[len(found) : len(found) + len(kept)]
     typed_conditions = typed_trees[len(found) + len(kept) :]
     if outputs is None:
-        query = _assembled(lines, found[0], typed_parts, typed_conditions, columns, d, passed)
+        query = _assembled(
+            lines, found[0], typed_parts, typed_conditions, columns, d, passed, read_out=True
+        )
         return TypedQuery(plan.columns, query)
     source = lines
     if kept:
@@ -1604,6 +1609,26 @@ def _typed_query(
         .where(*typed_conditions)
     )
     return TypedQuery(plan.columns, query)
+
+
+def _rows_read_out(tree: exp.Expr, columns: list[Column], d: JsonDialect) -> exp.Expr:
+    """`tree` with every row it builds (`JsonDialect.row`) holding its columns' values read
+    out with their types (`_output_value`), not JSON: the same values, read out before the
+    rows are unnested rather than after. Every row of a column then holds the same type, as
+    the rows of `unionAll` branches must."""
+    by_name = {c.name: c for c in columns}
+
+    def read_out(node: exp.Expr) -> exp.Expr:
+        if not (isinstance(node, exp.Anonymous) and node.name.lower() == "struct_pack"):
+            return node
+        pairs = node.expressions
+        if not all(isinstance(p, exp.PropertyEQ) and p.this.name in by_name for p in pairs):
+            return node
+        return d.row(
+            [(p.this.name, _output_value(by_name[p.this.name], p.expression, d)) for p in pairs]
+        )
+
+    return tree.transform(read_out)
 
 
 def _row_cells(
@@ -1737,6 +1762,8 @@ def _assembled(
     columns: list[Column],
     d: JsonDialect,
     passed: Sequence[exp.Expr],
+    *,
+    read_out: bool = False,
 ) -> exp.Query:
     """The view's query: `source` (what each resource gives, `passed` on to the rows), the
     parts computed once per resource, the rows unnested, each column read out with its
@@ -1752,6 +1779,7 @@ def _assembled(
     each_row = one.as_("row") if one is not None else d.unnest(rows).as_("row")
     unnested = exp.select(each_row).from_(source.subquery("r")).where(*conditions)
     row = exp.column("row", "u")
-    return exp.select(*[_output(c, row, d).as_(c.name) for c in columns]).from_(
+    outputs = [d.row_get(row, c.name) if read_out else _output(c, row, d) for c in columns]
+    return exp.select(*[o.as_(c.name) for o, c in zip(outputs, columns, strict=True)]).from_(
         unnested.subquery("u")
     )
