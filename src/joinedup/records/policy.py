@@ -53,7 +53,12 @@ from joinedup.records.consent import (
     recording_organisations,
 )
 from joinedup.records.errors import RecordsError
-from joinedup.records.proxy_age import DEFAULT_PROXY_END_AGE, ProxyAgeEnd, proxy_age_end
+from joinedup.records.proxy_age import (
+    AGE_LIMITED_RELATIONSHIPS,
+    DEFAULT_PROXY_END_AGE,
+    ProxyAgeEnd,
+    proxy_age_end,
+)
 from joinedup.records.store import Grant, RecordStore
 from joinedup.records.store.withholding import Permitted, Withholding
 
@@ -182,7 +187,9 @@ class Policy:
 
     def proxy_age_end(self, patient_id: str, relationship: str) -> ProxyAgeEnd | None:
         """When `relationship`'s proxy access to `patient_id` ends by the person's age, from
-        their Patient's birthDate now (None: a relationship age does not end)."""
+        their Patient's birthDate now (None: a relationship age does not end, and no read)."""
+        if relationship not in AGE_LIMITED_RELATIONSHIPS:
+            return None
         try:
             patient: dict[str, Any] | None = self._store.read("Patient", patient_id)
         except RecordsError:
