@@ -237,6 +237,27 @@ def test_rows_of_several_a_resource_give_the_general_rows(
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("several", [False, True], ids=["one row", "several rows"])
+def test_a_view_where_reads_typed_and_keeps_the_general_rows(several: bool, tmp_path: Path) -> None:
+    """A view's `where` over leaves read as text keeps the resources the general query
+    keeps, whether a resource gives one row or several."""
+    where = [{"path": "status = 'final' and code.coding.first().code.exists()"}]
+    one = [{"column": [{"name": "id", "path": "id", "type": "id"}]}]
+    view = {**_ROWS, "where": where, **({} if several else {"select": one})}
+    data = tmp_path / "Observation.ndjson"
+    lines = [
+        _OBSERVATION,
+        {**_OBSERVATION, "id": "p", "status": "preliminary"},
+        {**_OBSERVATION, "id": "n", "status": 12},
+        {**_OBSERVATION, "id": "c", "code": {}},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    got, typed = _typed(view, [data])
+    assert typed
+    assert got == _general(view, [data])
+    assert {r["id"] for r in got} == {"o"}
+
+
 @pytest.mark.parametrize("name", sorted(shipped_views()))
 def test_shipped_views_over_a_sample_give_the_general_rows(name: str) -> None:
     files = sorted(SAMPLE.glob("*.ndjson"))
