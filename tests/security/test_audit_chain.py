@@ -192,6 +192,28 @@ def test_calls_written_together_each_get_their_own_entries_in_order(tmp_path: Pa
     assert store.verify_audit(full=True).intact
 
 
+def test_a_failed_write_reaches_every_caller_in_it_and_later_writes_go_on(tmp_path: Path) -> None:
+    # A write the database refuses fails every call written in that transaction (none of their
+    # entries is kept, none is told it was), and the writer goes on with the next ones.
+    store, gp = logged(tmp_path, n=1)
+    with sqlite3.connect(store.path) as con:
+        con.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON audit WHEN NEW.detail = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"
+        )
+
+    def event(detail: str) -> AuditEvent:
+        return AuditEvent(gp.username, gp.role.value, "view", "x", detail, "m", "c")
+
+    with pytest.raises(sqlite3.IntegrityError, match="refused by the database"):
+        store.audit_all([event("fine"), event("boom")])
+    assert store.audit_all([event("after")]) == 2
+    with sqlite3.connect(store.path) as con:
+        details = [r[0] for r in con.execute("SELECT detail FROM audit ORDER BY seq")]
+    assert details == ["0 rows", "after"]
+    assert store.verify_audit(full=True).intact
+
+
 def test_an_edit_between_checks_is_found_and_the_answer_stays_broken(tmp_path: Path) -> None:
     store, gp = logged(tmp_path)
     assert store.verify_audit().intact
