@@ -33,6 +33,7 @@ from joinedup.records import CodeSystems, RecordsSettings, RecordStore, read_cod
 from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.scratch import scratch_folder
+from joinedup.web.heap import settle_heap
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -105,6 +106,7 @@ def worker_app() -> Any:
     the app for the options its parent put in WORKER_OPTIONS."""
     options = json.loads(os.environ[WORKER_OPTIONS])
     app, _ = _records_app(options, close_store=True)
+    settle_heap()
     return app
 
 
@@ -175,6 +177,7 @@ def serve(
             console.print(f"$validate checks codings against {len(codes)} code systems")
         console.print("Press Ctrl+C to stop.")
         if workers == 1:
+            settle_heap()
             uvicorn.run(
                 app_, host=settings.host, port=settings.port, access_log=False,
                 log_level="warning", proxy_headers=False,

@@ -29,6 +29,7 @@ from joinedup.web.access import (
     create_demo_users,
     demo_password,
 )
+from joinedup.web.heap import settle_heap
 from joinedup.web.settings import WebSettings, load_settings
 
 users_app = typer.Typer(help="Who may sign in to the dashboard, and as what.", no_args_is_help=True)
@@ -245,6 +246,7 @@ def serve(
     if store is not None:
         console.print(f"FHIR R4 records API ({store.dialect}) at {address}fhir/R4")
     console.print("Press Ctrl+C to stop.")
+    settle_heap()
     # proxy_headers off: the application itself believes X-Forwarded-For only from
     # JOINEDUP_TRUSTED_PROXIES (Uvicorn would believe it from any loopback client).
     try:
