@@ -1020,9 +1020,9 @@ class RecordStore:
         conditional write not held yet, in the order of their keys: a writer that finds no
         match and creates one has committed before any other writer with the same criteria
         searches, so that one finds it. PostgreSQL: a transaction-scoped advisory lock for
-        each of the criteria's keys (_criteria_keys). SQLite: nothing to do, as every write transaction holds the
-        database's one write lock from its BEGIN IMMEDIATE, and its search sees every commit
-        before it."""
+        each of the criteria's keys (_criteria_keys). SQLite: nothing to do, as every write
+        transaction holds the database's one write lock from its BEGIN IMMEDIATE, and its
+        search sees every commit before it."""
         if conn.dialect.name != "postgresql":
             return
         held: set[int] = conn.info.setdefault(_LOCKED, set())
