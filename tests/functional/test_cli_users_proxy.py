@@ -10,15 +10,25 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from joinedup.cli.main import app as cli
+from joinedup.cli.main import console
 from joinedup.errors import InputError
 from joinedup.records import RecordStore
 from joinedup.web.access import AccessStore
 from joinedup.web.settings import WebSettings
 
 ENV = {"JOINEDUP_NEW_PASSWORD": "a long enough password", "COLUMNS": "200", "NO_COLOR": "1"}
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands' console 200 columns wide whatever the environment was when it was made:
+    Rich keeps a COLUMNS it found then (CI's suite had one, and `users proxies` wrapped and
+    cut its columns), so the ENV given to each run alone is not enough."""
+    monkeypatch.setattr(console, "_width", 200)
 
 
 def joinedup(*args: str) -> Result:

@@ -1070,6 +1070,13 @@ _ACCESS_TABLES: tuple[Table, ...] = (
             _c("granted_at", "VARCHAR", _TEXT_AT, null=False),
             _c("revoked_at", "VARCHAR", "When it was revoked (ISO text); empty while in force."),
             _c("until_date", "DATE", "Its last day (UTC); empty: until revoked."),
+            _c(
+                "until_reason",
+                "VARCHAR",
+                "Why it ends on until_date: --until, or the day before the person's birthday "
+                "that ends a parent's or guardian's access (records.proxy_age); empty with no "
+                "until_date or for a grant from before it was kept.",
+            ),
         ),
         identifiable=True,
     ),
