@@ -59,12 +59,18 @@ def _serve(args: list[str], tmp_path: Path, wait_s: float) -> tuple[Any, str, ht
             time.sleep(0.3)
 
 
-def test_records_serve_answers_fhir_over_http(records_url: str, tmp_path: Path) -> None:
+def _with_feed_user(tmp_path: Path) -> Path:
+    """The warehouse path whose access store holds the system user `feed`."""
     warehouse = tmp_path / "warehouse.duckdb"
     settings = WebSettings(warehouse=warehouse)
     users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     users.add_user("feed", PASSWORD, "system")
     users.close()
+    return warehouse
+
+
+def test_records_serve_answers_fhir_over_http(records_url: str, tmp_path: Path) -> None:
+    warehouse = _with_feed_user(tmp_path)
     server, address, answer = _serve(
         ["--records", records_url, "--warehouse", str(warehouse)], tmp_path, 60
     )
@@ -124,11 +130,7 @@ def test_records_serve_with_two_workers_shares_sign_in_audit_and_exports(
     """Two server processes on one port over one SQLite store: a token issued by one works on
     both, concurrent reads and writes all succeed, an export started on one is polled to its
     manifest whichever answers, and the audit log both wrote checks whole."""
-    warehouse = tmp_path / "warehouse.duckdb"
-    settings = WebSettings(warehouse=warehouse)
-    users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
-    users.add_user("feed", PASSWORD, "system")
-    users.close()
+    warehouse = _with_feed_user(tmp_path)
     server, address, answer = _serve(
         ["--records", str(tmp_path / "records.sqlite"), "--warehouse", str(warehouse),
          "--workers", "2"],
@@ -179,6 +181,7 @@ def test_records_serve_with_two_workers_shares_sign_in_audit_and_exports(
         output, _ = server.communicate(timeout=30)
     assert "2 processes" in output
     assert "Traceback" not in output, output
+    settings = WebSettings(warehouse=warehouse)
     users = AccessStore(settings.access_path, audit_key_path=settings.audit_key_path)
     check = users.verify_audit(full=True)
     _, entries = users.audit_entries(limit=1000)
