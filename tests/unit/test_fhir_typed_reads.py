@@ -362,3 +362,97 @@ def test_a_gzipped_file_is_parsed_to_list_it(tmp_path: Path) -> None:
     assert reader.leading_type(path) is None
     with open_empty_engine("duckdb") as engine:
         assert load_files(engine, [path]) == 2
+
+
+#: A Condition as the export writes it: its codes are read through `code.coding`, a list.
+_CONDITION: dict[str, Any] = {
+    "resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p1"},
+    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+    "verificationStatus": {"coding": [{"code": "confirmed"}]},
+    "recordedDate": "2024-01-02",
+}  # fmt: skip
+
+#: Shapes of the lists read as lists of STRUCTs (`code.coding`, `verificationStatus.coding`):
+#: items without the child read, null children and items, a null or empty list, an object or
+#: a text where the list belongs, items that are not objects, several items, escapes.
+_CODINGS: list[dict[str, Any]] = [
+    {"code": {"coding": [{"system": "http://snomed.info/sct"}, {"code": "second"}]}},
+    {"code": {"coding": [{"code": None}, {"code": "after a null"}]}},
+    {"code": {"coding": [None, {"code": "after a null item"}]}},
+    {"code": {"coding": None}}, {"code": {"coding": []}}, {"code": {}},
+    {"code": {"coding": {"system": "http://snomed.info/sct", "code": "an object"}}},
+    {"code": {"coding": "text"}}, {"code": {"coding": ["text"]}}, {"code": {"coding": [[]]}},
+    {"code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"},
+                         {"system": "http://snomed.info/sct", "code": "44054006"}]}},
+    {"code": {"coding": [{"code": 'quote " and \\ é'}]}}, {"code": {"coding": [{"code": 12}]}},
+    {"code": {"coding": [{"code": ["a", "b"]}]}}, {"code": {"coding": [{"code": {"x": 1}}]}},
+    {"code": {"coding": [{"system": ["http://snomed.info/sct"], "code": "arr"}]}},
+    {"code": [{"coding": [{"code": "code as a list"}]}]},
+    {"verificationStatus": {"coding": [{"code": "refuted"}, {"code": "confirmed"}]}},
+    {"verificationStatus": {"coding": [{}]}}, {"verificationStatus": {"coding": {"code": "x"}}},
+    {"verificationStatus": None},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change", _CODINGS, ids=lambda c: json.dumps(c)[:60])
+def test_lists_read_as_structs_give_the_general_rows(
+    change: dict[str, Any], tmp_path: Path
+) -> None:
+    """The condition view reads `code.coding` and `verificationStatus.coding` (member chains
+    through a list: `code.coding.code.first()`) as lists of STRUCTs; every shape gives the
+    general query's rows."""
+    data = tmp_path / "Condition.ndjson"
+    lines = [_CONDITION, {**_CONDITION, "id": "changed", **change}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    view = shipped_views()["condition"]
+    try:
+        expected = _general(view, [data])
+    except Exception as err:  # the general query refuses it (several values): so must typed
+        with pytest.raises(type(err)):
+            _typed(view, [data])
+        return
+    got, _ = _typed(view, [data])
+    assert got == expected
+
+
+def test_member_chains_through_lists_are_read_typed(tmp_path: Path) -> None:
+    """`code.coding`, a Patient's `address` and `generalPractitioner` are read as lists of
+    STRUCTs, not JSON, and the usual shapes give their rows with no table of parsed
+    resources built."""
+    condition = views.compile_view(shipped_views()["condition"], dialect="duckdb").typed
+    patient = views.compile_view(shipped_views()["patient"], dialect="duckdb").typed
+    assert condition is not None and patient is not None
+    assert condition.columns["code"].sql("duckdb") == (
+        'STRUCT("coding" STRUCT("system" JSON, "code" JSON)[])'
+    )
+    assert condition.columns["verificationStatus"].sql("duckdb") == (
+        'STRUCT("coding" STRUCT("code" JSON)[])'
+    )
+    assert patient.columns["address"].sql("duckdb").endswith("[]")
+    assert patient.columns["generalPractitioner"].sql("duckdb").endswith("[]")
+    data = tmp_path / "Condition.ndjson"
+    data.write_text(json.dumps(_CONDITION) + "\n", encoding="utf-8")
+    view = shipped_views()["condition"]
+    got, typed = _typed(view, [data])
+    assert typed
+    assert got == _general(view, [data])
+    assert got[0]["first_code"] == "44054006" and got[0]["verification"] == "confirmed"
+
+
+_ADDRESSES: list[Any] = [
+    [{"postalCode": "AB1 2CD"}], [{"postalCode": None}, {"postalCode": "EF3 4GH"}],
+    [{}, {"postalCode": "second"}], [None], [], None, {"postalCode": "an object"}, ["text"],
+    [{"postalCode": ["a", "b"]}], [{"postalCode": 12}],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("address", _ADDRESSES, ids=lambda a: json.dumps(a)[:60])
+def test_addresses_in_every_shape(address: Any, tmp_path: Path) -> None:
+    data = tmp_path / "Patient.ndjson"
+    usual = {"resourceType": "Patient", "id": "usual", "address": _ADDRESSES[0]}
+    changed = {"resourceType": "Patient", "id": "changed", "address": address}
+    data.write_text("".join(json.dumps(r) + "\n" for r in (usual, changed)), encoding="utf-8")
+    view = shipped_views()["patient"]
+    got, _ = _typed(view, [data])
+    assert got == _general(view, [data])
+    assert got[0]["postcode"] == "AB1 2CD"

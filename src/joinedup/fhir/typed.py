@@ -219,22 +219,41 @@ def typed_plan(
     d: JsonDialect,
     table: str,
     text: frozenset[Path] = frozenset(),
+    lists: dict[Path, tuple[str, ...]] | None = None,
 ) -> TypedPlan:
     """The typed read for the prefetched `paths` of a view of `resource_type`; the values
     read the columns of `table`. A leaf whose path by name is in `text` is read as VARCHAR,
     and its value is that text, or an error where the text may not be the general path's
-    (`JsonDialect.text_or_error`): the compiler reads such a leaf only as text."""
+    (`JsonDialect.text_or_error`): the compiler reads such a leaf only as text.
+
+    A path in `lists` (a value the compiler reads whole only to tell an array and to read
+    its items' children `lists[path]`, as `code.coding.code` does) is read as a list of
+    STRUCTs holding those children as JSON, not as JSON text, and its value is that list
+    (an object, a text or an item that is not an object there fails the read)."""
+    lists = lists or {}
     root = _Node()
     for path in paths:
         if path and path[0] != TYPE_COLUMN:
             root.add(path)
+    for path, names in lists.items():
+        for name in names:
+            root.add((*path, 0, name))
+        node = root
+        for step in path:
+            node = node.children[step]
+        node.whole = False
     kinds = {name: _kind(child, (name,), single, text) for name, child in _names(root).items()}
     columns = {TYPE_COLUMN: exp.DataType.build("VARCHAR")}
     columns.update({name: _data_type(kind) for name, kind in kinds.items()})
     reads = _JsonReads()
     for done in (False, True):  # collect the paths read below JSON values, then read them
         reads.done = done
-        values = [_path_value(path, resource_type, kinds, d, table, reads) for path in paths]
+        values = [
+            _list_value(path, kinds, table, d)
+            if path in lists
+            else _path_value(path, resource_type, kinds, d, table, reads)
+            for path in paths
+        ]
     read_as_text = frozenset(i for i, path in enumerate(paths) if _is_text(kinds, path))
     return TypedPlan(columns, values, read_as_text)
 
@@ -252,6 +271,19 @@ def _is_text(kinds: dict[str, _Kind], path: Path) -> bool:
         else:
             return False
     return isinstance(kind, _Text)
+
+
+def _list_value(path: Path, kinds: dict[str, _Kind], table: str, d: JsonDialect) -> exp.Expr:
+    """The list read at `path` (one of `typed_plan`'s `lists`), by the names on the way."""
+    value: exp.Expr = exp.column(str(path[0]), table, quoted=True)
+    kind = kinds[str(path[0])]
+    for step in path[1:]:
+        if not isinstance(kind, _Struct) or not isinstance(step, str):
+            raise ValueError(f"{path}: not a chain of single elements to a list")
+        value, kind = d.typed_field(value, step), kind.fields[step]
+    if not isinstance(kind, _List):
+        raise ValueError(f"{path}: not read as a list")
+    return value
 
 
 def _path_value(

@@ -1542,10 +1542,15 @@ def _typed_query(
         kept = [(i, _rows_read_out(p, columns, d)) for i, p in kept]
     trees: list[exp.Expr] = [*(outputs or [rows]), *(p for _, p in kept), *conditions]
     single = single_paths(resource)
-    requested = frozenset(_named(p) for p in top if p and p[0] != TYPE_COLUMN)
+    lists = _list_reads(trees, top, single)
+    # the children read from a list's items are JSON, as the general path's are
+    requested = frozenset(_named(p) for p in top if p and p[0] != TYPE_COLUMN) - {
+        (*top[i], name) for i, names in lists.items() for name in names
+    }
+    listed = {top[i]: names for i, names in lists.items()}
     while True:  # fewer leaves as text until every read of each is as text
-        plan = typed_plan(resource, top, single, d, "r", requested)
-        read = [_text_reads(t, top, plan.text, resource, d) for t in trees]
+        plan = typed_plan(resource, top, single, d, "r", requested, listed)
+        read = [_listed(_text_reads(t, top, plan.text, resource, d), lists, d) for t in trees]
         left = {int(b.expressions[0].name) for t in read for b in _top_reads(t)}
         mixed = {_named(top[i]) for i in plan.text & left}
         if not mixed:
@@ -1609,6 +1614,112 @@ def _typed_query(
         .where(*typed_conditions)
     )
     return TypedQuery(plan.columns, query)
+
+
+def _top_position(node: exp.Expr) -> int | None:
+    """The position of the prefetched value `node` is (`r.top[i]`), else None."""
+    if isinstance(node, exp.Bracket) and node.this == exp.column(TOP, "r"):
+        return int(node.expressions[0].name)
+    return None
+
+
+_WILDCARD_CHILD = re.compile(r'^\$\[\*\]\."([A-Za-z][A-Za-z0-9_]*)"$')
+
+
+def _wildcard_child(read: exp.Expr) -> str | None:
+    """`name` when `read` is the value of `json_extract(read, '$[*]."name"')` (the children
+    of an array's items, as `JsonDialect.each_child` reads them), else None."""
+    parent = read.parent
+    if not (isinstance(parent, exp.Anonymous) and parent.name.lower() == "json_extract"):
+        return None
+    args = parent.expressions
+    if len(args) != 2 or args[0] is not read or not isinstance(args[1], exp.Literal):
+        return None
+    match = _WILDCARD_CHILD.match(str(args[1].this)) if args[1].is_string else None
+    return None if match is None else match.group(1)
+
+
+def _array_test(read: exp.Expr) -> bool:
+    """Whether `read` is only tested for being an array (`starts_with(read, '[')`) where
+    NULL and false mean the same: a CASE's condition, or `coalesce(test, false)`."""
+    test = read.parent
+    if not isinstance(test, exp.StartsWith) or test.this is not read:
+        return False
+    if test.expression != _string("["):
+        return False
+    where = test.parent
+    if isinstance(where, exp.If):
+        return where.this is test
+    return (
+        isinstance(where, exp.Coalesce)
+        and where.this is test
+        and where.expressions == [exp.false()]
+    )
+
+
+def _list_reads(
+    trees: list[exp.Expr], top: list[Path], single: frozenset[Path]
+) -> dict[int, tuple[str, ...]]:
+    """The prefetched values a typed read can read as lists of STRUCTs, each with the
+    children read from its items: values read whole (`code.coding`, a Patient's `address`)
+    only to tell an array and to read the children of its items (`each_child`), as a
+    member chain through a list does (`code.coding.code`). Such a value must be reached by
+    elements FHIR R4 says hold one value, none of them read whole; the list of STRUCTs
+    is a bet on the usual shape, and any other fails the typed read."""
+    uses: dict[int, list[exp.Expr]] = {}
+    for tree in trees:
+        for node in tree.find_all(exp.Bracket):
+            position = _top_position(node)
+            if position is not None:
+                uses.setdefault(position, []).append(node)
+    read = set(top)
+    found: dict[int, tuple[str, ...]] = {}
+    for position, reads in uses.items():
+        path = top[position]
+        if (
+            not path
+            or path[0] == TYPE_COLUMN
+            or path in single
+            or not all(isinstance(step, str) for step in path)
+            or any(path[:k] not in single or path[:k] in read for k in range(1, len(path)))
+        ):
+            continue
+        names = [_wildcard_child(r) for r in reads]
+        tests = [n is not None or _array_test(r) for n, r in zip(names, reads, strict=True)]
+        if not any(names) or not all(tests):
+            continue
+        found[position] = tuple(dict.fromkeys(n for n in names if n is not None))
+    return found
+
+
+def _listed(tree: exp.Expr, lists: dict[int, tuple[str, ...]], d: JsonDialect) -> exp.Expr:
+    """`tree` with the values `_list_reads` found read as lists of STRUCTs: the array test
+    is whether the list is there (missing and JSON null are both NULL, and each gives no
+    items either way), and the children of its items are their fields, the missing and
+    null ones dropped as `json_extract` drops the missing ones (a null stands for nothing
+    on either path)."""
+    if not lists:
+        return tree
+
+    def swap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.StartsWith) and _top_position(node.this) in lists:
+            return exp.paren(exp.Not(this=node.this.is_(exp.null())))
+        if (
+            isinstance(node, exp.Anonymous)
+            and node.name.lower() == "json_extract"
+            and _top_position(node.expressions[0]) in lists
+        ):
+            read = node.expressions[0]
+            name = _wildcard_child(read)
+            if name is None:  # pragma: no cover - `_list_reads` admits no other read
+                raise ValueError(f"{node.sql()}: not a read of an array's items' children")
+            item, child = exp.column("li"), exp.column("lc")
+            children = d.fn("list_transform", read, _lambda(d.typed_field(item, name), item))
+            present = exp.Not(this=child.is_(exp.null()))
+            return d.fn("list_filter", children, _lambda(present, child))
+        return node
+
+    return tree.transform(swap, copy=False)
 
 
 def _rows_read_out(tree: exp.Expr, columns: list[Column], d: JsonDialect) -> exp.Expr:
