@@ -58,7 +58,7 @@ from joinedup.records.operations import (
     Update,
 )
 from joinedup.records.parameters import Link, entries
-from joinedup.records.store import person_links, withholding
+from joinedup.records.store import person_links, withheld, withholding
 from joinedup.records.store import search as searching
 from joinedup.records.store.person_links import LinkedPatient
 from joinedup.records.store.rows import insert_rows
@@ -194,6 +194,7 @@ class RecordStore:
             if conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             metadata.create_all(conn)
+            withheld.build_missing(conn)  # a store made before withheld_patients
 
     @property
     def dialect(self) -> str:
@@ -440,6 +441,8 @@ class RecordStore:
                     f"one of {len(moved)} stored resources was written by someone else meanwhile"
                 )
         insert_rows(conn, resource_versions, versions)
+        consents = [rid for kind, rid in written if kind == "Consent"]
+        objecting = withheld.objecting_patients(conn, consents)  # as they were
         if moved:
             gone = [{"kind": kind, "rid": rid} for kind, rid in moved]
             for statement in _UNINDEX:
@@ -451,6 +454,7 @@ class RecordStore:
         for table, values in rows.items():
             insert_rows(conn, table, values)
         person_links.keep_people(conn, [rid for kind, rid in written if kind == "Patient"])
+        withheld.consents_written(conn, objecting | withheld.objecting_patients(conn, consents))
 
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
         if isinstance(operation, Create):
@@ -528,9 +532,11 @@ class RecordStore:
         version, now = current[0] + 1, self._clock()
         self._guarded_update(conn, kind, rid, current[0], version, now, True, None)
         self._append(conn, kind, rid, version, now, True, None)
+        objecting = withheld.objecting_patients(conn, [rid]) if kind == "Consent" else set()
         self._unindex(conn, kind, rid)
         if kind == "Patient":
             person_links.keep_people(conn, [rid])
+        withheld.consents_written(conn, objecting)
         return Outcome(kind, rid, version, False, None)
 
     def _write(
@@ -565,11 +571,17 @@ class RecordStore:
                     f"{kind}/{rid}: written by someone else meanwhile"
                 ) from None
         self._append(conn, kind, rid, version_id, now, False, body)
+        consent = kind == "Consent"
+        # The Patients this Consent objects for, before and after: what objections withhold
+        # (store.withheld) is written again for them in this transaction.
+        objecting = withheld.objecting_patients(conn, [rid]) if consent and existing else set()
         if existing:  # a resource new to the store has no index rows to remove
             self._unindex(conn, kind, rid)
         self._index(conn, resource)
         if kind == "Patient":
             person_links.keep_people(conn, [rid])
+        if consent:
+            withheld.consents_written(conn, objecting | withheld.objecting_patients(conn, [rid]))
         return Outcome(kind, rid, version_id, created, resource)
 
     def _guarded_update(
@@ -936,11 +948,8 @@ class RecordStore:
         `systems`, and those the master person index links to them."""
         if systems is not None:
             self.keep_people(systems)
-        query = (
-            withholding.objected(organisations)
-            if systems is None
-            else withholding.person_objected(organisations, systems)
-        )
+        sources = None if systems is None else tuple(sorted(systems.items()))
+        query = withholding.withheld_from(organisations, sources)
         with self._reading() as conn:
             return set(conn.execute(query).scalars())
 

@@ -394,8 +394,9 @@ person_link_people = Table(
     Index("ix_person_link_people_person", "systems_key", "person_id"),
 )
 
-#: The advisory lock (PostgreSQL) that orders writes of the kept people.
-_PEOPLE_LOCK = 0x7065726F6E73
+#: The advisory lock (PostgreSQL) that orders writes of the kept people (and, taken shared
+#: before its own, of the rows store.withheld keeps from them).
+PEOPLE_LOCK = 0x7065726F6E73
 
 
 def systems_key(systems: Mapping[str, str]) -> str:
@@ -435,6 +436,11 @@ def _filling(key: str, systems: tuple[tuple[str, str], ...], every: bool) -> Any
     )
 
 
+def kept_mappings(conn: Connection) -> list[tuple[str, dict[str, str]]]:
+    """(key, systems) of each identifier systems mapping whose people are kept."""
+    return _kept(conn)
+
+
 def _kept(conn: Connection) -> list[tuple[str, dict[str, str]]]:
     rows = conn.execute(
         select(person_link_systems.c.systems_key, person_link_systems.c.systems).order_by(
@@ -451,21 +457,37 @@ def keep_people(conn: Connection, patient_ids: Iterable[str]) -> None:
     if not ids:
         return
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock_shared(_PEOPLE_LOCK)))
-    _keep_again(conn, ids)
+        conn.execute(select(func.pg_advisory_xact_lock_shared(PEOPLE_LOCK)))
+    _held_again(conn, _keep_again(conn, ids))
 
 
-def _keep_again(conn: Connection, ids: Sequence[str]) -> None:
+def _held_again(conn: Connection, changed: set[str]) -> None:
+    """The Patients `changed` moved between people: what objections withhold follows."""
+    from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
+
+    withheld.held_again(conn, changed)
+
+
+def _keep_again(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Keep the person of `ids` again under every mapping; those whose person changed."""
     people = person_link_people.c
+    changed: set[str] = set()
     for key, systems in _kept(conn):
         for at in range(0, len(ids), 500):
             chunk = ids[at : at + 500]
+            kept = select(people.patient_id, people.person_id).where(
+                people.systems_key == key, people.patient_id.in_(chunk)
+            )
+            before = {str(p): str(q) for p, q in conn.execute(kept)}
             conn.execute(
                 delete(person_link_people).where(
                     people.systems_key == key, people.patient_id.in_(chunk)
                 )
             )
             _fill(conn, key, systems, chunk)
+            after = {str(p): str(q) for p, q in conn.execute(kept)}
+            changed.update(p for p in chunk if before.get(p) != after.get(p))
+    return changed
 
 
 #: A run that changed at most this many index records keeps again the person of the
@@ -486,16 +508,19 @@ def rebuild_people(conn: Connection, record_ids: Iterable[str] | None = None) ->
     if conn.dialect.name == "postgresql":
         # Exclusive: a Patient written meanwhile is either seen committed by the statements
         # below or keeps its person after this commits, from the index as written here.
-        conn.execute(select(func.pg_advisory_xact_lock(_PEOPLE_LOCK)))
+        conn.execute(select(func.pg_advisory_xact_lock(PEOPLE_LOCK)))
     changed = None if record_ids is None else sorted(set(record_ids))
     if changed is not None and (
         len(changed) <= KEEP_NAMED_UP_TO or len(changed) * CHUNKED_COST < _patients(conn)
     ):
-        _keep_again(conn, _patients_naming(conn, changed))
+        _held_again(conn, _keep_again(conn, _patients_naming(conn, changed)))
         return
+    from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
+
     for key, systems in _kept(conn):
         conn.execute(delete(person_link_people).where(person_link_people.c.systems_key == key))
         _fill(conn, key, systems, None)
+        withheld.rebuild(conn, key)
 
 
 def _patients(conn: Connection) -> int:
@@ -529,12 +554,15 @@ def start_keeping(conn: Connection, systems: Mapping[str, str]) -> str:
     were not kept yet, in `conn`'s transaction); their key."""
     key = systems_key(systems)
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(_PEOPLE_LOCK)))
+        conn.execute(select(func.pg_advisory_xact_lock(PEOPLE_LOCK)))
     known = person_link_systems.c
     if conn.execute(select(known.systems_key).where(known.systems_key == key)).first() is None:
         given = json.dumps(dict(sorted(systems.items())))
         conn.execute(insert(person_link_systems), {"systems_key": key, "systems": given})
         _fill(conn, key, systems, None)
+        from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
+
+        withheld.rebuild(conn, key)
     return key
 
 

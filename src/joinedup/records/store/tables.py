@@ -135,3 +135,31 @@ access_grants = Table(
     Index("ix_access_grants_user", "username", "patient_id", "expires_at"),
     Index("ix_access_grants_granted", "granted_at"),
 )
+
+#: Whose record an objection to sharing withholds, kept as rows (records.store.withheld) so a
+#: search keeps them back by one indexed anti-join rather than finding every objecting
+#: Patient in the store. A row (key, P, Q, organisation): Patient P's record is withheld
+#: because Patient Q (P itself, or another Patient the master person index makes the same
+#: person under the identifier systems mapping `systems_key`; '' for P's own objections
+#: only) has an active objection to sharing, and `organisation` recorded one of Q's
+#: objections ('' on the one row a (P, Q) always has): so P is withheld from users of
+#: organisations O when some Q of P has no row of an organisation in O. Written in the same
+#: transaction as each Consent write, each Patient write that moves a Patient between
+#: people, and each person index run.
+withheld_patients = Table(
+    "withheld_patients",
+    metadata,
+    Column("systems_key", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("objecting_id", String(64), primary_key=True),
+    Column("organisation", String(64), primary_key=True),
+    Index("ix_withheld_patients_objecting", "systems_key", "objecting_id"),
+)
+
+#: The keys of `withheld_patients` whose rows are built: a store made before the table had
+#: none, and builds them when it is opened (records.store.withheld.build_missing).
+withheld_built = Table(
+    "withheld_built",
+    metadata,
+    Column("systems_key", String(64), primary_key=True),
+)

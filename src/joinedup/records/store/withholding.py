@@ -4,9 +4,12 @@ people with an objection to sharing recorded by another organisation, and resour
 sensitive category recorded by another organisation; neither for patients the user holds a
 break-glass grant for. An objection follows the person: with the master person index
 followed (`Withholding.person_sources`), the records of every Patient the index links to an
-objecting one are kept back too (store.person_links.same_person_kept: from the person each
-Patient is, kept as rows beside the index). Also who has a national data opt-out, for
-secondary use.
+objecting one are kept back too. A search reads whom objections withhold from the rows
+store.withheld keeps (`withheld_patients`, one indexed anti-join a resource, whatever the
+number of objections in the store); a read's check (`person_objection_organisations`) and
+the rows' upkeep read the Consents' own index rows (`objection_rows`), and `objected` and
+`person_objected` give the same answer as a join over them. Also who has a national data
+opt-out, for secondary use.
 """
 
 from __future__ import annotations
@@ -32,8 +35,13 @@ from sqlalchemy import (
 
 from joinedup.records.consent import CODED, OBJECTION, OPT_OUT, RECORDED_BY
 from joinedup.records.parameters import SEARCH_PARAMETERS
-from joinedup.records.store.person_links import same_person_kept
-from joinedup.records.store.tables import resources, search_references, search_tokens
+from joinedup.records.store.person_links import same_person_kept, systems_key
+from joinedup.records.store.tables import (
+    resources,
+    search_references,
+    search_tokens,
+    withheld_patients,
+)
 from joinedup.records.store.written import inlined
 
 
@@ -129,7 +137,7 @@ def _person_objected(
 def objection_organisations(patient_id: str) -> Select[Any]:
     """(Consent id, recording organisation or None, Patient id) of each active objection of
     `patient_id`."""
-    return _objection_organisations(search_references.c.target_id == patient_id)
+    return objection_rows(search_references.c.target_id == patient_id)
 
 
 def person_objection_organisations(systems: Mapping[str, str]) -> Select[Any]:
@@ -144,11 +152,14 @@ def _person_objection_organisations(systems: tuple[tuple[str, str], ...]) -> Sel
     asked = bindparam("patient_id", type_=String())
     target = search_references.c.target_id
     patients = same_person_kept(select(asked), dict(systems))
-    found = _objection_organisations(or_(target == asked, target.in_(patients)))
+    found = objection_rows(or_(target == asked, target.in_(patients)))
     return inlined(found, keep=frozenset({"patient_id"}))
 
 
-def _objection_organisations(patients: ColumnElement[bool]) -> Select[Any]:
+def objection_rows(patients: ColumnElement[bool] | None) -> Select[Any]:
+    """(Consent id, recording organisation or None, Patient id) of each active objection to
+    sharing, of the Patients `patients` (a condition on `search_references.c.target_id`;
+    None: of every Patient): one row an organisation the Consent names, or one with None."""
     r = search_references.c
     recorded = search_references.alias("recorded")
     consents = _tokens("Consent", OBJECTION)
@@ -168,7 +179,7 @@ def _objection_organisations(patients: ColumnElement[bool]) -> Select[Any]:
             r.resource_type == "Consent",
             r.parameter == "patient",
             r.target_type == "Patient",
-            patients,
+            true() if patients is None else patients,
             r.resource_id.in_(consents),
         )
     )
@@ -243,15 +254,80 @@ def _ours(kind: str, organisations: frozenset[str]) -> ColumnElement[bool]:
     )
 
 
+def _key(sources: tuple[tuple[str, str], ...] | None) -> str:
+    """The key of the `withheld_patients` rows for a withholding following the person index
+    by `sources` (None: not followed, the Patients' own objections)."""
+    return "" if sources is None else systems_key(dict(sources))
+
+
+def _objecting(held: Any, organisations: frozenset[str]) -> list[ColumnElement[bool]]:
+    """The conditions on a `withheld_patients` row `held` that an objection withholds its
+    Patient from users of `organisations`: it is the row every objecting Patient has, and
+    none of that Patient's objections was recorded by one of `organisations` (a primary key
+    lookup)."""
+    found: list[ColumnElement[bool]] = [held.c.organisation == ""]
+    if organisations:
+        theirs = withheld_patients.alias("theirs")
+        found.append(
+            ~select(theirs.c.organisation)
+            .where(
+                theirs.c.systems_key == held.c.systems_key,
+                theirs.c.patient_id == held.c.patient_id,
+                theirs.c.objecting_id == held.c.objecting_id,
+                theirs.c.organisation.in_(sorted(organisations)),
+            )
+            .exists()
+        )
+    return found
+
+
+def _withheld(kind: str, key: str, organisations: frozenset[str]) -> ColumnElement[bool]:
+    """The `resources` row belongs to a Patient an objection withholds from users of
+    `organisations`, by the rows kept under `key` (store.withheld): its Patient's rows looked
+    up by primary key, so the cost is that of the row's own lookups however many objections
+    the store holds."""
+    held = withheld_patients.alias("held")
+    objecting = [held.c.systems_key == key, *_objecting(held, organisations)]
+    if kind == "Patient":
+        return (
+            select(held.c.patient_id)
+            .where(held.c.patient_id == resources.c.resource_id, *objecting)
+            .correlate(resources)
+            .exists()
+        )
+    r = search_references.c
+    return (
+        select(r.resource_id)
+        .select_from(search_references.join(held, held.c.patient_id == r.target_id))
+        .where(
+            r.resource_type == kind,
+            r.resource_id == resources.c.resource_id,
+            r.parameter == "patient",
+            r.target_type == "Patient",
+            *objecting,
+        )
+        .correlate(resources)
+        .exists()
+    )
+
+
+def withheld_from(organisations: frozenset[str], sources: tuple[tuple[str, str], ...] | None
+                  ) -> Select[Any]:  # fmt: skip
+    """The Patients an objection withholds from users of `organisations` (following the
+    person index by `sources`, or not with None), from the rows kept (store.withheld)."""
+    held = withheld_patients.alias("held")
+    return (
+        select(held.c.patient_id)
+        .where(held.c.systems_key == _key(sources), *_objecting(held, organisations))
+        .distinct()
+    )
+
+
 def kept_back(kind: str, withholding: Withholding) -> ColumnElement[bool]:
     """Resources of `kind` that `withholding` keeps back (to be excluded from a search)."""
     if kind != "Patient" and "patient" not in SEARCH_PARAMETERS.get(kind, {}):
         return false()  # nobody's record
-    if withholding.person_sources is None:
-        held = [_of(kind, objected(withholding.organisations))]
-    else:
-        systems = dict(withholding.person_sources)
-        held = [_of(kind, person_objected(withholding.organisations, systems))]
+    held = [_withheld(kind, _key(withholding.person_sources), withholding.organisations)]
     if withholding.sensitive:
         held.append(
             and_(
@@ -276,8 +352,10 @@ __all__ = [
     "kept_back",
     "objected",
     "objection_organisations",
+    "objection_rows",
     "opted_out",
     "person_objected",
     "person_objection_organisations",
     "shown",
+    "withheld_from",
 ]
