@@ -456,3 +456,24 @@ def test_addresses_in_every_shape(address: Any, tmp_path: Path) -> None:
     got, _ = _typed(view, [data])
     assert got == _general(view, [data])
     assert got[0]["postcode"] == "AB1 2CD"
+
+
+def test_a_list_below_a_value_read_whole_stays_json(tmp_path: Path) -> None:
+    """Where the view also reads `code` whole, `code.coding` is read from its JSON, not as a
+    list of STRUCTs, and the rows are the general query's."""
+    view = {
+        "resourceType": "ViewDefinition", "resource": "Condition", "status": "active",
+        "select": [{"column": [
+            {"name": "code", "path": "code", "type": "CodeableConcept"},
+            {"name": "first_code", "path": "code.coding.code.first()", "type": "code"},
+        ]}],
+    }  # fmt: skip
+    typed = views.compile_view(view, dialect="duckdb").typed
+    assert typed is not None and typed.columns["code"].sql("duckdb") == "JSON"
+    data = tmp_path / "Condition.ndjson"
+    lines = [_CONDITION, {**_CONDITION, "id": "two", "code": {"coding": [{}, {"code": "b"}]}}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    got, read_typed = _typed(view, [data])
+    assert read_typed
+    assert got == _general(view, [data])
+    assert [r["first_code"] for r in got] == ["44054006", "b"]

@@ -210,6 +210,8 @@ class TypedPlan:
     values: list[exp.Expr]
     #: The positions of the paths read as text (`typed_plan`'s `text`).
     text: frozenset[int] = frozenset()
+    #: The paths read as lists of STRUCTs (those of `typed_plan`'s `lists` it could).
+    lists: frozenset[Path] = frozenset()
 
 
 def typed_plan(
@@ -229,20 +231,15 @@ def typed_plan(
     A path in `lists` (a value the compiler reads whole only to tell an array and to read
     its items' children `lists[path]`, as `code.coding.code` does) is read as a list of
     STRUCTs holding those children as JSON, not as JSON text, and its value is that list
-    (an object, a text or an item that is not an object there fails the read)."""
-    lists = lists or {}
-    root = _Node()
-    for path in paths:
-        if path and path[0] != TYPE_COLUMN:
-            root.add(path)
-    for path, names in lists.items():
-        for name in names:
-            root.add((*path, 0, name))
-        node = root
-        for step in path:
-            node = node.children[step]
-        node.whole = False
-    kinds = {name: _kind(child, (name,), single, text) for name, child in _names(root).items()}
+    (an object, a text or an item that is not an object there fails the read). One that
+    is below a value kept as JSON stays JSON, and is not in the plan's `lists`."""
+    lists = dict(lists or {})
+    while True:  # fewer lists until each is read as one (not below a value kept as JSON)
+        kinds = _kinds(paths, single, text, lists)
+        kept = {path: names for path, names in lists.items() if _list_at(path, kinds)}
+        if kept == lists:
+            break
+        lists = kept
     columns = {TYPE_COLUMN: exp.DataType.build("VARCHAR")}
     columns.update({name: _data_type(kind) for name, kind in kinds.items()})
     reads = _JsonReads()
@@ -255,7 +252,42 @@ def typed_plan(
             for path in paths
         ]
     read_as_text = frozenset(i for i, path in enumerate(paths) if _is_text(kinds, path))
-    return TypedPlan(columns, values, read_as_text)
+    return TypedPlan(columns, values, read_as_text, frozenset(lists))
+
+
+def _kinds(
+    paths: list[Path],
+    single: frozenset[Path],
+    text: frozenset[Path],
+    lists: dict[Path, tuple[str, ...]],
+) -> dict[str, _Kind]:
+    """How each top-level element is read, the values at `lists` read as lists of STRUCTs
+    with the children named there."""
+    root = _Node()
+    for path in paths:
+        if path and path[0] != TYPE_COLUMN:
+            root.add(path)
+    for path, names in lists.items():
+        for name in names:
+            root.add((*path, 0, name))
+        node = root
+        for step in path:
+            node = node.children[step]
+        node.whole = False
+    return {name: _kind(child, (name,), single, text) for name, child in _names(root).items()}
+
+
+def _list_at(path: Path, kinds: dict[str, _Kind]) -> bool:
+    """Whether the value at `path` is read as a list, through STRUCTs and lists only."""
+    kind: _Kind | None = kinds.get(str(path[0])) if path else None
+    for step in path[1:]:
+        if isinstance(kind, _Struct) and isinstance(step, str):
+            kind = kind.fields.get(step)
+        elif isinstance(kind, _List) and isinstance(step, int):
+            kind = kind.item
+        else:
+            return False
+    return isinstance(kind, _List)
 
 
 def _is_text(kinds: dict[str, _Kind], path: Path) -> bool:
@@ -277,12 +309,11 @@ def _list_value(path: Path, kinds: dict[str, _Kind], table: str, d: JsonDialect)
     """The list read at `path` (one of `typed_plan`'s `lists`), by the names on the way."""
     value: exp.Expr = exp.column(str(path[0]), table, quoted=True)
     kind = kinds[str(path[0])]
-    for step in path[1:]:
-        if not isinstance(kind, _Struct) or not isinstance(step, str):
-            raise ValueError(f"{path}: not a chain of single elements to a list")
-        value, kind = d.typed_field(value, step), kind.fields[step]
-    if not isinstance(kind, _List):
-        raise ValueError(f"{path}: not read as a list")
+    for step in path[1:]:  # `_list_at` holds: a STRUCT's field or a list's item each step
+        if isinstance(kind, _Struct) and isinstance(step, str):
+            value, kind = d.typed_field(value, step), kind.fields[step]
+        elif isinstance(kind, _List) and isinstance(step, int):
+            value, kind = d.typed_item(value, step), kind.item
     return value
 
 

@@ -1542,14 +1542,15 @@ def _typed_query(
         kept = [(i, _rows_read_out(p, columns, d)) for i, p in kept]
     trees: list[exp.Expr] = [*(outputs or [rows]), *(p for _, p in kept), *conditions]
     single = single_paths(resource)
-    lists = _list_reads(trees, top, single)
+    candidates = _list_reads(trees, top, single)
     # the children read from a list's items are JSON, as the general path's are
     requested = frozenset(_named(p) for p in top if p and p[0] != TYPE_COLUMN) - {
-        (*top[i], name) for i, names in lists.items() for name in names
+        (*_named(top[i]), name) for i, names in candidates.items() for name in names
     }
-    listed = {top[i]: names for i, names in lists.items()}
+    listed = {top[i]: names for i, names in candidates.items()}
     while True:  # fewer leaves as text until every read of each is as text
         plan = typed_plan(resource, top, single, d, "r", requested, listed)
+        lists = {i: names for i, names in candidates.items() if top[i] in plan.lists}
         read = [_listed(_text_reads(t, top, plan.text, resource, d), lists, d) for t in trees]
         left = {int(b.expressions[0].name) for t in read for b in _top_reads(t)}
         mixed = {_named(top[i]) for i in plan.text & left}
@@ -1664,25 +1665,19 @@ def _list_reads(
     children read from its items: values read whole (`code.coding`, a Patient's `address`)
     only to tell an array and to read the children of its items (`each_child`), as a
     member chain through a list does (`code.coding.code`). Such a value must be reached by
-    elements FHIR R4 says hold one value, none of them read whole; the list of STRUCTs
-    is a bet on the usual shape, and any other fails the typed read."""
+    elements FHIR R4 says hold one value or the items of lists, none of them read whole
+    (`typed_plan` keeps only such lists); the list of STRUCTs is a bet on the usual shape,
+    and any other fails the typed read."""
     uses: dict[int, list[exp.Expr]] = {}
     for tree in trees:
         for node in tree.find_all(exp.Bracket):
             position = _top_position(node)
             if position is not None:
                 uses.setdefault(position, []).append(node)
-    read = set(top)
     found: dict[int, tuple[str, ...]] = {}
     for position, reads in uses.items():
         path = top[position]
-        if (
-            not path
-            or path[0] == TYPE_COLUMN
-            or path in single
-            or not all(isinstance(step, str) for step in path)
-            or any(path[:k] not in single or path[:k] in read for k in range(1, len(path)))
-        ):
+        if not path or path[0] == TYPE_COLUMN or _named(path) in single:
             continue
         names = [_wildcard_child(r) for r in reads]
         tests = [n is not None or _array_test(r) for n, r in zip(names, reads, strict=True)]
