@@ -72,10 +72,16 @@ def test_a_proxy_relationship_is_recorded_listed_and_revoked(tmp_path: Path) -> 
         )  # fmt: skip
         assert made.exit_code == 0, made.output
         said.append(flat(made.stdout))
+    review = (
+        " Comes up for review on 2031-01-01 (the person's 11th birthday): from then suspended "
+        "until the person's GP practice renews it (joinedup users renew-proxy mum --patient "
+        "{} --by REVIEWER)."
+    )
     assert said == [
         f"mum now sees, as parent through {last_day}, Patient/child-1's record; proxy for 1 "
-        "in all.",
-        "mum now sees, as parent through 2035-12-31, Patient/child-2's record; proxy for 2 in all.",
+        "in all." + review.format("child-1"),
+        "mum now sees, as parent through 2035-12-31, Patient/child-2's record; proxy for 2 "
+        "in all." + review.format("child-2"),
     ]
     revoked = joinedup(
         "users", "proxy", "mum", "--patient", "child-2", "--relationship", "parent", "--revoke",

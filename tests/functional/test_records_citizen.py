@@ -11,9 +11,11 @@ withdraws it on /my-record; a proxy may not.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from test_records_access_consent import objection
 from joinedup.cli.web import add_demo_users
 from joinedup.errors import InputError
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
-from joinedup.records import RecordStore
+from joinedup.records import RecordsSettings, RecordStore
 from joinedup.web.access import AccessStore, RecordsAuditQuery, Role
 from joinedup.web.app import create_app
 from joinedup.web.records_api import create_records_app, mount_records
@@ -467,3 +469,66 @@ def test_a_citizen_objects_to_sharing_and_withdraws_it(page_site: TestClient) ->
     refusals = [e["detail"] for e in entries if e["reason"] == "sharing choice refused"]
     assert refusals == ["400; bad choice", "403; not their own record"]
     assert not any("9000000009" in str(e) or "Own" in str(e) for e in entries)
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February: the day after, still that age
+        return date(day.year - years, 3, 1)
+
+
+def test_the_proxy_and_the_person_are_told_before_a_review_or_the_end(
+    page_site: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NHS England's DAPB3051 7.2 and 7.3: proxies and patients are told ahead of a review
+    or an end. Within JOINEDUP_RECORDS_PROXY_NOTICE_DAYS (30) of the child's 11th birthday the
+    parent's page for them, and the child's own page, say when and why; further off, nothing;
+    renewed, the end at 16 is told the same way when it comes near."""
+    client = page_site
+    log: AccessStore = client.app.state.access  # type: ignore[attr-defined]
+    store: RecordStore = client.app.state.records  # type: ignore[attr-defined]
+    today = datetime.now(UTC).date()
+    soon = _years_before(today + timedelta(days=10), 11)  # 11 in 10 days
+    later = _years_before(today + timedelta(days=45), 11)  # 11 in 45 days
+    leaving = _years_before(today + timedelta(days=20), 16)  # 16 in 20 days
+    mum = store.create(_patient("A11111", "Mum", "9000000009")).resource["id"]
+    kids = {
+        born: store.create(_patient("A11111", "Kid", nhs, born.isoformat())).resource["id"]
+        for born, nhs in ((soon, "9434765919"), (later, "9434765870"), (leaving, "9449306060"))
+    }
+    log.add_user("mum", PASSWORD, "citizen", patient_id=mum, display_name="Mum Kid")
+    log.add_user("kid", PASSWORD, "citizen", patient_id=kids[soon])
+    log.add_user("admin1", PASSWORD, "admin")
+    policy = client.app.state.records_policy  # type: ignore[attr-defined]
+    for pid in kids.values():
+        log.set_proxy("mum", pid, "parent")
+    end = policy.proxy_age_end(kids[leaving], "parent")
+    log.renew_proxy("mum", kids[leaving], "admin1", registered=frozenset(), age_check=lambda: end)
+
+    _browser(client, "mum")
+    page = unescape(client.get("/my-record", params={"patient": kids[soon]}).text)
+    notice = page.split('id="access-notice"')[1].split("</div>")[0]
+    assert f"comes up for review on {today + timedelta(days=10)}" in notice
+    assert "the person's 11th birthday" in notice and "ask the practice" in notice
+    page = unescape(client.get("/my-record", params={"patient": kids[later]}).text)
+    assert 'id="access-notice"' not in page  # 45 days off: not yet
+    page = unescape(client.get("/my-record", params={"patient": kids[leaving]}).text)
+    notice = page.split('id="access-notice"')[1].split("</div>")[0]
+    last = today + timedelta(days=19)
+    assert f"ends after {last} (the day before the person's 16th birthday)" in notice
+
+    _browser(client, "kid")  # the child, signed in to their own record
+    page = unescape(client.get("/my-record").text)
+    notice = page.split('id="access-notice"')[1].split("</div>")[0]
+    assert "Mum Kid's access to your record as your parent comes up for review on" in notice
+
+    # a longer notice period reaches the one 45 days off (read when the server starts)
+    monkeypatch.setenv("JOINEDUP_RECORDS_PROXY_NOTICE_DAYS", "60")
+    wider = RecordsSettings().records_proxy_notice_days
+    client.app.state.records_policy.proxy_notice_days = wider  # type: ignore[attr-defined]
+    _browser(client, "mum")
+    page = unescape(client.get("/my-record", params={"patient": kids[later]}).text)
+    assert f"comes up for review on {today + timedelta(days=45)}" in page
+    entries = log.audit_entries(limit=500)[1]
+    assert not any(d.isoformat() in json.dumps(entries) for d in (soon, later, leaving))

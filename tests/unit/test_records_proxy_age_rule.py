@@ -8,7 +8,13 @@ from datetime import date
 
 import pytest
 
-from joinedup.records.proxy_age import birthday, earliest_birth_date, proxy_age_end
+from joinedup.records.proxy_age import (
+    ProxyAgeEnd,
+    ProxyNotice,
+    birthday,
+    earliest_birth_date,
+    proxy_age_end,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +55,53 @@ def test_the_day_before_the_birthday_is_the_last() -> None:
     assert "has no birthDate" in nobody.refusal()
     for relationship in ("carer", "attorney"):
         assert proxy_age_end("c1", {"birthDate": "2010-06-02"}, relationship) is None
+
+
+def test_a_parents_access_is_suspended_at_the_review_birthday_until_renewed() -> None:
+    """Review at 11 (DAPB3051 7.2; the RCGP's review point): suspended from the 11th
+    birthday; a renewal counts from 30 days before it; one from the child's early years does
+    not skip the review; the end at 16 stands whatever the renewal."""
+    child = {"birthDate": "2015-06-02"}  # 11 on 2026-06-02, 16 on 2031-06-02
+
+    def rule(renewed_at: str | None = None) -> ProxyAgeEnd:
+        end = proxy_age_end("c1", child, "parent", review_age=11, renewed_at=renewed_at)
+        assert end is not None
+        return end
+
+    never = rule()
+    assert never.reviews == date(2026, 6, 2) and never.renewal_from == date(2026, 5, 3)
+    assert never.in_force(date(2026, 6, 1)) and not never.in_force(date(2026, 6, 2))
+    hold = never.hold(date(2026, 6, 2))
+    assert hold is not None and hold.suspended
+    assert hold.label == "parent's proxy access suspended for review at the person's 11th birthday"
+    assert "under review since 2026-06-02" in hold.refusal and "DAPB3051" in hold.refusal
+    assert "2015" not in hold.label  # nothing from the record in what the audit keeps
+
+    assert rule("2026-05-03T09:00:00+00:00").in_force(date(2026, 6, 2))  # inside the notice
+    assert not rule("2026-05-02T23:59:59+00:00").in_force(date(2026, 6, 2))  # too early
+    assert not rule("2016-01-01T00:00:00+00:00").in_force(date(2029, 1, 1))  # years before
+    renewed = rule("2026-07-01T10:00:00+00:00")
+    assert not renewed.in_force(date(2026, 6, 30)) and renewed.in_force(date(2026, 7, 1))
+    assert not renewed.in_force(date(2031, 6, 2))  # 16: ended, renewal or not
+    ended = renewed.hold(date(2031, 6, 2))
+    assert ended is not None and not ended.suspended and "ended on 2031-06-02" in ended.refusal
+
+
+def test_the_notice_names_the_nearer_of_the_review_and_the_end() -> None:
+    end = proxy_age_end("c1", {"birthDate": "2015-06-02"}, "guardian", review_age=11)
+    assert end is not None
+    assert end.notice(date(2026, 5, 2)) is None  # 31 days ahead: not yet
+    notice = end.notice(date(2026, 5, 3))
+    assert notice == ProxyNotice("review", date(2026, 6, 2), "the person's 11th birthday")
+    assert end.notice(date(2026, 6, 2)) is None  # suspended: not in force, nothing to tell
+    renewed = proxy_age_end(
+        "c1", {"birthDate": "2015-06-02"}, "guardian", review_age=11,
+        renewed_at="2026-06-10T00:00:00+00:00",
+    )  # fmt: skip
+    assert renewed is not None and renewed.notice(date(2031, 5, 1)) is None
+    assert renewed.notice(date(2031, 5, 2)) == ProxyNotice(
+        "end", date(2031, 6, 1), "the day before the person's 16th birthday"
+    )
+    # a review age at or above the end age gives no review: the end comes first
+    late = proxy_age_end("c1", {"birthDate": "2015-06-02"}, "parent", 11, review_age=11)
+    assert late is not None and late.reviews is None and late.in_force(date(2026, 6, 1))

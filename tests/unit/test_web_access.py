@@ -212,3 +212,43 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
     assert client_address("10.1.2.3", ["203.0.113.9, not-an-ip"], PROXY) == "10.1.2.3"
     assert client_address("10.1.2.3", [], PROXY) == "10.1.2.3"
     assert client_address(None, ["203.0.113.9"], PROXY) == "unknown"
+
+
+def test_an_access_database_from_before_renewals_gets_them_and_keeps_its_proxies(
+    tmp_path: Path,
+) -> None:
+    """A proxies table and proxy_status view written before the review rule (no
+    until_reason, renewed_at or renewed_by) gain the columns, empty, when the file opens, and
+    the view is made again with them: the relationship stays in force, not renewed."""
+    path = tmp_path / "access.sqlite"
+    AccessStore(path).close()
+    with sqlite3.connect(path) as con:  # as an access database of before looked
+        con.executescript(
+            "DROP VIEW proxy_status; DROP TABLE proxies;"
+            "CREATE TABLE proxies (username TEXT NOT NULL, patient_id TEXT NOT NULL,"
+            " relationship TEXT NOT NULL, granted_at TEXT NOT NULL, revoked_at TEXT,"
+            " until_date DATE, PRIMARY KEY (username, patient_id));"
+            "CREATE VIEW proxy_status AS SELECT username, patient_id, relationship, granted_at,"
+            " until_date, revoked_at, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+            " ELSE 'active' END AS status FROM proxies;"
+        )
+    store = AccessStore(path)
+    try:
+        store.add_user("mum", "a long enough password", "citizen", patient_id="own")
+        with sqlite3.connect(path) as con:
+            con.execute(
+                "INSERT INTO proxies (username, patient_id, relationship, granted_at) "
+                "VALUES ('mum', 'child', 'parent', '2020-01-01T00:00:00+00:00')"
+            )
+        [record] = store.proxies("mum")
+        assert (record.status, record.renewed_at, record.renewed_by) == ("active", None, None)
+        user = store._user("mum")
+        assert user is not None and user[0].proxy_for == frozenset({"child"})
+        assert user[0].proxy_renewals == ()
+        with sqlite3.connect(path) as con:
+            con.execute("UPDATE proxies SET renewed_at = '2026-06-01T10:00:00+00:00'")
+        user = store._user("mum")
+        assert user is not None
+        assert user[0].proxy_renewals == (("child", "2026-06-01T10:00:00+00:00"),)
+    finally:
+        store.close()

@@ -15,6 +15,7 @@ from sqlglot import exp
 from joinedup.cli.main import DEFAULT_WAREHOUSE, WarehouseOption, console, err_console
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.records import Policy, RecordsError, RecordsSettings
+from joinedup.records.consent import registered_practices
 from joinedup.records.proxy_age import AGE_LIMITED_RELATIONSHIPS, ProxyAgeEnd
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.lake import Lake
@@ -372,8 +373,10 @@ def proxy(
     Patient's birthDate in the records store (NHS England: at 16 a person is presumed able to
     decide, and parent and guardian access stops; JOINEDUP_RECORDS_PROXY_END_AGE for an
     earlier age). It is refused for someone already 16, or with no birthDate; from 16, the
-    person themselves can agree to a proxy, recorded as --relationship carer. A carer's or an
-    attorney's access does not end by age."""
+    person themselves can agree to a proxy, recorded as --relationship carer. From the
+    child's 11th birthday (JOINEDUP_RECORDS_PROXY_REVIEW_AGE, at most 13) it is suspended until
+    their GP practice renews it after review (`users renew-proxy`); a grant recorded again
+    needs that renewal again. A carer's or an attorney's access does not end by age."""
     last_day = _date("--until", until) if until is not None else None
     settings = _settings(warehouse)
     ages: list[ProxyAgeEnd | None] = []
@@ -400,12 +403,30 @@ def proxy(
         f"{escape(user.username)} {done} Patient/{escape(patient)}'s record; proxy for "
         f"{len(user.proxy_for)} in all."
     )
+    if age_end is not None and age_end.reviews is not None and not revoke:
+        past = age_end.reviews <= _utc_now().date()
+        when = "Suspended for review since" if past else "Comes up for review on"
+        console.print(
+            f"{when} {age_end.reviews.isoformat()} ({escape(age_end.review_rule)}): "
+            f"{'' if past else 'from then '}suspended until the person's GP practice renews it "
+            f"(joinedup users renew-proxy {escape(username)} --patient {escape(patient)} "
+            "--by REVIEWER)."
+        )
 
 
 def _proxy_age_end(records: str | None, patient: str, relationship: str) -> ProxyAgeEnd | None:
-    """When `relationship`'s access to Patient `patient` ends by their age, read from the
-    records store at `records` (else JOINEDUP_RECORDS); InputError naming --records when
-    there is no store to read, --patient when the Patient is not in it."""
+    """When `relationship`'s access to Patient `patient` ends by their age (and comes up for
+    review), read from the records store at `records` (else JOINEDUP_RECORDS); InputError
+    naming --records when there is no store to read, --patient when the Patient is not in it."""
+    return _read_patient(records, patient, relationship)[0]
+
+
+def _read_patient(
+    records: str | None, patient: str, relationship: str, renewed_at: str | None = None
+) -> tuple[ProxyAgeEnd | None, frozenset[str]]:
+    """The age rule's end and review of `relationship`'s access to Patient `patient` (renewed
+    at `renewed_at`), and the person's registered GP practices, from one read of the Patient
+    in the records store at `records` (else JOINEDUP_RECORDS)."""
     from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
 
     target = records or os.environ.get("JOINEDUP_RECORDS")
@@ -417,11 +438,74 @@ def _proxy_age_end(records: str | None, patient: str, relationship: str) -> Prox
     settings = RecordsSettings()
     with open_records(target) as store:
         try:
-            store.read("Patient", patient)
+            found = store.read("Patient", patient)
         except RecordsError:
             raise InputError("--patient", f"no Patient/{patient} in the records store") from None
-        policy = Policy(store, proxy_end_age=settings.records_proxy_end_age, clock=_utc_now)
-        return policy.proxy_age_end(patient, relationship)
+        policy = Policy(
+            store, proxy_end_age=settings.records_proxy_end_age, clock=_utc_now,
+            proxy_review_age=settings.records_proxy_review_age,
+            proxy_notice_days=settings.records_proxy_notice_days,
+        )  # fmt: skip
+        end = policy.proxy_age_end_of(patient, found, relationship, renewed_at)
+        return end, frozenset(registered_practices(found))
+
+
+@users_app.command("renew-proxy")
+def renew_proxy(
+    username: Annotated[str, typer.Argument(help="The citizen who is the proxy.")],
+    patient: Annotated[
+        str, typer.Option("--patient", help="The FHIR Patient id of the child they act for.")
+    ],
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            metavar="USER",
+            help="Who reviewed it and renews it: an admin, or a clinician of the child's "
+            "registered GP practice (their --practice or --organisation is named in the "
+            "child's Patient.generalPractitioner). Recorded and audited.",
+        ),
+    ],
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            help="The records store holding the Patient (a SQLite path or postgresql:// URL; "
+            "env JOINEDUP_RECORDS): the review day and the registered practice are read there.",
+        ),
+    ] = None,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+) -> None:
+    """Renew a parent's or guardian's proxy access after the practice's review. From the
+    child's 11th birthday (JOINEDUP_RECORDS_PROXY_REVIEW_AGE, at most 13: NHS England's
+    DAPB3051 7.2 review point, 11 in the RCGP's guidance for general practice) a parent's or
+    guardian's access is suspended until the child's GP practice reviews it (the child's
+    consent when they can give it, their best interests) and renews it here. A renewal counts
+    from JOINEDUP_RECORDS_PROXY_NOTICE_DAYS (default 30) before the review day, so access
+    need not lapse; it lasts until the access ends at 16 or is recorded again. Refused, and
+    audited, for a reviewer outside the child's registered practice, a relationship revoked or
+    expired, or a child already 16."""
+    settings = _settings(warehouse)
+    if not settings.access_path.exists():  # not created empty by a renewal
+        raise InputError("--warehouse", f"no access database at {settings.access_path}")
+    store = _store(settings)
+    try:
+        found = [p for p in store.proxies(username) if p.patient_id == patient]
+        # the Patient is read only for a relationship recorded (renew_proxy refuses others)
+        age_end, registered = (
+            _read_patient(records, patient, found[0].relationship) if found else (None, frozenset())
+        )
+        record = store.renew_proxy(
+            username, patient, by, registered=registered, age_check=lambda: age_end
+        )
+    finally:
+        store.close()
+    console.print(
+        f"{escape(record.username)}'s access as {record.relationship} to "
+        f"Patient/{escape(record.patient_id)}'s record renewed after review by {escape(by)} "
+        f"on {(record.renewed_at or '')[:10]}"
+        + (f"; it ends after {record.until_date}." if record.until_date else ".")
+    )
 
 
 def _utc_now() -> datetime:
@@ -444,7 +528,8 @@ def list_proxies(
 ) -> None:
     """List the proxy relationships recorded: who acts for which Patient, how related, since
     when, until when and why it ends then (--until, or the day before a child's 16th
-    birthday for a parent or guardian), and whether active, expired or revoked (ended ones
+    birthday for a parent or guardian), when and by whom the child's practice renewed it
+    after review (`users renew-proxy`), and whether active, expired or revoked (ended ones
     stay listed)."""
     settings = _settings(warehouse)
     if not settings.access_path.exists():  # not created empty by a listing
@@ -455,12 +540,14 @@ def list_proxies(
     finally:
         store.close()
     table = Table(
-        "proxy", "for Patient", "relationship", "granted", "until", "why it ends", "status"
-    )
+        "proxy", "for Patient", "relationship", "granted", "until", "why it ends", "renewed",
+        "status",
+    )  # fmt: skip
     for r in records:
+        renewed = f"{r.renewed_at[:10]} by {r.renewed_by}" if r.renewed_at else "-"
         table.add_row(
             escape(r.username), escape(r.patient_id), r.relationship, r.granted_at[:10],
-            r.until_date or "-", escape(r.until_reason or "-"), r.status,
+            r.until_date or "-", escape(r.until_reason or "-"), escape(renewed), r.status,
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(records)} recorded.")

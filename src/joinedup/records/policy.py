@@ -56,7 +56,9 @@ from joinedup.records.errors import RecordsError
 from joinedup.records.proxy_age import (
     AGE_LIMITED_RELATIONSHIPS,
     DEFAULT_PROXY_END_AGE,
+    DEFAULT_PROXY_NOTICE_DAYS,
     ProxyAgeEnd,
+    ProxyHold,
     proxy_age_end,
 )
 from joinedup.records.store import Grant, RecordStore
@@ -109,7 +111,8 @@ class Requester:
     registered patients they care for (their practice, or their PCN's practices). A
     citizen's `patient_id` is their own record's, and `proxy_for` the records they see as a
     proxy, each with its relationship in `proxy_relationships` (a parent's or guardian's
-    ends at the person's 16th birthday, records.proxy_age); they may see no other."""
+    ends at the person's 16th birthday and is suspended for review before, records.proxy_age)
+    and when their practice last renewed it in `proxy_renewals`; they may see no other."""
 
     username: str
     organisations: frozenset[str]
@@ -118,11 +121,17 @@ class Requester:
     proxy_for: frozenset[str] = frozenset()
     #: (Patient id, relationship) for each of `proxy_for`; one missing counts as a parent's.
     proxy_relationships: tuple[tuple[str, str], ...] = ()
+    #: (Patient id, ISO instant) for each of `proxy_for` their practice renewed after review.
+    proxy_renewals: tuple[tuple[str, str], ...] = ()
 
     def proxy_relationship(self, patient_id: str) -> str:
         """How they are related to `patient_id` as a proxy: with none recorded, `parent`, so
         that the age rule is never skipped for want of it."""
         return next((r for p, r in self.proxy_relationships if p == patient_id), "parent")
+
+    def proxy_renewal(self, patient_id: str) -> str | None:
+        """When their access to `patient_id` was last renewed after review (None: never)."""
+        return next((at for p, at in self.proxy_renewals if p == patient_id), None)
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,9 @@ class Policy:
     `index_systems` gives each master person index source's identifier system when asked (as
     `$everything?linked=true` follows it; default: none, sources compared as named);
     `proxy_end_age` the birthday on which a parent's or guardian's proxy access ends
-    (records.proxy_age, default 16)."""
+    (records.proxy_age, default 16), `proxy_review_age` the one from which it is suspended
+    until the practice renews it (None: no review) and `proxy_notice_days` how long before a
+    review a renewal counts for it."""
 
     def __init__(
         self,
@@ -172,9 +183,13 @@ class Policy:
         sensitive: SensitiveCodes | None = None,
         index_systems: Callable[[], Mapping[str, str]] | None = None,
         proxy_end_age: int = DEFAULT_PROXY_END_AGE,
+        proxy_review_age: int | None = None,
+        proxy_notice_days: int = DEFAULT_PROXY_NOTICE_DAYS,
     ) -> None:
         self._store = store
         self.proxy_end_age = proxy_end_age
+        self.proxy_review_age = proxy_review_age
+        self.proxy_notice_days = proxy_notice_days
         self._recent = timedelta(days=recent_days)
         self._hours = break_glass_hours
         self._clock = clock or store.now
@@ -185,27 +200,52 @@ class Policy:
         """Today in UTC, by the policy's clock (the store's unless given)."""
         return self._clock().date()
 
-    def proxy_age_end(self, patient_id: str, relationship: str) -> ProxyAgeEnd | None:
-        """When `relationship`'s proxy access to `patient_id` ends by the person's age, from
-        their Patient's birthDate now (None: a relationship age does not end, and no read)."""
+    def proxy_age_end(
+        self, patient_id: str, relationship: str, renewed_at: str | None = None
+    ) -> ProxyAgeEnd | None:
+        """When `relationship`'s proxy access to `patient_id` ends by the person's age, and
+        when it comes up for review (renewed at `renewed_at`, if ever), from their Patient's
+        birthDate now (None: a relationship age does not end, and no read). One read of the
+        Patient gives both."""
         if relationship not in AGE_LIMITED_RELATIONSHIPS:
             return None
         try:
             patient: dict[str, Any] | None = self._store.read("Patient", patient_id)
         except RecordsError:
             patient = None
-        return proxy_age_end(patient_id, patient, relationship, self.proxy_end_age)
+        return self.proxy_age_end_of(patient_id, patient, relationship, renewed_at)
 
-    def ended_proxies(self, who: Requester) -> dict[str, ProxyAgeEnd]:
+    def proxy_age_end_of(
+        self,
+        patient_id: str,
+        patient: dict[str, Any] | None,
+        relationship: str,
+        renewed_at: str | None = None,
+    ) -> ProxyAgeEnd | None:
+        """As proxy_age_end, for a Patient already read (None: not in the store)."""
+        return proxy_age_end(
+            patient_id, patient, relationship, self.proxy_end_age,
+            review_age=self.proxy_review_age, renewed_at=renewed_at,
+            notice_days=self.proxy_notice_days,
+        )  # fmt: skip
+
+    def _age_end(self, who: Requester, patient_id: str) -> ProxyAgeEnd | None:
+        return self.proxy_age_end(
+            patient_id, who.proxy_relationship(patient_id), who.proxy_renewal(patient_id)
+        )
+
+    def held_proxies(self, who: Requester) -> dict[str, ProxyHold]:
         """The people `who` is recorded as a proxy for whose age has ended that access (or
-        who have no birth date to show it has not), each with when and why."""
+        who have no birth date to show it has not), or whose review has suspended it until
+        the practice renews it, each with why."""
         today = self.today()
-        ended: dict[str, ProxyAgeEnd] = {}
+        held: dict[str, ProxyHold] = {}
         for patient in sorted(who.proxy_for):
-            end = self.proxy_age_end(patient, who.proxy_relationship(patient))
-            if end is not None and not end.in_force(today):
-                ended[patient] = end
-        return ended
+            end = self._age_end(who, patient)
+            hold = None if end is None else end.hold(today)
+            if hold is not None:
+                held[patient] = hold
+        return held
 
     def _objections(
         self, patient_id: str
@@ -251,9 +291,10 @@ class Policy:
                 return Decision(True, "self")
             if patient_id not in who.proxy_for:
                 return REFUSED
-            end = self.proxy_age_end(patient_id, who.proxy_relationship(patient_id))
-            if end is not None and not end.in_force(self.today()):
-                return Decision(False, None, withheld=end.label, refusal=end.refusal())
+            end = self._age_end(who, patient_id)
+            hold = None if end is None else end.hold(self.today())
+            if hold is not None:
+                return Decision(False, None, withheld=hold.label, refusal=hold.refusal)
             own, others = self._objections(patient_id)
             if _objected(own, others):
                 return Decision(False, None, withheld=OBJECTION if own else PERSON_OBJECTION)
@@ -305,7 +346,7 @@ class Policy:
         """Every patient `who` may see now, with the first rule that allows each (none whose
         objection to sharing withholds them, but by break-glass)."""
         if who.patient_id is not None:
-            proxied_now = who.proxy_for - set(self.ended_proxies(who))
+            proxied_now = who.proxy_for - set(self.held_proxies(who))
             objected = {p for p in proxied_now if _objected(*self._objections(p))}
             seen: dict[str, Rule] = {who.patient_id: "self"}
             for proxied in proxied_now - objected:
@@ -326,11 +367,11 @@ class Policy:
         a search to inside its query, carrying what is withheld from them (objections to
         sharing and sensitive categories recorded elsewhere, but for break-glass grants); and
         the patients of their break-glass grants. A citizen: their own record, all of it,
-        and those they are a proxy for (less those whose age has ended it), less what is
-        withheld from outsiders."""
+        and those they are a proxy for (less those whose age has ended or suspended it),
+        less what is withheld from outsiders."""
         if who.patient_id is not None:
             own = frozenset({who.patient_id})
-            ids = ",".join(sorted(own | (who.proxy_for - set(self.ended_proxies(who)))))
+            ids = ",".join(sorted(own | (who.proxy_for - set(self.held_proxies(who)))))
             withholding = Withholding(frozenset(), own, self.sensitive.pairs, self._sources())
             return Permitted([("Patient", [("_id", ids)])], withholding), set()
         searches = [(kind, query) for _, kind, query in self._queries(who)]

@@ -13,6 +13,17 @@ the earlier of the two days in use, so that a parent's access never outlasts the
 person is 16 on either reading. A birthDate of a year or a month only is taken as its first
 day, for the same reason. A Patient with no birthDate gets no parent's or guardian's access:
 nothing shows that they are under 16.
+
+Before the end, a review (DAPB3051 7.2: access "should be reviewed" when the child is between 11
+and 13, and clinical systems "should be programmed to suspend access for review at age 13 or
+earlier, configurable by the health and care organisation's local policy"; the RCGP's guidance
+for children and young people recommends 11 in general practice): from the child's review
+birthday (`JOINEDUP_RECORDS_PROXY_REVIEW_AGE`, default 11, at most 13) a parent's or guardian's
+access is suspended until their GP practice renews it after reviewing it. A renewal counts for
+the review when recorded no earlier than the notice period (`JOINEDUP_RECORDS_PROXY_NOTICE_DAYS`,
+default 30) before that birthday: a practice can review when the proxy and the person are told
+(DAPB3051 7.2: "informed of this suspension ahead of time so that they have an opportunity to
+extend access"), and a renewal from the child's early years does not skip the review.
 """
 
 from __future__ import annotations
@@ -27,6 +38,12 @@ from typing import Any
 AGE_LIMITED_RELATIONSHIPS = frozenset({"parent", "guardian"})
 #: The age at which a parent's or guardian's access ends, by default and at the latest.
 DEFAULT_PROXY_END_AGE = 16
+#: The birthday on which a parent's or guardian's access is suspended for review, by default
+#: (the RCGP's review point for general practice) and at the latest (DAPB3051 7.2: 13 or earlier).
+DEFAULT_PROXY_REVIEW_AGE = 11
+MAX_PROXY_REVIEW_AGE = 13
+#: How many days ahead the proxy and the person are told of an end or a review, by default.
+DEFAULT_PROXY_NOTICE_DAYS = 30
 #: A FHIR `date`: a year, a year and month, or a full date.
 _FHIR_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
@@ -53,30 +70,86 @@ def earliest_birth_date(value: object) -> date | None:
         return None
 
 
+def _day(instant: str | None) -> date | None:
+    """The UTC day of an ISO instant the access database wrote (None: none, or not one)."""
+    try:
+        return date.fromisoformat(instant[:10]) if instant else None
+    except ValueError:
+        return None
+
+
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10)
     return f"{number}{suffix or 'th'}"
 
 
 @dataclass(frozen=True)
+class ProxyHold:
+    """A proxy relationship recorded but not in force today by the person's age: ended (a
+    parent's at 16, or no birth date) or suspended for review. `label` is the reason as the
+    audit log records it (no value from the record), `refusal` what the proxy is told."""
+
+    patient_id: str
+    label: str
+    refusal: str
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class ProxyNotice:
+    """What a proxy and the person are told ahead: on `day` the access ends (`kind` "end",
+    `day` its last day) or comes up for review (`kind` "review", `day` the review birthday,
+    from which it is suspended until renewed), and why, in words."""
+
+    kind: str
+    day: date
+    why: str
+
+
+@dataclass(frozen=True)
 class ProxyAgeEnd:
     """When `relationship`'s access to Patient `patient_id` ends by the person's age: on
-    `ends`, their `end_age`-th birthday (None: no birth date, so never in force)."""
+    `ends`, their `end_age`-th birthday (None: no birth date, so never in force). With a
+    review (`reviews`, their `review_age`-th birthday, before `ends`), it is suspended from
+    then unless `renewed_on` (a renewal recorded inside the review's notice period)."""
 
     patient_id: str
     relationship: str
     end_age: int
     ends: date | None
+    review_age: int | None = None
+    reviews: date | None = None
+    renewed_on: date | None = None
+    notice_days: int = DEFAULT_PROXY_NOTICE_DAYS
+
+    def ended(self, today: date) -> bool:
+        """Whether the access has ended by age on `today` (or never began: no birth date)."""
+        return self.ends is None or today >= self.ends
+
+    def suspended(self, today: date) -> bool:
+        """Whether, on `today`, the access waits for the practice to renew it after the
+        review (and has not ended)."""
+        return (
+            self.reviews is not None
+            and (self.renewed_on is None or self.renewed_on > today)
+            and self.reviews <= today
+            and not self.ended(today)
+        )
 
     def in_force(self, today: date) -> bool:
-        """Whether the access is still allowed on `today` (the day before the birthday is the
-        last)."""
-        return self.ends is not None and today < self.ends
+        """Whether the access is allowed on `today` (the day before the end birthday is the
+        last; from the review birthday, only once renewed)."""
+        return not self.ended(today) and not self.suspended(today)
 
     @property
     def last_day(self) -> date | None:
         """The last day the access is in force."""
         return None if self.ends is None else self.ends - timedelta(days=1)
+
+    @property
+    def renewal_from(self) -> date | None:
+        """The first day a renewal counts for the review (None: no review)."""
+        return None if self.reviews is None else self.reviews - timedelta(days=self.notice_days)
 
     @property
     def rule(self) -> str:
@@ -85,11 +158,41 @@ class ProxyAgeEnd:
         return f"the person's {_ordinal(self.end_age)} birthday"
 
     @property
+    def review_rule(self) -> str:
+        """When it comes up for review, in words with no value from the record."""
+        return f"the person's {_ordinal(self.review_age or 0)} birthday"
+
+    @property
     def label(self) -> str:
-        """The refusal as the audit log records it (no date: nothing from the record)."""
+        """The end as the audit log records it (no date: nothing from the record)."""
         if self.ends is None:
             return f"{self.relationship}'s proxy access: the person has no birthDate"
         return f"{self.relationship}'s proxy access ended at {self.rule}"
+
+    @property
+    def review_label(self) -> str:
+        """A suspension for review as the audit log records it (no date)."""
+        return f"{self.relationship}'s proxy access suspended for review at {self.review_rule}"
+
+    def hold(self, today: date) -> ProxyHold | None:
+        """Why the access is not in force on `today` (None: it is)."""
+        if self.ended(today):
+            return ProxyHold(self.patient_id, self.label, self.refusal())
+        if self.suspended(today):
+            return ProxyHold(self.patient_id, self.review_label, self.review_refusal(), True)
+        return None
+
+    def notice(self, today: date) -> ProxyNotice | None:
+        """The review or the end coming within `notice_days` of `today`, the nearer first
+        (None: neither, or the access is not in force)."""
+        if not self.in_force(today):
+            return None
+        horizon = today + timedelta(days=self.notice_days)
+        if self.reviews is not None and self.renewed_on is None and self.reviews <= horizon:
+            return ProxyNotice("review", self.reviews, self.review_rule)
+        if self.last_day is not None and self.last_day <= horizon:
+            return ProxyNotice("end", self.last_day, f"the day before {self.rule}")
+        return None
 
     def grant_refusal(self) -> str:
         """Why the access is not recorded now, for whoever records it (`users proxy`)."""
@@ -117,26 +220,58 @@ class ProxyAgeEnd:
             "GP practice can record access again"
         )
 
+    def review_refusal(self) -> str:
+        """What the proxy is told while the access is suspended for review."""
+        return (
+            f"a {self.relationship}'s proxy access to Patient/{self.patient_id} is under review "
+            f"since {self.reviews}, {self.review_rule}: as a child grows up their GP practice "
+            "reviews who sees their record, and the access is suspended until the practice "
+            "renews it (NHS England's proxy access standard, DAPB3051 7.2); ask the practice"
+        )
+
 
 def proxy_age_end(
     patient_id: str,
     patient: Mapping[str, Any] | None,
     relationship: str,
     end_age: int = DEFAULT_PROXY_END_AGE,
+    *,
+    review_age: int | None = None,
+    renewed_at: str | None = None,
+    notice_days: int = DEFAULT_PROXY_NOTICE_DAYS,
 ) -> ProxyAgeEnd | None:
     """When `relationship`'s access to `patient` (its Patient resource; None: not in the
-    store) ends by age; None when the relationship does not end by age (carer, attorney)."""
+    store) ends by age, and, with `review_age` below `end_age`, when it comes up for review
+    and whether `renewed_at` (the ISO instant the practice renewed it; None: never) counts for
+    that review; None when the relationship does not end by age (carer, attorney)."""
     if relationship not in AGE_LIMITED_RELATIONSHIPS:
         return None
     born = earliest_birth_date(patient.get("birthDate")) if patient is not None else None
     ends = None if born is None else birthday(born, end_age)
-    return ProxyAgeEnd(patient_id, relationship, end_age, ends)
+    reviewed = review_age is not None and review_age < end_age and born is not None
+    reviews = birthday(born, review_age) if reviewed and born and review_age else None
+    renewed = _day(renewed_at)
+    counts = (
+        renewed
+        if renewed is not None and reviews is not None
+        and renewed >= reviews - timedelta(days=notice_days)
+        else None
+    )  # fmt: skip
+    return ProxyAgeEnd(
+        patient_id, relationship, end_age, ends, review_age if reviews else None, reviews,
+        counts, notice_days,
+    )  # fmt: skip
 
 
 __all__ = [
     "AGE_LIMITED_RELATIONSHIPS",
     "DEFAULT_PROXY_END_AGE",
+    "DEFAULT_PROXY_NOTICE_DAYS",
+    "DEFAULT_PROXY_REVIEW_AGE",
+    "MAX_PROXY_REVIEW_AGE",
     "ProxyAgeEnd",
+    "ProxyHold",
+    "ProxyNotice",
     "birthday",
     "earliest_birth_date",
     "proxy_age_end",

@@ -7,7 +7,10 @@ files in (default `records-exports` beside a SQLite store, else `data/records-ex
 `JOINEDUP_RECORDS_EXPORT_HOURS`, how long a finished export's files are kept (default 24);
 `JOINEDUP_RECORDS_INDEX_SOURCES`, each person index source's identifier system, as JSON;
 `JOINEDUP_RECORDS_PROXY_END_AGE`, the birthday on which a parent's or guardian's proxy
-access ends (default and most 16, records.proxy_age)."""
+access ends (default and most 16, records.proxy_age); `JOINEDUP_RECORDS_PROXY_REVIEW_AGE`,
+the one from which it is suspended until their GP practice renews it after review (default
+11, at most 13); `JOINEDUP_RECORDS_PROXY_NOTICE_DAYS`, how many days ahead the proxy and the
+person are told of an end or a review (default 30)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,12 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from joinedup.errors import ConfigurationError
-from joinedup.records.proxy_age import DEFAULT_PROXY_END_AGE
+from joinedup.records.proxy_age import (
+    DEFAULT_PROXY_END_AGE,
+    DEFAULT_PROXY_NOTICE_DAYS,
+    DEFAULT_PROXY_REVIEW_AGE,
+    MAX_PROXY_REVIEW_AGE,
+)
 
 DEFAULT_RECORDS = "data/records.sqlite"
 
@@ -62,6 +70,17 @@ class RecordsSettings(BaseSettings):
     records_proxy_end_age: int = Field(
         default=DEFAULT_PROXY_END_AGE, ge=1, le=DEFAULT_PROXY_END_AGE
     )
+    #: The birthday from which a parent's or guardian's proxy access is suspended until the
+    #: child's GP practice renews it after review (records.proxy_age): 11 by the RCGP's
+    #: guidance for general practice; NHS England's DAPB3051 7.2 asks for 13 or earlier, set by
+    #: local policy. One at or above the end age gives no review (the end comes first).
+    records_proxy_review_age: int = Field(
+        default=DEFAULT_PROXY_REVIEW_AGE, ge=1, le=MAX_PROXY_REVIEW_AGE
+    )
+    #: How many days before a proxy's access ends or comes up for review the proxy and the
+    #: person are told on their record's page; a renewal counts for a review from this many
+    #: days before it.
+    records_proxy_notice_days: int = Field(default=DEFAULT_PROXY_NOTICE_DAYS, ge=0, le=366)
 
     def exports_folder(self, records: str | None = None) -> Path:
         """The exports folder for the store at `records` (else this setting's): the

@@ -1077,6 +1077,14 @@ _ACCESS_TABLES: tuple[Table, ...] = (
                 "that ends a parent's or guardian's access (records.proxy_age); empty with no "
                 "until_date or for a grant from before it was kept.",
             ),
+            _c(
+                "renewed_at",
+                "VARCHAR",
+                "When the person's GP practice renewed a parent's or guardian's access after "
+                "the review at the child's review birthday (ISO text; records.proxy_age, "
+                "`users renew-proxy`); empty: not since it was granted.",
+            ),
+            _c("renewed_by", "VARCHAR", "The admin or practice clinician who renewed it."),
         ),
         identifiable=True,
     ),

@@ -31,7 +31,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.records.proxy_age import ProxyAgeEnd
+from joinedup.records.proxy_age import ProxyAgeEnd, ProxyHold
 from joinedup.web.audit import (
     AUDIT_FIELDS,
     CHECKPOINT_EVERY,
@@ -149,9 +149,13 @@ class User:
     #: Each of `proxy_for` with the relationship recorded for it (PROXY_RELATIONSHIPS), as
     #: (Patient id, relationship) pairs: the audit names the relationship of every access.
     proxy_relationships: tuple[tuple[str, str], ...] = ()
-    #: Those recorded as theirs whose age has ended a parent's or guardian's access
-    #: (records.proxy_age), taken out of `proxy_for` by the records API for a request.
-    proxies_ended: tuple[ProxyAgeEnd, ...] = ()
+    #: Those recorded as theirs whose age has ended a parent's or guardian's access, or whose
+    #: review has suspended it (records.proxy_age), taken out of `proxy_for` by the records
+    #: API for a request, each with why.
+    proxies_ended: tuple[ProxyHold, ...] = ()
+    #: (Patient id, ISO instant) for each of `proxy_for` the person's practice renewed after
+    #: the review (`users renew-proxy`); read with the relationships, in the same statement.
+    proxy_renewals: tuple[tuple[str, str], ...] = ()
 
     def proxy_relationship(self, patient_id: str) -> str | None:
         """How this citizen is related to `patient_id` as their proxy (None: they are not)."""
@@ -326,6 +330,8 @@ CREATE TABLE IF NOT EXISTS proxies (
     revoked_at TEXT,
     until_date DATE,
     until_reason TEXT,
+    renewed_at TEXT,
+    renewed_by TEXT,
     PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -419,6 +425,12 @@ _ADD_PROXY_UNTIL = "ALTER TABLE proxies ADD COLUMN until_date DATE"
 #: Why it ends on that day (`--until`, or the person's 16th birthday for a parent's or a
 #: guardian's access) came with the age rule (records.proxy_age): empty in a table before.
 _ADD_PROXY_UNTIL_REASON = "ALTER TABLE proxies ADD COLUMN until_reason TEXT"
+#: When the person's practice renewed a parent's or guardian's access after the review, and
+#: who (`users renew-proxy`), came with the review rule (records.proxy_age): empty before.
+_ADD_PROXY_RENEWED = {
+    "renewed_at": "ALTER TABLE proxies ADD COLUMN renewed_at TEXT",
+    "renewed_by": "ALTER TABLE proxies ADD COLUMN renewed_by TEXT",
+}
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 #: The one place the rule for a proxy relationship being in force is written: `active` when
@@ -427,11 +439,12 @@ _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 #: (_PROXIES_OF), how many an account review counts (_REVIEW) and the status `users proxies`
 #: lists (_LIST_PROXIES) all read it, with why it ends then (`until_reason`). A view made
 #: once: a change to the rule is a new view name, as IF NOT EXISTS keeps an old definition;
-#: a view from before `until_reason` is made again with it (_proxy_status_view), same rule.
+#: a view from before `until_reason` or the renewal columns is made again with them
+#: (_proxy_status_view), same rule.
 _PROXY_STATUS = (
     "CREATE VIEW IF NOT EXISTS proxy_status AS "
     "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, "
-    "until_reason, "
+    "until_reason, renewed_at, renewed_by, "
     "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
     "WHEN until_date IS NOT NULL AND until_date < date('now') THEN 'expired' "
     "ELSE 'active' END AS status FROM proxies"
@@ -456,23 +469,30 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PROXY_UNTIL)
     if "until_reason" not in proxy_names:
         con.execute(_ADD_PROXY_UNTIL_REASON)
+    for name, statement in _ADD_PROXY_RENEWED.items():
+        if name not in proxy_names:
+            con.execute(statement)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
-    _proxy_status_view(con)  # after until_date and until_reason are there: the view reads them
+    _proxy_status_view(con)  # after the columns it reads are there
 
 
 _VIEW_COLUMNS = "SELECT name FROM pragma_table_info('proxy_status')"
 _DROP_PROXY_STATUS = "DROP VIEW IF EXISTS proxy_status"
 
 
+#: The columns of proxy_status a view made before them lacks: it is made again.
+_VIEW_NEEDS = frozenset({"until_reason", "renewed_at", "renewed_by"})
+
+
 def _proxy_status_view(con: sqlite3.Connection) -> None:
     """The proxy_status view, made again (in one transaction, so no reader finds it missing)
-    when it was made before `until_reason`."""
+    when it was made before `until_reason` or the renewal columns."""
     names = {row[0] for row in con.execute(_VIEW_COLUMNS)}
-    if names and "until_reason" not in names:
+    if names and not names >= _VIEW_NEEDS:
         con.execute("BEGIN IMMEDIATE")
         try:
-            if "until_reason" not in {row[0] for row in con.execute(_VIEW_COLUMNS)}:
+            if not {row[0] for row in con.execute(_VIEW_COLUMNS)} >= _VIEW_NEEDS:
                 con.execute(_DROP_PROXY_STATUS)
             con.execute(_PROXY_STATUS)
             con.execute("COMMIT")
@@ -652,24 +672,25 @@ _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 def _user_of(row: Sequence[Any], proxies: Sequence[Sequence[Any]] = ()) -> User:
     """A user from a row of _USERS (or _USER), with the Patients they are a proxy for (rows
-    of _PROXIES_OF: Patient id, relationship)."""
+    of _PROXIES_OF: Patient id, relationship, when renewed after review)."""
     pairs = tuple((str(p[0]), str(p[1])) for p in proxies)
+    renewals = tuple((str(p[0]), str(p[2])) for p in proxies if len(p) > 2 and p[2])
     return User(
         row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6],
-        frozenset(p for p, _ in pairs), row[7], pairs,
+        frozenset(p for p, _ in pairs), row[7], pairs, proxy_renewals=renewals,
     )  # fmt: skip
 
 
 #: Who a citizen may be a proxy for, by their relationship to that person.
 PROXY_RELATIONSHIPS: dict[str, str] = {
-    "parent": "Parent (of a child under 16: ends at their 16th birthday)",
-    "guardian": "Legal guardian (of a child under 16: ends at their 16th birthday)",
+    "parent": "Parent (of a child under 16: reviewed at 11, ends at their 16th birthday)",
+    "guardian": "Legal guardian (of a child under 16: reviewed at 11, ends at 16)",
     "carer": "Carer, with the person's consent",
     "attorney": "Lasting power of attorney (health and welfare)",
 }
 #: The relationships in force today (by the rule in _PROXY_STATUS).
 _PROXIES_OF = (
-    "SELECT patient_id, relationship FROM proxy_status WHERE username = ? "
+    "SELECT patient_id, relationship, renewed_at FROM proxy_status WHERE username = ? "
     "AND status = 'active' ORDER BY patient_id"
 )
 _GRANT_PROXY = (
@@ -679,8 +700,18 @@ _GRANT_PROXY = (
 )
 _LIST_PROXIES = (
     "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status, "
-    "until_reason "
+    "until_reason, renewed_at, renewed_by "
     "FROM proxy_status WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
+)
+#: Those in force today acting for one person (for the notice on that person's own page).
+_PROXIES_FOR = (
+    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status, "
+    "until_reason, renewed_at, renewed_by "
+    "FROM proxy_status WHERE patient_id = ? AND status = 'active' ORDER BY username"
+)
+_RENEW_PROXY = (
+    "UPDATE proxies SET renewed_at = ?, renewed_by = ? "
+    "WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
 )
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
@@ -706,7 +737,8 @@ class ProxyRecord:
     Patient, how related, since when, their last day (None: no end), when revoked, its
     `status` today (`active`, `revoked` or `expired`, by the rule that decides whether it is
     in force: _PROXY_STATUS), and why it ends on its last day (`until_reason`: `--until`, or
-    the day before the person's 16th birthday; None: recorded before reasons were)."""
+    the day before the person's 16th birthday; None: recorded before reasons were), and when
+    and by whom the person's practice renewed it after the review (None: not since granted)."""
 
     username: str
     patient_id: str
@@ -716,6 +748,8 @@ class ProxyRecord:
     revoked_at: str | None
     status: str
     until_reason: str | None = None
+    renewed_at: str | None = None
+    renewed_by: str | None = None
 
 
 def _today() -> date:
@@ -1019,7 +1053,7 @@ class AccessStore:
             age_end.patient_id != patient_id or age_end.relationship != relationship
         ):
             raise InputError("--patient", "the age check was made for another relationship")
-        if not revoke and age_end is not None and not age_end.in_force(_today()):
+        if not revoke and age_end is not None and age_end.ended(_today()):
             self.audit(
                 found[0], "proxy refused", f"users/proxy/{username}",
                 detail=f"as {relationship}", reason=f"withheld: {age_end.label}",
@@ -1054,7 +1088,103 @@ class AccessStore:
         """Every proxy relationship recorded (of `username` alone, when given), in force or
         not: revoked and expired ones stay, as the record of who could see what."""
         rows = self._reader().execute(_LIST_PROXIES, (username, username)).fetchall()
-        return [ProxyRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return [ProxyRecord(*r[:10]) for r in rows]
+
+    def proxies_for(self, patient_id: str) -> list[ProxyRecord]:
+        """The proxy relationships in force today acting for Patient `patient_id` (for the
+        notice on their own page)."""
+        rows = self._reader().execute(_PROXIES_FOR, (patient_id,)).fetchall()
+        return [ProxyRecord(*r[:10]) for r in rows]
+
+    def renew_proxy(
+        self,
+        username: str,
+        patient_id: str,
+        by: str,
+        *,
+        registered: frozenset[str],
+        age_check: Callable[[], ProxyAgeEnd | None],
+        client: str = "command line",
+        at: datetime | None = None,
+    ) -> ProxyRecord:
+        """Renew citizen `username`'s parent's or guardian's access to Patient `patient_id`
+        after the practice's review (records.proxy_age), as user `by`: an admin, or a
+        clinician whose practice (or organisation) is one of `registered` (the person's
+        registered GP practices, Patient.generalPractitioner). `age_check` gives the access's
+        end and review from the Patient's birthDate. Recorded with who and when, and audited
+        `proxy renewed` as `by`; a refusal that concerns the person is audited `proxy renewal
+        refused` with the reason (no value from the record) and raised as InputError naming
+        the option at fault. `at` is when (default now; the records store's clock in tests)."""
+        moment = at or _now()
+        reviewer = self._user(by)
+        if reviewer is None:
+            raise InputError("--by", f"{by!r} is not an active user (see `users list`)")
+        proxy = self._user(username)
+        if proxy is None or proxy[0].role is not Role.CITIZEN:
+            raise InputError("NAME", f"{username!r} is not an active citizen (see `users list`)")
+        if not _PATIENT_ID.fullmatch(patient_id):
+            raise InputError("--patient", "a FHIR id: letters, digits, '-' and '.', 1-64 long")
+        found = [p for p in self.proxies(username) if p.patient_id == patient_id]
+        if not found:
+            raise InputError(
+                "--patient", f"{username} has no proxy access to Patient/{patient_id} recorded"
+            )
+        record = found[0]
+
+        def refuse(option: str, why: str, message: str) -> InputError:
+            self.audit(
+                reviewer[0], "proxy renewal refused", f"users/proxy/{username}",
+                detail=f"as {record.relationship}", reason=f"withheld: {why}", client=client,
+                patients=[patient_id],
+            )  # fmt: skip
+            return InputError(option, message)
+
+        if record.status != "active":
+            raise refuse(
+                "--patient", f"proxy access {record.status}",
+                f"{username}'s access to Patient/{patient_id} is {record.status}: record it "
+                "again with `users proxy` after the review",
+            )  # fmt: skip
+        practice = {reviewer[0].practice_code, reviewer[0].organisation_code} - {None}
+        if not (
+            reviewer[0].role is Role.ADMIN
+            or (reviewer[0].role is Role.CLINICIAN and practice & registered)
+        ):
+            raise refuse(
+                "--by", "renewal by someone outside the person's registered practice",
+                f"{by} is not an admin or a clinician of Patient/{patient_id}'s registered GP "
+                "practice: the practice that holds the person's record reviews a parent's "
+                "access (NHS England's proxy access standard, DAPB3051 7.2)",
+            )  # fmt: skip
+        age_end = age_check()
+        if age_end is None:
+            raise InputError(
+                "--patient",
+                f"a {record.relationship}'s access is not reviewed by age: nothing to renew",
+            )
+        today = moment.astimezone(UTC).date()
+        if age_end.ended(today):
+            raise refuse("--patient", age_end.label, age_end.grant_refusal())
+        if age_end.reviews is None or age_end.renewal_from is None:
+            raise InputError(
+                "--patient", "no review comes before the end of this access (the review age "
+                "is not below the end age): nothing to renew",
+            )  # fmt: skip
+        if today < age_end.renewal_from:
+            raise InputError(
+                "--patient",
+                f"not due for review yet: Patient/{patient_id}'s review is on "
+                f"{age_end.reviews.isoformat()} ({age_end.review_rule}); a renewal counts from "
+                f"{age_end.renewal_from.isoformat()}",
+            )
+        with self._tx() as con:
+            con.execute(_RENEW_PROXY, (_iso(moment.astimezone(UTC)), by, username, patient_id))
+        self.audit(
+            reviewer[0], "proxy renewed", f"users/proxy/{username}",
+            detail=f"as {record.relationship}; renewed after review at {age_end.review_rule}",
+            reason="proxy access review", client=client, patients=[patient_id],
+        )  # fmt: skip
+        return next(p for p in self.proxies(username) if p.patient_id == patient_id)
 
     # --- sign-in ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -26,7 +27,15 @@ from joinedup.records.consent import (
     registered_practices,
 )
 from joinedup.records.policy import Requester
-from joinedup.web.access import ROLE_LABELS, RecordsAuditQuery, Role, User
+from joinedup.records.proxy_age import ProxyNotice
+from joinedup.web.access import (
+    ROLE_LABELS,
+    AccessStore,
+    ProxyRecord,
+    RecordsAuditQuery,
+    Role,
+    User,
+)
 from joinedup.web.records_api.audit_events import organisation_of, purpose_of
 from joinedup.web.records_api.gate import in_force
 from joinedup.web.site import (
@@ -295,9 +304,10 @@ def my_record_page(
         response.status_code = 409
         return response
     policy: Policy = request.app.state.records_policy
-    who = Requester(
-        user.username, frozenset(), frozenset(), own, user.proxy_for, user.proxy_relationships
-    )  # a citizen
+    who = Requester(  # a citizen
+        user.username, frozenset(), frozenset(), own, user.proxy_for, user.proxy_relationships,
+        user.proxy_renewals,
+    )  # fmt: skip
     decision = policy.decide(who, patient_id)
     if not decision.allowed:
         log.audit(
@@ -310,7 +320,11 @@ def my_record_page(
             or "This person has asked for their record not to be shared, so it is not shown.",
         )
     # a parent's or guardian's access: the day it ends, and why (records.proxy_age)
-    age_end = None if patient_id == own else policy.proxy_age_end(patient_id, str(relationship))
+    age_end = (
+        None
+        if patient_id == own
+        else policy.proxy_age_end(patient_id, str(relationship), who.proxy_renewal(patient_id))
+    )
     groups = record_groups(store, patient_id, lambda r: policy.withheld(who, r) is None)
     total, found, intact = looks(request, user, patient_id, page, _Organisations(store))
     log.audit(
@@ -318,18 +332,93 @@ def my_record_page(
         detail=f"200; {sum(g[1] for g in groups)} items, {total} audit entries",
         reason=f"{reason}; {decision.label}", client=client(request), patients=[patient_id],
     )  # fmt: skip
-    in_force_now = in_force(user, policy).proxy_for
-    others = [(p, _person(store, p).get("name") or p) for p in sorted(in_force_now)]
+    now = in_force(user, policy)
+    others = [(p, _person(store, p).get("name") or p) for p in sorted(now.proxy_for)]
+    held = [(_person(store, h.patient_id).get("name") or h.patient_id, h.refusal)
+            for h in now.proxies_ended] if patient_id == own else []  # fmt: skip
+    notices = _notices(log, policy, user, patient_id, own, store)
     return render(
         request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
         sharing=sharing_choice(store, patient_id), nhs_opt_out=NATIONAL_OPT_OUT_SERVICE,
         groups=groups, looks=found, looks_total=total, intact=intact, page=page,
         access_ends=age_end.last_day if age_end is not None else None,
         access_ends_why=age_end.rule if age_end is not None else "",
-        relationship=relationship or "",
+        relationship=relationship or "", notices=notices, held=held,
         pages=pages(total), own=patient_id == own, others=others, chosen=patient_id,
         base="/my-record?" + ("" if patient_id == own else f"patient={quote(patient_id)}"),
     )  # fmt: skip
+
+
+def _notices(
+    log: AccessStore, policy: Policy, user: User, patient_id: str, own: str, store: RecordStore
+) -> list[str]:
+    """What the page tells ahead of time (NHS England's DAPB3051 7.2 and 7.3: proxies and
+    patients are told before proxy access is suspended for review or ends): to a proxy on the
+    person's page, and to the person on their own, each proxy access to that record that ends
+    or comes up for review within the notice period (JOINEDUP_RECORDS_PROXY_NOTICE_DAYS),
+    with the day and why. Only a citizen's page reads this; the API's requests never do."""
+    today = policy.today()
+    horizon = today + timedelta(days=policy.proxy_notice_days)
+    if patient_id != own:  # the proxy, on the person's page
+        mine = [p for p in log.proxies(user.username) if p.patient_id == patient_id]
+        name = _person(store, patient_id).get("name") or "this person"
+        return [
+            _notice_text(n, proxy=True, person=name, relationship=p.relationship)
+            for p in mine
+            for n in _upcoming(policy, p.patient_id, p.relationship, p, today, horizon)
+        ]
+    people = {u.username: u.display_name for u in log.users()}
+    return [
+        _notice_text(n, proxy=False, person=people.get(p.username, p.username),
+                     relationship=p.relationship)
+        for p in log.proxies_for(own)
+        for n in _upcoming(policy, own, p.relationship, p, today, horizon)
+    ]  # fmt: skip
+
+
+def _upcoming(
+    policy: Policy,
+    patient_id: str,
+    relationship: str,
+    record: ProxyRecord,
+    today: date,
+    horizon: date,
+) -> list[ProxyNotice]:
+    """The nearest of a proxy access's review or end (by age or by its --until day) within
+    the notice period, if any."""
+    found: list[ProxyNotice] = []
+    end = policy.proxy_age_end(patient_id, relationship, record.renewed_at)
+    if end is not None and (by_age := end.notice(today)) is not None:
+        found.append(by_age)
+    if record.until_reason == "--until" and record.until_date:
+        last = date.fromisoformat(record.until_date)
+        if today <= last <= horizon:
+            found.append(ProxyNotice("end", last, "the last day their GP practice recorded"))
+    return sorted(found, key=lambda n: n.day)[:1]
+
+
+def _notice_text(notice: ProxyNotice, *, proxy: bool, person: str, relationship: str) -> str:
+    """A notice in words, to the proxy (`proxy`) or to the person."""
+    day = notice.day.isoformat()
+    if proxy:
+        whose = f"Your access to {person}'s record as their {relationship}"
+        if notice.kind == "review":
+            return (
+                f"{whose} comes up for review on {day} ({notice.why}): from then it is "
+                "suspended until their GP practice reviews it and renews it. If you need it to "
+                "continue, ask the practice before then."
+            )
+        return (
+            f"{whose} ends after {day} ({notice.why}). Their GP practice can tell you what "
+            "happens next; from 16 the person decides who sees their record."
+        )
+    whose = f"{person}'s access to your record as your {relationship}"
+    if notice.kind == "review":
+        return (
+            f"{whose} comes up for review on {day} ({notice.why}): from then it is suspended "
+            "until your GP practice reviews it. The practice may ask what you think."
+        )
+    return f"{whose} ends after {day} ({notice.why})."
 
 
 # --- sharing choices -------------------------------------------------------------------------

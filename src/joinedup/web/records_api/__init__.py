@@ -90,11 +90,14 @@ def mount_records(
         store.keep_people(app.state.records_index_systems)
     # one policy for the server, reading the sensitive code list now: a bad one fails at start
     # objections follow the person through the index's sources as the server has them now
-    # a parent's or guardian's proxy access ends at the configured birthday (default 16)
+    # a parent's or guardian's proxy access ends at the configured birthday (default 16), and
+    # is suspended for the practice's review at an earlier one (default 11)
     app.state.records_policy = Policy(
         store,
         index_systems=lambda: app.state.records_index_systems,
         proxy_end_age=settings.records_proxy_end_age,
+        proxy_review_age=settings.records_proxy_review_age,
+        proxy_notice_days=settings.records_proxy_notice_days,
     )
     app.include_router(privacy_router)
     app.include_router(audit_router)  # before `router`: its AuditEvent routes win

@@ -736,8 +736,8 @@ def own_record(query: RecordsAuditQuery, user: User) -> RecordsAuditQuery:
     theirs = {user.patient_id} | user.proxy_for
     asked = {p for ids in query.patients or () for p in ids}
     ended = [e for e in user.proxies_ended if e.patient_id in asked]
-    if ended:  # a proxy the person's age has ended (records.proxy_age): say so
-        raise ProxyEndedError(ended[0].patient_id, ended[0].label, ended[0].refusal())
+    if ended:  # a proxy the person's age has ended or suspended (records.proxy_age): say so
+        raise ProxyEndedError(ended[0].patient_id, ended[0].label, ended[0].refusal)
     if asked - theirs:
         raise FhirError.one(
             403, "forbidden", "not your record: a citizen sees only their own record's audit"

@@ -79,18 +79,19 @@ def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requeste
         practices = set()  # never by registration at a practice
     return Requester(
         user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for,
-        user.proxy_relationships,
+        user.proxy_relationships, user.proxy_renewals,
     )  # fmt: skip
 
 
 def in_force(user: User, policy: Policy | None) -> User:
     """`user` with only the proxy relationships in force now: those a person's age has ended
-    (a parent's or guardian's at 16, records.proxy_age) moved to `proxies_ended`. For the
-    routes that read `proxy_for` themselves (the AuditEvent search, the citizen's pages);
-    the policy applies the same rule to every decision and search of its own."""
+    (a parent's or guardian's at 16, records.proxy_age) or suspended for review moved to
+    `proxies_ended`. For the routes that read `proxy_for` themselves (the AuditEvent search,
+    the citizen's pages); the policy applies the same rule to every decision and search of
+    its own."""
     if policy is None or not user.proxy_for:
         return user
-    ended = policy.ended_proxies(requester(user))
+    ended = policy.held_proxies(requester(user))
     if not ended:
         return user
     kept = tuple((p, r) for p, r in user.proxy_relationships if p not in ended)
