@@ -518,6 +518,13 @@ def test_the_proxy_and_the_person_are_told_before_a_review_or_the_end(
     last = today + timedelta(days=19)
     assert f"ends after {last} (the day before the person's 16th birthday)" in notice
 
+    # a carer's access to an adult, to a day recorded with --until: told as it nears
+    gran = store.create(_patient("A11111", "Gran", "9449304130", "1950-03-04")).resource["id"]
+    log.set_proxy("mum", gran, "carer", until=today + timedelta(days=5))
+    page = unescape(client.get("/my-record", params={"patient": gran}).text)
+    notice = page.split('id="access-notice"')[1].split("</div>")[0]
+    assert f"as their carer ends after {today + timedelta(days=5)} (the last day recorded" in notice
+
     _browser(client, "kid")  # the child, signed in to their own record
     page = unescape(client.get("/my-record").text)
     notice = page.split('id="access-notice"')[1].split("</div>")[0]

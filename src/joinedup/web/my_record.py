@@ -390,10 +390,11 @@ def _upcoming(
     end = policy.proxy_age_end(patient_id, relationship, record.renewed_at)
     if end is not None and (by_age := end.notice(today)) is not None:
         found.append(by_age)
-    if record.until_reason == "--until" and record.until_date:
+    # a day typed with --until (before reasons were kept, every day was one)
+    if record.until_reason in (None, "--until") and record.until_date:
         last = date.fromisoformat(record.until_date)
         if today <= last <= horizon:
-            found.append(ProxyNotice("end", last, "the last day their GP practice recorded"))
+            found.append(ProxyNotice("end", last, "the last day recorded for it"))
     return sorted(found, key=lambda n: n.day)[:1]
 
 
