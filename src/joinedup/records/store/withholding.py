@@ -162,7 +162,18 @@ def objection_rows(patients: ColumnElement[bool] | None) -> Select[Any]:
     None: of every Patient): one row an organisation the Consent names, or one with None."""
     r = search_references.c
     recorded = search_references.alias("recorded")
-    consents = _tokens("Consent", OBJECTION)
+    t = search_tokens.c
+    # Whether each Consent found is an objection, looked up by its id (an IN over every
+    # objection's id, which SQLite builds in full for each statement, grew with them).
+    objection = (
+        select(t.resource_id)
+        .where(
+            t.resource_type == "Consent",
+            t.resource_id == r.resource_id,
+            t.parameter == OBJECTION,
+        )
+        .exists()
+    )
     return (
         select(r.resource_id, recorded.c.target_id.label("organisation"), r.target_id)
         .select_from(
@@ -180,7 +191,7 @@ def objection_rows(patients: ColumnElement[bool] | None) -> Select[Any]:
             r.parameter == "patient",
             r.target_type == "Patient",
             true() if patients is None else patients,
-            r.resource_id.in_(consents),
+            objection,
         )
     )
 
@@ -281,6 +292,11 @@ def _objecting(held: Any, organisations: frozenset[str]) -> list[ColumnElement[b
     return found
 
 
+# Made once for each type, key and set of organisations, with its constants written into
+# the SQL text (store.written): with them bound, PostgreSQL's generic plan of the prepared
+# search, knowing neither the key nor the organisations, hashed every row of the key (16 ms
+# a search at 50,000 objections, against 0.15 ms as an index lookup a resource).
+@lru_cache(maxsize=1024)
 def _withheld(kind: str, key: str, organisations: frozenset[str]) -> ColumnElement[bool]:
     """The `resources` row belongs to a Patient an objection withholds from users of
     `organisations`, by the rows kept under `key` (store.withheld): its Patient's rows looked
@@ -289,14 +305,14 @@ def _withheld(kind: str, key: str, organisations: frozenset[str]) -> ColumnEleme
     held = withheld_patients.alias("held")
     objecting = [held.c.systems_key == key, *_objecting(held, organisations)]
     if kind == "Patient":
-        return (
+        found = (
             select(held.c.patient_id)
             .where(held.c.patient_id == resources.c.resource_id, *objecting)
             .correlate(resources)
-            .exists()
         )
+        return inlined(found).exists()
     r = search_references.c
-    return (
+    found = (
         select(r.resource_id)
         .select_from(search_references.join(held, held.c.patient_id == r.target_id))
         .where(
@@ -307,8 +323,8 @@ def _withheld(kind: str, key: str, organisations: frozenset[str]) -> ColumnEleme
             *objecting,
         )
         .correlate(resources)
-        .exists()
     )
+    return inlined(found).exists()
 
 
 def withheld_from(organisations: frozenset[str], sources: tuple[tuple[str, str], ...] | None
