@@ -13,10 +13,10 @@ for the parse floor, merely read by DuckDB.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -136,11 +136,29 @@ def bench_fhir_views(warehouse: Path, workdir: Path, repeat: int = 3) -> list[di
     return results
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="SQL-on-FHIR views over the FHIR export of a synthetic population: "
+        "views_resources_per_s, views_vs_raw_json_scan and (with .venv-fhir4ds) "
+        "views_vs_fhir4ds. Wall seconds, best of three; results.json in WORKDIR."
+    )
+    parser.add_argument(
+        "people", nargs="?", type=int, default=100_000,
+        help="people to synthesise (seed 1) when WORKDIR has no fhir.duckdb (default 100000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "workdir", nargs="?", type=Path, default=Path("/tmp/joinedup-fhir-bench"),
+        help="folder for the warehouse (fhir.duckdb, kept and reused), the export and "
+        "results.json (default /tmp/joinedup-fhir-bench)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
     from run import show, timed_synth  # type: ignore[import-not-found]
 
-    people = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("/tmp/joinedup-fhir-bench")
+    arguments = _arguments()
+    people, work = arguments.people, arguments.workdir
     work.mkdir(parents=True, exist_ok=True)
     warehouse = work / "fhir.duckdb"
     if not warehouse.exists():
