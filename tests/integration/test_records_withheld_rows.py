@@ -8,6 +8,7 @@ without break-glass."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, select, text
 
 from joinedup.linkage.mpi import Decision, Link, build_index, link_table, record_table
 from joinedup.records import PersonIndexStore, RecordStore
+from joinedup.records.operations import Operation, Update
 from joinedup.records.policy import OBJECTION, PERSON_OBJECTION, Policy, Requester
 from joinedup.records.store import database_url, person_links, withheld, withholding
 from joinedup.records.store.tables import withheld_patients
@@ -274,6 +276,42 @@ def test_a_patient_moved_by_its_own_writes(store: RecordStore, records_url: str,
     store.delete("Patient", "acute1")
     assert not {r for r in _kept(records_url) if r[1] == "gp1"}
     assert _finds(store, PRACTICE) == (1, None)
+
+
+def test_an_objection_and_a_patient_joining_its_person_written_at_once(
+    store: RecordStore, records_url: str, engine: Engine
+) -> None:
+    """The trust's objection on acute1 is written in a transaction that stays open while
+    another server process writes gp1 back into acute1's person: the second waits for the
+    first to commit (PostgreSQL: the rows' lock; SQLite: the write lock) and so sees the
+    objection, and gp1 is withheld from the practice. Neither sees the other otherwise,
+    and gp1 would be shown."""
+    store.update(_patient("gp1", GP_IDS, "G-9"))  # out of the person to begin with
+    certain = [Link(RECORDS[0], RECORDS[1], "nhs_number", None, None, "NHS number agrees")]
+    with PersonIndexStore(records_url) as index_store:
+        _run(index_store, engine, certain, 1)
+    written, joined = threading.Event(), threading.Event()
+
+    def objection() -> Iterator[Operation]:
+        yield Update(_objection("no-sharing", "acute1", "RXX"))
+        written.set()
+        joined.wait(timeout=3)  # the other process's write, if it does not wait for this
+
+    with RecordStore(records_url, clock=lambda: NOW) as other:
+        other.keep_people(SYSTEMS)
+
+        def join() -> None:
+            written.wait(timeout=30)
+            other.update(_patient("gp1", GP_IDS, "G-1"))
+            joined.set()
+
+        writer = threading.Thread(target=join)
+        writer.start()
+        store.transaction(objection())
+        writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert (KEY, "gp1", "acute1", "RXX") in _kept(records_url)
+    assert _finds(store, PRACTICE) == (0, PERSON_OBJECTION)
 
 
 def test_a_store_made_before_the_rows_builds_them_when_opened(records_url: str) -> None:

@@ -54,11 +54,16 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _lock(conn: Connection) -> None:
     """Hold the rows' lock until the transaction ends (PostgreSQL), after the people's."""
-    if conn.dialect.name != "postgresql" or conn.info.get(_HOLDING):
+    if conn.dialect.name != "postgresql":
+        return
+    # Noted against this transaction: `conn.info` outlives it, kept with the pooled
+    # connection, and a flag left there would skip the lock in the next transaction.
+    transaction = conn.get_transaction()
+    if transaction is not None and conn.info.get(_HOLDING) is transaction:
         return
     conn.execute(select(func.pg_advisory_xact_lock_shared(person_links.PEOPLE_LOCK)))
     conn.execute(select(func.pg_advisory_xact_lock(_HELD_LOCK)))
-    conn.info[_HOLDING] = True
+    conn.info[_HOLDING] = transaction
 
 
 def objecting_patients(conn: Connection, consent_ids: Iterable[str]) -> set[str]:
