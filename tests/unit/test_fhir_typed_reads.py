@@ -20,6 +20,8 @@ from joinedup.warehouse import open_empty_engine
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "synthea"
 _ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+_TF = "https://fhir.nhs.uk/CodeSystem/NHSDataModelAndDictionary-treatment-function"
+_ADMISSION = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AdmissionMethod"
 
 #: An Encounter as the export writes it.
 _USUAL: dict[str, Any] = {
@@ -69,6 +71,21 @@ _CHANGES: list[dict[str, Any]] = [
     {"identifier": [{"system": "https://fhir.joinedup.org/Id/activity", "value": 8e30}]},
     {"length": {"value": "12.50", "code": 1e300}}, {"length": {"value": 1e-7}},
     {"subject": {"reference": 5e22}},
+    # a JSON null after the one item (FHIR allows none in an array): the typed query tells a
+    # second item by the list's length, so these take the general path
+    {"identifier": [{"system": "https://fhir.joinedup.org/Id/activity", "value": "a7"}, None]},
+    {"type": [{"coding": [{"system": "https://fhir.joinedup.org/CodeSystem/activity-type",
+                           "code": "op"}, None]}]},
+    {"type": [{"coding": [{"system": "https://fhir.joinedup.org/CodeSystem/activity-type",
+                           "code": "ae"}]}, None]},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": {"value": 3}}, None]},
+    {"serviceType": {"coding": [{"system": _TF, "code": "100"}, None]}},
+    {"serviceType": {"coding": [{"system": _TF, "code": "101"}, {"system": _TF, "code": "102"}]}},
+    {"hospitalization": {"extension": [{"url": _ADMISSION,
+                                        "valueCodeableConcept": {"coding": [{"code": "11"}]}},
+                                       None]}},
+    {"identifier": [None]}, {"extension": [None, None]},
 ]  # fmt: skip
 
 

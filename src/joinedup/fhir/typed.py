@@ -199,6 +199,12 @@ def _value(
         return _value(d.typed_field(value, step), kind.fields[step], rest, d, reads)
     if isinstance(step, str):
         return _null()
+    if not rest and isinstance(kind.item, (_Struct, _List)):
+        # An item read whole is only ever an error or NULL (`present_or_error`), so the list's
+        # length tells, not the item copied out. It is stricter where the item is a JSON
+        # `null` (FHIR allows none in an array): that resource takes the general path, whose
+        # rows are the same.
+        return d.longer_or_error(value, step, GENERAL_PATH)
     return _value(d.typed_item(value, step), kind.item, rest, d, reads)
 
 

@@ -103,6 +103,11 @@ class JsonDialect(ABC):
         with `typed_reads`."""
         raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
 
+    def longer_or_error(self, value: exp.Expr, length: int, message: str) -> exp.Expr:
+        """NULL (as JSON) when the list `value` read typed from NDJSON holds at most `length`
+        items, else an error with `message`; only dialects with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
     def text_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
         """A leaf read typed as text, or an error with `message` where that text may not be
         what the general path reads as the leaf's text (an array's or object's JSON, a
