@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from ipaddress import ip_network
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from joinedup.errors import InputError
+from joinedup.records.proxy_age import ProxyAgeEnd, proxy_age_end
 from joinedup.web.access import AccessStore, Role, SignIn, client_address
 
 
@@ -252,3 +254,49 @@ def test_an_access_database_from_before_renewals_gets_them_and_keeps_its_proxies
         assert user[0].proxy_renewals == (("child", "2026-06-01T10:00:00+00:00"),)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["revoked", "recorded again"])
+def test_a_renewal_checked_against_a_grant_changed_meanwhile_renews_nothing(
+    store: AccessStore, meanwhile: str
+) -> None:
+    """The relationship is read and checked, then revoked (or recorded again, a new grant
+    that needs a new review) before the renewal is written: nothing is renewed, the new grant
+    stays unrenewed, and no `proxy renewed` entry claims otherwise."""
+    store.add_user("mum", "a long enough password", "citizen", patient_id="own")
+    store.add_user("admin1", "a long enough password", "admin")
+    store.set_proxy("mum", "child", "parent")
+    born = _years_before(date.today() + timedelta(days=5), 11)  # 11 in 5 days
+    end = proxy_age_end("child", {"birthDate": born.isoformat()}, "parent", review_age=11)
+
+    def checked_then_changed() -> ProxyAgeEnd | None:
+        if meanwhile == "revoked":
+            store.set_proxy("mum", "child", "parent", revoke=True)
+        else:
+            time.sleep(0.002)  # a later granted_at
+            store.set_proxy("mum", "child", "parent")
+        return end
+
+    with pytest.raises(InputError, match="revoked or recorded again meanwhile") as refused:
+        store.renew_proxy(
+            "mum", "child", "admin1", registered=frozenset(), age_check=checked_then_changed
+        )
+    assert refused.value.where == "--patient"
+    [record] = store.proxies("mum")
+    assert (record.renewed_at, record.renewed_by) == (None, None)
+    actions = [e["action"] for e in store.audit_entries(limit=50)[1]]
+    assert "proxy renewed" not in actions
+    # checked and written with nothing between, it is renewed
+    if meanwhile == "recorded again":
+        renewed = store.renew_proxy(
+            "mum", "child", "admin1", registered=frozenset(), age_check=lambda: end
+        )
+        assert renewed.renewed_by == "admin1"
+
+
+def _years_before(day: date, years: int) -> date:
+    """The birth date whose `years`-th birthday is `day` (29 February taken as 28th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)

@@ -709,9 +709,10 @@ _PROXIES_FOR = (
     "until_reason, renewed_at, renewed_by "
     "FROM proxy_status WHERE patient_id = ? AND status = 'active' ORDER BY username"
 )
+#: Only the grant that was checked: one revoked or recorded again meanwhile is left alone.
 _RENEW_PROXY = (
     "UPDATE proxies SET renewed_at = ?, renewed_by = ? "
-    "WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
+    "WHERE username = ? AND patient_id = ? AND granted_at = ? AND revoked_at IS NULL"
 )
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
@@ -1177,8 +1178,17 @@ class AccessStore:
                 f"{age_end.reviews.isoformat()} ({age_end.review_rule}); a renewal counts from "
                 f"{age_end.renewal_from.isoformat()}",
             )
+        renewed = _iso(moment.astimezone(UTC))
         with self._tx() as con:
-            con.execute(_RENEW_PROXY, (_iso(moment.astimezone(UTC)), by, username, patient_id))
+            done = con.execute(
+                _RENEW_PROXY, (renewed, by, username, patient_id, record.granted_at)
+            ).rowcount
+        if done != 1:  # revoked or recorded again since it was read: nothing renewed
+            raise InputError(
+                "--patient",
+                f"{username}'s access to Patient/{patient_id} was revoked or recorded again "
+                "meanwhile: nothing renewed; see `users proxies` and run again if still due",
+            )
         self.audit(
             reviewer[0], "proxy renewed", f"users/proxy/{username}",
             detail=f"as {record.relationship}; renewed after review at {age_end.review_rule}",
