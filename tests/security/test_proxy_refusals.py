@@ -266,6 +266,7 @@ def test_suspended_for_review_refuses_with_since_when_then_renewed_is_allowed(
     assert own.status_code == 200
     held = own.text.split('id="access-held"')[1].split("</div>")[0]
     assert says in held and "c-sixteen" in held and "c-young" not in held
+    assert "Zebedee" not in held  # nothing read from records no longer the parent's to see
 
     # the practice's GP renews it after the review: recorded with who and when, audited
     record = renew(world, "c-twelve", "gp")

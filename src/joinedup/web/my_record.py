@@ -334,8 +334,9 @@ def my_record_page(
     )  # fmt: skip
     now = in_force(user, policy)
     others = [(p, _person(store, p).get("name") or p) for p in sorted(now.proxy_for)]
-    held = [(_person(store, h.patient_id).get("name") or h.patient_id, h.refusal)
-            for h in now.proxies_ended] if patient_id == own else []  # fmt: skip
+    # why each is held back, which names the Patient id: not their name, as their record is
+    # no longer theirs to read (from 16 the person decides who sees it)
+    held = [h.refusal for h in now.proxies_ended] if patient_id == own else []
     notices = _notices(log, policy, user, patient_id, own, store)
     return render(
         request, "my_record.html.j2", user, served=True, person=_person(store, patient_id),
