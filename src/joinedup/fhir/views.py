@@ -1563,10 +1563,21 @@ def _typed_query(
     # the engine folds away the guards it makes always pass. Other values stay columns:
     # written in place, DuckDB evaluates a cast in a CASE branch for rows that do not take
     # it (and folds a constant's at planning), and fails.
+    # Nor where the value's items' children are read (`json_extract(value, '$[*]."x"')`):
+    # DuckDB binds that of a NULL written in place as JSON, not a list of JSON, and the
+    # `list_transform` over it fails the whole query, so the view would never be read typed
+    # (a list read as a list of STRUCTs leaves such a read of the same element, as an
+    # object, for when it is missing: an Organization's `type.coding`).
+    children = {
+        position
+        for t in read
+        for b in t.find_all(exp.Bracket)
+        if (position := _top_position(b)) is not None and _wildcard_child(b) is not None
+    }
     constant = {
         i
         for i, v in enumerate(plan.values)
-        if isinstance(v, exp.Cast) and isinstance(v.this, exp.Null)
+        if isinstance(v, exp.Cast) and isinstance(v.this, exp.Null) and i not in children
     }
 
     def typed(tree: exp.Expr) -> exp.Expr:
