@@ -683,8 +683,8 @@ def _user_of(row: Sequence[Any], proxies: Sequence[Sequence[Any]] = ()) -> User:
 
 #: Who a citizen may be a proxy for, by their relationship to that person.
 PROXY_RELATIONSHIPS: dict[str, str] = {
-    "parent": "Parent (of a child under 16: reviewed at 11, ends at their 16th birthday)",
-    "guardian": "Legal guardian (of a child under 16: reviewed at 11, ends at 16)",
+    "parent": "Parent (of a child under 16: reviewed by 13, ends at their 16th birthday)",
+    "guardian": "Legal guardian (of a child under 16: reviewed by 13, ends at 16)",
     "carer": "Carer, with the person's consent",
     "attorney": "Lasting power of attorney (health and welfare)",
 }
