@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from fhir_calls import created_id, fhir_request
 
+from consent_builders import objection
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.records import RecordStore
 from joinedup.records.consent import citizen_objection
@@ -117,25 +118,6 @@ def _patient(api: Api, nhs_number: str) -> str:
         "period": {"start": "2026-06-01T11:00:00Z"},
     })  # fmt: skip
     return pid
-
-
-def objection(pid: str, organisation: str, status: str = "active") -> dict[str, Any]:
-    """A person's objection to sharing their record, as docs/records.md gives its shape."""
-    return {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-            "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "dateTime": "2026-05-01T09:00:00Z",
-        "organization": [{"identifier": {
-            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
-        "policyRule": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }  # fmt: skip
 
 
 def opt_out(pid: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from consent_builders import objection
 from joinedup.linkage.mpi import Decision, Link, build_index, link_table, record_table
 from joinedup.records import PersonIndexStore, RecordStore
 from joinedup.records.policy import PERSON_OBJECTION, Policy, Requester
@@ -35,24 +36,6 @@ def _patient(pid: str, system: str, value: str) -> dict[str, Any]:
     }
 
 
-def _objection(pid: str, organisation: str) -> dict[str, Any]:
-    """An objection to sharing (docs/records.md gives its shape)."""
-    return {
-        "resourceType": "Consent", "id": f"objection-{pid}", "status": "active",
-        "scope": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-            "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "dateTime": "2026-05-01T09:00:00Z",
-        "organization": [{"identifier": {
-            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
-        "policyRule": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     with DuckDBEngine() as duck:
@@ -71,7 +54,7 @@ def store(records_url: str) -> Iterator[RecordStore]:
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "195967001"}]},
             "subject": {"reference": "Patient/gp1"},
         })  # fmt: skip
-        opened.update(_objection("acute1", "RXX"))
+        opened.update(objection("acute1", "RXX", cid="objection-acute1"))
         yield opened
 
 

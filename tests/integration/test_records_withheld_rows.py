@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from consent_builders import objection
 from joinedup.linkage.mpi import Decision, Link, build_index, link_table, record_table
 from joinedup.records import PersonIndexStore, RecordStore
 from joinedup.records.operations import Operation, Update
@@ -46,24 +47,6 @@ def _patient(pid: str, system: str, value: str) -> dict[str, Any]:
         "identifier": [{"system": system, "value": value}],
         "generalPractitioner": [{"reference": "Organization/A11111"}],
     }
-
-
-def _objection(cid: str, pid: str, organisation: str, status: str = "active") -> dict[str, Any]:
-    """An objection to sharing (docs/records.md gives its shape) recorded by `organisation`."""
-    return {
-        "resourceType": "Consent", "id": cid, "status": status,
-        "scope": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-            "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "dateTime": "2026-05-01T09:00:00Z",
-        "organization": [{"identifier": {
-            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": organisation}}],
-        "policyRule": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
-        "provision": {"type": "deny"},
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +154,7 @@ def test_a_consent_created_withdrawn_and_deleted(store: RecordStore, records_url
     break-glass); withdrawn (status inactive) both see it; active again, withheld again;
     deleted, seen. The rows follow each write, and are what a fresh build gives."""
     assert _finds(store, PRACTICE) == _finds(store, TRUST) == (1, None)
-    store.update(_objection("no-sharing", "gp1", "A11111"))
+    store.update(objection("gp1", "A11111", cid="no-sharing"))
     assert _kept(records_url) >= {
         ("", "gp1", "gp1", ""), ("", "gp1", "gp1", "A11111"),
         (KEY, "gp1", "gp1", ""), (KEY, "gp1", "gp1", "A11111"),
@@ -179,13 +162,13 @@ def test_a_consent_created_withdrawn_and_deleted(store: RecordStore, records_url
     assert _finds(store, PRACTICE) == (1, None)
     assert _finds(store, TRUST) == (0, OBJECTION)
     assert _finds(store, BOTH) == (1, None)
-    store.update(_objection("no-sharing", "gp1", "A11111", status="inactive"))
+    store.update(objection("gp1", "A11111", status="inactive", cid="no-sharing"))
     assert {r for r in _kept(records_url) if r[1] == "gp1"} == set()
     assert _finds(store, TRUST) == (1, None)
-    store.update(_objection("no-sharing", "gp1", "A11111"))
+    store.update(objection("gp1", "A11111", cid="no-sharing"))
     assert _finds(store, TRUST) == (0, OBJECTION)
     # A second objection, by the trust: each organisation's users now see gp1.
-    store.create(_objection("ignored", "gp1", "RXX"))
+    store.create(objection("gp1", "RXX", cid="ignored"))
     assert ("", "gp1", "gp1", "RXX") in _kept(records_url)
     assert _finds(store, TRUST) == _finds(store, PRACTICE) == (1, None)
     store.delete("Consent", "no-sharing")
@@ -201,11 +184,11 @@ def test_a_consent_created_withdrawn_and_deleted(store: RecordStore, records_url
 
 def test_bulk_writes_keep_the_rows_too(store: RecordStore, records_url: str) -> None:
     """The bulk load's path (load_chunk): an objection loaded, then loaded again withdrawn."""
-    store.load_chunk([_objection("no-sharing", "gp1", "RXX")])
+    store.load_chunk([objection("gp1", "RXX", cid="no-sharing")])
     assert _kept(records_url) >= {("", "gp1", "gp1", ""), ("", "gp1", "gp1", "RXX")}
     assert _finds(store, PRACTICE) == (0, OBJECTION)
     assert _finds(store, TRUST) == (1, None)
-    store.load_chunk([_objection("no-sharing", "gp1", "RXX", status="rejected")])
+    store.load_chunk([objection("gp1", "RXX", status="rejected", cid="no-sharing")])
     assert _kept(records_url) == set()
     assert _finds(store, PRACTICE) == (1, None)
 
@@ -217,7 +200,7 @@ def test_a_patient_merged_by_an_index_run_and_split_again(
     same person: acute1 is withheld from the trust's users too (and gp1 still), but under
     break-glass for acute1; a reviewer rejects the link and the run after splits them: the
     trust sees acute1 again. The rows name acute1 only while the two are one person."""
-    store.update(_objection("no-sharing", "gp1", "A11111"))
+    store.update(objection("gp1", "A11111", cid="no-sharing"))
     policy = Policy(store, clock=lambda: NOW, index_systems=lambda: SYSTEMS)
     uncertain = [Link(RECORDS[0], RECORDS[1], "splink", 0.7, 1.2, "similar names")]
 
@@ -261,7 +244,7 @@ def test_a_patient_moved_by_its_own_writes(store: RecordStore, records_url: str,
     gp1 given another identifier leaves the person (its rows go), given its own back rejoins
     it, deleted takes its place in the person with it; acute1 deleted keeps its objection
     (as the Consent stands) but no longer withholds gp1."""
-    store.update(_objection("no-sharing", "acute1", "RXX"))
+    store.update(objection("acute1", "RXX", cid="no-sharing"))
     certain = [Link(RECORDS[0], RECORDS[1], "nhs_number", None, None, "NHS number agrees")]
     with PersonIndexStore(records_url) as index_store:
         _run(index_store, engine, certain, 1)
@@ -292,8 +275,8 @@ def test_an_objection_and_a_patient_joining_its_person_written_at_once(
         _run(index_store, engine, certain, 1)
     written, joined = threading.Event(), threading.Event()
 
-    def objection() -> Iterator[Operation]:
-        yield Update(_objection("no-sharing", "acute1", "RXX"))
+    def writes() -> Iterator[Operation]:
+        yield Update(objection("acute1", "RXX", cid="no-sharing"))
         written.set()
         joined.wait(timeout=3)  # the other process's write, if it does not wait for this
 
@@ -307,7 +290,7 @@ def test_an_objection_and_a_patient_joining_its_person_written_at_once(
 
         writer = threading.Thread(target=join)
         writer.start()
-        store.transaction(objection())
+        store.transaction(writes())
         writer.join(timeout=60)
     assert not writer.is_alive()
     assert (KEY, "gp1", "acute1", "RXX") in _kept(records_url)
@@ -319,7 +302,7 @@ def test_a_store_made_before_the_rows_builds_them_when_opened(records_url: str) 
     is next opened, and withholds as before."""
     with RecordStore(records_url, clock=lambda: NOW) as opened:
         opened.update(_patient("gp1", GP_IDS, "G-1"))
-        opened.update(_objection("no-sharing", "gp1", "RXX"))
+        opened.update(objection("gp1", "RXX", cid="no-sharing"))
         opened.keep_people(SYSTEMS)
     expected = _rows(records_url)
     assert (KEY, "gp1", "gp1", "RXX") in expected
