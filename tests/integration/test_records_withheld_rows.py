@@ -25,6 +25,7 @@ from joinedup.records.store import database_url, person_links, withheld, withhol
 from joinedup.records.store.tables import withheld_patients
 from joinedup.warehouse import Engine
 from joinedup.warehouse.engines import DuckDBEngine
+from joinedup.web.records_api.interactions import transaction
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GP_IDS = "https://gp.example.org/patient-id"
@@ -316,3 +317,133 @@ def test_a_store_made_before_the_rows_builds_them_when_opened(records_url: str) 
         policy = Policy(opened, clock=lambda: NOW, index_systems=lambda: SYSTEMS)
         scope, _ = policy.scope(PRACTICE)
         assert opened.search("Patient", {"_id": "gp1"}, patients_of=scope).total == 0
+
+
+def _opposite_orders(
+    store: RecordStore,
+    other: RecordStore,
+    first: Operation,
+    second: Operation,
+    *,
+    kinds: list[str] | None = None,
+) -> list[BaseException]:
+    """`first` then `second` in one transaction through `store`, and `second` then `first`
+    in another through `other`, at once: each pauses after its first write until the other
+    has made its own (or a second has passed). What either raised."""
+    firsts = [threading.Event(), threading.Event()]
+    failed: list[BaseException] = []
+
+    def writes(mine: int, operations: list[Operation]) -> Iterator[Operation]:
+        yield operations[0]
+        firsts[mine].set()
+        firsts[1 - mine].wait(timeout=1)  # the other's first write, unless it waits for us
+        yield operations[1]
+
+    def run(mine: int, through: RecordStore, operations: list[Operation]) -> None:
+        try:
+            through.transaction(writes(mine, operations), kinds=kinds)
+        except Exception as err:
+            failed.append(err)
+
+    threads = [
+        threading.Thread(target=run, args=(0, store, [first, second])),
+        threading.Thread(target=run, args=(1, other, [second, first])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return failed
+
+
+@pytest.mark.parametrize("kinds", [None, ["Consent", "Patient"]], ids=["unnamed", "named"])
+def test_a_consent_and_a_patient_written_in_opposite_orders_at_once(
+    store: RecordStore, records_url: str, kinds: list[str] | None
+) -> None:
+    """Two transactions (two server processes) each write an objection of the trust's on
+    acute1 and gp1's Patient, in opposite orders, each waiting after its first write for the
+    other's: on PostgreSQL the one that wrote its Consent (holding the withheld rows' lock)
+    waited for gp1's row, which the other held while it waited for that lock, and PostgreSQL
+    cancelled one (a deadlock). Every transaction writing a Consent or a Patient now takes
+    the lock before writing anything, whether its operations are named beforehand (`kinds`,
+    as a transaction Bundle does) or not: the second waits for the first, and both are
+    written."""
+    with RecordStore(records_url, clock=lambda: NOW) as other:
+        other.keep_people(SYSTEMS)
+        failed = _opposite_orders(
+            store, other, Update(objection("acute1", "RXX", cid="x")),
+            Update(_patient("gp1", GP_IDS, "G-1")), kinds=kinds,
+        )  # fmt: skip
+        failed += _opposite_orders(
+            store, other, Update(objection("acute1", "RXX", cid="y")),
+            Update(_patient("gp1", GP_IDS, "G-1")), kinds=kinds,
+        )  # fmt: skip
+    assert failed == []
+    assert len(store.history("Patient", "gp1")) == 5
+    assert {(KEY, "acute1", "acute1", "RXX"), ("", "acute1", "acute1", "RXX")} <= _kept(records_url)
+
+
+def test_transaction_bundles_in_opposite_orders_repeated(
+    store: RecordStore, records_url: str, engine: Engine
+) -> None:
+    """Two clients send transaction Bundles at once, over and over, through the API's own
+    handling: one writes the trust's objection on acute1 then gp1's Patient, the other gp1
+    then an objection of the practice's, each Bundle's Patient moving gp1 in or out of
+    acute1's person. Every Bundle is written (none cancelled as a deadlock, none refused as
+    a conflict) and the rows are what a fresh build gives."""
+    rounds = 15
+    with RecordStore(records_url, clock=lambda: NOW) as other:
+        other.keep_people(SYSTEMS)
+        certain = [Link(RECORDS[0], RECORDS[1], "nhs_number", None, None, "NHS number agrees")]
+        with PersonIndexStore(records_url) as index_store:
+            _run(index_store, engine, certain, 1)
+        start = threading.Barrier(2)
+        failed: list[BaseException] = []
+
+        def entry(resource: dict[str, Any]) -> dict[str, Any]:
+            url = f"{resource['resourceType']}/{resource['id']}"
+            return {"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": url}}
+
+        def client(through: RecordStore, consent: dict[str, Any], value: str, first: bool) -> None:
+            patient = _patient("gp1", GP_IDS, value)
+            entries = (
+                [entry(consent), entry(patient)] if first else [entry(patient), entry(consent)]
+            )
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            for _ in range(rounds):
+                start.wait(timeout=60)
+                try:
+                    transaction(through, "http://records.example", bundle)
+                except Exception as err:
+                    failed.append(err)
+
+        threads = [
+            threading.Thread(target=client,
+                             args=(store, objection("acute1", "RXX", cid="x"), "G-1", True)),
+            threading.Thread(target=client,
+                             args=(other, objection("acute1", "A11111", cid="y"), "G-9", False)),
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    assert failed == []
+    assert len(store.history("Patient", "gp1")) == 1 + 2 * rounds
+    _kept(records_url)
+
+
+def test_a_transaction_writing_a_kind_it_did_not_name_is_refused(store: RecordStore) -> None:
+    """A generator that names the kinds it writes and then writes another (whose locks it
+    would take late, after other rows) is refused before that write, and nothing of it is
+    written."""
+
+    def writes() -> Iterator[Operation]:
+        yield Update(objection("acute1", "RXX", cid="named"))
+        yield Update(_patient("gp1", GP_IDS, "G-9"))
+
+    with pytest.raises(ValueError, match="operation 1 writes a Patient, not one of the kinds"):
+        store.transaction(writes(), kinds=["Consent"])
+    assert len(store.history("Patient", "gp1")) == 1
+    assert store.objections("acute1") == []

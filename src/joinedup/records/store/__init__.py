@@ -53,6 +53,7 @@ from joinedup.records.errors import (
 from joinedup.records.operations import (
     ConditionalUpdate,
     Create,
+    Delete,
     Operation,
     Outcome,
     Update,
@@ -249,24 +250,28 @@ class RecordStore:
         `if_none_exist`, a search: when one resource matches it is returned instead, created
         False; more than one is PreconditionFailedError."""
         with self._begin() as conn:
+            self._take_turns(conn, [_kind_of(resource)])
             return self._create(conn, Create(resource, if_none_exist))
 
     def update(self, resource: dict[str, Any], *, if_match: int | None = None) -> Outcome:
         """Write a new version of `resource` at its id (creating it if absent or deleted).
         With `if_match`, only if the current version is that number, else VersionConflictError."""
         with self._begin() as conn:
+            self._take_turns(conn, [_kind_of(resource)])
             return self._update(conn, resource, if_match)
 
     def conditional_update(self, resource: dict[str, Any], criteria: str) -> Outcome:
         """Update the one resource matching `criteria` (a search, such as an identifier),
         create it when none does; PreconditionFailedError when several do."""
         with self._begin() as conn:
+            self._take_turns(conn, [_kind_of(resource)])
             return self._conditional_update(conn, ConditionalUpdate(resource, criteria))
 
     def delete(self, resource_type: str, resource_id: str) -> Outcome | None:
         """Delete a resource as a new version flagged deleted; None when there was nothing
         to delete (absent, or deleted already)."""
         with self._begin() as conn:
+            self._take_turns(conn, [resource_type])
             return self._delete(conn, resource_type, resource_id)
 
     def transaction(
@@ -275,21 +280,34 @@ class RecordStore:
         *,
         on_outcome: Callable[[int, Outcome | None], None] | None = None,
         criteria: Iterable[tuple[str, str]] = (),
+        kinds: Iterable[str] | None = None,
     ) -> list[Outcome | None]:
         """Apply every operation, in order, in one database transaction: all are written or,
         when one fails (TransactionFailedError names it), none is. `on_outcome` hears each
         outcome as it happens, before the next operation is taken from `operations` (so a
         generator can build later operations from earlier ids, as a FHIR transaction's
-        `urn:uuid` references need). The conditional writes' criteria are locked before
-        anything is written, all in one order, so that two transactions never wait on each
-        other: a generator, which cannot be read ahead, names them in `criteria` as
-        (resource type, criteria) pairs (a list of operations needs not)."""
+        `urn:uuid` references need). The locks the writes want are taken before anything is
+        written, all in one order, so that two transactions never wait on each other: a
+        generator, which cannot be read ahead, names its conditional writes' criteria in
+        `criteria` as (resource type, criteria) pairs, and the resource types it writes in
+        `kinds` (ValueError when it writes another; none named: taken as writing Consents
+        and Patients, whose writes want the withheld rows' lock); a list of operations
+        needs neither."""
+        named: set[str | None] | None = None if kinds is None else set(kinds)
         if isinstance(operations, Sequence):
             criteria = [*criteria, *_conditions(operations)]
+            named = {*(named or ()), *(_kind_of(o) for o in operations)}
         outcomes: list[Outcome | None] = []
         with self._begin() as conn:
+            self._take_turns(conn, ["Consent", "Patient"] if named is None else named)
             self._lock_criteria(conn, criteria)
             for index, operation in enumerate(operations):
+                kind = _kind_of(operation)
+                if named is not None and kind is not None and kind not in named:
+                    raise ValueError(
+                        f"transaction: operation {index} writes a {kind}, not one of the "
+                        f"kinds named ({', '.join(sorted(k for k in named if k))})"
+                    )
                 try:
                     outcome = self._apply(conn, operation)
                 except RecordsError as err:
@@ -334,6 +352,7 @@ class RecordStore:
         outcomes: list[Outcome | InvalidResourceError] = []
         with self._begin() as conn:
             keys = {(r["resourceType"], r["id"]) for r in prepared if isinstance(r, dict)}
+            self._take_turns(conn, {kind for kind, _ in keys})
             stored = self._current_many(conn, keys)
             # Each resource's (version, deleted, body) as the chunk so far leaves it, so a
             # resource given twice in one chunk is compared with, and versioned after, itself.
@@ -1024,6 +1043,13 @@ class RecordStore:
             rows = conn.execute(query.order_by(c.granted_at.desc(), c.grant_id)).all()
         return [Grant(*row) for row in rows]
 
+    def _take_turns(self, conn: Connection, kinds: Iterable[str | None]) -> None:
+        """Before a transaction writing resources of `kinds` writes anything, take the locks
+        its Consent and Patient writes may want (store.withheld.take_turns; PostgreSQL), and
+        only then those of its conditional writes' criteria: every transaction takes them
+        in that order, and before any resource's row."""
+        withheld.take_turns(conn, (k for k in kinds if k is not None))
+
     def _lock_criteria(self, conn: Connection, criteria: Iterable[tuple[str, str]]) -> None:
         """Hold, until the transaction ends, the lock of each (resource type, criteria) of a
         conditional write not held yet, in the order of their keys: a writer that finds no
@@ -1093,6 +1119,17 @@ def _criteria_keys(kind: str, criteria: str) -> set[int]:
 def _key(canonical: str) -> int:
     digest = hashlib.blake2b(canonical.encode(), digest_size=8, person=b"joinedup-records")
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _kind_of(given: Operation | Any) -> str | None:
+    """The resource type an operation (or a resource given to write) writes, when it names
+    one (one that does not fails when written, naming why)."""
+    if isinstance(given, Delete):
+        return given.resource_type
+    if isinstance(given, Create | Update | ConditionalUpdate):
+        given = given.resource
+    kind = given.get("resourceType") if isinstance(given, dict) else None
+    return kind if isinstance(kind, str) and kind else None
 
 
 def _conditions(operations: Sequence[Operation]) -> list[tuple[str, str]]:

@@ -453,11 +453,12 @@ def _kept(conn: Connection) -> list[tuple[str, dict[str, str]]]:
 def keep_people(conn: Connection, patient_ids: Iterable[str]) -> None:
     """The Patients `patient_ids` were written or deleted in `conn`'s transaction: keep
     their person again under every systems mapping kept."""
+    from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
+
     ids = sorted(set(patient_ids))
     if not ids:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock_shared(PEOPLE_LOCK)))
+    withheld.hold_people(conn)  # held since the transaction began, when it wrote Patients
     _held_again(conn, _keep_again(conn, ids))
 
 

@@ -15,7 +15,10 @@ On PostgreSQL every writer of these rows holds an exclusive advisory lock until 
 taken after the shared lock of the people's writers (the order person_links' writers take
 theirs, so no two wait on each other) and before it reads what it writes from: whichever of
 two writers commits second sees what the first committed (READ COMMITTED), so no change to a
-Patient's person can pass a change to an objection unseen.
+Patient's person can pass a change to an objection unseen. A transaction that writes a
+Consent or a Patient takes both locks before it writes anything (`take_turns`), so that no
+transaction holds a resource's row while it waits for them: one that did could wait on one
+holding them and waiting for that row, a deadlock PostgreSQL ends by cancelling one.
 """
 
 from __future__ import annotations
@@ -42,8 +45,12 @@ OWN = ""
 OBJECTS = ""
 #: The advisory lock (PostgreSQL) the writers of the rows hold until they commit.
 _HELD_LOCK = 0x7769746868656C64
-#: Where a connection notes that its transaction holds the lock.
+#: Where a connection notes which of the two locks its transaction holds: (the transaction,
+#: _PEOPLE or _ROWS), noted against the transaction as `conn.info` outlives it (kept with the
+#: pooled connection), and a note left there would skip the locks in the next transaction.
 _HOLDING = "records_withheld_locked"
+#: The people's lock shared; it and the rows' lock.
+_PEOPLE, _ROWS = 1, 2
 _CHUNK = 500
 
 
@@ -52,18 +59,49 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[at : at + _CHUNK]
 
 
-def _lock(conn: Connection) -> None:
-    """Hold the rows' lock until the transaction ends (PostgreSQL), after the people's."""
-    if conn.dialect.name != "postgresql":
-        return
-    # Noted against this transaction: `conn.info` outlives it, kept with the pooled
-    # connection, and a flag left there would skip the lock in the next transaction.
+def _held(conn: Connection) -> int:
+    """Which of the locks `conn`'s transaction holds (0, _PEOPLE or _ROWS)."""
     transaction = conn.get_transaction()
-    if transaction is not None and conn.info.get(_HOLDING) is transaction:
+    noted = conn.info.get(_HOLDING)
+    if transaction is None or noted is None or noted[0] is not transaction:
+        return 0
+    return int(noted[1])
+
+
+def hold_people(conn: Connection) -> None:
+    """Hold the people's lock shared until the transaction ends (PostgreSQL): a writer of
+    Patients, which keeps their people (person_links.keep_people)."""
+    if conn.dialect.name != "postgresql" or _held(conn) >= _PEOPLE:
         return
     conn.execute(select(func.pg_advisory_xact_lock_shared(person_links.PEOPLE_LOCK)))
+    conn.info[_HOLDING] = (conn.get_transaction(), _PEOPLE)
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the rows' lock until the transaction ends (PostgreSQL), after the people's."""
+    if conn.dialect.name != "postgresql" or _held(conn) >= _ROWS:
+        return
+    hold_people(conn)
     conn.execute(select(func.pg_advisory_xact_lock(_HELD_LOCK)))
-    conn.info[_HOLDING] = transaction
+    conn.info[_HOLDING] = (conn.get_transaction(), _ROWS)
+
+
+def take_turns(conn: Connection, kinds: Iterable[str]) -> None:
+    """Before a transaction that writes resources of `kinds` writes anything (PostgreSQL):
+    take the locks its writes of Consents and Patients may want, so it never waits for them
+    while holding a resource's row. A Consent may be or have been an objection: both locks.
+    A Patient may move between people: the people's lock shared, and the rows' lock too when
+    a mapping's people are kept (none can start being kept while the people's lock is held:
+    person_links.start_keeping takes it exclusively). Other types: nothing."""
+    if conn.dialect.name != "postgresql":
+        return
+    wanted = set(kinds)
+    if "Consent" in wanted:
+        _lock(conn)
+    elif "Patient" in wanted:
+        hold_people(conn)
+        if _held(conn) < _ROWS and person_links.kept_mappings(conn):
+            _lock(conn)
 
 
 def objecting_patients(conn: Connection, consent_ids: Iterable[str]) -> set[str]:
@@ -235,6 +273,8 @@ __all__ = [
     "build_missing",
     "consents_written",
     "held_again",
+    "hold_people",
     "objecting_patients",
     "rebuild",
+    "take_turns",
 ]

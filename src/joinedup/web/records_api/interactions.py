@@ -827,10 +827,12 @@ def transaction(store: RecordStore, base: str, bundle: dict[str, Any]) -> Answer
         if e.full_url and outcome is not None and e.method == "POST":
             ids[e.full_url] = f"{outcome.resource_type}/{outcome.resource_id}"
 
-    # the conditional entries' criteria, for the store to lock before anything is written
+    # the conditional entries' criteria and the types written, for the store to take the
+    # locks they want before anything is written
     conditional = [(e.kind, c) for e in ordered if (c := _conditional_criteria(e))]
+    kinds = {e.kind for e in ordered}
     try:
-        store.transaction(operations(), on_outcome=heard, criteria=conditional)
+        store.transaction(operations(), on_outcome=heard, criteria=conditional, kinds=kinds)
     except TransactionFailedError as err:  # named by the Bundle's entry, not the order run
         named = TransactionFailedError(ordered[err.index].index, err.cause)
         raise from_records(named, if_match=ordered[err.index].if_match is not None) from None
