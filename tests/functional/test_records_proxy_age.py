@@ -258,8 +258,16 @@ def test_users_proxy_records_a_parent_only_for_a_child_under_16(
     missing = proxy("nobody", "parent", *r)
     assert isinstance(missing.exception, InputError) and missing.exception.where == "--patient"
 
-    # 15 years and 364 days: recorded through today, the day before the 16th birthday
-    made = proxy("young", "parent", *r, "--until", (today + timedelta(days=90)).isoformat())
+    # 15 years and 364 days: past the review at 11, so recording it is its review (--by)
+    unreviewed = proxy("young", "parent", *r)
+    assert isinstance(unreviewed.exception, InputError), unreviewed.output
+    assert unreviewed.exception.where == "--by"
+    assert joinedup("users", "add", "practice", "--role", "admin", *w).exit_code == 0
+    # recorded through today, the day before the 16th birthday
+    made = proxy(
+        "young", "parent", *r, "--until", (today + timedelta(days=90)).isoformat(),
+        "--by", "practice",
+    )  # fmt: skip
     assert made.exit_code == 0, made.output
     assert f"as parent through {today.isoformat()}," in " ".join(made.stdout.split())
     # a carer of an adult needs no birth date, and no records store
@@ -287,10 +295,18 @@ def test_users_proxy_records_a_parent_only_for_a_child_under_16(
         ("proxy refused", ENDED),
         ("proxy refused", ENDED.replace("parent", "guardian")),
         ("proxy refused", NO_BIRTH_DATE),
-        ("proxy granted", "proxy access"),
+        (
+            "proxy refused",
+            "withheld: grant at or after the person's 11th birthday with no reviewer",
+        ),
+        ("proxy granted", "proxy access review"),
         ("proxy granted", "proxy access"),
     ]
-    assert patients == ["sixteen", "sixteen", "nobirth", "young", "gran"]
-    assert entries[3]["detail"] == "as parent until the day before the person's 16th birthday"
+    assert patients == ["sixteen", "sixteen", "nobirth", "young", "young", "gran"]
+    assert entries[4]["detail"] == (
+        "as parent until the day before the person's 16th birthday; reviewed at the person's "
+        "11th birthday by practice"
+    )
+    assert entries[4]["username"] == "practice"
     logged = json.dumps(entries)
     assert young.isoformat() not in logged and sixteen.isoformat() not in logged

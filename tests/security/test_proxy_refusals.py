@@ -369,3 +369,175 @@ def test_revoked_every_route_refuses(world: World, caplog: pytest.LogCaptureFixt
         renew(world, "c-young", "gp")
     assert world.last_entry("gp")["action"] == "proxy renewal refused"
     clean_logs(world, caplog)
+
+
+def users_cli(w: World, *args: str) -> Any:
+    """`joinedup users ...` against this world's access database and records store."""
+    env = {
+        "JOINEDUP_ACCESS_DB": str(w.settings.access_path),
+        "JOINEDUP_RECORDS": w.records, "NO_COLOR": "1", "COLUMNS": "200",
+    }  # fmt: skip
+    return CliRunner().invoke(
+        cli, ["users", *args, "-w", str(w.settings.warehouse)], env=env, catch_exceptions=True
+    )
+
+
+def test_a_grant_past_the_review_birthday_is_its_review_by_the_practice(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording a parent's access for a child past their 11th birthday is the review: it
+    names who reviewed it (--by), an admin or a clinician of the child's registered practice,
+    and is then in force at once, kept as renewed by them; without --by, or by anyone else,
+    it is refused in one line naming --by and audited. Before the review is due, or for a
+    carer, --by is refused: there is nothing to review."""
+    caplog.set_level(logging.DEBUG)
+    grant = ("proxy", "mum", "--patient", "c-twelve", "--relationship", "parent")
+    alone = users_cli(world, *grant)
+    assert isinstance(alone.exception, InputError) and alone.exception.where == "--by"
+    assert "past the person's 11th birthday" in str(alone.exception)
+    assert "\n" not in str(alone.exception)
+    entry = world.last_entry()
+    assert (entry["action"], entry["reason"], entry["patients"]) == (
+        "proxy refused",
+        "withheld: grant at or after the person's 11th birthday with no reviewer",
+        "c-twelve",
+    )
+    away = users_cli(world, *grant, "--by", "gp-away")
+    assert isinstance(away.exception, InputError) and away.exception.where == "--by"
+    assert "not an admin or a clinician of Patient/c-twelve's registered GP" in str(away.exception)
+    entry = world.last_entry("gp-away")
+    assert (entry["action"], entry["reason"]) == (
+        "proxy refused", "withheld: someone outside the person's registered practice"
+    )  # fmt: skip
+    assert world.api("/Patient/c-twelve").status_code == 403  # the old grant, unreviewed
+
+    done = users_cli(world, *grant, "--by", "gp")
+    assert done.exit_code == 0, done.output
+    assert "Recorded as its review (the person's 11th birthday) by gp" in " ".join(
+        done.stdout.split()
+    )
+    born = CHILDREN["c-twelve"][1]
+    assert born is not None
+    [record] = [p for p in world.access.proxies("mum") if p.patient_id == "c-twelve"]
+    assert (record.renewed_by, record.review_date) == (
+        "gp",
+        born.replace(year=born.year + 11).isoformat(),
+    )
+    entry = world.last_entry("gp")
+    assert (entry["action"], entry["reason"], entry["patients"]) == (
+        "proxy granted", "proxy access review", "c-twelve"
+    )  # fmt: skip
+    assert entry["detail"] == (
+        "as parent until the day before the person's 16th birthday; reviewed at the person's "
+        "11th birthday by gp"
+    )
+    for path, _, params in routes(world, "c-twelve"):
+        assert world.api(path, **params).status_code == 200, path
+    assert world.page("/my-record", patient="c-twelve").status_code == 200
+
+    # 7 years old: no review due yet, so no reviewer to name
+    young = users_cli(world, "proxy", "mum", "--patient", "c-young", "--relationship",
+                      "parent", "--by", "gp")  # fmt: skip
+    assert isinstance(young.exception, InputError) and young.exception.where == "--by"
+    assert "not due for review yet" in str(young.exception)
+    carer = users_cli(world, "proxy", "mum", "--patient", "c-young", "--relationship",
+                      "carer", "--by", "gp")  # fmt: skip
+    assert isinstance(carer.exception, InputError) and carer.exception.where == "--by"
+    assert world.api("/Patient/c-young").status_code == 200  # the grant as it was
+    clean_logs(world, caplog)
+
+
+def test_a_grant_from_before_the_review_rule_is_told_then_suspended(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A grant already recorded when the review rule reached the access database (the
+    column the file gains then, tests/unit/test_web_access.py) for a child past their 11th
+    birthday stays in force for the notice period (30 days) from then, the parent and the
+    child are told on their pages with the day, and then it is suspended as any other."""
+    caplog.set_level(logging.DEBUG)
+    world.access.add_user("twelve", PASSWORD, "citizen", patient_id="c-twelve")
+    world.access.add_user("mum2", PASSWORD, "citizen", patient_id="c-nobirth",
+                          display_name="Second Parent")  # fmt: skip
+
+    def reached(days_ago: int) -> None:
+        at = datetime.now(UTC) - timedelta(days=days_ago)
+        with sqlite3.connect(world.access.path) as con:
+            con.execute(
+                "UPDATE proxies SET review_notice_from = ? WHERE patient_id = 'c-twelve'",
+                (at.isoformat(timespec="microseconds"),),
+            )
+
+    with sqlite3.connect(world.access.path) as con:  # a second parent, named by display name
+        con.execute(
+            "INSERT INTO proxies (username, patient_id, relationship, granted_at) "
+            "VALUES ('mum2', 'c-twelve', 'parent', '2019-01-01T00:00:00.000000+00:00')"
+        )
+    reached(25)  # the rule reached it 25 days ago: 5 days' notice left
+    due = (TODAY + timedelta(days=5)).isoformat()
+    for path, _, params in routes(world, "c-twelve"):
+        assert world.api(path, **params).status_code == 200, path
+    page = world.page("/my-record", patient="c-twelve")
+    assert page.status_code == 200
+    notice = page.text.split('id="access-notice"')[1].split("</div>")[0]
+    assert f"comes up for review on {due}" in notice
+    assert "the review due from the person&#39;s 11th birthday, after notice" in notice
+    # the child is told on their own page, each proxy by their display name
+    world.client.cookies.clear()
+    signed = world.client.post(
+        "/login", data={"username": "twelve", "password": PASSWORD}, follow_redirects=False
+    )
+    world.client.cookies.set(SESSION_COOKIE, signed.cookies[SESSION_COOKIE])
+    own = world.client.get("/my-record", headers={"accept": "text/html"}).text
+    notice = own.split('id="access-notice"')[1].split("</div>")[0]
+    assert "mum&#39;s access to your record as your parent comes up for review on " + due in notice
+    assert "Second Parent&#39;s access to your record as your parent comes up" in notice
+
+    reached(30)  # the notice period has run: suspended from today
+    says = f"proxy access to Patient/c-twelve is under review since {TODAY.isoformat()}"
+    label = "withheld: parent's proxy access suspended for review at the person's 11th birthday"
+    refused_everywhere(world, "c-twelve", says, label)
+    renew(world, "c-twelve", "gp")
+    assert world.api("/Patient/c-twelve").status_code == 200
+    clean_logs(world, caplog)
+
+
+def test_a_renewal_counts_by_its_review_day_when_the_notice_period_changes(
+    world: World,
+) -> None:
+    """A renewal recorded 20 days before the review under a 30-day notice period still
+    counts once the period is shortened to 10: it is kept with the review day it was for."""
+    born = CHILDREN["c-eleven"][1]
+    assert born is not None
+    from joinedup.cli.web import _read_patient
+
+    end, registered = _read_patient(world.records, "c-eleven", "parent")
+    early = datetime.now(UTC) - timedelta(days=20)
+    record = world.access.renew_proxy(
+        "mum", "c-eleven", "gp", registered=registered, age_check=lambda: end, at=early
+    )
+    assert record.review_date == TODAY.isoformat()  # 11 today
+    assert world.api("/Patient/c-eleven").status_code == 200
+    policy = world.client.app.state.records_policy  # type: ignore[attr-defined]
+    policy.proxy_notice_days = 10
+    assert world.api("/Patient/c-eleven").status_code == 200
+    assert world.page("/my-record", patient="c-eleven").status_code == 200
+
+
+def test_a_policy_built_without_a_review_age_reviews_at_11_as_the_server_does(
+    world: World,
+) -> None:
+    """`Policy(store)` alone (the records API's own fallback) reviews at the server's
+    default, 11: a parent of a 12-year-old not renewed is refused, as by the server."""
+    from joinedup.records.policy import Policy, Requester
+    from joinedup.records.settings import RecordsSettings
+
+    store = world.client.app.state.records  # type: ignore[attr-defined]
+    policy = Policy(store)
+    assert policy.proxy_review_age == RecordsSettings().records_proxy_review_age == 11
+    mum = Requester("mum", frozenset(), frozenset(), "mum", frozenset({"c-twelve", "c-young"}))
+    decision = policy.decide(mum, "c-twelve")
+    assert not decision.allowed
+    assert decision.label == (
+        "withheld: parent's proxy access suspended for review at the person's 11th birthday"
+    )
+    assert policy.decide(mum, "c-young").allowed

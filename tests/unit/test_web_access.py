@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from joinedup.errors import InputError
-from joinedup.records.proxy_age import ProxyAgeEnd, proxy_age_end
+from joinedup.records.proxy_age import ProxyAgeEnd, ProxyReview, proxy_age_end
 from joinedup.web.access import AccessStore, Role, SignIn, client_address
 
 
@@ -246,12 +246,49 @@ def test_an_access_database_from_before_renewals_gets_them_and_keeps_its_proxies
         assert (record.status, record.renewed_at, record.renewed_by) == ("active", None, None)
         user = store._user("mum")
         assert user is not None and user[0].proxy_for == frozenset({"child"})
-        assert user[0].proxy_renewals == ()
+        assert user[0].proxy_reviews == ()
         with sqlite3.connect(path) as con:
             con.execute("UPDATE proxies SET renewed_at = '2026-06-01T10:00:00+00:00'")
         user = store._user("mum")
         assert user is not None
-        assert user[0].proxy_renewals == (("child", "2026-06-01T10:00:00+00:00"),)
+        renewed = ProxyReview("2026-06-01T10:00:00+00:00")
+        assert user[0].proxy_reviews == (("child", renewed),)
+    finally:
+        store.close()
+
+
+def test_grants_in_an_access_database_from_before_the_review_rule_get_its_notice(
+    tmp_path: Path,
+) -> None:
+    """Grants already in a proxies table from before the review rule's notice column are
+    given the time the file gains it (so the review suspends them only after the notice
+    period from then, records.proxy_age); a revoked one is not, nor a grant recorded after."""
+    path = tmp_path / "access.sqlite"
+    store = AccessStore(path)
+    store.add_user("mum", "a long enough password", "citizen", patient_id="own")
+    store.close()
+    with sqlite3.connect(path) as con:  # the table as it was before the column
+        con.executescript(
+            "DROP VIEW proxy_status; ALTER TABLE proxies DROP COLUMN review_notice_from;"
+            "INSERT INTO proxies (username, patient_id, relationship, granted_at) VALUES"
+            " ('mum', 'old', 'parent', '2019-01-01T00:00:00+00:00');"
+            "INSERT INTO proxies (username, patient_id, relationship, granted_at, revoked_at)"
+            " VALUES ('mum', 'gone', 'parent', '2019-01-01T00:00:00+00:00',"
+            " '2020-01-01T00:00:00+00:00');"
+        )
+    before = date.today().isoformat()
+    store = AccessStore(path)
+    try:
+        store.set_proxy("mum", "new", "parent")
+        found = {p.patient_id: p.review_notice_from for p in store.proxies("mum")}
+        assert found["old"] is not None and found["old"][:10] >= before
+        assert (found["gone"], found["new"]) == (None, None)
+        user = store._user("mum")
+        assert user is not None
+        assert user[0].proxy_reviews == (("old", ProxyReview(notice_from=found["old"])),)
+        # opened again, nothing changes: the column is there
+        AccessStore(path).close()
+        assert {p.patient_id: p.review_notice_from for p in store.proxies("mum")} == found
     finally:
         store.close()
 

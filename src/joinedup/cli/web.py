@@ -361,6 +361,17 @@ def proxy(
             "child's Patient.birthDate there.",
         ),
     ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="USER",
+            help="Who reviewed it, for a parent's or guardian's access recorded on or after "
+            "the child's review birthday (required then; taken from the notice period before "
+            "it): an admin, or a clinician of the child's registered GP practice. The grant "
+            "is then its review: kept as renewed by them and audited as theirs.",
+        ),
+    ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Give a citizen proxy access to another person's record (a parent to their child's, a
@@ -376,21 +387,27 @@ def proxy(
     person themselves can agree to a proxy, recorded as --relationship carer. From the
     child's 11th birthday (JOINEDUP_RECORDS_PROXY_REVIEW_AGE, at most 13) it is suspended until
     their GP practice renews it after review (`users renew-proxy`); a grant recorded again
-    needs that renewal again. A carer's or an attorney's access does not end by age."""
+    needs that renewal again. Recorded on or after that birthday, the grant is itself the
+    review: --by names who reviewed it (an admin, or a clinician of the child's registered
+    practice), else it is refused. A carer's or an attorney's access does not end by age."""
     last_day = _date("--until", until) if until is not None else None
     settings = _settings(warehouse)
     ages: list[ProxyAgeEnd | None] = []
+    practices: list[frozenset[str]] = []
 
     def age_check() -> ProxyAgeEnd | None:
-        ages.append(_proxy_age_end(records, patient, relationship))
-        return ages[-1]
+        end, registered = _read_patient(records, patient, relationship)
+        ages.append(end)
+        practices.append(registered)
+        return end
 
     limited = relationship in AGE_LIMITED_RELATIONSHIPS
     store = _store(settings)
     try:
         user = store.set_proxy(
             username, patient, relationship, revoke=revoke, until=last_day,
-            age_check=age_check if limited else None,
+            age_check=age_check if limited else None, by=by,
+            registered=lambda: practices[-1] if practices else frozenset(),
         )  # fmt: skip
     finally:
         store.close()
@@ -403,7 +420,12 @@ def proxy(
         f"{escape(user.username)} {done} Patient/{escape(patient)}'s record; proxy for "
         f"{len(user.proxy_for)} in all."
     )
-    if age_end is not None and age_end.reviews is not None and not revoke:
+    if by is not None and age_end is not None and age_end.reviews is not None:
+        console.print(
+            f"Recorded as its review ({escape(age_end.review_rule)}) by {escape(by)}: not "
+            "suspended for it."
+        )
+    elif age_end is not None and age_end.reviews is not None and not revoke:
         past = age_end.reviews <= _utc_now().date()
         when = "Suspended for review since" if past else "Comes up for review on"
         console.print(
@@ -414,19 +436,13 @@ def proxy(
         )
 
 
-def _proxy_age_end(records: str | None, patient: str, relationship: str) -> ProxyAgeEnd | None:
-    """When `relationship`'s access to Patient `patient` ends by their age (and comes up for
-    review), read from the records store at `records` (else JOINEDUP_RECORDS); InputError
-    naming --records when there is no store to read, --patient when the Patient is not in it."""
-    return _read_patient(records, patient, relationship)[0]
-
-
 def _read_patient(
-    records: str | None, patient: str, relationship: str, renewed_at: str | None = None
+    records: str | None, patient: str, relationship: str
 ) -> tuple[ProxyAgeEnd | None, frozenset[str]]:
-    """The age rule's end and review of `relationship`'s access to Patient `patient` (renewed
-    at `renewed_at`), and the person's registered GP practices, from one read of the Patient
-    in the records store at `records` (else JOINEDUP_RECORDS)."""
+    """The age rule's end and review of `relationship`'s access to Patient `patient` (as for a
+    grant with no renewal), and the person's registered GP practices, from one read of the
+    Patient in the records store at `records` (else JOINEDUP_RECORDS); InputError naming
+    --records when there is no store to read, --patient when the Patient is not in it."""
     from joinedup.cli.records import open_records  # noqa: PLC0415 - it imports this module
 
     target = records or os.environ.get("JOINEDUP_RECORDS")
@@ -446,7 +462,7 @@ def _read_patient(
             proxy_review_age=settings.records_proxy_review_age,
             proxy_notice_days=settings.records_proxy_notice_days,
         )  # fmt: skip
-        end = policy.proxy_age_end_of(patient, found, relationship, renewed_at)
+        end = policy.proxy_age_end_of(patient, found, relationship)
         return end, frozenset(registered_practices(found))
 
 
@@ -480,9 +496,11 @@ def renew_proxy(
     child's 11th birthday (JOINEDUP_RECORDS_PROXY_REVIEW_AGE, at most 13: NHS England's
     DAPB3051 7.2 review point, 11 in the RCGP's guidance for general practice) a parent's or
     guardian's access is suspended until the child's GP practice reviews it (the child's
-    consent when they can give it, their best interests) and renews it here. A renewal counts
-    from JOINEDUP_RECORDS_PROXY_NOTICE_DAYS (default 30) before the review day, so access
-    need not lapse; it lasts until the access ends at 16 or is recorded again. Refused, and
+    consent when they can give it, their best interests) and renews it here. A renewal is
+    taken from JOINEDUP_RECORDS_PROXY_NOTICE_DAYS (default 30) before the review day, so
+    access need not lapse, and is kept with that review day, which decides whether it counts
+    (a notice period changed later does not undo it); it lasts until the access ends at 16 or
+    is recorded again (`users proxy --by`, which is then its review). Refused, and
     audited, for a reviewer outside the child's registered practice, a relationship revoked or
     expired, or a child already 16."""
     settings = _settings(warehouse)

@@ -57,8 +57,10 @@ from joinedup.records.proxy_age import (
     AGE_LIMITED_RELATIONSHIPS,
     DEFAULT_PROXY_END_AGE,
     DEFAULT_PROXY_NOTICE_DAYS,
+    DEFAULT_PROXY_REVIEW_AGE,
     ProxyAgeEnd,
     ProxyHold,
+    ProxyReview,
     proxy_age_end,
 )
 from joinedup.records.store import Grant, RecordStore
@@ -112,7 +114,8 @@ class Requester:
     citizen's `patient_id` is their own record's, and `proxy_for` the records they see as a
     proxy, each with its relationship in `proxy_relationships` (a parent's or guardian's
     ends at the person's 16th birthday and is suspended for review before, records.proxy_age)
-    and when their practice last renewed it in `proxy_renewals`; they may see no other."""
+    and what the access database keeps of its review in `proxy_reviews`; they may see no
+    other."""
 
     username: str
     organisations: frozenset[str]
@@ -121,17 +124,18 @@ class Requester:
     proxy_for: frozenset[str] = frozenset()
     #: (Patient id, relationship) for each of `proxy_for`; one missing counts as a parent's.
     proxy_relationships: tuple[tuple[str, str], ...] = ()
-    #: (Patient id, ISO instant) for each of `proxy_for` their practice renewed after review.
-    proxy_renewals: tuple[tuple[str, str], ...] = ()
+    #: (Patient id, its review as kept) for each of `proxy_for` their practice renewed after
+    #: review, or recorded before the review rule.
+    proxy_reviews: tuple[tuple[str, ProxyReview], ...] = ()
 
     def proxy_relationship(self, patient_id: str) -> str:
         """How they are related to `patient_id` as a proxy: with none recorded, `parent`, so
         that the age rule is never skipped for want of it."""
         return next((r for p, r in self.proxy_relationships if p == patient_id), "parent")
 
-    def proxy_renewal(self, patient_id: str) -> str | None:
-        """When their access to `patient_id` was last renewed after review (None: never)."""
-        return next((at for p, at in self.proxy_renewals if p == patient_id), None)
+    def proxy_review(self, patient_id: str) -> ProxyReview | None:
+        """What is kept of their access to `patient_id`'s review (None: nothing)."""
+        return next((r for p, r in self.proxy_reviews if p == patient_id), None)
 
 
 @dataclass(frozen=True)
@@ -170,8 +174,9 @@ class Policy:
     `$everything?linked=true` follows it; default: none, sources compared as named);
     `proxy_end_age` the birthday on which a parent's or guardian's proxy access ends
     (records.proxy_age, default 16), `proxy_review_age` the one from which it is suspended
-    until the practice renews it (None: no review) and `proxy_notice_days` how long before a
-    review a renewal counts for it."""
+    until the practice renews it (default 11, as the server's JOINEDUP_RECORDS_PROXY_REVIEW_AGE:
+    both are records.proxy_age.DEFAULT_PROXY_REVIEW_AGE; None: no review) and
+    `proxy_notice_days` how long ahead the proxy and the person are told."""
 
     def __init__(
         self,
@@ -183,7 +188,7 @@ class Policy:
         sensitive: SensitiveCodes | None = None,
         index_systems: Callable[[], Mapping[str, str]] | None = None,
         proxy_end_age: int = DEFAULT_PROXY_END_AGE,
-        proxy_review_age: int | None = None,
+        proxy_review_age: int | None = DEFAULT_PROXY_REVIEW_AGE,
         proxy_notice_days: int = DEFAULT_PROXY_NOTICE_DAYS,
     ) -> None:
         self._store = store
@@ -201,10 +206,10 @@ class Policy:
         return self._clock().date()
 
     def proxy_age_end(
-        self, patient_id: str, relationship: str, renewed_at: str | None = None
+        self, patient_id: str, relationship: str, review: ProxyReview | None = None
     ) -> ProxyAgeEnd | None:
         """When `relationship`'s proxy access to `patient_id` ends by the person's age, and
-        when it comes up for review (renewed at `renewed_at`, if ever), from their Patient's
+        when it comes up for review (with `review`, what is kept of it), from their Patient's
         birthDate now (None: a relationship age does not end, and no read). One read of the
         Patient gives both."""
         if relationship not in AGE_LIMITED_RELATIONSHIPS:
@@ -213,25 +218,25 @@ class Policy:
             patient: dict[str, Any] | None = self._store.read("Patient", patient_id)
         except RecordsError:
             patient = None
-        return self.proxy_age_end_of(patient_id, patient, relationship, renewed_at)
+        return self.proxy_age_end_of(patient_id, patient, relationship, review)
 
     def proxy_age_end_of(
         self,
         patient_id: str,
         patient: dict[str, Any] | None,
         relationship: str,
-        renewed_at: str | None = None,
+        review: ProxyReview | None = None,
     ) -> ProxyAgeEnd | None:
         """As proxy_age_end, for a Patient already read (None: not in the store)."""
         return proxy_age_end(
             patient_id, patient, relationship, self.proxy_end_age,
-            review_age=self.proxy_review_age, renewed_at=renewed_at,
+            review_age=self.proxy_review_age, review=review,
             notice_days=self.proxy_notice_days,
         )  # fmt: skip
 
     def _age_end(self, who: Requester, patient_id: str) -> ProxyAgeEnd | None:
         return self.proxy_age_end(
-            patient_id, who.proxy_relationship(patient_id), who.proxy_renewal(patient_id)
+            patient_id, who.proxy_relationship(patient_id), who.proxy_review(patient_id)
         )
 
     def held_proxies(self, who: Requester) -> dict[str, ProxyHold]:

@@ -24,6 +24,13 @@ the review when recorded no earlier than the notice period (`JOINEDUP_RECORDS_PR
 default 30) before that birthday: a practice can review when the proxy and the person are told
 (DAPB3051 7.2: "informed of this suspension ahead of time so that they have an opportunity to
 extend access"), and a renewal from the child's early years does not skip the review.
+Whether a renewal counts is judged by the review day it was recorded for (`review_date`), not
+by the notice period in force later, so that changing the period does not undo a review done
+under the one before; recording a grant on or after the review birthday is its review (the
+access database keeps it as a renewal). A grant recorded before the review rule reached its
+access database (`notice_from`, set when the database gained the rule's columns) is not
+suspended before the notice period has run from then: the proxy and the person are told
+first, as for any review.
 """
 
 from __future__ import annotations
@@ -84,6 +91,19 @@ def _ordinal(number: int) -> str:
 
 
 @dataclass(frozen=True)
+class ProxyReview:
+    """What the access database keeps of a proxy relationship's review: when the person's
+    practice renewed it (`renewed_at`, an ISO instant; None: not since it was granted), the
+    review day that renewal was for (`review_date`, an ISO day; None: renewed before these
+    were kept), and, for a grant recorded before the review rule reached that database, when
+    it did (`notice_from`, an ISO instant; None: recorded under the rule)."""
+
+    renewed_at: str | None = None
+    review_date: str | None = None
+    notice_from: str | None = None
+
+
+@dataclass(frozen=True)
 class ProxyHold:
     """A proxy relationship recorded but not in force today by the person's age: ended (a
     parent's at 16, or no birth date) or suspended for review. `label` is the reason as the
@@ -111,7 +131,9 @@ class ProxyAgeEnd:
     """When `relationship`'s access to Patient `patient_id` ends by the person's age: on
     `ends`, their `end_age`-th birthday (None: no birth date, so never in force). With a
     review (`reviews`, their `review_age`-th birthday, before `ends`), it is suspended from
-    then unless `renewed_on` (a renewal recorded inside the review's notice period)."""
+    then unless `renewed_on` (a renewal that counts for this review), or, for a grant
+    recorded before the review rule, from `suspends` (the notice period after the rule reached
+    it) when that is later."""
 
     patient_id: str
     relationship: str
@@ -121,6 +143,16 @@ class ProxyAgeEnd:
     reviews: date | None = None
     renewed_on: date | None = None
     notice_days: int = DEFAULT_PROXY_NOTICE_DAYS
+    #: The first day of the suspension (None: `reviews`): later for a grant recorded before
+    #: the review rule, which is told for the notice period first.
+    suspends_on: date | None = None
+
+    @property
+    def suspends(self) -> date | None:
+        """The first day the access is suspended for review, unless renewed (None: no review)."""
+        if self.reviews is None:
+            return None
+        return max(self.reviews, self.suspends_on or self.reviews)
 
     def ended(self, today: date) -> bool:
         """Whether the access has ended by age on `today` (or never began: no birth date)."""
@@ -130,9 +162,9 @@ class ProxyAgeEnd:
         """Whether, on `today`, the access waits for the practice to renew it after the
         review (and has not ended)."""
         return (
-            self.reviews is not None
+            self.suspends is not None
             and (self.renewed_on is None or self.renewed_on > today)
-            and self.reviews <= today
+            and self.suspends <= today
             and not self.ended(today)
         )
 
@@ -163,6 +195,14 @@ class ProxyAgeEnd:
         return f"the person's {_ordinal(self.review_age or 0)} birthday"
 
     @property
+    def review_why(self) -> str:
+        """Why the suspension starts on its day, in words with no value from the record: the
+        review birthday, or, for a grant recorded before the rule, the notice after it."""
+        if self.suspends == self.reviews:
+            return self.review_rule
+        return f"the review due from {self.review_rule}, after notice"
+
+    @property
     def label(self) -> str:
         """The end as the audit log records it (no date: nothing from the record)."""
         if self.ends is None:
@@ -188,8 +228,9 @@ class ProxyAgeEnd:
         if not self.in_force(today):
             return None
         horizon = today + timedelta(days=self.notice_days)
-        if self.reviews is not None and self.renewed_on is None and self.reviews <= horizon:
-            return ProxyNotice("review", self.reviews, self.review_rule)
+        suspends = self.suspends
+        if suspends is not None and self.renewed_on is None and suspends <= horizon:
+            return ProxyNotice("review", suspends, self.review_why)
         if self.last_day is not None and self.last_day <= horizon:
             return ProxyNotice("end", self.last_day, f"the day before {self.rule}")
         return None
@@ -224,7 +265,7 @@ class ProxyAgeEnd:
         """What the proxy is told while the access is suspended for review."""
         return (
             f"a {self.relationship}'s proxy access to Patient/{self.patient_id} is under review "
-            f"since {self.reviews}, {self.review_rule}: as a child grows up their GP practice "
+            f"since {self.suspends}, {self.review_why}: as a child grows up their GP practice "
             "reviews who sees their record, and the access is suspended until the practice "
             "renews it (NHS England's proxy access standard, DAPB3051 7.2); ask the practice"
         )
@@ -236,30 +277,37 @@ def proxy_age_end(
     relationship: str,
     end_age: int = DEFAULT_PROXY_END_AGE,
     *,
-    review_age: int | None = None,
-    renewed_at: str | None = None,
+    review_age: int | None = DEFAULT_PROXY_REVIEW_AGE,
+    review: ProxyReview | None = None,
     notice_days: int = DEFAULT_PROXY_NOTICE_DAYS,
 ) -> ProxyAgeEnd | None:
     """When `relationship`'s access to `patient` (its Patient resource; None: not in the
-    store) ends by age, and, with `review_age` below `end_age`, when it comes up for review
-    and whether `renewed_at` (the ISO instant the practice renewed it; None: never) counts for
-    that review; None when the relationship does not end by age (carer, attorney)."""
+    store) ends by age, and, with `review_age` below `end_age` (None: no review), when it
+    comes up for review and whether the renewal in `review` counts for it: one recorded for
+    this review day or a later one (`review_date`), or, recorded before review days were
+    kept, from `notice_days` before it; None when the relationship does not end by age
+    (carer, attorney). A grant recorded before the review rule (`review.notice_from`) is not
+    suspended before `notice_days` after the rule reached it."""
     if relationship not in AGE_LIMITED_RELATIONSHIPS:
         return None
+    review = review or ProxyReview()
     born = earliest_birth_date(patient.get("birthDate")) if patient is not None else None
     ends = None if born is None else birthday(born, end_age)
     reviewed = review_age is not None and review_age < end_age and born is not None
     reviews = birthday(born, review_age) if reviewed and born and review_age else None
-    renewed = _day(renewed_at)
-    counts = (
-        renewed
-        if renewed is not None and reviews is not None
-        and renewed >= reviews - timedelta(days=notice_days)
-        else None
-    )  # fmt: skip
+    renewed = _day(review.renewed_at)
+    renewed_for = _day(review.review_date)
+    if renewed is None or reviews is None:
+        counts = None
+    elif renewed_for is not None:  # judged by the review it was recorded for
+        counts = renewed if renewed_for >= reviews else None
+    else:  # recorded before review days were kept: by the notice period, as then
+        counts = renewed if renewed >= reviews - timedelta(days=notice_days) else None
+    told = _day(review.notice_from)
+    suspends_on = None if told is None else told + timedelta(days=notice_days)
     return ProxyAgeEnd(
         patient_id, relationship, end_age, ends, review_age if reviews else None, reviews,
-        counts, notice_days,
+        counts, notice_days, suspends_on if reviews else None,
     )  # fmt: skip
 
 
@@ -272,6 +320,7 @@ __all__ = [
     "ProxyAgeEnd",
     "ProxyHold",
     "ProxyNotice",
+    "ProxyReview",
     "birthday",
     "earliest_birth_date",
     "proxy_age_end",

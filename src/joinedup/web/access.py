@@ -31,7 +31,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from joinedup.errors import ConfigurationError, InputError
-from joinedup.records.proxy_age import ProxyAgeEnd, ProxyHold
+from joinedup.records.proxy_age import ProxyAgeEnd, ProxyHold, ProxyReview
 from joinedup.web.audit import (
     AUDIT_FIELDS,
     CHECKPOINT_EVERY,
@@ -153,9 +153,10 @@ class User:
     #: review has suspended it (records.proxy_age), taken out of `proxy_for` by the records
     #: API for a request, each with why.
     proxies_ended: tuple[ProxyHold, ...] = ()
-    #: (Patient id, ISO instant) for each of `proxy_for` the person's practice renewed after
-    #: the review (`users renew-proxy`); read with the relationships, in the same statement.
-    proxy_renewals: tuple[tuple[str, str], ...] = ()
+    #: (Patient id, its review as kept) for each of `proxy_for` the person's practice renewed
+    #: after the review (`users renew-proxy`, or a grant recorded as its review) or recorded
+    #: before the review rule; read with the relationships, in the same statement.
+    proxy_reviews: tuple[tuple[str, ProxyReview], ...] = ()
 
     def proxy_relationship(self, patient_id: str) -> str | None:
         """How this citizen is related to `patient_id` as their proxy (None: they are not)."""
@@ -332,6 +333,8 @@ CREATE TABLE IF NOT EXISTS proxies (
     until_reason TEXT,
     renewed_at TEXT,
     renewed_by TEXT,
+    review_date DATE,
+    review_notice_from TEXT,
     PRIMARY KEY (username, patient_id)
 );
 CREATE TABLE IF NOT EXISTS sessions (
@@ -431,6 +434,16 @@ _ADD_PROXY_RENEWED = {
     "renewed_at": "ALTER TABLE proxies ADD COLUMN renewed_at TEXT",
     "renewed_by": "ALTER TABLE proxies ADD COLUMN renewed_by TEXT",
 }
+#: The review day a renewal was for (the person's review birthday then), so that whether it
+#: counts is judged by it and not by a notice period changed since (records.proxy_age).
+_ADD_PROXY_REVIEW_DATE = "ALTER TABLE proxies ADD COLUMN review_date DATE"
+#: When the review rule reached a grant recorded before it: such a grant is suspended no
+#: sooner than the notice period after, so the proxy and the person are told first. A table
+#: that gains the column holds grants recorded before it: each not revoked is given the time
+#: it gains it, in the same transaction (so a process opening the file meanwhile finds both
+#: or neither). A grant recorded after (INSERT OR REPLACE) has none.
+_ADD_PROXY_NOTICE_FROM = "ALTER TABLE proxies ADD COLUMN review_notice_from TEXT"
+_NOTICE_OLD_PROXIES = "UPDATE proxies SET review_notice_from = ? WHERE revoked_at IS NULL"
 #: And when each last signed in, for the administrators' review of accounts.
 _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 #: The one place the rule for a proxy relationship being in force is written: `active` when
@@ -444,7 +457,7 @@ _ADD_LAST_SIGN_IN = "ALTER TABLE users ADD COLUMN last_sign_in_at TEXT"
 _PROXY_STATUS = (
     "CREATE VIEW IF NOT EXISTS proxy_status AS "
     "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, "
-    "until_reason, renewed_at, renewed_by, "
+    "until_reason, renewed_at, renewed_by, review_date, review_notice_from, "
     "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' "
     "WHEN until_date IS NOT NULL AND until_date < date('now') THEN 'expired' "
     "ELSE 'active' END AS status FROM proxies"
@@ -472,9 +485,27 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
     for name, statement in _ADD_PROXY_RENEWED.items():
         if name not in proxy_names:
             con.execute(statement)
+    if "review_date" not in proxy_names:
+        con.execute(_ADD_PROXY_REVIEW_DATE)
+    if "review_notice_from" not in proxy_names:
+        _notice_old_proxies(con)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
     _proxy_status_view(con)  # after the columns it reads are there
+
+
+def _notice_old_proxies(con: sqlite3.Connection) -> None:
+    """Add `review_notice_from`, and give each grant recorded before it (not revoked) the
+    time it is added, in one transaction (_ADD_PROXY_NOTICE_FROM)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if "review_notice_from" not in {row[0] for row in con.execute(_PROXY_COLUMNS)}:
+            con.execute(_ADD_PROXY_NOTICE_FROM)
+            con.execute(_NOTICE_OLD_PROXIES, (_iso(_now()),))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 _VIEW_COLUMNS = "SELECT name FROM pragma_table_info('proxy_status')"
@@ -482,12 +513,14 @@ _DROP_PROXY_STATUS = "DROP VIEW IF EXISTS proxy_status"
 
 
 #: The columns of proxy_status a view made before them lacks: it is made again.
-_VIEW_NEEDS = frozenset({"until_reason", "renewed_at", "renewed_by"})
+_VIEW_NEEDS = frozenset(
+    {"until_reason", "renewed_at", "renewed_by", "review_date", "review_notice_from"}
+)
 
 
 def _proxy_status_view(con: sqlite3.Connection) -> None:
     """The proxy_status view, made again (in one transaction, so no reader finds it missing)
-    when it was made before `until_reason` or the renewal columns."""
+    when it was made before `until_reason`, the renewal or the review columns."""
     names = {row[0] for row in con.execute(_VIEW_COLUMNS)}
     if names and not names >= _VIEW_NEEDS:
         con.execute("BEGIN IMMEDIATE")
@@ -672,12 +705,12 @@ _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 def _user_of(row: Sequence[Any], proxies: Sequence[Sequence[Any]] = ()) -> User:
     """A user from a row of _USERS (or _USER), with the Patients they are a proxy for (rows
-    of _PROXIES_OF: Patient id, relationship, when renewed after review)."""
+    of _PROXIES_OF: Patient id, relationship, and what is kept of its review)."""
     pairs = tuple((str(p[0]), str(p[1])) for p in proxies)
-    renewals = tuple((str(p[0]), str(p[2])) for p in proxies if len(p) > 2 and p[2])
+    reviews = tuple((str(p[0]), ProxyReview(p[2], p[3], p[4])) for p in proxies if any(p[2:5]))
     return User(
         row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]), row[6],
-        frozenset(p for p, _ in pairs), row[7], pairs, proxy_renewals=renewals,
+        frozenset(p for p, _ in pairs), row[7], pairs, proxy_reviews=reviews,
     )  # fmt: skip
 
 
@@ -690,33 +723,59 @@ PROXY_RELATIONSHIPS: dict[str, str] = {
 }
 #: The relationships in force today (by the rule in _PROXY_STATUS).
 _PROXIES_OF = (
-    "SELECT patient_id, relationship, renewed_at FROM proxy_status WHERE username = ? "
-    "AND status = 'active' ORDER BY patient_id"
+    "SELECT patient_id, relationship, renewed_at, review_date, review_notice_from "
+    "FROM proxy_status WHERE username = ? AND status = 'active' ORDER BY patient_id"
 )
+#: A new grant (no review notice: it is recorded under the rule), renewed when it is its own
+#: review (recorded on or after the review birthday by one who may renew it).
 _GRANT_PROXY = (
     "INSERT OR REPLACE INTO proxies "
-    "(username, patient_id, relationship, granted_at, revoked_at, until_date, until_reason) "
-    "VALUES (?, ?, ?, ?, NULL, ?, ?)"
+    "(username, patient_id, relationship, granted_at, revoked_at, until_date, until_reason, "
+    "renewed_at, renewed_by, review_date, review_notice_from) "
+    "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL)"
+)
+#: A ProxyRecord's columns, as proxy_status has them.
+_PROXY_RECORD = (
+    "SELECT p.username, p.patient_id, p.relationship, p.granted_at, p.until_date, "
+    "p.revoked_at, p.status, p.until_reason, p.renewed_at, p.renewed_by, p.review_date, "
+    "p.review_notice_from"
 )
 _LIST_PROXIES = (
-    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status, "
-    "until_reason, renewed_at, renewed_by "
-    "FROM proxy_status WHERE (? IS NULL OR username = ?) ORDER BY username, patient_id"
+    _PROXY_RECORD + " FROM proxy_status p WHERE (? IS NULL OR p.username = ?) "
+    "ORDER BY p.username, p.patient_id"
 )
-#: Those in force today acting for one person (for the notice on that person's own page).
+#: Those in force today acting for one person (for the notice on that person's own page),
+#: with each proxy's display name (the person's page names them; no other user is read).
 _PROXIES_FOR = (
-    "SELECT username, patient_id, relationship, granted_at, until_date, revoked_at, status, "
-    "until_reason, renewed_at, renewed_by "
-    "FROM proxy_status WHERE patient_id = ? AND status = 'active' ORDER BY username"
+    _PROXY_RECORD + ", u.display_name FROM proxy_status p "
+    "LEFT JOIN users u ON u.username = p.username "
+    "WHERE p.patient_id = ? AND p.status = 'active' ORDER BY p.username"
 )
 #: Only the grant that was checked: one revoked or recorded again meanwhile is left alone.
 _RENEW_PROXY = (
-    "UPDATE proxies SET renewed_at = ?, renewed_by = ? "
+    "UPDATE proxies SET renewed_at = ?, renewed_by = ?, review_date = ? "
     "WHERE username = ? AND patient_id = ? AND granted_at = ? AND revoked_at IS NULL"
 )
 _REVOKE_PROXY = (
     "UPDATE proxies SET revoked_at = ? WHERE username = ? AND patient_id = ? AND revoked_at IS NULL"
 )
+
+
+_OUTSIDE_PRACTICE = "someone outside the person's registered practice"
+
+
+def _reviewer_refusal(reviewer: User, patient_id: str, registered: frozenset[str]) -> str | None:
+    """Why `reviewer` may not review a child's proxy access (None: they may): only an admin,
+    or a clinician whose practice (or organisation) is one of `registered`, the child's
+    registered GP practices (a PCN's clinician with no practice is not the practice)."""
+    practice = {reviewer.practice_code, reviewer.organisation_code} - {None}
+    if reviewer.role is Role.ADMIN or (reviewer.role is Role.CLINICIAN and practice & registered):
+        return None
+    return (
+        f"{reviewer.username} is not an admin or a clinician of Patient/{patient_id}'s "
+        "registered GP practice: the practice that holds the person's record reviews a "
+        "parent's access (NHS England's proxy access standard, DAPB3051 7.2)"
+    )
 
 
 @dataclass(frozen=True)
@@ -738,8 +797,11 @@ class ProxyRecord:
     Patient, how related, since when, their last day (None: no end), when revoked, its
     `status` today (`active`, `revoked` or `expired`, by the rule that decides whether it is
     in force: _PROXY_STATUS), and why it ends on its last day (`until_reason`: `--until`, or
-    the day before the person's 16th birthday; None: recorded before reasons were), and when
-    and by whom the person's practice renewed it after the review (None: not since granted)."""
+    the day before the person's 16th birthday; None: recorded before reasons were), when
+    and by whom the person's practice renewed it after the review (None: not since granted)
+    and for which review day (`review_date`; None: renewed before these were kept), when the
+    review rule reached a grant recorded before it (`review_notice_from`), and, read for the
+    person's own page, the proxy's display name."""
 
     username: str
     patient_id: str
@@ -751,6 +813,14 @@ class ProxyRecord:
     until_reason: str | None = None
     renewed_at: str | None = None
     renewed_by: str | None = None
+    review_date: str | None = None
+    review_notice_from: str | None = None
+    display_name: str | None = None
+
+    @property
+    def review(self) -> ProxyReview:
+        """What is kept of its review, as the age rule reads it (records.proxy_age)."""
+        return ProxyReview(self.renewed_at, self.review_date, self.review_notice_from)
 
 
 def _today() -> date:
@@ -1025,6 +1095,8 @@ class AccessStore:
         revoke: bool = False,
         until: date | None = None,
         age_check: Callable[[], ProxyAgeEnd | None] | None = None,
+        by: str | None = None,
+        registered: frozenset[str] | Callable[[], frozenset[str]] = frozenset(),
         client: str = "command line",
     ) -> User:
         """Give citizen `username` proxy access to Patient `patient_id` as their
@@ -1034,7 +1106,17 @@ class AccessStore:
         is found good, for when it ends by the person's age (Policy.proxy_age_end, from their
         Patient's birthDate): one already ended is refused, naming --patient, and audited
         `proxy refused`; otherwise it lasts through the earlier of `until` and the day before
-        that birthday, and says which. Returns the user as they now are."""
+        that birthday, and says which.
+
+        Recorded on or after the person's review birthday, the grant is its own review: `by`
+        must name who reviewed it, an admin or a clinician of one of `registered` (the
+        person's registered GP practices, or what gives them once `age_check` has read the
+        Patient), as for `renew_proxy`; it is then kept as renewed by
+        them for that review, and audited as theirs. Without `by`, or by anyone else, it is
+        refused naming --by (audited `proxy refused` when `by` is a user). `by` is taken, and
+        the grant counts as the review, from the notice period before that birthday on; before
+        then, or for a relationship not reviewed by age, it is refused naming --by. Returns
+        the user as they now are."""
         found = self._user(username)
         if found is None or found[0].role is not Role.CITIZEN:
             raise InputError("NAME", f"{username!r} is not an active citizen (see `users list`)")
@@ -1049,6 +1131,11 @@ class AccessStore:
             raise InputError("--until", "a revocation ends the access now: --until is for a grant")
         if until is not None and until < _today():
             raise InputError("--until", f"{until.isoformat()} has passed (UTC today: {_today()})")
+        if by is not None and revoke:
+            raise InputError("--by", "a revocation needs no review: --by is for a grant")
+        reviewer = self._user(by) if by is not None else None
+        if by is not None and reviewer is None:
+            raise InputError("--by", f"{by!r} is not an active user (see `users list`)")
         age_end = age_check() if age_check is not None and not revoke else None
         if age_end is not None and (
             age_end.patient_id != patient_id or age_end.relationship != relationship
@@ -1061,6 +1148,9 @@ class AccessStore:
                 client=client, patients=[patient_id],
             )  # fmt: skip
             raise InputError("--patient", age_end.grant_refusal())
+        review = None if revoke else self._grant_review(
+            found[0], patient_id, relationship, age_end, reviewer, registered, client
+        )  # fmt: skip
         last_day = until.isoformat() if until is not None and not revoke else None
         why = "--until" if last_day else None
         aged = age_end.last_day if age_end is not None and not revoke else None
@@ -1070,32 +1160,93 @@ class AccessStore:
             if revoke:
                 con.execute(_REVOKE_PROXY, (_iso(_now()), username, patient_id))
             else:
+                granted = _iso(_now())
+                renewed = (granted, by, review.isoformat()) if review else (None, None, None)
                 con.execute(
                     _GRANT_PROXY,
-                    (username, patient_id, relationship, _iso(_now()), last_day, why),
+                    (username, patient_id, relationship, granted, last_day, why, *renewed),
                 )
         # The day an age ends the access on is the record's birth date told another way:
         # the audit names the rule, not the day.
         ends = f" until {last_day}" if why == "--until" else f" until {why}" if why else ""
+        reviewed = (
+            f"; reviewed at {age_end.review_rule} by {by}"
+            if review and age_end is not None else ""
+        )  # fmt: skip
         self.audit(
-            found[0], "proxy revoked" if revoke else "proxy granted", f"users/proxy/{username}",
-            detail=f"as {relationship}" + ends,
-            reason="proxy access", client=client, patients=[patient_id],
+            reviewer[0] if review and reviewer else found[0],
+            "proxy revoked" if revoke else "proxy granted", f"users/proxy/{username}",
+            detail=f"as {relationship}" + ends + reviewed,
+            reason="proxy access review" if review else "proxy access", client=client,
+            patients=[patient_id],
         )  # fmt: skip
         now = self._user(username)
         return now[0] if now is not None else found[0]
+
+    def _grant_review(
+        self,
+        proxy: User,
+        patient_id: str,
+        relationship: str,
+        age_end: ProxyAgeEnd | None,
+        reviewer: tuple[User, str] | None,
+        registered: frozenset[str] | Callable[[], frozenset[str]],
+        client: str,
+    ) -> date | None:
+        """The review day a grant being recorded counts for (None: none), or why not
+        (InputError naming --by; audited `proxy refused` when a user was named)."""
+        today = _today()
+        due = age_end is not None and age_end.reviews is not None and not age_end.ended(today)
+        if reviewer is None:
+            if due and age_end and age_end.reviews and today >= age_end.reviews:
+                self.audit(
+                    proxy, "proxy refused", f"users/proxy/{proxy.username}",
+                    detail=f"as {relationship}",
+                    reason=f"withheld: grant at or after {age_end.review_rule} with no reviewer",
+                    client=client, patients=[patient_id],
+                )  # fmt: skip
+                raise InputError(
+                    "--by",
+                    f"Patient/{patient_id} is past {age_end.review_rule} (review on "
+                    f"{age_end.reviews.isoformat()}): recording a {relationship}'s access now "
+                    "is its review, so name who reviewed it with --by (an admin, or a "
+                    "clinician of the person's registered GP practice; DAPB3051 7.2)",
+                )
+            return None
+        if not due or age_end is None or age_end.reviews is None:
+            raise InputError(
+                "--by", f"a {relationship}'s access to Patient/{patient_id} has no review due "
+                "by age before it ends: record it without --by",
+            )  # fmt: skip
+        if age_end.renewal_from is not None and today < age_end.renewal_from:
+            raise InputError(
+                "--by",
+                f"not due for review yet: Patient/{patient_id}'s review is on "
+                f"{age_end.reviews.isoformat()} ({age_end.review_rule}); a review counts from "
+                f"{age_end.renewal_from.isoformat()}: record it without --by",
+            )
+        practices = registered() if callable(registered) else registered
+        refusal = _reviewer_refusal(reviewer[0], patient_id, practices)
+        if refusal is not None:
+            self.audit(
+                reviewer[0], "proxy refused", f"users/proxy/{proxy.username}",
+                detail=f"as {relationship}", reason=f"withheld: {_OUTSIDE_PRACTICE}",
+                client=client, patients=[patient_id],
+            )  # fmt: skip
+            raise InputError("--by", refusal)
+        return age_end.reviews
 
     def proxies(self, username: str | None = None) -> list[ProxyRecord]:
         """Every proxy relationship recorded (of `username` alone, when given), in force or
         not: revoked and expired ones stay, as the record of who could see what."""
         rows = self._reader().execute(_LIST_PROXIES, (username, username)).fetchall()
-        return [ProxyRecord(*r[:10]) for r in rows]
+        return [ProxyRecord(*r) for r in rows]
 
     def proxies_for(self, patient_id: str) -> list[ProxyRecord]:
         """The proxy relationships in force today acting for Patient `patient_id` (for the
-        notice on their own page)."""
+        notice on their own page), each with the proxy's display name."""
         rows = self._reader().execute(_PROXIES_FOR, (patient_id,)).fetchall()
-        return [ProxyRecord(*r[:10]) for r in rows]
+        return [ProxyRecord(*r) for r in rows]
 
     def renew_proxy(
         self,
@@ -1146,17 +1297,9 @@ class AccessStore:
                 f"{username}'s access to Patient/{patient_id} is {record.status}: record it "
                 "again with `users proxy` after the review",
             )  # fmt: skip
-        practice = {reviewer[0].practice_code, reviewer[0].organisation_code} - {None}
-        if not (
-            reviewer[0].role is Role.ADMIN
-            or (reviewer[0].role is Role.CLINICIAN and practice & registered)
-        ):
-            raise refuse(
-                "--by", "renewal by someone outside the person's registered practice",
-                f"{by} is not an admin or a clinician of Patient/{patient_id}'s registered GP "
-                "practice: the practice that holds the person's record reviews a parent's "
-                "access (NHS England's proxy access standard, DAPB3051 7.2)",
-            )  # fmt: skip
+        outside = _reviewer_refusal(reviewer[0], patient_id, registered)
+        if outside is not None:
+            raise refuse("--by", f"renewal by {_OUTSIDE_PRACTICE}", outside)
         age_end = age_check()
         if age_end is None:
             raise InputError(
@@ -1179,9 +1322,10 @@ class AccessStore:
                 f"{age_end.renewal_from.isoformat()}",
             )
         renewed = _iso(moment.astimezone(UTC))
+        review_day = age_end.reviews.isoformat()
         with self._tx() as con:
             done = con.execute(
-                _RENEW_PROXY, (renewed, by, username, patient_id, record.granted_at)
+                _RENEW_PROXY, (renewed, by, review_day, username, patient_id, record.granted_at)
             ).rowcount
         if done != 1:  # revoked or recorded again since it was read: nothing renewed
             raise InputError(

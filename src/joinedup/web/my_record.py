@@ -306,7 +306,7 @@ def my_record_page(
     policy: Policy = request.app.state.records_policy
     who = Requester(  # a citizen
         user.username, frozenset(), frozenset(), own, user.proxy_for, user.proxy_relationships,
-        user.proxy_renewals,
+        user.proxy_reviews,
     )  # fmt: skip
     decision = policy.decide(who, patient_id)
     if not decision.allowed:
@@ -323,7 +323,7 @@ def my_record_page(
     age_end = (
         None
         if patient_id == own
-        else policy.proxy_age_end(patient_id, str(relationship), who.proxy_renewal(patient_id))
+        else policy.proxy_age_end(patient_id, str(relationship), who.proxy_review(patient_id))
     )
     groups = record_groups(store, patient_id, lambda r: policy.withheld(who, r) is None)
     total, found, intact = looks(request, user, patient_id, page, _Organisations(store))
@@ -368,9 +368,8 @@ def _notices(
             for p in mine
             for n in _upcoming(policy, p.patient_id, p.relationship, p, today, horizon)
         ]
-    people = {u.username: u.display_name for u in log.users()}
     return [
-        _notice_text(n, proxy=False, person=people.get(p.username, p.username),
+        _notice_text(n, proxy=False, person=p.display_name or p.username,
                      relationship=p.relationship)
         for p in log.proxies_for(own)
         for n in _upcoming(policy, own, p.relationship, p, today, horizon)
@@ -388,7 +387,7 @@ def _upcoming(
     """The nearest of a proxy access's review or end (by age or by its --until day) within
     the notice period, if any."""
     found: list[ProxyNotice] = []
-    end = policy.proxy_age_end(patient_id, relationship, record.renewed_at)
+    end = policy.proxy_age_end(patient_id, relationship, record.review)
     if end is not None and (by_age := end.notice(today)) is not None:
         found.append(by_age)
     # a day typed with --until (before reasons were kept, every day was one)

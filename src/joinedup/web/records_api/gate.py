@@ -79,7 +79,7 @@ def requester(user: User, pcn_practices: PcnPractices | None = None) -> Requeste
         practices = set()  # never by registration at a practice
     return Requester(
         user.username, organisations, frozenset(practices), user.patient_id, user.proxy_for,
-        user.proxy_relationships, user.proxy_renewals,
+        user.proxy_relationships, user.proxy_reviews,
     )  # fmt: skip
 
 
