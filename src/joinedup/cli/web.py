@@ -426,13 +426,12 @@ def proxy(
             "suspended for it."
         )
     elif age_end is not None and age_end.reviews is not None and not revoke:
-        past = age_end.reviews <= _utc_now().date()
-        when = "Suspended for review since" if past else "Comes up for review on"
+        # (a grant on or after the review birthday is refused without --by: not past it here)
         console.print(
-            f"{when} {age_end.reviews.isoformat()} ({escape(age_end.review_rule)}): "
-            f"{'' if past else 'from then '}suspended until the person's GP practice renews it "
-            f"(joinedup users renew-proxy {escape(username)} --patient {escape(patient)} "
-            "--by REVIEWER)."
+            f"Comes up for review on {age_end.reviews.isoformat()} "
+            f"({escape(age_end.review_rule)}): from then suspended until the person's GP "
+            f"practice renews it (joinedup users renew-proxy {escape(username)} --patient "
+            f"{escape(patient)} --by REVIEWER)."
         )
 
 
