@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,7 @@ from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.scratch import scratch_folder
 from joinedup.web.heap import settle_heap
+from joinedup.web.listening import shared_port
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -101,6 +103,13 @@ def _records_app(options: dict[str, Any], *, close_store: bool = False) -> tuple
     return app, (settings, store, codes)
 
 
+#: How long a worker may take to answer the supervisor's health check before it is taken for
+#: hung and replaced. Uvicorn's 5 s is shorter than a worker's start on a busy 2-core machine
+#: (importing the package alone took 7.5 s at load average 12, 7 December 2026), where every
+#: worker was then killed and restarted before it could answer, and the server never served.
+WORKER_START_S = 30
+
+
 def worker_app() -> Any:
     """One worker process of `records serve --workers N` (Uvicorn imports and calls this):
     the app for the options its parent put in WORKER_OPTIONS."""
@@ -147,6 +156,7 @@ def serve(
     (default 24). With --workers N, N processes share the port (see docs/records.md).
     """
     import uvicorn  # noqa: PLC0415 - only the server needs it
+    from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
     given = (
         warehouse if warehouse != DEFAULT_WAREHOUSE or "JOINEDUP_WAREHOUSE" in os.environ else None
@@ -190,10 +200,22 @@ def serve(
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     options["secret_key"] = secret or secrets.token_hex(32)
     os.environ[WORKER_OPTIONS] = json.dumps(options)
-    uvicorn.run(
+    # Uvicorn's supervisor, with a socket of each worker's own on the port rather than one
+    # they all accept from (web/listening.py: connections then split evenly between them).
+    config = uvicorn.Config(
         f"{__name__}:worker_app", factory=True, workers=workers, host=settings.host,
         port=settings.port, access_log=False, log_level="warning", proxy_headers=False,
+        timeout_worker_healthcheck=WORKER_START_S,
     )  # fmt: skip
+    try:
+        sock = shared_port(settings.host, settings.port)
+    except OSError as err:
+        raise InputError(
+            f"--host/--port {settings.host}:{settings.port}",
+            f"cannot listen there ({err.strerror or err})",
+        ) from None
+    with sock, suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def _progress() -> Progress:
