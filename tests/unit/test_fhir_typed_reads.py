@@ -86,6 +86,19 @@ _CHANGES: list[dict[str, Any]] = [
                                         "valueCodeableConcept": {"coding": [{"code": "11"}]}},
                                        None]}},
     {"identifier": [None]}, {"extension": [None, None]},
+    # leaves cast to numbers (`length.value`, the cost's `valueMoney.value`), read as JSON:
+    # texts (escaped, empty, spaced), booleans, exponents, zero, huge numbers, an array, an
+    # object and a null where the number belongs
+    {"length": {"value": "1.5"}}, {"length": {"value": " 7 "}}, {"length": {"value": ""}},
+    {"length": {"value": "a\"b"}}, {"length": {"value": True}}, {"length": {"value": 1e21}},
+    {"length": {"value": -0.0}}, {"length": {"value": [2]}}, {"length": {"value": {"v": 1}}},
+    {"length": {"value": None, "code": "d"}}, {"length": {"value": 1e400}},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": {"value": "42"}}]},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": {"value": False}}]},
+    {"extension": [{"url": "https://fhir.joinedup.org/StructureDefinition/cost",
+                    "valueMoney": {"value": 123456789012345678901234567890}}]},
 ]  # fmt: skip
 
 
@@ -189,6 +202,8 @@ def test_leaves_read_only_as_text_are_read_as_text() -> None:
     assert typed is not None
     assert typed.columns["status"].sql("duckdb") == "TEXT"
     assert "JSON" not in typed.columns["period"].sql("duckdb")
+    # a leaf cast to a number is read as JSON, which writes a number more cheaply
+    assert typed.columns["length"].sql("duckdb") == 'STRUCT("value" JSON, "code" TEXT)'
     compared = views.compile_view(_COMPARED, dialect="duckdb").typed
     assert compared is not None
     assert compared.columns["identifier"].sql("duckdb") == 'STRUCT("system" JSON, "value" TEXT)[]'

@@ -6,7 +6,8 @@ array positions (`views._Prefetch`). On an engine that can read NDJSON with a co
 (`fhir.elements`), or one only stepped through by name, is a STRUCT; one stepped through by
 position is a list; a value read whole stays JSON, written exactly as `json_extract` writes
 it, and so does every leaf but those the compiler reads only as text (`text`), which are
-VARCHAR. Each line is then parsed once, into those columns only, and the
+VARCHAR (or JSON read as text, for those that usually hold numbers: `numbers`). Each line
+is then parsed once, into those columns only, and the
 view reads fields instead of parsing text again.
 
 The schema is a bet on the usual shape, never a rule: a line whose values have another
@@ -75,9 +76,16 @@ class _Text:
     """A leaf read as VARCHAR: the compiler reads it only as text (`typed_plan`'s `text`)."""
 
 
-_Kind = _Json | _Text | _Struct | _List
+@dataclass(frozen=True)
+class _Number:
+    """A leaf read only as text that usually holds a number (`typed_plan`'s `numbers`): read
+    as JSON, which writes a number as the general path does, and more cheaply than VARCHAR."""
+
+
+_Kind = _Json | _Text | _Number | _Struct | _List
 _JSON = _Json()
 _TEXT = _Text()
+_NUMBER = _Number()
 
 
 def _names(node: _Node) -> dict[str, _Node]:
@@ -94,15 +102,20 @@ def _items(node: _Node) -> _Node | None:
 
 
 def _kind(
-    node: _Node, path: Path | None, single: frozenset[Path], text: frozenset[Path] = frozenset()
+    node: _Node,
+    path: Path | None,
+    single: frozenset[Path],
+    text: frozenset[Path] = frozenset(),
+    numbers: frozenset[Path] = frozenset(),
 ) -> _Kind:
     """How an element reached by name is read: VARCHAR when a leaf read only as text
-    (`path` in `text`); JSON when read whole or another leaf; a STRUCT when
+    (`path` in `text`), JSON read as text when such a leaf usually holds a number (in
+    `numbers` too); JSON when read whole or another leaf; a STRUCT when
     FHIR R4 says it holds one value or it is read by name and not through an item; a list
     when read through an item; else JSON."""
     names = _names(node)
     if not node.children and path is not None and path in text:
-        return _TEXT
+        return _NUMBER if path in numbers else _TEXT
     if node.whole or not node.children:
         return _JSON
     items = _items(node)
@@ -113,17 +126,21 @@ def _kind(
         # that usually holds one value (`$.subject[0]`), nothing in an object
         return _Struct(
             {
-                name: _kind(child, None if path is None else (*path, name), single, text)
+                name: _kind(child, None if path is None else (*path, name), single, text, numbers)
                 for name, child in names.items()
             }
         )
     if items is not None and items.children:  # read through an item (`$.identifier[0].value`)
-        return _List(_item_kind(items, path, single, text))
+        return _List(_item_kind(items, path, single, text, numbers))
     return _JSON
 
 
 def _item_kind(
-    item: _Node, path: Path | None, single: frozenset[Path], text: frozenset[Path]
+    item: _Node,
+    path: Path | None,
+    single: frozenset[Path],
+    text: frozenset[Path],
+    numbers: frozenset[Path],
 ) -> _Kind:
     """An item of the array at `path` (by name): a STRUCT when read by name below it (a
     whole read of one then needs the general path), else JSON."""
@@ -132,14 +149,14 @@ def _item_kind(
         return _JSON
     return _Struct(
         {
-            name: _kind(child, None if path is None else (*path, name), single, text)
+            name: _kind(child, None if path is None else (*path, name), single, text, numbers)
             for name, child in names.items()
         }
     )
 
 
 def _data_type(kind: _Kind) -> exp.DataType:
-    if isinstance(kind, _Json):
+    if isinstance(kind, (_Json, _Number)):
         return exp.DataType.build("JSON")
     if isinstance(kind, _Text):
         return exp.DataType.build("VARCHAR")
@@ -187,8 +204,10 @@ def _value(
     if not steps:
         if isinstance(kind, _Text):
             return d.text_or_error(value, GENERAL_PATH)
+        if isinstance(kind, _Number):
+            return d.number_text_or_error(value, GENERAL_PATH)
         return value if isinstance(kind, _Json) else d.present_or_error(value, GENERAL_PATH)
-    if isinstance(kind, _Text):  # nothing is read below a leaf read as text
+    if isinstance(kind, (_Text, _Number)):  # nothing is read below a leaf read as text
         return _null()
     if isinstance(kind, _Json):
         return reads.read(value, steps, d)
@@ -228,11 +247,14 @@ def typed_plan(
     table: str,
     text: frozenset[Path] = frozenset(),
     lists: dict[Path, tuple[str, ...]] | None = None,
+    numbers: frozenset[Path] = frozenset(),
 ) -> TypedPlan:
     """The typed read for the prefetched `paths` of a view of `resource_type`; the values
     read the columns of `table`. A leaf whose path by name is in `text` is read as VARCHAR,
     and its value is that text, or an error where the text may not be the general path's
-    (`JsonDialect.text_or_error`): the compiler reads such a leaf only as text.
+    (`JsonDialect.text_or_error`): the compiler reads such a leaf only as text. One also
+    in `numbers` (a leaf that usually holds a number) is read as JSON instead, and its value
+    is the same text (`JsonDialect.number_text_or_error`): a hint for speed, never for rows.
 
     A path in `lists` (a value the compiler reads whole only to tell an array and to read
     its items' children `lists[path]`, as `code.coding.code` does) is read as a list of
@@ -241,7 +263,7 @@ def typed_plan(
     is below a value kept as JSON stays JSON, and is not in the plan's `lists`."""
     lists = dict(lists or {})
     while True:  # fewer lists until each is read as one (not below a value kept as JSON)
-        kinds = _kinds(paths, single, text, lists)
+        kinds = _kinds(paths, single, text, lists, numbers)
         kept = {path: names for path, names in lists.items() if _list_at(path, kinds)}
         if kept == lists:
             break
@@ -266,6 +288,7 @@ def _kinds(
     single: frozenset[Path],
     text: frozenset[Path],
     lists: dict[Path, tuple[str, ...]],
+    numbers: frozenset[Path] = frozenset(),
 ) -> dict[str, _Kind]:
     """How each top-level element is read, the values at `lists` read as lists of STRUCTs
     with the children named there."""
@@ -280,7 +303,9 @@ def _kinds(
         for step in path:
             node = node.children[step]
         node.whole = False
-    return {name: _kind(child, (name,), single, text) for name, child in _names(root).items()}
+    return {
+        name: _kind(child, (name,), single, text, numbers) for name, child in _names(root).items()
+    }
 
 
 def _list_at(path: Path, kinds: dict[str, _Kind]) -> bool:
@@ -308,7 +333,7 @@ def _is_text(kinds: dict[str, _Kind], path: Path) -> bool:
             kind = kind.item
         else:
             return False
-    return isinstance(kind, _Text)
+    return isinstance(kind, (_Text, _Number))
 
 
 def _list_value(path: Path, kinds: dict[str, _Kind], table: str, d: JsonDialect) -> exp.Expr:

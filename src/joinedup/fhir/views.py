@@ -1548,8 +1548,9 @@ def _typed_query(
         (*_named(top[i]), name) for i, names in candidates.items() for name in names
     }
     listed = {top[i]: names for i, names in candidates.items()}
+    numbers = _number_leaves(trees, top, d)
     while True:  # fewer leaves as text until every read of each is as text
-        plan = typed_plan(resource, top, single, d, "r", requested, listed)
+        plan = typed_plan(resource, top, single, d, "r", requested, listed, numbers)
         lists = {i: names for i, names in candidates.items() if top[i] in plan.lists}
         read = [_listed(_text_reads(t, top, plan.text, resource, d), lists, d) for t in trees]
         left = {int(b.expressions[0].name) for t in read for b in _top_reads(t)}
@@ -1626,6 +1627,46 @@ def _typed_query(
         .where(*typed_conditions)
     )
     return TypedQuery(plan.columns, query)
+
+
+def _number_leaves(trees: list[exp.Expr], top: list[Path], d: JsonDialect) -> frozenset[Path]:
+    """The leaves (by name) whose text the view casts to a number (a `decimal` or `integer`
+    column's value): a hint that they usually hold numbers, which the typed read reads as
+    JSON rather than VARCHAR (`typed_plan`'s `numbers`). Only a hint: the text is the same
+    either way."""
+    reads = _TextReads(top, frozenset(), "", d)
+    found: set[Path] = set()
+    for tree in trees:
+        for cast in tree.find_all(exp.Cast):
+            if not cast.to.is_type(exp.DataType.Type.DOUBLE, exp.DataType.Type.DECIMAL):
+                continue
+            text = cast.this
+            if not (
+                isinstance(text, exp.Anonymous)
+                and text.name.lower() == "json_extract_string"
+                and len(text.expressions) == 2
+                and text.expressions[1] == _string("$")
+            ):
+                continue
+            for value in _results(text.expressions[0]):
+                position = reads.leaf(value)
+                if position is not None and top[position] and top[position][0] != TYPE_COLUMN:
+                    found.add(_named(top[position]))
+    return frozenset(found)
+
+
+def _results(value: exp.Expr) -> Iterator[exp.Expr]:
+    """The values `value` may give: each result of a CASE (not its conditions), else itself."""
+    if isinstance(value, exp.Paren):
+        yield from _results(value.this)
+    elif isinstance(value, exp.Case) and value.args.get("this") is None:
+        for branch in value.args.get("ifs") or []:
+            yield from _results(branch.args["true"])
+        default = value.args.get("default")
+        if default is not None:
+            yield from _results(default)
+    else:
+        yield value
 
 
 def _top_position(node: exp.Expr) -> int | None:

@@ -114,6 +114,12 @@ class JsonDialect(ABC):
         number written another way); only dialects with `typed_reads`."""
         raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
 
+    def number_text_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
+        """The text of a leaf read typed as JSON (one that usually holds a number), as the
+        general path reads it, or an error with `message` where it is an array or object;
+        only dialects with `typed_reads`."""
+        raise NotImplementedError(f"the {self.name} dialect reads no typed NDJSON")
+
     def resource_type(self, resource: exp.Expr) -> exp.Expr:
         """A resource's `resourceType` as text."""
         return self.child_text(resource, "resourceType")

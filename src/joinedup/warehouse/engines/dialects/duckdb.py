@@ -73,6 +73,20 @@ class DuckDBJson(JsonDialect):
             err=exp.cast(self.error(message), exp.DataType.build("VARCHAR")),
         )
 
+    def number_text_or_error(self, value: exp.Expr, message: str) -> exp.Expr:
+        """`read_json` writes a JSON leaf as `json_extract` writes it (`1e21`, `1.5e-7`,
+        `100000000000000000000.0`), so the text of a number, `true` or `false` is that JSON
+        text as it is, and needs no check; a string's is its unescaped text, read as the
+        general path reads it (`json_extract_string`). An array or object fails. Writing a
+        number into JSON costs less than into VARCHAR (DuckDB's own number formatting)."""
+        return template(
+            "CASE WHEN ascii({v}) IN (91, 123) THEN {err} "
+            "WHEN ascii({v}) = 34 THEN json_extract_string({v}, '$') "
+            "ELSE CAST({v} AS VARCHAR) END",
+            v=value,
+            err=exp.cast(self.error(message), exp.DataType.build("VARCHAR")),
+        )
+
     # JSON values
     def child(self, item: exp.Expr, name: str) -> exp.Expr:
         return call("json_extract", item, string(f'$."{name}"'))
