@@ -194,6 +194,26 @@ def test_bulk_writes_keep_the_rows_too(store: RecordStore, records_url: str) -> 
     assert _finds(store, PRACTICE) == (1, None)
 
 
+def test_a_chunk_moving_a_patient_and_writing_an_objection(
+    store: RecordStore, records_url: str, engine: Engine
+) -> None:
+    """One chunk of the bulk load moves gp1 into acute1's person and writes the trust's
+    objection on acute1 (their rows written in one pass): gp1 is withheld from the
+    practice; the next moves it out again and withdraws the objection: nothing is."""
+    store.update(_patient("gp1", GP_IDS, "G-9"))  # out of the person to begin with
+    certain = [Link(RECORDS[0], RECORDS[1], "nhs_number", None, None, "NHS number agrees")]
+    with PersonIndexStore(records_url) as index_store:
+        _run(index_store, engine, certain, 1)
+    store.load_chunk([_patient("gp1", GP_IDS, "G-1"), objection("acute1", "RXX", cid="x")])
+    assert {(KEY, "gp1", "acute1", ""), (KEY, "gp1", "acute1", "RXX")} <= _kept(records_url)
+    assert _finds(store, PRACTICE) == (0, PERSON_OBJECTION)
+    store.load_chunk(
+        [objection("acute1", "RXX", status="inactive", cid="x"), _patient("gp1", GP_IDS, "G-9")]
+    )
+    assert _kept(records_url) == set()
+    assert _finds(store, PRACTICE) == (1, None)
+
+
 def test_a_patient_merged_by_an_index_run_and_split_again(
     store: RecordStore, records_url: str, engine: Engine
 ) -> None:

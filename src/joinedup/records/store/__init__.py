@@ -472,8 +472,11 @@ class RecordStore:
                 rows[table].extend(values)
         for table, values in rows.items():
             insert_rows(conn, table, values)
-        person_links.keep_people(conn, [rid for kind, rid in written if kind == "Patient"])
-        withheld.consents_written(conn, objecting | withheld.objecting_patients(conn, consents))
+        # What objections withhold, in one pass for the chunk: the rows of its Patients that
+        # moved between people and of the Patients its Consents object (or objected) for.
+        patients = [rid for kind, rid in written if kind == "Patient"]
+        objecting |= withheld.objecting_patients(conn, consents)
+        withheld.held_again(conn, person_links.people_moved(conn, patients), own=objecting)
 
     def _apply(self, conn: Connection, operation: Operation) -> Outcome | None:
         if isinstance(operation, Create):

@@ -452,21 +452,30 @@ def _kept(conn: Connection) -> list[tuple[str, dict[str, str]]]:
 
 def keep_people(conn: Connection, patient_ids: Iterable[str]) -> None:
     """The Patients `patient_ids` were written or deleted in `conn`'s transaction: keep
-    their person again under every systems mapping kept."""
+    their person again under every systems mapping kept (and what objections withhold
+    follows those that moved between people)."""
+    _held_again(conn, people_moved(conn, patient_ids))
+
+
+def people_moved(conn: Connection, patient_ids: Iterable[str]) -> set[str]:
+    """`keep_people` but for what objections withhold, left to the caller (store.withheld's
+    `held_again`, with the Patients the moved ones are): those of `patient_ids` whose person
+    changed."""
     from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
 
     ids = sorted(set(patient_ids))
     if not ids:
-        return
+        return set()
     withheld.hold_people(conn)  # held since the transaction began, when it wrote Patients
-    _held_again(conn, _keep_again(conn, ids))
+    return _keep_again(conn, ids)
 
 
 def _held_again(conn: Connection, changed: set[str]) -> None:
     """The Patients `changed` moved between people: what objections withhold follows."""
     from joinedup.records.store import withheld  # noqa: PLC0415 - cycle
 
-    withheld.held_again(conn, changed)
+    if changed:
+        withheld.held_again(conn, changed)
 
 
 def _keep_again(conn: Connection, ids: Sequence[str]) -> set[str]:

@@ -134,24 +134,27 @@ def consents_written(conn: Connection, patient_ids: Iterable[str]) -> None:
     """Objections of `patient_ids` were written, withdrawn or deleted in `conn`'s
     transaction (their Consents' index rows are as they now stand): write again the rows of
     every Patient they withhold, under every key."""
-    held_again(conn, patient_ids, own=True)
+    held_again(conn, (), own=patient_ids)
 
 
-def held_again(conn: Connection, patient_ids: Iterable[str], *, own: bool = False) -> None:
-    """Write again the rows that `patient_ids` (whose objections or whose person changed in
-    `conn`'s transaction) take part in, under every mapping kept (and the key of Patients'
-    own objections with `own`): those of each of them, of the Patients whose rows name one
-    of them as objecting (the people they were in), and of the Patients of the people they
-    are in now."""
-    ids = sorted(set(patient_ids))
+def held_again(conn: Connection, patient_ids: Iterable[str], *, own: Iterable[str] = ()) -> None:
+    """Write again the rows that `patient_ids` (whose person changed in `conn`'s transaction)
+    and `own` (whose objections changed in it) take part in: under every mapping kept, those
+    of each of either, of the Patients whose rows name one of them as objecting (the people
+    they were in), and of the Patients of the people they are in now; under the key of
+    Patients' own objections, those of `own`. One pass for both, as the rows a Patient is
+    written are what the store holds when they are written."""
+    objected = sorted(set(own))
+    ids = sorted(set(patient_ids) | set(objected))
     if not ids:
         return
     _lock(conn)
     keys = [key for key, _ in person_links.kept_mappings(conn)]
-    for key in [OWN, *keys] if own else keys:
-        affected = set(ids) | _naming(conn, key, ids)
+    for key in [OWN, *keys] if objected else keys:
+        asked = objected if key == OWN else ids
+        affected = set(asked) | _naming(conn, key, asked)
         if key != OWN:
-            affected |= {same for _, same in _pairs(conn, key, ids)}
+            affected |= {same for _, same in _pairs(conn, key, asked)}
         _write(conn, key, sorted(affected))
 
 
