@@ -629,6 +629,26 @@ def _sign_in(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> str:
     raise RuntimeError(f"records serve did not answer within {READY_TIMEOUT_S:.0f} s")
 
 
+def _listening(port: int) -> int:
+    """How many sockets listen on TCP `port` (IPv4, Linux /proc/net/tcp; 0 elsewhere)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return 0
+    rows = [line.split() for line in table.read_text().splitlines()[1:]]
+    return sum(1 for r in rows if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port)
+
+
+def _wait_for_workers(port: int, workers: int) -> None:
+    """Wait until each of `workers` listens on `port` (records serve gives each a socket of
+    its own): the first answers the sign-in while the others may still be starting, and
+    connections made before they listen all go to it and stay there (keep-alive)."""
+    began = time.perf_counter()
+    while workers > 1 and _listening(port) < workers:
+        if time.perf_counter() - began > READY_TIMEOUT_S:
+            raise RuntimeError(f"only {_listening(port)} of {workers} workers listen on {port}")
+        time.sleep(0.2)
+
+
 def bench_queries(
     cluster: Cluster,
     database: str,
@@ -666,6 +686,7 @@ def bench_queries(
         )  # fmt: skip
     try:
         token = _sign_in(base_url, proc, log)
+        _wait_for_workers(port, workers)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as http:
             checked = CHECKED * len(QUERIES)
