@@ -337,3 +337,53 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years)
     except ValueError:
         return day.replace(year=day.year - years, day=28)
+
+
+def test_two_processes_opening_an_access_database_from_before_the_review_columns(
+    tmp_path: Path,
+) -> None:
+    """Two servers opening one access database from before `review_date` at once (the
+    dashboard and `records serve`, started together after an upgrade): the one that read
+    the columns before the other added them still opens it, rather than failing on the
+    column the other added ("duplicate column name"), and the old grant keeps its notice."""
+    from joinedup.web import access
+
+    path = tmp_path / "access.sqlite"
+    store = AccessStore(path)
+    store.add_user("mum", "a long enough password", "citizen", patient_id="own")
+    store.close()
+    with sqlite3.connect(path) as con:  # the table as it was before the review columns
+        con.executescript(
+            "DROP VIEW proxy_status; ALTER TABLE proxies DROP COLUMN review_notice_from;"
+            "ALTER TABLE proxies DROP COLUMN review_date;"
+            "INSERT INTO proxies (username, patient_id, relationship, granted_at) VALUES"
+            " ('mum', 'old', 'parent', '2019-01-01T00:00:00+00:00');"
+        )
+
+    class Racing(sqlite3.Connection):
+        """A connection whose first read of the proxies' columns is followed at once by
+        another process's opening (which adds them)."""
+
+        raced = False
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+            cursor = super().execute(sql, *args)
+            if "pragma_table_info('proxies')" in sql and not Racing.raced:
+                Racing.raced = True
+                rows = cursor.fetchall()
+                AccessStore(path).close()  # the other server, opening it meanwhile
+                return iter(rows)  # type: ignore[return-value]
+            return cursor
+
+    con = sqlite3.connect(path, isolation_level=None, factory=Racing)
+    try:
+        access._rename_old_columns(con)
+    finally:
+        con.close()
+    assert Racing.raced
+    store = AccessStore(path)
+    try:
+        [record] = store.proxies("mum")
+        assert record.status == "active" and record.review_notice_from is not None
+    finally:
+        store.close()

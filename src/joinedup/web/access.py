@@ -477,29 +477,37 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PATIENT)
     if "organisation_code" not in user_names:
         con.execute(_ADD_ORGANISATION)
-    proxy_names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
-    if "until_date" not in proxy_names:
-        con.execute(_ADD_PROXY_UNTIL)
-    if "until_reason" not in proxy_names:
-        con.execute(_ADD_PROXY_UNTIL_REASON)
-    for name, statement in _ADD_PROXY_RENEWED.items():
-        if name not in proxy_names:
-            con.execute(statement)
-    if "review_date" not in proxy_names:
-        con.execute(_ADD_PROXY_REVIEW_DATE)
-    if "review_notice_from" not in proxy_names:
-        _notice_old_proxies(con)
+    if not {row[0] for row in con.execute(_PROXY_COLUMNS)} >= _PROXY_NEEDS:
+        _add_proxy_columns(con)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
     _proxy_status_view(con)  # after the columns it reads are there
 
 
-def _notice_old_proxies(con: sqlite3.Connection) -> None:
-    """Add `review_notice_from`, and give each grant recorded before it (not revoked) the
-    time it is added, in one transaction (_ADD_PROXY_NOTICE_FROM)."""
+#: The proxies columns added since the table was first made, each with its statement.
+_PROXY_ADDED = {
+    "until_date": _ADD_PROXY_UNTIL,
+    "until_reason": _ADD_PROXY_UNTIL_REASON,
+    **_ADD_PROXY_RENEWED,
+    "review_date": _ADD_PROXY_REVIEW_DATE,
+}
+_PROXY_NEEDS = frozenset({*_PROXY_ADDED, "review_notice_from"})
+
+
+def _add_proxy_columns(con: sqlite3.Connection) -> None:
+    """Add the proxies columns the table lacks, in one transaction whose own read of the
+    columns decides which: another process opening the file at the same time (the dashboard
+    and `records serve` started together after an upgrade) may have added them since this
+    one first looked, and adding one again fails ("duplicate column name"). A table that
+    gains `review_notice_from` holds grants recorded before it: each not revoked is given the
+    time it gains it, in the same transaction (_ADD_PROXY_NOTICE_FROM)."""
     con.execute("BEGIN IMMEDIATE")
     try:
-        if "review_notice_from" not in {row[0] for row in con.execute(_PROXY_COLUMNS)}:
+        names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
+        for name, statement in _PROXY_ADDED.items():
+            if name not in names:
+                con.execute(statement)
+        if "review_notice_from" not in names:
             con.execute(_ADD_PROXY_NOTICE_FROM)
             con.execute(_NOTICE_OLD_PROXIES, (_iso(_now()),))
         con.execute("COMMIT")
