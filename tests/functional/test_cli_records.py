@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cli_run import joinedup
 
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
@@ -269,3 +270,24 @@ def test_records_serve_refuses_workers_over_an_in_memory_store(tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 2
     assert "in-memory SQLite store cannot be shared" in result.stderr
+
+
+def test_records_serve_names_an_ipv6_address_as_a_url(tmp_path: Path) -> None:
+    """An IPv6 host is printed in brackets (`http://[::1]:8001/...`), the address a user can
+    open, not `http://::1:8001/...`; here on a port in use, so the server stops at once."""
+    try:
+        taken = socket.socket(socket.AF_INET6)
+        taken.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = joinedup(
+            "records", "serve", "--records", str(tmp_path / "r.sqlite"), "--workers", "2",
+            "--host", "::1", "--port", str(port),
+            "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path,
+        )  # fmt: skip
+    assert f"http://[::1]:{port}/fhir/R4" in result.stdout, result.stdout
+    assert result.returncode == 2
+    assert f"--host/--port [::1]:{port}: cannot listen there" in result.stderr, result.stderr

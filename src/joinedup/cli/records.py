@@ -35,7 +35,7 @@ from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.scratch import scratch_folder
 from joinedup.web.heap import settle_heap
-from joinedup.web.listening import shared_port
+from joinedup.web.listening import shared_port, url_address
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -177,7 +177,7 @@ def serve(
                 "an in-memory SQLite store cannot be shared: give a file or a postgresql:// URL",
                 param_hint="--workers",
             )
-        address = f"http://{settings.host}:{settings.port}/fhir/R4"
+        address = f"http://{url_address(settings.host, settings.port)}/fhir/R4"
         processes = f", {workers} processes" if workers > 1 else ""
         console.print(
             f"[bold]joinedup records[/] ({store.dialect}{processes}) at "
@@ -211,7 +211,7 @@ def serve(
         sock = shared_port(settings.host, settings.port)
     except OSError as err:
         raise InputError(
-            f"--host/--port {settings.host}:{settings.port}",
+            f"--host/--port {url_address(settings.host, settings.port)}",
             f"cannot listen there ({err.strerror or err})",
         ) from None
     with sock, suppress(KeyboardInterrupt):

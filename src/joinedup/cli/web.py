@@ -31,6 +31,7 @@ from joinedup.web.access import (
     demo_password,
 )
 from joinedup.web.heap import settle_heap
+from joinedup.web.listening import url_address
 from joinedup.web.settings import WebSettings, load_settings
 
 users_app = typer.Typer(help="Who may sign in to the dashboard, and as what.", no_args_is_help=True)
@@ -237,7 +238,7 @@ def serve(
         from joinedup.web.records_pages import mount_records_pages  # noqa: PLC0415
 
         mount_records_pages(app)
-    address = f"http://{settings.host}:{settings.port}/"
+    address = f"http://{url_address(settings.host, settings.port)}/"
     console.print(
         f"[bold]joinedup dashboard[/] for {escape(str(settings.warehouse))} ({settings.mode} mode)"
     )

@@ -41,6 +41,11 @@ class SharedPortSocket(socket.socket):
         return (_bound, (self.family, self.getsockname()))
 
 
+def url_address(host: str, port: int) -> str:
+    """`host`:`port` as a URL writes it: an IPv6 address in brackets (`[::1]:8001`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def shared_port(host: str, port: int) -> SharedPortSocket:
     """The parent's socket for workers at `host`:`port` (0: a free port, then this socket's).
 
