@@ -21,10 +21,16 @@ import socket
 from typing import Any
 
 
-def _bound(family: int, address: tuple[Any, ...]) -> socket.socket:
+def _bound(family: int, address: tuple[Any, ...], *, reuse_address: bool = True) -> socket.socket:
+    """A socket bound to `address` with `SO_REUSEPORT`: a worker's, with `SO_REUSEADDR` too
+    (its closed connections' TIME_WAIT then never keeps the next server off the port), or,
+    without it, the parent's (which so keeps a second server's plain bind off the port while
+    no worker listens yet: Linux lets two `SO_REUSEADDR` sockets bind one port when neither
+    listens)."""
     sock = SharedPortSocket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except BaseException:
@@ -51,12 +57,15 @@ def shared_port(host: str, port: int) -> SharedPortSocket:
 
     Checked first with a plain bind, so that a port another program already holds fails here
     with the system's message (a socket bound with `SO_REUSEPORT` could otherwise join a group
-    another program of the same user listens in)."""
+    another program of the same user listens in). The parent's own socket is bound without
+    `SO_REUSEADDR`, so that the check also fails for a second server started while the first
+    has no worker listening (starting, or all being replaced), whose workers would otherwise
+    join the first's on the port and be handed some of its connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]
-    sock = _bound(family, (host, port))
+    sock = _bound(family, (host, port), reuse_address=False)
     assert isinstance(sock, SharedPortSocket)
     return sock
