@@ -8,7 +8,7 @@ from multiprocessing.reduction import ForkingPickler
 
 import pytest
 
-from joinedup.web.listening import shared_port
+from joinedup.web.listening import bind_plain, shared_port
 
 
 def test_a_second_server_is_refused_while_the_first_has_no_worker_listening() -> None:
@@ -39,3 +39,15 @@ def test_a_port_another_program_listens_on_is_refused() -> None:
         taken.listen()
         with pytest.raises(OSError):
             shared_port("127.0.0.1", taken.getsockname()[1]).close()
+
+
+def test_without_reuse_port_the_workers_share_one_plain_socket() -> None:
+    """Where the system has no SO_REUSEPORT (Windows), `records serve --workers` binds one
+    socket as Uvicorn does, inheritable by its workers, and a port in use is refused."""
+    sock = bind_plain("127.0.0.1", 0)
+    with sock:
+        assert sock.get_inheritable()
+        assert not sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_REUSEPORT", 15))
+        sock.listen()
+        with pytest.raises(OSError):
+            bind_plain("127.0.0.1", sock.getsockname()[1]).close()

@@ -35,7 +35,7 @@ from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.scratch import scratch_folder
 from joinedup.web.heap import settle_heap
-from joinedup.web.listening import shared_port, url_address
+from joinedup.web.listening import REUSE_PORT, bind_plain, shared_port, url_address
 from joinedup.web.settings import load_settings
 
 app = typer.Typer(help="The shared care record's store (FHIR R4).", no_args_is_help=True)
@@ -208,7 +208,12 @@ def serve(
         timeout_worker_healthcheck=WORKER_START_S,
     )  # fmt: skip
     try:
-        sock = shared_port(settings.host, settings.port)
+        # Without SO_REUSEPORT (not Linux or a BSD): Uvicorn's one socket for all workers.
+        sock = (
+            shared_port(settings.host, settings.port)
+            if REUSE_PORT
+            else bind_plain(settings.host, settings.port)
+        )
     except OSError as err:
         raise InputError(
             f"--host/--port {url_address(settings.host, settings.port)}",

@@ -20,6 +20,23 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+#: Whether this system has `SO_REUSEPORT` (Linux, the BSDs; not Windows).
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def bind_plain(host: str, port: int) -> socket.socket:
+    """One socket at `host`:`port` for every worker to accept from (as Uvicorn binds it),
+    where there is no `SO_REUSEPORT`: connections then go to whichever worker wakes first."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
 
 def _bound(family: int, address: tuple[Any, ...], *, reuse_address: bool = True) -> socket.socket:
     """A socket bound to `address` with `SO_REUSEPORT`: a worker's, with `SO_REUSEADDR` too
