@@ -1085,6 +1085,20 @@ _ACCESS_TABLES: tuple[Table, ...] = (
                 "`users renew-proxy`); empty: not since it was granted.",
             ),
             _c("renewed_by", "VARCHAR", "The admin or practice clinician who renewed it."),
+            _c(
+                "review_date",
+                "DATE",
+                "The review day (the child's review birthday) a renewal, or a grant recorded "
+                "as its own review (`users proxy --by`), was for: it counts for that review "
+                "and earlier ones, whatever the notice period is set to later; empty: none.",
+            ),
+            _c(
+                "review_notice_from",
+                "VARCHAR",
+                "For a grant already in the database when the review rule reached it: when it "
+                "did (ISO text), so the grant is suspended no sooner than the notice period "
+                "after; empty for grants recorded since.",
+            ),
         ),
         identifiable=True,
     ),
