@@ -247,16 +247,24 @@ def test_records_serve_with_two_workers_shares_sign_in_audit_and_exports(
     assert len(fhir) == 40 + 180 + 1 + len(polled) + 6, fhir  # the 40 metadata reads first
 
 
-def test_records_serve_with_workers_refuses_a_port_in_use(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+def _serve_on_a_taken_port(taken: socket.socket, host: str, tmp_path: Path) -> tuple[Any, int]:
+    """`records serve --workers 2` at `host` on the port `taken` (bound) listens on: the
+    result and the port."""
+    with taken:
         taken.listen()
         port = taken.getsockname()[1]
         result = joinedup(
             "records", "serve", "--records", str(tmp_path / "r.sqlite"), "--workers", "2",
-            "--host", "127.0.0.1", "--port", str(port),
+            "--host", host, "--port", str(port),
             "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path,
         )  # fmt: skip
+    return result, port
+
+
+def test_records_serve_with_workers_refuses_a_port_in_use(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    result, port = _serve_on_a_taken_port(taken, "127.0.0.1", tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -280,14 +288,7 @@ def test_records_serve_names_an_ipv6_address_as_a_url(tmp_path: Path) -> None:
         taken.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
-    with taken:
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = joinedup(
-            "records", "serve", "--records", str(tmp_path / "r.sqlite"), "--workers", "2",
-            "--host", "::1", "--port", str(port),
-            "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path,
-        )  # fmt: skip
+    result, port = _serve_on_a_taken_port(taken, "::1", tmp_path)
     assert f"http://[::1]:{port}/fhir/R4" in result.stdout, result.stdout
     assert result.returncode == 2
     assert f"--host/--port [::1]:{port}: cannot listen there" in result.stderr, result.stderr
