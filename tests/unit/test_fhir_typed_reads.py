@@ -374,18 +374,25 @@ _STARTS: list[tuple[bytes, tuple[str, int] | None]] = [
 ]
 
 
-@pytest.mark.parametrize("blocks", [32 * 1024 * 1024, 7], ids=["one block", "7-byte blocks"])
+@pytest.mark.parametrize(
+    ("blocks", "pieces"),
+    [(32 * 1024 * 1024, 128 * 1024 * 1024), (7, 128 * 1024 * 1024), (7, 5), (3, 60)],
+    ids=["one block", "7-byte blocks", "5-byte pieces", "60-byte pieces"],
+)
 @pytest.mark.parametrize(("data", "found"), _STARTS, ids=lambda v: repr(v)[:50])
 def test_leading_type_reads_only_starts_it_can_trust(
     data: bytes,
     found: tuple[str, int] | None,
     blocks: int,
+    pieces: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Lines that start otherwise are left to the parse; a file listed from its starts
-    gives the count and the rows the general query gives, across block boundaries."""
+    gives the count and the rows the general query gives, across the boundaries of the
+    blocks scanned at once and of the pieces scanned by threads at once."""
     monkeypatch.setattr(reader, "SCAN_BYTES", blocks)
+    monkeypatch.setattr(reader, "PIECE_BYTES", pieces)
     path = tmp_path / "Encounter.ndjson"
     path.write_bytes(data)
     assert reader.leading_type(path) == found
@@ -405,6 +412,35 @@ def test_leading_type_reads_only_starts_it_can_trust(
         assert load_files(engine, [path]) == count
         got = execute_view(compiled, None, engine)
     assert got.to_pylist() == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_files_scanned_together_are_each_listed_as_alone(
+    workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several files cut into many small pieces and scanned by threads at once: each file's
+    answer is its own, whatever the pieces of the others hold."""
+    monkeypatch.setattr(reader, "PIECE_BYTES", 40)
+    monkeypatch.setattr(reader, "SCAN_BYTES", 16)
+    patient = _compact({"resourceType": "Patient", "id": "p"})
+    contents = {
+        "Encounter.ndjson": f"{_E}\n" * 9,
+        "Patient.ndjson": f"{patient}\n" * 4 + f"{_E}\n" + f"{patient}\n" * 4,
+        "empty.ndjson": "",
+        "blank.ndjson": f"{_E}\n" * 5 + "\n" + f"{_E}\n",
+        "Patient2.ndjson": f"{patient}\n" * 7 + patient,
+    }
+    paths = []
+    for name, text in contents.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_text(text)
+    assert reader.leading_types(paths, workers=workers) == {
+        paths[0]: ("Encounter", 9),
+        paths[1]: None,
+        paths[2]: None,
+        paths[3]: None,
+        paths[4]: ("Patient", 8),
+    }
 
 
 def test_a_gzipped_file_is_parsed_to_list_it(tmp_path: Path) -> None:

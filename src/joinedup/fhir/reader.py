@@ -17,9 +17,12 @@ from __future__ import annotations
 import gzip
 import json
 import mmap
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -303,7 +306,9 @@ _TYPE_HEAD = b'{"resourceType":"'
 _TYPE_NAME = re.compile(rb"[A-Za-z]{1,64}")
 #: Bytes of a file scanned at once by `leading_type` (what it holds in memory, besides the
 #: line starts found in them).
-SCAN_BYTES = 32 * 1024 * 1024
+SCAN_BYTES = 2 * 1024 * 1024
+#: Bytes of a file one thread of `leading_types` scans.
+PIECE_BYTES = 128 * 1024 * 1024
 
 
 def leading_type(path: Path) -> tuple[str, int] | None:
@@ -316,24 +321,82 @@ def leading_type(path: Path) -> tuple[str, int] | None:
     its start is found by whatever parses it. The bytes are scanned in blocks with numpy
     (line starts, then each byte of the start at all of them); nothing per line is Python.
     """
+    return leading_types([path])[path]
+
+
+def leading_types(
+    paths: Iterable[Path], workers: int | None = None
+) -> dict[Path, tuple[str, int] | None]:
+    """`leading_type` of each file, the files cut into pieces of about `PIECE_BYTES` at line
+    ends and the pieces scanned by `workers` threads at once (by default one a CPU; numpy
+    lets go of the GIL while it scans)."""
+    listed = list(dict.fromkeys(paths))
+    with ExitStack() as stack:  # every mapping closed once no array views it
+        starts = {path: _mapped_start(path, stack) for path in listed}
+        counts = _count_lines(
+            {path: (s[1], s[2]) for path, s in starts.items() if s is not None}, workers
+        )
+    found: dict[Path, tuple[str, int] | None] = {}
+    for path, start in starts.items():
+        lines = counts.get(path)
+        found[path] = None if start is None or lines is None else (start[0], lines)
+    return found
+
+
+def _mapped_start(path: Path, stack: ExitStack) -> tuple[str, bytes, mmap.mmap] | None:
+    """The type named at the start of `path`'s first line, that start, and the file mapped
+    into memory (closed with `stack`); None when the first line starts otherwise."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    with path.open("rb") as handle:
-        first = handle.read(len(_TYPE_HEAD) + 66)
-        if not first.startswith(_TYPE_HEAD):
-            return None
-        name = _TYPE_NAME.match(first, len(_TYPE_HEAD))
-        if name is None or first[name.end() : name.end() + 1] != b'"':
-            return None
-        head = np.frombuffer(first[: name.end() + 1], dtype=np.uint8)
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            lines = _lines_starting(np.frombuffer(mapped, dtype=np.uint8), head)
-    return None if lines is None else (name.group().decode("ascii"), lines)
+    handle = stack.enter_context(path.open("rb"))
+    first = handle.read(len(_TYPE_HEAD) + 66)
+    if not first.startswith(_TYPE_HEAD):
+        return None
+    name = _TYPE_NAME.match(first, len(_TYPE_HEAD))
+    if name is None or first[name.end() : name.end() + 1] != b'"':
+        return None
+    mapped = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+    return name.group().decode("ascii"), first[: name.end() + 1], mapped
+
+
+def _count_lines(
+    files: dict[Path, tuple[bytes, mmap.mmap]], workers: int | None
+) -> dict[Path, int | None]:
+    """How many lines each mapped file holds when every one starts with its start, else
+    None: the files' pieces scanned in a pool of threads."""
+    pieces: list[tuple[Path, npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = []
+    for path, (start, mapped) in files.items():
+        data, head = np.frombuffer(mapped, dtype=np.uint8), np.frombuffer(start, np.uint8)
+        pieces += [(path, data[low:high], head) for low, high in _pieces(data)]
+    counts: dict[Path, int | None] = dict.fromkeys(files, 0)
+    threads = max(1, min(workers or len(os.sched_getaffinity(0)), len(pieces)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        scanned = list(pool.map(lambda piece: _lines_starting(piece[1], piece[2]), pieces))
+    for (path, _, _), lines in zip(pieces, scanned, strict=True):
+        total = counts[path]
+        counts[path] = None if lines is None or total is None else total + lines
+    return counts
+
+
+def _pieces(data: npt.NDArray[np.uint8]) -> list[tuple[int, int]]:
+    """`data` cut into ranges of about `PIECE_BYTES`, each starting where a line starts."""
+    size, low, cuts = len(data), 0, []
+    while low < size:
+        high = low + PIECE_BYTES
+        if high < size:
+            ends = np.flatnonzero(data[high - 1 : high - 1 + SCAN_BYTES] == 10)
+            high = size if not len(ends) else high + int(ends[0])
+        cuts.append((low, min(high, size)))
+        low = min(high, size)
+    return cuts
 
 
 def _lines_starting(data: npt.NDArray[np.uint8], head: npt.NDArray[np.uint8]) -> int | None:
     """How many lines `data` holds when every one starts with `head`, else None."""
     size, lines = len(data), 0
+    if size < len(head):
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(data, len(head))  # no copy
     for low in range(0, size, SCAN_BYTES):
         starts = np.flatnonzero(data[low : low + SCAN_BYTES] == 10) + (low + 1)
         if low == 0:
@@ -341,8 +404,7 @@ def _lines_starting(data: npt.NDArray[np.uint8], head: npt.NDArray[np.uint8]) ->
         starts = starts[starts < size]  # the newline that ends the file starts no line
         if len(starts) and int(starts[-1]) + len(head) > size:
             return None
-        for offset, byte in enumerate(head.tolist()):
-            if np.count_nonzero(data[starts + offset] != byte):
-                return None
+        if not (windows[starts] == head).all():
+            return None
         lines += len(starts)
     return lines

@@ -18,7 +18,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from joinedup.errors import InputError, JoinedupError
-from joinedup.fhir.reader import input_files, leading_type, read_resources
+from joinedup.fhir.reader import input_files, leading_types, read_resources
 from joinedup.fhir.typed import TYPE_COLUMN, TYPED_SOURCE
 from joinedup.fhir.views import (
     _PRIMITIVE_TYPES,
@@ -117,7 +117,7 @@ def _list_files(engine: Engine, files: list[Path]) -> int | None:
     varchar = exp.DataType.build("VARCHAR")
     # an engine that cannot read lines itself says so here, before any file is scanned
     engine.read_json_columns(_LINE_TYPES, files, {TYPE_COLUMN: varchar}, filename=True)
-    leading = {f: leading_type(f) for f in files}
+    leading = leading_types(files)
     rest = [f for f in files if leading[f] is None]
     if rest and len(rest) < len(files):
         engine.read_json_columns(_LINE_TYPES, rest, {TYPE_COLUMN: varchar}, filename=True)

@@ -1598,8 +1598,8 @@ def _typed_query(
     kind = exp.column(TYPE_COLUMN, "r", quoted=True)
     lines = (
         exp.select(*([v.as_(f"{TOP}{i}") for i, v in values] or [kind]))
-        .from_(exp.alias_(exp.to_table(TYPED_SOURCE), "r"))
-        .where(kind.copy().eq(_string(resource)))
+        .from_(exp.alias_(exp.to_table(TYPED_SOURCE), "r"), copy=False)
+        .where(kind.copy().eq(_string(resource)), copy=False)
     )
     passed = [exp.column(f"{TOP}{i}", "r") for i, _ in values] or [kind.copy()]
     typed_trees = [typed(t) for t in read]
@@ -1611,20 +1611,25 @@ def _typed_query(
             lines, found[0], typed_parts, typed_conditions, columns, d, passed, read_out=True
         )
         return TypedQuery(plan.columns, query)
+    # every tree here is new, made for this query alone: built in place, not copied
     source = lines
     if kept:
         source = (
             exp.select(
-                *passed, *[p.as_(f"{PART}{i}") for (i, _), p in zip(kept, typed_parts, strict=True)]
+                *passed,
+                *[
+                    p.as_(f"{PART}{i}", copy=False)
+                    for (i, _), p in zip(kept, typed_parts, strict=True)
+                ],
             )
-            .from_(lines.subquery("r"))
-            .where(*typed_conditions)
+            .from_(lines.subquery("r", copy=False), copy=False)
+            .where(*typed_conditions, copy=False)
         )
         typed_conditions = []
     query = (
-        exp.select(*[o.as_(c.name) for o, c in zip(found, columns, strict=True)])
-        .from_(source.subquery("r"))
-        .where(*typed_conditions)
+        exp.select(*[o.as_(c.name, copy=False) for o, c in zip(found, columns, strict=True)])
+        .from_(source.subquery("r", copy=False), copy=False)
+        .where(*typed_conditions, copy=False)
     )
     return TypedQuery(plan.columns, query)
 
@@ -1926,18 +1931,24 @@ def _assembled(
     """The view's query: `source` (what each resource gives, `passed` on to the rows), the
     parts computed once per resource, the rows unnested, each column read out with its
     type."""
+    # each tree is put in one place once (the caller keeps none to use again): built in
+    # place, not copied at each step
     if parts:
         source = (
-            exp.select(*passed, *[p.as_(f"{PART}{i}") for i, p in enumerate(parts)])
-            .from_(source.subquery("r"))
-            .where(*conditions)
+            exp.select(*passed, *[p.as_(f"{PART}{i}", copy=False) for i, p in enumerate(parts)])
+            .from_(source.subquery("r", copy=False), copy=False)
+            .where(*conditions, copy=False)
         )
         conditions = []
     one = _one(rows)  # one row per resource: nothing to unnest
-    each_row = one.as_("row") if one is not None else d.unnest(rows).as_("row")
-    unnested = exp.select(each_row).from_(source.subquery("r")).where(*conditions)
+    each_row = (one if one is not None else d.unnest(rows)).as_("row", copy=False)
+    unnested = (
+        exp.select(each_row)
+        .from_(source.subquery("r", copy=False), copy=False)
+        .where(*conditions, copy=False)
+    )
     row = exp.column("row", "u")
     outputs = [d.row_get(row, c.name) if read_out else _output(c, row, d) for c in columns]
-    return exp.select(*[o.as_(c.name) for o, c in zip(outputs, columns, strict=True)]).from_(
-        unnested.subquery("u")
-    )
+    return exp.select(
+        *[o.as_(c.name, copy=False) for o, c in zip(outputs, columns, strict=True)]
+    ).from_(unnested.subquery("u", copy=False), copy=False)
