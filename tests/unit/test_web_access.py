@@ -339,36 +339,51 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def test_two_processes_opening_an_access_database_from_before_the_review_columns(
-    tmp_path: Path,
-) -> None:
-    """Two servers opening one access database from before `review_date` at once (the
+#: Older access databases, each as it was before some columns came, and the table whose
+#: columns another process changes between this one's first look and its change.
+_OLDER = {
+    "proxies": (
+        "DROP VIEW proxy_status; ALTER TABLE proxies DROP COLUMN review_notice_from;"
+        "ALTER TABLE proxies DROP COLUMN review_date;"
+    ),
+    "users": (
+        "ALTER TABLE users DROP COLUMN last_sign_in_at;"
+        "ALTER TABLE users DROP COLUMN organisation_code;"
+    ),
+    "audit": "ALTER TABLE audit DROP COLUMN purpose;",
+    "audit_checkpoint": "ALTER TABLE audit_checkpoint RENAME COLUMN entries_count TO entries;",
+}
+
+
+@pytest.mark.parametrize("table", list(_OLDER))
+def test_two_processes_opening_an_older_access_database_at_once(tmp_path: Path, table: str) -> None:
+    """Two servers opening one access database written by an older version at once (the
     dashboard and `records serve`, started together after an upgrade): the one that read
-    the columns before the other added them still opens it, rather than failing on the
-    column the other added ("duplicate column name"), and the old grant keeps its notice."""
+    the columns before the other changed them still opens it, rather than failing on the
+    column the other added ("duplicate column name") or renamed, and an old grant keeps its
+    notice."""
     from joinedup.web import access
 
     path = tmp_path / "access.sqlite"
     store = AccessStore(path)
     store.add_user("mum", "a long enough password", "citizen", patient_id="own")
     store.close()
-    with sqlite3.connect(path) as con:  # the table as it was before the review columns
-        con.executescript(
-            "DROP VIEW proxy_status; ALTER TABLE proxies DROP COLUMN review_notice_from;"
-            "ALTER TABLE proxies DROP COLUMN review_date;"
+    with sqlite3.connect(path) as con:  # the tables as they were before
+        con.executescript(_OLDER[table])
+        con.execute(
             "INSERT INTO proxies (username, patient_id, relationship, granted_at) VALUES"
-            " ('mum', 'old', 'parent', '2019-01-01T00:00:00+00:00');"
+            " ('mum', 'old', 'parent', '2019-01-01T00:00:00+00:00')"
         )
 
     class Racing(sqlite3.Connection):
-        """A connection whose first read of the proxies' columns is followed at once by
-        another process's opening (which adds them)."""
+        """A connection whose first read of the table's columns is followed at once by
+        another process's opening (which changes them)."""
 
         raced = False
 
         def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
             cursor = super().execute(sql, *args)
-            if "pragma_table_info('proxies')" in sql and not Racing.raced:
+            if f"pragma_table_info('{table}')" in sql and not Racing.raced:
                 Racing.raced = True
                 rows = cursor.fetchall()
                 AccessStore(path).close()  # the other server, opening it meanwhile
@@ -384,6 +399,9 @@ def test_two_processes_opening_an_access_database_from_before_the_review_columns
     store = AccessStore(path)
     try:
         [record] = store.proxies("mum")
-        assert record.status == "active" and record.review_notice_from is not None
+        assert record.status == "active"
+        assert (record.review_notice_from is not None) == (table == "proxies")
+        signed = store.sign_in("mum", "a long enough password", "127.0.0.1")
+        assert signed.user is not None and signed.token is not None  # users and audit written
     finally:
         store.close()

@@ -465,6 +465,42 @@ _PROXY_STATUS = (
 
 
 def _rename_old_columns(con: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to date: the columns renamed or added
+    since (above), then the proxy_status view. The columns are changed in one transaction
+    whose own reads decide which: another process opening the file at the same time (the
+    dashboard and `records serve` started together after an upgrade) may have changed them
+    since this one first looked, and adding a column again fails ("duplicate column name").
+    A file already up to date is only read."""
+    if _columns_behind(con):
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if _columns_behind(con):
+                _bring_columns_up(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    _proxy_status_view(con)  # after the columns it reads are there
+
+
+def _columns_behind(con: sqlite3.Connection) -> bool:
+    checkpoint = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
+    return (
+        ("entries" in checkpoint and "entries_count" not in checkpoint)
+        or not {row[0] for row in con.execute(_AUDIT_COLUMNS)} >= set(CONTEXT_FIELDS)
+        or not {row[0] for row in con.execute(_USER_COLUMNS)} >= _USER_ADDED
+        or not {row[0] for row in con.execute(_PROXY_COLUMNS)} >= _PROXY_NEEDS
+    )
+
+
+#: The users columns added since the table was first made.
+_USER_ADDED = frozenset({"patient_id", "organisation_code", "last_sign_in_at"})
+
+
+def _bring_columns_up(con: sqlite3.Connection) -> None:
+    """Every rename and added column a file lacks, inside the caller's transaction. A table
+    that gains `review_notice_from` holds grants recorded before it: each not revoked is
+    given the time it gains it (_ADD_PROXY_NOTICE_FROM)."""
     names = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
     if "entries" in names and "entries_count" not in names:
         con.execute(_RENAME_ENTRIES)
@@ -477,11 +513,15 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
         con.execute(_ADD_PATIENT)
     if "organisation_code" not in user_names:
         con.execute(_ADD_ORGANISATION)
-    if not {row[0] for row in con.execute(_PROXY_COLUMNS)} >= _PROXY_NEEDS:
-        _add_proxy_columns(con)
     if "last_sign_in_at" not in user_names:
         con.execute(_ADD_LAST_SIGN_IN)
-    _proxy_status_view(con)  # after the columns it reads are there
+    proxy_names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
+    for name, statement in _PROXY_ADDED.items():
+        if name not in proxy_names:
+            con.execute(statement)
+    if "review_notice_from" not in proxy_names:
+        con.execute(_ADD_PROXY_NOTICE_FROM)
+        con.execute(_NOTICE_OLD_PROXIES, (_iso(_now()),))
 
 
 #: The proxies columns added since the table was first made, each with its statement.
@@ -492,28 +532,6 @@ _PROXY_ADDED = {
     "review_date": _ADD_PROXY_REVIEW_DATE,
 }
 _PROXY_NEEDS = frozenset({*_PROXY_ADDED, "review_notice_from"})
-
-
-def _add_proxy_columns(con: sqlite3.Connection) -> None:
-    """Add the proxies columns the table lacks, in one transaction whose own read of the
-    columns decides which: another process opening the file at the same time (the dashboard
-    and `records serve` started together after an upgrade) may have added them since this
-    one first looked, and adding one again fails ("duplicate column name"). A table that
-    gains `review_notice_from` holds grants recorded before it: each not revoked is given the
-    time it gains it, in the same transaction (_ADD_PROXY_NOTICE_FROM)."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
-        for name, statement in _PROXY_ADDED.items():
-            if name not in names:
-                con.execute(statement)
-        if "review_notice_from" not in names:
-            con.execute(_ADD_PROXY_NOTICE_FROM)
-            con.execute(_NOTICE_OLD_PROXIES, (_iso(_now()),))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 _VIEW_COLUMNS = "SELECT name FROM pragma_table_info('proxy_status')"
