@@ -1,8 +1,9 @@
 """Bad options and forged names around `joinedup records serve --workers` and the shared
-export jobs: a worker count below one, an in-memory store that several processes cannot share,
-a job id made to reach outside the exports folder, and a job file someone has damaged. Each
-is refused (exit code 2, naming --workers and why, no traceback) or treated as unknown, and
-nothing in the folder is created, changed or removed on the way."""
+export jobs: a worker count below one, a port out of range, an in-memory store that several
+processes cannot share, a job id made to reach outside the exports folder, and a job file
+someone has damaged. Each is refused (exit code 2, naming the option or variable and why, no
+traceback) or treated as unknown, and nothing in the folder is created, changed or removed
+on the way."""
 
 from __future__ import annotations
 
@@ -47,6 +48,31 @@ def test_bad_workers_are_refused_in_one_line_naming_the_option(
     assert run.returncode == 2, run.stdout + run.stderr
     assert "--workers" in run.stderr and words in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "env", "words"),
+    [
+        (["records", "serve"], ["--port", "0"], {}, "--port: Input should be greater than"),
+        (["serve"], ["--port", "65536"], {}, "--port: Input should be less than"),
+        (["records", "serve"], [], {"JOINEDUP_PORT": "70000"}, "JOINEDUP_PORT: Input"),
+    ],
+    ids=["records serve --port 0", "serve --port 65536", "JOINEDUP_PORT=70000"],
+)
+def test_a_port_out_of_range_is_refused_in_one_line_naming_where_it_came_from(
+    tmp_path: Path, command: list[str], args: list[str], env: dict[str, str], words: str
+) -> None:
+    before = snapshot(tmp_path)
+    options = ["--records", "records.sqlite"] if command == ["records", "serve"] else []
+    run = joinedup(
+        *command, *options, *args, "--warehouse", str(tmp_path / "w.duckdb"),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert words in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr  # no pydantic block
+    assert "Traceback" not in run.stderr and "errors.pydantic.dev" not in run.stderr
     assert snapshot(tmp_path) == before
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from joinedup.errors import ConfigurationError
@@ -110,5 +117,23 @@ def load_settings(env_file: Path | None = None, **overrides: object) -> WebSetti
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
         return WebSettings(_env_file=env_file, **given)
+    except ValidationError as err:
+        raise ConfigurationError(f"dashboard settings: {_described(err, set(given))}") from None
     except ValueError as err:
         raise ConfigurationError(f"dashboard settings: {err}") from err
+
+
+def _described(err: ValidationError, given: set[str]) -> str:
+    """Each problem on one line's worth, naming the option it came from (`--port`) or, when
+    not given as one, its variable (`JOINEDUP_PORT`, from the environment or the settings
+    file). The value is not repeated: it may be a secret."""
+    parts = []
+    for problem in err.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a rule over several settings names them itself
+            parts.append(message)
+            continue
+        field = str(problem["loc"][0])
+        name = f"--{field.replace('_', '-')}" if field in given else f"JOINEDUP_{field.upper()}"
+        parts.append(f"{name}: {message}")
+    return "; ".join(parts)
