@@ -241,28 +241,36 @@ _OBSERVATION: dict[str, Any] = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("each", ["forEachOrNull", "forEach"])
 @pytest.mark.parametrize(
     "change",
     [{}, {"component": []}, {"component": None}, {"status": 1e21}, {"status": ["a"]},
      {"valueQuantity": {"value": "12.50"}}, {"valueQuantity": {"value": 1e-7}},
      {"valueQuantity": [{"value": 1}]}, {"code": {"coding": [{"code": 44054006}]}},
-     {"id": True}],
+     {"id": True}, {"component": {"valueQuantity": {"value": 5}}}, {"component": [{}]},
+     {"component": [None, {"valueQuantity": {"value": 6}}]}],
     ids=lambda c: json.dumps(c)[:60],
 )  # fmt: skip
 def test_rows_of_several_a_resource_give_the_general_rows(
-    change: dict[str, Any], tmp_path: Path
+    change: dict[str, Any], each: str, tmp_path: Path
 ) -> None:
+    """A resource's own row and one a component (`unionAll`), where the component is
+    iterated with `forEachOrNull` and with `forEach` (whose rows, when a resource has no
+    component, are the own row alone, written without the lists: `_union_without_foci`)."""
+    view = json.loads(json.dumps(_ROWS).replace('"forEachOrNull"', json.dumps(each)))
     data = tmp_path / "Observation.ndjson"
     lines = [_OBSERVATION, {**_OBSERVATION, "id": "changed", **change}]
     data.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
     try:
-        expected = _general(_ROWS, [data])
+        expected = _general(view, [data])
     except Exception as err:  # the general query refuses it: so must typed
         with pytest.raises(type(err)):
-            _typed(_ROWS, [data])
+            _typed(view, [data])
         return
-    got, _ = _typed(_ROWS, [data])
+    got, _ = _typed(view, [data])
     assert got == expected
+    if each == "forEach" and change.get("component", 1) in ([], None):
+        assert [(r["id"], r["part"]) for r in got[3:]] == [("changed", "own")]
     assert [(r["part"], r["i"], r["value"], r["code"]) for r in got[:3]] == [
         ("own", 0, 120.5, "85354-9"), ("component", 0, 120.0, "8480-6"),
         ("component", 1, 80.0, "8462-4"),

@@ -260,7 +260,18 @@ def _sole(collection: exp.Expr) -> exp.Expr | None:
 
 
 def _map(collection: exp.Expr, scope: _Scope, body: _Body) -> exp.Expr:
-    """transform(collection, v -> body(v)): `body` returns one value."""
+    """transform(collection, v -> body(v)): `body` returns one value. Over the rows
+    `_union_without_foci` writes, each branch of its CASE is transformed instead, so the
+    usual resource's one row stays a list of one written out."""
+    if isinstance(collection, exp.Case) and collection.meta.get(_WITHOUT_FOCI):
+        [when] = collection.args["ifs"]
+        [row] = when.args["true"].expressions
+        case = _case(
+            (when.this, exp.Array(expressions=[body(row)])),
+            default=_map(collection.args["default"], scope, body),
+        )
+        case.meta[_WITHOUT_FOCI] = True
+        return case
     item = _sole(collection)
     if item is not None:
         return exp.Array(expressions=[body(item)])
@@ -1292,6 +1303,15 @@ def _repeat(paths: list[Node], item: exp.Expr, scope: _Scope, depth: int) -> exp
 
 def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, list[str]]:
     """The rows (a list of rows) one selection makes from one node, and their columns."""
+    rows, names, _ = _rows_and_foci(select, node, scope)
+    return rows, names
+
+
+def _rows_and_foci(
+    select: dict[str, Any], node: exp.Expr, scope: _Scope
+) -> tuple[exp.Expr, list[str], exp.Expr | None]:
+    """`_rows`, and for a `forEach` the collection it iterates (no rows where it is empty),
+    else None."""
     d = scope.dialect
     if _iterates(select):
         if "repeat" in select:
@@ -1314,8 +1334,9 @@ def _rows(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp.Ex
                     default=d.fn("flatten", d.fn("list_transform", c, _lambda(body, var, index))),
                 ),
             )
-        return rows, names
-    return _product(select, node, scope)
+        return rows, names, foci if "forEach" in select else None
+    rows, names = _product(select, node, scope)
+    return rows, names, None
 
 
 def _iterates(select: dict[str, Any]) -> bool:
@@ -1370,9 +1391,9 @@ def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp
     branches = select.get("unionAll") or []
     if branches:
         union_scope = scope_after(parts)
-        unions = [_rows(b, node, union_scope) for b in branches]
-        union = d.fn("flatten", exp.Array(expressions=[rows for rows, _ in unions]))
-        parts.append((union, unions[0][1]))
+        unions = [_rows_and_foci(b, node, union_scope) for b in branches]
+        union = d.fn("flatten", exp.Array(expressions=[rows for rows, _, _ in unions]))
+        parts.append((_union_without_foci(branches, unions, union, d), unions[0][1]))
     if not parts:
         return exp.Array(expressions=[d.blank_row([])]), []
     bound = [
@@ -1384,6 +1405,33 @@ def _product(select: dict[str, Any], node: exp.Expr, scope: _Scope) -> tuple[exp
         acc = _cross(acc, bool(names), part, bool(part_names), scope)
         names = names + part_names
     return acc, names
+
+
+#: Marks the CASE `_union_without_foci` writes, which `_map` may take apart.
+_WITHOUT_FOCI = "rows_without_foci"
+
+
+def _union_without_foci(
+    branches: list[dict[str, Any]],
+    unions: list[tuple[exp.Expr, list[str], exp.Expr | None]],
+    union: exp.Expr,
+    d: JsonDialect,
+) -> exp.Expr:
+    """`union` (the branches' rows, flattened) as `CASE WHEN every forEach's collection is
+    empty THEN [the one-row branch's row] ELSE union END` where one branch gives one row and
+    every other is a `forEach` (an Observation's own row and one a component): the usual
+    resource, with nothing to iterate, then takes no lists, lambdas or flattening. The rows
+    are the same: a `forEach` over nothing gives none, and the one row is the union's
+    whole. A collection is computed again only where it is not empty."""
+    single = [rows for b, (rows, _, _) in zip(branches, unions, strict=True) if not _iterates(b)]
+    foci = [f for _, _, f in unions if f is not None]
+    row = _one(single[0]) if len(single) == 1 else None
+    if row is None or not foci or len(single) + len(foci) != len(unions):
+        return union
+    empty = exp.and_(*[_is_zero(_size(f.copy(), d)) for f in foci], copy=False)
+    case = _case((empty, exp.Array(expressions=[row.copy()])), default=union)
+    case.meta[_WITHOUT_FOCI] = True
+    return case
 
 
 def _cross(
@@ -1398,10 +1446,11 @@ def _cross(
         return d.merge(a, b) if has_left and has_right else a if has_left else b
 
     one_left, one_right = _sole(left), _sole(right)
+    # (a copy of the one row each time: `_map` may write the merge twice)
     if one_left is not None:
-        return _map(right, scope, lambda b: merge(one_left, b))
+        return _map(right, scope, lambda b: merge(one_left.copy(), b))
     if one_right is not None:
-        return _map(left, scope, lambda a: merge(a, one_right))
+        return _map(left, scope, lambda a: merge(a, one_right.copy()))
     a, b = scope.var("a"), scope.var("b")
     inner = d.fn("list_transform", right, _lambda(merge(a, b), b))
     return d.fn("flatten", d.fn("list_transform", left, _lambda(inner, a)))
