@@ -369,13 +369,20 @@ def _count_lines(
         data, head = np.frombuffer(mapped, dtype=np.uint8), np.frombuffer(start, np.uint8)
         pieces += [(path, data[low:high], head) for low, high in _pieces(data)]
     counts: dict[Path, int | None] = dict.fromkeys(files, 0)
-    threads = max(1, min(workers or len(os.sched_getaffinity(0)), len(pieces)))
+    threads = max(1, min(workers or _cpus(), len(pieces)))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         scanned = list(pool.map(lambda piece: _lines_starting(piece[1], piece[2]), pieces))
     for (path, _, _), lines in zip(pieces, scanned, strict=True):
         total = counts[path]
         counts[path] = None if lines is None or total is None else total + lines
     return counts
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (all of them where the system cannot say)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; not macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _pieces(data: npt.NDArray[np.uint8]) -> list[tuple[int, int]]:
