@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -449,6 +451,40 @@ def test_files_scanned_together_are_each_listed_as_alone(
         paths[3]: None,
         paths[4]: ("Patient", 8),
     }
+
+
+def test_more_files_than_descriptors_are_listed(tmp_path: Path) -> None:
+    """A bulk export of more files than the process may hold open (macOS allows 256) is
+    listed from its line starts all the same: files are mapped a batch at a time."""
+    for i in range(300):
+        (tmp_path / f"Encounter.{i:03}.ndjson").write_text(f"{_E}\n" * 3)
+    script = (
+        "import resource, sys; from pathlib import Path; from joinedup.fhir import reader\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
+        "found = reader.leading_types(sorted(Path(sys.argv[1]).iterdir()))\n"
+        "print(len(found), set(found.values()))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "300 {('Encounter', 3)}"
+
+
+def test_an_interrupt_while_listing_is_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the scan stops the load (the mapping's close does not turn it into an
+    error the loader would take as a file to parse instead)."""
+    path = tmp_path / "Encounter.ndjson"
+    path.write_text(f"{_E}\n" * 3)
+
+    def interrupted(data: Any, head: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reader, "_lines_starting", interrupted)
+    with pytest.raises(KeyboardInterrupt), open_empty_engine("duckdb") as engine:
+        load_files(engine, [path])
 
 
 def test_a_gzipped_file_is_parsed_to_list_it(tmp_path: Path) -> None:

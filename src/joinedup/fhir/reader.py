@@ -22,7 +22,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -309,6 +309,8 @@ _TYPE_NAME = re.compile(rb"[A-Za-z]{1,64}")
 SCAN_BYTES = 2 * 1024 * 1024
 #: Bytes of a file one thread of `leading_types` scans.
 PIECE_BYTES = 128 * 1024 * 1024
+#: Files `leading_types` maps into memory at a time.
+FILES_AT_ONCE = 64
 
 
 def leading_type(path: Path) -> tuple[str, int] | None:
@@ -329,17 +331,19 @@ def leading_types(
 ) -> dict[Path, tuple[str, int] | None]:
     """`leading_type` of each file, the files cut into pieces of about `PIECE_BYTES` at line
     ends and the pieces scanned by `workers` threads at once (by default one a CPU; numpy
-    lets go of the GIL while it scans)."""
+    lets go of the GIL while it scans). `FILES_AT_ONCE` files are mapped at a time (a
+    mapping holds a file descriptor: a bulk export may be thousands of files)."""
     listed = list(dict.fromkeys(paths))
-    with ExitStack() as stack:  # every mapping closed once no array views it
-        starts = {path: _mapped_start(path, stack) for path in listed}
-        counts = _count_lines(
-            {path: (s[1], s[2]) for path, s in starts.items() if s is not None}, workers
-        )
     found: dict[Path, tuple[str, int] | None] = {}
-    for path, start in starts.items():
-        lines = counts.get(path)
-        found[path] = None if start is None or lines is None else (start[0], lines)
+    for low in range(0, len(listed), FILES_AT_ONCE):
+        with ExitStack() as stack:  # every mapping closed once its files are scanned
+            starts = {path: _mapped_start(path, stack) for path in listed[low:][:FILES_AT_ONCE]}
+            counts = _count_lines(
+                {path: (s[1], s[2]) for path, s in starts.items() if s is not None}, workers
+            )
+        for path, start in starts.items():
+            lines = counts.get(path)
+            found[path] = None if start is None or lines is None else (start[0], lines)
     return found
 
 
@@ -348,15 +352,24 @@ def _mapped_start(path: Path, stack: ExitStack) -> tuple[str, bytes, mmap.mmap] 
     into memory (closed with `stack`); None when the first line starts otherwise."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    handle = stack.enter_context(path.open("rb"))
-    first = handle.read(len(_TYPE_HEAD) + 66)
-    if not first.startswith(_TYPE_HEAD):
-        return None
-    name = _TYPE_NAME.match(first, len(_TYPE_HEAD))
-    if name is None or first[name.end() : name.end() + 1] != b'"':
-        return None
-    mapped = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+    with path.open("rb") as handle:  # the mapping keeps a descriptor of its own
+        first = handle.read(len(_TYPE_HEAD) + 66)
+        if not first.startswith(_TYPE_HEAD):
+            return None
+        name = _TYPE_NAME.match(first, len(_TYPE_HEAD))
+        if name is None or first[name.end() : name.end() + 1] != b'"':
+            return None
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    stack.callback(_unmap, mapped)
     return name.group().decode("ascii"), first[: name.end() + 1], mapped
+
+
+def _unmap(mapped: mmap.mmap) -> None:
+    """Close a mapping; while an error (or Ctrl-C) is on its way out, arrays in its
+    traceback may still view the mapping, which then goes with them instead, so that the
+    error, not a BufferError about the mapping, is what the caller sees."""
+    with suppress(BufferError):
+        mapped.close()
 
 
 def _count_lines(
