@@ -1562,7 +1562,11 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
     if top:
         source = source.select(d.read_all(exp.column("resource"), top).as_(TOP))
     passed = [exp.column("resource", "r")] + ([exp.column(TOP, "r")] if top else [])
-    query = _assembled(source, rows, parts, conditions, columns, d, passed)
+    # Built in place, its parts may share a node or keep a parent from the typed query's
+    # build: one copy of the finished query gives each place its own node and the right
+    # parent (what the builders' copies at every step gave before), so that a later
+    # in-place transform reaches every node. (The typed query has neither.)
+    query = _assembled(source, rows, parts, conditions, columns, d, passed).copy()
     return CompiledView(resource, tuple(columns), query, dialect, typed)
 
 
@@ -1660,7 +1664,7 @@ def _typed_query(
             lines, found[0], typed_parts, typed_conditions, columns, d, passed, read_out=True
         )
         return TypedQuery(plan.columns, query)
-    # every tree here is new, made for this query alone: built in place, not copied
+    # built in place, not copied at each step (these trees are this query's alone)
     source = lines
     if kept:
         source = (
@@ -1980,8 +1984,8 @@ def _assembled(
     """The view's query: `source` (what each resource gives, `passed` on to the rows), the
     parts computed once per resource, the rows unnested, each column read out with its
     type."""
-    # each tree is put in one place once (the caller keeps none to use again): built in
-    # place, not copied at each step
+    # built in place, not copied at each step: the caller copies the finished query where
+    # a tree may be in two places (`compile_view`)
     if parts:
         source = (
             exp.select(*passed, *[p.as_(f"{PART}{i}", copy=False) for i, p in enumerate(parts)])
@@ -1996,8 +2000,11 @@ def _assembled(
         .from_(source.subquery("r", copy=False), copy=False)
         .where(*conditions, copy=False)
     )
-    row = exp.column("row", "u")
-    outputs = [d.row_get(row, c.name) if read_out else _output(c, row, d) for c in columns]
+
+    def row() -> exp.Expr:  # one of its own for each column
+        return exp.column("row", "u")
+
+    outputs = [d.row_get(row(), c.name) if read_out else _output(c, row(), d) for c in columns]
     return exp.select(
         *[o.as_(c.name, copy=False) for o, c in zip(outputs, columns, strict=True)]
     ).from_(unnested.subquery("u", copy=False), copy=False)
