@@ -6,6 +6,8 @@ the CLI prints its message and exits non-zero without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import ValidationError
 
 
@@ -26,11 +28,17 @@ class ConfigurationError(JoinedupError):
     """A setting or option is missing or inconsistent."""
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """A validation failure as `field.path: reason` parts (the first ten), for InputError."""
+def describe_validation_error(
+    err: ValidationError, name: Callable[[tuple[int | str, ...]], str] | None = None
+) -> str:
+    """A validation failure as `field.path: reason` parts (the first ten), for InputError;
+    `name` gives the field's name as its user knows it (an option, a variable) instead."""
     parts = []
     for e in err.errors()[:10]:
-        loc = ".".join(str(x) for x in e["loc"])
+        if name is not None and e["loc"]:
+            loc = name(e["loc"])
+        else:
+            loc = ".".join(str(x) for x in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = err.error_count() - len(parts)

@@ -337,7 +337,9 @@ def leading_types(
     found: dict[Path, tuple[str, int] | None] = {}
     for low in range(0, len(listed), FILES_AT_ONCE):
         with ExitStack() as stack:  # every mapping closed once its files are scanned
-            starts = {path: _mapped_start(path, stack) for path in listed[low:][:FILES_AT_ONCE]}
+            starts = {
+                path: _mapped_start(path, stack) for path in listed[low : low + FILES_AT_ONCE]
+            }
             counts = _count_lines(
                 {path: (s[1], s[2]) for path, s in starts.items() if s is not None}, workers
             )

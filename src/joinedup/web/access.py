@@ -471,11 +471,11 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
     dashboard and `records serve` started together after an upgrade) may have changed them
     since this one first looked, and adding a column again fails ("duplicate column name").
     A file already up to date is only read."""
-    if _columns_behind(con):
+    if _column_changes(con):
         con.execute("BEGIN IMMEDIATE")
         try:
-            if _columns_behind(con):
-                _bring_columns_up(con)
+            for statement, values in _column_changes(con):
+                con.execute(statement, values)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -483,45 +483,32 @@ def _rename_old_columns(con: sqlite3.Connection) -> None:
     _proxy_status_view(con)  # after the columns it reads are there
 
 
-def _columns_behind(con: sqlite3.Connection) -> bool:
-    checkpoint = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
-    return (
-        ("entries" in checkpoint and "entries_count" not in checkpoint)
-        or not {row[0] for row in con.execute(_AUDIT_COLUMNS)} >= set(CONTEXT_FIELDS)
-        or not {row[0] for row in con.execute(_USER_COLUMNS)} >= _USER_ADDED
-        or not {row[0] for row in con.execute(_PROXY_COLUMNS)} >= _PROXY_NEEDS
-    )
-
-
-#: The users columns added since the table was first made.
-_USER_ADDED = frozenset({"patient_id", "organisation_code", "last_sign_in_at"})
-
-
-def _bring_columns_up(con: sqlite3.Connection) -> None:
-    """Every rename and added column a file lacks, inside the caller's transaction. A table
-    that gains `review_notice_from` holds grants recorded before it: each not revoked is
-    given the time it gains it (_ADD_PROXY_NOTICE_FROM)."""
+def _column_changes(con: sqlite3.Connection) -> list[tuple[str, tuple[str, ...]]]:
+    """Every rename and added column the file lacks, as statements with their values. A
+    table that gains `review_notice_from` holds grants recorded before it: each not revoked
+    is given the time it gains it (_ADD_PROXY_NOTICE_FROM)."""
+    changes: list[str] = []
     names = {row[0] for row in con.execute(_CHECKPOINT_COLUMNS)}
     if "entries" in names and "entries_count" not in names:
-        con.execute(_RENAME_ENTRIES)
+        changes.append(_RENAME_ENTRIES)
     audit_names = {row[0] for row in con.execute(_AUDIT_COLUMNS)}
-    for name in CONTEXT_FIELDS:
-        if name not in audit_names:
-            con.execute(_ADD_CONTEXT[name])
+    changes += [_ADD_CONTEXT[name] for name in CONTEXT_FIELDS if name not in audit_names]
     user_names = {row[0] for row in con.execute(_USER_COLUMNS)}
-    if "patient_id" not in user_names:
-        con.execute(_ADD_PATIENT)
-    if "organisation_code" not in user_names:
-        con.execute(_ADD_ORGANISATION)
-    if "last_sign_in_at" not in user_names:
-        con.execute(_ADD_LAST_SIGN_IN)
+    changes += [sql for name, sql in _USER_ADDED.items() if name not in user_names]
     proxy_names = {row[0] for row in con.execute(_PROXY_COLUMNS)}
-    for name, statement in _PROXY_ADDED.items():
-        if name not in proxy_names:
-            con.execute(statement)
+    changes += [sql for name, sql in _PROXY_ADDED.items() if name not in proxy_names]
+    found: list[tuple[str, tuple[str, ...]]] = [(sql, ()) for sql in changes]
     if "review_notice_from" not in proxy_names:
-        con.execute(_ADD_PROXY_NOTICE_FROM)
-        con.execute(_NOTICE_OLD_PROXIES, (_iso(_now()),))
+        found += [(_ADD_PROXY_NOTICE_FROM, ()), (_NOTICE_OLD_PROXIES, (_iso(_now()),))]
+    return found
+
+
+#: The users columns added since the table was first made, each with its statement.
+_USER_ADDED = {
+    "patient_id": _ADD_PATIENT,
+    "organisation_code": _ADD_ORGANISATION,
+    "last_sign_in_at": _ADD_LAST_SIGN_IN,
+}
 
 
 #: The proxies columns added since the table was first made, each with its statement.
@@ -531,7 +518,6 @@ _PROXY_ADDED = {
     **_ADD_PROXY_RENEWED,
     "review_date": _ADD_PROXY_REVIEW_DATE,
 }
-_PROXY_NEEDS = frozenset({*_PROXY_ADDED, "review_notice_from"})
 
 
 _VIEW_COLUMNS = "SELECT name FROM pragma_table_info('proxy_status')"

@@ -7,6 +7,7 @@ key of at least 32 characters, sends cookies only over HTTPS and refuses the dem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from joinedup.errors import ConfigurationError
+from joinedup.errors import ConfigurationError, describe_validation_error
 
 MIN_SECRET_LENGTH = 32
 
@@ -118,22 +119,19 @@ def load_settings(env_file: Path | None = None, **overrides: object) -> WebSetti
     try:
         return WebSettings(_env_file=env_file, **given)
     except ValidationError as err:
-        raise ConfigurationError(f"dashboard settings: {_described(err, set(given))}") from None
+        problems = describe_validation_error(err, _option_or_variable(set(given)))
+        raise ConfigurationError(f"dashboard settings: {problems}") from None
     except ValueError as err:
         raise ConfigurationError(f"dashboard settings: {err}") from err
 
 
-def _described(err: ValidationError, given: set[str]) -> str:
-    """Each problem on one line's worth, naming the option it came from (`--port`) or, when
-    not given as one, its variable (`JOINEDUP_PORT`, from the environment or the settings
-    file). The value is not repeated: it may be a secret."""
-    parts = []
-    for problem in err.errors():
-        message = problem["msg"].removeprefix("Value error, ")
-        if not problem["loc"]:  # a rule over several settings names them itself
-            parts.append(message)
-            continue
-        field = str(problem["loc"][0])
-        name = f"--{field.replace('_', '-')}" if field in given else f"JOINEDUP_{field.upper()}"
-        parts.append(f"{name}: {message}")
-    return "; ".join(parts)
+def _option_or_variable(given: set[str]) -> Callable[[tuple[int | str, ...]], str]:
+    """A setting's name as it was given: the option (`--port`) when it came as one, else its
+    variable (`JOINEDUP_PORT`, from the environment or the settings file). Messages never
+    repeat the value: it may be a secret."""
+
+    def name(loc: tuple[int | str, ...]) -> str:
+        field = str(loc[0])
+        return f"--{field.replace('_', '-')}" if field in given else f"JOINEDUP_{field.upper()}"
+
+    return name
