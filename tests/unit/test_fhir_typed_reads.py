@@ -471,6 +471,31 @@ def test_more_files_than_descriptors_are_listed(tmp_path: Path) -> None:
     assert run.stdout.strip() == "300 {('Encounter', 3)}"
 
 
+def test_reading_views_over_files_does_not_load_pandas(tmp_path: Path) -> None:
+    """Listing the files and reading a view over them keeps no Python object in DuckDB:
+    DuckDB's module imports pandas the first time it is given one, 0.3-0.5 s of every
+    `views run` (the listing was such a table of a few rows)."""
+    path = tmp_path / "Encounter.ndjson"
+    path.write_text(f"{_E}\n" * 3)
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from joinedup.fhir.ingest import shipped_views\n"
+        "from joinedup.fhir.testsuite import execute_view, load_files\n"
+        "from joinedup.fhir.views import compile_view\n"
+        "from joinedup.warehouse import open_empty_engine\n"
+        "with open_empty_engine('duckdb') as engine:\n"
+        "    loaded = load_files(engine, [Path(sys.argv[1])])\n"
+        "    view = compile_view(shipped_views()['encounter'])\n"
+        "    rows = execute_view(view, None, engine).num_rows\n"
+        "print(loaded, rows, 'pandas' in sys.modules)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["3", "3", "False"]
+
+
 def test_an_interrupt_while_listing_is_not_hidden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
