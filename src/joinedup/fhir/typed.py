@@ -202,6 +202,8 @@ def _value(
     """What `json_extract` gives at `steps` below `value`, from the typed read. A key on an
     array and a position on an object give nothing, as they do in `json_extract`."""
     if not steps:
+        if not reads.done:  # the pass that only collects `reads`: its values are dropped
+            return value
         if isinstance(kind, _Text):
             return d.text_or_error(value, GENERAL_PATH)
         if isinstance(kind, _Number):
@@ -223,7 +225,7 @@ def _value(
         # length tells, not the item copied out. It is stricter where the item is a JSON
         # `null` (FHIR allows none in an array): that resource takes the general path, whose
         # rows are the same.
-        return d.longer_or_error(value, step, GENERAL_PATH)
+        return d.longer_or_error(value, step, GENERAL_PATH) if reads.done else value
     return _value(d.typed_item(value, step), kind.item, rest, d, reads)
 
 

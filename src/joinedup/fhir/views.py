@@ -1260,9 +1260,19 @@ class CompiledView:
 
     resource: str
     columns: tuple[Column, ...]
-    query: exp.Query
+    #: The query as built, in place: a node may be in two places, or keep a parent from a
+    #: tree it is no longer in (`query` is the same query with neither).
+    built: exp.Query = field(repr=False)
     dialect: str = "duckdb"
     typed: TypedQuery | None = None
+
+    @functools.cached_property
+    def query(self) -> exp.Query:
+        """The view's query over the table of resources: `built`, copied once when first
+        asked for, so that each place has its own node with the right parent and a later
+        in-place transform reaches every node. A view read typed never asks for it, and
+        so never pays for the copy."""
+        return self.built.copy()
 
     def sql(self) -> str:
         return self.query.sql(dialect=self.dialect)
@@ -1563,11 +1573,10 @@ def compile_view(view: Any, table: str = RESOURCE_TABLE, dialect: str = "duckdb"
         source = source.select(d.read_all(exp.column("resource"), top).as_(TOP))
     passed = [exp.column("resource", "r")] + ([exp.column(TOP, "r")] if top else [])
     # Built in place, its parts may share a node or keep a parent from the typed query's
-    # build: one copy of the finished query gives each place its own node and the right
-    # parent (what the builders' copies at every step gave before), so that a later
-    # in-place transform reaches every node. (The typed query has neither.)
-    query = _assembled(source, rows, parts, conditions, columns, d, passed).copy()
-    return CompiledView(resource, tuple(columns), query, dialect, typed)
+    # build: `CompiledView.query` copies it once when first asked for (the typed query has
+    # neither).
+    built = _assembled(source, rows, parts, conditions, columns, d, passed)
+    return CompiledView(resource, tuple(columns), built, dialect, typed)
 
 
 def _typed_query(
@@ -1602,10 +1611,21 @@ def _typed_query(
     }
     listed = {top[i]: names for i, names in candidates.items()}
     numbers = _number_leaves(trees, top, d)
+    # a tree is rewritten again only where what it reads is read otherwise than last time
+    reads_of = [frozenset(int(b.expressions[0].name) for b in _top_reads(t)) for t in trees]
+    rewritten: dict[int, tuple[Any, exp.Expr]] = {}
     while True:  # fewer leaves as text until every read of each is as text
         plan = typed_plan(resource, top, single, d, "r", requested, listed, numbers)
         lists = {i: names for i, names in candidates.items() if top[i] in plan.lists}
-        read = [_listed(_text_reads(t, top, plan.text, resource, d), lists, d) for t in trees]
+        read = []
+        for k, t in enumerate(trees):
+            how = (
+                plan.text & reads_of[k],
+                tuple((i, lists[i]) for i in sorted(reads_of[k] & lists.keys())),
+            )
+            if k not in rewritten or rewritten[k][0] != how:
+                rewritten[k] = (how, _listed(_text_reads(t, top, plan.text, resource, d), lists, d))
+            read.append(rewritten[k][1])
         left = {int(b.expressions[0].name) for t in read for b in _top_reads(t)}
         mixed = {_named(top[i]) for i in plan.text & left}
         if not mixed:
@@ -1903,6 +1923,20 @@ def _text_reads(
     return tree.copy().transform(reads.swap, copy=False)
 
 
+def _top_item(position: int) -> exp.Expr:
+    """The prefetched value at `position` (`r.top[position]`)."""
+    return exp.Bracket(this=exp.column(TOP, "r"), expressions=[_number(position)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _single_item(d: JsonDialect, position: int, error: exp.Expr | None) -> exp.Expr:
+    """The first (`error` None) or only item of the prefetched value at `position`, as
+    `_single_of` marks it: built once for each, and only compared (`_TextReads.leaf`),
+    never put in a tree."""
+    item = _top_item(position)
+    return d.first_of(item) if error is None else d.sole_of(item, error)
+
+
 @dataclass(frozen=True)
 class _TextReads:
     """How `_text_reads` rewrites one node."""
@@ -1915,17 +1949,15 @@ class _TextReads:
     def leaf(self, value: exp.Expr) -> int | None:
         """The position of the prefetched leaf `value` is, or is the first or only item of
         (`_single_of`); None for any other value."""
+        if not isinstance(value, exp.Bracket) and value.meta_get("single_of", False) is False:
+            return None  # neither a leaf nor one's first or only item: nothing to walk
         reads = {int(b.expressions[0].name) for b in _top_reads(value)}
         if len(reads) != 1:
             return None
         position = reads.pop()
-        item = exp.Bracket(this=exp.column(TOP, "r"), expressions=[_number(position)])
-        if value == item:
-            return position
-        if "single_of" not in value.meta:
-            return None
-        error = value.meta["single_of"]
-        again = self.d.first_of(item) if error is None else self.d.sole_of(item, error)
+        if isinstance(value, exp.Bracket):
+            return position if value == _top_item(position) else None
+        again = _single_item(self.d, position, value.meta["single_of"])
         return position if again == value else None
 
     def column(self, value: exp.Expr) -> exp.Expr | None:
