@@ -24,7 +24,7 @@ from joinedup.cli.main import (
     WarehouseOption,
     console,
 )
-from joinedup.cli.warehouse import write_result
+from joinedup.cli.results import write_result
 from joinedup.disclosure import DisclosurePolicy
 from joinedup.errors import ConfigurationError, InputError, describe_validation_error
 from joinedup.finance import pipeline as fp

@@ -19,7 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from joinedup import __version__
 from joinedup.cli.main import DEFAULT_SPARK_MASTER, SparkMasterOption, console
-from joinedup.cli.warehouse import write_result
+from joinedup.cli.results import write_result
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.linkage import (
     DEFAULT_SEED,

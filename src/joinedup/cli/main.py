@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from joinedup import __version__
 from joinedup.errors import JoinedupError
@@ -33,12 +36,68 @@ def progress_bar() -> Progress:
     )
 
 
+#: Every subcommand, in the order `--help` lists them: the module that defines it and the
+#: name there of its Typer app (a group) or function (a single command). A command's module
+#: is imported when the command runs, not before: importing them all (pyarrow, scipy,
+#: SQLAlchemy, FastAPI...) took 3.8 s of every `joinedup` command.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "summary": ("joinedup.cli.warehouse", "summary"),
+    "demo": ("joinedup.cli.warehouse", "demo"),
+    "serve": ("joinedup.cli.web", "serve"),
+    "footprint": ("joinedup.cli.footprint", "app"),
+    "synth": ("joinedup.cli.synth", "app"),
+    "warehouse": ("joinedup.cli.warehouse", "app"),
+    "score": ("joinedup.cli.score", "app"),
+    "phm": ("joinedup.cli.phm", "app"),
+    "indicators": ("joinedup.cli.indicators", "app"),
+    "views": ("joinedup.cli.views", "app"),
+    "ingest": ("joinedup.cli.fhir", "ingest_app"),
+    "export": ("joinedup.cli.fhir", "export_app"),
+    "finance": ("joinedup.cli.finance", "app"),
+    "link": ("joinedup.cli.link", "app"),
+    "users": ("joinedup.cli.web", "users_app"),
+    "records": ("joinedup.cli.records", "app"),
+}
+
+
+class _Subcommands(TyperGroup):
+    """The root group: each subcommand built from its module when first asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(dict.fromkeys([*super().list_commands(ctx), *SUBCOMMANDS]))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in SUBCOMMANDS:
+            found = subcommand(cmd_name)
+            self.add_command(found, cmd_name)
+        return found
+
+
+def subcommand(name: str) -> Any:
+    """The click command of subcommand `name`, built as the root app would build it."""
+    module, attribute = SUBCOMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="rich")
+    holder.callback()(_root_of_one)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+
+def _root_of_one() -> None:
+    """(A callback, so that one subcommand is built inside a group, as under the root.)"""
+
+
 app = typer.Typer(
     name="joinedup",
     help="joinedup: the platform an Integrated Care System runs on.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=_Subcommands,
 )
 
 WarehouseOption = Annotated[

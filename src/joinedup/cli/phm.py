@@ -26,7 +26,7 @@ from joinedup.cli.main import (
     WarehouseOption,
     console,
 )
-from joinedup.cli.warehouse import write_result
+from joinedup.cli.results import write_result
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.population.codelists import load_codelists
 from joinedup.population.config import WORKLIST_FIELDS, default_config_text, load_config

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from joinedup.cli.main import console
-from joinedup.cli.warehouse import write_result
+from joinedup.cli.results import write_result
 from joinedup.errors import InputError
 from joinedup.population import WEIGHTINGS, score_table
 from joinedup.population.cms import CODE_DEFINED, cms_scores

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from joinedup.cli.main import console
-from joinedup.cli.warehouse import show, write_result
+from joinedup.cli.results import show, write_result
 from joinedup.errors import InputError
 from joinedup.fhir.testsuite import execute_view, load_files, report, run_suite
 from joinedup.fhir.views import compile_view

@@ -3,15 +3,12 @@ run analytics on DuckDB or Spark, and see the system at a glance."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -26,8 +23,9 @@ from joinedup.cli.main import (
     console,
 )
 from joinedup.cli.records import DEMO_RECORDS_PEOPLE, load_demo_records
+from joinedup.cli.results import show, write_result
 from joinedup.cli.synth import build
-from joinedup.disclosure import SUPPRESSED_SUFFIX, DisclosurePolicy, describe, format_count
+from joinedup.disclosure import DisclosurePolicy, describe, format_count
 from joinedup.errors import ConfigurationError, InputError
 from joinedup.fhir.tables import render_fhir_markdown
 from joinedup.finance.tables import render_finance_markdown
@@ -192,36 +190,6 @@ def data_model_page() -> str:
         + "\n\n"
         + render_finance_markdown()
     )
-
-
-def write_result(result: pa.Table, output: Path) -> None:
-    """Write a result as CSV or Parquet by the file's extension, atomically."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    if output.suffix == ".parquet":
-        pq.write_table(result, tmp)
-    elif output.suffix == ".csv":
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(result.column_names)
-            for row in result.to_pylist():
-                writer.writerow(["" if v is None else v for v in row.values()])
-    else:
-        raise InputError(str(output), "write results to a .csv or .parquet file")
-    tmp.replace(output)
-
-
-def show(result: pa.Table, title: str = "", missing: str = "*") -> None:
-    """Print up to 200 rows; `missing` stands in for empty cells ("*": suppressed)."""
-    table = Table(title=title or None, show_edge=False)
-    visible = [c for c in result.column_names if not c.endswith(SUPPRESSED_SUFFIX)]
-    for name in visible:
-        table.add_column(name)
-    for row in result.slice(0, 200).to_pylist():
-        table.add_row(*(missing if v is None else str(v) for v in (row[c] for c in visible)))
-    console.print(table)
-    if result.num_rows > 200:
-        console.print(f"... {result.num_rows - 200:,} more rows (use -o to write them all)")
 
 
 @app.command("run")
