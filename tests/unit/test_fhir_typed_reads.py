@@ -453,6 +453,15 @@ def test_files_scanned_together_are_each_listed_as_alone(
     }
 
 
+def _python(script: str, *args: str) -> str:
+    """What `script` prints, run in a fresh interpreter (it must succeed)."""
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 def test_more_files_than_descriptors_are_listed(tmp_path: Path) -> None:
     """A bulk export of more files than the process may hold open (macOS allows 256) is
     listed from its line starts all the same: files are mapped a batch at a time."""
@@ -464,11 +473,7 @@ def test_more_files_than_descriptors_are_listed(tmp_path: Path) -> None:
         "found = reader.leading_types(sorted(Path(sys.argv[1]).iterdir()))\n"
         "print(len(found), set(found.values()))\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "300 {('Encounter', 3)}"
+    assert _python(script, str(tmp_path)).strip() == "300 {('Encounter', 3)}"
 
 
 def test_reading_views_over_files_does_not_load_pandas(tmp_path: Path) -> None:
@@ -489,11 +494,7 @@ def test_reading_views_over_files_does_not_load_pandas(tmp_path: Path) -> None:
         "    rows = execute_view(view, None, engine).num_rows\n"
         "print(loaded, rows, 'pandas' in sys.modules)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["3", "3", "False"]
+    assert _python(script, str(path)).split() == ["3", "3", "False"]
 
 
 def test_an_interrupt_while_listing_is_not_hidden(
