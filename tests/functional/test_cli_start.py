@@ -57,3 +57,10 @@ def test_an_unknown_subcommand_is_refused() -> None:
     result = CliRunner().invoke(app, ["nosuch"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 2
     assert "No such command 'nosuch'" in result.output
+
+
+def test_a_mistyped_subcommand_gets_a_suggestion() -> None:
+    """Suggested from every subcommand's name, built or not."""
+    result = CliRunner().invoke(app, ["view", "run"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 2
+    assert "No such command 'view'. Did you mean 'views'?" in " ".join(result.output.split())

@@ -497,6 +497,21 @@ def test_reading_views_over_files_does_not_load_pandas(tmp_path: Path) -> None:
     assert _python(script, str(path)).split() == ["3", "3", "False"]
 
 
+@pytest.mark.parametrize("files", [3, 300])
+def test_a_listing_of_many_files_is_kept(files: int, tmp_path: Path) -> None:
+    """The listing is kept as VALUES for a few files and loaded from Arrow for many (VALUES
+    of thousands of rows cost seconds to write): the same resources either way."""
+    for i in range(files):
+        (tmp_path / f"Encounter.{i:03}.ndjson").write_text(
+            _compact({"resourceType": "Encounter", "id": f"e{i}"}) + "\n"
+        )
+    with open_empty_engine("duckdb") as engine:
+        assert load_files(engine, sorted(tmp_path.iterdir())) == files
+        view = views.compile_view(shipped_views()["encounter"])
+        ids = execute_view(view, None, engine).column("id").to_pylist()
+    assert sorted(ids) == sorted(f"e{i}" for i in range(files))
+
+
 def test_an_interrupt_while_listing_is_not_hidden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

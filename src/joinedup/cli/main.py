@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +73,20 @@ class _Subcommands(TyperGroup):
             found = subcommand(cmd_name)
             self.add_command(found, cmd_name)
         return found
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """As the root resolved it, with its "Did you mean" taken from every subcommand's
+        name (Typer's own looks only at those already built)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as err:  # click's UsageError, which Typer keeps private
+            message = getattr(err, "message", None)
+            if isinstance(message, str) and args and "Did you mean" not in message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    suggestions = ", ".join(repr(m) for m in matches)
+                    err.message = f"{message.rstrip('.')}. Did you mean {suggestions}?"  # type: ignore[attr-defined]
+            raise
 
 
 def subcommand(name: str) -> Any:
