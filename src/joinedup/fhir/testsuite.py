@@ -141,7 +141,9 @@ def _list_files(engine: Engine, files: list[Path]) -> int | None:
         return None
     order = {str(f): i for i, f in enumerate(files)}
     counted.sort(key=lambda c: (order.get(c["file"], len(order)), c["resource_type"]))
-    _keep_listing(engine, [(c, order.get(c["file"], len(order))) for c in counted])
+    for c in counted:
+        c["position"] = order.get(c["file"], len(order))
+    _keep_listing(engine, counted)
     return sum(int(c["resource_count"]) for c in counted)
 
 
@@ -151,45 +153,35 @@ def _list_files(engine: Engine, files: list[Path]) -> int | None:
 _LISTED_AS_VALUES = 256
 
 
-def _keep_listing(engine: Engine, listed: list[tuple[dict[str, Any], int]]) -> None:
-    """Keep the listing (`_FILES`) in the engine, for the views that read it. Written as
-    VALUES rather than loaded from Arrow: DuckDB's Python module imports pandas the first
-    time it is given a Python object to read, 0.3-0.5 s of every `views run` for a table
-    of a few rows."""
-    names = ("file", "position", "resource_type", "resource_count")
+def _keep_listing(engine: Engine, listed: list[dict[str, Any]]) -> None:
+    """Keep the listing (`_FILES`) in the engine, for the views that read it. Up to
+    `_LISTED_AS_VALUES` files it is written as VALUES, not loaded from Arrow: DuckDB's
+    Python module imports pandas the first time it is given a Python object to read,
+    0.3-0.5 s of every `views run` for a table of a few rows."""
     if not listed or len(listed) > _LISTED_AS_VALUES:  # VALUES grow 0.4 ms a row to write
         engine.load(
             _FILES,
-            pa.table(
-                {
-                    "file": pa.array([c["file"] for c, _ in listed], pa.string()),
-                    "position": pa.array([p for _, p in listed], pa.int64()),
-                    "resource_type": pa.array([c["resource_type"] for c, _ in listed], pa.string()),
-                    "resource_count": pa.array(
-                        [c["resource_count"] for c, _ in listed], pa.int64()
-                    ),
-                }
-            ),
+            pa.table({name: pa.array([c[name] for c in listed], kind) for name, kind in _LISTING}),
         )
         return
-    rows = [
-        exp.Tuple(
-            expressions=[
-                _string_literal(c["file"]),
-                exp.cast(exp.Literal.number(position), "BIGINT"),
-                _string_literal(c["resource_type"]),
-                exp.cast(exp.Literal.number(int(c["resource_count"])), "BIGINT"),
-            ]
-        )
-        for c, position in listed
+    rows = [exp.Tuple(expressions=[exp.convert(c[name]) for name, _ in _LISTING]) for c in listed]
+    names = [name for name, _ in _LISTING]
+    typed = [
+        exp.cast(exp.column(name), "VARCHAR" if kind == pa.string() else "BIGINT").as_(name)
+        for name, kind in _LISTING
     ]
     engine.materialise(
-        _FILES, exp.select(*names).from_(exp.values(rows, alias="listed", columns=list(names)))
+        _FILES, exp.select(*typed).from_(exp.values(rows, alias="listed", columns=names))
     )
 
 
-def _string_literal(text: str) -> exp.Expr:
-    return exp.cast(exp.Literal.string(text), "VARCHAR")
+#: The listing's columns, in order.
+_LISTING = (
+    ("file", pa.string()),
+    ("position", pa.int64()),
+    ("resource_type", pa.string()),
+    ("resource_count", pa.int64()),
+)
 
 
 def _load_lines(engine: Engine, files: list[Path]) -> int | None:
