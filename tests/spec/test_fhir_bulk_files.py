@@ -67,3 +67,14 @@ def test_a_line_broken_past_its_start_is_named(engine: Engine, tmp_path: Path) -
     with pytest.raises(InputError, match=r"Encounter\.ndjson, line 2"):
         load_files(engine, files)
         execute_view(compiled, None, engine)
+
+
+def test_only_empty_files_give_no_rows(engine: Engine, tmp_path: Path) -> None:
+    """An export with nothing of a type (its files empty) is no error: the view has its
+    columns and no rows."""
+    files = _bulk(tmp_path, {"Patient": [], "Encounter": []})
+    compiled = compile_view(shipped_views()["encounter"], dialect=engine.dialect)
+    assert load_files(engine, files) == 0
+    got = execute_view(compiled, None, engine)
+    assert got.num_rows == 0
+    assert got.column_names == [c.name for c in compiled.columns]

@@ -215,11 +215,11 @@ def _parse_lines(engine: Engine, files: list[Path]) -> None:
     )
 
 
-def _listed_files(engine: Engine) -> list[tuple[str, str]]:
-    """The (file, resource type) pairs `load_files` left in their files, in order; empty
-    when the resources were loaded into the resource table."""
+def _listed_files(engine: Engine) -> list[tuple[str, str]] | None:
+    """The (file, resource type) pairs `load_files` left in their files, in order (none when
+    every file was empty); None when the resources were loaded into the resource table."""
     if _FILES not in engine.table_names():
-        return []
+        return None
     listed = engine.execute(
         exp.select("file", "resource_type").from_(_FILES).order_by("position", "resource_type")
     )
@@ -256,14 +256,14 @@ def _loaded_rows(compiled: CompiledView, engine: Engine) -> pa.Table:
     """The rows of `compiled` over what `load_files` loaded: typed from the files that hold
     its resource type where it can, else over the table of parsed resources."""
     listed = _listed_files(engine)
-    mine = list(dict.fromkeys(Path(f) for f, kind in listed if kind == compiled.resource))
+    mine = list(dict.fromkeys(Path(f) for f, kind in listed or () if kind == compiled.resource))
     if compiled.typed is not None and mine:
         try:
             engine.read_json_columns(TYPED_SOURCE, mine, compiled.typed.columns)
             return engine.execute(compiled.typed.query)
         except Exception:  # a shape the typed read does not take: the general query below
             pass
-    if listed:
+    if listed is not None:  # in files: only those holding the view's type are parsed
         try:
             _resource_table(engine, mine)
         except JoinedupError:
