@@ -64,3 +64,16 @@ def test_a_mistyped_subcommand_gets_a_suggestion() -> None:
     result = CliRunner().invoke(app, ["view", "run"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 2
     assert "No such command 'view'. Did you mean 'views'?" in " ".join(result.output.split())
+
+
+def test_help_paragraphs_wrap_to_the_terminal() -> None:
+    """A paragraph of a command's help after its first is wrapped by the terminal, not at
+    its docstring's line breaks: at 200 columns a sentence is one line, where Typer alone
+    broke it after `and`."""
+    result = CliRunner().invoke(
+        app, ["ingest", "fhir", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "by type, id and version) and flattened by the shipped SQL-on-FHIR views" in (
+        result.output
+    )

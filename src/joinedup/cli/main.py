@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from difflib import get_close_matches
 from pathlib import Path
@@ -99,7 +100,20 @@ def subcommand(name: str) -> Any:
         holder.add_typer(target, name=name)
     else:
         holder.command(name)(target)
-    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    built = typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    _reflow(built)
+    return built
+
+
+def _reflow(command: Any) -> None:
+    """Join the lines of each paragraph of a command's help (and its subcommands'), so the
+    terminal wraps them: Typer keeps a docstring's line breaks after its first paragraph,
+    which a terminal narrower than the source breaks again into ragged lines."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+    for child in getattr(command, "commands", {}).values():
+        _reflow(child)
 
 
 def _root_of_one() -> None:
