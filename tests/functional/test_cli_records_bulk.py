@@ -132,3 +132,41 @@ def test_an_invalid_resource_is_named_by_file_and_line_and_the_rest_load(
     with RecordStore(records_url) as store:
         kept = {r["id"] for r in store.current_resources("Patient")}
     assert kept == {json.loads(patients[0])["id"], json.loads(patients[2])["id"]}
+
+
+def test_ingest_through_the_records_store(
+    world: tuple[Path, dict[str, int]], records_url: str, tmp_path: Path
+) -> None:
+    """`ingest fhir --records`: the files go into the store, and the warehouse is loaded from
+    what the store holds (sources -> records -> views -> warehouse), the same warehouse as
+    ingesting the files directly; again, nothing changes; a resource the store refuses is
+    named by file and line and kept out of both."""
+    ndjson, direct_counts = world
+    total = _lines(ndjson)
+    command = ("ingest", "fhir", str(ndjson), "--records", records_url, "-w", "through.duckdb")
+
+    first = joinedup(*command, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = flat(first.stdout)
+    assert f"{total:,} resources read, {total:,} created, 0 updated, 0 unchanged" in out
+    assert f"loaded from its {total:,} current resources" in out
+    assert _counts(tmp_path / "through.duckdb") == direct_counts
+    assert not [p for p in tmp_path.iterdir() if "records-out" in p.name]  # scratch removed
+
+    again = joinedup(*command, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"0 created, 0 updated, {total:,} unchanged" in flat(again.stdout)
+    assert _counts(tmp_path / "through.duckdb") == direct_counts
+
+    patient = json.loads((ndjson / "Patient.ndjson").read_text().splitlines()[0])
+    patient["id"], patient["gender"] = "refused-here", "bloke"
+    feed = tmp_path / "feed.ndjson"
+    feed.write_text(json.dumps(patient) + "\n")
+    refused = joinedup("ingest", "fhir", str(feed), "--records", records_url,
+                       "-w", "through.duckdb", cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert f"{feed}, line 1: " in refused.stderr and "Patient.gender" in refused.stderr
+    assert "1 skipped as invalid" in flat(refused.stdout)
+    assert _counts(tmp_path / "through.duckdb") == direct_counts
+    with RecordStore(records_url) as store:
+        assert "refused-here" not in {r["id"] for r in store.current_resources("Patient")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -21,13 +23,16 @@ from joinedup.cli.main import (
     SparkMasterOption,
     WarehouseOption,
     console,
+    err_console,
 )
 from joinedup.cli.synth import resolve_footprint
 from joinedup.errors import ConfigurationError
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
 from joinedup.linkage.mpi_files import read_previous
-from joinedup.records import PersonIndexStore
+from joinedup.records import PersonIndexStore, RecordStore
+from joinedup.records.bulk import export as export_records
+from joinedup.records.bulk import load as load_records
 from joinedup.synth.shapes import shapes_for
 from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
 from joinedup.warehouse.lake import Lake, is_lake
@@ -113,6 +118,16 @@ def ingest(
             "(repeatable), e.g. acute=https://trust.example.org/pas-number.",
         ),
     ] = None,
+    records: Annotated[
+        str | None,
+        typer.Option(
+            "--records",
+            metavar="PATH|URL",
+            help="Through the shared care record: load the files into this records store (a "
+            "SQLite file or a postgresql:// URL) first, then build the warehouse from every "
+            "resource the store holds.",
+        ),
+    ] = None,
 ) -> None:
     """Load FHIR R4 records into the warehouse, all or nothing, and report on their quality.
 
@@ -128,6 +143,12 @@ def ingest(
     person_id, so one person's Patients from several organisations are one person even when
     an NHS number is missing or mistyped; the rest are matched by NHS number as without it.
     The report and the build record say how many Patients the index placed.
+
+    With --records, the files go into the shared care record's store first (as `joinedup
+    records load` puts them: each resource at its own id, a new version only where its
+    content changed; one the store refuses is reported with file, line and element, and
+    skipped), and the warehouse is then loaded from the store's current resources, written
+    out as `joinedup records export` writes them: sources, records, views, warehouse.
     """
     index = None if person_index is None else _read_person_index(person_index)
     systems = _index_systems(index_source or [])
@@ -138,6 +159,7 @@ def ingest(
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         _new_warehouse(warehouse, footprint, reference_dir, icb)
     with (
+        _sources(paths, records, warehouse.parent) as sources,
         open_engine(
             engine,
             warehouse=warehouse,
@@ -157,7 +179,7 @@ def ingest(
         task = progress.add_task("reading", total=None)
         result = ingest_fhir(
             eng,
-            paths,
+            sources,
             staging_dir=warehouse.parent,
             on_stage=lambda s: progress.update(task, description=s),
             on_record=lambda n: progress.advance(task, n),
@@ -169,6 +191,44 @@ def ingest(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
         console.print(f"Wrote the quality report to {escape(str(report))}.")
+
+
+@contextmanager
+def _sources(paths: list[Path], records: str | None, scratch: Path) -> Iterator[list[Path]]:
+    """The files the warehouse is loaded from: `paths`, or with `records` the store's current
+    resources once `paths` are loaded into it, written to a scratch folder for the load."""
+    if records is None:
+        yield paths
+        return
+    with RecordStore(records) as store, scratch_folder(scratch, "records-out") as folder:
+        out = folder / "store"
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} resources"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"loading into the records store ({store.dialect})")
+            loaded = load_records(
+                store,
+                paths,
+                on_progress=lambda n: progress.advance(task, n),
+                on_invalid=lambda m: err_console.print(
+                    f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
+                ),
+            )
+            progress.update(task, description="writing out the store's resources", completed=0)
+            written = export_records(store, out, on_progress=lambda n: progress.advance(task, n))
+        console.print(
+            f"Records store ({store.dialect}): {loaded.read:,} resources read, "
+            f"{loaded.created:,} created, {loaded.updated:,} updated, {loaded.unchanged:,} "
+            f"unchanged, {len(loaded.invalid):,} skipped as invalid; the warehouse is loaded "
+            f"from its {sum(written.values()):,} current resources.",
+            soft_wrap=True,
+        )
+        yield [out]
 
 
 def _index_systems(given: list[str]) -> dict[str, str]:
