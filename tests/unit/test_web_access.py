@@ -14,7 +14,7 @@ import pytest
 
 from joinedup.errors import InputError
 from joinedup.records.proxy_age import ProxyAgeEnd, ProxyReview, proxy_age_end
-from joinedup.web.access import AccessStore, Role, SignIn, client_address
+from joinedup.web.access import AccessStore, Role, SignIn, User, client_address
 
 
 @pytest.fixture
@@ -405,3 +405,12 @@ def test_two_processes_opening_an_older_access_database_at_once(tmp_path: Path, 
         assert signed.user is not None and signed.token is not None  # users and audit written
     finally:
         store.close()
+
+
+def test_what_each_role_sees_is_said_as_the_records_api_allows_it() -> None:
+    """`users list` and the audit page say whom a user's access covers: the records API does
+    not restrict a feed or an administrator, so neither is 'aggregates only'."""
+    assert "every record" in User("feed", "Feed", Role.SYSTEM).scope
+    assert "every record" in User("root", "Root", Role.ADMIN).scope
+    assert "audit trail" in User("po", "PO", Role.PRIVACY_OFFICER).scope
+    assert User("ann", "Ann", Role.ANALYST).scope == "aggregates only"

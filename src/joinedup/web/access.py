@@ -186,6 +186,12 @@ class User:
             return f"PCN {self.pcn_code}"
         if self.patient_id:
             return "their own record"
+        if self.role is Role.SYSTEM:  # the records API does not restrict feeds
+            return "every record in the FHIR API (a feed: no dashboard pages)"
+        if self.role is Role.ADMIN:
+            return "every record in the FHIR API; aggregates on the dashboard"
+        if self.role is Role.PRIVACY_OFFICER:
+            return "aggregates, and the audit trail of every record"
         return "aggregates only"
 
     def public(self) -> dict[str, Any]:
