@@ -5,6 +5,7 @@ new version, exported and ingested into a warehouse the same as ingesting the fi
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from cli_run import flat, joinedup
 
 from joinedup.records import RecordStore
 from joinedup.warehouse import POPULATION_TABLES
+from joinedup.web.access import AccessStore
 
 PEOPLE = 150
 
@@ -170,3 +172,34 @@ def test_ingest_through_the_records_store(
     assert _counts(tmp_path / "through.duckdb") == direct_counts
     with RecordStore(records_url) as store:
         assert "refused-here" not in {r["id"] for r in store.current_resources("Patient")}
+
+
+def test_bulk_load_and_export_are_audited(
+    world: tuple[Path, dict[str, int]], records_url: str, tmp_path: Path
+) -> None:
+    """A load or an export at the terminal is an entry in the audit log `records serve
+    --warehouse` keeps (who ran it, what, how many; no identifier), as an API request is."""
+    ndjson, _ = world
+    total = _lines(ndjson)
+    warehouse = ("-w", str(tmp_path / "w.duckdb"))
+    loaded = joinedup("records", "load", str(ndjson), "--records", records_url, *warehouse,
+                      cwd=tmp_path)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    exported = joinedup("records", "export", "--records", records_url, "-o", "out",
+                        "--type", "Patient", *warehouse, cwd=tmp_path)  # fmt: skip
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+
+    store = AccessStore(tmp_path / "w.duckdb.access.sqlite")
+    try:
+        _, entries = store.audit_entries()
+        assert store.verify_audit(full=True).intact
+    finally:
+        store.close()
+    bulk = {e["action"]: e for e in entries if e["action"].startswith("records ")}
+    assert set(bulk) == {"records load", "records export"}
+    assert bulk["records load"]["detail"].startswith(f"{total} read, {total} created")
+    patients = len((ndjson / "Patient.ndjson").read_text().splitlines())
+    assert bulk["records export"]["detail"] == f"{patients} resources (Patient)"
+    assert all(e["username"] == f"cli:{getpass.getuser()}" for e in bulk.values())
+    some_ids = {json.loads(line)["id"] for line in (ndjson / "Patient.ndjson").open()}
+    assert not any(i in json.dumps(list(bulk.values())) for i in some_ids)

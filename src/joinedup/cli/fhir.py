@@ -26,6 +26,7 @@ from joinedup.cli.main import (
     err_console,
 )
 from joinedup.cli.synth import resolve_footprint
+from joinedup.cli.web import audit_command
 from joinedup.errors import ConfigurationError
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
@@ -159,7 +160,7 @@ def ingest(
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         _new_warehouse(warehouse, footprint, reference_dir, icb)
     with (
-        _sources(paths, records, warehouse.parent) as sources,
+        _sources(paths, records, warehouse) as sources,
         open_engine(
             engine,
             warehouse=warehouse,
@@ -194,12 +195,14 @@ def ingest(
 
 
 @contextmanager
-def _sources(paths: list[Path], records: str | None, scratch: Path) -> Iterator[list[Path]]:
+def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterator[list[Path]]:
     """The files the warehouse is loaded from: `paths`, or with `records` the store's current
-    resources once `paths` are loaded into it, written to a scratch folder for the load."""
+    resources once `paths` are loaded into it, written to a scratch folder beside
+    `warehouse` for the load (both audited, as `records load` and `records export` are)."""
     if records is None:
         yield paths
         return
+    scratch = warehouse.parent
     with RecordStore(records) as store, scratch_folder(scratch, "records-out") as folder:
         out = folder / "store"
         with Progress(
@@ -219,8 +222,16 @@ def _sources(paths: list[Path], records: str | None, scratch: Path) -> Iterator[
                     f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                 ),
             )
+            target = f"records/{store.dialect}"
+            counts = (
+                f"{loaded.read} read by ingest fhir, {loaded.created} created, {loaded.updated} "
+                f"updated, {loaded.unchanged} unchanged, {len(loaded.invalid)} skipped"
+            )
+            audit_command(warehouse, "records load", target, counts)
             progress.update(task, description="writing out the store's resources", completed=0)
             written = export_records(store, out, on_progress=lambda n: progress.advance(task, n))
+            exported = f"{sum(written.values())} resources (every type) for ingest fhir"
+            audit_command(warehouse, "records export", target, exported)
         console.print(
             f"Records store ({store.dialect}): {loaded.read:,} resources read, "
             f"{loaded.created:,} created, {loaded.updated:,} updated, {loaded.unchanged:,} "

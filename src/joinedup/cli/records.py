@@ -26,7 +26,7 @@ from joinedup.cli.main import (
     err_console,
     progress_bar,
 )
-from joinedup.cli.web import HostOption, PortOption, SettingsOption, pcns_for_demo
+from joinedup.cli.web import HostOption, PortOption, SettingsOption, audit_command, pcns_for_demo
 from joinedup.errors import InputError
 from joinedup.fhir.export import export_fhir
 from joinedup.fhir.sqltree import ordered, row_number
@@ -255,6 +255,7 @@ def load_command(
             "this one). Faster only with idle cores: on a busy machine it is slower.",
         ),
     ] = 0,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Load FHIR resources into the records store, each at its own id.
 
@@ -262,9 +263,18 @@ def load_command(
     stored with the same content is left as it is, so running the same load again makes no
     new versions. Resources that cannot be read, have no id or fail validation are reported
     with file, line and element and skipped; the rest load. Exit code 1 when any was skipped.
+    The load is audited (who ran it, the counts) in the audit log `records serve --warehouse`
+    keeps, where the privacy officer reads it.
     """
     store = open_records(records)
+    target = f"records/{store.dialect}"
     started = time.monotonic()
+    read = [0]
+
+    def advanced(n: int) -> None:
+        read[0] += n
+        progress.advance(task, n)
+
     try:
         with _progress() as progress:
             task = progress.add_task(f"loading into {store.dialect}", total=None)
@@ -273,13 +283,17 @@ def load_command(
                 paths,
                 chunk_size=chunk_size,
                 validation_workers=validation_workers,
-                on_progress=lambda n: progress.advance(task, n),
+                on_progress=advanced,
                 on_invalid=lambda m: err_console.print(
                     f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                 ),
             )
+    except BaseException as err:  # what was committed before it stopped is in the store
+        _audit_stopped(warehouse, "records load", target, f"{read[0]} read", err)
+        raise
     finally:
         store.close()
+    audit_command(warehouse, "records load", target, _loaded(result))
     seconds = time.monotonic() - started
     rate = result.read / seconds if seconds > 0 else 0.0
     console.print(
@@ -290,6 +304,23 @@ def load_command(
     )
     if result.invalid:
         raise typer.Exit(1)
+
+
+def _audit_stopped(
+    warehouse: Path, action: str, target: str, done: str, err: BaseException
+) -> None:
+    """Audit a bulk command that stopped (an error, Ctrl-C) with what it had done, without
+    hiding why it stopped should the audit log fail too."""
+    with suppress(Exception):
+        audit_command(warehouse, action, target, f"stopped ({type(err).__name__}) after {done}")
+
+
+def _loaded(result: LoadResult) -> str:
+    """A load's counts for the audit log (no identifier: the log holds none)."""
+    return (
+        f"{result.read} read, {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {len(result.invalid)} skipped"
+    )
 
 
 def _instant(value: str) -> datetime:
@@ -324,15 +355,19 @@ def export_command(
             help="Only resources last updated at or after this instant (UTC if no offset).",
         ),
     ] = None,
+    warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
 ) -> None:
     """Write the store's current resources (not deleted ones) as NDJSON, one file a type.
 
     The folder is written whole or not at all (in a temporary folder, then renamed), in the
     layout `joinedup ingest fhir` and `joinedup views run` read: records export then ingest
-    fhir builds the warehouse from the store.
+    fhir builds the warehouse from the store. The export is audited (who ran it, which
+    types, how many resources) in the audit log `records serve --warehouse` keeps.
     """
     moment = _instant(since) if since is not None else None
     store = open_records(records)
+    target = f"records/{store.dialect}"
+    chosen = ", ".join(resource_types or ["every type"]) + (f" since {since}" if since else "")
     try:
         with _progress() as progress:
             task = progress.add_task(f"exporting from {store.dialect}", total=None)
@@ -343,9 +378,13 @@ def export_command(
                 since=moment,
                 on_progress=lambda n: progress.advance(task, n),
             )
+    except BaseException as err:  # nothing is written: the folder is renamed into place last
+        _audit_stopped(warehouse, "records export", target, chosen, err)
+        raise
     finally:
         store.close()
     total = sum(counts.values())
+    audit_command(warehouse, "records export", target, f"{total} resources ({chosen})")
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
@@ -438,6 +477,7 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
                 )
         finally:
             store.close()
+    audit_command(warehouse, "records load", "records/sqlite", f"demo: {_loaded(result)}")
     stamp.write_text(build + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     console.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -62,6 +63,22 @@ def _store(settings: WebSettings) -> AccessStore:
         settings.access_path, allow_demo_users=settings.mode == "demo",
         audit_key_path=settings.audit_key_path,
     )  # fmt: skip
+
+
+def audit_command(warehouse: Path, action: str, resource: str, detail: str) -> None:
+    """Append one entry to the audit log of the access database beside `warehouse` (the one
+    `serve` and `records serve` keep) for work done at the terminal, not through the API: a
+    bulk load or export of the records store. Who: the operating system's account."""
+    settings = _settings(warehouse)
+    settings.access_path.parent.mkdir(parents=True, exist_ok=True)
+    store = _store(settings)
+    try:
+        store.audit(
+            None, action, resource, detail=detail, reason="command line", client="cli",
+            username=f"cli:{getpass.getuser()}",
+        )  # fmt: skip
+    finally:
+        store.close()
 
 
 def pcns_for_demo(warehouse: Path) -> list[str]:
