@@ -29,6 +29,7 @@ from joinedup.web.access import Role, User
 from joinedup.web.records_api.gate import requester
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+ICD10 = "http://hl7.org/fhir/sid/icd-10-uk"
 SCT = "http://snomed.info/sct"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 GP_A = Requester("gp-a", frozenset({"A11111", "U11111"}), frozenset({"A11111"}))
@@ -110,12 +111,20 @@ def test_the_recording_organisation_of_a_resource() -> None:
     assert recording_organisations(practitioner_only) == set()
 
 
-def test_the_shipped_sensitive_codes_are_snomed_with_sources() -> None:
+def test_the_shipped_sensitive_codes_are_snomed_and_icd10_with_sources() -> None:
+    """GP systems code in SNOMED CT, hospitals' diagnoses in ICD-10 (as joinedup's own export
+    writes them): each category is listed in both."""
     shipped = read_sensitive_codes()
-    assert {c.category for c in shipped.codes} == {
-        "hiv", "sexual-health", "gender-identity", "assisted-conception"
-    }  # fmt: skip
-    assert all(c.system == SCT and c.code.isdigit() and c.source for c in shipped.codes)
+    categories = {"hiv", "sexual-health", "gender-identity", "assisted-conception"}
+    for system in (SCT, ICD10):
+        assert {c.category for c in shipped.codes if c.system == system} == categories
+    assert all(c.system in (SCT, ICD10) and c.source for c in shipped.codes)
+    assert all(c.code.isdigit() for c in shipped.codes if c.system == SCT)
+    hospital = {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": ICD10, "code": "B24.X"}]},
+    }
+    assert shipped.categories_of(hospital) == ["hiv"]  # B24X, dotted as the export writes it
     assert (SCT, "86406008") in shipped.pairs
     hiv = {"resourceType": "Condition", "code": {"coding": [{"system": SCT, "code": "86406008"}]}}
     assert shipped.categories_of(hiv) == ["hiv"]
