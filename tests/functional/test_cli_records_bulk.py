@@ -13,10 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 from cli_run import flat, joinedup
+from fhir.resources.R4B.auditevent import AuditEvent as AuditEventR4
 
 from joinedup.records import RecordStore
 from joinedup.warehouse import POPULATION_TABLES
-from joinedup.web.access import AccessStore
+from joinedup.web.access import AccessStore, RecordsAuditQuery
+from joinedup.web.records_api.audit_events import audit_event
 
 PEOPLE = 150
 
@@ -191,15 +193,18 @@ def test_bulk_load_and_export_are_audited(
 
     store = AccessStore(tmp_path / "w.duckdb.access.sqlite")
     try:
-        _, entries = store.audit_entries()
+        _, found = store.records_audit(RecordsAuditQuery())  # what AuditEvent search reads
         assert store.verify_audit(full=True).intact
     finally:
         store.close()
-    bulk = {e["action"]: e for e in entries if e["action"].startswith("records ")}
-    assert set(bulk) == {"records load", "records export"}
-    assert bulk["records load"]["detail"].startswith(f"{total} read, {total} created")
+    bulk = {e["action"]: e for e in found if e["action"].startswith("fhir bulk-")}
+    assert set(bulk) == {"fhir bulk-load", "fhir bulk-export"}
+    assert bulk["fhir bulk-load"]["detail"].startswith(f"200; {total} read, {total} created")
     patients = len((ndjson / "Patient.ndjson").read_text().splitlines())
-    assert bulk["records export"]["detail"] == f"{patients} resources (Patient)"
+    assert bulk["fhir bulk-export"]["detail"] == f"200; {patients} resources (Patient)"
     assert all(e["username"] == f"cli:{getpass.getuser()}" for e in bulk.values())
     some_ids = {json.loads(line)["id"] for line in (ndjson / "Patient.ndjson").open()}
     assert not any(i in json.dumps(list(bulk.values())) for i in some_ids)
+    event = audit_event(bulk["fhir bulk-load"])  # as GET /fhir/R4/AuditEvent answers it
+    assert event["outcome"] == "0" and event["action"] == "E"
+    assert AuditEventR4.model_validate(event).agent

@@ -222,16 +222,16 @@ def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterato
                     f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                 ),
             )
-            target = f"records/{store.dialect}"
+            target = store.dialect
             counts = (
                 f"{loaded.read} read by ingest fhir, {loaded.created} created, {loaded.updated} "
                 f"updated, {loaded.unchanged} unchanged, {len(loaded.invalid)} skipped"
             )
-            audit_command(warehouse, "records load", target, counts)
+            audit_command(warehouse, "bulk-load", target, counts)
             progress.update(task, description="writing out the store's resources", completed=0)
             written = export_records(store, out, on_progress=lambda n: progress.advance(task, n))
             exported = f"{sum(written.values())} resources (every type) for ingest fhir"
-            audit_command(warehouse, "records export", target, exported)
+            audit_command(warehouse, "bulk-export", target, exported)
         console.print(
             f"Records store ({store.dialect}): {loaded.read:,} resources read, "
             f"{loaded.created:,} created, {loaded.updated:,} updated, {loaded.unchanged:,} "

@@ -267,7 +267,7 @@ def load_command(
     keeps, where the privacy officer reads it.
     """
     store = open_records(records)
-    target = f"records/{store.dialect}"
+    target = store.dialect
     started = time.monotonic()
     read = [0]
 
@@ -289,11 +289,11 @@ def load_command(
                 ),
             )
     except BaseException as err:  # what was committed before it stopped is in the store
-        _audit_stopped(warehouse, "records load", target, f"{read[0]} read", err)
+        _audit_stopped(warehouse, "bulk-load", target, f"{read[0]} read", err)
         raise
     finally:
         store.close()
-    audit_command(warehouse, "records load", target, _loaded(result))
+    audit_command(warehouse, "bulk-load", target, _loaded(result))
     seconds = time.monotonic() - started
     rate = result.read / seconds if seconds > 0 else 0.0
     console.print(
@@ -307,12 +307,13 @@ def load_command(
 
 
 def _audit_stopped(
-    warehouse: Path, action: str, target: str, done: str, err: BaseException
+    warehouse: Path, interaction: str, target: str, done: str, err: BaseException
 ) -> None:
     """Audit a bulk command that stopped (an error, Ctrl-C) with what it had done, without
     hiding why it stopped should the audit log fail too."""
     with suppress(Exception):
-        audit_command(warehouse, action, target, f"stopped ({type(err).__name__}) after {done}")
+        stopped = f"stopped ({type(err).__name__}) after {done}"
+        audit_command(warehouse, interaction, target, stopped, ok=False)
 
 
 def _loaded(result: LoadResult) -> str:
@@ -366,7 +367,7 @@ def export_command(
     """
     moment = _instant(since) if since is not None else None
     store = open_records(records)
-    target = f"records/{store.dialect}"
+    target = store.dialect
     chosen = ", ".join(resource_types or ["every type"]) + (f" since {since}" if since else "")
     try:
         with _progress() as progress:
@@ -379,12 +380,12 @@ def export_command(
                 on_progress=lambda n: progress.advance(task, n),
             )
     except BaseException as err:  # nothing is written: the folder is renamed into place last
-        _audit_stopped(warehouse, "records export", target, chosen, err)
+        _audit_stopped(warehouse, "bulk-export", target, chosen, err)
         raise
     finally:
         store.close()
     total = sum(counts.values())
-    audit_command(warehouse, "records export", target, f"{total} resources ({chosen})")
+    audit_command(warehouse, "bulk-export", target, f"{total} resources ({chosen})")
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
@@ -477,7 +478,7 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
                 )
         finally:
             store.close()
-    audit_command(warehouse, "records load", "records/sqlite", f"demo: {_loaded(result)}")
+    audit_command(warehouse, "bulk-load", "sqlite", f"demo: {_loaded(result)}")
     stamp.write_text(build + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     console.print(

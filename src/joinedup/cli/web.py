@@ -65,20 +65,25 @@ def _store(settings: WebSettings) -> AccessStore:
     )  # fmt: skip
 
 
-def audit_command(warehouse: Path, action: str, resource: str, detail: str) -> None:
+def audit_command(
+    warehouse: Path, interaction: str, store: str, detail: str, *, ok: bool = True
+) -> None:
     """Append one entry to the audit log of the access database beside `warehouse` (the one
-    `serve` and `records serve` keep) for work done at the terminal, not through the API: a
-    bulk load or export of the records store. Who: the operating system's account."""
+    `serve` and `records serve` keep) for work on the records store `store` (its dialect) done
+    at the terminal, not through the API: a bulk load or export. It is written as the API's
+    entries are (`fhir <interaction>`, the status first in the detail), so the privacy
+    officer's AuditEvent search finds it; the user is the operating system's account."""
     settings = _settings(warehouse)
     settings.access_path.parent.mkdir(parents=True, exist_ok=True)
-    store = _store(settings)
+    access = _store(settings)
     try:
-        store.audit(
-            None, action, resource, detail=detail, reason="command line", client="cli",
+        access.audit(
+            None, f"fhir {interaction}", f"fhir/records-store/{store}",
+            detail=f"{200 if ok else 500}; {detail}", reason="command line", client="cli",
             username=f"cli:{getpass.getuser()}",
         )  # fmt: skip
     finally:
-        store.close()
+        access.close()
 
 
 def pcns_for_demo(warehouse: Path) -> list[str]:
