@@ -76,6 +76,27 @@ CLASS_FALLBACK: dict[str, str] = {
 INPATIENT_CLASSES = ("IMP", "ACUTE", "NONAC")
 
 #: Observation codes, SNOMED (UK Core) and LOINC (international sources), by canonical type.
+#: What each canonical observation type is called, for a record that carries only its code.
+OBSERVATION_NAMES: dict[str, str] = {
+    "systolic_bp": "Systolic blood pressure",
+    "diastolic_bp": "Diastolic blood pressure",
+    "bmi": "Body mass index",
+    "egfr": "eGFR (estimated glomerular filtration rate)",
+    "hba1c": "HbA1c",
+    "smoking_status": "Smoking status",
+}
+#: The words for joinedup's own activity types (ACTIVITY_TYPE_SYSTEM).
+ACTIVITY_NAMES: dict[str, str] = {
+    "gp_consultation": "GP consultation",
+    "ae_attendance": "A&E attendance",
+    "emergency_admission": "Emergency admission",
+    "elective_admission": "Elective admission",
+    "day_case": "Day case",
+    "outpatient_attendance": "Outpatient attendance",
+    "community_contact": "Community contact",
+    "mental_health_contact": "Mental health contact",
+    "social_care_package": "Social care package",
+}
 OBSERVATION_CODES: dict[str, tuple[tuple[str, str], ...]] = {
     "systolic_bp": ((SNOMED, "72313002"), (SNOMED, "271649006"), (LOINC, "8480-6")),
     "diastolic_bp": ((SNOMED, "1091811000000102"), (SNOMED, "271650006"), (LOINC, "8462-4")),

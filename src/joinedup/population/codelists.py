@@ -140,6 +140,21 @@ def _check_groups(found: set[str], needed: tuple[str, ...], where: str) -> None:
         raise InputError(where, f"no codes for group(s) {', '.join(missing)}")
 
 
+def code_descriptions() -> dict[tuple[str, str], str]:
+    """The words for each code of the shipped diagnosis list, by (`snomed` or `icd10`, code
+    without its dot): SNOMED CT terms, ICD-10 titles (a 3-character category's title covers
+    its subdivisions), for a record that carries a code and no text."""
+    folder = resources.files("joinedup.population").joinpath("codelists")
+    text = folder.joinpath(f"{CONDITIONS_LIST}.csv").read_text(encoding="utf-8")
+    found: dict[tuple[str, str], str] = {}
+    for row in _read(text, f"{CONDITIONS_LIST}.csv", ("code_system", "code", "description")):
+        code = (row["code"] or "").strip().upper().replace(".", "")
+        words = (row["description"] or "").strip()
+        if code and words:
+            found.setdefault(((row["code_system"] or "").strip().lower(), code), words)
+    return found
+
+
 def load_codelists(directory: Path | None = None) -> PhmCodeLists:
     """The shipped code lists, or those in `directory` (phm_conditions.csv, phm_medicines.csv
     and optional .meta.json files beside them)."""

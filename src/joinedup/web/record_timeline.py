@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+from joinedup.fhir.ukcore import (
+    ACTIVITY_NAMES,
+    ACTIVITY_TYPE_SYSTEM,
+    ICD10_SYSTEMS,
+    OBSERVATION_CODES,
+    OBSERVATION_NAMES,
+    SNOMED,
+)
 from joinedup.fhir.validate import NHS_NUMBER_SYSTEM
+from joinedup.population.codelists import code_descriptions
 from joinedup.records.consent import recording_organisations
 
 #: The types the page asks `$everything` for, in the order their sections come.
@@ -63,14 +73,54 @@ def nhs_number_text(value: str) -> str:
 
 
 def concept_text(concept: Any) -> str:
-    """A CodeableConcept in words: its text, else its first coding's display, else its code."""
+    """A CodeableConcept in words: its text, else its first coding's display, else the words
+    joinedup knows for a coding's code (`code_words`), else its first code."""
     if not isinstance(concept, dict):
         return ""
     if concept.get("text"):
         return str(concept["text"])
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict) and (coding.get("display") or coding.get("code")):
-            return str(coding.get("display") or coding.get("code"))
+    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    for coding in codings:
+        if coding.get("display"):
+            return str(coding["display"])
+    for coding in codings:
+        words = code_words(coding.get("system"), coding.get("code"))
+        if words:
+            return words
+    return next((str(c["code"]) for c in codings if c.get("code")), "")
+
+
+@cache
+def _known_words() -> dict[tuple[str, str], str]:
+    """(system, code) -> words: the observation types and activity types joinedup writes, and
+    the SNOMED CT terms and ICD-10 titles of the shipped diagnosis list (ICD-10 undotted)."""
+    known: dict[tuple[str, str], str] = {}
+    for kind, codes in OBSERVATION_CODES.items():
+        for system, code in codes:
+            known.setdefault((system, code), OBSERVATION_NAMES[kind])
+    for kind, words in ACTIVITY_NAMES.items():
+        known[(ACTIVITY_TYPE_SYSTEM, kind)] = words
+    for (system, code), words in code_descriptions().items():
+        for url in (SNOMED,) if system == "snomed" else ICD10_SYSTEMS:
+            known.setdefault((url, code), words)
+    return known
+
+
+def code_words(system: Any, code: Any) -> str:
+    """The words joinedup knows for a code that came without any (records from feeds, and
+    joinedup's own export, often carry codes alone): '' when none. An ICD-10 code is looked up
+    without its dot and then by shorter prefixes, as a category's title covers its
+    subdivisions."""
+    if not isinstance(system, str) or not isinstance(code, str) or not code:
+        return ""
+    known = _known_words()
+    if system not in ICD10_SYSTEMS:
+        return known.get((system, code), "")
+    bare = code.upper().replace(".", "").rstrip("X")
+    for end in range(len(bare), 2, -1):
+        words = known.get((system, bare[:end]))
+        if words:
+            return words
     return ""
 
 
