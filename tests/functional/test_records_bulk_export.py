@@ -414,7 +414,7 @@ def test_the_demo_population_round_trips_through_export_into_a_fresh_postgresql_
             (files / f"{output['type']}.ndjson").write_bytes(answer.content)
         original = {(r["resourceType"], r["id"]): r for r in store.current_resources()}
 
-    done = joinedup("records", "load", str(files), "--records", fresh)
+    done = joinedup("records", "load", str(files), "--records", fresh, "-w", str(warehouse))
     assert done.exit_code == 0, done.output
     assert f"{loaded.read:,} created, 0 updated, 0 unchanged, 0 skipped" in flat(done.output)
     with RecordStore(fresh) as other:
