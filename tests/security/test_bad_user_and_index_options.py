@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
-from cli_run import joinedup
+from cli_run import PhmWarehouse, joinedup
 
 pytestmark = pytest.mark.security
 
@@ -65,6 +67,23 @@ def test_a_practice_without_a_warehouse_is_refused_before_any_access_database_is
             "-w", str(tmp_path / "w.duckdb"))  # fmt: skip
     assert_refused(args, tmp_path, "w.duckdb", "does not exist")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_practice_outside_the_pcn_given_is_refused(
+    small_web_warehouse: PhmWarehouse, tmp_path: Path
+) -> None:
+    """`--pcn U99001 --practice P` where the warehouse has P in another PCN: the clinician
+    would be scoped to a PCN their practice is not in; refused naming both."""
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copyfile(small_web_warehouse.path, warehouse)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        practice = con.execute(
+            "SELECT min(practice_code) FROM practice WHERE pcn_code = 'U99002'"
+        ).fetchall()[0][0]
+    assert practice
+    args = ("users", "add", "doc", "--role", "clinician", "--pcn", "U99001",
+            "--practice", practice, "-w", str(warehouse))  # fmt: skip
+    assert_refused(args, tmp_path, "--practice", f"{practice} is in PCN U99002, not --pcn U99001")
 
 
 def test_a_person_index_that_is_not_there_is_refused_before_any_warehouse_is_made(

@@ -328,7 +328,7 @@ def add_user(
             practice, organisation = organisation, None  # registration counts too
         elif role is Role.CLINICIAN and kind == "pcn" and not pcn:
             pcn, organisation = organisation, None
-    if practice and not pcn:
+    if practice and (not pcn or settings.warehouse.exists()):  # else --pcn as given, unchecked
         query = (
             exp.select("pcn_code")
             .from_("practice")
@@ -338,7 +338,10 @@ def add_user(
             found = engine.execute(query).to_pylist()
         if not found:
             raise InputError("--practice", f"{practice} is not a practice in the warehouse")
-        pcn = str(found[0]["pcn_code"])
+        in_pcn = str(found[0]["pcn_code"])
+        if pcn and pcn != in_pcn:
+            raise InputError("--practice", f"{practice} is in PCN {in_pcn}, not --pcn {pcn}")
+        pcn = in_pcn
     store = _store(settings)
     try:
         user = store.add_user(
