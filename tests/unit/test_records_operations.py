@@ -25,6 +25,7 @@ from joinedup.records import (
     Update,
     VersionConflictError,
 )
+from joinedup.records.parameters import normalise
 from ticking_clock import Clock
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -322,13 +323,42 @@ def test_search_pages_with_count_and_sorts_by_date(
     assert store.search("Observation", {"_count": "0"}).total == 5
 
 
+def test_search_sorts_by_any_date_or_string_parameter(
+    store: RecordStore, records: dict[str, str]
+) -> None:
+    """`_sort` by a type's own date and string parameters, several keys, `-` descending: a
+    resource with no value comes last, ties by id (FHIR's search `_sort`)."""
+    every = store.search("Patient", {"_count": "1000"}).resources
+    assert len(every) > 2
+
+    def family(r: dict[str, Any]) -> str:
+        return min(normalise(n.get("family") or "") for n in r.get("name") or [{}])
+
+    def ids(query: dict[str, str]) -> list[str]:
+        return [r["id"] for r in store.search("Patient", {**query, "_count": "1000"}).resources]
+
+    by_family = sorted(every, key=lambda r: (family(r) == "", family(r), r["id"]))
+    assert ids({"_sort": "family"}) == [r["id"] for r in by_family]
+    born = [r for r in every if r.get("birthDate")]
+    newest_first = sorted(born, key=lambda r: r["id"])
+    newest_first.sort(key=lambda r: r["birthDate"], reverse=True)
+    unborn = sorted(r["id"] for r in every if not r.get("birthDate"))
+    assert ids({"_sort": "-birthdate"}) == [r["id"] for r in newest_first] + unborn
+    assert ids({"_sort": "-_id"}) == sorted((r["id"] for r in every), reverse=True)
+    two_keys = sorted(every, key=lambda r: r["id"])
+    two_keys.sort(key=lambda r: r.get("birthDate") or "", reverse=True)
+    two_keys.sort(key=lambda r: (family(r) == "", family(r)))
+    assert ids({"_sort": "family,-birthdate"}) == [r["id"] for r in two_keys]
+
+
 @pytest.mark.parametrize(
     ("kind", "query", "message"),
     [
         ("Patient", {"shoe-size": "9"}, r"Patient\?shoe-size: not a search parameter"),
         ("Patient", {"birthdate": "soon"}, r"birthdate: not a FHIR date"),
         ("Patient", {"_count": "-1"}, r"_count: not a whole number"),
-        ("Patient", {"_sort": "name"}, r"_sort: the store sorts by date"),
+        ("Patient", {"_sort": "gender"}, r"_sort: the store sorts by _id, .* not gender"),
+        ("Patient", {"_sort": "family,"}, r"_sort: .* not \(nothing\)"),
         ("Patient", {"gender:text": "male"}, r"gender:text: the store does not support"),
         ("Banana", {}, r"Banana: not a FHIR R4 resource type"),
         ("Location", {"name": "x"}, r"Location\?name: not a search parameter .*\(none but _id\)"),

@@ -1,8 +1,9 @@
 """Searches over the index tables, built as SQLAlchemy expressions (never SQL text).
 
 A search is (name, value) pairs: a name given twice must match both (AND), a value with commas
-matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (`date`, `-date`,
-`_lastUpdated`, `-_lastUpdated`) are understood besides the type's own parameters.
+matches any of its parts (OR). `_id`, `_count`, `_offset` and `_sort` (keys by commas, each
+`_id`, `_lastUpdated` or a date or string parameter, `-` for descending) are understood
+besides the type's own parameters.
 """
 
 from __future__ import annotations
@@ -160,12 +161,8 @@ def _shaped(resource_type: str, query: Query) -> _Shaped:
         elif name == "_offset":
             offset = _number(name, value, 0, 10**9)
         elif name == "_sort":
-            if value not in ("date", "-date", "_lastUpdated", "-_lastUpdated"):
-                raise InvalidSearchError(
-                    f"_sort: the store sorts by date or _lastUpdated, not {value}"
-                )
-            if value.lstrip("-") == "date":
-                parameter(resource_type, "date")
+            for key in value.split(","):
+                _sort_key(resource_type, key)
             sort = value
         else:
             shapes.append(_condition(resource_type, name, value, values))
@@ -408,25 +405,52 @@ def _belonging(resource_type: str, searches: Sequence[tuple[str, Query]]) -> Col
     )
 
 
+#: Sort keys every type has, beside its own date and string parameters.
+_SORTED_BY_RESOURCE = ("_id", "_lastUpdated")
+
+
+def _sort_key(resource_type: str, key: str) -> tuple[str, bool]:
+    """One key of `_sort` (`name` or `-name`: descending) checked: `_id`, `_lastUpdated`, or a
+    date or string parameter the store indexes for the type; (name, descending)."""
+    name = key.strip().removeprefix("-")
+    if name not in _SORTED_BY_RESOURCE:
+        kind = parameter(resource_type, name).kind if name else None
+        if kind not in ("date", "string"):
+            raise InvalidSearchError(
+                f"_sort: the store sorts by _id, _lastUpdated or a date or string parameter "
+                f"of {resource_type}, not {key.strip() or '(nothing)'}"
+            )
+    return name, key.strip().startswith("-")
+
+
 def ordered(query: Select[Any], resource_type: str, sort: str | None) -> Select[Any]:
-    """`query` (over `resources`) in the order `sort` asks for, ties broken by id."""
-    if sort in ("date", "-date"):
-        # each resource's earliest start (or latest end) of its dates, looked up through the
-        # index on (type, id) for the resources the page holds
-        bound = func.min(search_dates.c.low) if sort == "date" else func.max(search_dates.c.high)
-        key = (
-            select(bound)
+    """`query` (over `resources`) in the order `sort` asks for (keys checked by `_sort_key`),
+    ties broken by id. A resource with several values of a parameter sorts by its earliest
+    ascending, its latest descending (a date by the start or end of its range); one with none
+    comes last."""
+    for key in sort.split(",") if sort else ():
+        name, descending = _sort_key(resource_type, key)
+        if name in _SORTED_BY_RESOURCE:
+            column = resources.c.last_updated if name == "_lastUpdated" else resources.c.resource_id
+            query = query.order_by(column.desc() if descending else column.asc())
+            continue
+        table = search_dates if parameter(resource_type, name).kind == "date" else search_strings
+        value = (
+            (table.c.high if descending else table.c.low)
+            if table is search_dates
+            else table.c.value
+        )
+        # looked up through the index on (type, id) for the resources the page holds
+        bound = (
+            select(func.max(value) if descending else func.min(value))
             .where(
-                search_dates.c.resource_type == resource_type,
-                search_dates.c.resource_id == resources.c.resource_id,
-                search_dates.c.parameter == "date",
+                table.c.resource_type == resource_type,
+                table.c.resource_id == resources.c.resource_id,
+                table.c.parameter == name,
             )
             .scalar_subquery()
         )
-        query = query.order_by((key.asc() if sort == "date" else key.desc()).nulls_last())
-    elif sort in ("_lastUpdated", "-_lastUpdated"):
-        column = resources.c.last_updated
-        query = query.order_by(column.asc() if sort == "_lastUpdated" else column.desc())
+        query = query.order_by((bound.desc() if descending else bound.asc()).nulls_last())
     return query.order_by(resources.c.resource_id)
 
 

@@ -158,7 +158,8 @@ def capability_statement(base: str, instant: str) -> dict[str, Any]:
                     {
                         "name": "_sort",
                         "type": "string",
-                        "documentation": "_lastUpdated or date, - for descending.",
+                        "documentation": "Keys by commas: _id, _lastUpdated or a date or "
+                        "string parameter of the type, - for descending.",
                     }
                 ],
             }
