@@ -208,3 +208,19 @@ def test_bulk_load_and_export_are_audited(
     event = audit_event(bulk["fhir bulk-load"])  # as GET /fhir/R4/AuditEvent answers it
     assert event["outcome"] == "0" and event["action"] == "E"
     assert AuditEventR4.model_validate(event).agent
+
+
+def test_a_load_that_stops_is_audited_and_its_error_kept(records_url: str, tmp_path: Path) -> None:
+    """A load that cannot go on (here: a path that is not there) still says why, in one line,
+    and the log has it as a failure with how far it got."""
+    missing = tmp_path / "nowhere.ndjson"
+    stopped = joinedup("records", "load", str(missing), "--records", records_url,
+                       "-w", str(tmp_path / "w.duckdb"), cwd=tmp_path)  # fmt: skip
+    assert stopped.returncode != 0
+    assert "nowhere.ndjson" in stopped.stderr and "Traceback" not in stopped.stderr
+    store = AccessStore(tmp_path / "w.duckdb.access.sqlite")
+    try:
+        _, found = store.records_audit(RecordsAuditQuery())
+    finally:
+        store.close()
+    assert [e["detail"] for e in found] == ["500; stopped (InputError) after 0 read"]

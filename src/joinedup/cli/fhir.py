@@ -26,7 +26,7 @@ from joinedup.cli.main import (
     err_console,
 )
 from joinedup.cli.synth import resolve_footprint
-from joinedup.cli.web import audit_command
+from joinedup.cli.web import audit_command, audit_stopped
 from joinedup.errors import ConfigurationError
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
@@ -34,6 +34,7 @@ from joinedup.linkage.mpi_files import read_previous
 from joinedup.records import PersonIndexStore, RecordStore
 from joinedup.records.bulk import export as export_records
 from joinedup.records.bulk import load as load_records
+from joinedup.records.bulk import loaded_counts
 from joinedup.synth.shapes import shapes_for
 from joinedup.warehouse import BuildInfo, build_warehouse, open_engine
 from joinedup.warehouse.lake import Lake, is_lake
@@ -214,23 +215,30 @@ def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterato
             transient=True,
         ) as progress:
             task = progress.add_task(f"loading into the records store ({store.dialect})")
-            loaded = load_records(
-                store,
-                paths,
-                on_progress=lambda n: progress.advance(task, n),
-                on_invalid=lambda m: err_console.print(
-                    f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
-                ),
-            )
-            target = store.dialect
-            counts = (
-                f"{loaded.read} read by ingest fhir, {loaded.created} created, {loaded.updated} "
-                f"updated, {loaded.unchanged} unchanged, {len(loaded.invalid)} skipped"
-            )
-            audit_command(warehouse, "bulk-load", target, counts)
-            progress.update(task, description="writing out the store's resources", completed=0)
-            written = export_records(store, out, on_progress=lambda n: progress.advance(task, n))
-            exported = f"{sum(written.values())} resources (every type) for ingest fhir"
+            target, step, done = store.dialect, "bulk-load", [0]
+
+            def advanced(n: int) -> None:
+                done[0] += n
+                progress.advance(task, n)
+
+            try:
+                loaded = load_records(
+                    store,
+                    paths,
+                    on_progress=advanced,
+                    on_invalid=lambda m: err_console.print(
+                        f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
+                    ),
+                )
+                counts = f"ingest fhir: {loaded_counts(loaded)}"
+                audit_command(warehouse, step, target, counts)
+                progress.update(task, description="writing out the store's resources", completed=0)
+                step, done[0] = "bulk-export", 0
+                written = export_records(store, out, on_progress=advanced)
+            except BaseException as err:  # a load stopped keeps what it committed
+                audit_stopped(warehouse, step, target, f"{done[0]} (ingest fhir)", err)
+                raise
+            exported = f"ingest fhir: {sum(written.values())} resources (every type)"
             audit_command(warehouse, "bulk-export", target, exported)
         console.print(
             f"Records store ({store.dialect}): {loaded.read:,} resources read, "

@@ -26,12 +26,19 @@ from joinedup.cli.main import (
     err_console,
     progress_bar,
 )
-from joinedup.cli.web import HostOption, PortOption, SettingsOption, audit_command, pcns_for_demo
+from joinedup.cli.web import (
+    HostOption,
+    PortOption,
+    SettingsOption,
+    audit_command,
+    audit_stopped,
+    pcns_for_demo,
+)
 from joinedup.errors import InputError
 from joinedup.fhir.export import export_fhir
 from joinedup.fhir.sqltree import ordered, row_number
 from joinedup.records import CodeSystems, RecordsSettings, RecordStore, read_code_systems
-from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load
+from joinedup.records.bulk import CHUNK_SIZE, LoadResult, export, load, loaded_counts
 from joinedup.warehouse import open_engine
 from joinedup.warehouse.scratch import scratch_folder
 from joinedup.web.heap import settle_heap
@@ -289,11 +296,11 @@ def load_command(
                 ),
             )
     except BaseException as err:  # what was committed before it stopped is in the store
-        _audit_stopped(warehouse, "bulk-load", target, f"{read[0]} read", err)
+        audit_stopped(warehouse, "bulk-load", target, f"{read[0]} read", err)
         raise
     finally:
         store.close()
-    audit_command(warehouse, "bulk-load", target, _loaded(result))
+    audit_command(warehouse, "bulk-load", target, loaded_counts(result))
     seconds = time.monotonic() - started
     rate = result.read / seconds if seconds > 0 else 0.0
     console.print(
@@ -304,24 +311,6 @@ def load_command(
     )
     if result.invalid:
         raise typer.Exit(1)
-
-
-def _audit_stopped(
-    warehouse: Path, interaction: str, target: str, done: str, err: BaseException
-) -> None:
-    """Audit a bulk command that stopped (an error, Ctrl-C) with what it had done, without
-    hiding why it stopped should the audit log fail too."""
-    with suppress(Exception):
-        stopped = f"stopped ({type(err).__name__}) after {done}"
-        audit_command(warehouse, interaction, target, stopped, ok=False)
-
-
-def _loaded(result: LoadResult) -> str:
-    """A load's counts for the audit log (no identifier: the log holds none)."""
-    return (
-        f"{result.read} read, {result.created} created, {result.updated} updated, "
-        f"{result.unchanged} unchanged, {len(result.invalid)} skipped"
-    )
 
 
 def _instant(value: str) -> datetime:
@@ -380,7 +369,7 @@ def export_command(
                 on_progress=lambda n: progress.advance(task, n),
             )
     except BaseException as err:  # nothing is written: the folder is renamed into place last
-        _audit_stopped(warehouse, "bulk-export", target, chosen, err)
+        audit_stopped(warehouse, "bulk-export", target, chosen, err)
         raise
     finally:
         store.close()
@@ -478,7 +467,7 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
                 )
         finally:
             store.close()
-    audit_command(warehouse, "bulk-load", "sqlite", f"demo: {_loaded(result)}")
+    audit_command(warehouse, "bulk-load", "sqlite", f"demo: {loaded_counts(result)}")
     stamp.write_text(build + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     console.print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -84,6 +85,16 @@ def audit_command(
         )  # fmt: skip
     finally:
         access.close()
+
+
+def audit_stopped(
+    warehouse: Path, interaction: str, target: str, done: str, err: BaseException
+) -> None:
+    """Audit a bulk command that stopped (an error, Ctrl-C) with what it had done, without
+    hiding why it stopped should the audit log fail too."""
+    with suppress(Exception):
+        stopped = f"stopped ({type(err).__name__}) after {done}"
+        audit_command(warehouse, interaction, target, stopped, ok=False)
 
 
 def pcns_for_demo(warehouse: Path) -> list[str]:

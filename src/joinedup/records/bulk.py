@@ -51,6 +51,14 @@ class LoadResult:
     invalid: list[str] = field(default_factory=list)
 
 
+def loaded_counts(result: LoadResult) -> str:
+    """A load's counts in a line, as the audit log keeps them (no identifier)."""
+    return (
+        f"{result.read} read, {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {len(result.invalid)} skipped"
+    )
+
+
 def _problem(record: Record, reason: str) -> str:
     return f"{record.where}: {record.context}{reason}"
 
