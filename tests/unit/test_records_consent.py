@@ -125,6 +125,15 @@ def test_the_shipped_sensitive_codes_are_snomed_and_icd10_with_sources() -> None
         "code": {"coding": [{"system": ICD10, "code": "B24.X"}]},
     }
     assert shipped.categories_of(hospital) == ["hiv"]  # B24X, dotted as the export writes it
+
+    def coded(code: str) -> list[str]:
+        return shipped.categories_of({"code": {"coding": [{"system": ICD10, "code": code}]}})
+
+    # a category listed covers its subdivisions, dotted or not, and the X filler or none
+    assert coded("A54.0") == coded("A540") == coded("A60.9") == ["sexual-health"]
+    assert coded("B200") == coded("Z21X") == coded("Z21") == coded("B24") == ["hiv"]
+    assert coded("Z31.2") == ["assisted-conception"]
+    assert coded("Z31.4") == coded("E11.9") == coded("A5") == []
     assert (SCT, "86406008") in shipped.pairs
     hiv = {"resourceType": "Condition", "code": {"coding": [{"system": SCT, "code": "86406008"}]}}
     assert shipped.categories_of(hiv) == ["hiv"]

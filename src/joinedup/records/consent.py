@@ -13,13 +13,18 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
 from joinedup.errors import ConfigurationError
-from joinedup.fhir.ukcore import NATIONAL_DATA_OPT_OUT, ODS_ORGANISATION, RECORDED_BY_EXTENSION
+from joinedup.fhir.ukcore import (
+    ICD10_SYSTEMS,
+    NATIONAL_DATA_OPT_OUT,
+    ODS_ORGANISATION,
+    RECORDED_BY_EXTENSION,
+)
 from joinedup.records.parameters import MAX_INDEXED, SEARCH_PARAMETERS, split_reference
 from joinedup.records.settings import RecordsSettings
 
@@ -313,15 +318,41 @@ class SensitiveCodes:
     codes: tuple[SensitiveCode, ...]
     origin: str
 
+    @cached_property
+    def _categories(self) -> dict[tuple[str, str], frozenset[str]]:
+        """Each (system, code) that counts, with its categories: a listed code as given, and an
+        ICD-10 code in every way sources write it (`icd10_forms`), under its listed system."""
+        found: dict[tuple[str, str], set[str]] = {}
+        for c in self.codes:
+            icd10 = c.system in ICD10_SYSTEMS
+            forms = [(c.system, f) for f in icd10_forms(c.code)] if icd10 else [(c.system, c.code)]
+            for pair in forms:
+                found.setdefault(pair, set()).add(c.category)
+        return {pair: frozenset(categories) for pair, categories in found.items()}
+
     @property
     def pairs(self) -> frozenset[tuple[str, str]]:
-        """Every (system, code)."""
-        return frozenset((c.system, c.code) for c in self.codes)
+        """Every (system, code) that counts (an ICD-10 category with its subdivisions)."""
+        return frozenset(self._categories)
 
     def categories_of(self, resource: dict[str, Any]) -> list[str]:
         """The sensitive categories `resource` is coded in (none: an empty list)."""
-        found = codings(resource)
-        return sorted({c.category for c in self.codes if (c.system, c.code) in found})
+        known = self._categories
+        return sorted({c for s, code in codings(resource) if s for c in known.get((s, code), ())})
+
+
+def icd10_forms(code: str) -> list[str]:
+    """The ways sources write an ICD-10 code: dotted (`A54.0`) and not (`A540`), the UK's X
+    filler or none (`B24.X`, `B24X`, `B24`); a 3-character category stands for itself and every
+    subdivision (a fourth character, 0-9 or X), as ICD-10's categories are read."""
+    bare = code.strip().upper().replace(".", "")
+    if len(bare) == 3:
+        fourths = [*"0123456789", "X"]
+        return [bare, *(f"{bare}.{d}" for d in fourths), *(f"{bare}{d}" for d in fourths)]
+    forms = [bare, f"{bare[:3]}.{bare[3:]}"]
+    if bare.endswith("X") and len(bare) == 4:
+        forms.append(bare[:3])
+    return forms
 
 
 def read_sensitive_codes(path: Path | None = None) -> SensitiveCodes:
