@@ -229,7 +229,8 @@ def records_load(
     began = time.perf_counter()
     done = subprocess.run(
         [_joinedup(), "records", "load", str(ndjson), "--records", cluster.url(database),
-         "--validation-workers", str(validation_workers)],
+         "--validation-workers", str(validation_workers),
+         "-w", str(ndjson.parent / "audit" / "warehouse.duckdb")],  # its audit entry there
         capture_output=True, text=True, check=False,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip

@@ -26,7 +26,7 @@ from joinedup.cli.main import (
     err_console,
 )
 from joinedup.cli.synth import resolve_footprint
-from joinedup.cli.web import audit_command, audit_stopped
+from joinedup.cli.web import TerminalAudit
 from joinedup.errors import ConfigurationError
 from joinedup.fhir.export import RESOURCE_TYPES, export_fhir
 from joinedup.fhir.ingest import LoadReport, ingest_fhir
@@ -160,8 +160,7 @@ def ingest(
         console.print(f"Creating warehouse {escape(str(warehouse))} for the footprint.")
         warehouse.parent.mkdir(parents=True, exist_ok=True)
         _new_warehouse(warehouse, footprint, reference_dir, icb)
-    with (
-        _sources(paths, records, warehouse) as sources,
+    with (  # the warehouse is opened (its lock taken) before anything goes into the store
         open_engine(
             engine,
             warehouse=warehouse,
@@ -169,6 +168,7 @@ def ingest(
             memory_limit=memory_limit,
             spark_master=spark_master,
         ) as eng,
+        _sources(paths, records, warehouse) as sources,
         Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -204,7 +204,11 @@ def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterato
         yield paths
         return
     scratch = warehouse.parent
-    with RecordStore(records) as store, scratch_folder(scratch, "records-out") as folder:
+    with (
+        TerminalAudit(warehouse) as audit,
+        RecordStore(records) as store,
+        scratch_folder(scratch, "records-out") as folder,
+    ):
         out = folder / "store"
         with Progress(
             SpinnerColumn(),
@@ -231,19 +235,19 @@ def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterato
                     ),
                 )
                 counts = f"ingest fhir: {loaded_counts(loaded)}"
-                audit_command(warehouse, step, target, counts)
+                audit.write(step, target, counts)
                 progress.update(task, description="writing out the store's resources", completed=0)
                 step, done[0] = "bulk-export", 0
                 written = export_records(store, out, on_progress=advanced)
             except BaseException as err:  # a load stopped keeps what it committed
-                audit_stopped(warehouse, step, target, f"{done[0]} (ingest fhir)", err)
+                audit.stopped(step, target, f"{done[0]} (ingest fhir)", err)
                 raise
             exported = f"ingest fhir: {sum(written.values())} resources (every type)"
-            audit_command(warehouse, "bulk-export", target, exported)
+            audit.write("bulk-export", target, exported)
         console.print(
             f"Records store ({store.dialect}): {loaded.read:,} resources read, "
             f"{loaded.created:,} created, {loaded.updated:,} updated, {loaded.unchanged:,} "
-            f"unchanged, {len(loaded.invalid):,} skipped as invalid; the warehouse is loaded "
+            f"unchanged, {len(loaded.invalid):,} skipped as invalid; loading the warehouse "
             f"from its {sum(written.values()):,} current resources.",
             soft_wrap=True,
         )

@@ -30,8 +30,7 @@ from joinedup.cli.web import (
     HostOption,
     PortOption,
     SettingsOption,
-    audit_command,
-    audit_stopped,
+    TerminalAudit,
     pcns_for_demo,
 )
 from joinedup.errors import InputError
@@ -263,6 +262,7 @@ def load_command(
         ),
     ] = 0,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    settings_file: SettingsOption = None,
 ) -> None:
     """Load FHIR resources into the records store, each at its own id.
 
@@ -270,9 +270,11 @@ def load_command(
     stored with the same content is left as it is, so running the same load again makes no
     new versions. Resources that cannot be read, have no id or fail validation are reported
     with file, line and element and skipped; the rest load. Exit code 1 when any was skipped.
-    The load is audited (who ran it, the counts) in the audit log `records serve --warehouse`
-    keeps, where the privacy officer reads it.
+    The load is audited (who ran it, the counts) in the audit log `records serve` keeps with the
+    same --warehouse and --settings (the access database beside the warehouse, made there if
+    there is none: data/ by default), where the privacy officer reads it.
     """
+    audit = TerminalAudit(warehouse, settings_file)  # a log that cannot be opened stops it here
     store = open_records(records)
     target = store.dialect
     started = time.monotonic()
@@ -296,11 +298,13 @@ def load_command(
                 ),
             )
     except BaseException as err:  # what was committed before it stopped is in the store
-        audit_stopped(warehouse, "bulk-load", target, f"{read[0]} read", err)
+        audit.stopped("bulk-load", target, f"{read[0]} read", err)
+        audit.close()
         raise
     finally:
         store.close()
-    audit_command(warehouse, "bulk-load", target, loaded_counts(result))
+    with audit:
+        audit.write("bulk-load", target, loaded_counts(result))
     seconds = time.monotonic() - started
     rate = result.read / seconds if seconds > 0 else 0.0
     console.print(
@@ -346,15 +350,18 @@ def export_command(
         ),
     ] = None,
     warehouse: WarehouseOption = DEFAULT_WAREHOUSE,
+    settings_file: SettingsOption = None,
 ) -> None:
     """Write the store's current resources (not deleted ones) as NDJSON, one file a type.
 
     The folder is written whole or not at all (in a temporary folder, then renamed), in the
     layout `joinedup ingest fhir` and `joinedup views run` read: records export then ingest
     fhir builds the warehouse from the store. The export is audited (who ran it, which
-    types, how many resources) in the audit log `records serve --warehouse` keeps.
+    types, how many resources) in the audit log `records serve` keeps with the same
+    --warehouse and --settings (made beside the warehouse if there is none).
     """
     moment = _instant(since) if since is not None else None
+    audit = TerminalAudit(warehouse, settings_file)
     store = open_records(records)
     target = store.dialect
     chosen = ", ".join(resource_types or ["every type"]) + (f" since {since}" if since else "")
@@ -369,12 +376,14 @@ def export_command(
                 on_progress=lambda n: progress.advance(task, n),
             )
     except BaseException as err:  # nothing is written: the folder is renamed into place last
-        audit_stopped(warehouse, "bulk-export", target, chosen, err)
+        audit.stopped("bulk-export", target, chosen, err)
+        audit.close()
         raise
     finally:
         store.close()
     total = sum(counts.values())
-    audit_command(warehouse, "bulk-export", target, f"{total} resources ({chosen})")
+    with audit:
+        audit.write("bulk-export", target, f"{total} resources ({chosen})")
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
@@ -453,21 +462,33 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
             console.status("Writing the demo people's FHIR records"),
         ):
             counts = export_fhir(engine, folder, people=chosen)
+        audit = TerminalAudit(warehouse)
         store = RecordStore(store_path)
+        read = [0]
+
+        def advanced(n: int) -> None:
+            read[0] += n
+            bar.advance(task, n)
+
         try:
             with progress_bar() as bar:
                 task = bar.add_task("records", total=sum(counts.values()))
                 result = load(
                     store,
                     [folder],
-                    on_progress=lambda n: bar.advance(task, n),
+                    on_progress=advanced,
                     on_invalid=lambda m: err_console.print(
                         f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                     ),
                 )
+        except BaseException as err:
+            audit.stopped("bulk-load", "sqlite", f"{read[0]} read (demo)", err)
+            audit.close()
+            raise
         finally:
             store.close()
-    audit_command(warehouse, "bulk-load", "sqlite", f"demo: {loaded_counts(result)}")
+    with audit:
+        audit.write("bulk-load", "sqlite", f"demo: {loaded_counts(result)}")
     stamp.write_text(build + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     console.print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sqlite3
 from contextlib import suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -66,35 +67,61 @@ def _store(settings: WebSettings) -> AccessStore:
     )  # fmt: skip
 
 
-def audit_command(
-    warehouse: Path, interaction: str, store: str, detail: str, *, ok: bool = True
-) -> None:
-    """Append one entry to the audit log of the access database beside `warehouse` (the one
-    `serve` and `records serve` keep) for work on the records store `store` (its dialect) done
-    at the terminal, not through the API: a bulk load or export. It is written as the API's
-    entries are (`fhir <interaction>`, the status first in the detail), so the privacy
-    officer's AuditEvent search finds it; the user is the operating system's account."""
-    settings = _settings(warehouse)
-    settings.access_path.parent.mkdir(parents=True, exist_ok=True)
-    access = _store(settings)
+def _account() -> str:
+    """The operating system's account running the command, for the audit log (a container's
+    user may have no entry in the password file: its uid then)."""
     try:
-        access.audit(
-            None, f"fhir {interaction}", f"fhir/records-store/{store}",
-            detail=f"{200 if ok else 500}; {detail}", reason="command line", client="cli",
-            username=f"cli:{getpass.getuser()}",
-        )  # fmt: skip
-    finally:
-        access.close()
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def audit_stopped(
-    warehouse: Path, interaction: str, target: str, done: str, err: BaseException
-) -> None:
-    """Audit a bulk command that stopped (an error, Ctrl-C) with what it had done, without
-    hiding why it stopped should the audit log fail too."""
-    with suppress(Exception):
-        stopped = f"stopped ({type(err).__name__}) after {done}"
-        audit_command(warehouse, interaction, target, stopped, ok=False)
+class TerminalAudit:
+    """The audit log (the access database beside `warehouse`, the one `serve` and `records
+    serve` keep, as `settings_file` places it) that bulk work on the records store done at the
+    terminal writes to, opened before the work starts: a log that cannot be opened stops the
+    command in one line before anything is loaded or exported. Entries are written as the
+    API's are (`fhir <interaction>`, the status first in the detail), so the privacy officer's
+    AuditEvent search finds them; the user is the operating system's account."""
+
+    def __init__(self, warehouse: Path, settings_file: Path | None = None) -> None:
+        settings = _settings(warehouse, settings_file)
+        self.path = settings.access_path
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._access = _store(settings)
+        except (OSError, sqlite3.Error) as err:
+            raise ConfigurationError(f"audit log {self.path}: cannot open it ({err})") from None
+        self._user = f"cli:{_account()}"
+
+    def write(self, interaction: str, store: str, detail: str, *, ok: bool = True) -> None:
+        """One entry for work on the records store `store` (its dialect)."""
+        try:
+            self._access.audit(
+                None, f"fhir {interaction}", f"fhir/records-store/{store}",
+                detail=f"{200 if ok else 500}; {detail}", reason="command line", client="cli",
+                username=self._user,
+            )  # fmt: skip
+        except sqlite3.Error as err:
+            raise ConfigurationError(
+                f"audit log {self.path}: the {interaction} was done but its entry could not be "
+                f"written ({err})"
+            ) from None
+
+    def stopped(self, interaction: str, store: str, done: str, err: BaseException) -> None:
+        """An entry for work that stopped (an error, Ctrl-C) with how far it got, without
+        hiding why it stopped should the log fail too."""
+        with suppress(Exception):
+            self.write(interaction, store, f"stopped ({type(err).__name__}) after {done}", ok=False)
+
+    def close(self) -> None:
+        self._access.close()
+
+    def __enter__(self) -> TerminalAudit:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def pcns_for_demo(warehouse: Path) -> list[str]:
@@ -302,7 +329,12 @@ def add_user(
     role: Annotated[Role, typer.Option("--role", help="What the user may see.")],
     pcn: Annotated[str | None, typer.Option("--pcn", help="A clinician's PCN code.")] = None,
     practice: Annotated[
-        str | None, typer.Option("--practice", help="A clinician's practice code (narrower).")
+        str | None,
+        typer.Option(
+            "--practice",
+            help="A clinician's practice code (narrower); its PCN is read from the warehouse, "
+            "and a --pcn given with it must match (unchecked when there is no warehouse).",
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name shown on pages.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Reset an existing user.")] = False,

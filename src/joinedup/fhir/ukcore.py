@@ -75,7 +75,6 @@ CLASS_FALLBACK: dict[str, str] = {
 }
 INPATIENT_CLASSES = ("IMP", "ACUTE", "NONAC")
 
-#: Observation codes, SNOMED (UK Core) and LOINC (international sources), by canonical type.
 #: What each canonical observation type is called, for a record that carries only its code.
 OBSERVATION_NAMES: dict[str, str] = {
     "systolic_bp": "Systolic blood pressure",
@@ -97,6 +96,7 @@ ACTIVITY_NAMES: dict[str, str] = {
     "mental_health_contact": "Mental health contact",
     "social_care_package": "Social care package",
 }
+#: Observation codes, SNOMED (UK Core) and LOINC (international sources), by canonical type.
 OBSERVATION_CODES: dict[str, tuple[tuple[str, str], ...]] = {
     "systolic_bp": ((SNOMED, "72313002"), (SNOMED, "271649006"), (LOINC, "8480-6")),
     "diastolic_bp": ((SNOMED, "1091811000000102"), (SNOMED, "271650006"), (LOINC, "8462-4")),
