@@ -13,7 +13,7 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from joinedup.cli.main import (
@@ -24,6 +24,7 @@ from joinedup.cli.main import (
     WarehouseOption,
     console,
     err_console,
+    progress_count,
 )
 from joinedup.cli.synth import resolve_footprint
 from joinedup.cli.web import TerminalAudit
@@ -169,14 +170,7 @@ def ingest(
             spark_master=spark_master,
         ) as eng,
         _sources(paths, records, warehouse) as sources,
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed:,} resources read"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress,
+        progress_count("resources read") as progress,
     ):
         task = progress.add_task("reading", total=None)
         result = ingest_fhir(
@@ -210,38 +204,23 @@ def _sources(paths: list[Path], records: str | None, warehouse: Path) -> Iterato
         scratch_folder(scratch, "records-out") as folder,
     ):
         out = folder / "store"
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed:,} resources"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"loading into the records store ({store.dialect})")
-            target, step, done = store.dialect, "bulk-load", [0]
-
-            def advanced(n: int) -> None:
-                done[0] += n
-                progress.advance(task, n)
-
-            try:
+        target = store.dialect
+        with progress_count() as progress:
+            task = progress.add_task(f"loading into the records store ({target})")
+            advance = audit.counted(lambda n: progress.advance(task, n))
+            with audit.stopping("bulk-load", target, "read (ingest fhir)"):
                 loaded = load_records(
                     store,
                     paths,
-                    on_progress=advanced,
+                    on_progress=advance,
                     on_invalid=lambda m: err_console.print(
                         f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                     ),
                 )
-                counts = f"ingest fhir: {loaded_counts(loaded)}"
-                audit.write(step, target, counts)
-                progress.update(task, description="writing out the store's resources", completed=0)
-                step, done[0] = "bulk-export", 0
-                written = export_records(store, out, on_progress=advanced)
-            except BaseException as err:  # a load stopped keeps what it committed
-                audit.stopped(step, target, f"{done[0]} (ingest fhir)", err)
-                raise
+            audit.write("bulk-load", target, f"ingest fhir: {loaded_counts(loaded)}")
+            progress.update(task, description="writing out the store's resources", completed=0)
+            with audit.stopping("bulk-export", target, "resources (ingest fhir)"):
+                written = export_records(store, out, on_progress=advance)
             exported = f"ingest fhir: {sum(written.values())} resources (every type)"
             audit.write("bulk-export", target, exported)
         console.print(

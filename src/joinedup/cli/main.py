@@ -13,7 +13,14 @@ import typer
 import typer.main
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from typer.core import TyperGroup
 
 from joinedup import __version__
@@ -23,6 +30,19 @@ DEFAULT_WAREHOUSE = Path("data/joinedup.duckdb")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def progress_count(unit: str = "resources") -> Progress:
+    """A spinner and a running count of `unit` for work of unknown size (loads, exports),
+    gone when done."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn(f"{{task.completed:,}} {unit}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def progress_bar() -> Progress:

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlglot import exp
 
 from joinedup.cli.main import (
@@ -25,6 +24,7 @@ from joinedup.cli.main import (
     console,
     err_console,
     progress_bar,
+    progress_count,
 )
 from joinedup.cli.web import (
     HostOption,
@@ -229,17 +229,6 @@ def serve(
         Multiprocess(config, sockets=[sock]).run()
 
 
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} resources"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 @app.command("load")
 def load_command(
     paths: Annotated[
@@ -274,37 +263,25 @@ def load_command(
     same --warehouse and --settings (the access database beside the warehouse, made there if
     there is none: data/ by default), where the privacy officer reads it.
     """
-    audit = TerminalAudit(warehouse, settings_file)  # a log that cannot be opened stops it here
-    store = open_records(records)
-    target = store.dialect
-    started = time.monotonic()
-    read = [0]
-
-    def advanced(n: int) -> None:
-        read[0] += n
-        progress.advance(task, n)
-
-    try:
-        with _progress() as progress:
-            task = progress.add_task(f"loading into {store.dialect}", total=None)
-            result = load(
-                store,
-                paths,
-                chunk_size=chunk_size,
-                validation_workers=validation_workers,
-                on_progress=advanced,
-                on_invalid=lambda m: err_console.print(
-                    f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
-                ),
-            )
-    except BaseException as err:  # what was committed before it stopped is in the store
-        audit.stopped("bulk-load", target, f"{read[0]} read", err)
-        audit.close()
-        raise
-    finally:
-        store.close()
-    with audit:
-        audit.write("bulk-load", target, loaded_counts(result))
+    with TerminalAudit(warehouse, settings_file) as audit:  # one that cannot be opened stops it
+        store = open_records(records)
+        started = time.monotonic()
+        try:  # what was committed before a stop stays in the store
+            with progress_count() as progress, audit.stopping("bulk-load", store.dialect, "read"):
+                task = progress.add_task(f"loading into {store.dialect}", total=None)
+                result = load(
+                    store,
+                    paths,
+                    chunk_size=chunk_size,
+                    validation_workers=validation_workers,
+                    on_progress=audit.counted(lambda n: progress.advance(task, n)),
+                    on_invalid=lambda m: err_console.print(
+                        f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
+                    ),
+                )
+        finally:
+            store.close()
+        audit.write("bulk-load", store.dialect, loaded_counts(result))
     seconds = time.monotonic() - started
     rate = result.read / seconds if seconds > 0 else 0.0
     console.print(
@@ -361,29 +338,24 @@ def export_command(
     --warehouse and --settings (made beside the warehouse if there is none).
     """
     moment = _instant(since) if since is not None else None
-    audit = TerminalAudit(warehouse, settings_file)
-    store = open_records(records)
-    target = store.dialect
     chosen = ", ".join(resource_types or ["every type"]) + (f" since {since}" if since else "")
-    try:
-        with _progress() as progress:
-            task = progress.add_task(f"exporting from {store.dialect}", total=None)
-            counts = export(
-                store,
-                out,
-                resource_types=resource_types or (),
-                since=moment,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-    except BaseException as err:  # nothing is written: the folder is renamed into place last
-        audit.stopped("bulk-export", target, chosen, err)
-        audit.close()
-        raise
-    finally:
-        store.close()
-    total = sum(counts.values())
-    with audit:
-        audit.write("bulk-export", target, f"{total} resources ({chosen})")
+    with TerminalAudit(warehouse, settings_file) as audit:
+        store = open_records(records)
+        try:  # nothing is written on a stop: the folder is renamed into place last
+            what = f"resources ({chosen})"
+            with progress_count() as progress, audit.stopping("bulk-export", store.dialect, what):
+                task = progress.add_task(f"exporting from {store.dialect}", total=None)
+                counts = export(
+                    store,
+                    out,
+                    resource_types=resource_types or (),
+                    since=moment,
+                    on_progress=audit.counted(lambda n: progress.advance(task, n)),
+                )
+        finally:
+            store.close()
+        total = sum(counts.values())
+        audit.write("bulk-export", store.dialect, f"{total} resources ({chosen})")
     console.print(f"Wrote {total:,} resources in {len(counts)} files to {escape(str(out))}.")
 
 
@@ -462,33 +434,18 @@ def load_demo_records(warehouse: Path, store_path: Path, people: int) -> LoadRes
             console.status("Writing the demo people's FHIR records"),
         ):
             counts = export_fhir(engine, folder, people=chosen)
-        audit = TerminalAudit(warehouse)
-        store = RecordStore(store_path)
-        read = [0]
-
-        def advanced(n: int) -> None:
-            read[0] += n
-            bar.advance(task, n)
-
-        try:
-            with progress_bar() as bar:
+        with TerminalAudit(warehouse) as audit, RecordStore(store_path) as store:
+            with progress_bar() as bar, audit.stopping("bulk-load", "sqlite", "read (demo)"):
                 task = bar.add_task("records", total=sum(counts.values()))
                 result = load(
                     store,
                     [folder],
-                    on_progress=advanced,
+                    on_progress=audit.counted(lambda n: bar.advance(task, n)),
                     on_invalid=lambda m: err_console.print(
                         f"[yellow]skipped:[/] {escape(m)}", soft_wrap=True
                     ),
                 )
-        except BaseException as err:
-            audit.stopped("bulk-load", "sqlite", f"{read[0]} read (demo)", err)
-            audit.close()
-            raise
-        finally:
-            store.close()
-    with audit:
-        audit.write("bulk-load", "sqlite", f"demo: {loaded_counts(result)}")
+            audit.write("bulk-load", "sqlite", f"demo: {loaded_counts(result)}")
     stamp.write_text(build + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     console.print(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import getpass
 import os
 import sqlite3
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +94,7 @@ class TerminalAudit:
         except (OSError, sqlite3.Error) as err:
             raise ConfigurationError(f"audit log {self.path}: cannot open it ({err})") from None
         self._user = f"cli:{_account()}"
+        self.done = 0
 
     def write(self, interaction: str, store: str, detail: str, *, ok: bool = True) -> None:
         """One entry for work on the records store `store` (its dialect)."""
@@ -108,11 +110,28 @@ class TerminalAudit:
                 f"written ({err})"
             ) from None
 
-    def stopped(self, interaction: str, store: str, done: str, err: BaseException) -> None:
-        """An entry for work that stopped (an error, Ctrl-C) with how far it got, without
-        hiding why it stopped should the log fail too."""
-        with suppress(Exception):
-            self.write(interaction, store, f"stopped ({type(err).__name__}) after {done}", ok=False)
+    def counted(self, advance: Callable[[int], None]) -> Callable[[int], None]:
+        """`advance` (a progress bar's), counting the resources done for `stopping`."""
+
+        def counting(n: int) -> None:
+            self.done += n
+            advance(n)
+
+        return counting
+
+    @contextmanager
+    def stopping(self, interaction: str, store: str, what: str) -> Iterator[None]:
+        """Work that, should it stop (an error, Ctrl-C), is logged as a failure with how far
+        it got (the resources `counted` so far, then `what`), without hiding why it stopped
+        should the log fail too."""
+        self.done = 0
+        try:
+            yield
+        except BaseException as err:
+            stopped = f"stopped ({type(err).__name__}) after {self.done} {what}"
+            with suppress(Exception):
+                self.write(interaction, store, stopped, ok=False)
+            raise
 
     def close(self) -> None:
         self._access.close()
