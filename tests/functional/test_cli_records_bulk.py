@@ -224,22 +224,3 @@ def test_a_load_that_stops_is_audited_and_its_error_kept(records_url: str, tmp_p
     finally:
         store.close()
     assert [e["detail"] for e in found] == ["500; stopped (InputError) after 0 read"]
-
-
-def test_nothing_is_loaded_when_the_audit_log_or_the_warehouse_cannot_be_opened(
-    world: tuple[Path, dict[str, int]], tmp_path: Path
-) -> None:
-    """Refused in one line before anything goes into the store: an audit log that cannot be
-    opened (its folder is a file), and `ingest fhir --records` into a warehouse the engine
-    cannot write (Spark on a DuckDB file)."""
-    ndjson, _ = world
-    (tmp_path / "afile").write_text("")
-    store = tmp_path / "r.sqlite"
-    load = joinedup("records", "load", str(ndjson), "--records", str(store),
-                    "-w", str(tmp_path / "afile" / "w.duckdb"), cwd=tmp_path)  # fmt: skip
-    assert load.returncode != 0
-    assert "audit log" in load.stderr and "cannot open it" in load.stderr
-    ingest = joinedup("ingest", "fhir", str(ndjson), "--records", str(store), "--engine", "spark",
-                      "-w", str(tmp_path / "w.duckdb"), cwd=tmp_path)  # fmt: skip
-    assert ingest.returncode != 0 and "reads a lake" in ingest.stderr
-    assert not store.exists()

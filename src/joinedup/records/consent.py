@@ -330,9 +330,10 @@ class SensitiveCodes:
                 found.setdefault(pair, set()).add(c.category)
         return {pair: frozenset(categories) for pair, categories in found.items()}
 
-    @property
+    @cached_property
     def pairs(self) -> frozenset[tuple[str, str]]:
-        """Every (system, code) that counts (an ICD-10 category with its subdivisions)."""
+        """Every (system, code) that counts (an ICD-10 category with its subdivisions); built
+        once, as each request's withholding reads it."""
         return frozenset(self._categories)
 
     def categories_of(self, resource: dict[str, Any]) -> list[str]:
